@@ -1,0 +1,68 @@
+"""Reference outputs from onnxruntime: the golden data stored in bundles and produced by `hcc golden`.
+
+Golden files are npz archives with keys `input:<name>` and `output:<name>`; the same format is used inside bundles
+and by `hcc golden`, so `hcc test --golden FILE` accepts either.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from hcc.errors import HccError
+
+DEFAULT_SEED = 0
+
+
+def _integer_bound(model: onnx.ModelProto, name: str, shapes: dict[str, list[int]]) -> int:
+    """Largest safe exclusive bound for an integer input: the size of the axis it indexes, if it feeds a Gather."""
+    bound = 10
+    for node in model.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name:
+            data_shape = shapes.get(node.input[0])
+            if data_shape:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                bound = min(bound if bound != 10 else data_shape[axis], data_shape[axis])
+    return max(bound, 1)
+
+
+def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
+    """Deterministic inputs: normal floats, valid indices for integer inputs that feed a Gather, random bools."""
+    rng = np.random.default_rng(seed)
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    for value in list(model.graph.value_info) + list(model.graph.input):
+        shapes.setdefault(value.name, [d.dim_value for d in value.type.tensor_type.shape.dim])
+    feeds = {}
+    for info in inputs:
+        dtype = np.dtype(info.dtype)
+        if dtype.kind == "f":
+            feeds[info.name] = rng.standard_normal(info.shape).astype(dtype)
+        elif dtype.kind in "iu":
+            feeds[info.name] = rng.integers(0, _integer_bound(model, info.name, shapes), size=info.shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[info.name] = rng.random(info.shape) < 0.5
+        else:
+            raise HccError(f"cannot make random data for input '{info.name}' of dtype {info.dtype}; pass --input")
+    return feeds
+
+
+def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    source = model if isinstance(model, str) else model.SerializeToString()
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        return dict(zip(names, session.run(names, feeds)))
+    except Exception as exc:
+        raise HccError(f"onnxruntime could not run the model to make golden outputs: {str(exc).strip().splitlines()[0]}") from None
+
+
+def save_golden(path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+    arrays = {f"input:{k}": v for k, v in inputs.items()}
+    arrays.update({f"output:{k}": v for k, v in outputs.items()})
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)

@@ -1,0 +1,119 @@
+"""The bundle manifest: the contract between the compiler and the runtime (see docs/bundle-format.md).
+
+Stdlib only: the runtime imports this module on deployment machines that have numpy and nothing else.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FORMAT_NAME = "hcc-bundle"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+MANIFEST_CHECKSUM_FILE = "manifest.sha256"
+
+
+@dataclass
+class TensorRecord:
+    """A named value that crosses a subgraph boundary: a model input/output, a weight, or an intermediate."""
+
+    name: str
+    dtype: str  # numpy dtype name: float32, int64, bool, ...
+    shape: list[int]
+    kind: str  # "input" | "output" | "weight" | "intermediate"
+    symbolic_shape: list[int | str] | None = None  # the model's own shape (dim names for dynamic dims)
+
+
+@dataclass
+class WeightRecord:
+    """Where a weight lives inside the packed weights file."""
+
+    name: str
+    file: str
+    offset: int
+    nbytes: int
+
+
+@dataclass
+class ArtifactRecord:
+    """One compiled artifact of a subgraph (a shared object, PTX, ...)."""
+
+    kind: str  # "cpu-so"
+    file: str
+    entry: str  # exported symbol
+    abi: str = "bare-ptr-v1"  # every argument is a pointer to a dense row-major buffer: inputs, then outputs
+
+
+@dataclass
+class SubgraphRecord:
+    id: str
+    device: str  # device kind that runs it: "cpu", ...
+    precision: str  # "fp32", ...
+    inputs: list[str]
+    outputs: list[str]
+    artifacts: list[ArtifactRecord]
+    nodes: list[str] = field(default_factory=list)  # ONNX node names placed in this subgraph
+    predicted_time_s: float | None = None
+    fallback: ArtifactRecord | None = None
+
+
+@dataclass
+class GoldenRecord:
+    file: str  # npz with keys "input:<name>" and "output:<name>"
+    rtol: float
+    atol: float
+    source: str  # "onnxruntime <version> on random inputs (seed N)" or "onnxruntime <version> on user inputs"
+
+
+@dataclass
+class Manifest:
+    model_name: str
+    model_sha256: str
+    compiler_version: str
+    toolchain: dict[str, str]
+    inputs: list[str]
+    outputs: list[str]
+    tensors: list[TensorRecord]
+    weights: list[WeightRecord]
+    subgraphs: list[SubgraphRecord]
+    schedule: list[str]  # subgraph ids in execution order
+    devices_required: list[str]
+    files: dict[str, str]  # relative path -> sha256, every file of the bundle but the manifest itself
+    golden: GoldenRecord | None = None
+    devices_optional: list[str] = field(default_factory=list)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def tensor(self, name: str) -> TensorRecord:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        """Build from parsed JSON; raises KeyError/TypeError/ValueError on a malformed manifest."""
+        if data.get("format") != FORMAT_NAME:
+            raise ValueError(f"not an hcc bundle manifest (format={data.get('format')!r})")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"bundle format version {data.get('format_version')} is not supported by this runtime "
+                f"(supports {FORMAT_VERSION}); recompile the model with a matching hcc"
+            )
+
+        def artifact(d: dict | None) -> ArtifactRecord | None:
+            return None if d is None else ArtifactRecord(**d)
+
+        fields = dict(data)
+        fields["tensors"] = [TensorRecord(**t) for t in data["tensors"]]
+        fields["weights"] = [WeightRecord(**w) for w in data["weights"]]
+        fields["subgraphs"] = [
+            SubgraphRecord(**{**s, "artifacts": [artifact(a) for a in s["artifacts"]], "fallback": artifact(s.get("fallback"))})
+            for s in data["subgraphs"]
+        ]
+        fields["golden"] = GoldenRecord(**data["golden"]) if data.get("golden") else None
+        return cls(**fields)

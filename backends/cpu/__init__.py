@@ -1,0 +1,1 @@
+"""CPU backend: linalg-on-tensors -> LLVM dialect (xtc `mlir`) -> LLVM IR -> opt -O3 / llc -> shared object."""

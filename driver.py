@@ -1,0 +1,178 @@
+"""The compile driver: frontend -> (worker: import, passes, backends) -> artifacts. `hcc.compile` calls this."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from hcc import __version__
+from hcc.artifacts import bundle as bundle_writer
+from hcc.artifacts.golden import DEFAULT_SEED, random_inputs, run_onnxruntime, save_golden
+from hcc.artifacts.manifest import MANIFEST_FILE, ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model
+from hcc.frontend.weights import lift_weights
+
+# Tolerances that golden checks use per precision (rtol, atol).
+TOLERANCES = {"fp32": (1e-3, 1e-4)}
+MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "i1": "bool"}
+DEFAULT_TARGET_CPU = "x86-64-v3"
+
+ProgressFn = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def load_feeds(path: str, inputs) -> dict[str, np.ndarray]:
+    """Read an npz of inputs keyed by input name (a golden file's `input:` keys work too)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
+    except FileNotFoundError:
+        raise HccError(f"{path}: no such file") from None
+    except Exception as exc:
+        raise HccError(f"{path}: not a readable .npz file ({exc})") from None
+    expected = {i.name for i in inputs}
+    missing, extra = expected - arrays.keys(), arrays.keys() - expected
+    if missing or extra:
+        raise HccError(f"{path}: inputs do not match the model: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    return arrays
+
+
+def _run_worker(request: dict, progress: ProgressFn) -> dict:
+    with tempfile.TemporaryDirectory(prefix="hcc-worker-") as tmp:
+        req, resp = Path(tmp) / "request.json", Path(tmp) / "response.json"
+        req.write_text(json.dumps(request))
+        stderr_path = Path(tmp) / "stderr.txt"
+        with open(stderr_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "hcc.worker", str(req), str(resp)], stdout=subprocess.PIPE, stderr=err, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                progress(line.rstrip())
+            rc = proc.wait()
+        if rc != 0 or not resp.exists():
+            tail = "\n".join(stderr_path.read_text(errors="replace").strip().splitlines()[-12:])
+            how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+            raise HccError(f"code generation crashed: the compiler worker {how}. Last messages:\n{tail}")
+        response = json.loads(resp.read_text())
+    if not response.get("ok"):
+        raise HccError(response["error"], hint=response.get("hint"))
+    return response
+
+
+def _prepare_output_dir(bundle_dir: Path) -> Path:
+    """Build into a fresh sibling folder; refuse to clobber a non-empty folder that is not an hcc bundle."""
+    if bundle_dir.exists():
+        if not bundle_dir.is_dir():
+            raise HccError(f"{bundle_dir}: exists and is not a folder")
+        if any(bundle_dir.iterdir()) and not (bundle_dir / MANIFEST_FILE).exists():
+            raise HccError(f"{bundle_dir}: folder is not empty and is not an hcc bundle; refusing to overwrite it")
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
+
+
+def compile_model(
+    model_path: str | os.PathLike,
+    bundle_dir: str | os.PathLike,
+    *,
+    input_shapes: dict[str, list[int]] | None = None,
+    golden_inputs: str | None = None,
+    seed: int = DEFAULT_SEED,
+    target_cpu: str = DEFAULT_TARGET_CPU,
+    keep_ir: bool = True,
+    progress: ProgressFn = _quiet,
+) -> Manifest:
+    """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest."""
+    started = time.perf_counter()
+    loaded = load_model(os.fspath(model_path), input_shapes)
+    progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
+
+    feeds = load_feeds(golden_inputs, loaded.inputs) if golden_inputs else random_inputs(loaded.model, loaded.inputs, seed)
+    for info in loaded.inputs:
+        if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
+            raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, the model expects {info.shape} {info.dtype}")
+    expected = run_onnxruntime(loaded.model, feeds)
+    progress(f"golden outputs from onnxruntime ({time.perf_counter() - started:.2f}s)")
+
+    lifted = lift_weights(loaded.model)
+    bundle_dir = Path(bundle_dir)
+    staging = _prepare_output_dir(bundle_dir)
+    try:
+        lifted_path = staging / ".lifted.onnx"
+        onnx.save(lifted.model, lifted_path)
+        arg_names = [i.name for i in loaded.inputs] + list(lifted.weights)
+        out_names = [o.name for o in loaded.outputs]
+        response = _run_worker(
+            {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names, "target_cpu": target_cpu, "keep_ir": keep_ir},
+            progress,
+        )
+        lifted_path.unlink()
+        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs)
+        if bundle_dir.exists():
+            shutil.rmtree(bundle_dir)
+        os.replace(staging, bundle_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
+    return manifest
+
+
+def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs) -> Manifest:
+    import onnxruntime
+
+    tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
+    tensors += [TensorRecord(name, str(arr.dtype), list(arr.shape), "weight") for name, arr in weights.items()]
+    declared_outputs = {o.name: o for o in loaded.outputs}
+    subgraphs = []
+    for sg in response["subgraphs"]:
+        for name, (shape, element) in zip(sg["inputs"], sg["input_types"]):
+            record = next(t for t in tensors if t.name == name)
+            if record.shape != shape or MLIR_TO_NUMPY.get(element) != record.dtype:
+                raise HccError(f"internal: argument '{name}' lowered to {shape} {element}, expected {record.shape} {record.dtype}")
+        for name, (shape, element) in zip(sg["outputs"], sg["output_types"]):
+            dtype = MLIR_TO_NUMPY.get(element)
+            if dtype is None:
+                raise HccError(f"output '{name}' has element type {element}, which the runtime cannot return")
+            declared = declared_outputs.get(name)
+            golden = expected.get(name)
+            if golden is not None and (list(golden.shape) != shape):
+                raise HccError(f"internal: output '{name}' lowered to shape {shape}, onnxruntime gives {list(golden.shape)}")
+            if golden is not None and str(golden.dtype) != dtype:
+                raise HccError(f"output '{name}' lowered to dtype {dtype}, but the model declares {golden.dtype}")
+            tensors.append(TensorRecord(name, dtype, shape, "output", declared.symbolic_shape if declared else None))
+        if len(sg["input_types"]) != len(sg["inputs"]) or len(sg["output_types"]) != len(sg["outputs"]):
+            raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
+        subgraphs.append(
+            SubgraphRecord(
+                id=sg["id"], device=sg["device"], precision="fp32", inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
+                artifacts=[ArtifactRecord(kind="cpu-so", file=sg["artifact"], entry=sg["entry"])],
+            )
+        )
+
+    weight_records = bundle_writer.write_weights(staging, weights)
+    (staging / "golden").mkdir(exist_ok=True)
+    save_golden(staging / "golden" / "golden.npz", feeds, expected)
+    rtol, atol = TOLERANCES["fp32"]
+    source = f"onnxruntime {onnxruntime.__version__} on " + ("user inputs" if golden_inputs else f"random inputs (seed {seed})")
+    toolchain = dict(response["toolchain"])
+    toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": target_cpu})
+    manifest = Manifest(
+        model_name=loaded.name, model_sha256=loaded.sha256, compiler_version=__version__, toolchain=toolchain,
+        inputs=[i.name for i in loaded.inputs], outputs=[o.name for o in loaded.outputs], tensors=tensors, weights=weight_records,
+        subgraphs=subgraphs, schedule=[s.id for s in subgraphs], devices_required=sorted({s.device for s in subgraphs}), files={},
+        golden=GoldenRecord(file="golden/golden.npz", rtol=rtol, atol=atol, source=source),
+    )
+    bundle_writer.write_manifest(staging, manifest)
+    return manifest

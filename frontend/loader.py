@@ -1,0 +1,166 @@
+"""Load an ONNX file, check it, fix its input shapes and infer every tensor's shape, with errors a user can act on."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+import onnx
+from onnx import shape_inference
+
+from hcc.errors import HccError
+from hcc.frontend.ops import check_opset, check_supported
+
+# ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
+ONNX_TO_NUMPY = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.BOOL: "bool",
+}
+
+
+@dataclass
+class ValueInfo:
+    name: str
+    dtype: str
+    shape: list[int]  # concrete, after --input-shape and shape inference
+    symbolic_shape: list[int | str]  # as declared by the model (dim_param names for dynamic dims)
+
+
+@dataclass
+class LoadedModel:
+    path: str
+    sha256: str
+    model: onnx.ModelProto  # checked, inputs fixed to concrete shapes, shapes inferred
+    inputs: list[ValueInfo]  # real inputs (initializers excluded)
+    outputs: list[ValueInfo]
+
+    @property
+    def name(self) -> str:
+        return self.model.graph.name or os.path.splitext(os.path.basename(self.path))[0]
+
+
+def parse_shape_options(specs: list[str] | tuple[str, ...]) -> dict[str, list[int]]:
+    """Parse repeated `name=1x3x224x224` options; the name may itself contain '=' only before the last one."""
+    shapes: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        if not sep or not name or not re.fullmatch(r"\d+(x\d+)*|", dims):
+            raise HccError(f"--input-shape {spec!r}: expected NAME=D1xD2x... (e.g. x=1x3x224x224; NAME= for a scalar)")
+        shapes[name] = [int(d) for d in dims.split("x")] if dims else []
+    return shapes
+
+
+def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str]:
+    dims: list[int | str] = []
+    for d in value.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
+
+
+def _dtype_of(value: onnx.ValueInfoProto, what: str) -> str:
+    if not value.type.HasField("tensor_type"):
+        raise HccError(f"{what} '{value.name}' is not a tensor (sequences, maps and optionals are not supported)")
+    elem = value.type.tensor_type.elem_type
+    if elem not in ONNX_TO_NUMPY:
+        raise HccError(f"{what} '{value.name}' has element type {onnx.TensorProto.DataType.Name(elem)}, which hcc does not support")
+    return ONNX_TO_NUMPY[elem]
+
+
+def _read(path: str) -> tuple[onnx.ModelProto, str]:
+    if not os.path.exists(path):
+        raise HccError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise HccError(f"{path}: is a directory, expected an .onnx file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise HccError(f"{path}: the file is empty")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError (or RuntimeWarning-ish errors) on garbage
+        raise HccError(f"{path}: not a valid ONNX file (truncated or corrupt protobuf: {exc})") from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise HccError(f"{path}: not a valid ONNX model (no graph or no opset_import; truncated or not ONNX?)")
+    try:
+        onnx.load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as exc:
+        raise HccError(f"{path}: cannot load the model's external weight data: {exc}") from None
+    return model, digest
+
+
+def _fix_input_shapes(model: onnx.ModelProto, path: str, shapes: dict[str, list[int]]) -> None:
+    initializer_names = {init.name for init in model.graph.initializer}
+    real_inputs = [v for v in model.graph.input if v.name not in initializer_names]
+    known = {v.name for v in real_inputs}
+    for name in shapes:
+        if name not in known:
+            raise HccError(f"--input-shape names '{name}', which is not an input of {path} (inputs: {', '.join(sorted(known))})")
+    missing = []
+    for value in real_inputs:
+        declared = _declared_shape(value)
+        if not value.type.tensor_type.HasField("shape"):
+            declared = None
+        given = shapes.get(value.name)
+        if given is not None:
+            if declared is not None:
+                if len(given) != len(declared):
+                    raise HccError(f"--input-shape {value.name}={'x'.join(map(str, given))}: rank {len(given)}, but the model declares rank {len(declared)} {declared}")
+                for g, d in zip(given, declared):
+                    if isinstance(d, int) and d != g:
+                        raise HccError(f"--input-shape {value.name}={'x'.join(map(str, given))} disagrees with the model's static shape {declared}")
+            tensor_type = value.type.tensor_type
+            tensor_type.ClearField("shape")
+            tensor_type.shape.SetInParent()
+            for g in given:
+                tensor_type.shape.dim.add().dim_value = g
+        elif declared is None or any(not isinstance(d, int) for d in declared):
+            missing.append(f"{value.name} {declared if declared is not None else '(no shape)'}")
+    if missing:
+        raise HccError(
+            f"{path}: input(s) with dynamic or unknown dimensions need a concrete shape: " + "; ".join(missing),
+            hint="compile for a concrete shape with --input-shape NAME=D1xD2x... (repeatable), e.g. --input-shape x=1x3x224x224",
+        )
+
+
+def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> LoadedModel:
+    """Read, check and shape-infer a model; raises HccError for anything a user must fix."""
+    path = os.fspath(path)
+    model, digest = _read(path)
+    check_opset(model, path)
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
+        raise HccError(f"{path}: invalid ONNX graph: {first}") from None
+    check_supported(model, path)
+    declared = {v.name: _declared_shape(v) for v in list(model.graph.input) + list(model.graph.output)}
+    _fix_input_shapes(model, path, input_shapes or {})
+    try:
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        message = str(exc).strip().replace("\n", " ")
+        raise HccError(f"{path}: shape inference failed: {message}") from None
+
+    initializer_names = {init.name for init in model.graph.initializer}
+    inputs, outputs = [], []
+    for value in model.graph.input:
+        if value.name in initializer_names:
+            continue
+        concrete = [int(d) for d in _declared_shape(value)]
+        inputs.append(ValueInfo(value.name, _dtype_of(value, "input"), concrete, declared[value.name]))
+    for value in model.graph.output:
+        # Output shapes may stay symbolic here; the lowered function's signature gives the concrete ones.
+        shape = [d if isinstance(d, int) else -1 for d in _declared_shape(value)]
+        outputs.append(ValueInfo(value.name, _dtype_of(value, "output"), shape, declared.get(value.name, [])))
+    return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs)

@@ -1,0 +1,73 @@
+"""Open a bundle and prove it intact before anything in it is executed: manifest checksum, safe paths, file hashes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from hcc.artifacts.manifest import MANIFEST_CHECKSUM_FILE, MANIFEST_FILE, Manifest
+from hcc.errors import HccError
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_path(bundle: Path, relative: str) -> Path:
+    """Resolve a manifest path, refusing absolute paths and anything that escapes the bundle (.., symlinks)."""
+    pure = PurePosixPath(relative)
+    if not relative or pure.is_absolute() or "\\" in relative or any(part == ".." for part in pure.parts):
+        raise HccError(f"{bundle}: manifest path {relative!r} is not a relative path inside the bundle; refusing to load")
+    resolved = (bundle / pure).resolve()
+    if not resolved.is_relative_to(bundle.resolve()):
+        raise HccError(f"{bundle}: manifest path {relative!r} escapes the bundle (to {resolved}); refusing to load")
+    return resolved
+
+
+def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifest:
+    """Read and (by default) verify a bundle; every problem is an HccError naming the file."""
+    bundle = Path(bundle_dir)
+    if not bundle.is_dir():
+        raise HccError(f"{bundle}: not a bundle folder (no such directory)")
+    manifest_path = bundle / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise HccError(f"{bundle}: incomplete bundle: {MANIFEST_FILE} is missing")
+    raw = manifest_path.read_bytes()
+    if verify:
+        sidecar = bundle / MANIFEST_CHECKSUM_FILE
+        if not sidecar.is_file():
+            raise HccError(f"{bundle}: incomplete bundle: {MANIFEST_CHECKSUM_FILE} is missing")
+        expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+        if hashlib.sha256(raw).hexdigest() != expected:
+            raise HccError(f"{manifest_path}: checksum mismatch: the manifest was modified or corrupted after compilation")
+    try:
+        manifest = Manifest.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HccError(f"{manifest_path}: malformed manifest: {exc}") from None
+    if verify:
+        verify_files(bundle, manifest)
+    return manifest
+
+
+def verify_files(bundle: Path, manifest: Manifest) -> None:
+    referenced = {w.file for w in manifest.weights}
+    for sg in manifest.subgraphs:
+        referenced.update(a.file for a in sg.artifacts)
+        if sg.fallback:
+            referenced.add(sg.fallback.file)
+    if manifest.golden:
+        referenced.add(manifest.golden.file)
+    for rel in referenced:
+        if rel not in manifest.files:
+            raise HccError(f"{bundle}: manifest references {rel!r} without a checksum; refusing to load")
+    for rel, digest in manifest.files.items():
+        path = safe_path(bundle, rel)
+        if not path.is_file():
+            raise HccError(f"{bundle}: incomplete bundle: {rel} is missing")
+        if _sha256(path) != digest:
+            raise HccError(f"{bundle / rel}: checksum mismatch: the file was modified or corrupted after compilation")

@@ -1,0 +1,1 @@
+"""Runtime device drivers (the HAL's run-time half). Each driver needs numpy and ctypes only."""

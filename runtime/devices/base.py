@@ -1,0 +1,43 @@
+"""The device interface: what the session needs from any device to run a subgraph and move tensors.
+
+A driver loads a subgraph's artifact into an `Executable`, and moves arrays between host memory and the device.
+For the CPU, device memory is host memory, so transfers are no-ops; other drivers (GPU, FPGA emulation) keep
+their own buffers behind `DeviceArray`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hcc.artifacts.manifest import SubgraphRecord
+
+DEVICE_INTERFACE_VERSION = 1
+
+
+class Executable(ABC):
+    @abstractmethod
+    def run(self, inputs: list[Any], outputs: list[Any]) -> None:
+        """Run once: `inputs` and `outputs` are device arrays in the subgraph's argument order."""
+
+
+class Device(ABC):
+    kind: str
+
+    @abstractmethod
+    def load(self, bundle: Path, subgraph: SubgraphRecord) -> Executable:
+        """Load the subgraph's artifact for this device (the bundle has already been verified)."""
+
+    @abstractmethod
+    def empty(self, shape: list[int], dtype: np.dtype) -> Any:
+        """Allocate an uninitialised device array."""
+
+    @abstractmethod
+    def to_device(self, array: np.ndarray) -> Any:
+        """Host array -> device array (may return the same object for host-memory devices)."""
+
+    @abstractmethod
+    def to_host(self, value: Any) -> np.ndarray:
+        """Device array -> host numpy array."""

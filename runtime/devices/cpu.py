@@ -1,0 +1,82 @@
+"""CPU driver: runs a subgraph's shared object through ctypes (bare-pointer ABI: inputs, then outputs)."""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from hcc.artifacts.manifest import SubgraphRecord
+from hcc.errors import HccError
+from hcc.runtime.bundle import safe_path
+from hcc.runtime.devices.base import Device, Executable
+
+# CPU feature flags (/proc/cpuinfo names) that each code-generation target needs.
+TARGET_FEATURES = {
+    "x86-64": set(),
+    "x86-64-v2": {"sse4_2", "popcnt", "ssse3"},
+    "x86-64-v3": {"sse4_2", "popcnt", "avx", "avx2", "fma", "bmi2", "movbe", "f16c"},
+    "x86-64-v4": {"sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"},
+}
+
+
+def host_cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def check_target_cpu(target: str) -> None:
+    """Refuse code the host cannot execute (an illegal instruction would kill the process instead)."""
+    needed = TARGET_FEATURES.get(target)
+    flags = host_cpu_flags()
+    if needed and flags and not needed <= flags:
+        raise HccError(f"this bundle's CPU code targets {target}, but this CPU lacks {', '.join(sorted(needed - flags))}; recompile with --target-cpu x86-64-v2")
+
+
+class CpuExecutable(Executable):
+    def __init__(self, path: Path, entry: str, arity: int):
+        try:
+            self._lib = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise HccError(f"{path}: cannot load the shared object: {exc}") from None
+        try:
+            self._fn = getattr(self._lib, entry)
+        except AttributeError:
+            raise HccError(f"{path}: entry symbol {entry!r} not found") from None
+        self._fn.restype = None
+        self._fn.argtypes = [ctypes.c_void_p] * arity
+
+    def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        for out in outputs:
+            if not out.flags.c_contiguous or not out.flags.writeable:
+                raise HccError("internal: CPU outputs must be writable C-contiguous arrays")
+        self._fn(*[a.ctypes.data for a in inputs], *[a.ctypes.data for a in outputs])
+
+
+class CpuDevice(Device):
+    kind = "cpu"
+
+    def __init__(self, target_cpu: str | None = None):
+        if target_cpu:
+            check_target_cpu(target_cpu)
+
+    def load(self, bundle: Path, subgraph: SubgraphRecord) -> Executable:
+        artifact = next((a for a in subgraph.artifacts if a.kind == "cpu-so"), None) or subgraph.fallback
+        if artifact is None or artifact.kind != "cpu-so":
+            raise HccError(f"subgraph {subgraph.id} has no CPU artifact")
+        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs))
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def to_device(self, array):
+        return np.ascontiguousarray(array)
+
+    def to_host(self, value):
+        return value

@@ -1,0 +1,46 @@
+"""`hcc inspect`: a readable summary of a bundle (numpy only)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hcc.runtime.bundle import read_manifest
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def describe(bundle_dir: str | os.PathLike) -> str:
+    bundle = Path(bundle_dir)
+    m = read_manifest(bundle)
+    tensors = {t.name: t for t in m.tensors}
+    lines = [
+        f"bundle {bundle}  (format {m.format} v{m.format_version}, hcc {m.compiler_version})",
+        f"model  {m.model_name}  sha256 {m.model_sha256[:16]}...",
+        f"devices required: {', '.join(m.devices_required)}" + (f"; optional: {', '.join(m.devices_optional)}" if m.devices_optional else ""),
+        "inputs:",
+        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" + (f" (model: {tensors[n].symbolic_shape})" if tensors[n].symbolic_shape and tensors[n].symbolic_shape != tensors[n].shape else "") for n in m.inputs],
+        "outputs:",
+        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" for n in m.outputs],
+        f"subgraphs ({len(m.subgraphs)}), schedule {' -> '.join(m.schedule)}:",
+    ]
+    for sg in m.subgraphs:
+        arts = ", ".join(f"{a.file} [{a.kind}, entry {a.entry}, {_size((bundle / a.file).stat().st_size)}]" for a in sg.artifacts)
+        lines.append(f"  {sg.id}: device {sg.device}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, {len(sg.outputs)} outputs")
+        lines.append(f"    artifacts: {arts}")
+    weight_bytes = sum(w.nbytes for w in m.weights)
+    params = sum(int(np.prod(tensors[w.name].shape)) for w in m.weights)
+    lines.append(f"weights: {len(m.weights)} tensors, {params:,} values, {_size(weight_bytes)}")
+    if m.golden:
+        lines.append(f"golden: {m.golden.file} ({m.golden.source}; rtol={m.golden.rtol:g} atol={m.golden.atol:g})")
+    total = sum((bundle / f).stat().st_size for f in m.files)
+    lines.append(f"files: {len(m.files)} ({_size(total)}), all sha256-verified")
+    lines.append("toolchain: " + ", ".join(f"{k}={v}" for k, v in m.toolchain.items()))
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""Child-process entry for everything that touches MLIR/LLVM: `python -m hcc.worker REQUEST.json RESPONSE.json`.
+
+The xtc bindings are an assertions build: a bad pipeline can abort() the interpreter. Running import, lowering and
+codegen here turns such a crash into an error message in the parent (hcc.driver) instead of a dead compiler.
+Progress lines go to stdout; the response (or the error) goes to RESPONSE.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def compile_subgraphs(request: dict) -> dict:
+    import onnx
+
+    from hcc.backends.cpu import lowering, toolchain
+    from hcc.frontend.importer import import_to_torch_dialect
+    from hcc.passes.partition import partition_single_device
+    from hcc.passes.to_linalg import lower_to_linalg
+
+    bundle = Path(request["bundle_dir"])
+    model = onnx.load(request["model"])
+    start = time.perf_counter()
+    torch_text = import_to_torch_dialect(model)
+    _progress(f"imported {len(model.graph.node)} ONNX nodes into MLIR ({time.perf_counter() - start:.2f}s)")
+
+    specs = partition_single_device(torch_text, request["inputs"], request["outputs"], device="cpu")
+    results = []
+    for spec in specs:
+        t0 = time.perf_counter()
+        linalg_text = lower_to_linalg(spec.module_text)
+        signature = lowering.function_signature(linalg_text, spec.id)
+        t1 = time.perf_counter()
+        _progress(f"{spec.id}: lowered {len(spec.nodes)} ops to linalg ({t1 - t0:.2f}s)")
+        llvm_ir = lowering.lower_to_llvm_ir(linalg_text)
+        t2 = time.perf_counter()
+        rel = f"cpu/{spec.id}/lib{spec.id}.so"
+        toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=request["target_cpu"])
+        if request.get("keep_ir"):
+            (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
+        _progress(f"{spec.id}: LLVM dialect ({t2 - t1:.2f}s), opt+llc+link ({time.perf_counter() - t2:.2f}s)")
+        results.append(
+            {
+                "id": spec.id,
+                "device": spec.device,
+                "nodes": spec.nodes,
+                "inputs": spec.inputs,
+                "outputs": spec.outputs,
+                "input_types": [[t.shape, t.element] for t in signature.inputs],
+                "output_types": [[t.shape, t.element] for t in signature.results],
+                "artifact": rel,
+                "entry": spec.id,
+            }
+        )
+    return {"ok": True, "subgraphs": results, "toolchain": toolchain.versions()}
+
+
+def main(argv: list[str]) -> int:
+    request_path, response_path = argv[1], argv[2]
+    request = json.loads(Path(request_path).read_text())
+    from hcc.errors import HccError
+
+    try:
+        response = compile_subgraphs(request)
+    except HccError as exc:
+        response = {"ok": False, "error": exc.message, "hint": exc.hint}
+    except Exception as exc:  # an unexpected failure: keep the traceback for the bug report
+        response = {"ok": False, "error": f"internal compiler error: {type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    Path(response_path).write_text(json.dumps(response))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
