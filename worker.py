@@ -32,6 +32,9 @@ def compile_subgraphs(request: dict) -> dict:
     _progress(f"imported {len(model.graph.node)} ONNX nodes into MLIR ({time.perf_counter() - start:.2f}s)")
 
     specs = partition_single_device(torch_text, request["inputs"], request["outputs"], device="cpu")
+    graph_nodes = {node.name for node in model.graph.node}
+    for spec in specs:  # initializers imported as onnx.Constant carry their tensor's name: not graph nodes
+        spec.nodes = [name for name in spec.nodes if name in graph_nodes]
     results = []
     for spec in specs:
         t0 = time.perf_counter()

@@ -138,12 +138,12 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     path = os.fspath(path)
     model, digest = _read(path)
     check_opset(model, path)
+    check_supported(model, path)  # before the checker: list every unsupported op even in an otherwise odd graph
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
         raise HccError(f"{path}: invalid ONNX graph: {first}") from None
-    check_supported(model, path)
     declared = {v.name: _declared_shape(v) for v in list(model.graph.input) + list(model.graph.output)}
     _fix_input_shapes(model, path, input_shapes or {})
     try:

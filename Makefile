@@ -1,0 +1,34 @@
+# hcc developer entry points. `make demo` and `make test` work on a fresh machine with python3 and git only:
+# they create .venv and install the pinned dependencies (pyproject.toml + constraints.txt) first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.hcc-installed
+DEMO   := out/demo
+
+.PHONY: setup demo test test-all bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==26.3"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/hcc compile examples/tiny_cnn.onnx -o $(DEMO) --input-shape image=1x3x32x32
+	$(BIN)/hcc inspect $(DEMO)
+	$(BIN)/hcc test $(DEMO)
+	$(BIN)/python -c "import numpy as np; np.savez('out/image.npz', image=np.random.default_rng(1).standard_normal((1,3,32,32)).astype('float32'))"
+	$(BIN)/hcc run $(DEMO) --input out/image.npz -o out/probs.npz --repeat 20
+
+# The default suite (CI runs exactly this); slow suites are marked and run by `make test-all`.
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf out .pytest_cache

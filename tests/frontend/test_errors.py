@@ -1,0 +1,145 @@
+"""Every user mistake in point 2 of the foundation issue yields one clear HccError (and no traceback in the CLI)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hcc
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model, parse_shape_options
+
+
+def small_model(opset: int = 17, input_shape=(2, 4)) -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"), helper.make_node("Relu", ["m"], ["y"], name="act")],
+        "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [input_shape[0], 3])], [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def hcc_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hcc.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(HccError, match="no such file"):
+        load_model(str(tmp_path / "nope.onnx"))
+
+
+def test_not_onnx(tmp_path):
+    path = tmp_path / "text.onnx"
+    path.write_text("this is not a protobuf at all \x00\xff" * 10)
+    with pytest.raises(HccError, match="not a valid ONNX"):
+        load_model(str(path))
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(HccError, match="empty"):
+        load_model(str(path))
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.9])
+def test_truncated_file(tmp_path, keep):
+    data = small_model().SerializeToString()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(HccError, match=str(path)):
+        load_model(str(path))
+
+
+def test_invalid_graph_names_the_problem(tmp_path):
+    model = small_model()
+    model.graph.node[1].input[0] = "does_not_exist"
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, path)
+    with pytest.raises(HccError, match="invalid ONNX graph.*does_not_exist"):
+        load_model(str(path))
+
+
+def test_unsupported_ops_are_all_listed_with_node_names(tmp_path):
+    model = small_model()
+    model.graph.node.extend([
+        helper.make_node("NonMaxSuppression", ["y"], ["n1"], name="nms_a"),
+        helper.make_node("NonMaxSuppression", ["y"], ["n2"], name="nms_b"),
+        helper.make_node("Det", ["y"], ["d"], name="determinant"),
+        helper.make_node("FusedMatMul", ["y", "y"], ["f"], name="ms_fused", domain="com.microsoft"),
+    ])
+    path = tmp_path / "unsupported.onnx"
+    onnx.save(model, path)
+    with pytest.raises(HccError) as info:
+        load_model(str(path))
+    message = str(info.value)
+    assert "3 unsupported op type(s)" in message
+    for expected in ("NonMaxSuppression: nms_a, nms_b", "Det: determinant", "com.microsoft.FusedMatMul: ms_fused"):
+        assert expected in message
+
+
+@pytest.mark.parametrize("opset", [7, 30])
+def test_opset_out_of_range(tmp_path, opset):
+    path = tmp_path / "old.onnx"
+    onnx.save(small_model(opset=opset), path)
+    with pytest.raises(HccError, match=f"opset {opset} is outside the supported range"):
+        load_model(str(path))
+
+
+def test_dynamic_input_needs_a_shape(tmp_path):
+    path = tmp_path / "dyn.onnx"
+    onnx.save(small_model(input_shape=("batch", 4)), path)
+    with pytest.raises(HccError, match=r"(?s)x \['batch', 4\].*--input-shape"):
+        load_model(str(path))
+    loaded = load_model(str(path), {"x": [5, 4]})
+    assert loaded.inputs[0].shape == [5, 4]
+    assert loaded.inputs[0].symbolic_shape == ["batch", 4]
+
+
+def test_input_shape_must_agree_with_static_shape(tmp_path):
+    path = tmp_path / "static.onnx"
+    onnx.save(small_model(), path)
+    assert load_model(str(path), {"x": [2, 4]}).inputs[0].shape == [2, 4]
+    with pytest.raises(HccError, match="disagrees"):
+        load_model(str(path), {"x": [3, 4]})
+    with pytest.raises(HccError, match="rank 3"):
+        load_model(str(path), {"x": [2, 4, 1]})
+    with pytest.raises(HccError, match="not an input"):
+        load_model(str(path), {"y": [2, 4]})
+
+
+@pytest.mark.parametrize("spec", ["x", "x=", "x=1x", "x=ax3", "=1x2"])
+def test_bad_shape_option(spec):
+    if spec == "x=":  # a scalar input
+        assert parse_shape_options([spec]) == {"x": []}
+        return
+    with pytest.raises(HccError, match="expected NAME="):
+        parse_shape_options([spec])
+
+
+def test_cli_prints_errors_without_traceback(tmp_path):
+    path = tmp_path / "trunc.onnx"
+    path.write_bytes(small_model().SerializeToString()[:40])
+    proc = hcc_cli("compile", path, "-o", tmp_path / "b")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("hcc: error: ")
+    assert str(path) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_compile_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(small_model(), path)
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(HccError, match="not an hcc bundle"):
+        hcc.compile(path, tmp_path / "precious")
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"

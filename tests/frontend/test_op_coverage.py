@@ -1,0 +1,298 @@
+"""One tiny model per op in SUPPORTED_OPS (and its important attribute variants), compiled and compared with onnxruntime.
+
+An op belongs in `hcc.frontend.ops.SUPPORTED_OPS` only if a case here proves it; `test_every_supported_op_is_covered`
+keeps the two lists in step.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+from hcc.frontend.ops import SUPPORTED_OPS
+
+F, I64, B = T.FLOAT, T.INT64, T.BOOL
+RNG = np.random.default_rng(2024)
+
+
+def _const(name: str, value, dtype=np.float32) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def _rand(name: str, *shape: int, scale: float = 1.0) -> onnx.TensorProto:
+    return numpy_helper.from_array((RNG.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
+    """inputs: [(name, elem_type, shape)]; outputs: [name] (float) or [(name, elem_type)]; shapes of outputs are inferred."""
+    outs = [(o, F) if isinstance(o, str) else o for o in outputs]
+    graph = h.make_graph(
+        nodes, "op_case",
+        [h.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [h.make_tensor_value_info(n, t, None) for n, t in outs],
+        initializer=list(inits),
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=8 if opset <= 18 else 10)
+    model = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)  # fills in the output shapes
+    del model.graph.value_info[:]
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def unary(op: str, shape=(2, 3, 4), opset: int = 17, **attrs):
+    return _model([h.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)], [("x", F, list(shape))], ["y"], opset=opset)
+
+
+def binary(op: str, a=(2, 3, 4), b=(2, 3, 4), out=F, elem=F):
+    return _model([h.make_node(op, ["a", "b"], ["y"], name=op.lower())], [("a", elem, list(a)), ("b", elem, list(b))], [("y", out)])
+
+
+def with_weights(op: str, x_shape, weights: list[onnx.TensorProto], out="y", opset: int = 17, **attrs):
+    names = ["x"] + [w.name if w is not None else "" for w in weights]
+    node = h.make_node(op, names, [out], name=op.lower(), **attrs)
+    return _model([node], [("x", F, list(x_shape))], [out], [w for w in weights if w is not None], opset=opset)
+
+
+def positive(shape=(2, 3, 4), low=0.1, high=4.0):
+    return {"x": np.random.default_rng(7).uniform(low, high, shape).astype(np.float32)}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Cases: (op, id, builder, compare kwargs). Builders are called lazily so a bad case fails only its own test.
+CASES: list = []
+
+
+def case(op: str, variant: str, build, **kwargs):
+    CASES.append(pytest.param(op, build, kwargs, id=f"{op}-{variant}" if variant else op))
+
+
+# Element-wise unary
+for _op in ["Abs", "Ceil", "Cos", "Erf", "Exp", "Floor", "Neg", "Relu", "Sigmoid", "Sign", "Sin", "Softplus", "Tanh", "Identity"]:
+    case(_op, "", lambda op=_op: unary(op))
+case("Log", "", lambda: unary("Log"), feeds=positive())
+case("Sqrt", "", lambda: unary("Sqrt"), feeds=positive())
+case("Reciprocal", "", lambda: unary("Reciprocal"), feeds=positive())
+case("Elu", "alpha", lambda: unary("Elu", alpha=0.7))
+case("LeakyRelu", "alpha", lambda: unary("LeakyRelu", alpha=0.2))
+case("HardSigmoid", "alpha-beta", lambda: unary("HardSigmoid", alpha=0.3, beta=0.4))
+case("HardSwish", "", lambda: unary("HardSwish"))
+case("Gelu", "erf", lambda: unary("Gelu", opset=20))
+case("Gelu", "tanh", lambda: unary("Gelu", opset=20, approximate="tanh"))
+case("Dropout", "inference", lambda: unary("Dropout"))
+case("Not", "", lambda: _model([h.make_node("Not", ["x"], ["y"], name="not")], [("x", B, [2, 5])], [("y", B)]))
+
+# Element-wise binary, with broadcasting
+for _op in ["Add", "Sub", "Mul", "Div", "Max", "Min"]:
+    case(_op, "same", lambda op=_op: binary(op))
+    case(_op, "broadcast", lambda op=_op: binary(op, (2, 3, 4), (3, 1)))
+case("Add", "int64", lambda: binary("Add", (2, 3), (3,), out=I64, elem=I64))
+case("Mul", "int64", lambda: binary("Mul", (2, 3), (2, 3), out=I64, elem=I64))
+case("Pow", "tensor-exponent", lambda: binary("Pow", (2, 3), (2, 3)),
+     feeds={"a": positive((2, 3))["x"], "b": np.random.default_rng(3).uniform(-2, 2, (2, 3)).astype(np.float32)})
+case("Pow", "const-square", lambda: with_weights("Pow", (2, 3, 4), [_const("e", 2.0)]))
+case("Pow", "const-half", lambda: with_weights("Pow", (2, 3, 4), [_const("e", 0.5)]), feeds=positive())
+case("Sum", "three-inputs", lambda: _model([h.make_node("Sum", ["a", "b", "c"], ["y"], name="sum")],
+                                           [("a", F, [2, 3]), ("b", F, [2, 3]), ("c", F, [3])], ["y"]))
+for _op in ["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual"]:
+    case(_op, "", lambda op=_op: binary(op, (2, 3, 4), (4,), out=B))
+case("Equal", "int64", lambda: binary("Equal", (4, 5), (4, 5), out=B, elem=I64))
+case("And", "", lambda: binary("And", (2, 5), (2, 5), out=B, elem=B))
+case("Or", "", lambda: binary("Or", (2, 5), (1, 5), out=B, elem=B))
+case("Where", "bool-cond", lambda: _model([h.make_node("Where", ["c", "a", "b"], ["y"], name="where")],
+                                          [("c", B, [2, 1, 4]), ("a", F, [2, 3, 4]), ("b", F, [4])], ["y"]))
+case("Where", "from-compare", lambda: _model(
+    [h.make_node("Greater", ["x", "zero"], ["c"], name="gt"), h.make_node("Where", ["c", "x", "zero"], ["y"], name="where")],
+    [("x", F, [3, 4])], ["y"], [_const("zero", 0.0)]))
+
+# Casts
+case("Cast", "float-to-int64", lambda: _model(
+    [h.make_node("Cast", ["x"], ["y"], name="cast", to=I64)], [("x", F, [3, 4])], [("y", I64)]),
+     feeds={"x": np.random.default_rng(5).uniform(-20, 20, (3, 4)).astype(np.float32)})
+case("Cast", "int64-to-float", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=F)], [("x", I64, [3, 4])], ["y"]))
+case("Cast", "bool-to-float", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=F)], [("x", B, [3, 4])], ["y"]))
+case("Cast", "float-to-bool", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=B)], [("x", F, [3, 4])], [("y", B)]))
+
+# Clip
+case("Clip", "min-max", lambda: with_weights("Clip", (2, 3, 4), [_const("lo", -0.5), _const("hi", 0.5)]))
+case("Clip", "min-only", lambda: with_weights("Clip", (2, 3, 4), [_const("lo", 0.0)]))
+case("Clip", "max-only", lambda: with_weights("Clip", (2, 3, 4), [None, _const("hi", 0.3)]))
+case("Clip", "relu6", lambda: with_weights("Clip", (2, 3, 4), [_const("lo", 0.0), _const("hi", 6.0)]),
+     feeds={"x": np.random.default_rng(1).uniform(-10, 10, (2, 3, 4)).astype(np.float32)})
+
+# Constants and shape ops
+case("Constant", "", lambda: _model([h.make_node("Constant", [], ["c"], name="const", value=_rand("c", 3, 4)),
+                                     h.make_node("Add", ["x", "c"], ["y"], name="add")], [("x", F, [3, 4])], ["y"]))
+case("Constant", "large", lambda: _model([h.make_node("Constant", [], ["c"], name="const", value=_rand("c", 16, 16)),
+                                          h.make_node("MatMul", ["x", "c"], ["y"], name="mm")], [("x", F, [4, 16])], ["y"]))
+case("ConstantOfShape", "", lambda: _model(
+    [h.make_node("ConstantOfShape", ["s"], ["c"], name="cos", value=h.make_tensor("v", F, [1], [1.5])),
+     h.make_node("Add", ["x", "c"], ["y"], name="add")],
+    [("x", F, [2, 3])], ["y"], [_const("s", [2, 3], np.int64)]))
+case("Shape", "", lambda: _model([h.make_node("Shape", ["x"], ["y"], name="shape")], [("x", F, [2, 3, 4])], [("y", I64)]))
+case("Shape", "feeds-reshape", lambda: _model(
+    [h.make_node("Shape", ["x"], ["s"], name="shape"), h.make_node("Reshape", ["z", "s"], ["y"], name="reshape")],
+    [("x", F, [2, 3, 4]), ("z", F, [6, 4])], ["y"]))
+case("Range", "float", lambda: _model(
+    [h.make_node("Range", ["start", "limit", "delta"], ["r"], name="range"), h.make_node("Add", ["x", "r"], ["y"], name="add")],
+    [("x", F, [2, 6])], ["y"], [_const("start", 1.0), _const("limit", 4.0), _const("delta", 0.5)]))
+case("Range", "int64", lambda: _model(
+    [h.make_node("Range", ["start", "limit", "delta"], ["y"], name="range")], [("x", F, [1])], [("y", I64)],
+    [_const("start", 0, np.int64), _const("limit", 10, np.int64), _const("delta", 3, np.int64)]))
+case("Reshape", "minus-one", lambda: with_weights("Reshape", (2, 3, 4), [_const("s", [4, -1], np.int64)]))
+case("Reshape", "zero-copies", lambda: with_weights("Reshape", (2, 3, 4), [_const("s", [0, 12], np.int64)]))
+case("Flatten", "axis1", lambda: unary("Flatten", shape=(2, 3, 4, 5)))
+case("Flatten", "axis2", lambda: unary("Flatten", shape=(2, 3, 4, 5), axis=2))
+case("Flatten", "axis0", lambda: unary("Flatten", shape=(2, 3, 4), axis=0))
+case("Squeeze", "axes", lambda: with_weights("Squeeze", (2, 1, 4, 1), [_const("ax", [1, -1], np.int64)]))
+case("Squeeze", "all", lambda: unary("Squeeze", shape=(1, 3, 1, 4)))
+case("Unsqueeze", "axes", lambda: with_weights("Unsqueeze", (3, 4), [_const("ax", [0, 3], np.int64)]))
+case("Unsqueeze", "negative", lambda: with_weights("Unsqueeze", (3, 4), [_const("ax", [-1], np.int64)]))
+case("Transpose", "perm", lambda: unary("Transpose", shape=(2, 3, 4, 5), perm=[0, 2, 3, 1]))
+case("Transpose", "default", lambda: unary("Transpose", shape=(2, 3, 4)))
+case("Expand", "", lambda: with_weights("Expand", (3, 1), [_const("s", [2, 3, 4], np.int64)]))
+case("Tile", "", lambda: with_weights("Tile", (2, 3), [_const("r", [2, 3], np.int64)]))
+case("Concat", "axis1", lambda: _model([h.make_node("Concat", ["a", "b", "c"], ["y"], name="concat", axis=1)],
+                                       [("a", F, [2, 3, 4]), ("b", F, [2, 1, 4]), ("c", F, [2, 2, 4])], ["y"]))
+case("Concat", "axis-neg", lambda: _model([h.make_node("Concat", ["a", "b"], ["y"], name="concat", axis=-1)],
+                                          [("a", F, [2, 3]), ("b", F, [2, 5])], ["y"]))
+case("Split", "sizes", lambda: _model([h.make_node("Split", ["x", "s"], ["y0", "y1", "y2"], name="split", axis=1)],
+                                      [("x", F, [2, 6, 3])], ["y0", "y1", "y2"], [_const("s", [1, 2, 3], np.int64)]))
+case("Split", "equal", lambda: _model([h.make_node("Split", ["x"], ["y0", "y1"], name="split", axis=-1)],
+                                      [("x", F, [2, 3, 8])], ["y0", "y1"]))
+case("Split", "num-outputs-opset18", lambda: _model([h.make_node("Split", ["x"], ["y0", "y1", "y2"], name="split", axis=0, num_outputs=3)],
+                                                    [("x", F, [6, 4])], ["y0", "y1", "y2"], opset=18))
+case("Slice", "basic", lambda: with_weights("Slice", (4, 6), [_const("st", [1, 2], np.int64), _const("en", [3, 5], np.int64)]))
+case("Slice", "axes-steps", lambda: with_weights("Slice", (4, 6, 5), [
+    _const("st", [0, 1], np.int64), _const("en", [6, 5], np.int64), _const("ax", [1, 2], np.int64), _const("sp", [2, 2], np.int64)]))
+case("Slice", "negative", lambda: with_weights("Slice", (4, 6), [
+    _const("st", [-1], np.int64), _const("en", [-1000], np.int64), _const("ax", [1], np.int64), _const("sp", [-1], np.int64)]))
+case("Slice", "clamped-end", lambda: with_weights("Slice", (4, 6), [
+    _const("st", [2], np.int64), _const("en", [np.iinfo(np.int64).max], np.int64), _const("ax", [-1], np.int64)]))
+case("Gather", "axis0-input-indices", lambda: _model([h.make_node("Gather", ["data", "idx"], ["y"], name="gather")],
+                                                     [("data", F, [5, 4]), ("idx", I64, [2, 3])], ["y"]))
+case("Gather", "axis1-const", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", [4, 0, 2], np.int64)], axis=1))
+case("Gather", "negative-indices", lambda: with_weights("Gather", (5, 4), [_const("idx", [-1, 0, -3], np.int64)]))
+case("Gather", "scalar-index", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", 2, np.int64)], axis=1))
+
+# Matrix products
+case("MatMul", "2d", lambda: binary("MatMul", (3, 4), (4, 5)))
+case("MatMul", "batched-broadcast", lambda: binary("MatMul", (2, 3, 4), (4, 5)))
+case("MatMul", "batched-4d", lambda: binary("MatMul", (2, 2, 3, 4), (2, 1, 4, 5)))
+case("MatMul", "vector", lambda: binary("MatMul", (3, 4), (4,)))
+case("MatMul", "weight", lambda: with_weights("MatMul", (3, 16), [_rand("w", 16, 8)]))
+case("Gemm", "default", lambda: with_weights("Gemm", (3, 16), [_rand("w", 16, 8), _rand("b", 8)]))
+case("Gemm", "transB", lambda: with_weights("Gemm", (3, 16), [_rand("w", 8, 16), _rand("b", 8)], transB=1))
+case("Gemm", "transA-alpha-beta", lambda: with_weights("Gemm", (16, 3), [_rand("w", 16, 8), _rand("b", 3, 8)], transA=1, alpha=0.5, beta=2.0))
+case("Gemm", "no-bias", lambda: with_weights("Gemm", (3, 16), [_rand("w", 8, 16)], transB=1))
+case("Einsum", "batched-matmul", lambda: _model([h.make_node("Einsum", ["a", "b"], ["y"], name="einsum", equation="bij,bjk->bik")],
+                                                [("a", F, [2, 3, 4]), ("b", F, [2, 4, 5])], ["y"]))
+case("Einsum", "transpose", lambda: _model([h.make_node("Einsum", ["a"], ["y"], name="einsum", equation="ij->ji")],
+                                           [("a", F, [3, 4])], ["y"]))
+case("Einsum", "attention-scores", lambda: _model([h.make_node("Einsum", ["q", "k"], ["y"], name="einsum", equation="bhqd,bhkd->bhqk")],
+                                                  [("q", F, [1, 2, 3, 4]), ("k", F, [1, 2, 5, 4])], ["y"]))
+
+# Convolutions and pooling (NCHW)
+case("Conv", "basic-bias", lambda: with_weights("Conv", (1, 3, 8, 8), [_rand("w", 4, 3, 3, 3), _rand("b", 4)]))
+case("Conv", "no-bias", lambda: with_weights("Conv", (1, 3, 8, 8), [_rand("w", 4, 3, 3, 3)]))
+case("Conv", "strides-pads", lambda: with_weights("Conv", (2, 3, 9, 9), [_rand("w", 4, 3, 3, 3), _rand("b", 4)], strides=[2, 2], pads=[1, 1, 1, 1]))
+case("Conv", "asymmetric-pads", lambda: with_weights("Conv", (1, 2, 7, 7), [_rand("w", 3, 2, 3, 3)], pads=[0, 1, 2, 1]))
+case("Conv", "dilations", lambda: with_weights("Conv", (1, 2, 9, 9), [_rand("w", 3, 2, 3, 3)], dilations=[2, 2], pads=[2, 2, 2, 2]))
+case("Conv", "groups", lambda: with_weights("Conv", (1, 4, 6, 6), [_rand("w", 6, 2, 3, 3), _rand("b", 6)], group=2, pads=[1, 1, 1, 1]))
+case("Conv", "depthwise", lambda: with_weights("Conv", (1, 4, 8, 8), [_rand("w", 4, 1, 3, 3), _rand("b", 4)], group=4, pads=[1, 1, 1, 1], strides=[2, 2]))
+case("Conv", "pointwise", lambda: with_weights("Conv", (1, 8, 5, 5), [_rand("w", 4, 8, 1, 1)]))
+case("Conv", "auto-pad-same", lambda: with_weights("Conv", (1, 2, 7, 7), [_rand("w", 3, 2, 3, 3)], auto_pad="SAME_UPPER", strides=[2, 2]))
+case("Conv", "1d", lambda: with_weights("Conv", (1, 3, 10), [_rand("w", 4, 3, 3), _rand("b", 4)], pads=[1, 1]))
+case("ConvTranspose", "basic", lambda: with_weights("ConvTranspose", (1, 4, 5, 5), [_rand("w", 4, 3, 3, 3), _rand("b", 3)]))
+case("ConvTranspose", "stride2", lambda: with_weights("ConvTranspose", (1, 4, 4, 4), [_rand("w", 4, 2, 2, 2)], strides=[2, 2]))
+case("ConvTranspose", "pads-output-padding", lambda: with_weights(
+    "ConvTranspose", (1, 3, 4, 4), [_rand("w", 3, 2, 3, 3), _rand("b", 2)], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]))
+case("MaxPool", "k2s2", lambda: unary("MaxPool", shape=(1, 3, 8, 8), kernel_shape=[2, 2], strides=[2, 2]))
+case("MaxPool", "k3s2-pads", lambda: unary("MaxPool", shape=(1, 2, 9, 9), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+case("MaxPool", "ceil-mode", lambda: unary("MaxPool", shape=(1, 2, 8, 8), kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1))
+case("AveragePool", "k2s2", lambda: unary("AveragePool", shape=(1, 3, 8, 8), kernel_shape=[2, 2], strides=[2, 2]))
+case("AveragePool", "pads-exclude", lambda: unary("AveragePool", shape=(1, 2, 7, 7), kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1]))
+case("AveragePool", "pads-include", lambda: unary("AveragePool", shape=(1, 2, 7, 7), kernel_shape=[3, 3], strides=[2, 2],
+                                                   pads=[1, 1, 1, 1], count_include_pad=1))
+case("GlobalAveragePool", "", lambda: unary("GlobalAveragePool", shape=(2, 3, 5, 6)))
+case("GlobalMaxPool", "", lambda: unary("GlobalMaxPool", shape=(2, 3, 5, 6)))
+
+# Normalization
+case("BatchNormalization", "", lambda: with_weights("BatchNormalization", (2, 3, 4, 5), [
+    _rand("scale", 3), _rand("bias", 3), _rand("mean", 3), _const("var", RNG.uniform(0.5, 2.0, 3))], epsilon=1e-3))
+case("BatchNormalization", "2d-input", lambda: with_weights("BatchNormalization", (4, 3), [
+    _rand("scale", 3), _rand("bias", 3), _rand("mean", 3), _const("var", RNG.uniform(0.5, 2.0, 3))]))
+case("InstanceNormalization", "", lambda: with_weights("InstanceNormalization", (2, 3, 4, 5), [_rand("scale", 3), _rand("bias", 3)], epsilon=1e-5))
+case("LayerNormalization", "last-axis", lambda: with_weights("LayerNormalization", (2, 5, 16), [_rand("g", 16), _rand("b", 16)], axis=-1, epsilon=1e-5))
+case("LayerNormalization", "two-axes", lambda: with_weights("LayerNormalization", (2, 3, 4, 5), [_rand("g", 4, 5), _rand("b", 4, 5)], axis=2))
+case("LayerNormalization", "no-bias", lambda: with_weights("LayerNormalization", (3, 8), [_rand("g", 8)]))
+case("Softmax", "last-axis", lambda: unary("Softmax", shape=(2, 3, 5)))
+case("Softmax", "axis1", lambda: unary("Softmax", shape=(2, 3, 5), axis=1))
+case("LogSoftmax", "last-axis", lambda: unary("LogSoftmax", shape=(2, 3, 5)))
+case("LogSoftmax", "axis0", lambda: unary("LogSoftmax", shape=(2, 3, 5), axis=0))
+
+# Reductions (opset 17: ReduceSum takes axes as an input, the others as an attribute; opset 18: all as an input)
+case("ReduceMean", "keepdims", lambda: unary("ReduceMean", axes=[-1]))
+case("ReduceMean", "no-keepdims", lambda: unary("ReduceMean", axes=[1, 2], keepdims=0))
+case("ReduceMean", "all-axes", lambda: unary("ReduceMean", keepdims=0))
+case("ReduceMean", "axes-input-opset18", lambda: with_weights("ReduceMean", (2, 3, 4), [_const("ax", [1], np.int64)], opset=18))
+case("ReduceSum", "axes-input", lambda: with_weights("ReduceSum", (2, 3, 4), [_const("ax", [0, 2], np.int64)], keepdims=0))
+case("ReduceSum", "keepdims", lambda: with_weights("ReduceSum", (2, 3, 4), [_const("ax", [1], np.int64)]))
+case("ReduceSum", "all", lambda: unary("ReduceSum"))
+case("ReduceMax", "keepdims", lambda: unary("ReduceMax", axes=[1]))
+case("ReduceMax", "no-keepdims", lambda: unary("ReduceMax", axes=[-1], keepdims=0))
+case("ReduceMax", "axes-input-opset18", lambda: with_weights("ReduceMax", (2, 3, 4), [_const("ax", [0], np.int64)], opset=18, keepdims=0))
+case("ReduceMin", "keepdims", lambda: unary("ReduceMin", axes=[2]))
+case("ReduceMin", "no-keepdims", lambda: unary("ReduceMin", axes=[0, 1], keepdims=0))
+case("ArgMax", "keepdims", lambda: _model([h.make_node("ArgMax", ["x"], ["y"], name="argmax", axis=1)], [("x", F, [2, 5, 3])], [("y", I64)]))
+case("ArgMax", "no-keepdims-last", lambda: _model([h.make_node("ArgMax", ["x"], ["y"], name="argmax", axis=-1, keepdims=0)],
+                                                  [("x", F, [2, 5, 3])], [("y", I64)]))
+
+# Pad
+case("Pad", "constant", lambda: with_weights("Pad", (1, 2, 3, 4), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)]))
+case("Pad", "constant-value", lambda: with_weights("Pad", (2, 3), [_const("p", [1, 1, 0, 2], np.int64), _const("v", 1.5)]))
+case("Pad", "reflect", lambda: with_weights("Pad", (1, 2, 4, 5), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)], mode="reflect"))
+case("Pad", "edge", lambda: with_weights("Pad", (1, 2, 4, 5), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)], mode="edge"))
+
+# Resize (NCHW spatial)
+_EMPTY = _const("roi", [], np.float32)
+case("Resize", "nearest-scales", lambda: with_weights("Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 2])], mode="nearest"))
+case("Resize", "nearest-asymmetric-floor", lambda: with_weights(
+    "Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 3])], mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+case("Resize", "nearest-sizes", lambda: with_weights("Resize", (1, 2, 4, 4), [_EMPTY, None, _const("sz", [1, 2, 6, 7], np.int64)], mode="nearest"))
+case("Resize", "linear-half-pixel", lambda: with_weights("Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 2])], mode="linear"))
+case("Resize", "linear-align-corners", lambda: with_weights(
+    "Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 2])], mode="linear", coordinate_transformation_mode="align_corners"))
+case("Resize", "linear-downsample", lambda: with_weights("Resize", (1, 2, 8, 8), [_EMPTY, _const("sc", [1, 1, 0.5, 0.5])], mode="linear"))
+
+# Recurrent
+def _lstm(direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, layout_outputs=("Y", "Y_h", "Y_c")):
+    dirs = 2 if direction == "bidirectional" else 1
+    weights = [_rand("W", dirs, 4 * hidden, inp, scale=0.5), _rand("R", dirs, 4 * hidden, hidden, scale=0.5)]
+    names = ["x", "W", "R"]
+    if full:
+        weights += [_rand("B", dirs, 8 * hidden, scale=0.5), _rand("h0", dirs, batch, hidden), _rand("c0", dirs, batch, hidden)]
+        names += ["B", "", "h0", "c0"]
+    node = h.make_node("LSTM", names, list(layout_outputs), name="lstm", hidden_size=hidden, direction=direction)
+    return _model([node], [("x", F, [seq, batch, inp])], list(layout_outputs), weights)
+
+
+case("LSTM", "forward-full", lambda: _lstm())
+case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False))
+case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"))
+case("LSTM", "reverse", lambda: _lstm(direction="reverse"))
+
+
+@pytest.mark.parametrize("op, build, kwargs", CASES)
+def test_op(op, build, kwargs, compile_check):
+    model = build()
+    assert op in {n.op_type for n in model.graph.node}
+    compile_check(model, **kwargs)
+
+
+def test_every_supported_op_is_covered():
+    covered = {p.values[0] for p in CASES}
+    assert sorted(SUPPORTED_OPS - covered) == [], "supported ops without a coverage case"
+    assert sorted(covered - SUPPORTED_OPS) == [], "coverage cases for ops that are not listed as supported"

@@ -1,0 +1,74 @@
+"""The user-facing commands of the foundation issue, end to end through the console entry point."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tiny_cnn.onnx"
+
+
+def hcc(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "hcc.cli", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "bundle"
+    proc = hcc("compile", EXAMPLE, "-o", out, "--input-shape", "image=2x3x32x32")
+    assert "compiled tiny_cnn" in proc.stdout
+    assert "[hcc" in proc.stderr  # progress messages
+    return out
+
+
+def test_inspect(bundle):
+    out = hcc("inspect", bundle).stdout
+    assert "image: float32 [2, 3, 32, 32] (model: ['batch', 3, 32, 32])" in out
+    assert "sg0: device cpu" in out and "all sha256-verified" in out
+
+
+def test_test_uses_stored_golden(bundle):
+    out = hcc("test", bundle).stdout
+    assert "PASS probs" in out and "1 passed, 0 failed" in out
+
+
+def test_run_and_golden_round_trip(bundle, tmp_path):
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", image=x)
+    out = hcc("run", bundle, "--input", tmp_path / "x.npz", "-o", tmp_path / "y.npz").stdout
+    assert "probs: float32 [2, 10]" in out and "time:" in out
+    probs = np.load(tmp_path / "y.npz")["probs"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+    hcc("golden", EXAMPLE, "--input", tmp_path / "x.npz", "-o", tmp_path / "golden.npz", "--input-shape", "image=2x3x32x32")
+    golden = np.load(tmp_path / "golden.npz")
+    np.testing.assert_allclose(probs, golden["output:probs"], rtol=1e-3, atol=1e-4)
+    assert "1 passed" in hcc("test", bundle, "--golden", tmp_path / "golden.npz").stdout
+
+    bad = {k: golden[k] for k in golden.files}
+    bad["output:probs"] = bad["output:probs"] + 0.01
+    np.savez(tmp_path / "bad.npz", **bad)
+    proc = hcc("test", bundle, "--golden", tmp_path / "bad.npz", check=False)
+    assert proc.returncode == 1 and "FAIL probs" in proc.stdout
+    assert "1 passed" in hcc("test", bundle, "--golden", tmp_path / "bad.npz", "--atol", "0.02").stdout
+
+
+def test_run_with_wrong_input_shape_is_a_clear_error(bundle, tmp_path):
+    np.savez(tmp_path / "x.npz", image=np.zeros((1, 3, 32, 32), np.float32))
+    proc = hcc("run", bundle, "--input", tmp_path / "x.npz", check=False)
+    assert proc.returncode == 1
+    assert "input 'image': shape [1, 3, 32, 32], expected [2, 3, 32, 32]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_explains_commands():
+    out = hcc("--help").stdout
+    for command in ("compile", "run", "test", "golden", "inspect", "ops"):
+        assert command in out
+    assert "--input-shape" in hcc("compile", "--help").stdout
