@@ -91,9 +91,14 @@ def compile_model(
     seed: int = DEFAULT_SEED,
     target_cpu: str = DEFAULT_TARGET_CPU,
     keep_ir: bool = True,
+    groups: list[dict] | None = None,
     progress: ProgressFn = _quiet,
 ) -> Manifest:
-    """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest."""
+    """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
+
+    `groups` (from the partitioner) lists subgraphs as {id, device, nodes, device_index}; default: the whole model
+    as one CPU subgraph.
+    """
     started = time.perf_counter()
     loaded = load_model(os.fspath(model_path), input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
@@ -113,8 +118,11 @@ def compile_model(
         onnx.save(lifted.model, lifted_path)
         arg_names = [i.name for i in loaded.inputs] + list(lifted.weights)
         out_names = [o.name for o in loaded.outputs]
+        if groups is None:
+            groups = [{"id": "sg0", "device": "cpu", "nodes": [n.name for n in lifted.model.graph.node], "device_index": 0}]
         response = _run_worker(
-            {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names, "target_cpu": target_cpu, "keep_ir": keep_ir},
+            {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
+             "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir},
             progress,
         )
         lifted_path.unlink()
@@ -135,32 +143,38 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
     tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
     tensors += [TensorRecord(name, str(arr.dtype), list(arr.shape), "weight") for name, arr in weights.items()]
     declared_outputs = {o.name: o for o in loaded.outputs}
+    by_name = {t.name: t for t in tensors}
     subgraphs = []
-    for sg in response["subgraphs"]:
+    for sg in response["subgraphs"]:  # in schedule order: every input is an argument or an earlier output
         for name, (shape, element) in zip(sg["inputs"], sg["input_types"]):
-            record = next(t for t in tensors if t.name == name)
-            if record.shape != shape or MLIR_TO_NUMPY.get(element) != record.dtype:
-                raise HccError(f"internal: argument '{name}' lowered to {shape} {element}, expected {record.shape} {record.dtype}")
+            record = by_name.get(name)
+            if record is None or record.shape != shape or MLIR_TO_NUMPY.get(element) != record.dtype:
+                raise HccError(f"internal: argument '{name}' of {sg['id']} lowered to {shape} {element}, expected {record}")
         for name, (shape, element) in zip(sg["outputs"], sg["output_types"]):
             dtype = MLIR_TO_NUMPY.get(element)
             if dtype is None:
-                raise HccError(f"output '{name}' has element type {element}, which the runtime cannot return")
-            declared = declared_outputs.get(name)
+                raise HccError(f"tensor '{name}' has element type {element}, which the runtime cannot move")
             golden = expected.get(name)
             if golden is not None and (list(golden.shape) != shape):
                 raise HccError(f"internal: output '{name}' lowered to shape {shape}, onnxruntime gives {list(golden.shape)}")
             if golden is not None and str(golden.dtype) != dtype:
                 raise HccError(f"output '{name}' lowered to dtype {dtype}, but the model declares {golden.dtype}")
-            tensors.append(TensorRecord(name, dtype, shape, "output", declared.symbolic_shape if declared else None))
+            declared = declared_outputs.get(name)
+            kind = "output" if declared else "intermediate"
+            by_name[name] = TensorRecord(name, dtype, shape, kind, declared.symbolic_shape if declared else None)
+            tensors.append(by_name[name])
         if len(sg["input_types"]) != len(sg["inputs"]) or len(sg["output_types"]) != len(sg["outputs"]):
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
         subgraphs.append(
             SubgraphRecord(
-                id=sg["id"], device=sg["device"], precision="fp32", inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
+                id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision="fp32", inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
                 artifacts=[ArtifactRecord(kind="cpu-so", file=sg["artifact"], entry=sg["entry"])],
             )
         )
 
+    unproduced = [o.name for o in loaded.outputs if o.name not in by_name]
+    if unproduced:
+        raise HccError(f"model outputs {unproduced} are not computed by any node (constant or pass-through outputs are not supported)")
     weight_records = bundle_writer.write_weights(staging, weights)
     (staging / "golden").mkdir(exist_ok=True)
     save_golden(staging / "golden" / "golden.npz", feeds, expected)

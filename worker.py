@@ -22,7 +22,7 @@ def compile_subgraphs(request: dict) -> dict:
 
     from hcc.backends.cpu import lowering, toolchain
     from hcc.frontend.importer import import_to_torch_dialect
-    from hcc.passes.partition import partition_single_device
+    from hcc.passes.outline import SubgraphGroup, outline
     from hcc.passes.to_linalg import lower_to_linalg
 
     bundle = Path(request["bundle_dir"])
@@ -31,10 +31,11 @@ def compile_subgraphs(request: dict) -> dict:
     torch_text = import_to_torch_dialect(model)
     _progress(f"imported {len(model.graph.node)} ONNX nodes into MLIR ({time.perf_counter() - start:.2f}s)")
 
-    specs = partition_single_device(torch_text, request["inputs"], request["outputs"], device="cpu")
-    graph_nodes = {node.name for node in model.graph.node}
-    for spec in specs:  # initializers imported as onnx.Constant carry their tensor's name: not graph nodes
-        spec.nodes = [name for name in spec.nodes if name in graph_nodes]
+    groups = [SubgraphGroup(**g) for g in request["groups"]]
+    node_outputs = {node.name: list(node.output) for node in model.graph.node}
+    specs = outline(torch_text, groups, request["inputs"], node_outputs, request["outputs"])
+    if len(specs) > 1:
+        _progress(f"outlined {len(specs)} subgraphs: " + ", ".join(f"{s.id}@{s.device}" for s in specs))
     results = []
     for spec in specs:
         t0 = time.perf_counter()
@@ -53,6 +54,7 @@ def compile_subgraphs(request: dict) -> dict:
             {
                 "id": spec.id,
                 "device": spec.device,
+                "device_index": next(g.device_index for g in groups if g.id == spec.id),
                 "nodes": spec.nodes,
                 "inputs": spec.inputs,
                 "outputs": spec.outputs,

@@ -56,6 +56,7 @@ class SubgraphRecord:
     nodes: list[str] = field(default_factory=list)  # ONNX node names placed in this subgraph
     predicted_time_s: float | None = None
     fallback: ArtifactRecord | None = None
+    device_index: int = 0  # which instance of `device` (several CPU partitions, GPUs, FPGAs of one kind)
 
 
 @dataclass

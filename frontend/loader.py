@@ -10,6 +10,7 @@ import onnx
 from onnx import shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.fold import fold_constants, name_nodes
 from hcc.frontend.ops import check_opset, check_supported
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -151,6 +152,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     except Exception as exc:
         message = str(exc).strip().replace("\n", " ")
         raise HccError(f"{path}: shape inference failed: {message}") from None
+    name_nodes(model)
+    if fold_constants(model):
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
 
     initializer_names = {init.name for init in model.graph.initializer}
     inputs, outputs = [], []

@@ -33,7 +33,7 @@ def describe(bundle_dir: str | os.PathLike) -> str:
     ]
     for sg in m.subgraphs:
         arts = ", ".join(f"{a.file} [{a.kind}, entry {a.entry}, {_size((bundle / a.file).stat().st_size)}]" for a in sg.artifacts)
-        lines.append(f"  {sg.id}: device {sg.device}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, {len(sg.outputs)} outputs")
+        lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, {len(sg.outputs)} outputs")
         lines.append(f"    artifacts: {arts}")
     weight_bytes = sum(w.nbytes for w in m.weights)
     params = sum(int(np.prod(tensors[w.name].shape)) for w in m.weights)

@@ -17,10 +17,20 @@ from hcc.runtime.devices.cpu import CpuDevice
 
 
 @dataclass
+class Transfer:
+    tensor: str
+    nbytes: int
+    source: str  # "host" or a device instance such as "cpu#1"
+    destination: str
+    seconds: float
+
+
+@dataclass
 class Profile:
-    """Wall time of the last run, per subgraph and in total (seconds)."""
+    """What the last run did: wall time per subgraph and in total (seconds), and every tensor moved."""
 
     subgraphs: dict[str, float] = field(default_factory=dict)
+    transfers: list[Transfer] = field(default_factory=list)
     total: float = 0.0
 
 
@@ -40,12 +50,26 @@ class Session:
         self.bundle = Path(bundle_dir)
         self.manifest: Manifest = read_manifest(self.bundle, verify=verify)
         self._tensors: dict[str, TensorRecord] = {t.name: t for t in self.manifest.tensors}
+        # One driver per device instance ("cpu#0", "cpu#1", ...): tensors are resident per instance.
         self.devices: dict[str, Device] = {}
-        for kind in self.manifest.devices_required:
-            self.devices[kind] = self._bind_device(kind)
-        self._executables = {sg.id: self.devices[sg.device].load(self.bundle, sg) for sg in self.manifest.subgraphs}
-        self._weights = self._load_weights()
+        for sg in self.manifest.subgraphs:
+            instance = self.instance_of(sg)
+            if instance not in self.devices:
+                self.devices[instance] = self._bind_device(sg.device)
+        self._executables = {sg.id: self.devices[self.instance_of(sg)].load(self.bundle, sg) for sg in self.manifest.subgraphs}
+        # Weights are moved to their devices once, at load time; the host copy is dropped afterwards.
+        weights = self._load_weights()
+        self._resident_weights: dict[tuple[str, str], Any] = {}
+        for sg in self.manifest.subgraphs:
+            instance = self.instance_of(sg)
+            for name in sg.inputs:
+                if name in weights and (instance, name) not in self._resident_weights:
+                    self._resident_weights[(instance, name)] = self.devices[instance].to_device(weights[name])
         self.last_profile = Profile()
+
+    @staticmethod
+    def instance_of(sg) -> str:
+        return f"{sg.device}#{sg.device_index}"
 
     def _bind_device(self, kind: str) -> Device:
         if kind == "cpu":
@@ -95,32 +119,46 @@ class Session:
         for name in wanted:
             if name not in self.manifest.outputs:
                 raise HccError(f"'{name}' is not an output of this model (outputs: {self.manifest.outputs})")
-        host: dict[str, np.ndarray] = {**self._weights, **self._check_feeds(feeds)}
-        resident: dict[tuple[str, str], Any] = {}  # (device kind, tensor) -> device array
+        host: dict[str, np.ndarray] = self._check_feeds(feeds)
+        resident: dict[tuple[str, str], Any] = dict(self._resident_weights)  # (device instance, tensor) -> array
+        home: dict[str, str] = {}  # tensor -> device instance that produced it
         profile = Profile()
         start = time.perf_counter()
         by_id = {sg.id: sg for sg in self.manifest.subgraphs}
+
+        def fetch_to_host(name: str) -> np.ndarray:
+            if name not in host:
+                t0 = time.perf_counter()
+                host[name] = self.devices[home[name]].to_host(resident[(home[name], name)])
+                profile.transfers.append(Transfer(name, host[name].nbytes, home[name], "host", time.perf_counter() - t0))
+            return host[name]
+
         for sg_id in self.manifest.schedule:
             sg = by_id[sg_id]
-            device = self.devices[sg.device]
+            instance = self.instance_of(sg)
+            device = self.devices[instance]
             args = []
             for name in sg.inputs:
-                key = (sg.device, name)
+                key = (instance, name)
                 if key not in resident:
-                    if name not in host:
+                    if name not in host and name not in home:
                         raise HccError(f"internal: tensor '{name}' needed by {sg.id} was never produced")
-                    resident[key] = device.to_device(host[name])
+                    value = fetch_to_host(name)
+                    t0 = time.perf_counter()
+                    resident[key] = device.to_device(value)
+                    profile.transfers.append(Transfer(name, value.nbytes, home.get(name, "host"), instance, time.perf_counter() - t0))
                 args.append(resident[key])
             outs = [device.empty(self._tensors[n].shape, np.dtype(self._tensors[n].dtype)) for n in sg.outputs]
             t0 = time.perf_counter()
             self._executables[sg.id].run(args, outs)
             profile.subgraphs[sg.id] = time.perf_counter() - t0
             for name, value in zip(sg.outputs, outs):
-                resident[(sg.device, name)] = value
-                host[name] = device.to_host(value)
+                resident[(instance, name)] = value
+                home[name] = instance
+        results = [fetch_to_host(name) for name in wanted]
         profile.total = time.perf_counter() - start
         self.last_profile = profile
-        return [host[name] for name in wanted]
+        return results
 
 
 def load(bundle_dir: str | os.PathLike, verify: bool = True) -> Session:

@@ -30,7 +30,7 @@ def bundle(tmp_path_factory):
 def test_inspect(bundle):
     out = hcc("inspect", bundle).stdout
     assert "image: float32 [2, 3, 32, 32] (model: ['batch', 3, 32, 32])" in out
-    assert "sg0: device cpu" in out and "all sha256-verified" in out
+    assert "sg0: device cpu#0" in out and "all sha256-verified" in out
 
 
 def test_test_uses_stored_golden(bundle):

@@ -76,7 +76,8 @@ class CpuDevice(Device):
         return np.empty(shape, dtype=dtype)
 
     def to_device(self, array):
-        return np.ascontiguousarray(array)
+        # A CPU partition owns its buffers like any device: moving a tensor to it is a real copy.
+        return np.array(array, order="C", copy=True)
 
     def to_host(self, value):
         return value

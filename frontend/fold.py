@@ -1,0 +1,96 @@
+"""Graph clean-up before import: unique node names, and folding of computations on constants.
+
+Names: the partitioner, placement files and diagnostics address nodes by name, so every node gets a unique one
+(unnamed nodes become `<OpType>_<index>`; a repeated name gets a `__<n>` suffix).
+Folding: with concrete input shapes, `Shape` and everything computed only from constants (shape arithmetic of
+Reshape/Expand/Slice chains in exported transformers, for instance) is evaluated once here with onnx's reference
+evaluator. That keeps shape operands compile-time constants even when the partitioner cuts the graph between
+their producer and their consumer.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+# Ops never folded: random, or with subgraphs.
+NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli", "If", "Loop", "Scan"}
+MAX_FOLDED_ELEMENTS = 1 << 22
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    seen: dict[str, int] = {}
+    for index, node in enumerate(model.graph.node):
+        base = node.name or f"{node.op_type}_{index}"
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        node.name = base if count == 0 else f"{base}__{count + 1}"
+
+
+def _static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
+    tensor_type = value.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+    return None if any(d is None for d in dims) else dims
+
+
+def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: list[onnx.OperatorSetIdProto]) -> list[np.ndarray] | None:
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(values[n].dtype), values[n].shape) for n in node.input if n]
+    outputs = [helper.make_empty_tensor_value_info(n) for n in node.output if n]
+    graph = helper.make_graph([node], "fold", inputs, outputs)
+    try:
+        evaluator = ReferenceEvaluator(helper.make_model(graph, opset_imports=opset))
+        return [np.asarray(v) for v in evaluator.run(None, {n: values[n] for n in node.input if n})]
+    except Exception:
+        return None  # leave the node for the compiler; folding is an optimisation, never a requirement
+
+
+def fold_constants(model: onnx.ModelProto) -> int:
+    """Fold in place; returns how many nodes were folded away."""
+    graph = model.graph
+    shapes = {v.name: _static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
+    values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer if int(np.prod(init.dims)) <= MAX_FOLDED_ELEMENTS}
+    graph_outputs = {o.name for o in graph.output}
+    kept, new_initializers, folded = [], [], 0
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDABLE or any(o in graph_outputs for o in node.output):
+            kept.append(node)
+            continue
+        result = None
+        if node.op_type == "Constant":
+            result = _evaluate(node, values, list(model.opset_import))
+            if result is not None:
+                values[node.output[0]] = result[0]
+            kept.append(node)  # stays a node; removed below if nothing uses it any more
+            continue
+        if node.op_type == "Shape" and shapes.get(node.input[0]) is not None:
+            dims = np.array(shapes[node.input[0]], dtype=np.int64)
+            start = next((a.i for a in node.attribute if a.name == "start"), 0)
+            end = next((a.i for a in node.attribute if a.name == "end"), len(dims))
+            result = [dims[start:end]]
+        elif all(n == "" or n in values for n in node.input) and any(node.input):
+            result = _evaluate(node, values, list(model.opset_import))
+        if result is None or any(r.size > MAX_FOLDED_ELEMENTS for r in result):
+            kept.append(node)
+            continue
+        for name, value in zip(node.output, result):
+            values[name] = value
+            new_initializers.append(numpy_helper.from_array(value, name))
+        folded += 1
+    # Drop nodes (Constants included) and initializers that nothing uses any more.
+    used = set(graph_outputs)
+    for node in kept:
+        used.update(node.input)
+    live = [n for n in kept if any(o in used for o in n.output)]
+    used = set(graph_outputs) | {v.name for v in graph.input}  # old exporters list initializers as inputs too
+    for node in live:
+        used.update(node.input)
+    initializers = [i for i in list(graph.initializer) + new_initializers if i.name in used]
+    del graph.node[:]
+    graph.node.extend(live)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    return folded

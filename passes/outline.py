@@ -1,0 +1,144 @@
+"""Outlining: turn a placement (node -> subgraph) into one MLIR function per subgraph.
+
+Works on the torch-onnx dialect module that the importer produced (one `torch.operator "onnx.X"` per ONNX node,
+the node's name as its location). Each subgraph becomes `func.func @<id>(external values) -> (exported values)`;
+small constants (`onnx.Constant`, `torch.constant.*`) are cloned into every function that uses them, so
+compile-time operands such as Reshape shapes stay constants. Each function is then returned as its own module
+text, ready for the per-device lowering.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hcc.errors import HccError
+from hcc.passes.partition import SubgraphSpec
+
+_NAME_LOC = re.compile(r'^loc\("((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class SubgraphGroup:
+    """What the partitioner decided for one subgraph: its id, device, and ONNX node names."""
+
+    id: str
+    device: str
+    nodes: list[str]
+    device_index: int = 0
+
+
+def _loc_name(op) -> str | None:
+    match = _NAME_LOC.match(str(op.location))
+    return match.group(1).encode().decode("unicode_escape") if match else None
+
+
+def _is_constant(op) -> bool:
+    name = op.operation.name
+    if name.startswith("torch.constant."):
+        return True
+    if name == "torch.operator":
+        return str(op.operation.attributes["name"]).strip('"') == "onnx.Constant"
+    return False
+
+
+def outline(torch_text: str, groups: list[SubgraphGroup], arg_names: list[str], node_outputs: dict[str, list[str]],
+            graph_outputs: list[str]) -> list[SubgraphSpec]:
+    """Split the imported function into one function per group.
+
+    `arg_names`: tensor names of the function's arguments (real inputs, then lifted weights);
+    `node_outputs`: ONNX node name -> its output tensor names; `graph_outputs`: the model's outputs in order.
+    """
+    from torch_mlir import ir
+    from torch_mlir.dialects import func
+    from torch_mlir.dialects import torch as torch_dialect
+
+    context = ir.Context()
+    torch_dialect.register_dialect(context)
+    with context, ir.Location.unknown():
+        module = ir.Module.parse(torch_text)
+        main = next(op for op in module.body.operations if op.operation.name == "func.func")
+        block = main.regions[0].blocks[0]
+        group_of: dict[str, str] = {name: g.id for g in groups for name in g.nodes}
+
+        # Who produces each value, and its tensor name.
+        names: dict[ir.Value, str] = {arg: arg_names[i] for i, arg in enumerate(block.arguments)}
+        producer_group: dict[ir.Value, str | None] = {arg: None for arg in block.arguments}
+        constants: dict[ir.Value, ir.Operation] = {}
+        ops_of: dict[str, list] = {g.id: [] for g in groups}
+        return_op = None
+        for op in block.operations:
+            if op.operation.name == "func.return":
+                return_op = op
+                continue
+            if _is_constant(op):
+                for result in op.results:
+                    constants[result] = op
+                continue
+            node = _loc_name(op)
+            if node is None or node not in group_of:
+                raise HccError(f"internal: op {op.operation.name} at {op.location} belongs to no subgraph")
+            ops_of[group_of[node]].append(op)
+            outputs = node_outputs.get(node, [])
+            for i, result in enumerate(op.results):
+                producer_group[result] = group_of[node]
+                names[result] = outputs[i] if i < len(outputs) else f"{node}:{i}"
+        assert return_op is not None
+
+        # Values each group must export: used by another group or returned.
+        exported: dict[str, list[ir.Value]] = {g.id: [] for g in groups}
+        imported: dict[str, list[ir.Value]] = {g.id: [] for g in groups}
+
+        def note_use(value, user_group: str | None):
+            if value in constants:
+                return
+            source = producer_group[value]
+            if source != user_group and source is not None and value not in exported[source]:
+                exported[source].append(value)
+            if user_group is not None and source != user_group and value not in imported[user_group]:
+                imported[user_group].append(value)
+
+        for g in groups:
+            for op in ops_of[g.id]:
+                for operand in op.operands:
+                    note_use(operand, g.id)
+        for operand in return_op.operands:
+            note_use(operand, None)
+
+        func_attrs = {name: main.attributes[name] for name in main.attributes if name.startswith("torch.")}
+        specs = []
+        for g in groups:
+            ins, outs = imported[g.id], exported[g.id]
+            ftype = ir.FunctionType.get([v.type for v in ins], [v.type for v in outs])
+            with ir.InsertionPoint(module.body):
+                fn = func.FuncOp(g.id, ftype)
+            for key, attr in func_attrs.items():
+                fn.attributes[key] = attr
+            entry = fn.add_entry_block()
+            mapping: dict[ir.Value, ir.Value] = dict(zip(ins, entry.arguments))
+            with ir.InsertionPoint(entry):
+                for op in ops_of[g.id]:
+                    for operand in op.operands:
+                        if operand in constants and operand not in mapping:
+                            clone = constants[operand].clone()
+                            for orig, new in zip(constants[operand].results, clone.results):
+                                mapping[orig] = new
+                    clone = op.clone()
+                    for i, operand in enumerate(op.operands):
+                        clone.operands[i] = mapping[operand]
+                    for orig, new in zip(op.results, clone.results):
+                        mapping[orig] = new
+                func.ReturnOp([mapping[v] for v in outs])
+            specs.append(SubgraphSpec(g.id, g.device, [names[v] for v in ins], [names[v] for v in outs], list(g.nodes)))
+        main.operation.erase()
+
+        # One module per subgraph (keeps the dense_resource blobs the constants refer to).
+        for spec in specs:
+            single = ir.Module.parse(module.operation.get_asm(enable_debug_info=True, large_elements_limit=None))
+            for op in list(single.body.operations):
+                if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value != spec.id:
+                    op.operation.erase()
+            spec.module_text = single.operation.get_asm(enable_debug_info=True, large_elements_limit=None)
+        missing = [n for n in graph_outputs if n not in {o for s in specs for o in s.outputs} | set(arg_names)]
+        if missing:
+            raise HccError(f"internal: model outputs {missing} are produced by no subgraph")
+        return specs
