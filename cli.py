@@ -102,6 +102,8 @@ def run_cmd(bundle, input_path, output_path, repeat):
     from hcc.runtime import load
 
     session = load(bundle)
+    for note in session.notes:
+        click.echo(f"note: {note}", err=True)
     feeds = _load_inputs(input_path, session)
     times = []
     for _ in range(max(1, repeat)):

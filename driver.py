@@ -168,7 +168,8 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
         subgraphs.append(
             SubgraphRecord(
                 id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision="fp32", inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
-                artifacts=[ArtifactRecord(kind="cpu-so", file=sg["artifact"], entry=sg["entry"])],
+                artifacts=[ArtifactRecord(**a) for a in sg["artifacts"]],
+                fallback=ArtifactRecord(**sg["fallback"]) if sg.get("fallback") else None,
             )
         )
 

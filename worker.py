@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 
@@ -20,6 +21,8 @@ def _progress(message: str) -> None:
 def compile_subgraphs(request: dict) -> dict:
     import onnx
 
+    from hcc.backends import backend_for, device_kind
+    from hcc.backends.cpu import backend as cpu_backend
     from hcc.backends.cpu import lowering, toolchain
     from hcc.frontend.importer import import_to_torch_dialect
     from hcc.passes.outline import SubgraphGroup, outline
@@ -43,13 +46,11 @@ def compile_subgraphs(request: dict) -> dict:
         signature = lowering.function_signature(linalg_text, spec.id)
         t1 = time.perf_counter()
         _progress(f"{spec.id}: lowered {len(spec.nodes)} ops to linalg ({t1 - t0:.2f}s)")
-        llvm_ir = lowering.lower_to_llvm_ir(linalg_text)
-        t2 = time.perf_counter()
-        rel = f"cpu/{spec.id}/lib{spec.id}.so"
-        toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=request["target_cpu"])
-        if request.get("keep_ir"):
-            (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
-        _progress(f"{spec.id}: LLVM dialect ({t2 - t1:.2f}s), opt+llc+link ({time.perf_counter() - t2:.2f}s)")
+        artifacts = backend_for(spec.device).compile_subgraph(linalg_text, spec, bundle, request)
+        fallback = None
+        if device_kind(spec.device) != "cpu":  # a CPU artifact to fall back on when the device is missing at run time
+            fallback = cpu_backend.compile_subgraph(linalg_text, spec, bundle, request)[0]
+        _progress(f"{spec.id}: {spec.device} artifacts ({time.perf_counter() - t1:.2f}s): " + ", ".join(a.file for a in artifacts))
         results.append(
             {
                 "id": spec.id,
@@ -60,8 +61,8 @@ def compile_subgraphs(request: dict) -> dict:
                 "outputs": spec.outputs,
                 "input_types": [[t.shape, t.element] for t in signature.inputs],
                 "output_types": [[t.shape, t.element] for t in signature.results],
-                "artifact": rel,
-                "entry": spec.id,
+                "artifacts": [asdict(a) for a in artifacts],
+                "fallback": asdict(fallback) if fallback else None,
             }
         )
     return {"ok": True, "subgraphs": results, "toolchain": toolchain.versions()}

@@ -43,6 +43,7 @@ class ArtifactRecord:
     file: str
     entry: str  # exported symbol
     abi: str = "bare-ptr-v1"  # every argument is a pointer to a dense row-major buffer: inputs, then outputs
+    meta: dict[str, Any] = field(default_factory=dict)  # backend-specific: related files, launch table, estimates
 
 
 @dataclass

@@ -9,12 +9,23 @@ text, ready for the per-device lowering.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hcc.errors import HccError
-from hcc.passes.partition import SubgraphSpec
 
 _NAME_LOC = re.compile(r'^loc\("((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class SubgraphSpec:
+    """An outlined subgraph, ready for its device's backend."""
+
+    id: str
+    device: str
+    inputs: list[str]  # tensor names, in argument order
+    outputs: list[str]  # tensor names, in result order
+    nodes: list[str] = field(default_factory=list)  # ONNX node names
+    module_text: str = ""  # torch-onnx dialect module holding exactly this subgraph's function, named `id`
 
 
 @dataclass

@@ -29,13 +29,14 @@ class GoldenReport:
     source: str
     outputs: list[OutputComparison] = field(default_factory=list)
     time_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(o.passed for o in self.outputs)
 
     def lines(self) -> list[str]:
-        out = [f"golden: {self.source}; rtol={self.rtol:g} atol={self.atol:g}"]
+        out = [f"note: {n}" for n in self.notes] + [f"golden: {self.source}; rtol={self.rtol:g} atol={self.atol:g}"]
         for o in self.outputs:
             status = "PASS" if o.passed else "FAIL"
             detail = o.note or f"max abs err {o.max_abs:.3g}, max rel err {o.max_rel:.3g}, {o.mismatched}/{o.total} elements outside tolerance"
@@ -89,7 +90,7 @@ def check_golden(bundle_dir: str | os.PathLike, golden_path: str | None = None, 
     if unknown:
         raise HccError(f"{golden_path}: golden outputs {unknown} are not outputs of the bundle ({manifest.outputs})")
     outputs = session.run(None, feeds)
-    report = GoldenReport(rtol, atol, source, time_s=session.last_profile.total)
+    report = GoldenReport(rtol, atol, source, time_s=session.last_profile.total, notes=list(session.notes))
     for name, actual in zip(manifest.outputs, outputs):
         if name in expected:
             report.outputs.append(compare(name, actual, expected[name], rtol, atol))

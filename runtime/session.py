@@ -12,6 +12,7 @@ import numpy as np
 from hcc.artifacts.manifest import Manifest, TensorRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import read_manifest, safe_path
+from hcc.runtime.devices import DeviceUnavailable, driver_class
 from hcc.runtime.devices.base import Device
 from hcc.runtime.devices.cpu import CpuDevice
 
@@ -50,13 +51,35 @@ class Session:
         self.bundle = Path(bundle_dir)
         self.manifest: Manifest = read_manifest(self.bundle, verify=verify)
         self._tensors: dict[str, TensorRecord] = {t.name: t for t in self.manifest.tensors}
-        # One driver per device instance ("cpu#0", "cpu#1", ...): tensors are resident per instance.
+        # One driver per device instance ("cpu#0", "gpu:sm_90#0", ...): tensors are resident per instance.
+        # A subgraph whose device is missing runs its CPU fallback artifact on the host ("cpu#fallback").
+        self.notes: list[str] = []  # what the user should know about this run (fallbacks, emulation)
         self.devices: dict[str, Device] = {}
+        self._instance: dict[str, str] = {}
+        unavailable: dict[str, str] = {}
         for sg in self.manifest.subgraphs:
-            instance = self.instance_of(sg)
-            if instance not in self.devices:
-                self.devices[instance] = self._bind_device(sg.device)
-        self._executables = {sg.id: self.devices[self.instance_of(sg)].load(self.bundle, sg) for sg in self.manifest.subgraphs}
+            instance = f"{sg.device}#{sg.device_index}"
+            if instance not in self.devices and instance not in unavailable:
+                try:
+                    self.devices[instance] = self._bind_device(sg.device, sg.device_index)
+                except DeviceUnavailable as exc:
+                    unavailable[instance] = str(exc)
+            if instance in unavailable:
+                if sg.fallback is None:
+                    raise HccError(f"{self.bundle}: subgraph {sg.id} needs {sg.device} ({unavailable[instance]}) and has no CPU fallback artifact")
+                self.notes.append(f"{sg.id}: {sg.device} unavailable ({unavailable[instance]}); running its CPU fallback")
+                instance = "cpu#fallback"
+                self.devices.setdefault(instance, self._bind_device("cpu", 0))
+            self._instance[sg.id] = instance
+        for device in self.devices.values():
+            self.notes.extend(getattr(device, "notes", []))
+        self._executables = {}
+        for sg in self.manifest.subgraphs:
+            device = self.devices[self._instance[sg.id]]
+            if self._instance[sg.id] == "cpu#fallback":
+                self._executables[sg.id] = device.load_artifact(self.bundle, sg, sg.fallback)
+            else:
+                self._executables[sg.id] = device.load(self.bundle, sg)
         # Weights are moved to their devices once, at load time; the host copy is dropped afterwards.
         weights = self._load_weights()
         self._resident_weights: dict[tuple[str, str], Any] = {}
@@ -67,14 +90,13 @@ class Session:
                     self._resident_weights[(instance, name)] = self.devices[instance].to_device(weights[name])
         self.last_profile = Profile()
 
-    @staticmethod
-    def instance_of(sg) -> str:
-        return f"{sg.device}#{sg.device_index}"
+    def instance_of(self, sg) -> str:
+        return self._instance[sg.id]
 
-    def _bind_device(self, kind: str) -> Device:
-        if kind == "cpu":
-            return CpuDevice(self.manifest.toolchain.get("target_cpu"))
-        raise HccError(f"{self.bundle}: this runtime has no driver for device kind '{kind}'")
+    def _bind_device(self, device: str, index: int) -> Device:
+        if device == "cpu":
+            return CpuDevice(device, index, self.manifest.toolchain.get("target_cpu"))
+        return driver_class(device)(device, index)
 
     def _load_weights(self) -> dict[str, np.ndarray]:
         weights: dict[str, np.ndarray] = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcc.artifacts.manifest import SubgraphRecord
+from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Device, Executable
@@ -62,7 +62,8 @@ class CpuExecutable(Executable):
 class CpuDevice(Device):
     kind = "cpu"
 
-    def __init__(self, target_cpu: str | None = None):
+    def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None):
+        self.device, self.index = device, index
         if target_cpu:
             check_target_cpu(target_cpu)
 
@@ -70,6 +71,9 @@ class CpuDevice(Device):
         artifact = next((a for a in subgraph.artifacts if a.kind == "cpu-so"), None) or subgraph.fallback
         if artifact is None or artifact.kind != "cpu-so":
             raise HccError(f"subgraph {subgraph.id} has no CPU artifact")
+        return self.load_artifact(bundle, subgraph, artifact)
+
+    def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
         return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs))
 
     def empty(self, shape, dtype):
