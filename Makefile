@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "pip==26.3"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	# FPGA csim: Xilinx's Apache-2.0 ap_int/ap_fixed headers ship in this wheel; only its files are used, so its
+	# Python dependencies are not installed (research/hw-toolchains.md A1).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "da4ml==0.6.0"
 	@touch $(STAMP)
 
 setup: $(STAMP)
