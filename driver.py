@@ -92,6 +92,8 @@ def compile_model(
     target_cpu: str = DEFAULT_TARGET_CPU,
     keep_ir: bool = True,
     groups: list[dict] | None = None,
+    gpu_precision: str = "fp32",
+    fpga: dict | None = None,
     progress: ProgressFn = _quiet,
 ) -> Manifest:
     """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
@@ -114,18 +116,22 @@ def compile_model(
     bundle_dir = Path(bundle_dir)
     staging = _prepare_output_dir(bundle_dir)
     try:
-        lifted_path = staging / ".lifted.onnx"
+        lifted_path, weights_path = staging / ".lifted.onnx", staging / ".weights.npz"
         onnx.save(lifted.model, lifted_path)
+        if groups is not None and any(not g["device"].startswith("cpu") for g in groups):
+            np.savez(weights_path, **lifted.weights)  # backends that embed weights (FPGA headers) read them here
         arg_names = [i.name for i in loaded.inputs] + list(lifted.weights)
         out_names = [o.name for o in loaded.outputs]
         if groups is None:
             groups = [{"id": "sg0", "device": "cpu", "nodes": [n.name for n in lifted.model.graph.node], "device_index": 0}]
         response = _run_worker(
             {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
-             "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir},
+             "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
+             "fpga": fpga or {}, "weights_file": str(weights_path), "golden_inputs": None},
             progress,
         )
         lifted_path.unlink()
+        weights_path.unlink(missing_ok=True)
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs)
         if bundle_dir.exists():
             shutil.rmtree(bundle_dir)
