@@ -19,12 +19,14 @@ from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts.golden import DEFAULT_SEED, random_inputs, run_onnxruntime, save_golden
 from hcc.artifacts.manifest import MANIFEST_FILE, ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.errors import HccError
+from hcc.frontend.bool_boundary import SUFFIX as BOOL_SUFFIX
+from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
 
 # Tolerances that golden checks use per precision (rtol, atol).
 TOLERANCES = {"fp32": (1e-3, 1e-4)}
-MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "i1": "bool"}
+MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
 DEFAULT_TARGET_CPU = "x86-64-v3"
 
 ProgressFn = Callable[[str], None]
@@ -71,6 +73,31 @@ def _run_worker(request: dict, progress: ProgressFn) -> dict:
     return response
 
 
+def _attach_boundary_casts(groups: list[dict], model: onnx.ModelProto) -> list[dict]:
+    """Put the Cast nodes added by widen_bool_boundaries into the subgraph of the node they feed / are fed by."""
+    group_of = {name: g for g in groups for name in g["nodes"]}
+    consumers: dict[str, list[str]] = {}
+    producer: dict[str, str] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+        for name in node.output:
+            producer[name] = node.name
+    groups = [dict(g, nodes=list(g["nodes"])) for g in groups]
+    by_id = {g["id"]: g for g in groups}
+    for node in model.graph.node:
+        if node.name in group_of or not node.name.endswith(("/hcc_to_bool", "/hcc_to_u8")):
+            continue
+        if node.name.endswith("/hcc_to_bool"):
+            users = [u for u in consumers.get(node.output[0], []) if u in group_of]
+            home = group_of[users[0]]["id"] if users else groups[0]["id"]
+            by_id[home]["nodes"].insert(0, node.name)
+        else:
+            home = group_of[producer[node.input[0]]]["id"] if producer.get(node.input[0]) in group_of else groups[-1]["id"]
+            by_id[home]["nodes"].append(node.name)
+    return groups
+
+
 def _prepare_output_dir(bundle_dir: Path) -> Path:
     """Build into a fresh sibling folder; refuse to clobber a non-empty folder that is not an hcc bundle."""
     if bundle_dir.exists():
@@ -113,6 +140,7 @@ def compile_model(
     progress(f"golden outputs from onnxruntime ({time.perf_counter() - started:.2f}s)")
 
     lifted = lift_weights(loaded.model)
+    lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
     bundle_dir = Path(bundle_dir)
     staging = _prepare_output_dir(bundle_dir)
     try:
@@ -124,6 +152,7 @@ def compile_model(
         out_names = [o.name for o in loaded.outputs]
         if groups is None:
             groups = [{"id": "sg0", "device": "cpu", "nodes": [n.name for n in lifted.model.graph.node], "device_index": 0}]
+        groups = _attach_boundary_casts(groups, lifted.model)
         response = _run_worker(
             {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
              "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
@@ -143,6 +172,15 @@ def compile_model(
     return manifest
 
 
+def _storage_dtype(element: str, declared: str) -> str | None:
+    """numpy dtype of a lowered tensor; bools cross function boundaries as bytes (frontend/bool_boundary.py)."""
+    if declared == "bool" and element in ("i8", "ui8", "i1"):
+        return "bool"
+    if declared == "uint8" and element in ("i8", "ui8"):  # MLIR integers are signless
+        return "uint8"
+    return MLIR_TO_NUMPY.get(element)
+
+
 def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs) -> Manifest:
     import onnxruntime
 
@@ -154,13 +192,13 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
     for sg in response["subgraphs"]:  # in schedule order: every input is an argument or an earlier output
         for name, (shape, element) in zip(sg["inputs"], sg["input_types"]):
             record = by_name.get(name)
-            if record is None or record.shape != shape or MLIR_TO_NUMPY.get(element) != record.dtype:
+            if record is None or record.shape != shape or _storage_dtype(element, record.dtype) != record.dtype:
                 raise HccError(f"internal: argument '{name}' of {sg['id']} lowered to {shape} {element}, expected {record}")
         for name, (shape, element) in zip(sg["outputs"], sg["output_types"]):
-            dtype = MLIR_TO_NUMPY.get(element)
+            golden = expected.get(name)
+            dtype = _storage_dtype(element, str(golden.dtype) if golden is not None else "")
             if dtype is None:
                 raise HccError(f"tensor '{name}' has element type {element}, which the runtime cannot move")
-            golden = expected.get(name)
             if golden is not None and (list(golden.shape) != shape):
                 raise HccError(f"internal: output '{name}' lowered to shape {shape}, onnxruntime gives {list(golden.shape)}")
             if golden is not None and str(golden.dtype) != dtype:

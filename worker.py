@@ -36,6 +36,9 @@ def compile_subgraphs(request: dict) -> dict:
 
     groups = [SubgraphGroup(**g) for g in request["groups"]]
     node_outputs = {node.name: list(node.output) for node in model.graph.node}
+    # Bool outputs leave through a uint8 Cast (frontend/bool_boundary.py): the tensor keeps its model name.
+    for outputs in node_outputs.values():
+        outputs[:] = [o.removesuffix("__hcc_u8") for o in outputs]
     specs = outline(torch_text, groups, request["inputs"], node_outputs, request["outputs"])
     if len(specs) > 1:
         _progress(f"outlined {len(specs)} subgraphs: " + ", ".join(f"{s.id}@{s.device}" for s in specs))

@@ -4,7 +4,35 @@ from __future__ import annotations
 from hcc.errors import HccError
 from hcc.passes.diagnostics import describe_mlir_error
 
+# Elementwise fusion right after conversion: besides saving memory traffic, it removes the bool (i1) tensors that
+# comparisons feed to selects (they become SSA values inside one generic), which LLVM 22's memref-to-LLVM
+# lowering cannot store (it asserts on sub-byte element types).
 TORCH_TO_LINALG = "builtin.module(torch-onnx-to-torch-backend-pipeline,torch-backend-to-linalg-on-tensors-backend-pipeline)"
+FUSE = "builtin.module(func.func(linalg-fuse-elementwise-ops),canonicalize,cse)"
+
+
+def _duplicate_shared_bool_producers(module) -> int:
+    """Give each consumer of a bool-valued elementwise generic its own copy, so that fusion (which only fuses
+    single-use producers) can absorb every one of them; recomputing a comparison is cheaper than storing it."""
+    from torch_mlir import ir
+
+    duplicated = 0
+    for func_op in module.body.operations:
+        if func_op.operation.name != "func.func":
+            continue
+        for op in list(func_op.regions[0].blocks[0].operations):
+            if op.operation.name != "linalg.generic" or len(op.results) != 1:
+                continue
+            result = op.results[0]
+            if not str(result.type).startswith("tensor<") or not str(result.type).endswith("xi1>"):
+                continue
+            uses = [(use.owner, use.operand_number) for use in result.uses]
+            for owner, index in uses[1:]:
+                with ir.InsertionPoint(op):
+                    clone = op.operation.clone()
+                owner.operands[index] = clone.results[0]
+                duplicated += 1
+    return duplicated
 
 
 def lower_to_linalg(torch_text: str) -> str:
@@ -18,6 +46,11 @@ def lower_to_linalg(torch_text: str) -> str:
         module = ir.Module.parse(torch_text)
         try:
             passmanager.PassManager.parse(TORCH_TO_LINALG).run(module.operation)
+            passmanager.PassManager.parse(FUSE).run(module.operation)
+            for _round in range(8):  # each round pushes bool producers one level into their consumers
+                if not _duplicate_shared_bool_producers(module):
+                    break
+                passmanager.PassManager.parse(FUSE).run(module.operation)
         except ir.MLIRError as exc:
             raise HccError(describe_mlir_error(exc, "lowering ONNX ops to linalg")) from None
         return module.operation.get_asm(enable_debug_info=True, large_elements_limit=None)
