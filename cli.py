@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -54,6 +55,31 @@ shape_option = click.option(
 )
 
 
+def placement_options(fn):
+    """Options shared by `compile` and `plan`: which devices, what to optimise, budgets, forced placements."""
+    options = [
+        click.option("--devices", help="Devices to place ops on, comma-separated (compile) or a mix like '4xgpu:sm_90+2xfpga:xcu250+cpu' (plan). "
+                     "The host CPU is always included. `hcc devices` lists the catalog."),
+        click.option("--objective", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+                     help="latency: one inference, subgraphs run in order (sum of op and transfer times); throughput: slowest pipeline stage."),
+        click.option("--budget", "budgets", multiple=True, metavar="KEY=VALUE[,KEY=VALUE]",
+                     help="Resource budgets, e.g. fpga.dsp=4000,gpu.mem=16GB,cpu.mem=8GB (repeatable)."),
+        click.option("--place", "places", multiple=True, metavar="REGEX=DEVICE",
+                     help="Force ops whose type or node name fully matches REGEX onto DEVICE, e.g. 'Conv|Gemm=fpga' (repeatable, later wins)."),
+        click.option("--placement", "placement_file", type=click.Path(dir_okay=False), help="Placement overrides file (JSON, as written by --save-placement)."),
+        click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures (see docs/devices.md)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _overrides(places):
+    from hcc.passes.placement import parse_place_option
+
+    return [parse_place_option(p) for p in places]
+
+
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "bundle", required=True, type=click.Path(file_okay=False), help="Bundle folder to write (replaced if it is an hcc bundle).")
@@ -61,18 +87,92 @@ shape_option = click.option(
 @click.option("--golden-input", "golden_input", type=click.Path(dir_okay=False), help="npz of inputs (keyed by input name) for the bundle's golden data; default: deterministic random inputs.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random golden inputs.")
 @click.option("--target-cpu", default="x86-64-v3", show_default=True, help="CPU the native code targets (x86-64-v2, x86-64-v3, x86-64-v4, or an llc -mcpu name such as 'native').")
+@placement_options
+@click.option("--save-placement", type=click.Path(dir_okay=False), help="Write the chosen placement (every op's device) as an editable overrides file.")
+@click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
+@click.option("--gpu-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
-def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, quiet):
+def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, placement_file,
+                device_file, save_placement, explain, gpu_precision, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
 
     manifest = compile_model(
         model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
-        target_cpu=target_cpu, progress=_progress(quiet),
+        target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places),
+        placement_file=placement_file, save_placement=save_placement, device_file=device_file, gpu_precision=gpu_precision,
+        progress=_progress(quiet),
     )
-    click.echo(f"compiled {manifest.model_name} -> {bundle}: {len(manifest.subgraphs)} subgraph(s) on {', '.join(manifest.devices_required)}")
+    if explain and manifest.plan_report:
+        click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())
+    elif explain:
+        click.echo("(no placement to explain: the whole model is one CPU subgraph; pass --devices)")
+    placed = ", ".join(f"{s.id}@{s.device}#{s.device_index}" for s in manifest.subgraphs)
+    click.echo(f"compiled {manifest.model_name} -> {bundle}: {len(manifest.subgraphs)} subgraph(s): {placed}")
+
+
+@main.command("plan")
+@click.argument("model", type=click.Path(dir_okay=False))
+@shape_option
+@placement_options
+@click.option("--explain", is_flag=True, help="Also print the per-op explanation table.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON.")
+@_friendly
+def plan_cmd(model, input_shapes, devices, objective, budgets, places, placement_file, device_file, explain, json_path):
+    """What-if planning: place MODEL on a device mix without the hardware and without code generation.
+
+    Prints the placement, predicted time per subgraph and device, transfers, utilisation, resource use against
+    budgets, and every single-device plan for comparison.
+    """
+    import json
+
+    from hcc.driver import _plan
+    from hcc.frontend.loader import load_model, parse_shape_options
+    from hcc.passes.plan import format_explanation, format_plan, plan_to_json
+
+    loaded = load_model(model, parse_shape_options(input_shapes))
+    plan = _plan(loaded, devices, objective, list(budgets), _overrides(places), placement_file, device_file)
+    click.echo(format_plan(plan))
+    if explain:
+        click.echo(format_explanation(plan.placement))
+    if json_path:
+        Path(json_path).write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
+
+
+@main.command("devices")
+@click.option("--calibrate", is_flag=True, help="Measure this CPU with micro-benchmarks of the real CPU backend and store the fitted profile.")
+@click.option("--quick", is_flag=True, help="With --calibrate: fewer, smaller benchmarks (about a minute).")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Profile file to write/read (default: $HCC_CACHE_DIR or ~/.cache/hcc/cpu-profile.json).")
+@click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures.")
+@_friendly
+def devices_cmd(calibrate, quick, profile_path, device_file):
+    """Devices this host really has (CPU features, NVIDIA GPUs via libcuda) and the catalog the planner uses."""
+    from hcc.passes.device_catalog import builtin_catalog, describe_catalog, load_device_file
+    from hcc.runtime.devices.discovery import describe_host_cpu, discover_nvidia_gpus
+
+    host = describe_host_cpu()
+    click.echo("this host:")
+    click.echo(f"  cpu: {host.model_name or 'unknown'} ({host.vendor}), {host.physical_cores} cores / {host.logical_cpus} threads"
+               + (f", {host.mhz:.0f} MHz" if host.mhz else "") + f", {host.mem_bytes / 2**30:.1f} GiB; features: {' '.join(host.flags) or '-'}")
+    gpus = discover_nvidia_gpus()
+    if gpus.gpus:
+        for gpu in gpus.gpus:
+            click.echo(f"  gpu{gpu.index}: {gpu.name}, {gpu.sm} (catalog gpu:{gpu.sm}), {gpu.total_mem / 2**30:.1f} GiB, {gpu.multiprocessors} SMs")
+    else:
+        click.echo(f"  gpu: none ({gpus.reason})")
+    if calibrate:
+        from hcc.passes.calibrate import calibrate_cpu
+
+        report = calibrate_cpu(profile_path, quick=quick, progress=lambda m: click.echo(f"  [calibrate] {m}", err=True))
+        click.echo(report.format())
+    catalog = builtin_catalog(profile_path)
+    if device_file:
+        catalog = load_device_file(device_file, catalog)
+    click.echo("catalog:")
+    click.echo(describe_catalog(catalog))
 
 
 def _load_inputs(path: str | None, session) -> dict:

@@ -73,6 +73,29 @@ def _run_worker(request: dict, progress: ProgressFn) -> dict:
     return response
 
 
+def _plan(loaded, devices, objective, budgets, overrides, placement_file, device_file):
+    """Run the partitioner (passes/plan.py): placement, subgraphs in execution order, predictions."""
+    from hcc.passes.device_catalog import builtin_catalog, load_device_file
+    from hcc.passes.placement import load_placement
+    from hcc.passes.plan import make_plan
+
+    catalog = builtin_catalog()
+    if device_file:
+        catalog = load_device_file(device_file, catalog)
+    forced = list(load_placement(placement_file)) if placement_file else []
+    forced += list(overrides or [])
+    return make_plan(loaded, devices or "cpu", objective, list(budgets or []), forced or None, catalog=catalog)
+
+
+def _write_plan_report(bundle: Path, plan) -> None:
+    from hcc.passes.plan import format_explanation, format_plan, plan_to_json
+
+    (bundle / "plan").mkdir(exist_ok=True)
+    (bundle / "plan" / "plan.json").write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
+    (bundle / "plan" / "plan.txt").write_text(format_plan(plan) + "\n")
+    (bundle / "plan" / "explain.txt").write_text(format_explanation(plan.placement) + "\n")
+
+
 def _attach_boundary_casts(groups: list[dict], model: onnx.ModelProto) -> list[dict]:
     """Put the Cast nodes added by widen_bool_boundaries into the subgraph of the node they feed / are fed by."""
     group_of = {name: g for g in groups for name in g["nodes"]}
@@ -119,14 +142,22 @@ def compile_model(
     target_cpu: str = DEFAULT_TARGET_CPU,
     keep_ir: bool = True,
     groups: list[dict] | None = None,
+    devices: str | None = None,
+    objective: str = "latency",
+    budgets: list[str] | None = None,
+    overrides: list | None = None,
+    placement_file: str | None = None,
+    save_placement: str | None = None,
+    device_file: str | None = None,
     gpu_precision: str = "fp32",
     fpga: dict | None = None,
     progress: ProgressFn = _quiet,
 ) -> Manifest:
     """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
 
-    `groups` (from the partitioner) lists subgraphs as {id, device, nodes, device_index}; default: the whole model
-    as one CPU subgraph.
+    Placement: with `devices` ("cpu,gpu:sm_90,fpga:xcu250"), `overrides` (passes.placement.Override) or a
+    `placement_file`, the partitioner (passes/plan.py) places every op under `budgets` and `objective`; `groups`
+    ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
     """
     started = time.perf_counter()
     loaded = load_model(os.fspath(model_path), input_shapes)
@@ -138,6 +169,18 @@ def compile_model(
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, the model expects {info.shape} {info.dtype}")
     expected = run_onnxruntime(loaded.model, feeds)
     progress(f"golden outputs from onnxruntime ({time.perf_counter() - started:.2f}s)")
+
+    plan = None
+    if groups is None and (devices or overrides or placement_file):
+        plan = _plan(loaded, devices, objective, budgets, overrides, placement_file, device_file)
+        groups = [{"id": g.id, "device": g.device.rpartition("#")[0], "nodes": list(g.nodes), "device_index": int(g.device.rpartition("#")[2])}
+                  for g in plan.subgraphs]
+        progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
+        if save_placement:
+            from hcc.passes.placement import save_placement as write_placement
+
+            write_placement(save_placement, plan.placement)
+            progress(f"wrote placement to {save_placement}")
 
     lifted = lift_weights(loaded.model)
     lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
@@ -161,7 +204,9 @@ def compile_model(
         )
         lifted_path.unlink()
         weights_path.unlink(missing_ok=True)
-        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs)
+        if plan is not None:
+            _write_plan_report(staging, plan)
+        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan)
         if bundle_dir.exists():
             shutil.rmtree(bundle_dir)
         os.replace(staging, bundle_dir)
@@ -181,7 +226,7 @@ def _storage_dtype(element: str, declared: str) -> str | None:
     return MLIR_TO_NUMPY.get(element)
 
 
-def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs) -> Manifest:
+def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs, plan=None) -> Manifest:
     import onnxruntime
 
     tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
@@ -232,6 +277,11 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
         inputs=[i.name for i in loaded.inputs], outputs=[o.name for o in loaded.outputs], tensors=tensors, weights=weight_records,
         subgraphs=subgraphs, schedule=[s.id for s in subgraphs], devices_required=sorted({s.device for s in subgraphs}), files={},
         golden=GoldenRecord(file="golden/golden.npz", rtol=rtol, atol=atol, source=source),
+        plan_report="plan/plan.json" if plan is not None else None,
     )
+    if plan is not None:
+        predicted = {sg.id: sg.predicted_time for sg in plan.subgraphs}
+        for record in manifest.subgraphs:
+            record.predicted_time_s = predicted.get(record.id)
     bundle_writer.write_manifest(staging, manifest)
     return manifest

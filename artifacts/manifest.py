@@ -84,6 +84,7 @@ class Manifest:
     files: dict[str, str]  # relative path -> sha256, every file of the bundle but the manifest itself
     golden: GoldenRecord | None = None
     devices_optional: list[str] = field(default_factory=list)
+    plan_report: str | None = None  # plan/plan.json: the partitioner's placement, predictions and explanations
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 

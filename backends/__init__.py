@@ -29,6 +29,6 @@ def backend_for(device: str):
     try:
         return importlib.import_module(BACKEND_MODULES[kind])
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(BACKEND_MODULES[kind]):
+        if exc.name and BACKEND_MODULES[kind].startswith(exc.name):
             raise HccError(f"the {kind} backend is not available in this hcc build; `hcc plan` can still plan for '{device}'") from None
         raise
