@@ -1,0 +1,498 @@
+"""Per-op cost model: work (FLOPs, bytes) of every ONNX node, predicted time on a device, transfers, FPGA resources.
+
+Why this shape: placement needs one number per (op, device) and per crossing tensor, cheap enough to evaluate for
+thousands of candidates. We follow onnx-mlir's per-op model `t = a*work + b` where calibration has measured a and b
+(the host CPU), and a roofline `max(flops/(peak*eff), bytes/(bw*mem_eff)) + overhead` from published figures
+elsewhere (GPUs, FPGAs, an uncalibrated CPU). FPGA time comes from a resource/latency estimate of an hls4ml-style
+layer (reuse factor, DSPs per multiplier, BRAM for weights) -- a rough model that the FPGA backend replaces with its
+own estimates through `CostModel(fpga_overrides={node name: FpgaEstimate})`.
+
+Node names: placement and subgraphs refer to nodes by name. `node_names` gives every node a stable unique name:
+its own name when non-empty and not already taken, else `<op_type>_<index>` (index = position in graph.node), with
+`_` appended until unique. `name_nodes` writes those names into a copy of the model so the MLIR import (which uses
+node names as op locations) sees the same names.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import onnx
+
+from hcc.passes.device_catalog import DeviceInstance, DeviceSpec
+
+ELEM_BYTES = {
+    onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
+    onnx.TensorProto.INT64: 8, onnx.TensorProto.INT32: 4, onnx.TensorProto.INT16: 2, onnx.TensorProto.INT8: 1,
+    onnx.TensorProto.UINT8: 1, onnx.TensorProto.BOOL: 1,
+}
+ELEM_DTYPE = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "fp16", onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "int8"}
+
+OP_CLASS: dict[str, str] = {}
+for _cls, _ops in {
+    "matmul": "MatMul Gemm Einsum",
+    "conv": "Conv ConvTranspose",
+    "rnn": "LSTM GRU RNN",
+    "reduction": "ReduceMax ReduceMean ReduceMin ReduceSum ArgMax ArgMin",
+    "softmax": "Softmax LogSoftmax",
+    "normalization": "BatchNormalization LayerNormalization InstanceNormalization",
+    "pool": "MaxPool AveragePool GlobalAveragePool GlobalMaxPool",
+    "data": "Concat Transpose Slice Gather Split Pad Expand Tile Resize Where ConstantOfShape Range",
+    "view": "Reshape Flatten Squeeze Unsqueeze Identity Dropout",
+    "shape": "Shape Constant",
+}.items():
+    for _op in _ops.split():
+        OP_CLASS[_op] = _cls
+# Everything else (unary/binary math, activations, Cast, comparisons) is "elementwise".
+
+# Which measure of work the calibrated `t = a*work + b` uses per class: compute-bound classes use FLOPs,
+# memory-bound classes use bytes moved.
+WORK_METRIC = {"matmul": "flops", "conv": "flops", "rnn": "flops", "elementwise": "bytes", "reduction": "bytes",
+               "softmax": "bytes", "normalization": "bytes", "pool": "bytes", "data": "bytes", "view": "bytes", "shape": "bytes"}
+
+# FLOPs per output element of elementwise ops (transcendentals cost several).
+_ELEMENTWISE_FLOPS = {"Exp": 4, "Log": 4, "Tanh": 6, "Sigmoid": 4, "Erf": 8, "Gelu": 10, "Softplus": 6, "Pow": 6, "Sqrt": 2,
+                      "Sin": 6, "Cos": 6, "HardSwish": 3, "HardSigmoid": 2, "Elu": 4, "Div": 2, "Reciprocal": 2, "Clip": 2}
+# Ops whose outputs are compile-time constants: they cost nothing and their outputs never cross a device boundary.
+STATIC_OPS = frozenset({"Constant", "Shape"})
+
+
+def node_names(model: onnx.ModelProto) -> list[str]:
+    """Stable unique names for every node of `model.graph.node`, in graph order (see the module docstring)."""
+    reserved = {n.name for n in model.graph.node if n.name}
+    taken: set[str] = set()
+    names = []
+    for index, node in enumerate(model.graph.node):
+        name = node.name
+        if not name or name in taken:
+            name = f"{node.op_type}_{index}"
+            while name in taken or name in reserved:
+                name += "_"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose nodes carry the names `node_names` gives (import this copy so locations match)."""
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    for node, name in zip(named.graph.node, node_names(model)):
+        node.name = name
+    return named
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int] | None  # None when shape inference could not tell
+    elem_type: int
+    nbytes: int  # 0 for unknown shapes
+    kind: str  # "input" | "weight" | "activation" | "static"
+
+
+@dataclass
+class NodeCost:
+    """The work of one node; everything the cost model and the partitioner need to know about it."""
+
+    name: str
+    index: int  # position in graph.node
+    op_type: str
+    op_class: str
+    dtype: str  # "fp32" | "fp16" | "int8": the precision its arithmetic runs in
+    flops: float
+    macs: float
+    bytes_read: float  # activations + weights
+    bytes_written: float
+    weight_bytes: float  # initializers (and static tensors) it reads
+    inputs: list[str]  # activation tensors it reads (graph inputs or node outputs; no weights, no static values)
+    weights: list[str]  # initializer / static inputs
+    outputs: list[str]
+    out_elements: float = 0.0
+    mac_block: float = 0.0  # MACs per output iteration (Dense: n_in*n_out; Conv: Cin/g*k*k*Cout); 0 if not a MAC op
+    iterations: float = 0.0  # output iterations (Dense: rows; Conv: output pixels)
+    line_buffer_elements: float = 0.0  # activation elements a sliding-window op buffers on chip
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+    def work(self) -> float:
+        return self.flops if WORK_METRIC.get(self.op_class, "bytes") == "flops" else self.bytes
+
+
+@dataclass
+class GraphInfo:
+    """A model's dataflow: nodes (with costs) in graph order, tensors, producers and consumers."""
+
+    nodes: list[NodeCost]
+    tensors: dict[str, TensorInfo]
+    producer: dict[str, str]  # tensor -> node name
+    consumers: dict[str, list[str]]  # tensor -> node names in graph order (deduplicated)
+    graph_inputs: list[str]
+    graph_outputs: list[str]
+    by_name: dict[str, NodeCost] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_name = {n.name: n for n in self.nodes}
+
+    def topological(self) -> list[str]:
+        """Node names in a topological order (ONNX requires graph order to be one; we check and fall back to Kahn)."""
+        position = {n.name: i for i, n in enumerate(self.nodes)}
+        ok = all(position[self.producer[t]] < position[n.name] for n in self.nodes for t in n.inputs if t in self.producer)
+        if ok:
+            return [n.name for n in self.nodes]
+        indegree = {n.name: len({self.producer[t] for t in n.inputs if t in self.producer}) for n in self.nodes}
+        ready = sorted((position[n], n) for n, d in indegree.items() if d == 0)
+        order = []
+        while ready:
+            _, name = ready.pop(0)
+            order.append(name)
+            for succ in self.successors(name):
+                indegree[succ] -= 1
+                if indegree[succ] == 0:
+                    ready.append((position[succ], succ))
+                    ready.sort()
+        return order
+
+    def successors(self, name: str) -> list[str]:
+        seen: dict[str, None] = {}
+        for t in self.by_name[name].outputs:
+            for c in self.consumers.get(t, []):
+                seen.setdefault(c)
+        return list(seen)
+
+
+def _shape_of(value: onnx.ValueInfoProto) -> list[int] | None:
+    if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
+        return None
+    dims = []
+    for d in value.type.tensor_type.shape.dim:
+        if not d.HasField("dim_value"):
+            return None
+        dims.append(int(d.dim_value))
+    return dims
+
+
+def _numel(shape: list[int] | None) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def analyze_model(model: onnx.ModelProto) -> GraphInfo:
+    """Shapes, bytes and FLOPs of every node (the model must have been shape-inferred, as load_model does)."""
+    graph = model.graph
+    tensors: dict[str, TensorInfo] = {}
+    for init in graph.initializer:
+        shape = list(init.dims)
+        tensors[init.name] = TensorInfo(init.name, shape, init.data_type, _numel(shape) * ELEM_BYTES.get(init.data_type, 4), "weight")
+    for value, kind in [(v, "input") for v in graph.input] + [(v, "activation") for v in list(graph.value_info) + list(graph.output)]:
+        if value.name in tensors or not value.type.HasField("tensor_type"):
+            continue
+        shape = _shape_of(value)
+        elem = value.type.tensor_type.elem_type
+        tensors[value.name] = TensorInfo(value.name, shape, elem, _numel(shape) * ELEM_BYTES.get(elem, 4), kind)
+    names = node_names(model)
+    producer: dict[str, str] = {}
+    static: set[str] = {t for t, info in tensors.items() if info.kind == "weight"}
+    for node, name in zip(graph.node, names):
+        for out in node.output:
+            if out:
+                producer[out] = name
+                if out not in tensors:
+                    tensors[out] = TensorInfo(out, None, onnx.TensorProto.FLOAT, 0, "activation")
+                if node.op_type in STATIC_OPS:
+                    tensors[out].kind = "static"
+                    static.add(out)
+    consumers: dict[str, list[str]] = {}
+    nodes = []
+    for index, (node, name) in enumerate(zip(graph.node, names)):
+        for t in dict.fromkeys(i for i in node.input if i):
+            consumers.setdefault(t, []).append(name)
+        nodes.append(_node_cost(node, name, index, tensors, static))
+    graph_inputs = [v.name for v in graph.input if v.name in tensors and tensors[v.name].kind == "input"]
+    return GraphInfo(nodes, tensors, producer, consumers, graph_inputs, [v.name for v in graph.output])
+
+
+def _node_cost(node: onnx.NodeProto, name: str, index: int, tensors: dict[str, TensorInfo], static: set[str]) -> NodeCost:
+    op = node.op_type
+    cls = OP_CLASS.get(op, "elementwise")
+    ins = [i for i in node.input if i]
+    shapes = [tensors[i].shape if i in tensors else None for i in node.input]
+    out_shapes = [tensors[o].shape if o in tensors else None for o in node.output if o]
+    out0 = out_shapes[0] if out_shapes else None
+    out_elems = float(_numel(out0))
+    in0 = shapes[0] if shapes else None
+    weights = [i for i in dict.fromkeys(ins) if i in static]
+    acts = [i for i in dict.fromkeys(ins) if i not in static]
+    weight_bytes = float(sum(tensors[w].nbytes for w in weights if w in tensors))
+    read = float(sum(tensors[i].nbytes for i in dict.fromkeys(ins) if i in tensors))
+    written = float(sum(tensors[o].nbytes for o in node.output if o in tensors))
+    first_out = next((o for o in node.output if o), "")
+    elem = tensors[first_out].elem_type if first_out in tensors else onnx.TensorProto.FLOAT
+    dtype = ELEM_DTYPE.get(elem, "fp32")
+    macs = 0.0
+    flops = 0.0
+    mac_block = iterations = line_buffer = 0.0
+    if op == "Conv" and in0 and len(shapes) > 1 and shapes[1] and out0:
+        w = shapes[1]  # [Cout, Cin/g, k...]
+        k = math.prod(w[2:])
+        mac_block = float(w[1] * k * w[0])
+        iterations = float(out0[0] * math.prod(out0[2:]))
+        macs = mac_block * iterations
+        flops = 2 * macs + (out_elems if len(ins) > 2 else 0)
+        if len(in0) >= 4 and len(w) >= 4:
+            line_buffer = float((w[2] - 1) * in0[1] * in0[-1] + k * in0[1])
+    elif op == "ConvTranspose" and in0 and len(shapes) > 1 and shapes[1]:
+        w = shapes[1]  # [Cin, Cout/g, k...]
+        mac_block = float(w[1] * math.prod(w[2:]) * w[0])
+        iterations = float(in0[0] * math.prod(in0[2:]))
+        macs = mac_block * iterations
+        flops = 2 * macs
+    elif op == "Gemm" and in0 and out0:
+        k = in0[0] if _attr(node, "transA", 0) else in0[-1]
+        mac_block = float(k * out0[-1])
+        iterations = float(out0[0])
+        macs = mac_block * iterations
+        flops = 2 * macs + (out_elems if len(ins) > 2 else 0)
+    elif op == "MatMul" and in0 and out0:
+        k = in0[-1]
+        n = out0[-1] if len(out0) >= 1 else 1
+        mac_block = float(k * n)
+        iterations = out_elems / max(n, 1)
+        macs = out_elems * k
+        flops = 2 * macs
+    elif op == "Einsum":
+        equation = _attr(node, "equation", b"")
+        macs = _einsum_macs(equation.decode() if isinstance(equation, bytes) else str(equation), shapes)
+        flops = 2 * macs
+    elif op in ("LSTM", "GRU", "RNN") and in0 and len(shapes) > 2 and shapes[2]:
+        gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+        seq, batch, inp = in0[0], in0[1], in0[2]
+        dirs, hidden_size = shapes[2][0], shapes[2][-1]  # R: [directions, gates*hidden, hidden]
+        macs = float(dirs * seq * batch * gates * hidden_size * (inp + hidden_size))
+        flops = 2 * macs + 10.0 * dirs * seq * batch * hidden_size
+    elif cls == "pool" and in0:
+        if op.startswith("Global"):
+            flops = float(_numel(in0))
+        else:
+            kernel = _attr(node, "kernel_shape", []) or [1]
+            flops = out_elems * math.prod(kernel)
+            if len(in0) >= 4:
+                line_buffer = float((kernel[0] - 1) * in0[1] * in0[-1] + math.prod(kernel) * in0[1])
+    elif cls == "reduction" and in0:
+        flops = float(_numel(in0))
+    elif cls == "softmax" and in0:
+        flops = 5.0 * _numel(in0)
+    elif cls == "normalization" and in0:
+        flops = (2.0 if op == "BatchNormalization" else 8.0) * _numel(in0)
+    elif cls in ("data", "view", "shape"):
+        flops = 0.0
+    else:  # elementwise
+        flops = out_elems * _ELEMENTWISE_FLOPS.get(op, 1)
+    if cls in ("view", "shape"):
+        read = written = 0.0  # aliases / metadata: no data moves
+    return NodeCost(name=name, index=index, op_type=op, op_class=cls, dtype=dtype, flops=float(flops), macs=float(macs),
+                    bytes_read=read, bytes_written=written, weight_bytes=weight_bytes, inputs=acts, weights=weights,
+                    outputs=[o for o in node.output if o], out_elements=out_elems, mac_block=mac_block, iterations=iterations,
+                    line_buffer_elements=line_buffer)
+
+
+def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
+    """Product of the sizes of every distinct index letter (the loop nest a naive einsum runs)."""
+    lhs = equation.replace(" ", "").split("->")[0]
+    sizes: dict[str, int] = {}
+    for term, shape in zip(lhs.split(","), shapes):
+        letters = re.sub(r"[^A-Za-z]", "", term)
+        if shape is None or "..." in term or len(letters) != len(shape):
+            continue
+        for letter, dim in zip(letters, shape):
+            sizes[letter] = max(sizes.get(letter, 1), dim)
+    return float(math.prod(sizes.values())) if sizes else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- FPGA estimate
+
+@dataclass(frozen=True)
+class FpgaConfig:
+    """Knobs of the rough FPGA estimate (hls4ml conventions)."""
+
+    weight_bits: int = 16  # ap_fixed<16,6> by default
+    act_bits: int = 16
+    max_mults_per_node: int = 1024  # unroll cap per layer; sets the minimum reuse factor (hls4ml/Vivado: <= 4096)
+    # Design points the partitioner may choose from per MAC layer (multiplier caps): fewer multipliers = higher
+    # reuse factor = fewer DSPs and more cycles. This is how FPGA resources trade against speed in placement.
+    variant_mults: tuple[int, ...] = (4096, 1024, 256, 64)
+    stream_lanes: int = 4  # elements per cycle of non-MAC layers (io_stream with a few parallel lanes)
+    lut_mult_bits: int = 10  # products of operands this narrow map to LUTs, not DSPs
+    lutram_bits: int = 1024  # arrays smaller than this go to LUTRAM, not BRAM
+    luts_per_mult: int = 40  # control + accumulation LUTs per multiplier (rough)
+    io_cycles: int = 3
+
+
+@dataclass(frozen=True)
+class FpgaEstimate:
+    """Resources and latency of one node as an FPGA layer; `source` tells model estimates from backend reports."""
+
+    dsp: int
+    bram18k: int
+    lut: int
+    ff: int
+    latency_cycles: float
+    reuse_factor: int = 1
+    source: str = "model"
+
+
+def dsp_per_mult(wa: int, wb: int, dsp_width: int, lut_bits: int = 10) -> int:
+    """DSP slices for one wa x wb multiply: ceil(wa/A)*ceil(wb/18) with A = 25 (DSP48E1) or 27 (DSP48E2)."""
+    if max(wa, wb) <= lut_bits:
+        return 0
+    wa, wb = max(wa, wb), min(wa, wb)
+    return math.ceil(wa / dsp_width) * math.ceil(wb / 18)
+
+
+def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaConfig = FpgaConfig(), max_mults: int | None = None) -> FpgaEstimate | None:
+    """hls4ml-style estimate: RF = ceil(MACs per iteration / max multipliers); DSP = mults * DSP per mult;
+    BRAM18K = weight banks (P = n/RF banks, RF deep, W wide -> P*ceil(W/36)*ceil(RF/512)) + line buffers;
+    latency = iterations*RF + ceil(log2 n) + io (MAC layers) or elements/lanes + io (streaming layers).
+    None when the device does not run the op."""
+    if spec.kind != "fpga" or not spec.supports(node.op_type):
+        return None
+    width = spec.dsp_width or 27
+    per_mult = dsp_per_mult(config.act_bits, config.weight_bits, width, config.lut_mult_bits)
+    if node.mac_block > 0:
+        block = int(node.mac_block)
+        rf = max(1, math.ceil(block / (max_mults or config.max_mults_per_node)))
+        mults = math.ceil(block / rf)
+        weight_bits_total = node.weight_bytes / 4 * config.weight_bits if node.weights else 0.0
+        bram = 0
+        if weight_bits_total > 0:
+            if weight_bits_total < config.lutram_bits:
+                bram = 0
+            else:
+                banks = mults
+                bram = banks * math.ceil(config.weight_bits / 36) * math.ceil(rf / 512)
+                bram = max(bram, math.ceil(weight_bits_total / 18432))
+        bram += math.ceil(node.line_buffer_elements * config.act_bits / 18432)
+        latency = max(node.iterations, 1.0) * rf + math.ceil(math.log2(max(block, 2))) + config.io_cycles
+        return FpgaEstimate(dsp=mults * per_mult, bram18k=int(bram), lut=mults * (config.luts_per_mult + (0 if per_mult else config.act_bits * config.weight_bits // 2)),
+                            ff=mults * 2 * config.act_bits, latency_cycles=float(latency), reuse_factor=rf)
+    lanes = config.stream_lanes
+    elements = max(node.out_elements, node.bytes_read / 4 if node.op_class == "pool" else 0.0, 1.0)
+    dsp = 0
+    bram = math.ceil(node.line_buffer_elements * config.act_bits / 18432)
+    lut = lanes * 30
+    if node.op_class == "view":
+        return FpgaEstimate(0, 0, 0, 0, 0.0)
+    if node.op_type in ("Mul", "BatchNormalization", "Softmax"):
+        dsp = lanes * per_mult
+    if node.op_type in ("Sigmoid", "Tanh", "Softmax"):
+        bram += lanes  # lookup tables, one per lane
+    if node.op_type == "BatchNormalization" and node.weight_bytes:
+        lut += int(node.weight_bytes / 4 * config.weight_bits // 8)
+    latency = elements / lanes + config.io_cycles
+    return FpgaEstimate(dsp=dsp, bram18k=int(bram), lut=lut, ff=lut, latency_cycles=float(latency))
+
+
+# ---------------------------------------------------------------------------------------------------- time
+
+def _spec(device: DeviceSpec | DeviceInstance) -> DeviceSpec:
+    return device.spec if isinstance(device, DeviceInstance) else device
+
+
+def predict(node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | None = None,
+            fpga: FpgaEstimate | None = None) -> float:
+    """Predicted seconds for `node` on `device` (math.inf when the device cannot run it). `dtype` defaults to the
+    node's own precision; `fpga` is an estimate to use instead of the built-in one (the backend's report)."""
+    spec = _spec(device)
+    if not spec.supports(node.op_type) and node.op_type not in STATIC_OPS:
+        return math.inf
+    if node.op_class == "shape":
+        return 0.0
+    dtype = dtype or node.dtype
+    if spec.kind == "fpga":
+        est = fpga or estimate_fpga(node, spec)
+        if est is None:
+            return math.inf
+        offchip = (node.bytes - node.weight_bytes) / (spec.mem_bandwidth * spec.mem_efficiency) if node.op_class != "view" else 0.0
+        overhead = spec.efficiency.get(node.op_class, (1.0, 0.0))[1]
+        return max(est.latency_cycles / spec.clock_hz, offchip) + overhead
+    if node.op_class in spec.linear:
+        a, b = spec.linear[node.op_class]
+        return a * node.work() + b
+    eff, overhead = spec.efficiency.get(node.op_class, (0.5, 0.0))
+    compute = node.flops / (spec.peak(dtype) * max(eff, 1e-6))
+    memory = node.bytes / (spec.mem_bandwidth * max(spec.mem_efficiency, 1e-6))
+    return max(compute, memory) + overhead
+
+
+def link_time(nbytes: float, device: DeviceSpec | DeviceInstance) -> float:
+    """One hop between `device` and host memory (0 for the host CPU itself)."""
+    spec = _spec(device)
+    if spec.kind == "cpu" or nbytes <= 0:
+        return 0.0
+    return spec.link_latency + nbytes / spec.link_bandwidth
+
+
+def transfer_time(nbytes: float, src: DeviceSpec | DeviceInstance, dst: DeviceSpec | DeviceInstance) -> float:
+    """Seconds to move a tensor from `src` to `dst` through host memory (device -> host -> device).
+    Zero when both are the same instance (or the same spec object when specs are given) or both are the host."""
+    if src is dst or (isinstance(src, DeviceInstance) and isinstance(dst, DeviceInstance) and src.id == dst.id):
+        return 0.0
+    return link_time(nbytes, src) + link_time(nbytes, dst)
+
+
+@dataclass
+class CostModel:
+    """Cost model with the knobs the partitioner passes around: FPGA estimate config and per-node overrides.
+
+    `fpga_overrides` maps a node name to an FpgaEstimate (e.g. from the FPGA backend's synthesis report); it wins
+    over the rough model for every FPGA device. `time_overrides` maps (node name, device spec name) to seconds
+    (measured), and wins over everything.
+    """
+
+    fpga_config: FpgaConfig = field(default_factory=FpgaConfig)
+    fpga_overrides: dict[str, FpgaEstimate] = field(default_factory=dict)
+    time_overrides: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def fpga_estimate(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> FpgaEstimate | None:
+        spec = _spec(device)
+        if spec.kind != "fpga" or not spec.supports(node.op_type):
+            return None
+        return self.fpga_overrides.get(node.name) or estimate_fpga(node, spec, self.fpga_config)
+
+    def fpga_variants(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> list[FpgaEstimate]:
+        """Design points (reuse factors) of a node on an FPGA, fastest first; just the override when one is given."""
+        spec = _spec(device)
+        if spec.kind != "fpga" or not spec.supports(node.op_type):
+            return []
+        if node.name in self.fpga_overrides:
+            return [self.fpga_overrides[node.name]]
+        if node.mac_block <= 0:
+            est = estimate_fpga(node, spec, self.fpga_config)
+            return [est] if est else []
+        seen: dict[tuple[int, float], FpgaEstimate] = {}
+        for cap in sorted(set(self.fpga_config.variant_mults), reverse=True):
+            est = estimate_fpga(node, spec, self.fpga_config, cap)
+            if est is not None:
+                seen.setdefault((est.dsp, est.latency_cycles), est)
+        return list(seen.values())
+
+    def predict(self, node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | None = None,
+                fpga: FpgaEstimate | None = None) -> float:
+        spec = _spec(device)
+        key = (node.name, spec.name)
+        if key in self.time_overrides:
+            return self.time_overrides[key]
+        return predict(node, spec, dtype, (fpga or self.fpga_estimate(node, spec)) if spec.kind == "fpga" else None)
+
+    def memory_bytes(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> float:
+        """Bytes `node` keeps in device memory: its weights and its outputs (no reuse of activation buffers)."""
+        return node.weight_bytes + node.bytes_written
