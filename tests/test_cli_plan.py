@@ -1,0 +1,66 @@
+"""`hcc plan`, `hcc devices` and the placement options of `hcc compile`, through the console entry point."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tiny_cnn.onnx"
+SHAPE = ["--input-shape", "image=1x3x32x32"]
+
+
+def hcc(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "hcc.cli", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_devices_lists_host_and_catalog():
+    out = hcc("devices").stdout
+    assert "this host:" in out and "cpu:" in out and "gpu" in out
+    for name in ("gpu:sm_80", "gpu:sm_90", "fpga:xcu250", "fpga:xczu7ev"):
+        assert name in out
+
+
+def test_plan_what_if_is_deterministic_and_compares_single_devices(tmp_path):
+    mix = "4xgpu:sm_90+2xfpga:xcu250+cpu"
+    first = hcc("plan", EXAMPLE, *SHAPE, "--devices", mix, "--json", tmp_path / "a.json", "--explain").stdout
+    hcc("plan", EXAMPLE, *SHAPE, "--devices", mix, "--json", tmp_path / "b.json")
+    assert "all on one device" in first and "subgraphs (execution order)" in first
+    assert "stem/conv" in first  # the per-op explanation names nodes
+    a, b = json.loads((tmp_path / "a.json").read_text()), json.loads((tmp_path / "b.json").read_text())
+    assert a == b
+    best_single = min(v for v in a["single_device"].values() if v is not None)
+    assert a["predicted"]["latency_s"] <= best_single * (1 + 1e-9)
+
+
+def test_plan_respects_an_fpga_dsp_budget(tmp_path):
+    hcc("plan", EXAMPLE, *SHAPE, "--devices", "cpu,fpga:xczu7ev", "--budget", "fpga.dsp=200", "--json", tmp_path / "p.json")
+    plan = json.loads((tmp_path / "p.json").read_text())
+    fpga = plan["devices_detail"]["fpga:xczu7ev#0"]["resources"]
+    assert fpga["dsp"]["used"] <= fpga["dsp"]["limit"] == 200
+    assert plan["single_device"]["fpga:xczu7ev"] is None  # the whole model cannot fit that budget: some layers moved
+    assert {s["device"] for s in plan["subgraphs"]} >= {"cpu#0"}
+
+
+def test_forcing_beyond_a_budget_is_a_clear_error():
+    proc = hcc("plan", EXAMPLE, *SHAPE, "--devices", "cpu,fpga:xczu7ev", "--place", "Conv=fpga", "--budget", "fpga.dsp=64", check=False)
+    assert proc.returncode == 1 and "allows dsp 64" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_override_device_is_a_clear_error():
+    proc = hcc("plan", EXAMPLE, *SHAPE, "--devices", "cpu,fpga", "--place", "Conv=tpu", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "tpu" in proc.stderr
+
+
+def test_compile_saves_and_reuses_a_placement(tmp_path):
+    hcc("compile", EXAMPLE, *SHAPE, "-o", tmp_path / "b1", "--devices", "cpu", "--save-placement", tmp_path / "place.json", "-q")
+    records = json.loads((tmp_path / "place.json").read_text())
+    assert records and "stem/conv" in json.dumps(records)
+    out = hcc("compile", EXAMPLE, *SHAPE, "-o", tmp_path / "b2", "--placement", tmp_path / "place.json", "--explain", "-q").stdout
+    assert "sg0@cpu#0" in out
+    assert "1 passed" in hcc("test", tmp_path / "b2").stdout
+    manifest = json.loads((tmp_path / "b2" / "manifest.json").read_text())
+    assert manifest["plan_report"] == "plan/plan.json" and "plan/explain.txt" in manifest["files"]
