@@ -1,7 +1,9 @@
 """One tiny model per op in SUPPORTED_OPS (and its important attribute variants), compiled and compared with onnxruntime.
 
 An op belongs in `hcc.frontend.ops.SUPPORTED_OPS` only if a case here proves it; `test_every_supported_op_is_covered`
-keeps the two lists in step.
+keeps the two lists in step. Ops in `BLOCKED_OPS` (converted by torch-mlir, but not compilable by the CPU backend yet)
+keep their cases: those that fail are strict xfails naming the bug, so a backend fix shows up as XPASS-failures that
+say which ops to move back into SUPPORTED_OPS. The whitelist is widened for them so the cases reach the backend.
 """
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from onnx import TensorProto as T
 from onnx import helper as h
 from onnx import numpy_helper
 
-from hcc.frontend.ops import SUPPORTED_OPS
+from hcc.errors import HccError
+from hcc.frontend import ops as ops_module
+from hcc.frontend.ops import BLOCKED_OPS, SUPPORTED_OPS
 
 F, I64, B = T.FLOAT, T.INT64, T.BOOL
 RNG = np.random.default_rng(2024)
@@ -65,13 +69,20 @@ def positive(shape=(2, 3, 4), low=0.1, high=4.0):
 CASES: list = []
 
 
-def case(op: str, variant: str, build, **kwargs):
-    CASES.append(pytest.param(op, build, kwargs, id=f"{op}-{variant}" if variant else op))
+def case(op: str, variant: str, build, xfail: str | None = None, **kwargs):
+    """Register a case; `xfail` is the reason it is known to fail (a strict xfail: it must fail)."""
+    marks = [pytest.mark.xfail(strict=True, raises=HccError, reason=xfail)] if xfail else []
+    CASES.append(pytest.param(op, build, kwargs, id=f"{op}-{variant}" if variant else op, marks=marks))
+
+
+def blocked(op: str) -> str:
+    return BLOCKED_OPS[op]
 
 
 # Element-wise unary
-for _op in ["Abs", "Ceil", "Cos", "Erf", "Exp", "Floor", "Neg", "Relu", "Sigmoid", "Sign", "Sin", "Softplus", "Tanh", "Identity"]:
+for _op in ["Abs", "Ceil", "Cos", "Exp", "Floor", "Neg", "Relu", "Sigmoid", "Sign", "Sin", "Softplus", "Tanh", "Identity"]:
     case(_op, "", lambda op=_op: unary(op))
+case("Erf", "", lambda: unary("Erf"), xfail=blocked("Erf"))
 case("Log", "", lambda: unary("Log"), feeds=positive())
 case("Sqrt", "", lambda: unary("Sqrt"), feeds=positive())
 case("Reciprocal", "", lambda: unary("Reciprocal"), feeds=positive())
@@ -79,7 +90,7 @@ case("Elu", "alpha", lambda: unary("Elu", alpha=0.7))
 case("LeakyRelu", "alpha", lambda: unary("LeakyRelu", alpha=0.2))
 case("HardSigmoid", "alpha-beta", lambda: unary("HardSigmoid", alpha=0.3, beta=0.4))
 case("HardSwish", "", lambda: unary("HardSwish"))
-case("Gelu", "erf", lambda: unary("Gelu", opset=20))
+case("Gelu", "erf", lambda: unary("Gelu", opset=20), xfail=blocked("Gelu"))
 case("Gelu", "tanh", lambda: unary("Gelu", opset=20, approximate="tanh"))
 case("Dropout", "inference", lambda: unary("Dropout"))
 case("Not", "", lambda: _model([h.make_node("Not", ["x"], ["y"], name="not")], [("x", B, [2, 5])], [("y", B)]))
@@ -171,10 +182,14 @@ case("Slice", "negative", lambda: with_weights("Slice", (4, 6), [
     _const("st", [-1], np.int64), _const("en", [-1000], np.int64), _const("ax", [1], np.int64), _const("sp", [-1], np.int64)]))
 case("Slice", "clamped-end", lambda: with_weights("Slice", (4, 6), [
     _const("st", [2], np.int64), _const("en", [np.iinfo(np.int64).max], np.int64), _const("ax", [-1], np.int64)]))
+# Constant negative indices: the converter folds the `idx < 0` mask into an i1 constant that the fused generic
+# then reads from an i1 memref, which LLVM 22's memref-to-LLVM lowering asserts on (backends/cpu/widen_i1.py, not
+# wired into the CPU pipeline yet, is the fix). Run-time indices (the embedding case) are not affected.
+_NEG_GATHER = "folded i1 index-mask constant: LLVM 22 memref-to-LLVM asserts on i1 loads (CPU backend)"
 case("Gather", "axis0-input-indices", lambda: _model([h.make_node("Gather", ["data", "idx"], ["y"], name="gather")],
                                                      [("data", F, [5, 4]), ("idx", I64, [2, 3])], ["y"]))
 case("Gather", "axis1-const", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", [4, 0, 2], np.int64)], axis=1))
-case("Gather", "negative-indices", lambda: with_weights("Gather", (5, 4), [_const("idx", [-1, 0, -3], np.int64)]))
+case("Gather", "negative-indices", lambda: with_weights("Gather", (5, 4), [_const("idx", [-1, 0, -3], np.int64)]), xfail=_NEG_GATHER)
 case("Gather", "scalar-index", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", 2, np.int64)], axis=1))
 
 # Matrix products
@@ -279,20 +294,30 @@ def _lstm(direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, layou
     return _model([node], [("x", F, [seq, batch, inp])], list(layout_outputs), weights)
 
 
-case("LSTM", "forward-full", lambda: _lstm())
-case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False))
-case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"))
-case("LSTM", "reverse", lambda: _lstm(direction="reverse"))
+case("LSTM", "forward-full", lambda: _lstm(), xfail=blocked("LSTM"))
+case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False), xfail=blocked("LSTM"))
+case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"), xfail=blocked("LSTM"))
+case("LSTM", "reverse", lambda: _lstm(direction="reverse"), xfail="torch-mlir's onnx.LSTM conversion has no direction=reverse")
 
 
 @pytest.mark.parametrize("op, build, kwargs", CASES)
-def test_op(op, build, kwargs, compile_check):
+def test_op(op, build, kwargs, compile_check, monkeypatch):
     model = build()
-    assert op in {n.op_type for n in model.graph.node}
+    used = {n.op_type for n in model.graph.node}
+    assert op in used
+    # Let blocked ops through the whitelist so that their cases exercise the real failure (or pass).
+    monkeypatch.setattr(ops_module, "SUPPORTED_OPS", SUPPORTED_OPS | (used & BLOCKED_OPS.keys()))
     compile_check(model, **kwargs)
 
 
+def _is_xfail(param) -> bool:
+    return any(m.name == "xfail" for m in param.marks)
+
+
 def test_every_supported_op_is_covered():
-    covered = {p.values[0] for p in CASES}
-    assert sorted(SUPPORTED_OPS - covered) == [], "supported ops without a coverage case"
-    assert sorted(covered - SUPPORTED_OPS) == [], "coverage cases for ops that are not listed as supported"
+    proven = {p.values[0] for p in CASES if not _is_xfail(p)}
+    with_cases = {p.values[0] for p in CASES}
+    assert sorted(SUPPORTED_OPS - proven) == [], "supported ops without a passing coverage case"
+    assert sorted(with_cases - SUPPORTED_OPS - BLOCKED_OPS.keys()) == [], "coverage cases for ops listed nowhere"
+    assert sorted(SUPPORTED_OPS & BLOCKED_OPS.keys()) == [], "ops both supported and blocked"
+    assert sorted(BLOCKED_OPS.keys() - {p.values[0] for p in CASES if _is_xfail(p)}) == [], "blocked ops without a failing case"
