@@ -3,13 +3,27 @@
 ABI of the result (`bare-ptr-v1` in the manifest): `void <entry>(T0* in0, ..., Tn* out0, ...)`; every argument
 is a dense, row-major buffer of a static shape; outputs are written in place by the callee (no allocation crosses
 the boundary, so the runtime never frees memory it did not allocate).
+
+Pipeline (upstream passes and transform-dialect scripts only):
+
+1. tensor level: fuse elementwise chains (`linalg-fuse-elementwise-ops`), generalize named ops, fold pure
+   transposes/broadcasts into the indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place);
+2. tile and vectorize: `schedule.py` picks a strategy per linalg op and writes a transform-dialect script; each
+   script runs on its own, and an op whose script fails is restored and left to plain loops;
+3. bufferize, lower the vector dialect (contractions -> FMAs, transfers -> loads/stores), and lower the rest
+   (`convert-linalg-to-loops` for ops without a vector schedule) to the LLVM dialect.
+
+If anything after step 1 fails, the whole function is lowered again with plain loops (the original pipeline), so
+a schedule bug costs speed, not a compile error. `HCC_CPU_SCHEDULE=loops` forces that path (for comparisons).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from hcc.errors import HccError
 
+FUSE = "linalg-fuse-elementwise-ops,linalg-generalize-named-ops,canonicalize,cse"
 BUFFERIZE = (
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
     "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
@@ -19,9 +33,36 @@ BUFFERIZE = (
 )
 TO_LLVM = (
     "convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize,"
-    "finalize-memref-to-llvm,convert-arith-to-llvm,convert-math-to-llvm,convert-cf-to-llvm,"
+    "convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-cf-to-llvm,"
+    "convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts"
+)
+NAIVE_TO_LLVM = (
+    "convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize,"
+    "finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-cf-to-llvm,"
     "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts"
 )
+# After bufferization: hoist what is still redundant, then lower every vector op to 1-D loads/stores/FMAs.
+VECTOR_LOWERING = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    %f = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
+      transform.apply_patterns.vector.transfer_permutation_patterns
+      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
+      transform.apply_patterns.vector.split_transfer_full_partial split_transfer_strategy = "linalg-copy"
+      transform.apply_patterns.vector.transfer_to_scf max_transfer_rank = 1 full_unroll = true
+      transform.apply_patterns.vector.lower_transfer max_transfer_rank = 1
+      transform.apply_patterns.vector.lower_shape_cast
+      transform.apply_patterns.vector.lower_transpose lowering_strategy = "shuffle_1d"
+      transform.apply_patterns.vector.lower_outerproduct
+      transform.apply_patterns.vector.lower_broadcast
+    } : !transform.any_op
+    transform.yield
+  }
+}
+"""
 
 
 @dataclass
@@ -34,6 +75,14 @@ class TensorType:
 class Signature:
     inputs: list[TensorType]
     results: list[TensorType]
+
+
+@dataclass
+class OpReport:
+    index: int
+    kind: str
+    ok: bool
+    note: str = ""
 
 
 def _tensor_type(t) -> TensorType:
@@ -60,18 +109,427 @@ def function_signature(linalg_text: str, entry: str) -> Signature:
     raise HccError(f"internal: function @{entry} not found after lowering")
 
 
-def lower_to_llvm_ir(linalg_text: str) -> str:
-    """linalg-on-tensors text -> LLVM IR text (for opt/llc)."""
+# ------------------------------------------------------------------------------------------ helpers
+
+def _error_text(exc: Exception) -> str:
+    """One line for a report: the first MLIR diagnostic when there is one."""
+    diagnostics = getattr(exc, "error_diagnostics", None) or []
+    if diagnostics:
+        return str(diagnostics[0].message).strip().splitlines()[0][:300]
+    lines = str(exc).strip().splitlines()
+    return " / ".join(lines[:3])[:300] if lines else type(exc).__name__
+
+
+def _run_pipeline(root, pipeline: str) -> None:
+    from mlir import passmanager
+
+    passmanager.PassManager.parse(f"builtin.module({pipeline})").run(root)
+
+
+def _apply_script(root, script: str) -> None:
+    from mlir import ir
+    from mlir.dialects.transform import interpreter
+
+    transform_module = ir.Module.parse(script)
+    entry = next(op for op in transform_module.body.operations if op.operation.name == "transform.named_sequence")
+    interpreter.apply_named_sequence(root, entry, transform_module)
+
+
+def _linalg_generics(root) -> list:
+    """The top-level linalg.generic ops of every function (in order)."""
+    found = []
+    for op in root.regions[0].blocks[0].operations:
+        if op.operation.name != "func.func":
+            continue
+        for block in op.regions[0].blocks:
+            for inner in block.operations:
+                if inner.operation.name == "linalg.generic":
+                    found.append(inner)
+    return found
+
+
+def _is_copy_like(op) -> bool:
+    """A generic that only moves data: one input, all-parallel, body `yield %in`, projected-permutation input map
+    and a permutation output map (linalg.transpose / linalg.broadcast / copies after generalization)."""
+    from mlir import ir
+
+    if len(op.operands) != 2 or len(op.results) != 1:
+        return False
+    if any("reduction" in str(a) for a in ir.ArrayAttr(op.attributes["iterator_types"])):
+        return False
+    block = op.regions[0].blocks[0]
+    ops = list(block.operations)
+    if len(ops) != 1 or len(ops[0].operands) != 1 or ops[0].operands[0] != block.arguments[0]:
+        return False
+    in_map, out_map = (ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"]))
+    return in_map.is_projected_permutation and out_map.is_permutation
+
+
+def fold_copies_into_consumers(root) -> int:
+    """Make consumers read through transposes/broadcasts: `G(ins: transpose(W))` becomes `G(ins: W)` with the
+    permutation composed into G's indexing map. The copy op dies if nothing else uses it. Returns the count."""
+    from mlir import ir
+
+    folded = 0
+    for consumer in _linalg_generics(root):
+        num_inputs = len(consumer.operands) - len(consumer.results)
+        changed = True
+        while changed:
+            changed = False
+            maps = [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(consumer.attributes["indexing_maps"])]
+            for i in range(num_inputs):
+                value = consumer.operands[i]
+                owner = value.owner
+                if isinstance(owner, ir.Block):
+                    continue
+                producer = owner.operation
+                if producer.name != "linalg.generic" or not _is_copy_like(producer):
+                    continue
+                uses = [j for j in range(len(consumer.operands)) if consumer.operands[j] == value]
+                if any(j >= num_inputs for j in uses):
+                    continue
+                p_in, p_out = (ir.AffineMapAttr(a).value for a in ir.ArrayAttr(producer.attributes["indexing_maps"]))
+                out_dims = [e.position for e in p_out.results]
+                in_dims = [e.position for e in p_in.results]
+                for j in uses:
+                    g = maps[j]
+                    exprs = [g.results[out_dims.index(d)] for d in in_dims]
+                    maps[j] = ir.AffineMap.get(g.n_dims, g.n_symbols, exprs)
+                consumer.attributes["indexing_maps"] = ir.ArrayAttr.get([ir.AffineMapAttr.get(m) for m in maps])
+                consumer.operation.replace_uses_of_with(value, producer.operands[0])
+                folded += 1
+                changed = True
+                break
+    return folded
+
+
+# ------------------------------------------------------------------------------------------ entry points
+
+KEEP_NAMED = {"linalg.generic", "linalg.pack", "linalg.unpack", "linalg.yield", "linalg.index"}
+
+
+def _generalize(root, keep_fill: bool) -> None:
+    """Generalize the named linalg ops (matmul, conv, transpose, broadcast, ...) into linalg.generic."""
+    from mlir import ir
+
+    keep = KEEP_NAMED | ({"linalg.fill"} if keep_fill else set())
+    count = 0
+    for op in _func_body_ops(root):
+        name = op.operation.name
+        if name.startswith("linalg.") and name not in keep:
+            op.attributes["hcc.gen"] = ir.UnitAttr.get()
+            count += 1
+    if count:
+        _apply_script(root, _GENERALIZE)
+
+
+_GENERALIZE = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %ops = transform.structured.match attributes {hcc.gen} in %root : (!transform.any_op) -> !transform.any_op
+    %g = transform.structured.generalize %ops : (!transform.any_op) -> !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+_DECOMPOSE_PADS = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %funcs {
+      transform.apply_patterns.linalg.decompose_pad
+    } : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
+_LOWER_PACKS = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %packs = transform.structured.match ops{["linalg.pack"]} in %root : (!transform.any_op) -> !transform.op<"linalg.pack">
+    transform.foreach %packs : !transform.op<"linalg.pack"> {
+    ^bb0(%p: !transform.op<"linalg.pack">):
+      %a, %b, %c = transform.structured.lower_pack %p : (!transform.op<"linalg.pack">) -> (!transform.op<"tensor.pad">, !transform.op<"tensor.expand_shape">, !transform.op<"linalg.transpose">)
+    }
+    %unpacks = transform.structured.match ops{["linalg.unpack"]} in %root : (!transform.any_op) -> !transform.op<"linalg.unpack">
+    transform.foreach %unpacks : !transform.op<"linalg.unpack"> {
+    ^bb0(%u: !transform.op<"linalg.unpack">):
+      %a, %b, %c, %d = transform.structured.lower_unpack %u : (!transform.op<"linalg.unpack">) -> (!transform.op<"tensor.empty">, !transform.op<"linalg.transpose">, !transform.op<"tensor.collapse_shape">, !transform.op<"tensor.extract_slice">)
+    }
+    transform.yield
+  }
+}
+"""
+
+
+def _func_body_ops(root) -> list:
+    found = []
+    for op in root.regions[0].blocks[0].operations:
+        if op.operation.name == "func.func":
+            for block in op.regions[0].blocks:
+                found.extend(block.operations)
+    return found
+
+
+def _schedule_round(module, reports: list, first_index: int):
+    """Plan and apply a schedule for every untagged top-level linalg.generic; returns (module, next index).
+
+    A failed script may leave the payload half transformed, so the module is restored from its text; the
+    returned module replaces the caller's (which must keep a reference to it: the Module owns the IR)."""
+    from mlir import ir
+
+    from hcc.backends.cpu import schedule
+
+    index = first_index
+    plans = []
+    for op in _linalg_generics(module.operation):
+        if "hcc.id" in op.attributes:
+            continue
+        op.attributes["hcc.id"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
+        plan = schedule.plan(schedule.analyze(op, index))
+        allowed = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
+        if allowed is not None and plan.kind not in allowed.split(","):
+            plan = schedule.Plan("loops", note=f"{plan.kind} disabled by HCC_CPU_KINDS")
+        if plan.kind in ("contraction", "conv"):
+            # `acc + a * b` may become one FMA (as in onnxruntime's MLAS kernels); LLVM fuses the vector
+            # mulf/addf pair that vectorization leaves when both carry the `contract` flag.
+            contract = ir.Attribute.parse("#arith.fastmath<contract>")
+            for body_op in op.regions[0].blocks[0].operations:
+                if body_op.operation.name in ("arith.mulf", "arith.addf"):
+                    body_op.attributes["fastmath"] = contract
+        plans.append((index, plan))
+        index += 1
+    for op_index, plan in plans:
+        if not plan.script:
+            reports.append(OpReport(op_index, plan.kind, True, plan.note))
+            continue
+        backup = module.operation.get_asm(large_elements_limit=None, print_generic_op_form=True)
+        try:
+            _apply_script(module.operation, plan.script)
+            module.operation.verify()
+            reports.append(OpReport(op_index, plan.kind, True, plan.note))
+        except Exception as exc:  # a schedule that does not apply: restore the module and leave the op to loops
+            reports.append(OpReport(op_index, plan.kind, False, _error_text(exc)))
+            module = ir.Module.parse(backup)
+    return module, index
+
+
+def schedule_module(module):
+    """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
+
+    Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
+    reports: list[OpReport] = []
+    root = module.operation
+    _run_pipeline(root, "linalg-fuse-elementwise-ops,canonicalize,cse")
+    _generalize(root, keep_fill=True)
+    if fold_copies_into_consumers(root):
+        _run_pipeline(root, "canonicalize,cse")
+    module, next_index = _schedule_round(module, reports, 0)
+    root = module.operation
+    # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
+    # pad/expand/transpose/collapse; a second round vectorizes what that produced and the remaining fills.
+    _run_pipeline(root, "canonicalize,cse")
+    _apply_script(root, _LOWER_PACKS)
+    # tensor.pad (conv padding, packing tails) -> fill + insert_slice, so the fill is vectorized below.
+    _apply_script(root, _DECOMPOSE_PADS)
+    _generalize(root, keep_fill=False)
+    _run_pipeline(root, "canonicalize,cse")
+    module, _ = _schedule_round(module, reports, next_index)
+    return module, reports
+
+
+def _mark_fma_candidates(root) -> None:
+    """Vectorization rebuilds the reduction `addf` without the `contract` flag its `mulf` operand kept; put it
+    back so LLVM emits one FMA per multiply-accumulate of a scheduled contraction."""
+    from mlir import ir
+
+    contract = ir.Attribute.parse("#arith.fastmath<contract>")
+    see_through = ("vector.shape_cast", "vector.broadcast", "vector.extract", "vector.transpose")
+
+    def contracting_mul(value) -> bool:
+        for _ in range(4):
+            owner = value.owner
+            if isinstance(owner, ir.Block):
+                return False
+            if owner.name == "arith.mulf":
+                return "fastmath" in owner.attributes and "contract" in str(owner.attributes["fastmath"])
+            if owner.name not in see_through:
+                return False
+            value = owner.operands[0]
+        return False
+
+    def visit(op):
+        if op.name == "arith.addf" and any(contracting_mul(v) for v in op.operands):
+            op.attributes["fastmath"] = contract
+        return ir.WalkResult.ADVANCE
+
+    root.walk(visit)
+
+
+def _write_results_in_place(root) -> int:
+    """After bufferization a result is computed in a fresh buffer and copied into its out-parameter at the end
+    (`memref.copy %alloc, %out`). When nothing else touches %out, compute into %out directly: one pass over
+    the output less, and one buffer less. Returns how many copies went away."""
+    from mlir import ir
+
+    removed = 0
+    for func_op in root.regions[0].blocks[0].operations:
+        if func_op.operation.name != "func.func" or not func_op.regions[0].blocks:
+            continue
+        block = func_op.regions[0].blocks[0]
+        ops = list(block.operations)
+        for copy in ops:
+            if copy.operation.name != "memref.copy":
+                continue
+            src, dst = copy.operands[0], copy.operands[1]
+            if not isinstance(dst.owner, ir.Block) or dst.owner != block or src.type != dst.type:
+                continue
+            alloc = src.owner
+            if isinstance(alloc, ir.Block) or alloc.name != "memref.alloc" or alloc.parent != func_op.operation:
+                continue
+            if len(list(dst.uses)) != 1:
+                continue
+            deallocs, ok = [], True
+            for use in src.uses:
+                owner = use.owner
+                if owner.name == "memref.dealloc":
+                    deallocs.append(owner)
+                    continue
+                top = owner
+                while top.parent is not None and top.parent != func_op.operation:
+                    top = top.parent
+                if top != copy.operation and not top.is_before_in_block(copy.operation):
+                    ok = False
+                    break
+            if not ok:
+                continue
+            for dealloc in deallocs:
+                dealloc.erase()
+            copy.operation.erase()
+            src.replace_all_uses_with(dst)
+            alloc.erase()
+            removed += 1
+    return removed
+
+
+def _lower_vectorized(text: str, log=None) -> str:
+    from mlir import ir
+    from mlir.dialects import llvm
+
+    module = ir.Module.parse(text)
+    module, reports = schedule_module(module)
+    root = module.operation
+    if log is not None:
+        log.extend(reports)
+    _mark_fma_candidates(root)
+    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, BUFFERIZE)
+    _write_results_in_place(root)
+    _apply_script(root, VECTOR_LOWERING)
+    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, TO_LLVM)
+    return llvm.translate_module_to_llvmir(root)
+
+
+def _lower_loops(text: str) -> str:
     from mlir import ir, passmanager
     from mlir.dialects import llvm
 
     from hcc.passes.diagnostics import describe_mlir_error
 
-    with ir.Context():
-        module = ir.Module.parse(linalg_text)
-        for stage, pipeline in (("bufferization", BUFFERIZE), ("lowering to LLVM", TO_LLVM)):
+    module = ir.Module.parse(text)
+    for stage, pipeline in (("bufferization", BUFFERIZE), ("lowering to LLVM", NAIVE_TO_LLVM)):
+        try:
+            passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
+        except ir.MLIRError as exc:
+            raise HccError(describe_mlir_error(exc, f"CPU backend: {stage}")) from None
+    return llvm.translate_module_to_llvmir(module.operation)
+
+
+def _wait_child(pid: int, timeout: float):
+    """waitpid with a deadline; a child still running then is killed (a rewrite that does not converge)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _vectorized_in_child(linalg_text: str) -> tuple[str | None, list[OpReport]]:
+    """Run `_lower_vectorized` in a forked child: the xtc bindings are an assertions build, and a schedule that
+    trips an assertion abort()s the process. A dead child costs speed (plain loops), not the compile."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hcc-cpu-") as tmp:
+        out_path, log_path = os.path.join(tmp, "out.ll"), os.path.join(tmp, "log.json")
+        pid = os.fork()
+        if pid == 0:  # child: never returns
+            code = 1
             try:
-                passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
-            except ir.MLIRError as exc:
-                raise HccError(describe_mlir_error(exc, f"CPU backend: {stage}")) from None
-        return llvm.translate_module_to_llvmir(module.operation)
+                from mlir import ir
+
+                log: list[OpReport] = []
+                try:
+                    with ir.Context() as ctx:
+                        ctx.enable_multithreading(False)  # no thread pool in a forked child
+                        text = _lower_vectorized(linalg_text, log)
+                    with open(out_path, "w") as f:
+                        f.write(text)
+                    code = 0
+                except Exception as exc:
+                    log.append(OpReport(-1, "module", False, _error_text(exc)))
+                with open(log_path, "w") as f:
+                    json.dump([r.__dict__ for r in log], f)
+            finally:
+                os._exit(code)
+        status = _wait_child(pid, float(os.environ.get("HCC_CPU_SCHEDULE_TIMEOUT", "120")))
+        log = []
+        if os.path.exists(log_path):
+            with open(log_path) as f:
+                log = [OpReport(**r) for r in json.load(f)]
+        if status is None:
+            log.append(OpReport(-1, "module", False, "vector code generation timed out"))
+            return None, log
+        if os.WIFSIGNALED(status):
+            log.append(OpReport(-1, "module", False, f"vector code generation crashed (signal {os.WTERMSIG(status)})"))
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and os.path.exists(out_path):
+            with open(out_path) as f:
+                return f.read(), log
+        return None, log
+
+
+def lower_to_llvm_ir(linalg_text: str, log: list | None = None) -> str:
+    """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op
+    (index -1: the whole module fell back to plain loops, with the reason)."""
+    from mlir import ir
+
+    if os.environ.get("HCC_CPU_SCHEDULE", "") != "loops":
+        if hasattr(os, "fork") and os.environ.get("HCC_CPU_FORK", "1") != "0":
+            text, reports = _vectorized_in_child(linalg_text)
+        else:
+            reports = []
+            try:
+                with ir.Context():
+                    text = _lower_vectorized(linalg_text, reports)
+            except Exception as exc:
+                text = None
+                reports.append(OpReport(-1, "module", False, _error_text(exc)))
+        if log is not None:
+            log.extend(reports)
+        if text is not None:
+            return text
+    with ir.Context():
+        return _lower_loops(linalg_text)
