@@ -241,12 +241,57 @@ def _hoist_chain(loops: list[str]) -> str:
     return text
 
 
+GEMV_NR = 8     # output columns per tile of the dot-product kernel (8 accumulators of 8 lanes)
+GEMV_LANES = 8
+
+
+def _plan_gemv(op: LinalgOp, m: int, n: int, ks: list[int], batch: list[int], ib: int) -> Plan | None:
+    """Few rows and a weight stored N x K (Gemm transB / flattened classifier): packing the weight would cost
+    more than the product itself. Dot products along the contiguous k dim instead: each output keeps 8 partial
+    sums in a vector (`tile_reduction_using_for`), reduced once at the end."""
+    b_dims = op.dims_of(ib)
+    a_dims = op.dims_of(1 - ib)
+    k_in = b_dims[-1]
+    if k_in not in ks or a_dims[-1] != k_in or op.ranges[k_in] % GEMV_LANES:
+        return None
+    N = op.ranges[n]
+    nr = min(GEMV_NR, N)
+    text = _header(op)
+    t, parts = _split_parts("%op", [(n, (N // nr) * nr, N)], "%s")
+    text += t
+    for j, (handle, part_sizes) in enumerate(parts):
+        sizes = [0] * op.num_loops
+        for d in batch:
+            sizes[d] = 1
+        sizes[n] = min(nr, part_sizes.get(n, N))
+        sizes[m] = op.ranges[m]
+        t, _ = _tile(handle, f"%g{j}", sizes)
+        text += t
+        red = [0] * op.num_loops
+        for k in ks:
+            red[k] = 1
+        red[k_in] = GEMV_LANES
+        text += (f"    %fill{j}, %par{j}, %comb{j}, %loop{j} = transform.structured.tile_reduction_using_for %g{j} "
+                 f"by tile_sizes = {red} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
+                 f"    transform.structured.vectorize %par{j} : !transform.any_op\n"
+                 f"    transform.structured.vectorize %fill{j} : !transform.any_op\n"
+                 f"    transform.structured.vectorize %comb{j} : !transform.any_op\n"
+                 # (hoist_loop_invariant_subsets on this loop nest breaks dominance in LLVM 22; the partial
+                 # sums are hoisted after bufferization by hoist_redundant_vector_transfers instead.)
+                 f"    transform.apply_licm to %loop{j} : !transform.any_op\n")
+    return Plan("contraction", _wrap(text), f"dot products along k ({GEMV_LANES} lanes), {nr} outputs per tile")
+
+
 def _plan_contraction(op: LinalgOp) -> Plan:
     roles = _contraction_roles(op)
     if roles is None:
         return Plan("loops", note="contraction with an unsupported dim layout")
     m, n, ks, batch, ia, ib = roles
     M, N = op.ranges[m], op.ranges[n]
+    if M <= 2:
+        gemv = _plan_gemv(op, m, n, ks, batch, ib)
+        if gemv is not None:
+            return gemv
     K = 1
     for k in ks:
         K *= op.ranges[k]
@@ -291,9 +336,14 @@ def _plan_contraction(op: LinalgOp) -> Plan:
     k_inner = K // op.ranges[k_outer]
     kc_outer = op.ranges[k_outer]
     if K > KC * 3 // 2:
-        kc_outer = max(1, KC // k_inner)
+        # Equal k panels (784 -> 4 x 196, not 3 x 256 + 16): a short last panel reloads the accumulators
+        # for few FMAs.
+        panels = -(-K // KC)
+        kc_outer = max(1, -(-op.ranges[k_outer] // panels))
     kc = kc_outer * k_inner
     ncb = max(1, min(NB, NC_BYTES // (min(K, kc) * VECTOR * 4)))
+    blocks = -(-NB // ncb)
+    ncb = -(-NB // blocks)  # equal blocks of panels too
     sizes = [0] * nloops
     for d in batch:
         sizes[d] = 1

@@ -146,6 +146,13 @@ def test_mlp_gemm_transposed_weights(tmp_path):
     _assert_vectorized(_llvm_ir(bundle))
 
 
+def test_gemv_dot_products(tmp_path):
+    """One row times a transposed weight (a classifier's Gemm): dot products along k, no weight packing."""
+    compile_and_compare(mlp(1, [64, 40, 10]), tmp_path, name="gemv")
+    log = _schedule_log(tmp_path / "gemv.bundle")
+    assert any(r.kind == "contraction" and r.ok and "dot products" in r.note for r in log), log
+
+
 def test_small_cnn(tmp_path):
     # 22 then 11 columns: not multiples of 16; 13 filters: not a multiple of the 6-filter register tile.
     compile_and_compare(small_cnn(3, 20, 22, 13, 8), tmp_path, name="cnn")
