@@ -12,9 +12,9 @@ from hcc.errors import HccError
 SUPPORTED_OPS: frozenset[str] = frozenset(
     """
     Abs Add And ArgMax AveragePool BatchNormalization Cast Ceil Clip Concat Constant ConstantOfShape Conv ConvTranspose
-    Cos Div Dropout Einsum Elu Equal Exp Expand Flatten Floor Gather Gemm GlobalAveragePool GlobalMaxPool Greater
+    Cos Div Dropout Einsum Elu Equal Erf Exp Expand Flatten Floor Gather Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
     GreaterOrEqual HardSigmoid HardSwish Identity InstanceNormalization LayerNormalization LeakyRelu Less LessOrEqual
-    Log LogSoftmax MatMul Max MaxPool Min Mul Neg Not Or Pad Pow Range Reciprocal ReduceMax ReduceMean ReduceMin
+    Log LogSoftmax LSTM MatMul Max MaxPool Min Mul Neg Not Or Pad Pow Range Reciprocal ReduceMax ReduceMean ReduceMin
     ReduceSum Relu Reshape Resize Shape Sigmoid Sign Sin Slice Softmax Softplus Split Sqrt Squeeze Sub Sum Tanh Tile
     Transpose Unsqueeze Where
     """.split()
@@ -23,12 +23,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 # Ops that torch-mlir converts but that the CPU backend cannot compile yet: they are not in SUPPORTED_OPS, and the
 # error for a model that uses one says why. Their coverage cases run as strict xfails, so when the backend is fixed
 # the suite reports XPASS for exactly the ops to move back into SUPPORTED_OPS.
-_ERF = "the CPU backend cannot translate math.erf to LLVM IR"
-BLOCKED_OPS: dict[str, str] = {
-    "Erf": _ERF,
-    "Gelu": _ERF,
-    "LSTM": "the CPU backend cannot bufferize its time loop (scf.for yielding new tensors)",
-}
+BLOCKED_OPS: dict[str, str] = {}
 
 # Opsets of the default domain that the importer and converter are tested with.
 MIN_OPSET = 11

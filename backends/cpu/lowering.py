@@ -25,22 +25,41 @@ from hcc.errors import HccError
 
 FUSE = "linalg-fuse-elementwise-ops,linalg-generalize-named-ops,canonicalize,cse"
 BUFFERIZE = (
-    "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
+    # LSTM-style time loops yield fresh buffers each iteration: allow it (deallocation then tracks ownership).
+    "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map allow-return-allocs-from-loops=1},"
     "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
     # Without canonicalize+cse every tile leaves a self-copy behind (research/mlir-bindings.md §4).
     "canonicalize,cse,canonicalize,"
     "buffer-deallocation-pipeline"
 )
+# Loops first: the deallocation pipeline's private helper takes dynamic memrefs, which the bare-pointer calling
+# convention cannot lower, so it is inlined; then i1 buffers become bytes (widen_i1.py) before memref-to-LLVM.
+TO_LOOPS = "inline,symbol-dce,convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize"
+# math-to-llvm first (sqrt, rsqrt, exp, ... as intrinsics); what is left (erf) becomes libm calls (-lm is linked).
 TO_LLVM = (
-    "convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize,"
-    "convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-cf-to-llvm,"
-    "convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts"
+    "convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,"
+    "convert-math-to-libm,convert-cf-to-llvm,convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},"
+    "reconcile-unrealized-casts"
 )
 NAIVE_TO_LLVM = (
-    "convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize,"
-    "finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-cf-to-llvm,"
-    "convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts"
+    "finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-math-to-libm,"
+    "convert-cf-to-llvm,convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},reconcile-unrealized-casts"
 )
+
+
+def _loops_then_llvm(module, pipeline: str):
+    """TO_LOOPS, the i1 -> i8 buffer rewrite, then `pipeline`; returns the (re-parsed) module."""
+    from mlir import ir
+
+    from hcc.backends.cpu.widen_i1 import widen_i1_memrefs
+
+    _run_pipeline(module.operation, TO_LOOPS)
+    text = module.operation.get_asm(enable_debug_info=True, large_elements_limit=None)
+    widened = widen_i1_memrefs(text)
+    if widened is not text:
+        module = ir.Module.parse(widened)
+    _run_pipeline(module.operation, pipeline)
+    return module
 # After bufferization: hoist what is still redundant, then lower every vector op to 1-D loads/stores/FMAs.
 VECTOR_LOWERING = """
 module attributes {transform.with_named_sequence} {
@@ -429,8 +448,8 @@ def _lower_vectorized(text: str, log=None) -> str:
     _write_results_in_place(root)
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse")
-    _run_pipeline(root, TO_LLVM)
-    return llvm.translate_module_to_llvmir(root)
+    module = _loops_then_llvm(module, TO_LLVM)
+    return llvm.translate_module_to_llvmir(module.operation)
 
 
 def _lower_loops(text: str) -> str:
@@ -440,11 +459,14 @@ def _lower_loops(text: str) -> str:
     from hcc.passes.diagnostics import describe_mlir_error
 
     module = ir.Module.parse(text)
-    for stage, pipeline in (("bufferization", BUFFERIZE), ("lowering to LLVM", NAIVE_TO_LLVM)):
-        try:
-            passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
-        except ir.MLIRError as exc:
-            raise HccError(describe_mlir_error(exc, f"CPU backend: {stage}")) from None
+    try:
+        passmanager.PassManager.parse(f"builtin.module({BUFFERIZE})").run(module.operation)
+    except ir.MLIRError as exc:
+        raise HccError(describe_mlir_error(exc, "CPU backend: bufferization")) from None
+    try:
+        module = _loops_then_llvm(module, NAIVE_TO_LLVM)
+    except ir.MLIRError as exc:
+        raise HccError(describe_mlir_error(exc, "CPU backend: lowering to LLVM")) from None
     return llvm.translate_module_to_llvmir(module.operation)
 
 

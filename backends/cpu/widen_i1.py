@@ -37,6 +37,10 @@ def widen_i1_memrefs(text: str) -> str:
             wide = f"%hcc_ext{counter}"
             out.append(f"{indent}{wide} = arith.extui {value} : i1 to i8{loc}")
             out.append(f"{indent}memref.store {wide}, {access} : {_widen(mtype)}{loc}")
+        elif "memref.global" in body and _is_i1_memref(body):
+            # Constant bool buffers: their dense initializer spells true/false, which i8 spells 1/0.
+            widened = re.sub(r"\btrue\b", "1", re.sub(r"\bfalse\b", "0", body))
+            out.append(_widen(widened) + loc)
         else:
             out.append(_widen(line))
     return "\n".join(out) + "\n"

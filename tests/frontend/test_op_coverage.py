@@ -75,14 +75,10 @@ def case(op: str, variant: str, build, xfail: str | None = None, **kwargs):
     CASES.append(pytest.param(op, build, kwargs, id=f"{op}-{variant}" if variant else op, marks=marks))
 
 
-def blocked(op: str) -> str:
-    return BLOCKED_OPS[op]
-
-
 # Element-wise unary
 for _op in ["Abs", "Ceil", "Cos", "Exp", "Floor", "Neg", "Relu", "Sigmoid", "Sign", "Sin", "Softplus", "Tanh", "Identity"]:
     case(_op, "", lambda op=_op: unary(op))
-case("Erf", "", lambda: unary("Erf"), xfail=blocked("Erf"))
+case("Erf", "", lambda: unary("Erf"))
 case("Log", "", lambda: unary("Log"), feeds=positive())
 case("Sqrt", "", lambda: unary("Sqrt"), feeds=positive())
 case("Reciprocal", "", lambda: unary("Reciprocal"), feeds=positive())
@@ -90,7 +86,7 @@ case("Elu", "alpha", lambda: unary("Elu", alpha=0.7))
 case("LeakyRelu", "alpha", lambda: unary("LeakyRelu", alpha=0.2))
 case("HardSigmoid", "alpha-beta", lambda: unary("HardSigmoid", alpha=0.3, beta=0.4))
 case("HardSwish", "", lambda: unary("HardSwish"))
-case("Gelu", "erf", lambda: unary("Gelu", opset=20), xfail=blocked("Gelu"))
+case("Gelu", "erf", lambda: unary("Gelu", opset=20))
 case("Gelu", "tanh", lambda: unary("Gelu", opset=20, approximate="tanh"))
 case("Dropout", "inference", lambda: unary("Dropout"))
 case("Not", "", lambda: _model([h.make_node("Not", ["x"], ["y"], name="not")], [("x", B, [2, 5])], [("y", B)]))
@@ -185,11 +181,10 @@ case("Slice", "clamped-end", lambda: with_weights("Slice", (4, 6), [
 # Constant negative indices: the converter folds the `idx < 0` mask into an i1 constant that the fused generic
 # then reads from an i1 memref, which LLVM 22's memref-to-LLVM lowering asserts on (backends/cpu/widen_i1.py, not
 # wired into the CPU pipeline yet, is the fix). Run-time indices (the embedding case) are not affected.
-_NEG_GATHER = "folded i1 index-mask constant: LLVM 22 memref-to-LLVM asserts on i1 loads (CPU backend)"
 case("Gather", "axis0-input-indices", lambda: _model([h.make_node("Gather", ["data", "idx"], ["y"], name="gather")],
                                                      [("data", F, [5, 4]), ("idx", I64, [2, 3])], ["y"]))
 case("Gather", "axis1-const", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", [4, 0, 2], np.int64)], axis=1))
-case("Gather", "negative-indices", lambda: with_weights("Gather", (5, 4), [_const("idx", [-1, 0, -3], np.int64)]), xfail=_NEG_GATHER)
+case("Gather", "negative-indices", lambda: with_weights("Gather", (5, 4), [_const("idx", [-1, 0, -3], np.int64)]))
 case("Gather", "scalar-index", lambda: with_weights("Gather", (3, 5, 2), [_const("idx", 2, np.int64)], axis=1))
 
 # Matrix products
@@ -294,9 +289,9 @@ def _lstm(direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, layou
     return _model([node], [("x", F, [seq, batch, inp])], list(layout_outputs), weights)
 
 
-case("LSTM", "forward-full", lambda: _lstm(), xfail=blocked("LSTM"))
-case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False), xfail=blocked("LSTM"))
-case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"), xfail=blocked("LSTM"))
+case("LSTM", "forward-full", lambda: _lstm())
+case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False))
+case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"))
 case("LSTM", "reverse", lambda: _lstm(direction="reverse"), xfail="torch-mlir's onnx.LSTM conversion has no direction=reverse")
 
 

@@ -13,7 +13,7 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper
 
-from conftest import compile_and_compare
+from helpers import compile_and_compare
 
 OPSET = 17
 

@@ -1,0 +1,38 @@
+"""Shared test helpers (import as `from helpers import ...`; tests/ is on sys.path via tests/conftest.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+
+def compile_and_compare(model: onnx.ModelProto, tmp_path: Path, *, rtol: float = 1e-3, atol: float = 1e-4,
+                        input_shapes: dict | None = None, feeds: dict | None = None, name: str = "model"):
+    """Save `model`, compile it with hcc, run the bundle and check every output against onnxruntime.
+
+    Returns (session, outputs, expected) so a test can assert more.
+    """
+    import hcc
+    from hcc.artifacts.golden import random_inputs, run_onnxruntime
+    from hcc.frontend.loader import load_model
+    from hcc.runtime import load
+
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, path)
+    bundle = tmp_path / f"{name}.bundle"
+    hcc.compile(path, bundle, input_shapes=input_shapes)
+    loaded = load_model(str(path), input_shapes)
+    feeds = feeds if feeds is not None else random_inputs(loaded.model, loaded.inputs, seed=123)
+    expected = run_onnxruntime(loaded.model, feeds)
+    session = load(bundle)
+    outputs = session.run(None, feeds)
+    for name_, actual in zip(session.manifest.outputs, outputs):
+        ref = expected[name_]
+        assert actual.shape == ref.shape, f"{name_}: shape {actual.shape} != {ref.shape}"
+        assert actual.dtype == ref.dtype, f"{name_}: dtype {actual.dtype} != {ref.dtype}"
+        if ref.dtype.kind in "biu":
+            np.testing.assert_array_equal(actual, ref, err_msg=name_)
+        else:
+            np.testing.assert_allclose(actual, ref, rtol=rtol, atol=atol, err_msg=name_)
+    return session, outputs, expected
