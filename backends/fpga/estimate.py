@@ -1,0 +1,296 @@
+"""Static resource and latency estimates of HLS layers (no vendor tools): the numbers in estimate.json, and a
+function the partitioner's cost model can call per ONNX node.
+
+The model (research/hw-toolchains.md A4, hls4ml conventions):
+  multipliers      M = ceil(block / RF), block = multiplications per output iteration (Dense: n_in*n_out,
+                   Conv: Cin/g*kh*kw*Cout), RF = reuse factor
+  DSP              M * ceil(wa / A) * ceil(wb / 18) with A = 27 (DSP48E2, UltraScale+) or 25 (DSP48E1, 7-series),
+                   wa >= wb the operand widths; products whose operands are all <= lut_mult_bits (10) go to LUTs
+  BRAM18K          weights: strategy "resource" stores them in P = ceil(n_w / RF) banks, RF deep and W wide:
+                   P * ceil(W / 36) * ceil(RF / 512) blocks, unless a bank is under 1 Kbit (then LUTRAM);
+                   strategy "latency" keeps them in logic (0 BRAM). Activation buffers over 1024 elements:
+                   ceil(bits / 18432) each (x2 under DATAFLOW, ping-pong); lookup tables the same way
+  LUT / FF         rough: per multiplier 40 LUT (+ wa*wb/2 when it is built from LUTs), one adder per multiplier
+                   (acc width LUT), control 60 LUT per op; FF ~ pipeline registers, acc width per multiplier
+  latency (cycles) MAC: iterations * RF + ceil(log2 block) + 3; streaming ops: elements / lanes + depth;
+                   Softmax: rows * (length + divider width); a subgraph is the sum over its ops (one sample);
+                   its initiation interval is the slowest op under DATAFLOW, else the sum.
+All figures are estimates for planning (documented in docs/backends/fpga.md), not synthesis results.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from hcc.backends.fpga.fixed_point import FixedType
+
+LUT_MULT_BITS = 10
+LUTRAM_BITS = 1024
+BRAM_BITS = 18432
+PARTITION_LIMIT = 1024  # buffers up to this many elements are partitioned into registers
+
+
+@dataclass
+class LayerEstimate:
+    dsp: int = 0
+    bram18k: int = 0
+    lut: int = 0
+    ff: int = 0
+    latency_cycles: int = 0
+    ii: int = 0  # cycles before the layer accepts the next sample
+    multipliers: int = 0
+    reuse_factor: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __add__(self, other: "LayerEstimate") -> "LayerEstimate":
+        return LayerEstimate(self.dsp + other.dsp, self.bram18k + other.bram18k, self.lut + other.lut, self.ff + other.ff,
+                             self.latency_cycles + other.latency_cycles, max(self.ii, other.ii), self.multipliers + other.multipliers)
+
+
+def dsp_per_mult(wa: int, wb: int, dsp_width: int = 27, lut_bits: int = LUT_MULT_BITS) -> int:
+    """DSP slices of one wa x wb multiplier: ceil(wa/A)*ceil(wb/18), the wider operand on the A port."""
+    if max(wa, wb) <= lut_bits:
+        return 0
+    wa, wb = max(wa, wb), min(wa, wb)
+    return math.ceil(wa / dsp_width) * math.ceil(wb / 18)
+
+
+def bram_for(bits: int, banks: int = 1, depth: int | None = None, width: int | None = None) -> int:
+    """BRAM18K blocks for an array (or `banks` banks of depth x width)."""
+    if width is not None and depth is not None:
+        if depth * width < LUTRAM_BITS:
+            return 0
+        per_bank = math.ceil(width / 36) * math.ceil(depth / 512) if width <= 36 else math.ceil(depth * width / BRAM_BITS)
+        return banks * per_bank
+    if bits < LUTRAM_BITS:
+        return 0
+    return math.ceil(bits / BRAM_BITS)
+
+
+def mac_layer(block: int, iterations: int, wa: int, wb: int, acc_w: int, n_weights: int, weight_w: int,
+              reuse_factor: int = 1, strategy: str = "latency", dsp_width: int = 27) -> LayerEstimate:
+    """A multiply-accumulate layer (Dense/Conv/MatMul with constant weights)."""
+    rf = max(1, min(reuse_factor, max(block, 1)))
+    mults = math.ceil(block / rf)
+    per = dsp_per_mult(wa, wb, dsp_width)
+    lut = mults * (40 + (0 if per else wa * wb // 2)) + mults * acc_w + 60
+    ff = mults * (acc_w + (wa + wb) // 2) + 60
+    bram = 0
+    if strategy == "resource" and n_weights:
+        banks = math.ceil(n_weights / rf)
+        bram = bram_for(0, banks=banks, depth=rf, width=weight_w)
+    elif n_weights:
+        lut += n_weights * weight_w // 8  # constants folded into the multipliers' logic
+    latency = max(iterations, 1) * rf + math.ceil(math.log2(max(block, 2))) + 3
+    return LayerEstimate(dsp=mults * per, bram18k=bram, lut=lut, ff=ff, latency_cycles=latency, ii=max(iterations, 1) * rf,
+                         multipliers=mults, reuse_factor=rf)
+
+
+def stream_layer(elements: int, width: int, lanes: int = 1, depth: int = 2, mults: int = 0, mult_widths=(16, 16),
+                 table_bits: int = 0, reduce: int = 1, dsp_width: int = 27) -> LayerEstimate:
+    """Elementwise / pooling / copy layers: `lanes` results per cycle, `reduce` inputs combined per result."""
+    per = dsp_per_mult(*mult_widths, dsp_width) if mults else 0
+    lut = lanes * (width * max(reduce, 1) + 30) + 60 + (0 if per else mults * mult_widths[0] * mult_widths[1] // 2)
+    ff = lanes * width * 2 + 60
+    latency = math.ceil(elements / max(lanes, 1)) + depth + math.ceil(math.log2(max(reduce, 1) + 1))
+    return LayerEstimate(dsp=mults * per * lanes, bram18k=bram_for(table_bits), lut=lut, ff=ff, latency_cycles=latency,
+                         ii=math.ceil(elements / max(lanes, 1)))
+
+
+def buffer_estimate(elements: int, width: int, dataflow: bool) -> LayerEstimate:
+    if elements <= PARTITION_LIMIT:
+        return LayerEstimate(ff=elements * width)
+    return LayerEstimate(bram18k=bram_for(elements * width) * (2 if dataflow else 1))
+
+
+# ------------------------------------------------------------------------------------------------------ programs
+def estimate_op(op, dsp_width: int = 27) -> LayerEstimate:
+    """Estimate of one typed loop op (after precision.resolve)."""
+    from hcc.backends.fpga.precision import expr_type, mac_block, mac_dims, mac_parts, reduction_size
+
+    res: FixedType = op.types["result"]
+    if op.kind == "mac":
+        p, wi = mac_parts(op)
+        pt = expr_type(p, op, op.types)
+        w = op.ins[wi]
+        outer, _ = mac_dims(op)
+        iterations = int(math.prod(op.dims[d] for d in outer)) if outer else 1
+        return mac_layer(mac_block(op), iterations, pt.width, w.type.width, op.types["acc"].width, int(w.array.size), w.type.width,
+                         op.reuse_factor, op.strategy, dsp_width)
+    points = int(math.prod(op.out.buf.shape))
+    if op.kind == "reduce":
+        n = reduction_size(op)
+        mults = sum(1 for x in op.epilogue.walk() if x.op == "mul") if op.epilogue is not None else 0
+        return stream_layer(int(math.prod(op.dims[d] for d in op.parallel)), op.types["acc"].width, reduce=n, mults=mults,
+                            mult_widths=(op.types["acc"].width, 18), dsp_width=dsp_width)
+    if op.kind == "eltwise":
+        mults = sum(1 for x in op.body.walk() if x.op == "mul")
+        tables = sum(1 for x in op.body.walk() if x.op in ("sigmoid", "tanh"))
+        return stream_layer(points, res.width, mults=mults, mult_widths=(res.width, res.width), table_bits=tables * 4096 * 18,
+                            dsp_width=dsp_width)
+    if op.kind == "softmax":
+        length = op.dims[op.attrs["axis"]]
+        rows = max(points // max(length, 1), 1)
+        est = stream_layer(rows, 18, lanes=1, depth=length + 40, mults=2 * length, mult_widths=(18, 18), reduce=length,
+                           dsp_width=dsp_width)
+        est.latency_cycles = rows * (length + 40) + 3
+        est.ii = rows * (length + 40)
+        return est
+    return stream_layer(points, res.width)  # pad / concat / copies
+
+
+def estimate_program(prog, part: str = "", clock_ns: float = 5.0, dataflow: bool = True) -> dict:
+    from hcc.backends.fpga.config import dsp_width_for_part
+
+    width = dsp_width_for_part(part) if part else 27
+    layers = []
+    total = LayerEstimate()
+    for op in prog.ops:
+        e = estimate_op(op, width)
+        e.reuse_factor = op.reuse_factor
+        layers.append({"op": op.id, "kind": op.kind, "nodes": op.nodes, "strategy": op.strategy, **e.as_dict()})
+        total = total + e
+    buffers = LayerEstimate()
+    for b in prog.buffers:
+        if b.kind == "temp":
+            buffers = buffers + buffer_estimate(b.size, b.type.width, dataflow)
+    total.bram18k += buffers.bram18k
+    total.ff += buffers.ff
+    ii = max((lay["ii"] for lay in layers), default=0) if dataflow else sum(lay["ii"] for lay in layers)
+    out = {
+        "model": "static estimate (hcc backends/fpga/estimate.py); not a synthesis report",
+        "part": part, "clock_ns": clock_ns, "dsp_width": width, "dataflow": dataflow,
+        "total": {"dsp": total.dsp, "bram18k": total.bram18k, "lut": total.lut, "ff": total.ff,
+                  "latency_cycles": total.latency_cycles, "ii_cycles": ii,
+                  "latency_s": total.latency_cycles * clock_ns * 1e-9, "throughput_per_s": (1e9 / (ii * clock_ns)) if ii else None},
+        "buffers": {"bram18k": buffers.bram18k, "ff": buffers.ff},
+        "layers": layers,
+    }
+    budget = part_budget(part)
+    if budget:
+        out["utilization"] = {k: round(100.0 * out["total"][k] / v, 3) for k, v in budget.items() if v}
+        out["budget"] = budget
+    return out
+
+
+def part_budget(part: str) -> dict | None:
+    """DSP/BRAM/LUT/FF of a known part (from the device catalog), or None."""
+    try:
+        from hcc.passes.device_catalog import builtin_catalog  # type: ignore[attr-defined]
+
+        catalog = builtin_catalog()
+    except Exception:
+        catalog = None
+    key = {"xcu250": "fpga:xcu250", "xczu7ev": "fpga:xczu7ev"}
+    for prefix, name in key.items():
+        if part.lower().startswith(prefix) and catalog and name in catalog:
+            s = catalog[name]
+            return {"dsp": s.dsp, "bram18k": s.bram18k, "lut": s.lut, "ff": s.ff}
+    known = {"xcu250": {"dsp": 12288, "bram18k": 5376, "lut": 1728000, "ff": 3456000},
+             "xczu7ev": {"dsp": 1728, "bram18k": 624, "lut": 230400, "ff": 460800}}
+    for prefix, b in known.items():
+        if part.lower().startswith(prefix):
+            return b
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------ per ONNX node
+def _widths(precision) -> int:
+    if isinstance(precision, FixedType):
+        return precision.width
+    if isinstance(precision, int):
+        return precision
+    if precision in (None, "auto"):
+        return 16
+    return FixedType.parse(precision).width
+
+
+def estimate_node(op_type: str, input_shapes: list[list[int]], output_shape: list[int], *, weight_shape: list[int] | None = None,
+                  attrs: dict | None = None, precision="ap_fixed<16,6>", weight_precision=None, accum_width: int | None = None,
+                  reuse_factor: int = 1, strategy: str = "latency", dsp_width: int = 27, max_multipliers: int = 4096) -> LayerEstimate:
+    """Estimate one ONNX node as an hcc FPGA layer, from shapes alone (for the partitioner's cost model).
+
+    `precision`: activation type (ap_fixed string, FixedType or bit width); `weight_precision` defaults to it;
+    `reuse_factor` is raised when the layer would need more than `max_multipliers` multipliers (as the backend does).
+    Returns a LayerEstimate (dsp, bram18k, lut, ff, latency_cycles, ii, multipliers, reuse_factor)."""
+    attrs = attrs or {}
+    wa = _widths(precision)
+    wb = _widths(weight_precision if weight_precision is not None else precision)
+    out_elems = int(math.prod(output_shape)) if output_shape else 1
+    x = input_shapes[0] if input_shapes else []
+    block = iterations = 0
+    n_w = 0
+    if op_type == "Conv" and weight_shape:
+        k = int(math.prod(weight_shape[2:]))
+        block = weight_shape[1] * k * weight_shape[0]
+        iterations = output_shape[0] * int(math.prod(output_shape[2:]))
+        group = int(attrs.get("group", 1))
+        if group > 1:  # depthwise / grouped: one group's block, groups side by side
+            block = weight_shape[1] * k * weight_shape[0]
+        n_w = int(math.prod(weight_shape))
+    elif op_type in ("Gemm", "MatMul") and weight_shape:
+        kdim = weight_shape[0] if op_type == "MatMul" or not attrs.get("transB") else weight_shape[1]
+        n = output_shape[-1]
+        block = kdim * n
+        iterations = max(out_elems // max(n, 1), 1)
+        n_w = int(math.prod(weight_shape))
+    if block:
+        rf = max(reuse_factor, math.ceil(block / max_multipliers))
+        acc = accum_width or min(wa + wb + math.ceil(math.log2(max(block // max(output_shape[1] if len(output_shape) > 1 else 1, 1), 2))), 48)
+        est = mac_layer(block, iterations, wa, wb, acc, n_w, wb, rf, strategy, dsp_width)
+        if rf != reuse_factor:
+            est.notes.append(f"reuse factor raised from {reuse_factor} to {rf} ({block} multiplications per iteration)")
+        return est
+    if op_type in ("MaxPool", "AveragePool"):
+        kernel = attrs.get("kernel_shape") or [1]
+        return stream_layer(out_elems, wa, reduce=int(math.prod(kernel)), dsp_width=dsp_width)
+    if op_type in ("GlobalAveragePool", "GlobalMaxPool"):
+        n = int(math.prod(x[2:])) if len(x) > 2 else 1
+        return stream_layer(out_elems, wa + math.ceil(math.log2(max(n, 2))), reduce=n, dsp_width=dsp_width)
+    if op_type == "Softmax":
+        axis = int(attrs.get("axis", -1))
+        length = output_shape[axis] if output_shape else 1
+        rows = max(out_elems // max(length, 1), 1)
+        est = stream_layer(rows, 18, depth=length + 40, mults=2 * length, mult_widths=(18, 18), reduce=length, dsp_width=dsp_width)
+        est.latency_cycles = rows * (length + 40) + 3
+        est.ii = rows * (length + 40)
+        return est
+    if op_type in ("Sigmoid", "Tanh"):
+        return stream_layer(out_elems, wa, table_bits=4096 * 18, dsp_width=dsp_width)
+    if op_type in ("Mul", "BatchNormalization"):
+        return stream_layer(out_elems, wa, mults=1, mult_widths=(wa, wb), dsp_width=dsp_width)
+    if op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant"):
+        return LayerEstimate()
+    return stream_layer(out_elems, wa, dsp_width=dsp_width)
+
+
+def for_cost_model(node, spec, config=None):
+    """Drop-in for passes.cost_model.estimate_fpga: NodeCost + DeviceSpec -> cost_model.FpgaEstimate (or None).
+
+    Uses the node's mac_block/iterations as the cost model computed them, with this module's formulas."""
+    from hcc.passes.cost_model import FpgaConfig, FpgaEstimate
+
+    if spec.kind != "fpga" or not spec.supports(node.op_type):
+        return None
+    config = config or FpgaConfig()
+    width = spec.dsp_width or 27
+    if node.mac_block > 0:
+        block = int(node.mac_block)
+        rf = max(1, math.ceil(block / config.max_mults_per_node))
+        n_w = int(node.weight_bytes / 4)
+        acc = min(config.act_bits + config.weight_bits + math.ceil(math.log2(max(block, 2))), 48)
+        e = mac_layer(block, int(max(node.iterations, 1)), config.act_bits, config.weight_bits, acc, n_w, config.weight_bits, rf,
+                      "latency", width)
+    elif node.op_class == "view":
+        e = LayerEstimate()
+    else:
+        e = stream_layer(int(max(node.out_elements, 1)), config.act_bits, lanes=config.stream_lanes,
+                         mults=1 if node.op_type in ("Mul", "BatchNormalization", "Softmax") else 0,
+                         mult_widths=(config.act_bits, config.weight_bits),
+                         table_bits=4096 * 18 if node.op_type in ("Sigmoid", "Tanh", "Softmax") else 0, dsp_width=width)
+        e.bram18k += bram_for(int(node.line_buffer_elements * config.act_bits))
+    return FpgaEstimate(dsp=e.dsp, bram18k=e.bram18k, lut=e.lut, ff=e.ff, latency_cycles=float(e.latency_cycles),
+                        reuse_factor=e.reuse_factor, source="hcc.backends.fpga.estimate")

@@ -1,0 +1,81 @@
+"""FPGA driver without an FPGA: runs a subgraph's csim shared object (the HLS C++ compiled with g++ against the
+ap_fixed headers), a bit-accurate emulation of the FPGA kernel. numpy + ctypes only.
+
+ABI (`bare-ptr-v1`, artifact kind `fpga-csim-so`): `void <entry>(const float *in0, ..., float *out0, ...)` with
+every subgraph input in argument order (weights baked into the firmware are passed too and ignored), then every
+output; inputs are quantized to the kernel's input types inside the call, outputs converted back to float32.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
+from hcc.errors import HccError
+from hcc.runtime.bundle import safe_path
+from hcc.runtime.devices.base import Device, Executable
+
+ARTIFACT_KIND = "fpga-csim-so"
+
+
+class FpgaCsimExecutable(Executable):
+    def __init__(self, path: Path, entry: str, arity: int, subgraph: str):
+        try:
+            self._lib = ctypes.CDLL(str(path))
+        except OSError as exc:
+            raise HccError(f"{path}: cannot load the FPGA C simulation: {exc}",
+                           hint="it needs the C++ runtime (libstdc++) of the machine that compiled it") from None
+        try:
+            self._fn = getattr(self._lib, entry)
+        except AttributeError:
+            raise HccError(f"{path}: entry symbol {entry!r} not found") from None
+        self._fn.restype = None
+        self._fn.argtypes = [ctypes.c_void_p] * arity
+        self._lock = threading.Lock()  # the simulation keeps its port buffers in static storage
+        self.subgraph = subgraph
+
+    def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        for a in inputs:
+            if a.dtype != np.float32 or not a.flags.c_contiguous:
+                raise HccError(f"internal: {self.subgraph}: FPGA csim inputs must be C-contiguous float32 arrays")
+        for out in outputs:
+            if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+                raise HccError(f"internal: {self.subgraph}: FPGA csim outputs must be writable C-contiguous float32 arrays")
+        with self._lock:
+            self._fn(*[a.ctypes.data for a in inputs], *[o.ctypes.data for o in outputs])
+
+
+class FpgaCsimDevice(Device):
+    kind = "fpga"
+
+    def __init__(self, device: str = "fpga", index: int = 0):
+        self.device, self.index = device, index
+        self.notes: list[str] = [
+            f"no FPGA present: {device}#{index} subgraphs run on fpga-csim, the bit-accurate C++ emulation of the HLS kernel"
+        ]
+
+    def load(self, bundle: Path, subgraph: SubgraphRecord) -> Executable:
+        artifact = next((a for a in subgraph.artifacts if a.kind == ARTIFACT_KIND), None)
+        if artifact is None:
+            raise HccError(f"subgraph {subgraph.id} has no {ARTIFACT_KIND} artifact (was it compiled for {self.device}?)")
+        note = f"no FPGA present: {subgraph.id} runs on fpga-csim, the bit-accurate C++ emulation"
+        if note not in self.notes:
+            self.notes.append(note)
+        return self.load_artifact(bundle, subgraph, artifact)
+
+    def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
+        if artifact.abi != "bare-ptr-v1":
+            raise HccError(f"subgraph {subgraph.id}: unsupported FPGA csim ABI {artifact.abi!r}")
+        return FpgaCsimExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), subgraph.id)
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def to_device(self, array):
+        return np.array(array, order="C", copy=True)
+
+    def to_host(self, value):
+        return value
