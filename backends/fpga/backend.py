@@ -336,6 +336,7 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
         "estimate": est["total"],
         "part": part,
         "clock_ns": clock_ns,
+        "precision_default": str(cfg.model.get("precision", fconfig.DEFAULT_PRECISION)),
         "baked_inputs": [t for t, b in prog.args if b is None],
         "tolerance": {"atol": atol + SLACK_ATOL, "rtol": SLACK_RTOL,
                       "rule": "per element |csim - float model| <= fixed-point error bound (precision.json) + 1e-5*|y| + 1e-6; atol is the bound's maximum on the calibration samples"},
