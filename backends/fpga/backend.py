@@ -131,8 +131,9 @@ def sample_data(spec, prog: ir.Program, options: dict, weights: dict[str, np.nda
             source = f"{label} {Path(path).name} ({len(feeds_list)} sample(s))"
             break
     if feeds_list is None:
-        feeds_list = [random_inputs(model, infos, 0)]
-        source = "random inputs (seed 0, as the bundle's golden data)"
+        seed = int(options.get("seed") or 0)
+        feeds_list = [random_inputs(model, infos, seed)]
+        source = f"random inputs (seed {seed}, as the bundle's golden data)"
     wanted = list(dict.fromkeys(act_inputs + list(spec.outputs)))
     existing = {o.name for o in model.graph.output}
     for name in wanted:
