@@ -252,6 +252,48 @@ module attributes {transform.with_named_sequence} {
 }
 """
 
+_IMG2COL = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %convs = transform.structured.match attributes {hcc.img2col} in %root : (!transform.any_op) -> !transform.any_op
+    transform.foreach %convs : !transform.any_op {
+    ^bb0(%c: !transform.any_op):
+      %col, %gemm = transform.structured.convert_conv2d_to_img2col %c : (!transform.any_op) -> (!transform.any_op, !transform.any_op)
+    }
+    transform.yield
+  }
+}
+"""
+
+
+def _strided_convs_to_img2col(module):
+    """A convolution whose window moves more than one column per output (stride or dilation along W) has no
+    unit-stride vector dim for the direct schedule; rewrite it as im2col + a contraction (upstream
+    `convert_conv2d_to_img2col`), which the packed GEMM schedule then vectorizes. The im2col gather itself
+    stays scalar. Returns (module, count); a failure leaves the module as it was."""
+    from mlir import ir
+
+    count = 0
+    for op in _func_body_ops(module.operation):
+        if op.operation.name != "linalg.conv_2d_nchw_fchw":
+            continue
+        strides = str(op.attributes["strides"]) if "strides" in op.attributes else "dense<1>"
+        dilations = str(op.attributes["dilations"]) if "dilations" in op.attributes else "dense<1>"
+        if strides.startswith("dense<1>") and dilations.startswith("dense<1>"):
+            continue
+        op.attributes["hcc.img2col"] = ir.UnitAttr.get()
+        count += 1
+    if not count:
+        return module, 0
+    backup = module.operation.get_asm(large_elements_limit=None, print_generic_op_form=True)
+    try:
+        _apply_script(module.operation, _IMG2COL)
+        module.operation.verify()
+    except Exception:
+        return ir.Module.parse(backup), 0
+    return module, count
+
+
 _DECOMPOSE_PADS = """
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
@@ -340,8 +382,10 @@ def schedule_module(module):
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
     reports: list[OpReport] = []
+    _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,canonicalize,cse")
+    # After the fusion pass: it would fuse the im2col gather back into its GEMM.
+    module, _ = _strided_convs_to_img2col(module)
     root = module.operation
-    _run_pipeline(root, "linalg-fuse-elementwise-ops,canonicalize,cse")
     _generalize(root, keep_fill=True)
     if fold_copies_into_consumers(root):
         _run_pipeline(root, "canonicalize,cse")

@@ -119,6 +119,8 @@ def plan(op: LinalgOp) -> Plan:
     if op.element != "f32" or not _is_static(op) or len(op.shapes) - op.num_inputs != 1:
         return Plan("loops", note="not a static f32 op with one result")
     if all(it == "parallel" for it in op.iterators):
+        if any(kind == "expr" for m in op.maps for kind, _ in m):
+            return Plan("loops", note="gather (non-affine-projection access, e.g. im2col): scalar loops")
         return _plan_elementwise(op)
     if op.num_inputs == 2 and _is_mul_add_body(op):
         if all(kind == "dim" for m in op.maps for kind, _ in m):
@@ -202,15 +204,17 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
 
 
 def _contraction_roles(op: LinalgOp):
-    """(m, n, k dims, batch dims, index of A, index of B) or None.
+    """(m, n, k dims, outer dims, index of A, index of B) or None.
 
-    N is the output's innermost dim (the vector dim); B is the input that carries it, A the other. Several
-    reduction dims are allowed (a Gemm whose input was flattened from NCHW reads it as C x H x W)."""
+    N is the output's innermost dim (the vector dim); B is the input that carries it, A the other; M is the
+    innermost output dim that only A carries. Every other output dim (batch dims, and extra M- or N-like dims
+    such as the image dim of an im2col GEMM) is an outer dim, tiled by 1. Several reduction dims are allowed
+    (a Gemm whose input was flattened from NCHW reads it as C x H x W)."""
     a_dims, b_dims, c_dims = (op.dims_of(i) for i in range(3))
     ks = [d for d, it in enumerate(op.iterators) if it == "reduction"]
     if not ks or None in a_dims + b_dims + c_dims or not c_dims:
         return None
-    if any(k in c_dims for k in ks):
+    if any(k in c_dims for k in ks) or len(set(a_dims)) != len(a_dims) or len(set(b_dims)) != len(b_dims):
         return None
     n = c_dims[-1]
     if n in a_dims and n in b_dims:
@@ -219,13 +223,14 @@ def _contraction_roles(op: LinalgOp):
     a, b = (a_dims, b_dims) if ia == 0 else (b_dims, a_dims)
     if n in a or any(k not in a or k not in b for k in ks):
         return None
-    batch = [d for d in c_dims if d in a and d in b]
     ms = [d for d in c_dims if d in a and d not in b]
-    if len(ms) != 1 or len(set(a)) != len(a) or len(set(b)) != len(b):
+    if not ms:
         return None
-    if set(a) != set(batch) | {ms[0]} | set(ks) or set(b) != set(batch) | {n} | set(ks) or set(c_dims) != set(batch) | {ms[0], n}:
+    m = ms[-1]
+    outer = [d for d in c_dims if d not in (m, n)]
+    if set(a) | set(b) != set(c_dims) | set(ks):
         return None
-    return ms[0], n, ks, batch, ia, ib
+    return m, n, ks, outer, ia, ib
 
 
 def _hoist_chain(loops: list[str]) -> str:
@@ -304,7 +309,7 @@ def _plan_contraction(op: LinalgOp) -> Plan:
     text += f"    %pb = transform.get_producer_of_operand %p[{ib}] : (!transform.op<\"linalg.generic\">) -> !transform.op<\"linalg.pack\">\n"
     # B's packed outer dims are B's dims in its own order; panels want [batch.., n, k..] (k dims in B's order).
     b_dims = op.dims_of(ib)
-    want = [d for d in op.dims_of(2) if d in batch] + [n] + [d for d in b_dims if d in ks]
+    want = [d for d in b_dims if d != n and d not in ks] + [n] + [d for d in b_dims if d in ks]
     outer_perm = [b_dims.index(d) for d in want]
     pack_op = "%pb"
     compute = "%p"
