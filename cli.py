@@ -91,10 +91,13 @@ def _overrides(places):
 @click.option("--save-placement", type=click.Path(dir_okay=False), help="Write the chosen placement (every op's device) as an editable overrides file.")
 @click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
 @click.option("--gpu-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
+@click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto", help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that cannot overflow on the calibration data.")
+@click.option("--fpga-config", type=click.Path(dir_okay=False), help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")
+@click.option("--calib", "calibration", type=click.Path(dir_okay=False), help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, placement_file,
-                device_file, save_placement, explain, gpu_precision, quiet):
+                device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
@@ -103,6 +106,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
         model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
         target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places),
         placement_file=placement_file, save_placement=save_placement, device_file=device_file, gpu_precision=gpu_precision,
+        fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
         progress=_progress(quiet),
     )
     if explain and manifest.plan_report:

@@ -25,7 +25,7 @@ from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
 
 # Tolerances that golden checks use per precision (rtol, atol).
-TOLERANCES = {"fp32": (1e-3, 1e-4)}
+TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (1e-2, 1e-2)}
 MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
 DEFAULT_TARGET_CPU = "x86-64-v3"
 
@@ -199,14 +199,15 @@ def compile_model(
         response = _run_worker(
             {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
              "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
-             "fpga": fpga or {}, "weights_file": str(weights_path), "golden_inputs": None},
+             "fpga": fpga or {}, "weights_file": str(weights_path), "seed": seed,
+             "golden_inputs": os.path.abspath(golden_inputs) if golden_inputs else None},
             progress,
         )
         lifted_path.unlink()
         weights_path.unlink(missing_ok=True)
         if plan is not None:
             _write_plan_report(staging, plan)
-        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan)
+        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan, gpu_precision)
         if bundle_dir.exists():
             shutil.rmtree(bundle_dir)
         os.replace(staging, bundle_dir)
@@ -215,6 +216,19 @@ def compile_model(
         raise
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
     return manifest
+
+
+def _golden_tolerance(subgraphs: list[SubgraphRecord]) -> tuple[float, float]:
+    """The loosest tolerance any subgraph's precision implies (fixed-point FPGA artifacts state theirs)."""
+    rtol, atol = TOLERANCES["fp32"]
+    for sg in subgraphs:
+        if sg.precision in TOLERANCES:
+            rtol, atol = max(rtol, TOLERANCES[sg.precision][0]), max(atol, TOLERANCES[sg.precision][1])
+        for artifact in sg.artifacts:
+            tolerance = artifact.meta.get("tolerance")
+            if tolerance:
+                rtol, atol = max(rtol, float(tolerance["rtol"])), max(atol, float(tolerance["atol"]))
+    return rtol, atol
 
 
 def _storage_dtype(element: str, declared: str) -> str | None:
@@ -226,7 +240,8 @@ def _storage_dtype(element: str, declared: str) -> str | None:
     return MLIR_TO_NUMPY.get(element)
 
 
-def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs, plan=None) -> Manifest:
+def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs, plan=None,
+              gpu_precision: str = "fp32") -> Manifest:
     import onnxruntime
 
     tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
@@ -254,10 +269,13 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
             tensors.append(by_name[name])
         if len(sg["input_types"]) != len(sg["inputs"]) or len(sg["output_types"]) != len(sg["outputs"]):
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
+        artifacts = [ArtifactRecord(**a) for a in sg["artifacts"]]
+        precision = next((a.meta["precision_default"] for a in artifacts if "precision_default" in a.meta), None)
+        precision = precision or ("fp16" if sg["device"].startswith("gpu") and gpu_precision == "fp16" else "fp32")
         subgraphs.append(
             SubgraphRecord(
-                id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision="fp32", inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
-                artifacts=[ArtifactRecord(**a) for a in sg["artifacts"]],
+                id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision=precision, inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
+                artifacts=artifacts,
                 fallback=ArtifactRecord(**sg["fallback"]) if sg.get("fallback") else None,
             )
         )
@@ -268,7 +286,7 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
     weight_records = bundle_writer.write_weights(staging, weights)
     (staging / "golden").mkdir(exist_ok=True)
     save_golden(staging / "golden" / "golden.npz", feeds, expected)
-    rtol, atol = TOLERANCES["fp32"]
+    rtol, atol = _golden_tolerance(subgraphs)
     source = f"onnxruntime {onnxruntime.__version__} on " + ("user inputs" if golden_inputs else f"random inputs (seed {seed})")
     toolchain = dict(response["toolchain"])
     toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": target_cpu})

@@ -71,8 +71,6 @@ class Session:
                 instance = "cpu#fallback"
                 self.devices.setdefault(instance, self._bind_device("cpu", 0))
             self._instance[sg.id] = instance
-        for device in self.devices.values():
-            self.notes.extend(getattr(device, "notes", []))
         self._executables = {}
         for sg in self.manifest.subgraphs:
             device = self.devices[self._instance[sg.id]]
@@ -80,6 +78,8 @@ class Session:
                 self._executables[sg.id] = device.load_artifact(self.bundle, sg, sg.fallback)
             else:
                 self._executables[sg.id] = device.load(self.bundle, sg)
+        for device in self.devices.values():  # after loading: drivers note per subgraph (e.g. FPGA emulation)
+            self.notes.extend(getattr(device, "notes", []))
         # Weights are moved to their devices once, at load time; the host copy is dropped afterwards.
         weights = self._load_weights()
         self._resident_weights: dict[tuple[str, str], Any] = {}

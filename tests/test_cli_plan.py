@@ -64,3 +64,15 @@ def test_compile_saves_and_reuses_a_placement(tmp_path):
     assert "1 passed" in hcc("test", tmp_path / "b2").stdout
     manifest = json.loads((tmp_path / "b2" / "manifest.json").read_text())
     assert manifest["plan_report"] == "plan/plan.json" and "plan/explain.txt" in manifest["files"]
+
+
+def test_forced_fpga_split_runs_on_csim_and_matches_onnxruntime(tmp_path):
+    """A forced split (FPGA + CPU subgraphs): csim runs the HLS kernel, the run says so, golden data matches."""
+    out = hcc("compile", EXAMPLE, *SHAPE, "-o", tmp_path / "b", "--devices", "cpu,fpga:xcu250", "--place", "stem/.*|block.*=fpga", "-q").stdout
+    assert "sg0@fpga:xcu250#0" in out and "sg1@cpu#0" in out
+    proc = hcc("test", tmp_path / "b")
+    assert "1 passed, 0 failed" in proc.stdout and "fpga-csim" in proc.stdout
+    project = tmp_path / "b" / "fpga" / "sg0"
+    for name in ("build_prj.tcl", "precision.json", "estimate.json"):
+        assert (project / name).is_file()
+    assert list((project / "firmware").glob("*.cpp")) and list((project / "tb").glob("*.cpp"))
