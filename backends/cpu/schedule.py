@@ -462,7 +462,18 @@ def _plan_conv(op: LinalgOp) -> Plan:
                  "      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n"
                  "      transform.apply_patterns.canonicalization\n"
                  "    } : !transform.any_op\n"
-                 f'    %g{j} = transform.structured.match ops{{["linalg.generic"]}} in {inner} : (!transform.any_op) -> !transform.any_op\n'
-                 f"    transform.structured.vectorize %g{j} : !transform.any_op\n")
+                 f'    %g{j} = transform.structured.match ops{{["linalg.generic"]}} in {inner} : (!transform.any_op) -> !transform.any_op\n')
+        width = sizes[ow]
+        if width > 1 and width % 8:
+            # An odd row (14, 7, 6 columns...) as an odd-length vector legalizes into shuffles; use a masked
+            # 8/16-lane vector instead (masked loads/stores, full-width FMAs).
+            lanes = 8 if width < 8 else VECTOR
+            vsizes = ([sizes[f]] if f is not None and sizes[f] > 1 else []) + [lanes]
+            text += (f"    transform.structured.vectorize %g{j} vector_sizes {vsizes} : !transform.any_op\n"
+                     f"    transform.apply_patterns to {inner} {{\n"
+                     "      transform.apply_patterns.vector.lower_masked_transfers\n"
+                     "    } : !transform.any_op\n")
+        else:
+            text += f"    transform.structured.vectorize %g{j} : !transform.any_op\n"
         text += _hoist_chain(red_loops)
     return Plan("conv", _wrap(text), f"direct convolution, {fr}x{vec} register tiles")
