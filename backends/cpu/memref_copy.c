@@ -62,7 +62,7 @@ void memrefCopy(int64_t elem_size, UnrankedMemRef *src, UnrankedMemRef *dst) {
 
 /* ---- buffer cache ------------------------------------------------------------------------------------ */
 #define HCC_HEADER 64          /* keeps the returned pointer 64-byte aligned; holds the block size */
-#define HCC_CACHE_SLOTS 32
+#define HCC_CACHE_SLOTS 128
 #define HCC_CACHE_MIN (64 * 1024) /* smaller blocks come from malloc's own free lists quickly enough */
 
 typedef struct { size_t size; char *block; } Slot;
