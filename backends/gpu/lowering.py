@@ -1,0 +1,582 @@
+"""Lower one subgraph from linalg-on-tensors to GPU kernels with the xtc (upstream LLVM/MLIR 22) bindings.
+
+Stages (each a function below, all in the worker process because a bad pipeline can abort the interpreter):
+  1. tensors:   [fp16 rewrite] -> linalg-fuse-elementwise-ops (elementwise chains become one op)
+  2. buffers:   one-shot-bufferize (identity layouts at the boundary) -> results become out-params; every
+                remaining memref.copy becomes linalg.copy so that it runs on the GPU too; named ops are generalized
+  3. mapping:   one gpu.launch per linalg op: a transform-dialect script tiles each op's parallel loops twice with
+                scf.forall (blocks, then threads) and maps them (gpu.map_forall_to_blocks / map_nested_forall_to_threads);
+                reduction loops stay sequential inside a thread; then linalg -> scf loops inside the kernels
+  4. outlining: gpu-kernel-outlining -> a host function (allocs, views, gpu.launch_func) + one gpu.module per kernel;
+                the kernels are renamed `<sg>_k<N>` and merged into one gpu.module
+  5. codegen:   gpu.module -> NVVM -> PTX (nvvm-attach-target chip=sm_80 +ptx80, gpu-module-to-binary format=isa)
+The host function is not lowered: hcc.backends.gpu.launch_table reads it and writes the launch table instead.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from hcc.errors import HccError
+
+PTX_CHIP = "sm_80"  # PTX `.target`: JIT-able on every GPU from Ampere on; cubins are built from it per SM
+PTX_FEATURES = "+ptx80"  # PTX ISA 8.0 (<= 9.0, which the CUDA 13.0 driver/ptxas accept)
+MAX_THREADS = 256  # threads per block the mapper aims for
+MAX_GRID_YZ = 65535
+
+FUSE = "convert-elementwise-to-linalg,linalg-fuse-elementwise-ops,canonicalize,cse"
+BUFFERIZE = (
+    "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map},"
+    "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
+    "canonicalize,cse,canonicalize"
+)
+GENERALIZE = "linalg-generalize-named-ops,canonicalize"
+AFTER_MAPPING = "transform-interpreter,convert-linalg-to-loops,canonicalize,cse"
+OUTLINE = "gpu-launch-sink-index-computations,gpu-kernel-outlining,canonicalize,cse"
+
+
+def kernel_to_ptx_pipeline(toolkit: str | None, chip: str = PTX_CHIP, features: str = PTX_FEATURES) -> str:
+    """The device half of upstream `gpu-lower-to-nvvm-pipeline`, applied to a module holding only gpu.modules."""
+    toolkit_opt = f" toolkit={toolkit}" if toolkit else ""
+    return (
+        "convert-nvgpu-to-nvvm,convert-vector-to-scf,convert-scf-to-cf,expand-strided-metadata,"
+        f"nvvm-attach-target{{chip={chip} features={features} O=3}},"
+        "lower-affine,convert-arith-to-llvm,convert-index-to-llvm,canonicalize,cse,"
+        "gpu.module(convert-gpu-to-nvvm{use-bare-ptr-memref-call-conv=1},canonicalize,cse,reconcile-unrealized-casts),"
+        f"gpu-module-to-binary{{format=isa{toolkit_opt}}}"
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------------
+def _run(module, pipeline: str, stage: str) -> None:
+    from mlir import ir, passmanager
+
+    from hcc.passes.diagnostics import describe_mlir_error
+
+    try:
+        passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
+    except ir.MLIRError as exc:
+        raise HccError(describe_mlir_error(exc, f"GPU backend: {stage}")) from None
+
+
+def _func(module, entry: str):
+    from mlir import ir
+
+    for op in module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+            return op
+    raise HccError(f"internal: GPU backend: function @{entry} not found")
+
+
+def _top_ops(func_op) -> list:
+    return list(func_op.regions[0].blocks[0].operations)
+
+
+def node_names(op) -> list[str]:
+    """ONNX node names an op came from (its location, fused when elementwise fusion merged several nodes)."""
+    names: list[str] = []
+    for name in re.findall(r'"((?:[^"\\]|\\.)*)"', str(op.location)):
+        if name not in names and name not in ("-", ""):
+            names.append(name)
+    return names
+
+
+def _op_where(op) -> str:
+    """'linalg.generic (nodes "fc1/Gemm", "fc1/Relu")'."""
+    names = node_names(op)
+    if not names:
+        return op.name
+    shown = ", ".join(f'"{n}"' for n in names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f"{op.name} (node{'s' if len(names) > 1 else ''} {shown})"
+
+
+_COPY_LINE = re.compile(r"^(\s*)memref\.copy (%[\w.$-]+), (%[\w.$-]+) : (.*?) to (.*?)((?: loc\(.*\))?)$", re.M)
+
+
+def copies_to_linalg(text: str) -> str:
+    """memref.copy (from bufferization / out-params) -> linalg.copy, which the mapper turns into a kernel."""
+    return _COPY_LINE.sub(r"\1linalg.copy ins(\2 : \4) outs(\3 : \5)\6", text)
+
+
+# -- mapping plan ----------------------------------------------------------------------------------------------------
+@dataclass
+class OpPlan:
+    """How one linalg op becomes one kernel launch (per loop of the op: tile sizes; mappings in forall-dim order)."""
+
+    index: int
+    where: str
+    sizes: list[int]
+    iterators: list[str]
+    block_tiles: list[int] = field(default_factory=list)
+    block_mapping: list[str] = field(default_factory=list)
+    thread_tiles: list[int] = field(default_factory=list)  # tile sizes (divisor mode) or num_threads (ceil mode)
+    thread_mapping: list[str] = field(default_factory=list)
+    thread_mode: str = "tile_sizes"  # or "num_threads" when the block tiles do not divide the loop sizes
+    block_dims: tuple[int, int, int] = (1, 1, 1)
+    grid: tuple[int, int, int] = (1, 1, 1)
+    wrap: bool = False  # no parallel loop at all: wrapped in single-iteration foralls (one thread)
+    # ops fused into this kernel (hcc.op ids in program order) with their own per-loop tiles
+    members: list[int] = field(default_factory=list)
+    member_block_tiles: dict[int, list[int]] = field(default_factory=dict)
+    member_thread_tiles: dict[int, list[int]] = field(default_factory=dict)
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    return max(d for d in range(1, min(n, cap) + 1) if n % d == 0)
+
+
+def plan_op(index: int, where: str, sizes: list[int], iterators: list[str], out_dims: list[int]) -> OpPlan:
+    """Choose block/thread tiles for one op.
+
+    Parallel loops with more than one iteration are ordered innermost-first by their position in the (first) output's
+    indexing map, so thread x walks the output's contiguous dimension (coalesced stores). Up to three of them get
+    thread tiles (<= MAX_THREADS threads in all); up to three (the largest grid extents) are mapped to blocks; the
+    remaining loops (reductions, extra parallel loops) run sequentially inside each thread.
+    """
+    n = len(sizes)
+    plan = OpPlan(index, where, list(sizes), list(iterators))
+    parallel = [d for d in range(n) if iterators[d] == "parallel"]
+    if not parallel:
+        plan.wrap = True
+        plan.block_dims, plan.grid = (1, 1, 1), (1, 1, 1)
+        return plan
+
+    def inner_rank(d: int) -> int:
+        return out_dims.index(d) if d in out_dims else -1
+
+    par = sorted((d for d in parallel if sizes[d] > 1), key=inner_rank, reverse=True)
+    work = math.prod(sizes[d] for d in par) if par else 1
+
+    def assign(use_divisors: bool) -> dict[int, int]:
+        threads: dict[int, int] = {}
+        budget = MAX_THREADS
+        for d in par:
+            if len(threads) == 3 or budget <= 1:
+                break
+            cap = budget if len(threads) < 2 else min(budget, 64)
+            t = _largest_divisor(sizes[d], cap) if use_divisors else min(1 << max(0, (sizes[d] - 1).bit_length()), cap)
+            if t > 1:
+                threads[d] = t
+                budget //= t
+        return threads
+
+    threads = assign(True)
+    mode = "tile_sizes"
+    if math.prod(threads.values()) < min(work, 64):
+        threads, mode = assign(False), "num_threads"
+    grid = {d: -(-sizes[d] // threads.get(d, 1)) for d in par}
+    blocked = sorted((d for d in par if grid[d] > 1), key=lambda d: grid[d], reverse=True)
+    # at most 3 grid dimensions, and y/z extents below 65536: the rest stays sequential inside each thread
+    while len(blocked) > 3 or (len(blocked) > 1 and any(grid[d] > MAX_GRID_YZ for d in blocked[1:])):
+        drop = min((d for d in blocked[1:] if d not in threads), key=lambda d: grid[d], default=None)
+        if drop is None:
+            drop = min(blocked[1:], key=lambda d: grid[d])
+            threads.pop(drop, None)
+        blocked.remove(drop)
+    if not blocked:  # the whole op fits in one block: a one-iteration block loop
+        first = next(iter(threads), None)
+        if first is None:
+            first = next(d for d in parallel)
+        blocked = [first]
+        grid[first] = 1
+    block_axis = {d: "xyz"[i] for i, d in enumerate(blocked)}
+    thread_axis = {d: "xyz"[i] for i, d in enumerate(threads)}
+
+    plan.thread_mode = mode
+    plan.block_tiles = [0] * n
+    for d in blocked:
+        plan.block_tiles[d] = threads.get(d, 1) if grid[d] > 1 else sizes[d]
+    plan.block_mapping = [block_axis[d] for d in range(n) if plan.block_tiles[d]]
+    plan.thread_tiles = [0] * n
+    for d in threads:
+        plan.thread_tiles[d] = 1 if mode == "tile_sizes" else threads[d]
+    if not threads:  # a single thread: tile the block loop's dim once more so that a thread forall exists
+        d = blocked[0]
+        plan.thread_tiles[d] = 1 if mode == "tile_sizes" else 1
+        thread_axis = {d: "x"}
+        threads = {d: 1}
+    plan.thread_mapping = [thread_axis[d] for d in range(n) if plan.thread_tiles[d]]
+    bd = [1, 1, 1]
+    for d, axis in thread_axis.items():
+        bd["xyz".index(axis)] = threads[d]
+    gd = [1, 1, 1]
+    for d, axis in block_axis.items():
+        gd["xyz".index(axis)] = grid[d]
+    plan.block_dims, plan.grid = tuple(bd), tuple(gd)
+    if math.prod(bd) > 1024 or bd[2] > 64:
+        raise HccError(f"internal: GPU backend: bad block shape {bd} for {where}")
+    return plan
+
+
+def _loop_sizes(op) -> tuple[list[int], list[str], list[int]]:
+    """Static loop ranges, iterator kinds and the first output's loop dims of a linalg.generic on memrefs."""
+    from mlir import ir
+
+    maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+    iterators = ["parallel" if "parallel" in str(a) else "reduction" for a in op.attributes["iterator_types"]]
+    sizes: list[int | None] = [None] * len(iterators)
+    operands = list(op.operands)
+    for operand, amap in zip(operands, maps):
+        shape = list(operand.type.shape) if isinstance(operand.type, (ir.MemRefType, ir.RankedTensorType)) else []
+        for r, expr in enumerate(amap.results):
+            if isinstance(expr, ir.AffineDimExpr) and sizes[expr.position] is None:
+                if shape[r] < 0:
+                    raise HccError(f"GPU backend: {_op_where(op)} has a dynamic loop range")
+                sizes[expr.position] = shape[r]
+    if any(s is None for s in sizes):
+        raise HccError(f"GPU backend: cannot infer the loop ranges of {_op_where(op)}")
+    out_map = maps[len(op.inputs)]
+    out_dims = [e.position if isinstance(e, ir.AffineDimExpr) else -1 for e in out_map.results]
+    return [int(s) for s in sizes], iterators, out_dims
+
+
+VIEW_OPS = ("memref.subview", "memref.expand_shape", "memref.collapse_shape", "memref.reinterpret_cast", "memref.cast")
+
+
+@dataclass
+class OpInfo:
+    """What kernel fusion needs to know about one linalg.generic on buffers."""
+
+    index: int
+    op: object
+    where: str
+    sizes: list[int]
+    iterators: list[str]
+    out_dims: list[int]
+    out_map: str
+    space: tuple[int, ...] | None  # the output's shape when the op can share a kernel (see fusion_space)
+    accesses: list[tuple[object, object, str, bool]]  # (root buffer, view value, indexing map, written?)
+
+
+def _root(value):
+    """The buffer a view is taken of (function argument, memref.alloc or memref.get_global result)."""
+    from mlir import ir
+
+    while True:
+        owner = value.owner
+        if isinstance(owner, ir.Block):
+            return value
+        op = owner.operation if hasattr(owner, "operation") else owner
+        if op.name not in VIEW_OPS:
+            return value
+        value = op.operands[0]
+
+
+def fusion_space(sizes: list[int], iterators: list[str], out_dims: list[int], n_outputs: int) -> tuple[int, ...] | None:
+    """An op can share a kernel with others when it has one output whose indexing map lists every parallel loop
+    once, in increasing loop order (so its block/thread foralls are the output's dimensions, in order)."""
+    parallel = [d for d, it in enumerate(iterators) if it == "parallel"]
+    if n_outputs != 1 or not parallel or any(d < 0 for d in out_dims):
+        return None
+    if sorted(out_dims) != parallel or out_dims != sorted(out_dims):
+        return None
+    return tuple(sizes[d] for d in out_dims)
+
+
+def _op_info(index: int, op) -> OpInfo:
+    from mlir import ir
+
+    sizes, iterators, out_dims = _loop_sizes(op)
+    maps = [str(ir.AffineMapAttr(a).value) for a in op.attributes["indexing_maps"]]
+    n_in = len(op.inputs)
+    accesses = []
+    for i, operand in enumerate(op.operands):
+        if isinstance(operand.type, ir.MemRefType):
+            accesses.append((_root(operand), operand, maps[i], i >= n_in))
+    space = fusion_space(sizes, iterators, out_dims, len(op.outputs))
+    return OpInfo(index, op, _op_where(op.operation), sizes, iterators, out_dims, maps[n_in], space, accesses)
+
+
+def can_join(group: list[OpInfo], cand: OpInfo) -> bool:
+    """May `cand` run in the same kernel as `group`, right after it? Same output space, and every buffer that one
+    side writes and the other touches is accessed element-aligned (the same view, through the op's output map), so
+    each thread only touches what it produced itself: no barrier is needed."""
+    if cand.space is None or group[0].space != cand.space:
+        return False
+    for member in group:
+        for root_m, view_m, map_m, write_m in member.accesses:
+            for root_c, view_c, map_c, write_c in cand.accesses:
+                if root_m != root_c or not (write_m or write_c):
+                    continue
+                same_view = view_m == view_c or str(view_m.type) == str(view_c.type)
+                if not (same_view and map_m == member.out_map and map_c == cand.out_map):
+                    return False
+    return True
+
+
+def group_ops(infos: list[OpInfo], fuse: bool = True) -> list[list[OpInfo]]:
+    """Consecutive ops -> kernels (greedy: an op joins the previous kernel when can_join allows it)."""
+    groups: list[list[OpInfo]] = []
+    for info in infos:
+        if fuse and groups and can_join(groups[-1], info):
+            groups[-1].append(info)
+        else:
+            groups.append([info])
+    return groups
+
+
+def plan_group(kernel: int, group: list[OpInfo]) -> OpPlan:
+    """One kernel: a single op planned on its own loops, or fused ops planned on their shared output space."""
+    where = group[0].where if len(group) == 1 else "; ".join(dict.fromkeys(i.where for i in group))
+    if len(group) == 1:
+        info = group[0]
+        plan = plan_op(kernel, where, info.sizes, info.iterators, info.out_dims)
+        plan.members = [info.index]
+        plan.member_block_tiles = {info.index: plan.block_tiles}
+        plan.member_thread_tiles = {info.index: plan.thread_tiles}
+        return plan
+    space = list(group[0].space)
+    plan = plan_op(kernel, where, space, ["parallel"] * len(space), list(range(len(space))))
+    plan.members = [i.index for i in group]
+    for info in group:
+        block, thread = [0] * len(info.sizes), [0] * len(info.sizes)
+        for k, d in enumerate(info.out_dims):
+            block[d], thread[d] = plan.block_tiles[k], plan.thread_tiles[k]
+        plan.member_block_tiles[info.index] = block
+        plan.member_thread_tiles[info.index] = thread
+    return plan
+
+
+def _mapping_attr(kind: str, axes: list[str]) -> str:
+    return "[" + ", ".join(f"#gpu.{kind}<{a}>" for a in axes) + "]"
+
+
+def _wrap_in_foralls(op) -> None:
+    """An op without parallel loops runs in one thread: nest it in one-iteration block and thread foralls."""
+    from mlir import ir
+    from mlir.dialects import scf
+
+    with ir.InsertionPoint(op), op.location:
+        outer = scf.ForallOp([0], [1], [1], mapping=ir.ArrayAttr.get([ir.Attribute.parse("#gpu.block<x>")]))
+        outer.attributes["hcc.wrap"] = op.attributes["hcc.op"]
+        with ir.InsertionPoint(outer.body):
+            inner = scf.ForallOp([0], [1], [1], mapping=ir.ArrayAttr.get([ir.Attribute.parse("#gpu.thread<x>")]))
+            scf.InParallelOp()
+        with ir.InsertionPoint(inner.body):
+            term = scf.InParallelOp()
+    op.move_before(term)
+
+
+def transform_script(plans: list[OpPlan]) -> str:
+    """Per kernel: tile every member op to block foralls and fuse them (`transform.loop.fuse_sibling` puts the
+    target's body first, so program order is kept), then the same to thread foralls, then map to gpu.launch."""
+    any_op = "!transform.any_op"
+    lines = [
+        "module attributes {transform.with_named_sequence} {",
+        f"transform.named_sequence @__transform_main(%root: {any_op} {{transform.readonly}}) {{",
+    ]
+
+    def match(name: str, i: int, scope: str) -> None:
+        lines.append(f"%{name} = transform.structured.match attributes{{hcc.op = {i} : i64}} in %{scope} : ({any_op}) -> {any_op}")
+
+    def fuse(handles: list[str], result: str) -> None:
+        current = handles[0]
+        for n, nxt in enumerate(handles[1:]):
+            fused = f"{result}_{n}"
+            lines.append(f"%{fused} = transform.loop.fuse_sibling %{current} into %{nxt} : ({any_op}, {any_op}) -> {any_op}")
+            current = fused
+        lines.append(f"%{result} = transform.merge_handles %{current} : {any_op}")
+
+    for p in plans:
+        k = p.index
+        bd = ", ".join(str(x) for x in p.block_dims)
+        if p.wrap:
+            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.wrap = {p.members[0]} : i64}} in %root : ({any_op}) -> {any_op}')
+        else:
+            block_loops = []
+            for i in p.members:
+                match(f"o{i}", i, "root")
+                tiles = ", ".join(str(t) for t in p.member_block_tiles[i])
+                lines.append(f"%t{i}, %f{i} = transform.structured.tile_using_forall %o{i} tile_sizes [{tiles}] "
+                             f"(mapping = {_mapping_attr('block', p.block_mapping)}) : ({any_op}) -> ({any_op}, {any_op})")
+                block_loops.append(f"f{i}")
+            fuse(block_loops, f"F{k}")
+            thread_loops = []
+            for i in p.members:
+                match(f"m{i}", i, f"F{k}")
+                tiles = ", ".join(str(t) for t in p.member_thread_tiles[i])
+                lines.append(f"%u{i}, %g{i} = transform.structured.tile_using_forall %m{i} {p.thread_mode} [{tiles}] "
+                             f"(mapping = {_mapping_attr('thread', p.thread_mapping)}) : ({any_op}) -> ({any_op}, {any_op})")
+                thread_loops.append(f"g{i}")
+            fuse(thread_loops, f"G{k}")
+        lines.append(f"%l{k} = transform.gpu.map_forall_to_blocks %F{k} generate_gpu_launch : ({any_op}) -> {any_op}")
+        lines.append(f"transform.gpu.map_nested_forall_to_threads %l{k} block_dims = [{bd}] sync_after_distribute = false : ({any_op}) -> {any_op}")
+    lines += ["transform.yield", "}", "}"]
+    return "\n".join(lines)
+
+
+# -- the stages ------------------------------------------------------------------------------------------------------
+@dataclass
+class Lowered:
+    host_text: str  # the outlined module: host function + gpu.modules (for the launch table)
+    kernels_text: str  # one gpu.module holding every kernel, renamed <sg>_k<N> (input of NVVM codegen)
+    kernel_names: dict[str, str]  # "<module>::<func>" in host_text -> final kernel name
+    plans: list[OpPlan]
+    stages: dict[str, str] = field(default_factory=dict)  # IR after each stage (kept with --keep-ir)
+
+
+def _duplicate_shared_fills(module, entry: str) -> None:
+    """A fill feeding several consumers (the zero init of two matmuls) would bufferize to one buffer plus a copy
+    kernel per extra consumer; one fill per consumer writes each init in place instead."""
+    from mlir import ir
+
+    for op in _top_ops(_func(module, entry)):
+        if op.operation.name != "linalg.fill" or len(op.results) != 1:
+            continue
+        uses = [(use.owner, use.operand_number) for use in op.results[0].uses]
+        for owner, index in uses[1:]:
+            with ir.InsertionPoint(op):
+                clone = op.operation.clone()
+            owner.operands[index] = clone.results[0]
+
+
+def _sanitize(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"k_{cleaned}"
+
+
+def _hoist_buffers_and_views(func_op) -> None:
+    """Move allocations, constant buffers and views to the top of the function (they have no data effects), so that
+    the linalg ops are adjacent and consecutive ones can be fused into one kernel."""
+    ops = _top_ops(func_op)
+    movable = [op for op in ops if op.operation.name in ("memref.alloc", "memref.alloca", "memref.get_global", "arith.constant") + VIEW_OPS]
+    anchor = next((op for op in ops if op not in movable), None)
+    if anchor is None:
+        return
+    for op in movable:
+        op.operation.move_before(anchor.operation)
+
+
+def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep: bool = False, fuse_kernels: bool = True) -> Lowered:
+    """linalg-on-tensors text -> outlined host + kernel modules."""
+    from mlir import ir
+
+    stages: dict[str, str] = {}
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.parse(linalg_text)
+        if precision == "fp16":
+            from hcc.backends.gpu.precision import rewrite_fp16
+
+            rewrite_fp16(module, entry)
+            if keep:
+                stages["fp16"] = str(module)
+        elif precision != "fp32":
+            raise HccError(f"GPU backend: unsupported precision '{precision}' (use fp32 or fp16)")
+        _run(module, FUSE, "elementwise fusion")
+        _duplicate_shared_fills(module, entry)
+        _run(module, BUFFERIZE, "bufferization")
+        text = copies_to_linalg(module.operation.get_asm(large_elements_limit=None, enable_debug_info=True))
+        module = ir.Module.parse(text)
+        _run(module, GENERALIZE, "generalizing named ops")
+        if keep:
+            stages["bufferized"] = module.operation.get_asm(large_elements_limit=16)
+
+        func_op = _func(module, entry)
+        _hoist_buffers_and_views(func_op)
+        infos: list[OpInfo] = []
+        i64 = ir.IntegerType.get_signless(64)
+        for op in _top_ops(func_op):
+            name = op.operation.name
+            if not name.startswith("linalg."):
+                continue
+            if name != "linalg.generic":
+                raise HccError(f"GPU backend: cannot map {_op_where(op.operation)} to the GPU (not generalizable)")
+            op.attributes["hcc.op"] = ir.IntegerAttr.get(i64, len(infos))
+            infos.append(_op_info(len(infos), op))
+        for op in _top_ops(func_op):  # what else the host function holds must be expressible in a launch table
+            name = op.operation.name
+            if name.startswith(("scf.", "affine.", "tensor.", "vector.")):
+                raise HccError(f"GPU backend: {_op_where(op.operation)} outside any kernel is not supported")
+        plans = [plan_group(k, group) for k, group in enumerate(group_ops(infos, fuse=fuse_kernels))]
+        for plan in plans:
+            if plan.wrap:
+                _wrap_in_foralls(infos[plan.members[0]].op.operation)
+
+        script = ir.Module.parse(transform_script(plans))
+        module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
+        for op in script.body.operations:
+            module.body.append(op.operation.clone())
+        if keep:
+            stages["mapping_script"] = str(script)
+        _run(module, AFTER_MAPPING, "mapping linalg ops to GPU blocks and threads")
+        for op in list(module.body.operations):
+            if op.operation.name == "transform.named_sequence":
+                op.operation.erase()
+        del module.operation.attributes["transform.with_named_sequence"]
+        for op in _top_ops(_func(module, entry)):
+            if op.operation.name.startswith(("linalg.", "scf.")):
+                raise HccError(f"GPU backend: {_op_where(op.operation)} was not mapped to a kernel")
+        _run(module, OUTLINE, "kernel outlining")
+        host_text = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True)
+
+        # One gpu.module for all kernels, with predictable names.
+        kernel_names: dict[str, str] = {}
+        merged = ir.Module.parse(f"module attributes {{gpu.container_module}} {{ gpu.module @{_sanitize(entry)}_kernels {{ }} }}")
+        target_body = merged.body.operations[0].regions[0].blocks[0]
+        prefix = _sanitize(entry)
+        for op in module.body.operations:
+            if op.operation.name != "gpu.module":
+                continue
+            mod_name = ir.StringAttr(op.attributes["sym_name"]).value
+            for inner in op.regions[0].blocks[0].operations:
+                if inner.operation.name != "gpu.func":
+                    continue
+                fn = ir.StringAttr(inner.attributes["sym_name"]).value
+                new_name = f"{prefix}_k{len(kernel_names)}"
+                kernel_names[f"{mod_name}::{fn}"] = new_name
+                clone = inner.operation.clone()
+                clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
+                target_body.append(clone)
+        kernels_text = _widen_i1(merged.operation.get_asm(large_elements_limit=None))
+        return Lowered(host_text, kernels_text, kernel_names, plans, stages)
+
+
+def _widen_i1(text: str) -> str:
+    """Bool buffers are bytes: LLVM 22's memref-to-LLVM lowering asserts on i1 loads/stores (shared with the CPU
+    backend: hcc.backends.cpu.widen_i1)."""
+    try:
+        from hcc.backends.cpu.widen_i1 import widen_i1_memrefs
+    except ImportError:  # pragma: no cover - older trees
+        return text
+    return widen_i1_memrefs(text)
+
+
+def kernels_to_ptx(kernels_text: str, toolkit: str | None) -> str:
+    """The merged gpu.module -> PTX text (in-process NVPTX backend of the xtc LLVM)."""
+    from mlir import ir
+
+    with ir.Context():
+        module = ir.Module.parse(kernels_text)
+        _run(module, kernel_to_ptx_pipeline(toolkit), "NVVM/PTX code generation")
+        for op in module.body.operations:
+            if op.operation.name == "gpu.binary":
+                objects = op.attributes["objects"]
+                for obj in objects:
+                    text = str(obj)
+                    # #gpu.object<#nvvm.target<...>, properties = {...}, assembly = "...">  or  "..." at the end
+                    match = re.search(r'"((?:[^"\\]|\\.)*)"\s*>\s*$', text, re.S)
+                    if match:
+                        return _unescape_mlir_string(match.group(1))
+        raise HccError("GPU backend: NVVM code generation produced no PTX")
+
+
+def _unescape_mlir_string(s: str) -> str:
+    out = bytearray()
+    i = 0
+    raw = s.encode("utf-8")
+    while i < len(raw):
+        c = raw[i]
+        if c == 0x5C and i + 1 < len(raw):  # backslash
+            nxt = raw[i + 1]
+            if nxt in b"0123456789abcdefABCDEF" and i + 2 < len(raw) and raw[i + 2] in b"0123456789abcdefABCDEF":
+                out.append(int(raw[i + 1 : i + 3], 16))
+                i += 3
+                continue
+            mapping = {ord("n"): 10, ord("t"): 9, ord('"'): 34, ord("\\"): 92}
+            out.append(mapping.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(c)
+        i += 1
+    return out.decode("utf-8").rstrip("\x00")

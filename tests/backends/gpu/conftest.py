@@ -1,0 +1,147 @@
+"""Fixtures for the GPU backend tests: small models compiled once per session onto one GPU subgraph (plus its CPU
+fallback), the stub libcuda, and host emulators of the kernels (see cuda_stub.py). No GPU is needed."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def load_cuda_stub():
+    spec = importlib.util.spec_from_file_location("hcc_test_cuda_stub", HERE / "cuda_stub.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cuda_stub = load_cuda_stub()
+
+
+# -- models --------------------------------------------------------------------------------------------------------
+def attention_block(seq: int = 8, dim: int = 32, heads: int = 4) -> onnx.ModelProto:
+    """Transformer-ish block: LayerNorm, Q/K/V MatMul+Add, heads, scaled scores, Softmax, context MatMul, output
+    projection, residual Add, final LayerNorm (no Erf: the CPU fallback cannot compile it)."""
+    from models import GraphBuilder, _input
+
+    g = GraphBuilder("attention_block", seed=11)
+    hd = dim // heads
+
+    def layer_norm(t: str, name: str) -> str:
+        prefix = name.replace("/", ".")
+        gamma = g.const(f"{prefix}.weight", g.rng.uniform(0.8, 1.2, dim))
+        beta = g.const(f"{prefix}.bias", g.rng.standard_normal(dim) * 0.1)
+        return g.node("LayerNormalization", [t, gamma, beta], name, axis=-1, epsilon=1e-5)
+
+    split = g.const("attn.split_shape", [1, seq, heads, hd], np.int64)
+    merge = g.const("attn.merge_shape", [1, seq, dim], np.int64)
+    ln = layer_norm("x", "attn/ln")
+
+    def heads_of(name: str) -> str:
+        t = g.linear(ln, dim, dim, f"attn/{name}")
+        t = g.node("Reshape", [t, split], f"attn/{name}/split_heads")
+        return g.node("Transpose", [t], f"attn/{name}/transpose", perm=[0, 2, 1, 3])
+
+    q, k, v = heads_of("query"), heads_of("key"), heads_of("value")
+    kt = g.node("Transpose", [k], "attn/key/transpose_t", perm=[0, 1, 3, 2])
+    scores = g.node("MatMul", [q, kt], "attn/scores")
+    scores = g.node("Div", [scores, g.const("attn.sqrt_head_dim", math.sqrt(hd))], "attn/scale")
+    probs = g.node("Softmax", [scores], "attn/softmax", axis=-1)
+    ctx = g.node("MatMul", [probs, v], "attn/context")
+    ctx = g.node("Transpose", [ctx], "attn/context/transpose", perm=[0, 2, 1, 3])
+    ctx = g.node("Reshape", [ctx, merge], "attn/context/merge_heads")
+    x = g.node("Add", ["x", g.linear(ctx, dim, dim, "attn/output")], "attn/residual")
+    g.node("Relu", [layer_norm(x, "final/ln")], "hidden")
+    return g.build([_input("x", [1, seq, dim])], ["hidden"])
+
+
+def odd_shapes(rows: int = 5, cols: int = 1031) -> onnx.ModelProto:
+    """Loop sizes without good divisors (1031 is prime), a row reduction and a reduction to a scalar (rank-0 output:
+    a kernel with no parallel loop)."""
+    from models import GraphBuilder, _input
+
+    g = GraphBuilder("odd_shapes", seed=12)
+    y = g.node("Relu", [g.node("Mul", ["x", g.const("two", 2.0)], "scale")], "activation")
+    g.node("ReduceMean", ["x"], "row_mean", axes=[1], keepdims=0)
+    g.node("ReduceSum", [y], "total", keepdims=0)
+    model = g.build([_input("x", [rows, cols])], ["activation", "row_mean", "total"])
+    return model
+
+
+def mlp():
+    import models
+
+    return models.mlp()
+
+
+def cnn():
+    import models
+
+    return models.cnn(image=16)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes}
+
+
+@dataclass
+class GpuBundle:
+    name: str
+    precision: str
+    path: Path
+    model: onnx.ModelProto
+    feeds: dict
+    expected: dict
+    emulators: list[str]
+
+
+class BundleCache:
+    def __init__(self, root: Path):
+        self.root = root
+        self.cache: dict[tuple[str, str], GpuBundle] = {}
+        self._stub: Path | None = None
+
+    @property
+    def stub(self) -> Path:
+        if self._stub is None:
+            self._stub = cuda_stub.build_stub(self.root)
+        return self._stub
+
+    def get(self, name: str, precision: str = "fp32", emulate: bool = True) -> GpuBundle:
+        key = (name, precision)
+        cached = self.cache.get(key)
+        if cached is not None and emulate and not cached.emulators:
+            cached.emulators = list(cuda_stub.build_emulators(cached.path, self.root / f"emu_{name}_{precision}").values())
+        if key not in self.cache:
+            import hcc
+            from hcc.artifacts.golden import random_inputs, run_onnxruntime
+            from hcc.frontend.loader import load_model
+
+            model = MODELS[name]()
+            path = self.root / f"{name}.{precision}.onnx"
+            onnx.save(model, path)
+            bundle = self.root / f"{name}.{precision}.bundle"
+            nodes = [n.name for n in model.graph.node]
+            hcc.compile(path, bundle, keep_ir=True, gpu_precision=precision,
+                        groups=[{"id": "sg0", "device": "gpu:sm_90", "nodes": nodes, "device_index": 0}])
+            loaded = load_model(str(path), None)
+            feeds = random_inputs(loaded.model, loaded.inputs, seed=321)
+            expected = run_onnxruntime(loaded.model, feeds)
+            emulators = list(cuda_stub.build_emulators(bundle, self.root / f"emu_{name}_{precision}").values()) if emulate else []
+            self.cache[key] = GpuBundle(name, precision, bundle, model, feeds, expected, emulators)
+        return self.cache[key]
+
+
+@pytest.fixture(scope="session")
+def gpu_bundles(tmp_path_factory) -> BundleCache:
+    return BundleCache(tmp_path_factory.mktemp("gpu"))
+
+
+@pytest.fixture(scope="session")
+def stub_lib(gpu_bundles) -> Path:
+    return gpu_bundles.stub
