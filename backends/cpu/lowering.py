@@ -6,15 +6,23 @@ the boundary, so the runtime never frees memory it did not allocate).
 
 Pipeline (upstream passes and transform-dialect scripts only):
 
-1. tensor level: fuse elementwise chains (`linalg-fuse-elementwise-ops`), generalize named ops, fold pure
-   transposes/broadcasts into the indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place);
+1. tensor level: fuse elementwise chains (`linalg-fuse-elementwise-ops`), rewrite strided/dilated NCHW convs as
+   im2col + GEMM (`convert_conv2d_to_img2col`), generalize named ops, fold pure transposes/broadcasts into the
+   indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place);
 2. tile and vectorize: `schedule.py` picks a strategy per linalg op and writes a transform-dialect script; each
-   script runs on its own, and an op whose script fails is restored and left to plain loops;
-3. bufferize, lower the vector dialect (contractions -> FMAs, transfers -> loads/stores), and lower the rest
-   (`convert-linalg-to-loops` for ops without a vector schedule) to the LLVM dialect.
+   script runs on its own, and an op whose script fails is restored and left to plain loops. A second round
+   lowers the packs the GEMM schedules left, decomposes tensor.pad and vectorizes what that produced;
+3. bufferize (results computed straight into the out-parameters), hoist/lower the vector dialect (contractions
+   -> FMAs, transfers -> loads/stores), and lower the rest (`convert-linalg-to-loops` for ops without a vector
+   schedule) to the LLVM dialect.
 
-If anything after step 1 fails, the whole function is lowered again with plain loops (the original pipeline), so
-a schedule bug costs speed, not a compile error. `HCC_CPU_SCHEDULE=loops` forces that path (for comparisons).
+Steps 1-3 run in a forked child with a deadline (`HCC_CPU_SCHEDULE_TIMEOUT`, 120 s): the bindings are an
+assertions build, so a schedule that trips an assertion kills only the child. If the child fails, crashes or
+times out, the function is lowered again with plain loops (the original pipeline): a schedule bug costs speed,
+not a compile error. `lower_to_llvm_ir(text, log)` reports per op what was applied.
+
+Knobs (for debugging and comparisons): `HCC_CPU_SCHEDULE=loops` (plain loops only), `HCC_CPU_KINDS=a,b` (only
+these schedule kinds), `HCC_CPU_FORK=0` (lower in-process).
 """
 from __future__ import annotations
 
@@ -23,7 +31,6 @@ from dataclasses import dataclass
 
 from hcc.errors import HccError
 
-FUSE = "linalg-fuse-elementwise-ops,linalg-generalize-named-ops,canonicalize,cse"
 BUFFERIZE = (
     # LSTM-style time loops yield fresh buffers each iteration: allow it (deallocation then tracks ownership).
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map allow-return-allocs-from-loops=1},"
@@ -60,6 +67,8 @@ def _loops_then_llvm(module, pipeline: str):
         module = ir.Module.parse(widened)
     _run_pipeline(module.operation, pipeline)
     return module
+
+
 # After bufferization: hoist what is still redundant, then lower every vector op to 1-D loads/stores/FMAs.
 VECTOR_LOWERING = """
 module attributes {transform.with_named_sequence} {

@@ -6,22 +6,25 @@ scripts one at a time and fall back to plain loops for an op whose script fails.
 
 Strategies (AVX2: 16 ymm registers of 8 x f32):
 
-* `contraction` (matmul, batch_matmul, Gemm with a transposed weight, 1x1-style contractions; any generic whose
-  body is `out + a * b` over one reduction dim): the operand that carries the output's innermost dim N ("B") is
-  packed with `transform.structured.pack` + `pack_transpose` into panels `[batch.., N/16, K, 16]` (zero padded),
-  so the micro-kernel reads 16 contiguous floats per k. The packed op is tiled for the caches (`KC` x `NCB`
-  panels), split along M into a multiple of the register tile and a remainder (`transform.structured.split`,
-  so every tile has a static shape), tiled to MR x 16 register tiles, then k-outer / row-inner with the rows
-  unrolled, vectorized to 1-D FMAs, and the MR accumulators are hoisted out of the k loop
-  (`transform.loop.hoist_loop_invariant_subsets`).
-* `conv` (NCHW 2-D convolution with stride 1 along W, generalized): tiled to one output row x 16 output columns
-  x FR filters per register tile; the (kh, kw) window loops are tiled to 1, unit dims are folded away so the
-  inner op becomes an `F x W x C` contraction, and that runs the contraction micro-kernel without packing
-  (input rows are already contiguous along W).
+* `contraction` (matmul, batch_matmul, Gemm with a transposed weight, im2col GEMMs; any generic whose body is
+  `out + a * b`, several reduction dims allowed): the operand that carries the output's innermost dim N ("B")
+  is packed with `transform.structured.pack` + `pack_transpose` into panels `[.., N/16, K.., 16]` (zero
+  padded), so the micro-kernel reads 16 contiguous floats per k. The packed op is tiled for the caches (equal k
+  panels of about `KC`, blocks of panels that fit L2), split along M into a multiple of the register tile and a
+  remainder (`transform.structured.split`, so every tile has a static shape), tiled to MR x 16 register tiles
+  and one k step, vectorized, and the MR x 16 accumulator is hoisted out of the k loops
+  (`transform.loop.hoist_loop_invariant_subsets`): 12 FMAs per 6 broadcasts + 2 loads.
+* contraction with at most 2 rows and an N x K weight (classifier Gemm): dot products along k with 8 partial
+  sums per output (`tile_reduction_using_for`), no packing.
+* `conv` (NCHW conv/depthwise/pooling-like windowed ops whose innermost window is unit-stride along W): one
+  output row x 16 columns x FR=6 output channels per register tile; the window loops (c, kh, kw) are tiled to 1
+  and unit dims folded (`fold_unit_extent_dims_via_slices`) so the inner op is an FMA on rows that are
+  contiguous in the input, and the accumulators are hoisted out of all window loops. Rows that are not a
+  multiple of 8 wide use masked 8/16-lane vectors. (Strided convs arrive as im2col + GEMM, see lowering.py.)
 * `elementwise` (all-parallel generics: bias, activations, fill, broadcast, transpose): tiled to one vector along
-  the innermost dim (up to 16 lanes; the tail loop is peeled so every tile is static) and vectorized.
-* anything else (pooling, reductions with several reduction dims, dynamic shapes, non-f32): left alone; it is
-  lowered to scalar loops by `convert-linalg-to-loops`.
+  the innermost dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized.
+* anything else (strided pooling, gathers such as im2col, general reductions, dynamic shapes, non-f32): left
+  alone; `convert-linalg-to-loops` lowers it to scalar loops.
 """
 from __future__ import annotations
 
