@@ -26,7 +26,8 @@ def _integer_bound(model: onnx.ModelProto, name: str, shapes: dict[str, list[int
 
 
 def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
-    """Deterministic inputs: normal floats, valid indices for integer inputs that feed a Gather, random bools."""
+    """Deterministic inputs: normal floats, valid indices for integer inputs that feed a Gather (other integers are
+    positive), random bools."""
     rng = np.random.default_rng(seed)
     shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     for value in list(model.graph.value_info) + list(model.graph.input):
@@ -37,7 +38,10 @@ def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> d
         if dtype.kind == "f":
             feeds[info.name] = rng.standard_normal(info.shape).astype(dtype)
         elif dtype.kind in "iu":
-            feeds[info.name] = rng.integers(0, _integer_bound(model, info.name, shapes), size=info.shape).astype(dtype)
+            # Indices start at 0; other integers at 1, so that integer Div/Mod of random data never divides by zero.
+            index = any(n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == info.name for n in model.graph.node)
+            bound = _integer_bound(model, info.name, shapes)
+            feeds[info.name] = rng.integers(0 if index else min(1, bound - 1), bound, size=info.shape).astype(dtype)
         elif dtype == np.bool_:
             feeds[info.name] = rng.random(info.shape) < 0.5
         else:

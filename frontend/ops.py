@@ -14,7 +14,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     Abs Add And ArgMax AveragePool BatchNormalization Cast Ceil Clip Concat Constant ConstantOfShape Conv ConvTranspose
     Cos Div Dropout Einsum Elu Equal Erf Exp Expand Flatten Floor Gather Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
     GreaterOrEqual HardSigmoid HardSwish Identity InstanceNormalization LayerNormalization LeakyRelu Less LessOrEqual
-    Log LogSoftmax LSTM MatMul Max MaxPool Min Mul Neg Not Or Pad Pow Range Reciprocal ReduceMax ReduceMean ReduceMin
+    Log LogSoftmax LSTM MatMul Max MaxPool Min Mod Mul Neg Not Or Pad Pow Range Reciprocal ReduceMax ReduceMean ReduceMin
     ReduceSum Relu Reshape Resize Shape Sigmoid Sign Sin Slice Softmax Softplus Split Sqrt Squeeze Sub Sum Tanh Tile
     Transpose Unsqueeze Where
     """.split()

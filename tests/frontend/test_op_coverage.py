@@ -106,6 +106,10 @@ case("Sum", "three-inputs", lambda: _model([h.make_node("Sum", ["a", "b", "c"], 
 for _op in ["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual"]:
     case(_op, "", lambda op=_op: binary(op, (2, 3, 4), (4,), out=B))
 case("Equal", "int64", lambda: binary("Equal", (4, 5), (4, 5), out=B, elem=I64))
+_MOD_FEEDS = {"a": np.arange(-6, 6, dtype=np.int64).reshape(3, 4), "b": np.array([[3, -4, 5, 7]] * 3, dtype=np.int64)}
+case("Mod", "int64", lambda: binary("Mod", (3, 4), (3, 4), out=I64, elem=I64), feeds=_MOD_FEEDS)
+case("Mod", "fmod-float", lambda: _model([h.make_node("Mod", ["a", "b"], ["y"], name="mod", fmod=1)], [("a", F, [3, 4]), ("b", F, [3, 4])], [("y", F)]),
+     feeds={"a": np.linspace(-5, 5, 12, dtype=np.float32).reshape(3, 4), "b": np.full((3, 4), 1.5, np.float32)})
 case("And", "", lambda: binary("And", (2, 5), (2, 5), out=B, elem=B))
 case("Or", "", lambda: binary("Or", (2, 5), (1, 5), out=B, elem=B))
 case("Where", "bool-cond", lambda: _model([h.make_node("Where", ["c", "a", "b"], ["y"], name="where")],
