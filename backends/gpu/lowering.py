@@ -274,6 +274,40 @@ def fusion_space(sizes: list[int], iterators: list[str], out_dims: list[int], n_
     return tuple(sizes[d] for d in out_dims)
 
 
+def _captured_buffers(op) -> list:
+    """Buffers an op's body reads directly (memref.load of a value defined outside the op: tensor.extract gathers)."""
+    from mlir import ir
+
+    inside: set = set()
+    blocks: list = []
+
+    def collect(o) -> None:
+        for region in o.regions:
+            for block in region.blocks:
+                blocks.append(block)
+                for inner in block.operations:
+                    inside.add(inner.operation)
+                    collect(inner.operation)
+
+    collect(op.operation)
+    found = []
+    for inner in list(inside):
+        for value in inner.operands:
+            if not isinstance(value.type, ir.MemRefType):
+                continue
+            owner = value.owner
+            if isinstance(owner, ir.Block):
+                if any(owner == b for b in blocks):
+                    continue
+            else:
+                owner_op = owner.operation if hasattr(owner, "operation") else owner
+                if owner_op in inside:
+                    continue
+            if all(value != f for f in found):
+                found.append(value)
+    return found
+
+
 def _op_info(index: int, op) -> OpInfo:
     from mlir import ir
 
@@ -284,6 +318,8 @@ def _op_info(index: int, op) -> OpInfo:
     for i, operand in enumerate(op.operands):
         if isinstance(operand.type, ir.MemRefType):
             accesses.append((_root(operand), operand, maps[i], i >= n_in))
+    for value in _captured_buffers(op):  # read inside the body (a gather): never element-aligned
+        accesses.append((_root(value), value, "captured", False))
     space = fusion_space(sizes, iterators, out_dims, len(op.outputs))
     return OpInfo(index, op, _op_where(op.operation), sizes, iterators, out_dims, maps[n_in], space, accesses)
 
@@ -416,6 +452,82 @@ class Lowered:
     stages: dict[str, str] = field(default_factory=dict)  # IR after each stage (kept with --keep-ir)
 
 
+MAX_UNROLL = 1024
+
+
+def _drop_asserts(module) -> None:
+    """torch-mlir guards some ops with `cf.assert` (Reciprocal: "tensor with zero element"). A kernel cannot report
+    an assertion (it would trap the whole context), and ONNX defines these cases (1/0 = inf, as onnxruntime gives), so
+    the GPU code drops the checks."""
+    doomed = []
+
+    def visit(block) -> None:
+        for op in block.operations:
+            if op.operation.name == "cf.assert":
+                doomed.append(op.operation)
+            for region in op.regions:
+                for inner in region.blocks:
+                    visit(inner)
+
+    for top in module.body.operations:
+        for region in top.regions:
+            for block in region.blocks:
+                visit(block)
+    for op in doomed:
+        op.erase()
+
+
+def _unroll_loops(module, entry: str) -> None:
+    """Loops on tensors (an LSTM's time loop) are unrolled completely: a launch table is straight-line, and every
+    iteration becomes its own kernels. Only loops with constant bounds, up to MAX_UNROLL iterations in all."""
+    from mlir import ir
+
+    loops = []
+
+    def visit(block) -> None:
+        for op in block.operations:
+            for region in op.regions:
+                for inner in region.blocks:
+                    visit(inner)
+            if op.operation.name == "scf.for":
+                loops.append(op)
+
+    visit(_func(module, entry).regions[0].blocks[0])
+    if not loops:
+        return
+    i64 = ir.IntegerType.get_signless(64)
+    lines = ["module attributes {transform.with_named_sequence} {",
+             "transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {"]
+    total = 0
+    for n, loop in enumerate(loops):  # innermost first (post-order)
+        bounds = []
+        for value in list(loop.operands)[:3]:
+            owner = value.owner
+            op = None if isinstance(owner, ir.Block) else (owner.operation if hasattr(owner, "operation") else owner)
+            if op is None or op.name != "arith.constant":
+                raise HccError(f"GPU backend: {_op_where(loop.operation)} has non-constant bounds; the GPU backend only unrolls static loops")
+            bounds.append(int(ir.IntegerAttr(op.attributes["value"]).value))
+        lb, ub, step = bounds
+        trips = max(0, -(-(ub - lb) // step))
+        total += trips
+        if total > MAX_UNROLL:
+            raise HccError(f"GPU backend: {_op_where(loop.operation)} would unroll to more than {MAX_UNROLL} iterations; place it on the CPU")
+        loop.attributes["hcc.loop"] = ir.IntegerAttr.get(i64, n)
+        if trips > 1:
+            lines.append(f'%l{n} = transform.structured.match ops{{["scf.for"]}} attributes{{hcc.loop = {n} : i64}} in %root : (!transform.any_op) -> !transform.any_op')
+            lines.append(f"transform.loop.unroll %l{n} {{ factor = {trips} }} : !transform.any_op")
+    lines += ["transform.yield", "}", "}"]
+    script = ir.Module.parse("\n".join(lines))
+    module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
+    for op in script.body.operations:
+        module.body.append(op.operation.clone())
+    _run(module, "transform-interpreter,canonicalize,cse", "unrolling loops")
+    for op in list(module.body.operations):
+        if op.operation.name == "transform.named_sequence":
+            op.operation.erase()
+    del module.operation.attributes["transform.with_named_sequence"]
+
+
 def _duplicate_shared_fills(module, entry: str) -> None:
     """A fill feeding several consumers (the zero init of two matmuls) would bufferize to one buffer plus a copy
     kernel per extra consumer; one fill per consumer writes each init in place instead."""
@@ -463,6 +575,8 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
                 stages["fp16"] = str(module)
         elif precision != "fp32":
             raise HccError(f"GPU backend: unsupported precision '{precision}' (use fp32 or fp16)")
+        _unroll_loops(module, entry)
+        _drop_asserts(module)
         _run(module, FUSE, "elementwise fusion")
         _duplicate_shared_fills(module, entry)
         _run(module, BUFFERIZE, "bufferization")
@@ -482,6 +596,8 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
                 continue
             if name != "linalg.generic":
                 raise HccError(f"GPU backend: cannot map {_op_where(op.operation)} to the GPU (not generalizable)")
+            if not len(op.outputs):
+                raise HccError(f"GPU backend: {_op_where(op.operation)} has no output (a side effect only); it cannot become a kernel")
             op.attributes["hcc.op"] = ir.IntegerAttr.get(i64, len(infos))
             infos.append(_op_info(len(infos), op))
         for op in _top_ops(func_op):  # what else the host function holds must be expressible in a launch table
@@ -528,8 +644,17 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
                 clone = inner.operation.clone()
                 clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
                 target_body.append(clone)
-        kernels_text = _widen_i1(merged.operation.get_asm(large_elements_limit=None))
+        kernels_text = _widen_i1(allow_fma(merged.operation.get_asm(large_elements_limit=None)))
         return Lowered(host_text, kernels_text, kernel_names, plans, stages)
+
+
+_FP_ARITH = re.compile(r"^(\s*%[\w.$-]+ = arith\.(?:addf|subf|mulf) %[\w.$-]+, %[\w.$-]+) : ", re.M)
+
+
+def allow_fma(text: str) -> str:
+    """`fastmath<contract>` on float add/sub/mul in the kernels: NVPTX then fuses multiply-adds into `fma.rn`, as
+    nvcc does by default (-fmad=true). Without it every product and sum is rounded separately (`mul.rn`/`add.rn`)."""
+    return _FP_ARITH.sub(r"\1 fastmath<contract> : ", text)
 
 
 def _widen_i1(text: str) -> str:

@@ -154,6 +154,11 @@ class DeviceArray:
         return f"DeviceArray(shape={list(self.shape)}, dtype={self.dtype}, {self.device.name}, ptr=0x{self.ptr:x})"
 
 
+def _same_storage(a: np.dtype, b: np.dtype) -> bool:
+    """Equal dtypes, or two 1-byte integer/bool types (bool tensors cross subgraph boundaries as bytes)."""
+    return a == b or (a.itemsize == b.itemsize == 1 and a.kind in "biu" and b.kind in "biu")
+
+
 def _image_for(cc: tuple[int, int], table: dict) -> tuple[str, str]:
     """-> (kind, bundle-relative path): exact cubin, same-major lower-minor cubin, else PTX."""
     module = table.get("module", {})
@@ -287,7 +292,7 @@ class CudaExecutable(Executable):
             record = self.buffers[buffer]
             if not isinstance(array, DeviceArray) or array.device is not self.device:
                 raise HccError(f"subgraph {self.sg}: {role} '{record.get('name')}' is not an array on {self.device.name}")
-            if list(array.shape) != list(record["shape"]) or array.dtype != np.dtype(record["dtype"]):
+            if list(array.shape) != list(record["shape"]) or not _same_storage(array.dtype, np.dtype(record["dtype"])):
                 raise HccError(f"subgraph {self.sg}: {role} '{record.get('name')}' is {list(array.shape)} {array.dtype}, "
                                f"the kernels expect {record['shape']} {record['dtype']}")
             self.ptr[buffer] = array.ptr

@@ -74,6 +74,20 @@ def odd_shapes(rows: int = 5, cols: int = 1031) -> onnx.ModelProto:
     return model
 
 
+def gathers() -> onnx.ModelProto:
+    """Regressions: a reversing Slice reads its input through a gather (tensor.extract) in the body, so it must not
+    share a kernel with the op producing that input (a cross-thread read); Reciprocal carries a torch-mlir cf.assert."""
+    from models import GraphBuilder, _input
+
+    g = GraphBuilder("gathers", seed=13)
+    y = g.node("Relu", ["x"], "relu")
+    st, en = g.const("st", [-1], np.int64), g.const("en", [-1000], np.int64)
+    ax, sp = g.const("ax", [1], np.int64), g.const("sp", [-1], np.int64)
+    g.node("Slice", [y, st, en, ax, sp], "reverse")
+    g.node("Reciprocal", [g.node("Add", [g.node("Abs", ["x"], "abs"), g.const("one", 1.0)], "shift")], "reciprocal")
+    return g.build([_input("x", [4, 6])], ["reverse", "reciprocal"])
+
+
 def mlp():
     import models
 
@@ -86,7 +100,7 @@ def cnn():
     return models.cnn(image=16)
 
 
-MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes}
+MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes, "gathers": gathers}
 
 
 @dataclass

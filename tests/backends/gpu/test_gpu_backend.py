@@ -36,7 +36,7 @@ def _load_helpers():
 cuda_stub = _load_helpers()
 tolerance = cuda_stub.tolerance
 
-FP32_MODELS = ["mlp", "cnn", "attention", "odd"]
+FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers"]
 
 
 def _table(bundle) -> tuple[dict, dict]:
@@ -199,7 +199,7 @@ def _compare(bundle, outputs):
         np.testing.assert_allclose(actual, ref, rtol=rtol, atol=atol * scale, err_msg=f"{bundle.name}/{bundle.precision}: {name}")
 
 
-@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "mlp:fp16"])
+@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "mlp:fp16", "gathers:fp16"])
 def test_emulated_gpu_run_matches_onnxruntime(gpu_bundles, stub_lib, tmp_path, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32")
