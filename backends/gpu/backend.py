@@ -16,6 +16,7 @@ from pathlib import Path
 
 from hcc.artifacts.manifest import ArtifactRecord
 from hcc.backends.gpu import launch_table, lowering, toolchain
+from hcc.backends.gpu.lowering import single_threaded_context
 from hcc.errors import HccError
 
 CONSTANT_ALIGNMENT = 256
@@ -42,7 +43,7 @@ def _add_noalias(kernels_text: str, kernel_roots: dict[str, list[int]]) -> str:
     launched exactly once, so this is known at compile time); lets LLVM keep accumulators in registers."""
     from mlir import ir
 
-    with ir.Context():
+    with single_threaded_context():
         module = ir.Module.parse(kernels_text)
         gpu_module = module.body.operations[0]
         for fn in gpu_module.regions[0].blocks[0].operations:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hcc.backends.gpu.lowering import single_threaded_context
 from hcc.errors import HccError
 
 SIG_CHARS = {"ptr": "p", "i64": "l", "i32": "i", "i16": "s", "i8": "c", "f32": "f", "f64": "d", "f16": "h"}
@@ -41,7 +42,7 @@ def host_module_text(kernels_text: str) -> tuple[str, list[str]]:
     from mlir import ir
 
     functions, names = [], []
-    with ir.Context():
+    with single_threaded_context():
         module = ir.Module.parse(kernels_text)
         for top in module.body.operations:
             if top.operation.name != "gpu.module":
@@ -117,7 +118,7 @@ def build_emulator(kernels_text: str, table: dict, out_so: Path) -> Path:
     host_text, names = host_module_text(kernels_text)
     host_text = widen_i1_memrefs(host_text)
     signatures = {name: "".join(SIG_CHARS[k] for k in table["kernels"][name]["params"]) for name in names}
-    with ir.Context():
+    with single_threaded_context():
         module = ir.Module.parse(host_text)
         try:
             passmanager.PassManager.parse(f"builtin.module({TO_LLVM})").run(module.operation)

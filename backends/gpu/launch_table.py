@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hcc.backends.gpu.lowering import single_threaded_context
 from hcc.errors import HccError
 
 FORMAT = "hcc-launch-v1"
@@ -86,7 +87,7 @@ def build(host_text: str, entry: str, n_inputs: int, n_outputs: int, kernel_name
     """
     from mlir import ir
 
-    with ir.Context():
+    with single_threaded_context():
         module = ir.Module.parse(host_text)
         globals_: dict[str, object] = {}
         func = None

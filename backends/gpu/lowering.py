@@ -49,6 +49,16 @@ def kernel_to_ptx_pipeline(toolkit: str | None, chip: str = PTX_CHIP, features: 
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
+def single_threaded_context():
+    """An MLIR context without its thread pool: the worker process forks later (the CPU backend lowers in a forked
+    child), and a fork while pool threads hold locks can deadlock the child. The GPU pipelines are small anyway."""
+    from mlir import ir
+
+    ctx = ir.Context()
+    ctx.enable_multithreading(False)
+    return ctx
+
+
 def _run(module, pipeline: str, stage: str) -> None:
     from mlir import ir, passmanager
 
@@ -565,7 +575,7 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
     from mlir import ir
 
     stages: dict[str, str] = {}
-    with ir.Context(), ir.Location.unknown():
+    with single_threaded_context(), ir.Location.unknown():
         module = ir.Module.parse(linalg_text)
         if precision == "fp16":
             from hcc.backends.gpu.precision import rewrite_fp16
@@ -671,7 +681,7 @@ def kernels_to_ptx(kernels_text: str, toolkit: str | None) -> str:
     """The merged gpu.module -> PTX text (in-process NVPTX backend of the xtc LLVM)."""
     from mlir import ir
 
-    with ir.Context():
+    with single_threaded_context():
         module = ir.Module.parse(kernels_text)
         _run(module, kernel_to_ptx_pipeline(toolkit), "NVVM/PTX code generation")
         for op in module.body.operations:

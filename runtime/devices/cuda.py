@@ -341,10 +341,14 @@ class CudaExecutable(Executable):
 
 class CudaDevice(Device):
     kind = "gpu"
+    POOL_LIMIT = 1 << 30  # bytes of freed device memory kept for reuse (cuMemAlloc/cuMemFree cost microseconds)
 
     def __init__(self, device: str = "gpu", index: int = 0):
         self.device, self.index = device, index
         self.notes: list[str] = []
+        self._pool: dict[int, list[int]] = {}
+        self._pooled_bytes = 0
+        self._sizes: dict[int, int] = {}
         self.driver = _driver()
         count = ctypes.c_int()
         self.driver.check("cuDeviceGetCount", ctypes.byref(count), what="counting GPUs")
@@ -376,16 +380,46 @@ class CudaDevice(Device):
         self.driver.check("cuCtxSetCurrent", self.context, what=f"making {self.name} current")
 
     def _alloc(self, nbytes: int, what: str) -> int:
+        size = max(int(nbytes), 1)
+        pooled = self._pool.get(size)
+        if pooled:
+            self._pooled_bytes -= size
+            ptr = pooled.pop()
+            self._sizes[ptr] = size
+            return ptr
         ptr = _CUdeviceptr()
-        self.driver.check("cuMemAlloc_v2", ctypes.byref(ptr), max(int(nbytes), 1), what=f"{what}: allocating {nbytes} bytes on {self.name}")
+        fn = self.driver.functions["cuMemAlloc_v2"]
+        code = fn(ctypes.byref(ptr), size)
+        if code != 0 and self._pooled_bytes:  # out of memory with cached blocks: give them back and retry once
+            self.trim()
+            code = fn(ctypes.byref(ptr), size)
+        if code != 0:
+            raise CudaError(f"{what}: allocating {nbytes} bytes on {self.name}: cuMemAlloc_v2 failed: {self.driver.error_text(code)}", code)
+        self._sizes[ptr.value] = size
         return ptr.value
 
     def _free(self, ptr: int) -> None:
+        """Keep the block for the next allocation of the same size (outputs of each run), within POOL_LIMIT."""
+        size = self._sizes.pop(ptr, None)
+        if size is not None and self._pooled_bytes + size <= self.POOL_LIMIT:
+            self._pool.setdefault(size, []).append(ptr)
+            self._pooled_bytes += size
+            return
+        self._release(ptr)
+
+    def _release(self, ptr: int) -> None:
         try:
             self.driver.functions["cuCtxSetCurrent"](self.context)
             self.driver.functions["cuMemFree_v2"](ptr)
         except Exception:  # interpreter shutdown
             pass
+
+    def trim(self) -> None:
+        """Free the cached blocks."""
+        pool, self._pool, self._pooled_bytes = self._pool, {}, 0
+        for ptrs in pool.values():
+            for ptr in ptrs:
+                self._release(ptr)
 
     # -- Device interface ----------------------------------------------------------------------------------------
     def load(self, bundle: Path, subgraph: SubgraphRecord) -> Executable:

@@ -208,7 +208,13 @@ def test_memory_round_trip_and_release(stub, tmp_path, dtype):
         assert gpu.to_host(empty).shape == (0, 3)
         assert lib.hccstub_live_bytes() > before
         del dev, empty
-        assert lib.hccstub_live_bytes() == before, "device arrays free their memory when dropped"
+        again = gpu.to_device(host)  # a dropped block of the same size is reused, not allocated again
+        np.testing.assert_array_equal(gpu.to_host(again), host)
+        del again
+        allocs = [e for e in cuda_stub.parse_log(tmp_path / "log.txt") if e["call"] == "cuMemAlloc"]
+        assert len(allocs) == 2, allocs
+        gpu.trim()
+        assert lib.hccstub_live_bytes() == before, "dropped device arrays are freed (trim() releases the cache)"
 
 
 def test_every_parameter_kind_is_packed(stub, tmp_path):
@@ -279,6 +285,17 @@ def test_missing_kernel_names_kernel_and_subgraph(stub, tmp_path):
     finally:
         ctx.__exit__(None, None, None)
     assert "subgraph sg0: kernel nope" in str(info.value) and "CUDA_ERROR_NOT_FOUND" in str(info.value)
+
+
+def test_cached_blocks_are_released_when_memory_runs_out(stub, tmp_path):
+    gpu, ctx = _device(stub, tmp_path, mem_limit=str((3 << 20) - 1))
+    try:
+        a = gpu.empty([1 << 18], np.float32)  # 1 MiB
+        del a  # cached
+        b = gpu.empty([1 << 19], np.float32)  # 2 MiB: fits only once the cached 1 MiB is freed
+        assert b.nbytes == 2 << 20
+    finally:
+        ctx.__exit__(None, None, None)
 
 
 def test_sync_mode_synchronizes_after_every_launch(stub, tmp_path):

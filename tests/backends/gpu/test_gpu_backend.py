@@ -349,3 +349,47 @@ def test_plan_shapes_are_legal(sizes, iterators):
     work = math.prod(sizes[d] for d in out_dims)
     sequential = math.prod(sizes[d] for d in out_dims if plan.block_tiles[d] == 0 and plan.thread_tiles[d] == 0)
     assert covered * sequential >= work
+
+
+# -- several subgraphs: GPU -> GPU (device-resident), GPU -> CPU -> GPU ---------------------------------------------
+def test_split_model_keeps_tensors_on_the_gpu(gpu_bundles, stub_lib, tmp_path):
+    import onnx as onnx_
+
+    import hcc
+    import hcc.runtime
+    from hcc.artifacts.golden import random_inputs, run_onnxruntime
+    from hcc.frontend.loader import load_model
+
+    model = gpu_bundles.get("mlp", emulate=False).model
+    path = tmp_path / "mlp.onnx"
+    onnx_.save(model, path)
+    groups = [
+        {"id": "sg0", "device": "gpu:sm_90", "nodes": ["fc1/Gemm", "fc1/Relu"], "device_index": 0},
+        {"id": "sg1", "device": "gpu:sm_90", "nodes": ["fc2/MatMul", "fc2/Add"], "device_index": 0},
+        {"id": "sg2", "device": "cpu", "nodes": ["fc2/Relu"], "device_index": 0},
+        {"id": "sg3", "device": "gpu:sm_90", "nodes": ["logits"], "device_index": 0},
+    ]
+    bundle = tmp_path / "split.bundle"
+    hcc.compile(path, bundle, keep_ir=True, groups=groups)
+    emulators = list(cuda_stub.build_emulators(bundle, tmp_path / "emu").values())
+    assert len(emulators) == 3
+    loaded = load_model(str(path), None)
+    feeds = random_inputs(loaded.model, loaded.inputs, seed=5)
+    expected = run_onnxruntime(loaded.model, feeds)
+    with cuda_stub.stub_environment(stub_lib, tmp_path / "log.txt", emulators):
+        session = hcc.runtime.load(bundle)
+        (out,) = session.run(None, feeds)
+        transfers = [(t.tensor, t.source, t.destination) for t in session.last_profile.transfers]
+        instances = {sg.id: session.instance_of(sg) for sg in session.manifest.subgraphs}
+    np.testing.assert_allclose(out, expected["logits"], rtol=1e-3, atol=1e-4)
+    gpu = instances["sg0"]
+    assert instances["sg1"] == instances["sg3"] == gpu and instances["sg2"].startswith("cpu")
+    # sg0 -> sg1 stays on the GPU: the tensor between them never goes through the host
+    sg0_out = next(sg for sg in session.manifest.subgraphs if sg.id == "sg0").outputs[0]
+    assert not any(name == sg0_out for name, _s, _d in transfers), transfers
+    sg1_out = next(sg for sg in session.manifest.subgraphs if sg.id == "sg1").outputs[0]
+    assert (sg1_out, gpu, "host") in transfers
+    sg2_out = next(sg for sg in session.manifest.subgraphs if sg.id == "sg2").outputs[0]
+    assert any(name == sg2_out and dst == gpu for name, _s, dst in transfers)
+    launches = [e["kernel"] for e in cuda_stub.parse_log(tmp_path / "log.txt") if e["call"] == "cuLaunchKernel"]
+    assert {k.split("_")[0] for k in launches} == {"sg0", "sg1", "sg3"}
