@@ -179,18 +179,12 @@ def devices_cmd(calibrate, quick, profile_path, device_file):
     click.echo(describe_catalog(catalog))
 
 
-def _load_inputs(path: str | None, session) -> dict:
-    import numpy as np
+def _load_inputs(path: str | None) -> dict:
+    from hcc.runtime.golden_check import read_input_arrays
 
     if path is None:
         raise HccError("--input is required (an npz keyed by input name); `hcc test` runs the bundle's own golden inputs")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
-    except FileNotFoundError:
-        raise HccError(f"{path}: no such file") from None
-    except Exception as exc:
-        raise HccError(f"{path}: not a readable .npz file ({exc})") from None
+    return read_input_arrays(path)
 
 
 @main.command("run")
@@ -208,7 +202,7 @@ def run_cmd(bundle, input_path, output_path, repeat):
     session = load(bundle)
     for note in session.notes:
         click.echo(f"note: {note}", err=True)
-    feeds = _load_inputs(input_path, session)
+    feeds = _load_inputs(input_path)
     times = []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()

@@ -23,6 +23,7 @@ from hcc.frontend.bool_boundary import SUFFIX as BOOL_SUFFIX
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
+from hcc.runtime.golden_check import read_input_arrays
 
 # Tolerances that golden checks use per precision (rtol, atol).
 TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (1e-2, 1e-2)}
@@ -38,13 +39,7 @@ def _quiet(_message: str) -> None:
 
 def load_feeds(path: str, inputs) -> dict[str, np.ndarray]:
     """Read an npz of inputs keyed by input name (a golden file's `input:` keys work too)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
-    except FileNotFoundError:
-        raise HccError(f"{path}: no such file") from None
-    except Exception as exc:
-        raise HccError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = read_input_arrays(path)
     expected = {i.name for i in inputs}
     missing, extra = expected - arrays.keys(), arrays.keys() - expected
     if missing or extra:

@@ -46,6 +46,18 @@ class GoldenReport:
         return out
 
 
+def read_input_arrays(path: str, label: str = "") -> dict[str, np.ndarray]:
+    """Arrays of an npz keyed by input name; a golden file's `input:<name>` keys work too (its outputs are skipped)."""
+    where = f"{label} {path}".strip()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
+    except FileNotFoundError:
+        raise HccError(f"{where}: no such file") from None
+    except Exception as exc:
+        raise HccError(f"{where}: not a readable .npz file ({exc})") from None
+
+
 def compare(name: str, actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> OutputComparison:
     if actual.shape != expected.shape:
         return OutputComparison(name, False, float("inf"), float("inf"), actual.size, expected.size, f"shape {list(actual.shape)} != expected {list(expected.shape)}")

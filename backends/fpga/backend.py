@@ -152,13 +152,9 @@ def sample_data(spec, prog: ir.Program, options: dict, weights: dict[str, np.nda
 
 
 def _calibration_feeds(path: str, infos, label: str) -> list[dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
-    except FileNotFoundError:
-        raise HccError(f"{label} {path}: no such file") from None
-    except Exception as exc:
-        raise HccError(f"{label} {path}: not a readable .npz file ({exc})") from None
+    from hcc.runtime.golden_check import read_input_arrays
+
+    arrays = read_input_arrays(path, label)
     missing = [i.name for i in infos if i.name not in arrays]
     if missing:
         raise HccError(f"{label} {path}: missing model input(s) {missing}")

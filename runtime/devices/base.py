@@ -41,3 +41,17 @@ class Device(ABC):
     @abstractmethod
     def to_host(self, value: Any) -> np.ndarray:
         """Device array -> host numpy array."""
+
+
+class HostMemoryDevice(Device):
+    """A device whose memory is host memory (the CPU, the FPGA emulation): arrays are numpy arrays."""
+
+    def empty(self, shape: list[int], dtype: np.dtype) -> np.ndarray:
+        return np.empty(shape, dtype=dtype)
+
+    def to_device(self, array: np.ndarray) -> np.ndarray:
+        # The device owns its buffers like any other: moving a tensor to it is a real copy.
+        return np.array(array, order="C", copy=True)
+
+    def to_host(self, value: np.ndarray) -> np.ndarray:
+        return value

@@ -9,7 +9,7 @@ import numpy as np
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
-from hcc.runtime.devices.base import Device, Executable
+from hcc.runtime.devices.base import Executable, HostMemoryDevice
 
 # CPU feature flags (/proc/cpuinfo names) that each code-generation target needs.
 TARGET_FEATURES = {
@@ -59,7 +59,7 @@ class CpuExecutable(Executable):
         self._fn(*[a.ctypes.data for a in inputs], *[a.ctypes.data for a in outputs])
 
 
-class CpuDevice(Device):
+class CpuDevice(HostMemoryDevice):
     kind = "cpu"
 
     def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None):
@@ -76,12 +76,3 @@ class CpuDevice(Device):
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
         return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs))
 
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype=dtype)
-
-    def to_device(self, array):
-        # A CPU partition owns its buffers like any device: moving a tensor to it is a real copy.
-        return np.array(array, order="C", copy=True)
-
-    def to_host(self, value):
-        return value

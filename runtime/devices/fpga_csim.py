@@ -16,7 +16,7 @@ import numpy as np
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
-from hcc.runtime.devices.base import Device, Executable
+from hcc.runtime.devices.base import Executable, HostMemoryDevice
 
 ARTIFACT_KIND = "fpga-csim-so"
 
@@ -48,7 +48,7 @@ class FpgaCsimExecutable(Executable):
             self._fn(*[a.ctypes.data for a in inputs], *[o.ctypes.data for o in outputs])
 
 
-class FpgaCsimDevice(Device):
+class FpgaCsimDevice(HostMemoryDevice):
     kind = "fpga"
 
     def __init__(self, device: str = "fpga", index: int = 0):
@@ -71,11 +71,3 @@ class FpgaCsimDevice(Device):
             raise HccError(f"subgraph {subgraph.id}: unsupported FPGA csim ABI {artifact.abi!r}")
         return FpgaCsimExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), subgraph.id)
 
-    def empty(self, shape, dtype):
-        return np.empty(shape, dtype=dtype)
-
-    def to_device(self, array):
-        return np.array(array, order="C", copy=True)
-
-    def to_host(self, value):
-        return value
