@@ -1,16 +1,20 @@
 """Lower one subgraph from linalg-on-tensors to GPU kernels with the xtc (upstream LLVM/MLIR 22) bindings.
 
-Stages (each a function below, all in the worker process because a bad pipeline can abort the interpreter):
-  1. tensors:   [fp16 rewrite] -> linalg-fuse-elementwise-ops (elementwise chains become one op)
+Stages (all in the compiler's worker process, because a bad pipeline can abort the interpreter):
+  1. tensors:   unroll static loops (LSTM time loops), drop cf.assert guards, [fp16 rewrite], elementwise ops ->
+                linalg, linalg-fuse-elementwise-ops (elementwise chains become one op), one fill per consumer
   2. buffers:   one-shot-bufferize (identity layouts at the boundary) -> results become out-params; every
                 remaining memref.copy becomes linalg.copy so that it runs on the GPU too; named ops are generalized
-  3. mapping:   one gpu.launch per linalg op: a transform-dialect script tiles each op's parallel loops twice with
-                scf.forall (blocks, then threads) and maps them (gpu.map_forall_to_blocks / map_nested_forall_to_threads);
-                reduction loops stay sequential inside a thread; then linalg -> scf loops inside the kernels
+  3. kernels:   consecutive ops over the same output space with element-aligned accesses share a kernel (fill +
+                matmul + bias + ReLU); a generated transform-dialect script tiles each kernel's ops twice with
+                scf.forall (blocks, then threads), fuses the sibling loops and maps them to a gpu.launch; reduction
+                loops stay sequential inside a thread; then linalg -> scf loops inside the kernels
   4. outlining: gpu-kernel-outlining -> a host function (allocs, views, gpu.launch_func) + one gpu.module per kernel;
-                the kernels are renamed `<sg>_k<N>` and merged into one gpu.module
-  5. codegen:   gpu.module -> NVVM -> PTX (nvvm-attach-target chip=sm_80 +ptx80, gpu-module-to-binary format=isa)
+                the kernels are renamed `<sg>_k<N>`, merged into one gpu.module, and get fastmath<contract> (FMA)
+  5. codegen:   gpu.module -> NVVM (bare-pointer kernel arguments) -> PTX (nvvm-attach-target chip=sm_80 +ptx80,
+                gpu-module-to-binary format=isa, libdevice linked from the pinned toolkit)
 The host function is not lowered: hcc.backends.gpu.launch_table reads it and writes the launch table instead.
+See docs/backends/gpu.md.
 """
 from __future__ import annotations
 
@@ -203,7 +207,7 @@ def plan_op(index: int, where: str, sizes: list[int], iterators: list[str], out_
         plan.thread_tiles[d] = 1 if mode == "tile_sizes" else threads[d]
     if not threads:  # a single thread: tile the block loop's dim once more so that a thread forall exists
         d = blocked[0]
-        plan.thread_tiles[d] = 1 if mode == "tile_sizes" else 1
+        plan.thread_tiles[d] = 1
         thread_axis = {d: "x"}
         threads = {d: 1}
     plan.thread_mapping = [thread_axis[d] for d in range(n) if plan.thread_tiles[d]]

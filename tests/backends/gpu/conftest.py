@@ -62,16 +62,16 @@ def attention_block(seq: int = 8, dim: int = 32, heads: int = 4) -> onnx.ModelPr
 
 
 def odd_shapes(rows: int = 5, cols: int = 1031) -> onnx.ModelProto:
-    """Loop sizes without good divisors (1031 is prime), a row reduction and a reduction to a scalar (rank-0 output:
-    a kernel with no parallel loop)."""
+    """Loop sizes without good divisors (1031 is prime), a row reduction, a reduction to a scalar (rank-0 output:
+    a kernel with no parallel loop), and a 6-d elementwise op (more parallel loops than grid dimensions)."""
     from models import GraphBuilder, _input
 
     g = GraphBuilder("odd_shapes", seed=12)
     y = g.node("Relu", [g.node("Mul", ["x", g.const("two", 2.0)], "scale")], "activation")
     g.node("ReduceMean", ["x"], "row_mean", axes=[1], keepdims=0)
     g.node("ReduceSum", [y], "total", keepdims=0)
-    model = g.build([_input("x", [rows, cols])], ["activation", "row_mean", "total"])
-    return model
+    g.node("Sigmoid", ["z"], "many_dims")  # 6 parallel loops: 2 on threads, 3 on the grid, 1 sequential per thread
+    return g.build([_input("x", [rows, cols]), _input("z", [2, 3, 5, 7, 11, 13])], ["activation", "row_mean", "total", "many_dims"])
 
 
 def gathers() -> onnx.ModelProto:
