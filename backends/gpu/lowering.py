@@ -500,6 +500,8 @@ def _unroll_loops(module, entry: str) -> None:
 
     def visit(block) -> None:
         for op in block.operations:
+            if op.operation.name.startswith("linalg."):  # loops inside an op's body run inside its kernel
+                continue
             for region in op.regions:
                 for inner in region.blocks:
                     visit(inner)
