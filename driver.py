@@ -26,7 +26,7 @@ from hcc.frontend.weights import lift_weights
 from hcc.runtime.golden_check import read_input_arrays
 
 # Tolerances that golden checks use per precision (rtol, atol).
-TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (1e-2, 1e-2)}
+TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (3e-2, 3e-2)}  # fp16: about 1e-3 per op, compounding over a model
 MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
 DEFAULT_TARGET_CPU = "x86-64-v3"
 

@@ -68,7 +68,12 @@ def compile_subgraphs(request: dict) -> dict:
                 "fallback": asdict(fallback) if fallback else None,
             }
         )
-    return {"ok": True, "subgraphs": results, "toolchain": toolchain.versions()}
+    versions = toolchain.versions()
+    if any(device_kind(spec.device) == "gpu" for spec in specs):
+        from hcc.backends.gpu import toolchain as gpu_toolchain
+
+        versions.update(gpu_toolchain.versions())
+    return {"ok": True, "subgraphs": results, "toolchain": versions}
 
 
 def main(argv: list[str]) -> int:

@@ -132,6 +132,7 @@ def test_launch_table_is_consistent(gpu_bundles, name):
     for rel in [table["module"]["ptx"], *table["module"]["cubins"].values()] + [b["file"] for b in buffers.values() if b["role"] == "constant"]:
         assert rel in manifest["files"], rel
     assert sg["artifacts"][0]["file"] in manifest["files"]
+    assert manifest["toolchain"]["ptxas"].startswith("13.0")  # the GPU toolchain is recorded next to the CPU one
     # temporaries fit in the arena, and buffers that share arena memory are never live at the same step
     for b in buffers.values():
         if b["role"] == "temp" and not b.get("unused"):
