@@ -66,6 +66,9 @@ def placement_options(fn):
                      help="Resource budgets, e.g. fpga.dsp=4000,gpu.mem=16GB,cpu.mem=8GB (repeatable)."),
         click.option("--place", "places", multiple=True, metavar="REGEX=DEVICE",
                      help="Force ops whose type or node name fully matches REGEX onto DEVICE, e.g. 'Conv|Gemm=fpga' (repeatable, later wins)."),
+        click.option("--prefer", "prefers", multiple=True, metavar="REGEX=DEVICE",
+                     help="Like --place, but soft: matching ops go to DEVICE as far as budgets allow (leaner FPGA design points first); "
+                          "the rest are placed freely. --place wins over --prefer for the same op."),
         click.option("--placement", "placement_file", type=click.Path(dir_okay=False), help="Placement overrides file (JSON, as written by --save-placement)."),
         click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures (see docs/devices.md)."),
     ]
@@ -74,10 +77,18 @@ def placement_options(fn):
     return fn
 
 
-def _overrides(places):
+def _overrides(places, prefers=()):
     from hcc.passes.placement import parse_place_option
 
-    return [parse_place_option(p) for p in places]
+    return [parse_place_option(p, soft=True) for p in prefers] + [parse_place_option(p) for p in places]
+
+
+def fpga_options(fn):
+    """FPGA precision and per-layer config: compile uses them for code generation, both for the partitioner's
+    resource estimates (operand widths, fixed reuse factors and strategies)."""
+    fn = click.option("--fpga-config", type=click.Path(dir_okay=False), help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")(fn)
+    fn = click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto", help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that cannot overflow on the calibration data.")(fn)
+    return fn
 
 
 @main.command("compile")
@@ -91,12 +102,11 @@ def _overrides(places):
 @click.option("--save-placement", type=click.Path(dir_okay=False), help="Write the chosen placement (every op's device) as an editable overrides file.")
 @click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
 @click.option("--gpu-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
-@click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto", help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that cannot overflow on the calibration data.")
-@click.option("--fpga-config", type=click.Path(dir_okay=False), help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")
+@fpga_options
 @click.option("--calib", "calibration", type=click.Path(dir_okay=False), help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
-def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, placement_file,
+def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
                 device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
@@ -104,7 +114,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
 
     manifest = compile_model(
         model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
-        target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places),
+        target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places, prefers),
         placement_file=placement_file, save_placement=save_placement, device_file=device_file, gpu_precision=gpu_precision,
         fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
         progress=_progress(quiet),
@@ -121,10 +131,12 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
 @click.argument("model", type=click.Path(dir_okay=False))
 @shape_option
 @placement_options
+@fpga_options
 @click.option("--explain", is_flag=True, help="Also print the per-op explanation table.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON.")
 @_friendly
-def plan_cmd(model, input_shapes, devices, objective, budgets, places, placement_file, device_file, explain, json_path):
+def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, placement_file, device_file, fpga_precision, fpga_config,
+             explain, json_path):
     """What-if planning: place MODEL on a device mix without the hardware and without code generation.
 
     Prints the placement, predicted time per subgraph and device, transfers, utilisation, resource use against
@@ -132,12 +144,14 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, placement
     """
     import json
 
-    from hcc.driver import _plan
+    from hcc.driver import plan_model, planner_cost_model
     from hcc.frontend.loader import load_model, parse_shape_options
     from hcc.passes.plan import format_explanation, format_plan, plan_to_json
 
     loaded = load_model(model, parse_shape_options(input_shapes))
-    plan = _plan(loaded, devices, objective, list(budgets), _overrides(places), placement_file, device_file)
+    fpga = {k: v for k, v in {"precision": fpga_precision, "config": fpga_config}.items() if v}
+    plan = plan_model(loaded, devices, objective, list(budgets), _overrides(places, prefers), placement_file, device_file,
+                      planner_cost_model(loaded.model, fpga))
     click.echo(format_plan(plan))
     if explain:
         click.echo(format_explanation(plan.placement))

@@ -68,7 +68,18 @@ def _run_worker(request: dict, progress: ProgressFn) -> dict:
     return response
 
 
-def _plan(loaded, devices, objective, budgets, overrides, placement_file, device_file):
+def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
+    """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix."""
+    from hcc.backends.fpga.config import from_options, planner_configs
+    from hcc.passes.cost_model import CostModel, node_names
+
+    if not fpga:
+        return CostModel()
+    nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
+    return CostModel(fpga_node_configs=planner_configs(from_options(fpga), nodes))
+
+
+def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None):
     """Run the partitioner (passes/plan.py): placement, subgraphs in execution order, predictions."""
     from hcc.passes.device_catalog import builtin_catalog, load_device_file
     from hcc.passes.placement import load_placement
@@ -79,7 +90,24 @@ def _plan(loaded, devices, objective, budgets, overrides, placement_file, device
         catalog = load_device_file(device_file, catalog)
     forced = list(load_placement(placement_file)) if placement_file else []
     forced += list(overrides or [])
-    return make_plan(loaded, devices or "cpu", objective, list(budgets or []), forced or None, catalog=catalog)
+    return make_plan(loaded, devices or "cpu", objective, list(budgets or []), forced or None, catalog=catalog,
+                     cost_model=cost_model)
+
+
+def _planned_fpga_layers(plan, cost_model_configs: dict) -> dict:
+    """Reuse factor and strategy the partitioner chose per FPGA MAC layer, where the user's config left them open."""
+    placement = plan.placement
+    layers = {}
+    for name, rf in placement.reuse_factors.items():
+        fixed = cost_model_configs.get(name)
+        layer = {}
+        if not (fixed and fixed.reuse_factor):
+            layer["reuse_factor"] = rf
+        if not (fixed and fixed.strategy) and name in placement.strategies:
+            layer["strategy"] = placement.strategies[name]
+        if layer:
+            layers[name] = layer
+    return layers
 
 
 def _write_plan_report(bundle: Path, plan) -> None:
@@ -167,7 +195,10 @@ def compile_model(
 
     plan = None
     if groups is None and (devices or overrides or placement_file):
-        plan = _plan(loaded, devices, objective, budgets, overrides, placement_file, device_file)
+        cost_model = planner_cost_model(loaded.model, fpga)
+        plan = plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model)
+        if plan.placement.reuse_factors:
+            fpga = dict(fpga or {}, planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
         groups = [{"id": g.id, "device": g.device.rpartition("#")[0], "nodes": list(g.nodes), "device_index": int(g.device.rpartition("#")[2])}
                   for g in plan.subgraphs]
         progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))

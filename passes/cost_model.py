@@ -3,9 +3,9 @@
 Why this shape: placement needs one number per (op, device) and per crossing tensor, cheap enough to evaluate for
 thousands of candidates. We follow onnx-mlir's per-op model `t = a*work + b` where calibration has measured a and b
 (the host CPU), and a roofline `max(flops/(peak*eff), bytes/(bw*mem_eff)) + overhead` from published figures
-elsewhere (GPUs, FPGAs, an uncalibrated CPU). FPGA time comes from a resource/latency estimate of an hls4ml-style
-layer (reuse factor, DSPs per multiplier, BRAM for weights) -- a rough model that the FPGA backend replaces with its
-own estimates through `CostModel(fpga_overrides={node name: FpgaEstimate})`.
+elsewhere (GPUs, FPGAs, an uncalibrated CPU). FPGA time and resources come from the FPGA backend's own layer
+formulas (passes/fpga_resources.py: reuse factor, DSPs per multiplier, BRAM for weights), per node, with the
+precision and reuse factor the user's FPGA config sets; the reuse factor the partitioner picks goes to the backend.
 
 Node names: placement and subgraphs refer to nodes by name. `node_names` gives every node a stable unique name:
 its own name when non-empty and not already taken, else `<op_type>_<index>` (index = position in graph.node), with
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from hcc.passes.device_catalog import DeviceInstance, DeviceSpec
+from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, dsp_per_mult, mac_layer, stream_layer  # noqa: F401
 
 ELEM_BYTES = {
     onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
@@ -113,6 +114,12 @@ class NodeCost:
     mac_block: float = 0.0  # MACs per output iteration (Dense: n_in*n_out; Conv: Cin/g*k*k*Cout); 0 if not a MAC op
     iterations: float = 0.0  # output iterations (Dense: rows; Conv: output pixels)
     line_buffer_elements: float = 0.0  # activation elements a sliding-window op buffers on chip
+    reduce_length: float = 0.0  # inputs combined into one output: pooling window, Softmax axis length
+    # An elementwise node that is its producer's only consumer: the FPGA backend fuses it into the producer's loop
+    # (epilogue of a MAC / pooling layer, or a chain of elementwise ops), so there it adds no cycles of its own.
+    fusible_epilogue: bool = False
+    output_fused: bool = False  # its only consumer is a fusible epilogue: on an FPGA its output needs no buffer
+    padded_elements: float = 0.0  # Conv/pooling with pads: elements of the padded input copy the FPGA backend makes
 
     @property
     def bytes(self) -> float:
@@ -217,6 +224,12 @@ def analyze_model(model: onnx.ModelProto) -> GraphInfo:
         for t in dict.fromkeys(i for i in node.input if i):
             consumers.setdefault(t, []).append(name)
         nodes.append(_node_cost(node, name, index, tensors, static))
+    by_name = {n.name: n for n in nodes}
+    for n in nodes:
+        if n.op_class in ("elementwise", "normalization") and len(n.inputs) == 1 and n.inputs[0] in producer:
+            src = by_name[producer[n.inputs[0]]]
+            n.fusible_epilogue = src.op_class not in ("view", "shape", "data") and len(src.outputs) == 1 and consumers.get(n.inputs[0]) == [n.name]
+            src.output_fused = src.output_fused or n.fusible_epilogue
     graph_inputs = [v.name for v in graph.input if v.name in tensors and tensors[v.name].kind == "input"]
     return GraphInfo(nodes, tensors, producer, consumers, graph_inputs, [v.name for v in graph.output])
 
@@ -240,7 +253,10 @@ def _node_cost(node: onnx.NodeProto, name: str, index: int, tensors: dict[str, T
     dtype = ELEM_DTYPE.get(elem, "fp32")
     macs = 0.0
     flops = 0.0
-    mac_block = iterations = line_buffer = 0.0
+    mac_block = iterations = line_buffer = reduce_length = 0.0
+    pads = _attr(node, "pads", None) or []
+    padded = float(in0[0] * in0[1] * math.prod(d + pads[i] + pads[i + len(in0) - 2] for i, d in enumerate(in0[2:]))) \
+        if op in ("Conv", "MaxPool", "AveragePool") and in0 and any(pads) and len(pads) == 2 * (len(in0) - 2) else 0.0
     if op == "Conv" and in0 and len(shapes) > 1 and shapes[1] and out0:
         w = shapes[1]  # [Cout, Cin/g, k...]
         k = math.prod(w[2:])
@@ -282,15 +298,18 @@ def _node_cost(node: onnx.NodeProto, name: str, index: int, tensors: dict[str, T
     elif cls == "pool" and in0:
         if op.startswith("Global"):
             flops = float(_numel(in0))
+            reduce_length = float(math.prod(in0[2:]))
         else:
             kernel = _attr(node, "kernel_shape", []) or [1]
             flops = out_elems * math.prod(kernel)
+            reduce_length = float(math.prod(kernel))
             if len(in0) >= 4:
                 line_buffer = float((kernel[0] - 1) * in0[1] * in0[-1] + math.prod(kernel) * in0[1])
     elif cls == "reduction" and in0:
         flops = float(_numel(in0))
     elif cls == "softmax" and in0:
         flops = 5.0 * _numel(in0)
+        reduce_length = float(in0[int(_attr(node, "axis", -1))]) if in0 else 0.0
     elif cls == "normalization" and in0:
         flops = (2.0 if op == "BatchNormalization" else 8.0) * _numel(in0)
     elif cls in ("data", "view", "shape"):
@@ -302,7 +321,7 @@ def _node_cost(node: onnx.NodeProto, name: str, index: int, tensors: dict[str, T
     return NodeCost(name=name, index=index, op_type=op, op_class=cls, dtype=dtype, flops=float(flops), macs=float(macs),
                     bytes_read=read, bytes_written=written, weight_bytes=weight_bytes, inputs=acts, weights=weights,
                     outputs=[o for o in node.output if o], out_elements=out_elems, mac_block=mac_block, iterations=iterations,
-                    line_buffer_elements=line_buffer)
+                    line_buffer_elements=line_buffer, reduce_length=reduce_length, padded_elements=padded)
 
 
 def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
@@ -322,19 +341,23 @@ def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
 
 @dataclass(frozen=True)
 class FpgaConfig:
-    """Knobs of the rough FPGA estimate (hls4ml conventions)."""
+    """How the partitioner sees an ONNX node as an FPGA layer of the backend (hls4ml conventions). The defaults are
+    the backend's: ap_fixed<16,6> everywhere, strategy latency. The driver derives per-node configs from the user's
+    --fpga-precision / fpga.toml (backends/fpga/config.py: cost_model_configs)."""
 
-    weight_bits: int = 16  # ap_fixed<16,6> by default
+    weight_bits: int = 16
     act_bits: int = 16
-    max_mults_per_node: int = 1024  # unroll cap per layer; sets the minimum reuse factor (hls4ml/Vivado: <= 4096)
-    # Design points the partitioner may choose from per MAC layer (multiplier caps): fewer multipliers = higher
-    # reuse factor = fewer DSPs and more cycles. This is how FPGA resources trade against speed in placement.
-    variant_mults: tuple[int, ...] = (4096, 1024, 256, 64)
-    stream_lanes: int = 4  # elements per cycle of non-MAC layers (io_stream with a few parallel lanes)
-    lut_mult_bits: int = 10  # products of operands this narrow map to LUTs, not DSPs
-    lutram_bits: int = 1024  # arrays smaller than this go to LUTRAM, not BRAM
-    luts_per_mult: int = 40  # control + accumulation LUTs per multiplier (rough)
-    io_cycles: int = 3
+    # latency: weights in logic (LUTs); resource: weights in BRAM banks. None: the partitioner picks per layer
+    # (estimates without a choice use latency, the backend's default).
+    strategy: str | None = None
+    reuse_factor: int | None = None  # fixed by the user's config; None: the partitioner picks a design point
+    max_mults_per_node: int = 1024  # the single design point `fpga_estimate` reports when none is fixed
+    # Design points the partitioner may choose from per MAC layer (multiplier caps x strategies): fewer multipliers
+    # = higher reuse factor = fewer DSPs and more cycles; resource strategy = BRAM instead of LUTs for weights. This
+    # is how FPGA resources trade against speed in placement. The chosen reuse factor and strategy go to the
+    # backend, so the generated layer is the one that was planned.
+    variant_mults: tuple[int, ...] = (4096, 1024, 256, 64, 16)
+    stream_lanes: int = 1  # results per cycle of non-MAC layers: the backend pipelines them at II=1
 
 
 @dataclass(frozen=True)
@@ -348,57 +371,60 @@ class FpgaEstimate:
     latency_cycles: float
     reuse_factor: int = 1
     source: str = "model"
+    strategy: str = ""  # MAC layers: the strategy the estimate assumes
 
 
-def dsp_per_mult(wa: int, wb: int, dsp_width: int, lut_bits: int = 10) -> int:
-    """DSP slices for one wa x wb multiply: ceil(wa/A)*ceil(wb/18) with A = 25 (DSP48E1) or 27 (DSP48E2)."""
-    if max(wa, wb) <= lut_bits:
-        return 0
-    wa, wb = max(wa, wb), min(wa, wb)
-    return math.ceil(wa / dsp_width) * math.ceil(wb / 18)
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
-def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaConfig = FpgaConfig(), max_mults: int | None = None) -> FpgaEstimate | None:
-    """hls4ml-style estimate: RF = ceil(MACs per iteration / max multipliers); DSP = mults * DSP per mult;
-    BRAM18K = weight banks (P = n/RF banks, RF deep, W wide -> P*ceil(W/36)*ceil(RF/512)) + line buffers;
-    latency = iterations*RF + ceil(log2 n) + io (MAC layers) or elements/lanes + io (streaming layers).
-    None when the device does not run the op."""
+def _buffer_bram(elements: float, bits: int) -> int:
+    return 2 * bram_for(int(elements * bits)) if elements > BUFFER_IN_REGISTERS else 0
+
+
+def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaConfig = FpgaConfig(), max_mults: int | None = None,
+                  strategy: str | None = None) -> FpgaEstimate | None:
+    """The node as the FPGA backend would build it, with the backend's own formulas (passes/fpga_resources.py):
+    RF = the fixed reuse factor, else ceil(MACs per iteration / `max_mults`); DSP = multipliers x DSP per multiplier;
+    BRAM18K = weight banks (strategy resource) + line buffers + lookup tables; latency = iterations x RF + adder
+    tree (MAC layers) or elements / lanes (streaming layers). None when the device or the backend cannot run it
+    (MAC layers need constant weights: the backend keeps them on chip)."""
     if spec.kind != "fpga" or not spec.supports(node.op_type):
         return None
-    width = spec.dsp_width or 27
-    per_mult = dsp_per_mult(config.act_bits, config.weight_bits, width, config.lut_mult_bits)
-    if node.mac_block > 0:
-        block = int(node.mac_block)
-        rf = max(1, math.ceil(block / (max_mults or config.max_mults_per_node)))
-        mults = math.ceil(block / rf)
-        weight_bits_total = node.weight_bytes / 4 * config.weight_bits if node.weights else 0.0
-        bram = 0
-        if weight_bits_total > 0:
-            if weight_bits_total < config.lutram_bits:
-                bram = 0
-            else:
-                banks = mults
-                bram = banks * math.ceil(config.weight_bits / 36) * math.ceil(rf / 512)
-                bram = max(bram, math.ceil(weight_bits_total / 18432))
-        bram += math.ceil(node.line_buffer_elements * config.act_bits / 18432)
-        latency = max(node.iterations, 1.0) * rf + math.ceil(math.log2(max(block, 2))) + config.io_cycles
-        return FpgaEstimate(dsp=mults * per_mult, bram18k=int(bram), lut=mults * (config.luts_per_mult + (0 if per_mult else config.act_bits * config.weight_bits // 2)),
-                            ff=mults * 2 * config.act_bits, latency_cycles=float(latency), reuse_factor=rf)
-    lanes = config.stream_lanes
-    elements = max(node.out_elements, node.bytes_read / 4 if node.op_class == "pool" else 0.0, 1.0)
-    dsp = 0
-    bram = math.ceil(node.line_buffer_elements * config.act_bits / 18432)
-    lut = lanes * 30
     if node.op_class == "view":
         return FpgaEstimate(0, 0, 0, 0, 0.0)
-    if node.op_type in ("Mul", "BatchNormalization", "Softmax"):
-        dsp = lanes * per_mult
-    if node.op_type in ("Sigmoid", "Tanh", "Softmax"):
-        bram += lanes  # lookup tables, one per lane
-    if node.op_type == "BatchNormalization" and node.weight_bytes:
-        lut += int(node.weight_bytes / 4 * config.weight_bits // 8)
-    latency = elements / lanes + config.io_cycles
-    return FpgaEstimate(dsp=dsp, bram18k=int(bram), lut=lut, ff=lut, latency_cycles=float(latency))
+    width = spec.dsp_width or 27
+    act, wbits = config.act_bits, config.weight_bits
+    if node.op_type in MAC_OPS:
+        if node.mac_block <= 0 or not node.weights:
+            return None
+        block = int(node.mac_block)
+        rf = config.reuse_factor if config.reuse_factor and max_mults is None else math.ceil(block / (max_mults or config.max_mults_per_node))
+        rf = max(1, rf, math.ceil(block / MAX_MULTIPLIERS))
+        acc = min(act + wbits + math.ceil(math.log2(max(block, 2))), 48)
+        strategy = strategy or config.strategy or "latency"
+        e = mac_layer(block, int(max(node.iterations, 1)), act, wbits, acc, int(node.weight_bytes / 4), wbits, rf, strategy, width)
+    elif node.op_type == "Softmax":  # backends/fpga/estimate.py: exp table + divider per row
+        length = int(max(node.reduce_length, 1))
+        rows = max(int(node.out_elements) // length, 1)
+        e = stream_layer(rows, 18, depth=length + 40, mults=2 * length, mult_widths=(18, 18), reduce=length, dsp_width=width)
+        e.latency_cycles = rows * (length + 40) + 3
+    else:
+        e = stream_layer(int(max(node.out_elements, 1)), act, lanes=config.stream_lanes,
+                         mults=1 if node.op_type in ("Mul", "BatchNormalization") else 0, mult_widths=(act, wbits),
+                         table_bits=4096 * 18 if node.op_type in ("Sigmoid", "Tanh") else 0,
+                         reduce=int(max(node.reduce_length, 1)), dsp_width=width)
+        if node.fusible_epilogue:  # runs inside its producer's pipeline (assumed on the same FPGA): depth only
+            e.latency_cycles -= e.ii
+    bram = e.bram18k + bram_for(int(node.line_buffer_elements * act))
+    # On-chip buffers as the backend lays them out (estimate.buffer_estimate): a padded copy of the input and the
+    # output, each in ping-pong BRAM under DATAFLOW when over BUFFER_IN_REGISTERS elements, else in registers.
+    if node.padded_elements:
+        e.latency_cycles += int(node.padded_elements) + 3  # the backend's pad layer copies the input once
+        bram += _buffer_bram(node.padded_elements, act)
+    if not node.output_fused:
+        bram += _buffer_bram(node.out_elements, act)
+    return FpgaEstimate(dsp=e.dsp, bram18k=bram, lut=e.lut, ff=e.ff, latency_cycles=float(e.latency_cycles),
+                        reuse_factor=e.reuse_factor, strategy=strategy if node.op_type in MAC_OPS else "")
 
 
 # ---------------------------------------------------------------------------------------------------- time
@@ -421,7 +447,8 @@ def predict(node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | No
         est = fpga or estimate_fpga(node, spec)
         if est is None:
             return math.inf
-        offchip = (node.bytes - node.weight_bytes) / (spec.mem_bandwidth * spec.mem_efficiency) if node.op_class != "view" else 0.0
+        moves_data = node.op_class != "view" and not node.fusible_epilogue  # a fused epilogue reads its producer's registers
+        offchip = (node.bytes - node.weight_bytes) / (spec.mem_bandwidth * spec.mem_efficiency) if moves_data else 0.0
         overhead = spec.efficiency.get(node.op_class, (1.0, 0.0))[1]
         return max(est.latency_cycles / spec.clock_hz, offchip) + overhead
     if node.op_class in spec.linear:
@@ -453,37 +480,46 @@ def transfer_time(nbytes: float, src: DeviceSpec | DeviceInstance, dst: DeviceSp
 class CostModel:
     """Cost model with the knobs the partitioner passes around: FPGA estimate config and per-node overrides.
 
-    `fpga_overrides` maps a node name to an FpgaEstimate (e.g. from the FPGA backend's synthesis report); it wins
-    over the rough model for every FPGA device. `time_overrides` maps (node name, device spec name) to seconds
-    (measured), and wins over everything.
+    `fpga_node_configs` maps a node name to its own FpgaConfig (precision, strategy, a fixed reuse factor from the
+    user's FPGA config); other nodes use `fpga_config`. `fpga_overrides` maps a node name to an FpgaEstimate (e.g.
+    from a synthesis report); it wins over the model for every FPGA device. `time_overrides` maps (node name,
+    device spec name) to seconds (measured), and wins over everything.
     """
 
     fpga_config: FpgaConfig = field(default_factory=FpgaConfig)
+    fpga_node_configs: dict[str, FpgaConfig] = field(default_factory=dict)
     fpga_overrides: dict[str, FpgaEstimate] = field(default_factory=dict)
     time_overrides: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def fpga_config_for(self, node: NodeCost) -> FpgaConfig:
+        return self.fpga_node_configs.get(node.name, self.fpga_config)
 
     def fpga_estimate(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> FpgaEstimate | None:
         spec = _spec(device)
         if spec.kind != "fpga" or not spec.supports(node.op_type):
             return None
-        return self.fpga_overrides.get(node.name) or estimate_fpga(node, spec, self.fpga_config)
+        return self.fpga_overrides.get(node.name) or estimate_fpga(node, spec, self.fpga_config_for(node))
 
     def fpga_variants(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> list[FpgaEstimate]:
-        """Design points (reuse factors) of a node on an FPGA, fastest first; just the override when one is given."""
+        """Design points (reuse factors) of a node on an FPGA, fastest first; just one when the reuse factor is
+        fixed (user config) or an override is given."""
         spec = _spec(device)
         if spec.kind != "fpga" or not spec.supports(node.op_type):
             return []
         if node.name in self.fpga_overrides:
             return [self.fpga_overrides[node.name]]
-        if node.mac_block <= 0:
-            est = estimate_fpga(node, spec, self.fpga_config)
+        config = self.fpga_config_for(node)
+        if node.op_type not in MAC_OPS:
+            est = estimate_fpga(node, spec, config)
             return [est] if est else []
-        seen: dict[tuple[int, float], FpgaEstimate] = {}
-        for cap in sorted(set(self.fpga_config.variant_mults), reverse=True):
-            est = estimate_fpga(node, spec, self.fpga_config, cap)
-            if est is not None:
-                seen.setdefault((est.dsp, est.latency_cycles), est)
-        return list(seen.values())
+        caps = [None] if config.reuse_factor else sorted(set(config.variant_mults), reverse=True)
+        seen: dict[tuple, FpgaEstimate] = {}
+        for strategy in [config.strategy] if config.strategy else ["latency", "resource"]:
+            for cap in caps:
+                est = estimate_fpga(node, spec, config, cap, strategy)
+                if est is not None:
+                    seen.setdefault((est.dsp, est.bram18k, est.lut, est.latency_cycles), est)
+        return sorted(seen.values(), key=lambda e: (e.latency_cycles, e.dsp, e.bram18k, e.lut))
 
     def predict(self, node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | None = None,
                 fpga: FpgaEstimate | None = None) -> float:

@@ -36,8 +36,8 @@ from hcc.passes.cost_model import STATIC_OPS, CostModel, GraphInfo, analyze_mode
 from hcc.passes.device_catalog import DeviceInstance, parse_bytes
 from hcc.passes.placement_solver import RESOURCES, Problem, critical_path, greedy, improve, pipeline_split, solve_milp
 
-REASONS = ("faster", "only device that supports it", "budget exhausted", "forced by the user", "avoids transfers",
-           "balances pipeline stages")
+REASONS = ("faster", "only device that supports it", "budget exhausted", "forced by the user", "preferred by the user",
+           "avoids transfers", "balances pipeline stages")
 OBJECTIVES = ("latency", "throughput")
 PLACEMENT_FORMAT = "hcc-placement"
 
@@ -49,12 +49,15 @@ class Override:
     """Force nodes onto a device. `pattern` is a regex matched in FULL against the op type or node name
     (`match` = "any" | "type" | "name"); `type_pattern` additionally restricts the op type (onnx-mlir records
     carry both). `device` is an instance id ("gpu:sm_90#1"), a device name ("gpu:sm_90") or a kind ("gpu").
-    When several overrides match a node, the last one wins (pass file overrides first, command-line ones after)."""
+    When several overrides match a node, the last one wins (pass file overrides first, command-line ones after).
+    `soft` (`--prefer`): the device is preferred, not forced: matched nodes go there as far as the budgets allow,
+    and the rest move to wherever the partitioner finds best (a hard override of the same node wins)."""
 
     pattern: str
     device: str
     match: str = "any"
     type_pattern: str | None = None
+    soft: bool = False
 
     def matches(self, name: str, op_type: str) -> bool:
         if self.type_pattern is not None and not re.fullmatch(self.type_pattern, op_type):
@@ -66,16 +69,18 @@ class Override:
         return re.fullmatch(self.pattern, op_type) is not None or re.fullmatch(self.pattern, name) is not None
 
 
-def parse_place_option(text: str) -> Override:
-    """`--place 'Conv|Gemm=fpga'` -> Override('Conv|Gemm', 'fpga') (the last '=' separates the device)."""
+def parse_place_option(text: str, soft: bool = False) -> Override:
+    """`--place 'Conv|Gemm=fpga'` -> Override('Conv|Gemm', 'fpga') (the last '=' separates the device);
+    `soft=True` for `--prefer`."""
+    flag = "--prefer" if soft else "--place"
     pattern, sep, device = text.rpartition("=")
     if not sep or not pattern or not device.strip():
-        raise HccError(f"--place {text!r}: expected REGEX=DEVICE (e.g. 'Conv|Gemm=fpga' or 'layer1/.*=gpu:sm_90#0')")
+        raise HccError(f"{flag} {text!r}: expected REGEX=DEVICE (e.g. 'Conv|Gemm=fpga' or 'layer1/.*=gpu:sm_90#0')")
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise HccError(f"--place {text!r}: bad regular expression: {exc}") from None
-    return Override(pattern, device.strip())
+        raise HccError(f"{flag} {text!r}: bad regular expression: {exc}") from None
+    return Override(pattern, device.strip(), soft=soft)
 
 
 def parse_budgets(items: list[str] | tuple[str, ...] | str) -> dict[str, float]:
@@ -114,7 +119,8 @@ def save_placement(path: str | os.PathLike, placement: "Placement") -> None:
 
 
 def load_placement(path: str | os.PathLike) -> list[Override]:
-    """Records -> overrides, in file order: `node_name` and/or `node_type` regexes (both must match when both are given)."""
+    """Records -> overrides, in file order: `node_name` and/or `node_type` regexes (both must match when both are
+    given); `"prefer": true` makes a record a soft preference (`--prefer`)."""
     try:
         with open(path) as f:
             data = json.load(f)
@@ -132,11 +138,11 @@ def load_placement(path: str | os.PathLike) -> list[Override]:
         try:
             if rec.get("node_name"):
                 type_pattern = rec.get("node_type") or None
-                overrides.append(Override(rec["node_name"], rec["device"], "name", type_pattern))
+                overrides.append(Override(rec["node_name"], rec["device"], "name", type_pattern, soft=bool(rec.get("prefer"))))
                 if type_pattern:
                     re.compile(type_pattern)
             else:
-                overrides.append(Override(rec["node_type"], rec["device"], "type"))
+                overrides.append(Override(rec["node_type"], rec["device"], "type", soft=bool(rec.get("prefer"))))
             re.compile(overrides[-1].pattern)
         except re.error as exc:
             raise HccError(f"{path}: record {i}: bad regular expression: {exc}") from None
@@ -178,7 +184,9 @@ class Placement:
     solver: str  # "milp (optimal)", "milp (time limit)", "heuristic", "single device"
     solve_time: float
     notes: list[str] = field(default_factory=list)
-    reuse_factors: dict[str, int] = field(default_factory=dict)  # FPGA nodes: the design point (hls4ml ReuseFactor) chosen
+    # FPGA MAC layers: the design point chosen (hls4ml ReuseFactor and Strategy); the driver passes it to the backend
+    reuse_factors: dict[str, int] = field(default_factory=dict)
+    strategies: dict[str, str] = field(default_factory=dict)
     info: GraphInfo | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -244,22 +252,102 @@ def place(model, instances: list[DeviceInstance], objective: str = "latency", bu
     notes: list[str] = []
     limits = _limits(instances, budgets, notes)
     forced: dict[str, list[int]] = {}
-    for o in overrides or []:
+    preferred: dict[str, list[int]] = {}
+    for o in sorted(overrides or [], key=lambda o: not o.soft):  # stable: preferences first, hard overrides win
         devices = _resolve_device(o.device, instances)
         hits = [n for n in info.nodes if n.op_type not in STATIC_OPS and o.matches(n.name, n.op_type)]
         for node in hits:
-            forced[node.name] = devices
+            (preferred if o.soft else forced)[node.name] = devices
+            if not o.soft:
+                preferred.pop(node.name, None)
         if not hits:
-            notes.append(f"override {o.pattern}={o.device} matches no node")
+            notes.append(f"{'preference' if o.soft else 'override'} {o.pattern}={o.device} matches no node")
     p = Problem(info, instances, objective, limits, cm, forced)
+    _apply_preferences(p, preferred, notes)
+    candidates, single = _search(p, objective, deadline, time_limit_s, max_milp_nodes, notes)
+    if not candidates and p.names and p.preferred:
+        notes.append(f"no plan keeps the {len(p.preferred)} remaining preferred node(s) on their device under the budgets; "
+                     "they were placed freely")
+        for n in sorted(p.preferred):
+            p.unpin(n)
+        p.preferred.clear()
+        candidates, single = _search(p, objective, deadline, time_limit_s, max_milp_nodes, notes)
+    if not candidates and p.names:
+        raise HccError(_infeasible_message(p), hint="raise a --budget, add a device, or drop an override")
 
+    def rank(c):  # objective, then fewer nodes off the host, then the lexicographically smallest option vector
+        a, _ = c
+        return p.key(p.busy(a)), sum(p.dev(a, n) != 0 for n in p.names), [a[n] for n in p.names]
+
+    best, how = min(candidates, key=rank) if candidates else ({}, "empty graph")
+    return _finish(p, best, how, single, notes, started)
+
+
+def _apply_preferences(p: Problem, preferred: dict[str, list[int]], notes: list[str]) -> None:
+    """Pin the preferred nodes their device can run, then unpin, heaviest first, those that overflow a budget even
+    at their leanest design point (the solver then places them freely)."""
+    unsupported = []
+    for n, devices in preferred.items():
+        if n in p.opts and any(o.d in devices for o in p.opts[n]):
+            p.pin(n, devices)
+            p.preferred.add(n)
+        elif n in p.opts:
+            unsupported.append(n)
+    if unsupported:
+        notes.append(f"preferred device cannot run {len(unsupported)} node(s), placed freely: {', '.join(unsupported[:8])}"
+                     + (" ..." if len(unsupported) > 8 else ""))
+    moved: dict[tuple[str, str], list[str]] = {}
+    while True:
+        over = _lean_overflow(p)
+        if over is None:
+            break
+        d, res = over
+        mine = [n for n in p.preferred if p.devices_of[n] == [d]]
+        if not mine:
+            break  # hard overrides alone overflow: the error names them
+        def weight(n: str):  # most of the resource first; on a tie, the node that gains least from the device
+            lean = _leanest(p, n, d)
+            elsewhere = min((o.time for o in p.opts[n] if o.d != d), default=math.inf)
+            return lean.res.get(res, 0.0), lean.time - elsewhere, n
+
+        heaviest = max(mine, key=weight)
+        p.unpin(heaviest)
+        p.preferred.discard(heaviest)
+        moved.setdefault((p.instances[d].id, res), []).append(heaviest)
+    for (inst, res), names in moved.items():
+        notes.append(f"{len(names)} preferred node(s) did not fit the {res} budget of {inst} and were placed freely: "
+                     + ", ".join(names[:8]) + (" ..." if len(names) > 8 else ""))
+
+
+def _leanest(p: Problem, n: str, d: int):
+    """The option of `n` on instance `d` that uses the smallest largest fraction of any of d's limits."""
+    limits = {r: v for r, v in p.limits[d].items() if v > 0}
+    return min((p.opts[n][i] for i in p.allowed[n] if p.opts[n][i].d == d),
+               key=lambda o: (max((o.res.get(r, 0.0) / v for r, v in limits.items()), default=0.0), o.time))
+
+
+def _lean_overflow(p: Problem) -> tuple[int, str] | None:
+    """(instance, resource) that the nodes pinned to that one instance overflow at their leanest options, or None."""
+    for d in range(p.D):
+        pinned = [n for n in p.names if p.devices_of[n] == [d]]
+        if not pinned:
+            continue
+        lean = [_leanest(p, n, d) for n in pinned]
+        for res, lim in sorted(p.limits[d].items()):
+            if sum(o.res.get(res, 0.0) for o in lean) > lim * (1 + 1e-9):
+                return d, res
+    return None
+
+
+def _search(p: Problem, objective: str, deadline: float, time_limit_s: float, max_milp_nodes: int, notes: list[str]):
+    """Candidate assignments: single-device plans, the MILP's (latency, or small graphs) and the heuristic's."""
     candidates: list[tuple[dict[str, int], str]] = []
     single: dict[str, float | None] = {}
-    for d, inst in enumerate(instances):
+    for d, inst in enumerate(p.instances):
         if inst.spec.name not in single:
             a = p.single_device(d, respect_overrides=False)
             single[inst.spec.name] = p.key(p.busy(a))[0] if a is not None else None
-        a = p.single_device(d, respect_overrides=True) if d == 0 or inst.spec.name != instances[d - 1].spec.name else None
+        a = p.single_device(d, respect_overrides=True) if d == 0 or inst.spec.name != p.instances[d - 1].spec.name else None
         if a is not None:  # (an identical instance's single-device plan is the same plan)
             candidates.append((a, "single device"))
     # Latency: the MILP proves optimality (to 0.5%) in well under a second for typical models. Throughput's min-max
@@ -281,6 +369,8 @@ def place(model, instances: list[DeviceInstance], objective: str = "latency", bu
             use_milp = False
     if not use_milp and p.names:
         seeds = [greedy(p)] + ([pipeline_split(p, 0), pipeline_split(p, -1)] if objective == "throughput" else [])
+        if objective == "throughput" and len(p.names) <= max_milp_nodes:
+            seeds.append(_latency_optimum(p, deadline))  # a good start: its busiest device bounds the stage time
         seeds += [c[0] for c in candidates]  # single-device plans (and a time-limited MILP's answer)
         seeds = sorted((a for a in seeds if a is not None and p.feasible(a)), key=lambda a: (p.key(p.busy(a)), [a[n] for n in p.names]))
         unique = [a for i, a in enumerate(seeds) if all(a != b for b in seeds[:i])]
@@ -288,15 +378,17 @@ def place(model, instances: list[DeviceInstance], objective: str = "latency", bu
             candidates.append((improve(p, start, max(deadline, time.perf_counter() + 1.0)), "heuristic"))
     if time.perf_counter() > deadline and p.names:
         notes.append(f"the {time_limit_s:g} s time limit cut the search short; plans may differ between runs")
-    if not candidates and p.names:
-        raise HccError(_infeasible_message(p), hint="raise a --budget, add a device, or drop an override")
+    return candidates, single
 
-    def rank(c):  # objective, then fewer nodes off the host, then the lexicographically smallest option vector
-        a, _ = c
-        return p.key(p.busy(a)), sum(p.dev(a, n) != 0 for n in p.names), [a[n] for n in p.names]
 
-    best, how = min(candidates, key=rank) if candidates else ({}, "empty graph")
-    return _finish(p, best, how, single, notes, started)
+def _latency_optimum(p: Problem, deadline: float):
+    """The latency MILP's assignment (fast and usually optimal), as a seed for the throughput heuristic."""
+    p.objective = "latency"
+    try:
+        a, _ = solve_milp(p, max(0.5, min(3.0, (deadline - time.perf_counter()) / 3)), 5e-3)
+    finally:
+        p.objective = "throughput"
+    return a
 
 
 def _infeasible_message(p: Problem) -> str:
@@ -308,6 +400,19 @@ def _infeasible_message(p: Problem) -> str:
             if need > lim:
                 return (f"the {len(pinned)} node(s) forced onto {inst.id} need at least {res} {need:g}, "
                         f"but {inst.id} allows {res} {lim:g}")
+        # No resource overflows alone, but FPGA design points trade one for another (weights in LUTs or in BRAM):
+        # take each node's leanest option (smallest largest fraction of a limit) and report what still overflows.
+        limits = {r: v for r, v in p.limits[d].items() if v > 0}
+
+        def leanest(n: str):
+            return min((p.opts[n][i] for i in p.allowed[n]), key=lambda o: max((o.res.get(r, 0.0) / v for r, v in limits.items()), default=0.0))
+
+        lean = [leanest(n) for n in pinned]
+        for res, lim in sorted(limits.items()):
+            need = sum(o.res.get(res, 0.0) for o in lean)
+            if pinned and need > lim:
+                return (f"the {len(pinned)} node(s) forced onto {inst.id} need {res} {need:g} with each layer's leanest "
+                        f"design point, but {inst.id} allows {res} {lim:g}")
     return "no placement satisfies the budgets and overrides: " + "; ".join(
         f"{inst.id}: " + ", ".join(f"{r}<={v:g}" for r, v in sorted(p.limits[d].items())) for d, inst in enumerate(p.instances))
 
@@ -354,11 +459,15 @@ def _finish(p: Problem, a: dict[str, int], solver: str, single: dict[str, float 
         for o in p.opts[n]:
             name = instances[o.d].spec.name
             times[name] = o.time if times[name] is None else min(times[name], o.time)
-        times[instances[d].spec.name] = chosen.time
+        producer = info.producer.get(node.inputs[0]) if node.inputs else None
+        unfused = d in p.unfused_penalty.get(n, {}) and producer in dev and dev[producer] != d
+        times[instances[d].spec.name] = chosen.time + (p.unfused_penalty[n][d] if unfused else 0.0)  # (not fused: see Tensor.link_in)
         t_in = sum(p.hop(info.tensors[t].nbytes, dev.get(info.producer.get(t), 0), d) for t in node.inputs if t in info.tensors)
         t_out = sum(c for k in p.node_tensors[n] if p.tensors[k].src == n for _, c in p.tensor_costs(k, a))
         faster = [i for i in p.allowed[n] if p.opts[n][i].time < chosen.time * (1 - 1e-9)]
-        if n in p.forced:
+        if n in p.preferred:
+            reason = "preferred by the user"
+        elif n in p.forced:
             reason = "forced by the user"
         elif len(p.devices_of[n]) == 1 and len({p.opts[n][i].d for i in range(len(p.opts[n]))}) == 1:
             reason = "only device that supports it"
@@ -382,6 +491,7 @@ def _finish(p: Problem, a: dict[str, int], solver: str, single: dict[str, float 
         limits={inst.id: dict(p.limits[d]) for d, inst in enumerate(instances)}, single_device=single, solver=solver,
         solve_time=time.perf_counter() - started, notes=notes, info=info,
         reuse_factors={n: p.opts[n][a[n]].reuse_factor for n in p.names if p.opts[n][a[n]].reuse_factor},
+        strategies={n: p.opts[n][a[n]].strategy for n in p.names if p.opts[n][a[n]].strategy},
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -27,7 +27,8 @@ class Option:
     d: int  # instance index (0 = host CPU)
     time: float  # s
     res: dict[str, float]  # resource -> amount
-    reuse_factor: int = 0  # FPGA design point; 0 elsewhere
+    reuse_factor: int = 0  # FPGA MAC layers: the design point (reuse factor and strategy); 0 / "" elsewhere
+    strategy: str = ""
 
 
 @dataclass
@@ -38,6 +39,13 @@ class Tensor:
     is_output: bool
     link: list[float]  # per instance: one host-link hop for this tensor (0 on the host)
     nbytes: float
+    # per instance: cost of bringing it in from another device: the hop, plus the time its consumer loses there
+    # when it cannot fuse with its producer (Problem.unfused_penalty); None = link
+    link_in: list[float] | None = None
+
+    def __post_init__(self):
+        if self.link_in is None:
+            self.link_in = list(self.link)
 
 
 class Problem:
@@ -45,7 +53,8 @@ class Problem:
 
     def __init__(self, info: GraphInfo, instances: list[DeviceInstance], objective: str, limits: list[dict[str, float]],
                  cm: CostModel, forced: dict[str, list[int]]):
-        self.info, self.instances, self.objective, self.limits, self.forced = info, instances, objective, limits, forced
+        self.info, self.instances, self.objective, self.limits, self.forced = info, instances, objective, limits, dict(forced)
+        self.preferred: set[str] = set()  # pinned by a soft preference (placement._apply_preferences), not forced
         topo = info.topological()
         self.static = [n for n in topo if info.by_name[n].op_type in STATIC_OPS]
         self.names = [n for n in topo if info.by_name[n].op_type not in STATIC_OPS]
@@ -53,6 +62,7 @@ class Problem:
         self.D = len(instances)
         self.opts: dict[str, list[Option]] = {}
         self.allowed: dict[str, list[int]] = {}
+        self.unfused_penalty: dict[str, dict[int, float]] = {}  # node -> FPGA instance -> s lost if its producer is elsewhere
         for n in self.names:
             node = info.by_name[n]
             opts = []
@@ -62,7 +72,12 @@ class Problem:
                         t = cm.predict(node, inst.spec, fpga=est)
                         if math.isfinite(t):
                             res = {"mem": cm.memory_bytes(node, inst.spec), "dsp": est.dsp, "bram": est.bram18k, "lut": est.lut, "ff": est.ff}
-                            opts.append(Option(d, t, res, est.reuse_factor if node.mac_block > 0 else 0))
+                            opts.append(Option(d, t, res, est.reuse_factor if est.strategy else 0, est.strategy))
+                    if node.fusible_epilogue:  # its time assumes fusion into its producer on this FPGA
+                        alone = cm.predict(replace(node, fusible_epilogue=False), inst.spec)
+                        fused = min((o.time for o in opts if o.d == d), default=math.inf)
+                        if math.isfinite(alone) and math.isfinite(fused) and alone > fused:
+                            self.unfused_penalty.setdefault(n, {})[d] = alone - fused
                 else:
                     t = cm.predict(node, inst.spec)
                     if math.isfinite(t):
@@ -80,6 +95,20 @@ class Problem:
                                    hint="remove or narrow the --place/--placement override for this node")
             self.allowed[n] = allowed
         self.devices_of = {n: sorted({self.opts[n][i].d for i in self.allowed[n]}) for n in self.names}
+        self._build_tensors(info)
+
+    def pin(self, n: str, devices: list[int]) -> None:
+        """Restrict node `n` to the options on `devices` (it must have one there)."""
+        self.forced[n] = list(devices)
+        self.allowed[n] = [i for i, o in enumerate(self.opts[n]) if o.d in devices]
+        self.devices_of[n] = sorted({self.opts[n][i].d for i in self.allowed[n]})
+
+    def unpin(self, n: str) -> None:
+        self.forced.pop(n, None)
+        self.allowed[n] = list(range(len(self.opts[n])))
+        self.devices_of[n] = sorted({o.d for o in self.opts[n]})
+
+    def _build_tensors(self, info: GraphInfo) -> None:
         placeable = set(self.names)
         outputs = set(info.graph_outputs)
         self.tensors: list[Tensor] = []
@@ -92,7 +121,10 @@ class Problem:
             cons = [c for c in info.consumers.get(name, []) if c in placeable]
             if not cons and name not in outputs:
                 continue
-            self.tensors.append(Tensor(name, src, cons, name in outputs, [self.hop1(tinfo.nbytes, d) for d in range(self.D)], float(tinfo.nbytes)))
+            link = [self.hop1(tinfo.nbytes, d) for d in range(self.D)]
+            penalty = self.unfused_penalty.get(cons[0], {}) if len(cons) == 1 else {}
+            link_in = [link[d] + penalty.get(d, 0.0) for d in range(self.D)]
+            self.tensors.append(Tensor(name, src, cons, name in outputs, link, float(tinfo.nbytes), link_in))
         self.node_tensors: dict[str, list[int]] = {n: [] for n in self.names}
         for k, tensor in enumerate(self.tensors):
             for n in dict.fromkeys(([tensor.src] if tensor.src else []) + tensor.consumers):
@@ -120,7 +152,7 @@ class Problem:
             dsts.add(0)
         dsts.discard(s)
         out = [(s, tensor.link[s])] if dsts and s != 0 else []
-        out.extend((d, tensor.link[d]) for d in sorted(dsts) if d != 0)
+        out.extend((d, tensor.link_in[d]) for d in sorted(dsts) if d != 0)
         return out
 
     def busy(self, a: Assignment) -> list[float]:
@@ -245,12 +277,12 @@ def solve_milp(p: Problem, time_limit: float, rel_gap: float) -> tuple[Assignmen
     for tensor in p.tensors:
         src = tensor.src
         # y[v,d] >= x[c,d] - x[src,d]: v must be copied host -> d.
-        for d in sorted({d for c in tensor.consumers for d in p.devices_of[c] if d != 0 and tensor.link[d] > 0}):
+        for d in sorted({d for c in tensor.consumers for d in p.devices_of[c] if d != 0 and tensor.link_in[d] > 0}):
             if src is not None and p.devices_of[src] == [d]:
                 continue
             y = len(cost)
             cost.append(0.0)
-            busy_terms[d].append((y, tensor.link[d] * scale))
+            busy_terms[d].append((y, tensor.link_in[d] * scale))
             for c in tensor.consumers:
                 if (c, d) in on:
                     add([(y, 1.0)] + x(c, d, -1.0) + (x(src, d, 1.0) if src is not None else []), 0.0, np.inf)

@@ -215,7 +215,7 @@ def format_explanation(placement: Placement) -> str:
         name = n if len(n) <= width else "..." + n[-(width - 3):]
         times = " ".join(f"{fmt_time(e.times.get(s)):>12}" for s in specs)
         rf = placement.reuse_factors.get(n)
-        reason = e.reason + (f" (reuse factor {rf})" if rf else "")
+        reason = e.reason + (f" (reuse factor {rf}, {placement.strategies.get(n, 'latency')})" if rf else "")
         lines.append(f"{name:<{width}} {e.op_type:<18} {times} {fmt_time(e.transfer_in):>9} {fmt_time(e.transfer_out):>9}  {e.device:<16} {reason}")
     lines.append(f"total: latency {fmt_time(placement.latency)}, slowest stage {fmt_time(placement.stage_time)}, "
                  f"critical path {fmt_time(placement.critical_path)} ({' -> '.join(placement.critical_path_nodes[:3])}"
@@ -248,7 +248,8 @@ def plan_to_json(plan: Plan, include_timing: bool = False) -> dict:
         "placement": [{"node": n, "op_type": p.explanations[n].op_type, "device": p.devices[n], "reason": p.explanations[n].reason,
                        "times_s": {k: _num(v) for k, v in p.explanations[n].times.items()},
                        "transfer_in_s": p.explanations[n].transfer_in, "transfer_out_s": p.explanations[n].transfer_out,
-                       **({"reuse_factor": p.reuse_factors[n]} if n in p.reuse_factors else {})} for n in p.order],
+                       **({"reuse_factor": p.reuse_factors[n], "strategy": p.strategies.get(n, "latency")} if n in p.reuse_factors else {})}
+                      for n in p.order],
         "notes": plan.notes,
     }
     if include_timing:

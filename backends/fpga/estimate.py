@@ -1,5 +1,5 @@
-"""Static resource and latency estimates of HLS layers (no vendor tools): the numbers in estimate.json, and a
-function the partitioner's cost model can call per ONNX node.
+"""Static resource and latency estimates of the emitted HLS layers (no vendor tools): the numbers in estimate.json.
+The per-layer formulas live in passes/fpga_resources.py, where the partitioner's cost model uses them too.
 
 The model (research/hw-toolchains.md A4, hls4ml conventions):
   multipliers      M = ceil(block / RF), block = multiplications per output iteration (Dense: n_in*n_out,
@@ -20,88 +20,15 @@ All figures are estimates for planning (documented in docs/backends/fpga.md), no
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 from hcc.backends.fpga.fixed_point import FixedType
-
-LUT_MULT_BITS = 10
-LUTRAM_BITS = 1024
-BRAM_BITS = 18432
-PARTITION_LIMIT = 1024  # buffers up to this many elements are partitioned into registers
-
-
-@dataclass
-class LayerEstimate:
-    dsp: int = 0
-    bram18k: int = 0
-    lut: int = 0
-    ff: int = 0
-    latency_cycles: int = 0
-    ii: int = 0  # cycles before the layer accepts the next sample
-    multipliers: int = 0
-    reuse_factor: int = 1
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def __add__(self, other: "LayerEstimate") -> "LayerEstimate":
-        return LayerEstimate(self.dsp + other.dsp, self.bram18k + other.bram18k, self.lut + other.lut, self.ff + other.ff,
-                             self.latency_cycles + other.latency_cycles, max(self.ii, other.ii), self.multipliers + other.multipliers)
-
-
-def dsp_per_mult(wa: int, wb: int, dsp_width: int = 27, lut_bits: int = LUT_MULT_BITS) -> int:
-    """DSP slices of one wa x wb multiplier: ceil(wa/A)*ceil(wb/18), the wider operand on the A port."""
-    if max(wa, wb) <= lut_bits:
-        return 0
-    wa, wb = max(wa, wb), min(wa, wb)
-    return math.ceil(wa / dsp_width) * math.ceil(wb / 18)
-
-
-def bram_for(bits: int, banks: int = 1, depth: int | None = None, width: int | None = None) -> int:
-    """BRAM18K blocks for an array (or `banks` banks of depth x width)."""
-    if width is not None and depth is not None:
-        if depth * width < LUTRAM_BITS:
-            return 0
-        per_bank = math.ceil(width / 36) * math.ceil(depth / 512) if width <= 36 else math.ceil(depth * width / BRAM_BITS)
-        return banks * per_bank
-    if bits < LUTRAM_BITS:
-        return 0
-    return math.ceil(bits / BRAM_BITS)
-
-
-def mac_layer(block: int, iterations: int, wa: int, wb: int, acc_w: int, n_weights: int, weight_w: int,
-              reuse_factor: int = 1, strategy: str = "latency", dsp_width: int = 27) -> LayerEstimate:
-    """A multiply-accumulate layer (Dense/Conv/MatMul with constant weights)."""
-    rf = max(1, min(reuse_factor, max(block, 1)))
-    mults = math.ceil(block / rf)
-    per = dsp_per_mult(wa, wb, dsp_width)
-    lut = mults * (40 + (0 if per else wa * wb // 2)) + mults * acc_w + 60
-    ff = mults * (acc_w + (wa + wb) // 2) + 60
-    bram = 0
-    if strategy == "resource" and n_weights:
-        banks = math.ceil(n_weights / rf)
-        bram = bram_for(0, banks=banks, depth=rf, width=weight_w)
-    elif n_weights:
-        lut += n_weights * weight_w // 8  # constants folded into the multipliers' logic
-    latency = max(iterations, 1) * rf + math.ceil(math.log2(max(block, 2))) + 3
-    return LayerEstimate(dsp=mults * per, bram18k=bram, lut=lut, ff=ff, latency_cycles=latency, ii=max(iterations, 1) * rf,
-                         multipliers=mults, reuse_factor=rf)
-
-
-def stream_layer(elements: int, width: int, lanes: int = 1, depth: int = 2, mults: int = 0, mult_widths=(16, 16),
-                 table_bits: int = 0, reduce: int = 1, dsp_width: int = 27) -> LayerEstimate:
-    """Elementwise / pooling / copy layers: `lanes` results per cycle, `reduce` inputs combined per result."""
-    per = dsp_per_mult(*mult_widths, dsp_width) if mults else 0
-    lut = lanes * (width * max(reduce, 1) + 30) + 60 + (0 if per else mults * mult_widths[0] * mult_widths[1] // 2)
-    ff = lanes * width * 2 + 60
-    latency = math.ceil(elements / max(lanes, 1)) + depth + math.ceil(math.log2(max(reduce, 1) + 1))
-    return LayerEstimate(dsp=mults * per * lanes, bram18k=bram_for(table_bits), lut=lut, ff=ff, latency_cycles=latency,
-                         ii=math.ceil(elements / max(lanes, 1)))
+from hcc.passes.fpga_resources import (BRAM_BITS, LUT_MULT_BITS, LUTRAM_BITS, LayerEstimate, bram_for,  # noqa: F401 (used by tests)
+                                       dsp_per_mult, mac_layer, stream_layer)
+from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS
 
 
 def buffer_estimate(elements: int, width: int, dataflow: bool) -> LayerEstimate:
-    if elements <= PARTITION_LIMIT:
+    if elements <= BUFFER_IN_REGISTERS:
         return LayerEstimate(ff=elements * width)
     return LayerEstimate(bram18k=bram_for(elements * width) * (2 if dataflow else 1))
 
@@ -265,32 +192,3 @@ def estimate_node(op_type: str, input_shapes: list[list[int]], output_shape: lis
     if op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Constant"):
         return LayerEstimate()
     return stream_layer(out_elems, wa, dsp_width=dsp_width)
-
-
-def for_cost_model(node, spec, config=None):
-    """Drop-in for passes.cost_model.estimate_fpga: NodeCost + DeviceSpec -> cost_model.FpgaEstimate (or None).
-
-    Uses the node's mac_block/iterations as the cost model computed them, with this module's formulas."""
-    from hcc.passes.cost_model import FpgaConfig, FpgaEstimate
-
-    if spec.kind != "fpga" or not spec.supports(node.op_type):
-        return None
-    config = config or FpgaConfig()
-    width = spec.dsp_width or 27
-    if node.mac_block > 0:
-        block = int(node.mac_block)
-        rf = max(1, math.ceil(block / config.max_mults_per_node))
-        n_w = int(node.weight_bytes / 4)
-        acc = min(config.act_bits + config.weight_bits + math.ceil(math.log2(max(block, 2))), 48)
-        e = mac_layer(block, int(max(node.iterations, 1)), config.act_bits, config.weight_bits, acc, n_w, config.weight_bits, rf,
-                      "latency", width)
-    elif node.op_class == "view":
-        e = LayerEstimate()
-    else:
-        e = stream_layer(int(max(node.out_elements, 1)), config.act_bits, lanes=config.stream_lanes,
-                         mults=1 if node.op_type in ("Mul", "BatchNormalization", "Softmax") else 0,
-                         mult_widths=(config.act_bits, config.weight_bits),
-                         table_bits=4096 * 18 if node.op_type in ("Sigmoid", "Tanh", "Softmax") else 0, dsp_width=width)
-        e.bram18k += bram_for(int(node.line_buffer_elements * config.act_bits))
-    return FpgaEstimate(dsp=e.dsp, bram18k=e.bram18k, lut=e.lut, ff=e.ff, latency_cycles=float(e.latency_cycles),
-                        reuse_factor=e.reuse_factor, source="hcc.backends.fpga.estimate")

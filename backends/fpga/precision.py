@@ -25,11 +25,11 @@ from hcc.backends.fpga.config import FpgaConfig
 from hcc.backends.fpga.fixed_point import FixedType
 from hcc.backends.fpga.interp import Space
 from hcc.backends.fpga.ir import Expr, LoopOp, Program
+from hcc.passes.fpga_resources import MAX_MULTIPLIERS
 from hcc.errors import HccError
 
 LUT_RANGE = {"sigmoid": 8.0, "tanh": 4.0}
 TABLE_TYPES = {"sigmoid": FixedType(18, 0, False), "tanh": FixedType(18, 1, True)}
-MAX_MULTIPLIERS = 4096  # Vivado/Vitis HLS refuse to unroll more than this per pipeline stage (hls4ml's limit)
 
 # Softmax internals (see emit.py / fixed_point.softmax): |x - max| is read with EXP_FRAC fractional bits up to 2**EXP_INT
 EXP_FRAC, EXP_INT, EXP_SPLIT = 12, 4, 8

@@ -7,7 +7,7 @@ import pytest
 
 import graphs
 from synthetic_devices import catalog
-from hcc.passes.cost_model import (CostModel, FpgaEstimate, analyze_model, dsp_per_mult, estimate_fpga, name_nodes, node_names,
+from hcc.passes.cost_model import (CostModel, FpgaConfig, FpgaEstimate, analyze_model, dsp_per_mult, estimate_fpga, name_nodes, node_names,
                                    predict, transfer_time)
 from hcc.passes.device_catalog import builtin_catalog, parse_device_mix
 
@@ -73,14 +73,20 @@ def test_fpga_estimate_and_overrides():
     info = analyze_model(graphs.resnet18())
     conv = info.by_name["layer4.0/conv2"]  # 512x512x3x3 = 2.36M MACs per output pixel, 7x7 outputs
     est = estimate_fpga(conv, u250)
-    assert est.reuse_factor == math.ceil(512 * 512 * 9 / 1024)
+    assert est.reuse_factor == math.ceil(512 * 512 * 9 / 1024) and est.strategy == "latency"
     assert est.dsp == 1024
     assert est.latency_cycles >= 49 * est.reuse_factor
-    assert est.bram18k >= math.ceil(512 * 512 * 9 * 16 / 18432)
+    assert est.lut >= 512 * 512 * 9 * 16 // 8  # strategy latency: the weights live in logic
+    in_bram = estimate_fpga(conv, u250, strategy="resource")
+    assert in_bram.bram18k >= math.ceil(512 * 512 * 9 * 16 / 18432) and in_bram.lut < est.lut / 10
     assert estimate_fpga(info.by_name["layer4.0/add"], u250).dsp == 0
     cm = CostModel()
-    variants = cm.fpga_variants(conv, u250)
-    assert [v.dsp for v in variants] == sorted((v.dsp for v in variants), reverse=True) and len(variants) == 4
+    variants = cm.fpga_variants(conv, u250)  # 5 multiplier caps x 2 strategies, fastest first
+    assert len(variants) == 10 and {v.strategy for v in variants} == {"latency", "resource"}
+    assert [v.latency_cycles for v in variants] == sorted(v.latency_cycles for v in variants)
+    fixed_by_user = CostModel(fpga_node_configs={conv.name: FpgaConfig(reuse_factor=4608, strategy="resource", weight_bits=8)})
+    (only,) = fixed_by_user.fpga_variants(conv, u250)
+    assert only.reuse_factor == 4608 and only.strategy == "resource" and only.dsp == 512 * 512 * 9 // 4608
     fixed = FpgaEstimate(dsp=10, bram18k=5, lut=100, ff=100, latency_cycles=3e5, reuse_factor=7, source="backend")
     cm = CostModel(fpga_overrides={conv.name: fixed})
     assert cm.fpga_variants(conv, u250) == [fixed]

@@ -144,15 +144,26 @@ def test_estimate_node_for_the_cost_model():
     assert estimate.estimate_node("Softmax", [[1, 10]], [1, 10], attrs={"axis": -1}).dsp > 0
 
 
-def test_drop_in_for_cost_model():
-    from hcc.passes.cost_model import FpgaEstimate, NodeCost
+def test_partitioner_and_backend_estimate_a_layer_alike():
+    """The cost model (per ONNX node, before codegen) and estimate_node (the backend's per-node view) share the
+    formulas of passes/fpga_resources.py: same DSP, BRAM and cycles for the same reuse factor and strategy."""
+    from hcc.passes.cost_model import FpgaConfig, NodeCost, estimate_fpga
     from hcc.passes.device_catalog import builtin_catalog
 
     spec = builtin_catalog()["fpga:xcu250"]
-    node = NodeCost(name="fc", index=0, op_type="Gemm", op_class="matmul", dtype="fp32", flops=2 * 64 * 32, macs=64 * 32,
-                    bytes_read=0, bytes_written=0, weight_bytes=64 * 32 * 4, inputs=["x"], weights=["w"], outputs=["y"],
-                    out_elements=32, mac_block=64 * 32, iterations=1)
-    est = estimate.for_cost_model(node, spec)
-    rf = math.ceil(64 * 32 / 1024)  # the cost model's default multiplier cap per node
-    assert isinstance(est, FpgaEstimate) and est.reuse_factor == rf and est.dsp == 64 * 32 // rf
-    assert est.latency_cycles > rf and est.source.startswith("hcc")
+    fc = NodeCost(name="fc", index=0, op_type="Gemm", op_class="matmul", dtype="fp32", flops=2 * 256 * 64, macs=256 * 64,
+                  bytes_read=0, bytes_written=0, weight_bytes=256 * 64 * 4, inputs=["x"], weights=["w"], outputs=["y"],
+                  out_elements=64, mac_block=256 * 64, iterations=1)
+    conv = NodeCost(name="conv", index=1, op_type="Conv", op_class="conv", dtype="fp32", flops=0, macs=0, bytes_read=0,
+                    bytes_written=0, weight_bytes=32 * 16 * 9 * 4, inputs=["x"], weights=["w"], outputs=["y"],
+                    out_elements=32 * 16 * 16, mac_block=16 * 9 * 32, iterations=16 * 16,
+                    output_fused=True)  # no output buffer: estimate_node reports the layer alone
+    backend = {"fc": dict(op_type="Gemm", input_shapes=[[1, 256]], output_shape=[1, 64], weight_shape=[256, 64]),
+               "conv": dict(op_type="Conv", input_shapes=[[1, 16, 16, 16]], output_shape=[1, 32, 16, 16], weight_shape=[32, 16, 3, 3],
+                            attrs={"pads": [1, 1, 1, 1]})}
+    for node in (fc, conv):
+        for rf, strategy in [(1, "latency"), (8, "latency"), (16, "resource"), (64, "resource")]:
+            planned = estimate_fpga(node, spec, FpgaConfig(reuse_factor=rf, strategy=strategy))
+            built = estimate.estimate_node(**backend[node.name], reuse_factor=rf, strategy=strategy)
+            assert (planned.dsp, planned.bram18k, planned.latency_cycles, planned.reuse_factor) == \
+                   (built.dsp, built.bram18k, built.latency_cycles, built.reuse_factor), (node.name, rf, strategy)
