@@ -86,7 +86,8 @@ def parse_place_option(text: str, soft: bool = False) -> Override:
 def parse_budgets(items: list[str] | tuple[str, ...] | str) -> dict[str, float]:
     """['fpga.dsp=4000', 'gpu.mem=16GB'] (or one comma-separated string) -> {'fpga.dsp': 4000.0, 'gpu.mem': 16e9}."""
     if isinstance(items, str):
-        items = [p for p in items.split(",") if p.strip()]
+        items = [items]
+    items = [p for item in items for p in item.split(",") if p.strip()]  # `--budget a=1,b=2` and repeated --budget
     budgets: dict[str, float] = {}
     for item in items:
         key, sep, value = item.partition("=")

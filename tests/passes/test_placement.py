@@ -139,6 +139,7 @@ def test_op_the_fpga_lacks_stays_on_the_cpu():
 def test_memory_budget_parsing_and_limits():
     assert parse_budgets(["gpu.mem=16GB", "fpga.dsp=4000"]) == {"gpu.mem": 16e9, "fpga.dsp": 4000.0}
     assert parse_budgets("cpu.mem=512MiB") == {"cpu.mem": 512 * 2**20}
+    assert parse_budgets(["gpu.mem=16GB,fpga.dsp=40", "fpga.bram=8"]) == {"gpu.mem": 16e9, "fpga.dsp": 40.0, "fpga.bram": 8.0}  # as --budget passes them
     with pytest.raises(HccError, match="unknown resource"):
         parse_budgets(["gpu.watts=3"])
     with pytest.raises(HccError, match="DEVICE.RESOURCE"):
