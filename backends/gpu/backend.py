@@ -5,7 +5,8 @@ Writes under `bundle/gpu/<sg>/`:
   kernels.sm_80.cubin    ptxas -arch=sm_80 of that PTX (and sm_90; plus the subgraph's own arch when it is another)
   constants.bin          constant tensors the kernels read (small weights folded into the IR), uploaded at load
   launch.json            the launch table (`hcc-launch-v1`): buffers, kernel launches with grid/block/parameters,
-                         per-kernel registers/spills/shared memory from `ptxas -v`, toolchain versions
+                         per-kernel registers/spills/shared memory from `ptxas -v` and the static shared memory of
+                         the kernel IR (`static_shared_bytes`; launches pass no dynamic shared memory), toolchain versions
   (with keep_ir)         <sg>.linalg.mlir, bufferized.mlir, host.mlir, kernels.mlir, mapping.mlir
 """
 from __future__ import annotations
@@ -121,8 +122,16 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
         cubins[arch] = rel
         for kname, res in report.items():
             resources.setdefault(kname, {})[arch] = res.to_dict()
+    static_shared = lowering.workgroup_bytes(kernels_text)
     for kname, kernel in table["kernels"].items():
         kernel["resources"] = resources.get(kname, {})
+        # static shared memory (workgroup buffers of the shared-memory tiled kernels): part of the cubin/PTX, so the
+        # launch passes no dynamic shared memory (the steps' shared_bytes stay 0)
+        kernel["static_shared_bytes"] = static_shared.get(kname, 0)
+        for arch, res in kernel["resources"].items():
+            if res["shared_bytes"] < kernel["static_shared_bytes"]:
+                raise HccError(f"internal: GPU backend: {where}: ptxas reports {res['shared_bytes']} bytes of shared memory "
+                               f"for {kname} on {arch}, less than its {kernel['static_shared_bytes']} bytes of workgroup buffers")
     spills = sorted({k for k, per in resources.items() for r in per.values() if r["spill_stores"] or r["spill_loads"]})
 
     plans = {f"{spec.id}_k{i}": p for i, p in enumerate(lowered.plans)}

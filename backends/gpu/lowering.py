@@ -8,9 +8,13 @@ Stages (all in the compiler's worker process, because a bad pipeline can abort t
   3. kernels:   consecutive ops over the same output space with element-aligned accesses share a kernel (fill +
                 matmul + bias + ReLU); a generated transform-dialect script tiles each kernel's ops twice with
                 scf.forall (blocks, then threads), fuses the sibling loops and maps them to a gpu.launch; reduction
-                loops stay sequential inside a thread; then linalg -> scf loops inside the kernels
+                loops stay sequential inside a thread; kernels with a large enough matmul-like contraction are
+                tiled through shared memory instead (plan_shared: 16x16 blocks, K steps whose operand tiles are
+                copied into workgroup buffers by the block's threads, with barriers; HCC_GPU_SHARED=0 turns it
+                off); then linalg -> scf loops inside the kernels
   4. outlining: gpu-kernel-outlining -> a host function (allocs, views, gpu.launch_func) + one gpu.module per kernel;
-                the kernels are renamed `<sg>_k<N>`, merged into one gpu.module, and get fastmath<contract> (FMA)
+                the kernels are renamed `<sg>_k<N>`, merged into one gpu.module, and get fastmath<contract> (FMA);
+                workgroup buffers become workgroup attributions (static shared memory)
   5. codegen:   gpu.module -> NVVM (bare-pointer kernel arguments) -> PTX (nvvm-attach-target chip=sm_80 +ptx80,
                 gpu-module-to-binary format=isa, libdevice linked from the pinned toolkit)
 The host function is not lowered: hcc.backends.gpu.launch_table reads it and writes the launch table instead.
@@ -134,6 +138,10 @@ class OpPlan:
     members: list[int] = field(default_factory=list)
     member_block_tiles: dict[int, list[int]] = field(default_factory=dict)
     member_thread_tiles: dict[int, list[int]] = field(default_factory=dict)
+    # shared-memory tiling (see plan_shared): promoted contraction member -> (its reduction loop, K tile size)
+    shared: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # the operand copies into workgroup memory made by _stage_operands: (hcc.copy id, tile sizes, thread mapping)
+    copies: list[tuple[int, list[int], list[str]]] = field(default_factory=list)
 
 
 def _largest_divisor(n: int, cap: int) -> int:
@@ -388,6 +396,163 @@ def plan_group(kernel: int, group: list[OpInfo]) -> OpPlan:
     return plan
 
 
+# -- shared-memory tiling of contractions ----------------------------------------------------------------------------
+SHARED_TM = 16  # output rows per block (thread y)
+SHARED_TN = 16  # output columns per block (thread x): 256 threads, one output element each
+SHARED_TK = (32, 16)  # K step: the first that divides K
+SHARED_MIN_K = 32  # shorter reductions do not repay the copies and barriers
+SHARED_MIN_REUSE = 8  # every staged element is read by at least this many threads of the block
+SHARED_MAX_BYTES = 32 * 1024  # static shared memory per kernel (48 KiB is the static limit); further members stay plain
+
+
+def _element_bytes(value) -> int:
+    from mlir import ir
+
+    element = ir.MemRefType(value.type).element_type
+    width = getattr(element, "width", None)
+    if width is None:
+        width = ir.IntegerType(element).width if ir.IntegerType.isinstance(element) else 64
+    return max(1, int(width) // 8)
+
+
+_WG_TYPE = re.compile(r"(%[\w.$-]+) : memref<((?:\d+x)*)[a-z]+(\d+), #gpu\.address_space<workgroup>>")
+
+
+def workgroup_bytes(kernels_text: str) -> dict[str, int]:
+    """Static shared memory of each kernel: the total size of its gpu.func's workgroup attributions."""
+    sizes: dict[str, int] = {}
+    for line in kernels_text.splitlines():
+        match = re.match(r"^\s*gpu\.func @([\w$.]+)\(", line)
+        if not match:
+            continue
+        total = 0
+        cut = line.find(") workgroup(")
+        if cut >= 0:
+            for _value, dims, bits in _WG_TYPE.findall(line[cut:]):
+                total += math.prod(int(d) for d in dims.split("x") if d) * max(1, int(bits) // 8)
+        sizes[match.group(1)] = total
+    return sizes
+
+
+def shared_enabled(value: bool | None = None) -> bool:
+    """The off-switch: `lower_to_kernels(shared=False)` or the environment variable HCC_GPU_SHARED=0."""
+    import os
+
+    if value is not None:
+        return bool(value)
+    return os.environ.get("HCC_GPU_SHARED", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def contraction_loops(op) -> tuple[int, list[list[int]]] | None:
+    """A matmul-like linalg.generic: two buffer inputs, one output, exactly one reduction loop, every input indexed
+    by plain loop dimensions that include the reduction loop, and a body that is a multiply-accumulate (`out + a*b`,
+    with optional extf/truncf of the operands: the fp16 path). Staging the operands is correct for any body; this
+    only decides which kernels are worth it. -> (reduction loop, loop dims of each input) or None."""
+    from mlir import ir
+
+    if op.operation.name != "linalg.generic" or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return None
+    iterators = ["parallel" if "parallel" in str(a) else "reduction" for a in op.attributes["iterator_types"]]
+    reductions = [d for d, it in enumerate(iterators) if it == "reduction"]
+    if len(reductions) != 1:
+        return None
+    k = reductions[0]
+    maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+    dims: list[list[int]] = []
+    for operand, amap in zip(list(op.inputs), maps[:2]):
+        if not isinstance(operand.type, ir.MemRefType):
+            return None
+        if not all(isinstance(e, ir.AffineDimExpr) for e in amap.results):
+            return None
+        used = [e.position for e in amap.results]
+        if k not in used or len(set(used)) != len(used):
+            return None
+        dims.append(used)
+    names = [inner.operation.name for inner in op.regions[0].blocks[0].operations]
+    body = [n for n in names if n not in ("arith.extf", "arith.truncf")]
+    if sorted(body) != ["arith.addf", "arith.mulf", "linalg.yield"]:
+        return None
+    return k, dims
+
+
+def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
+    """Shared-memory tiling for a kernel holding a matmul-like contraction, when it pays.
+
+    The kernel's output space (every member shares it) is tiled onto SHARED_TM x SHARED_TN blocks of as many threads,
+    one output element per thread: the innermost output dimension goes to x, the largest other one to y, at most one
+    more dimension larger than 1 to the grid's z. A contraction member qualifies when its reduction loop K is at
+    least SHARED_MIN_K and a multiple of the K step, and when each of its two operand tiles (TM x TK and TK x TN in
+    the plain matmul) is reused by at least SHARED_MIN_REUSE threads, i.e. the operand does not index both x and y.
+    Its K loop is then tiled by the K step, and each step copies the operand tiles into workgroup memory (the block's
+    threads cooperatively, then a barrier) before accumulating from there. Other members (the fill, a fused bias +
+    ReLU) are tiled the same way and run before or after, separated by barriers. -> None when nothing qualifies
+    (the kernel keeps the plain one-thread-per-output plan)."""
+    space = list(group[0].space or ())
+    if not space or any(info.space != group[0].space for info in group):
+        return None
+    n = len(space)
+    x = n - 1
+    if space[x] < SHARED_TN or space[x] % SHARED_TN:
+        return None
+    ys = [d for d in range(x) if space[d] >= SHARED_TM and space[d] % SHARED_TM == 0]
+    if not ys:
+        return None
+    y = max(ys, key=lambda d: (space[d], d))
+    if space[y] // SHARED_TM > MAX_GRID_YZ:
+        return None
+    others = [d for d in range(n) if d not in (x, y) and space[d] > 1]
+    if len(others) > 1 or (others and space[others[0]] > MAX_GRID_YZ):
+        return None
+    z = others[0] if others else None
+    promoted: dict[int, tuple[int, int]] = {}
+    shared_bytes = 0
+    for info in group:
+        found = contraction_loops(info.op)
+        if found is None:
+            continue
+        k, input_dims = found
+        size_k = info.sizes[k]
+        step = next((t for t in SHARED_TK if size_k % t == 0), None)
+        if step is None or size_k < SHARED_MIN_K:
+            continue
+        loop_x, loop_y = info.out_dims[x], info.out_dims[y]
+        reuse = [(1 if loop_x in used else SHARED_TN) * (1 if loop_y in used else SHARED_TM) for used in input_dims]
+        if min(reuse) < SHARED_MIN_REUSE:
+            continue
+        tile = {loop_x: SHARED_TN, loop_y: SHARED_TM, k: step}
+        staged = sum(math.prod(tile.get(d, 1) for d in used) * _element_bytes(operand)
+                     for used, operand in zip(input_dims, info.op.inputs))
+        if shared_bytes + staged > SHARED_MAX_BYTES:
+            continue
+        shared_bytes += staged
+        promoted[info.index] = (k, step)
+    if not promoted:
+        return None
+    where = group[0].where if len(group) == 1 else "; ".join(dict.fromkeys(i.where for i in group))
+    plan = OpPlan(kernel, where, space, ["parallel"] * n)
+    plan.block_tiles = [0] * n
+    plan.block_tiles[x], plan.block_tiles[y] = SHARED_TN, SHARED_TM
+    axis = {x: "x", y: "y"}
+    if z is not None:
+        plan.block_tiles[z] = 1
+        axis[z] = "z"
+    plan.block_mapping = [axis[d] for d in range(n) if plan.block_tiles[d]]
+    plan.thread_tiles = [0] * n
+    plan.thread_tiles[x] = plan.thread_tiles[y] = 1
+    plan.thread_mapping = [axis[d] for d in range(n) if plan.thread_tiles[d]]
+    plan.block_dims = (SHARED_TN, SHARED_TM, 1)
+    plan.grid = (space[x] // SHARED_TN, space[y] // SHARED_TM, space[z] if z is not None else 1)
+    plan.members = [i.index for i in group]
+    for info in group:
+        block, thread = [0] * len(info.sizes), [0] * len(info.sizes)
+        for pos, d in enumerate(info.out_dims):
+            block[d], thread[d] = plan.block_tiles[pos], plan.thread_tiles[pos]
+        plan.member_block_tiles[info.index] = block
+        plan.member_thread_tiles[info.index] = thread
+    plan.shared = promoted
+    return plan
+
+
 def _mapping_attr(kind: str, axes: list[str]) -> str:
     return "[" + ", ".join(f"#gpu.{kind}<{a}>" for a in axes) + "]"
 
@@ -408,52 +573,186 @@ def _wrap_in_foralls(op) -> None:
     op.move_before(term)
 
 
+_ANY = "!transform.any_op"
+
+
+def _script(body: list[str]) -> str:
+    return "\n".join(["module attributes {transform.with_named_sequence} {",
+                      f"transform.named_sequence @__transform_main(%root: {_ANY} {{transform.readonly}}) {{",
+                      *body, "transform.yield", "}", "}"])
+
+
+def _match(lines: list[str], name: str, i: int, scope: str) -> None:
+    lines.append(f"%{name} = transform.structured.match attributes{{hcc.op = {i} : i64}} in %{scope} : ({_ANY}) -> {_ANY}")
+
+
+def _fuse(lines: list[str], handles: list[str], result: str) -> None:
+    current = handles[0]
+    for n, nxt in enumerate(handles[1:]):
+        fused = f"{result}_{n}"
+        lines.append(f"%{fused} = transform.loop.fuse_sibling %{current} into %{nxt} : ({_ANY}, {_ANY}) -> {_ANY}")
+        current = fused
+    lines.append(f"%{result} = transform.merge_handles %{current} : {_ANY}")
+
+
+def _block_tiling(lines: list[str], p: OpPlan) -> None:
+    k = p.index
+    block_loops = []
+    for i in p.members:
+        _match(lines, f"o{i}", i, "root")
+        tiles = ", ".join(str(t) for t in p.member_block_tiles[i])
+        lines.append(f"%t{i}, %f{i} = transform.structured.tile_using_forall %o{i} tile_sizes [{tiles}] "
+                     f"(mapping = {_mapping_attr('block', p.block_mapping)}) : ({_ANY}) -> ({_ANY}, {_ANY})")
+        block_loops.append(f"f{i}")
+    _fuse(lines, block_loops, f"F{k}")
+
+
+def _thread_tiling(lines: list[str], p: OpPlan, i: int, scope: str) -> str:
+    _match(lines, f"m{i}", i, scope)
+    tiles = ", ".join(str(t) for t in p.member_thread_tiles[i])
+    lines.append(f"%u{i}, %g{i} = transform.structured.tile_using_forall %m{i} {p.thread_mode} [{tiles}] "
+                 f"(mapping = {_mapping_attr('thread', p.thread_mapping)}) : ({_ANY}) -> ({_ANY}, {_ANY})")
+    return f"g{i}"
+
+
+def shared_block_script(plans: list[OpPlan]) -> str | None:
+    """First half of the mapping of shared-memory kernels: block tiling (as transform_script does), then each
+    promoted contraction's K loop is tiled by its K step (`tile_using_for`) inside the block loop. _stage_operands
+    then adds the workgroup buffers and copies, and transform_script finishes the mapping. None: no such kernel."""
+    lines: list[str] = []
+    for p in plans:
+        if not p.shared:
+            continue
+        _block_tiling(lines, p)
+        for i, (loop, step) in sorted(p.shared.items()):
+            _match(lines, f"c{i}", i, f"F{p.index}")
+            tiles = [0] * len(p.member_block_tiles[i])
+            tiles[loop] = step
+            lines.append(f"%ct{i}, %cl{i} = transform.structured.tile_using_for %c{i} tile_sizes [{', '.join(map(str, tiles))}] "
+                         f": ({_ANY}) -> ({_ANY}, {_ANY})")
+    return _script(lines) if lines else None
+
+
 def transform_script(plans: list[OpPlan]) -> str:
     """Per kernel: tile every member op to block foralls and fuse them (`transform.loop.fuse_sibling` puts the
-    target's body first, so program order is kept), then the same to thread foralls, then map to gpu.launch."""
-    any_op = "!transform.any_op"
-    lines = [
-        "module attributes {transform.with_named_sequence} {",
-        f"transform.named_sequence @__transform_main(%root: {any_op} {{transform.readonly}}) {{",
-    ]
-
-    def match(name: str, i: int, scope: str) -> None:
-        lines.append(f"%{name} = transform.structured.match attributes{{hcc.op = {i} : i64}} in %{scope} : ({any_op}) -> {any_op}")
-
-    def fuse(handles: list[str], result: str) -> None:
-        current = handles[0]
-        for n, nxt in enumerate(handles[1:]):
-            fused = f"{result}_{n}"
-            lines.append(f"%{fused} = transform.loop.fuse_sibling %{current} into %{nxt} : ({any_op}, {any_op}) -> {any_op}")
-            current = fused
-        lines.append(f"%{result} = transform.merge_handles %{current} : {any_op}")
-
+    target's body first, so program order is kept), then the same to thread foralls, then map to gpu.launch.
+    Shared-memory kernels (already block-tiled, see shared_block_script) get one thread forall per member and per
+    operand copy, and a barrier after each (`sync_after_distribute`)."""
+    lines: list[str] = []
     for p in plans:
         k = p.index
         bd = ", ".join(str(x) for x in p.block_dims)
+        sync = "false"
         if p.wrap:
-            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.wrap = {p.members[0]} : i64}} in %root : ({any_op}) -> {any_op}')
+            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.wrap = {p.members[0]} : i64}} in %root : ({_ANY}) -> {_ANY}')
+        elif p.shared:
+            sync = "true"
+            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.block = {k} : i64}} in %root : ({_ANY}) -> {_ANY}')
+            for i in p.members:
+                _thread_tiling(lines, p, i, f"F{k}")
+            for c, tiles, mapping in p.copies:
+                lines.append(f"%cp{c} = transform.structured.match attributes{{hcc.copy = {c} : i64}} in %F{k} : ({_ANY}) -> {_ANY}")
+                lines.append(f"%cpt{c}, %cpf{c} = transform.structured.tile_using_forall %cp{c} tile_sizes [{', '.join(map(str, tiles))}] "
+                             f"(mapping = {_mapping_attr('thread', mapping)}) : ({_ANY}) -> ({_ANY}, {_ANY})")
         else:
-            block_loops = []
-            for i in p.members:
-                match(f"o{i}", i, "root")
-                tiles = ", ".join(str(t) for t in p.member_block_tiles[i])
-                lines.append(f"%t{i}, %f{i} = transform.structured.tile_using_forall %o{i} tile_sizes [{tiles}] "
-                             f"(mapping = {_mapping_attr('block', p.block_mapping)}) : ({any_op}) -> ({any_op}, {any_op})")
-                block_loops.append(f"f{i}")
-            fuse(block_loops, f"F{k}")
-            thread_loops = []
-            for i in p.members:
-                match(f"m{i}", i, f"F{k}")
-                tiles = ", ".join(str(t) for t in p.member_thread_tiles[i])
-                lines.append(f"%u{i}, %g{i} = transform.structured.tile_using_forall %m{i} {p.thread_mode} [{tiles}] "
-                             f"(mapping = {_mapping_attr('thread', p.thread_mapping)}) : ({any_op}) -> ({any_op}, {any_op})")
-                thread_loops.append(f"g{i}")
-            fuse(thread_loops, f"G{k}")
-        lines.append(f"%l{k} = transform.gpu.map_forall_to_blocks %F{k} generate_gpu_launch : ({any_op}) -> {any_op}")
-        lines.append(f"transform.gpu.map_nested_forall_to_threads %l{k} block_dims = [{bd}] sync_after_distribute = false : ({any_op}) -> {any_op}")
-    lines += ["transform.yield", "}", "}"]
-    return "\n".join(lines)
+            _block_tiling(lines, p)
+            _fuse(lines, [_thread_tiling(lines, p, i, f"F{k}") for i in p.members], f"G{k}")
+        lines.append(f"%l{k} = transform.gpu.map_forall_to_blocks %F{k} generate_gpu_launch : ({_ANY}) -> {_ANY}")
+        lines.append(f"transform.gpu.map_nested_forall_to_threads %l{k} block_dims = [{bd}] sync_after_distribute = {sync} : ({_ANY}) -> {_ANY}")
+    return _script(lines)
+
+
+def _walk(op, visit) -> None:
+    for region in op.regions:
+        for block in region.blocks:
+            for inner in block.operations:
+                visit(inner.operation)
+                _walk(inner.operation, visit)
+
+
+def _stage_operands(module, entry: str, plans: list[OpPlan]) -> None:
+    """After shared_block_script: in each promoted contraction (now one K step inside the block loop), both operand
+    tiles are copied into workgroup buffers (`memref.alloc` in #gpu.address_space<workgroup> at the top of the block
+    loop; they become the kernel's workgroup attributions after outlining) by a linalg.copy right before it, which
+    transform_script distributes over the block's threads; the contraction then reads the buffers."""
+    from mlir import ir
+    from mlir.dialects import linalg, memref
+
+    i64 = ir.IntegerType.get_signless(64)
+    wanted = {i: p for p in plans for i in p.shared}
+    found: dict[int, object] = {}
+
+    def visit(op) -> None:
+        if op.name == "linalg.generic" and "hcc.op" in op.attributes:
+            i = ir.IntegerAttr(op.attributes["hcc.op"]).value
+            if i in wanted:
+                found[i] = op
+
+    _walk(_func(module, entry).operation, visit)
+    workgroup = ir.Attribute.parse("#gpu.address_space<workgroup>")
+    copy_id = 0
+    for i, plan in sorted(wanted.items()):
+        op = found.get(i)
+        if op is None or op.parent.name not in ("scf.for", "scf.forall"):
+            raise HccError(f"internal: GPU backend: the K loop of {plan.where} was not tiled")
+        forall = op.parent
+        while forall.name != "scf.forall":
+            forall = forall.parent
+        forall.attributes["hcc.block"] = ir.IntegerAttr.get(i64, plan.index)
+        for n in range(2):
+            view = op.operands[n]
+            vtype = ir.MemRefType(view.type)
+            shape = list(vtype.shape)
+            if any(d < 0 for d in shape):
+                raise HccError(f"internal: GPU backend: dynamic operand tile in {plan.where}")
+            with ir.InsertionPoint.at_block_begin(forall.regions[0].blocks[0]), op.location:
+                buffer = memref.AllocOp(ir.MemRefType.get(shape, vtype.element_type, memory_space=workgroup), [], []).result
+            with ir.InsertionPoint(op), op.location:
+                linalg.copy(view, outs=[buffer])
+            ops = list(op.parent.regions[0].blocks[0].operations)
+            copy = next(o.operation for o, nxt in zip(ops, ops[1:]) if nxt.operation == op)
+            copy.attributes["hcc.copy"] = ir.IntegerAttr.get(i64, copy_id)
+            op.operands[n] = buffer
+            # the block's threads share the copy: the innermost dimension of the tile on x, the next on y
+            wide = [d for d in range(len(shape)) if shape[d] > 1]
+            tiles, mapping = [0] * len(shape), []
+            for d, (axis, threads) in zip(reversed(wide[-2:]), (("x", plan.block_dims[0]), ("y", plan.block_dims[1]))):
+                count = math.gcd(shape[d], threads)
+                tiles[d] = shape[d] // count
+                mapping.insert(0, axis)
+            if not wide:
+                tiles[0], mapping = 1, ["x"]
+            plan.copies.append((copy_id, tiles, mapping))
+            copy_id += 1
+
+
+_WG_ALLOC = re.compile(r"^\s*(%[\w.$-]+) = memref\.alloc\(\) : (memref<.*#gpu\.address_space<workgroup>>)\s*$")
+
+
+def workgroup_attributions(kernels_text: str) -> str:
+    """The workgroup buffers that _stage_operands allocated inside a kernel become workgroup attributions of its
+    gpu.func (static shared memory in the PTX)."""
+    out: list[str] = []
+    header: int | None = None
+    found: list[str] = []
+
+    def close() -> None:
+        if header is not None and found:
+            line = out[header]
+            cut = line.index(") kernel")
+            out[header] = line[:cut + 1] + f" workgroup({', '.join(found)})" + line[cut + 1:]
+
+    for line in kernels_text.splitlines():
+        if line.lstrip().startswith("gpu.func @"):
+            close()
+            header, found = len(out), []
+        match = _WG_ALLOC.match(line)
+        if match and header is not None:
+            found.append(f"{match.group(1)} : {match.group(2)}")
+            continue
+        out.append(line)
+    close()
+    return "\n".join(out) + "\n"
 
 
 # -- the stages ------------------------------------------------------------------------------------------------------
@@ -576,8 +875,25 @@ def _hoist_buffers_and_views(func_op) -> None:
         op.operation.move_before(anchor.operation)
 
 
-def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep: bool = False, fuse_kernels: bool = True) -> Lowered:
-    """linalg-on-tensors text -> outlined host + kernel modules."""
+def _apply_script(module, script_text: str, pipeline: str, stage: str) -> None:
+    """Run a transform-dialect script (text) on `module` with `pipeline` (which holds transform-interpreter)."""
+    from mlir import ir
+
+    script = ir.Module.parse(script_text)
+    module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
+    for op in script.body.operations:
+        module.body.append(op.operation.clone())
+    _run(module, pipeline, stage)
+    for op in list(module.body.operations):
+        if op.operation.name == "transform.named_sequence":
+            op.operation.erase()
+    del module.operation.attributes["transform.with_named_sequence"]
+
+
+def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep: bool = False, fuse_kernels: bool = True,
+                     shared: bool | None = None) -> Lowered:
+    """linalg-on-tensors text -> outlined host + kernel modules. `shared`: shared-memory tiling of matmul-like
+    kernels (plan_shared); None follows HCC_GPU_SHARED (on unless it is 0)."""
     from mlir import ir
 
     stages: dict[str, str] = {}
@@ -620,22 +936,22 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
             name = op.operation.name
             if name.startswith(("scf.", "affine.", "tensor.", "vector.")):
                 raise HccError(f"GPU backend: {_op_where(op.operation)} outside any kernel is not supported")
-        plans = [plan_group(k, group) for k, group in enumerate(group_ops(infos, fuse=fuse_kernels))]
+        use_shared = shared_enabled(shared)
+        plans = []
+        for k, group in enumerate(group_ops(infos, fuse=fuse_kernels)):
+            plans.append((plan_shared(k, group) if use_shared else None) or plan_group(k, group))
         for plan in plans:
             if plan.wrap:
                 _wrap_in_foralls(infos[plan.members[0]].op.operation)
 
-        script = ir.Module.parse(transform_script(plans))
-        module.operation.attributes["transform.with_named_sequence"] = ir.UnitAttr.get()
-        for op in script.body.operations:
-            module.body.append(op.operation.clone())
+        first = shared_block_script(plans)
+        if first is not None:
+            _apply_script(module, first, "transform-interpreter", "tiling shared-memory kernels onto blocks")
+            _stage_operands(module, entry, plans)
+        script = transform_script(plans)
         if keep:
-            stages["mapping_script"] = str(script)
-        _run(module, AFTER_MAPPING, "mapping linalg ops to GPU blocks and threads")
-        for op in list(module.body.operations):
-            if op.operation.name == "transform.named_sequence":
-                op.operation.erase()
-        del module.operation.attributes["transform.with_named_sequence"]
+            stages["mapping_script"] = script if first is None else first + "\n// then, after _stage_operands:\n" + script
+        _apply_script(module, script, AFTER_MAPPING, "mapping linalg ops to GPU blocks and threads")
         for op in _top_ops(_func(module, entry)):
             if op.operation.name.startswith(("linalg.", "scf.")):
                 raise HccError(f"GPU backend: {_op_where(op.operation)} was not mapped to a kernel")
@@ -660,7 +976,7 @@ def lower_to_kernels(linalg_text: str, entry: str, precision: str = "fp32", keep
                 clone = inner.operation.clone()
                 clone.attributes["sym_name"] = ir.StringAttr.get(new_name)
                 target_body.append(clone)
-        kernels_text = _widen_i1(allow_fma(merged.operation.get_asm(large_elements_limit=None)))
+        kernels_text = workgroup_attributions(_widen_i1(allow_fma(merged.operation.get_asm(large_elements_limit=None))))
         return Lowered(host_text, kernels_text, kernel_names, plans, stages)
 
 

@@ -100,7 +100,27 @@ def cnn():
     return models.cnn(image=16)
 
 
-MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes, "gathers": gathers}
+def mlp_tiled():
+    """Large enough for shared-memory tiling: 64x64 @ 64x64 Gemm+ReLU, MatMul+Add+ReLU, 64x64 @ 64x32 Gemm."""
+    import models
+
+    return models.mlp(batch=64, features=64, hidden=64, classes=32)
+
+
+def attention_tiled():
+    """The attention block at seq 32, width 64, 2 heads: Q/K/V projections and scores take shared-memory tiling."""
+    return attention_block(seq=32, dim=64, heads=2)
+
+
+def odd_matmul():
+    """37x71 @ 71x53 (sizes that are not multiples of the 16x16 tile): the plain kernels."""
+    import models
+
+    return models.mlp(batch=37, features=71, hidden=53, classes=10)
+
+
+MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes, "gathers": gathers,
+          "mlp_tiled": mlp_tiled, "attention_tiled": attention_tiled, "odd_matmul": odd_matmul}
 
 
 @dataclass

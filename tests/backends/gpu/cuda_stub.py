@@ -26,9 +26,11 @@ def build_stub(out_dir: Path) -> Path:
     return out
 
 
-def build_emulators(bundle: Path, out_dir: Path) -> dict[str, str]:
-    """{subgraph id: emulator .so} for every GPU subgraph of `bundle` (compiled with keep_ir=True)."""
-    proc = subprocess.run([sys.executable, "-m", "hcc.backends.gpu.emulate", str(bundle), str(out_dir)], capture_output=True, text=True)
+def build_emulators(bundle: Path, out_dir: Path, serial: bool = False) -> dict[str, str]:
+    """{subgraph id: emulator .so} for every GPU subgraph of `bundle` (compiled with keep_ir=True). `serial`: the
+    negative control (kernels with barriers run their threads one after another, barriers ignored)."""
+    cmd = [sys.executable, "-m", "hcc.backends.gpu.emulate", str(bundle), str(out_dir)] + (["--serial"] if serial else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"emulator build failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -36,7 +36,7 @@ def _load_helpers():
 cuda_stub = _load_helpers()
 tolerance = cuda_stub.tolerance
 
-FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers"]
+FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul"]
 
 
 def _table(bundle) -> tuple[dict, dict]:
@@ -47,7 +47,7 @@ def _table(bundle) -> tuple[dict, dict]:
 
 
 # -- ptxas / PTX / cubin -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16"])
+@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "attention_tiled:fp16"])
 def test_ptxas_accepts_every_kernel_without_spills(gpu_bundles, tmp_path, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32", emulate=False)
@@ -66,6 +66,8 @@ def test_ptxas_accepts_every_kernel_without_spills(gpu_bundles, tmp_path, name):
         # the backend recorded the same figures in the launch table
         for kernel, res in report.items():
             assert table["kernels"][kernel]["resources"][arch]["registers"] == res.registers
+            # static shared memory (workgroup buffers) is what the kernel IR declares: no dynamic shared memory
+            assert res.shared_bytes == table["kernels"][kernel]["static_shared_bytes"], (arch, kernel)
 
 
 @pytest.mark.parametrize("name", FP32_MODELS)
@@ -111,7 +113,7 @@ def _span_bytes(view: dict, itemsize: int) -> tuple[int, int]:
     return view["offset"] * itemsize, (last + 1) * itemsize - 1
 
 
-@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16"])
+@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "attention_tiled:fp16"])
 def test_launch_table_is_consistent(gpu_bundles, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32", emulate=False)
@@ -200,7 +202,7 @@ def _compare(bundle, outputs):
         np.testing.assert_allclose(actual, ref, rtol=rtol, atol=atol * scale, err_msg=f"{bundle.name}/{bundle.precision}: {name}")
 
 
-@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "mlp:fp16", "gathers:fp16"])
+@pytest.mark.parametrize("name", FP32_MODELS + ["attention:fp16", "mlp:fp16", "gathers:fp16", "attention_tiled:fp16"])
 def test_emulated_gpu_run_matches_onnxruntime(gpu_bundles, stub_lib, tmp_path, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32")
@@ -211,7 +213,7 @@ def test_emulated_gpu_run_matches_onnxruntime(gpu_bundles, stub_lib, tmp_path, n
     assert "NOEMU" not in (tmp_path / "log.txt").read_text()
 
 
-@pytest.mark.parametrize("name", ["mlp", "attention"])
+@pytest.mark.parametrize("name", ["mlp", "attention", "attention_tiled"])
 def test_driver_calls_follow_the_launch_table(gpu_bundles, stub_lib, tmp_path, name):
     bundle = gpu_bundles.get(name)
     table, sg = _table(bundle)
