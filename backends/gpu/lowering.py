@@ -475,35 +475,9 @@ def contraction_loops(op) -> tuple[int, list[list[int]]] | None:
     return k, dims
 
 
-def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
-    """Shared-memory tiling for a kernel holding a matmul-like contraction, when it pays.
-
-    The kernel's output space (every member shares it) is tiled onto SHARED_TM x SHARED_TN blocks of as many threads,
-    one output element per thread: the innermost output dimension goes to x, the largest other one to y, at most one
-    more dimension larger than 1 to the grid's z. A contraction member qualifies when its reduction loop K is at
-    least SHARED_MIN_K and a multiple of the K step, and when each of its two operand tiles (TM x TK and TK x TN in
-    the plain matmul) is reused by at least SHARED_MIN_REUSE threads, i.e. the operand does not index both x and y.
-    Its K loop is then tiled by the K step, and each step copies the operand tiles into workgroup memory (the block's
-    threads cooperatively, then a barrier) before accumulating from there. Other members (the fill, a fused bias +
-    ReLU) are tiled the same way and run before or after, separated by barriers. -> None when nothing qualifies
-    (the kernel keeps the plain one-thread-per-output plan)."""
-    space = list(group[0].space or ())
-    if not space or any(info.space != group[0].space for info in group):
-        return None
-    n = len(space)
-    x = n - 1
-    if space[x] < SHARED_TN or space[x] % SHARED_TN:
-        return None
-    ys = [d for d in range(x) if space[d] >= SHARED_TM and space[d] % SHARED_TM == 0]
-    if not ys:
-        return None
-    y = max(ys, key=lambda d: (space[d], d))
-    if space[y] // SHARED_TM > MAX_GRID_YZ:
-        return None
-    others = [d for d in range(n) if d not in (x, y) and space[d] > 1]
-    if len(others) > 1 or (others and space[others[0]] > MAX_GRID_YZ):
-        return None
-    z = others[0] if others else None
+def _promotable(group: list[OpInfo], x: int, y: int) -> dict[int, tuple[int, int]]:
+    """Members whose operands are worth staging with output position x on thread x and y on thread y (plan_shared):
+    -> {member: (reduction loop, K step)}."""
     promoted: dict[int, tuple[int, int]] = {}
     shared_bytes = 0
     for info in group:
@@ -526,8 +500,40 @@ def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
             continue
         shared_bytes += staged
         promoted[info.index] = (k, step)
-    if not promoted:
+    return promoted
+
+
+def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
+    """Shared-memory tiling for a kernel holding a matmul-like contraction, when it pays.
+
+    The kernel's output space (every member shares it) is tiled onto SHARED_TM x SHARED_TN blocks of as many threads,
+    one output element per thread: the innermost output dimension goes to x, the largest other one that leaves a
+    contraction to stage to y, at most one more dimension larger than 1 to the grid's z. A contraction member
+    qualifies when its reduction loop K is at least SHARED_MIN_K and a multiple of the K step, and when each of its
+    two operand tiles (TM x TK and TK x TN in the plain matmul) is reused by at least SHARED_MIN_REUSE threads, i.e.
+    the operand does not index both x and y (and the kernel's buffers stay within SHARED_MAX_BYTES).
+    Its K loop is then tiled by the K step, and each step copies the operand tiles into workgroup memory (the block's
+    threads cooperatively, then a barrier) before accumulating from there. Other members (the fill, a fused bias +
+    ReLU) are tiled the same way and run before or after, separated by barriers. -> None when nothing qualifies
+    (the kernel keeps the plain one-thread-per-output plan)."""
+    space = list(group[0].space or ())
+    if not space or any(info.space != group[0].space for info in group):
         return None
+    n = len(space)
+    x = n - 1
+    if space[x] < SHARED_TN or space[x] % SHARED_TN:
+        return None
+    ys = [d for d in range(x) if SHARED_TM <= space[d] <= SHARED_TM * MAX_GRID_YZ and space[d] % SHARED_TM == 0]
+    for y in sorted(ys, key=lambda d: (space[d], d), reverse=True):  # the largest y with a contraction to stage
+        others = [d for d in range(n) if d not in (x, y) and space[d] > 1]
+        if len(others) > 1 or (others and space[others[0]] > MAX_GRID_YZ):
+            continue
+        promoted = _promotable(group, x, y)
+        if promoted:
+            break
+    else:
+        return None
+    z = others[0] if others else None
     where = group[0].where if len(group) == 1 else "; ".join(dict.fromkeys(i.where for i in group))
     plan = OpPlan(kernel, where, space, ["parallel"] * n)
     plan.block_tiles = [0] * n

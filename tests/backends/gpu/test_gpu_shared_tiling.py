@@ -170,6 +170,7 @@ func.func @sg0(%a: {a}, %b: {b}) -> {c} {{
 
 @pytest.mark.parametrize("m, k, n, batch, tiled", [
     (64, 64, 64, None, True), (32, 32, 16, None, True), (48, 48, 80, 3, True),  # batched: blockIdx.z
+    (16, 32, 32, 64, True),  # the batch (64) is the largest dimension, but y must be M for B's tile to be reused
     (64, 16, 64, None, False),  # K below 32
     (8, 64, 64, None, False),  # M below 16
     (37, 71, 53, None, False), (64, 72, 64, None, False), (64, 64, 40, None, False),  # not tile multiples
