@@ -138,8 +138,8 @@ class OpPlan:
     members: list[int] = field(default_factory=list)
     member_block_tiles: dict[int, list[int]] = field(default_factory=dict)
     member_thread_tiles: dict[int, list[int]] = field(default_factory=dict)
-    # shared-memory tiling (see plan_shared): promoted contraction member -> (its reduction loop, K tile size)
-    shared: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # shared-memory tiling (see plan_shared): promoted contraction member -> SharedTiling
+    shared: dict[int, "SharedTiling"] = field(default_factory=dict)
     # the operand copies into workgroup memory made by _stage_operands: (hcc.copy id, tile sizes, thread mapping)
     copies: list[tuple[int, list[int], list[str]]] = field(default_factory=list)
 
@@ -443,14 +443,25 @@ def shared_enabled(value: bool | None = None) -> bool:
     return os.environ.get("HCC_GPU_SHARED", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def contraction_loops(op) -> tuple[int, list[list[int]]] | None:
-    """A matmul-like linalg.generic: two buffer inputs, one output, exactly one reduction loop, every input indexed
-    by plain loop dimensions that include the reduction loop, and a body that is a multiply-accumulate (`out + a*b`,
-    with optional extf/truncf of the operands: the fp16 path). Staging the operands is correct for any body; this
-    only decides which kernels are worth it. -> (reduction loop, loop dims of each input) or None."""
+@dataclass
+class SharedTiling:
+    """How one contraction member of a shared-memory kernel is staged (plan_shared)."""
+
+    k: int  # its reduction loop
+    step: int  # K step
+    inputs: list[int]  # the inputs copied into workgroup memory (those indexed by K)
+    sequential: list[int]  # its loops of the output dimensions that run one after another in each block
+
+
+def contraction_loops(op) -> tuple[int, dict[int, list[int]]] | None:
+    """A matmul-like linalg.generic: one output, exactly one reduction loop K, at least two buffer inputs indexed by
+    K, each of those through plain loop dimensions, and a body with a multiply and an add. The body may hold more:
+    extf/truncf on the fp16 path, or an elementwise producer that elementwise fusion merged into the contraction (the
+    LayerNorm before a transformer's fc1, the GELU before fc2). Staging inputs is correct for any body; this only
+    decides which kernels are worth it. -> (K, {input index: its loop dims} for the inputs indexed by K) or None."""
     from mlir import ir
 
-    if op.operation.name != "linalg.generic" or len(op.inputs) != 2 or len(op.outputs) != 1:
+    if op.operation.name != "linalg.generic" or len(op.outputs) != 1:
         return None
     iterators = ["parallel" if "parallel" in str(a) else "reduction" for a in op.attributes["iterator_types"]]
     reductions = [d for d, it in enumerate(iterators) if it == "reduction"]
@@ -458,48 +469,54 @@ def contraction_loops(op) -> tuple[int, list[list[int]]] | None:
         return None
     k = reductions[0]
     maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
-    dims: list[list[int]] = []
-    for operand, amap in zip(list(op.inputs), maps[:2]):
+    staged: dict[int, list[int]] = {}
+    for n, (operand, amap) in enumerate(zip(list(op.inputs), maps)):
         if not isinstance(operand.type, ir.MemRefType):
-            return None
+            continue
+        if not any(k in _dims_of(e) for e in amap.results):
+            continue
         if not all(isinstance(e, ir.AffineDimExpr) for e in amap.results):
-            return None
+            return None  # K inside an index expression (a convolution window): not staged
         used = [e.position for e in amap.results]
-        if k not in used or len(set(used)) != len(used):
+        if len(set(used)) != len(used) or any(d < 0 for d in ir.MemRefType(operand.type).shape):
             return None
-        dims.append(used)
-    names = [inner.operation.name for inner in op.regions[0].blocks[0].operations]
-    body = [n for n in names if n not in ("arith.extf", "arith.truncf")]
-    if sorted(body) != ["arith.addf", "arith.mulf", "linalg.yield"]:
+        staged[n] = used
+    if len(staged) < 2:
         return None
-    return k, dims
+    names = {inner.operation.name for inner in op.regions[0].blocks[0].operations}
+    if not {"arith.mulf", "arith.addf"} <= names:
+        return None
+    return k, staged
 
 
-def _promotable(group: list[OpInfo], x: int, y: int) -> dict[int, tuple[int, int]]:
-    """Members whose operands are worth staging with output position x on thread x and y on thread y (plan_shared):
-    -> {member: (reduction loop, K step)}."""
-    promoted: dict[int, tuple[int, int]] = {}
+def _dims_of(expr) -> set[int]:
+    """Loop dimensions an affine expression uses."""
+    return {int(d) for d in re.findall(r"d(\d+)", str(expr))}
+
+
+def _promotable(group: list[OpInfo], x: int, y: int, sequential: list[int]) -> dict[int, SharedTiling]:
+    """Members whose inputs are worth staging with output position x on thread x and y on thread y (plan_shared)."""
+    promoted: dict[int, SharedTiling] = {}
     shared_bytes = 0
     for info in group:
         found = contraction_loops(info.op)
         if found is None:
             continue
-        k, input_dims = found
+        k, inputs = found
         size_k = info.sizes[k]
         step = next((t for t in SHARED_TK if size_k % t == 0), None)
         if step is None or size_k < SHARED_MIN_K:
             continue
         loop_x, loop_y = info.out_dims[x], info.out_dims[y]
-        reuse = [(1 if loop_x in used else SHARED_TN) * (1 if loop_y in used else SHARED_TM) for used in input_dims]
+        reuse = [(1 if loop_x in used else SHARED_TN) * (1 if loop_y in used else SHARED_TM) for used in inputs.values()]
         if min(reuse) < SHARED_MIN_REUSE:
             continue
         tile = {loop_x: SHARED_TN, loop_y: SHARED_TM, k: step}
-        staged = sum(math.prod(tile.get(d, 1) for d in used) * _element_bytes(operand)
-                     for used, operand in zip(input_dims, info.op.inputs))
+        staged = sum(math.prod(tile.get(d, 1) for d in used) * _element_bytes(info.op.inputs[n]) for n, used in inputs.items())
         if shared_bytes + staged > SHARED_MAX_BYTES:
             continue
         shared_bytes += staged
-        promoted[info.index] = (k, step)
+        promoted[info.index] = SharedTiling(k, step, sorted(inputs), [info.out_dims[d] for d in sequential])
     return promoted
 
 
@@ -508,14 +525,14 @@ def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
 
     The kernel's output space (every member shares it) is tiled onto SHARED_TM x SHARED_TN blocks of as many threads,
     one output element per thread: the innermost output dimension goes to x, the largest other one that leaves a
-    contraction to stage to y, at most one more dimension larger than 1 to the grid's z. A contraction member
-    qualifies when its reduction loop K is at least SHARED_MIN_K and a multiple of the K step, and when each of its
-    two operand tiles (TM x TK and TK x TN in the plain matmul) is reused by at least SHARED_MIN_REUSE threads, i.e.
-    the operand does not index both x and y (and the kernel's buffers stay within SHARED_MAX_BYTES).
-    Its K loop is then tiled by the K step, and each step copies the operand tiles into workgroup memory (the block's
-    threads cooperatively, then a barrier) before accumulating from there. Other members (the fill, a fused bias +
-    ReLU) are tiled the same way and run before or after, separated by barriers. -> None when nothing qualifies
-    (the kernel keeps the plain one-thread-per-output plan)."""
+    contraction to stage to y, the largest remaining one to the grid's z; further dimensions larger than 1 (batch
+    and heads) run one after another inside each block. A contraction member qualifies when its reduction loop K is
+    at least SHARED_MIN_K and a multiple of the K step, and when each input tile it stages (TM x TK and TK x TN in
+    the plain matmul) is reused by at least SHARED_MIN_REUSE threads, i.e. the input does not index both x and y
+    (and the kernel's buffers stay within SHARED_MAX_BYTES). Its K loop is then tiled by the K step, and each step
+    copies the input tiles into workgroup memory (the block's threads cooperatively, then a barrier) before
+    accumulating from there. Other members (the fill, a fused bias + ReLU) are tiled the same way and run before or
+    after, separated by barriers. -> None when nothing qualifies (the kernel keeps the plain plan)."""
     space = list(group[0].space or ())
     if not space or any(info.space != group[0].space for info in group):
         return None
@@ -525,15 +542,14 @@ def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
         return None
     ys = [d for d in range(x) if SHARED_TM <= space[d] <= SHARED_TM * MAX_GRID_YZ and space[d] % SHARED_TM == 0]
     for y in sorted(ys, key=lambda d: (space[d], d), reverse=True):  # the largest y with a contraction to stage
-        others = [d for d in range(n) if d not in (x, y) and space[d] > 1]
-        if len(others) > 1 or (others and space[others[0]] > MAX_GRID_YZ):
-            continue
-        promoted = _promotable(group, x, y)
+        others = sorted((d for d in range(n) if d not in (x, y) and space[d] > 1), key=lambda d: (space[d], d), reverse=True)
+        z = next((d for d in others if space[d] <= MAX_GRID_YZ), None)
+        sequential = [d for d in others if d != z]
+        promoted = _promotable(group, x, y, sequential)
         if promoted:
             break
     else:
         return None
-    z = others[0] if others else None
     where = group[0].where if len(group) == 1 else "; ".join(dict.fromkeys(i.where for i in group))
     plan = OpPlan(kernel, where, space, ["parallel"] * n)
     plan.block_tiles = [0] * n
@@ -623,19 +639,24 @@ def _thread_tiling(lines: list[str], p: OpPlan, i: int, scope: str) -> str:
 
 def shared_block_script(plans: list[OpPlan]) -> str | None:
     """First half of the mapping of shared-memory kernels: block tiling (as transform_script does), then each
-    promoted contraction's K loop is tiled by its K step (`tile_using_for`) inside the block loop. _stage_operands
+    promoted contraction's K loop is tiled by its K step (`tile_using_for`) inside the block loop (inside loops
+    over its sequential output dimensions, one index at a time). _stage_operands
     then adds the workgroup buffers and copies, and transform_script finishes the mapping. None: no such kernel."""
     lines: list[str] = []
     for p in plans:
         if not p.shared:
             continue
         _block_tiling(lines, p)
-        for i, (loop, step) in sorted(p.shared.items()):
+        for i, staging in sorted(p.shared.items()):
             _match(lines, f"c{i}", i, f"F{p.index}")
             tiles = [0] * len(p.member_block_tiles[i])
-            tiles[loop] = step
-            lines.append(f"%ct{i}, %cl{i} = transform.structured.tile_using_for %c{i} tile_sizes [{', '.join(map(str, tiles))}] "
-                         f": ({_ANY}) -> ({_ANY}, {_ANY})")
+            for d in staging.sequential:
+                tiles[d] = 1
+            tiles[staging.k] = staging.step
+            loops = sum(1 for t in tiles if t)
+            results = ", ".join([f"%ct{i}"] + [f"%cl{i}_{j}" for j in range(loops)])
+            lines.append(f"{results} = transform.structured.tile_using_for %c{i} tile_sizes [{', '.join(map(str, tiles))}] "
+                         f": ({_ANY}) -> ({', '.join([_ANY] * (loops + 1))})")
     return _script(lines) if lines else None
 
 
@@ -677,8 +698,8 @@ def _walk(op, visit) -> None:
 
 
 def _stage_operands(module, entry: str, plans: list[OpPlan]) -> None:
-    """After shared_block_script: in each promoted contraction (now one K step inside the block loop), both operand
-    tiles are copied into workgroup buffers (`memref.alloc` in #gpu.address_space<workgroup> at the top of the block
+    """After shared_block_script: in each promoted contraction (now one K step inside the block loop), the input
+    tiles indexed by K are copied into workgroup buffers (`memref.alloc` in #gpu.address_space<workgroup> at the top of the block
     loop; they become the kernel's workgroup attributions after outlining) by a linalg.copy right before it, which
     transform_script distributes over the block's threads; the contraction then reads the buffers."""
     from mlir import ir
@@ -705,7 +726,7 @@ def _stage_operands(module, entry: str, plans: list[OpPlan]) -> None:
         while forall.name != "scf.forall":
             forall = forall.parent
         forall.attributes["hcc.block"] = ir.IntegerAttr.get(i64, plan.index)
-        for n in range(2):
+        for n in plan.shared[i].inputs:
             view = op.operands[n]
             vtype = ir.MemRefType(view.type)
             shape = list(vtype.shape)

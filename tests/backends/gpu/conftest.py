@@ -119,8 +119,25 @@ def odd_matmul():
     return models.mlp(batch=37, features=71, hidden=53, classes=10)
 
 
+def fused_matmuls() -> onnx.ModelProto:
+    """Contractions with fused producers and more output dimensions than the grid: a batched MatMul [2,3,32,64] @
+    [2,3,64,32] of Relu(a) (the Relu is fused into the contraction's body, batch 2 x 3 heads: 3 on blockIdx.z, the 2
+    batches in turn inside each block) with a Sigmoid epilogue, and LayerNorm -> MatMul + Add (the normalization is
+    fused into the contraction, its per-row statistics are not staged)."""
+    from models import GraphBuilder, _input
+
+    g = GraphBuilder("fused_matmuls", seed=14)
+    y = g.node("MatMul", [g.node("Relu", ["a"], "prologue/relu"), "b"], "batched/MatMul")
+    g.node("Sigmoid", [y], "batched")
+    gamma = g.const("ln.weight", g.rng.uniform(0.8, 1.2, 64))
+    beta = g.const("ln.bias", g.rng.standard_normal(64) * 0.1)
+    t = g.node("LayerNormalization", ["x", gamma, beta], "ln", axis=-1, epsilon=1e-5)
+    g.node("Relu", [g.linear(t, 64, 32, "proj")], "projected")
+    return g.build([_input("a", [2, 3, 32, 64]), _input("b", [2, 3, 64, 32]), _input("x", [1, 48, 64])], ["batched", "projected"])
+
+
 MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes, "gathers": gathers,
-          "mlp_tiled": mlp_tiled, "attention_tiled": attention_tiled, "odd_matmul": odd_matmul}
+          "mlp_tiled": mlp_tiled, "attention_tiled": attention_tiled, "odd_matmul": odd_matmul, "fused_matmuls": fused_matmuls}
 
 
 @dataclass

@@ -36,7 +36,7 @@ def _load_helpers():
 cuda_stub = _load_helpers()
 tolerance = cuda_stub.tolerance
 
-FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul"]
+FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul", "fused_matmuls"]
 
 
 def _table(bundle) -> tuple[dict, dict]:

@@ -51,11 +51,15 @@ def _tiled(table: dict) -> dict[str, dict]:
 # which ONNX nodes' contractions take the tiled path
 EXPECTED = {
     "mlp_tiled": ["fc1/Gemm", "fc1/Relu", "fc2/MatMul", "logits"],  # fc1's bias + ReLU fused into the tiled kernel
-    "attention_tiled": ["attn/query/MatMul", "attn/key/MatMul", "attn/value/MatMul", "attn/scores"],
+    # the context MatMul has the softmax division fused in (three inputs; the row sums are not staged)
+    "attention_tiled": ["attn/query/MatMul", "attn/key/MatMul", "attn/value/MatMul", "attn/scores", "attn/context"],
+    # a Relu fused into a batched MatMul (2 x 3 x 32 x 32: heads on blockIdx.z, batches in turn), a LayerNorm into a
+    # projection
+    "fused_matmuls": ["batched/MatMul", "batched", "proj/MatMul", "projected"],
 }
 
 
-@pytest.mark.parametrize("name", ["mlp_tiled", "attention_tiled", "attention_tiled:fp16"])
+@pytest.mark.parametrize("name", ["mlp_tiled", "attention_tiled", "attention_tiled:fp16", "fused_matmuls"])
 def test_tiled_path_is_taken(gpu_bundles, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32", emulate=False)
@@ -65,7 +69,7 @@ def test_tiled_path_is_taken(gpu_bundles, name):
     assert set(bodies) == set(table["kernels"])
     tiled = _tiled(table)
     sources = " ".join(step["source"] for step in tiled.values())
-    expected = EXPECTED[model] if not precision else ["attn/scores", "attn/query/MatMul"]
+    expected = EXPECTED[model]
     for node in expected:
         assert f'"{node}"' in sources, (node, sources)
     for kernel, step in tiled.items():
@@ -83,6 +87,8 @@ def test_tiled_path_is_taken(gpu_bundles, name):
     for kernel, body in bodies.items():
         if kernel not in tiled:
             assert "bar.sync" not in body and ".shared" not in body, kernel
+    if model == "fused_matmuls":
+        assert [2, 2, 3] in [step["grid"] for step in tiled.values()]
 
 
 @pytest.mark.parametrize("name", ["mlp", "attention", "odd_matmul", "cnn"])
