@@ -699,9 +699,9 @@ def _walk(op, visit) -> None:
 
 def _stage_operands(module, entry: str, plans: list[OpPlan]) -> None:
     """After shared_block_script: in each promoted contraction (now one K step inside the block loop), the input
-    tiles indexed by K are copied into workgroup buffers (`memref.alloc` in #gpu.address_space<workgroup> at the top of the block
-    loop; they become the kernel's workgroup attributions after outlining) by a linalg.copy right before it, which
-    transform_script distributes over the block's threads; the contraction then reads the buffers."""
+    tiles indexed by K are copied into workgroup buffers (`memref.alloc` in #gpu.address_space<workgroup> at the
+    top of the block loop; they become the kernel's workgroup attributions after outlining) by a linalg.copy right
+    before it, which transform_script distributes over the block's threads; the contraction then reads the buffers."""
     from mlir import ir
     from mlir.dialects import linalg, memref
 
