@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 from hcc.artifacts.manifest import ArtifactRecord
-from hcc.backends.gpu import launch_table, lowering, toolchain
-from hcc.backends.gpu.lowering import single_threaded_context
+from hcc.backends.gpu import launch_table, lowering, shared_tiling, toolchain
+from hcc.backends.gpu.mlir_util import single_threaded_context
 from hcc.errors import HccError
 
 CONSTANT_ALIGNMENT = 256
@@ -122,7 +122,7 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
         cubins[arch] = rel
         for kname, res in report.items():
             resources.setdefault(kname, {})[arch] = res.to_dict()
-    static_shared = lowering.workgroup_bytes(kernels_text)
+    static_shared = shared_tiling.workgroup_bytes(kernels_text)
     for kname, kernel in table["kernels"].items():
         kernel["resources"] = resources.get(kname, {})
         # static shared memory (workgroup buffers of the shared-memory tiled kernels): part of the cubin/PTX, so the

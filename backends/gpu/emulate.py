@@ -30,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hcc.backends.gpu.lowering import single_threaded_context
+from hcc.backends.gpu.mlir_util import single_threaded_context
 from hcc.errors import HccError
 
 SIG_CHARS = {"ptr": "p", "i64": "l", "i32": "i", "i16": "s", "i8": "c", "f32": "f", "f64": "d", "f16": "h"}

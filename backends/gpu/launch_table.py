@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hcc.backends.gpu.lowering import single_threaded_context
+from hcc.backends.gpu.mlir_util import single_threaded_context
 from hcc.errors import HccError
 
 FORMAT = "hcc-launch-v1"

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from hcc.backends.gpu import toolchain
-from hcc.backends.gpu.lowering import plan_op
+from hcc.backends.gpu.mapping import plan_op
 
 
 def _load_helpers():

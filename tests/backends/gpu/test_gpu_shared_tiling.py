@@ -1,4 +1,4 @@
-"""Shared-memory tiling of matmul-like kernels (hcc.backends.gpu.lowering.plan_shared), without a GPU.
+"""Shared-memory tiling of matmul-like kernels (hcc.backends.gpu.shared_tiling.plan_shared), without a GPU.
 
 * the tiled path is taken where the heuristic says it pays (MLP at 64x64x64, the attention block at seq 32 / width
   64: Q/K/V projections and scores), and not for sizes that are not multiples of the tile or too small;
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hcc.backends.gpu import lowering
+from hcc.backends.gpu import lowering, shared_tiling
 
 
 def _load_helpers():
@@ -74,9 +74,9 @@ def test_tiled_path_is_taken(gpu_bundles, name):
         assert f'"{node}"' in sources, (node, sources)
     for kernel, step in tiled.items():
         info = table["kernels"][kernel]
-        assert step["block"] == [lowering.SHARED_TN, lowering.SHARED_TM, 1]
+        assert step["block"] == [shared_tiling.SHARED_TN, shared_tiling.SHARED_TM, 1]
         assert step["shared_bytes"] == 0, "static shared memory needs no dynamic launch parameter"
-        assert info["static_shared_bytes"] <= lowering.SHARED_MAX_BYTES
+        assert info["static_shared_bytes"] <= shared_tiling.SHARED_MAX_BYTES
         for arch in ("sm_80", "sm_90"):
             res = info["resources"][arch]
             assert res["shared_bytes"] == info["static_shared_bytes"] and res["barriers"] >= 1, (arch, kernel, res)
@@ -106,7 +106,7 @@ def test_workgroup_bytes_match_the_kernel_ir(gpu_bundles):
     bundle = gpu_bundles.get("attention_tiled", emulate=False)
     table = _table(bundle.path)
     kernels_text = (bundle.path / "gpu" / "sg0" / "kernels.mlir").read_text()
-    sizes = lowering.workgroup_bytes(kernels_text)
+    sizes = shared_tiling.workgroup_bytes(kernels_text)
     assert sizes == {k: v["static_shared_bytes"] for k, v in table["kernels"].items()}
     # Q/K/V share kernels when their output spaces agree: one pair of workgroup buffers per promoted contraction
     assert max(sizes.values()) >= 2 * (16 * 32 + 32 * 16) * 4
