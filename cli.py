@@ -84,8 +84,8 @@ def _overrides(places, prefers=()):
 
 
 def fpga_options(fn):
-    """FPGA precision and per-layer config: compile uses them for code generation, both for the partitioner's
-    resource estimates (operand widths, fixed reuse factors and strategies)."""
+    """FPGA precision and per-layer config: code generation (compile) and, in compile and plan alike, the
+    partitioner's resource estimates (operand widths, fixed reuse factors and strategies)."""
     fn = click.option("--fpga-config", type=click.Path(dir_okay=False), help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")(fn)
     fn = click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto", help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that cannot overflow on the calibration data.")(fn)
     return fn
