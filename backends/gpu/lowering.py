@@ -8,10 +8,10 @@ Stages (all in the compiler's worker process, because a bad pipeline can abort t
   3. kernels:   consecutive ops over the same output space with element-aligned accesses share a kernel (fill +
                 matmul + bias + ReLU); a generated transform-dialect script tiles each kernel's ops twice with
                 scf.forall (blocks, then threads), fuses the sibling loops and maps them to a gpu.launch; reduction
-                loops stay sequential inside a thread; kernels with a large enough matmul-like contraction are
-                tiled through shared memory instead (plan_shared: 16x16 blocks, K steps whose operand tiles are
-                copied into workgroup buffers by the block's threads, with barriers; HCC_GPU_SHARED=0 turns it
-                off); then linalg -> scf loops inside the kernels
+                loops stay sequential inside a thread; kernels with a large enough matmul-like contraction (or a
+                convolution, whose weight alone is staged) are tiled through shared memory instead (plan_shared:
+                16x16 blocks, K steps whose operand tiles are copied into workgroup buffers by the block's
+                threads, with barriers; HCC_GPU_SHARED=0 turns it off); then linalg -> scf loops inside the kernels
   4. outlining: gpu-kernel-outlining -> a host function (allocs, views, gpu.launch_func) + one gpu.module per kernel;
                 the kernels are renamed `<sg>_k<N>`, merged into one gpu.module, and get fastmath<contract> (FMA);
                 workgroup buffers become workgroup attributions (static shared memory)

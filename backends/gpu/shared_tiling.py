@@ -1,4 +1,5 @@
-"""Shared-memory tiling of matmul-like kernels: which kernels qualify (plan_shared), and the IR rewrites that
+"""Shared-memory tiling of matmul-like kernels and convolutions (only their weight is staged): which kernels
+qualify (plan_shared), and the IR rewrites that
 stage their operand tiles in workgroup buffers (_stage_operands) and turn those buffers into the kernels'
 workgroup attributions (static shared memory). See docs/backends/gpu.md, "Shared-memory tiling".
 """
@@ -17,6 +18,7 @@ SHARED_TN = 16  # output columns per block (thread x): 256 threads, one output e
 SHARED_TK = (32, 16)  # K step: the first that divides K
 SHARED_MIN_K = 32  # shorter reductions do not repay the copies and barriers
 SHARED_MIN_REUSE = 8  # every staged element is read by at least this many threads of the block
+SHARED_MAX_WINDOW = 9  # convolution windows up to 3 x 3 (a 5 x 5 one spilled on sm_80 when staged)
 SHARED_MAX_BYTES = 32 * 1024  # static shared memory per kernel (48 KiB is the static limit); further members stay plain
 
 
@@ -63,7 +65,8 @@ def contraction_loops(op) -> tuple[int, dict[int, list[int]]] | None:
     K, each of those through plain loop dimensions, and a body with a multiply and an add. The body may hold more:
     extf/truncf on the fp16 path, or an elementwise producer that elementwise fusion merged into the contraction (the
     LayerNorm before a transformer's fc1, the GELU before fc2). Staging inputs is correct for any body; this only
-    decides which kernels are worth it. -> (K, {input index: its loop dims} for the inputs indexed by K) or None."""
+    decides which kernels are worth it. -> (K, {input index: its loop dims} for the inputs indexed by K) or None.
+    A convolution (conv_loops) is the other kind: see there."""
     from mlir import ir
 
     if op.operation.name != "linalg.generic" or len(op.outputs) != 1:
@@ -81,7 +84,7 @@ def contraction_loops(op) -> tuple[int, dict[int, list[int]]] | None:
         if not any(k in _dims_of(e) for e in amap.results):
             continue
         if not all(isinstance(e, ir.AffineDimExpr) for e in amap.results):
-            return None  # K inside an index expression (a convolution window): not staged
+            return None  # K inside an index expression (a convolution window): see conv_loops
         used = [e.position for e in amap.results]
         if len(set(used)) != len(used) or any(d < 0 for d in ir.MemRefType(operand.type).shape):
             return None
@@ -92,6 +95,45 @@ def contraction_loops(op) -> tuple[int, dict[int, list[int]]] | None:
     if not {"arith.mulf", "arith.addf"} <= names:
         return None
     return k, staged
+
+
+def conv_loops(op) -> tuple[int, list[int], dict[int, list[int]]] | None:
+    """A convolution (linalg-generalize-named-ops of linalg.conv_2d_nchw_fchw and the like): one output, at least one
+    buffer input indexed by the reductions through window expressions (the image: `oh * s + kh`), which is read
+    from global memory as before, and exactly one buffer input (the weight) that uses every reduction loop, each
+    through a plain loop dimension; a body with a multiply and an add. Only the weight is staged. K is the outermost
+    reduction loop (the input channels c; the window loops kh, kw are not tiled: each K step stages the weight
+    slice [cout tile, c step, kh, kw]). -> (K, the reduction loops, {weight input index: its loop dims}) or None."""
+    from mlir import ir
+
+    if op.operation.name != "linalg.generic" or len(op.outputs) != 1:
+        return None
+    iterators = ["parallel" if "parallel" in str(a) else "reduction" for a in op.attributes["iterator_types"]]
+    reductions = [d for d, it in enumerate(iterators) if it == "reduction"]
+    if not reductions:
+        return None
+    maps = [ir.AffineMapAttr(a).value for a in op.attributes["indexing_maps"]]
+    staged: dict[int, list[int]] = {}
+    windowed = 0
+    for n, (operand, amap) in enumerate(zip(list(op.inputs), maps)):
+        if not isinstance(operand.type, ir.MemRefType):
+            continue
+        dims = set().union(*(_dims_of(e) for e in amap.results)) if amap.results else set()
+        if not dims & set(reductions):
+            continue
+        if not all(isinstance(e, ir.AffineDimExpr) for e in amap.results):
+            windowed += 1
+            continue
+        used = [e.position for e in amap.results]
+        if len(set(used)) != len(used) or any(d < 0 for d in ir.MemRefType(operand.type).shape):
+            return None
+        staged[n] = used
+    if windowed < 1 or len(staged) != 1 or not set(reductions) <= set(next(iter(staged.values()))):
+        return None
+    names = {inner.operation.name for inner in op.regions[0].blocks[0].operations}
+    if not {"arith.mulf", "arith.addf"} <= names:
+        return None
+    return reductions[0], reductions, staged
 
 
 def _dims_of(expr) -> set[int]:
@@ -105,20 +147,30 @@ def _promotable(group: list[OpInfo], x: int, y: int, sequential: list[int]) -> d
     shared_bytes = 0
     for info in group:
         found = contraction_loops(info.op)
+        window: dict[int, int] = {}  # a convolution's untiled reduction loops (kh, kw) -> their sizes
         if found is None:
-            continue
+            conv = conv_loops(info.op)
+            if conv is None:
+                continue
+            k, reductions, inputs = conv
+            window = {d: info.sizes[d] for d in reductions if d != k}
+            found = k, inputs
         k, inputs = found
         size_k = info.sizes[k]
-        step = next((t for t in SHARED_TK if size_k % t == 0), None)
-        if step is None or size_k < SHARED_MIN_K:
+        if size_k * math.prod(window.values()) < SHARED_MIN_K or math.prod(window.values()) > SHARED_MAX_WINDOW:
             continue
         loop_x, loop_y = info.out_dims[x], info.out_dims[y]
         reuse = [(1 if loop_x in used else SHARED_TN) * (1 if loop_y in used else SHARED_TM) for used in inputs.values()]
         if min(reuse) < SHARED_MIN_REUSE:
             continue
-        tile = {loop_x: SHARED_TN, loop_y: SHARED_TM, k: step}
-        staged = sum(math.prod(tile.get(d, 1) for d in used) * _element_bytes(info.op.inputs[n]) for n, used in inputs.items())
-        if shared_bytes + staged > SHARED_MAX_BYTES:
+        step, staged = None, 0
+        for t in (t for t in SHARED_TK if size_k % t == 0):  # a convolution: the first c step whose slice fits
+            tile = {loop_x: SHARED_TN, loop_y: SHARED_TM, k: t, **window}
+            staged = sum(math.prod(tile.get(d, 1) for d in used) * _element_bytes(info.op.inputs[n]) for n, used in inputs.items())
+            step = t
+            if not window or shared_bytes + staged <= SHARED_MAX_BYTES:
+                break
+        if step is None or shared_bytes + staged > SHARED_MAX_BYTES:
             continue
         shared_bytes += staged
         promoted[info.index] = SharedTiling(k, step, sorted(inputs), [info.out_dims[d] for d in sequential])
@@ -137,7 +189,10 @@ def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
     (and the kernel's buffers stay within SHARED_MAX_BYTES). Its K loop is then tiled by the K step, and each step
     copies the input tiles into workgroup memory (the block's threads cooperatively, then a barrier) before
     accumulating from there. Other members (the fill, a fused bias + ReLU) are tiled the same way and run before or
-    after, separated by barriers. -> None when nothing qualifies (the kernel keeps the plain plan)."""
+    after, separated by barriers. A convolution (conv_loops) qualifies the same way with K = its input channels c
+    (c x kh x kw at least SHARED_MIN_K, a window of at most SHARED_MAX_WINDOW elements, the first c step whose
+    weight slice [cout or 1, c step, kh, kw] fits in SHARED_MAX_BYTES); only its weight is staged, its image is read
+    from global memory. -> None when nothing qualifies (the kernel keeps the plain plan)."""
     space = list(group[0].space or ())
     if not space or any(info.space != group[0].space for info in group):
         return None
@@ -232,7 +287,11 @@ def _stage_operands(module, entry: str, plans: list[OpPlan]) -> None:
             copy.attributes["hcc.copy"] = ir.IntegerAttr.get(i64, copy_id)
             op.operands[n] = buffer
             # the block's threads share the copy: the innermost dimension of the tile on x, the next on y
+            # (only dimensions that split over the threads, when there are any: a convolution's weight slice
+            # [16, c step, 3, 3] goes over cout (y) and c (x), [1, 16, 3, 3] over c, each thread copying whole
+            # 3 x 3 windows)
             wide = [d for d in range(len(shape)) if shape[d] > 1]
+            wide = [d for d in wide if math.gcd(shape[d], SHARED_TN) > 1 and math.gcd(shape[d], SHARED_TM) > 1] or wide
             tiles, mapping = [0] * len(shape), []
             for d, (axis, threads) in zip(reversed(wide[-2:]), (("x", plan.block_dims[0]), ("y", plan.block_dims[1]))):
                 count = math.gcd(shape[d], threads)

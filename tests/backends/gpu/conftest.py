@@ -136,8 +136,24 @@ def fused_matmuls() -> onnx.ModelProto:
     return g.build([_input("a", [2, 3, 32, 64]), _input("b", [2, 3, 64, 32]), _input("x", [1, 48, 64])], ["batched", "projected"])
 
 
+def conv_tiled() -> onnx.ModelProto:
+    """3x3 convolutions with bias + ReLU fused, 16x16 output pixels: 16 -> 32 and 64 -> 32 channels with pad 1, and
+    16 -> 8 channels with stride 2. Their weight slices are staged in shared memory (plan_shared), the (padded)
+    images are read from global memory."""
+    from models import GraphBuilder, _input
+
+    g = GraphBuilder("conv_tiled", seed=15)
+    g.relu(g.conv("x", 16, 32, 3, "conv", pad=1), "relu")
+    g.relu(g.conv("z", 64, 32, 3, "deep/conv", pad=1), "deep")  # 64 input channels: two c steps of 32
+    # stride 2, no padding, 8 output channels: output rows on thread y, one output channel per block (blockIdx.z)
+    g.relu(g.conv("s", 16, 8, 3, "strided/conv", stride=2, pad=0), "strided")
+    return g.build([_input("x", [1, 16, 16, 16]), _input("z", [1, 64, 16, 16]), _input("s", [1, 16, 33, 33])],
+                   ["relu", "deep", "strided"])
+
+
 MODELS = {"mlp": mlp, "cnn": cnn, "attention": attention_block, "odd": odd_shapes, "gathers": gathers,
-          "mlp_tiled": mlp_tiled, "attention_tiled": attention_tiled, "odd_matmul": odd_matmul, "fused_matmuls": fused_matmuls}
+          "mlp_tiled": mlp_tiled, "attention_tiled": attention_tiled, "odd_matmul": odd_matmul, "fused_matmuls": fused_matmuls,
+          "conv_tiled": conv_tiled}
 
 
 @dataclass

@@ -36,7 +36,8 @@ def _load_helpers():
 cuda_stub = _load_helpers()
 tolerance = cuda_stub.tolerance
 
-FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul", "fused_matmuls"]
+FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul", "fused_matmuls",
+               "conv_tiled"]
 
 
 def _table(bundle) -> tuple[dict, dict]:

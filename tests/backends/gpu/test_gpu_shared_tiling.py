@@ -7,11 +7,14 @@
 * the emulation runs such kernels with one POSIX thread per GPU thread and real barriers (the outputs are compared
   with onnxruntime in test_gpu_backend.py); as a negative control, running the same threads one after another
   without barriers reads unstaged (NaN-poisoned) shared memory;
+* convolutions stage only their weight slices [cout tile, c step, kh, kw] (the image is read from global memory),
+  and their emulated outputs match onnxruntime;
 * HCC_GPU_SHARED=0 restores the plain kernels.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -56,10 +59,12 @@ EXPECTED = {
     # a Relu fused into a batched MatMul (2 x 3 x 32 x 32: heads on blockIdx.z, batches in turn), a LayerNorm into a
     # projection
     "fused_matmuls": ["batched/MatMul", "batched", "proj/MatMul", "projected"],
+    # convolutions (bias + ReLU fused): only the weight slices are staged (conv_loops)
+    "conv_tiled": ["conv", "relu", "deep/conv", "deep", "strided/conv", "strided"],
 }
 
 
-@pytest.mark.parametrize("name", ["mlp_tiled", "attention_tiled", "attention_tiled:fp16", "fused_matmuls"])
+@pytest.mark.parametrize("name", ["mlp_tiled", "attention_tiled", "attention_tiled:fp16", "fused_matmuls", "conv_tiled"])
 def test_tiled_path_is_taken(gpu_bundles, name):
     model, _, precision = name.partition(":")
     bundle = gpu_bundles.get(model, precision or "fp32", emulate=False)
@@ -190,3 +195,68 @@ def test_heuristic(m, k, n, batch, tiled):
         (plan,) = shared
         assert plan.block_dims == (16, 16, 1)
         assert plan.grid == (n // 16, m // 16, batch or 1)
+
+
+# -- convolutions: only the weight is staged ---------------------------------------------------------------------------
+def test_conv_stages_only_the_weight_and_matches_onnxruntime(gpu_bundles, stub_lib, tmp_path):
+    """16 -> 32 channels (one c step of 16) and 64 -> 32 channels (two c steps of 32), 3x3, pad 1, on 16x16 pixels:
+    blocks of 16 output channels (y) x 16 pixels of a row (x), the rows on blockIdx.z, weight slices [16, c step, 3,
+    3]; 16 -> 8 channels with stride 2: blocks of 16 rows (y) x 16 pixels (x), one output channel per block
+    (blockIdx.z), weight slices [1, 16, 3, 3]. One workgroup buffer per conv kernel (the weight slice; the image is
+    not staged), bias + ReLU fused; the emulated outputs match onnxruntime."""
+    bundle = gpu_bundles.get("conv_tiled")
+    table = _table(bundle.path)
+    kernels_text = (bundle.path / "gpu" / "sg0" / "kernels.mlir").read_text()
+    tiled = _tiled(table)
+    buffers = {}
+    for line in kernels_text.splitlines():
+        match = re.match(r"^\s*gpu\.func @(\w+)\(.*\) workgroup\((.*)\) kernel", line)
+        if match:
+            buffers[match.group(1)] = re.findall(r"memref<([\dx]+)xf32, #gpu\.address_space<workgroup>>", match.group(2))
+    assert set(buffers) == set(tiled)
+    staged = {tiled[k]["source"].split('"')[1]: (v, tiled[k]["grid"]) for k, v in buffers.items()}
+    assert staged == {"conv": (["16x16x3x3"], [1, 2, 16]), "deep/conv": (["16x32x3x3"], [1, 2, 16]),
+                      "strided/conv": (["1x16x3x3"], [1, 1, 8])}
+    for kernel, step in tiled.items():
+        assert step["block"] == [16, 16, 1]
+        assert table["kernels"][kernel]["static_shared_bytes"] == 4 * math.prod(int(d) for d in buffers[kernel][0].split("x"))
+    outputs = _run(bundle.path, bundle.emulators, stub_lib, tmp_path / "log.txt", bundle.feeds)
+    for out, name in zip(outputs, ["relu", "deep", "strided"]):
+        np.testing.assert_allclose(out, bundle.expected[name], rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+def _conv_text(c: int, cout: int, side: int, k: int, stride: int = 1) -> str:
+    """A bias-free convolution on an already padded image (linalg.conv_2d_nchw_fchw, generalized by the lowering)."""
+    out = (side - k) // stride + 1
+    x, w, y = f"tensor<1x{c}x{side}x{side}xf32>", f"tensor<{cout}x{c}x{k}x{k}xf32>", f"tensor<1x{cout}x{out}x{out}xf32>"
+    return f"""
+func.func @sg0(%x: {x}, %w: {w}) -> {y} {{
+  %zero = arith.constant 0.0 : f32
+  %empty = tensor.empty() : {y}
+  %init = linalg.fill ins(%zero : f32) outs(%empty : {y}) -> {y}
+  %r = linalg.conv_2d_nchw_fchw {{dilations = dense<1> : tensor<2xi64>, strides = dense<{stride}> : tensor<2xi64>}}
+       ins(%x, %w : {x}, {w}) outs(%init : {y}) -> {y}
+  return %r : {y}
+}}"""
+
+
+@pytest.mark.parametrize("c, cout, side, k, stride, tiled", [
+    (16, 32, 18, 3, 1, True), (64, 32, 18, 3, 1, True), (32, 16, 34, 3, 1, True),  # 32 x 32 pixels: rows on y
+    (16, 32, 33, 3, 2, True),  # stride 2
+    (32, 32, 16, 1, 1, True),  # 1x1
+    (8, 32, 18, 3, 1, False),  # 8 input channels: no c step
+    (16, 32, 14, 3, 1, False),  # 12 x 12 outputs: not a tile multiple
+    (16, 8, 18, 3, 1, True),  # 8 output channels: rows on y, one output channel per block (blockIdx.z)
+    (32, 32, 20, 5, 1, False),  # a 5 x 5 window
+    (16, 32, 8, 3, 1, False),  # 6 x 6 outputs
+])
+def test_conv_heuristic(c, cout, side, k, stride, tiled):
+    text = _conv_text(c, cout, side, k, stride)
+    lowered = lowering.lower_to_kernels(text, "sg0")
+    shared = [p for p in lowered.plans if p.shared]
+    assert bool(shared) == tiled
+    assert ("gpu.barrier" in lowered.kernels_text) == tiled and ("workgroup(" in lowered.kernels_text) == tiled
+    # the off-switch: the plain kernels
+    plain = lowering.lower_to_kernels(text, "sg0", shared=False)
+    assert not any(p.shared for p in plain.plans)
+    assert "gpu.barrier" not in plain.kernels_text and "workgroup(" not in plain.kernels_text
