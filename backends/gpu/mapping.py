@@ -293,14 +293,19 @@ def plan_group(kernel: int, group: list[OpInfo]) -> OpPlan:
         return plan
     space = list(group[0].space)
     plan = plan_op(kernel, where, space, ["parallel"] * len(space), list(range(len(space))))
+    assign_member_tiles(plan, group)
+    return plan
+
+
+def assign_member_tiles(plan: OpPlan, group: list[OpInfo]) -> None:
+    """Spread the kernel's tiles (over its output space) onto each member op's own loops."""
     plan.members = [i.index for i in group]
     for info in group:
         block, thread = [0] * len(info.sizes), [0] * len(info.sizes)
-        for k, d in enumerate(info.out_dims):
-            block[d], thread[d] = plan.block_tiles[k], plan.thread_tiles[k]
+        for pos, d in enumerate(info.out_dims):
+            block[d], thread[d] = plan.block_tiles[pos], plan.thread_tiles[pos]
         plan.member_block_tiles[info.index] = block
         plan.member_thread_tiles[info.index] = thread
-    return plan
 
 
 def _mapping_attr(kind: str, axes: list[str]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from hcc.backends.gpu.mapping import MAX_GRID_YZ, OpInfo, OpPlan, SharedTiling
+from hcc.backends.gpu.mapping import MAX_GRID_YZ, OpInfo, OpPlan, SharedTiling, assign_member_tiles
 from hcc.backends.gpu.mlir_util import _func
 from hcc.errors import HccError
 
@@ -224,13 +224,7 @@ def plan_shared(kernel: int, group: list[OpInfo]) -> OpPlan | None:
     plan.thread_mapping = [axis[d] for d in range(n) if plan.thread_tiles[d]]
     plan.block_dims = (SHARED_TN, SHARED_TM, 1)
     plan.grid = (space[x] // SHARED_TN, space[y] // SHARED_TM, space[z] if z is not None else 1)
-    plan.members = [i.index for i in group]
-    for info in group:
-        block, thread = [0] * len(info.sizes), [0] * len(info.sizes)
-        for pos, d in enumerate(info.out_dims):
-            block[d], thread[d] = plan.block_tiles[pos], plan.thread_tiles[pos]
-        plan.member_block_tiles[info.index] = block
-        plan.member_thread_tiles[info.index] = thread
+    assign_member_tiles(plan, group)
     plan.shared = promoted
     return plan
 

@@ -2,8 +2,8 @@
 fallback), the stub libcuda, and host emulators of the kernels (see cuda_stub.py). No GPU is needed."""
 from __future__ import annotations
 
-import importlib.util
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,16 +12,9 @@ import onnx
 import pytest
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # cuda_stub.py, shared by this folder's tests
 
-
-def load_cuda_stub():
-    spec = importlib.util.spec_from_file_location("hcc_test_cuda_stub", HERE / "cuda_stub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cuda_stub = load_cuda_stub()
+import cuda_stub  # noqa: E402
 
 
 # -- models --------------------------------------------------------------------------------------------------------

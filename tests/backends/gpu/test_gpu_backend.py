@@ -15,7 +15,6 @@ import json
 import math
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,17 +22,8 @@ import pytest
 from hcc.backends.gpu import toolchain
 from hcc.backends.gpu.mapping import plan_op
 
+import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 
-def _load_helpers():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hcc_test_cuda_stub", Path(__file__).with_name("cuda_stub.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cuda_stub = _load_helpers()
 tolerance = cuda_stub.tolerance
 
 FP32_MODELS = ["mlp", "cnn", "attention", "odd", "gathers", "mlp_tiled", "attention_tiled", "odd_matmul", "fused_matmuls",

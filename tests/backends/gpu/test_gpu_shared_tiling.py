@@ -23,17 +23,7 @@ import pytest
 
 from hcc.backends.gpu import lowering, shared_tiling
 
-
-def _load_helpers():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hcc_test_cuda_stub", Path(__file__).with_name("cuda_stub.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cuda_stub = _load_helpers()
+import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 
 
 def _table(path: Path) -> dict:
