@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from hcc.passes.device_catalog import DeviceInstance, DeviceSpec
-from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, dsp_per_mult, mac_layer, stream_layer  # noqa: F401
+from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, mac_layer, stream_layer
 
 ELEM_BYTES = {
     onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
@@ -343,7 +343,7 @@ def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
 class FpgaConfig:
     """How the partitioner sees an ONNX node as an FPGA layer of the backend (hls4ml conventions). The defaults are
     the backend's: ap_fixed<16,6> everywhere, strategy latency. The driver derives per-node configs from the user's
-    --fpga-precision / fpga.toml (backends/fpga/config.py: cost_model_configs)."""
+    --fpga-precision / fpga.toml (backends/fpga/config.py: planner_configs)."""
 
     weight_bits: int = 16
     act_bits: int = 16

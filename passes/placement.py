@@ -384,11 +384,7 @@ def _search(p: Problem, objective: str, deadline: float, time_limit_s: float, ma
 
 def _latency_optimum(p: Problem, deadline: float):
     """The latency MILP's assignment (fast and usually optimal), as a seed for the throughput heuristic."""
-    p.objective = "latency"
-    try:
-        a, _ = solve_milp(p, max(0.5, min(3.0, (deadline - time.perf_counter()) / 3)), 5e-3)
-    finally:
-        p.objective = "throughput"
+    a, _ = solve_milp(p, max(0.5, min(3.0, (deadline - time.perf_counter()) / 3)), 5e-3, objective="latency")
     return a
 
 

@@ -62,6 +62,7 @@ class Problem:
         self.D = len(instances)
         self.opts: dict[str, list[Option]] = {}
         self.allowed: dict[str, list[int]] = {}
+        self.devices_of: dict[str, list[int]] = {}
         self.unfused_penalty: dict[str, dict[int, float]] = {}  # node -> FPGA instance -> s lost if its producer is elsewhere
         for n in self.names:
             node = info.by_name[n]
@@ -86,15 +87,13 @@ class Problem:
                 raise HccError(f"no device in the mix can run node '{n}' ({node.op_type})")
             opts.sort(key=lambda o: (o.d, o.time))
             self.opts[n] = opts
-            allowed = list(range(len(opts)))
+            self.unpin(n)
             if n in forced:
-                allowed = [i for i, o in enumerate(opts) if o.d in forced[n]]
-                if not allowed:
+                if not any(o.d in forced[n] for o in opts):
                     names = sorted({instances[d].id for d in forced[n]})
                     raise HccError(f"node '{n}' ({node.op_type}) is forced onto {', '.join(names)}, which cannot run {node.op_type}",
                                    hint="remove or narrow the --place/--placement override for this node")
-            self.allowed[n] = allowed
-        self.devices_of = {n: sorted({self.opts[n][i].d for i in self.allowed[n]}) for n in self.names}
+                self.pin(n, forced[n])
         self._build_tensors(info)
 
     def pin(self, n: str, devices: list[int]) -> None:
@@ -243,10 +242,12 @@ class Problem:
 
 # ---------------------------------------------------------------------------------------------------- MILP
 
-def solve_milp(p: Problem, time_limit: float, rel_gap: float) -> tuple[Assignment | None, str]:
+def solve_milp(p: Problem, time_limit: float, rel_gap: float, objective: str | None = None) -> tuple[Assignment | None, str]:
+    """The placement MILP for `objective` (default: the problem's own)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_matrix
 
+    objective = objective or p.objective
     scale = 1e6  # microseconds keep HiGHS' absolute tolerances meaningful
     cost: list[float] = []
     busy_terms: list[list[tuple[int, float]]] = [[] for _ in range(p.D)]
@@ -306,12 +307,12 @@ def solve_milp(p: Problem, time_limit: float, rel_gap: float) -> tuple[Assignmen
                      if p.opts[n][i].d == d and p.opts[n][i].res.get(res, 0.0) > 0]
             if terms and sum(v for _, v in terms) > lim:
                 add(terms, -np.inf, lim)
-    if p.objective == "throughput":
+    if objective == "throughput":
         tvar = len(cost)
         cost.append(1.0)
         for d in range(p.D):
             add(busy_terms[d] + [(tvar, -1.0)], -np.inf, 0.0)
-    eps = 1.0 if p.objective == "latency" else 1e-3  # throughput: among equal stages, prefer less total work
+    eps = 1.0 if objective == "latency" else 1e-3  # throughput: among equal stages, prefer less total work
     for d in range(p.D):
         for j, v in busy_terms[d]:
             cost[j] += eps * v
@@ -330,7 +331,7 @@ def solve_milp(p: Problem, time_limit: float, rel_gap: float) -> tuple[Assignmen
     integrality = np.zeros(nvar)
     integrality[:n_binary] = 1
     ub = np.ones(nvar)
-    if p.objective == "throughput":
+    if objective == "throughput":
         ub[-1] = np.inf
     result = milp(np.array(cost), integrality=integrality, bounds=Bounds(np.zeros(nvar), ub),
                   constraints=[LinearConstraint(matrix, np.array(lo), np.array(hi))],
