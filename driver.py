@@ -16,8 +16,9 @@ import onnx
 
 from hcc import __version__
 from hcc.artifacts import bundle as bundle_writer
+from hcc.artifacts import output_dir
 from hcc.artifacts.golden import DEFAULT_SEED, random_inputs, run_onnxruntime, save_golden
-from hcc.artifacts.manifest import MANIFEST_FILE, ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
+from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.errors import HccError
 from hcc.frontend.bool_boundary import SUFFIX as BOOL_SUFFIX
 from hcc.frontend.bool_boundary import widen_bool_boundaries
@@ -55,9 +56,14 @@ def _run_worker(request: dict, progress: ProgressFn) -> dict:
         with open(stderr_path, "w") as err:
             proc = subprocess.Popen([sys.executable, "-m", "hcc.worker", str(req), str(resp)], stdout=subprocess.PIPE, stderr=err, text=True)
             assert proc.stdout is not None
-            for line in proc.stdout:
-                progress(line.rstrip())
-            rc = proc.wait()
+            try:
+                for line in proc.stdout:
+                    progress(line.rstrip())
+                rc = proc.wait()
+            except BaseException:  # an interrupt: the worker must not outlive the compile (nor refill its staging folder)
+                proc.kill()
+                proc.wait()
+                raise
         if rc != 0 or not resp.exists():
             tail = "\n".join(stderr_path.read_text(errors="replace").strip().splitlines()[-12:])
             how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
@@ -144,15 +150,11 @@ def _attach_boundary_casts(groups: list[dict], model: onnx.ModelProto) -> list[d
     return groups
 
 
-def _prepare_output_dir(bundle_dir: Path) -> Path:
-    """Build into a fresh sibling folder; refuse to clobber a non-empty folder that is not an hcc bundle."""
-    if bundle_dir.exists():
-        if not bundle_dir.is_dir():
-            raise HccError(f"{bundle_dir}: exists and is not a folder")
-        if any(bundle_dir.iterdir()) and not (bundle_dir / MANIFEST_FILE).exists():
-            raise HccError(f"{bundle_dir}: folder is not empty and is not an hcc bundle; refusing to overwrite it")
-    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
+def _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga) -> list[Path]:
+    """Files the compile reads or writes besides the bundle: none may live inside the output folder."""
+    paths = [model_path, golden_inputs, placement_file, device_file, save_placement]
+    paths += [(fpga or {}).get("config"), (fpga or {}).get("calibration_file")]
+    return [Path(p) for p in paths if p]
 
 
 def compile_model(
@@ -183,6 +185,8 @@ def compile_model(
     ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
     """
     started = time.perf_counter()
+    protected = _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga)
+    output_dir.check_output_dir(Path(bundle_dir), protected)  # before any work: refuse early, lose nothing
     loaded = load_model(os.fspath(model_path), input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
 
@@ -211,7 +215,7 @@ def compile_model(
     lifted = lift_weights(loaded.model)
     lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
     bundle_dir = Path(bundle_dir)
-    staging = _prepare_output_dir(bundle_dir)
+    staging = output_dir.make_staging_dir(bundle_dir)
     try:
         lifted_path, weights_path = staging / ".lifted.onnx", staging / ".weights.npz"
         onnx.save(lifted.model, lifted_path)
@@ -234,9 +238,9 @@ def compile_model(
         if plan is not None:
             _write_plan_report(staging, plan)
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan, gpu_precision)
-        if bundle_dir.exists():
-            shutil.rmtree(bundle_dir)
-        os.replace(staging, bundle_dir)
+        if any(_is_fixed_point(sg) for sg in manifest.subgraphs):
+            _measure_fixed_point_accuracy(staging, manifest, loaded, feeds, expected, seed, progress)
+        output_dir.move_into_place(staging, bundle_dir, protected)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -245,16 +249,36 @@ def compile_model(
 
 
 def _golden_tolerance(subgraphs: list[SubgraphRecord]) -> tuple[float, float]:
-    """The loosest tolerance any subgraph's precision implies (fixed-point FPGA artifacts state theirs)."""
+    """The loosest tolerance any float precision implies; fixed-point outputs get measured ones (below)."""
     rtol, atol = TOLERANCES["fp32"]
     for sg in subgraphs:
         if sg.precision in TOLERANCES:
             rtol, atol = max(rtol, TOLERANCES[sg.precision][0]), max(atol, TOLERANCES[sg.precision][1])
-        for artifact in sg.artifacts:
-            tolerance = artifact.meta.get("tolerance")
-            if tolerance:
-                rtol, atol = max(rtol, float(tolerance["rtol"])), max(atol, float(tolerance["atol"]))
     return rtol, atol
+
+
+def _is_fixed_point(subgraph: SubgraphRecord) -> bool:
+    return any("tolerance" in artifact.meta for artifact in subgraph.artifacts)
+
+
+def _measure_fixed_point_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected, seed: int, progress: ProgressFn) -> None:
+    """Run the staged bundle on the golden and on held-out inputs against onnxruntime; store each output's measured
+    error, argmax agreement and the tolerance they imply in the manifest (artifacts/accuracy.py says why)."""
+    from hcc.artifacts import accuracy
+
+    held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
+    held_expected = [run_onnxruntime(loaded.model, f) for f in held_feeds]
+    outputs = accuracy.run_bundle_in_child(staging, [feeds] + held_feeds)
+    measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), TOLERANCES["fp32"])
+    assert manifest.golden is not None
+    manifest.golden.outputs = measured
+    for name, acc in measured.items():
+        agreement = f", argmax agreement {acc.argmax_agreement:.0%}" if acc.argmax_agreement is not None else ""
+        progress(f"fixed point: output '{name}': max abs error {acc.golden_max_abs:.3g} on the golden inputs, {acc.held_out_max_abs:.3g} on "
+                 f"{acc.held_out_samples} held-out inputs{agreement}; golden atol {acc.atol:.3g}")
+        if acc.note:
+            progress(f"warning: output '{name}': {acc.note}; widen --fpga-precision")
+    bundle_writer.write_manifest(staging, manifest)
 
 
 def _storage_dtype(element: str, declared: str) -> str | None:

@@ -76,7 +76,19 @@ def compile_subgraphs(request: dict) -> dict:
     return {"ok": True, "subgraphs": results, "toolchain": versions}
 
 
+def _die_with_parent() -> None:
+    """If the compiler is killed (SIGKILL gives it no chance to stop us), stop too instead of writing on."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     request_path, response_path = argv[1], argv[2]
     request = json.loads(Path(request_path).read_text())
     from hcc.errors import HccError

@@ -61,11 +61,30 @@ class SubgraphRecord:
 
 
 @dataclass
-class GoldenRecord:
-    file: str  # npz with keys "input:<name>" and "output:<name>"
+class OutputAccuracy:
+    """One output's golden tolerance and, where it was measured, the error behind it (fixed-point bundles: the
+    compiled bundle run on the golden inputs and on held-out inputs, against onnxruntime)."""
+
     rtol: float
     atol: float
+    golden_max_abs: float | None = None  # |bundle - onnxruntime| on the golden inputs
+    held_out_max_abs: float | None = None  # the same on inputs the compiler never saw
+    held_out_samples: int = 0
+    argmax_agreement: float | None = None  # held-out share of rows whose argmax (last axis) equals onnxruntime's
+    note: str = ""
+
+
+@dataclass
+class GoldenRecord:
+    file: str  # npz with keys "input:<name>" and "output:<name>"
+    rtol: float  # the default tolerance; `outputs` may set one per output
+    atol: float
     source: str  # "onnxruntime <version> on random inputs (seed N)" or "onnxruntime <version> on user inputs"
+    outputs: dict[str, OutputAccuracy] = field(default_factory=dict)
+
+    def tolerance(self, output: str) -> tuple[float, float]:
+        accuracy = self.outputs.get(output)
+        return (accuracy.rtol, accuracy.atol) if accuracy else (self.rtol, self.atol)
 
 
 @dataclass
@@ -118,5 +137,8 @@ class Manifest:
             SubgraphRecord(**{**s, "artifacts": [artifact(a) for a in s["artifacts"]], "fallback": artifact(s.get("fallback"))})
             for s in data["subgraphs"]
         ]
-        fields["golden"] = GoldenRecord(**data["golden"]) if data.get("golden") else None
+        golden = data.get("golden")
+        if golden:
+            outputs = {name: OutputAccuracy(**acc) for name, acc in (golden.get("outputs") or {}).items()}
+            fields["golden"] = GoldenRecord(**{**golden, "outputs": outputs})
         return cls(**fields)

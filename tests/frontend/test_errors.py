@@ -140,6 +140,6 @@ def test_compile_refuses_to_overwrite_a_foreign_folder(tmp_path):
     onnx.save(small_model(), path)
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "notes.txt").write_text("keep me")
-    with pytest.raises(HccError, match="not an hcc bundle"):
+    with pytest.raises(HccError, match="not an intact hcc bundle"):
         hcc.compile(path, tmp_path / "precious")
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"

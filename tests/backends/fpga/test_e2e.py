@@ -35,6 +35,32 @@ def test_compile_and_run_bundle_on_fpga_csim(tmp_path):
     tol = art.meta["tolerance"]
     assert np.max(np.abs(y - ref)) <= tol["atol"] * 4 + 1e-3  # bound computed on the golden sample; new data stays close
     assert np.max(np.abs(y - ref)) < 0.02
+    # The golden tolerance is measured (golden + held-out inputs against onnxruntime), tight enough to fail.
+    from hcc.runtime.golden_check import check_golden
+
+    acc = manifest.golden.outputs["out"]
+    assert acc.held_out_samples == 4 and 0 < acc.golden_max_abs <= acc.atol and acc.held_out_max_abs <= acc.atol
+    assert acc.argmax_agreement is not None and acc.note == ""
+    report = check_golden(tmp_path / "bundle")
+    assert report.passed and report.outputs[0].atol == acc.atol
+
+
+def test_a_too_narrow_fixed_point_type_is_flagged_not_passed(tmp_path):
+    """The issue's case: a softmax output in [0, 1] whose fixed-point error is as large as its range."""
+    import hcc
+    from hcc.runtime.golden_check import check_golden
+
+    model = lib.activations()
+    path = tmp_path / "act.onnx"
+    onnx.save(model, path)
+    groups = [{"id": "sg0", "device": "fpga:xcu250", "nodes": [n.name for n in model.graph.node], "device_index": 0}]
+    messages = []
+    manifest = hcc.compile(path, tmp_path / "bundle", groups=groups, fpga={"precision": "ap_fixed<5,2>"}, progress=messages.append)
+    acc = manifest.golden.outputs["softmax"]
+    assert "inconclusive" in acc.note
+    assert any(m.startswith("warning: output 'softmax'") for m in messages)
+    report = check_golden(tmp_path / "bundle")
+    assert not report.passed and report.outputs[0].status in ("INCONCLUSIVE", "FAIL")
 
 
 def test_layer_config_reuse_factor_strategy_and_calibration(tmp_path):
