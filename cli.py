@@ -217,14 +217,16 @@ def _load_inputs(path: str | None) -> dict:
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="npz of inputs keyed by input name.")
 @click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Write outputs (keyed by output name) to this npz.")
 @click.option("--repeat", default=1, show_default=True, help="Run this many times and report the median time.")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Threads of the CPU code (0: every CPU this process may use).")
 @_friendly
-def run_cmd(bundle, input_path, output_path, repeat):
+def run_cmd(bundle, input_path, output_path, repeat, threads):
     """Run BUNDLE on the inputs in an npz file."""
     import numpy as np
 
     from hcc.runtime import load
 
-    session = load(bundle)
+    session = load(bundle, threads=threads)
     for note in session.notes:
         click.echo(f"note: {note}", err=True)
     feeds = _load_inputs(input_path)

@@ -45,7 +45,7 @@ def compile_subgraphs(request: dict) -> dict:
     results = []
     for spec in specs:
         t0 = time.perf_counter()
-        linalg_text = lower_to_linalg(spec.module_text)
+        linalg_text = lower_to_linalg(spec.module_text, contraction_barriers=device_kind(spec.device) == "cpu")
         signature = lowering.function_signature(linalg_text, spec.id)
         t1 = time.perf_counter()
         _progress(f"{spec.id}: lowered {len(spec.nodes)} ops to linalg ({t1 - t0:.2f}s)")

@@ -35,8 +35,12 @@ def _duplicate_shared_bool_producers(module) -> int:
     return duplicated
 
 
-def lower_to_linalg(torch_text: str) -> str:
-    """torch-onnx text -> linalg/tensor/arith text (parsed by the xtc `mlir` bindings downstream)."""
+def lower_to_linalg(torch_text: str, contraction_barriers: bool = False) -> str:
+    """torch-onnx text -> linalg/tensor/arith text (parsed by the xtc `mlir` bindings downstream).
+
+    `contraction_barriers` (CPU subgraphs): keep elementwise producers out of contractions (fusion_barriers.py)."""
+    from hcc.passes.fusion_barriers import insert_contraction_barriers
+
     from torch_mlir import ir, passmanager
     from torch_mlir.dialects import torch as torch_dialect
 
@@ -46,6 +50,8 @@ def lower_to_linalg(torch_text: str) -> str:
         module = ir.Module.parse(torch_text)
         try:
             passmanager.PassManager.parse(TORCH_TO_LINALG).run(module.operation)
+            if contraction_barriers:
+                insert_contraction_barriers(module)
             passmanager.PassManager.parse(FUSE).run(module.operation)
             for _round in range(8):  # each round pushes bool producers one level into their consumers
                 if not _duplicate_shared_bool_producers(module):

@@ -47,7 +47,11 @@ class NodeArg:
 class Session:
     """Run a bundle like an onnxruntime InferenceSession: `session.run(None, {"x": x})`."""
 
-    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True):
+    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None):
+        """`threads`: threads the CPU code runs on (like onnxruntime's intra_op_num_threads); None or 0: all CPUs."""
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise HccError(f"threads={threads!r}: expected a whole number >= 0 (0: every CPU)")
+        self.threads = threads or 0
         self.bundle = Path(bundle_dir)
         self.manifest: Manifest = read_manifest(self.bundle, verify=verify)
         self._tensors: dict[str, TensorRecord] = {t.name: t for t in self.manifest.tensors}
@@ -95,7 +99,7 @@ class Session:
 
     def _bind_device(self, device: str, index: int) -> Device:
         if device == "cpu":
-            return CpuDevice(device, index, self.manifest.toolchain.get("target_cpu"))
+            return CpuDevice(device, index, self.manifest.toolchain.get("target_cpu"), self.threads)
         return driver_class(device)(device, index)
 
     def _load_weights(self) -> dict[str, np.ndarray]:
@@ -183,6 +187,6 @@ class Session:
         return results
 
 
-def load(bundle_dir: str | os.PathLike, verify: bool = True) -> Session:
-    """Open a bundle for execution (verifies every checksum first)."""
-    return Session(bundle_dir, verify=verify)
+def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None) -> Session:
+    """Open a bundle for execution (verifies every checksum first); `threads`: CPU threads (None/0: all CPUs)."""
+    return Session(bundle_dir, verify=verify, threads=threads)

@@ -10,8 +10,8 @@ both see the same machine state (frequency, cache, noisy neighbours). Prints the
 milliseconds and the hcc/onnxruntime ratio of the medians (below 1: hcc is faster).
 
 Both sides are timed through their Python `run` call with the same feeds, so each figure includes its own
-call overhead. onnxruntime uses the CPUExecutionProvider with intra_op_num_threads = --threads (default 1:
-hcc's generated code is single-threaded).
+call overhead. Both use --threads threads (default 1): onnxruntime's CPUExecutionProvider as intra_op_num_threads,
+hcc as `hcc.runtime.load(bundle, threads=N)` (the bundle's own thread pool).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="ONNX model file")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS", help="concrete shape for an input, e.g. x=1x3x224x224 (repeatable)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1; hcc code is single-threaded)")
+    parser.add_argument("--threads", type=int, default=1, help="threads of both runtimes (default 1)")
     parser.add_argument("--repeat", type=int, default=50, help="timed iterations of each runtime (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations of each runtime first (default 5)")
     parser.add_argument("--bundle", help="bundle folder: reused if it already holds a bundle, else compiled into")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"using the existing bundle {bundle}")
 
-        session = load(bundle)
+        session = load(bundle, threads=args.threads)
         feeds = random_inputs(loaded.model, loaded.inputs, args.seed)
         ort_session = _ort_session(loaded.model, args.threads)
         out_names = list(session.manifest.outputs)

@@ -43,9 +43,10 @@ BUFFERIZE = (
 # convention cannot lower, so it is inlined; then i1 buffers become bytes (widen_i1.py) before memref-to-LLVM.
 TO_LOOPS = "inline,symbol-dce,convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize"
 # math-to-llvm first (sqrt, rsqrt, exp, ... as intrinsics); what is left (erf) becomes libm calls (-lm is linked).
+# math-to-libm scalarizes vector math ops with extract/insert, so the vector conversion comes after it.
 TO_LLVM = (
-    "convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,"
-    "convert-math-to-libm,convert-cf-to-llvm,convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},"
+    "convert-math-to-llvm,convert-math-to-libm,convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},"
+    "convert-arith-to-llvm,convert-cf-to-llvm,convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},"
     "reconcile-unrealized-casts"
 )
 NAIVE_TO_LLVM = (
@@ -76,6 +77,7 @@ module attributes {transform.with_named_sequence} {
     %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
     %f = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {
+      transform.apply_patterns.vector.cast_away_vector_leading_one_dim
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
       transform.apply_patterns.vector.transfer_permutation_patterns
       transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
@@ -244,7 +246,7 @@ def _generalize(root, keep_fill: bool) -> None:
     count = 0
     for op in _func_body_ops(root):
         name = op.operation.name
-        if name.startswith("linalg.") and name not in keep:
+        if name.startswith("linalg.") and name not in keep and "hcc.ukernel" not in op.attributes:
             op.attributes["hcc.gen"] = ir.UnitAttr.get()
             count += 1
     if count:
@@ -284,7 +286,7 @@ def _strided_convs_to_img2col(module):
 
     count = 0
     for op in _func_body_ops(module.operation):
-        if op.operation.name != "linalg.conv_2d_nchw_fchw":
+        if op.operation.name != "linalg.conv_2d_nchw_fchw" or "hcc.ukernel" in op.attributes:
             continue
         strides = str(op.attributes["strides"]) if "strides" in op.attributes else "dense<1>"
         dilations = str(op.attributes["dilations"]) if "dilations" in op.attributes else "dense<1>"
@@ -343,6 +345,11 @@ def _func_body_ops(root) -> list:
     return found
 
 
+def _kind_allowed(kind: str) -> bool:
+    allowed = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
+    return allowed is None or kind in allowed.split(",")
+
+
 def _schedule_round(module, reports: list, first_index: int):
     """Plan and apply a schedule for every untagged top-level linalg.generic; returns (module, next index).
 
@@ -350,7 +357,7 @@ def _schedule_round(module, reports: list, first_index: int):
     returned module replaces the caller's (which must keep a reference to it: the Module owns the IR)."""
     from mlir import ir
 
-    from hcc.backends.cpu import schedule
+    from hcc.backends.cpu import schedule, ukernels
 
     index = first_index
     plans = []
@@ -358,9 +365,13 @@ def _schedule_round(module, reports: list, first_index: int):
         if "hcc.id" in op.attributes:
             continue
         op.attributes["hcc.id"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
-        plan = schedule.plan(schedule.analyze(op, index))
-        allowed = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
-        if allowed is not None and plan.kind not in allowed.split(","):
+        info = schedule.analyze(op, index)
+        plan = schedule.plan(info)
+        roles = ukernels.gemm_roles(info) if _kind_allowed("ukernel") else None
+        if roles is not None:
+            ukernels.tag_gemm(op, roles)
+            plan = schedule.Plan("ukernel-gemm", note=f"{ukernels.GEMM} micro-kernel call")
+        if not _kind_allowed(plan.kind):
             plan = schedule.Plan("loops", note=f"{plan.kind} disabled by HCC_CPU_KINDS")
         if plan.kind in ("contraction", "conv"):
             # `acc + a * b` may become one FMA (as in onnxruntime's MLAS kernels); LLVM fuses the vector
@@ -390,8 +401,13 @@ def schedule_module(module):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
+    from hcc.backends.cpu import ukernels
+
     reports: list[OpReport] = []
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,canonicalize,cse")
+    if _kind_allowed("ukernel"):  # named convolutions go to the conv micro-kernel (kept named: no generalization)
+        for _ in range(ukernels.tag_convolutions(module.operation)):
+            reports.append(OpReport(-2, "ukernel-conv", True, f"{ukernels.CONV} micro-kernel call"))
     # After the fusion pass: it would fuse the im2col gather back into its GEMM.
     module, _ = _strided_convs_to_img2col(module)
     root = module.operation
@@ -490,18 +506,22 @@ def _lower_vectorized(text: str, log=None) -> str:
     from mlir import ir
     from mlir.dialects import llvm
 
+    from hcc.backends.cpu import ukernels
+
     module = ir.Module.parse(text)
     module, reports = schedule_module(module)
     root = module.operation
-    if log is not None:
-        log.extend(reports)
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse")
     _run_pipeline(root, BUFFERIZE)
     _write_results_in_place(root)
+    for where, why in ukernels.replace_with_calls(module):
+        reports.append(OpReport(-2, "loops", False, f"micro-kernel call not possible at {where}: {why}"))
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse")
     module = _loops_then_llvm(module, TO_LLVM)
+    if log is not None:
+        log.extend(reports)
     return llvm.translate_module_to_llvmir(module.operation)
 
 

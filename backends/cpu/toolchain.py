@@ -14,7 +14,18 @@ from pathlib import Path
 
 from hcc.errors import HccError
 
-MEMREF_COPY_C = Path(__file__).with_name("memref_copy.c")
+RUNTIME_DIR = Path(__file__).with_name("runtime")
+# The C support code linked into every subgraph .so: (source, extra flags, object name). The micro-kernels are
+# compiled once per ISA; ukernels_dispatch.c picks one by CPUID at run time (see ukernels.c).
+SUPPORT_UNITS = (
+    ("memref_copy.c", (), "memref_copy"),
+    ("threadpool.c", (), "threadpool"),
+    ("ukernels_dispatch.c", (), "ukernels_dispatch"),
+    ("ukernels.c", ("-DHCC_VL=4", "-msse2"), "ukernels_sse2"),
+    ("ukernels.c", ("-DHCC_VL=8", "-mavx2", "-mfma"), "ukernels_avx2"),
+    ("ukernels.c", ("-DHCC_VL=16", "-mavx512f", "-mfma"), "ukernels_avx512"),
+)
+SUPPORT_CFLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-pthread", "-ffp-contract=fast")
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,6 +83,48 @@ def with_target(llvm_ir: str) -> str:
     return "\n".join(lines)
 
 
+def _cache_root() -> Path:
+    return Path(os.environ.get("HCC_CACHE_DIR") or Path.home() / ".cache" / "hcc")
+
+
+def support_objects() -> list[Path]:
+    """The support objects, compiled once per source/flags/compiler and cached ($HCC_CACHE_DIR or ~/.cache/hcc;
+    a temporary folder when that is not writable). Concurrent compiles each write their own copy, then rename."""
+    import hashlib
+    import tempfile
+
+    key = hashlib.sha256()
+    for source, flags, name in SUPPORT_UNITS:
+        key.update(f"{source}|{' '.join(flags)}|{name}|".encode() + (RUNTIME_DIR / source).read_bytes())
+    key.update(" ".join(SUPPORT_CFLAGS).encode() + versions_cc().encode())
+    objects = []
+    for root in (_cache_root(), Path(tempfile.gettempdir()) / f"hcc-{os.getuid()}"):
+        folder = root / "cpu-support" / key.hexdigest()[:16]
+        objects = [folder / f"{name}.o" for _, _, name in SUPPORT_UNITS]
+        if all(o.is_file() for o in objects):
+            return objects
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for (source, flags, name), obj in zip(SUPPORT_UNITS, objects):
+                if obj.is_file():
+                    continue
+                tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
+                _run([c_compiler(), "-c", *SUPPORT_CFLAGS, *flags, str(RUNTIME_DIR / source), "-o", str(tmp)], f"compiling {source}")
+                os.replace(tmp, obj)
+            return objects
+        except OSError:
+            continue
+    raise HccError("CPU backend: cannot write the compiled support code to a cache folder ($HCC_CACHE_DIR, ~/.cache/hcc or the temp folder)")
+
+
+@functools.lru_cache(maxsize=None)
+def versions_cc() -> str:
+    try:
+        return subprocess.run([c_compiler(), "--version"], capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
 def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2") -> None:
     """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection."""
     out_so.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +135,8 @@ def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: s
     try:
         _run([str(tools / "opt"), "-O3", f"-mcpu={cpu}", str(ll), "-o", str(bc)], "opt -O3")
         _run([str(tools / "llc"), "-O3", f"-mcpu={cpu}", "-relocation-model=pic", "-filetype=obj", str(bc), "-o", str(obj)], "llc -O3")
-        _run([c_compiler(), "-shared", "-O2", "-fPIC", str(obj), str(MEMREF_COPY_C), "-o", str(out_so), "-lm", "-pthread"], "linking the shared object")
+        support = [str(o) for o in support_objects()]
+        _run([c_compiler(), "-shared", "-O2", "-fPIC", str(obj), *support, "-o", str(out_so), "-lm", "-pthread"], "linking the shared object")
     finally:
         for tmp in (bc, obj):
             tmp.unlink(missing_ok=True)

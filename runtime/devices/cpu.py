@@ -40,11 +40,15 @@ def check_target_cpu(target: str) -> None:
 
 
 class CpuExecutable(Executable):
-    def __init__(self, path: Path, entry: str, arity: int):
+    def __init__(self, path: Path, entry: str, arity: int, threads: int = 0):
         try:
             self._lib = ctypes.CDLL(str(path))
         except OSError as exc:
             raise HccError(f"{path}: cannot load the shared object: {exc}") from None
+        set_threads = getattr(self._lib, "hcc_set_num_threads", None)  # the bundle's own pool (runtime/threadpool.c)
+        if set_threads is not None:
+            set_threads.argtypes = [ctypes.c_int]
+            set_threads(threads)
         try:
             self._fn = getattr(self._lib, entry)
         except AttributeError:
@@ -62,8 +66,9 @@ class CpuExecutable(Executable):
 class CpuDevice(HostMemoryDevice):
     kind = "cpu"
 
-    def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None):
-        self.device, self.index = device, index
+    def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None, threads: int = 0):
+        """`threads`: threads of the generated code's pool (0: every CPU this process may use)."""
+        self.device, self.index, self.threads = device, index, threads
         if target_cpu:
             check_target_cpu(target_cpu)
 
@@ -74,5 +79,5 @@ class CpuDevice(HostMemoryDevice):
         return self.load_artifact(bundle, subgraph, artifact)
 
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
-        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs))
+        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads)
 

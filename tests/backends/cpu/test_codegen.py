@@ -121,36 +121,47 @@ def test_matmul_add_relu_matches_onnxruntime(tmp_path, m, k, n):
     compile_and_compare(matmul_add_relu(m, k, n), tmp_path, name=f"mm_{m}x{k}x{n}")
     log = _schedule_log(tmp_path / f"mm_{m}x{k}x{n}.bundle")
     assert all(r.ok for r in log), log
-    if m >= 5:
-        assert any(r.kind == "contraction" for r in log), log
+    assert any(r.kind == "ukernel-gemm" for r in log), log
+    assert "call void @hcc_gemm" in _llvm_ir(tmp_path / f"mm_{m}x{k}x{n}.bundle")
 
 
 def test_matmul_code_is_vectorized(tmp_path):
     compile_and_compare(matmul_add_relu(70, 130, 50), tmp_path, name="mmv")
     bundle = tmp_path / "mmv.bundle"
-    _assert_vectorized(_llvm_ir(bundle))
+    assert re.search(r"<(8|16) x float>", _llvm_ir(bundle)), "the elementwise epilogue is not vectorized"
     kinds = {r.kind for r in _schedule_log(bundle) if r.ok}
-    assert {"contraction", "elementwise"} <= kinds
+    assert {"ukernel-gemm", "elementwise"} <= kinds
+
+
+def test_scripted_schedules_without_micro_kernels(tmp_path, monkeypatch):
+    """The transform-dialect schedules (packed GEMM, direct conv) remain for ops the micro-kernels do not take."""
+    monkeypatch.setenv("HCC_CPU_KINDS", "contraction,conv,elementwise")
+    compile_and_compare(matmul_add_relu(70, 130, 50), tmp_path, name="mms")
+    compile_and_compare(small_cnn(3, 20, 22, 13, 8), tmp_path, name="cnns")
+    compile_and_compare(mlp(1, [64, 40, 10]), tmp_path, name="gemv")
+    _assert_vectorized(_llvm_ir(tmp_path / "mms.bundle"))
+    assert any(r.kind == "contraction" and r.ok for r in _schedule_log(tmp_path / "mms.bundle"))
+    assert sum(r.kind == "conv" and r.ok for r in _schedule_log(tmp_path / "cnns.bundle")) >= 2
+    log = _schedule_log(tmp_path / "gemv.bundle")
+    assert any(r.kind == "contraction" and r.ok and "dot products" in r.note for r in log), log
 
 
 def test_batch_matmul(tmp_path):
     compile_and_compare(batch_matmul(3, 13, 21, 19), tmp_path, name="bmm")
-    assert any(r.kind == "contraction" and r.ok for r in _schedule_log(tmp_path / "bmm.bundle"))
+    assert any(r.kind == "ukernel-gemm" and r.ok for r in _schedule_log(tmp_path / "bmm.bundle"))
 
 
 def test_mlp_gemm_transposed_weights(tmp_path):
     compile_and_compare(mlp(7, [100, 50, 33, 10]), tmp_path, name="mlp")
     bundle = tmp_path / "mlp.bundle"
     log = _schedule_log(bundle)
-    assert sum(r.kind == "contraction" and r.ok for r in log) >= 2, log
-    _assert_vectorized(_llvm_ir(bundle))
+    assert sum(r.kind == "ukernel-gemm" and r.ok for r in log) >= 2, log
 
 
-def test_gemv_dot_products(tmp_path):
-    """One row times a transposed weight (a classifier's Gemm): dot products along k, no weight packing."""
+def test_gemv(tmp_path):
+    """One row times a transposed weight (a classifier's Gemm): the micro-kernel's dot-product path."""
     compile_and_compare(mlp(1, [64, 40, 10]), tmp_path, name="gemv")
-    log = _schedule_log(tmp_path / "gemv.bundle")
-    assert any(r.kind == "contraction" and r.ok and "dot products" in r.note for r in log), log
+    assert any(r.kind == "ukernel-gemm" and r.ok for r in _schedule_log(tmp_path / "gemv.bundle"))
 
 
 def test_small_cnn(tmp_path):
@@ -158,8 +169,8 @@ def test_small_cnn(tmp_path):
     compile_and_compare(small_cnn(3, 20, 22, 13, 8), tmp_path, name="cnn")
     bundle = tmp_path / "cnn.bundle"
     log = _schedule_log(bundle)
-    assert sum(r.kind == "conv" and r.ok for r in log) >= 2, log
-    _assert_vectorized(_llvm_ir(bundle))
+    assert sum(r.kind == "ukernel-conv" and r.ok for r in log) >= 2, log
+    assert "call void @hcc_conv2d" in _llvm_ir(bundle)
 
 
 def test_conv_variants(tmp_path):
@@ -182,6 +193,7 @@ def test_schedule_failure_falls_back_to_loops(tmp_path, monkeypatch):
 
     linalg = _linalg_text(tmp_path, matmul_add_relu(20, 30, 40))
     monkeypatch.setattr(schedule, "plan", broken)
+    monkeypatch.setenv("HCC_CPU_KINDS", "contraction,elementwise")  # the scripted GEMM, not the micro-kernel
     log: list = []
     ll = lowering.lower_to_llvm_ir(linalg, log)
     assert "define" in ll

@@ -1,0 +1,162 @@
+/* A small thread pool linked into every CPU subgraph .so (the bundle ships it: no OpenMP or MLIR runtime to install).
+ *
+ * hcc_parallel_for(n, fn, ctx) runs fn(ctx, i) for i in [0, n) on the pool's threads and the calling thread, and
+ * returns when all are done. Tasks are handed out by an atomic counter, so uneven tasks balance themselves.
+ * Workers sleep on a condition variable between calls (they spin briefly first: back-to-back kernels of one
+ * inference arrive microseconds apart). The thread count is hcc_set_num_threads(n) (the runtime calls it with
+ * `threads=`), default: the CPUs this process may run on. A forked child starts without workers and makes new ones.
+ * Nested calls (a task that calls hcc_parallel_for) run serially in the calling thread.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define HCC_EXPORT __attribute__((visibility("default")))
+#define MAX_THREADS 256
+#define SPIN_ROUNDS 4000 /* x86 `pause` rounds, about 0.1-0.5 ms, before sleeping */
+
+typedef void (*hcc_task_fn)(void *ctx, int64_t task);
+
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t wake, done;
+  pthread_t threads[MAX_THREADS];
+  int started;            /* worker threads running (the caller is one more) */
+  int wanted;             /* total threads requested (0: not set yet) */
+  atomic_long generation; /* bumped per job: workers wait for a new one */
+  atomic_long next;       /* next task index of the current job */
+  atomic_int active;      /* workers still inside the current job */
+  int64_t tasks;
+  hcc_task_fn fn;
+  void *ctx;
+  int stop;
+} Pool;
+
+static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+static __thread int in_task;
+
+static int default_threads(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+  }
+  return 1;
+}
+
+static void run_tasks(void) {
+  int64_t i;
+  in_task = 1;
+  while ((i = atomic_fetch_add(&pool.next, 1)) < pool.tasks) pool.fn(pool.ctx, i);
+  in_task = 0;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  sched_yield();
+#endif
+}
+
+static void *worker(void *arg) {
+  long seen = (long)(intptr_t)arg; /* the generation when this worker was made: the next job is for it */
+  for (;;) {
+    long gen = seen;
+    for (int spin = 0; spin < SPIN_ROUNDS && (gen = atomic_load(&pool.generation)) == seen; ++spin) cpu_relax();
+    if (gen == seen) {
+      pthread_mutex_lock(&pool.lock);
+      while ((gen = atomic_load(&pool.generation)) == seen && !pool.stop) pthread_cond_wait(&pool.wake, &pool.lock);
+      pthread_mutex_unlock(&pool.lock);
+    }
+    if (pool.stop) return NULL;
+    seen = gen;
+    run_tasks();
+    if (atomic_fetch_sub(&pool.active, 1) == 1) {
+      pthread_mutex_lock(&pool.lock);
+      pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.lock);
+    }
+  }
+}
+
+static void after_fork_in_child(void) {
+  /* the workers did not survive fork(): start again lazily with fresh synchronisation objects */
+  pthread_mutex_init(&pool.lock, NULL);
+  pthread_cond_init(&pool.wake, NULL);
+  pthread_cond_init(&pool.done, NULL);
+  pool.started = 0;
+  pool.stop = 0;
+}
+
+static void ensure_workers(void) {
+  static int registered;
+  if (!registered) {
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    registered = 1;
+  }
+  if (pool.wanted == 0) pool.wanted = default_threads();
+  int workers = pool.wanted - 1;
+  if (workers > MAX_THREADS) workers = MAX_THREADS;
+  while (pool.started < workers) {
+    void *generation = (void *)(intptr_t)atomic_load(&pool.generation);
+    if (pthread_create(&pool.threads[pool.started], NULL, worker, generation) != 0) {
+      pool.wanted = pool.started + 1; /* run with what we have */
+      break;
+    }
+    pool.started++;
+  }
+}
+
+static void stop_workers(void) {
+  pthread_mutex_lock(&pool.lock);
+  pool.stop = 1;
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.lock);
+  for (int i = 0; i < pool.started; ++i) pthread_join(pool.threads[i], NULL);
+  pool.started = 0;
+  pool.stop = 0;
+}
+
+/* Set the number of threads (the calling thread included); n <= 0 means all CPUs of this process. */
+HCC_EXPORT void hcc_set_num_threads(int n) {
+  if (n <= 0) n = default_threads();
+  if (n > MAX_THREADS + 1) n = MAX_THREADS + 1;
+  if (pool.started > n - 1) stop_workers();
+  pool.wanted = n;
+}
+
+HCC_EXPORT int hcc_get_num_threads(void) { return pool.wanted ? pool.wanted : default_threads(); }
+
+void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx) {
+  if (tasks <= 0) return;
+  if (pool.wanted == 0) pool.wanted = default_threads();
+  if (tasks == 1 || in_task || pool.wanted <= 1) {
+    for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
+    return;
+  }
+  ensure_workers();
+  if (pool.started == 0) {
+    for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
+    return;
+  }
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.tasks = tasks;
+  atomic_store(&pool.next, 0);
+  atomic_store(&pool.active, pool.started);
+  pthread_mutex_lock(&pool.lock);
+  atomic_fetch_add(&pool.generation, 1);
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.lock);
+  run_tasks();
+  for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.active) > 0; ++spin) cpu_relax();
+  if (atomic_load(&pool.active) > 0) {
+    pthread_mutex_lock(&pool.lock);
+    while (atomic_load(&pool.active) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+  }
+}

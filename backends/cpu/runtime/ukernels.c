@@ -1,0 +1,414 @@
+/* hcc CPU micro-kernels: C += A * B over strided views (matmul, batched matmul, Gemm, attention, LSTM gates)
+ * and 2-D convolution as an implicit GEMM, on every core (threadpool.c).
+ *
+ * Why C and not MLIR transform scripts: the scripted schedules were fragile (a crashing script sent whole functions
+ * to scalar loops) and single-threaded; a BLIS-style packed kernel is the approach of IREE's ukernels, MLAS and
+ * XNNPACK. This file is compiled once per ISA (HCC_VL = 16: AVX-512F, 8: AVX2+FMA, 4: SSE2) with the same source;
+ * ukernels_dispatch.c picks one per process by CPUID. GCC vector extensions keep one source for every width.
+ *
+ * The core problem is addressed through offset tables, so that one packing routine serves plain strides and the
+ * implicit im2col of a convolution alike:
+ *   A[m][k] = a[am[m] + ak[k]],  B[k][n] = b[bk[k] + bn[n]],  C[m][n] = c[m * c_sm + n * c_sn].
+ * Blocking (BLIS): N in NC blocks, K in KC blocks (B packed into NR-wide panels), M in MC blocks (A packed into
+ * MR-high panels), an MR x NR register tile of accumulators per micro-kernel call.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+
+#if HCC_VL == 16
+#define SUFFIX avx512
+#define MR 12
+#define NR 32
+#elif HCC_VL == 8
+#define SUFFIX avx2
+#define MR 6
+#define NR 16
+#elif HCC_VL == 4
+#define SUFFIX sse2
+#define MR 4
+#define NR 8
+#else
+#error "HCC_VL must be 4, 8 or 16"
+#endif
+
+#define VL HCC_VL
+#define NV (NR / VL)
+#define KC 256
+#define MC (MR * 16)
+#define NC 4096
+#define SMALL_M 4 /* at most this many rows: no packing, stream B (matrix-vector like) */
+#define AXPY_BLOCK 1024 /* columns of C updated per pass over B's rows in the small-M path (4 KiB per row) */
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef void (*hcc_task_fn)(void *ctx, int64_t task);
+void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx);
+int hcc_get_num_threads(void);
+
+static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+/* One broadcast instruction (GCC turns the generic forms into an add or lane-by-lane inserts). */
+static inline vf vsplat(float x) {
+#if VL == 16 && defined(__AVX512F__)
+  return (vf)_mm512_set1_ps(x);
+#elif VL == 16 /* the 16-lane logic built for AVX2 (tests run it on hosts without AVX-512) */
+  __m256 half = _mm256_set1_ps(x);
+  vf v;
+  memcpy(&v, &half, sizeof half);
+  memcpy((char *)&v + sizeof half, &half, sizeof half);
+  return v;
+#elif VL == 8
+  return (vf)_mm256_set1_ps(x);
+#else
+  return (vf)_mm_set1_ps(x);
+#endif
+}
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+typedef struct {
+  const float *a, *b;
+  float *c;
+  int64_t M, N, K;
+  const int64_t *am, *ak, *bk, *bn; /* offset tables (elements) */
+  int64_t c_sm, c_sn;
+  int linear; /* every table is i * stride (plain strided matrices): the small-M paths may use the strides */
+} Problem;
+
+/* ------------------------------------------------------------------------------------------------ packing */
+
+static void pack_a(const Problem *p, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float *restrict out) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    int64_t mr = min64(MR, mc - i0);
+    for (int64_t i = 0; i < MR; ++i) {
+      if (i < mr) {
+        const float *row = p->a + p->am[m0 + i0 + i];
+        const int64_t *ak = p->ak + k0;
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = row[ak[k]];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = 0.0f;
+      }
+    }
+    out += MR * kc;
+  }
+}
+
+static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
+  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+    int64_t nr = min64(NR, nc - j0);
+    const int64_t *bn = p->bn + n0 + j0;
+    const int64_t *bk = p->bk + k0;
+    if (nr == NR && bn[NR - 1] - bn[0] == NR - 1) { /* NR consecutive floats per k: one vector copy */
+      const float *base = p->b + bn[0];
+      for (int64_t k = 0; k < kc; ++k)
+        for (int j = 0; j < NV; ++j) vstore(out + k * NR + j * VL, vload(base + bk[k] + j * VL));
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float *row = p->b + bk[k];
+        float *dst = out + k * NR;
+        int64_t j = 0;
+        for (; j < nr; ++j) dst[j] = row[bn[j]];
+        for (; j < NR; ++j) dst[j] = 0.0f;
+      }
+    }
+    out += NR * kc;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------ kernel */
+
+/* C[0:mr, 0:nr] += Ap (MR x kc panel) * Bp (kc x NR panel) */
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c,
+                         int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = (vf){0};
+  for (int64_t k = 0; k < kc; ++k) {
+    vf b[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) b[j] = vload(bp + j * VL);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      vf a = vsplat(ap[i]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+    }
+    ap += MR;
+    bp += NR;
+  }
+  if (mr == MR && nr == NR && c_sn == 1) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) vstore(c + i * c_sm + j * VL, vload(c + i * c_sm + j * VL) + acc[i][j]);
+    return;
+  }
+  float tile[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NV; ++j) vstore(tile + i * NR + j * VL, acc[i][j]);
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) c[i * c_sm + j * c_sn] += tile[i * NR + j];
+}
+
+/* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
+static __thread float *pack_buffer;
+static __thread size_t pack_capacity;
+
+static float *buffer(size_t floats) {
+  if (floats > pack_capacity) {
+    free(pack_buffer);
+    pack_buffer = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
+    pack_capacity = pack_buffer ? floats : 0;
+  }
+  return pack_buffer;
+}
+
+/* The blocked product for rows [m0, m1) and columns [n0, n1). */
+static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  int64_t mcap = min64(MC, ((m1 - m0 + MR - 1) / MR) * MR);
+  int64_t ncap = min64(NC, ((n1 - n0 + NR - 1) / NR) * NR);
+  float *ap = buffer((size_t)(mcap + ncap) * KC);
+  if (!ap) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  float *bp = ap + mcap * KC;
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    int64_t nc = min64(NC, n1 - jc);
+    for (int64_t pc = 0; pc < p->K; pc += KC) {
+      int64_t kc = min64(KC, p->K - pc);
+      pack_b(p, jc, nc, pc, kc, bp);
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        int64_t mc = min64(MC, m1 - ic);
+        pack_a(p, ic, mc, pc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
+            micro_kernel(kc, ap + ir * kc, bp + jr * kc, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr));
+          }
+        }
+      }
+    }
+  }
+}
+
+/* dst[0:n] += x * src[0:n] */
+static void axpy(int64_t n, float xs, const float *restrict src, float *restrict dst) {
+  vf x = vsplat(xs);
+  int64_t j = 0;
+  for (; j + 4 * VL <= n; j += 4 * VL) {
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) vstore(dst + j + q * VL, vload(dst + j + q * VL) + x * vload(src + j + q * VL));
+  }
+  for (; j < n; ++j) dst[j] += xs * src[j];
+}
+
+/* Few rows: no packing. B with unit n stride is streamed row by row; B with unit k stride (a weight stored N x K,
+ * Gemm transB) is read as dot products along k. */
+static void small_m(const Problem *p, int64_t n0, int64_t n1) {
+  int64_t b_sn = p->N > 1 ? p->bn[1] - p->bn[0] : 1, b_sk = p->K > 1 ? p->bk[1] - p->bk[0] : 1;
+  int64_t a_sk = p->K > 1 ? p->ak[1] - p->ak[0] : 1;
+  if (b_sn == 1 && p->c_sn == 1) { /* stream B row by row (k outer): C's strip stays in L1 */
+    for (int64_t n = n0; n < n1; n += AXPY_BLOCK) {
+      int64_t nb = min64(AXPY_BLOCK, n1 - n);
+      for (int64_t k = 0; k < p->K; ++k) {
+        const float *row = p->b + p->bk[k] + p->bn[n];
+        for (int64_t m = 0; m < p->M; ++m) axpy(nb, p->a[p->am[m] + p->ak[k]], row, p->c + m * p->c_sm + n);
+      }
+    }
+    return;
+  }
+  for (int64_t m = 0; m < p->M; ++m) {
+    const float *a = p->a + p->am[m];
+    float *c = p->c + m * p->c_sm;
+    if (b_sn == 1) {
+      int64_t n = n0;
+      for (; n + 4 * VL <= n1; n += 4 * VL) {
+        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+        const float *b = p->b + p->bn[n];
+        for (int64_t k = 0; k < p->K; ++k) {
+          vf x = vsplat(a[p->ak[k]]);
+          const float *row = b + p->bk[k];
+          acc0 += x * vload(row);
+          acc1 += x * vload(row + VL);
+          acc2 += x * vload(row + 2 * VL);
+          acc3 += x * vload(row + 3 * VL);
+        }
+        vf sums[4] = {acc0, acc1, acc2, acc3};
+        for (int q = 0; q < 4; ++q)
+          for (int l = 0; l < VL; ++l) c[(n + q * VL + l) * p->c_sn] += sums[q][l];
+      }
+      for (; n < n1; ++n) {
+        float s = 0.0f;
+        for (int64_t k = 0; k < p->K; ++k) s += a[p->ak[k]] * p->b[p->bk[k] + p->bn[n]];
+        c[n * p->c_sn] += s;
+      }
+    } else if (b_sk == 1 && a_sk == 1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        const float *b = p->b + p->bn[n] + p->bk[0];
+        const float *x = a + p->ak[0];
+        vf acc0 = {0}, acc1 = {0};
+        int64_t k = 0;
+        for (; k + 2 * VL <= p->K; k += 2 * VL) {
+          acc0 += vload(x + k) * vload(b + k);
+          acc1 += vload(x + k + VL) * vload(b + k + VL);
+        }
+        acc0 += acc1;
+        float s = 0.0f;
+        for (int l = 0; l < VL; ++l) s += acc0[l];
+        for (; k < p->K; ++k) s += x[k] * b[k];
+        c[n * p->c_sn] += s;
+      }
+    } else {
+      for (int64_t n = n0; n < n1; ++n) {
+        float s = 0.0f;
+        for (int64_t k = 0; k < p->K; ++k) s += a[p->ak[k]] * p->b[p->bk[k] + p->bn[n]];
+        c[n * p->c_sn] += s;
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------ threading */
+
+typedef struct {
+  const Problem *problems; /* one per batch entry */
+  int64_t m_parts, n_parts;
+  int64_t n_step; /* columns per part (a multiple of NR) */
+  int64_t m_step;
+  int small;
+} Job;
+
+static void run_part(void *ctx, int64_t task) {
+  const Job *job = ctx;
+  int64_t parts = job->m_parts * job->n_parts;
+  const Problem *p = &job->problems[task / parts];
+  int64_t rest = task % parts, mi = rest / job->n_parts, ni = rest % job->n_parts;
+  int64_t n0 = ni * job->n_step, n1 = min64(p->N, n0 + job->n_step);
+  int64_t m0 = mi * job->m_step, m1 = min64(p->M, m0 + job->m_step);
+  if (n0 >= n1 || m0 >= m1) return;
+  if (job->small)
+    small_m(p, n0, n1);
+  else
+    gemm_block(p, m0, m1, n0, n1);
+}
+
+/* Split a batch of equally shaped problems into tasks: batch entries first, then columns, then rows. */
+static void run_problems(const Problem *problems, int64_t batch) {
+  const Problem *p = &problems[0];
+  if (p->M <= 0 || p->N <= 0) return;
+  if (p->K <= 0) return; /* C += nothing */
+  Job job = {problems, 1, 1, p->N, p->M, p->M <= SMALL_M && p->linear};
+  double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K * (double)batch;
+  int64_t threads = hcc_get_num_threads();
+  int64_t want = flops < 4e5 ? 1 : threads * 3; /* a few tasks per thread balance uneven parts */
+  if (batch < want) {
+    int64_t per = (want + batch - 1) / batch;
+    int64_t n_units = (p->N + NR - 1) / NR;
+    int64_t n_parts = min64(per, n_units);
+    if (p->N >= 4 * NR * n_parts || job.small || p->M < 2 * MR) {
+      job.n_parts = n_parts > 0 ? n_parts : 1;
+      job.n_step = ((n_units + job.n_parts - 1) / job.n_parts) * NR;
+      job.n_parts = (p->N + job.n_step - 1) / job.n_step;
+    } else {
+      int64_t m_units = (p->M + MR - 1) / MR;
+      job.m_parts = min64(per, m_units);
+      job.m_step = ((m_units + job.m_parts - 1) / job.m_parts) * MR;
+      job.m_parts = (p->M + job.m_step - 1) / job.m_step;
+    }
+  }
+  hcc_parallel_for(batch * job.m_parts * job.n_parts, run_part, &job);
+}
+
+/* ------------------------------------------------------------------------------------------------ entries */
+
+static int64_t *linear_table(int64_t *out, int64_t n, int64_t stride) {
+  for (int64_t i = 0; i < n; ++i) out[i] = i * stride;
+  return out;
+}
+
+/* k = k1 * K2 + k2 over two reduction dims (a Gemm on a flattened tensor); K2 = 1 for one dim. */
+static int64_t *k_table(int64_t *out, int64_t k1n, int64_t k2n, int64_t s1, int64_t s2) {
+  for (int64_t i = 0; i < k1n; ++i)
+    for (int64_t j = 0; j < k2n; ++j) out[i * k2n + j] = i * s1 + j * s2;
+  return out;
+}
+
+/* C[b] += A[b] * B[b] for up to 3 batch dims. Pointers come as integers (the generated code passes `index`
+ * values); every stride and size is in elements. sizes: {b0, b1, b2, M, N, K1, K2}; strides per operand:
+ * a: {b0, b1, b2, m, k1, k2}, b: {b0, b1, b2, k1, k2, n}, c: {b0, b1, b2, m, n}. */
+void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_t *sizes, const int64_t *as,
+                           const int64_t *bs, const int64_t *cs) {
+  int64_t B0 = sizes[0], B1 = sizes[1], B2 = sizes[2], M = sizes[3], N = sizes[4], K1 = sizes[5], K2 = sizes[6];
+  int64_t K = K1 * K2, batch = B0 * B1 * B2;
+  if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
+  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(M + N + 2 * K));
+  Problem *problems = malloc(sizeof(Problem) * (size_t)batch);
+  if (!tables || !problems) abort();
+  int64_t *am = linear_table(tables, M, as[3]);
+  int64_t *ak = k_table(am + M, K1, K2, as[4], as[5]);
+  int64_t *bk = k_table(ak + K, K1, K2, bs[3], bs[4]);
+  int64_t *bn = linear_table(bk + K, N, bs[5]);
+  const float *a = (const float *)(intptr_t)a_ptr, *b = (const float *)(intptr_t)b_ptr;
+  float *c = (float *)(intptr_t)c_ptr;
+  int64_t index = 0;
+  for (int64_t i = 0; i < B0; ++i)
+    for (int64_t j = 0; j < B1; ++j)
+      for (int64_t l = 0; l < B2; ++l) {
+        Problem *p = &problems[index++];
+        p->a = a + i * as[0] + j * as[1] + l * as[2];
+        p->b = b + i * bs[0] + j * bs[1] + l * bs[2];
+        p->c = c + i * cs[0] + j * cs[1] + l * cs[2];
+        p->M = M, p->N = N, p->K = K;
+        p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
+        p->c_sm = cs[3], p->c_sn = cs[4];
+        p->linear = K2 == 1 || (as[4] == K2 * as[5] && bs[3] == K2 * bs[4]);
+      }
+  run_problems(problems, batch);
+  free(problems);
+  free(tables);
+}
+
+/* 2-D convolution, NCHW input (already padded) and FCHW weights, as an implicit GEMM per image and group:
+ * C[f][oh*OW + ow] += W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh][ow*sw + kw*dw].
+ * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw}; strides (elements) of x, w, y in NCHW order.
+ * The output of one image and channel must be dense over (oh, ow). */
+void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
+                             const int64_t *xs, const int64_t *ws, const int64_t *ys) {
+  int64_t NB = sizes[0], C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t G = sizes[9] > 0 ? sizes[9] : 1, Cg = C / G, Fg = F / G;
+  int64_t K = Cg * KH * KW, P = OH * OW;
+  if (NB <= 0 || Fg <= 0 || P <= 0 || K <= 0) return;
+  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P));
+  Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
+  if (!tables || !problems) abort();
+  int64_t *am = linear_table(tables, Fg, ws[0]);
+  int64_t *ak = am + Fg, *bk = ak + K, *bn = bk + K;
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) {
+        ak[k] = c * ws[1] + kh * ws[2] + kw * ws[3];
+        bk[k] = c * xs[1] + kh * conv[2] * xs[2] + kw * conv[3] * xs[3];
+      }
+  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) bn[q] = oh * conv[0] * xs[2] + ow * conv[1] * xs[3];
+  const float *x = (const float *)(intptr_t)x_ptr, *w = (const float *)(intptr_t)w_ptr;
+  float *y = (float *)(intptr_t)y_ptr;
+  int64_t index = 0;
+  for (int64_t n = 0; n < NB; ++n)
+    for (int64_t g = 0; g < G; ++g) {
+      Problem *p = &problems[index++];
+      p->a = w + g * Fg * ws[0];
+      p->b = x + n * xs[0] + g * Cg * xs[1];
+      p->c = y + n * ys[0] + g * Fg * ys[1];
+      p->M = Fg, p->N = P, p->K = K;
+      p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
+      p->c_sm = ys[1], p->c_sn = ys[3];
+      p->linear = 0;
+    }
+  run_problems(problems, NB * G);
+  free(problems);
+  free(tables);
+}

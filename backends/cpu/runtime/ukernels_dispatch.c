@@ -1,0 +1,66 @@
+/* Entry points the generated code calls (scalar arguments only: easy to emit from MLIR), and the choice of the
+ * micro-kernel ISA by CPUID, once per process: AVX-512F, else AVX2+FMA, else SSE2. hcc_set_isa(16|8|4) forces one
+ * (tests, comparisons); hcc_get_isa() says which runs (the runtime reports it). */
+#include <stdint.h>
+
+#define HCC_EXPORT __attribute__((visibility("default")))
+#define GEMM_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *
+#define CONV_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
+
+void hcc_gemm_avx512(GEMM_ARGS);
+void hcc_gemm_avx2(GEMM_ARGS);
+void hcc_gemm_sse2(GEMM_ARGS);
+void hcc_conv2d_avx512(CONV_ARGS);
+void hcc_conv2d_avx2(CONV_ARGS);
+void hcc_conv2d_sse2(CONV_ARGS);
+
+static int chosen_vl;
+
+static int best_vl(void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return 16;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 8;
+  return 4;
+}
+
+HCC_EXPORT int hcc_set_isa(int vl) {
+  int best = best_vl();
+  if (vl != 16 && vl != 8 && vl != 4) vl = best;
+  if (vl > best) return -1; /* this CPU lacks those instructions */
+  chosen_vl = vl;
+  return 0;
+}
+
+HCC_EXPORT int hcc_get_isa(void) {
+  if (!chosen_vl) chosen_vl = best_vl();
+  return chosen_vl;
+}
+
+void hcc_gemm(int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
+              int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2,
+              int64_t b_b0, int64_t b_b1, int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n,
+              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n) {
+  const int64_t sizes[7] = {b0, b1, b2, m, n, k1, k2};
+  const int64_t as[6] = {a_b0, a_b1, a_b2, a_m, a_k1, a_k2};
+  const int64_t bs[6] = {b_b0, b_b1, b_b2, b_k1, b_k2, b_n};
+  const int64_t cs[5] = {c_b0, c_b1, c_b2, c_m, c_n};
+  switch (hcc_get_isa()) {
+    case 16: hcc_gemm_avx512(a, b, c, sizes, as, bs, cs); break;
+    case 8: hcc_gemm_avx2(a, b, c, sizes, as, bs, cs); break;
+    default: hcc_gemm_sse2(a, b, c, sizes, as, bs, cs); break;
+  }
+}
+
+void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
+                int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
+                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w) {
+  const int64_t sizes[10] = {n, c, h, wd, f, kh, kw, oh, ow, groups};
+  const int64_t conv[4] = {sh, sw, dh, dw};
+  const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[4] = {w_f, w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
+  switch (hcc_get_isa()) {
+    case 16: hcc_conv2d_avx512(x, w, y, sizes, conv, xs, ws, ys); break;
+    case 8: hcc_conv2d_avx2(x, w, y, sizes, conv, xs, ws, ys); break;
+    default: hcc_conv2d_sse2(x, w, y, sizes, conv, xs, ws, ys); break;
+  }
+}
