@@ -33,5 +33,10 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
+# The CPU benchmark suite (tools/bench_suite.py): hcc vs onnxruntime on 11 generated models at 1 thread and all
+# cores; writes docs/benchmarks/cpu-suite.md. Run it on a quiet machine. BENCH_ARGS="--quick" for a smoke run.
+bench: setup
+	$(BIN)/python tools/bench_suite.py $(BENCH_ARGS)
+
 clean:
 	rm -rf out .pytest_cache

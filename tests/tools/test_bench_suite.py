@@ -1,0 +1,92 @@
+"""Smoke tests of the CPU benchmark suite (tools/bench_suite.py, tools/bench_models.py), so that it cannot rot
+between the rare full runs: every model builds, passes onnx.checker and runs in onnxruntime with finite, non-constant
+outputs (hcc does not compile them here: that is the suite's job and slow), and the runner goes end to end on one
+tiny model. The full suite is `make bench`."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools"
+
+
+@pytest.fixture(scope="module")
+def suite():
+    """tools/bench_suite.py imported by path (tools/ is not a package); it loads tools/bench_models.py itself."""
+    spec = importlib.util.spec_from_file_location("hcc_tools_bench_suite", TOOLS / "bench_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ort_run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
+
+
+def test_every_model_builds_checks_and_runs(suite):
+    models = suite.bench_models.suite()
+    assert {"mlp_b1", "mlp_b64", "resnet18", "mobilenet_v2", "bert_h256", "lstm_kws", "unet", "recsys"} <= {m.name for m in models}
+    for spec in models:
+        model = spec.build()
+        onnx.checker.check_model(model)
+        for output in _ort_run(model, spec.make_feeds(model, 0)):
+            assert np.all(np.isfinite(output)), spec.name
+            assert output.size == 1 or float(np.std(output)) > 1e-3, f"{spec.name}: constant output tells nothing"
+        assert suite.bench_models.model_flops(model) > 0, spec.name
+
+
+def test_flops_and_model_selection(suite):
+    bm = suite.bench_models
+    assert bm.model_flops(bm.mlp(64)) == 2 * 64 * (784 * 1024 + 1024 * 512 + 512 * 10)
+    assert [m.name for m in bm.by_name(["lenet5", "mlp_b1"])] == ["mlp_b1", "lenet5"]  # suite order
+    with pytest.raises(ValueError, match="unknown model"):
+        bm.by_name(["no_such_model"])
+
+
+def test_threads_compare_and_error_cells(suite, tmp_path):
+    assert suite.parse_threads("1,all", 8) == [1, 8]
+    assert suite.parse_threads("all,1,1", 1) == [1]
+    expected = {"y": np.array([1.0, 2.0], np.float32)}
+    assert suite.compare({"y": np.array([1.0, 2.0005], np.float32)}, expected, 1e-3, 1e-4)[1] is None
+    worst, problem = suite.compare({"y": np.array([1.0, np.nan], np.float32)}, expected, 1e-3, 1e-4)
+    assert np.isnan(worst) and "1/2 elements" in problem
+
+    from hcc.errors import HccError
+    from hcc.frontend.ops import check_supported
+
+    node = onnx.helper.make_node("NonZero", ["x"], ["y"], name="nz")
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.INT64, None)])
+    path = tmp_path / "m.onnx"
+    with pytest.raises(HccError) as info:
+        check_supported(onnx.helper.make_model(graph), str(path))
+    cell = suite.error_summary(info.value, path)
+    assert cell.startswith("hcc: unsupported (") and "NonZero: nz" in cell and str(tmp_path) not in cell
+
+
+def test_runner_end_to_end_on_a_tiny_model(tmp_path):
+    out, js = tmp_path / "report.md", tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, str(TOOLS / "bench_suite.py"), "--models", "mlp_b1", "--quick", "--repeat", "2",
+                           "--threads", "1,all", "--out", str(out), "--json", str(js)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = out.read_text()
+    assert "| mlp_b1 |" in report and "geomean" in report and "SGEMM" in report and "--repeat 2" in report
+    result = json.loads(js.read_text())["results"][0]
+    assert result["name"] == "mlp_b1" and all(t["iterations"] == 2 and t["ort"]["median"] > 0 for t in result["timings"])
+    if result["error"] is None:  # hcc compiled it: numbers, a checked output, no mismatch
+        assert all(t["hcc"] and t["ratio"] > 0 for t in result["timings"])
+        assert result["max_abs_err"] is not None and result["mismatch"] is None
