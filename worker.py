@@ -53,6 +53,9 @@ def compile_subgraphs(request: dict) -> dict:
         fallback = None
         if device_kind(spec.device) != "cpu":  # a CPU artifact to fall back on when the device is missing at run time
             fallback = cpu_backend.compile_subgraph(linalg_text, spec, bundle, request)[0]
+        for artifact in artifacts + ([fallback] if fallback else []):
+            for line in cpu_backend.schedule_warnings(spec.id, artifact.meta.get("schedule", [])):
+                _progress(f"warning: {line}")
         _progress(f"{spec.id}: {spec.device} artifacts ({time.perf_counter() - t1:.2f}s): " + ", ".join(a.file for a in artifacts))
         results.append(
             {

@@ -34,6 +34,21 @@ _NAMED_CONTRACTIONS = ("linalg.matmul", "linalg.batch_matmul", "linalg.matvec", 
                        "linalg.batch_vecmat", "linalg.conv_", "linalg.depthwise_conv_", "linalg.contract", "linalg.batch_reduce_matmul")
 
 
+def _fed_by_elementwise(value) -> bool:
+    """Is `value` an elementwise generic's result, seen through reshapes (the fusion pass moves those too)?"""
+    from torch_mlir import ir
+
+    for _ in range(4):
+        owner = value.owner
+        if isinstance(owner, ir.Block):
+            return False
+        if owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
+            value = owner.operands[0]
+            continue
+        return _is_elementwise_generic(owner)
+    return False
+
+
 def _recomputing_inputs(op) -> list[int]:
     """Indices of the inputs of `op` that a fused producer would be re-evaluated for."""
     from torch_mlir import ir
@@ -62,8 +77,7 @@ def insert_contraction_barriers(module) -> int:
         for op in list(func_op.regions[0].blocks[0].operations):
             for index in _recomputing_inputs(op):
                 value = op.operands[index]
-                producer = value.owner
-                if isinstance(producer, ir.Block) or not _is_elementwise_generic(producer.operation):
+                if not _fed_by_elementwise(value):
                     continue
                 with ir.InsertionPoint(op), op.location:
                     ranked = ir.RankedTensorType(value.type)

@@ -6,11 +6,34 @@ from pathlib import Path
 from hcc.artifacts.manifest import ArtifactRecord
 from hcc.backends.cpu import lowering, toolchain
 
+# A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
+MATERIAL_SHARE = 0.02
+
 
 def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
     rel = f"cpu/{spec.id}/lib{spec.id}.so"
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text)
+    log: list[lowering.OpReport] = []
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log)
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=options.get("target_cpu", "x86-64-v3"))
     if options.get("keep_ir"):
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
-    return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id)]
+    return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta={"schedule": schedule_record(log)})]
+
+
+def schedule_record(log: list[lowering.OpReport]) -> list[dict]:
+    """Per op: node, schedule kind, whether it applied, why, and its share of the function's arithmetic; whole-
+    function failures (and the retry they caused) come first as kind 'module'."""
+    total = sum(r.work for r in log if r.index != -1) or 1
+    entries = [{"node": r.node, "kind": r.kind, "ok": r.ok, "note": r.note, "share": round(r.work / total, 4)} for r in log]
+    return sorted(entries, key=lambda e: e["kind"] != "module")
+
+
+def schedule_warnings(subgraph: str, record: list[dict]) -> list[str]:
+    """One line per whole-function fallback and per slow op that holds a material share of the arithmetic."""
+    lines = [f"{subgraph}: vector code generation failed: {e['note']}" for e in record if e["kind"] == "module"]
+    for e in record:
+        slow = e["kind"] == "loops" or not e["ok"]
+        if e["kind"] != "module" and slow and e["share"] >= MATERIAL_SHARE:
+            what = e["note"] if e["kind"] == "loops" else f"its {e['kind']} schedule failed: {e['note']}"
+            lines.append(f"{subgraph}: node '{e['node'] or '?'}' runs as plain loops ({e['share']:.0%} of the arithmetic): {what}")
+    return lines

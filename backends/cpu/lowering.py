@@ -18,11 +18,16 @@ Pipeline (upstream passes and transform-dialect scripts only):
 
 Steps 1-3 run in a forked child with a deadline (`HCC_CPU_SCHEDULE_TIMEOUT`, 120 s): the bindings are an
 assertions build, so a schedule that trips an assertion kills only the child. If the child fails, crashes or
-times out, the function is lowered again with plain loops (the original pipeline): a schedule bug costs speed,
-not a compile error. `lower_to_llvm_ir(text, log)` reports per op what was applied.
+times out, the function is lowered again with the micro-kernels alone (contractions and convolutions still become
+kernel calls; no transform scripts), and only if that fails too with plain loops: a schedule bug costs speed, not
+a compile error, and never silently: `lower_to_llvm_ir(text, log)` reports per op what was applied and the
+backend records it in the bundle.
+
+Contractions and NCHW convolutions become calls into hcc's C micro-kernels (ukernels.py, runtime/ukernels.c),
+which run on the bundle's own thread pool.
 
 Knobs (for debugging and comparisons): `HCC_CPU_SCHEDULE=loops` (plain loops only), `HCC_CPU_KINDS=a,b` (only
-these schedule kinds), `HCC_CPU_FORK=0` (lower in-process).
+these schedule kinds: ukernel, contraction, conv, elementwise), `HCC_CPU_FORK=0` (lower in-process).
 """
 from __future__ import annotations
 
@@ -78,6 +83,8 @@ module attributes {transform.with_named_sequence} {
     %f = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.cast_away_vector_leading_one_dim
+    } : !transform.any_op
+    transform.apply_patterns to %f {
       transform.apply_patterns.vector.lower_contraction lowering_strategy = "outerproduct"
       transform.apply_patterns.vector.transfer_permutation_patterns
       transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerparallel"
@@ -109,10 +116,28 @@ class Signature:
 
 @dataclass
 class OpReport:
+    """What the CPU backend did with one linalg op: `kind` is the schedule (ukernel-gemm, ukernel-conv,
+    contraction, conv, elementwise, loops; `module` for a whole attempt), `ok` False when it did not apply."""
+
     index: int
     kind: str
     ok: bool
     note: str = ""
+    node: str = ""  # the ONNX node the op came from (its MLIR location)
+    work: int = 0  # scalar operations of the op (iteration space x body ops), for a share of the function
+
+    @property
+    def slow(self) -> bool:
+        """Plain scalar loops: no schedule, or a schedule that failed."""
+        return self.index >= 0 and (self.kind == "loops" or not self.ok)
+
+
+def node_name(op) -> str:
+    """The ONNX node name the importer kept as the op's location (first name of a fused location)."""
+    import re
+
+    match = re.search(r'"([^"]*)"', str(op.location))
+    return match.group(1) if match else ""
 
 
 def _tensor_type(t) -> TensorType:
@@ -345,12 +370,11 @@ def _func_body_ops(root) -> list:
     return found
 
 
-def _kind_allowed(kind: str) -> bool:
-    allowed = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
-    return allowed is None or kind in allowed.split(",")
+def _kind_allowed(kind: str, kinds: frozenset[str] | None) -> bool:
+    return kinds is None or kind in kinds
 
 
-def _schedule_round(module, reports: list, first_index: int):
+def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[str] | None = None):
     """Plan and apply a schedule for every untagged top-level linalg.generic; returns (module, next index).
 
     A failed script may leave the payload half transformed, so the module is restored from its text; the
@@ -367,12 +391,12 @@ def _schedule_round(module, reports: list, first_index: int):
         op.attributes["hcc.id"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
         info = schedule.analyze(op, index)
         plan = schedule.plan(info)
-        roles = ukernels.gemm_roles(info) if _kind_allowed("ukernel") else None
+        roles = ukernels.gemm_roles(info) if _kind_allowed("ukernel", kinds) else None
         if roles is not None:
             ukernels.tag_gemm(op, roles)
             plan = schedule.Plan("ukernel-gemm", note=f"{ukernels.GEMM} micro-kernel call")
-        if not _kind_allowed(plan.kind):
-            plan = schedule.Plan("loops", note=f"{plan.kind} disabled by HCC_CPU_KINDS")
+        if not _kind_allowed(plan.kind, kinds):
+            plan = schedule.Plan("loops", note=f"{plan.kind} schedule not used (kinds {sorted(kinds or [])})")
         if plan.kind in ("contraction", "conv"):
             # `acc + a * b` may become one FMA (as in onnxruntime's MLAS kernels); LLVM fuses the vector
             # mulf/addf pair that vectorization leaves when both carry the `contract` flag.
@@ -380,41 +404,46 @@ def _schedule_round(module, reports: list, first_index: int):
             for body_op in op.regions[0].blocks[0].operations:
                 if body_op.operation.name in ("arith.mulf", "arith.addf"):
                     body_op.attributes["fastmath"] = contract
-        plans.append((index, plan))
+        work = 1
+        for size in info.ranges:
+            work *= max(size, 1)
+        plans.append((OpReport(index, plan.kind, True, plan.note, node_name(op), work * max(len(info.body), 1)), plan))
         index += 1
-    for op_index, plan in plans:
+    for report, plan in plans:
         if not plan.script:
-            reports.append(OpReport(op_index, plan.kind, True, plan.note))
+            reports.append(report)
             continue
         backup = module.operation.get_asm(large_elements_limit=None, print_generic_op_form=True)
         try:
             _apply_script(module.operation, plan.script)
             module.operation.verify()
-            reports.append(OpReport(op_index, plan.kind, True, plan.note))
+            reports.append(report)
         except Exception as exc:  # a schedule that does not apply: restore the module and leave the op to loops
-            reports.append(OpReport(op_index, plan.kind, False, _error_text(exc)))
+            report.ok, report.note = False, _error_text(exc)
+            reports.append(report)
             module = ir.Module.parse(backup)
     return module, index
 
 
-def schedule_module(module):
+def schedule_module(module, kinds: frozenset[str] | None = None):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
-    from hcc.backends.cpu import ukernels
+    from hcc.backends.cpu import math_approx, ukernels
 
     reports: list[OpReport] = []
+    math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,canonicalize,cse")
-    if _kind_allowed("ukernel"):  # named convolutions go to the conv micro-kernel (kept named: no generalization)
-        for _ in range(ukernels.tag_convolutions(module.operation)):
-            reports.append(OpReport(-2, "ukernel-conv", True, f"{ukernels.CONV} micro-kernel call"))
+    if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernel (kept named: no generalization)
+        for op, work in ukernels.tag_convolutions(module.operation):
+            reports.append(OpReport(-2, "ukernel-conv", True, f"{ukernels.CONV} micro-kernel call", node_name(op), work))
     # After the fusion pass: it would fuse the im2col gather back into its GEMM.
     module, _ = _strided_convs_to_img2col(module)
     root = module.operation
     _generalize(root, keep_fill=True)
     if fold_copies_into_consumers(root):
         _run_pipeline(root, "canonicalize,cse")
-    module, next_index = _schedule_round(module, reports, 0)
+    module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
     # pad/expand/transpose/collapse; a second round vectorizes what that produced and the remaining fills.
@@ -424,7 +453,7 @@ def schedule_module(module):
     _apply_script(root, _DECOMPOSE_PADS)
     _generalize(root, keep_fill=False)
     _run_pipeline(root, "canonicalize,cse")
-    module, _ = _schedule_round(module, reports, next_index)
+    module, _ = _schedule_round(module, reports, next_index, kinds)
     return module, reports
 
 
@@ -502,26 +531,25 @@ def _write_results_in_place(root) -> int:
     return removed
 
 
-def _lower_vectorized(text: str, log=None) -> str:
+def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None) -> str:
     from mlir import ir
     from mlir.dialects import llvm
 
     from hcc.backends.cpu import ukernels
 
     module = ir.Module.parse(text)
-    module, reports = schedule_module(module)
+    module, reports = schedule_module(module, kinds)
+    log.extend(reports)
     root = module.operation
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse")
     _run_pipeline(root, BUFFERIZE)
     _write_results_in_place(root)
-    for where, why in ukernels.replace_with_calls(module):
-        reports.append(OpReport(-2, "loops", False, f"micro-kernel call not possible at {where}: {why}"))
+    for op, why in ukernels.replace_with_calls(module):
+        log.append(OpReport(-2, "loops", False, f"micro-kernel call not possible: {why}", node_name(op)))
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse")
     module = _loops_then_llvm(module, TO_LLVM)
-    if log is not None:
-        log.extend(reports)
     return llvm.translate_module_to_llvmir(module.operation)
 
 
@@ -562,7 +590,7 @@ def _wait_child(pid: int, timeout: float):
         delay = min(delay * 2, 0.1)
 
 
-def _vectorized_in_child(linalg_text: str) -> tuple[str | None, list[OpReport]]:
+def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None) -> tuple[str | None, list[OpReport]]:
     """Run `_lower_vectorized` in a forked child: the xtc bindings are an assertions build, and a schedule that
     trips an assertion abort()s the process. A dead child costs speed (plain loops), not the compile."""
     import json
@@ -580,7 +608,7 @@ def _vectorized_in_child(linalg_text: str) -> tuple[str | None, list[OpReport]]:
                 try:
                     with ir.Context() as ctx:
                         ctx.enable_multithreading(False)  # no thread pool in a forked child
-                        text = _lower_vectorized(linalg_text, log)
+                        text = _lower_vectorized(linalg_text, log, kinds)
                     with open(out_path, "w") as f:
                         f.write(text)
                     code = 0
@@ -606,25 +634,44 @@ def _vectorized_in_child(linalg_text: str) -> tuple[str | None, list[OpReport]]:
         return None, log
 
 
-def lower_to_llvm_ir(linalg_text: str, log: list | None = None) -> str:
-    """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op
-    (index -1: the whole module fell back to plain loops, with the reason)."""
+# What a function whose vector code generation failed is retried with: the micro-kernels alone (no transform
+# scripts, the usual source of failures), so that one bad schedule does not send the GEMMs to plain loops.
+MICRO_KERNELS_ONLY = frozenset({"ukernel"})
+
+
+def _attempt(linalg_text: str, kinds: frozenset[str] | None) -> tuple[str | None, list[OpReport]]:
     from mlir import ir
 
+    if hasattr(os, "fork") and os.environ.get("HCC_CPU_FORK", "1") != "0":
+        return _vectorized_in_child(linalg_text, kinds)
+    reports: list[OpReport] = []
+    try:
+        with ir.Context():
+            return _lower_vectorized(linalg_text, reports, kinds), reports
+    except Exception as exc:
+        reports.append(OpReport(-1, "module", False, _error_text(exc)))
+        return None, reports
+
+
+def lower_to_llvm_ir(linalg_text: str, log: list | None = None) -> str:
+    """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
+    an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
+    (the micro-kernels alone, then plain loops)."""
+    from mlir import ir
+
+    log = log if log is not None else []
     if os.environ.get("HCC_CPU_SCHEDULE", "") != "loops":
-        if hasattr(os, "fork") and os.environ.get("HCC_CPU_FORK", "1") != "0":
-            text, reports = _vectorized_in_child(linalg_text)
-        else:
-            reports = []
-            try:
-                with ir.Context():
-                    text = _lower_vectorized(linalg_text, reports)
-            except Exception as exc:
-                text = None
-                reports.append(OpReport(-1, "module", False, _error_text(exc)))
-        if log is not None:
-            log.extend(reports)
-        if text is not None:
-            return text
+        requested = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
+        tiers = [frozenset(requested.split(",")) if requested is not None else None]
+        if "ukernel" in (tiers[0] if tiers[0] is not None else {"ukernel"}) and tiers[0] != MICRO_KERNELS_ONLY:
+            tiers.append(MICRO_KERNELS_ONLY)
+        for number, kinds in enumerate(tiers):
+            text, reports = _attempt(linalg_text, kinds)
+            if text is not None:
+                log.extend(reports)
+                return text
+            failure = next((r for r in reports if r.index == -1), OpReport(-1, "module", False, "vector code generation failed"))
+            retry = "the micro-kernels alone" if number + 1 < len(tiers) else "plain loops"
+            log.append(OpReport(-1, "module", False, f"{failure.note}; retried with {retry}"))
     with ir.Context():
         return _lower_loops(linalg_text)

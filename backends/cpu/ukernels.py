@@ -71,11 +71,11 @@ def tag_gemm(op, roles: GemmRoles) -> None:
     op.attributes["hcc.roles"] = ir.StringAttr.get(json.dumps(roles.__dict__))
 
 
-def tag_convolutions(root) -> int:
-    """Tag the named f32 NCHW convolutions with enough output channels per group; returns the count."""
+def tag_convolutions(root) -> list[tuple[object, int]]:
+    """Tag the named f32 NCHW convolutions with enough output channels per group; returns (op, scalar ops)."""
     from mlir import ir
 
-    count = 0
+    tagged = []
     for op in _all_ops(root):
         if op.name not in CONV_OPS:
             continue
@@ -85,8 +85,10 @@ def tag_convolutions(root) -> int:
         if w.shape[0] < MIN_CONV_CHANNELS_PER_GROUP:
             continue
         op.attributes["hcc.ukernel"] = ir.StringAttr.get(CONV)
-        count += 1
-    return count
+        y = ir.RankedTensorType(op.operands[2].type)
+        macs = y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * w.shape[1] * w.shape[2] * w.shape[3]
+        tagged.append((op, 2 * macs))
+    return tagged
 
 
 def _all_ops(root) -> list:
@@ -217,8 +219,8 @@ def _pointer(value):
     return base
 
 
-def replace_with_calls(module) -> list[tuple[str, str]]:
-    """Turn every tagged op into a kernel call. Returns (op location, reason) for ops left as they were."""
+def replace_with_calls(module) -> list[tuple[object, str]]:
+    """Turn every tagged op into a kernel call. Returns (op, reason) for ops left as they were."""
     from mlir import ir
     from mlir.dialects import arith, func
 
@@ -236,7 +238,7 @@ def replace_with_calls(module) -> list[tuple[str, str]]:
             else:
                 numbers = conv_arguments(op)
         except (ValueError, TypeError) as exc:
-            left.append((str(op.location), str(exc)))
+            left.append((op, str(exc)))
             del op.attributes["hcc.ukernel"]
             continue
         _declare(module, symbol)
