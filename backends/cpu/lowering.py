@@ -191,16 +191,8 @@ def _apply_script(root, script: str) -> None:
 
 
 def _linalg_generics(root) -> list:
-    """The top-level linalg.generic ops of every function (in order)."""
-    found = []
-    for op in root.regions[0].blocks[0].operations:
-        if op.operation.name != "func.func":
-            continue
-        for block in op.regions[0].blocks:
-            for inner in block.operations:
-                if inner.operation.name == "linalg.generic":
-                    found.append(inner)
-    return found
+    """The linalg.generic ops of every function, in order, including those in loop bodies (an LSTM's time loop)."""
+    return [op for op in _func_body_ops(root) if op.operation.name == "linalg.generic"]
 
 
 def _is_copy_like(op) -> bool:
@@ -218,6 +210,15 @@ def _is_copy_like(op) -> bool:
         return False
     in_map, out_map = (ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"]))
     return in_map.is_projected_permutation and out_map.is_permutation
+
+
+def _permutes(copy) -> bool:
+    """A copy-like generic that really transposes (not a broadcast or identity copy)."""
+    from mlir import ir
+
+    in_map = ir.AffineMapAttr(ir.ArrayAttr(copy.attributes["indexing_maps"])[0]).value
+    positions = [e.position for e in in_map.results]
+    return positions != sorted(positions)
 
 
 def fold_copies_into_consumers(root) -> int:
@@ -240,6 +241,8 @@ def fold_copies_into_consumers(root) -> int:
                 producer = owner.operation
                 if producer.name != "linalg.generic" or not _is_copy_like(producer):
                     continue
+                if producer.parent != consumer.operation.parent and _permutes(producer):
+                    continue  # a transpose hoisted out of a time loop: done once there beats strided reads every step
                 uses = [j for j in range(len(consumer.operands)) if consumer.operands[j] == value]
                 if any(j >= num_inputs for j in uses):
                     continue
@@ -362,11 +365,22 @@ module attributes {transform.with_named_sequence} {
 
 
 def _func_body_ops(root) -> list:
+    """The ops of every function body in order, descending into control flow (scf.for/if/while) but not into the
+    payload regions of linalg ops."""
     found = []
+
+    def visit(block) -> None:
+        for op in block.operations:
+            found.append(op)
+            if op.operation.name.startswith("scf."):
+                for region in op.regions:
+                    for inner in region.blocks:
+                        visit(inner)
+
     for op in root.regions[0].blocks[0].operations:
         if op.operation.name == "func.func":
             for block in op.regions[0].blocks:
-                found.extend(block.operations)
+                visit(block)
     return found
 
 
@@ -433,7 +447,8 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
 
     reports: list[OpReport] = []
     math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
-    _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,canonicalize,cse")
+    # Loop-invariant code out of time loops first (an LSTM's weight transposes and slices are per-step otherwise).
+    _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse")
     if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernel (kept named: no generalization)
         for op, work in ukernels.tag_convolutions(module.operation):
             reports.append(OpReport(-2, "ukernel-conv", True, f"{ukernels.CONV} micro-kernel call", node_name(op), work))

@@ -107,14 +107,16 @@ def _all_ops(root) -> list:
 
 # ------------------------------------------------------------------------------------------ after bufferization
 
-def _layout(value) -> tuple[list[int], list[int], int]:
+def _layout(value) -> tuple[list[int], list[int], int | None]:
+    """Static shape and strides of a memref, and its offset (None when only known at run time: a slice at a
+    loop-dependent position, such as an LSTM's time step)."""
     from mlir import ir
 
     t = ir.MemRefType(value.type)
     strides, offset = t.get_strides_and_offset()
-    if not t.has_static_shape or any(t.is_dynamic_stride_or_offset(s) for s in list(strides) + [offset]):
-        raise ValueError("dynamic strides")
-    return list(t.shape), list(strides), offset
+    if not t.has_static_shape or any(t.is_dynamic_stride_or_offset(s) for s in strides):
+        raise ValueError("dynamic shape or strides")
+    return list(t.shape), list(strides), None if t.is_dynamic_stride_or_offset(offset) else offset
 
 
 def _loop_strides(op, operand: int, num_loops: int) -> list[int]:
@@ -209,13 +211,18 @@ def _declare(module, symbol: str) -> None:
 
 
 def _pointer(value):
+    """Address of the first element: aligned base + offset x 4 bytes (the offset read at run time if dynamic)."""
     from mlir import ir
     from mlir.dialects import arith, memref
 
     _, _, offset = _layout(value)
+    index = ir.IndexType.get()
     base = memref.extract_aligned_pointer_as_index(value)
+    if offset is None:
+        dynamic = memref.ExtractStridedMetadataOp(value).offset
+        return arith.addi(base, arith.muli(dynamic, arith.constant(index, 4)))
     if offset:
-        base = arith.addi(base, arith.constant(ir.IndexType.get(), offset * 4))
+        base = arith.addi(base, arith.constant(index, offset * 4))
     return base
 
 

@@ -43,6 +43,7 @@
 #define NC 4096
 #define SMALL_M 4 /* at most this many rows: no packing, stream B (matrix-vector like) */
 #define AXPY_BLOCK 1024 /* columns of C updated per pass over B's rows in the small-M path (4 KiB per row) */
+#define SMALL_B_BYTES (256 * 1024) /* a B block up to this size is read in column strips with register accumulators */
 
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef void (*hcc_task_fn)(void *ctx, int64_t task);
@@ -75,7 +76,8 @@ typedef struct {
   int64_t M, N, K;
   const int64_t *am, *ak, *bk, *bn; /* offset tables (elements) */
   int64_t c_sm, c_sn;
-  int linear; /* every table is i * stride (plain strided matrices): the small-M paths may use the strides */
+  int linear; /* plain strided matrices: the strides below are valid (the small-M path uses them, no tables) */
+  int64_t a_sm, a_sk, b_sk, b_sn;
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -208,64 +210,62 @@ static void axpy(int64_t n, float xs, const float *restrict src, float *restrict
 /* Few rows: no packing. B with unit n stride is streamed row by row; B with unit k stride (a weight stored N x K,
  * Gemm transB) is read as dot products along k. */
 static void small_m(const Problem *p, int64_t n0, int64_t n1) {
-  int64_t b_sn = p->N > 1 ? p->bn[1] - p->bn[0] : 1, b_sk = p->K > 1 ? p->bk[1] - p->bk[0] : 1;
-  int64_t a_sk = p->K > 1 ? p->ak[1] - p->ak[0] : 1;
-  if (b_sn == 1 && p->c_sn == 1) { /* stream B row by row (k outer): C's strip stays in L1 */
+  const int64_t a_sm = p->a_sm, a_sk = p->a_sk, b_sk = p->b_sk, b_sn = p->b_sn, K = p->K;
+  if (b_sn == 1 && p->c_sn == 1 && K * (n1 - n0) * 4 <= SMALL_B_BYTES) { /* B stays in cache: accumulate in registers */
+    int64_t n = n0;
+    for (; n + 4 * VL <= n1; n += 4 * VL)
+      for (int64_t m = 0; m < p->M; ++m) {
+        const float *a = p->a + m * a_sm, *b = p->b + n;
+        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+        for (int64_t k = 0; k < K; ++k, b += b_sk) {
+          vf x = vsplat(a[k * a_sk]);
+          acc0 += x * vload(b), acc1 += x * vload(b + VL), acc2 += x * vload(b + 2 * VL), acc3 += x * vload(b + 3 * VL);
+        }
+        float *c = p->c + m * p->c_sm + n;
+        vstore(c, vload(c) + acc0), vstore(c + VL, vload(c + VL) + acc1);
+        vstore(c + 2 * VL, vload(c + 2 * VL) + acc2), vstore(c + 3 * VL, vload(c + 3 * VL) + acc3);
+      }
+    for (; n < n1; ++n)
+      for (int64_t m = 0; m < p->M; ++m) {
+        float sum = 0.0f;
+        for (int64_t k = 0; k < K; ++k) sum += p->a[m * a_sm + k * a_sk] * p->b[k * b_sk + n];
+        p->c[m * p->c_sm + n] += sum;
+      }
+    return;
+  }
+  if (b_sn == 1 && p->c_sn == 1) { /* a large B: stream it row by row (k outer); C's strip stays in L1 */
     for (int64_t n = n0; n < n1; n += AXPY_BLOCK) {
       int64_t nb = min64(AXPY_BLOCK, n1 - n);
-      for (int64_t k = 0; k < p->K; ++k) {
-        const float *row = p->b + p->bk[k] + p->bn[n];
-        for (int64_t m = 0; m < p->M; ++m) axpy(nb, p->a[p->am[m] + p->ak[k]], row, p->c + m * p->c_sm + n);
+      for (int64_t k = 0; k < K; ++k) {
+        const float *row = p->b + k * b_sk + n;
+        for (int64_t m = 0; m < p->M; ++m) axpy(nb, p->a[m * a_sm + k * a_sk], row, p->c + m * p->c_sm + n);
       }
     }
     return;
   }
   for (int64_t m = 0; m < p->M; ++m) {
-    const float *a = p->a + p->am[m];
+    const float *a = p->a + m * a_sm;
     float *c = p->c + m * p->c_sm;
-    if (b_sn == 1) {
-      int64_t n = n0;
-      for (; n + 4 * VL <= n1; n += 4 * VL) {
-        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
-        const float *b = p->b + p->bn[n];
-        for (int64_t k = 0; k < p->K; ++k) {
-          vf x = vsplat(a[p->ak[k]]);
-          const float *row = b + p->bk[k];
-          acc0 += x * vload(row);
-          acc1 += x * vload(row + VL);
-          acc2 += x * vload(row + 2 * VL);
-          acc3 += x * vload(row + 3 * VL);
-        }
-        vf sums[4] = {acc0, acc1, acc2, acc3};
-        for (int q = 0; q < 4; ++q)
-          for (int l = 0; l < VL; ++l) c[(n + q * VL + l) * p->c_sn] += sums[q][l];
-      }
-      for (; n < n1; ++n) {
-        float s = 0.0f;
-        for (int64_t k = 0; k < p->K; ++k) s += a[p->ak[k]] * p->b[p->bk[k] + p->bn[n]];
-        c[n * p->c_sn] += s;
-      }
-    } else if (b_sk == 1 && a_sk == 1) {
+    if (b_sk == 1 && a_sk == 1) { /* dot products along k: a weight stored N x K (Gemm transB) */
       for (int64_t n = n0; n < n1; ++n) {
-        const float *b = p->b + p->bn[n] + p->bk[0];
-        const float *x = a + p->ak[0];
+        const float *b = p->b + n * b_sn;
         vf acc0 = {0}, acc1 = {0};
         int64_t k = 0;
-        for (; k + 2 * VL <= p->K; k += 2 * VL) {
-          acc0 += vload(x + k) * vload(b + k);
-          acc1 += vload(x + k + VL) * vload(b + k + VL);
+        for (; k + 2 * VL <= K; k += 2 * VL) {
+          acc0 += vload(a + k) * vload(b + k);
+          acc1 += vload(a + k + VL) * vload(b + k + VL);
         }
         acc0 += acc1;
-        float s = 0.0f;
-        for (int l = 0; l < VL; ++l) s += acc0[l];
-        for (; k < p->K; ++k) s += x[k] * b[k];
-        c[n * p->c_sn] += s;
+        float sum = 0.0f;
+        for (int l = 0; l < VL; ++l) sum += acc0[l];
+        for (; k < K; ++k) sum += a[k] * b[k];
+        c[n * p->c_sn] += sum;
       }
     } else {
       for (int64_t n = n0; n < n1; ++n) {
-        float s = 0.0f;
-        for (int64_t k = 0; k < p->K; ++k) s += a[p->ak[k]] * p->b[p->bk[k] + p->bn[n]];
-        c[n * p->c_sn] += s;
+        float sum = 0.0f;
+        for (int64_t k = 0; k < K; ++k) sum += a[k * a_sk] * p->b[k * b_sk + n * b_sn];
+        c[n * p->c_sn] += sum;
       }
     }
   }
@@ -344,13 +344,19 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
   int64_t B0 = sizes[0], B1 = sizes[1], B2 = sizes[2], M = sizes[3], N = sizes[4], K1 = sizes[5], K2 = sizes[6];
   int64_t K = K1 * K2, batch = B0 * B1 * B2;
   if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
-  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(M + N + 2 * K));
-  Problem *problems = malloc(sizeof(Problem) * (size_t)batch);
-  if (!tables || !problems) abort();
-  int64_t *am = linear_table(tables, M, as[3]);
-  int64_t *ak = k_table(am + M, K1, K2, as[4], as[5]);
-  int64_t *bk = k_table(ak + K, K1, K2, bs[3], bs[4]);
-  int64_t *bn = linear_table(bk + K, N, bs[5]);
+  int linear = K2 == 1 || (as[4] == K2 * as[5] && bs[3] == K2 * bs[4]);
+  int64_t a_sk = K2 == 1 ? as[4] : as[5], b_sk = K2 == 1 ? bs[3] : bs[4];
+  Problem one, *problems = &one;
+  int64_t *tables = NULL;
+  if (batch > 1 && !(problems = malloc(sizeof(Problem) * (size_t)batch))) abort();
+  int64_t *am = NULL, *ak = NULL, *bk = NULL, *bn = NULL;
+  if (!(linear && M <= SMALL_M)) { /* the packed path reads through offset tables; the small-M path needs none */
+    if (!(tables = malloc(sizeof(int64_t) * (size_t)(M + N + 2 * K)))) abort();
+    am = linear_table(tables, M, as[3]);
+    ak = k_table(am + M, K1, K2, as[4], as[5]);
+    bk = k_table(ak + K, K1, K2, bs[3], bs[4]);
+    bn = linear_table(bk + K, N, bs[5]);
+  }
   const float *a = (const float *)(intptr_t)a_ptr, *b = (const float *)(intptr_t)b_ptr;
   float *c = (float *)(intptr_t)c_ptr;
   int64_t index = 0;
@@ -364,10 +370,11 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
         p->M = M, p->N = N, p->K = K;
         p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
         p->c_sm = cs[3], p->c_sn = cs[4];
-        p->linear = K2 == 1 || (as[4] == K2 * as[5] && bs[3] == K2 * bs[4]);
+        p->linear = linear;
+        p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
       }
   run_problems(problems, batch);
-  free(problems);
+  if (problems != &one) free(problems);
   free(tables);
 }
 
@@ -407,6 +414,7 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
       p->linear = 0;
+      p->a_sm = p->a_sk = p->b_sk = p->b_sn = 0;
     }
   run_problems(problems, NB * G);
   free(problems);
