@@ -439,19 +439,34 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
     return module, index
 
 
+def _drop_tensor_copies(root) -> int:
+    """linalg.copy on tensors is an identity in value semantics: its users read the source instead."""
+    dropped = 0
+    for op in _func_body_ops(root):
+        if op.operation.name == "linalg.copy" and op.operands[0].type == op.results[0].type:
+            op.results[0].replace_all_uses_with(op.operands[0])
+            op.operation.erase()
+            dropped += 1
+    return dropped
+
+
 def schedule_module(module, kinds: frozenset[str] | None = None):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
+    from mlir import ir
+
     from hcc.backends.cpu import math_approx, ukernels
 
     reports: list[OpReport] = []
     math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
     # Loop-invariant code out of time loops first (an LSTM's weight transposes and slices are per-step otherwise).
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse")
-    if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernel (kept named: no generalization)
+    _drop_tensor_copies(module.operation)  # the fusion barriers (passes/fusion_barriers.py) have done their job
+    if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernels (kept named: no generalization)
         for op, work in ukernels.tag_convolutions(module.operation):
-            reports.append(OpReport(-2, "ukernel-conv", True, f"{ukernels.CONV} micro-kernel call", node_name(op), work))
+            symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
+            reports.append(OpReport(-2, "ukernel-conv", True, f"{symbol} micro-kernel call", node_name(op), work))
     # After the fusion pass: it would fuse the im2col gather back into its GEMM.
     module, _ = _strided_convs_to_img2col(module)
     root = module.operation

@@ -12,6 +12,7 @@ ABI (runtime/ukernels_dispatch.c): all arguments are i64; pointers are aligned b
   hcc_gemm(a, b, c, B0, B1, B2, M, N, K1, K2, a strides {B0,B1,B2,M,K1,K2}, b strides {B0,B1,B2,K1,K2,N},
            c strides {B0,B1,B2,M,N})                                      27 arguments
   hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, x/w/y strides in NCHW order)   29
+  hcc_dwconv2d(x, w, y, N, C, KH, KW, OH, OW, sh, sw, dh, dw, x strides NCHW, w strides CHW, y strides NCHW)  24
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
-ARITY = {GEMM: 27, CONV: 29}
+DWCONV = "hcc_dwconv2d"
+ARITY = {GEMM: 27, CONV: 29, DWCONV: 24}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 3  # merged to at most 2 after bufferization when the strides allow
-CONV_OPS = ("linalg.conv_2d_nchw_fchw",)
+CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
 MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group (depthwise): the direct conv schedule does better
 
 
@@ -82,11 +84,13 @@ def tag_convolutions(root) -> list[tuple[object, int]]:
         x, w = (ir.RankedTensorType(v.type) for v in op.operands[:2])
         if str(x.element_type) != "f32" or not x.has_static_shape or not w.has_static_shape:
             continue
-        if w.shape[0] < MIN_CONV_CHANNELS_PER_GROUP:
+        symbol = CONV_OPS[op.name]
+        if symbol == CONV and w.shape[0] < MIN_CONV_CHANNELS_PER_GROUP:
             continue
-        op.attributes["hcc.ukernel"] = ir.StringAttr.get(CONV)
+        op.attributes["hcc.ukernel"] = ir.StringAttr.get(symbol)
         y = ir.RankedTensorType(op.operands[2].type)
-        macs = y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * w.shape[1] * w.shape[2] * w.shape[3]
+        window = w.shape[1] * w.shape[2] * w.shape[3] if symbol == CONV else w.shape[1] * w.shape[2]
+        macs = y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * window
         tagged.append((op, 2 * macs))
     return tagged
 
@@ -196,6 +200,18 @@ def conv_arguments(op) -> list[int]:
     return [n, c, h, w, f, kh, kw, oh, ow, groups, *strides, *dilations, *xs, *ws, *ys]
 
 
+def dwconv_arguments(op) -> list[int]:
+    """The 21 integer arguments of hcc_dwconv2d after the three pointers (rows must be unit-stride)."""
+    (n, c, _, _), xs, _ = _layout(op.operands[0])
+    (_, kh, kw), ws, _ = _layout(op.operands[1])
+    (_, _, oh, ow), ys, _ = _layout(op.operands[2])
+    strides = _dense_ints(op.attributes["strides"] if "strides" in op.attributes else None, [1, 1])
+    dilations = _dense_ints(op.attributes["dilations"] if "dilations" in op.attributes else None, [1, 1])
+    if xs[3] != 1 or ys[3] != 1 or ws[2] != 1:
+        raise ValueError("rows are not unit-stride")
+    return [n, c, kh, kw, oh, ow, *strides, *dilations, *xs, *ws, *ys]
+
+
 def _declare(module, symbol: str) -> None:
     from mlir import ir
     from mlir.dialects import func
@@ -243,7 +259,7 @@ def replace_with_calls(module) -> list[tuple[object, str]]:
                 operands = [op.operands[roles.a], op.operands[roles.b], op.operands[2]]
                 numbers = gemm_arguments(op)
             else:
-                numbers = conv_arguments(op)
+                numbers = conv_arguments(op) if symbol == CONV else dwconv_arguments(op)
         except (ValueError, TypeError) as exc:
             left.append((op, str(exc)))
             del op.attributes["hcc.ukernel"]

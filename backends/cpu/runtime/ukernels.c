@@ -122,8 +122,8 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
 
 /* ------------------------------------------------------------------------------------------------ kernel */
 
-/* C[0:mr, 0:nr] += Ap (MR x kc panel) * Bp (kc x NR panel) */
-static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c,
+/* C[0:mr, 0:nr] += Ap (MR x kc panel) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel) */
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, int64_t ldb, float *restrict c,
                          int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
@@ -141,7 +141,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
       for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
     }
     ap += MR;
-    bp += NR;
+    bp += ldb;
   }
   if (mr == MR && nr == NR && c_sn == 1) {
 #pragma GCC unroll 16
@@ -181,14 +181,20 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
     int64_t nc = min64(NC, n1 - jc);
     for (int64_t pc = 0; pc < p->K; pc += KC) {
       int64_t kc = min64(KC, p->K - pc);
-      pack_b(p, jc, nc, pc, kc, bp);
+      /* B with unit column stride (a plain matrix, a 1x1 convolution's input) is read in place, except a last
+         partial panel (reading past N could leave the buffer): only that one is packed */
+      int direct = p->linear && p->b_sn == 1;
+      int64_t full = direct ? (nc / NR) * NR : 0;
+      if (full < nc) pack_b(p, jc + full, nc - full, pc, kc, bp + full * kc);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = min64(MC, m1 - ic);
         pack_a(p, ic, mc, pc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
+          const float *b = jr < full ? p->b + pc * p->b_sk + jc + jr : bp + jr * kc;
+          int64_t ldb = jr < full ? p->b_sk : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
-            micro_kernel(kc, ap + ir * kc, bp + jr * kc, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr));
+            micro_kernel(kc, ap + ir * kc, b, ldb, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr));
           }
         }
       }
@@ -413,10 +419,133 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->M = Fg, p->N = P, p->K = K;
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
-      p->linear = 0;
-      p->a_sm = p->a_sk = p->b_sk = p->b_sn = 0;
+      /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
+      p->linear = KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && sizes[3] == OW;
+      p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
     }
   run_problems(problems, NB * G);
   free(problems);
   free(tables);
+}
+
+/* ------------------------------------------------------------------------------------------------ depthwise */
+
+/* VL input columns starting at `in`, taken every `sw` (1 or 2: deinterleave two vectors). */
+static inline vf strided_load(const float *in, int64_t sw) {
+  if (sw == 1) return vload(in);
+  typedef int32_t vi __attribute__((vector_size(VL * 4)));
+#if VL == 16
+  const vi even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+#elif VL == 8
+  const vi even = {0, 2, 4, 6, 8, 10, 12, 14};
+#else
+  const vi even = {0, 2, 4, 6};
+#endif
+  return __builtin_shuffle(vload(in), vload(in + VL), even);
+}
+
+/* One output row of a depthwise conv: each VL-column chunk accumulates every tap in a register, stored once. */
+static void dw_row(const float *restrict x, int64_t x_row, const float *restrict w, int64_t w_row, int64_t KH, int64_t KW,
+                   int64_t ow_n, int64_t sw, int64_t dw, float *restrict out) {
+  int64_t j = 0;
+  if (sw <= 2 && KH * KW <= 25) {
+    vf taps[25];
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) taps[kh * KW + kw] = vsplat(w[kh * w_row + kw]);
+    /* stride 2 reads 2 VL inputs per chunk, one past the last one it uses: keep that inside the row */
+    int64_t last = sw == 2 ? ow_n - 1 : ow_n;
+    for (; j + VL <= last; j += VL) {
+      vf acc = vload(out + j);
+      for (int64_t kh = 0; kh < KH; ++kh) {
+        const float *in = x + kh * x_row + j * sw;
+        for (int64_t kw = 0; kw < KW; ++kw) acc += taps[kh * KW + kw] * strided_load(in + kw * dw, sw);
+      }
+      vstore(out + j, acc);
+    }
+  }
+  for (; j < ow_n; ++j) {
+    float acc = out[j];
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) acc += w[kh * w_row + kw] * x[kh * x_row + j * sw + kw * dw];
+    out[j] = acc;
+  }
+}
+
+typedef struct {
+  const float *x, *w;
+  float *y;
+  int64_t C, KH, KW, OH, OW, sh, sw, dh, dw;
+  const int64_t *xs, *ws, *ys;
+} DwJob;
+
+static __thread float *flat_buffer;
+static __thread size_t flat_capacity;
+
+/* Stride 1: the plane as one flat vector over the input's row pitch, so narrow rows (14, 7 columns) still fill
+ * whole vectors: flat[q] = sum_taps w * x[q + tap offset], q = oh * pitch + ow; then the valid columns are added
+ * to y row by row. Reads stay inside the plane: the last q is the last output's. */
+static int dw_plane_flat(const DwJob *j, const float *x, const float *w, float *y) {
+  int64_t pitch = j->xs[2], count = (j->OH - 1) * pitch + j->OW, taps = j->KH * j->KW;
+  if (taps > 49 || count <= 0) return 0;
+  if ((size_t)count > flat_capacity) {
+    free(flat_buffer);
+    flat_buffer = malloc(sizeof(float) * (size_t)count);
+    flat_capacity = flat_buffer ? (size_t)count : 0;
+    if (!flat_buffer) return 0;
+  }
+  int64_t offsets[49];
+  vf weights[49];
+  for (int64_t kh = 0, t = 0; kh < j->KH; ++kh)
+    for (int64_t kw = 0; kw < j->KW; ++kw, ++t) {
+      offsets[t] = kh * j->dh * pitch + kw * j->dw;
+      weights[t] = vsplat(w[kh * j->ws[1] + kw]);
+    }
+  float *flat = flat_buffer;
+  int64_t q = 0;
+  for (; q + VL <= count; q += VL) {
+    vf acc = {0};
+    for (int64_t t = 0; t < taps; ++t) acc += weights[t] * vload(x + q + offsets[t]);
+    vstore(flat + q, acc);
+  }
+  for (; q < count; ++q) {
+    float acc = 0.0f;
+    for (int64_t t = 0; t < taps; ++t) acc += weights[t][0] * x[q + offsets[t]];
+    flat[q] = acc;
+  }
+  for (int64_t oh = 0; oh < j->OH; ++oh) {
+    float *out = y + oh * j->ys[2];
+    const float *row = flat + oh * pitch;
+    int64_t ow = 0;
+    for (; ow + VL <= j->OW; ow += VL) vstore(out + ow, vload(out + ow) + vload(row + ow));
+    for (; ow < j->OW; ++ow) out[ow] += row[ow];
+  }
+  return 1;
+}
+
+/* One (image, channel) plane: every output row accumulates KH x KW shifted input rows. */
+static void dw_plane(void *ctx, int64_t task) {
+  const DwJob *j = ctx;
+  int64_t n = task / j->C, c = task % j->C;
+  const float *x = j->x + n * j->xs[0] + c * j->xs[1], *w = j->w + c * j->ws[0];
+  float *y = j->y + n * j->ys[0] + c * j->ys[1];
+  if (j->sw == 1 && j->sh == 1 && dw_plane_flat(j, x, w, y)) return;
+  for (int64_t oh = 0; oh < j->OH; ++oh)
+    dw_row(x + oh * j->sh * j->xs[2], j->dh * j->xs[2], w, j->ws[1], j->KH, j->KW, j->OW, j->sw, j->dw, y + oh * j->ys[2]);
+}
+
+/* Depthwise 2-D convolution (one filter per channel), NCHW padded input, CHW weights:
+ * y[n][c][oh][ow] += sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh][ow*sw + kw*dw]. Rows must be unit-stride.
+ * sizes: {N, C, KH, KW, OH, OW}, conv: {sh, sw, dh, dw}; strides in elements: x and y NCHW, w CHW. */
+void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
+                               const int64_t *xs, const int64_t *ws, const int64_t *ys) {
+  DwJob job = {(const float *)(intptr_t)x_ptr, (const float *)(intptr_t)w_ptr, (float *)(intptr_t)y_ptr, sizes[1], sizes[2], sizes[3],
+               sizes[4], sizes[5], conv[0], conv[1], conv[2], conv[3], xs, ws, ys};
+  int64_t planes = sizes[0] * sizes[1];
+  double work = (double)planes * sizes[2] * sizes[3] * sizes[4] * sizes[5];
+  if (planes <= 0 || job.OH <= 0 || job.OW <= 0) return;
+  if (work < 2e5) {
+    for (int64_t t = 0; t < planes; ++t) dw_plane(&job, t);
+    return;
+  }
+  hcc_parallel_for(planes, dw_plane, &job);
 }

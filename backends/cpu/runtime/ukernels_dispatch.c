@@ -13,6 +13,9 @@ void hcc_gemm_sse2(GEMM_ARGS);
 void hcc_conv2d_avx512(CONV_ARGS);
 void hcc_conv2d_avx2(CONV_ARGS);
 void hcc_conv2d_sse2(CONV_ARGS);
+void hcc_dwconv2d_avx512(CONV_ARGS);
+void hcc_dwconv2d_avx2(CONV_ARGS);
+void hcc_dwconv2d_sse2(CONV_ARGS);
 
 static int chosen_vl;
 
@@ -62,5 +65,18 @@ void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h
     case 16: hcc_conv2d_avx512(x, w, y, sizes, conv, xs, ws, ys); break;
     case 8: hcc_conv2d_avx2(x, w, y, sizes, conv, xs, ws, ys); break;
     default: hcc_conv2d_sse2(x, w, y, sizes, conv, xs, ws, ys); break;
+  }
+}
+
+void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
+                  int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w,
+                  int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w) {
+  const int64_t sizes[6] = {n, c, kh, kw, oh, ow};
+  const int64_t conv[4] = {sh, sw, dh, dw};
+  const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[3] = {w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
+  switch (hcc_get_isa()) {
+    case 16: hcc_dwconv2d_avx512(x, w, y, sizes, conv, xs, ws, ys); break;
+    case 8: hcc_dwconv2d_avx2(x, w, y, sizes, conv, xs, ws, ys); break;
+    default: hcc_dwconv2d_sse2(x, w, y, sizes, conv, xs, ws, ys); break;
   }
 }

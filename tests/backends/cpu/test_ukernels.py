@@ -156,3 +156,18 @@ def test_results_do_not_depend_on_the_thread_count(lib):
     lib.hcc_set_num_threads(0)
     for other in results[1:]:
         assert np.array_equal(results[0], other)  # each element is one thread's sum in one k order
+
+
+@pytest.mark.parametrize("k,stride,dil,width", [(3, 1, 1, 19), (3, 2, 1, 35), (5, 2, 1, 17), (3, 1, 2, 30), (7, 1, 1, 9), (3, 2, 1, 114)])
+def test_depthwise_conv_matches_numpy(lib, k, stride, dil, width):
+    rng = np.random.default_rng(k * 100 + stride * 10 + width)
+    c = 5
+    x = rng.standard_normal((2, c, width - 2, width)).astype(np.float32)
+    w = rng.standard_normal((c, k, k)).astype(np.float32)
+    ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (stride, stride), (dil, dil), c)
+    y = np.zeros(ref.shape, np.float32)
+    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    sizes = [2, c, k, k, ref.shape[2], ref.shape[3]]
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil]),
+               _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
