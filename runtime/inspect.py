@@ -17,6 +17,27 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _schedule_lines(record: list[dict] | None) -> list[str]:
+    """The CPU code's schedule per op kind (share of the arithmetic), then every op left to plain loops."""
+    if not record:
+        return []
+    shares: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for entry in record:
+        if entry["kind"] == "module":
+            continue
+        kind = entry["kind"] if entry["ok"] else "loops"
+        shares[kind] = shares.get(kind, 0.0) + entry["share"]
+        counts[kind] = counts.get(kind, 0) + 1
+    summary = ", ".join(f"{kind} {counts[kind]} ops ({shares[kind]:.0%})" for kind in sorted(shares, key=lambda k: -shares[k]))
+    lines = [f"    cpu schedule: {summary}"]
+    lines += [f"    fallback: {entry['note']}" for entry in record if entry["kind"] == "module"]
+    for entry in record:
+        if entry["kind"] != "module" and (entry["kind"] == "loops" or not entry["ok"]) and entry["share"] >= 0.001:
+            lines.append(f"    plain loops: {entry['node'] or '?'} ({entry['share']:.1%}): {entry['note']}")
+    return lines
+
+
 def describe(bundle_dir: str | os.PathLike) -> str:
     bundle = Path(bundle_dir)
     m = read_manifest(bundle)
@@ -35,6 +56,8 @@ def describe(bundle_dir: str | os.PathLike) -> str:
         arts = ", ".join(f"{a.file} [{a.kind}, entry {a.entry}, {_size((bundle / a.file).stat().st_size)}]" for a in sg.artifacts)
         lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, {len(sg.outputs)} outputs")
         lines.append(f"    artifacts: {arts}")
+        for artifact in sg.artifacts + ([sg.fallback] if sg.fallback else []):
+            lines += _schedule_lines(artifact.meta.get("schedule"))
     weight_bytes = sum(w.nbytes for w in m.weights)
     params = sum(int(np.prod(tensors[w.name].shape)) for w in m.weights)
     lines.append(f"weights: {len(m.weights)} tensors, {params:,} values, {_size(weight_bytes)}")

@@ -27,7 +27,7 @@ Contractions and NCHW convolutions become calls into hcc's C micro-kernels (uker
 which run on the bundle's own thread pool.
 
 Knobs (for debugging and comparisons): `HCC_CPU_SCHEDULE=loops` (plain loops only), `HCC_CPU_KINDS=a,b` (only
-these schedule kinds: ukernel, contraction, conv, elementwise), `HCC_CPU_FORK=0` (lower in-process).
+these schedule kinds: ukernel, contraction, conv, elementwise, reduction), `HCC_CPU_FORK=0` (lower in-process).
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ class Signature:
 @dataclass
 class OpReport:
     """What the CPU backend did with one linalg op: `kind` is the schedule (ukernel-gemm, ukernel-conv,
-    contraction, conv, elementwise, loops; `module` for a whole attempt), `ok` False when it did not apply."""
+    contraction, conv, elementwise, reduction, loops; `module` for a whole attempt), `ok` False when it did not apply."""
 
     index: int
     kind: str
@@ -133,7 +133,8 @@ class OpReport:
 
 
 def node_name(op) -> str:
-    """The ONNX node name the importer kept as the op's location (first name of a fused location)."""
+    """The ONNX node name the importer kept as the op's location (first name of a fused location); `op` is
+    anything with a `.location`."""
     import re
 
     match = re.search(r'"([^"]*)"', str(op.location))
@@ -395,7 +396,7 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
     returned module replaces the caller's (which must keep a reference to it: the Module owns the IR)."""
     from mlir import ir
 
-    from hcc.backends.cpu import schedule, ukernels
+    from hcc.backends.cpu import schedule
 
     index = first_index
     plans = []
@@ -405,10 +406,6 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
         op.attributes["hcc.id"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
         info = schedule.analyze(op, index)
         plan = schedule.plan(info)
-        roles = ukernels.gemm_roles(info) if _kind_allowed("ukernel", kinds) else None
-        if roles is not None:
-            ukernels.tag_gemm(op, roles)
-            plan = schedule.Plan("ukernel-gemm", note=f"{ukernels.GEMM} micro-kernel call")
         if not _kind_allowed(plan.kind, kinds):
             plan = schedule.Plan("loops", note=f"{plan.kind} schedule not used (kinds {sorted(kinds or [])})")
         if plan.kind in ("contraction", "conv"):
@@ -450,6 +447,27 @@ def _drop_tensor_copies(root) -> int:
     return dropped
 
 
+def _micro_kernel_calls(module) -> list[OpReport]:
+    """Tag the contractions the GEMM kernel takes, then turn every tagged op into a kernel call (ukernels.py),
+    with its init and a following activation / residual add fused; one report per call."""
+    from hcc.backends.cpu import schedule, ukernels
+
+    for op in _linalg_generics(module.operation):
+        info = schedule.analyze(op, -1)
+        roles = ukernels.gemm_roles(info)
+        if roles is not None:
+            work = 2
+            for size in info.ranges:
+                work *= max(size, 1)
+            ukernels.tag_gemm(op, roles, work)
+    reports = []
+    for call in ukernels.emit_calls(module):
+        kind = "ukernel-gemm" if call.symbol == ukernels.GEMM else "ukernel-conv"
+        fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
+        reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}", node_name(call), call.work))
+    return reports
+
+
 def schedule_module(module, kinds: frozenset[str] | None = None):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
@@ -464,15 +482,15 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse")
     _drop_tensor_copies(module.operation)  # the fusion barriers (passes/fusion_barriers.py) have done their job
     if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernels (kept named: no generalization)
-        for op, work in ukernels.tag_convolutions(module.operation):
-            symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
-            reports.append(OpReport(-2, "ukernel-conv", True, f"{symbol} micro-kernel call", node_name(op), work))
+        ukernels.tag_convolutions(module.operation)
     # After the fusion pass: it would fuse the im2col gather back into its GEMM.
     module, _ = _strided_convs_to_img2col(module)
     root = module.operation
     _generalize(root, keep_fill=True)
     if fold_copies_into_consumers(root):
         _run_pipeline(root, "canonicalize,cse")
+    if _kind_allowed("ukernel", kinds):
+        reports += _micro_kernel_calls(module)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
@@ -565,8 +583,6 @@ def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None)
     from mlir import ir
     from mlir.dialects import llvm
 
-    from hcc.backends.cpu import ukernels
-
     module = ir.Module.parse(text)
     module, reports = schedule_module(module, kinds)
     log.extend(reports)
@@ -575,8 +591,6 @@ def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None)
     _run_pipeline(root, "canonicalize,cse")
     _run_pipeline(root, BUFFERIZE)
     _write_results_in_place(root)
-    for op, why in ukernels.replace_with_calls(module):
-        log.append(OpReport(-2, "loops", False, f"micro-kernel call not possible: {why}", node_name(op)))
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse")
     module = _loops_then_llvm(module, TO_LLVM)

@@ -1,32 +1,44 @@
-"""Contractions and convolutions run as calls into hcc's C micro-kernels (runtime/ukernels.c), on every core.
+"""Contractions and convolutions run as calls into hcc's C micro-kernels (runtime/ukernels.c), on every core, with
+their initial value, a following activation and a residual add fused in.
 
-At tensor level (`tag_*`), a contraction generic (matmul, batched matmul, Gemm, attention products, im2col-free
-GEMMs) or a named NCHW convolution is tagged `hcc.ukernel` with the roles of its loop dims; it gets no transform
-script. After bufferization (`replace_with_calls`), each tagged op, now on memrefs with static strides, becomes one
-`func.call` to `hcc_gemm` / `hcc_conv2d` with its buffers' addresses and every size and stride as constants: the
-strided views of transposes, reshapes and slices are read in place, and the kernel accumulates into the output
-(which holds the op's init: zeros or the broadcast bias). An op whose strides do not fit the kernel's ABI stays a
-generic and is reported (it then lowers to plain loops).
+At tensor level a contraction generic (matmul, batched matmul, Gemm, attention products, an LSTM's gate GEMVs) or a
+named NCHW convolution is tagged (`tag_gemm`, `tag_convolutions`), and `emit_calls` replaces it by a `func.call` on
+buffers (`bufferization.to_buffer` of its operands with a fully dynamic layout, a fresh output buffer turned back
+into a tensor): one-shot bufferization then passes views (transposes, slices, reshapes) in place, canonicalization
+folds their strides to constants, and the output is usually computed straight into the function's out-parameter.
 
-ABI (runtime/ukernels_dispatch.c): all arguments are i64; pointers are aligned base + offset in bytes.
+Fusion, decided here on tensors (after bufferization the neighbours are already vector loops):
+* the init: a `linalg.fill` with a constant, or a broadcast of a bias, is read by the kernel's first K block
+  instead of being materialized as a full tensor first (any other init tensor is read as a strided source);
+* the epilogue: when the op's result feeds exactly one elementwise generic computing `clamp(y [+ r])` (Relu,
+  Clip/ReLU6, a residual Add then Relu), the kernel applies it on its last K block and writes that op's result.
+  The clamp keeps the consumer's NaN rule: `maximumf` and ordered-compare selects keep a NaN, `maxnumf` and
+  unordered-compare selects replace it by the bound (ukernels.c, CLAMP_*).
+
+ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses, floats their bit patterns).
   hcc_gemm(a, b, c, B0, B1, B2, M, N, K1, K2, a strides {B0,B1,B2,M,K1,K2}, b strides {B0,B1,B2,K1,K2,N},
-           c strides {B0,B1,B2,M,N})                                      27 arguments
-  hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, x/w/y strides in NCHW order)   29
-  hcc_dwconv2d(x, w, y, N, C, KH, KW, OH, OW, sh, sw, dh, dw, x strides NCHW, w strides CHW, y strides NCHW)  24
+           c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source)                                       45
+  hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, x/w/y strides (NCHW), epilogue)   45
+  hcc_dwconv2d(x, w, y, N, C, KH, KW, OH, OW, sh, sw, dh, dw, x (NCHW) / w (CHW) / y (NCHW) strides, epilogue) 40
+  epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
+            pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
 DWCONV = "hcc_dwconv2d"
-ARITY = {GEMM: 27, CONV: 29, DWCONV: 24}
+ARITY = {GEMM: 45, CONV: 45, DWCONV: 40}
 MAX_BATCH_DIMS = 3
-MAX_K_DIMS = 3  # merged to at most 2 after bufferization when the strides allow
+MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
-MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group (depthwise): the direct conv schedule does better
+MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group: the direct conv schedule does better
+INIT_IN_C, INIT_CONSTANT, INIT_SOURCE = 0, 1, 2
+CLAMP_NONE, CLAMP_KEEP_NAN, CLAMP_NAN_TO_BOUND = 0, 1, 2
 
 
 @dataclass
@@ -61,20 +73,22 @@ def gemm_roles(info) -> GemmRoles | None:
         batch = [d for d in batch if d != m_like[-1]] + [m]
         m = m_like[-1]
     batch = [d for d in batch if info.ranges[d] > 1]
+    ks = [k for k in ks if info.ranges[k] > 1] or ks[:1]
     if len(batch) > MAX_BATCH_DIMS or len(ks) > MAX_K_DIMS:
         return None
     return GemmRoles(m, n, list(ks), list(batch), ia, ib)
 
 
-def tag_gemm(op, roles: GemmRoles) -> None:
+def tag_gemm(op, roles: GemmRoles, work: int) -> None:
     from mlir import ir
 
     op.attributes["hcc.ukernel"] = ir.StringAttr.get(GEMM)
     op.attributes["hcc.roles"] = ir.StringAttr.get(json.dumps(roles.__dict__))
+    op.attributes["hcc.work"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), work)
 
 
 def tag_convolutions(root) -> list[tuple[object, int]]:
-    """Tag the named f32 NCHW convolutions with enough output channels per group; returns (op, scalar ops)."""
+    """Tag the named f32 NCHW convolutions the kernels take; returns (op, scalar ops) for each."""
     from mlir import ir
 
     tagged = []
@@ -90,8 +104,9 @@ def tag_convolutions(root) -> list[tuple[object, int]]:
         op.attributes["hcc.ukernel"] = ir.StringAttr.get(symbol)
         y = ir.RankedTensorType(op.operands[2].type)
         window = w.shape[1] * w.shape[2] * w.shape[3] if symbol == CONV else w.shape[1] * w.shape[2]
-        macs = y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * window
-        tagged.append((op, 2 * macs))
+        work = 2 * y.shape[0] * y.shape[1] * y.shape[2] * y.shape[3] * window
+        op.attributes["hcc.work"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), work)
+        tagged.append((op, work))
     return tagged
 
 
@@ -109,107 +124,407 @@ def _all_ops(root) -> list:
     return found
 
 
-# ------------------------------------------------------------------------------------------ after bufferization
+# ------------------------------------------------------------------------------------------ what the kernel writes
 
-def _layout(value) -> tuple[list[int], list[int], int | None]:
-    """Static shape and strides of a memref, and its offset (None when only known at run time: a slice at a
-    loop-dependent position, such as an LSTM's time step)."""
+@dataclass
+class Source:
+    """A tensor the kernel reads per output element: `dims[j]` is the source dim that output dim j indexes, or None
+    where the source is broadcast (stride 0)."""
+
+    value: object
+    dims: list[int | None]
+
+
+@dataclass
+class Epilogue:
+    init_mode: int = INIT_CONSTANT
+    init_value: float = 0.0
+    init: Source | None = None
+    residual: Source | None = None
+    lo_mode: int = CLAMP_NONE
+    lo: float = 0.0
+    hi_mode: int = CLAMP_NONE
+    hi: float = 0.0
+    consumer: object = None  # the elementwise op whose result the kernel writes (it is erased)
+    notes: list[str] = field(default_factory=list)
+
+
+def _constant_float(value) -> float | None:
     from mlir import ir
 
-    t = ir.MemRefType(value.type)
-    strides, offset = t.get_strides_and_offset()
-    if not t.has_static_shape or any(t.is_dynamic_stride_or_offset(s) for s in strides):
-        raise ValueError("dynamic shape or strides")
-    return list(t.shape), list(strides), None if t.is_dynamic_stride_or_offset(offset) else offset
+    owner = value.owner
+    if isinstance(owner, ir.Block) or owner.name != "arith.constant":
+        return None
+    try:
+        return float(ir.FloatAttr(owner.attributes["value"]).value)
+    except (ValueError, TypeError):
+        return None
 
 
-def _loop_strides(op, operand: int, num_loops: int) -> list[int]:
-    """Element stride of each loop dim in `operand` (0 for dims it does not index)."""
+def _maps(op) -> list:
     from mlir import ir
 
-    amap = ir.AffineMapAttr(ir.ArrayAttr(op.attributes["indexing_maps"])[operand]).value
-    _, strides, _ = _layout(op.operands[operand])
-    out = [0] * num_loops
-    for position, expr in enumerate(amap.results):
-        out[ir.AffineDimExpr(expr).position] += strides[position]
-    return out
+    return [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])]
 
 
-def _ranges(op, num_loops: int) -> list[int]:
+def _broadcast_source(producer, rank: int) -> Source | None:
+    """The input of a broadcast (named or a copy-like generic) with the output dim -> source dim mapping."""
     from mlir import ir
 
-    ranges = [1] * num_loops
-    for i, attr in enumerate(ir.ArrayAttr(op.attributes["indexing_maps"])):
-        shape, _, _ = _layout(op.operands[i])
-        for position, expr in enumerate(ir.AffineMapAttr(attr).value.results):
-            ranges[ir.AffineDimExpr(expr).position] = shape[position]
-    return ranges
+    if producer.name == "linalg.broadcast":
+        added = [int(d) for d in ir.DenseI64ArrayAttr(producer.attributes["dimensions"])]
+        kept = iter(range(rank - len(added)))
+        return Source(producer.operands[0], [None if j in added else next(kept) for j in range(rank)])
+    if producer.name != "linalg.generic" or len(producer.operands) != 2:
+        return None
+    block = producer.regions[0].blocks[0]
+    body = list(block.operations)
+    if len(body) != 1 or list(body[0].operands) != [block.arguments[0]]:
+        return None
+    if any("reduction" in str(a) for a in ir.ArrayAttr(producer.attributes["iterator_types"])):
+        return None
+    in_map, out_map = _maps(producer)
+    if not in_map.is_projected_permutation or not out_map.is_permutation:
+        return None
+    in_dims = [e.position for e in in_map.results]
+    return Source(producer.operands[0], [in_dims.index(e.position) if e.position in in_dims else None for e in out_map.results])
 
 
-def _merge_k_dims(ks: list[int], ranges: list[int], sa: list[int], sb: list[int]) -> list[tuple[int, int, int]] | None:
-    """(size, a stride, b stride) per k dim after merging neighbours that are contiguous in both operands; at most 2."""
-    dims = [(ranges[k], sa[k], sb[k]) for k in ks if ranges[k] != 1] or [(1, 0, 0)]
-    merged = [dims[0]]
-    for size, a, b in dims[1:]:
-        psize, pa, pb = merged[-1]
-        if pa == a * size and pb == b * size:
-            merged[-1] = (psize * size, a, b)
+def _identity(rank: int) -> list[int | None]:
+    return list(range(rank))
+
+
+def init_of(op, rank: int, epilogue: Epilogue) -> None:
+    """How the op's output starts: a constant fill, a broadcast source, or the init tensor itself."""
+    from mlir import ir
+
+    init = op.operands[len(op.operands) - 1]
+    owner = init.owner
+    if not isinstance(owner, ir.Block):
+        if owner.name == "linalg.fill":
+            value = _constant_float(owner.operands[0])
+            if value is not None:
+                epilogue.init_mode, epilogue.init_value = INIT_CONSTANT, value
+                epilogue.notes.append("constant init" if value else "zero init")
+                return
+        elif owner.name == "tensor.empty":
+            epilogue.init_mode, epilogue.init_value = INIT_CONSTANT, 0.0
+            return
+        source = _broadcast_source(owner, rank)
+        if source is not None:
+            epilogue.init_mode, epilogue.init = INIT_SOURCE, source
+            epilogue.notes.append("bias init")
+            return
+    epilogue.init_mode, epilogue.init = INIT_SOURCE, Source(init, _identity(rank))
+
+
+# ------------------------------------------------------------------------------------------ the consumer's body
+
+_SWAP = {"olt": "ogt", "ole": "oge", "ogt": "olt", "oge": "ole", "ult": "ugt", "ule": "uge", "ugt": "ult", "uge": "ule"}
+_PREDICATES = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
+
+
+def _predicate(op) -> str:
+    from mlir import ir
+
+    return _PREDICATES[ir.IntegerAttr(op.attributes["predicate"]).value]
+
+
+def _clamp_of(name: str, value: float | None) -> tuple[str, int, float] | None:
+    """("lo"|"hi", NaN mode, bound) for a max/min op of the accumulated value and a constant, or None."""
+    if value is None:
+        return None
+    if name in ("arith.maximumf", "arith.maxnumf"):
+        return "lo", CLAMP_KEEP_NAN if name == "arith.maximumf" else CLAMP_NAN_TO_BOUND, value
+    if name in ("arith.minimumf", "arith.minnumf"):
+        return "hi", CLAMP_KEEP_NAN if name == "arith.minimumf" else CLAMP_NAN_TO_BOUND, value
+    return None
+
+
+def match_epilogue(consumer, y_index: int) -> tuple[int | None, list[tuple[str, int, float]]] | None:
+    """(residual input index or None, clamps) when the consumer's body is `clamp(y [+ r])` with constant bounds."""
+    from mlir import ir
+
+    block = consumer.regions[0].blocks[0]
+    args = list(block.arguments)
+    acc, residual, clamps = args[y_index], None, []
+
+    def constant_of(value):
+        if isinstance(value.owner, ir.Block):
+            return None
+        return _constant_float(value)
+
+    for op in list(block.operations)[:-1]:
+        operands = list(op.operands)
+        if op.name == "arith.constant":
+            continue
+        if op.name == "arith.addf" and residual is None and not clamps and acc in operands:
+            other = operands[1] if operands[0] == acc else operands[0]
+            if other not in args or args.index(other) in (y_index, len(args) - 1):
+                return None
+            residual, acc = args.index(other), op.results[0]
+            continue
+        if op.name == "arith.cmpf" and acc in operands and len(list(op.results[0].uses)) == 1:
+            continue  # judged with its select
+        if op.name == "arith.select":
+            clamp = _select_clamp(op, acc, constant_of)
+        elif acc in operands and len(operands) == 2:
+            clamp = _clamp_of(op.name, constant_of(operands[1] if operands[0] == acc else operands[0]))
         else:
-            merged.append((size, a, b))
-    return merged if len(merged) <= 2 else None
+            return None
+        if clamp is None:
+            return None
+        clamps.append(clamp)
+        acc = op.results[0]
+    terminator = list(block.operations)[-1]
+    if list(terminator.operands) != [acc] or (residual is None and not clamps):
+        return None
+    return residual, clamps
 
 
-def gemm_arguments(op) -> list[int]:
-    """The 24 integer arguments of hcc_gemm after the three pointers; ValueError when the layout does not fit."""
-    roles = GemmRoles(**json.loads(op.attributes["hcc.roles"].value))
+def _select_clamp(select, acc, constant_of) -> tuple[str, int, float] | None:
+    """`select(cmpf(p, acc, k), T, F)` with {T, F} = {acc, k}: which bound, and what a NaN becomes."""
     from mlir import ir
 
-    num_loops = len(ir.ArrayAttr(op.attributes["iterator_types"]))
-    ranges = _ranges(op, num_loops)
-    sa, sb, sc = (_loop_strides(op, i, num_loops) for i in (roles.a, roles.b, 2))
-    ks = _merge_k_dims(roles.ks, ranges, sa, sb)
-    if ks is None:
-        raise ValueError("more than two reduction dims that are not contiguous")
-    (k1, a_k1, b_k1), (k2, a_k2, b_k2) = ks[0], ks[1] if len(ks) > 1 else (1, 0, 0)
-    batch = [(ranges[d], sa[d], sb[d], sc[d]) for d in roles.batch] + [(1, 0, 0, 0)] * (MAX_BATCH_DIMS - len(roles.batch))
-    sizes = [b[0] for b in batch] + [ranges[roles.m], ranges[roles.n], k1, k2]
-    a_strides = [b[1] for b in batch] + [sa[roles.m], a_k1, a_k2]
-    b_strides = [b[2] for b in batch] + [b_k1, b_k2, sb[roles.n]]
-    c_strides = [b[3] for b in batch] + [sc[roles.m], sc[roles.n]]
-    return sizes + a_strides + b_strides + c_strides
+    cond, true, false = select.operands
+    if isinstance(cond.owner, ir.Block) or cond.owner.name != "arith.cmpf":
+        return None
+    lhs, rhs = cond.owner.operands
+    predicate = _predicate(cond.owner)
+    if lhs == acc:
+        bound_value = rhs
+    elif rhs == acc:
+        bound_value, predicate = lhs, _SWAP.get(predicate, "")
+    else:
+        return None
+    bound = constant_of(bound_value)
+    if bound is None or predicate not in _SWAP or {true, false} != {acc, bound_value}:
+        return None
+    less = predicate[1] == "l"  # acc < bound (ordered: false for NaN; unordered: true)
+    ordered = predicate[0] == "o"
+    picks_bound = true == bound_value  # the bound when the compare holds
+    side = "lo" if less == picks_bound else "hi"
+    nan_gives_bound = (not ordered) == picks_bound  # a NaN makes the compare (un)ordered-true/false
+    return side, CLAMP_NAN_TO_BOUND if nan_gives_bound else CLAMP_KEEP_NAN, bound
 
 
-def _dense_ints(attr, default: list[int]) -> list[int]:
+def consumer_of(op, epilogue: Epilogue, rank: int) -> None:
+    """Fuse the single elementwise consumer of `op`'s result when its body is clamp(y [+ r])."""
     from mlir import ir
 
-    if attr is None:
+    uses = list(op.results[0].uses)
+    if len(uses) != 1:
+        return
+    consumer, index = uses[0].owner, uses[0].operand_number
+    if consumer.name != "linalg.generic" or len(consumer.results) != 1:
+        return
+    num_inputs = len(consumer.operands) - 1
+    if index >= num_inputs or any("reduction" in str(a) for a in ir.ArrayAttr(consumer.attributes["iterator_types"])):
+        return
+    maps = _maps(consumer)
+    identity = ir.AffineMap.get_identity(rank)
+    if maps[index] != identity or maps[-1] != identity or consumer.results[0].type != op.results[0].type:
+        return
+    matched = match_epilogue(consumer, index)
+    if matched is None:
+        return
+    residual, clamps = matched
+    if residual is not None:
+        r_map = maps[residual]
+        if not r_map.is_projected_permutation:
+            return
+        r_dims = [e.position for e in r_map.results]
+        epilogue.residual = Source(consumer.operands[residual], [r_dims.index(d) if d in r_dims else None for d in range(rank)])
+        epilogue.notes.append("residual add")
+    for side, mode, bound in clamps:
+        if side == "lo" and epilogue.lo_mode == CLAMP_NONE:
+            epilogue.lo_mode, epilogue.lo = mode, bound
+        elif side == "hi" and epilogue.hi_mode == CLAMP_NONE:
+            epilogue.hi_mode, epilogue.hi = mode, bound
+        else:
+            epilogue.residual = None
+            return
+    if clamps:
+        epilogue.notes.append("activation")
+    epilogue.consumer = consumer
+
+
+# ------------------------------------------------------------------------------------------ emitting the call
+
+def _index(value: int):
+    from mlir import ir
+    from mlir.dialects import arith
+
+    return arith.constant(ir.IndexType.get(), value)
+
+
+def _bits(value: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+class _Buffer:
+    """A tensor seen as a buffer of any layout: its address and its per-dim strides (SSA index values)."""
+
+    def __init__(self, tensor):
+        from mlir import ir
+        from mlir.dialects import arith, bufferization, memref
+
+        ranked = ir.RankedTensorType(tensor.type)
+        dynamic = ir.ShapedType.get_dynamic_stride_or_offset()
+        layout = ir.StridedLayoutAttr.get(dynamic, [dynamic] * ranked.rank)
+        view = bufferization.ToBufferOp(ir.MemRefType.get(ranked.shape, ranked.element_type, layout), tensor, read_only=True).result
+        meta = memref.ExtractStridedMetadataOp(view)
+        base = memref.extract_aligned_pointer_as_index(view)
+        self.address = arith.addi(base, arith.muli(meta.offset, _index(4)))
+        self.strides = list(meta.strides)
+
+    def along(self, dims: list[int | None]) -> list:
+        """Strides per output dim for a source read through `dims` (0 where broadcast)."""
+        return [self.strides[d] if d is not None else _index(0) for d in dims]
+
+
+def _output(result_type):
+    """A fresh buffer for the kernel to write, its address, and its (static) row-major strides."""
+    from mlir import ir
+    from mlir.dialects import memref
+
+    ranked = ir.RankedTensorType(result_type)
+    alloc = memref.AllocOp(ir.MemRefType.get(ranked.shape, ranked.element_type), [], [], alignment=64).result
+    strides, running = [], 1
+    for size in reversed(ranked.shape):
+        strides.insert(0, running)
+        running *= size
+    return alloc, memref.extract_aligned_pointer_as_index(alloc), [_index(s) for s in strides]
+
+
+def _epilogue_args(epilogue: Epilogue, pick) -> list:
+    """The epilogue arguments; `pick(strides per output dim)` orders them as the entry wants."""
+    values = [_index(epilogue.init_mode), _index(_bits(epilogue.init_value))]
+    if epilogue.init is not None:
+        buffer = _Buffer(epilogue.init.value)
+        values += [buffer.address] + pick(buffer.along(epilogue.init.dims))
+    else:
+        values += [_index(0)] + pick(None)
+    if epilogue.residual is not None:
+        buffer = _Buffer(epilogue.residual.value)
+        values += [buffer.address] + pick(buffer.along(epilogue.residual.dims))
+    else:
+        values += [_index(0)] + pick(None)
+    return values + [_index(epilogue.lo_mode), _index(_bits(epilogue.lo)), _index(epilogue.hi_mode), _index(_bits(epilogue.hi))]
+
+
+def _loop_strides(maps, position_strides: list, operand: int, num_loops: int) -> list:
+    """Stride of each loop dim in an operand (0 for dims it does not index)."""
+    from mlir.dialects import arith
+
+    out = [None] * num_loops
+    for position, expr in enumerate(maps[operand].results):
+        d = expr.position
+        out[d] = position_strides[position] if out[d] is None else arith.addi(out[d], position_strides[position])
+    return [s if s is not None else _index(0) for s in out]
+
+
+def _gemm_call(op, epilogue: Epilogue, out_address, out_strides) -> list:
+    from mlir import ir
+
+    roles = GemmRoles(**json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value))
+    maps = _maps(op)
+    num_loops = maps[0].n_dims
+    ranges = [1] * num_loops
+    for operand, amap in enumerate(maps):
+        for position, expr in enumerate(amap.results):
+            ranges[expr.position] = ir.RankedTensorType(op.operands[operand].type).shape[position]
+    a, b = _Buffer(op.operands[roles.a]), _Buffer(op.operands[roles.b])
+    sa = _loop_strides(maps, a.strides, roles.a, num_loops)
+    sb = _loop_strides(maps, b.strides, roles.b, num_loops)
+    sc = _loop_strides(maps, out_strides, 2, num_loops)
+    batch = roles.batch + [None] * (MAX_BATCH_DIMS - len(roles.batch))
+    ks = roles.ks + [None] * (MAX_K_DIMS - len(roles.ks))
+    zero = _index(0)
+
+    def per(strides, dims):
+        return [strides[d] if d is not None else zero for d in dims]
+
+    sizes = [_index(ranges[d] if d is not None else 1) for d in batch + [roles.m, roles.n] + ks]  # B0 B1 B2 M N K1 K2
+    out_dims = [e.position for e in maps[2].results]
+
+    def pick(strides):  # init/residual strides per output position -> {b0, b1, b2, m, n}
+        if strides is None:
+            return [zero] * 5
+        return [strides[out_dims.index(d)] if d is not None else zero for d in batch + [roles.m, roles.n]]
+
+    args = [a.address, b.address, out_address] + sizes
+    args += per(sa, batch) + per(sa, [roles.m]) + per(sa, ks)
+    args += per(sb, batch) + per(sb, ks) + per(sb, [roles.n])
+    args += per(sc, batch) + per(sc, [roles.m, roles.n])
+    return args + _epilogue_args(epilogue, pick)
+
+
+def _dense_ints(op, name: str, default: list[int]) -> list[int]:
+    from mlir import ir
+
+    if name not in op.attributes:
         return default
-    return [int(v) for v in ir.DenseIntElementsAttr(attr)]
+    return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
 
 
-def conv_arguments(op) -> list[int]:
-    """The 26 integer arguments of hcc_conv2d after the three pointers."""
-    (n, c, h, w), xs, _ = _layout(op.operands[0])
-    (f, cw, kh, kw), ws, _ = _layout(op.operands[1])
-    (_, _, oh, ow), ys, _ = _layout(op.operands[2])
-    strides = _dense_ints(op.attributes["strides"] if "strides" in op.attributes else None, [1, 1])
-    dilations = _dense_ints(op.attributes["dilations"] if "dilations" in op.attributes else None, [1, 1])
-    if ys[2] != ow * ys[3]:
-        raise ValueError("output rows are not contiguous")
-    groups = c // cw
-    return [n, c, h, w, f, kh, kw, oh, ow, groups, *strides, *dilations, *xs, *ws, *ys]
+def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides) -> list:
+    from mlir import ir
+
+    x_type, w_type, y_type = (ir.RankedTensorType(v.type) for v in op.operands[:3])
+    x, w = _Buffer(op.operands[0]), _Buffer(op.operands[1])
+    (n, c, h, wd), (oh, ow) = x_type.shape, y_type.shape[2:]
+    strides = _dense_ints(op, "strides", [1, 1]) + _dense_ints(op, "dilations", [1, 1])
+    if symbol == CONV:
+        f, cw, kh, kw = w_type.shape
+        sizes = [n, c, h, wd, f, kh, kw, oh, ow, c // cw]
+    else:
+        _, kh, kw = w_type.shape
+        sizes = [n, c, kh, kw, oh, ow]
+    args = [x.address, w.address, out_address] + [_index(v) for v in sizes + strides] + x.strides + w.strides + out_strides
+    return args + _epilogue_args(epilogue, lambda s: s if s is not None else [_index(0)] * 4)
 
 
-def dwconv_arguments(op) -> list[int]:
-    """The 21 integer arguments of hcc_dwconv2d after the three pointers (rows must be unit-stride)."""
-    (n, c, _, _), xs, _ = _layout(op.operands[0])
-    (_, kh, kw), ws, _ = _layout(op.operands[1])
-    (_, _, oh, ow), ys, _ = _layout(op.operands[2])
-    strides = _dense_ints(op.attributes["strides"] if "strides" in op.attributes else None, [1, 1])
-    dilations = _dense_ints(op.attributes["dilations"] if "dilations" in op.attributes else None, [1, 1])
-    if xs[3] != 1 or ys[3] != 1 or ws[2] != 1:
-        raise ValueError("rows are not unit-stride")
-    return [n, c, kh, kw, oh, ow, *strides, *dilations, *xs, *ws, *ys]
+@dataclass
+class Emitted:
+    """One kernel call, for the schedule report."""
+
+    location: object  # the original op's MLIR location (names its ONNX node)
+    symbol: str
+    work: int
+    fused: list[str]
+
+
+def emit_calls(module) -> list[Emitted]:
+    """Replace every tagged op by its kernel call, fusing its init and epilogue."""
+    from mlir import ir
+    from mlir.dialects import bufferization, func
+
+    emitted = []
+    for op in _all_ops(module.operation):
+        if "hcc.ukernel" not in op.attributes:
+            continue
+        symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
+        rank = ir.RankedTensorType(op.results[0].type).rank
+        epilogue = Epilogue()
+        init_of(op, rank, epilogue)
+        consumer_of(op, epilogue, rank)
+        target = epilogue.consumer or op
+        _declare(module, symbol)
+        init_producer = op.operands[len(op.operands) - 1].owner
+        with ir.InsertionPoint(target), op.location:
+            alloc, address, strides = _output(target.results[0].type)
+            args = _gemm_call(op, epilogue, address, strides) if symbol == GEMM else _conv_call(op, symbol, epilogue, address, strides)
+            func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
+            result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
+        target.results[0].replace_all_uses_with(result)
+        emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes))
+        if epilogue.consumer is not None:
+            epilogue.consumer.erase()
+        op.erase()
+        if not isinstance(init_producer, ir.Block) and not list(init_producer.results[0].uses):
+            init_producer.erase()
+    return emitted
 
 
 def _declare(module, symbol: str) -> None:
@@ -224,50 +539,3 @@ def _declare(module, symbol: str) -> None:
     with ir.InsertionPoint.at_block_begin(body), ir.Location.unknown():
         decl = func.FuncOp(symbol, ir.FunctionType.get([index] * ARITY[symbol], []))
         decl.attributes["sym_visibility"] = ir.StringAttr.get("private")
-
-
-def _pointer(value):
-    """Address of the first element: aligned base + offset x 4 bytes (the offset read at run time if dynamic)."""
-    from mlir import ir
-    from mlir.dialects import arith, memref
-
-    _, _, offset = _layout(value)
-    index = ir.IndexType.get()
-    base = memref.extract_aligned_pointer_as_index(value)
-    if offset is None:
-        dynamic = memref.ExtractStridedMetadataOp(value).offset
-        return arith.addi(base, arith.muli(dynamic, arith.constant(index, 4)))
-    if offset:
-        base = arith.addi(base, arith.constant(index, offset * 4))
-    return base
-
-
-def replace_with_calls(module) -> list[tuple[object, str]]:
-    """Turn every tagged op into a kernel call. Returns (op, reason) for ops left as they were."""
-    from mlir import ir
-    from mlir.dialects import arith, func
-
-    left: list[tuple[str, str]] = []
-    for op in _all_ops(module.operation):
-        if "hcc.ukernel" not in op.attributes:
-            continue
-        symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
-        try:
-            operands = [op.operands[0], op.operands[1], op.operands[2]]
-            if symbol == GEMM:
-                roles = GemmRoles(**json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value))
-                operands = [op.operands[roles.a], op.operands[roles.b], op.operands[2]]
-                numbers = gemm_arguments(op)
-            else:
-                numbers = conv_arguments(op) if symbol == CONV else dwconv_arguments(op)
-        except (ValueError, TypeError) as exc:
-            left.append((op, str(exc)))
-            del op.attributes["hcc.ukernel"]
-            continue
-        _declare(module, symbol)
-        index = ir.IndexType.get()
-        with ir.InsertionPoint(op), op.location:
-            args = [_pointer(v) for v in operands] + [arith.constant(index, v) for v in numbers]
-            func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
-        op.erase()
-    return left

@@ -11,6 +11,10 @@
  *   A[m][k] = a[am[m] + ak[k]],  B[k][n] = b[bk[k] + bn[n]],  C[m][n] = c[m * c_sm + n * c_sn].
  * Blocking (BLIS): N in NC blocks, K in KC blocks (B packed into NR-wide panels), M in MC blocks (A packed into
  * MR-high panels), an MR x NR register tile of accumulators per micro-kernel call.
+ *
+ * Every entry writes C = clamp(init + A*B + residual) (Epilogue): the init (a constant, or a strided source such as
+ * a broadcast bias) is applied by the first K block, the residual and the clamp by the last, so that a
+ * convolution's bias, a following Relu/Clip and a residual Add cost no pass over memory of their own.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -70,6 +74,106 @@ static inline vf vsplat(float x) {
 }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* x86 max/min: `a > b ? a : b` (resp. <); when either is NaN the result is b, which sets the NaN rule of a clamp. */
+#if VL == 16 && defined(__AVX512F__)
+static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm512_min_ps((__m512)a, (__m512)b); }
+#elif VL == 16
+static inline vf vhalves(__m256 lo, __m256 hi) {
+  vf v;
+  memcpy(&v, &lo, sizeof lo);
+  memcpy((char *)&v + sizeof lo, &hi, sizeof hi);
+  return v;
+}
+static inline __m256 vhalf(vf v, int upper) {
+  __m256 h;
+  memcpy(&h, (char *)&v + (upper ? sizeof h : 0), sizeof h);
+  return h;
+}
+static inline vf vmax(vf a, vf b) { return vhalves(_mm256_max_ps(vhalf(a, 0), vhalf(b, 0)), _mm256_max_ps(vhalf(a, 1), vhalf(b, 1))); }
+static inline vf vmin(vf a, vf b) { return vhalves(_mm256_min_ps(vhalf(a, 0), vhalf(b, 0)), _mm256_min_ps(vhalf(a, 1), vhalf(b, 1))); }
+#elif VL == 8
+static inline vf vmax(vf a, vf b) { return (vf)_mm256_max_ps((__m256)a, (__m256)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm256_min_ps((__m256)a, (__m256)b); }
+#else
+static inline vf vmax(vf a, vf b) { return (vf)_mm_max_ps((__m128)a, (__m128)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b); }
+#endif
+
+/* ------------------------------------------------------------------------------------------------ epilogue */
+
+enum { INIT_IN_C = 0, INIT_CONSTANT = 1, INIT_SOURCE = 2 };
+enum { CLAMP_NONE = 0, CLAMP_KEEP_NAN = 1, CLAMP_NAN_TO_BOUND = 2 };
+
+/* C = clamp(init + A*B + residual). Element (m, n) of the init source / residual is at ptr[m*sm + col(n)], where
+ * col(n) = n*sn, or for a convolution's pixel index n (ow > 0 columns per row) (n/ow)*sh + (n%ow)*sn. */
+typedef struct {
+  int init_mode;
+  float init_value;
+  const float *init;
+  int64_t init_sm, init_sn, init_sh;
+  const float *res; /* NULL: no residual */
+  int64_t res_sm, res_sn, res_sh;
+  int lo_mode, hi_mode;
+  float lo, hi;
+  int64_t ow; /* 0: columns are plain */
+} Epilogue;
+
+static inline int64_t col_offset(int64_t n, int64_t ow, int64_t sn, int64_t sh) {
+  return ow && sh != ow * sn ? (n / ow) * sh + (n % ow) * sn : n * sn;
+}
+
+/* Whether the source's columns are `n * sn` with sn 0 or 1 (a vector load or a broadcast per row). */
+static inline int vector_columns(int64_t ow, int64_t sn, int64_t sh) { return (sn == 0 || sn == 1) && (!ow || sh == ow * sn); }
+
+static inline float epi_init(const Epilogue *e, float c, int64_t m, int64_t n) {
+  if (e->init_mode == INIT_CONSTANT) return e->init_value;
+  if (e->init_mode == INIT_SOURCE) return e->init[m * e->init_sm + col_offset(n, e->ow, e->init_sn, e->init_sh)];
+  return c;
+}
+
+static inline float epi_finish(const Epilogue *e, float v, int64_t m, int64_t n) {
+  if (e->res) v += e->res[m * e->res_sm + col_offset(n, e->ow, e->res_sn, e->res_sh)];
+  if (e->lo_mode == CLAMP_KEEP_NAN) v = v < e->lo ? e->lo : v;
+  else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = v >= e->lo ? v : e->lo;
+  if (e->hi_mode == CLAMP_KEEP_NAN) v = v > e->hi ? e->hi : v;
+  else if (e->hi_mode == CLAMP_NAN_TO_BOUND) v = v <= e->hi ? v : e->hi;
+  return v;
+}
+
+static inline vf vclamp(const Epilogue *e, vf v) {
+  if (e->lo_mode == CLAMP_KEEP_NAN) v = vmax(vsplat(e->lo), v);
+  else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = vmax(v, vsplat(e->lo));
+  if (e->hi_mode == CLAMP_KEEP_NAN) v = vmin(vsplat(e->hi), v);
+  else if (e->hi_mode == CLAMP_NAN_TO_BOUND) v = vmin(v, vsplat(e->hi));
+  return v;
+}
+
+/* The init for paths that accumulate into C (small M, depthwise): write it over the region first. */
+static void region_prologue(const Epilogue *e, float *c, int64_t c_sm, int64_t c_sn, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (e->init_mode == INIT_IN_C) return;
+  for (int64_t m = m0; m < m1; ++m)
+    for (int64_t n = n0; n < n1; ++n) c[m * c_sm + n * c_sn] = epi_init(e, 0.0f, m, n);
+}
+
+/* Residual and clamp for those paths, after the accumulation. */
+static void region_epilogue(const Epilogue *e, float *c, int64_t c_sm, int64_t c_sn, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (!e->res && e->lo_mode == CLAMP_NONE && e->hi_mode == CLAMP_NONE) return;
+  for (int64_t m = m0; m < m1; ++m) {
+    float *row = c + m * c_sm;
+    int64_t n = n0;
+    if (c_sn == 1 && (!e->res || (e->res_sn == 1 && vector_columns(e->ow, 1, e->res_sh)))) {
+      const float *res = e->res ? e->res + m * e->res_sm : NULL;
+      for (; n + VL <= n1; n += VL) {
+        vf v = vload(row + n);
+        if (res) v += vload(res + n);
+        vstore(row + n, vclamp(e, v));
+      }
+    }
+    for (; n < n1; ++n) row[n * c_sn] = epi_finish(e, row[n * c_sn], m, n);
+  }
+}
+
 typedef struct {
   const float *a, *b;
   float *c;
@@ -78,6 +182,7 @@ typedef struct {
   int64_t c_sm, c_sn;
   int linear; /* plain strided matrices: the strides below are valid (the small-M path uses them, no tables) */
   int64_t a_sm, a_sk, b_sk, b_sn;
+  Epilogue e; /* pointers offset for this batch entry */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -122,9 +227,12 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
 
 /* ------------------------------------------------------------------------------------------------ kernel */
 
-/* C[0:mr, 0:nr] += Ap (MR x kc panel) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel) */
+/* C[0:mr, 0:nr] (+)= Ap (MR x kc panel) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel).
+ * `first`: this K block starts the sum (from the epilogue's init); `last`: it ends it (residual and clamp).
+ * (row, col): the tile's position in C, for the epilogue's sources. */
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, int64_t ldb, float *restrict c,
-                         int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr) {
+                         int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row, int64_t col,
+                         int first, int last) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -143,18 +251,35 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
     ap += MR;
     bp += ldb;
   }
-  if (mr == MR && nr == NR && c_sn == 1) {
+  int from_c = !first || e->init_mode == INIT_IN_C;
+  int init_vec = from_c || e->init_mode == INIT_CONSTANT || vector_columns(e->ow, e->init_sn, e->init_sh);
+  int res_vec = !last || !e->res || vector_columns(e->ow, e->res_sn, e->res_sh);
+  if (mr == MR && nr == NR && c_sn == 1 && init_vec && res_vec) {
+    int clamp = last && (e->lo_mode || e->hi_mode);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i) {
+      float *crow = c + i * c_sm;
+      const float *init = !from_c && e->init_mode == INIT_SOURCE ? e->init + (row + i) * e->init_sm + col * e->init_sn : NULL;
+      const float *res = last && e->res ? e->res + (row + i) * e->res_sm + col * e->res_sn : NULL;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) vstore(c + i * c_sm + j * VL, vload(c + i * c_sm + j * VL) + acc[i][j]);
+      for (int j = 0; j < NV; ++j) {
+        vf v = from_c ? vload(crow + j * VL) : !init ? vsplat(e->init_value) : e->init_sn ? vload(init + j * VL) : vsplat(init[0]);
+        v += acc[i][j];
+        if (res) v += e->res_sn ? vload(res + j * VL) : vsplat(res[0]);
+        vstore(crow + j * VL, clamp ? vclamp(e, v) : v);
+      }
+    }
     return;
   }
   float tile[MR * NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) vstore(tile + i * NR + j * VL, acc[i][j]);
   for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j) c[i * c_sm + j * c_sn] += tile[i * NR + j];
+    for (int64_t j = 0; j < nr; ++j) {
+      float *out = c + i * c_sm + j * c_sn;
+      float v = (from_c ? *out : epi_init(e, 0.0f, row + i, col + j)) + tile[i * NR + j];
+      *out = last ? epi_finish(e, v, row + i, col + j) : v;
+    }
 }
 
 /* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
@@ -194,7 +319,8 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
           int64_t ldb = jr < full ? p->b_sk : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
-            micro_kernel(kc, ap + ir * kc, b, ldb, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr));
+            micro_kernel(kc, ap + ir * kc, b, ldb, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr), &p->e, ic + ir, jc + jr,
+                         pc == 0, pc + kc >= p->K);
           }
         }
       }
@@ -215,7 +341,15 @@ static void axpy(int64_t n, float xs, const float *restrict src, float *restrict
 
 /* Few rows: no packing. B with unit n stride is streamed row by row; B with unit k stride (a weight stored N x K,
  * Gemm transB) is read as dot products along k. */
+static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1);
+
 static void small_m(const Problem *p, int64_t n0, int64_t n1) {
+  region_prologue(&p->e, p->c, p->c_sm, p->c_sn, 0, p->M, n0, n1);
+  small_m_accumulate(p, n0, n1);
+  region_epilogue(&p->e, p->c, p->c_sm, p->c_sn, 0, p->M, n0, n1);
+}
+
+static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1) {
   const int64_t a_sm = p->a_sm, a_sk = p->a_sk, b_sk = p->b_sk, b_sn = p->b_sn, K = p->K;
   if (b_sn == 1 && p->c_sn == 1 && K * (n1 - n0) * 4 <= SMALL_B_BYTES) { /* B stays in cache: accumulate in registers */
     int64_t n = n0;
@@ -305,7 +439,13 @@ static void run_part(void *ctx, int64_t task) {
 static void run_problems(const Problem *problems, int64_t batch) {
   const Problem *p = &problems[0];
   if (p->M <= 0 || p->N <= 0) return;
-  if (p->K <= 0) return; /* C += nothing */
+  if (p->K <= 0) { /* no products: C = clamp(init + residual) */
+    for (int64_t b = 0; b < batch; ++b) {
+      region_prologue(&problems[b].e, problems[b].c, p->c_sm, p->c_sn, 0, p->M, 0, p->N);
+      region_epilogue(&problems[b].e, problems[b].c, p->c_sm, p->c_sn, 0, p->M, 0, p->N);
+    }
+    return;
+  }
   Job job = {problems, 1, 1, p->N, p->M, p->M <= SMALL_M && p->linear};
   double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K * (double)batch;
   int64_t threads = hcc_get_num_threads();
@@ -330,6 +470,32 @@ static void run_problems(const Problem *problems, int64_t batch) {
 
 /* ------------------------------------------------------------------------------------------------ entries */
 
+static float bits_to_float(int64_t bits) {
+  uint32_t word = (uint32_t)bits;
+  float value;
+  memcpy(&value, &word, sizeof value);
+  return value;
+}
+
+/* The epilogue arguments of every entry: {init mode, init constant (float bits), init pointer, init strides x `rank`,
+ * residual pointer (0: none), residual strides x `rank`, lo mode, lo bits, hi mode, hi bits}. Strides are per output
+ * dim; the caller offsets the pointers per problem. */
+static Epilogue read_epilogue(const int64_t *ep, int rank, const int64_t **init_strides, const int64_t **res_strides) {
+  Epilogue e;
+  memset(&e, 0, sizeof e);
+  e.init_mode = (int)ep[0];
+  e.init_value = bits_to_float(ep[1]);
+  e.init = (const float *)(intptr_t)ep[2];
+  *init_strides = ep + 3;
+  e.res = (const float *)(intptr_t)ep[3 + rank];
+  *res_strides = ep + 4 + rank;
+  e.lo_mode = (int)ep[4 + 2 * rank];
+  e.lo = bits_to_float(ep[5 + 2 * rank]);
+  e.hi_mode = (int)ep[6 + 2 * rank];
+  e.hi = bits_to_float(ep[7 + 2 * rank]);
+  return e;
+}
+
 static int64_t *linear_table(int64_t *out, int64_t n, int64_t stride) {
   for (int64_t i = 0; i < n; ++i) out[i] = i * stride;
   return out;
@@ -346,10 +512,12 @@ static int64_t *k_table(int64_t *out, int64_t k1n, int64_t k2n, int64_t s1, int6
  * values); every stride and size is in elements. sizes: {b0, b1, b2, M, N, K1, K2}; strides per operand:
  * a: {b0, b1, b2, m, k1, k2}, b: {b0, b1, b2, k1, k2, n}, c: {b0, b1, b2, m, n}. */
 void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_t *sizes, const int64_t *as,
-                           const int64_t *bs, const int64_t *cs) {
+                           const int64_t *bs, const int64_t *cs, const int64_t *ep) {
   int64_t B0 = sizes[0], B1 = sizes[1], B2 = sizes[2], M = sizes[3], N = sizes[4], K1 = sizes[5], K2 = sizes[6];
   int64_t K = K1 * K2, batch = B0 * B1 * B2;
-  if (batch <= 0 || M <= 0 || N <= 0 || K <= 0) return;
+  if (batch <= 0 || M <= 0 || N <= 0) return;
+  const int64_t *is, *rs; /* init / residual strides: {b0, b1, b2, m, n} */
+  Epilogue epi = read_epilogue(ep, 5, &is, &rs);
   int linear = K2 == 1 || (as[4] == K2 * as[5] && bs[3] == K2 * bs[4]);
   int64_t a_sk = K2 == 1 ? as[4] : as[5], b_sk = K2 == 1 ? bs[3] : bs[4];
   Problem one, *problems = &one;
@@ -378,6 +546,11 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
         p->c_sm = cs[3], p->c_sn = cs[4];
         p->linear = linear;
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
+        p->e = epi;
+        p->e.init_sm = is[3], p->e.init_sn = is[4];
+        if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
+        p->e.res_sm = rs[3], p->e.res_sn = rs[4];
+        if (epi.res) p->e.res = epi.res + i * rs[0] + j * rs[1] + l * rs[2];
       }
   run_problems(problems, batch);
   if (problems != &one) free(problems);
@@ -389,11 +562,13 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
  * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw}; strides (elements) of x, w, y in NCHW order.
  * The output of one image and channel must be dense over (oh, ow). */
 void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
-                             const int64_t *xs, const int64_t *ws, const int64_t *ys) {
+                             const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
+  const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
+  Epilogue epi = read_epilogue(ep, 4, &is, &rs);
   int64_t NB = sizes[0], C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
   int64_t G = sizes[9] > 0 ? sizes[9] : 1, Cg = C / G, Fg = F / G;
   int64_t K = Cg * KH * KW, P = OH * OW;
-  if (NB <= 0 || Fg <= 0 || P <= 0 || K <= 0) return;
+  if (NB <= 0 || Fg <= 0 || P <= 0) return;
   int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P));
   Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
   if (!tables || !problems) abort();
@@ -422,6 +597,12 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
       p->linear = KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && sizes[3] == OW;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
+      p->e = epi;
+      p->e.ow = OW;
+      p->e.init_sm = is[1], p->e.init_sn = is[3], p->e.init_sh = is[2];
+      if (epi.init) p->e.init = epi.init + n * is[0] + g * Fg * is[1];
+      p->e.res_sm = rs[1], p->e.res_sn = rs[3], p->e.res_sh = rs[2];
+      if (epi.res) p->e.res = epi.res + n * rs[0] + g * Fg * rs[1];
     }
   run_problems(problems, NB * G);
   free(problems);
@@ -476,6 +657,8 @@ typedef struct {
   float *y;
   int64_t C, KH, KW, OH, OW, sh, sw, dh, dw;
   const int64_t *xs, *ws, *ys;
+  Epilogue e; /* pointers at the origin: offset per plane with is / rs ({n, c, h, w}) */
+  const int64_t *is, *rs;
 } DwJob;
 
 static __thread float *flat_buffer;
@@ -484,7 +667,7 @@ static __thread size_t flat_capacity;
 /* Stride 1: the plane as one flat vector over the input's row pitch, so narrow rows (14, 7 columns) still fill
  * whole vectors: flat[q] = sum_taps w * x[q + tap offset], q = oh * pitch + ow; then the valid columns are added
  * to y row by row. Reads stay inside the plane: the last q is the last output's. */
-static int dw_plane_flat(const DwJob *j, const float *x, const float *w, float *y) {
+static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, const float *w, float *y) {
   int64_t pitch = j->xs[2], count = (j->OH - 1) * pitch + j->OW, taps = j->KH * j->KW;
   if (taps > 49 || count <= 0) return 0;
   if ((size_t)count > flat_capacity) {
@@ -513,11 +696,22 @@ static int dw_plane_flat(const DwJob *j, const float *x, const float *w, float *
     flat[q] = acc;
   }
   for (int64_t oh = 0; oh < j->OH; ++oh) {
+    /* y = clamp(init + flat + residual), the whole epilogue in this one pass over the plane */
     float *out = y + oh * j->ys[2];
     const float *row = flat + oh * pitch;
-    int64_t ow = 0;
-    for (; ow + VL <= j->OW; ow += VL) vstore(out + ow, vload(out + ow) + vload(row + ow));
-    for (; ow < j->OW; ++ow) out[ow] += row[ow];
+    int64_t ow = 0, p0 = oh * j->OW;
+    int init_vec = e->init_mode == INIT_CONSTANT || (e->init_mode == INIT_SOURCE && e->init_sn <= 1 && e->init_sn >= 0);
+    int res_vec = !e->res || (e->res_sn >= 0 && e->res_sn <= 1);
+    if (j->ys[3] == 1 && init_vec && res_vec) {
+      const float *init = e->init_mode == INIT_SOURCE ? e->init + oh * e->init_sh : NULL;
+      const float *res = e->res ? e->res + oh * e->res_sh : NULL;
+      for (; ow + VL <= j->OW; ow += VL) {
+        vf v = vload(row + ow) + (!init ? vsplat(e->init_value) : e->init_sn ? vload(init + ow) : vsplat(init[0]));
+        if (res) v += e->res_sn ? vload(res + ow) : vsplat(res[0]);
+        vstore(out + ow, vclamp(e, v));
+      }
+    }
+    for (; ow < j->OW; ++ow) out[ow * j->ys[3]] = epi_finish(e, epi_init(e, 0.0f, 0, p0 + ow) + row[ow], 0, p0 + ow);
   }
   return 1;
 }
@@ -528,18 +722,40 @@ static void dw_plane(void *ctx, int64_t task) {
   int64_t n = task / j->C, c = task % j->C;
   const float *x = j->x + n * j->xs[0] + c * j->xs[1], *w = j->w + c * j->ws[0];
   float *y = j->y + n * j->ys[0] + c * j->ys[1];
-  if (j->sw == 1 && j->sh == 1 && dw_plane_flat(j, x, w, y)) return;
+  Epilogue e = j->e;
+  e.ow = j->OW;
+  if (e.init) e.init += n * j->is[0] + c * j->is[1];
+  if (e.res) e.res += n * j->rs[0] + c * j->rs[1];
+  if (j->xs[3] != 1 || j->ws[2] != 1 || j->ys[3] != 1 || j->ys[2] != j->OW) { /* any other layout: plain loops */
+    for (int64_t oh = 0; oh < j->OH; ++oh)
+      for (int64_t ow = 0; ow < j->OW; ++ow) {
+        int64_t p = oh * j->OW + ow;
+        float acc = epi_init(&e, y[oh * j->ys[2] + ow * j->ys[3]], 0, p);
+        for (int64_t kh = 0; kh < j->KH; ++kh)
+          for (int64_t kw = 0; kw < j->KW; ++kw)
+            acc += w[kh * j->ws[1] + kw * j->ws[2]] * x[(oh * j->sh + kh * j->dh) * j->xs[2] + (ow * j->sw + kw * j->dw) * j->xs[3]];
+        y[oh * j->ys[2] + ow * j->ys[3]] = epi_finish(&e, acc, 0, p);
+      }
+    return;
+  }
+  if (j->sw == 1 && j->sh == 1 && dw_plane_flat(j, &e, x, w, y)) return;
+  /* the plane as one row of OH*OW pixels (the output is dense over (oh, ow)) */
+  region_prologue(&e, y, 0, j->ys[3], 0, 1, 0, j->OH * j->OW);
   for (int64_t oh = 0; oh < j->OH; ++oh)
     dw_row(x + oh * j->sh * j->xs[2], j->dh * j->xs[2], w, j->ws[1], j->KH, j->KW, j->OW, j->sw, j->dw, y + oh * j->ys[2]);
+  region_epilogue(&e, y, 0, j->ys[3], 0, 1, 0, j->OH * j->OW);
 }
 
 /* Depthwise 2-D convolution (one filter per channel), NCHW padded input, CHW weights:
- * y[n][c][oh][ow] += sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh][ow*sw + kw*dw]. Rows must be unit-stride.
+ * y[n][c][oh][ow] += sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh][ow*sw + kw*dw]. (Unit-stride rows take the vector paths.)
  * sizes: {N, C, KH, KW, OH, OW}, conv: {sh, sw, dh, dw}; strides in elements: x and y NCHW, w CHW. */
 void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
-                               const int64_t *xs, const int64_t *ws, const int64_t *ys) {
+                               const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
   DwJob job = {(const float *)(intptr_t)x_ptr, (const float *)(intptr_t)w_ptr, (float *)(intptr_t)y_ptr, sizes[1], sizes[2], sizes[3],
                sizes[4], sizes[5], conv[0], conv[1], conv[2], conv[3], xs, ws, ys};
+  job.e = read_epilogue(ep, 4, &job.is, &job.rs);
+  job.e.init_sn = job.is[3], job.e.init_sh = job.is[2];
+  job.e.res_sn = job.rs[3], job.e.res_sh = job.rs[2];
   int64_t planes = sizes[0] * sizes[1];
   double work = (double)planes * sizes[2] * sizes[3] * sizes[4] * sizes[5];
   if (planes <= 0 || job.OH <= 0 || job.OW <= 0) return;

@@ -1,11 +1,15 @@
 /* Entry points the generated code calls (scalar arguments only: easy to emit from MLIR), and the choice of the
  * micro-kernel ISA by CPUID, once per process: AVX-512F, else AVX2+FMA, else SSE2. hcc_set_isa(16|8|4) forces one
- * (tests, comparisons); hcc_get_isa() says which runs (the runtime reports it). */
+ * (tests, comparisons); hcc_get_isa() says which runs (the runtime reports it).
+ *
+ * Every entry ends with the same epilogue arguments (ukernels.c, read_epilogue): init mode, init constant (float
+ * bits), init pointer and strides, residual pointer (0: none) and strides, lo mode and bits, hi mode and bits. */
 #include <stdint.h>
 
 #define HCC_EXPORT __attribute__((visibility("default")))
-#define GEMM_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *
-#define CONV_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
+#define GEMM_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
+#define CONV_ARGS \
+  int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
 
 void hcc_gemm_avx512(GEMM_ARGS);
 void hcc_gemm_avx2(GEMM_ARGS);
@@ -39,44 +43,56 @@ HCC_EXPORT int hcc_get_isa(void) {
   return chosen_vl;
 }
 
+#define EPILOGUE_PARAMS(R)                                                                                               \
+  int64_t init_mode, int64_t init_bits, int64_t init_ptr, R(init), int64_t res_ptr, R(res), int64_t lo_mode, int64_t lo_bits, \
+      int64_t hi_mode, int64_t hi_bits
+#define STRIDES5(name) int64_t name##_0, int64_t name##_1, int64_t name##_2, int64_t name##_3, int64_t name##_4
+#define STRIDES4(name) int64_t name##_0, int64_t name##_1, int64_t name##_2, int64_t name##_3
+
 void hcc_gemm(int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
               int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2,
               int64_t b_b0, int64_t b_b1, int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n,
-              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n) {
+              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5)) {
   const int64_t sizes[7] = {b0, b1, b2, m, n, k1, k2};
   const int64_t as[6] = {a_b0, a_b1, a_b2, a_m, a_k1, a_k2};
   const int64_t bs[6] = {b_b0, b_b1, b_b2, b_k1, b_k2, b_n};
   const int64_t cs[5] = {c_b0, c_b1, c_b2, c_m, c_n};
+  const int64_t ep[18] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4,
+                          res_ptr, res_0, res_1, res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: hcc_gemm_avx512(a, b, c, sizes, as, bs, cs); break;
-    case 8: hcc_gemm_avx2(a, b, c, sizes, as, bs, cs); break;
-    default: hcc_gemm_sse2(a, b, c, sizes, as, bs, cs); break;
+    case 16: hcc_gemm_avx512(a, b, c, sizes, as, bs, cs, ep); break;
+    case 8: hcc_gemm_avx2(a, b, c, sizes, as, bs, cs, ep); break;
+    default: hcc_gemm_sse2(a, b, c, sizes, as, bs, cs, ep); break;
   }
 }
 
 void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
                 int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
-                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w) {
+                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
   const int64_t sizes[10] = {n, c, h, wd, f, kh, kw, oh, ow, groups};
   const int64_t conv[4] = {sh, sw, dh, dw};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[4] = {w_f, w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
+  const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
+                          res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: hcc_conv2d_avx512(x, w, y, sizes, conv, xs, ws, ys); break;
-    case 8: hcc_conv2d_avx2(x, w, y, sizes, conv, xs, ws, ys); break;
-    default: hcc_conv2d_sse2(x, w, y, sizes, conv, xs, ws, ys); break;
+    case 16: hcc_conv2d_avx512(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    case 8: hcc_conv2d_avx2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    default: hcc_conv2d_sse2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
   }
 }
 
 void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
                   int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w,
-                  int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w) {
+                  int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
   const int64_t sizes[6] = {n, c, kh, kw, oh, ow};
   const int64_t conv[4] = {sh, sw, dh, dw};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[3] = {w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
+  const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
+                          res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: hcc_dwconv2d_avx512(x, w, y, sizes, conv, xs, ws, ys); break;
-    case 8: hcc_dwconv2d_avx2(x, w, y, sizes, conv, xs, ws, ys); break;
-    default: hcc_dwconv2d_sse2(x, w, y, sizes, conv, xs, ws, ys); break;
+    case 16: hcc_dwconv2d_avx512(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    case 8: hcc_dwconv2d_avx2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    default: hcc_dwconv2d_sse2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
   }
 }

@@ -49,11 +49,25 @@ def _arr(values):
     return (I64 * len(values))(*values)
 
 
+def _bits(value: float) -> int:
+    return int(np.array(value, np.float32).view(np.uint32))
+
+
+def _epilogue(rank: int, init=None, init_strides=None, constant=None, res=None, res_strides=None, lo=None, hi=None,
+              nan_to_bound: bool = False):
+    """The epilogue arguments (ukernels.c read_epilogue); default: C already holds the init, nothing after."""
+    mode = 1 if constant is not None else 2 if init is not None else 0
+    clamp = 2 if nan_to_bound else 1
+    return _arr([mode, _bits(constant or 0.0), init.ctypes.data if init is not None else 0, *(init_strides or [0] * rank),
+                 res.ctypes.data if res is not None else 0, *(res_strides or [0] * rank),
+                 clamp if lo is not None else 0, _bits(lo or 0.0), clamp if hi is not None else 0, _bits(hi or 0.0)])
+
+
 def _strides(x: np.ndarray) -> list[int]:
     return [s // 4 for s in x.strides]
 
 
-def gemm(lib, a, b, c, batch_axes: int = 0):
+def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None):
     """c[..., m, n] += a[..., m, k] @ b[..., k, n] (numpy views with any strides; up to 3 leading batch axes)."""
     pad = 3 - batch_axes
     bsizes = list(c.shape[:batch_axes]) + [1] * pad
@@ -63,7 +77,7 @@ def gemm(lib, a, b, c, batch_axes: int = 0):
     N = b.shape[-1]
     sizes = bsizes + [M, N, K, 1]
     lib.gemm(I64(a.ctypes.data), I64(b.ctypes.data), I64(c.ctypes.data), _arr(sizes), _arr(sa[:batch_axes] + zero + [sa[-2], sa[-1], 0]),
-             _arr(sb[:batch_axes] + zero + [sb[-2], 0, sb[-1]]), _arr(sc[:batch_axes] + zero + [sc[-2], sc[-1]]))
+             _arr(sb[:batch_axes] + zero + [sb[-2], 0, sb[-1]]), _arr(sc[:batch_axes] + zero + [sc[-2], sc[-1]]), epilogue or _epilogue(5))
 
 
 SHAPES = [(1, 1, 1), (1, 10, 512), (3, 17, 5), (4, 100, 33), (7, 33, 300), (13, 16, 7), (64, 64, 64), (100, 70, 513), (130, 260, 70)]
@@ -90,7 +104,8 @@ def test_batched_strided_gemm_with_broadcast_operand(lib):
     rows, cols, inner = 10, 24, 40
     sa, sb, sc = _strides(a), _strides(b), _strides(c)
     lib.gemm(I64(a.ctypes.data), I64(b.ctypes.data), I64(c.ctypes.data), _arr([2, 3, 1, rows, cols, inner, 1]),
-             _arr([sa[0], sa[1], 0, sa[2], sa[3], 0]), _arr([0, sb[0], 0, sb[1], 0, sb[2]]), _arr([sc[0], sc[1], 0, sc[2], sc[3]]))
+             _arr([sa[0], sa[1], 0, sa[2], sa[3], 0]), _arr([0, sb[0], 0, sb[1], 0, sb[2]]), _arr([sc[0], sc[1], 0, sc[2], sc[3]]),
+             _epilogue(5))
     np.testing.assert_allclose(c, np.matmul(a, b[None]), rtol=1e-4, atol=1e-4)
 
 
@@ -103,7 +118,7 @@ def test_two_reduction_dims(lib):
     c = np.zeros((5, 11), np.float32)
     sa, sb = _strides(a), _strides(b)
     lib.gemm(I64(a.ctypes.data), I64(b.ctypes.data), I64(c.ctypes.data), _arr([1, 1, 1, 5, 11, 6, 7]),
-             _arr([0, 0, 0, sa[0], sa[1], sa[2]]), _arr([0, 0, 0, sb[0], sb[1], sb[2]]), _arr([0, 0, 0, 11, 1]))
+             _arr([0, 0, 0, sa[0], sa[1], sa[2]]), _arr([0, 0, 0, sb[0], sb[1], sb[2]]), _arr([0, 0, 0, 11, 1]), _epilogue(5))
     np.testing.assert_allclose(c, np.einsum("mij,ijn->mn", a, b), rtol=1e-4, atol=1e-4)
 
 
@@ -139,7 +154,7 @@ def test_conv2d_matches_numpy(lib, case):
     y = np.ascontiguousarray(np.broadcast_to(bias[None, :, None, None], ref.shape)).astype(np.float32)
     sizes = [case["n"], case["c"], case["h"], case["w"], case["f"], case["k"], case["k"], ref.shape[2], ref.shape[3], case["groups"]]
     lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr(list(case["stride"]) + list(case["dil"])),
-             _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)))
+             _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
     np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-4, atol=1e-4)
 
 
@@ -169,5 +184,79 @@ def test_depthwise_conv_matches_numpy(lib, k, stride, dil, width):
     lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
     sizes = [2, c, k, k, ref.shape[2], ref.shape[3]]
     lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil]),
-               _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)))
+               _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def _clamped(v, lo, hi, nan_to_bound):
+    out = v.copy()
+    if nan_to_bound:
+        out = np.where(np.isnan(out), lo if lo is not None else hi, out)
+    if lo is not None:
+        out = np.where(out < lo, lo, out)
+    if hi is not None:
+        out = np.where(out > hi, hi, out)
+    return out
+
+
+@pytest.mark.parametrize("m,n,k", [(2, 40, 30), (37, 70, 300), (64, 64, 600)])  # small-M path; packed with 1 and 3 K blocks
+@pytest.mark.parametrize("nan_to_bound", [False, True])
+def test_gemm_epilogue_bias_residual_clamp(lib, m, n, k, nan_to_bound):
+    """C = clamp(bias[n] + A*B + R) written without reading C first; NaN kept or sent to the bound as asked."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    a[0, 0] = np.nan  # row 0 of C becomes NaN
+    b = rng.standard_normal((k, n)).astype(np.float32) * 0.2
+    bias = rng.standard_normal(n).astype(np.float32)
+    res = rng.standard_normal((m, n)).astype(np.float32)
+    c = np.full((m, n), 1e30, np.float32)  # garbage: the init must not read it
+    gemm(lib, a, b, c, epilogue=_epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], res=res, res_strides=[0, 0, 0, n, 1], lo=0.0, hi=6.0,
+                                          nan_to_bound=nan_to_bound))
+    ref = _clamped(bias[None, :] + a.astype(np.float64) @ b + res, 0.0, 6.0, nan_to_bound)
+    np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(np.isnan(c), np.isnan(ref))
+
+
+def test_conv_epilogue_bias_per_channel_and_constant_init(lib):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2
+    bias = rng.standard_normal(16).astype(np.float32)
+    ref = conv_ref(x.astype(np.float64), w.astype(np.float64), (1, 1), (1, 1), 1)
+    sizes = [1, 8, 12, 12, 16, 3, 3, 10, 10, 1]
+    for init, expected in ((_epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0), np.maximum(ref + bias[None, :, None, None], 0)),
+                           (_epilogue(4, constant=0.5, hi=1.0), np.minimum(ref + 0.5, 1.0))):
+        y = np.full(ref.shape, np.nan, np.float32)
+        lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1]), _arr(_strides(x)),
+                 _arr(_strides(w)), _arr(_strides(y)), init)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_epilogue(lib, stride):
+    rng = np.random.default_rng(stride)
+    c = 6
+    x = rng.standard_normal((1, c, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((c, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(c).astype(np.float32)
+    ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (stride, stride), (1, 1), c)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    y = np.full(ref.shape, np.nan, np.float32)
+    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 3, 3, ref.shape[2], ref.shape[3]]),
+               _arr([stride, stride, 1, 1]), _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)),
+               _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0, hi=6.0))
+    np.testing.assert_allclose(y, np.clip(ref + bias[None, :, None, None] + res, 0.0, 6.0), rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_any_layout(lib):
+    """Views with non-unit column strides (a transposed input) take the plain-loop path, still correct."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 3, 9, 9)).astype(np.float32).transpose(0, 1, 3, 2)
+    w = rng.standard_normal((3, 3, 3)).astype(np.float32)
+    ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (1, 1), (1, 1), 3)
+    y = np.zeros(ref.shape, np.float32)
+    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, 3, 3, 3, 7, 7]), _arr([1, 1, 1, 1]),
+               _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
