@@ -11,6 +11,7 @@ from onnx import shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.fold import fold_constants, name_nodes
+from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.ops import check_opset, check_supported
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -155,6 +156,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     name_nodes(model)
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
 
     initializer_names = {init.name for init in model.graph.initializer}
     inputs, outputs = [], []

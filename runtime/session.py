@@ -1,4 +1,11 @@
-"""Execute a verified bundle: bind a device per subgraph, run the schedule, move tensors across device boundaries."""
+"""Execute a verified bundle: bind a device per subgraph, run the schedule, move tensors across device boundaries.
+
+`run` is the hot path: for a small model the Python around the native call costs as much as the model itself, so
+everything that does not depend on the inputs (each subgraph's device, weights, argument order, output shapes and
+dtypes; the inputs' expected dtypes and shapes) is resolved once at load time into `Step`s and `InputSpec`s. Every
+check that protects the caller stays (names, dtypes, shapes of the inputs). Inputs are read-only to native code, so
+a host-memory device uses the caller's C-contiguous arrays without a copy; outputs are fresh arrays on every run.
+"""
 from __future__ import annotations
 
 import os
@@ -13,7 +20,7 @@ from hcc.artifacts.manifest import Manifest, TensorRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import read_manifest, safe_path
 from hcc.runtime.devices import DeviceUnavailable, driver_class
-from hcc.runtime.devices.base import Device
+from hcc.runtime.devices.base import Device, Executable
 from hcc.runtime.devices.cpu import CpuDevice
 
 
@@ -42,6 +49,37 @@ class NodeArg:
     name: str
     type: str
     shape: list[int | str]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model input must be: checked on every run."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """A subgraph output, allocated fresh on every run."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass
+class Step:
+    """One subgraph of the schedule, resolved at load time."""
+
+    id: str
+    instance: str  # device instance, e.g. "cpu#0"
+    device: Device
+    executable: Executable
+    inputs: list[str]
+    weights: list[Any]  # per input: its resident weight on `instance`, or None (a tensor of the run)
+    outputs: list[OutputSpec]
 
 
 class Session:
@@ -84,7 +122,7 @@ class Session:
                 self._executables[sg.id] = device.load(self.bundle, sg)
         for device in self.devices.values():  # after loading: drivers note per subgraph (e.g. FPGA emulation)
             self.notes.extend(getattr(device, "notes", []))
-        # Weights are moved to their devices once, at load time; the host copy is dropped afterwards.
+        # Weights are moved to their devices once, at load time (host-memory devices use the file's bytes as they are).
         weights = self._load_weights()
         self._resident_weights: dict[tuple[str, str], Any] = {}
         for sg in self.manifest.subgraphs:
@@ -92,7 +130,20 @@ class Session:
             for name in sg.inputs:
                 if name in weights and (instance, name) not in self._resident_weights:
                     self._resident_weights[(instance, name)] = self.devices[instance].to_device(weights[name])
+        self._steps = [self._step(sg_id) for sg_id in self.manifest.schedule]
+        self._input_specs = [InputSpec(n, np.dtype(self._tensors[n].dtype), tuple(self._tensors[n].shape)) for n in self.manifest.inputs]
+        self._input_names = frozenset(self.manifest.inputs)
+        self._produced = {o.name for step in self._steps for o in step.outputs}
         self.last_profile = Profile()
+
+    def _step(self, sg_id: str) -> Step:
+        sg = next(s for s in self.manifest.subgraphs if s.id == sg_id)
+        instance = self.instance_of(sg)
+        weights = [self._resident_weights.get((instance, name)) for name in sg.inputs]
+        executable = self._executables[sg.id]
+        executable.bind_constants({i: w for i, w in enumerate(weights) if w is not None})
+        outputs = [OutputSpec(n, tuple(self._tensors[n].shape), np.dtype(self._tensors[n].dtype)) for n in sg.outputs]
+        return Step(sg.id, instance, self.devices[instance], executable, list(sg.inputs), weights, outputs)
 
     def instance_of(self, sg) -> str:
         return self._instance[sg.id]
@@ -121,70 +172,87 @@ class Session:
         return [NodeArg(n, self._tensors[n].dtype, self._tensors[n].shape) for n in self.manifest.outputs]
 
     def _check_feeds(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The inputs as C-contiguous arrays of the compiled dtype and shape (the caller's own arrays when they are)."""
         if not isinstance(feeds, dict):
             raise HccError("inputs must be a dict {input name: numpy array}")
-        unknown = sorted(set(feeds) - set(self.manifest.inputs))
-        missing = [n for n in self.manifest.inputs if n not in feeds]
-        if unknown or missing:
+        if feeds.keys() != self._input_names:
+            unknown = sorted(set(feeds) - set(self.manifest.inputs))
+            missing = [n for n in self.manifest.inputs if n not in feeds]
             raise HccError(f"inputs do not match the model: missing {missing}, unknown {unknown} (expected {self.manifest.inputs})")
         checked = {}
-        for name in self.manifest.inputs:
-            tensor = self._tensors[name]
-            value = feeds[name]
-            array = np.asarray(value)
-            if array.dtype != np.dtype(tensor.dtype):
-                raise HccError(f"input '{name}': dtype {array.dtype}, expected {tensor.dtype}")
-            if list(array.shape) != tensor.shape:
-                raise HccError(f"input '{name}': shape {list(array.shape)}, expected {tensor.shape} (the shape the bundle was compiled for)")
-            checked[name] = np.ascontiguousarray(array)
+        for spec in self._input_specs:
+            value = feeds[spec.name]
+            array = value if type(value) is np.ndarray else np.asarray(value)
+            if array.dtype != spec.dtype:
+                raise HccError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}")
+            if array.shape != spec.shape:
+                raise HccError(f"input '{spec.name}': shape {list(array.shape)}, expected {list(spec.shape)} (the shape the bundle was compiled for)")
+            checked[spec.name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)
         return checked
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
-        """Run the model; returns the requested outputs (all when `output_names` is None) as numpy arrays."""
-        wanted = list(self.manifest.outputs) if output_names is None else list(output_names)
+    def _wanted(self, output_names: list[str] | None) -> list[str]:
+        if output_names is None:
+            return list(self.manifest.outputs)
+        wanted = list(output_names)
         for name in wanted:
             if name not in self.manifest.outputs:
                 raise HccError(f"'{name}' is not an output of this model (outputs: {self.manifest.outputs})")
-        host: dict[str, np.ndarray] = self._check_feeds(feeds)
-        resident: dict[tuple[str, str], Any] = dict(self._resident_weights)  # (device instance, tensor) -> array
-        home: dict[str, str] = {}  # tensor -> device instance that produced it
-        profile = Profile()
+        return wanted
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """Run the model; returns the requested outputs (all when `output_names` is None) as fresh numpy arrays."""
+        wanted = self._wanted(output_names)
+        state = _RunState(self._check_feeds(feeds), self.devices)
         start = time.perf_counter()
-        by_id = {sg.id: sg for sg in self.manifest.subgraphs}
-
-        def fetch_to_host(name: str) -> np.ndarray:
-            if name not in host:
-                t0 = time.perf_counter()
-                host[name] = self.devices[home[name]].to_host(resident[(home[name], name)])
-                profile.transfers.append(Transfer(name, host[name].nbytes, home[name], "host", time.perf_counter() - t0))
-            return host[name]
-
-        for sg_id in self.manifest.schedule:
-            sg = by_id[sg_id]
-            instance = self.instance_of(sg)
-            device = self.devices[instance]
-            args = []
-            for name in sg.inputs:
-                key = (instance, name)
-                if key not in resident:
-                    if name not in host and name not in home:
-                        raise HccError(f"internal: tensor '{name}' needed by {sg.id} was never produced")
-                    value = fetch_to_host(name)
-                    t0 = time.perf_counter()
-                    resident[key] = device.to_device(value)
-                    profile.transfers.append(Transfer(name, value.nbytes, home.get(name, "host"), instance, time.perf_counter() - t0))
-                args.append(resident[key])
-            outs = [device.empty(self._tensors[n].shape, np.dtype(self._tensors[n].dtype)) for n in sg.outputs]
+        for step in self._steps:
+            args = [w if w is not None else state.on_device(name, step) for name, w in zip(step.inputs, step.weights)]
+            outs = [step.device.empty(o.shape, o.dtype) for o in step.outputs]
             t0 = time.perf_counter()
-            self._executables[sg.id].run(args, outs)
-            profile.subgraphs[sg.id] = time.perf_counter() - t0
-            for name, value in zip(sg.outputs, outs):
-                resident[(instance, name)] = value
-                home[name] = instance
-        results = [fetch_to_host(name) for name in wanted]
-        profile.total = time.perf_counter() - start
-        self.last_profile = profile
+            step.executable.run(args, outs)
+            state.profile.subgraphs[step.id] = time.perf_counter() - t0
+            for spec, value in zip(step.outputs, outs):
+                state.resident[(step.instance, spec.name)] = value
+                state.home[spec.name] = step.instance
+        # An output that no subgraph computes (a model input passed through) is copied: outputs are always fresh.
+        results = [state.to_host(n) if n in self._produced else np.array(state.to_host(n), copy=True) for n in wanted]
+        state.profile.total = time.perf_counter() - start
+        self.last_profile = state.profile
         return results
+
+
+@dataclass(slots=True)
+class _RunState:
+    """The tensors of one run: host copies, per-device copies, and which device computed each; what moved where."""
+
+    host: dict[str, np.ndarray]  # the inputs, then every tensor fetched to the host
+    devices: dict[str, Device]
+    resident: dict[tuple[str, str], Any] = field(default_factory=dict)  # (device instance, tensor) -> device array
+    home: dict[str, str] = field(default_factory=dict)  # tensor -> device instance that computed it
+    profile: Profile = field(default_factory=Profile)
+
+    def to_host(self, name: str) -> np.ndarray:
+        value = self.host.get(name)
+        if value is None:
+            if name not in self.home:
+                raise HccError(f"internal: tensor '{name}' was never produced")
+            t0 = time.perf_counter()
+            source = self.resident[(self.home[name], name)]
+            value = self.host[name] = self.devices[self.home[name]].to_host(source)
+            if value is not source:  # a host-memory device hands over its array: nothing moved
+                self.profile.transfers.append(Transfer(name, value.nbytes, self.home[name], "host", time.perf_counter() - t0))
+        return value
+
+    def on_device(self, name: str, step: Step) -> Any:
+        value = self.resident.get((step.instance, name))
+        if value is None:
+            if name not in self.host and name not in self.home:
+                raise HccError(f"internal: tensor '{name}' needed by {step.id} was never produced")
+            source = self.to_host(name)
+            t0 = time.perf_counter()
+            value = self.resident[(step.instance, name)] = step.device.to_device(source)
+            if value is not source:
+                self.profile.transfers.append(Transfer(name, source.nbytes, self.home.get(name, "host"), step.instance, time.perf_counter() - t0))
+        return value
 
 
 def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None) -> Session:

@@ -589,12 +589,31 @@ def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None)
     root = module.operation
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse")
+    _read_only_arguments(root)
     _run_pipeline(root, BUFFERIZE)
     _write_results_in_place(root)
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse")
     module = _loops_then_llvm(module, TO_LLVM)
     return llvm.translate_module_to_llvmir(module.operation)
+
+
+def _read_only_arguments(root) -> None:
+    """Tell bufferization that no argument may be written: inputs and weights are the caller's (the runtime passes
+    its arrays without copies, and a weight buffer serves every call); only the out-parameters are written."""
+    from mlir import ir
+
+    for op in root.regions[0].blocks[0].operations:
+        if op.operation.name != "func.func" or not op.regions[0].blocks:
+            continue
+        count = len(ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value).inputs)
+        existing = list(ir.ArrayAttr(op.attributes["arg_attrs"])) if "arg_attrs" in op.attributes else []
+        merged = []
+        for i in range(count):
+            entries = {a.name: a.attr for a in ir.DictAttr(existing[i])} if i < len(existing) else {}
+            entries["bufferization.writable"] = ir.BoolAttr.get(False)
+            merged.append(ir.DictAttr.get(entries))
+        op.attributes["arg_attrs"] = ir.ArrayAttr.get(merged)
 
 
 def _lower_loops(text: str) -> str:
@@ -604,6 +623,7 @@ def _lower_loops(text: str) -> str:
     from hcc.passes.diagnostics import describe_mlir_error
 
     module = ir.Module.parse(text)
+    _read_only_arguments(module.operation)
     try:
         passmanager.PassManager.parse(f"builtin.module({BUFFERIZE})").run(module.operation)
     except ir.MLIRError as exc:

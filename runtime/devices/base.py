@@ -3,6 +3,11 @@
 A driver loads a subgraph's artifact into an `Executable`, and moves arrays between host memory and the device.
 For the CPU, device memory is host memory, so transfers are no-ops; other drivers (GPU, FPGA emulation) keep
 their own buffers behind `DeviceArray`.
+
+Inputs are read-only: native code writes only its outputs (bare-ptr ABI, docs/bundle-format.md; the runtime has
+always relied on it for weights and for a tensor read by several subgraphs, and tests/runtime/test_session_run.py
+checks it for model inputs), so a host-memory device takes a caller's C-contiguous array as it is, without a copy;
+outputs are always fresh `empty` arrays.
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ class Executable(ABC):
     @abstractmethod
     def run(self, inputs: list[Any], outputs: list[Any]) -> None:
         """Run once: `inputs` and `outputs` are device arrays in the subgraph's argument order."""
+
+    def bind_constants(self, constants: dict[int, Any]) -> None:
+        """Inputs passed as the same object on every call (resident weights), by argument position: a driver may
+        prepare them once here instead of on every `run` (the CPU driver converts their pointers once)."""
 
 
 class Device(ABC):
@@ -50,7 +59,11 @@ class HostMemoryDevice(Device):
         return np.empty(shape, dtype=dtype)
 
     def to_device(self, array: np.ndarray) -> np.ndarray:
-        # The device owns its buffers like any other: moving a tensor to it is a real copy.
+        """The array itself when it is already C-contiguous and aligned (inputs are read-only: nothing writes to
+        it), else a C-contiguous copy."""
+        flags = array.flags
+        if flags.c_contiguous and flags.aligned:
+            return array
         return np.array(array, order="C", copy=True)
 
     def to_host(self, value: np.ndarray) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""Session.run's contract on the fast path: inputs are never modified (the CPU uses the caller's arrays without a
+copy), outputs are fresh arrays on every run, and odd-layout inputs still work."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hcc
+from hcc.errors import HccError
+from hcc.runtime import load
+
+RNG = np.random.default_rng(3)
+W = RNG.standard_normal((16, 8)).astype(np.float32)
+B = RNG.standard_normal(8).astype(np.float32)
+
+
+def reference(x: np.ndarray) -> list[np.ndarray]:
+    return [np.maximum(x @ W + B, 0), np.concatenate([x, x], axis=0)]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """y = relu(x @ W + B) and z = concat(x, x): one output reads the input through a weight, one copies it."""
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="fc"), helper.make_node("Add", ["h", "b"], ["a"], name="bias"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu"), helper.make_node("Concat", ["x", "x"], ["z"], name="cat", axis=0)]
+    graph = helper.make_graph(nodes, "io", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8]),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, [8, 16])],
+                              [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    root = tmp_path_factory.mktemp("session_run")
+    onnx.save(model, root / "io.onnx")
+    hcc.compile(root / "io.onnx", root / "bundle")
+    return load(root / "bundle")
+
+
+def check(outputs: list[np.ndarray], x: np.ndarray) -> None:
+    for got, want in zip(outputs, reference(np.asarray(x))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_inputs_are_not_modified(session):
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    before = x.copy()
+    outputs = session.run(None, {"x": x})
+    np.testing.assert_array_equal(x, before)
+    assert not any(np.shares_memory(o, x) for o in outputs)
+    check(outputs, x)
+
+
+def test_outputs_are_fresh_arrays(session):
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    first = session.run(None, {"x": x})
+    second = session.run(None, {"x": x})
+    for a, b in zip(first, second):
+        assert a is not b and not np.shares_memory(a, b)
+        assert a.flags.writeable and a.flags.owndata or a.base is not None
+    for a in first:
+        a[...] = np.nan  # the caller owns what it got back
+    check(session.run(None, {"x": x}), x)
+    check(second, x)
+
+
+@pytest.mark.parametrize("layout", ["read-only", "fortran-order", "strided-view", "broadcast"])
+def test_any_input_layout_is_accepted(session, layout):
+    base = RNG.standard_normal((4, 32)).astype(np.float32)
+    x = {
+        "read-only": np.ascontiguousarray(base[:, :16]),
+        "fortran-order": np.asfortranarray(base[:, :16]),
+        "strided-view": base[:, ::2],
+        "broadcast": np.broadcast_to(base[0, :16], (4, 16)),  # read-only, stride 0
+    }[layout]
+    if layout == "read-only":
+        x.flags.writeable = False
+    check(session.run(None, {"x": x}), x)
+
+
+def test_profile_is_kept_and_cpu_moves_nothing(session):
+    session.run(None, {"x": np.ones((4, 16), np.float32)})
+    profile = session.last_profile
+    assert profile.total > 0 and set(profile.subgraphs) == {sg.id for sg in session.manifest.subgraphs}
+    assert all(t >= 0 for t in profile.subgraphs.values())
+    assert profile.transfers == []  # host memory: inputs and outputs are handed over, not copied
+
+
+def test_bound_weight_replaced_by_another_array_is_used(session):
+    """The CPU executable converts the weights' pointers once; another array in that position is still honoured."""
+    sg = session.manifest.subgraphs[0]
+    exe = session._executables[sg.id]
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    resident = {name: session._resident_weights.get(("cpu#0", name)) for name in sg.inputs}
+    args = [x if name == "x" else np.zeros_like(resident[name]) for name in sg.inputs]
+    outs = [np.empty(session._tensors[n].shape, session._tensors[n].dtype) for n in sg.outputs]
+    exe.run(args, outs)
+    assert "w" in sg.inputs  # the weight is an argument (small ones, like b here, may be baked into the code)
+    bias = 0 if "b" in sg.inputs else B
+    np.testing.assert_array_equal(outs[sg.outputs.index("y")], np.maximum(np.zeros((4, 8), np.float32) + bias, 0))  # relu(x @ 0 + b)
+
+
+def test_unwritable_output_is_an_internal_error(session):
+    sg = session.manifest.subgraphs[0]
+    exe = session._executables[sg.id]
+    args = [np.ones((4, 16), np.float32) if name == "x" else session._resident_weights[("cpu#0", name)] for name in sg.inputs]
+    outs = [np.empty(session._tensors[n].shape, session._tensors[n].dtype) for n in sg.outputs]
+    outs[0].flags.writeable = False
+    with pytest.raises(HccError, match="internal"):
+        exe.run(args, outs)
