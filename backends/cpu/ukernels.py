@@ -501,9 +501,8 @@ def emit_calls(module) -> list[Emitted]:
     from mlir.dialects import bufferization, func
 
     emitted = []
-    for op in _all_ops(module.operation):
-        if "hcc.ukernel" not in op.attributes:
-            continue
+    tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
+    for op in tagged:
         symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
         rank = ir.RankedTensorType(op.results[0].type).rank
         epilogue = Epilogue()
