@@ -356,11 +356,20 @@ static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1) {
     for (; n + 4 * VL <= n1; n += 4 * VL)
       for (int64_t m = 0; m < p->M; ++m) {
         const float *a = p->a + m * a_sm, *b = p->b + n;
-        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
-        for (int64_t k = 0; k < K; ++k, b += b_sk) {
+        /* two k phases with their own accumulators: 8 independent FMA chains hide the FMA latency */
+        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0}, acc4 = {0}, acc5 = {0}, acc6 = {0}, acc7 = {0};
+        int64_t k = 0;
+        for (; k + 2 <= K; k += 2, b += 2 * b_sk) {
+          vf x = vsplat(a[k * a_sk]), y = vsplat(a[(k + 1) * a_sk]);
+          const float *b1 = b + b_sk;
+          acc0 += x * vload(b), acc1 += x * vload(b + VL), acc2 += x * vload(b + 2 * VL), acc3 += x * vload(b + 3 * VL);
+          acc4 += y * vload(b1), acc5 += y * vload(b1 + VL), acc6 += y * vload(b1 + 2 * VL), acc7 += y * vload(b1 + 3 * VL);
+        }
+        if (k < K) {
           vf x = vsplat(a[k * a_sk]);
           acc0 += x * vload(b), acc1 += x * vload(b + VL), acc2 += x * vload(b + 2 * VL), acc3 += x * vload(b + 3 * VL);
         }
+        acc0 += acc4, acc1 += acc5, acc2 += acc6, acc3 += acc7;
         float *c = p->c + m * p->c_sm + n;
         vstore(c, vload(c) + acc0), vstore(c + VL, vload(c + VL) + acc1);
         vstore(c + 2 * VL, vload(c + 2 * VL) + acc2), vstore(c + 3 * VL, vload(c + 3 * VL) + acc3);
@@ -389,13 +398,16 @@ static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1) {
     if (b_sk == 1 && a_sk == 1) { /* dot products along k: a weight stored N x K (Gemm transB) */
       for (int64_t n = n0; n < n1; ++n) {
         const float *b = p->b + n * b_sn;
-        vf acc0 = {0}, acc1 = {0};
+        vf acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
         int64_t k = 0;
-        for (; k + 2 * VL <= K; k += 2 * VL) {
+        for (; k + 4 * VL <= K; k += 4 * VL) {
           acc0 += vload(a + k) * vload(b + k);
           acc1 += vload(a + k + VL) * vload(b + k + VL);
+          acc2 += vload(a + k + 2 * VL) * vload(b + k + 2 * VL);
+          acc3 += vload(a + k + 3 * VL) * vload(b + k + 3 * VL);
         }
-        acc0 += acc1;
+        for (; k + VL <= K; k += VL) acc0 += vload(a + k) * vload(b + k);
+        acc0 += acc1 + acc2 + acc3;
         float sum = 0.0f;
         for (int l = 0; l < VL; ++l) sum += acc0[l];
         for (; k < K; ++k) sum += a[k] * b[k];
