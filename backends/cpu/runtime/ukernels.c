@@ -696,16 +696,26 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
       weights[t] = vsplat(w[kh * j->ws[1] + kw]);
     }
   float *flat = flat_buffer;
+  /* A plane-wide init (a constant, or one bias per channel) is added here, with the clamp when there is no
+   * residual; the valid columns are then copied row by row, so narrow planes (5, 7 columns) stay vectorized. */
+  int plane_init = e->init_mode == INIT_CONSTANT || (e->init_mode == INIT_SOURCE && e->init_sn == 0 && e->init_sh == 0);
+  float start = e->init_mode == INIT_CONSTANT ? e->init_value : plane_init ? e->init[0] : 0.0f;
+  int clamp_here = plane_init && !e->res;
   int64_t q = 0;
   for (; q + VL <= count; q += VL) {
-    vf acc = {0};
+    vf acc = vsplat(start);
     for (int64_t t = 0; t < taps; ++t) acc += weights[t] * vload(x + q + offsets[t]);
-    vstore(flat + q, acc);
+    vstore(flat + q, clamp_here ? vclamp(e, acc) : acc);
   }
   for (; q < count; ++q) {
-    float acc = 0.0f;
+    float acc = start;
     for (int64_t t = 0; t < taps; ++t) acc += weights[t][0] * x[q + offsets[t]];
-    flat[q] = acc;
+    flat[q] = clamp_here ? epi_finish(e, acc, 0, 0) : acc;
+  }
+  if (plane_init) { /* dw_plane calls this only for a dense output plane */
+    for (int64_t oh = 0; oh < j->OH; ++oh) memcpy(y + oh * j->OW, flat + oh * pitch, sizeof(float) * (size_t)j->OW);
+    if (!clamp_here) region_epilogue(e, y, 0, 1, 0, 1, 0, j->OH * j->OW); /* residual, then clamp: one plane pass */
+    return 1;
   }
   for (int64_t oh = 0; oh < j->OH; ++oh) {
     /* y = clamp(init + flat + residual), the whole epilogue in this one pass over the plane */
@@ -725,7 +735,7 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
     }
     for (; ow < j->OW; ++ow) out[ow * j->ys[3]] = epi_finish(e, epi_init(e, 0.0f, 0, p0 + ow) + row[ow], 0, p0 + ow);
   }
-  return 1;
+  return 1; /* (this path only runs without a plane-wide init: `start` was 0) */
 }
 
 /* One (image, channel) plane: every output row accumulates KH x KW shifted input rows. */
