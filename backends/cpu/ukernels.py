@@ -18,8 +18,12 @@ Fusion, decided here on tensors (after bufferization the neighbours are already 
 ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses, floats their bit patterns).
   hcc_gemm(a, b, c, B0, B1, B2, M, N, K1, K2, a strides {B0,B1,B2,M,K1,K2}, b strides {B0,B1,B2,K1,K2,N},
            c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source)                                       45
-  hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, x/w/y strides (NCHW), epilogue)   45
-  hcc_dwconv2d(x, w, y, N, C, KH, KW, OH, OW, sh, sw, dh, dw, x (NCHW) / w (CHW) / y (NCHW) strides, epilogue) 40
+  hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, pad top, pad left, x/w/y strides
+             (NCHW), epilogue)                                                                                   47
+  hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
+               y (NCHW) strides, epilogue)                                                                       42
+  A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
+  treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
             pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits
 """
@@ -32,12 +36,13 @@ from dataclasses import dataclass, field
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
 DWCONV = "hcc_dwconv2d"
-ARITY = {GEMM: 45, CONV: 45, DWCONV: 40}
+ARITY = {GEMM: 45, CONV: 47, DWCONV: 42}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
 MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group: the direct conv schedule does better
 INIT_IN_C, INIT_CONSTANT, INIT_SOURCE = 0, 1, 2
+_FOLDED = ("tensor.pad", "linalg.fill", "linalg.broadcast", "linalg.generic", "tensor.empty")  # erased once unused
 CLAMP_NONE, CLAMP_KEEP_NAN, CLAMP_NAN_TO_BOUND = 0, 1, 2
 
 
@@ -468,19 +473,38 @@ def _dense_ints(op, name: str, default: list[int]) -> list[int]:
     return [int(v) for v in ir.DenseIntElementsAttr(op.attributes[name])]
 
 
+def zero_padding(value) -> tuple[object, int, int] | None:
+    """(unpadded source, pad top, pad left) when `value` is a `tensor.pad` of an NCHW tensor with zeros, padding
+    only H and W by static amounts; None otherwise."""
+    from mlir import ir
+
+    pad = value.owner
+    if isinstance(pad, ir.Block) or pad.name != "tensor.pad" or len(pad.operands) != 1:
+        return None
+    low = [int(v) for v in ir.DenseI64ArrayAttr(pad.attributes["static_low"])]
+    high = [int(v) for v in ir.DenseI64ArrayAttr(pad.attributes["static_high"])]
+    if len(low) != 4 or low[:2] != [0, 0] or high[:2] != [0, 0] or min(low + high) < 0:
+        return None
+    body = list(pad.regions[0].blocks[0].operations)
+    if len(body) != 1 or _constant_float(body[0].operands[0]) != 0.0:
+        return None
+    return pad.operands[0], low[2], low[3]
+
+
 def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides) -> list:
     from mlir import ir
 
-    x_type, w_type, y_type = (ir.RankedTensorType(v.type) for v in op.operands[:3])
-    x, w = _Buffer(op.operands[0]), _Buffer(op.operands[1])
-    (n, c, h, wd), (oh, ow) = x_type.shape, y_type.shape[2:]
-    strides = _dense_ints(op, "strides", [1, 1]) + _dense_ints(op, "dilations", [1, 1])
+    w_type, y_type = (ir.RankedTensorType(v.type) for v in op.operands[1:3])
+    source, top, left = zero_padding(op.operands[0]) or (op.operands[0], 0, 0)
+    x, w = _Buffer(source), _Buffer(op.operands[1])
+    (n, c, h, wd), (oh, ow) = ir.RankedTensorType(source.type).shape, y_type.shape[2:]
+    strides = _dense_ints(op, "strides", [1, 1]) + _dense_ints(op, "dilations", [1, 1]) + [top, left]
     if symbol == CONV:
         f, cw, kh, kw = w_type.shape
         sizes = [n, c, h, wd, f, kh, kw, oh, ow, c // cw]
     else:
         _, kh, kw = w_type.shape
-        sizes = [n, c, kh, kw, oh, ow]
+        sizes = [n, c, h, wd, kh, kw, oh, ow]
     args = [x.address, w.address, out_address] + [_index(v) for v in sizes + strides] + x.strides + w.strides + out_strides
     return args + _epilogue_args(epilogue, lambda s: s if s is not None else [_index(0)] * 4)
 
@@ -511,6 +535,7 @@ def emit_calls(module) -> list[Emitted]:
         target = epilogue.consumer or op
         _declare(module, symbol)
         init_producer = op.operands[len(op.operands) - 1].owner
+        input_producer = op.operands[0].owner
         with ir.InsertionPoint(target), op.location:
             alloc, address, strides = _output(target.results[0].type)
             args = _gemm_call(op, epilogue, address, strides) if symbol == GEMM else _conv_call(op, symbol, epilogue, address, strides)
@@ -521,8 +546,9 @@ def emit_calls(module) -> list[Emitted]:
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()
-        if not isinstance(init_producer, ir.Block) and not list(init_producer.results[0].uses):
-            init_producer.erase()
+        for producer in (init_producer, input_producer):  # a fused init / padding nothing else reads
+            if not isinstance(producer, ir.Block) and producer.name in _FOLDED and not list(producer.results[0].uses):
+                producer.erase()
     return emitted
 
 

@@ -183,6 +183,10 @@ typedef struct {
   int linear; /* plain strided matrices: the strides below are valid (the small-M path uses them, no tables) */
   int64_t a_sm, a_sk, b_sk, b_sn;
   Epilogue e; /* pointers offset for this batch entry */
+  /* implicit zero padding of a convolution's input (pad_h == NULL: none): B[k][n] is zero unless
+   * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
+  const int64_t *pad_h, *pad_w, *k_h, *k_w;
+  int64_t H, W;
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -203,7 +207,37 @@ static void pack_a(const Problem *p, int64_t m0, int64_t mc, int64_t k0, int64_t
   }
 }
 
+/* pack_b for a convolution read through implicit padding: per element bounds checks, except whole in-bounds runs
+ * of one output row (one vector copy per k). */
+static void pack_b_padded(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
+  for (int64_t j0 = 0; j0 < nc; j0 += NR) {
+    int64_t nr = min64(NR, nc - j0), first = n0 + j0;
+    const int64_t *bn = p->bn + first, *ph = p->pad_h + first, *pw = p->pad_w + first;
+    int one_row = nr == NR && ph[0] == ph[NR - 1] && bn[NR - 1] - bn[0] == NR - 1;
+    for (int64_t k = 0; k < kc; ++k) {
+      int64_t kh = p->k_h[k0 + k], kw = p->k_w[k0 + k], ih = ph[0] + kh;
+      const float *row = p->b + p->bk[k0 + k];
+      float *dst = out + k * NR;
+      if (one_row && ih >= 0 && ih < p->H && pw[0] + kw >= 0 && pw[NR - 1] + kw < p->W) {
+        for (int j = 0; j < NV; ++j) vstore(dst + j * VL, vload(row + bn[0] + j * VL));
+        continue;
+      }
+      int64_t j = 0;
+      for (; j < nr; ++j) {
+        int64_t h = ph[j] + kh, w = pw[j] + kw;
+        dst[j] = h >= 0 && h < p->H && w >= 0 && w < p->W ? row[bn[j]] : 0.0f;
+      }
+      for (; j < NR; ++j) dst[j] = 0.0f;
+    }
+    out += NR * kc;
+  }
+}
+
 static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
+  if (p->pad_h) {
+    pack_b_padded(p, n0, nc, k0, kc, out);
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     int64_t nr = min64(NR, nc - j0);
     const int64_t *bn = p->bn + n0 + j0;
@@ -558,6 +592,7 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
         p->c_sm = cs[3], p->c_sn = cs[4];
         p->linear = linear;
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
+        p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
         if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
@@ -569,31 +604,40 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
   free(tables);
 }
 
-/* 2-D convolution, NCHW input (already padded) and FCHW weights, as an implicit GEMM per image and group:
- * C[f][oh*OW + ow] += W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh][ow*sw + kw*dw].
- * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw}; strides (elements) of x, w, y in NCHW order.
- * The output of one image and channel must be dense over (oh, ow). */
+/* 2-D convolution, NCHW input and FCHW weights, as an implicit GEMM per image and group:
+ * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
+ * and columns outside the H x W input are zeros (implicit padding: no padded copy of the input).
+ * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
+ * NCHW order. The output of one image and channel must be dense over (oh, ow). */
 void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
                              const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
   Epilogue epi = read_epilogue(ep, 4, &is, &rs);
-  int64_t NB = sizes[0], C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t NB = sizes[0], C = sizes[1], H = sizes[2], W = sizes[3], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7],
+          OW = sizes[8];
   int64_t G = sizes[9] > 0 ? sizes[9] : 1, Cg = C / G, Fg = F / G;
-  int64_t K = Cg * KH * KW, P = OH * OW;
+  int64_t K = Cg * KH * KW, P = OH * OW, top = conv[4], left = conv[5];
+  int padded = top > 0 || left > 0 || (OH - 1) * conv[0] + (KH - 1) * conv[2] >= H || (OW - 1) * conv[1] + (KW - 1) * conv[3] >= W;
   if (NB <= 0 || Fg <= 0 || P <= 0) return;
-  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P));
+  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P + (padded ? 2 * K + 2 * P : 0)));
   Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
   if (!tables || !problems) abort();
   int64_t *am = linear_table(tables, Fg, ws[0]);
   int64_t *ak = am + Fg, *bk = ak + K, *bn = bk + K;
+  int64_t *k_h = padded ? bn + P : NULL, *k_w = padded ? k_h + K : NULL, *pad_h = padded ? k_w + K : NULL, *pad_w = padded ? pad_h + P : NULL;
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw, ++k) {
         ak[k] = c * ws[1] + kh * ws[2] + kw * ws[3];
         bk[k] = c * xs[1] + kh * conv[2] * xs[2] + kw * conv[3] * xs[3];
+        if (padded) k_h[k] = kh * conv[2], k_w[k] = kw * conv[3];
       }
   for (int64_t oh = 0, q = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow, ++q) bn[q] = oh * conv[0] * xs[2] + ow * conv[1] * xs[3];
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) {
+      int64_t ih = oh * conv[0] - top, iw = ow * conv[1] - left; /* may be negative: reads there are masked */
+      bn[q] = ih * xs[2] + iw * xs[3];
+      if (padded) pad_h[q] = ih, pad_w[q] = iw;
+    }
   const float *x = (const float *)(intptr_t)x_ptr, *w = (const float *)(intptr_t)w_ptr;
   float *y = (float *)(intptr_t)y_ptr;
   int64_t index = 0;
@@ -607,7 +651,8 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
       /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
-      p->linear = KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && sizes[3] == OW;
+      p->linear = !padded && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
+      p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;
       p->e.ow = OW;
@@ -669,6 +714,7 @@ typedef struct {
   float *y;
   int64_t C, KH, KW, OH, OW, sh, sw, dh, dw;
   const int64_t *xs, *ws, *ys;
+  int64_t H, W, top, left; /* the input plane and its implicit zero padding */
   Epilogue e; /* pointers at the origin: offset per plane with is / rs ({n, c, h, w}) */
   const int64_t *is, *rs;
 } DwJob;
@@ -739,10 +785,45 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
 }
 
 /* One (image, channel) plane: every output row accumulates KH x KW shifted input rows. */
+static __thread float *padded_plane;
+static __thread size_t padded_capacity;
+
+/* The input plane with its zero padding, in a per-thread scratch buffer (cache-resident: never a padded copy of
+ * the whole tensor); `pitch` receives its row length. NULL when out of memory. */
+static const float *pad_plane(const DwJob *j, const float *x, int64_t *pitch) {
+  int64_t rows = (j->OH - 1) * j->sh + (j->KH - 1) * j->dh + 1, cols = (j->OW - 1) * j->sw + (j->KW - 1) * j->dw + 1;
+  size_t need = (size_t)(rows * cols + 2 * VL); /* + slack: vector reads of a row's tail */
+  if (need > padded_capacity) {
+    free(padded_plane);
+    padded_plane = malloc(sizeof(float) * need);
+    padded_capacity = padded_plane ? need : 0;
+    if (!padded_plane) return NULL;
+  }
+  memset(padded_plane, 0, sizeof(float) * need);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t ih = r - j->top;
+    if (ih < 0 || ih >= j->H) continue;
+    int64_t from = j->left > 0 ? 0 : -j->left, to = min64(j->W, cols - j->left);
+    for (int64_t iw = from; iw < to; ++iw) padded_plane[r * cols + iw + j->left] = x[ih * j->xs[2] + iw * j->xs[3]];
+  }
+  *pitch = cols;
+  return padded_plane;
+}
+
 static void dw_plane(void *ctx, int64_t task) {
-  const DwJob *j = ctx;
-  int64_t n = task / j->C, c = task % j->C;
-  const float *x = j->x + n * j->xs[0] + c * j->xs[1], *w = j->w + c * j->ws[0];
+  const DwJob *orig = ctx;
+  int64_t n = task / orig->C, c = task % orig->C;
+  const float *x = orig->x + n * orig->xs[0] + orig->xs[1] * c;
+  DwJob local = *orig;
+  int64_t local_xs[4] = {0, 0, 0, 1};
+  if (orig->top || orig->left || (orig->OH - 1) * orig->sh + (orig->KH - 1) * orig->dh >= orig->H ||
+      (orig->OW - 1) * orig->sw + (orig->KW - 1) * orig->dw >= orig->W) {
+    x = pad_plane(orig, x, &local_xs[2]);
+    if (!x) abort();
+    local.xs = local_xs;
+  }
+  const DwJob *j = &local;
+  const float *w = j->w + c * j->ws[0];
   float *y = j->y + n * j->ys[0] + c * j->ys[1];
   Epilogue e = j->e;
   e.ow = j->OW;
@@ -768,18 +849,18 @@ static void dw_plane(void *ctx, int64_t task) {
   region_epilogue(&e, y, 0, j->ys[3], 0, 1, 0, j->OH * j->OW);
 }
 
-/* Depthwise 2-D convolution (one filter per channel), NCHW padded input, CHW weights:
- * y[n][c][oh][ow] += sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh][ow*sw + kw*dw]. (Unit-stride rows take the vector paths.)
- * sizes: {N, C, KH, KW, OH, OW}, conv: {sh, sw, dh, dw}; strides in elements: x and y NCHW, w CHW. */
+/* Depthwise 2-D convolution (one filter per channel), NCHW input read through implicit zero padding, CHW weights:
+ * y[n][c][oh][ow] = sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue).
+ * sizes: {N, C, H, W, KH, KW, OH, OW}, conv: {sh, sw, dh, dw, top, left}; strides in elements: x and y NCHW, w CHW. */
 void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
                                const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
-  DwJob job = {(const float *)(intptr_t)x_ptr, (const float *)(intptr_t)w_ptr, (float *)(intptr_t)y_ptr, sizes[1], sizes[2], sizes[3],
-               sizes[4], sizes[5], conv[0], conv[1], conv[2], conv[3], xs, ws, ys};
+  DwJob job = {(const float *)(intptr_t)x_ptr, (const float *)(intptr_t)w_ptr, (float *)(intptr_t)y_ptr, sizes[1], sizes[4], sizes[5],
+               sizes[6], sizes[7], conv[0], conv[1], conv[2], conv[3], xs, ws, ys, sizes[2], sizes[3], conv[4], conv[5]};
   job.e = read_epilogue(ep, 4, &job.is, &job.rs);
   job.e.init_sn = job.is[3], job.e.init_sh = job.is[2];
   job.e.res_sn = job.rs[3], job.e.res_sh = job.rs[2];
   int64_t planes = sizes[0] * sizes[1];
-  double work = (double)planes * sizes[2] * sizes[3] * sizes[4] * sizes[5];
+  double work = (double)planes * job.KH * job.KW * job.OH * job.OW;
   if (planes <= 0 || job.OH <= 0 || job.OW <= 0) return;
   if (work < 2e5) {
     for (int64_t t = 0; t < planes; ++t) dw_plane(&job, t);

@@ -67,11 +67,11 @@ void hcc_gemm(int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b
 }
 
 void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
-                int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
                 int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
                 int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
   const int64_t sizes[10] = {n, c, h, wd, f, kh, kw, oh, ow, groups};
-  const int64_t conv[4] = {sh, sw, dh, dw};
+  const int64_t conv[6] = {sh, sw, dh, dw, top, left};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[4] = {w_f, w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
@@ -82,11 +82,12 @@ void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h
   }
 }
 
-void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
-                  int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w,
-                  int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
-  const int64_t sizes[6] = {n, c, kh, kw, oh, ow};
-  const int64_t conv[4] = {sh, sw, dh, dw};
+void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t kh, int64_t kw, int64_t oh,
+                  int64_t ow, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
+                  int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_c, int64_t w_h, int64_t w_w,
+                  int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
+  const int64_t sizes[8] = {n, c, h, wd, kh, kw, oh, ow};
+  const int64_t conv[6] = {sh, sw, dh, dw, top, left};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[3] = {w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};

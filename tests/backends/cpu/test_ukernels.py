@@ -153,7 +153,7 @@ def test_conv2d_matches_numpy(lib, case):
     bias = rng.standard_normal(case["f"]).astype(np.float32)
     y = np.ascontiguousarray(np.broadcast_to(bias[None, :, None, None], ref.shape)).astype(np.float32)
     sizes = [case["n"], case["c"], case["h"], case["w"], case["f"], case["k"], case["k"], ref.shape[2], ref.shape[3], case["groups"]]
-    lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr(list(case["stride"]) + list(case["dil"])),
+    lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr(list(case["stride"]) + list(case["dil"]) + [0, 0]),
              _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
     np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-4, atol=1e-4)
 
@@ -182,8 +182,8 @@ def test_depthwise_conv_matches_numpy(lib, k, stride, dil, width):
     ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (stride, stride), (dil, dil), c)
     y = np.zeros(ref.shape, np.float32)
     lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
-    sizes = [2, c, k, k, ref.shape[2], ref.shape[3]]
-    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil]),
+    sizes = [2, c, x.shape[2], x.shape[3], k, k, ref.shape[2], ref.shape[3]]
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil, 0, 0]),
                _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
@@ -227,7 +227,7 @@ def test_conv_epilogue_bias_per_channel_and_constant_init(lib):
     for init, expected in ((_epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0), np.maximum(ref + bias[None, :, None, None], 0)),
                            (_epilogue(4, constant=0.5, hi=1.0), np.minimum(ref + 0.5, 1.0))):
         y = np.full(ref.shape, np.nan, np.float32)
-        lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1]), _arr(_strides(x)),
+        lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, 0, 0]), _arr(_strides(x)),
                  _arr(_strides(w)), _arr(_strides(y)), init)
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
@@ -243,8 +243,8 @@ def test_depthwise_epilogue(lib, stride):
     res = rng.standard_normal(ref.shape).astype(np.float32)
     y = np.full(ref.shape, np.nan, np.float32)
     lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
-    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 3, 3, ref.shape[2], ref.shape[3]]),
-               _arr([stride, stride, 1, 1]), _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)),
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 20, 20, 3, 3, ref.shape[2], ref.shape[3]]),
+               _arr([stride, stride, 1, 1, 0, 0]), _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)),
                _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0, hi=6.0))
     np.testing.assert_allclose(y, np.clip(ref + bias[None, :, None, None] + res, 0.0, 6.0), rtol=1e-4, atol=1e-4)
 
@@ -257,6 +257,30 @@ def test_depthwise_any_layout(lib):
     ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (1, 1), (1, 1), 3)
     y = np.zeros(ref.shape, np.float32)
     lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
-    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, 3, 3, 3, 7, 7]), _arr([1, 1, 1, 1]),
+    lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, 3, 9, 9, 3, 3, 7, 7]), _arr([1, 1, 1, 1, 0, 0]),
                _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("k,stride,pads", [(3, 1, (1, 1, 1, 1)), (3, 2, (1, 1, 1, 1)), (7, 2, (3, 3, 3, 3)), (3, 1, (0, 2, 1, 0)), (1, 1, (1, 0, 0, 1))])
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_implicit_zero_padding(lib, k, stride, pads, depthwise):
+    """The kernels read the unpadded input: rows/columns outside it are zeros (pads: top, left, bottom, right)."""
+    rng = np.random.default_rng(k * 10 + stride + sum(pads))
+    c, f = (6, 6) if depthwise else (5, 8)
+    x = rng.standard_normal((1, c, 13, 11)).astype(np.float32)
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    w = rng.standard_normal((c, k, k) if depthwise else (f, c, k, k)).astype(np.float32)
+    ref = conv_ref(xp.astype(np.float64), (w[:, None] if depthwise else w).astype(np.float64), (stride, stride), (1, 1), c if depthwise else 1)
+    y = np.full(ref.shape, np.nan, np.float32)
+    oh, ow = ref.shape[2:]
+    conv = _arr([stride, stride, 1, 1, top, left])
+    if depthwise:
+        fn = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+        fn(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 13, 11, k, k, oh, ow]), conv,
+           _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
+    else:
+        lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 13, 11, f, k, k, oh, ow, 1]), conv,
+                 _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
