@@ -21,7 +21,7 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, pad top, pad left, x/w/y strides
              (NCHW), epilogue)                                                                                   47
   hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
-               y (NCHW) strides, epilogue)                                                                       42
+               y (NCHW) strides, epilogue)                                                                       44
   A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
   treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
 DWCONV = "hcc_dwconv2d"
-ARITY = {GEMM: 45, CONV: 47, DWCONV: 42}
+ARITY = {GEMM: 45, CONV: 47, DWCONV: 44}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}

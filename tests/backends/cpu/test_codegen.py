@@ -176,6 +176,9 @@ def test_small_cnn(tmp_path):
 
 def test_conv_variants(tmp_path):
     compile_and_compare(conv_variants(), tmp_path, name="convs")
+    log = _schedule_log(tmp_path / "convs.bundle")
+    assert not [r for r in log if r.kind == "module"], log  # a kernel-call bug must not hide behind the loop fallback
+    assert sorted(r.note.split()[0] for r in log if r.kind == "ukernel-conv") == ["hcc_conv2d", "hcc_conv2d", "hcc_dwconv2d"], log
 
 
 def test_schedule_failure_falls_back_to_loops(tmp_path, monkeypatch):
@@ -347,3 +350,26 @@ def test_residual_block_fuses_bias_relu_and_residual_add(tmp_path):
     assert not [r for r in log if r.kind == "module"], log
     convs = [r for r in log if r.kind == "ukernel-conv"]
     assert len(convs) == 2 and any("residual add" in r.note and "activation" in r.note for r in convs), log
+
+
+def test_schedule_crash_costs_only_its_op(tmp_path, monkeypatch):
+    """A script that kills the process (an assertion in the bindings) is tried in a forked child first: its op goes
+    to loops and every other op keeps its schedule (no whole-function fallback)."""
+    import os
+
+    from hcc.backends.cpu import lowering
+
+    linalg = _linalg_text(tmp_path, softmax_norms(3, 40))
+    real_apply = lowering._apply_script
+
+    def abort_on_op_1(root, script):
+        if "hcc.id = 1 :" in script:
+            os.abort()
+        return real_apply(root, script)
+
+    monkeypatch.setattr(lowering, "_apply_script", abort_on_op_1)
+    log: list = []
+    assert "define" in lowering.lower_to_llvm_ir(linalg, log)
+    failed = [r for r in log if not r.ok]
+    assert len(failed) == 1 and failed[0].index == 1 and "crashed" in failed[0].note, log
+    assert sum(r.ok and r.kind == "reduction" for r in log) >= 3, log

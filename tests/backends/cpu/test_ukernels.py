@@ -284,3 +284,17 @@ def test_implicit_zero_padding(lib, k, stride, pads, depthwise):
         lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 13, 11, f, k, k, oh, ow, 1]), conv,
                  _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_emitted_arity_matches_the_c_entry_points():
+    """ukernels.ARITY (what the compiler declares and calls) equals the parameter count of each C entry point."""
+    import re
+
+    from hcc.backends.cpu import ukernels
+
+    source = (RUNTIME / "ukernels_dispatch.c").read_text()
+    for symbol, arity in ukernels.ARITY.items():
+        params = re.search(rf"\nvoid {symbol}\((.*?)\) {{", source, re.S).group(1)
+        epilogue = re.search(r"EPILOGUE_PARAMS\(STRIDES(\d)\)", params)
+        explicit = len([p for p in params.split(",") if p.strip() and "EPILOGUE_PARAMS" not in p])
+        assert explicit + (8 + 2 * int(epilogue.group(1)) if epilogue else 0) == arity, symbol
