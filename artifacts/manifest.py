@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FORMAT_NAME = "hcc-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-output golden tolerances, native artifacts carry an embedded signature
+NATIVE_ABI = "bare-ptr-v1"  # every argument a pointer to a dense row-major buffer: inputs, then outputs
+SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"
 
@@ -42,8 +44,28 @@ class ArtifactRecord:
     kind: str  # "cpu-so"
     file: str
     entry: str  # exported symbol
-    abi: str = "bare-ptr-v1"  # every argument is a pointer to a dense row-major buffer: inputs, then outputs
+    abi: str = NATIVE_ABI
     meta: dict[str, Any] = field(default_factory=dict)  # backend-specific: related files, launch table, estimates
+
+
+def native_signature(entry: str, target_cpu: str, inputs: list[tuple[list[int], int]], outputs: list[tuple[list[int], int]]) -> str:
+    """The text a native artifact embeds (symbol `hcc_signature`) so that the runtime can check the manifest against
+    the code before loading it: entry, ABI, target CPU, and per argument its shape and element size in bytes."""
+    args = ",".join("x".join(map(str, shape)) + f":{itemsize}" for shape, itemsize in list(inputs) + list(outputs))
+    return f"{SIGNATURE_FORMAT}|abi={NATIVE_ABI}|entry={entry}|target={target_cpu}|inputs={len(inputs)}|args={args}"
+
+
+def parse_native_signature(text: str) -> dict[str, Any]:
+    """{entry, abi, target, inputs: int, args: [(shape, itemsize)]}; ValueError when malformed."""
+    head, *fields = text.split("|")
+    if head != SIGNATURE_FORMAT:
+        raise ValueError(f"unknown signature format {head!r}")
+    values = dict(f.split("=", 1) for f in fields)
+    args = []
+    for arg in values["args"].split(",") if values.get("args") else []:
+        shape, itemsize = arg.split(":")
+        args.append(([int(d) for d in shape.split("x")] if shape else [], int(itemsize)))
+    return {"entry": values["entry"], "abi": values["abi"], "target": values["target"], "inputs": int(values["inputs"]), "args": args}
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from hcc.artifacts.manifest import MANIFEST_CHECKSUM_FILE, MANIFEST_FILE, Manifest
 from hcc.errors import HccError
+from hcc.runtime.validate import validate_bundle
 
 
 def _sha256(path: Path) -> str:
@@ -35,6 +36,8 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifes
     if not bundle.is_dir():
         raise HccError(f"{bundle}: not a bundle folder (no such directory)")
     manifest_path = bundle / MANIFEST_FILE
+    if manifest_path.is_symlink():
+        raise HccError(f"{manifest_path}: is a symbolic link; refusing to load the bundle")
     if not manifest_path.is_file():
         raise HccError(f"{bundle}: incomplete bundle: {MANIFEST_FILE} is missing")
     raw = manifest_path.read_bytes()
@@ -42,7 +45,11 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifes
         sidecar = bundle / MANIFEST_CHECKSUM_FILE
         if not sidecar.is_file():
             raise HccError(f"{bundle}: incomplete bundle: {MANIFEST_CHECKSUM_FILE} is missing")
-        expected = sidecar.read_text().split()[0] if sidecar.read_text().split() else ""
+        try:
+            words = sidecar.read_bytes().decode("ascii").split()
+        except UnicodeDecodeError:
+            raise HccError(f"{sidecar}: not a checksum file (not ASCII text); refusing to load the bundle") from None
+        expected = words[0] if words else ""
         if hashlib.sha256(raw).hexdigest() != expected:
             raise HccError(f"{manifest_path}: checksum mismatch: the manifest was modified or corrupted after compilation")
     try:
@@ -51,6 +58,7 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifes
         raise HccError(f"{manifest_path}: malformed manifest: {exc}") from None
     if verify:
         verify_files(bundle, manifest)
+    validate_bundle(bundle, manifest)  # before any native code of it is loaded
     return manifest
 
 

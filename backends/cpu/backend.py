@@ -3,18 +3,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hcc.artifacts.manifest import ArtifactRecord
+from hcc.artifacts.manifest import ArtifactRecord, native_signature
 from hcc.backends.cpu import lowering, toolchain
 
 # A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
 MATERIAL_SHARE = 0.02
 
 
+# Bytes per element of each MLIR element type a subgraph boundary may have (i1 crosses as a byte).
+ELEMENT_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "ui8": 1, "i1": 1}
+
+
 def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
     rel = f"cpu/{spec.id}/lib{spec.id}.so"
     log: list[lowering.OpReport] = []
+    target = options.get("target_cpu", "x86-64-v3")
     llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log)
-    toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=options.get("target_cpu", "x86-64-v3"))
+    toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target))
     if options.get("keep_ir"):
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta={"schedule": schedule_record(log)})]
@@ -37,3 +42,13 @@ def schedule_warnings(subgraph: str, record: list[dict]) -> list[str]:
             what = e["note"] if e["kind"] == "loops" else f"its {e['kind']} schedule failed: {e['note']}"
             lines.append(f"{subgraph}: node '{e['node'] or '?'}' runs as plain loops ({e['share']:.0%} of the arithmetic): {what}")
     return lines
+
+
+def embedded_signature(linalg_text: str, entry: str, target_cpu: str) -> str:
+    """The signature the .so carries (artifacts.manifest.native_signature), from the lowered function's types."""
+    signature = lowering.function_signature(linalg_text, entry)
+
+    def args(types):
+        return [(t.shape, ELEMENT_BYTES.get(t.element, 0)) for t in types]
+
+    return native_signature(entry, target_cpu, args(signature.inputs), args(signature.results))

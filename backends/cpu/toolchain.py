@@ -125,12 +125,20 @@ def versions_cc() -> str:
         return "unknown"
 
 
-def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2") -> None:
-    """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection."""
+def signature_global(signature: str) -> str:
+    """An exported, read-only LLVM global `hcc_signature` holding `signature` (runtime/elf.py reads it unloaded)."""
+    data = signature.encode() + b"\0"
+    escaped = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:02X}" for b in data)
+    return f'\n@hcc_signature = dso_local constant [{len(data)} x i8] c"{escaped}", align 1\n'
+
+
+def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2", signature: str | None = None) -> None:
+    """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection. `signature` is embedded as the
+    exported symbol `hcc_signature`."""
     out_so.parent.mkdir(parents=True, exist_ok=True)
     stem = out_so.with_suffix("")
     ll, bc, obj = stem.with_suffix(".ll"), stem.with_suffix(".bc"), stem.with_suffix(".o")
-    ll.write_text(with_target(llvm_ir))
+    ll.write_text(with_target(llvm_ir) + (signature_global(signature) if signature else ""))
     tools = llvm_bin_dir()
     try:
         _run([str(tools / "opt"), "-O3", f"-mcpu={cpu}", str(ll), "-o", str(bc)], "opt -O3")

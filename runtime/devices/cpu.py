@@ -7,6 +7,7 @@ ctypes view of the buffer (about 1 us, and it checks C-contiguity and, for outpu
 from __future__ import annotations
 
 import ctypes
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ def check_target_cpu(target: str) -> None:
 class CpuExecutable(Executable):
     def __init__(self, path: Path, entry: str, arity: int, threads: int = 0):
         try:
-            self._lib = ctypes.CDLL(str(path))
+            # RTLD_LOCAL: its symbols do not leak into later libraries; RTLD_NOW: a missing symbol fails here
+            self._lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
         except OSError as exc:
             raise HccError(f"{path}: cannot load the shared object: {exc}") from None
         set_threads = getattr(self._lib, "hcc_set_num_threads", None)  # the bundle's own pool (runtime/threadpool.c)

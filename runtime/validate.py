@@ -1,0 +1,173 @@
+"""Check a bundle's manifest against itself, the bundle's files and its native code before any of it is loaded.
+
+Checksums prove that the files are those the manifest lists, not that the manifest is right: whoever can edit it can
+recompute them (signed bundles, runtime/signing.py, prove who wrote it). So the runtime also checks that the
+manifest is self-consistent and agrees with the code: every field has its type, every shape fits its byte size, the
+schedule runs each subgraph once with every input produced before it is read, and each native artifact exports
+its entry itself (a name resolved through libc is refused) and carries the signature hcc embedded in it (argument
+count, shapes and element sizes must equal the manifest's, so a shrunk output can never be overrun). No file of a
+bundle may be a symbolic link. Stdlib only (the deployable runtime).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from hcc.artifacts.manifest import NATIVE_ABI, Manifest, SubgraphRecord, TensorRecord, parse_native_signature
+from hcc.errors import HccError
+from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
+
+ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+TENSOR_KINDS = ("input", "output", "weight", "intermediate")
+ARTIFACT_KINDS = ("cpu-so", "fpga-csim-so", "cuda-module")
+NATIVE_KINDS = ("cpu-so", "fpga-csim-so")  # loaded with dlopen
+MAX_TENSOR_BYTES = 1 << 40
+
+
+def _refuse(bundle: Path, what: str) -> HccError:
+    return HccError(f"{bundle}: {what}; refusing to load the bundle")
+
+
+def check_no_symlinks(bundle: Path) -> None:
+    for root, dirs, files in os.walk(bundle):
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink():
+                raise _refuse(bundle, f"{path.relative_to(bundle)} is a symbolic link (a bundle holds plain files only)")
+
+
+def _is_int_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+
+
+def tensor_bytes(record: TensorRecord) -> int:
+    return math.prod(record.shape) * ITEM_BYTES[record.dtype]
+
+
+def check_tensors(bundle: Path, manifest: Manifest) -> dict[str, TensorRecord]:
+    tensors: dict[str, TensorRecord] = {}
+    for t in manifest.tensors:
+        if not isinstance(t.name, str) or t.name in tensors:
+            raise _refuse(bundle, f"tensor name {t.name!r} is not a unique string")
+        if t.dtype not in ITEM_BYTES or t.kind not in TENSOR_KINDS or not _is_int_list(t.shape):
+            raise _refuse(bundle, f"tensor {t.name!r}: dtype {t.dtype!r}, kind {t.kind!r} or shape {t.shape!r} is not valid")
+        if tensor_bytes(t) > MAX_TENSOR_BYTES:
+            raise _refuse(bundle, f"tensor {t.name!r}: shape {t.shape} is larger than any real model's")
+        tensors[t.name] = t
+    for names, kind in ((manifest.inputs, "input"), (manifest.outputs, "output")):
+        if not isinstance(names, list) or any(n not in tensors or tensors[n].kind != kind for n in names):
+            raise _refuse(bundle, f"the model {kind}s {names!r} are not all {kind} tensors of the manifest")
+    return tensors
+
+
+def check_weights(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRecord]) -> None:
+    from hcc.runtime.bundle import safe_path
+
+    sizes: dict[str, int] = {}
+    for w in manifest.weights:
+        t = tensors.get(w.name)
+        if t is None or t.kind != "weight":
+            raise _refuse(bundle, f"weight {w.name!r} is not a weight tensor of the manifest")
+        if not (isinstance(w.offset, int) and isinstance(w.nbytes, int) and w.offset >= 0 and w.nbytes == tensor_bytes(t)):
+            raise _refuse(bundle, f"weight {w.name!r}: {w.nbytes!r} bytes at offset {w.offset!r}, but its shape {t.shape} {t.dtype} "
+                                  f"needs {tensor_bytes(t)}")
+        if w.file not in sizes:
+            path = safe_path(bundle, w.file)
+            sizes[w.file] = path.stat().st_size if path.is_file() else -1
+        if w.offset + w.nbytes > sizes[w.file]:
+            raise _refuse(bundle, f"weight {w.name!r} lies outside {w.file}")
+
+
+def check_schedule(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRecord]) -> None:
+    """Each subgraph runs once, in `schedule` order, reading only model inputs, weights and earlier outputs."""
+    by_id = {}
+    for sg in manifest.subgraphs:
+        if not isinstance(sg.id, str) or sg.id in by_id:
+            raise _refuse(bundle, f"subgraph id {sg.id!r} is not a unique string")
+        if not isinstance(sg.device, str) or not isinstance(sg.device_index, int) or sg.device_index < 0:
+            raise _refuse(bundle, f"subgraph {sg.id}: device {sg.device!r} #{sg.device_index!r} is not valid")
+        lists = (sg.inputs, sg.outputs, sg.artifacts)
+        if not all(isinstance(x, list) for x in lists) or not all(isinstance(n, str) for n in sg.inputs + sg.outputs):
+            raise _refuse(bundle, f"subgraph {sg.id}: inputs, outputs and artifacts must be lists (of tensor names)")
+        by_id[sg.id] = sg
+    if not isinstance(manifest.schedule, list) or sorted(map(str, manifest.schedule)) != sorted(by_id):
+        raise _refuse(bundle, f"schedule {manifest.schedule!r} does not run each subgraph ({sorted(by_id)}) exactly once")
+    available = {t.name for t in tensors.values() if t.kind in ("input", "weight")}
+    for sg_id in manifest.schedule:
+        sg = by_id[sg_id]
+        for name in sg.inputs:
+            if name not in available:
+                raise _refuse(bundle, f"subgraph {sg.id} reads {name!r}, which no earlier subgraph produces")
+        for name in sg.outputs:
+            if name not in tensors or tensors[name].kind not in ("output", "intermediate"):
+                raise _refuse(bundle, f"subgraph {sg.id} writes {name!r}, which is not an output or intermediate tensor")
+        available.update(sg.outputs)
+    missing = [n for n in manifest.outputs if n not in available]
+    if missing:
+        raise _refuse(bundle, f"model outputs {missing} are produced by no subgraph")
+
+
+def check_native(bundle: Path, manifest: Manifest, sg: SubgraphRecord, artifact, tensors: dict[str, TensorRecord]) -> None:
+    """A shared object exports its entry itself; a CPU one carries a signature equal to the manifest's view."""
+    from hcc.runtime.bundle import safe_path
+
+    if artifact.kind not in ARTIFACT_KINDS:
+        raise _refuse(bundle, f"subgraph {sg.id}: unknown artifact kind {artifact.kind!r}")
+    if artifact.kind not in NATIVE_KINDS:
+        return
+    where = f"subgraph {sg.id}: {artifact.file}"
+    if artifact.abi != NATIVE_ABI:
+        raise _refuse(bundle, f"{where}: ABI {artifact.abi!r} is not {NATIVE_ABI}")
+    exports = read_exports(safe_path(bundle, artifact.file))
+    if artifact.entry not in exports.functions:
+        raise _refuse(bundle, f"{where}: entry {artifact.entry!r} is not a function this file exports")
+    if artifact.kind != "cpu-so":
+        return
+    raw = exports.objects.get(SIGNATURE_SYMBOL)
+    try:
+        signature = parse_native_signature(raw.rstrip(b"\0").decode())
+    except (AttributeError, ValueError, KeyError, UnicodeDecodeError):
+        raise _refuse(bundle, f"{where}: no valid embedded hcc signature (not code hcc built, or built by an older hcc: recompile)") from None
+    expected = [(tensors[n].shape, ITEM_BYTES[tensors[n].dtype]) for n in sg.inputs + sg.outputs]
+    target = manifest.toolchain.get("target_cpu") if isinstance(manifest.toolchain, dict) else None
+    if signature["entry"] != artifact.entry or signature["abi"] != artifact.abi or signature["target"] != target:
+        raise _refuse(bundle, f"{where}: the manifest's entry/ABI/target CPU ({artifact.entry}, {artifact.abi}, {target}) differ from "
+                              f"the code's ({signature['entry']}, {signature['abi']}, {signature['target']})")
+    if signature["inputs"] != len(sg.inputs) or signature["args"] != expected:
+        raise _refuse(bundle, f"{where}: the code takes {signature['inputs']} inputs and arguments {signature['args']}, the manifest "
+                              f"gives {len(sg.inputs)} inputs and {expected}")
+
+
+def check_golden(bundle: Path, manifest: Manifest) -> None:
+    golden = manifest.golden
+    if golden is None:
+        return
+    fields = {"golden.rtol": golden.rtol, "golden.atol": golden.atol}
+    for name, acc in golden.outputs.items():
+        fields.update({f"golden.outputs[{name!r}].rtol": acc.rtol, f"golden.outputs[{name!r}].atol": acc.atol})
+    for field_name, v in fields.items():
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
+            raise _refuse(bundle, f"manifest {field_name} = {v!r}: a tolerance must be a finite number >= 0")
+
+
+def validate_bundle(bundle: Path, manifest: Manifest) -> None:
+    """Every check above, in order; the first problem is an HccError naming it."""
+    try:
+        _validate(bundle, manifest)
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:  # a field of the wrong JSON type
+        raise _refuse(bundle, f"malformed manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _validate(bundle: Path, manifest: Manifest) -> None:
+    check_no_symlinks(bundle)
+    tensors = check_tensors(bundle, manifest)
+    check_weights(bundle, manifest, tensors)
+    check_schedule(bundle, manifest, tensors)
+    check_golden(bundle, manifest)
+    for sg in manifest.subgraphs:
+        for name in sg.inputs + sg.outputs:
+            if name not in tensors:
+                raise _refuse(bundle, f"subgraph {sg.id} names tensor {name!r}, which the manifest does not declare")
+        for artifact in list(sg.artifacts) + ([sg.fallback] if sg.fallback else []):
+            check_native(bundle, manifest, sg, artifact, tensors)
