@@ -115,10 +115,12 @@ def fpga_options(fn):
 @click.option("--gpu-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
 @fpga_options
 @click.option("--calib", "calibration", type=click.Path(dir_okay=False), help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
+@click.option("--sign", "sign_key", metavar="KEY", help="Sign the bundle with this Ed25519 secret key (a .key file from `hcc keygen`, or 64 hex digits); "
+              "`hcc run --trust KEY.pub` then refuses any bundle not signed by it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
-                device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, quiet):
+                device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
@@ -128,7 +130,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
         target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places, prefers),
         placement_file=placement_file, save_placement=save_placement, device_file=device_file, gpu_precision=gpu_precision,
         fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
-        progress=_progress(quiet),
+        sign_key=sign_key, progress=_progress(quiet),
     )
     if explain and manifest.plan_report:
         click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())
@@ -204,6 +206,10 @@ def devices_cmd(calibrate, quick, profile_path, device_file):
     click.echo(describe_catalog(catalog))
 
 
+trust_option = click.option("--trust", "trust", multiple=True, metavar="KEY",
+                            help="Require the bundle to be signed by this Ed25519 public key (a .pub file or 64 hex digits; repeatable).")
+
+
 def _load_inputs(path: str | None) -> dict:
     from hcc.runtime.golden_check import read_input_arrays
 
@@ -219,14 +225,15 @@ def _load_inputs(path: str | None) -> dict:
 @click.option("--repeat", default=1, show_default=True, help="Run this many times and report the median time.")
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="Threads of the CPU code (0: every CPU this process may use).")
+@trust_option
 @_friendly
-def run_cmd(bundle, input_path, output_path, repeat, threads):
+def run_cmd(bundle, input_path, output_path, repeat, threads, trust):
     """Run BUNDLE on the inputs in an npz file."""
     import numpy as np
 
     from hcc.runtime import load
 
-    session = load(bundle, threads=threads)
+    session = load(bundle, threads=threads, trust=list(trust) or None)
     for note in session.notes:
         click.echo(f"note: {note}", err=True)
     feeds = _load_inputs(input_path)
@@ -269,8 +276,9 @@ def golden_cmd(model, input_path, output_path, input_shapes, seed):
 @click.option("--golden", "golden_path", type=click.Path(dir_okay=False), help="Golden npz from `hcc golden`; default: the bundle's own.")
 @click.option("--rtol", type=float, help="Relative tolerance (default: the bundle's, per precision).")
 @click.option("--atol", type=float, help="Absolute tolerance (default: the bundle's, per precision).")
+@trust_option
 @_friendly
-def test_cmd(bundle, golden_path, rtol, atol):
+def test_cmd(bundle, golden_path, rtol, atol, trust):
     """Run BUNDLE on golden inputs and compare with the golden outputs.
 
     Exit status 0 when every output passes; 1 when one fails; 2 when none fails but a tolerance is too loose to
@@ -278,7 +286,7 @@ def test_cmd(bundle, golden_path, rtol, atol):
     """
     from hcc.runtime.golden_check import check_golden
 
-    report = check_golden(bundle, golden_path, rtol=rtol, atol=atol)
+    report = check_golden(bundle, golden_path, rtol=rtol, atol=atol, trust=list(trust) or None)
     for line in report.lines():
         click.echo(line)
     if report.failed:
@@ -295,6 +303,23 @@ def inspect_cmd(bundle):
     from hcc.runtime.inspect import describe
 
     click.echo(describe(bundle))
+
+
+@main.command("keygen")
+@click.argument("stem", type=click.Path(dir_okay=False))
+@_friendly
+def keygen_cmd(stem):
+    """Make an Ed25519 key pair for signing bundles: STEM.key (secret, owner-only) and STEM.pub (public).
+
+    \b
+      hcc keygen release                          # release.key, release.pub
+      hcc compile m.onnx -o b/ --sign release.key
+      hcc run b/ --input x.npz --trust release.pub
+    """
+    from hcc.runtime.signing import generate_keys
+
+    secret, public = generate_keys(stem)
+    click.echo(f"wrote {secret} (secret: keep it private) and {public} (public: give it to whoever runs your bundles)")
 
 
 @main.command("ops")

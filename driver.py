@@ -150,9 +150,10 @@ def _attach_boundary_casts(groups: list[dict], model: onnx.ModelProto) -> list[d
     return groups
 
 
-def _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga) -> list[Path]:
+def _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key=None) -> list[Path]:
     """Files the compile reads or writes besides the bundle: none may live inside the output folder."""
     paths = [model_path, golden_inputs, placement_file, device_file, save_placement]
+    paths += [sign_key] if sign_key and os.path.exists(sign_key) else []
     paths += [(fpga or {}).get("config"), (fpga or {}).get("calibration_file")]
     return [Path(p) for p in paths if p]
 
@@ -176,6 +177,7 @@ def compile_model(
     device_file: str | None = None,
     gpu_precision: str = "fp32",
     fpga: dict | None = None,
+    sign_key: str | None = None,
     progress: ProgressFn = _quiet,
 ) -> Manifest:
     """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
@@ -183,9 +185,14 @@ def compile_model(
     Placement: with `devices` ("cpu,gpu:sm_90,fpga:xcu250"), `overrides` (passes.placement.Override) or a
     `placement_file`, the partitioner (passes/plan.py) places every op under `budgets` and `objective`; `groups`
     ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
+    `sign_key`: an Ed25519 secret key (hex or a .key file from `hcc keygen`): the bundle gets manifest.sig.
     """
     started = time.perf_counter()
-    protected = _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga)
+    protected = _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key)
+    if sign_key:  # a bad key is an error now, not after the compile
+        from hcc.runtime.signing import read_key
+
+        read_key(sign_key, "--sign")
     output_dir.check_output_dir(Path(bundle_dir), protected)  # before any work: refuse early, lose nothing
     loaded = load_model(os.fspath(model_path), input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
@@ -240,6 +247,10 @@ def compile_model(
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan, gpu_precision)
         if any(_is_fixed_point(sg) for sg in manifest.subgraphs):
             _measure_fixed_point_accuracy(staging, manifest, loaded, feeds, expected, seed, progress)
+        if sign_key:
+            from hcc.runtime.signing import sign_bundle
+
+            progress(f"signed the manifest with public key {sign_bundle(staging, sign_key)}")
         output_dir.move_into_place(staging, bundle_dir, protected)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

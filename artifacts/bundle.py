@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hcc.artifacts.manifest import MANIFEST_CHECKSUM_FILE, MANIFEST_FILE, Manifest, WeightRecord
+from hcc.artifacts.manifest import MANIFEST_CHECKSUM_FILE, MANIFEST_FILE, MANIFEST_SIGNATURE_FILE, Manifest, WeightRecord
 
 WEIGHTS_FILE = "weights/weights.bin"
 ALIGNMENT = 64  # every weight starts on a cache line; the runtime maps the file and passes pointers into it
@@ -38,13 +38,13 @@ def write_weights(bundle: Path, weights: dict[str, np.ndarray]) -> list[WeightRe
 
 
 def file_checksums(bundle: Path) -> dict[str, str]:
-    """sha256 of every file in the bundle except the manifest and its checksum, by relative POSIX path."""
+    """sha256 of every file in the bundle except the manifest, its checksum and its signature, by relative path."""
     sums = {}
     for root, _dirs, files in os.walk(bundle):
         for name in sorted(files):
             path = Path(root) / name
             rel = path.relative_to(bundle).as_posix()
-            if rel not in (MANIFEST_FILE, MANIFEST_CHECKSUM_FILE):
+            if rel not in (MANIFEST_FILE, MANIFEST_CHECKSUM_FILE, MANIFEST_SIGNATURE_FILE):
                 sums[rel] = sha256_file(path)
     return dict(sorted(sums.items()))
 

@@ -14,6 +14,7 @@ NATIVE_ABI = "bare-ptr-v1"  # every argument a pointer to a dense row-major buff
 SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"
+MANIFEST_SIGNATURE_FILE = "manifest.sig"  # optional: Ed25519 over the manifest's digest (runtime/signing.py)
 
 
 @dataclass

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from hcc.artifacts.manifest import FORMAT_NAME, MANIFEST_CHECKSUM_FILE, MANIFEST_FILE
+from hcc.artifacts.manifest import FORMAT_NAME, MANIFEST_CHECKSUM_FILE, MANIFEST_FILE, MANIFEST_SIGNATURE_FILE
 from hcc.errors import HccError
 
 _SHOWN = 5  # foreign files named in an error
@@ -66,7 +66,7 @@ def foreign_entries(folder: Path) -> list[str]:
         for name in sorted(files):
             path = base / name
             rel = path.relative_to(folder).as_posix()
-            if rel in (MANIFEST_FILE, MANIFEST_CHECKSUM_FILE) and listed is not None:
+            if rel in (MANIFEST_FILE, MANIFEST_CHECKSUM_FILE, MANIFEST_SIGNATURE_FILE) and listed is not None and not path.is_symlink():
                 continue
             if listed is None or rel not in listed or path.is_symlink() or not path.is_file() or _sha256(path) != listed[rel]:
                 entries.append(rel)

@@ -30,8 +30,9 @@ def safe_path(bundle: Path, relative: str) -> Path:
     return resolved
 
 
-def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifest:
-    """Read and (by default) verify a bundle; every problem is an HccError naming the file."""
+def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True, trust: list | None = None) -> Manifest:
+    """Read and (by default) verify a bundle; every problem is an HccError naming the file. With `trust` (public
+    keys), the bundle must be signed by one of them (runtime/signing.py)."""
     bundle = Path(bundle_dir)
     if not bundle.is_dir():
         raise HccError(f"{bundle}: not a bundle folder (no such directory)")
@@ -41,6 +42,12 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True) -> Manifes
     if not manifest_path.is_file():
         raise HccError(f"{bundle}: incomplete bundle: {MANIFEST_FILE} is missing")
     raw = manifest_path.read_bytes()
+    if trust:
+        from hcc.runtime.signing import check_trust
+
+        if not verify:
+            raise HccError(f"{bundle}: a trusted key needs the checksums verified too (verify=True)")
+        check_trust(bundle, raw, list(trust))
     if verify:
         sidecar = bundle / MANIFEST_CHECKSUM_FILE
         if not sidecar.is_file():

@@ -124,8 +124,9 @@ def compare(name: str, actual: np.ndarray, expected: np.ndarray, rtol: float, at
                             inconclusive=inconclusive_reason(expected, rtol, atol), rtol=rtol, atol=atol)
 
 
-def check_golden(bundle_dir: str | os.PathLike, golden_path: str | None = None, rtol: float | None = None, atol: float | None = None) -> GoldenReport:
-    session = Session(bundle_dir)
+def check_golden(bundle_dir: str | os.PathLike, golden_path: str | None = None, rtol: float | None = None, atol: float | None = None,
+                 trust=None) -> GoldenReport:
+    session = Session(bundle_dir, trust=trust)
     manifest = session.manifest
     if golden_path is None:
         if manifest.golden is None:

@@ -67,6 +67,10 @@ def describe(bundle_dir: str | os.PathLike) -> str:
             measured = f"measured max abs error {acc.golden_max_abs:.3g} (golden), {acc.held_out_max_abs:.3g} ({acc.held_out_samples} held-out)"
             agreement = f", argmax agreement {acc.argmax_agreement:.0%}" if acc.argmax_agreement is not None else ""
             lines.append(f"  {name}: rtol={acc.rtol:g} atol={acc.atol:.3g}; {measured}{agreement}" + (f"; {acc.note}" if acc.note else ""))
+    from hcc.runtime.signing import signer_of
+
+    signer = signer_of(bundle)
+    lines.append(f"signed by public key {signer} (check it with --trust)" if signer else "not signed")
     total = sum((bundle / f).stat().st_size for f in m.files)
     lines.append(f"files: {len(m.files)} ({_size(total)}), all sha256-verified")
     lines.append("toolchain: " + ", ".join(f"{k}={v}" for k, v in m.toolchain.items()))

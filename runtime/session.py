@@ -85,13 +85,15 @@ class Step:
 class Session:
     """Run a bundle like an onnxruntime InferenceSession: `session.run(None, {"x": x})`."""
 
-    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None):
-        """`threads`: threads the CPU code runs on (like onnxruntime's intra_op_num_threads); None or 0: all CPUs."""
+    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None):
+        """`threads`: threads the CPU code runs on (like onnxruntime's intra_op_num_threads); None or 0: all CPUs.
+        `trust`: a public key (hex, bytes or a .pub file) or a list of them: the bundle must be signed by one."""
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
             raise HccError(f"threads={threads!r}: expected a whole number >= 0 (0: every CPU)")
         self.threads = threads or 0
         self.bundle = Path(bundle_dir)
-        self.manifest: Manifest = read_manifest(self.bundle, verify=verify)
+        trusted = [trust] if isinstance(trust, (str, bytes, bytearray, os.PathLike)) else list(trust or [])
+        self.manifest: Manifest = read_manifest(self.bundle, verify=verify, trust=trusted)
         self._tensors: dict[str, TensorRecord] = {t.name: t for t in self.manifest.tensors}
         # One driver per device instance ("cpu#0", "gpu:sm_90#0", ...): tensors are resident per instance.
         # A subgraph whose device is missing runs its CPU fallback artifact on the host ("cpu#fallback").
@@ -255,6 +257,7 @@ class _RunState:
         return value
 
 
-def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None) -> Session:
-    """Open a bundle for execution (verifies every checksum first); `threads`: CPU threads (None/0: all CPUs)."""
-    return Session(bundle_dir, verify=verify, threads=threads)
+def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None) -> Session:
+    """Open a bundle for execution (verifies every checksum first); `threads`: CPU threads (None/0: all CPUs);
+    `trust`: public key(s) one of which must have signed the bundle (`hcc compile --sign`)."""
+    return Session(bundle_dir, verify=verify, threads=threads, trust=trust)
