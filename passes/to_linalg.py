@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from hcc.errors import HccError
+from hcc.passes import nan_semantics
 from hcc.passes.diagnostics import describe_mlir_error
 
 # Elementwise fusion right after conversion: besides saving memory traffic, it removes the bool (i1) tensors that
@@ -49,7 +50,10 @@ def lower_to_linalg(torch_text: str, contraction_barriers: bool = False) -> str:
     with context:
         module = ir.Module.parse(torch_text)
         try:
-            passmanager.PassManager.parse(TORCH_TO_LINALG).run(module.operation)
+            # onnxruntime's NaN/Inf semantics: some nodes are isolated before the conversion and given their own body
+            bodies = nan_semantics.isolate(module, torch_text, nan_semantics.nchwc_block_size())
+            passmanager.PassManager.parse(nan_semantics.without_contract_check(TORCH_TO_LINALG)).run(module.operation)
+            nan_semantics.apply(module, bodies)
             if contraction_barriers:
                 insert_contraction_barriers(module)
             passmanager.PassManager.parse(FUSE).run(module.operation)

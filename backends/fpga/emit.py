@@ -367,8 +367,8 @@ class Emitter:
         src = op.ins[0]
         t = op.types["result"]
         value = op.attrs["value"]
-        pad_code = int(fx.from_float(np.array([value]), t)[0]) if math.isfinite(value) else (t.min_code if value < 0 else t.max_code)
-        lines = [self.comment(op) + (f" (pad value {value:g} -> {'the type minimum' if not math.isfinite(value) else pad_code})"),
+        pad_code = int(fx.from_float(np.array([value]), t)[0]) if not fx.unbounded(value) else (t.min_code if value < 0 else t.max_code)
+        lines = [self.comment(op) + (f" (pad value {value:g} -> {('the type minimum' if value < 0 else 'the type maximum') if fx.unbounded(value) else pad_code})"),
                  f"static void {op.id}({params}) {{"]
         dims = list(range(len(op.dims)))
         ind = self.loops(op, dims, lines, 1, "d")

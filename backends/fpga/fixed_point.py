@@ -34,6 +34,15 @@ INT64_SAFE_BITS = 62  # codes narrower than this (plus a sign) are exact in int6
 _TYPE_RE = re.compile(r"^\s*(ap_fixed|ap_ufixed|ap_int|ap_uint)\s*<\s*(-?\d+)\s*(?:,\s*(-?\d+)\s*)?(?:,\s*(AP_\w+)\s*)?(?:,\s*(AP_\w+)\s*)?>\s*$")
 
 
+FLT_MAX = 3.4028234663852886e38
+
+
+def unbounded(value: float) -> bool:
+    """An infinity, or +-FLT_MAX (onnxruntime's max loops start from -FLT_MAX, and hcc's max-pooling pads with it,
+    passes/nan_semantics.py): in fixed point it stands for the type's minimum or maximum."""
+    return not math.isfinite(value) or abs(value) >= FLT_MAX
+
+
 @dataclass(frozen=True)
 class FixedType:
     width: int
@@ -530,7 +539,7 @@ class Evaluator:
         t = op.types["result"]
         shape = op.out.buf.shape
         value = op.attrs["value"]
-        if math.isfinite(value):
+        if not unbounded(value):
             pad_codes = from_float(np.array([value]), t)
             pad_flt = value
         else:

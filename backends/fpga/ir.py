@@ -419,6 +419,8 @@ class _Parser:
             self.pad(o)
         elif name == "tensor.concat":
             self.concat(o)
+        elif name == "tensor.extract_slice":
+            self.extract_slice(o)
         elif name == "linalg.generic":
             self.generic(o)
         elif name in ("arith.index_cast", "arith.sitofp") and not isinstance(o.results[0].type, ir.RankedTensorType):
@@ -450,6 +452,29 @@ class _Parser:
                     Operand("act", shape, [Lin.dim(d) for d in range(n)], buf), E("in", value=0), kind="pad",
                     attrs={"low": low, "high": high, "value": value})
         self.ops.append(op)
+        self.values[o.results[0]] = _Act(buf, shape)
+
+    def extract_slice(self, o) -> None:
+        """A static slice (the bands of a max-pooling, passes/nan_semantics.py): a copy op, or a slice of a constant."""
+        offsets, sizes, strides = (list(o.attributes[k]) for k in ("static_offsets", "static_sizes", "static_strides"))
+        shape = _shape(o.results[0].type)
+        if len(o.operands) > 1 or any(v < 0 for v in offsets + sizes + strides) or list(sizes) != list(shape):
+            raise Unsupported("tensor.extract_slice with dynamic, negative or rank-reducing sizes")
+        src = self.values[o.operands[0]]
+        if isinstance(src, _Const):
+            index = tuple(slice(off, off + (size - 1) * st + 1, st) for off, size, st in zip(offsets, sizes, strides))
+            self.values[o.results[0]] = _Const(np.asarray(src.array)[index])
+            return
+        if isinstance(src, _Empty):
+            self.values[o.results[0]] = _Empty(shape)
+            return
+        nodes = _loc_names(o)
+        buf = self.new_buffer(shape, nodes)
+        n = len(shape)
+        read = Operand("act", tuple(_shape(o.operands[0].type)), [Lin(((d, st),), off) for d, (off, st) in enumerate(zip(offsets, strides))],
+                       buf=src.buf)
+        self.ops.append(LoopOp(f"op{len(self.ops) + 1}", nodes, list(shape), ["parallel"] * n, [read],
+                               Operand("act", shape, [Lin.dim(d) for d in range(n)], buf), E("in", value=0)))
         self.values[o.results[0]] = _Act(buf, shape)
 
     def concat(self, o) -> None:

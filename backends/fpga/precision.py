@@ -251,7 +251,7 @@ class Resolver:
             t = self.result_type(op, *src.bound, inherit=src.type)
             value = op.attrs["value"]
             lo, hi = src.bound
-            if math.isfinite(value):
+            if not fx.unbounded(value):
                 lo, hi = min(lo, value), max(hi, value)
             self.finish(op, t, (lo, hi))
             return

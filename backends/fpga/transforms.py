@@ -139,6 +139,17 @@ _MAX_PREDS = {("gt", 0), ("ge", 0), ("lt", 1), ("le", 1)}  # (predicate, index o
 
 
 def _canonical_node(e: Expr) -> Expr:
+    e = _canonical_op(e)
+    if e.op in ("max", "min"):
+        # Clip's absent bound is -+FLT_MAX (onnxruntime's default, passes/nan_semantics.py): no bound in fixed point
+        a, b = e.args
+        for const, other in ((a, b), (b, a)):
+            if const.op == "const" and (const.value <= -FLT_MAX if e.op == "max" else const.value >= FLT_MAX):
+                return other
+    return e
+
+
+def _canonical_op(e: Expr) -> Expr:
     if e.op == "select" and e.args[0].op == "cmp":
         cmp, t, f = e.args
         a, b = cmp.args
@@ -177,6 +188,9 @@ def _same(a: Expr, b: Expr) -> bool:
     return all(_same(x, y) for x, y in zip(a.args, b.args))
 
 
+FLT_MAX = 3.4028234663852886e38
+
+
 def _canonicalize(op: LoopOp) -> None:
     if op.kind in ("pad", "concat"):
         return
@@ -192,8 +206,9 @@ def _canonicalize(op: LoopOp) -> None:
     op.body = _hoist_constants(op.body, op)
     op.body = _affine_normalize(op.body, op)
     op.body = _divisions_to_reciprocals(op.body, op)
-    # a max-reduction that starts at -inf starts at the first element instead (the fixed-point type has no -inf)
-    if op.init is not None and op.init.kind == "const" and np.all(np.isneginf(op.init.array)):
+    # a max-reduction that starts at -inf (or -FLT_MAX, onnxruntime's start) starts at the first element instead
+    # (the fixed-point type has no -inf)
+    if op.init is not None and op.init.kind == "const" and np.all(op.init.array <= -FLT_MAX):
         op.init = None
     if op.init is not None and op.init.kind == "const":
         op.init = _compressed(op.init)

@@ -4,6 +4,10 @@ ap_fixed headers), a bit-accurate emulation of the FPGA kernel. numpy + ctypes o
 ABI (`bare-ptr-v1`, artifact kind `fpga-csim-so`): `void <entry>(const float *in0, ..., float *out0, ...)` with
 every subgraph input in argument order (weights baked into the firmware are passed too and ignored), then every
 output; inputs are quantized to the kernel's input types inside the call, outputs converted back to float32.
+
+Fixed point has no NaN and no infinity: the ap_fixed conversion of one is not defined (a NaN became an arbitrary
+code, +-inf wrapped or saturated depending on the type), so `run` refuses an input tensor that holds one, with an
+HccError naming the subgraph, the tensor and the first bad element (docs/backends/fpga.md, "Non-finite inputs").
 """
 from __future__ import annotations
 
@@ -21,8 +25,22 @@ from hcc.runtime.devices.base import Executable, HostMemoryDevice
 ARTIFACT_KIND = "fpga-csim-so"
 
 
+def check_finite(subgraph: str, names: list[str], arrays: list[np.ndarray]) -> None:
+    """Refuse NaN and +-inf in the activations entering an FPGA subgraph (fixed point cannot represent them)."""
+    for name, a in zip(names, arrays):
+        finite = np.isfinite(a)
+        if finite.all():
+            continue
+        bad = np.argwhere(~finite)
+        first = tuple(int(i) for i in bad[0])
+        raise HccError(f"FPGA subgraph {subgraph}: input tensor '{name}' holds {len(bad)} NaN or infinite value(s), the first "
+                       f"{a[first]!r} at index {list(first)}; the FPGA's fixed-point types have no NaN or infinity",
+                       hint=f"clean the input, or place the nodes that read '{name}' on the CPU or GPU (--place)")
+
+
 class FpgaCsimExecutable(Executable):
-    def __init__(self, path: Path, entry: str, arity: int, subgraph: str):
+    def __init__(self, path: Path, entry: str, arity: int, subgraph: str, checked: dict[int, str] | None = None):
+        """`checked`: argument index -> tensor name of the activation inputs (baked-in weights are not checked)."""
         try:
             self._lib = ctypes.CDLL(str(path))
         except OSError as exc:
@@ -36,6 +54,7 @@ class FpgaCsimExecutable(Executable):
         self._fn.argtypes = [ctypes.c_void_p] * arity
         self._lock = threading.Lock()  # the simulation keeps its port buffers in static storage
         self.subgraph = subgraph
+        self.checked = dict(checked or {})
 
     def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         for a in inputs:
@@ -44,6 +63,7 @@ class FpgaCsimExecutable(Executable):
         for out in outputs:
             if out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
                 raise HccError(f"internal: {self.subgraph}: FPGA csim outputs must be writable C-contiguous float32 arrays")
+        check_finite(self.subgraph, list(self.checked.values()), [inputs[i] for i in self.checked])
         with self._lock:
             self._fn(*[a.ctypes.data for a in inputs], *[o.ctypes.data for o in outputs])
 
@@ -69,5 +89,8 @@ class FpgaCsimDevice(HostMemoryDevice):
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
         if artifact.abi != "bare-ptr-v1":
             raise HccError(f"subgraph {subgraph.id}: unsupported FPGA csim ABI {artifact.abi!r}")
-        return FpgaCsimExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), subgraph.id)
+        baked = set((artifact.meta or {}).get("baked_inputs", []))
+        checked = {i: name for i, name in enumerate(subgraph.inputs) if name not in baked}
+        return FpgaCsimExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs),
+                                  subgraph.id, checked)
 
