@@ -10,7 +10,8 @@ Pipeline (upstream passes and transform-dialect scripts only):
    im2col + GEMM (`convert_conv2d_to_img2col`), generalize named ops, fold pure transposes/broadcasts into the
    indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place);
 2. tile and vectorize: `schedule.py` picks a strategy per linalg op and writes a transform-dialect script; each
-   script runs on its own, and an op whose script fails is restored and left to plain loops. A second round
+   script runs on its own, and an op whose script fails is restored and left to plain loops (a script that
+   would crash the process, an assertion, is caught by a dry run in a forked child first). A second round
    lowers the packs the GEMM schedules left, decomposes tensor.pad and vectorizes what that produced;
 3. bufferize (results computed straight into the out-parameters), hoist/lower the vector dialect (contractions
    -> FMAs, transfers -> loads/stores), and lower the rest (`convert-linalg-to-loops` for ops without a vector
@@ -424,6 +425,11 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
         if not plan.script:
             reports.append(report)
             continue
+        crash = _crashes(module, plan.script)
+        if crash:  # an assertion in this op's schedule: this op goes to loops, the others keep their schedules
+            report.ok, report.note = False, crash
+            reports.append(report)
+            continue
         backup = module.operation.get_asm(large_elements_limit=None, print_generic_op_form=True)
         try:
             _apply_script(module.operation, plan.script)
@@ -434,6 +440,26 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
             reports.append(report)
             module = ir.Module.parse(backup)
     return module, index
+
+
+def _crashes(module, script: str) -> str | None:
+    """Why `script` kills the process (an assertion of the bindings' assertions build), tried first on a
+    copy-on-write copy of the module in a forked child; None when it does not (an ordinary failure is left to the
+    caller's restore; a hang to the deadline of the whole attempt). Only in a single-threaded context (the forked
+    lowering child's): no thread pool to fork."""
+    from mlir import ir
+
+    if not hasattr(os, "fork") or ir.Context.current.get_num_threads() != 1:
+        return None
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        try:
+            _apply_script(module.operation, script)
+            module.operation.verify()
+        finally:
+            os._exit(0)  # an exception too: only a crash counts here
+    _, status = os.waitpid(pid, 0)
+    return f"schedule crashed the compiler (signal {os.WTERMSIG(status)}); left to loops" if os.WIFSIGNALED(status) else None
 
 
 def _drop_tensor_copies(root) -> int:

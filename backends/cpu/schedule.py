@@ -16,19 +16,29 @@ Strategies (AVX2: 16 ymm registers of 8 x f32):
   (`transform.loop.hoist_loop_invariant_subsets`): 12 FMAs per 6 broadcasts + 2 loads.
 * contraction with at most 2 rows and an N x K weight (classifier Gemm): dot products along k with 8 partial
   sums per output (`tile_reduction_using_for`), no packing.
-* `conv` (NCHW conv/depthwise/pooling-like windowed ops whose innermost window is unit-stride along W): one
-  output row x 16 columns x FR=6 output channels per register tile; the window loops (c, kh, kw) are tiled to 1
-  and unit dims folded (`fold_unit_extent_dims_via_slices`) so the inner op is an FMA on rows that are
-  contiguous in the input, and the accumulators are hoisted out of all window loops. Rows that are not a
+* `conv` (NCHW conv/depthwise/pooling-like windowed ops whose innermost window is unit-stride along W, or whose
+  window is over the outer dims only, like the column pass of a max-pooling): one output row x 16 columns x FR=6
+  output channels per register tile; the window loops (c, kh, kw) are tiled to 1 and unit dims folded
+  (`fold_unit_extent_dims_via_slices`) so the inner op is an FMA (or a max: compare + select, the NaN rule of
+  passes/nan_semantics.py) on rows that are contiguous in the input, and the accumulators are hoisted out of all
+  window loops. Rows that are not a
   multiple of 8 wide use masked 8/16-lane vectors. (Strided convs arrive as im2col + GEMM, see lowering.py.)
-* `elementwise` (all-parallel generics: bias, activations, fill, broadcast, transpose): tiled to one vector along
-  the innermost dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized.
-* anything else (strided pooling, gathers such as im2col, general reductions, dynamic shapes, non-f32): left
-  alone; `convert-linalg-to-loops` lowers it to scalar loops.
+* `elementwise` (all-parallel generics: bias, activations, fill, transpose, broadcasts, including maps with a
+  constant 0 such as an attention mask read through `(d0, 0, 0, d3)`): tiled to one vector along the innermost
+  dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized; a Gather body (`tensor.extract`) stays
+  scalar (`vectorize_nd_extract` produced wrong values for Pad(reflect)).
+* `reduction` (softmax's max/sum, LayerNorm's mean/variance, ReduceMean/Sum, GlobalAveragePool): over the
+  contiguous innermost dim, one output at a time with 8/16 partial results in a vector and one tree combine
+  (add, maximumf, minimumf only: their order does not matter, NaN included); over an outer dim, a vector of
+  outputs along the contiguous output dim with the reduction loops inside (any combiner: each output keeps its
+  order, so compare + select folds with onnxruntime's NaN rule are exact).
+* anything else (strided pooling, gathers such as im2col, inner reductions with an order-dependent combiner,
+  dynamic shapes, non-f32): left alone; `convert-linalg-to-loops` lowers it to scalar loops.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 VECTOR = 16          # output lanes per register tile (2 x ymm)
 MR = 6               # register tile rows: 6 x 16 = 12 ymm accumulators + 2 for B + 1 broadcast
@@ -43,7 +53,7 @@ class LinalgOp:
     """What the schedule needs to know about one `linalg.generic` (after generalization)."""
     index: int
     iterators: list[str]                 # "parallel" / "reduction" per loop dim
-    maps: list[list]                     # per operand: result exprs as ("dim", d) or ("expr", text)
+    maps: list[list]                     # per operand: result exprs as ("dim", d), ("const", c) or ("expr", text)
     shapes: list[list[int]]              # per operand: static shape ([] for scalars)
     num_inputs: int
     body: list[str]                      # op names in the body (without the terminator)
@@ -60,7 +70,7 @@ class LinalgOp:
 
 @dataclass
 class Plan:
-    kind: str      # "contraction" | "conv" | "elementwise" | "loops"
+    kind: str      # "contraction" | "conv" | "elementwise" | "reduction" | "loops"
     script: str = ""
     note: str = ""
 
@@ -79,6 +89,8 @@ def analyze(op, index: int) -> LinalgOp:
         for expr in amap.results:
             if isinstance(expr, ir.AffineDimExpr):
                 exprs.append(("dim", expr.position))
+            elif isinstance(expr, ir.AffineConstantExpr):
+                exprs.append(("const", expr.value))
             else:
                 exprs.append(("expr", str(expr)))
         maps.append(exprs)
@@ -90,6 +102,7 @@ def analyze(op, index: int) -> LinalgOp:
             shapes.append([d if not rt.is_dynamic_dim(i) else -1 for i, d in enumerate(rt.shape)])
         else:
             shapes.append([])
+    maps = [_broadcasts_only(exprs, shape) for exprs, shape in zip(maps, shapes)]
     num_inputs = len(op.operands) - len(op.results)
     body = [o.operation.name for o in op.regions[0].blocks[0].operations][:-1]
     element = str(op.results[0].type.element_type) if len(op.results) == 1 else "?"
@@ -103,6 +116,13 @@ def analyze(op, index: int) -> LinalgOp:
     return info
 
 
+def _broadcasts_only(exprs: list, shape: list[int]) -> list:
+    """A constant result on a dim of size 1 is a broadcast (keepdim output, `x - max` reading the max); one that
+    picks an element of a longer dim is a slice (a gather for the schedule: the vectorizer rejects it)."""
+    return [("expr", str(v)) if k == "const" and (i >= len(shape) or shape[i] != 1) else (k, v)
+            for i, (k, v) in enumerate(exprs)]
+
+
 def _is_static(op: LinalgOp) -> bool:
     return all(r > 0 for r in op.ranges) and all(s >= 0 for shape in op.shapes for s in shape)
 
@@ -111,9 +131,13 @@ def _is_mul_add_body(op: LinalgOp) -> bool:
     return op.body in (["arith.mulf", "arith.addf"],)
 
 
+# Max-pooling bodies: `arith.maximumf`, or the compare + select with onnxruntime's NaN rule (passes/nan_semantics.py)
+WINDOW_BODIES = (["arith.maximumf"], ["arith.addf"], ["arith.cmpf", "arith.select"])
+
+
 def _is_window_reduction(op: LinalgOp) -> bool:
     """Pooling: one windowed input (plus the window-shape operand) reduced with max or add."""
-    return op.body in (["arith.maximumf"], ["arith.addf"]) and any(k == "expr" for m in op.maps for k, _ in m)
+    return op.body in WINDOW_BODIES and any(k == "expr" for m in op.maps for k, _ in m)
 
 
 # --------------------------------------------------------------------------------------------- planning
@@ -130,7 +154,11 @@ def plan(op: LinalgOp) -> Plan:
             return _plan_contraction(op)
         return _plan_conv(op)
     if _is_window_reduction(op):
-        return _plan_conv(op)
+        global_window = _without_unit_windows(op)  # GlobalAveragePool: the window covers the whole image
+        reduction = _plan_reduction(global_window) if global_window else None
+        return reduction if reduction and reduction.kind != "loops" else _plan_conv(op)
+    if not any(kind == "expr" for m in op.maps for kind, _ in m):
+        return _plan_reduction(op)
     return Plan("loops", note="no vector schedule for this op")
 
 
@@ -183,7 +211,17 @@ def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
     return [1] * (op.num_loops - 1) + [lanes], lanes
 
 
+def _vectorize(target: str, sizes: list[int] | None, op: LinalgOp) -> str:
+    """`transform.structured.vectorize`, masked to `sizes` when given."""
+    masked = f" vector_sizes {sizes}" if sizes else ""
+    return f"    transform.structured.vectorize {target}{masked} : !transform.any_op\n"
+
+
 def _plan_elementwise(op: LinalgOp) -> Plan:
+    if "tensor.extract" in op.body:
+        # Gathers (Gather, Pad(reflect), Resize) stay scalar: MLIR's `vectorize_nd_extract` produced wrong values for
+        # Pad(reflect)'s plain copies (tests/frontend/test_op_coverage.py Pad-reflect), so it is not used.
+        return Plan("loops", note="gather (reads by computed indices): scalar loops")
     sizes, lanes = _elementwise_tiles(op)
     text = _header(op)
     tiled, loops = _tile("%op", "%t", sizes)
@@ -194,15 +232,15 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
                  '    %main, %tail = transform.loop.peel %inner : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)\n')
         text += _canonicalize("%main") + _canonicalize("%tail")
         text += ('    %vm = transform.structured.match ops{["linalg.generic"]} in %main : (!transform.any_op) -> !transform.any_op\n'
-                 "    transform.structured.vectorize %vm : !transform.any_op\n"
+                 + _vectorize("%vm", None, op) +
                  '    %vt = transform.structured.match ops{["linalg.generic"]} in %tail : (!transform.any_op) -> !transform.any_op\n'
-                 f"    transform.structured.vectorize %vt vector_sizes {sizes} : !transform.any_op\n"
+                 + _vectorize("%vt", sizes, op) +
                  # Fold the vector.mask regions into masked transfers before anything canonicalizes them.
                  "    transform.apply_patterns to %tail {\n"
                  "      transform.apply_patterns.vector.lower_masked_transfers\n"
                  "    } : !transform.any_op\n")
     else:
-        text += "    transform.structured.vectorize %t : !transform.any_op\n"
+        text += _vectorize("%t", None, op)
     return Plan("elementwise", _wrap(text), f"vector<{lanes}> over the innermost dim")
 
 
@@ -402,7 +440,8 @@ def _split_parts(target: str, splits: list[tuple[int, int, int]], prefix: str) -
 
 def _conv_roles(op: LinalgOp):
     """(input operand, ow dim, f dim or None) for a windowed op whose innermost output dim slides over the
-    input's innermost dim with stride 1 (`d_ow + d_kw`), or None."""
+    input's innermost dim with stride 1 (`d_ow + d_kw`, plus a constant when the op covers a band of the output),
+    or reads it directly (`d_ow`: a window over the outer dims only, e.g. the column pass of a max-pooling), or None."""
     import re
 
     out = op.dims_of(op.num_inputs)
@@ -414,14 +453,16 @@ def _conv_roles(op: LinalgOp):
         return None
     inp = windowed[0]
     kind, last = op.maps[inp][-1]
-    if kind != "expr":
-        return None
-    match = re.fullmatch(r"d(\d+) \+ d(\d+)", last)
-    if not match:
-        return None
-    a, b = int(match.group(1)), int(match.group(2))
-    if ow not in (a, b) or op.iterators[b if a == ow else a] != "reduction":
-        return None
+    if kind == "dim":
+        if last != ow:
+            return None
+    else:
+        match = re.fullmatch(r"d(\d+) \+ d(\d+)(?: [+-] \d+)?", last)
+        if not match:
+            return None
+        a, b = int(match.group(1)), int(match.group(2))
+        if ow not in (a, b) or op.iterators[b if a == ow else a] != "reduction":
+            return None
     in_dims = {d for k, d in op.maps[inp] if k == "dim"}
     for k, e in op.maps[inp]:
         if k == "expr":
@@ -480,3 +521,163 @@ def _plan_conv(op: LinalgOp) -> Plan:
             text += f"    transform.structured.vectorize %g{j} : !transform.any_op\n"
         text += _hoist_chain(red_loops)
     return Plan("conv", _wrap(text), f"direct convolution, {fr}x{vec} register tiles")
+
+
+# --------------------------------------------------------------------------------------------- reductions
+
+# Combiners whose partial results may be combined in any order: a sum (rounding differs, as in onnxruntime's own
+# vector kernels) and IEEE maximum/minimum (`maximumf` returns NaN for a NaN on either side, so a NaN propagates
+# whatever the order). A compare + select fold keeps or drops a NaN by position: its order is kept.
+REASSOCIABLE = ("arith.addf", "arith.maximumf", "arith.minimumf")
+REDUCTION_LANES = 16
+SMALL_REDUCTION = 64  # a reduction of at most this many elements per output is vectorized whole
+
+
+def _contiguous_in_all(op: LinalgOp, d: int) -> bool:
+    """Every operand that reads loop dim `d` has it as its innermost index (unit stride in memory)."""
+    return all(m and m[-1] == ("dim", d) for m in op.maps if ("dim", d) in m)
+
+
+def _without_unit_windows(op: LinalgOp) -> LinalgOp | None:
+    """`op` with every window expr `d_out * s + d_k` whose output dims all have size 1 read as `d_k` (what the
+    schedule's unit-dim folding makes of it), or None when some window slides (or has an offset)."""
+    maps = []
+    for m in op.maps:
+        exprs = []
+        for kind, value in m:
+            if kind == "expr":
+                kind, value = "dim", _single_sliding_dim(op, str(value))
+                if value is None:
+                    return None
+            exprs.append((kind, value))
+        maps.append(exprs)
+    return replace(op, maps=maps)
+
+
+def _single_sliding_dim(op: LinalgOp, expr: str) -> int | None:
+    """The one dim of `d_a * s + d_b + ...` that is not of size 1, when it has coefficient 1 (else None)."""
+    terms = expr.split(" + ")
+    if not all(re.fullmatch(r"d\d+( \* \d+)?", t) for t in terms):
+        return None
+    moving = [t for t in terms if op.ranges[int(t.split(" * ")[0][1:])] != 1]
+    return int(moving[0][1:]) if len(moving) == 1 and " * " not in moving[0] else None
+
+
+def _plan_reduction(op: LinalgOp) -> Plan:
+    """Reductions (softmax's max and sum, LayerNorm's mean and variance, ReduceMean, GlobalAveragePool): along the
+    reduced input's contiguous innermost dim with partial results in a vector, or, when that dim is one of the
+    output's, along it with a vector of outputs (the reduction loops outside it)."""
+    if "tensor.extract" in op.body:
+        return Plan("loops", note="reduction that reads by computed indices")
+    source = max(range(op.num_inputs), key=lambda i: len(op.maps[i]))  # the reduced input
+    kind, inner = op.maps[source][-1] if op.maps[source] else ("const", 0)
+    if kind != "dim" or not _contiguous_in_all(op, inner):
+        return Plan("loops", note="reduction without a contiguous innermost dim")
+    if op.iterators[inner] == "parallel":
+        return _plan_outer_reduction(op, inner)
+    if not op.body or op.body[-1] not in REASSOCIABLE:
+        return Plan("loops", note="inner reduction with an order-dependent combiner (NaN rule): scalar loops")
+    return _plan_inner_reduction(op, inner)
+
+
+def _reduction_lanes(size: int) -> int:
+    """16 lanes, or 8 when that leaves no tail and 16 would."""
+    return 8 if size % REDUCTION_LANES and size % 8 == 0 else REDUCTION_LANES
+
+
+def _plan_inner_reduction(op: LinalgOp, r: int) -> Plan:
+    """One output at a time: every dim but `r` tiled to 1 and the unit dims folded away, so the tile is a 1-D
+    reduction into a scalar (upstream's reduction tiling cannot handle a keepdim output map `(d0, d1, 0)`). A long
+    reduction keeps `lanes` partial results in a vector (`tile_reduction_using_for`: one vector add/max per
+    `lanes` elements), combined once per output; the tail that is not a multiple of `lanes` is split off and
+    vectorized at its exact length. A short one (at most one vector) is vectorized at its length, together with
+    the outer reduction dims when an output reduces at most SMALL_REDUCTION elements (GlobalAveragePool on 7x7)."""
+    size = op.ranges[r]
+    reductions = [d for d, it in enumerate(op.iterators) if it == "reduction"]
+    volume = 1
+    for d in reductions:
+        volume *= op.ranges[d]
+    whole = size <= REDUCTION_LANES and volume <= SMALL_REDUCTION
+    sizes = [0 if d == r or (whole and d in reductions) else 1 for d in range(op.num_loops)]
+    t, loops = _fold_tile("%op", "%g", sizes)
+    text = _header(op) + t
+    if size <= REDUCTION_LANES:
+        text += "    transform.structured.vectorize %g : !transform.any_op\n"
+        return Plan("reduction", _wrap(text), f"vector<{volume if whole else size}> per output")
+    lanes = _reduction_lanes(size)
+    t, parts = _split_parts("%g", [(0, (size // lanes) * lanes, size)], "%s")
+    text += t
+    for j, (handle, part_sizes) in enumerate(parts):
+        if part_sizes.get(0, size) % lanes:  # the tail: shorter than one vector
+            text += f"    transform.structured.vectorize {handle} : !transform.any_op\n"
+            continue
+        text += (f"    %fill{j}, %par{j}, %comb{j}, %loop{j} = transform.structured.tile_reduction_using_for {handle} "
+                 f"by tile_sizes = [{lanes}] : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
+                 f"    transform.structured.vectorize %fill{j} : !transform.any_op\n"
+                 f"    transform.structured.vectorize %par{j} : !transform.any_op\n"
+                 f"    transform.structured.vectorize %comb{j} : !transform.any_op\n"
+                 # The partial vector becomes a loop-carried value, so no buffer is allocated for it per output.
+                 + _canonicalize(f"%loop{j}") +
+                 f"    transform.apply_cse to %loop{j} : !transform.any_op\n"
+                 + _hoist_chain([f"%loop{j}"]))
+    if loops:
+        text += _tree_combine(loops[0])
+    return Plan("reduction", _wrap(text), f"{lanes} partial results per output, combined once")
+
+
+def _tree_combine(scope: str) -> str:
+    """Combine the partial results with one `vector.reduction` (a shuffle tree) instead of the lane-by-lane chain
+    that the global `innerparallel` lowering makes of a 1-D multi_reduction; `reassoc` lets LLVM use a tree for a
+    sum too (the order of a vectorized sum is not the sequential one anyway)."""
+    return (f"    transform.apply_patterns to {scope} {{\n"
+            '      transform.apply_patterns.vector.lower_multi_reduction lowering_strategy = "innerreduction"\n'
+            "    } : !transform.any_op\n"
+            f'    %reds = transform.structured.match ops{{["vector.reduction"]}} in {scope} : (!transform.any_op) -> !transform.any_op\n'
+            "    %reassoc = transform.param.constant #arith.fastmath<reassoc> -> !transform.any_param\n"
+            '    transform.annotate %reds "fastmath" = %reassoc : !transform.any_op, !transform.any_param\n')
+
+
+def _fold_tile(target: str, result: str, sizes: list[int], interchange: list[int] | None = None) -> tuple[str, list[str]]:
+    """Tile `target` by `sizes`, fold the unit dims of the tile away and name the folded op `result`; returns the
+    text and the loops, outermost first (none when nothing is tiled). The folded op's dims are the dims whose
+    tile is larger than 1, in order."""
+    if not any(sizes):
+        return f"    {result} = transform.merge_handles {target} : !transform.any_op\n", []
+    t, loops = _tile(target, f"{result}_t", sizes, interchange)
+    return t + (f"    transform.apply_patterns to {loops[0]} {{\n"
+                "      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n"
+                "      transform.apply_patterns.canonicalization\n"
+                "    } : !transform.any_op\n"
+                f'    {result} = transform.structured.match ops{{["linalg.generic"]}} in {loops[0]} : (!transform.any_op) -> !transform.any_op\n'), loops
+
+
+def _plan_outer_reduction(op: LinalgOp, p: int) -> Plan:
+    """The reduced input's innermost dim `p` is an output dim: a vector of up to 16 outputs along it, every other dim
+    tiled to 1 with the reduction loops innermost, so that each output folds its elements in their original order (any combiner,
+    compare + select included) and the accumulator vector stays in registers across the reduction loops."""
+    size = op.ranges[p]
+    vec = min(VECTOR, size)
+    parallel = [d for d, it in enumerate(op.iterators) if it == "parallel"]
+    reductions = [d for d, it in enumerate(op.iterators) if it == "reduction"]
+    text = _header(op)
+    t, parts = _split_parts("%op", [(p, (size // vec) * vec, size)], "%s")
+    text += t
+    for j, (handle, part_sizes) in enumerate(parts):
+        sizes = [1] * op.num_loops
+        sizes[p] = min(vec, part_sizes.get(p, size))
+        t, loops = _fold_tile(handle, f"%o{j}", sizes, parallel + reductions)
+        text += t + _vectorize_row(f"%o{j}", loops[0], sizes[p])
+        text += _hoist_chain(loops[len(parallel):])
+    return Plan("reduction", _wrap(text), f"vector<{vec}> of outputs along the innermost dim, reduction loops inside")
+
+
+def _vectorize_row(target: str, scope: str, width: int) -> str:
+    """Vectorize a row of `width` elements: an odd row (14, 7, 6...) as an odd-length vector legalizes into
+    shuffles, so it becomes a masked 8/16-lane vector instead (masked loads/stores, full-width arithmetic)."""
+    if width <= 1 or width % 8 == 0:
+        return f"    transform.structured.vectorize {target} : !transform.any_op\n"
+    lanes = 8 if width < 8 else VECTOR
+    return (f"    transform.structured.vectorize {target} vector_sizes [{lanes}] : !transform.any_op\n"
+            f"    transform.apply_patterns to {scope} {{\n"
+            "      transform.apply_patterns.vector.lower_masked_transfers\n"
+            "    } : !transform.any_op\n")

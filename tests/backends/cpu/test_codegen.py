@@ -309,7 +309,8 @@ def test_masked_attention_softmax(tmp_path):
 
 
 def test_gather_add(tmp_path):
-    """Embedding lookup + position add: the Gather body (`tensor.extract` at computed indices) is vectorized."""
+    """Embedding lookup + position add, negative ids included: correct, and reported as a scalar gather (MLIR's
+    `vectorize_nd_extract` gave wrong values for Pad(reflect), so gathers are not vectorized)."""
     rng = np.random.default_rng(8)
     inits = [numpy_helper.from_array(rng.standard_normal([50, 20]).astype(np.float32), "table"),
              numpy_helper.from_array(rng.standard_normal([1, 9, 20]).astype(np.float32), "pos")]
@@ -318,7 +319,7 @@ def test_gather_add(tmp_path):
     ids = np.array([[0, 49, 7, -1, 3, 3, -50, 12, 25]], np.int64)  # negative ids count from the end
     compile_and_compare(model, tmp_path, name="embed", feeds={"ids": ids})
     log = _schedule_log(tmp_path / "embed.bundle")
-    assert log and all(r.ok and r.kind != "loops" for r in log), log
+    assert log and all(r.ok for r in log) and any("gather" in r.note for r in log), log
 
 
 def pools() -> onnx.ModelProto:
