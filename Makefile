@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcc-installed
 DEMO   := out/demo
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench conformance clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test-all: setup
 # cores; writes docs/benchmarks/cpu-suite.md. Run it on a quiet machine. BENCH_ARGS="--quick" for a smoke run.
 bench: setup
 	$(BIN)/python tools/bench_suite.py $(BENCH_ARGS)
+
+# The ONNX backend node suite (tools/conformance.py, docs/conformance.md): every case of onnx 1.22.0's node tests,
+# niced, 2 at a time; rewrites docs/conformance.md and fails when a case listed in tests/conformance_baseline.txt no
+# longer passes (`make test` runs a sample of it). About an hour on 2 cores. CONFORMANCE_ARGS="--ops Conv,Relu" narrows it.
+conformance: setup
+	nice -n 10 $(BIN)/python tools/conformance.py --jobs 2 --check-baseline --write-docs $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf out .pytest_cache

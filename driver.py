@@ -17,7 +17,7 @@ import onnx
 from hcc import __version__
 from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
-from hcc.artifacts.golden import DEFAULT_SEED, random_inputs, run_onnxruntime, save_golden
+from hcc.artifacts.golden import DEFAULT_SEED, golden_outputs, random_inputs, save_golden
 from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.errors import HccError
 from hcc.frontend.bool_boundary import SUFFIX as BOOL_SUFFIX
@@ -201,8 +201,8 @@ def compile_model(
     for info in loaded.inputs:
         if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, the model expects {info.shape} {info.dtype}")
-    expected = run_onnxruntime(loaded.model, feeds)
-    progress(f"golden outputs from onnxruntime ({time.perf_counter() - started:.2f}s)")
+    expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
+    progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
 
     plan = None
     if groups is None and (devices or overrides or placement_file):
@@ -278,7 +278,7 @@ def _measure_fixed_point_accuracy(staging: Path, manifest: Manifest, loaded, fee
     from hcc.artifacts import accuracy
 
     held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
-    held_expected = [run_onnxruntime(loaded.model, f) for f in held_feeds]
+    held_expected = [golden_outputs(loaded.path, f) for f in held_feeds]
     outputs = accuracy.run_bundle_in_child(staging, [feeds] + held_feeds)
     measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), TOLERANCES["fp32"])
     assert manifest.golden is not None
@@ -348,7 +348,7 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
     (staging / "golden").mkdir(exist_ok=True)
     save_golden(staging / "golden" / "golden.npz", feeds, expected)
     rtol, atol = _golden_tolerance(subgraphs)
-    source = f"onnxruntime {onnxruntime.__version__} on " + ("user inputs" if golden_inputs else f"random inputs (seed {seed})")
+    source = f"{expected.source} on " + ("user inputs" if golden_inputs else f"random inputs (seed {seed})")
     toolchain = dict(response["toolchain"])
     toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": target_cpu})
     manifest = Manifest(

@@ -1,4 +1,10 @@
-"""Reference outputs from onnxruntime: the golden data stored in bundles and produced by `hcc golden`.
+"""Reference outputs: the golden data stored in bundles and produced by `hcc golden`.
+
+onnxruntime (CPU provider) is the reference hcc matches, NaN semantics included. Where it cannot run a model (an
+op or type combination its kernels lack), `golden_outputs` falls back to onnx's reference evaluator
+(`onnx.reference.ReferenceEvaluator`, the executable form of the ONNX spec), so that hcc can still compile and check
+such a model; the outputs then say which reference made them (`source`), and when neither can run the model the
+error gives both reasons. `run_onnxruntime` stays onnxruntime only: tests compare with it by name.
 
 Golden files are npz archives with keys `input:<name>` and `output:<name>`; the same format is used inside bundles
 and by `hcc golden`, so `hcc test --golden FILE` accepts either.
@@ -49,6 +55,14 @@ def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> d
     return feeds
 
 
+class GoldenOutputs(dict):
+    """Reference outputs by output name (a plain dict to its users) and `source`: which reference computed them."""
+
+    def __init__(self, outputs: dict[str, np.ndarray], source: str):
+        super().__init__(outputs)
+        self.source = source
+
+
 def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
@@ -62,7 +76,44 @@ def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], 
         names = [o.name for o in session.get_outputs()]
         return dict(zip(names, session.run(names, feeds)))
     except Exception as exc:
-        raise HccError(f"onnxruntime could not run the model to make golden outputs: {str(exc).strip().splitlines()[0]}") from None
+        raise HccError(f"onnxruntime could not run the model to make golden outputs: {_first_line(exc)}") from None
+
+
+def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs of onnx's reference evaluator, with the element types the model declares (it computes some ops in
+    float64)."""
+    from onnx.reference import ReferenceEvaluator
+
+    results = ReferenceEvaluator(model).run(None, feeds)
+    outputs = {}
+    for value, result in zip(model.graph.output, results):
+        array = np.asarray(result)
+        elem = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else 0
+        declared = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else array.dtype
+        outputs[value.name] = array.astype(declared, copy=False)
+    return outputs
+
+
+def golden_outputs(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> GoldenOutputs:
+    """onnxruntime's outputs; onnx.reference's where onnxruntime cannot run the model (its `source` says so).
+    `model` may be a path: the compiler gives the file as the user wrote it, so that the golden data does not
+    share hcc's own rewrites (BatchNormalization folding, opset conversion) with the code it checks."""
+    import onnxruntime
+
+    try:
+        return GoldenOutputs(run_onnxruntime(model, feeds, threads), f"onnxruntime {onnxruntime.__version__}")
+    except HccError as ort_error:
+        ort_reason = ort_error.message.split(": ", 1)[-1]
+    try:
+        outputs = run_reference_evaluator(onnx.load(model) if isinstance(model, str) else model, feeds)
+    except Exception as exc:
+        raise HccError(f"no reference can run the model to make golden outputs: onnxruntime: {ort_reason}; "
+                       f"onnx.reference: {type(exc).__name__}: {_first_line(exc)}") from None
+    return GoldenOutputs(outputs, f"onnx.reference {onnx.__version__} (onnxruntime {onnxruntime.__version__} cannot run the model: {ort_reason})")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def save_golden(path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:

@@ -12,7 +12,7 @@ from onnx import shape_inference
 from hcc.errors import HccError
 from hcc.frontend.fold import fold_constants, name_nodes
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
-from hcc.frontend.ops import check_opset, check_supported
+from hcc.frontend.ops import check_supported, to_supported_opset
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
 ONNX_TO_NUMPY = {
@@ -139,7 +139,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     """Read, check and shape-infer a model; raises HccError for anything a user must fix."""
     path = os.fspath(path)
     model, digest = _read(path)
-    check_opset(model, path)
+    model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     check_supported(model, path)  # before the checker: list every unsupported op even in an otherwise odd graph
     try:
         onnx.checker.check_model(model, full_check=False)

@@ -1,9 +1,12 @@
-"""Which ONNX ops hcc compiles, and a check that names every unsupported node at once.
+"""Which ONNX ops and opsets hcc compiles, and checks that name every unsupported node at once.
 
 The list is what the test-suite proves against onnxruntime (tests/frontend/test_op_coverage.py), not everything
-the torch-mlir converter might accept: an op is added here together with its test.
+the torch-mlir converter might accept: an op is added here together with its test. Opsets: hcc compiles the op
+semantics of opsets MIN_OPSET..MAX_OPSET; a newer model is converted down first (tests/frontend/test_opsets.py).
 """
 from __future__ import annotations
+
+import re
 
 import onnx
 
@@ -25,9 +28,12 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 # the suite reports XPASS for exactly the ops to move back into SUPPORTED_OPS.
 BLOCKED_OPS: dict[str, str] = {}
 
-# Opsets of the default domain that the importer and converter are tested with.
+# Opsets of the default domain that the importer and converter are tested with: every model is compiled at one of
+# these. Newer models (up to the newest opset the pinned onnx defines) are first converted down to MAX_OPSET with
+# onnx's version converter, which refuses when an op or a type of the model does not exist at MAX_OPSET.
 MIN_OPSET = 11
 MAX_OPSET = 22
+NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -37,13 +43,56 @@ def default_opset(model: onnx.ModelProto) -> int:
     raise HccError("the model does not import the default ONNX opset (ai.onnx); cannot tell which op semantics apply")
 
 
-def check_opset(model: onnx.ModelProto, path: str) -> None:
+def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+    """`model` itself when its opset is in MIN_OPSET..MAX_OPSET; for a newer one (..NEWEST_OPSET), a copy converted
+    to MAX_OPSET; anything else is an HccError naming the file and the opset."""
     opset = default_opset(model)
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise HccError(
-            f"{path}: opset {opset} is outside the supported range {MIN_OPSET}..{MAX_OPSET}",
-            hint="convert it with onnx.version_converter.convert_version(model, 17) and try again",
-        )
+    if MIN_OPSET <= opset <= MAX_OPSET:
+        return model
+    if MAX_OPSET < opset <= NEWEST_OPSET:
+        return _convert_down(model, path, opset)
+    why = f"the newest that onnx {onnx.__version__} defines is {NEWEST_OPSET}" if opset > NEWEST_OPSET else \
+        f"opsets {MAX_OPSET + 1}..{NEWEST_OPSET} are converted to {MAX_OPSET}"
+    raise HccError(
+        f"{path}: opset {opset} is outside the supported range {MIN_OPSET}..{NEWEST_OPSET} ({why})",
+        hint=f"convert it with onnx.version_converter.convert_version(model, {MAX_OPSET}) and try again" if opset < MIN_OPSET else None,
+    )
+
+
+def _convert_down(model: onnx.ModelProto, path: str, opset: int) -> onnx.ModelProto:
+    from onnx import version_converter
+
+    new_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and not _defined_at(n.op_type, MAX_OPSET)})
+    if new_ops:
+        raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {', '.join(new_ops)} "
+                       f"{'does' if len(new_ops) == 1 else 'do'} not exist in opset {MAX_OPSET}")
+    try:
+        return version_converter.convert_version(model, MAX_OPSET)
+    except Exception as exc:  # the converter asserts (RuntimeError) on types or attributes the old opset lacks
+        raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {_converter_reason(exc)}") from None
+
+
+def _defined_at(op_type: str, opset: int) -> bool:
+    try:
+        onnx.defs.get_schema(op_type, opset)
+        return True
+    except onnx.defs.SchemaError:
+        return False
+
+
+def _converter_reason(exc: Exception) -> str:
+    """The converter's message without its C++ file and assertion text."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    match = re.search(r"Assertion .* failed: (.*)", text)
+    text = (match.group(1) if match else text).strip()
+    return re.sub(r"DataType \((\d+)\)", lambda m: f"data type {_type_name(int(m.group(1)))}", text)
+
+
+def _type_name(code: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(code)
+    except ValueError:
+        return str(code)
 
 
 def check_supported(model: onnx.ModelProto, path: str) -> None:

@@ -1,0 +1,66 @@
+"""Golden data without onnxruntime: where onnxruntime cannot run a model, onnx's reference evaluator makes the golden
+outputs and their `source` says so; where neither can, the error gives both reasons (artifacts/golden.py)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+from onnx import TensorProto, helper
+
+from hcc.artifacts.golden import golden_outputs, run_onnxruntime, run_reference_evaluator
+from hcc.errors import HccError
+
+
+def one_op(op: str, elem: int, domain: str = "") -> onnx.ModelProto:
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], domain=domain)], "one_op",
+                              [helper.make_tensor_value_info("x", elem, [2, 3])], [helper.make_tensor_value_info("y", elem, [2, 3])])
+    imports = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(graph, opset_imports=imports, ir_version=8)
+
+
+def test_onnxruntime_when_it_runs_the_model():
+    x = np.array([[-1.5, 0.0, 2.0], [3.0, -4.0, 5.0]], np.float32)
+    golden = golden_outputs(one_op("Relu", TensorProto.FLOAT), {"x": x})
+    assert golden.source == f"onnxruntime {onnxruntime.__version__}"
+    np.testing.assert_array_equal(golden["y"], np.maximum(x, 0))
+
+
+def test_reference_evaluator_when_onnxruntime_lacks_the_kernel():
+    model = one_op("Relu", TensorProto.INT64)  # valid since opset 14; onnxruntime 1.31 has no int64 Relu kernel
+    x = np.array([[-3, 0, 2], [7, -1, 5]], np.int64)
+    with pytest.raises(HccError, match="onnxruntime could not run the model"):
+        run_onnxruntime(model, {"x": x})
+    golden = golden_outputs(model, {"x": x})
+    assert golden.source.startswith(f"onnx.reference {onnx.__version__} (onnxruntime {onnxruntime.__version__} cannot run the model: ")
+    assert "Relu" in golden.source  # onnxruntime's reason is kept
+    assert golden["y"].dtype == np.int64
+    np.testing.assert_array_equal(golden["y"], np.maximum(x, 0))
+
+
+def test_reference_outputs_have_the_declared_element_type():
+    x = np.linspace(-2, 2, 6, dtype=np.float64).reshape(2, 3)
+    outputs = run_reference_evaluator(one_op("Erf", TensorProto.DOUBLE), {"x": x})
+    assert outputs["y"].dtype == np.float64 and outputs["y"].shape == (2, 3)
+
+
+def test_neither_reference_can_run_the_model():
+    model = one_op("Frobnicate", TensorProto.FLOAT, domain="com.example")
+    with pytest.raises(HccError) as info:
+        golden_outputs(model, {"x": np.zeros((2, 3), np.float32)})
+    message = str(info.value)
+    assert message.startswith("no reference can run the model to make golden outputs: onnxruntime: ")
+    assert "; onnx.reference: " in message and "Frobnicate" in message
+    assert "\n" not in message
+
+
+def test_compile_a_model_onnxruntime_cannot_run(tmp_path):
+    import hcc
+    import hcc.runtime
+
+    onnx.save(one_op("Relu", TensorProto.INT64), tmp_path / "relu_i64.onnx")
+    manifest = hcc.compile(tmp_path / "relu_i64.onnx", tmp_path / "bundle")
+    assert manifest.golden.source.startswith(f"onnx.reference {onnx.__version__} (onnxruntime ")
+    x = np.array([[-3, 0, 2], [7, -1, 5]], np.int64)
+    (y,) = hcc.runtime.load(tmp_path / "bundle").run(None, {"x": x})
+    np.testing.assert_array_equal(y, np.maximum(x, 0))

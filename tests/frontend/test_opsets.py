@@ -1,0 +1,94 @@
+"""Opsets newer than hcc's native 11..22 are converted down with onnx's version converter (frontend/ops.py) and must
+compute what onnxruntime computes on the *original* model; opsets outside the range, and conversions the converter
+refuses, are one clear error naming the file and the opset."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hcc
+import hcc.runtime
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model
+from hcc.frontend.ops import MAX_OPSET, NEWEST_OPSET, default_opset, to_supported_opset
+
+
+def few_ops_model(opset: int) -> onnx.ModelProto:
+    """MatMul, Add, Reshape, Transpose, Cast, Softmax: ops whose definitions changed (types) in opsets 23..25."""
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 6)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal((6,)).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([2, 3, 2], np.int64), "shape")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"]),
+             helper.make_node("Reshape", ["a", "shape"], ["r"]), helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("Cast", ["t"], ["c"], to=TensorProto.DOUBLE), helper.make_node("Cast", ["c"], ["d"], to=TensorProto.FLOAT),
+             helper.make_node("Softmax", ["d"], ["y"], axis=-1)]
+    graph = helper.make_graph(nodes, "few_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2, 3])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def relu_model(opset: int, op: str = "Relu", out_type: int = TensorProto.FLOAT, **attrs) -> onnx.ModelProto:
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], **attrs)], "one_op",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", out_type, [2, 3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+@pytest.mark.parametrize("opset", [23, 24, 25])
+def test_newer_opset_compiles_and_matches_onnxruntime(tmp_path, opset):
+    model = few_ops_model(opset)
+    path = tmp_path / f"opset{opset}.onnx"
+    onnx.save(model, path)
+    hcc.compile(path, tmp_path / "bundle")
+    x = np.random.default_rng(opset).standard_normal((2, 4)).astype(np.float32)
+    (actual,) = hcc.runtime.load(tmp_path / "bundle").run(None, {"x": x})
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])  # the original opset
+    (expected,) = session.run(None, {"x": x})
+    assert actual.shape == expected.shape == (2, 2, 3)
+    np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_native_opset_is_not_converted():
+    model = relu_model(MAX_OPSET)
+    assert to_supported_opset(model, "m.onnx") is model
+
+
+def test_converted_model_declares_max_opset(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(relu_model(NEWEST_OPSET), path)
+    assert default_opset(load_model(str(path)).model) == MAX_OPSET
+
+
+@pytest.mark.parametrize("opset", [9, NEWEST_OPSET + 1])
+def test_opset_outside_the_range_is_refused(tmp_path, opset):
+    path = tmp_path / f"opset{opset}.onnx"
+    onnx.save(relu_model(opset), path)
+    with pytest.raises(HccError, match=rf"^{path}: opset {opset} is outside the supported range 11\.\.{NEWEST_OPSET} \("):
+        load_model(str(path))
+
+
+@pytest.mark.parametrize("model, reason", [
+    (relu_model(23, "RMSNormalization"), "RMSNormalization does not exist in opset 22"),
+    (relu_model(23, "Cast", TensorProto.FLOAT4E2M1, to=TensorProto.FLOAT4E2M1), "data type FLOAT4E2M1 of Input or Output of operator 'Cast'"),
+], ids=["new-op", "new-type"])
+def test_conversion_the_converter_refuses(tmp_path, model, reason):
+    path = tmp_path / "new.onnx"
+    onnx.save(model, path)
+    with pytest.raises(HccError, match=rf"^{path}: opset 23 cannot be converted to opset 22: {reason}"):
+        load_model(str(path))
+
+
+def test_cli_prints_one_line_without_traceback(tmp_path):
+    path = tmp_path / "future.onnx"
+    onnx.save(relu_model(NEWEST_OPSET + 1), path)
+    proc = subprocess.run([sys.executable, "-m", "hcc.cli", "compile", str(path), "-o", str(tmp_path / "b")], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"hcc: error: {path}: opset {NEWEST_OPSET + 1} is outside the supported range")
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
