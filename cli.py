@@ -225,30 +225,48 @@ def _load_inputs(path: str | None) -> dict:
 @click.option("--repeat", default=1, show_default=True, help="Run this many times and report the median time.")
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="Threads of the CPU code (0: every CPU this process may use).")
+@click.option("--profile", is_flag=True, help="Time every ONNX node of the CPU code and print where the time goes (median over --repeat).")
 @trust_option
 @_friendly
-def run_cmd(bundle, input_path, output_path, repeat, threads, trust):
+def run_cmd(bundle, input_path, output_path, repeat, threads, profile, trust):
     """Run BUNDLE on the inputs in an npz file."""
     import numpy as np
 
     from hcc.runtime import load
 
-    session = load(bundle, threads=threads, trust=list(trust) or None)
+    session = load(bundle, threads=threads, trust=list(trust) or None, profile=profile)
     for note in session.notes:
         click.echo(f"note: {note}", err=True)
     feeds = _load_inputs(input_path)
-    times = []
+    times, node_times = [], []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
         outputs = session.run(None, feeds)
         times.append(time.perf_counter() - start)
+        node_times.append(session.last_profile.nodes)
     for name, value in zip(session.manifest.outputs, outputs):
         click.echo(f"{name}: {value.dtype} {list(value.shape)}")
     click.echo(f"time: {np.median(times) * 1e3:.3f} ms" + (f" (median of {len(times)})" if len(times) > 1 else ""))
+    if profile:
+        _print_profile(node_times, float(np.median(times)))
     if output_path:
         with open(output_path, "wb") as f:
             np.savez(f, **dict(zip(session.manifest.outputs, outputs)))
         click.echo(f"wrote {output_path}")
+
+
+def _print_profile(runs: list[dict[str, float]], total: float) -> None:
+    """Median seconds per node over the runs, largest first, with the share of the median total time."""
+    import numpy as np
+
+    if not runs or not runs[0]:
+        click.echo("profile: no node timings (no CPU code, or code built as plain loops)")
+        return
+    medians = {node: float(np.median([r.get(node, 0.0) for r in runs])) for node in runs[0]}
+    click.echo(f"{'node':48} {'ms':>9} {'share':>6}")
+    for node, seconds in sorted(medians.items(), key=lambda kv: -kv[1]):
+        click.echo(f"{node[:48]:48} {seconds * 1e3:9.3f} {seconds / total:6.1%}")
+    click.echo(f"{'(outside the nodes: runtime, transfers)':48} {max(0.0, total - sum(medians.values())) * 1e3:9.3f}")
 
 
 @main.command("golden")

@@ -40,6 +40,7 @@ class Profile:
     subgraphs: dict[str, float] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
     total: float = 0.0
+    nodes: dict[str, float] = field(default_factory=dict)  # ONNX node -> seconds (load(profile=True), CPU code)
 
 
 @dataclass
@@ -85,9 +86,12 @@ class Step:
 class Session:
     """Run a bundle like an onnxruntime InferenceSession: `session.run(None, {"x": x})`."""
 
-    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None):
+    def __init__(self, bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None,
+                 profile: bool = False):
         """`threads`: threads the CPU code runs on (like onnxruntime's intra_op_num_threads); None or 0: all CPUs.
-        `trust`: a public key (hex, bytes or a .pub file) or a list of them: the bundle must be signed by one."""
+        `trust`: a public key (hex, bytes or a .pub file) or a list of them: the bundle must be signed by one.
+        `profile`: time every ONNX node of the CPU code (`last_profile.nodes`; about 20 ns per node and run)."""
+        self.profile = profile
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
             raise HccError(f"threads={threads!r}: expected a whole number >= 0 (0: every CPU)")
         self.threads = threads or 0
@@ -152,7 +156,7 @@ class Session:
 
     def _bind_device(self, device: str, index: int) -> Device:
         if device == "cpu":
-            return CpuDevice(device, index, self.manifest.toolchain.get("target_cpu"), self.threads)
+            return CpuDevice(device, index, self.manifest.toolchain.get("target_cpu"), self.threads, self.profile)
         return driver_class(device)(device, index)
 
     def _load_weights(self) -> dict[str, np.ndarray]:
@@ -212,6 +216,9 @@ class Session:
             t0 = time.perf_counter()
             step.executable.run(args, outs)
             state.profile.subgraphs[step.id] = time.perf_counter() - t0
+            if self.profile:
+                for node, seconds in step.executable.profile().items():
+                    state.profile.nodes[node] = state.profile.nodes.get(node, 0.0) + seconds
             for spec, value in zip(step.outputs, outs):
                 state.resident[(step.instance, spec.name)] = value
                 state.home[spec.name] = step.instance
@@ -257,7 +264,8 @@ class _RunState:
         return value
 
 
-def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None) -> Session:
+def load(bundle_dir: str | os.PathLike, verify: bool = True, threads: int | None = None, trust=None, profile: bool = False) -> Session:
     """Open a bundle for execution (verifies every checksum first); `threads`: CPU threads (None/0: all CPUs);
-    `trust`: public key(s) one of which must have signed the bundle (`hcc compile --sign`)."""
-    return Session(bundle_dir, verify=verify, threads=threads, trust=trust)
+    `trust`: public key(s) one of which must have signed the bundle (`hcc compile --sign`); `profile`: time every
+    ONNX node (`session.last_profile.nodes`)."""
+    return Session(bundle_dir, verify=verify, threads=threads, trust=trust, profile=profile)

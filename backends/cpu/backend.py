@@ -18,8 +18,10 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
     rel = f"cpu/{spec.id}/lib{spec.id}.so"
     log: list[lowering.OpReport] = []
     target = options.get("target_cpu", "x86-64-v3")
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log)
-    toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target))
+    nodes: list[str] = []
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes)
+    toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
+                                  profile_nodes=nodes)
     if options.get("keep_ir"):
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta={"schedule": schedule_record(log)})]

@@ -531,6 +531,45 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     return module, reports
 
 
+PROFILE_MARK = "hcc_prof_mark"  # runtime/profile.c
+_UNTIMED = ("arith.constant", "tensor.empty", "tensor.expand_shape", "tensor.collapse_shape", "func.return", "func.call")
+
+
+def insert_profile_marks(module) -> list[str]:
+    """Put `hcc_prof_mark(i)` in front of the code of each ONNX node of every function (node i of the returned
+    list) and `hcc_prof_mark(-1)` before each return: the runtime's profiler charges the time between two marks to
+    the node of the first (runtime/profile.c). Views and constants do not start a new interval."""
+    from mlir import ir
+    from mlir.dialects import arith, func
+
+    nodes: list[str] = []
+    index_of: dict[str, int] = {}
+    i64 = ir.IntegerType.get_signless(64)
+    for op in module.body.operations:
+        if op.operation.name != "func.func" or not op.regions[0].blocks:
+            continue
+        current = None
+        for inner in list(op.regions[0].blocks[0].operations):
+            if inner.operation.name == "func.return":
+                with ir.InsertionPoint(inner), inner.location:
+                    func.call([], ir.FlatSymbolRefAttr.get(PROFILE_MARK), [arith.constant(i64, -1)])
+                continue
+            name = node_name(inner)
+            if inner.operation.name in _UNTIMED or not name or name == current:
+                continue
+            current = name
+            if name not in index_of:
+                index_of[name] = len(nodes)
+                nodes.append(name)
+            with ir.InsertionPoint(inner), inner.location:
+                func.call([], ir.FlatSymbolRefAttr.get(PROFILE_MARK), [arith.constant(i64, index_of[name])])
+    if nodes:
+        with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
+            decl = func.FuncOp(PROFILE_MARK, ir.FunctionType.get([i64], []))
+            decl.attributes["sym_visibility"] = ir.StringAttr.get("private")
+    return nodes
+
+
 def _mark_fma_candidates(root) -> None:
     """Vectorization rebuilds the reduction `addf` without the `contract` flag its `mulf` operand kept; put it
     back so LLVM emits one FMA per multiply-accumulate of a scheduled contraction."""
@@ -605,13 +644,15 @@ def _write_results_in_place(root) -> int:
     return removed
 
 
-def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None) -> str:
+def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None, profile_nodes: list | None = None) -> str:
     from mlir import ir
     from mlir.dialects import llvm
 
     module = ir.Module.parse(text)
     module, reports = schedule_module(module, kinds)
     log.extend(reports)
+    if profile_nodes is not None:
+        profile_nodes.extend(insert_profile_marks(module))
     root = module.operation
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse")
@@ -680,14 +721,14 @@ def _wait_child(pid: int, timeout: float):
         delay = min(delay * 2, 0.1)
 
 
-def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None) -> tuple[str | None, list[OpReport]]:
+def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: list) -> tuple[str | None, list[OpReport]]:
     """Run `_lower_vectorized` in a forked child: the xtc bindings are an assertions build, and a schedule that
     trips an assertion abort()s the process. A dead child costs speed (plain loops), not the compile."""
     import json
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="hcc-cpu-") as tmp:
-        out_path, log_path = os.path.join(tmp, "out.ll"), os.path.join(tmp, "log.json")
+        out_path, log_path, nodes_path = (os.path.join(tmp, name) for name in ("out.ll", "log.json", "nodes.json"))
         pid = os.fork()
         if pid == 0:  # child: never returns
             code = 1
@@ -695,12 +736,15 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None) -> tupl
                 from mlir import ir
 
                 log: list[OpReport] = []
+                marked: list[str] = []
                 try:
                     with ir.Context() as ctx:
                         ctx.enable_multithreading(False)  # no thread pool in a forked child
-                        text = _lower_vectorized(linalg_text, log, kinds)
+                        text = _lower_vectorized(linalg_text, log, kinds, marked)
                     with open(out_path, "w") as f:
                         f.write(text)
+                    with open(nodes_path, "w") as f:
+                        json.dump(marked, f)
                     code = 0
                 except Exception as exc:
                     log.append(OpReport(-1, "module", False, _error_text(exc)))
@@ -719,6 +763,8 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None) -> tupl
         if os.WIFSIGNALED(status):
             log.append(OpReport(-1, "module", False, f"vector code generation crashed (signal {os.WTERMSIG(status)})"))
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and os.path.exists(out_path):
+            with open(nodes_path) as f:
+                nodes.extend(json.load(f))
             with open(out_path) as f:
                 return f.read(), log
         return None, log
@@ -729,24 +775,25 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None) -> tupl
 MICRO_KERNELS_ONLY = frozenset({"ukernel"})
 
 
-def _attempt(linalg_text: str, kinds: frozenset[str] | None) -> tuple[str | None, list[OpReport]]:
+def _attempt(linalg_text: str, kinds: frozenset[str] | None, nodes: list) -> tuple[str | None, list[OpReport]]:
     from mlir import ir
 
     if hasattr(os, "fork") and os.environ.get("HCC_CPU_FORK", "1") != "0":
-        return _vectorized_in_child(linalg_text, kinds)
+        return _vectorized_in_child(linalg_text, kinds, nodes)
     reports: list[OpReport] = []
     try:
         with ir.Context():
-            return _lower_vectorized(linalg_text, reports, kinds), reports
+            return _lower_vectorized(linalg_text, reports, kinds, nodes), reports
     except Exception as exc:
         reports.append(OpReport(-1, "module", False, _error_text(exc)))
         return None, reports
 
 
-def lower_to_llvm_ir(linalg_text: str, log: list | None = None) -> str:
+def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
-    (the micro-kernels alone, then plain loops)."""
+    (the micro-kernels alone, then plain loops). `profile_nodes` receives the node names the code's profile
+    marks index (none for plain loops)."""
     from mlir import ir
 
     log = log if log is not None else []
@@ -756,9 +803,12 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None) -> str:
         if "ukernel" in (tiers[0] if tiers[0] is not None else {"ukernel"}) and tiers[0] != MICRO_KERNELS_ONLY:
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
-            text, reports = _attempt(linalg_text, kinds)
+            nodes: list[str] = []
+            text, reports = _attempt(linalg_text, kinds, nodes)
             if text is not None:
                 log.extend(reports)
+                if profile_nodes is not None:
+                    profile_nodes.extend(nodes)
                 return text
             failure = next((r for r in reports if r.index == -1), OpReport(-1, "module", False, "vector code generation failed"))
             retry = "the micro-kernels alone" if number + 1 < len(tiers) else "plain loops"

@@ -21,6 +21,7 @@ SUPPORT_UNITS = (
     ("memref_copy.c", (), "memref_copy"),
     ("threadpool.c", (), "threadpool"),
     ("ukernels_dispatch.c", (), "ukernels_dispatch"),
+    ("profile.c", (), "profile"),
     ("ukernels.c", ("-DHCC_VL=4", "-msse2"), "ukernels_sse2"),
     ("ukernels.c", ("-DHCC_VL=8", "-mavx2", "-mfma"), "ukernels_avx2"),
     ("ukernels.c", ("-DHCC_VL=16", "-mavx512f", "-mfma"), "ukernels_avx512"),
@@ -125,20 +126,23 @@ def versions_cc() -> str:
         return "unknown"
 
 
-def signature_global(signature: str) -> str:
-    """An exported, read-only LLVM global `hcc_signature` holding `signature` (runtime/elf.py reads it unloaded)."""
-    data = signature.encode() + b"\0"
+def exported_bytes(symbol: str, data: bytes) -> str:
+    """An exported, read-only LLVM global `symbol` holding `data` + NUL (runtime/elf.py reads it unloaded)."""
+    data += b"\0"
     escaped = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:02X}" for b in data)
-    return f'\n@hcc_signature = dso_local constant [{len(data)} x i8] c"{escaped}", align 1\n'
+    return f'\n@{symbol} = dso_local constant [{len(data)} x i8] c"{escaped}", align 1\n'
 
 
-def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2", signature: str | None = None) -> None:
+def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2", signature: str | None = None,
+                        profile_nodes: list[str] | None = None) -> None:
     """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection. `signature` is embedded as the
-    exported symbol `hcc_signature`."""
+    exported symbol `hcc_signature`, the profiled node names as `hcc_prof_nodes` (NUL-separated)."""
     out_so.parent.mkdir(parents=True, exist_ok=True)
     stem = out_so.with_suffix("")
     ll, bc, obj = stem.with_suffix(".ll"), stem.with_suffix(".bc"), stem.with_suffix(".o")
-    ll.write_text(with_target(llvm_ir) + (signature_global(signature) if signature else ""))
+    extra = exported_bytes("hcc_signature", signature.encode()) if signature else ""
+    extra += exported_bytes("hcc_prof_nodes", "\0".join(profile_nodes).encode()) if profile_nodes else ""
+    ll.write_text(with_target(llvm_ir) + extra)
     tools = llvm_bin_dir()
     try:
         _run([str(tools / "opt"), "-O3", f"-mcpu={cpu}", str(ll), "-o", str(bc)], "opt -O3")

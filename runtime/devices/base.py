@@ -27,6 +27,10 @@ class Executable(ABC):
     def run(self, inputs: list[Any], outputs: list[Any]) -> None:
         """Run once: `inputs` and `outputs` are device arrays in the subgraph's argument order."""
 
+    def profile(self) -> dict[str, float]:
+        """Seconds per ONNX node of the runs since the last call, where the driver can tell (else empty)."""
+        return {}
+
     def bind_constants(self, constants: dict[int, Any]) -> None:
         """Inputs passed as the same object on every call (resident weights), by argument position: a driver may
         prepare them once here instead of on every `run` (the CPU driver converts their pointers once)."""

@@ -42,6 +42,14 @@ def address(array: np.ndarray, writable: bool) -> int:
     return array.ctypes.data  # a read-only input: inputs are only read
 
 
+def _profile_nodes(path: Path) -> list[str]:
+    """The node names the code's profile marks index (backends/cpu/runtime/profile.c), read from the file."""
+    from hcc.runtime.elf import read_exports
+
+    raw = read_exports(path, ("hcc_prof_nodes",)).objects.get("hcc_prof_nodes", b"")
+    return raw.rstrip(b"\0").decode("utf-8", "replace").split("\0") if raw.strip(b"\0") else []
+
+
 def host_cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -62,7 +70,7 @@ def check_target_cpu(target: str) -> None:
 
 
 class CpuExecutable(Executable):
-    def __init__(self, path: Path, entry: str, arity: int, threads: int = 0):
+    def __init__(self, path: Path, entry: str, arity: int, threads: int = 0, profile: bool = False):
         try:
             # RTLD_LOCAL: its symbols do not leak into later libraries; RTLD_NOW: a missing symbol fails here
             self._lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
@@ -81,6 +89,20 @@ class CpuExecutable(Executable):
         self._arity = arity
         self._bound: list[Any] = [None] * arity  # per argument position: the bound constant (or None) and its pointer
         self._bound_ptrs: list[int] = [0] * arity
+        self._profile_nodes = _profile_nodes(path) if profile else []
+        if self._profile_nodes:
+            self._lib.hcc_profile_enable.argtypes = [ctypes.c_int]
+            self._lib.hcc_profile_enable(1)
+            self._lib.hcc_profile_take.argtypes = [ctypes.POINTER(ctypes.c_double), ctypes.c_int64]
+            self._lib.hcc_profile_take.restype = ctypes.c_int64
+
+    def profile(self) -> dict[str, float]:
+        """Seconds per ONNX node since the last call (empty unless loaded with profile=True)."""
+        if not self._profile_nodes:
+            return {}
+        times = (ctypes.c_double * len(self._profile_nodes))()
+        self._lib.hcc_profile_take(times, len(self._profile_nodes))
+        return dict(zip(self._profile_nodes, times))
 
     def bind_constants(self, constants: dict[int, Any]) -> None:
         self._bound = [constants.get(i) for i in range(self._arity)]
@@ -98,9 +120,10 @@ class CpuExecutable(Executable):
 class CpuDevice(HostMemoryDevice):
     kind = "cpu"
 
-    def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None, threads: int = 0):
-        """`threads`: threads of the generated code's pool (0: every CPU this process may use)."""
-        self.device, self.index, self.threads = device, index, threads
+    def __init__(self, device: str = "cpu", index: int = 0, target_cpu: str | None = None, threads: int = 0, profile: bool = False):
+        """`threads`: threads of the generated code's pool (0: every CPU this process may use); `profile`: time
+        every ONNX node (CpuExecutable.profile)."""
+        self.device, self.index, self.threads, self.profile = device, index, threads, profile
         if target_cpu:
             check_target_cpu(target_cpu)
 
@@ -111,5 +134,5 @@ class CpuDevice(HostMemoryDevice):
         return self.load_artifact(bundle, subgraph, artifact)
 
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
-        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads)
+        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads, self.profile)
 

@@ -182,6 +182,7 @@ typedef struct {
   int64_t c_sm, c_sn;
   int linear; /* plain strided matrices: the strides below are valid (the small-M path uses them, no tables) */
   int64_t a_sm, a_sk, b_sk, b_sn;
+  int64_t lda; /* > 0: A's rows are contiguous along k, lda apart (the packed path reads A in place) */
   Epilogue e; /* pointers offset for this batch entry */
   /* implicit zero padding of a convolution's input (pad_h == NULL: none): B[k][n] is zero unless
    * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
@@ -190,6 +191,21 @@ typedef struct {
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
+
+/* VL input columns starting at `in`, taken every `sw` (1 or 2: deinterleave two vectors). */
+static inline vf strided_load(const float *in, int64_t sw) {
+  if (sw == 1) return vload(in);
+  typedef int32_t vi __attribute__((vector_size(VL * 4)));
+#if VL == 16
+  const vi even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+#elif VL == 8
+  const vi even = {0, 2, 4, 6, 8, 10, 12, 14};
+#else
+  const vi even = {0, 2, 4, 6};
+#endif
+  return __builtin_shuffle(vload(in), vload(in + VL), even);
+}
+
 
 static void pack_a(const Problem *p, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float *restrict out) {
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
@@ -207,27 +223,39 @@ static void pack_a(const Problem *p, int64_t m0, int64_t mc, int64_t k0, int64_t
   }
 }
 
-/* pack_b for a convolution read through implicit padding: per element bounds checks, except whole in-bounds runs
- * of one output row (one vector copy per k). */
+/* pack_b for a convolution read through implicit padding. A panel's pixels fall into runs of one output row; per k,
+ * a whole in-bounds run of NR pixels is one vector copy (stride 1) or a deinterleave (stride 2), other runs are
+ * copied with one row check and per-column checks. */
 static void pack_b_padded(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     int64_t nr = min64(NR, nc - j0), first = n0 + j0;
     const int64_t *bn = p->bn + first, *ph = p->pad_h + first, *pw = p->pad_w + first;
-    int one_row = nr == NR && ph[0] == ph[NR - 1] && bn[NR - 1] - bn[0] == NR - 1;
+    int64_t step = nr > 1 ? bn[1] - bn[0] : 1;
+    int one_row = nr == NR && ph[0] == ph[NR - 1] && (step == 1 || step == 2) && bn[NR - 1] - bn[0] == step * (NR - 1);
+    int64_t ends[NR + 1], runs = 0; /* run r covers [ends[r-1], ends[r]) */
+    for (int64_t j = 1; j <= nr; ++j)
+      if (j == nr || ph[j] != ph[j - 1]) ends[runs++] = j;
     for (int64_t k = 0; k < kc; ++k) {
-      int64_t kh = p->k_h[k0 + k], kw = p->k_w[k0 + k], ih = ph[0] + kh;
+      int64_t kh = p->k_h[k0 + k], kw = p->k_w[k0 + k];
       const float *row = p->b + p->bk[k0 + k];
       float *dst = out + k * NR;
-      if (one_row && ih >= 0 && ih < p->H && pw[0] + kw >= 0 && pw[NR - 1] + kw < p->W) {
-        for (int j = 0; j < NV; ++j) vstore(dst + j * VL, vload(row + bn[0] + j * VL));
+      int64_t ih = ph[0] + kh, left = pw[0] + kw, right = pw[NR - 1] + kw;
+      if (one_row && ih >= 0 && ih < p->H && left >= 0 && right + step - 1 < p->W) {
+        for (int j = 0; j < NV; ++j) vstore(dst + j * VL, strided_load(row + bn[0] + j * VL * step, step));
         continue;
       }
-      int64_t j = 0;
-      for (; j < nr; ++j) {
-        int64_t h = ph[j] + kh, w = pw[j] + kw;
-        dst[j] = h >= 0 && h < p->H && w >= 0 && w < p->W ? row[bn[j]] : 0.0f;
+      for (int64_t r = 0, j = 0; r < runs; j = ends[r++]) {
+        int64_t h = ph[j] + kh;
+        if (h < 0 || h >= p->H) {
+          for (int64_t q = j; q < ends[r]; ++q) dst[q] = 0.0f;
+          continue;
+        }
+        for (int64_t q = j; q < ends[r]; ++q) {
+          int64_t w = pw[q] + kw;
+          dst[q] = w >= 0 && w < p->W ? row[bn[q]] : 0.0f;
+        }
       }
-      for (; j < NR; ++j) dst[j] = 0.0f;
+      for (int64_t q = nr; q < NR; ++q) dst[q] = 0.0f;
     }
     out += NR * kc;
   }
@@ -261,34 +289,35 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
 
 /* ------------------------------------------------------------------------------------------------ kernel */
 
-/* C[0:mr, 0:nr] (+)= Ap (MR x kc panel) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel).
+/* C[0:mr, 0:nr] (+)= A (MR x kc: element (i, k) at ap[i*ais + k*aks]: a packed panel (1, MR) or MR rows of the
+ * matrix itself (lda, 1)) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel).
  * `first`: this K block starts the sum (from the epilogue's init); `last`: it ends it (residual and clamp).
  * (row, col): the tile's position in C, for the epilogue's sources. */
-static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, int64_t ldb, float *restrict c,
-                         int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row, int64_t col,
-                         int first, int last) {
+static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
+                         float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
+                         int64_t col, int first, int last) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) acc[i][j] = (vf){0};
+    for (int j = 0; j < nv; ++j) acc[i][j] = (vf){0};
   for (int64_t k = 0; k < kc; ++k) {
     vf b[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) b[j] = vload(bp + j * VL);
+    for (int j = 0; j < nv; ++j) b[j] = vload(bp + j * VL);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      vf a = vsplat(ap[i]);
+      vf a = vsplat(ap[i * ais]);
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+      for (int j = 0; j < nv; ++j) acc[i][j] += a * b[j];
     }
-    ap += MR;
+    ap += aks;
     bp += ldb;
   }
   int from_c = !first || e->init_mode == INIT_IN_C;
   int init_vec = from_c || e->init_mode == INIT_CONSTANT || vector_columns(e->ow, e->init_sn, e->init_sh);
   int res_vec = !last || !e->res || vector_columns(e->ow, e->res_sn, e->res_sh);
-  if (mr == MR && nr == NR && c_sn == 1 && init_vec && res_vec) {
+  if (mr == MR && nr == nv * VL && c_sn == 1 && init_vec && res_vec) {
     int clamp = last && (e->lo_mode || e->hi_mode);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
@@ -296,7 +325,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
       const float *init = !from_c && e->init_mode == INIT_SOURCE ? e->init + (row + i) * e->init_sm + col * e->init_sn : NULL;
       const float *res = last && e->res ? e->res + (row + i) * e->res_sm + col * e->res_sn : NULL;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
+      for (int j = 0; j < nv; ++j) {
         vf v = from_c ? vload(crow + j * VL) : !init ? vsplat(e->init_value) : e->init_sn ? vload(init + j * VL) : vsplat(init[0]);
         v += acc[i][j];
         if (res) v += e->res_sn ? vload(res + j * VL) : vsplat(res[0]);
@@ -307,13 +336,27 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
   }
   float tile[MR * NR];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) vstore(tile + i * NR + j * VL, acc[i][j]);
+    for (int j = 0; j < nv; ++j) vstore(tile + i * NR + j * VL, acc[i][j]);
   for (int64_t i = 0; i < mr; ++i)
     for (int64_t j = 0; j < nr; ++j) {
       float *out = c + i * c_sm + j * c_sn;
       float v = (from_c ? *out : epi_init(e, 0.0f, row + i, col + j)) + tile[i * NR + j];
       *out = last ? epi_finish(e, v, row + i, col + j) : v;
     }
+}
+
+/* The full-width tile, and a half-width one for a last panel of at most NR/2 columns (a 7x7 map's 49th pixel
+ * would otherwise cost a full NR-column tile). */
+static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
+                         float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
+                         int64_t col, int first, int last) {
+#if NV >= 2
+  if (nr <= NR / 2) {
+    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, ldb, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+    return;
+  }
+#endif
+  micro_kernel_nv(NV, kc, ap, ais, aks, bp, ldb, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
 }
 
 /* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
@@ -347,14 +390,18 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
       if (full < nc) pack_b(p, jc + full, nc - full, pc, kc, bp + full * kc);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = min64(MC, m1 - ic);
-        pack_a(p, ic, mc, pc, kc, ap);
+        /* A with contiguous rows (row-major activations, a convolution's weights) is read in place, MR rows at a
+           time (the broadcasts read it as well as a packed panel); only a last partial row block is packed */
+        int64_t a_full = p->lda ? (mc / MR) * MR : 0;
+        if (a_full < mc) pack_a(p, ic + a_full, mc - a_full, pc, kc, ap + a_full * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const float *b = jr < full ? p->b + pc * p->b_sk + jc + jr : bp + jr * kc;
           int64_t ldb = jr < full ? p->b_sk : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
-            micro_kernel(kc, ap + ir * kc, b, ldb, c, p->c_sm, p->c_sn, min64(MR, mc - ir), min64(NR, nc - jr), &p->e, ic + ir, jc + jr,
-                         pc == 0, pc + kc >= p->K);
+            const float *a = ir < a_full ? p->a + (ic + ir) * p->lda + pc : ap + ir * kc;
+            micro_kernel(kc, a, ir < a_full ? p->lda : 1, ir < a_full ? 1 : MR, b, ldb, c, p->c_sm, p->c_sn, min64(MR, mc - ir),
+                         min64(NR, nc - jr), &p->e, ic + ir, jc + jr, pc == 0, pc + kc >= p->K);
           }
         }
       }
@@ -593,6 +640,7 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
         p->linear = linear;
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
+        p->lda = linear && a_sk == 1 ? as[3] : 0;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
         if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
@@ -653,6 +701,7 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
       p->linear = !padded && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
+      p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;
       p->e.ow = OW;
@@ -667,20 +716,6 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
 }
 
 /* ------------------------------------------------------------------------------------------------ depthwise */
-
-/* VL input columns starting at `in`, taken every `sw` (1 or 2: deinterleave two vectors). */
-static inline vf strided_load(const float *in, int64_t sw) {
-  if (sw == 1) return vload(in);
-  typedef int32_t vi __attribute__((vector_size(VL * 4)));
-#if VL == 16
-  const vi even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-#elif VL == 8
-  const vi even = {0, 2, 4, 6, 8, 10, 12, 14};
-#else
-  const vi even = {0, 2, 4, 6};
-#endif
-  return __builtin_shuffle(vload(in), vload(in + VL), even);
-}
 
 /* One output row of a depthwise conv: each VL-column chunk accumulates every tap in a register, stored once. */
 static void dw_row(const float *restrict x, int64_t x_row, const float *restrict w, int64_t w_row, int64_t KH, int64_t KW,
