@@ -12,6 +12,7 @@ from onnx import shape_inference
 from hcc.errors import HccError
 from hcc.frontend.fold import fold_constants, name_nodes
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
+from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.ops import check_supported, to_supported_opset
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -157,6 +158,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
+    pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
 
     initializer_names = {init.name for init in model.graph.initializer}
     inputs, outputs = [], []
