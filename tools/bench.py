@@ -15,6 +15,12 @@ hcc as `hcc.runtime.load(bundle, threads=N)` (the bundle's own thread pool).
 """
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS threads spin after a BLAS call and would take a core from the runtimes being timed (seen in
+# perf as blas_thread_server); this process only uses numpy for inputs and comparisons.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import sys

@@ -23,6 +23,12 @@ load average, hcc commit), because a ratio means nothing without them.
 """
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS threads spin after a BLAS call and would take a core from the runtimes being timed (seen in
+# perf as blas_thread_server); this process only uses numpy for inputs and comparisons.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import dataclasses
 import datetime
@@ -31,7 +37,6 @@ import importlib.util
 import inspect
 import json
 import math
-import os
 import platform
 import shlex
 import subprocess
