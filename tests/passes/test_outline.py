@@ -69,8 +69,10 @@ def test_forced_split_across_two_cpu_partitions_matches_onnxruntime(tmp_path, co
     ref = run_onnxruntime(diamond(), {"x": x})
     np.testing.assert_allclose(y, ref["y"], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c, ref["c"], rtol=1e-3, atol=1e-4)
-    moves = {(t.tensor, t.source, t.destination) for t in session.last_profile.transfers}
-    assert ("a", "cpu#0", "cpu#1") in moves and ("c", "cpu#1", "cpu#0") in moves
+    assert list(session.last_profile.subgraphs) == ["sg0", "sg1", "sg2"]
+    # Both instances work in host memory: 'a' and 'c' cross the partition boundary without a copy, so no
+    # transfer is recorded (a recorded one would mean the runtime copied for nothing).
+    assert session.last_profile.transfers == []
     assert len(list((tmp_path / "bundle" / "cpu").glob("sg*/lib*.so"))) == 3
 
 
