@@ -8,9 +8,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hcc.devices import NATIVE_ABI  # every argument a pointer to a dense row-major buffer: inputs, then outputs
+
 FORMAT_NAME = "hcc-bundle"
 FORMAT_VERSION = 2  # 2: per-output golden tolerances, native artifacts carry an embedded signature
-NATIVE_ABI = "bare-ptr-v1"  # every argument a pointer to a dense row-major buffer: inputs, then outputs
 SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"

@@ -11,24 +11,23 @@ cannot compile, naming the subgraph and op. Non-CPU subgraphs also get a CPU fal
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
-BACKEND_MODULES = {"cpu": "hcc.backends.cpu.backend", "gpu": "hcc.backends.gpu.backend", "fpga": "hcc.backends.fpga.backend"}
-
-
-def device_kind(device: str) -> str:
-    """'gpu:sm_90' -> 'gpu'."""
-    return device.split(":", 1)[0]
+from hcc.devices import KINDS, parse_device
 
 
-def backend_for(device: str):
+def backend_for(device: str) -> ModuleType:
+    """The backend module of `device`'s kind (hcc.devices names it), imported on first use: a build without, say,
+    the GPU toolchain still compiles CPU subgraphs."""
     from hcc.errors import HccError
 
-    kind = device_kind(device)
-    if kind not in BACKEND_MODULES:
-        raise HccError(f"no backend for device '{device}' (known kinds: {', '.join(BACKEND_MODULES)})")
+    name = parse_device(device)
+    if name.facts is None:
+        raise HccError(f"no backend for device '{device}' (known kinds: {', '.join(KINDS)})")
+    module = name.facts.backend
     try:
-        return importlib.import_module(BACKEND_MODULES[kind])
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name and BACKEND_MODULES[kind].startswith(exc.name):
-            raise HccError(f"the {kind} backend is not available in this hcc build; `hcc plan` can still plan for '{device}'") from None
+        if exc.name and module.startswith(exc.name):
+            raise HccError(f"the {name.kind} backend is not available in this hcc build; `hcc plan` can still plan for '{device}'") from None
         raise

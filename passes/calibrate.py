@@ -60,7 +60,8 @@ class CalibrationReport:
                  f"{'class':<14} {'work':<6} {'a (per unit)':>13} {'b':>10} {'r2':>6} {'max rel err':>12} {'points':>6}  rate"]
         for cls, fit in sorted(self.fits.items()):
             rate = f"{1 / fit.a / 1e9:.2f} G{'FLOP' if fit.work == 'flops' else 'B'}/s" if fit.a > 0 else "-"
-            lines.append(f"{cls:<14} {fit.work:<6} {fit.a:>13.3e} {fit.b * 1e6:>8.1f}us {fit.r2:>6.3f} {fit.max_rel_err:>11.1%} {len(fit.points):>6}  {rate}")
+            lines.append(f"{cls:<14} {fit.work:<6} {fit.a:>13.3e} {fit.b * 1e6:>8.1f}us {fit.r2:>6.3f} {fit.max_rel_err:>11.1%} "
+                         f"{len(fit.points):>6}  {rate}")
         lines.extend(f"skipped {s}" for s in self.skipped)
         return "\n".join(lines)
 
@@ -101,7 +102,8 @@ def benchmarks(quick: bool) -> list[tuple[str, str, onnx.ModelProto]]:
     """(op class, benchmark name, single-op model); sizes span about two decades of work per class."""
     out = []
     for n in ((64, 256, 512) if quick else (32, 64, 128, 256, 384, 512, 768)):
-        out.append(("matmul", f"MatMul {n}x{n}x{n}", _model([h.make_node("MatMul", ["x", "w"], ["y"])], [("x", [n, n])], "y", [_weight("w", (n, n))])))
+        out.append(("matmul", f"MatMul {n}x{n}x{n}",
+                    _model([h.make_node("MatMul", ["x", "w"], ["y"])], [("x", [n, n])], "y", [_weight("w", (n, n))])))
     if not quick:
         out.append(("matmul", "Gemm 256x1024x256", _model([h.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], [("x", [256, 1024])], "y",
                                                           [_weight("w", (256, 1024)), _weight("b", (256,))])))
@@ -114,15 +116,18 @@ def benchmarks(quick: bool) -> list[tuple[str, str, onnx.ModelProto]]:
             out.append(("elementwise", f"Sigmoid {n}", _model([h.make_node("Sigmoid", ["x"], ["y"])], [("x", [n])], "y")))
     for rows in ((16, 1024) if quick else (16, 64, 256, 1024, 2048)):
         out.append(("softmax", f"Softmax {rows}x512", _model([h.make_node("Softmax", ["x"], ["y"], axis=-1)], [("x", [rows, 512])], "y")))
-        out.append(("reduction", f"ReduceSum {rows}x512", _model([h.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)], [("x", [rows, 512])], "y",
-                                                                [numpy_helper.from_array(np.array([-1], np.int64), "axes")])))
+        out.append(("reduction", f"ReduceSum {rows}x512",
+                    _model([h.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)], [("x", [rows, 512])], "y",
+                           [numpy_helper.from_array(np.array([-1], np.int64), "axes")])))
     for c, hw in (((8, 16), (16, 32)) if quick else ((8, 16), (16, 16), (16, 32), (32, 56), (64, 56))):
-        out.append(("pool", f"MaxPool {c}x{hw}x{hw}", _model([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
-                                                            [("x", [1, c, hw, hw])], "y")))
+        out.append(("pool", f"MaxPool {c}x{hw}x{hw}",
+                    _model([h.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+                           [("x", [1, c, hw, hw])], "y")))
     if not quick:
         for rows in (16, 128, 1024):
             out.append(("normalization", f"LayerNorm {rows}x512", _model(
-                [h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1)], [("x", [rows, 512])], "y", [_weight("g", (512,)), _weight("b", (512,))])))
+                [h.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=-1)], [("x", [rows, 512])], "y",
+                [_weight("g", (512,)), _weight("b", (512,))])))
             out.append(("data", f"Transpose {rows}x512", _model([h.make_node("Transpose", ["x"], ["y"], perm=[1, 0])], [("x", [rows, 512])], "y")))
     return out
 

@@ -162,7 +162,8 @@ def isolate(module, module_text: str, nchwc_block: int | None = None) -> dict[st
 
 def _replace_by_call(func, op, operands: list, name: str, opset, ir) -> None:
     types = ", ".join(str(v.type) for v in operands)
-    declaration = f"module {{\n  func.func private @{name}({types}) -> {op.results[0].type} attributes {{torch.onnx_meta.opset_version = {opset}}}\n}}"
+    declaration = (f"module {{\n  func.func private @{name}({types}) -> {op.results[0].type} "
+                   f"attributes {{torch.onnx_meta.opset_version = {opset}}}\n}}")
     holder = ir.Module.parse(declaration)  # kept alive until its function has moved
     holder.body.operations[0].operation.move_before(func.operation)
     with ir.InsertionPoint(op), op.location:
@@ -778,7 +779,6 @@ def _build_reduce(node: OnnxNode, name: str, nchwc_block: int | None) -> str | N
             return None
         axes = list(range(len(x_shape)))
     axes = sorted({int(a) % len(x_shape) for a in (axes if isinstance(axes, list) else [axes])})
-    keepdims = int(node.attrs.get("keepdims", 1))
     kind = "S" if node.op_type == "ReduceMax" else "Smin"
     out_shape = [s for i, s in enumerate(x_shape) if i not in axes]
     fn = _Fn(name, node.loc, [(x_shape, "f32")], y_type[0])
@@ -847,7 +847,8 @@ def _interleave(fn: _Fn, parts: list[tuple[str, int]], rows: int, trailing: list
             idx = ", ".join(f"%i{fn.count}_{d}: index" for d in range(1 + len(trailing)))
             zeros = "".join(", 0" for _ in trailing)
             fn.lines.append(f"    {padded} = tensor.pad {value} low[0{zeros}] high[{per - count}{zeros}] {{\n    ^bb0({idx}):\n"
-                            f"      tensor.yield {low} : f32 loc({fn.loc})\n    }} : {_tt([count] + trailing)} to {_tt([per] + trailing)} loc({fn.loc})")
+                            f"      tensor.yield {low} : f32 loc({fn.loc})\n    }} : {_tt([count] + trailing)} to {_tt([per] + trailing)} "
+                            f"loc({fn.loc})")
             value = padded
         groups = [[0, 1]] + [[d + 2] for d in range(len(trailing))]
         stacked.append(fn.op(f"tensor.expand_shape {value} {groups} output_shape {[per, 1] + trailing} : "
@@ -1001,7 +1002,8 @@ def _eigen_class(fn: _Fn, flat: str, grid: str | None, total: int, g: int, perio
                     f"{_tt([rows, length])} to {_tt([count, 8 * pairs])}")
         seg = fn.op(f"tensor.expand_shape {seg} [[0], [1, 2]] output_shape [{count}, {pairs}, 8] : "
                     f"{_tt([count, 8 * pairs])} into {_tt([count, pairs, 8])}")
-        lanes = fn.generic(2, [(seg, [count, pairs, 8], ["d0", "0", "d1"])], [(fn.op(f"tensor.empty() : {_tt([count, 8])}"), [count, 8], ["d0", "d1"], "f32")],
+        lanes_init = fn.op(f"tensor.empty() : {_tt([count, 8])}")
+        lanes = fn.generic(2, [(seg, [count, pairs, 8], ["d0", "0", "d1"])], [(lanes_init, [count, 8], ["d0", "d1"], "f32")],
                            ["parallel", "parallel"], lambda a: ([], [a[0]]))[0]
         if pairs > 1:
             lanes = fn.generic(3, [(seg, [count, pairs, 8], ["d0", "d1", "d2"])], [(lanes, [count, 8], ["d0", "d2"], "f32")],
@@ -1034,5 +1036,5 @@ def _eigen_class(fn: _Fn, flat: str, grid: str | None, total: int, g: int, perio
 
 
 _BUILDERS = {"Clip": _build_clip, "Relu": _build_relu, "Max": _build_max_min, "Min": _build_max_min, "Where": _build_where,
-             "Sign": _build_sign, "Elu": _build_elu, "Mod": _build_fmod, "MaxPool": _build_maxpool, "GlobalMaxPool": _build_maxpool, "ArgMax": _build_argmax,
-            "ReduceMax": _build_reduce, "ReduceMin": _build_reduce}
+             "Sign": _build_sign, "Elu": _build_elu, "Mod": _build_fmod, "MaxPool": _build_maxpool, "GlobalMaxPool": _build_maxpool,
+             "ArgMax": _build_argmax, "ReduceMax": _build_reduce, "ReduceMin": _build_reduce}

@@ -540,7 +540,8 @@ def critical_path(p: Problem, a: Assignment) -> tuple[float, list[str]]:
     outputs = set(p.info.graph_outputs)
     best, end = 0.0, None
     for n in p.names:
-        out = max((p.hop(p.info.tensors[t].nbytes, p.dev(a, n), 0) for t in p.info.by_name[n].outputs if t in outputs and t in p.info.tensors), default=0.0)
+        out = max((p.hop(p.info.tensors[t].nbytes, p.dev(a, n), 0) for t in p.info.by_name[n].outputs if t in outputs and t in p.info.tensors),
+                  default=0.0)
         if finish[n] + out > best:
             best, end = finish[n] + out, n
     path = []

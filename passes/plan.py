@@ -67,7 +67,10 @@ def make_plan(loaded_model, device_mix: str | list[DeviceInstance] = "cpu", obje
               catalog: dict[str, DeviceSpec] | None = None, time_limit_s: float = 10.0,
               cost_model: CostModel | None = None) -> Plan:
     """Plan `loaded_model` (a LoadedModel or a shape-inferred ModelProto) on `device_mix` ("4xgpu:sm_90+cpu" or instances)."""
-    instances = parse_device_mix(device_mix, catalog if catalog is not None else builtin_catalog()) if isinstance(device_mix, str) else list(device_mix)
+    if isinstance(device_mix, str):
+        instances = parse_device_mix(device_mix, catalog if catalog is not None else builtin_catalog())
+    else:
+        instances = list(device_mix)
     if isinstance(budgets, (list, tuple)):
         budgets = parse_budgets(list(budgets))
     proto = getattr(loaded_model, "model", loaded_model)

@@ -40,10 +40,10 @@ def lower_to_linalg(torch_text: str, contraction_barriers: bool = False) -> str:
     """torch-onnx text -> linalg/tensor/arith text (parsed by the xtc `mlir` bindings downstream).
 
     `contraction_barriers` (CPU subgraphs): keep elementwise producers out of contractions (fusion_barriers.py)."""
-    from hcc.passes.fusion_barriers import insert_contraction_barriers
-
     from torch_mlir import ir, passmanager
     from torch_mlir.dialects import torch as torch_dialect
+
+    from hcc.passes.fusion_barriers import insert_contraction_barriers
 
     context = ir.Context()
     torch_dialect.register_dialect(context)

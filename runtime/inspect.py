@@ -47,14 +47,17 @@ def describe(bundle_dir: str | os.PathLike) -> str:
         f"model  {m.model_name}  sha256 {m.model_sha256[:16]}...",
         f"devices required: {', '.join(m.devices_required)}" + (f"; optional: {', '.join(m.devices_optional)}" if m.devices_optional else ""),
         "inputs:",
-        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" + (f" (model: {tensors[n].symbolic_shape})" if tensors[n].symbolic_shape and tensors[n].symbolic_shape != tensors[n].shape else "") for n in m.inputs],
+        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}"
+          + (f" (model: {tensors[n].symbolic_shape})" if tensors[n].symbolic_shape and tensors[n].symbolic_shape != tensors[n].shape else "")
+          for n in m.inputs],
         "outputs:",
         *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" for n in m.outputs],
         f"subgraphs ({len(m.subgraphs)}), schedule {' -> '.join(m.schedule)}:",
     ]
     for sg in m.subgraphs:
         arts = ", ".join(f"{a.file} [{a.kind}, entry {a.entry}, {_size((bundle / a.file).stat().st_size)}]" for a in sg.artifacts)
-        lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, {len(sg.outputs)} outputs")
+        lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, "
+                     f"{len(sg.outputs)} outputs")
         lines.append(f"    artifacts: {arts}")
         for artifact in sg.artifacts + ([sg.fallback] if sg.fallback else []):
             lines += _schedule_lines(artifact.meta.get("schedule"))

@@ -17,8 +17,10 @@ import os
 import secrets
 from pathlib import Path
 
+from hcc.artifacts.manifest import MANIFEST_FILE
+from hcc.artifacts.manifest import MANIFEST_SIGNATURE_FILE as SIGNATURE_FILE
 from hcc.errors import HccError
-from hcc.artifacts.manifest import MANIFEST_FILE, MANIFEST_SIGNATURE_FILE as SIGNATURE_FILE  # noqa: E402
+
 SIGNATURE_FORMAT = "hcc-ed25519-v1"
 _CONTEXT = b"hcc-bundle-manifest-v1\0"  # domain separation: this key's signatures mean "this manifest digest"
 

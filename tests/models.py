@@ -10,9 +10,8 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as h
-from onnx import numpy_helper
 
 OPSET = 17
 IR_VERSION = 8

@@ -67,7 +67,8 @@ def _compare(names, actual, expected: dict, rtol: float, atol: float) -> list[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="ONNX model file")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS", help="concrete shape for an input, e.g. x=1x3x224x224 (repeatable)")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
+                        help="concrete shape for an input, e.g. x=1x3x224x224 (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="threads of both runtimes (default 1)")
     parser.add_argument("--repeat", type=int, default=50, help="timed iterations of each runtime (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations of each runtime first (default 5)")

@@ -662,7 +662,7 @@ def machine_lines(m: Machine, s: Settings) -> list[str]:
         f"- hcc commit: {m.commit}; hcc target CPU: {s.target_cpu or 'hcc default'}",
         f"- onnxruntime {m.onnxruntime} (CPUExecutionProvider, intra-op spinning at >1 thread: "
         f"{'on' if s.ort_spinning else 'off'}); Python {m.python}; numpy {m.numpy} ({m.blas})",
-        f"- fp32 SGEMM peak, numpy at 1 thread: " + (f"**{m.sgemm_gflops:.1f} GFLOP/s** ({m.sgemm_detail})" if m.sgemm_gflops else m.sgemm_detail),
+        "- fp32 SGEMM peak, numpy at 1 thread: " + (f"**{m.sgemm_gflops:.1f} GFLOP/s** ({m.sgemm_detail})" if m.sgemm_gflops else m.sgemm_detail),
     ]
 
 

@@ -578,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = _results(args, cases)
     t, c = totals(results), totals([r for r in results if r.op in CORE_OPS])
-    print(f"{t.cases} cases: " + ", ".join(f"{t.counts[s]} {s}" for s in STATUSES) + f"; pass rate {t.rate:.1%}, core {c.rate:.1%} ({c.counts['pass']}/{c.cases})")
+    print(f"{t.cases} cases: " + ", ".join(f"{t.counts[s]} {s}" for s in STATUSES)
+          + f"; pass rate {t.rate:.1%}, core {c.rate:.1%} ({c.counts['pass']}/{c.cases})")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
     if args.write_docs:

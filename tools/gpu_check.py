@@ -35,7 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (3e-2, 3e-2)}
+from hcc.devices import DEVICE_KINDS, golden_tolerance, parse_device
+
+GPU = DEVICE_KINDS["gpu"]
+DEFAULT_ARCH = parse_device(GPU.default_device).target
 
 
 def _stats(ms: list[float]) -> dict:
@@ -115,7 +118,8 @@ def _markdown(report: dict) -> str:
         lines += ["Runtime notes:", ""] + [f"- {n}" for n in report["notes"]] + [""]
     lines += ["## Correctness (vs onnxruntime)", "", "| output | shape | ok | max abs err | max rel err | mismatches |", "|---|---|---|---|---|---|"]
     for r in report["correctness"]:
-        lines.append(f"| {r['output']} | {r['shape']} | {r.get('ok')} | {r.get('max_abs_err', '')} | {r.get('max_rel_err', '')} | {r.get('mismatches', '')} |")
+        lines.append(f"| {r['output']} | {r['shape']} | {r.get('ok')} | {r.get('max_abs_err', '')} | {r.get('max_rel_err', '')} "
+                     f"| {r.get('mismatches', '')} |")
     lines += ["", "## Timings (ms)", "", "| what | median | p10 | p90 | runs |", "|---|---|---|---|---|"]
     for name, s in report["timings"].items():
         lines.append(f"| {name} | {s['median']:.4f} | {s['p10']:.4f} | {s['p90']:.4f} | {s['n']} |")
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="the ONNX model of a bundle (for onnxruntime comparisons and timings)")
     parser.add_argument("--bundle", help="where to compile a model (default: a temporary folder)")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS")
-    parser.add_argument("--precision", choices=sorted(TOLERANCES), default="fp32", help="GPU precision when compiling a model")
+    parser.add_argument("--precision", choices=sorted(GPU.precisions), default=GPU.default_precision, help="GPU precision when compiling a model")
     parser.add_argument("--arch", help="sm_XX to compile for (default: the GPU's, else sm_90)")
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
@@ -159,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 tmp = tempfile.TemporaryDirectory(prefix="hcc-gpu-check-")
                 bundle = Path(tmp.name) / "bundle"
-            _compile(model_path, bundle, parse_shape_options(args.input_shape), args.precision, args.arch or _gpu_arch() or "sm_90")
+            _compile(model_path, bundle, parse_shape_options(args.input_shape), args.precision, args.arch or _gpu_arch() or DEFAULT_ARCH)
         else:
             bundle = target
 
         session = load(bundle)
         manifest = session.manifest
-        gpu_sgs = [sg for sg in manifest.subgraphs if sg.device.startswith("gpu")]
+        gpu_sgs = [sg for sg in manifest.subgraphs if parse_device(sg.device).kind == "gpu"]
         if not gpu_sgs:
             print(f"error: {bundle} has no GPU subgraph", file=sys.stderr)
             return 1
@@ -175,8 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         fell_back = [sg.id for sg in gpu_sgs if session.instance_of(sg) == "cpu#fallback"]
         gpu_devices = [d for d in session.devices.values() if getattr(d, "kind", "") == "gpu"]
         device_name = ", ".join(d.name for d in gpu_devices) or "no GPU (CPU fallback)"
-        precision = next((a.meta.get("precision", "fp32") for sg in gpu_sgs for a in sg.artifacts if a.kind == "cuda-module"), "fp32")
-        rtol, atol = TOLERANCES.get(precision, TOLERANCES["fp32"])
+        precision = next((a.meta.get("precision", "fp32") for sg in gpu_sgs for a in sg.artifacts if a.kind in GPU.artifact_kinds), "fp32")
+        rtol, atol = golden_tolerance(precision)
 
         golden_path = bundle / "golden" / "golden.npz"
         with np.load(golden_path) as g:
@@ -234,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
                 ort_gpu = _ort_session(model_path, ["CUDAExecutionProvider", "CPUExecutionProvider"], args.threads)
                 got = ort_gpu.run(names, feeds)
                 timings["onnxruntime CUDAExecutionProvider"] = _stats(_time(lambda: ort_gpu.run(names, feeds), args.warmup, args.repeat))
-                notes.append("onnxruntime CUDA EP agrees with CPU: " + str(all(np.allclose(a, expected[n], rtol=1e-2, atol=1e-3) for n, a in zip(names, got))))
+                agree = all(np.allclose(a, expected[n], rtol=1e-2, atol=1e-3) for n, a in zip(names, got))
+                notes.append(f"onnxruntime CUDA EP agrees with CPU: {agree}")
             else:
                 notes.append("onnxruntime CUDAExecutionProvider not available (install onnxruntime-gpu to time it)")
 
         sg_info = []
         for sg in gpu_sgs:
-            artifact = next(a for a in sg.artifacts if a.kind == "cuda-module")
+            artifact = next(a for a in sg.artifacts if a.kind in GPU.artifact_kinds)
             table = json.loads((bundle / artifact.file).read_text())
             regs = [r.get("registers", 0) for k in table["kernels"].values() for r in k.get("resources", {}).values()]
             sg_info.append({"id": sg.id, "device": sg.device, "precision": table.get("precision", "fp32"), "kernels": len(table["kernels"]),

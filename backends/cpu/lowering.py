@@ -363,7 +363,7 @@ module attributes {transform.with_named_sequence} {
     transform.yield
   }
 }
-"""
+"""  # noqa: E501 - transform IR, one op per line
 
 
 def _func_body_ops(root) -> list:
@@ -498,8 +498,6 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
-    from mlir import ir
-
     from hcc.backends.cpu import math_approx, ukernels
 
     reports: list[OpReport] = []

@@ -356,7 +356,8 @@ def _plan_contraction(op: LinalgOp) -> Plan:
     compute = "%p"
     if outer_perm != list(range(len(outer_perm))):
         text += (f"    %p2, %pb2, %u2 = transform.structured.pack_transpose %pb with_compute_op(%p) outer_perm = {outer_perm} "
-                 ': (!transform.op<"linalg.pack">, !transform.op<"linalg.generic">) -> (!transform.op<"linalg.generic">, !transform.op<"linalg.pack">, !transform.any_op)\n')
+                 ': (!transform.op<"linalg.pack">, !transform.op<"linalg.generic">) '
+                 '-> (!transform.op<"linalg.generic">, !transform.op<"linalg.pack">, !transform.any_op)\n')
         pack_op, compute = "%pb2", "%p2"
     text += f"    %cc = transform.cast {compute} : !transform.op<\"linalg.generic\"> to !transform.any_op\n"
     # Lower B's pack now: pad + expand_shape + transpose; tile the transpose to 16-float rows (or 8x16 blocks).
@@ -375,7 +376,6 @@ def _plan_contraction(op: LinalgOp) -> Plan:
     text += t + "    transform.structured.vectorize %trt : !transform.any_op\n"
 
     # The packed compute op: loops are the original dims + the new inner n dim (last).
-    ni = op.num_loops
     nloops = op.num_loops + 1
     NB = -(-N // VECTOR)
     k_outer = [d for d in b_dims if d in ks][0]       # the k dim the cache tiling cuts
@@ -648,7 +648,8 @@ def _fold_tile(target: str, result: str, sizes: list[int], interchange: list[int
                 "      transform.apply_patterns.linalg.fold_unit_extent_dims_via_slices\n"
                 "      transform.apply_patterns.canonicalization\n"
                 "    } : !transform.any_op\n"
-                f'    {result} = transform.structured.match ops{{["linalg.generic"]}} in {loops[0]} : (!transform.any_op) -> !transform.any_op\n'), loops
+                f'    {result} = transform.structured.match ops{{["linalg.generic"]}} in {loops[0]} '
+                ': (!transform.any_op) -> !transform.any_op\n'), loops
 
 
 def _plan_outer_reduction(op: LinalgOp, p: int) -> Plan:

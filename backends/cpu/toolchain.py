@@ -106,7 +106,7 @@ def support_objects() -> list[Path]:
             return objects
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for (source, flags, name), obj in zip(SUPPORT_UNITS, objects):
+            for (source, flags, _name), obj in zip(SUPPORT_UNITS, objects):
                 if obj.is_file():
                     continue
                 tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")

@@ -26,35 +26,25 @@ from hcc.backends.fpga import estimate as festimate
 from hcc.backends.fpga import fixed_point as fx
 from hcc.backends.fpga import ir, lint, project, toolchain, transforms
 from hcc.backends.fpga.precision import resolve
+from hcc.devices import (
+    DEVICE_KINDS,
+    FPGA_DEFAULT_CLOCK_NS,
+    FPGA_DEFAULT_PART,
+    FPGA_PARTS,
+    FPGA_SUPPORTED_OPS,
+    NATIVE_ABI,
+)
 from hcc.errors import HccError
 
-ABI = "bare-ptr-v1"
-DEFAULT_PART = "xcu250-figd2104-2L-e"
-DEFAULT_CLOCK_NS = 5.0
-# ONNX ops the FPGA backend maps (others are refused up front, naming the node)
-SUPPORTED_OPS = frozenset(
-    "Conv Gemm MatMul Add Sub Mul Div Relu Clip MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization "
-    "Flatten Reshape Squeeze Unsqueeze Transpose Identity Dropout Concat Sigmoid Tanh Softmax Pad Constant".split()
-)
 SLACK_RTOL, SLACK_ATOL = 1e-5, 1e-6  # float32 rounding of onnxruntime itself, added to the fixed-point error bound
 
 
-DEVICE_PARTS = {"fpga:xcu250": "xcu250-figd2104-2L-e", "fpga:xczu7ev": "xczu7ev-ffvc1156-2-e"}
-
-
 def target_of(device: str, fpga: dict) -> tuple[str, float]:
-    """(part, clock period in ns): the options' values, else the device's (catalog clock), else the defaults."""
-    part = fpga.get("part") or DEVICE_PARTS.get(device) or DEFAULT_PART
-    clock_ns = fpga.get("clock_ns")
-    if not clock_ns:
-        try:
-            from hcc.passes.device_catalog import builtin_catalog
-
-            spec = builtin_catalog().get(device)
-            clock_ns = 1e9 / spec.clock_hz if spec is not None and spec.clock_hz else None
-        except Exception:  # the catalog is a planning aid; the build script just needs a number
-            clock_ns = None
-    return part, round(float(clock_ns or DEFAULT_CLOCK_NS), 3)
+    """(part, clock period in ns): the options' values, else the known part's (hcc.devices), else the defaults."""
+    known = FPGA_PARTS.get(device)
+    part = fpga.get("part") or (known.part if known else FPGA_DEFAULT_PART)
+    clock_ns = fpga.get("clock_ns") or (1e9 / known.clock_hz if known else None)
+    return part, round(float(clock_ns or FPGA_DEFAULT_CLOCK_NS), 3)
 
 
 def _op_types(spec, options: dict) -> dict[str, str]:
@@ -81,9 +71,9 @@ def _op_types(spec, options: dict) -> dict[str, str]:
 def _check_ops(spec, op_types: dict[str, str]) -> None:
     for name in spec.nodes:
         t = op_types.get(name)
-        if t and t not in SUPPORTED_OPS:
+        if t and t not in FPGA_SUPPORTED_OPS:
             raise HccError(f"FPGA backend: ONNX node '{name}' ({t}) is not supported on {spec.device}",
-                           hint=f"supported on the FPGA: {', '.join(sorted(SUPPORTED_OPS))}; place '{name}' on the CPU or GPU")
+                           hint=f"supported on the FPGA: {', '.join(sorted(FPGA_SUPPORTED_OPS))}; place '{name}' on the CPU or GPU")
 
 
 def _load_weights(options: dict) -> dict[str, np.ndarray]:
@@ -187,7 +177,8 @@ def build(linalg_text: str, spec, options: dict):
     try:
         transforms.run(prog, op_types)
     except ir.Unsupported as exc:
-        raise HccError(f"FPGA backend: subgraph {spec.id} ({', '.join(spec.nodes[:4])}{'...' if len(spec.nodes) > 4 else ''}) cannot be mapped to HLS C++ ({exc})",
+        raise HccError(f"FPGA backend: subgraph {spec.id} ({', '.join(spec.nodes[:4])}{'...' if len(spec.nodes) > 4 else ''}) "
+                       f"cannot be mapped to HLS C++ ({exc})",
                        hint="place the offending nodes on the CPU or GPU") from None
     for i, buf in enumerate(prog.outputs):
         buf.tensor = spec.outputs[i] if i < len(spec.outputs) else buf.id
@@ -296,7 +287,7 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
     lib = CsimLibrary(so, entry, len(prog.args) + len(prog.outputs))
     mismatches = 0
     report_outputs = {}
-    for (values, ort), (vals, stats, _) in zip(state["samples"], state["evals"]):
+    for (values, ort), (vals, _stats, _) in zip(state["samples"], state["evals"]):
         args = [np.asarray(values[t], np.float32) if b is not None else np.zeros(1, np.float32) for t, b in prog.args]
         got = lib(args, [b.shape for b in prog.outputs])
         for b, g in zip(prog.outputs, got):
@@ -313,10 +304,12 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
                 entry_["max_abs_error_vs_onnxruntime"] = max(entry_["max_abs_error_vs_onnxruntime"] or 0.0, dev)
                 entry_["max_abs_error_float_reference_vs_onnxruntime"] = max(entry_["max_abs_error_float_reference_vs_onnxruntime"] or 0.0, fdev)
     if mismatches:
-        raise HccError(f"internal: the FPGA C simulation of {sg} differs from hcc's fixed-point reference in {mismatches} value(s); please report this")
+        raise HccError(f"internal: the FPGA C simulation of {sg} differs from hcc's fixed-point reference in {mismatches} value(s); "
+                       "please report this")
     dataflow = femit.Emitter(prog, cfg.table_size, part, clock_ns).dataflow_ok()
     est = festimate.estimate_program(prog, part, clock_ns, dataflow)
-    overflow = {op.id: st.get("overflow", 0) for vals, stats, _ in state["evals"] for op in prog.ops for st in [stats.get(op.id, {})] if st.get("overflow")}
+    overflow = {op.id: st.get("overflow", 0) for _vals, stats, _ in state["evals"] for op in prog.ops for st in [stats.get(op.id, {})]
+                if st.get("overflow")}
     precision_report = _precision_report(prog, cfg, resolver, state, report_outputs, overflow, part, clock_ns)
     (root / "precision.json").write_text(json.dumps(precision_report, indent=2) + "\n")
     (root / "estimate.json").write_text(json.dumps(est, indent=2) + "\n")
@@ -336,11 +329,12 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
         "precision_default": str(cfg.model.get("precision", fconfig.DEFAULT_PRECISION)),
         "baked_inputs": [t for t, b in prog.args if b is None],
         "tolerance": {"atol": atol + SLACK_ATOL, "rtol": SLACK_RTOL,
-                      "rule": "per element |csim - float model| <= fixed-point error bound (precision.json) + 1e-5*|y| + 1e-6; atol is the bound's maximum on the calibration samples"},
+                      "rule": "per element |csim - float model| <= fixed-point error bound (precision.json) + 1e-5*|y| + 1e-6; "
+                              "atol is the bound's maximum on the calibration samples"},
         "toolchain": {"cxx": toolchain.version(), "ap_types": str(toolchain.ap_types_dir())},
         "timings_s": {"codegen": round(t1 - t0, 3), "gxx": round(t2 - t1, 3)},
     }
-    return [ArtifactRecord(kind="fpga-csim-so", file=f"{rel}/csim/lib{sg}_csim.so", entry=entry, abi=ABI, meta=meta)]
+    return [ArtifactRecord(kind=DEVICE_KINDS["fpga"].artifact_kinds[0], file=f"{rel}/csim/lib{sg}_csim.so", entry=entry, abi=NATIVE_ABI, meta=meta)]
 
 
 def _precision_report(prog, cfg, resolver, state, outputs, overflow, part, clock_ns) -> dict:

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcc.backends.fpga.fixed_point import FixedType
+from hcc.devices import FPGA_DEFAULT_PRECISION
 from hcc.errors import HccError
 
 ROLES = ("input", "weight", "bias", "result", "accum", "table")
 LAYER_KEYS = set(ROLES) | {"precision", "reuse_factor", "strategy"}
 MODEL_KEYS = LAYER_KEYS | {"max_width", "auto_mode", "table_size", "auto_base"}
 STRATEGIES = ("latency", "resource")
-DEFAULT_PRECISION = "ap_fixed<16,6>"
+DEFAULT_PRECISION = FPGA_DEFAULT_PRECISION
 
 
 @dataclass

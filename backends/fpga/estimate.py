@@ -22,9 +22,18 @@ from __future__ import annotations
 import math
 
 from hcc.backends.fpga.fixed_point import FixedType
-from hcc.passes.fpga_resources import (BRAM_BITS, LUT_MULT_BITS, LUTRAM_BITS, LayerEstimate, bram_for,  # noqa: F401 (used by tests)
-                                       dsp_per_mult, mac_layer, stream_layer)
-from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS
+from hcc.devices import fpga_part_by_number
+from hcc.passes.fpga_resources import (  # noqa: F401 (used by tests)
+    BRAM_BITS,
+    BUFFER_IN_REGISTERS,
+    LUT_MULT_BITS,
+    LUTRAM_BITS,
+    LayerEstimate,
+    bram_for,
+    dsp_per_mult,
+    mac_layer,
+    stream_layer,
+)
 
 
 def buffer_estimate(elements: int, width: int, dataflow: bool) -> LayerEstimate:
@@ -104,24 +113,9 @@ def estimate_program(prog, part: str = "", clock_ns: float = 5.0, dataflow: bool
 
 
 def part_budget(part: str) -> dict | None:
-    """DSP/BRAM/LUT/FF of a known part (from the device catalog), or None."""
-    try:
-        from hcc.passes.device_catalog import builtin_catalog  # type: ignore[attr-defined]
-
-        catalog = builtin_catalog()
-    except Exception:
-        catalog = None
-    key = {"xcu250": "fpga:xcu250", "xczu7ev": "fpga:xczu7ev"}
-    for prefix, name in key.items():
-        if part.lower().startswith(prefix) and catalog and name in catalog:
-            s = catalog[name]
-            return {"dsp": s.dsp, "bram18k": s.bram18k, "lut": s.lut, "ff": s.ff}
-    known = {"xcu250": {"dsp": 12288, "bram18k": 5376, "lut": 1728000, "ff": 3456000},
-             "xczu7ev": {"dsp": 1728, "bram18k": 624, "lut": 230400, "ff": 460800}}
-    for prefix, b in known.items():
-        if part.lower().startswith(prefix):
-            return b
-    return None
+    """DSP/BRAM/LUT/FF of a known part (hcc.devices), or None."""
+    known = fpga_part_by_number(part)
+    return {"dsp": known.dsp, "bram18k": known.bram18k, "lut": known.lut, "ff": known.ff} if known else None
 
 
 # ------------------------------------------------------------------------------------------------------ per ONNX node

@@ -141,7 +141,8 @@ def eval_float(e: Expr, leaf) -> np.ndarray:
         if op == "idiv":
             return np.floor_divide(a[0], a[1])
         if op == "cmp":
-            return {"eq": np.equal, "ne": np.not_equal, "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}[e.value](a[0], a[1])
+            compare = {"eq": np.equal, "ne": np.not_equal, "gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal}
+            return compare[e.value](a[0], a[1])
         if op == "select":
             return np.where(a[0], a[1], a[2])
     raise Unsupported(f"operation {op}")

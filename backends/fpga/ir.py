@@ -240,7 +240,8 @@ class Program:
         return [b for _, b in self.args if b is not None]
 
     def consumers(self, buf: Buffer) -> list[LoopOp]:
-        return [op for op in self.ops if any(o.kind == "act" and o.buf is buf for o in op.ins) or (op.init is not None and op.init.kind == "act" and op.init.buf is buf)]
+        return [op for op in self.ops
+                if any(o.kind == "act" and o.buf is buf for o in op.ins) or (op.init is not None and op.init.kind == "act" and op.init.buf is buf)]
 
     def producer(self, buf: Buffer) -> LoopOp | None:
         return next((op for op in self.ops if op.out.buf is buf), None)
@@ -348,7 +349,8 @@ class _Parser:
                 args.append((name, None))
             else:
                 if ir.RankedTensorType(arg.type).element_type != ir.F32Type.get():
-                    raise HccError(f"FPGA backend: input '{name}' has element type {ir.RankedTensorType(arg.type).element_type}; only float32 activations are supported")
+                    raise HccError(f"FPGA backend: input '{name}' has element type {ir.RankedTensorType(arg.type).element_type}; "
+                                   "only float32 activations are supported")
                 buf = Buffer(f"in{len([a for a in args if a[1] is not None])}", shape, "input", tensor=name)
                 self.buffers.append(buf)
                 self.values[arg] = _Act(buf, shape)

@@ -72,7 +72,8 @@ def lint_source(path: str, text: str) -> list[str]:
             problems.append(f"{where}: loop without a static trip count: {s}")
         if re.search(r"\b(while|do)\b", s):
             problems.append(f"{where}: while/do loop: {s}")
-        if re.search(r"\b(new|delete|malloc|calloc|realloc|free)\b\s*[\(\[]?", s) and re.search(r"\b(new\s+\w|delete\b|malloc\s*\(|calloc\s*\(|realloc\s*\(|free\s*\()", s):
+        if (re.search(r"\b(new|delete|malloc|calloc|realloc|free)\b\s*[\(\[]?", s)
+                and re.search(r"\b(new\s+\w|delete\b|malloc\s*\(|calloc\s*\(|realloc\s*\(|free\s*\()", s)):
             problems.append(f"{where}: dynamic memory: {s}")
         if "std::" in s:
             problems.append(f"{where}: standard library use in firmware: {s}")

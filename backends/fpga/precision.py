@@ -25,8 +25,8 @@ from hcc.backends.fpga.config import FpgaConfig
 from hcc.backends.fpga.fixed_point import FixedType
 from hcc.backends.fpga.interp import Space
 from hcc.backends.fpga.ir import Expr, LoopOp, Program
-from hcc.passes.fpga_resources import MAX_MULTIPLIERS
 from hcc.errors import HccError
+from hcc.passes.fpga_resources import MAX_MULTIPLIERS
 
 LUT_RANGE = {"sigmoid": 8.0, "tanh": 4.0}
 TABLE_TYPES = {"sigmoid": FixedType(18, 0, False), "tanh": FixedType(18, 1, True)}
@@ -176,7 +176,8 @@ class Resolver:
         integer = math.floor(math.log2(m)) + 1 + (1 if signed else 0)
         t = fx.exact_type(integer, width - integer, signed)
         codes = fx.from_float(np.array([lo, hi]), t.with_modes("AP_RND", "AP_WRAP"))
-        if codes.max() > t.max_code or codes.min() < t.min_code or fx.from_float(np.array([hi]), t.with_modes("AP_RND", "AP_SAT"))[0] != round(hi * 2.0**t.frac):
+        saturated = fx.from_float(np.array([hi]), t.with_modes("AP_RND", "AP_SAT"))[0]
+        if codes.max() > t.max_code or codes.min() < t.min_code or saturated != round(hi * 2.0**t.frac):
             t = fx.exact_type(integer + 1, width - integer - 1, signed)
         return t
 
@@ -318,7 +319,8 @@ class Resolver:
             block = mac_block(op)
             if math.ceil(block / op.reuse_factor) > MAX_MULTIPLIERS:
                 new_rf = math.ceil(block / MAX_MULTIPLIERS)
-                self.notes.append(f"{op.id} ({op.label}): reuse factor {op.reuse_factor} would need {math.ceil(block / op.reuse_factor)} multipliers; raised to {new_rf}")
+                self.notes.append(f"{op.id} ({op.label}): reuse factor {op.reuse_factor} would need {math.ceil(block / op.reuse_factor)} "
+                                  f"multipliers; raised to {new_rf}")
                 op.reuse_factor = new_rf
             op.reuse_factor = min(op.reuse_factor, block)
             return
@@ -342,7 +344,10 @@ class Resolver:
         op.types["result"] = t
         op.out.buf.type = t
         # what the stored values can be: the bound clipped to what the type holds
-        op.out.buf.bound = (max(bound[0], t.min_value), min(bound[1], t.max_value)) if bound[0] <= t.max_value and bound[1] >= t.min_value else (t.min_value, t.max_value)
+        if bound[0] <= t.max_value and bound[1] >= t.min_value:
+            op.out.buf.bound = (max(bound[0], t.min_value), min(bound[1], t.max_value))
+        else:
+            op.out.buf.bound = (t.min_value, t.max_value)
         if bound[0] < t.min_value or bound[1] > t.max_value:
             self.notes.append(f"{op.id} ({op.label}): values in [{bound[0]:.4g}, {bound[1]:.4g}] may overflow {t.cpp()} ({t.o})")
 

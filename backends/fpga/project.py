@@ -86,14 +86,16 @@ def testbench(prog: Program) -> str:
     decl = "\n".join(f"    static {b.id}_t {b.id}[{b.size}];" for b in ins + outs)
     read = []
     for b in ins:
-        read.append(f"        for (int i = 0; i < {b.size}; i++) {{ double v; if (!(s_in >> v)) {{ std::cerr << \"short input line\\n\"; return 2; }} {b.id}[i] = v; }}")
+        read.append(f"        for (int i = 0; i < {b.size}; i++) {{ double v; "
+                    f"if (!(s_in >> v)) {{ std::cerr << \"short input line\\n\"; return 2; }} {b.id}[i] = v; }}")
     check = []
     for b in outs:
         check.append(f"        for (int i = 0; i < {b.size}; i++) {{")
         check.append("            double want = 0, ref = 0; sexp >> want; sflt >> ref;")
         check.append(f"            const double got = {b.id}[i].to_double();")
         check.append("            log << got << (i + 1 < " + str(b.size) + " ? \" \" : \"\\n\");")
-        check.append("            if (got != want) { if (mismatches < 10) std::cerr << \"sample \" << n << \" " + b.tensor.replace('"', '\\"') + "[\" << i << \"]: got \" << got << \", expected \" << want << \"\\n\"; mismatches++; }")
+        check.append("            if (got != want) { if (mismatches < 10) std::cerr << \"sample \" << n << \" " + b.tensor.replace('"', '\\"')
+                     + "[\" << i << \"]: got \" << got << \", expected \" << want << \"\\n\"; mismatches++; }")
         check.append("            if (std::fabs(got - ref) > max_dev) max_dev = std::fabs(got - ref);")
         check.append("        }")
     return f"""{HEADER}// C simulation testbench for {name}: runs every sample of tb_input_features.dat and checks the outputs

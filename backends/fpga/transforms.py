@@ -123,7 +123,10 @@ def _eval_const(e: Expr, op: LoopOp) -> Operand:
             idx = idx + c * coords[d]
         return o.array.ravel()[idx]
 
-    value = np.broadcast_to(np.asarray(eval_float(e, leaf), dtype=np.float64), (n,)).reshape(sizes) if dims else np.asarray(eval_float(e, leaf), dtype=np.float64).reshape(())
+    if dims:
+        value = np.broadcast_to(np.asarray(eval_float(e, leaf), dtype=np.float64), (n,)).reshape(sizes)
+    else:
+        value = np.asarray(eval_float(e, leaf), dtype=np.float64).reshape(())
     return _compressed(Operand("const", tuple(sizes), [Lin.dim(d) for d in dims], array=np.array(value, dtype=np.float64)))
 
 
@@ -249,12 +252,12 @@ def _affine(e: Expr, op: LoopOp):
         x, a, b, s = r
         return (x, E("neg", a) if a is not None else E("const", value=-1.0), E("neg", b) if b is not None else None, s)
     if e.op in ("add", "sub"):
-        l, r = _affine(e.args[0], op), _affine(e.args[1], op)
-        if l is None or r is None:
+        left, r = _affine(e.args[0], op), _affine(e.args[1], op)
+        if left is None or r is None:
             return None
-        if l[0] is not None and r[0] is not None:
+        if left[0] is not None and r[0] is not None:
             return None
-        x = l[0] if l[0] is not None else r[0]
+        x = left[0] if left[0] is not None else r[0]
         sign = 1.0 if e.op == "add" else -1.0
 
         def comb(p, q, default):
@@ -268,21 +271,21 @@ def _affine(e: Expr, op: LoopOp):
                 q_ = E("neg", q_)
             return q_ if p_ is None else E("add", p_, q_)
 
-        a = l[1] if l[0] is not None else (r[1] if sign > 0 else (E("neg", r[1]) if r[1] is not None else E("const", value=-1.0)))
-        b = comb(l[2], r[2], 0.0)
-        return (x, a, b, l[3] or r[3])
+        a = left[1] if left[0] is not None else (r[1] if sign > 0 else (E("neg", r[1]) if r[1] is not None else E("const", value=-1.0)))
+        b = comb(left[2], r[2], 0.0)
+        return (x, a, b, left[3] or r[3])
     if e.op in ("mul", "div"):
-        l, r = _affine(e.args[0], op), _affine(e.args[1], op)
-        if l is None or r is None:
+        left, r = _affine(e.args[0], op), _affine(e.args[1], op)
+        if left is None or r is None:
             return None
-        if e.op == "mul" and l[0] is None and r[0] is not None:
-            l, r = r, l
+        if e.op == "mul" and left[0] is None and r[0] is not None:
+            left, r = r, left
         if r[0] is not None:
             return None  # x*y or c/x: not affine
         k = r[2] if r[2] is not None else E("const", value=0.0)
-        if l[0] is None:
-            return (None, None, E(e.op, l[2] if l[2] is not None else E("const", value=0.0), k), False)
-        x, a, b, s = l
+        if left[0] is None:
+            return (None, None, E(e.op, left[2] if left[2] is not None else E("const", value=0.0), k), False)
+        x, a, b, s = left
         a2 = E(e.op, a if a is not None else E("const", value=1.0), k)
         b2 = E(e.op, b, k) if b is not None else None
         return (x, a2, b2, s or e.op == "mul")

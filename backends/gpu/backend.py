@@ -18,16 +18,17 @@ from pathlib import Path
 from hcc.artifacts.manifest import ArtifactRecord
 from hcc.backends.gpu import launch_table, lowering, shared_tiling, toolchain
 from hcc.backends.gpu.mlir_util import single_threaded_context
+from hcc.devices import DEVICE_KINDS, LAUNCH_ABI, parse_device
 from hcc.errors import HccError
 
 CONSTANT_ALIGNMENT = 256
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = DEVICE_KINDS["gpu"].precisions
 
 
 def target_archs(device: str) -> list[str]:
     """Cubin architectures to build: sm_80 and sm_90 always, plus the subgraph's own (e.g. gpu:sm_86)."""
     archs = list(toolchain.CUBIN_ARCHS)
-    _, _, arch = device.partition(":")
+    arch = parse_device(device).target
     if arch:
         match = re.fullmatch(r"sm_(\d+)(a?)", arch)
         if not match:
@@ -76,11 +77,12 @@ def _check_ptx(ptx: str, table: dict, where: str) -> None:
             raise HccError(f"internal: GPU backend: {where}: kernel {name} is missing from the PTX")
         families = [toolchain.TABLE_PARAM_FAMILY[k] for k in kernel["params"]]
         if families != [toolchain.ptx_param_kind(t) for t in entry.params]:
-            raise HccError(f"internal: GPU backend: {where}: launch table parameters of {name} {kernel['params']} do not match the PTX .entry {entry.params}")
+            raise HccError(f"internal: GPU backend: {where}: launch table parameters of {name} {kernel['params']} "
+                           f"do not match the PTX .entry {entry.params}")
 
 
 def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
-    precision = options.get("gpu_precision") or "fp32"
+    precision = options.get("gpu_precision") or DEVICE_KINDS["gpu"].default_precision
     if precision not in PRECISIONS:
         raise HccError(f"GPU backend: unsupported --gpu-precision '{precision}' (choose one of {', '.join(PRECISIONS)})")
     archs = target_archs(spec.device)
@@ -169,4 +171,4 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> lis
     }
     if blob:
         meta["constants"] = f"{rel_dir}/constants.bin"
-    return [ArtifactRecord(kind="cuda-module", file=f"{rel_dir}/launch.json", entry=spec.id, abi=launch_table.FORMAT, meta=meta)]
+    return [ArtifactRecord(kind=DEVICE_KINDS["gpu"].artifact_kinds[0], file=f"{rel_dir}/launch.json", entry=spec.id, abi=LAUNCH_ABI, meta=meta)]

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from hcc.backends.gpu.mlir_util import single_threaded_context
+from hcc.devices import DEVICE_KINDS
 from hcc.errors import HccError
 
 SIG_CHARS = {"ptr": "p", "i64": "l", "i32": "i", "i16": "s", "i8": "c", "f32": "f", "f64": "d", "f16": "h"}
@@ -277,7 +278,7 @@ def build_for_bundle(bundle: Path, out_dir: Path, serial: bool = False) -> dict[
     built = {}
     for sg in manifest["subgraphs"]:
         for artifact in sg["artifacts"]:
-            if artifact["kind"] != "cuda-module":
+            if artifact["kind"] not in DEVICE_KINDS["gpu"].artifact_kinds:
                 continue
             table_path = bundle / artifact["file"]
             kernels = table_path.parent / "kernels.mlir"

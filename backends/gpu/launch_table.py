@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hcc.backends.gpu.mlir_util import single_threaded_context
+from hcc.devices import LAUNCH_ABI
 from hcc.errors import HccError
-
-FORMAT = "hcc-launch-v1"
 
 ELEMENT_DTYPES = {"f32": "float32", "f16": "float16", "f64": "float64", "i64": "int64", "i32": "int32", "i16": "int16",
                   "i8": "int8", "i1": "bool", "ui8": "uint8"}
@@ -185,7 +184,7 @@ def build(host_text: str, entry: str, n_inputs: int, n_outputs: int, kernel_name
 
     arena_bytes = pack_temporaries(buffers, steps)
     table = {
-        "format": FORMAT,
+        "format": LAUNCH_ABI,
         "entry": entry,
         "buffers": buffers,
         "kernels": kernels,

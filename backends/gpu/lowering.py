@@ -25,8 +25,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hcc.backends.gpu.mapping import (VIEW_OPS, OpInfo, OpPlan, _op_info, _wrap_in_foralls, group_ops, plan_group, shared_block_script,
-                                      transform_script)
+from hcc.backends.gpu.mapping import (
+    VIEW_OPS,
+    OpInfo,
+    OpPlan,
+    _op_info,
+    _wrap_in_foralls,
+    group_ops,
+    plan_group,
+    shared_block_script,
+    transform_script,
+)
 from hcc.backends.gpu.mlir_util import _func, _op_where, _run, _top_ops, copies_to_linalg, single_threaded_context
 from hcc.backends.gpu.shared_tiling import _stage_operands, plan_shared, shared_enabled, workgroup_attributions
 from hcc.errors import HccError
@@ -131,7 +140,8 @@ def _unroll_loops(module, entry: str) -> None:
             raise HccError(f"GPU backend: {_op_where(loop.operation)} would unroll to more than {MAX_UNROLL} iterations; place it on the CPU")
         loop.attributes["hcc.loop"] = ir.IntegerAttr.get(i64, n)
         if trips > 1:
-            lines.append(f'%l{n} = transform.structured.match ops{{["scf.for"]}} attributes{{hcc.loop = {n} : i64}} in %root : (!transform.any_op) -> !transform.any_op')
+            lines.append(f'%l{n} = transform.structured.match ops{{["scf.for"]}} attributes{{hcc.loop = {n} : i64}} in %root '
+                         ': (!transform.any_op) -> !transform.any_op')
             lines.append(f"transform.loop.unroll %l{n} {{ factor = {trips} }} : !transform.any_op")
     lines += ["transform.yield", "}", "}"]
     script = ir.Module.parse("\n".join(lines))

@@ -404,10 +404,12 @@ def transform_script(plans: list[OpPlan]) -> str:
         bd = ", ".join(str(x) for x in p.block_dims)
         sync = "false"
         if p.wrap:
-            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.wrap = {p.members[0]} : i64}} in %root : ({_ANY}) -> {_ANY}')
+            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.wrap = {p.members[0]} : i64}} '
+                         f'in %root : ({_ANY}) -> {_ANY}')
         elif p.shared:
             sync = "true"
-            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.block = {k} : i64}} in %root : ({_ANY}) -> {_ANY}')
+            lines.append(f'%F{k} = transform.structured.match ops{{["scf.forall"]}} attributes{{hcc.block = {k} : i64}} '
+                         f'in %root : ({_ANY}) -> {_ANY}')
             for i in p.members:
                 _thread_tiling(lines, p, i, f"F{k}")
             for c, tiles, mapping in p.copies:

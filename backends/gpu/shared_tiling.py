@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 import re
+
 from hcc.backends.gpu.mapping import MAX_GRID_YZ, OpInfo, OpPlan, SharedTiling, assign_member_tiles
 from hcc.backends.gpu.mlir_util import _func
 from hcc.errors import HccError
-
 
 # -- shared-memory tiling of contractions ----------------------------------------------------------------------------
 SHARED_TM = 16  # output rows per block (thread y)

@@ -13,10 +13,11 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hcc.devices import GPU_ARCHS
 from hcc.errors import HccError
 
 MAX_PTX_VERSION = (9, 0)  # what the CUDA 13.0 ptxas and driver accept (research/hw-toolchains.md B1)
-CUBIN_ARCHS = ("sm_80", "sm_90")
+CUBIN_ARCHS = GPU_ARCHS  # every GPU artifact carries a cubin for each
 EM_CUDA = 190
 
 

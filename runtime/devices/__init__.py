@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import importlib
 
-DRIVER_CLASSES = {
-    "cpu": ("hcc.runtime.devices.cpu", "CpuDevice"),
-    "gpu": ("hcc.runtime.devices.cuda", "CudaDevice"),
-    "fpga": ("hcc.runtime.devices.fpga_csim", "FpgaCsimDevice"),
-}
+from hcc.devices import parse_device
 
 
 class DeviceUnavailable(Exception):
     """The device is not present on this host (or its driver library is missing); the reason is the message."""
 
 
-def driver_class(device: str):
-    kind = device.split(":", 1)[0]
-    if kind not in DRIVER_CLASSES:
+def driver_class(device: str) -> type:
+    """The driver class of `device`'s kind (hcc.devices names it), imported on first use so that a runtime without,
+    say, the CUDA driver module still runs CPU subgraphs."""
+    name = parse_device(device)
+    kind = name.kind
+    if name.facts is None:
         raise DeviceUnavailable(f"this runtime has no driver for device kind '{kind}'")
-    module_name, class_name = DRIVER_CLASSES[kind]
+    module_name, class_name = name.facts.driver
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

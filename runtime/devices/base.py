@@ -31,7 +31,7 @@ class Executable(ABC):
         """Seconds per ONNX node of the runs since the last call, where the driver can tell (else empty)."""
         return {}
 
-    def bind_constants(self, constants: dict[int, Any]) -> None:
+    def bind_constants(self, constants: dict[int, Any]) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Inputs passed as the same object on every call (resident weights), by argument position: a driver may
         prepare them once here instead of on every `run` (the CPU driver converts their pointers once)."""
 

@@ -66,7 +66,8 @@ def check_target_cpu(target: str) -> None:
     needed = TARGET_FEATURES.get(target)
     flags = host_cpu_flags()
     if needed and flags and not needed <= flags:
-        raise HccError(f"this bundle's CPU code targets {target}, but this CPU lacks {', '.join(sorted(needed - flags))}; recompile with --target-cpu x86-64-v2")
+        raise HccError(f"this bundle's CPU code targets {target}, but this CPU lacks {', '.join(sorted(needed - flags))}; "
+                       "recompile with --target-cpu x86-64-v2")
 
 
 class CpuExecutable(Executable):
@@ -134,5 +135,6 @@ class CpuDevice(HostMemoryDevice):
         return self.load_artifact(bundle, subgraph, artifact)
 
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
-        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads, self.profile)
+        return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads,
+                             self.profile)
 

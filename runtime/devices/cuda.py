@@ -18,115 +18,28 @@ import os
 import re
 import weakref
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from hcc.artifacts.manifest import SubgraphRecord
+from hcc.devices import DEVICE_KINDS, GPU_MIN_COMPUTE_CAPABILITY, LAUNCH_ABI
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices import DeviceUnavailable
 from hcc.runtime.devices.base import Device, Executable
-
-LAUNCH_FORMAT = "hcc-launch-v1"
-CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
-CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
-CU_JIT_INFO_LOG_BUFFER = 3
-CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4
-CU_JIT_ERROR_LOG_BUFFER = 5
-CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6
-MIN_COMPUTE_CAPABILITY = (8, 0)  # the PTX targets sm_80
-
-_CUresult = ctypes.c_int
-_CUdeviceptr = ctypes.c_uint64
-_PTR = ctypes.c_void_p
-
-# name -> (argtypes); every function returns CUresult
-_PROTOTYPES: dict[str, list] = {
-    "cuInit": [ctypes.c_uint],
-    "cuDriverGetVersion": [ctypes.POINTER(ctypes.c_int)],
-    "cuDeviceGetCount": [ctypes.POINTER(ctypes.c_int)],
-    "cuDeviceGet": [ctypes.POINTER(ctypes.c_int), ctypes.c_int],
-    "cuDeviceGetAttribute": [ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_int],
-    "cuDeviceGetName": [ctypes.c_char_p, ctypes.c_int, ctypes.c_int],
-    "cuDevicePrimaryCtxRetain": [ctypes.POINTER(_PTR), ctypes.c_int],
-    "cuDevicePrimaryCtxRelease_v2": [ctypes.c_int],
-    "cuCtxSetCurrent": [_PTR],
-    "cuCtxSynchronize": [],
-    "cuModuleLoadData": [ctypes.POINTER(_PTR), _PTR],
-    "cuModuleLoadDataEx": [ctypes.POINTER(_PTR), _PTR, ctypes.c_uint, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(_PTR)],
-    "cuModuleGetFunction": [ctypes.POINTER(_PTR), _PTR, ctypes.c_char_p],
-    "cuModuleUnload": [_PTR],
-    "cuMemAlloc_v2": [ctypes.POINTER(_CUdeviceptr), ctypes.c_size_t],
-    "cuMemFree_v2": [_CUdeviceptr],
-    "cuMemcpyHtoD_v2": [_CUdeviceptr, _PTR, ctypes.c_size_t],
-    "cuMemcpyDtoH_v2": [_PTR, _CUdeviceptr, ctypes.c_size_t],
-    "cuMemcpyDtoD_v2": [_CUdeviceptr, _CUdeviceptr, ctypes.c_size_t],
-    "cuLaunchKernel": [_PTR, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                       ctypes.c_uint, _PTR, ctypes.POINTER(_PTR), ctypes.POINTER(_PTR)],
-    "cuGetErrorName": [_CUresult, ctypes.POINTER(ctypes.c_char_p)],
-    "cuGetErrorString": [_CUresult, ctypes.POINTER(ctypes.c_char_p)],
-    "cuEventCreate": [ctypes.POINTER(_PTR), ctypes.c_uint],
-    "cuEventRecord": [_PTR, _PTR],
-    "cuEventSynchronize": [_PTR],
-    "cuEventElapsedTime": [ctypes.POINTER(ctypes.c_float), _PTR, _PTR],
-    "cuEventDestroy_v2": [_PTR],
-}
-_OPTIONAL = {"cuModuleLoadDataEx", "cuDevicePrimaryCtxRelease_v2", "cuDeviceGetName", "cuDriverGetVersion",
-             "cuEventCreate", "cuEventRecord", "cuEventSynchronize", "cuEventElapsedTime", "cuEventDestroy_v2"}
+from hcc.runtime.devices.libcuda import (
+    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+    CU_JIT_ERROR_LOG_BUFFER,
+    CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
+    VOIDP,
+    CudaDriver,
+    CudaError,
+    CUdeviceptr,
+)
 
 _PARAM_CTYPES = {"ptr": ctypes.c_uint64, "i64": ctypes.c_int64, "i32": ctypes.c_int32, "i16": ctypes.c_int16,
                  "i8": ctypes.c_int8, "f32": ctypes.c_float, "f64": ctypes.c_double, "f16": ctypes.c_uint16}
-
-
-class CudaError(HccError):
-    """A CUDA driver call failed; `code` is the CUresult."""
-
-    def __init__(self, message: str, code: int, hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.code = code
-
-
-class CudaDriver:
-    """The loaded driver library with prototypes set; `check(name, *args, what=...)` raises CudaError."""
-
-    def __init__(self, path: str):
-        try:
-            self.lib = ctypes.CDLL(path)
-        except OSError as exc:
-            raise DeviceUnavailable(f"cannot load the CUDA driver library {path} ({exc})") from None
-        self.path = path
-        self.functions: dict[str, Any] = {}
-        for name, argtypes in _PROTOTYPES.items():
-            try:
-                fn = getattr(self.lib, name)
-            except AttributeError:
-                if name in _OPTIONAL:
-                    continue
-                raise DeviceUnavailable(f"{path} does not export {name}; is it the NVIDIA driver library?") from None
-            fn.restype = _CUresult
-            fn.argtypes = argtypes
-            self.functions[name] = fn
-
-    def has(self, name: str) -> bool:
-        return name in self.functions
-
-    def error_text(self, code: int) -> str:
-        name, text = ctypes.c_char_p(), ctypes.c_char_p()
-        label = f"CUDA error {code}"
-        try:
-            if self.functions["cuGetErrorName"](code, ctypes.byref(name)) == 0 and name.value:
-                label = name.value.decode(errors="replace")
-            if self.functions["cuGetErrorString"](code, ctypes.byref(text)) == 0 and text.value:
-                label += f" ({text.value.decode(errors='replace')})"
-        except Exception:
-            pass
-        return label
-
-    def check(self, name: str, *args, what: str = "") -> None:
-        code = self.functions[name](*args)
-        if code != 0:
-            raise CudaError(f"{what + ': ' if what else ''}{name} failed: {self.error_text(code)}", code)
 
 
 _DRIVERS: dict[str, CudaDriver] = {}
@@ -192,13 +105,13 @@ class CudaExecutable(Executable):
         if image_kind == "ptx":
             data = data + b"\0"
         self._image = ctypes.create_string_buffer(data, len(data))
-        self.module = _PTR()
+        self.module = VOIDP()
         self._load_module(image_kind, image_path)
         self._owned: list[int] = []
-        self.functions: dict[str, _PTR] = {}
+        self.functions: dict[str, VOIDP] = {}
         try:
             for name in table["kernels"]:
-                fn = _PTR()
+                fn = VOIDP()
                 drv.check("cuModuleGetFunction", ctypes.byref(fn), self.module, name.encode(),
                           what=f"subgraph {self.sg}: kernel {name} in {image_path}")
                 self.functions[name] = fn
@@ -237,13 +150,13 @@ class CudaExecutable(Executable):
             size = 1 << 14
             log = ctypes.create_string_buffer(size)
             options = (ctypes.c_int * 2)(CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES)
-            values = (_PTR * 2)(ctypes.cast(log, _PTR), _PTR(size))
-            code = drv.functions["cuModuleLoadDataEx"](ctypes.byref(self.module), ctypes.cast(self._image, _PTR), 2, options, values)
+            values = (VOIDP * 2)(ctypes.cast(log, VOIDP), VOIDP(size))
+            code = drv.functions["cuModuleLoadDataEx"](ctypes.byref(self.module), ctypes.cast(self._image, VOIDP), 2, options, values)
             if code != 0:
                 detail = log.value.decode(errors="replace").strip()
                 raise CudaError(f"{what}: cuModuleLoadDataEx failed: {drv.error_text(code)}" + (f"\n{detail}" if detail else ""), code)
             return
-        drv.check("cuModuleLoadData", ctypes.byref(self.module), ctypes.cast(self._image, _PTR), what=what)
+        drv.check("cuModuleLoadData", ctypes.byref(self.module), ctypes.cast(self._image, VOIDP), what=what)
 
     def _alloc(self, nbytes: int, what: str) -> int:
         ptr = self.device._alloc(nbytes, f"subgraph {self.sg}: {what}")
@@ -276,7 +189,7 @@ class CudaExecutable(Executable):
                     else:
                         slot.value = p["value"]
                     values.append(slot)
-                array = (_PTR * max(len(values), 1))(*[ctypes.cast(ctypes.pointer(v), _PTR) for v in values])
+                array = (VOIDP * max(len(values), 1))(*[ctypes.cast(ctypes.pointer(v), VOIDP) for v in values])
                 grid, block = [int(x) for x in step["grid"]], [int(x) for x in step["block"]]
                 self.steps.append(("launch", name, self.functions[name], grid, block, int(step.get("shared_bytes", 0)), array, values))
             elif op == "copy":
@@ -330,7 +243,7 @@ class CudaExecutable(Executable):
                 self.device.driver.functions["cuModuleUnload"](self.module)
             except Exception:
                 pass
-            self.module = _PTR()
+            self.module = VOIDP()
 
     def __del__(self):
         try:
@@ -360,17 +273,17 @@ class CudaDevice(Device):
         self.driver.check("cuDeviceGet", ctypes.byref(handle), index, what=f"opening GPU #{index}")
         self.handle = handle.value
         major, minor = ctypes.c_int(), ctypes.c_int()
-        self.driver.check("cuDeviceGetAttribute", ctypes.byref(major), CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, self.handle, what="reading the compute capability")
-        self.driver.check("cuDeviceGetAttribute", ctypes.byref(minor), CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, self.handle, what="reading the compute capability")
+        for value, code in ((major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR), (minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)):
+            self.driver.check("cuDeviceGetAttribute", ctypes.byref(value), code, self.handle, what="reading the compute capability")
         self.compute_capability = (major.value, minor.value)
         self.name = f"GPU #{index} (sm_{major.value}{minor.value})"
         if self.driver.has("cuDeviceGetName"):
             buf = ctypes.create_string_buffer(256)
             if self.driver.functions["cuDeviceGetName"](buf, 256, self.handle) == 0 and buf.value:
                 self.name = f"{buf.value.decode(errors='replace')} #{index} (sm_{major.value}{minor.value})"
-        if self.compute_capability < MIN_COMPUTE_CAPABILITY:
+        if self.compute_capability < GPU_MIN_COMPUTE_CAPABILITY:
             raise DeviceUnavailable(f"{self.name} is older than sm_80, the oldest architecture hcc generates GPU code for")
-        ctx = _PTR()
+        ctx = VOIDP()
         self.driver.check("cuDevicePrimaryCtxRetain", ctypes.byref(ctx), self.handle, what=f"creating a context on {self.name}")
         self.context = ctx
         self._activate()
@@ -387,7 +300,7 @@ class CudaDevice(Device):
             ptr = pooled.pop()
             self._sizes[ptr] = size
             return ptr
-        ptr = _CUdeviceptr()
+        ptr = CUdeviceptr()
         fn = self.driver.functions["cuMemAlloc_v2"]
         code = fn(ctypes.byref(ptr), size)
         if code != 0 and self._pooled_bytes:  # out of memory with cached blocks: give them back and retry once
@@ -423,18 +336,18 @@ class CudaDevice(Device):
 
     # -- Device interface ----------------------------------------------------------------------------------------
     def load(self, bundle: Path, subgraph: SubgraphRecord) -> Executable:
-        artifact = next((a for a in subgraph.artifacts if a.kind == "cuda-module"), None)
+        artifact = next((a for a in subgraph.artifacts if a.kind in DEVICE_KINDS["gpu"].artifact_kinds), None)
         if artifact is None:
             raise HccError(f"subgraph {subgraph.id} has no CUDA artifact")
-        if artifact.abi != LAUNCH_FORMAT:
-            raise HccError(f"subgraph {subgraph.id}: artifact ABI {artifact.abi!r} is not supported by this runtime (expects {LAUNCH_FORMAT})")
+        if artifact.abi != LAUNCH_ABI:
+            raise HccError(f"subgraph {subgraph.id}: artifact ABI {artifact.abi!r} is not supported by this runtime (expects {LAUNCH_ABI})")
         path = safe_path(bundle, artifact.file)
         try:
             table = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise HccError(f"{path}: unreadable launch table ({exc})") from None
-        if table.get("format") != LAUNCH_FORMAT:
-            raise HccError(f"{path}: not an {LAUNCH_FORMAT} launch table (format={table.get('format')!r})")
+        if table.get("format") != LAUNCH_ABI:
+            raise HccError(f"{path}: not an {LAUNCH_ABI} launch table (format={table.get('format')!r})")
         kind, image = _image_for(self.compute_capability, table)
         self.notes.append(f"{subgraph.id}: {self.name} runs {image} ({'PTX, JIT-compiled by the driver' if kind == 'ptx' else 'cubin'})")
         executable = CudaExecutable(self, bundle, subgraph, table, kind, image)
@@ -476,7 +389,7 @@ class CudaDevice(Device):
 
         def timed(fn) -> float:
             self._activate()
-            start, stop = _PTR(), _PTR()
+            start, stop = VOIDP(), VOIDP()
             drv.check("cuEventCreate", ctypes.byref(start), 0, what="creating a CUDA event")
             drv.check("cuEventCreate", ctypes.byref(stop), 0, what="creating a CUDA event")
             try:

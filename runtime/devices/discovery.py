@@ -1,8 +1,9 @@
 """What devices does this machine have? Host CPU facts from /proc/cpuinfo and NVIDIA GPUs through libcuda.
 
 Why here: the deployable runtime must be able to say which of a bundle's devices are present (and `hcc devices`
-prints the same facts), so this module imports the standard library (ctypes) and nothing else -- no onnx, no MLIR,
-no cuda-python. A machine without libcuda gets an empty GPU list plus the reason, never an exception.
+prints the same facts), so this module imports the standard library (ctypes, through the libcuda binding of
+runtime/devices/libcuda.py) and nothing else -- no onnx, no MLIR, no cuda-python. A machine without libcuda gets an
+empty GPU list plus the reason, never an exception.
 """
 from __future__ import annotations
 
@@ -10,20 +11,24 @@ import ctypes
 import os
 from dataclasses import dataclass, field
 
+from hcc.runtime.devices import DeviceUnavailable
+from hcc.runtime.devices.libcuda import (
+    CU_DEVICE_ATTRIBUTE_CLOCK_RATE,
+    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+    CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+    CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH,
+    CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE,
+    CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+    DISCOVERY_FUNCTIONS,
+    CudaDriver,
+    CudaError,
+)
+
 # /proc/cpuinfo flags that change what the compiler can emit or how fast the CPU is (vector width, FMA, int8 dot).
 FLAGS_OF_INTEREST: tuple[str, ...] = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni",
     "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
 )
-
-# cuDeviceGetAttribute codes (CUDA driver API, cuda.h CUdevice_attribute).
-CU_DEVICE_ATTRIBUTE_CLOCK_RATE = 13  # kHz
-CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16
-CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE = 36  # kHz
-CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH = 37  # bits
-CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
-CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
-
 
 @dataclass
 class HostCpu:
@@ -140,55 +145,42 @@ def describe_host_cpu(cpuinfo_path: str = "/proc/cpuinfo", meminfo_path: str = "
     )
 
 
-def _check(lib: ctypes.CDLL, name: str, *args) -> None:
-    rc = getattr(lib, name)(*args)
-    if rc != 0:
-        err = ctypes.c_char_p()
-        label = f"error {rc}"
-        try:
-            if lib.cuGetErrorName(rc, ctypes.byref(err)) == 0 and err.value:
-                label = err.value.decode(errors="replace")
-        except AttributeError:
-            pass
-        raise RuntimeError(f"{name} failed: {label}")
-
-
 def discover_nvidia_gpus(library: str = "libcuda.so.1") -> GpuDiscovery:
     """List NVIDIA GPUs via the CUDA driver API; an empty list plus a reason when the driver is absent or fails."""
     try:
-        lib = ctypes.CDLL(library)
-    except OSError as exc:
-        return GpuDiscovery(reason=f"no NVIDIA driver: cannot load {library} ({exc})")
+        drv = CudaDriver(library, required=DISCOVERY_FUNCTIONS)
+    except DeviceUnavailable as exc:
+        return GpuDiscovery(reason=f"no NVIDIA driver: {exc}")
     try:
-        _check(lib, "cuInit", ctypes.c_uint(0))
+        drv.check("cuInit", 0)
         version = ctypes.c_int(0)
-        if hasattr(lib, "cuDriverGetVersion"):
-            _check(lib, "cuDriverGetVersion", ctypes.byref(version))
+        if drv.has("cuDriverGetVersion"):
+            drv.check("cuDriverGetVersion", ctypes.byref(version))
         count = ctypes.c_int(0)
-        _check(lib, "cuDeviceGetCount", ctypes.byref(count))
+        drv.check("cuDeviceGetCount", ctypes.byref(count))
         gpus = []
         for index in range(count.value):
             dev = ctypes.c_int(0)
-            _check(lib, "cuDeviceGet", ctypes.byref(dev), ctypes.c_int(index))
+            drv.check("cuDeviceGet", ctypes.byref(dev), index)
             name = ctypes.create_string_buffer(256)
-            _check(lib, "cuDeviceGetName", name, ctypes.c_int(256), dev)
+            drv.check("cuDeviceGetName", name, 256, dev)
 
-            def attribute(code: int) -> int:
+            def attribute(code: int, dev: ctypes.c_int = dev) -> int:
                 value = ctypes.c_int(0)
-                _check(lib, "cuDeviceGetAttribute", ctypes.byref(value), ctypes.c_int(code), dev)
+                drv.check("cuDeviceGetAttribute", ctypes.byref(value), code, dev)
                 return value.value
 
             major = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
             minor = attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
             total = ctypes.c_size_t(0)
-            _check(lib, "cuDeviceTotalMem_v2", ctypes.byref(total), dev)
+            drv.check("cuDeviceTotalMem_v2", ctypes.byref(total), dev)
             gpus.append(GpuInfo(
                 index=index, name=name.value.decode(errors="replace"), compute_capability=(major, minor),
                 total_mem=int(total.value), multiprocessors=attribute(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
                 clock_khz=attribute(CU_DEVICE_ATTRIBUTE_CLOCK_RATE), memory_clock_khz=attribute(CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE),
                 bus_width_bits=attribute(CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
             ))
-    except (RuntimeError, AttributeError) as exc:
+    except CudaError as exc:
         return GpuDiscovery(reason=f"CUDA driver error: {exc}")
     if not gpus:
         return GpuDiscovery(reason="the CUDA driver reports no devices", driver_version=version.value)

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
+from hcc.devices import DEVICE_KINDS, NATIVE_ABI
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Executable, HostMemoryDevice
 
-ARTIFACT_KIND = "fpga-csim-so"
+ARTIFACT_KIND = DEVICE_KINDS["fpga"].artifact_kinds[0]
 
 
 def check_finite(subgraph: str, names: list[str], arrays: list[np.ndarray]) -> None:
@@ -87,7 +88,7 @@ class FpgaCsimDevice(HostMemoryDevice):
         return self.load_artifact(bundle, subgraph, artifact)
 
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
-        if artifact.abi != "bare-ptr-v1":
+        if artifact.abi != NATIVE_ABI:
             raise HccError(f"subgraph {subgraph.id}: unsupported FPGA csim ABI {artifact.abi!r}")
         baked = set((artifact.meta or {}).get("baked_inputs", []))
         checked = {i: name for i, name in enumerate(subgraph.inputs) if name not in baked}

@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from helpers import compile_and_compare
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
+from helpers import compile_and_compare
 
 
 def _model(shared: bool, declared_as_input: bool = False) -> onnx.ModelProto:

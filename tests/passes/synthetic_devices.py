@@ -1,7 +1,8 @@
 """A small synthetic device catalog with round numbers, so tests can work out the optimal placement by hand."""
 from __future__ import annotations
 
-from hcc.passes.device_catalog import FPGA_SUPPORTED_OPS, OP_CLASSES, DeviceSpec, builtin_catalog, parse_device_mix
+from hcc.devices import FPGA_SUPPORTED_OPS
+from hcc.passes.device_catalog import OP_CLASSES, DeviceSpec, builtin_catalog, parse_device_mix
 
 NO_SIGMOID = frozenset({"MatMul", "Gemm", "Relu", "Add", "Mul", "Conv", "Tanh", "Softmax", "Reshape", "Transpose"})
 

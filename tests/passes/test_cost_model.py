@@ -6,11 +6,10 @@ import math
 import pytest
 
 import graphs
-from synthetic_devices import catalog
-from hcc.passes.cost_model import (CostModel, FpgaConfig, FpgaEstimate, analyze_model, estimate_fpga, name_nodes, node_names,
-                                   predict, transfer_time)
-from hcc.passes.fpga_resources import dsp_per_mult
+from hcc.passes.cost_model import CostModel, FpgaConfig, FpgaEstimate, analyze_model, estimate_fpga, name_nodes, node_names, predict, transfer_time
 from hcc.passes.device_catalog import builtin_catalog, parse_device_mix
+from hcc.passes.fpga_resources import dsp_per_mult
+from synthetic_devices import catalog
 
 
 def test_flops_and_bytes_of_common_ops():

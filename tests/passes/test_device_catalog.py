@@ -7,9 +7,19 @@ import subprocess
 
 import pytest
 
+from hcc.devices import FPGA_SUPPORTED_OPS
 from hcc.errors import HccError
-from hcc.passes.device_catalog import (FPGA_SUPPORTED_OPS, apply_cpu_profile, builtin_catalog, describe_catalog, host_cpu_spec,
-                                       load_device_file, parse_bytes, parse_device_list, parse_device_mix, parse_rate)
+from hcc.passes.device_catalog import (
+    apply_cpu_profile,
+    builtin_catalog,
+    describe_catalog,
+    host_cpu_spec,
+    load_device_file,
+    parse_bytes,
+    parse_device_list,
+    parse_device_mix,
+    parse_rate,
+)
 from hcc.runtime.devices.discovery import HostCpu, describe_host_cpu, discover_nvidia_gpus, parse_cpuinfo
 
 

@@ -28,7 +28,8 @@ def diamond() -> onnx.ModelProto:
         helper.make_node("Reshape", ["d", "xs"], ["y"], name="reshape"),
     ]
     graph = helper.make_graph(nodes, "diamond", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8]), helper.make_tensor_value_info("c", TensorProto.FLOAT, [4, 8])], [w])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8]),
+                               helper.make_tensor_value_info("c", TensorProto.FLOAT, [4, 8])], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model

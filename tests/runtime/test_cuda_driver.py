@@ -125,7 +125,8 @@ def _add_table() -> dict:
         "buffers": [
             {"id": 0, "role": "input", "index": 0, "name": "x", "dtype": "float32", "shape": [n], "nbytes": 4 * n},
             {"id": 1, "role": "output", "index": 0, "name": "y", "dtype": "float32", "shape": [n], "nbytes": 4 * n},
-            {"id": 2, "role": "constant", "name": "c", "dtype": "float32", "shape": [n], "nbytes": 4 * n, "file": "gpu/sg0/constants.bin", "offset": 256},
+            {"id": 2, "role": "constant", "name": "c", "dtype": "float32", "shape": [n], "nbytes": 4 * n, "file": "gpu/sg0/constants.bin",
+             "offset": 256},
             {"id": 3, "role": "temp", "dtype": "float32", "shape": [n], "nbytes": 4 * n, "arena_offset": 0},
             {"id": 4, "role": "temp", "dtype": "float32", "shape": [n], "nbytes": 4 * n, "unused": True},
         ],

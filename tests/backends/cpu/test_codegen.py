@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as h
-from onnx import numpy_helper
 
 from helpers import compile_and_compare
 
@@ -41,7 +40,8 @@ def matmul_add_relu(m: int, k: int, n: int, seed: int = 0) -> onnx.ModelProto:
 
 def batch_matmul(b: int, m: int, k: int, n: int) -> onnx.ModelProto:
     nodes = [h.make_node("MatMul", ["x", "y"], ["out"])]
-    return _model(nodes, [], [h.make_tensor_value_info("x", TensorProto.FLOAT, [b, m, k]), h.make_tensor_value_info("y", TensorProto.FLOAT, [b, k, n])],
+    return _model(nodes, [],
+                  [h.make_tensor_value_info("x", TensorProto.FLOAT, [b, m, k]), h.make_tensor_value_info("y", TensorProto.FLOAT, [b, k, n])],
                   [h.make_tensor_value_info("out", TensorProto.FLOAT, [b, m, n])])
 
 

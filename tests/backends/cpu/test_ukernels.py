@@ -262,7 +262,8 @@ def test_depthwise_any_layout(lib):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("k,stride,pads", [(3, 1, (1, 1, 1, 1)), (3, 2, (1, 1, 1, 1)), (7, 2, (3, 3, 3, 3)), (3, 1, (0, 2, 1, 0)), (1, 1, (1, 0, 0, 1))])
+@pytest.mark.parametrize("k,stride,pads",
+                         [(3, 1, (1, 1, 1, 1)), (3, 2, (1, 1, 1, 1)), (7, 2, (3, 3, 3, 3)), (3, 1, (0, 2, 1, 0)), (1, 1, (1, 0, 0, 1))])
 @pytest.mark.parametrize("depthwise", [False, True])
 def test_implicit_zero_padding(lib, k, stride, pads, depthwise):
     """The kernels read the unpadded input: rows/columns outside it are zeros (pads: top, left, bottom, right)."""

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnx import helper as h
-from onnx import numpy_helper
 
 OPSET = 17
 
@@ -95,6 +94,24 @@ def activations() -> onnx.ModelProto:
     logits = g.n("MatMul", [d, g.w("wc", (12, 5), 0.8)], "mm_c")
     g.n("Softmax", [logits], "softmax", axis=-1)
     return g.build("activations", [("x", [3, 8])], ["softmax"])
+
+
+def shapes() -> onnx.ModelProto:
+    """The data-movement and by-constant ops: Constant, Sub, Div, Pad, Transpose, GlobalMaxPool, Squeeze, Identity,
+    Dropout, Unsqueeze, Reshape."""
+    g = G(16)
+    shift = numpy_helper.from_array(np.full((4, 1, 1), 0.25, np.float32), "shift")
+    g.nodes.append(h.make_node("Constant", [], ["shift"], name="shift", value=shift))
+    x = g.n("Sub", ["x", "shift"], "sub")
+    x = g.n("Div", [x, g.c("scale", [[[2.0]], [[0.5]], [[4.0]], [[1.0]]])], "div")
+    x = g.n("Pad", [x, g.c("pads", [0, 0, 1, 1, 0, 0, 1, 1], np.int64)], "pad", mode="constant")
+    x = g.n("Transpose", [x], "transpose", perm=[0, 1, 3, 2])
+    x = g.n("GlobalMaxPool", [x], "gmp")
+    x = g.n("Squeeze", [x, g.c("sq_axes", [2, 3], np.int64)], "squeeze")
+    x = g.n("Dropout", [g.n("Identity", [x], "identity")], "dropout")
+    x = g.n("Unsqueeze", [x, g.c("unsq_axes", [1], np.int64)], "unsqueeze")
+    g.n("Reshape", [x, g.c("shape", [1, 4], np.int64)], "reshape")
+    return g.build("shapes", [("x", [1, 4, 6, 6])], ["reshape"])
 
 
 def with_exp() -> onnx.ModelProto:

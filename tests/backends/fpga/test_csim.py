@@ -14,6 +14,7 @@ import pytest
 
 import fpga_testlib as lib
 from hcc.backends.fpga import lint, toolchain
+from hcc.devices import FPGA_SUPPORTED_OPS
 from hcc.errors import HccError
 
 MODELS = {
@@ -21,6 +22,7 @@ MODELS = {
     "mlp": (lib.mlp, {"precision": "ap_fixed<16,6>"}),
     "depthwise": (lib.depthwise, {"precision": "auto", "config": {"model": {"auto_mode": "observed"}}}),
     "activations": (lib.activations, {"precision": "ap_fixed<18,6>"}),
+    "shapes": (lib.shapes, {"precision": "ap_fixed<18,8>"}),
 }
 
 
@@ -105,7 +107,7 @@ def test_project_layout_and_reports(compiled):
     assert max(widths) <= 32
     tcl = (root / "build_prj.tcl").read_text()
     assert "set_part {xcu250-figd2104-2L-e}" in tcl and f"create_clock -period {meta['clock_ns']:g}" in tcl
-    assert meta["clock_ns"] == 3.333  # the catalog's 300 MHz for fpga:xcu250 when no clock is given
+    assert meta["clock_ns"] == 3.333  # hcc.devices' 300 MHz for fpga:xcu250 when no clock is given
     assert all(s in tcl for s in ("csim_design", "csynth_design", "cosim_design", "export_design"))
 
 
@@ -153,6 +155,15 @@ def test_testbench_under_sanitizers(compiled, tmp_path):
     run = lib.subprocess.run([str(exe), str(c.root / "tb")], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0 and "CSIM PASS" in run.stdout, run.stdout + run.stderr[-3000:]
     assert "runtime error" not in run.stderr and "AddressSanitizer" not in run.stderr
+
+
+def test_models_cover_exactly_the_ops_the_fpga_supports():
+    """hcc.devices' FPGA op set is what the planner scores and what the backend's gate lets through; the models
+    above, each compiled and checked bit for bit, use every op of it and nothing else: the set claims no op the
+    backend cannot build (and an op added to the backend needs a model here)."""
+    used = {n.op_type for build, _ in MODELS.values() for n in build().graph.node}
+    assert sorted(FPGA_SUPPORTED_OPS - used) == [], "FPGA ops no model compiles"
+    assert sorted(used - FPGA_SUPPORTED_OPS) == [], "models use ops outside the FPGA set"
 
 
 def test_unsupported_op_is_named(tmp_path):

@@ -96,5 +96,7 @@ def fnv1a(data: bytes) -> str:
 
 
 def tolerance(precision: str) -> tuple[float, float]:
-    """(rtol, atol) against onnxruntime: fp32 like the CPU backend; fp16 with an 11-bit significand."""
-    return (1e-3, 1e-4) if precision == "fp32" else (3e-2, 3e-2)
+    """(rtol, atol) against onnxruntime: the golden tolerances of hcc.devices (fp32, else fp16's)."""
+    from hcc.devices import TOLERANCES
+
+    return TOLERANCES["fp32"] if precision == "fp32" else TOLERANCES["fp16"]

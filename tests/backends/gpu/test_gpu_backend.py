@@ -19,10 +19,9 @@ import subprocess
 import numpy as np
 import pytest
 
+import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 from hcc.backends.gpu import toolchain
 from hcc.backends.gpu.mapping import plan_op
-
-import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 
 tolerance = cuda_stub.tolerance
 

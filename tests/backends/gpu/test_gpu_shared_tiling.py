@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hcc.backends.gpu import lowering, shared_tiling
-
 import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
+from hcc.backends.gpu import lowering, shared_tiling
 
 
 def _table(path: Path) -> dict:
