@@ -52,7 +52,8 @@ def fold_constants(model: onnx.ModelProto) -> int:
     """Fold in place; returns how many nodes were folded away."""
     graph = model.graph
     shapes = {v.name: _static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
-    values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer if int(np.prod(init.dims)) <= MAX_FOLDED_ELEMENTS}
+    values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer
+                                     if int(np.prod(init.dims)) <= MAX_FOLDED_ELEMENTS}
     graph_outputs = {o.name for o in graph.output}
     kept, new_initializers, folded = [], [], 0
     for node in graph.node:

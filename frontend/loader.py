@@ -10,10 +10,13 @@ import onnx
 from onnx import shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.checks import check_patterns
 from hcc.frontend.fold import fold_constants, name_nodes
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
+from hcc.frontend.integrity import check_dims, check_initializers, check_text
 from hcc.frontend.ops import check_supported, to_supported_opset
+from hcc.frontend.rewrites import apply_rewrites
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
 ONNX_TO_NUMPY = {
@@ -118,7 +121,8 @@ def _fix_input_shapes(model: onnx.ModelProto, path: str, shapes: dict[str, list[
         if given is not None:
             if declared is not None:
                 if len(given) != len(declared):
-                    raise HccError(f"--input-shape {value.name}={'x'.join(map(str, given))}: rank {len(given)}, but the model declares rank {len(declared)} {declared}")
+                    raise HccError(f"--input-shape {value.name}={'x'.join(map(str, given))}: rank {len(given)}, "
+                                   f"but the model declares rank {len(declared)} {declared}")
                 for g, d in zip(given, declared):
                     if isinstance(d, int) and d != g:
                         raise HccError(f"--input-shape {value.name}={'x'.join(map(str, given))} disagrees with the model's static shape {declared}")
@@ -140,6 +144,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     """Read, check and shape-infer a model; raises HccError for anything a user must fix."""
     path = os.fspath(path)
     model, digest = _read(path)
+    check_text(model, path)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     check_supported(model, path)  # before the checker: list every unsupported op even in an otherwise odd graph
     try:
@@ -147,8 +152,11 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "validation failed"
         raise HccError(f"{path}: invalid ONNX graph: {first}") from None
+    check_initializers(model, path)
     declared = {v.name: _declared_shape(v) for v in list(model.graph.input) + list(model.graph.output)}
     _fix_input_shapes(model, path, input_shapes or {})
+    for value in model.graph.input:  # before shape inference spreads a negative or huge dimension
+        check_dims([d for d in _declared_shape(value) if isinstance(d, int)], f"{path}: input '{value.name}'")
     try:
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
@@ -158,6 +166,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
+    if apply_rewrites(model):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
 
     initializer_names = {init.name for init in model.graph.initializer}

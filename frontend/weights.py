@@ -73,7 +73,8 @@ def lift_weights(model: onnx.ModelProto) -> LiftedModel:
     # Inputs that shadow initializers (old exporters list weights as inputs too) are weights or constants, not inputs.
     initializer_names = {init.name for init in graph.initializer}
     real_inputs = [v for v in graph.input if v.name not in initializer_names]
-    weight_inputs = [onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape)) for name, arr in weights.items()]
+    weight_inputs = [onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(arr.dtype), list(arr.shape))
+                     for name, arr in weights.items()]
     del graph.input[:]
     graph.input.extend(real_inputs + weight_inputs)
     del graph.initializer[:]

@@ -1,0 +1,60 @@
+"""A model file that contradicts itself (tools/fuzz.py found each) gets one HccError naming the tensor or node,
+never a ValueError from numpy, a MemoryError or a converter that never returns."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model
+
+
+def model(nodes=None, inputs=(("x", [2, 4]),), init=None) -> onnx.ModelProto:
+    init = init if init is not None else numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    nodes = nodes or [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], [init])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def load(tmp_path, m: onnx.ModelProto):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    return load_model(str(path))
+
+
+def test_truncated_initializer_data(tmp_path):
+    m = model()
+    m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:14]
+    with pytest.raises(HccError, match=r"initializer 'w': holds 14 bytes of data, but its shape \[4, 3\] of FLOAT needs 48"):
+        load(tmp_path, m)
+
+
+def test_typed_initializer_data_of_the_wrong_length(tmp_path):
+    init = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 3], float_data=[1.0] * 5)
+    with pytest.raises(HccError, match="holds 5 values of data"):
+        load(tmp_path, model(init=init))
+
+
+@pytest.mark.parametrize("dims,message", [([2, -4], "dimension -4"), ([1 << 20, 1 << 20], "more than hcc compiles")])
+def test_declared_input_dims_out_of_range(tmp_path, dims, message):
+    with pytest.raises(HccError, match=rf"input 'x': .*{message}"):
+        load(tmp_path, model(inputs=(("x", dims),)))
+
+
+def test_a_name_that_is_not_utf8(tmp_path):
+    data = model().SerializeToString().replace(b"\x1a\x02mm", b"\x1a\x02\xff\xfe")  # the node's name field
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    with pytest.raises(HccError, match="not valid UTF-8"):
+        load_model(str(path))
+
+
+def test_axis_far_outside_the_rank(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"), helper.make_node("Softmax", ["h"], ["y"], name="sm", axis=1 << 40)]
+    with pytest.raises(HccError, match=r"node 'sm' \(Softmax\): attribute axis=1099511627776 is outside the rank"):
+        load(tmp_path, model(nodes=nodes))
