@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from hcc import __version__
+from hcc.devices import DEVICE_KINDS
 from hcc.errors import HccError
 
 
@@ -30,8 +31,23 @@ def _friendly(fn):
         except KeyboardInterrupt:
             click.echo("hcc: interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # disk full, read-only or vanished folder: the file and the system's reason
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"hcc: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     return wrapper
+
+
+def _check_output_file(path: str | None, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done (not after running a model)."""
+    if not path:
+        return
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise HccError(f"{option} {path}: folder {parent} does not exist")
+    if Path(path).is_dir():
+        raise HccError(f"{option} {path}: is a folder, expected a file name")
 
 
 def _progress(quiet: bool):
@@ -79,7 +95,8 @@ def placement_options(fn):
         click.option("--prefer", "prefers", multiple=True, metavar="REGEX=DEVICE",
                      help="Like --place, but soft: matching ops go to DEVICE as far as budgets allow (leaner FPGA design points first); "
                           "the rest are placed freely. --place wins over --prefer for the same op."),
-        click.option("--placement", "placement_file", type=click.Path(dir_okay=False), help="Placement overrides file (JSON, as written by --save-placement)."),
+        click.option("--placement", "placement_file", type=click.Path(dir_okay=False),
+                     help="Placement overrides file (JSON, as written by --save-placement)."),
         click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures (see docs/devices.md)."),
     ]
     for option in reversed(options):
@@ -96,26 +113,36 @@ def _overrides(places, prefers=()):
 def fpga_options(fn):
     """FPGA precision and per-layer config: code generation (compile) and, in compile and plan alike, the
     partitioner's resource estimates (operand widths, fixed reuse factors and strategies)."""
-    fn = click.option("--fpga-config", type=click.Path(dir_okay=False), help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")(fn)
-    fn = click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto", help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that cannot overflow on the calibration data.")(fn)
+    fn = click.option("--fpga-config", type=click.Path(dir_okay=False),
+                      help="TOML with per model / op type / node precision, reuse factor and strategy (docs/backends/fpga.md).")(fn)
+    fn = click.option("--fpga-precision", metavar="'ap_fixed<W,I>'|auto",
+                      help="Default fixed-point type of FPGA subgraphs (default ap_fixed<16,6>); auto: the narrowest widths that "
+                           "cannot overflow on the calibration data.")(fn)
     return fn
 
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "bundle", required=True, type=click.Path(file_okay=False), help="Bundle folder to write. An existing folder is replaced only if it is empty or an intact hcc bundle holding no files of yours; "
+@click.option("-o", "--output", "bundle", required=True, type=click.Path(file_okay=False),
+              help="Bundle folder to write. An existing folder is replaced only if it is empty or an intact hcc bundle holding no files of yours; "
               "never the current folder, a folder above it, or one holding the model or another input file.")
 @shape_option
-@click.option("--golden-input", "golden_input", type=click.Path(dir_okay=False), help="npz of inputs (keyed by input name) for the bundle's golden data; default: deterministic random inputs.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random golden inputs.")
-@click.option("--target-cpu", default="x86-64-v3", show_default=True, help="CPU the native code targets (x86-64-v2, x86-64-v3, x86-64-v4, or an llc -mcpu name such as 'native').")
+@click.option("--golden-input", "golden_input", type=click.Path(dir_okay=False),
+              help="npz of inputs (keyed by input name) for the bundle's golden data; default: deterministic random inputs.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed of the random golden inputs.")
+@click.option("--target-cpu", default="x86-64-v3", show_default=True,
+              help="CPU the native code targets (x86-64-v2, x86-64-v3, x86-64-v4, or an llc -mcpu name such as 'native').")
 @placement_options
-@click.option("--save-placement", type=click.Path(dir_okay=False), help="Write the chosen placement (every op's device) as an editable overrides file.")
+@click.option("--save-placement", type=click.Path(dir_okay=False),
+              help="Write the chosen placement (every op's device) as an editable overrides file.")
 @click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
-@click.option("--gpu-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
+@click.option("--gpu-precision", type=click.Choice(list(DEVICE_KINDS["gpu"].precisions)), default=DEVICE_KINDS["gpu"].default_precision,
+              show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
 @fpga_options
-@click.option("--calib", "calibration", type=click.Path(dir_okay=False), help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
-@click.option("--sign", "sign_key", metavar="KEY", help="Sign the bundle with this Ed25519 secret key (a .key file from `hcc keygen`, or 64 hex digits); "
+@click.option("--calib", "calibration", type=click.Path(dir_okay=False),
+              help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
+@click.option("--sign", "sign_key", metavar="KEY",
+              help="Sign the bundle with this Ed25519 secret key (a .key file from `hcc keygen`, or 64 hex digits); "
               "`hcc run --trust KEY.pub` then refuses any bundle not signed by it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
@@ -123,6 +150,8 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
                 device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
+
+    _check_output_file(save_placement, "--save-placement")
     from hcc.frontend.loader import parse_shape_options
 
     manifest = compile_model(
@@ -161,6 +190,7 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
     from hcc.frontend.loader import load_model, parse_shape_options
     from hcc.passes.plan import format_explanation, format_plan, plan_to_json
 
+    _check_output_file(json_path, "--json")
     loaded = load_model(model, parse_shape_options(input_shapes))
     fpga = {k: v for k, v in {"precision": fpga_precision, "config": fpga_config}.items() if v}
     plan = plan_model(loaded, devices, objective, list(budgets), _overrides(places, prefers), placement_file, device_file,
@@ -176,7 +206,8 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
 @main.command("devices")
 @click.option("--calibrate", is_flag=True, help="Measure this CPU with micro-benchmarks of the real CPU backend and store the fitted profile.")
 @click.option("--quick", is_flag=True, help="With --calibrate: fewer, smaller benchmarks (about a minute).")
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), help="Profile file to write/read (default: $HCC_CACHE_DIR or ~/.cache/hcc/cpu-profile.json).")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False),
+              help="Profile file to write/read (default: $HCC_CACHE_DIR or ~/.cache/hcc/cpu-profile.json).")
 @click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures.")
 @_friendly
 def devices_cmd(calibrate, quick, profile_path, device_file):
@@ -210,12 +241,12 @@ trust_option = click.option("--trust", "trust", multiple=True, metavar="KEY",
                             help="Require the bundle to be signed by this Ed25519 public key (a .pub file or 64 hex digits; repeatable).")
 
 
-def _load_inputs(path: str | None) -> dict:
-    from hcc.runtime.golden_check import read_input_arrays
+def _load_inputs(path: str | None, manifest) -> dict:
+    from hcc.runtime.golden_check import io_bytes_bound, read_input_arrays
 
     if path is None:
         raise HccError("--input is required (an npz keyed by input name); `hcc test` runs the bundle's own golden inputs")
-    return read_input_arrays(path)
+    return read_input_arrays(path, "--input", io_bytes_bound(manifest))
 
 
 @main.command("run")
@@ -234,10 +265,11 @@ def run_cmd(bundle, input_path, output_path, repeat, threads, profile, trust):
 
     from hcc.runtime import load
 
+    _check_output_file(output_path, "-o")
     session = load(bundle, threads=threads, trust=list(trust) or None, profile=profile)
     for note in session.notes:
         click.echo(f"note: {note}", err=True)
-    feeds = _load_inputs(input_path)
+    feeds = _load_inputs(input_path, session.manifest)
     times, node_times = [], []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
@@ -272,9 +304,10 @@ def _print_profile(runs: list[dict[str, float]], total: float) -> None:
 @main.command("golden")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="npz of inputs keyed by input name; default: random (see --seed).")
-@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False), help="npz to write (keys input:<name>, output:<name>).")
+@click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
+              help="npz to write (keys input:<name>, output:<name>).")
 @shape_option
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed of the random inputs.")
 @_friendly
 def golden_cmd(model, input_path, output_path, input_shapes, seed):
     """Reference outputs of MODEL from onnxruntime (onnx.reference where onnxruntime cannot run it), for `hcc test --golden`."""
@@ -282,6 +315,7 @@ def golden_cmd(model, input_path, output_path, input_shapes, seed):
     from hcc.driver import load_feeds
     from hcc.frontend.loader import load_model, parse_shape_options
 
+    _check_output_file(output_path, "-o")
     loaded = load_model(model, parse_shape_options(input_shapes))
     feeds = load_feeds(input_path, loaded.inputs) if input_path else random_inputs(loaded.model, loaded.inputs, seed)
     outputs = golden_outputs(loaded.path, feeds)
@@ -345,7 +379,8 @@ def ops_cmd():
     """List the ONNX ops hcc compiles."""
     from hcc.frontend.ops import MAX_OPSET, MIN_OPSET, NEWEST_OPSET, SUPPORTED_OPS
 
-    click.echo(f"default-domain opsets {MIN_OPSET}..{NEWEST_OPSET} ({MAX_OPSET + 1}..{NEWEST_OPSET} converted to {MAX_OPSET}); {len(SUPPORTED_OPS)} ops:")
+    click.echo(f"default-domain opsets {MIN_OPSET}..{NEWEST_OPSET} ({MAX_OPSET + 1}..{NEWEST_OPSET} converted to {MAX_OPSET}); "
+               f"{len(SUPPORTED_OPS)} ops:")
     click.echo(", ".join(sorted(SUPPORTED_OPS)))
 
 

@@ -19,15 +19,13 @@ from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
 from hcc.artifacts.golden import DEFAULT_SEED, golden_outputs, random_inputs, save_golden
 from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
+from hcc.devices import TOLERANCES, parse_device
 from hcc.errors import HccError
-from hcc.frontend.bool_boundary import SUFFIX as BOOL_SUFFIX
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
 from hcc.runtime.golden_check import read_input_arrays
 
-# Tolerances that golden checks use per precision (rtol, atol).
-TOLERANCES = {"fp32": (1e-3, 1e-4), "fp16": (3e-2, 3e-2)}  # fp16: about 1e-3 per op, compounding over a model
 MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
 DEFAULT_TARGET_CPU = "x86-64-v3"
 
@@ -40,7 +38,8 @@ def _quiet(_message: str) -> None:
 
 def load_feeds(path: str, inputs) -> dict[str, np.ndarray]:
     """Read an npz of inputs keyed by input name (a golden file's `input:` keys work too)."""
-    arrays = read_input_arrays(path)
+    declared = sum(int(np.prod(i.shape)) * np.dtype(i.dtype).itemsize for i in inputs)
+    arrays = read_input_arrays(path, limit_bytes=2 * declared + (1 << 20))  # a golden file's outputs are not read
     expected = {i.name for i in inputs}
     missing, extra = expected - arrays.keys(), arrays.keys() - expected
     if missing or extra:
@@ -48,13 +47,17 @@ def load_feeds(path: str, inputs) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _run_worker(request: dict, progress: ProgressFn) -> dict:
-    with tempfile.TemporaryDirectory(prefix="hcc-worker-") as tmp:
+def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
+    """Run codegen in a child process. Its scratch files (and every temporary folder of the toolchains it runs:
+    TMPDIR points there) live inside the staging folder, so a compile killed with SIGKILL leaves nothing in /tmp:
+    the next compile next to it removes the abandoned staging folder, scratch included."""
+    with tempfile.TemporaryDirectory(prefix=".worker-", dir=staging) as tmp:
         req, resp = Path(tmp) / "request.json", Path(tmp) / "response.json"
         req.write_text(json.dumps(request))
         stderr_path = Path(tmp) / "stderr.txt"
         with open(stderr_path, "w") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "hcc.worker", str(req), str(resp)], stdout=subprocess.PIPE, stderr=err, text=True)
+            proc = subprocess.Popen([sys.executable, "-m", "hcc.worker", str(req), str(resp)], stdout=subprocess.PIPE, stderr=err, text=True,
+                                    env={**os.environ, "TMPDIR": tmp})
             assert proc.stdout is not None
             try:
                 for line in proc.stdout:
@@ -200,7 +203,8 @@ def compile_model(
     feeds = load_feeds(golden_inputs, loaded.inputs) if golden_inputs else random_inputs(loaded.model, loaded.inputs, seed)
     for info in loaded.inputs:
         if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
-            raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, the model expects {info.shape} {info.dtype}")
+            raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, "
+                           f"the model expects {info.shape} {info.dtype}")
     expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
 
@@ -210,8 +214,8 @@ def compile_model(
         plan = plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model)
         if plan.placement.reuse_factors:
             fpga = dict(fpga or {}, planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
-        groups = [{"id": g.id, "device": g.device.rpartition("#")[0], "nodes": list(g.nodes), "device_index": int(g.device.rpartition("#")[2])}
-                  for g in plan.subgraphs]
+        instances = [(g, parse_device(g.device)) for g in plan.subgraphs]  # instance ids: "gpu:sm_90#1"
+        groups = [{"id": g.id, "device": d.name, "nodes": list(g.nodes), "device_index": d.index} for g, d in instances]
         progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
         if save_placement:
             from hcc.passes.placement import save_placement as write_placement
@@ -226,7 +230,7 @@ def compile_model(
     try:
         lifted_path, weights_path = staging / ".lifted.onnx", staging / ".weights.npz"
         onnx.save(lifted.model, lifted_path)
-        if groups is not None and any(not g["device"].startswith("cpu") for g in groups):
+        if groups is not None and any(parse_device(g["device"]).kind != "cpu" for g in groups):
             np.savez(weights_path, **lifted.weights)  # backends that embed weights (FPGA headers) read them here
         arg_names = [i.name for i in loaded.inputs] + list(lifted.weights)
         out_names = [o.name for o in loaded.outputs]
@@ -238,7 +242,7 @@ def compile_model(
              "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
              "fpga": fpga or {}, "weights_file": str(weights_path), "seed": seed,
              "golden_inputs": os.path.abspath(golden_inputs) if golden_inputs else None},
-            progress,
+            progress, staging,
         )
         lifted_path.unlink()
         weights_path.unlink(missing_ok=True)
@@ -252,6 +256,10 @@ def compile_model(
 
             progress(f"signed the manifest with public key {sign_bundle(staging, sign_key)}")
         output_dir.move_into_place(staging, bundle_dir, protected)
+    except OSError as exc:  # disk full, quota: name the bundle being written when the system names no file
+        shutil.rmtree(staging, ignore_errors=True)
+        where = exc.filename or f"-o {bundle_dir}"
+        raise HccError(f"{where}: writing the bundle failed: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -332,10 +340,11 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
         artifacts = [ArtifactRecord(**a) for a in sg["artifacts"]]
         precision = next((a.meta["precision_default"] for a in artifacts if "precision_default" in a.meta), None)
-        precision = precision or ("fp16" if sg["device"].startswith("gpu") and gpu_precision == "fp16" else "fp32")
+        precision = precision or ("fp16" if parse_device(sg["device"]).kind == "gpu" and gpu_precision == "fp16" else "fp32")
         subgraphs.append(
             SubgraphRecord(
-                id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision=precision, inputs=sg["inputs"], outputs=sg["outputs"], nodes=sg["nodes"],
+                id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision=precision, inputs=sg["inputs"], outputs=sg["outputs"],
+                nodes=sg["nodes"],
                 artifacts=artifacts,
                 fallback=ArtifactRecord(**sg["fallback"]) if sg.get("fallback") else None,
             )

@@ -13,6 +13,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
+from hcc.devices import parse_device
+
 
 def _progress(message: str) -> None:
     print(message, flush=True)
@@ -21,7 +23,7 @@ def _progress(message: str) -> None:
 def compile_subgraphs(request: dict) -> dict:
     import onnx
 
-    from hcc.backends import backend_for, device_kind
+    from hcc.backends import backend_for
     from hcc.backends.cpu import backend as cpu_backend
     from hcc.backends.cpu import lowering, toolchain
     from hcc.frontend.importer import import_to_torch_dialect
@@ -45,13 +47,14 @@ def compile_subgraphs(request: dict) -> dict:
     results = []
     for spec in specs:
         t0 = time.perf_counter()
-        linalg_text = lower_to_linalg(spec.module_text, contraction_barriers=device_kind(spec.device) == "cpu")
+        device = parse_device(spec.device)
+        linalg_text = lower_to_linalg(spec.module_text, contraction_barriers=device.kind == "cpu")
         signature = lowering.function_signature(linalg_text, spec.id)
         t1 = time.perf_counter()
         _progress(f"{spec.id}: lowered {len(spec.nodes)} ops to linalg ({t1 - t0:.2f}s)")
         artifacts = backend_for(spec.device).compile_subgraph(linalg_text, spec, bundle, request)
         fallback = None
-        if device_kind(spec.device) != "cpu":  # a CPU artifact to fall back on when the device is missing at run time
+        if device.facts is not None and device.facts.cpu_fallback:  # a CPU artifact for when the device is missing at run time
             fallback = cpu_backend.compile_subgraph(linalg_text, spec, bundle, request)[0]
         for artifact in artifacts + ([fallback] if fallback else []):
             for line in cpu_backend.schedule_warnings(spec.id, artifact.meta.get("schedule", [])):
@@ -72,7 +75,7 @@ def compile_subgraphs(request: dict) -> dict:
             }
         )
     versions = toolchain.versions()
-    if any(device_kind(spec.device) == "gpu" for spec in specs):
+    if any(parse_device(spec.device).kind == "gpu" for spec in specs):
         from hcc.backends.gpu import toolchain as gpu_toolchain
 
         versions.update(gpu_toolchain.versions())
@@ -100,6 +103,9 @@ def main(argv: list[str]) -> int:
         response = compile_subgraphs(request)
     except HccError as exc:
         response = {"ok": False, "error": exc.message, "hint": exc.hint}
+    except OSError as exc:  # disk full, a folder made read-only mid-compile: the system's reason, not a crash report
+        where = f"{exc.filename}: " if exc.filename else ""
+        response = {"ok": False, "error": f"{where}{exc.strerror or exc}"}
     except Exception as exc:  # an unexpected failure: keep the traceback for the bug report
         response = {"ok": False, "error": f"internal compiler error: {type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
     Path(response_path).write_text(json.dumps(response))

@@ -69,7 +69,8 @@ def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: a failure becomes hcc's one-line error, not onnxruntime's log too
+    ort.set_default_logger_severity(4)  # the session-independent logger (model loading, graph resolution)
     source = model if isinstance(model, str) else model.SerializeToString()
     try:
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -14,21 +14,15 @@ import json
 import math
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+import tomllib
+
+from hcc.devices import DEVICE_KINDS, FPGA_PARTS, KINDS, FpgaPart
 from hcc.errors import HccError
 from hcc.frontend.ops import SUPPORTED_OPS
 from hcc.runtime.devices.discovery import HostCpu, describe_host_cpu
-
-KINDS = ("cpu", "gpu", "fpga")
-
-# Ops the FPGA backend (HLS C++, hls4ml-style layers) implements; everything else stays on the CPU or a GPU.
-FPGA_SUPPORTED_OPS: frozenset[str] = frozenset(
-    "Conv Gemm MatMul Add Mul Relu Clip MaxPool AveragePool GlobalAveragePool BatchNormalization Flatten Reshape "
-    "Concat Sigmoid Tanh Softmax".split()
-)
 
 # Op classes of the cost model (see passes/cost_model.OP_CLASS). Efficiency tuples are (fraction of peak compute
 # reached by hcc's generated code, fixed overhead per op in seconds). The memory side uses `mem_efficiency`.
@@ -67,7 +61,7 @@ class DeviceSpec:
     capacity_bytes: float  # device memory
     link_bandwidth: float  # B/s of the host link (PCIe, AXI); the host CPU uses its memory bandwidth
     link_latency: float  # s per transfer (DMA setup, driver call)
-    supported_ops: frozenset[str] | None = None  # None: every op hcc supports
+    supported_ops: frozenset[str] | None = None  # None: every op hcc supports; built-ins: their kind's (hcc.devices)
     efficiency: dict[str, tuple[float, float]] = field(default_factory=dict)  # op class -> (fraction, overhead s)
     mem_efficiency: float = 0.7  # fraction of mem_bandwidth reached by streaming kernels
     linear: dict[str, tuple[float, float]] = field(default_factory=dict)  # op class -> (a s/work, b s), calibrated
@@ -191,6 +185,12 @@ def apply_cpu_profile(spec: DeviceSpec, path: str | os.PathLike) -> DeviceSpec:
     return replace(spec, linear={**spec.linear, **linear}, source=f"calibrated: {path}")
 
 
+def _fpga_fabric(part: FpgaPart) -> dict:
+    """The DeviceSpec fields of a known part's fabric (hcc.devices holds the figures the FPGA backend uses too)."""
+    return {"peak_flops": _fpga_peak(part.dsp, part.clock_hz, part.dsp_width), "dsp": part.dsp, "bram18k": part.bram18k,
+            "lut": part.lut, "ff": part.ff, "clock_hz": part.clock_hz, "dsp_width": part.dsp_width}
+
+
 def _fpga_peak(dsp: int, clock_hz: float, dsp_width: int) -> dict[str, float]:
     """Peak OP/s if every DSP does one multiply-accumulate per cycle (2 ops), at the precisions the FPGA runs.
 
@@ -205,13 +205,15 @@ def _fpga_peak(dsp: int, clock_hz: float, dsp_width: int) -> dict[str, float]:
 def builtin_catalog(profile_path: str | os.PathLike | None = None) -> dict[str, DeviceSpec]:
     """A fresh catalog of the built-in devices, keyed by name."""
     catalog: dict[str, DeviceSpec] = {"cpu": host_cpu_spec(profile_path)}
+    gpu_ops, fpga_ops = DEVICE_KINDS["gpu"].supported_ops, DEVICE_KINDS["fpga"].supported_ops
     # NVIDIA A100 SXM4 80GB (NVIDIA A100 Tensor Core GPU datasheet, 2021): FP32 19.5 TFLOPS (SIMT),
     # FP16 Tensor 312 TFLOPS dense, INT8 Tensor 624 TOPS dense, HBM2e 2,039 GB/s, 80 GB, 400 W;
     # host link PCIe Gen4 x16 (32 GB/s theoretical per direction, ~25 GB/s reached by cudaMemcpy from pinned memory).
     catalog["gpu:sm_80"] = DeviceSpec(
         name="gpu:sm_80", kind="gpu", description="NVIDIA A100 SXM4 80GB (sm_80, Ampere)",
         peak_flops={"fp32": 19.5e12, "fp16": 312e12, "int8": 624e12}, mem_bandwidth=2039e9, capacity_bytes=80e9,
-        link_bandwidth=25e9, link_latency=10e-6, efficiency=dict(_GPU_EFFICIENCY), mem_efficiency=0.75, power_w=400.0,
+        link_bandwidth=25e9, link_latency=10e-6, supported_ops=gpu_ops, efficiency=dict(_GPU_EFFICIENCY), mem_efficiency=0.75,
+        power_w=400.0,
     )
     # NVIDIA H100 SXM5 80GB (NVIDIA H100 Tensor Core GPU datasheet, 2023): FP32 67 TFLOPS (SIMT),
     # FP16 Tensor 989 TFLOPS dense (1,979 with sparsity), INT8 Tensor 1,979 TOPS dense, HBM3 3.35 TB/s, 80 GB, 700 W;
@@ -219,31 +221,26 @@ def builtin_catalog(profile_path: str | os.PathLike | None = None) -> dict[str, 
     catalog["gpu:sm_90"] = DeviceSpec(
         name="gpu:sm_90", kind="gpu", description="NVIDIA H100 SXM5 80GB (sm_90, Hopper)",
         peak_flops={"fp32": 67e12, "fp16": 989e12, "int8": 1979e12}, mem_bandwidth=3.35e12, capacity_bytes=80e9,
-        link_bandwidth=50e9, link_latency=8e-6, efficiency=dict(_GPU_EFFICIENCY), mem_efficiency=0.75, power_w=700.0,
+        link_bandwidth=50e9, link_latency=8e-6, supported_ops=gpu_ops, efficiency=dict(_GPU_EFFICIENCY), mem_efficiency=0.75,
+        power_w=700.0,
     )
     # AMD/Xilinx Alveo U250 (DS962 Alveo U200/U250 data sheet; XCU250 UltraScale+): 12,288 DSP48E2, 5,376 BRAM18K
     # (2,688 BRAM36), 1,728K LUT, 3,456K FF; 64 GB DDR4 in 4 channels (77 GB/s); 225 W max; PCIe Gen3 x16
     # (15.75 GB/s theoretical, ~12 GB/s reached by XDMA); kernels typically close timing at 300 MHz.
     catalog["fpga:xcu250"] = DeviceSpec(
         name="fpga:xcu250", kind="fpga", description="AMD Alveo U250 (XCU250, UltraScale+ DSP48E2)",
-        peak_flops=_fpga_peak(12288, 300e6, 27), mem_bandwidth=77e9, capacity_bytes=64e9, link_bandwidth=12e9,
-        link_latency=20e-6, supported_ops=FPGA_SUPPORTED_OPS, efficiency=dict(_FPGA_EFFICIENCY), mem_efficiency=0.8,
-        dsp=12288, bram18k=5376, lut=1_728_000, ff=3_456_000, clock_hz=300e6, dsp_width=27, power_w=225.0,
+        mem_bandwidth=77e9, capacity_bytes=64e9, link_bandwidth=12e9, link_latency=20e-6, supported_ops=fpga_ops,
+        efficiency=dict(_FPGA_EFFICIENCY), mem_efficiency=0.8, power_w=225.0, **_fpga_fabric(FPGA_PARTS["fpga:xcu250"]),
     )
     # Xilinx Zynq UltraScale+ XCZU7EV on the ZCU104 board (DS891 Zynq UltraScale+ MPSoC overview): 1,728 DSP48E2,
     # 312 BRAM36 = 624 BRAM18K, 230,400 LUT, 460,800 FF; PS DDR4 2 GB 64-bit at 2400 MT/s (19.2 GB/s); host is the
     # on-chip ARM, link = AXI HP ports (~10 GB/s reached); ~200 MHz is a typical HLS clock there.
     catalog["fpga:xczu7ev"] = DeviceSpec(
         name="fpga:xczu7ev", kind="fpga", description="Xilinx Zynq UltraScale+ XCZU7EV (ZCU104 board)",
-        peak_flops=_fpga_peak(1728, 200e6, 27), mem_bandwidth=19.2e9, capacity_bytes=2e9, link_bandwidth=10e9,
-        link_latency=10e-6, supported_ops=FPGA_SUPPORTED_OPS, efficiency=dict(_FPGA_EFFICIENCY), mem_efficiency=0.7,
-        dsp=1728, bram18k=624, lut=230_400, ff=460_800, clock_hz=200e6, dsp_width=27, power_w=15.0,
+        mem_bandwidth=19.2e9, capacity_bytes=2e9, link_bandwidth=10e9, link_latency=10e-6, supported_ops=fpga_ops,
+        efficiency=dict(_FPGA_EFFICIENCY), mem_efficiency=0.7, power_w=15.0, **_fpga_fabric(FPGA_PARTS["fpga:xczu7ev"]),
     )
     return catalog
-
-
-# Kind alone names the default device of that kind.
-KIND_DEFAULTS = {"cpu": "cpu", "gpu": "gpu:sm_90", "fpga": "fpga:xcu250"}
 
 
 # ---------------------------------------------------------------------------------------------------- device files
@@ -381,10 +378,16 @@ def resolve_spec(name: str, catalog: dict[str, DeviceSpec]) -> DeviceSpec:
     key = name.strip()
     if key in catalog:
         return catalog[key]
-    if key in KIND_DEFAULTS and KIND_DEFAULTS[key] in catalog:
-        return catalog[KIND_DEFAULTS[key]]
+    default = DEVICE_KINDS[key].default_device if key in DEVICE_KINDS else None  # a kind alone names its default device
+    if default in catalog:
+        return catalog[default]
     raise HccError(f"unknown device {name!r}; known devices: {', '.join(sorted(catalog))}",
                    hint="add it with a device file (docs/devices.md), or use a kind alone: cpu, gpu, fpga")
+
+
+# More instances than any single host holds: the placement work grows with devices x ops (and pairs of devices for
+# transfers), so a typo such as 100000xgpu would run for minutes instead of answering.
+MAX_DEVICE_INSTANCES = 64
 
 
 def parse_device_mix(text: str, catalog: dict[str, DeviceSpec] | None = None) -> list[DeviceInstance]:
@@ -411,6 +414,9 @@ def parse_device_mix(text: str, catalog: dict[str, DeviceSpec] | None = None) ->
             order.append(spec.name)
             counts[spec.name] = 0
         counts[spec.name] += count
+    if sum(counts.values()) > MAX_DEVICE_INSTANCES:
+        raise HccError(f"{text!r}: {sum(counts.values())} devices; the planner places on at most {MAX_DEVICE_INSTANCES}",
+                       hint="plan for a node or a rack at a time, e.g. 8xgpu:sm_90")
     cpus = [n for n in order if catalog[n].kind == "cpu"]
     if len(cpus) > 1 or (cpus and counts[cpus[0]] > 1):
         raise HccError(f"{text!r}: the host CPU is one device; name it once (or leave it out: it is always present)")

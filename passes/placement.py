@@ -134,8 +134,9 @@ def load_placement(path: str | os.PathLike) -> list[Override]:
         raise HccError(f"{path}: expected {{\"placement\": [{{\"node_name\", \"node_type\", \"device\"}}, ...]}}")
     overrides = []
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not isinstance(rec.get("device"), str) or not (rec.get("node_name") or rec.get("node_type")):
-            raise HccError(f"{path}: record {i} needs a device and a node_name or node_type: {rec!r}")
+        texts = isinstance(rec, dict) and all(isinstance(rec.get(k, ""), str) for k in ("device", "node_name", "node_type"))
+        if not texts or not isinstance(rec.get("device"), str) or not (rec.get("node_name") or rec.get("node_type")):
+            raise HccError(f"{path}: record {i} needs a device and a node_name or node_type (strings): {rec!r}")
         try:
             if rec.get("node_name"):
                 type_pattern = rec.get("node_type") or None
@@ -223,8 +224,9 @@ def _limits(instances: list[DeviceInstance], budgets: dict[str, float | str] | N
         selector, _, resource = key.rpartition(".")
         amount = _budget_value(key, value)
         hits = [d for d, inst in enumerate(instances) if selector in (inst.kind, inst.spec.name, inst.id)]
-        if not hits:
-            notes.append(f"budget {key} names no device of the mix; ignored")
+        if not hits:  # a typo would otherwise be ignored in silence
+            raise HccError(f"--budget {key}: {selector!r} names no device of the mix ({', '.join(i.id for i in instances)})",
+                           hint="name a kind (fpga), a device (fpga:xcu250) or an instance (fpga:xcu250#0) of --devices")
         for d in hits:
             limits[d][resource] = min(limits[d].get(resource, math.inf), amount)
     return limits
@@ -261,8 +263,13 @@ def place(model, instances: list[DeviceInstance], objective: str = "latency", bu
             (preferred if o.soft else forced)[node.name] = devices
             if not o.soft:
                 preferred.pop(node.name, None)
-        if not hits:
-            notes.append(f"{'preference' if o.soft else 'override'} {o.pattern}={o.device} matches no node")
+        if not hits:  # a typo would otherwise be ignored in silence
+            what = "--prefer" if o.soft else "--place"
+            if any(o.matches(n.name, n.op_type) for n in info.nodes):
+                continue  # it names only shape-only ops (Reshape, Shape, ...), which run wherever their consumer does
+            by = {"name": "name", "type": "op type"}.get(o.match, "op type or name")
+            raise HccError(f"{what} {o.pattern}={o.device} (or a placement-file record) matches no node of the model by {by}",
+                           hint="patterns are regular expressions over node names (NAME=DEV) or op types (Conv=DEV); `hcc plan --explain` lists both")
     p = Problem(info, instances, objective, limits, cm, forced)
     _apply_preferences(p, preferred, notes)
     candidates, single = _search(p, objective, deadline, time_limit_s, max_milp_nodes, notes)

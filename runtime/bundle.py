@@ -24,7 +24,10 @@ def safe_path(bundle: Path, relative: str) -> Path:
     pure = PurePosixPath(relative)
     if not relative or pure.is_absolute() or "\\" in relative or any(part == ".." for part in pure.parts):
         raise HccError(f"{bundle}: manifest path {relative!r} is not a relative path inside the bundle; refusing to load")
-    resolved = (bundle / pure).resolve()
+    try:
+        resolved = (bundle / pure).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+        raise HccError(f"{bundle}: manifest path {relative!r} cannot be resolved ({exc}); refusing to load") from None
     if not resolved.is_relative_to(bundle.resolve()):
         raise HccError(f"{bundle}: manifest path {relative!r} escapes the bundle (to {resolved}); refusing to load")
     return resolved
@@ -61,8 +64,8 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True, trust: lis
             raise HccError(f"{manifest_path}: checksum mismatch: the manifest was modified or corrupted after compilation")
     try:
         manifest = Manifest.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise HccError(f"{manifest_path}: malformed manifest: {exc}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # a field of the wrong JSON type
+        raise HccError(f"{manifest_path}: malformed manifest: {type(exc).__name__}: {exc}") from None
     if verify:
         verify_files(bundle, manifest)
     validate_bundle(bundle, manifest)  # before any native code of it is loaded
@@ -70,6 +73,9 @@ def read_manifest(bundle_dir: str | os.PathLike, verify: bool = True, trust: lis
 
 
 def verify_files(bundle: Path, manifest: Manifest) -> None:
+    files = manifest.files
+    if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
+        raise HccError(f"{bundle}: manifest 'files' is not a table of path -> sha256; refusing to load the bundle")
     referenced = {w.file for w in manifest.weights}
     for sg in manifest.subgraphs:
         referenced.update(a.file for a in sg.artifacts)

@@ -6,9 +6,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hcc.artifacts.manifest import Manifest
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
+from hcc.runtime.npz import MAX_NPZ_BYTES, read_npz
 from hcc.runtime.session import Session
+from hcc.runtime.validate import tensor_bytes
 
 
 @dataclass
@@ -93,23 +96,24 @@ def inconclusive_reason(expected: np.ndarray, rtol: float, atol: float) -> str:
     return ""
 
 
-def read_input_arrays(path: str, label: str = "") -> dict[str, np.ndarray]:
-    """Arrays of an npz keyed by input name; a golden file's `input:<name>` keys work too (its outputs are skipped)."""
-    where = f"{label} {path}".strip()
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k.removeprefix("input:"): data[k] for k in data.files if not k.startswith("output:")}
-    except FileNotFoundError:
-        raise HccError(f"{where}: no such file") from None
-    except Exception as exc:
-        raise HccError(f"{where}: not a readable .npz file ({exc})") from None
+def read_input_arrays(path: str, label: str = "", limit_bytes: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+    """Arrays of an npz keyed by input name; a golden file's `input:<name>` keys work too (its outputs are skipped).
+    `limit_bytes` bounds what the file may declare (runtime/npz.py)."""
+    arrays = read_npz(path, f"{label} {path}".strip(), limit_bytes, wanted=lambda key: not key.startswith("output:"))
+    return {k.removeprefix("input:"): v for k, v in arrays.items()}
+
+
+def io_bytes_bound(manifest: Manifest, kinds: tuple[str, ...] = ("input",)) -> int:
+    """What the arrays of an input (or, with outputs, golden) file of this model may declare: their bytes twice over
+    (another dtype, a stray copy), plus 1 MiB."""
+    return 2 * sum(tensor_bytes(t) for t in manifest.tensors if t.kind in kinds) + (1 << 20)
 
 
 def compare(name: str, actual: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> OutputComparison:
     rtol, atol = check_tolerance(rtol, f"{name}: rtol"), check_tolerance(atol, f"{name}: atol")
     if actual.shape != expected.shape:
-        return OutputComparison(name, False, float("inf"), float("inf"), actual.size, expected.size, f"shape {list(actual.shape)} != expected {list(expected.shape)}",
-                                rtol=rtol, atol=atol)
+        return OutputComparison(name, False, float("inf"), float("inf"), actual.size, expected.size,
+                                f"shape {list(actual.shape)} != expected {list(expected.shape)}", rtol=rtol, atol=atol)
     if expected.dtype.kind in "biu":
         bad = int(np.count_nonzero(actual != expected))
         return OutputComparison(name, bad == 0, float(bad > 0), float(bad > 0), bad, expected.size, rtol=rtol, atol=atol)
@@ -144,13 +148,7 @@ def check_golden(bundle_dir: str | os.PathLike, golden_path: str | None = None, 
         check_tolerance(golden.rtol, f"{bundle_dir}: manifest golden.rtol")
         check_tolerance(golden.atol, f"{bundle_dir}: manifest golden.atol")
     default_rtol, default_atol = (golden.rtol, golden.atol) if golden else (1e-3, 1e-4)
-    try:
-        with np.load(golden_path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise HccError(f"{golden_path}: no such file") from None
-    except Exception as exc:
-        raise HccError(f"{golden_path}: not a readable golden .npz ({exc})") from None
+    arrays = read_npz(golden_path, golden_path, io_bytes_bound(manifest, ("input", "output")))
     feeds = {k.removeprefix("input:"): v for k, v in arrays.items() if k.startswith("input:")}
     expected = {k.removeprefix("output:"): v for k, v in arrays.items() if k.startswith("output:")}
     if not expected:

@@ -199,6 +199,8 @@ class Session:
     def _wanted(self, output_names: list[str] | None) -> list[str]:
         if output_names is None:
             return list(self.manifest.outputs)
+        if isinstance(output_names, (str, bytes)) or not isinstance(output_names, (list, tuple)):
+            raise HccError(f"output_names must be None or a list of output names, not {type(output_names).__name__}")
         wanted = list(output_names)
         for name in wanted:
             if name not in self.manifest.outputs:

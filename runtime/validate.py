@@ -15,13 +15,12 @@ import os
 from pathlib import Path
 
 from hcc.artifacts.manifest import NATIVE_ABI, Manifest, SubgraphRecord, TensorRecord, parse_native_signature
+from hcc.devices import ARTIFACT_KINDS, DEVICE_KINDS, NATIVE_ARTIFACT_KINDS
 from hcc.errors import HccError
 from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
 
 ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
 TENSOR_KINDS = ("input", "output", "weight", "intermediate")
-ARTIFACT_KINDS = ("cpu-so", "fpga-csim-so", "cuda-module")
-NATIVE_KINDS = ("cpu-so", "fpga-csim-so")  # loaded with dlopen
 MAX_TENSOR_BYTES = 1 << 40
 
 
@@ -37,8 +36,13 @@ def check_no_symlinks(bundle: Path) -> None:
                 raise _refuse(bundle, f"{path.relative_to(bundle)} is a symbolic link (a bundle holds plain files only)")
 
 
+def _is_count(value) -> bool:
+    """A non-negative JSON integer (true/false are not numbers here, although Python's bool is an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _is_int_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+    return isinstance(value, list) and all(_is_count(d) for d in value)
 
 
 def tensor_bytes(record: TensorRecord) -> int:
@@ -69,9 +73,10 @@ def check_weights(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRec
         t = tensors.get(w.name)
         if t is None or t.kind != "weight":
             raise _refuse(bundle, f"weight {w.name!r} is not a weight tensor of the manifest")
-        if not (isinstance(w.offset, int) and isinstance(w.nbytes, int) and w.offset >= 0 and w.nbytes == tensor_bytes(t)):
-            raise _refuse(bundle, f"weight {w.name!r}: {w.nbytes!r} bytes at offset {w.offset!r}, but its shape {t.shape} {t.dtype} "
-                                  f"needs {tensor_bytes(t)}")
+        if not (_is_count(w.offset) and w.offset % ITEM_BYTES[t.dtype] == 0):  # the compiler aligns every weight
+            raise _refuse(bundle, f"weight {w.name!r}: offset {w.offset!r} is not a byte offset aligned to its {t.dtype} elements")
+        if not (_is_count(w.nbytes) and w.nbytes == tensor_bytes(t)):
+            raise _refuse(bundle, f"weight {w.name!r}: {w.nbytes!r} bytes, but its shape {t.shape} {t.dtype} needs {tensor_bytes(t)}")
         if w.file not in sizes:
             path = safe_path(bundle, w.file)
             sizes[w.file] = path.stat().st_size if path.is_file() else -1
@@ -85,7 +90,7 @@ def check_schedule(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRe
     for sg in manifest.subgraphs:
         if not isinstance(sg.id, str) or sg.id in by_id:
             raise _refuse(bundle, f"subgraph id {sg.id!r} is not a unique string")
-        if not isinstance(sg.device, str) or not isinstance(sg.device_index, int) or sg.device_index < 0:
+        if not isinstance(sg.device, str) or not _is_count(sg.device_index):
             raise _refuse(bundle, f"subgraph {sg.id}: device {sg.device!r} #{sg.device_index!r} is not valid")
         lists = (sg.inputs, sg.outputs, sg.artifacts)
         if not all(isinstance(x, list) for x in lists) or not all(isinstance(n, str) for n in sg.inputs + sg.outputs):
@@ -114,7 +119,7 @@ def check_native(bundle: Path, manifest: Manifest, sg: SubgraphRecord, artifact,
 
     if artifact.kind not in ARTIFACT_KINDS:
         raise _refuse(bundle, f"subgraph {sg.id}: unknown artifact kind {artifact.kind!r}")
-    if artifact.kind not in NATIVE_KINDS:
+    if artifact.kind not in NATIVE_ARTIFACT_KINDS:  # loaded with dlopen
         return
     where = f"subgraph {sg.id}: {artifact.file}"
     if artifact.abi != NATIVE_ABI:
@@ -122,7 +127,7 @@ def check_native(bundle: Path, manifest: Manifest, sg: SubgraphRecord, artifact,
     exports = read_exports(safe_path(bundle, artifact.file))
     if artifact.entry not in exports.functions:
         raise _refuse(bundle, f"{where}: entry {artifact.entry!r} is not a function this file exports")
-    if artifact.kind != "cpu-so":
+    if artifact.kind not in DEVICE_KINDS["cpu"].artifact_kinds:  # only the CPU backend embeds a signature
         return
     raw = exports.objects.get(SIGNATURE_SYMBOL)
     try:

@@ -72,3 +72,53 @@ def test_help_explains_commands():
     for command in ("compile", "run", "test", "golden", "inspect", "ops"):
         assert command in out
     assert "--input-shape" in hcc("compile", "--help").stdout
+
+
+def _zip_bomb(path: Path, name: str, elements: int) -> None:
+    """An npz whose member declares `elements` float32 zeros: a few kB on disk, `4 * elements` bytes inflated."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (elements,)})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+        f.write(header.getvalue())
+        for _ in range(elements // (1 << 22)):
+            f.write(bytes(1 << 24))
+
+
+def test_a_zip_bomb_is_refused_from_its_headers(bundle, tmp_path):
+    """Issue 9, item 7: 256 MiB declared for an input of 24 kB: refused before decompressing, as --input and --golden."""
+    _zip_bomb(tmp_path / "bomb.npz", "image", 1 << 26)
+    for command in (("run", bundle, "--input", tmp_path / "bomb.npz"), ("test", bundle, "--golden", tmp_path / "bomb.npz")):
+        proc = hcc(*command, check=False)
+        assert proc.returncode == 1 and "refusing to decompress it" in proc.stderr, proc.stderr
+
+
+def test_output_files_are_checked_before_the_work(bundle, tmp_path):
+    x = tmp_path / "x.npz"
+    np.savez(x, image=np.zeros((2, 3, 32, 32), np.float32))
+    commands = {
+        "run": ("run", bundle, "--input", x, "-o", tmp_path / "missing" / "y.npz"),
+        "golden": ("golden", EXAMPLE, "--input-shape", "image=2x3x32x32", "-o", tmp_path / "missing" / "g.npz"),
+        "save-placement": ("compile", EXAMPLE, "--input-shape", "image=2x3x32x32", "-o", tmp_path / "b",
+                           "--save-placement", tmp_path / "missing" / "p.json"),
+    }
+    for what, command in commands.items():
+        proc = hcc(*command, check=False)
+        assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr, (what, proc.stderr)
+    assert not (tmp_path / "b").exists()
+
+
+def test_negative_seed_is_a_usage_error(tmp_path):
+    proc = hcc("compile", EXAMPLE, "--input-shape", "image=2x3x32x32", "-o", tmp_path / "b", "--seed", "-1", check=False)
+    assert proc.returncode == 2 and "--seed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_output_names_must_be_a_list(bundle):
+    from hcc.errors import HccError
+    from hcc.runtime import load
+
+    session = load(bundle)
+    with pytest.raises(HccError, match="output_names must be None or a list"):
+        session.run(5, {"image": np.zeros((2, 3, 32, 32), np.float32)})

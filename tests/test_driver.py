@@ -17,9 +17,26 @@ def test_worker_abort_becomes_an_error(tmp_path, monkeypatch):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(driver.sys, "executable", str(fake))
     with pytest.raises(HccError, match=r"(?s)killed by signal 6.*Assertion"):
-        driver._run_worker({"model": "m.onnx"}, progress=lambda _m: None)
+        driver._run_worker({"model": "m.onnx"}, progress=lambda _m: None, staging=tmp_path)
 
 
 def test_worker_error_is_passed_through(tmp_path):
-    with pytest.raises(HccError, match="internal compiler error"):
-        driver._run_worker({"model": os.fspath(tmp_path / "missing.onnx"), "bundle_dir": os.fspath(tmp_path)}, progress=lambda _m: None)
+    # An OSError in the worker is reported as the file and the system's reason, not as an internal compiler error.
+    with pytest.raises(HccError, match="missing.onnx: No such file or directory"):
+        driver._run_worker({"model": os.fspath(tmp_path / "missing.onnx"), "bundle_dir": os.fspath(tmp_path)}, progress=lambda _m: None,
+                           staging=tmp_path)
+
+
+def test_worker_scratch_lives_in_the_staging_folder(tmp_path, monkeypatch):
+    """The worker's TMPDIR (where the toolchains put their files) is inside the staging folder, and gone after:
+    a compile killed outright leaves its scratch where the next compile sweeps abandoned staging folders."""
+    fake, seen = tmp_path / "python", tmp_path / "seen"
+    fake.write_text(f"#!/bin/sh\necho \"$TMPDIR\" > {seen}\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setattr(driver.sys, "executable", str(fake))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(HccError, match="exited with status 3"):
+        driver._run_worker({"model": "m.onnx"}, progress=lambda _m: None, staging=staging)
+    scratch = seen.read_text().strip()
+    assert os.path.dirname(scratch) == os.fspath(staging) and not os.path.exists(scratch)

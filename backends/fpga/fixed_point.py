@@ -43,6 +43,9 @@ def unbounded(value: float) -> bool:
     return not math.isfinite(value) or abs(value) >= FLT_MAX
 
 
+MAX_TYPE_WIDTH = 64  # the widest type a user may name: weight headers hold each code in a C integer of up to 64 bits
+
+
 @dataclass(frozen=True)
 class FixedType:
     width: int
@@ -115,6 +118,8 @@ class FixedType:
             if i is None:
                 raise ValueError(f"{text!r}: ap_fixed needs <W,I>")
             integer = int(i)
+        if not 1 <= width <= MAX_TYPE_WIDTH:
+            raise ValueError(f"{text!r}: width {width} is outside 1..{MAX_TYPE_WIDTH} (hcc stores fixed-point constants in 64-bit integers)")
         return cls(width, integer, kind in ("ap_fixed", "ap_int"), q or "AP_TRN", o or "AP_WRAP")
 
     def with_modes(self, q: str, o: str) -> "FixedType":
@@ -320,7 +325,10 @@ class LutSpec:
         lo_code = -(1 << frac_r)
         shift = xt.frac + self.step_log2
         c = np.asarray(codes)
-        k = np.clip(c - lo_code, 0, (1 << (frac_r + 1)) - 1) if c.dtype != object else np.array([min(max(int(v) - lo_code, 0), (1 << (frac_r + 1)) - 1) for v in c.ravel()], dtype=np.int64).reshape(c.shape)
+        if c.dtype != object:
+            k = np.clip(c - lo_code, 0, (1 << (frac_r + 1)) - 1)
+        else:
+            k = np.array([min(max(int(v) - lo_code, 0), (1 << (frac_r + 1)) - 1) for v in c.ravel()], dtype=np.int64).reshape(c.shape)
         k = k.astype(np.int64)
         idx = k >> shift if shift >= 0 else k << (-shift)
         return np.minimum(idx, self.size - 1)

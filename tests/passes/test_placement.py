@@ -9,14 +9,13 @@ import time
 import pytest
 
 import graphs
-from synthetic_devices import mix
 from hcc.errors import HccError
 from hcc.passes.cost_model import CostModel, FpgaConfig, analyze_model
 from hcc.passes.device_catalog import parse_device_mix
-from hcc.passes.placement import (Override, group_subgraphs, load_placement, parse_budgets, parse_place_option, place,
-                                  save_placement)
+from hcc.passes.placement import Override, group_subgraphs, load_placement, parse_budgets, parse_place_option, place, save_placement
 from hcc.passes.placement_solver import Problem
 from hcc.passes.plan import make_plan, plan_to_json
+from synthetic_devices import mix
 
 
 def _best_single(placement) -> float:
@@ -126,20 +125,21 @@ def test_fpga_trades_dsps_for_speed_under_a_budget():
 
 
 def test_op_the_fpga_lacks_stays_on_the_cpu():
-    b = graphs.Builder("sub")
+    b = graphs.Builder("exp")
     x = b.input("x", (64, 512))
     y = b.matmul(x, 512, 512, "mm")
-    y = b.op("Sub", [y, x], "sub")
+    y = b.op("Exp", [y], "exp")  # the FPGA backend has no Exp layer (hcc.devices.FPGA_SUPPORTED_OPS)
     p = place(b.model([y]), mix("cpu,fpga:test"))
-    assert p.devices["sub"] == "cpu#0"
-    assert p.explanations["sub"].reason == "only device that supports it"
-    assert p.explanations["sub"].times["fpga:test"] is None
+    assert p.devices["exp"] == "cpu#0"
+    assert p.explanations["exp"].reason == "only device that supports it"
+    assert p.explanations["exp"].times["fpga:test"] is None
 
 
 def test_memory_budget_parsing_and_limits():
     assert parse_budgets(["gpu.mem=16GB", "fpga.dsp=4000"]) == {"gpu.mem": 16e9, "fpga.dsp": 4000.0}
     assert parse_budgets("cpu.mem=512MiB") == {"cpu.mem": 512 * 2**20}
-    assert parse_budgets(["gpu.mem=16GB,fpga.dsp=40", "fpga.bram=8"]) == {"gpu.mem": 16e9, "fpga.dsp": 40.0, "fpga.bram": 8.0}  # as --budget passes them
+    # as --budget passes them
+    assert parse_budgets(["gpu.mem=16GB,fpga.dsp=40", "fpga.bram=8"]) == {"gpu.mem": 16e9, "fpga.dsp": 40.0, "fpga.bram": 8.0}
     with pytest.raises(HccError, match="unknown resource"):
         parse_budgets(["gpu.watts=3"])
     with pytest.raises(HccError, match="DEVICE.RESOURCE"):
@@ -178,13 +178,13 @@ def test_overrides_by_type_and_name():
 
 
 def test_impossible_override_names_the_node_and_op():
-    b = graphs.Builder("sub")
+    b = graphs.Builder("exp")
     x = b.input("x", (4, 8))
-    y = b.op("Sub", [x, x], "my_sub")
-    with pytest.raises(HccError, match=r"my_sub.*Sub"):
-        place(b.model([y]), mix("cpu,fpga:test"), overrides=[parse_place_option("Sub=fpga")])
+    y = b.op("Exp", [x], "my_exp")
+    with pytest.raises(HccError, match=r"my_exp.*Exp"):
+        place(b.model([y]), mix("cpu,fpga:test"), overrides=[parse_place_option("Exp=fpga")])
     with pytest.raises(HccError, match="not in the device mix"):
-        place(b.model([y]), mix("cpu"), overrides=[parse_place_option("Sub=gpu")])
+        place(b.model([y]), mix("cpu"), overrides=[parse_place_option("Exp=gpu")])
     with pytest.raises(HccError, match="REGEX=DEVICE"):
         parse_place_option("Conv")
 
@@ -296,7 +296,8 @@ def test_unnamed_nodes_get_stable_names():
 
 def test_constants_and_shape_ops_follow_their_users():
     import numpy as np
-    from onnx import helper as h, numpy_helper
+    from onnx import helper as h
+    from onnx import numpy_helper
 
     b = graphs.Builder("static")
     x = b.input("x", (256, 1024))
@@ -326,3 +327,20 @@ def test_group_subgraphs_on_the_weight_lifted_model():
     assert sorted(n for g in groups for n in g.node_names) == sorted(n.name for n in lifted.graph.node)
     assert len(groups) >= 3  # gpu -> cpu (softmax) -> gpu
     assert any("block0/fc1.w" in g.inputs for g in groups)  # lifted weights are subgraph inputs
+
+
+def test_an_override_or_budget_that_names_nothing_is_an_error():
+    """Issue 9, item 8: a typo in --place/--prefer/a placement record or --budget used to be ignored in silence."""
+    model = graphs.chain(["MatMul", "Relu"], shape=(64, 64))
+    for text, soft in (("NoSuchOp=gpu", False), ("no_such_node=gpu", True)):
+        with pytest.raises(HccError, match=rf"{text} \(or a placement-file record\) matches no node"):
+            place(model, mix("cpu,gpu:test"), overrides=[parse_place_option(text, soft=soft)])
+    with pytest.raises(HccError, match="'tpu' names no device of the mix"):
+        place(model, mix("cpu,gpu:test"), budgets={"tpu.mem": "1GB"})
+
+
+def test_device_count_is_bounded():
+    """Issue 9, item 7: `100000xgpu` ran for minutes; more than 64 instances is refused at once."""
+    with pytest.raises(HccError, match="100001 devices; the planner places on at most 64"):
+        parse_device_mix("100000xgpu:sm_90+cpu")
+    assert len(parse_device_mix("63xgpu:sm_90+cpu")) == 64

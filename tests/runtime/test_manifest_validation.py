@@ -43,7 +43,7 @@ def reseal(bundle: Path, edit=None) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     if edit:
         edit(manifest)
-    for rel in manifest["files"]:
+    for rel in manifest["files"] if isinstance(manifest["files"], dict) else ():
         if (bundle / rel).is_file():
             manifest["files"][rel] = hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
     text = json.dumps(manifest, indent=2)
@@ -69,6 +69,11 @@ EDITS = {
     "negative dim": (lambda m: tensor(m, "x").update(shape=[-4, 16]), "not valid"),
     "huge dim": (lambda m: tensor(m, "y").update(shape=[2 ** 40, 8]), "larger than"),
     "output read before it is produced": (lambda m: m["subgraphs"][0]["inputs"].append("y"), "no earlier subgraph"),
+    # Found by tools/fuzz.py: a JSON true is not the offset 1, an offset between elements is refused, and a
+    # `files` table of the wrong type is an error, not a TypeError.
+    "weight offset true": (lambda m: m["weights"][0].update(offset=True), "not a byte offset"),
+    "weight offset misaligned": (lambda m: m["weights"][0].update(offset=1), "not a byte offset"),
+    "files not a table": (lambda m: m.update(files=1.5), "'files' is not a table"),
 }
 
 
@@ -120,3 +125,11 @@ def test_the_pristine_bundle_loads_and_runs(pristine):
     (y,) = session.run(None, {"x": np.ones((4, 16), np.float32)})
     assert y.shape == (4, 8) and np.all(y >= 0)
     assert os.path.getsize(next(pristine.glob("cpu/*/lib*.so"))) > 0
+
+
+def test_a_symlink_loop_is_an_error_not_a_crash(bundle):
+    so = next(bundle.glob("cpu/*/lib*.so"))
+    so.unlink()
+    so.symlink_to(so.name)  # points at itself
+    with pytest.raises(HccError, match="cannot be resolved"):
+        load(bundle)

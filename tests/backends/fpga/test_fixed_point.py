@@ -110,3 +110,10 @@ def test_lookup_table_error_is_bounded():
     true = 1 / (1 + np.exp(-fx.to_float(codes, xt.frac)))
     assert np.max(np.abs(table - true)) <= spec.max_error() + 1e-12
     assert spec.max_error() < 2e-3
+
+
+@pytest.mark.parametrize("text", ["ap_fixed<200,100>", "ap_fixed<0,0>", "ap_int<65>"])
+def test_widths_outside_1_to_64_are_refused(text):
+    """Issue 9, item 5: `--fpga-precision 'ap_fixed<200,100>'` was an internal compiler error deep in codegen."""
+    with pytest.raises(ValueError, match=r"outside 1\.\.64"):
+        FixedType.parse(text)
