@@ -30,6 +30,8 @@ ZERO_SIZE_INPUT_OK = frozenset({"Split", "Concat"})
 SHAPE_READERS = frozenset({"Shape", "Size"})
 # Inputs read only for their element type (CastLike's `target_type`, often an empty tensor in exported graphs).
 TYPE_ONLY_INPUTS: dict[str, tuple[int, ...]] = {"CastLike": (1,)}
+# The directions torch-mlir's recurrent conversions handle (others fail in legalization with a raw MLIR message).
+FORWARD_ONLY_EXCEPT: dict[str, tuple[str, ...]] = {"LSTM": ("forward", "bidirectional"), "GRU": ("forward",), "RNN": ("forward",)}
 # Per recurrent op: its default activations (per direction) and the activations its conversion gets right.
 RECURRENT_ACTIVATIONS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "LSTM": (("Sigmoid", "Tanh", "Tanh"), frozenset({"Sigmoid", "Tanh"})),
@@ -134,6 +136,10 @@ def recurrent_features(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
     choices (and their alpha/beta): each gives a silently wrong result, measured against onnxruntime."""
     if node.op_type not in RECURRENT_ACTIVATIONS:
         return None
+    direction = _text(_attr(node, "direction", "forward"))
+    if direction not in FORWARD_ONLY_EXCEPT.get(node.op_type, ("forward",)):
+        return (f"direction '{direction}' is not supported: torch-mlir converts only "
+                f"{' and '.join(FORWARD_ONLY_EXCEPT.get(node.op_type, ('forward',)))} {node.op_type}")
     peepholes = _input(node, 7) if node.op_type == "LSTM" else ""
     if peepholes:
         value = facts.constant(peepholes)

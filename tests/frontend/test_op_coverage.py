@@ -31,12 +31,13 @@ def _rand(name: str, *shape: int, scale: float = 1.0) -> onnx.TensorProto:
 
 
 def _model(nodes, inputs, outputs, inits=(), opset: int = 17) -> onnx.ModelProto:
-    """inputs: [(name, elem_type, shape)]; outputs: [name] (float) or [(name, elem_type)]; shapes of outputs are inferred."""
-    outs = [(o, F) if isinstance(o, str) else o for o in outputs]
+    """inputs: [(name, elem_type, shape)]; outputs: [name] (float) or [(name, elem_type)] or [(name, elem_type, shape)];
+    shapes of outputs are inferred unless given (shape inference cannot see through some ops, e.g. GroupNormalization)."""
+    outs = [(o, F, None) if isinstance(o, str) else (*o, None)[:3] for o in outputs]
     graph = h.make_graph(
         nodes, "op_case",
         [h.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-        [h.make_tensor_value_info(n, t, None) for n, t in outs],
+        [h.make_tensor_value_info(n, t, s) for n, t, s in outs],
         initializer=list(inits),
     )
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=8 if opset <= 18 else 10)
@@ -50,8 +51,8 @@ def unary(op: str, shape=(2, 3, 4), opset: int = 17, **attrs):
     return _model([h.make_node(op, ["x"], ["y"], name=op.lower(), **attrs)], [("x", F, list(shape))], ["y"], opset=opset)
 
 
-def binary(op: str, a=(2, 3, 4), b=(2, 3, 4), out=F, elem=F):
-    return _model([h.make_node(op, ["a", "b"], ["y"], name=op.lower())], [("a", elem, list(a)), ("b", elem, list(b))], [("y", out)])
+def binary(op: str, a=(2, 3, 4), b=(2, 3, 4), out=F, elem=F, opset: int = 17):
+    return _model([h.make_node(op, ["a", "b"], ["y"], name=op.lower())], [("a", elem, list(a)), ("b", elem, list(b))], [("y", out)], opset=opset)
 
 
 def with_weights(op: str, x_shape, weights: list[onnx.TensorProto], out="y", opset: int = 17, **attrs):
@@ -108,7 +109,8 @@ for _op in ["Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual"]:
 case("Equal", "int64", lambda: binary("Equal", (4, 5), (4, 5), out=B, elem=I64))
 _MOD_FEEDS = {"a": np.arange(-6, 6, dtype=np.int64).reshape(3, 4), "b": np.array([[3, -4, 5, 7]] * 3, dtype=np.int64)}
 case("Mod", "int64", lambda: binary("Mod", (3, 4), (3, 4), out=I64, elem=I64), feeds=_MOD_FEEDS)
-case("Mod", "fmod-float", lambda: _model([h.make_node("Mod", ["a", "b"], ["y"], name="mod", fmod=1)], [("a", F, [3, 4]), ("b", F, [3, 4])], [("y", F)]),
+case("Mod", "fmod-float",
+     lambda: _model([h.make_node("Mod", ["a", "b"], ["y"], name="mod", fmod=1)], [("a", F, [3, 4]), ("b", F, [3, 4])], [("y", F)]),
      feeds={"a": np.linspace(-5, 5, 12, dtype=np.float32).reshape(3, 4), "b": np.full((3, 4), 1.5, np.float32)})
 case("And", "", lambda: binary("And", (2, 5), (2, 5), out=B, elem=B))
 case("Or", "", lambda: binary("Or", (2, 5), (1, 5), out=B, elem=B))
@@ -215,7 +217,8 @@ case("Conv", "strides-pads", lambda: with_weights("Conv", (2, 3, 9, 9), [_rand("
 case("Conv", "asymmetric-pads", lambda: with_weights("Conv", (1, 2, 7, 7), [_rand("w", 3, 2, 3, 3)], pads=[0, 1, 2, 1]))
 case("Conv", "dilations", lambda: with_weights("Conv", (1, 2, 9, 9), [_rand("w", 3, 2, 3, 3)], dilations=[2, 2], pads=[2, 2, 2, 2]))
 case("Conv", "groups", lambda: with_weights("Conv", (1, 4, 6, 6), [_rand("w", 6, 2, 3, 3), _rand("b", 6)], group=2, pads=[1, 1, 1, 1]))
-case("Conv", "depthwise", lambda: with_weights("Conv", (1, 4, 8, 8), [_rand("w", 4, 1, 3, 3), _rand("b", 4)], group=4, pads=[1, 1, 1, 1], strides=[2, 2]))
+case("Conv", "depthwise",
+     lambda: with_weights("Conv", (1, 4, 8, 8), [_rand("w", 4, 1, 3, 3), _rand("b", 4)], group=4, pads=[1, 1, 1, 1], strides=[2, 2]))
 case("Conv", "pointwise", lambda: with_weights("Conv", (1, 8, 5, 5), [_rand("w", 4, 8, 1, 1)]))
 case("Conv", "auto-pad-same", lambda: with_weights("Conv", (1, 2, 7, 7), [_rand("w", 3, 2, 3, 3)], auto_pad="SAME_UPPER", strides=[2, 2]))
 case("Conv", "1d", lambda: with_weights("Conv", (1, 3, 10), [_rand("w", 4, 3, 3), _rand("b", 4)], pads=[1, 1]))
@@ -239,7 +242,8 @@ case("BatchNormalization", "", lambda: with_weights("BatchNormalization", (2, 3,
 case("BatchNormalization", "2d-input", lambda: with_weights("BatchNormalization", (4, 3), [
     _rand("scale", 3), _rand("bias", 3), _rand("mean", 3), _const("var", RNG.uniform(0.5, 2.0, 3))]))
 case("InstanceNormalization", "", lambda: with_weights("InstanceNormalization", (2, 3, 4, 5), [_rand("scale", 3), _rand("bias", 3)], epsilon=1e-5))
-case("LayerNormalization", "last-axis", lambda: with_weights("LayerNormalization", (2, 5, 16), [_rand("g", 16), _rand("b", 16)], axis=-1, epsilon=1e-5))
+case("LayerNormalization", "last-axis",
+     lambda: with_weights("LayerNormalization", (2, 5, 16), [_rand("g", 16), _rand("b", 16)], axis=-1, epsilon=1e-5))
 case("LayerNormalization", "two-axes", lambda: with_weights("LayerNormalization", (2, 3, 4, 5), [_rand("g", 4, 5), _rand("b", 4, 5)], axis=2))
 case("LayerNormalization", "no-bias", lambda: with_weights("LayerNormalization", (3, 8), [_rand("g", 8)]))
 case("Softmax", "last-axis", lambda: unary("Softmax", shape=(2, 3, 5)))
@@ -297,6 +301,150 @@ case("LSTM", "forward-full", lambda: _lstm())
 case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False))
 case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"))
 case("LSTM", "reverse", lambda: _lstm(direction="reverse"), xfail="torch-mlir's onnx.LSTM conversion has no direction=reverse")
+
+
+# Ops added with the widened whitelist. Inputs stay inside each op's domain (explicit feeds where normals would not).
+def uniform(low: float, high: float, shape=(2, 3, 4), seed: int = 11, name: str = "x"):
+    return {name: np.random.default_rng(seed).uniform(low, high, shape).astype(np.float32)}
+
+
+def _recurrent(op: str, direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, **attrs):
+    gates, dirs = {"GRU": 3, "RNN": 1}[op], 2 if direction == "bidirectional" else 1
+    weights = [_rand("W", dirs, gates * hidden, inp, scale=0.5), _rand("R", dirs, gates * hidden, hidden, scale=0.5)]
+    names = ["x", "W", "R"]
+    if full:
+        weights += [_rand("B", dirs, 2 * gates * hidden, scale=0.5), _rand("h0", dirs, batch, hidden)]
+        names += ["B", "", "h0"]
+    node = h.make_node(op, names, ["Y", "Y_h"], name=op.lower(), hidden_size=hidden, direction=direction, **attrs)
+    return _model([node], [("x", F, [seq, batch, inp])], ["Y", "Y_h"], weights)
+
+
+_ROUND_FEEDS = {"x": np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -1.7, -0.2, 0.3, 0.7, 1.2, 3.51], np.float32).reshape(3, 4)}
+_SPECIALS = {"x": np.array([[np.inf, -np.inf, np.nan, 0.0, 1.5], [-2.0, np.nan, 3e38, -np.inf, np.inf]], np.float32)}
+_INT_FEEDS = {"a": np.array([[-7, -1, 0, 5, 12], [3, 255, -256, 9, 1 << 40]], np.int64),
+              "b": np.array([[3, -1, 6, 5, 10], [-4, 15, 7, 8, 1 << 33]], np.int64)}
+_U8_FEEDS = {"a": np.array([[1, 2, 17, 128, 255], [0, 64, 3, 200, 9]], np.uint8), "b": np.array([[0, 1, 2, 3, 7], [4, 1, 1, 2, 5]], np.uint8)}
+U8 = T.UINT8
+
+# Trigonometric and hyperbolic
+case("Acos", "", lambda: unary("Acos"), feeds=uniform(-0.95, 0.95))
+case("Asin", "", lambda: unary("Asin"), feeds=uniform(-0.95, 0.95))
+case("Atan", "", lambda: unary("Atan"), feeds=uniform(-5, 5))
+case("Tan", "", lambda: unary("Tan"), feeds=uniform(-1.2, 1.2))
+case("Acosh", "", lambda: unary("Acosh"), feeds=uniform(1.05, 5))
+case("Asinh", "", lambda: unary("Asinh"), feeds=uniform(-5, 5))
+case("Atanh", "", lambda: unary("Atanh"), feeds=uniform(-0.95, 0.95))
+case("Cosh", "", lambda: unary("Cosh"), feeds=uniform(-3, 3))
+case("Sinh", "", lambda: unary("Sinh"), feeds=uniform(-3, 3))
+
+# Other element-wise unary ops
+case("Round", "half-to-even", lambda: unary("Round", shape=(3, 4)), feeds=_ROUND_FEEDS)
+case("Celu", "alpha", lambda: unary("Celu", alpha=0.8))
+case("Selu", "default", lambda: unary("Selu"))
+case("Selu", "alpha-gamma", lambda: unary("Selu", alpha=1.5, gamma=1.2))
+case("Mish", "", lambda: unary("Mish", opset=18), feeds=uniform(-4, 4))
+case("Shrink", "lambd-bias", lambda: unary("Shrink", lambd=0.5, bias=0.2))
+case("Shrink", "hard", lambda: unary("Shrink"))
+case("ThresholdedRelu", "alpha", lambda: unary("ThresholdedRelu", alpha=0.3))
+case("IsNaN", "", lambda: _model([h.make_node("IsNaN", ["x"], ["y"], name="isnan")], [("x", F, [2, 5])], [("y", B)]), feeds=_SPECIALS)
+case("IsInf", "both", lambda: _model([h.make_node("IsInf", ["x"], ["y"], name="isinf")], [("x", F, [2, 5])], [("y", B)]), feeds=_SPECIALS)
+case("IsInf", "negative-only", lambda: _model([h.make_node("IsInf", ["x"], ["y"], name="isinf", detect_positive=0)], [("x", F, [2, 5])], [("y", B)]),
+     feeds=_SPECIALS)
+case("PRelu", "channel-slope", lambda: with_weights("PRelu", (2, 3, 4, 5), [_rand("slope", 3, 1, 1)]))
+case("PRelu", "input-slope", lambda: binary("PRelu", (2, 3, 4), (4,)))
+case("CastLike", "float-to-int64", lambda: _model([h.make_node("CastLike", ["x", "t"], ["y"], name="castlike")], [("x", F, [3, 4])], [("y", I64)],
+                                                  [_const("t", [0], np.int64)]), feeds=uniform(-20, 20, (3, 4)))
+case("CastLike", "int64-to-float", lambda: _model([h.make_node("CastLike", ["x", "t"], ["y"], name="castlike")], [("x", I64, [3, 4])], ["y"],
+                                                  [_const("t", [1.0])]))
+
+# Logical and bitwise
+case("Xor", "", lambda: binary("Xor", (2, 5), (1, 5), out=B, elem=B))
+for _op in ["BitwiseAnd", "BitwiseOr", "BitwiseXor"]:
+    case(_op, "int64", lambda op=_op: binary(op, (2, 5), (2, 5), out=I64, elem=I64, opset=18), feeds=_INT_FEEDS)
+    case(_op, "uint8", lambda op=_op: binary(op, (2, 5), (2, 5), out=U8, elem=U8, opset=18), feeds=_U8_FEEDS)
+case("BitwiseNot", "int64", lambda: _model([h.make_node("BitwiseNot", ["a"], ["y"], name="not")], [("a", I64, [2, 5])], [("y", I64)], opset=18),
+     feeds={"a": _INT_FEEDS["a"]})
+case("BitwiseNot", "uint8", lambda: _model([h.make_node("BitwiseNot", ["a"], ["y"], name="not")], [("a", U8, [2, 5])], [("y", U8)], opset=18),
+     feeds={"a": _U8_FEEDS["a"]})
+for _dir in ["LEFT", "RIGHT"]:
+    case("BitShift", _dir.lower(), lambda d=_dir: _model([h.make_node("BitShift", ["a", "b"], ["y"], name="shift", direction=d)],
+                                                          [("a", U8, [2, 5]), ("b", U8, [2, 5])], [("y", U8)]), feeds=_U8_FEEDS)
+
+# Variadic
+case("Mean", "three-inputs", lambda: _model([h.make_node("Mean", ["a", "b", "c"], ["y"], name="mean")],
+                                            [("a", F, [2, 3]), ("b", F, [2, 3]), ("c", F, [3])], ["y"]))
+
+# More reductions (opset 17: axes as an attribute; opset 18: as an input)
+case("ReduceL1", "keepdims", lambda: unary("ReduceL1", axes=[-1]))
+case("ReduceL2", "no-keepdims", lambda: unary("ReduceL2", axes=[1], keepdims=0))
+case("ReduceLogSum", "keepdims", lambda: unary("ReduceLogSum", axes=[1, 2]), feeds=positive())
+case("ReduceLogSumExp", "no-keepdims", lambda: unary("ReduceLogSumExp", axes=[-1], keepdims=0), feeds=uniform(-10, 10))
+case("ReduceProd", "keepdims", lambda: unary("ReduceProd", axes=[1]))
+case("ReduceSumSquare", "all-axes", lambda: unary("ReduceSumSquare", keepdims=0))
+case("ReduceSumSquare", "axes-input-opset18", lambda: with_weights("ReduceSumSquare", (2, 3, 4), [_const("ax", [0], np.int64)], opset=18))
+case("ArgMin", "keepdims", lambda: _model([h.make_node("ArgMin", ["x"], ["y"], name="argmin", axis=1)], [("x", F, [2, 5, 3])], [("y", I64)]))
+case("ArgMin", "no-keepdims-last", lambda: _model([h.make_node("ArgMin", ["x"], ["y"], name="argmin", axis=-1, keepdims=0)],
+                                                  [("x", F, [2, 5, 3])], [("y", I64)]))
+case("Hardmax", "last-axis", lambda: unary("Hardmax", shape=(2, 3, 5)))
+case("Hardmax", "axis1", lambda: unary("Hardmax", shape=(2, 3, 5), axis=1))
+
+# Normalization and pooling
+case("LpNormalization", "p2", lambda: unary("LpNormalization", shape=(2, 3, 4)))
+case("LpNormalization", "p1-axis1", lambda: unary("LpNormalization", shape=(2, 3, 4), axis=1, p=1))
+case("LRN", "", lambda: unary("LRN", shape=(1, 5, 3, 3), size=3, alpha=1e-3, beta=0.75, bias=1.5))
+case("GlobalLpPool", "p2", lambda: unary("GlobalLpPool", shape=(2, 3, 4, 5)))
+case("GlobalLpPool", "p1", lambda: unary("GlobalLpPool", shape=(2, 3, 4, 5), p=1))
+case("GroupNormalization", "opset21", lambda: _model(
+    [h.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], name="groupnorm", num_groups=3, epsilon=1e-5)],
+    [("x", F, [2, 6, 3, 4])], [("y", F, [2, 6, 3, 4])], [_rand("scale", 6), _rand("bias", 6)], opset=21))
+
+# Layout and indexing
+case("DepthToSpace", "dcr", lambda: unary("DepthToSpace", shape=(1, 8, 2, 3), blocksize=2))
+case("DepthToSpace", "crd", lambda: unary("DepthToSpace", shape=(1, 8, 2, 3), blocksize=2, mode="CRD"))
+case("SpaceToDepth", "", lambda: unary("SpaceToDepth", shape=(1, 2, 4, 6), blocksize=2))
+case("CenterCropPad", "crop-and-pad", lambda: with_weights("CenterCropPad", (4, 5), [_const("s", [3, 8], np.int64)], opset=18))
+case("CenterCropPad", "axes", lambda: with_weights("CenterCropPad", (2, 5, 6), [_const("s", [2, 9], np.int64)], opset=18, axes=[1, 2]))
+case("Trilu", "upper", lambda: unary("Trilu", shape=(2, 3, 4)))
+case("Trilu", "lower-k", lambda: with_weights("Trilu", (3, 5), [_const("k", 1, np.int64)], upper=0))
+case("Trilu", "upper-negative-k", lambda: with_weights("Trilu", (4, 3), [_const("k", -1, np.int64)]))
+case("EyeLike", "k", lambda: _model([h.make_node("EyeLike", ["x"], ["e"], name="eyelike", k=1), h.make_node("Add", ["x", "e"], ["y"], name="add")],
+                                    [("x", F, [3, 4])], ["y"]))
+case("Size", "", lambda: _model([h.make_node("Size", ["x"], ["n"], name="size"), h.make_node("Cast", ["n"], ["nf"], name="cast", to=F),
+                                 h.make_node("Add", ["x", "nf"], ["y"], name="add")], [("x", F, [2, 3, 4])], ["y"]))
+case("GatherElements", "axis1-const", lambda: with_weights("GatherElements", (3, 4), [_const("idx", [[3, 0], [1, -1], [2, 2]], np.int64)], axis=1))
+case("GatherElements", "axis0-input", lambda: _model([h.make_node("GatherElements", ["x", "idx"], ["y"], name="ge")],
+                                                     [("x", F, [3, 4]), ("idx", I64, [2, 4])], ["y"]),
+     feeds={"x": uniform(-1, 1, (3, 4))["x"], "idx": np.array([[2, 0, 1, 1], [0, 2, 2, 0]], np.int64)})
+case("GatherND", "", lambda: with_weights("GatherND", (2, 3, 4), [_const("idx", [[0, 1], [1, 2], [1, 0]], np.int64)]))
+case("GatherND", "batch-dims", lambda: with_weights("GatherND", (2, 3, 4), [_const("idx", [[[2], [0]], [[1], [1]]], np.int64)], batch_dims=1))
+case("OneHot", "", lambda: _model([h.make_node("OneHot", ["idx", "depth", "vals"], ["y"], name="onehot", axis=-1)],
+                                  [("idx", I64, [2, 3])], ["y"], [_const("depth", 5, np.int64), _const("vals", [-1.0, 2.0])]),
+     feeds={"idx": np.array([[0, 4, 2], [-1, 3, 7]], np.int64)})
+case("OneHot", "axis0", lambda: _model([h.make_node("OneHot", ["idx", "depth", "vals"], ["y"], name="onehot", axis=0)],
+                                       [("idx", I64, [4])], ["y"], [_const("depth", 3, np.int64), _const("vals", [0.0, 1.0])]),
+     feeds={"idx": np.array([0, 2, 1, -3], np.int64)})
+case("ReverseSequence", "time-major", lambda: with_weights("ReverseSequence", (4, 3, 2), [_const("lens", [4, 2, 1], np.int64)],
+                                                           time_axis=0, batch_axis=1))
+case("ReverseSequence", "batch-major", lambda: with_weights("ReverseSequence", (3, 4, 2), [_const("lens", [1, 3, 4], np.int64)],
+                                                            time_axis=1, batch_axis=0))
+# NonZero is compiled only when its input is a constant (frontend/checks.py): here it computes the coordinates that a
+# GatherND then reads from the real input.
+case("NonZero", "constant-folded", lambda: _model(
+    [h.make_node("NonZero", ["mask"], ["nz"], name="nonzero"), h.make_node("Transpose", ["nz"], ["idx"], name="transpose"),
+     h.make_node("GatherND", ["x", "idx"], ["y"], name="gathernd")],
+    [("x", F, [3, 4])], ["y"], [_const("mask", [[1, 0, 0, 2], [0, 0, 3, 0], [4, 5, 0, 0]])]))
+
+# Recurrent. torch-mlir converts GRU and RNN only for direction=forward; the others are a compile error, not a wrong result.
+_FORWARD_ONLY = "torch-mlir's onnx.{} conversion handles only direction=forward"
+case("GRU", "forward-full", lambda: _recurrent("GRU"))
+case("GRU", "linear-before-reset", lambda: _recurrent("GRU", linear_before_reset=1))
+case("GRU", "forward-no-bias-state", lambda: _recurrent("GRU", full=False))
+case("GRU", "bidirectional", lambda: _recurrent("GRU", direction="bidirectional"), xfail=_FORWARD_ONLY.format("GRU"))
+case("GRU", "reverse", lambda: _recurrent("GRU", direction="reverse"), xfail=_FORWARD_ONLY.format("GRU"))
+case("RNN", "forward-full", lambda: _recurrent("RNN"))
+case("RNN", "relu", lambda: _recurrent("RNN", activations=["Relu"]))
+case("RNN", "bidirectional", lambda: _recurrent("RNN", direction="bidirectional"), xfail=_FORWARD_ONLY.format("RNN"))
+case("RNN", "reverse", lambda: _recurrent("RNN", direction="reverse"), xfail=_FORWARD_ONLY.format("RNN"))
 
 
 @pytest.mark.parametrize("op, build, kwargs", CASES)
