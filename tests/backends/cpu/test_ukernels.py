@@ -287,6 +287,42 @@ def test_implicit_zero_padding(lib, k, stride, pads, depthwise):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("c,h,w,k,stride,dil,pads", [
+    (8, 7, 7, 3, 1, 1, (1, 1, 1, 1)),     # MobileNet's 7x7 planes: whole 8-channel blocks, transposed in and out
+    (19, 5, 9, 3, 1, 1, (1, 1, 1, 1)),    # a last block of 3 channels; a plane of 45 pixels (not a multiple of 8)
+    (24, 14, 14, 5, 2, 1, (2, 2, 2, 2)),  # stride 2, 5x5
+    (16, 8, 8, 3, 2, 1, (0, 0, 0, 0)),    # the last input row and column are never read (the scratch does not hold them)
+    (12, 9, 6, 3, 1, 2, (2, 0, 1, 3)),    # dilation, asymmetric padding
+    (9, 25, 5, 3, 1, 1, (1, 1, 1, 1)),    # a keyword spotter's 25x5 planes
+])
+@pytest.mark.parametrize("epilogue", ["bias-clamp", "residual", "in-c"])
+def test_depthwise_narrow_planes_by_channel_lanes(lib, c, h, w, k, stride, dil, pads, epilogue):
+    """Planes narrower than 16 columns run VL channels at a time (dw_channel_block): every epilogue, any padding."""
+    rng = np.random.default_rng(c * 100 + h + k)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    x[1, c - 1, 0, 0] = np.nan  # stays in its own channel and pixels
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    wt = rng.standard_normal((c, k, k)).astype(np.float32)
+    ref = conv_ref(xp.astype(np.float64), wt[:, None].astype(np.float64), (stride, stride), (dil, dil), c)
+    bias = rng.standard_normal(c).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    start = rng.standard_normal(ref.shape).astype(np.float32)
+    y = np.full(ref.shape, np.nan, np.float32) if epilogue != "in-c" else start.copy()
+    if epilogue == "bias-clamp":
+        ep, expected = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0, hi=6.0), np.clip(ref + bias[None, :, None, None], 0, 6)
+        expected[np.isnan(ref)] = np.nan  # a NaN passes a keep-NaN clamp
+    elif epilogue == "residual":
+        ep, expected = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res)), ref + bias[None, :, None, None] + res
+    else:
+        ep, expected = _epilogue(4), ref + start
+    fn = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    fn(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([2, c, h, w, k, k, ref.shape[2], ref.shape[3]]),
+       _arr([stride, stride, dil, dil, top, left]), _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)), ep)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+    assert np.array_equal(np.isnan(y), np.isnan(expected))
+
+
 def test_emitted_arity_matches_the_c_entry_points():
     """ukernels.ARITY (what the compiler declares and calls) equals the parameter count of each C entry point."""
     import re
