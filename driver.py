@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -56,15 +57,20 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
         req.write_text(json.dumps(request))
         stderr_path = Path(tmp) / "stderr.txt"
         with open(stderr_path, "w") as err:
+            # its own process group: an interrupt kills the worker and every compiler it runs (llc, gcc), so none
+            # writes into the staging folder after it is removed
             proc = subprocess.Popen([sys.executable, "-m", "hcc.worker", str(req), str(resp)], stdout=subprocess.PIPE, stderr=err, text=True,
-                                    env={**os.environ, "TMPDIR": tmp})
+                                    env={**os.environ, "TMPDIR": tmp}, start_new_session=True)
             assert proc.stdout is not None
             try:
                 for line in proc.stdout:
                     progress(line.rstrip())
                 rc = proc.wait()
             except BaseException:  # an interrupt: the worker must not outlive the compile (nor refill its staging folder)
-                proc.kill()
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 proc.wait()
                 raise
         if rc != 0 or not resp.exists():

@@ -10,6 +10,9 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * LpNormalization: torch-mlir divides by the norm unconditionally, so an all-zero slice gives 0/0 = NaN where
   onnxruntime and the ONNX reference give 0 (node suite: test_l2normalization_axis_0). It is replaced by
   Where(norm == 0, 0, x / norm), with the norm from ReduceSumSquare + Sqrt (p=2) or ReduceL1 (p=1).
+* Hardmax: torch-mlir's conversion takes an argmax, so a row whose maximum is NaN gets a one where onnxruntime
+  (which compares every element with Eigen's row maximum) gives all zeros. It is replaced by ReduceMax, Equal,
+  ArgMax, OneHot and a mask, which keep onnxruntime's NaN rules (passes/nan_semantics.py handles the ReduceMax).
 * Expand whose shape operand has fewer dimensions than the input (bidirectional broadcasting): torch-mlir
   lowers Expand to aten.broadcast_to, which requires the target shape to cover the input's rank. With static shapes
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
@@ -93,6 +96,55 @@ def _lp_normalization_nodes(node: onnx.NodeProto, elem_type: int, opset: int) ->
     return nodes, inits
 
 
+def _hardmax_nodes(node: onnx.NodeProto, elem_type: int, opset: int, shape: list[int]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Hardmax as onnxruntime computes it: the row's maximum by Eigen's rowwise max (hcc's ReduceMax over the last
+    axis has its NaN rules, passes/nan_semantics.py), then a one at the first element equal to it, and none at all
+    when no element is (a NaN maximum): y = OneHot(ArgMax(x == max)) * ReduceMax(x == max). Rows lie along the last
+    axis: the axis is moved there (opset 13+) or the trailing dims are flattened into it (before 13)."""
+    prefix, x, y = node.name, node.input[0], node.output[0]
+    rank, axis = len(shape), _attr_int(node, "axis", -1 if opset >= 13 else 1)
+    axis %= rank
+    dtype = helper.tensor_dtype_to_np_dtype(elem_type)
+    t = {k: f"{prefix}/{k}_out" for k in ("rows", "max", "eq", "eqf", "first", "onehot", "any", "y2")}
+    inits = [numpy_helper.from_array(np.array(np.prod(shape[axis:]) if opset < 13 else shape[axis], np.int64), f"{prefix}/depth"),
+             numpy_helper.from_array(np.array([0, 1], dtype), f"{prefix}/values")]
+    nodes, perm = [], None
+    if opset < 13:
+        inits.append(numpy_helper.from_array(np.array([int(np.prod(shape[:axis])), -1], np.int64), f"{prefix}/rows_shape"))
+        inits.append(numpy_helper.from_array(np.array(shape, np.int64), f"{prefix}/shape"))
+        nodes.append(helper.make_node("Reshape", [x, f"{prefix}/rows_shape"], [t["rows"]], name=f"{prefix}/rows"))
+    elif axis != rank - 1:
+        perm = [d for d in range(rank) if d != axis] + [axis]
+        nodes.append(helper.make_node("Transpose", [x], [t["rows"]], name=f"{prefix}/rows", perm=perm))
+    else:
+        t["rows"] = x
+    reduce_attrs: dict = {"keepdims": 1}
+    reduce_axes: list[str] = []
+    if opset >= 18:
+        inits.append(numpy_helper.from_array(np.array([-1], np.int64), f"{prefix}/axes"))
+        reduce_axes = [f"{prefix}/axes"]
+    else:
+        reduce_attrs["axes"] = [-1]
+    nodes += [
+        helper.make_node("ReduceMax", [t["rows"], *reduce_axes], [t["max"]], name=f"{prefix}/max", **reduce_attrs),
+        helper.make_node("Equal", [t["rows"], t["max"]], [t["eq"]], name=f"{prefix}/eq"),
+        helper.make_node("Cast", [t["eq"]], [t["eqf"]], name=f"{prefix}/eqf", to=elem_type),
+        helper.make_node("ArgMax", [t["eqf"]], [t["first"]], name=f"{prefix}/first", axis=-1, keepdims=0),
+        helper.make_node("OneHot", [t["first"], f"{prefix}/depth", f"{prefix}/values"], [t["onehot"]], name=f"{prefix}/onehot", axis=-1),
+        helper.make_node("ReduceMax", [t["eqf"], *reduce_axes], [t["any"]], name=f"{prefix}/any", **reduce_attrs),
+    ]
+    if opset < 13:
+        nodes += [helper.make_node("Mul", [t["onehot"], t["any"]], [t["y2"]], name=f"{prefix}/mask"),
+                  helper.make_node("Reshape", [t["y2"], f"{prefix}/shape"], [y], name=prefix)]
+    elif perm is not None:
+        inverse = [perm.index(d) for d in range(rank)]
+        nodes += [helper.make_node("Mul", [t["onehot"], t["any"]], [t["y2"]], name=f"{prefix}/mask"),
+                  helper.make_node("Transpose", [t["y2"]], [y], name=prefix, perm=inverse)]
+    else:
+        nodes.append(helper.make_node("Mul", [t["onehot"], t["any"]], [y], name=prefix))
+    return nodes, inits
+
+
 def _full_expand_shape(node: onnx.NodeProto, shapes: dict[str, list[int] | None],
                        constants: dict[str, np.ndarray]) -> list[int] | None:
     """The output shape to use as Expand's shape operand, when it differs from the (constant) one given."""
@@ -104,10 +156,12 @@ def _full_expand_shape(node: onnx.NodeProto, shapes: dict[str, list[int] | None]
     return out_shape
 
 
-def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int):
+def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None]):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
+    if node.op_type == "Hardmax" and shapes.get(node.input[0]):
+        return _hardmax_nodes(node, types[node.input[0]], opset, shapes[node.input[0]])
     if _is_tanh_gelu(node):
         return _gelu_tanh_nodes(node, types[node.input[0]])
     if node.op_type == "LpNormalization" and _attr_int(node, "p", 2) in (1, 2):
@@ -124,7 +178,7 @@ def apply_rewrites(model: onnx.ModelProto) -> int:
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer if len(init.dims) == 1}
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
-        expansion = _expansion(node, types, opset)
+        expansion = _expansion(node, types, opset, shapes)
         if expansion is not None:
             nodes.extend(expansion[0])
             new_inits.extend(expansion[1])

@@ -709,7 +709,9 @@ def _mlas_vector(fn: _Fn, x_shape: list[int], out_spatial: list[int], kernel: li
 def _build_argmax(node: OnnxNode, name: str, nchwc_block: int | None) -> str | None:
     """onnxruntime's ArgMax: from the first element, move on when `x > best` (`x >= best` with select_last_index):
     a NaN is never chosen unless it comes first, and then it stays. A 1-D input without select_last_index goes through
-    Eigen's maxCoeff(&index) instead: the first NaN wins (then stays), else the first maximum."""
+    Eigen's maxCoeff(&index) instead: the first NaN wins (then stays), else the first maximum. ArgMin is the same
+    with `<` / `<=` (measured: [inf, -0, nan, -1, inf] -> 3; an all-NaN row -> 0; 1-D [3, nan, 1] -> 1)."""
+    minimum = node.op_type == "ArgMin"
     x_shape, y_type = node.in_types[0][0], node.out_types[0]
     if y_type is None or y_type[1] != "i64" or not x_shape or node.in_types[0][1] != "f32":
         return None
@@ -730,7 +732,7 @@ def _build_argmax(node: OnnxNode, name: str, nchwc_block: int | None) -> str | N
         b = _Body(fn)
         k = b.op(f"linalg.index {axis} : index")
         k64 = b.op(f"arith.index_cast {k} : index to i64")
-        better = b.cmp("oge" if last else "ogt", args[0], args[1])
+        better = b.cmp(("ole" if last else "olt") if minimum else ("oge" if last else "ogt"), args[0], args[1])
         if nd == 1 and not last:
             first_nan = b.op(f"arith.andi {b.cmp('uno', args[0], args[0])}, {b.cmp('ord', args[1], args[1])} : i1")
             better = b.op(f"arith.ori {better}, {first_nan} : i1")
@@ -1037,4 +1039,4 @@ def _eigen_class(fn: _Fn, flat: str, grid: str | None, total: int, g: int, perio
 
 _BUILDERS = {"Clip": _build_clip, "Relu": _build_relu, "Max": _build_max_min, "Min": _build_max_min, "Where": _build_where,
              "Sign": _build_sign, "Elu": _build_elu, "Mod": _build_fmod, "MaxPool": _build_maxpool, "GlobalMaxPool": _build_maxpool,
-             "ArgMax": _build_argmax, "ReduceMax": _build_reduce, "ReduceMin": _build_reduce}
+             "ArgMax": _build_argmax, "ArgMin": _build_argmax, "ReduceMax": _build_reduce, "ReduceMin": _build_reduce}

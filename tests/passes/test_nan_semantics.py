@@ -203,6 +203,40 @@ def test_reductions_and_argmax(tmp_path):
     assert actual["max_rows8"][5, 0] == 0.0  # the NaN in lane 1 hides the 9.0 of that lane, as in onnxruntime
 
 
+def test_ops_added_for_coverage(tmp_path):
+    """The ops of the coverage widening (issue 11) on special values: trigonometric and hyperbolic functions, Round,
+    Celu/Selu/Mish/Shrink/ThresholdedRelu/PRelu, IsNaN/IsInf, the L1/L2/log/product reductions, Mean, LpNormalization,
+    ArgMin (onnxruntime's rule: a NaN only if it comes first) and Hardmax (no one at all where the row maximum is
+    NaN; frontend/rewrites.py)."""
+    unary = ["Acos", "Asin", "Atan", "Acosh", "Asinh", "Atanh", "Tan", "Cosh", "Sinh", "Round", "Celu", "Selu", "Mish", "Shrink",
+             "ThresholdedRelu"]
+    rng = np.random.default_rng(7)
+    x5 = _rows(rng, 40, 5)
+    nodes = [h.make_node(op, ["x"], [op.lower()]) for op in unary]
+    nodes += [h.make_node("IsNaN", ["x"], ["isnan"]), h.make_node("IsInf", ["x"], ["isinf"]), h.make_node("PRelu", ["x", "slope"], ["prelu"])]
+    outputs = [op.lower() for op in unary] + [("isnan", B), ("isinf", B), "prelu"]
+    reductions = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceProd", "ReduceSumSquare"]
+    nodes += [h.make_node(op, ["x5", "axis1"], [op.lower()], keepdims=0) for op in reductions]
+    nodes += [
+        h.make_node("ArgMin", ["x5"], ["argmin"], axis=1, keepdims=0),
+        h.make_node("ArgMin", ["x5"], ["argmin_last"], axis=1, keepdims=0, select_last_index=1),
+        h.make_node("ArgMin", ["v"], ["argmin_1d"], axis=0, keepdims=0),
+        h.make_node("Hardmax", ["x5"], ["hardmax"], axis=1),
+        h.make_node("Hardmax", ["x5"], ["hardmax_axis0"], axis=0),
+        h.make_node("LpNormalization", ["x5"], ["lpnorm"], axis=1, p=2),
+        h.make_node("Mean", ["x5", "x5r"], ["mean2"]),
+    ]
+    outputs += [op.lower() for op in reductions]
+    outputs += [("argmin", I64), ("argmin_last", I64), ("argmin_1d", I64), "hardmax", "hardmax_axis0", "lpnorm", "mean2"]
+    model = build(nodes, [("x", F, [len(SPECIAL)]), ("x5", F, [40, 5]), ("x5r", F, [40, 5]), ("v", F, [40])], outputs,
+                  [const("slope", 0.25), const("axis1", [1], np.int64)], opset=18)
+    feeds = {"x": SPECIAL, "x5": x5, "x5r": np.roll(x5, 3, axis=0), "v": x5[:, 2].copy()}
+    actual, expected = run_both(model, feeds, tmp_path)
+    exact = {"round", "isnan", "isinf", "prelu", "shrink", "thresholdedrelu", "argmin", "argmin_last", "argmin_1d", "hardmax", "hardmax_axis0"}
+    check_all(actual, expected, {name: ROUNDED for name in expected if name not in exact})
+    assert not actual["hardmax"][0].any()  # an all-NaN row: no maximum to mark
+
+
 # -- pooling -----------------------------------------------------------------------------------------------------------
 
 def _images(rng, channels: int, height: int, width: int) -> np.ndarray:
