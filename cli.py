@@ -150,9 +150,9 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
                 device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
+    from hcc.frontend.loader import parse_shape_options
 
     _check_output_file(save_placement, "--save-placement")
-    from hcc.frontend.loader import parse_shape_options
 
     manifest = compile_model(
         model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
