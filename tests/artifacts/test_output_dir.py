@@ -164,10 +164,18 @@ def test_cli_refuses_the_current_folder_in_one_line(compiled, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT handled by default, even when this test runs in a background job (a shell
+    starts those with SIGINT ignored, which Python, and so hcc, would then rightly keep ignoring)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_compile(model: Path, out: Path) -> subprocess.Popen:
     """A CLI compile, returned once its worker is running (the worker prints 'imported ...')."""
     proc = subprocess.Popen([sys.executable, "-m", "hcc.cli", "compile", str(model), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     for line in proc.stderr:
         if "imported" in line:
             return proc

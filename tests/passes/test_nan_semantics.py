@@ -203,6 +203,7 @@ def test_reductions_and_argmax(tmp_path):
     assert actual["max_rows8"][5, 0] == 0.0  # the NaN in lane 1 hides the 9.0 of that lane, as in onnxruntime
 
 
+@pytest.mark.slow  # with the coverage cases of these ops (tests/frontend/test_op_coverage.py): `make test-all`
 def test_ops_added_for_coverage(tmp_path):
     """The ops of the coverage widening (issue 11) on special values: trigonometric and hyperbolic functions, Round,
     Celu/Selu/Mish/Shrink/ThresholdedRelu/PRelu, IsNaN/IsInf, the L1/L2/log/product reductions, Mean, LpNormalization,
