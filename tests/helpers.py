@@ -1,10 +1,24 @@
 """Shared test helpers (import as `from helpers import ...`; tests/ is on sys.path via tests/conftest.py)."""
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnx
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def load_tool(name: str) -> ModuleType:
+    """tools/NAME.py imported by path (tools/ is not a package), registered as `hcc_tools_NAME`."""
+    spec = importlib.util.spec_from_file_location(f"hcc_tools_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def compile_and_compare(model: onnx.ModelProto, tmp_path: Path, *, rtol: float = 1e-3, atol: float = 1e-4,

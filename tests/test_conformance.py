@@ -7,12 +7,9 @@ errors are classified, and that hcc.onnx_backend works with onnx's own test runn
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
-import sys
 import unittest
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -21,8 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.onnx_backend import HccBackend, shape_inputs
+from helpers import load_tool
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 SAMPLE_SIZE = 40  # 2 at a time, about 1.5 s each: about 60 s on 2 shared cores, under the 90 s budget
 SAMPLE_TIMEOUT_S = 120
 
@@ -30,11 +27,7 @@ SAMPLE_TIMEOUT_S = 120
 @pytest.fixture(scope="module")
 def conformance():
     """tools/conformance.py imported by path (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("hcc_tools_conformance", TOOLS / "conformance.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("conformance")
 
 
 def _case(conformance, name: str):

@@ -151,12 +151,20 @@ def _all_names(graph: onnx.GraphProto) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def _mutate_attribute(model: onnx.ModelProto, rnd: random.Random) -> str:
+def _random_attribute(model: onnx.ModelProto, rnd: random.Random):
+    """(node, attribute) of a random node that has attributes, or None when no node has any."""
     nodes = [n for n in model.graph.node if n.attribute]
     if not nodes:
-        return _add_attribute(model, rnd)
+        return None
     node = rnd.choice(nodes)
-    attr = rnd.choice(list(node.attribute))
+    return node, rnd.choice(list(node.attribute))
+
+
+def _mutate_attribute(model: onnx.ModelProto, rnd: random.Random) -> str:
+    picked = _random_attribute(model, rnd)
+    if picked is None:
+        return _add_attribute(model, rnd)
+    node, attr = picked
     if attr.type == onnx.AttributeProto.INT:
         attr.i = rnd.choice(_INTS)
         return f"{node.name}.{attr.name} = {attr.i}"
@@ -168,18 +176,17 @@ def _mutate_attribute(model: onnx.ModelProto, rnd: random.Random) -> str:
     if attr.type == onnx.AttributeProto.FLOAT:
         attr.f = rnd.choice(_FLOATS)
         return f"{node.name}.{attr.name} = {attr.f}"
+    return _remove_attribute(node, attr)
+
+
+def _remove_attribute(node: onnx.NodeProto, attr: onnx.AttributeProto) -> str:
     node.attribute.remove(attr)
     return f"{node.name}: attribute {attr.name} removed"
 
 
 def _drop_attribute(model: onnx.ModelProto, rnd: random.Random) -> str:
-    nodes = [n for n in model.graph.node if n.attribute]
-    if not nodes:
-        return _drop_node(model, rnd)
-    node = rnd.choice(nodes)
-    attr = rnd.choice(list(node.attribute))
-    node.attribute.remove(attr)
-    return f"{node.name}: attribute {attr.name} removed"
+    picked = _random_attribute(model, rnd)
+    return _drop_node(model, rnd) if picked is None else _remove_attribute(*picked)
 
 
 def _add_attribute(model: onnx.ModelProto, rnd: random.Random) -> str:

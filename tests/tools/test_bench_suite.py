@@ -4,28 +4,22 @@ outputs (hcc does not compile them here: that is the suite's job and slow), and 
 tiny model. The full suite is `make bench`."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+from helpers import TOOLS, load_tool
 
 
 @pytest.fixture(scope="module")
 def suite():
     """tools/bench_suite.py imported by path (tools/ is not a package); it loads tools/bench_models.py itself."""
-    spec = importlib.util.spec_from_file_location("hcc_tools_bench_suite", TOOLS / "bench_suite.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_suite")
 
 
 def _ort_run(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:

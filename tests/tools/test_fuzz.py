@@ -3,24 +3,18 @@
 The judge itself is tested too, so that the fuzz test cannot pass by classifying everything as fine."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+from helpers import load_tool
+
 CI_CASES = 48
 
 
 @pytest.fixture(scope="module")
 def fuzz():
-    spec = importlib.util.spec_from_file_location("hcc_tools_fuzz", TOOLS / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("fuzz")
 
 
 def _proc(returncode: int, stderr: str) -> subprocess.CompletedProcess:
