@@ -98,6 +98,9 @@ def placement_options(fn):
         click.option("--placement", "placement_file", type=click.Path(dir_okay=False),
                      help="Placement overrides file (JSON, as written by --save-placement)."),
         click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures (see docs/devices.md)."),
+        click.option("--time-limit", "time_limit", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True, metavar="SECONDS",
+                     help="Wall-clock limit of the placement search. Plans are deterministic unless the limit cuts the search short "
+                          "(the plan's notes then say so)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -147,7 +150,7 @@ def fpga_options(fn):
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
-                device_file, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
+                device_file, time_limit, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder."""
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
@@ -157,7 +160,8 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     manifest = compile_model(
         model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
         target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places, prefers),
-        placement_file=placement_file, save_placement=save_placement, device_file=device_file, gpu_precision=gpu_precision,
+        placement_file=placement_file, save_placement=save_placement, device_file=device_file, plan_time_limit_s=time_limit,
+        gpu_precision=gpu_precision,
         fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
         sign_key=sign_key, progress=_progress(quiet),
     )
@@ -177,8 +181,8 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
 @click.option("--explain", is_flag=True, help="Also print the per-op explanation table.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON.")
 @_friendly
-def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, placement_file, device_file, fpga_precision, fpga_config,
-             explain, json_path):
+def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, fpga_precision,
+             fpga_config, explain, json_path):
     """What-if planning: place MODEL on a device mix without the hardware and without code generation.
 
     Prints the placement, predicted time per subgraph and device, transfers, utilisation, resource use against
@@ -194,7 +198,7 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
     loaded = load_model(model, parse_shape_options(input_shapes))
     fpga = {k: v for k, v in {"precision": fpga_precision, "config": fpga_config}.items() if v}
     plan = plan_model(loaded, devices, objective, list(budgets), _overrides(places, prefers), placement_file, device_file,
-                      planner_cost_model(loaded.model, fpga))
+                      planner_cost_model(loaded.model, fpga), time_limit_s=time_limit)
     click.echo(format_plan(plan))
     if explain:
         click.echo(format_explanation(plan.placement))

@@ -94,7 +94,7 @@ def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
     return CostModel(fpga_node_configs=planner_configs(from_options(fpga), nodes))
 
 
-def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None):
+def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None, time_limit_s: float = 10.0):
     """Run the partitioner (passes/plan.py): placement, subgraphs in execution order, predictions."""
     from hcc.passes.device_catalog import builtin_catalog, load_device_file
     from hcc.passes.placement import load_placement
@@ -106,7 +106,7 @@ def plan_model(loaded, devices, objective, budgets, overrides, placement_file, d
     forced = list(load_placement(placement_file)) if placement_file else []
     forced += list(overrides or [])
     return make_plan(loaded, devices or "cpu", objective, list(budgets or []), forced or None, catalog=catalog,
-                     cost_model=cost_model)
+                     cost_model=cost_model, time_limit_s=time_limit_s)
 
 
 def _planned_fpga_layers(plan, cost_model_configs: dict) -> dict:
@@ -184,6 +184,7 @@ def compile_model(
     placement_file: str | None = None,
     save_placement: str | None = None,
     device_file: str | None = None,
+    plan_time_limit_s: float = 10.0,
     gpu_precision: str = "fp32",
     fpga: dict | None = None,
     sign_key: str | None = None,
@@ -217,7 +218,7 @@ def compile_model(
     plan = None
     if groups is None and (devices or overrides or placement_file):
         cost_model = planner_cost_model(loaded.model, fpga)
-        plan = plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model)
+        plan = plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model, plan_time_limit_s)
         if plan.placement.reuse_factors:
             fpga = dict(fpga or {}, planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
         instances = [(g, parse_device(g.device)) for g in plan.subgraphs]  # instance ids: "gpu:sm_90#1"
