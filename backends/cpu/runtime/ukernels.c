@@ -226,18 +226,55 @@ static void pack_a(const Problem *p, int64_t m0, int64_t mc, int64_t k0, int64_t
   }
 }
 
-/* pack_b for a convolution read through implicit padding. A panel's pixels fall into runs of one output row; per k,
- * a whole in-bounds run of NR pixels is one vector copy (stride 1) or a deinterleave (stride 2), other runs are
- * copied with one row check and per-column checks. */
+/* dst[t] = src[t * step] for lo <= t < hi, 0 for the other t < n: one run of a packed panel (pixels of one output
+ * row). Only src[lo*step .. (hi-1)*step] is read: the rest may lie outside the input. Unit steps use masked vector
+ * loads (a masked-off lane never faults), so a short run near the padding costs a vector or two, not a loop. */
+static inline void copy_run(float *restrict dst, const float *restrict src, int64_t n, int64_t lo, int64_t hi, int64_t step) {
+#if defined(__AVX512F__)
+  if (step == 1) {
+    for (int64_t t0 = 0; t0 < n; t0 += 16) {
+      int64_t cnt = min64(16, n - t0), a = lo - t0 > 0 ? lo - t0 : 0, b = min64(hi - t0, cnt);
+      __mmask16 keep = (__mmask16)((1u << cnt) - 1u);
+      __mmask16 read = b > a ? (__mmask16)(((1u << b) - 1u) & ~((1u << a) - 1u)) : 0;
+      _mm512_mask_storeu_ps(dst + t0, keep, _mm512_maskz_loadu_ps(read, src + t0));
+    }
+    return;
+  }
+#elif defined(__AVX2__)
+  if (step == 1) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int64_t t0 = 0; t0 < n; t0 += 8) {
+      int64_t cnt = min64(8, n - t0), a = lo - t0 > 0 ? lo - t0 : 0, b = min64(hi - t0, cnt);
+      __m256i read = _mm256_and_si256(_mm256_cmpgt_epi32(lane, _mm256_set1_epi32((int)a - 1)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32((int)b), lane));
+      __m256 v = _mm256_maskload_ps(src + t0, read);
+      if (cnt == 8)
+        _mm256_storeu_ps(dst + t0, v);
+      else
+        _mm256_maskstore_ps(dst + t0, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)cnt), lane), v);
+    }
+    return;
+  }
+#endif
+  int64_t t = 0;
+  for (; t < lo; ++t) dst[t] = 0.0f;
+  for (; t < hi; ++t) dst[t] = src[t * step];
+  for (; t < n; ++t) dst[t] = 0.0f;
+}
+
+/* pack_b for a convolution (other than a plain 1x1 one), read through implicit padding. A panel's pixels fall into
+ * runs of one output row; per k, a whole in-bounds run of NR pixels is one vector copy (stride 1) or a deinterleave
+ * (stride 2); other runs are cut at the input's edges once and copied with copy_run. */
 static void pack_b_padded(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     int64_t nr = min64(NR, nc - j0), first = n0 + j0;
     const int64_t *bn = p->bn + first, *ph = p->pad_h + first, *pw = p->pad_w + first;
     int64_t step = nr > 1 ? bn[1] - bn[0] : 1;
     int one_row = nr == NR && ph[0] == ph[NR - 1] && (step == 1 || step == 2) && bn[NR - 1] - bn[0] == step * (NR - 1);
-    int64_t ends[NR + 1], runs = 0; /* run r covers [ends[r-1], ends[r]) */
-    for (int64_t j = 1; j <= nr; ++j)
-      if (j == nr || ph[j] != ph[j - 1]) ends[runs++] = j;
+    int64_t start[NR + 1], runs = 0; /* run r covers pixels [start[r], start[r+1]) of the panel */
+    for (int64_t j = 0; j < nr; ++j)
+      if (j == 0 || ph[j] != ph[j - 1]) start[runs++] = j;
+    start[runs] = nr;
     for (int64_t k = 0; k < kc; ++k) {
       int64_t kh = p->k_h[k0 + k], kw = p->k_w[k0 + k];
       const float *row = p->b + p->bk[k0 + k];
@@ -247,16 +284,15 @@ static void pack_b_padded(const Problem *p, int64_t n0, int64_t nc, int64_t k0, 
         for (int j = 0; j < NV; ++j) vstore(dst + j * VL, strided_load(row + bn[0] + j * VL * step, step));
         continue;
       }
-      for (int64_t r = 0, j = 0; r < runs; j = ends[r++]) {
-        int64_t h = ph[j] + kh;
-        if (h < 0 || h >= p->H) {
-          for (int64_t q = j; q < ends[r]; ++q) dst[q] = 0.0f;
-          continue;
+      for (int64_t r = 0; r < runs; ++r) {
+        int64_t j = start[r], n = start[r + 1] - j, h = ph[j] + kh;
+        int64_t w0 = pw[j] + kw, sw = n > 1 ? pw[j + 1] - pw[j] : 1, ss = n > 1 ? bn[j + 1] - bn[j] : 1;
+        int64_t lo = 0, hi = 0; /* pixels t of the run with 0 <= w0 + t*sw < W */
+        if (h >= 0 && h < p->H && w0 + (n - 1) * sw >= 0 && w0 < p->W) {
+          lo = w0 >= 0 ? 0 : (-w0 + sw - 1) / sw;
+          hi = min64(n, (p->W - 1 - w0) / sw + 1);
         }
-        for (int64_t q = j; q < ends[r]; ++q) {
-          int64_t w = pw[q] + kw;
-          dst[q] = w >= 0 && w < p->W ? row[bn[q]] : 0.0f;
-        }
+        copy_run(dst + j, row + bn[j], n, lo, hi > lo ? hi : lo, ss);
       }
       for (int64_t q = nr; q < NR; ++q) dst[q] = 0.0f;
     }
@@ -297,7 +333,7 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
  * `first`: this K block starts the sum (from the epilogue's init); `last`: it ends it (residual and clamp).
  * (row, col): the tile's position in C, for the epilogue's sources. */
 static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
-                         float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
+                         const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
                          int64_t col, int first, int last) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
@@ -306,8 +342,9 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
     for (int j = 0; j < nv; ++j) acc[i][j] = (vf){0};
   for (int64_t k = 0; k < kc; ++k) {
     vf b[NV];
+    const float *brow = koff ? bp + koff[k] : bp; /* koff: row k of B is bp + koff[k] (direct convolution) */
 #pragma GCC unroll 4
-    for (int j = 0; j < nv; ++j) b[j] = vload(bp + j * VL);
+    for (int j = 0; j < nv; ++j) b[j] = vload(brow + j * VL);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       vf a = vsplat(ap[i * ais]);
@@ -315,7 +352,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
       for (int j = 0; j < nv; ++j) acc[i][j] += a * b[j];
     }
     ap += aks;
-    bp += ldb;
+    if (!koff) bp += ldb;
   }
   int from_c = !first || e->init_mode == INIT_IN_C;
   int init_vec = from_c || e->init_mode == INIT_CONSTANT || vector_columns(e->ow, e->init_sn, e->init_sh);
@@ -363,11 +400,24 @@ static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int6
                          int64_t col, int first, int last) {
 #if NV >= 2
   if (nr <= NR / 2) {
-    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, ldb, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
     return;
   }
 #endif
-  micro_kernel_nv(NV, kc, ap, ais, aks, bp, ldb, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+  micro_kernel_nv(NV, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+}
+
+/* The same tiles with B read in place from a zero-padded input: row k of the tile's B is bp + koff[k]. */
+static void micro_kernel_direct(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp,
+                                const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t mr, int64_t nr,
+                                const Epilogue *e, int64_t row, int64_t col, int first, int last) {
+#if NV >= 2
+  if (nr <= NR / 2) {
+    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last);
+    return;
+  }
+#endif
+  micro_kernel_nv(NV, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last);
 }
 
 /* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
@@ -394,9 +444,11 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
     int64_t nc = min64(NC, n1 - jc);
     for (int64_t pc = 0; pc < p->K; pc += KC) {
       int64_t kc = min64(KC, p->K - pc);
-      /* B with unit column stride (a plain matrix, a 1x1 convolution's input) is read in place, except a last
-         partial panel (reading past N could leave the buffer): only that one is packed */
-      int direct = p->linear && p->b_sn == 1;
+      /* B is packed (NR-wide panels, contiguous along k) whenever more than one row block reuses it: read in place,
+         rows ldb apart thrash the L1 (a 512-column matrix maps its rows onto 4 sets), which cost 15-25% of MLP and
+         BERT GEMMs on AVX-512. A single row block (M <= MR) reads B with unit column stride in place, except a
+         last partial panel (reading past N could leave the buffer). */
+      int direct = p->linear && p->b_sn == 1 && p->M <= MR;
       int64_t full = direct ? (nc / NR) * NR : 0;
       if (full < nc) pack_b(p, jc + full, nc - full, pc, kc, bp + full * kc);
       for (int64_t ic = m0; ic < m1; ic += MC) {
@@ -563,8 +615,9 @@ static void run_problems(const Problem *problems, int64_t batch) {
       job.n_step = ((n_units + job.n_parts - 1) / job.n_parts) * NR;
       job.n_parts = (p->N + job.n_step - 1) / job.n_step;
     } else {
+      /* every row part packs the whole of B again: one part per thread, no more */
       int64_t m_units = (p->M + MR - 1) / MR;
-      job.m_parts = min64(per, m_units);
+      job.m_parts = min64((threads + batch - 1) / batch, m_units);
       job.m_step = ((m_units + job.m_parts - 1) / job.m_parts) * MR;
       job.m_parts = (p->M + job.m_step - 1) / job.m_step;
     }
@@ -668,6 +721,109 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
  * and columns outside the H x W input are zeros (implicit padding: no padded copy of the input).
  * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
  * NCHW order. The output of one image and channel must be dense over (oh, ow). */
+/* ------------------------------------------------------------------------------------------------ direct conv */
+
+/* A stride-1 convolution with output rows at least NR/2 wide skips im2col: the input is copied once into a
+ * zero-padded buffer (Hp x Wp per channel), and each tile of NR pixels of one output row reads its B rows in place,
+ * row k (channel c, tap kh, kw) at tile + koff[k]. Packing B cost as much as a third of a ResNet or U-Net
+ * convolution (scalar gathers at the padding, panels that straddle output rows); this reads nothing twice but the
+ * halo. A last partial tile of a row computes up to NR-1 columns it never stores (they read the next row). */
+typedef struct {
+  const Problem *problems; /* per (image, group): a = filters, b = the padded input, c = output */
+  int64_t parts, per_part, tiles, row_tiles, OW, Wp, y_sh;
+  const int64_t *koff;
+} DirectJob;
+
+static void direct_part(void *ctx, int64_t task) {
+  const DirectJob *j = ctx;
+  const Problem *p = &j->problems[task / j->parts];
+  int64_t t0 = (task % j->parts) * j->per_part, t1 = min64(j->tiles, t0 + j->per_part);
+  int64_t m_full = (p->M / MR) * MR;
+  float *rest = NULL; /* filter rows past the last whole MR block, packed with zero rows; the others are read in place */
+  if (t0 < t1 && m_full < p->M) {
+    rest = buffer((size_t)MR * p->K);
+    if (!rest) abort();
+    pack_a(p, m_full, p->M - m_full, 0, p->K, rest);
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    int64_t oh = t / j->row_tiles, ow0 = (t % j->row_tiles) * NR, nr = min64(NR, j->OW - ow0);
+    const float *bp = p->b + oh * j->Wp + ow0;
+    for (int64_t pc = 0; pc < p->K; pc += KC) {
+      int64_t kc = min64(KC, p->K - pc);
+      for (int64_t ir = 0; ir < p->M; ir += MR) {
+        int in_place = ir < m_full;
+        const float *a = in_place ? p->a + ir * p->lda + pc : rest + pc * MR;
+        micro_kernel_direct(kc, a, in_place ? p->lda : 1, in_place ? 1 : MR, bp, j->koff + pc,
+                            p->c + ir * p->c_sm + oh * j->y_sh + ow0, p->c_sm, min64(MR, p->M - ir), nr, &p->e, ir,
+                            oh * j->OW + ow0, pc == 0, pc + kc >= p->K);
+      }
+    }
+  }
+}
+
+typedef struct {
+  const float *x;
+  float *xpad;
+  int64_t C, H, W, Hp, Wp, top, left;
+  const int64_t *xs;
+} PadJob;
+
+static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C + channel */
+  const PadJob *j = ctx;
+  const float *src = j->x + (plane / j->C) * j->xs[0] + (plane % j->C) * j->xs[1];
+  float *dst = j->xpad + plane * j->Hp * j->Wp;
+  int64_t c0 = j->left, c1 = min64(j->Wp, j->left + j->W); /* padded columns that hold input */
+  for (int64_t h = 0; h < j->Hp; ++h, dst += j->Wp) {
+    int64_t ih = h - j->top;
+    if (ih < 0 || ih >= j->H || c1 <= c0) {
+      memset(dst, 0, sizeof(float) * (size_t)j->Wp);
+      continue;
+    }
+    memset(dst, 0, sizeof(float) * (size_t)c0);
+    memcpy(dst + c0, src + ih * j->xs[2], sizeof(float) * (size_t)(c1 - c0));
+    memset(dst + c1, 0, sizeof(float) * (size_t)(j->Wp - c1));
+  }
+}
+
+static __thread float *xpad_buffer; /* the calling thread's padded input, kept between calls */
+static __thread size_t xpad_capacity;
+
+/* Run the problems (set up by hcc_conv2d, b pointing at the raw input) as direct convolutions; 0 if the buffer
+ * cannot be had (the caller then takes the packed path). */
+static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                       const int64_t *conv, int64_t y_sh) {
+  int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t Cg = C / G, dh = conv[2], dw = conv[3];
+  int64_t Hp = OH + (KH - 1) * dh, Wp = OW + (KW - 1) * dw;
+  size_t floats = (size_t)(NB * C * Hp * Wp + NR + (KW - 1) * dw + VL);
+  if (floats > xpad_capacity) {
+    free(xpad_buffer);
+    xpad_buffer = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
+    xpad_capacity = xpad_buffer ? floats : 0;
+    if (!xpad_buffer) return 0;
+  }
+  int64_t K = Cg * KH * KW;
+  int64_t *koff = malloc(sizeof(int64_t) * (size_t)K);
+  if (!koff) return 0;
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = (c * Hp + kh * dh) * Wp + kw * dw;
+  PadJob pad = {x, xpad_buffer, C, H, W, Hp, Wp, conv[4], conv[5], xs};
+  hcc_parallel_for(NB * C, copy_padded_plane, &pad);
+  memset(xpad_buffer + NB * C * Hp * Wp, 0, sizeof(float) * (floats - (size_t)(NB * C * Hp * Wp)));
+  for (int64_t n = 0, i = 0; n < NB; ++n)
+    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad_buffer + (n * C + g * Cg) * Hp * Wp;
+  int64_t row_tiles = (OW + NR - 1) / NR, tiles = OH * row_tiles, batch = NB * G;
+  int64_t threads = hcc_get_num_threads();
+  double flops = 2.0 * (double)problems[0].M * (double)(OH * OW) * (double)K * (double)batch;
+  int64_t want = flops < 4e5 || threads == 1 ? 1 : threads * 3, parts = (want + batch - 1) / batch;
+  parts = parts < tiles ? parts : tiles;
+  DirectJob job = {problems, parts, (tiles + parts - 1) / parts, tiles, row_tiles, OW, Wp, y_sh, koff};
+  hcc_parallel_for(batch * parts, direct_part, &job);
+  free(koff);
+  return 1;
+}
+
 void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
                              const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
@@ -677,6 +833,8 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
   int64_t G = sizes[9] > 0 ? sizes[9] : 1, Cg = C / G, Fg = F / G;
   int64_t K = Cg * KH * KW, P = OH * OW, top = conv[4], left = conv[5];
   int padded = top > 0 || left > 0 || (OH - 1) * conv[0] + (KH - 1) * conv[2] >= H || (OW - 1) * conv[1] + (KW - 1) * conv[3] >= W;
+  int plain = !padded && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
+  padded = !plain; /* the run-based packer serves every convolution but a plain 1x1 one (in-bounds reads cost nothing) */
   if (NB <= 0 || Fg <= 0 || P <= 0) return;
   int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P + (padded ? 2 * K + 2 * P : 0)));
   Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
@@ -710,7 +868,7 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
       /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
-      p->linear = !padded && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
+      p->linear = plain;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
@@ -721,7 +879,10 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->e.res_sm = rs[1], p->e.res_sn = rs[3], p->e.res_sh = rs[2];
       if (epi.res) p->e.res = epi.res + n * rs[0] + g * Fg * rs[1];
     }
-  run_problems(problems, NB * G);
+  /* stride 1, rows at least half a tile wide, dense filters, unit column strides: the direct path */
+  int direct = !plain && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && ys[3] == 1 && 2 * OW >= NR && problems[0].lda > 0;
+  if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
+    run_problems(problems, NB * G);
   free(problems);
   free(tables);
 }
@@ -985,6 +1146,34 @@ static inline void transpose8(const vf r[8], vf t[8]) {
   }
   for (int q = 0; q < 4; ++q) t[q] = __builtin_shuffle(s[q], s[q + 4], first), t[q + 4] = __builtin_shuffle(s[q], s[q + 4], second);
 }
+#define transpose_lanes transpose8
+#elif VL == 16
+/* t[l][q] = r[q][l] for sixteen vectors of sixteen lanes: swap the off-diagonal d x d blocks of every 2d x 2d block,
+ * d = 8, 4, 2, 1 (a two-source permute per row and stage). */
+static inline void transpose16(const vf r[16], vf t[16]) {
+  typedef int32_t vi __attribute__((vector_size(64)));
+  static const vi upper[4] = { /* row i (i & d == 0): its columns k & d from row i + d's k - d */
+      {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+      {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+      {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+      {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}};
+  static const vi lower[4] = { /* row i + d: its columns k & !d from row i's k + d */
+      {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+      {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31},
+      {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31},
+      {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}};
+  for (int q = 0; q < 16; ++q) t[q] = r[q];
+#pragma GCC unroll 4
+  for (int stage = 0, d = 8; stage < 4; ++stage, d /= 2)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i)
+      if (!(i & d)) {
+        vf a = t[i], b = t[i + d];
+        t[i] = __builtin_shuffle(a, b, upper[stage]);
+        t[i + d] = __builtin_shuffle(a, b, lower[stage]);
+      }
+}
+#define transpose_lanes transpose16
 #endif
 
 /* Four output pixels at a time, each a vector of VL channels: out[p] = sum over the taps of w * in[origin[p] + tap].
@@ -1056,12 +1245,12 @@ static void dw_channel_block(void *ctx, int64_t task) {
   int64_t q0 = 0, plane = j->H * j->W, ih = 0, iw = 0;
   /* the whole input plane lies inside the scratch (else, e.g. a stride that skips the last row: the row loop) */
   int whole = j->top + j->H <= rows && j->left + j->W <= cols && j->xs[3] == 1 && j->xs[2] == j->W;
-#if VL == 8
-  if (lanes == VL && whole) /* 8 pixels x 8 channels per transpose, vector loads */
+#if VL >= 8
+  if (lanes == VL && whole) /* VL pixels x VL channels per transpose, vector loads */
     for (; q0 + VL <= plane; q0 += VL) {
       vf r[VL], t[VL];
       for (int l = 0; l < VL; ++l) r[l] = vload(j->x + n * j->xs[0] + (c0 + l) * j->xs[1] + q0);
-      transpose8(r, t);
+      transpose_lanes(r, t);
       for (int k = 0; k < VL; ++k) { /* pixel q0 + k at (ih, iw), walked without a division */
         vstore(in + ((ih + j->top) * cols + iw + j->left) * VL, t[k]);
         if (++iw == j->W) iw = 0, ++ih;
@@ -1110,12 +1299,12 @@ static void dw_channel_block(void *ctx, int64_t task) {
     if (pe->init_mode == INIT_SOURCE)
       for (int64_t l = 0; l < lanes; ++l) init[l] = pe->init[n * j->is[0] + (c0 + l) * j->is[1]];
     int64_t p0 = 0;
-#if VL == 8
-    if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW) /* 8 pixels x 8 channels per transpose, vector stores */
+#if VL >= 8
+    if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW) /* VL pixels x VL channels per transpose, vector stores */
       for (; p0 + VL <= pixels; p0 += VL) {
         vf r[VL], t[VL];
         for (int q = 0; q < VL; ++q) r[q] = vclamp(pe, vload(out + (p0 + q) * VL) + init);
-        transpose8(r, t);
+        transpose_lanes(r, t);
         for (int64_t l = 0; l < VL; ++l) vstore(j->y + n * j->ys[0] + (c0 + l) * j->ys[1] + p0, t[l]);
       }
 #endif

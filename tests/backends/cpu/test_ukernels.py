@@ -232,6 +232,43 @@ def test_conv_epilogue_bias_per_channel_and_constant_init(lib):
         np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("c,h,w,f,k,dil,groups,pads", [
+    (5, 6, 40, 13, 3, 1, 1, (1, 1, 1, 1)),   # rows of 40: a whole tile and a partial one; 13 filters (a partial row block)
+    (4, 5, 16, 12, 3, 2, 1, (2, 0, 1, 3)),   # dilation, asymmetric padding, output rows of 15..17 columns per width
+    (8, 4, 33, 6, 5, 1, 2, (2, 2, 2, 2)),    # groups, 5x5
+    (3, 3, 70, 24, 3, 1, 1, (0, 0, 0, 0)),   # no padding: the last tile's junk columns read the buffer's slack
+])
+@pytest.mark.parametrize("epilogue", ["bias-residual-clamp", "in-c"])
+def test_direct_convolution_of_wide_rows(lib, c, h, w, f, k, dil, groups, pads, epilogue):
+    """Stride-1 convolutions whose output rows are at least half a tile wide read a zero-padded copy of the input
+    in place (conv_direct): every tile position, partial row blocks, dilation, groups, every epilogue, any thread count."""
+    rng = np.random.default_rng(c * 100 + w)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    wt = rng.standard_normal((f, c // groups, k, k)).astype(np.float32) * 0.3
+    ref = conv_ref(xp.astype(np.float64), wt.astype(np.float64), (1, 1), (dil, dil), groups)
+    bias = rng.standard_normal(f).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], groups]
+    results = []
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
+        if epilogue == "in-c":
+            y = np.ascontiguousarray(res)
+            ep, expected = _epilogue(4), ref + res
+        else:
+            y = np.full(ref.shape, np.nan, np.float32)
+            ep = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=-1.0, hi=1.0)
+            expected = np.clip(ref + bias[None, :, None, None] + res, -1.0, 1.0)
+        lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, dil, dil, top, left]),
+                 _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)), ep)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+        results.append(y)
+    lib.hcc_set_num_threads(0)
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_epilogue(lib, stride):
     rng = np.random.default_rng(stride)
