@@ -147,11 +147,22 @@ def fpga_options(fn):
 @click.option("--sign", "sign_key", metavar="KEY",
               help="Sign the bundle with this Ed25519 secret key (a .key file from `hcc keygen`, or 64 hex digits); "
               "`hcc run --trust KEY.pub` then refuses any bundle not signed by it.")
+@click.option("--save-temps", "save_temps", metavar="DIR", type=click.Path(file_okay=False),
+              help="Keep the input IR and the pipeline of every MLIR pass pipeline the compile runs, in order, as "
+              "DIR/NNNN-<stage>.mlir and .pipeline (each .mlir's header names the command that reruns it: mlir-opt, or "
+              "python -m hcc.passes.pass_runner for the torch-mlir stages); a failing pass's reproducer goes there too. "
+              "DIR must be new or empty.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
-                device_file, time_limit, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, quiet):
-    """Compile MODEL (an .onnx file) into a bundle folder."""
+                device_file, time_limit, save_placement, explain, gpu_precision, fpga_precision, fpga_config, calibration, sign_key, save_temps,
+                quiet):
+    """Compile MODEL (an .onnx file) into a bundle folder.
+
+    When an MLIR pass pipeline fails, hcc writes a reproducer folder (hcc-repro-<stage>-<n> in the system temp
+    folder, or in --save-temps DIR) with the input IR and the pipeline; the error names it, and its hint is the
+    command that replays the failure (mlir-opt, or python -m hcc.passes.pass_runner DIR).
+    """
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
 
@@ -163,7 +174,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
         placement_file=placement_file, save_placement=save_placement, device_file=device_file, plan_time_limit_s=time_limit,
         gpu_precision=gpu_precision,
         fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
-        sign_key=sign_key, progress=_progress(quiet),
+        sign_key=sign_key, save_temps=save_temps, progress=_progress(quiet),
     )
     if explain and manifest.plan_report:
         click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())

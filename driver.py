@@ -159,6 +159,34 @@ def _attach_boundary_casts(groups: list[dict], model: onnx.ModelProto) -> list[d
     return groups
 
 
+def check_save_temps(folder: Path, bundle_dir: Path) -> None:
+    """`--save-temps DIR` must be a folder hcc creates, or an empty one: hcc never writes among a user's files.
+    Nor may it overlap the bundle folder (which is replaced as a whole)."""
+    target, bundle = Path(os.path.abspath(folder)), Path(os.path.abspath(bundle_dir)).resolve()
+    if target.is_symlink():
+        raise HccError(f"--save-temps {folder}: is a symbolic link; give a new folder")
+    resolved = target.resolve()
+    if resolved == bundle or resolved.is_relative_to(bundle) or bundle.is_relative_to(resolved):
+        raise HccError(f"--save-temps {folder}: overlaps the bundle folder -o {bundle_dir}; choose a folder outside it")
+    if target.exists() and not target.is_dir():
+        raise HccError(f"--save-temps {folder}: exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()):
+        raise HccError(f"--save-temps {folder}: folder exists and is not empty; hcc writes only into a new or empty folder "
+                       "(choose another, or empty it yourself)")
+
+
+def make_save_temps(folder: Path, bundle_dir: Path) -> Path:
+    """Create the `--save-temps` folder (checked again: a file may have appeared since); returns its absolute path."""
+    check_save_temps(folder, bundle_dir)
+    target = Path(os.path.abspath(folder))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HccError(f"--save-temps {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    check_save_temps(folder, bundle_dir)
+    return target
+
+
 def _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key=None) -> list[Path]:
     """Files the compile reads or writes besides the bundle: none may live inside the output folder."""
     paths = [model_path, golden_inputs, placement_file, device_file, save_placement]
@@ -188,6 +216,7 @@ def compile_model(
     gpu_precision: str = "fp32",
     fpga: dict | None = None,
     sign_key: str | None = None,
+    save_temps: str | os.PathLike | None = None,
     progress: ProgressFn = _quiet,
 ) -> Manifest:
     """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
@@ -196,6 +225,8 @@ def compile_model(
     `placement_file`, the partitioner (passes/plan.py) places every op under `budgets` and `objective`; `groups`
     ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
     `sign_key`: an Ed25519 secret key (hex or a .key file from `hcc keygen`): the bundle gets manifest.sig.
+    `save_temps`: a new (or empty) folder that keeps every MLIR pass pipeline's input and pipeline
+    (passes/pass_runner.py); it survives the compile, failed or not, and holds the reproducer of a failing pass.
     """
     started = time.perf_counter()
     protected = _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key)
@@ -204,6 +235,8 @@ def compile_model(
 
         read_key(sign_key, "--sign")
     output_dir.check_output_dir(Path(bundle_dir), protected)  # before any work: refuse early, lose nothing
+    if save_temps:
+        check_save_temps(Path(save_temps), Path(bundle_dir))
     loaded = load_model(os.fspath(model_path), input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
 
@@ -244,11 +277,16 @@ def compile_model(
         if groups is None:
             groups = [{"id": "sg0", "device": "cpu", "nodes": [n.name for n in lifted.model.graph.node], "device_index": 0}]
         groups = _attach_boundary_casts(groups, lifted.model)
+        temps = make_save_temps(Path(save_temps), Path(bundle_dir)) if save_temps else None
+        if temps is not None:
+            progress(f"keeping the input of every MLIR pass pipeline in {save_temps}")
         response = _run_worker(
             {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
              "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
              "fpga": fpga or {}, "weights_file": str(weights_path), "seed": seed,
-             "golden_inputs": os.path.abspath(golden_inputs) if golden_inputs else None},
+             "golden_inputs": os.path.abspath(golden_inputs) if golden_inputs else None,
+             # reproducers of failing passes: outside the staging folder (the worker's TMPDIR), which a failure removes
+             "save_temps": str(temps) if temps is not None else None, "repro_dir": tempfile.gettempdir()},
             progress, staging,
         )
         lifted_path.unlink()

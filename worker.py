@@ -27,9 +27,12 @@ def compile_subgraphs(request: dict) -> dict:
     from hcc.backends.cpu import backend as cpu_backend
     from hcc.backends.cpu import lowering, toolchain
     from hcc.frontend.importer import import_to_torch_dialect
+    from hcc.passes import pass_runner
     from hcc.passes.outline import SubgraphGroup, outline
     from hcc.passes.to_linalg import lower_to_linalg
 
+    # every pass pipeline below runs through pass_runner: reproducers and --save-temps go where the driver says
+    pass_runner.configure(save_temps=request.get("save_temps"), repro_root=request.get("repro_dir"))
     bundle = Path(request["bundle_dir"])
     model = onnx.load(request["model"])
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
 from hcc.frontend.ops import check_supported, to_supported_opset
+from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.rewrites import apply_rewrites
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -163,6 +164,10 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         message = str(exc).strip().replace("\n", " ")
         raise HccError(f"{path}: shape inference failed: {message}") from None
     name_nodes(model)
+    # Before folding, which would turn the DequantizeLinear of a constant weight into float weights: QDQ groups fused
+    # as onnxruntime fuses them, then every quantized op rewritten into exact float/integer ops (frontend/quantized.py).
+    if rewrite_quantized(model, path):
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now

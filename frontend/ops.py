@@ -24,8 +24,12 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN Round Selu Shape Shrink Sigmoid
     Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
     Transpose Trilu Unsqueeze Where Xor
+    QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
+    com.microsoft.QGemm
     """.split()
 )
+# Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly
+# (frontend/quantized.py); com.microsoft.QGemm is what onnxruntime's quantizer writes for a quantized Gemm.
 
 # Ops that torch-mlir converts but that the CPU backend cannot compile yet: they are not in SUPPORTED_OPS, and the
 # error for a model that uses one says why. Their coverage cases run as strict xfails, so when the backend is fixed
@@ -37,6 +41,7 @@ BLOCKED_OPS: dict[str, str] = {}
 # onnx's version converter, which refuses when an op or a type of the model does not exist at MAX_OPSET.
 MIN_OPSET = 11
 MAX_OPSET = 22
+OLDEST_OPSET = 10  # converted up to MIN_OPSET (the node suite's QLinearConv, ConvInteger, MatMulInteger are opset 10)
 NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
 
@@ -55,25 +60,31 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         return model
     if MAX_OPSET < opset <= NEWEST_OPSET:
         return _convert_down(model, path, opset)
+    if OLDEST_OPSET <= opset < MIN_OPSET:
+        return _convert(model, path, opset, MIN_OPSET)
     why = f"the newest that onnx {onnx.__version__} defines is {NEWEST_OPSET}" if opset > NEWEST_OPSET else \
-        f"opsets {MAX_OPSET + 1}..{NEWEST_OPSET} are converted to {MAX_OPSET}"
+        f"opsets {MAX_OPSET + 1}..{NEWEST_OPSET} are converted to {MAX_OPSET}, opset {OLDEST_OPSET} to {MIN_OPSET}"
     raise HccError(
-        f"{path}: opset {opset} is outside the supported range {MIN_OPSET}..{NEWEST_OPSET} ({why})",
-        hint=f"convert it with onnx.version_converter.convert_version(model, {MAX_OPSET}) and try again" if opset < MIN_OPSET else None,
+        f"{path}: opset {opset} is outside the supported range {OLDEST_OPSET}..{NEWEST_OPSET} ({why})",
+        hint=f"convert it with onnx.version_converter.convert_version(model, {MAX_OPSET}) and try again" if opset < OLDEST_OPSET else None,
     )
 
 
 def _convert_down(model: onnx.ModelProto, path: str, opset: int) -> onnx.ModelProto:
-    from onnx import version_converter
-
     new_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and not _defined_at(n.op_type, MAX_OPSET)})
     if new_ops:
         raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {', '.join(new_ops)} "
                        f"{'does' if len(new_ops) == 1 else 'do'} not exist in opset {MAX_OPSET}")
+    return _convert(model, path, opset, MAX_OPSET)
+
+
+def _convert(model: onnx.ModelProto, path: str, opset: int, target: int) -> onnx.ModelProto:
+    from onnx import version_converter
+
     try:
-        return version_converter.convert_version(model, MAX_OPSET)
+        return version_converter.convert_version(model, target)
     except Exception as exc:  # the converter asserts (RuntimeError) on types or attributes the old opset lacks
-        raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {_converter_reason(exc)}") from None
+        raise HccError(f"{path}: opset {opset} cannot be converted to opset {target}: {_converter_reason(exc)}") from None
 
 
 def _defined_at(op_type: str, opset: int) -> bool:
@@ -105,7 +116,7 @@ def check_supported(model: onnx.ModelProto, path: str) -> None:
     for index, node in enumerate(model.graph.node):
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         key = node.op_type if not domain else f"{domain}.{node.op_type}"
-        if domain or node.op_type not in SUPPORTED_OPS:
+        if key not in SUPPORTED_OPS:
             unsupported.setdefault(key, []).append(node.name or f"<unnamed node #{index}>")
     if unsupported:
         lines = []

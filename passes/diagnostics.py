@@ -6,8 +6,9 @@ import re
 _LOC = re.compile(r'loc\("([^"]*)"')
 
 
-def describe_mlir_error(exc: Exception, stage: str) -> str:
-    """Summarise an MLIRError: the first diagnostics, with the node names their locations carry."""
+def describe_mlir_error(exc: Exception, stage: str, detail: str = "") -> str:
+    """Summarise an MLIRError: the first diagnostics, with the node names their locations carry. `detail` goes
+    after "failed" on the first line (the pass runner names the stage and the reproducer there)."""
     diagnostics = getattr(exc, "error_diagnostics", None) or []
     lines = []
     for diag in diagnostics[:5]:
@@ -19,4 +20,4 @@ def describe_mlir_error(exc: Exception, stage: str) -> str:
             lines.append(f"    note: {note.message}")
     if not lines:
         lines.append("  " + str(exc).strip().splitlines()[0])
-    return f"{stage} failed:\n" + "\n".join(lines)
+    return f"{stage} failed{detail}:\n" + "\n".join(lines)

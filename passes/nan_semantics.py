@@ -110,9 +110,9 @@ def nchwc_block_size() -> int | None:
 def without_contract_check(pipeline: str) -> str:
     """`pipeline` with its final linalg-on-tensors contract check left out (`apply` runs it once the calls of the
     isolated nodes are inlined: a call is outside the contract)."""
-    from torch_mlir import passmanager
+    from hcc.passes.pass_runner import expand_pipeline
 
-    text = str(passmanager.PassManager.parse(pipeline))
+    text = expand_pipeline(pipeline, bindings="torch_mlir")
     return text.replace(f",{CONTRACT_CHECK})", ")") if text.endswith(f",{CONTRACT_CHECK})") else text
 
 
@@ -178,7 +178,9 @@ def _replace_by_call(func, op, operands: list, name: str, opset, ir) -> None:
 def apply(module, bodies: dict[str, str]) -> int:
     """After the conversion: give each isolated node's function its body, drop torch-mlir's float asserts, inline,
     and check the linalg-on-tensors contract. Returns the number of nodes given onnxruntime's semantics."""
-    from torch_mlir import ir, passmanager
+    from torch_mlir import ir
+
+    from hcc.passes.pass_runner import run_pipeline
 
     holders = []
     for func in list(module.body.operations):
@@ -192,7 +194,8 @@ def apply(module, bodies: dict[str, str]) -> int:
             func.operation.erase()
         elif func.regions[0].blocks:
             _drop_float_asserts(func)
-    passmanager.PassManager.parse(f"builtin.module(inline,symbol-dce,{CONTRACT_CHECK})").run(module.operation)
+    run_pipeline(module, f"builtin.module(inline,symbol-dce,{CONTRACT_CHECK})", stage="nan-semantics-inline",
+                 what="lowering ONNX ops to linalg")
     return len(bodies)
 
 

@@ -449,8 +449,10 @@ def classify_failure(proc: subprocess.CompletedProcess | None, what: str) -> tup
     return "refused", lines[errors[0]]
 
 
-def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess | None:
+def _run(command: list[str], timeout: float, tmpdir: Path | None = None) -> subprocess.CompletedProcess | None:
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    if tmpdir is not None:  # a failing MLIR pass's reproducer (hcc-repro-*) stays with its case, not in /tmp
+        env["TMPDIR"] = str(tmpdir)
     try:
         return subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -459,7 +461,7 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess | No
 
 def judge_model(case_dir: Path) -> tuple[str, str]:
     bundle = case_dir / "bundle"
-    proc = _run(hcc_command("compile", str(case_dir / "model.onnx"), "-o", str(bundle)), COMPILE_TIMEOUT_S)
+    proc = _run(hcc_command("compile", str(case_dir / "model.onnx"), "-o", str(bundle)), COMPILE_TIMEOUT_S, tmpdir=case_dir)
     if proc is None or proc.returncode != 0:
         return classify_failure(proc, "hcc compile")
     test = _run(hcc_command("test", str(bundle)), RUN_TIMEOUT_S)

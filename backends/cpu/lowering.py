@@ -61,18 +61,18 @@ NAIVE_TO_LLVM = (
 )
 
 
-def _loops_then_llvm(module, pipeline: str):
+def _loops_then_llvm(module, pipeline: str, stage: str = "cpu-to-llvm"):
     """TO_LOOPS, the i1 -> i8 buffer rewrite, then `pipeline`; returns the (re-parsed) module."""
     from mlir import ir
 
     from hcc.backends.cpu.widen_i1 import widen_i1_memrefs
 
-    _run_pipeline(module.operation, TO_LOOPS)
+    _run_pipeline(module.operation, TO_LOOPS, "cpu-to-loops", "CPU backend: lowering to loops")
     text = module.operation.get_asm(enable_debug_info=True, large_elements_limit=None)
     widened = widen_i1_memrefs(text)
     if widened is not text:
         module = ir.Module.parse(widened)
-    _run_pipeline(module.operation, pipeline)
+    _run_pipeline(module.operation, pipeline, stage, "CPU backend: lowering to LLVM")
     return module
 
 
@@ -169,7 +169,13 @@ def function_signature(linalg_text: str, entry: str) -> Signature:
 # ------------------------------------------------------------------------------------------ helpers
 
 def _error_text(exc: Exception) -> str:
-    """One line for a report: the first MLIR diagnostic when there is one."""
+    """One line for a report: the first MLIR diagnostic when there is one (and where a failed pass pipeline's
+    reproducer is)."""
+    from hcc.passes.pass_runner import PipelineError
+
+    if isinstance(exc, PipelineError):
+        where = f"reproducer: {exc.repro}" if exc.repro else "hcc compile --save-temps DIR keeps a reproducer"
+        return f"{exc.stage}: {exc.first_diagnostic} ({where})"
     diagnostics = getattr(exc, "error_diagnostics", None) or []
     if diagnostics:
         return str(diagnostics[0].message).strip().splitlines()[0][:300]
@@ -177,10 +183,11 @@ def _error_text(exc: Exception) -> str:
     return " / ".join(lines[:3])[:300] if lines else type(exc).__name__
 
 
-def _run_pipeline(root, pipeline: str) -> None:
-    from mlir import passmanager
+def _run_pipeline(root, pipeline: str, stage: str, what: str | None = None) -> None:
+    """`pipeline` (passes on builtin.module) through the shared runner: a failure leaves a reproducer."""
+    from hcc.passes.pass_runner import run_pipeline
 
-    passmanager.PassManager.parse(f"builtin.module({pipeline})").run(root)
+    run_pipeline(root, f"builtin.module({pipeline})", stage=stage, what=what or f"CPU backend: {stage}")
 
 
 def _apply_script(root, script: str) -> None:
@@ -503,7 +510,7 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     reports: list[OpReport] = []
     math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
     # Loop-invariant code out of time loops first (an LSTM's weight transposes and slices are per-step otherwise).
-    _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse")
+    _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse", "cpu-fuse-licm")
     _drop_tensor_copies(module.operation)  # the fusion barriers (passes/fusion_barriers.py) have done their job
     if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernels (kept named: no generalization)
         ukernels.tag_convolutions(module.operation)
@@ -512,19 +519,19 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     root = module.operation
     _generalize(root, keep_fill=True)
     if fold_copies_into_consumers(root):
-        _run_pipeline(root, "canonicalize,cse")
+        _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
         reports += _micro_kernel_calls(module)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
     # pad/expand/transpose/collapse; a second round vectorizes what that produced and the remaining fills.
-    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     _apply_script(root, _LOWER_PACKS)
     # tensor.pad (conv padding, packing tails) -> fill + insert_slice, so the fill is vectorized below.
     _apply_script(root, _DECOMPOSE_PADS)
     _generalize(root, keep_fill=False)
-    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     module, _ = _schedule_round(module, reports, next_index, kinds)
     return module, reports
 
@@ -643,6 +650,13 @@ def _write_results_in_place(root) -> int:
 
 
 def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None, profile_nodes: list | None = None) -> str:
+    from hcc.passes.pass_runner import recoverable
+
+    with recoverable():  # a failing pipeline sends the function to simpler code (lower_to_llvm_ir), with a warning
+        return _lower_vectorized_steps(text, log, kinds, profile_nodes)
+
+
+def _lower_vectorized_steps(text: str, log: list, kinds: frozenset[str] | None, profile_nodes: list | None) -> str:
     from mlir import ir
     from mlir.dialects import llvm
 
@@ -653,12 +667,12 @@ def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None,
         profile_nodes.extend(insert_profile_marks(module))
     root = module.operation
     _mark_fma_candidates(root)
-    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     _read_only_arguments(root)
-    _run_pipeline(root, BUFFERIZE)
+    _run_pipeline(root, BUFFERIZE, "cpu-bufferize", "CPU backend: bufferization")
     _write_results_in_place(root)
     _apply_script(root, VECTOR_LOWERING)
-    _run_pipeline(root, "canonicalize,cse")
+    _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     module = _loops_then_llvm(module, TO_LLVM)
     return llvm.translate_module_to_llvmir(module.operation)
 
@@ -682,20 +696,17 @@ def _read_only_arguments(root) -> None:
 
 
 def _lower_loops(text: str) -> str:
-    from mlir import ir, passmanager
+    from mlir import ir
     from mlir.dialects import llvm
 
     from hcc.passes.diagnostics import describe_mlir_error
 
     module = ir.Module.parse(text)
     _read_only_arguments(module.operation)
+    _run_pipeline(module.operation, BUFFERIZE, "cpu-bufferize", "CPU backend: bufferization")
     try:
-        passmanager.PassManager.parse(f"builtin.module({BUFFERIZE})").run(module.operation)
-    except ir.MLIRError as exc:
-        raise HccError(describe_mlir_error(exc, "CPU backend: bufferization")) from None
-    try:
-        module = _loops_then_llvm(module, NAIVE_TO_LLVM)
-    except ir.MLIRError as exc:
+        module = _loops_then_llvm(module, NAIVE_TO_LLVM, "cpu-naive-to-llvm")
+    except ir.MLIRError as exc:  # re-parsing the widened i1 buffers (the pipelines raise HccError themselves)
         raise HccError(describe_mlir_error(exc, "CPU backend: lowering to LLVM")) from None
     return llvm.translate_module_to_llvmir(module.operation)
 

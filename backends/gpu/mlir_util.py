@@ -17,14 +17,12 @@ def single_threaded_context():
 
 
 def _run(module, pipeline: str, stage: str) -> None:
-    from mlir import ir, passmanager
+    """`pipeline` (passes on builtin.module) through the shared runner (passes/pass_runner.py): a failure raises
+    HccError "GPU backend: <stage> failed" and leaves a reproducer."""
+    from hcc.passes.pass_runner import run_pipeline
 
-    from hcc.passes.diagnostics import describe_mlir_error
-
-    try:
-        passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
-    except ir.MLIRError as exc:
-        raise HccError(describe_mlir_error(exc, f"GPU backend: {stage}")) from None
+    run_pipeline(module, f"builtin.module({pipeline})", stage="gpu-" + re.sub(r"[^a-z0-9]+", "-", stage.lower()).strip("-"),
+                 what=f"GPU backend: {stage}")
 
 
 def _func(module, entry: str):

@@ -332,12 +332,12 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
  * matrix itself (lda, 1)) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel).
  * `first`: this K block starts the sum (from the epilogue's init); `last`: it ends it (residual and clamp).
  * (row, col): the tile's position in C, for the epilogue's sources. */
-static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
+static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows, const int nv, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
                          const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
                          int64_t col, int first, int last) {
   vf acc[MR][NV];
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < rows; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < nv; ++j) acc[i][j] = (vf){0};
   for (int64_t k = 0; k < kc; ++k) {
@@ -346,7 +346,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
 #pragma GCC unroll 4
     for (int j = 0; j < nv; ++j) b[j] = vload(brow + j * VL);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < rows; ++i) {
       vf a = vsplat(ap[i * ais]);
 #pragma GCC unroll 4
       for (int j = 0; j < nv; ++j) acc[i][j] += a * b[j];
@@ -361,7 +361,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
     int clamp = last && (e->lo_mode || e->hi_mode);
     int full = nr == nv * VL ? nv : (int)(nr / VL);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < rows; ++i) {
       if (i >= mr) break;
       float *crow = c + i * c_sm;
       const float *init = !from_c && e->init_mode == INIT_SOURCE ? e->init + (row + i) * e->init_sm + col * e->init_sn : NULL;
@@ -383,7 +383,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
     return;
   }
   float tile[MR * NR];
-  for (int i = 0; i < MR; ++i)
+  for (int i = 0; i < rows; ++i)
     for (int j = 0; j < nv; ++j) vstore(tile + i * NR + j * VL, acc[i][j]);
   for (int64_t i = 0; i < mr; ++i)
     for (int64_t j = 0; j < nr; ++j) {
@@ -393,31 +393,51 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int nv, 
     }
 }
 
-/* The full-width tile, and a half-width one for a last panel of at most NR/2 columns (a 7x7 map's 49th pixel
- * would otherwise cost a full NR-column tile). */
+/* The tile for mr rows: MR, or 8 or 4 when a last row block is that short (a 16-filter convolution would
+ * otherwise spend a third of its FMAs on zero rows); full width, or half width for a last panel of at most NR/2
+ * columns (a 7x7 map's 49th pixel would otherwise cost a full NR-column tile). koff: B rows through an offset
+ * table (direct convolution), else ldb apart. */
+#define TILE_ROWS(mr, call) \
+  do {                      \
+    if ((mr) <= 4 && MR > 4) \
+      call(4);              \
+    else if ((mr) <= 8 && MR > 8) \
+      call(8);              \
+    else                    \
+      call(MR);             \
+  } while (0)
+
 static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
                          float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
                          int64_t col, int first, int last) {
+#define FULL(R) micro_kernel_nv(R, NV, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
+#define HALF(R) micro_kernel_nv(R, NV / 2, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
 #if NV >= 2
   if (nr <= NR / 2) {
-    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+    TILE_ROWS(mr, HALF);
     return;
   }
 #endif
-  micro_kernel_nv(NV, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
+  TILE_ROWS(mr, FULL);
+#undef FULL
+#undef HALF
 }
 
 /* The same tiles with B read in place from a zero-padded input: row k of the tile's B is bp + koff[k]. */
 static void micro_kernel_direct(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp,
                                 const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t mr, int64_t nr,
                                 const Epilogue *e, int64_t row, int64_t col, int first, int last) {
+#define FULL(R) micro_kernel_nv(R, NV, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
+#define HALF(R) micro_kernel_nv(R, NV / 2, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
 #if NV >= 2
   if (nr <= NR / 2) {
-    micro_kernel_nv(NV / 2, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last);
+    TILE_ROWS(mr, HALF);
     return;
   }
 #endif
-  micro_kernel_nv(NV, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last);
+  TILE_ROWS(mr, FULL);
+#undef FULL
+#undef HALF
 }
 
 /* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
