@@ -47,10 +47,14 @@
 #define NC 4096
 #define SMALL_M 4 /* at most this many rows: no packing, stream B (matrix-vector like) */
 #define AXPY_BLOCK 1024 /* columns of C updated per pass over B's rows in the small-M path (4 KiB per row) */
-#define SMALL_B_BYTES (256 * 1024)
-#ifndef DW_LANES_BELOW_OW
-#define DW_LANES_BELOW_OW 16 /* depthwise planes narrower than this run VL channels at a time (dw_channel_block) */
-#endif /* a B block up to this size is read in column strips with register accumulators */
+#define SMALL_B_BYTES (256 * 1024) /* a B block up to this size is read in column strips with register accumulators */
+#ifndef DW_LANES_BELOW_OW /* depthwise planes narrower than this run VL channels at a time (dw_channel_block) */
+#if VL >= 8 /* measured on a Xeon (AVX-512 and AVX2 builds): the lanes win up to 56-wide planes, by 2-5x at stride 2 */
+#define DW_LANES_BELOW_OW 100
+#else
+#define DW_LANES_BELOW_OW 16
+#endif
+#endif
 
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef void (*hcc_task_fn)(void *ctx, int64_t task);
@@ -1367,7 +1371,8 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
   int64_t planes = sizes[0] * sizes[1];
   double work = (double)planes * job.KH * job.KW * job.OH * job.OW;
   if (planes <= 0 || job.OH <= 0 || job.OW <= 0) return;
-  /* narrow planes go VL channels at a time (measured: the row paths lose 3x to onnxruntime on 7x7 planes) */
+  /* all but the widest planes go VL channels at a time (measured: the row paths lose 3x to onnxruntime on 7x7
+     planes, and up to 5x to the lanes on 56-wide stride-2 planes) */
   int by_channels = job.OW < DW_LANES_BELOW_OW && job.C >= VL;
   int64_t tasks = by_channels ? sizes[0] * ((job.C + VL - 1) / VL) : planes;
   hcc_task_fn fn = by_channels ? dw_channel_block : dw_plane;
