@@ -1,7 +1,10 @@
 /* A small thread pool linked into every CPU subgraph .so (the bundle ships it: no OpenMP or MLIR runtime to install).
  *
  * hcc_parallel_for(n, fn, ctx) runs fn(ctx, i) for i in [0, n) on the pool's threads and the calling thread, and
- * returns when all are done. Tasks are handed out by an atomic counter, so uneven tasks balance themselves.
+ * returns when all are done. Tasks are handed out by an atomic ticket (job generation, next index), so uneven tasks
+ * balance themselves, and the caller waits for the tasks, not for the workers: a worker that another process keeps
+ * off its core simply finds the job over when it wakes (waiting for every worker made 2 threads slower than 1 on a
+ * busy machine).
  * Workers sleep on a condition variable between calls (they spin briefly first: back-to-back kernels of one
  * inference arrive microseconds apart). The thread count is hcc_set_num_threads(n) (the runtime calls it with
  * `threads=`), default: the CPUs this process may run on. A forked child starts without workers and makes new ones.
@@ -27,8 +30,9 @@ typedef struct {
   int started;            /* worker threads running (the caller is one more) */
   int wanted;             /* total threads requested (0: not set yet) */
   atomic_long generation; /* bumped per job: workers wait for a new one */
-  atomic_long next;       /* next task index of the current job */
-  atomic_int active;      /* workers still inside the current job */
+  atomic_ullong ticket;   /* (generation << 32) | next task index of the current job */
+  atomic_long finished;   /* tasks of the current job done */
+  int sleeping;           /* the caller waits on `done` (under lock) */
   int64_t tasks;
   hcc_task_fn fn;
   void *ctx;
@@ -47,10 +51,22 @@ static int default_threads(void) {
   return 1;
 }
 
-static void run_tasks(void) {
-  int64_t i;
+/* Take and run tasks of job `gen` until none is left (or a newer job has replaced it). A task's fn and ctx are read
+ * after its ticket is taken: the job cannot end (nor its fields change) while one of its tasks is unfinished. */
+static void run_tasks(long gen) {
   in_task = 1;
-  while ((i = atomic_fetch_add(&pool.next, 1)) < pool.tasks) pool.fn(pool.ctx, i);
+  for (;;) {
+    unsigned long long t = atomic_load(&pool.ticket);
+    if ((t >> 32) != ((unsigned long long)gen & 0xffffffffULL) || (int64_t)(t & 0xffffffffULL) >= pool.tasks) break;
+    if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
+    int64_t tasks = pool.tasks; /* read before the last task is counted: the caller may start a new job then */
+    pool.fn(pool.ctx, (int64_t)(t & 0xffffffffULL));
+    if (atomic_fetch_add(&pool.finished, 1) + 1 == tasks) {
+      pthread_mutex_lock(&pool.lock);
+      if (pool.sleeping) pthread_cond_signal(&pool.done);
+      pthread_mutex_unlock(&pool.lock);
+    }
+  }
   in_task = 0;
 }
 
@@ -74,12 +90,7 @@ static void *worker(void *arg) {
     }
     if (pool.stop) return NULL;
     seen = gen;
-    run_tasks();
-    if (atomic_fetch_sub(&pool.active, 1) == 1) {
-      pthread_mutex_lock(&pool.lock);
-      pthread_cond_signal(&pool.done);
-      pthread_mutex_unlock(&pool.lock);
-    }
+    run_tasks(gen);
   }
 }
 
@@ -143,20 +154,27 @@ void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx) {
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
     return;
   }
+  if (tasks > 0xffffffffLL) { /* the ticket holds 32 bits of index */
+    for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
+    return;
+  }
+  long gen = atomic_load(&pool.generation) + 1;
   pool.fn = fn;
   pool.ctx = ctx;
   pool.tasks = tasks;
-  atomic_store(&pool.next, 0);
-  atomic_store(&pool.active, pool.started);
+  atomic_store(&pool.finished, 0);
+  atomic_store(&pool.ticket, ((unsigned long long)gen & 0xffffffffULL) << 32); /* publishes fn, ctx, tasks */
   pthread_mutex_lock(&pool.lock);
-  atomic_fetch_add(&pool.generation, 1);
+  atomic_store(&pool.generation, gen);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.lock);
-  run_tasks();
-  for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.active) > 0; ++spin) cpu_relax();
-  if (atomic_load(&pool.active) > 0) {
+  run_tasks(gen);
+  for (int spin = 0; spin < SPIN_ROUNDS && atomic_load(&pool.finished) < tasks; ++spin) cpu_relax();
+  if (atomic_load(&pool.finished) < tasks) {
     pthread_mutex_lock(&pool.lock);
-    while (atomic_load(&pool.active) > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.sleeping = 1;
+    while (atomic_load(&pool.finished) < tasks) pthread_cond_wait(&pool.done, &pool.lock);
+    pool.sleeping = 0;
     pthread_mutex_unlock(&pool.lock);
   }
 }

@@ -50,3 +50,45 @@ def test_larger_alignments_bypass_the_cache(support):
     again = support._mlir_memref_to_llvm_aligned_alloc(4096, 1000)
     assert again and again % 4096 == 0
     support._mlir_memref_to_llvm_free(again)
+
+
+STRESS = r"""
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+typedef void (*hcc_task_fn)(void *ctx, int64_t task);
+void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx);
+void hcc_set_num_threads(int n);
+typedef struct { atomic_int hits[64]; long job; } Job;
+static void mark(void *ctx, int64_t task) { /* a little work, so that workers take tasks too */
+  for (volatile int i = 0; i < 300; ++i) {}
+  atomic_fetch_add(&((Job *)ctx)->hits[task], 1);
+}
+/* jobs of 1..64 tasks back to back; returns how many tasks ran other than exactly once */
+long stress(long jobs, int threads) {
+  hcc_set_num_threads(threads);
+  long errors = 0;
+  for (long j = 0; j < jobs; ++j) {
+    Job job;
+    memset(&job, 0, sizeof job);
+    int64_t tasks = 1 + (j * 7) % 64;
+    hcc_parallel_for(tasks, mark, &job);
+    for (int64_t t = 0; t < 64; ++t) errors += atomic_load(&job.hits[t]) != (t < tasks);
+  }
+  return errors;
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [2, 5])
+def test_the_pool_runs_every_task_exactly_once(tmp_path, threads):
+    """Back-to-back jobs on more threads than cores (workers are often off their core when a job starts and when it
+    ends): every task of every job runs once, and the caller returns only when all have."""
+    src = tmp_path / "stress.c"
+    src.write_text(STRESS)
+    so = tmp_path / "stress.so"
+    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(src), str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)],
+                   check=True)
+    lib = ctypes.CDLL(str(so))
+    lib.stress.restype = ctypes.c_long
+    assert lib.stress(ctypes.c_long(5000), threads) == 0
