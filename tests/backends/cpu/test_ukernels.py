@@ -237,11 +237,15 @@ def test_conv_epilogue_bias_per_channel_and_constant_init(lib):
     (4, 5, 16, 12, 3, 2, 1, (2, 0, 1, 3)),   # dilation, asymmetric padding, output rows of 15..17 columns per width
     (8, 4, 33, 6, 5, 1, 2, (2, 2, 2, 2)),    # groups, 5x5
     (3, 3, 70, 24, 3, 1, 1, (0, 0, 0, 0)),   # no padding: the last tile's junk columns read the buffer's slack
+    (6, 14, 14, 16, 5, 1, 1, (0, 0, 0, 0)),  # rows narrower than half a tile: tiles over the padded grid (LeNet's conv2)
+    (9, 7, 7, 20, 3, 1, 1, (1, 1, 1, 1)),    # a 7x7 map on the grid, partial row block
+    (4, 9, 5, 8, 3, 2, 2, (1, 0, 2, 1)),     # the grid with dilation, groups and asymmetric padding
 ])
 @pytest.mark.parametrize("epilogue", ["bias-residual-clamp", "in-c"])
 def test_direct_convolution_of_wide_rows(lib, c, h, w, f, k, dil, groups, pads, epilogue):
-    """Stride-1 convolutions whose output rows are at least half a tile wide read a zero-padded copy of the input
-    in place (conv_direct): every tile position, partial row blocks, dilation, groups, every epilogue, any thread count."""
+    """Stride-1 convolutions read a zero-padded copy of the input in place (conv_direct): tiles along output rows at
+    least half a tile wide, tiles over the padded grid for narrower ones; every tile position, partial row blocks,
+    dilation, groups, every epilogue, any thread count."""
     rng = np.random.default_rng(c * 100 + w)
     x = rng.standard_normal((2, c, h, w)).astype(np.float32)
     top, left, bottom, right = pads
