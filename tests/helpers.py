@@ -22,8 +22,9 @@ def load_tool(name: str) -> ModuleType:
 
 
 def compile_and_compare(model: onnx.ModelProto, tmp_path: Path, *, rtol: float = 1e-3, atol: float = 1e-4,
-                        input_shapes: dict | None = None, feeds: dict | None = None, name: str = "model"):
-    """Save `model`, compile it with hcc, run the bundle and check every output against onnxruntime.
+                        input_shapes: dict | None = None, feeds: dict | None = None, name: str = "model", as_written: bool = False):
+    """Save `model`, compile it with hcc, run the bundle and check every output against onnxruntime (run on hcc's
+    loaded model, or with `as_written` on `model` itself: for ops hcc rewrites, such as the quantized ones).
 
     Returns (session, outputs, expected) so a test can assert more.
     """
@@ -38,7 +39,7 @@ def compile_and_compare(model: onnx.ModelProto, tmp_path: Path, *, rtol: float =
     hcc.compile(path, bundle, input_shapes=input_shapes)
     loaded = load_model(str(path), input_shapes)
     feeds = feeds if feeds is not None else random_inputs(loaded.model, loaded.inputs, seed=123)
-    expected = run_onnxruntime(loaded.model, feeds)
+    expected = run_onnxruntime(model if as_written else loaded.model, feeds)
     session = load(bundle)
     outputs = session.run(None, feeds)
     for name_, actual in zip(session.manifest.outputs, outputs):

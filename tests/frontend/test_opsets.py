@@ -16,7 +16,7 @@ import hcc
 import hcc.runtime
 from hcc.errors import HccError
 from hcc.frontend.loader import load_model
-from hcc.frontend.ops import MAX_OPSET, NEWEST_OPSET, default_opset, to_supported_opset
+from hcc.frontend.ops import MAX_OPSET, MIN_OPSET, NEWEST_OPSET, OLDEST_OPSET, default_opset, to_supported_opset
 
 
 def few_ops_model(opset: int) -> onnx.ModelProto:
@@ -66,11 +66,18 @@ def test_converted_model_declares_max_opset(tmp_path):
     assert default_opset(load_model(str(path)).model) == MAX_OPSET
 
 
-@pytest.mark.parametrize("opset", [9, NEWEST_OPSET + 1])
+def test_opset_10_is_converted_up(tmp_path):
+    """Opset 10 (the node suite's QLinearConv, ConvInteger and MatMulInteger cases) is converted to MIN_OPSET."""
+    path = tmp_path / "m.onnx"
+    onnx.save(relu_model(OLDEST_OPSET), path)
+    assert default_opset(load_model(str(path)).model) == MIN_OPSET
+
+
+@pytest.mark.parametrize("opset", [OLDEST_OPSET - 1, NEWEST_OPSET + 1])
 def test_opset_outside_the_range_is_refused(tmp_path, opset):
     path = tmp_path / f"opset{opset}.onnx"
     onnx.save(relu_model(opset), path)
-    with pytest.raises(HccError, match=rf"^{path}: opset {opset} is outside the supported range 11\.\.{NEWEST_OPSET} \("):
+    with pytest.raises(HccError, match=rf"^{path}: opset {opset} is outside the supported range {OLDEST_OPSET}\.\.{NEWEST_OPSET} \("):
         load_model(str(path))
 
 

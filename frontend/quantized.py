@@ -1,0 +1,1015 @@
+"""Quantized models: the ONNX quantization ops, and the QDQ groups onnxruntime fuses, rewritten into float and
+integer ops that give onnxruntime's integers exactly.
+
+Why a rewrite at the ONNX level: every backend then compiles ordinary Cast/Sub/Mul/Div/Round/Where/Conv/MatMul
+nodes, and the rounding of each step is spelled out here instead of being left to a converter (torch-mlir's
+quantized-tensor conversions round and saturate their own way).
+
+What onnxruntime 1.31's CPU provider computes, and hcc with it (measured against it, ties and saturation included,
+tests/frontend/test_quantized.py):
+* DequantizeLinear: y = float(x - zp) * scale: an exact integer difference, one float rounding.
+* QuantizeLinear (MLAS): v = x / scale (a division: multiplying by the reciprocal differs on ties), clamped to
+  [qmin - zp, qmax - zp] as `maxps`/`minps` do (a NaN becomes qmin), rounded half to even, plus zp.
+* ConvInteger, MatMulInteger, QLinearConv, QLinearMatMul, com.microsoft.QGemm: the exact int32 sum of
+  (x - x_zp)(w - w_zp) (plus the int32 bias), then for the QLinear ops v = float(sum) * scale with
+  scale = x_scale * w_scale / y_scale computed in float in that order (QGemm: alpha * a_scale * b_scale [/ y_scale]),
+  clamped, rounded half to even, plus y_zp.
+* DynamicQuantizeLinear: min and max of the data (NaNs skipped) widened to include 0, scale = (max - min) / 255
+  (1 when max == min), zp = round(clamp(-min / scale, 0, 255)), then QuantizeLinear.
+
+Why the sums are exact: hcc computes them as float32 Conv/MatMul of the zero-point-shifted integers. Every partial
+sum of such a product is an integer of magnitude at most max|x - x_zp| * sum|w - w_zp| over one filter (or column),
+and float32 holds every integer up to 2^24 exactly, so when that bound is at most 2^24 every addition is exact in
+any order (and an FMA too). The bound is known at compile time for constant weights (max|x - x_zp| follows from the
+activation's type and zero point). When it is larger, the weights are split as w = 16*hi + lo and the two float32
+products, each within the bound, are added in int32; when even those exceed it (or the weights are not constants),
+the product is computed in float64, which is exact up to 2^53. The int32 sum then becomes float exactly as
+onnxruntime converts it (round to nearest even).
+
+QDQ models: onnxruntime's graph optimizer (level 2, on by default) replaces DequantizeLinear -> Conv/MatMul/Gemm ->
+QuantizeLinear groups by QLinearConv / QLinearMatMul / com.microsoft.QGemm (a DequantizeLinear -> MatMul without a
+QuantizeLinear by com.microsoft.MatMulIntegerToFloat), so such a model computes the integer kernels' result, not
+the one its float ops spell out, and the two differ in the last quantization step. `fuse_qdq_groups` fuses the same
+groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: every input of the op from a
+DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
+QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
+Q/DQ pair into uint8, an int32 bias). QDQ groups that onnxruntime turns into com.microsoft integer kernels hcc does
+not reproduce (QLinearAdd, QLinearMul, QLinearConcat, QLinearAveragePool, ...) are refused by name. Ops between a
+DequantizeLinear and a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other.
+
+Not supported (refused naming the node): 16-bit, 4-bit, 2-bit and float8 quantized types, scales other than float32,
+float16 inputs to QuantizeLinear.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from hcc.errors import HccError
+from hcc.frontend.checks import static_shape
+
+EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
+EXACT_FLOAT64 = 1 << 53
+EIGHT_BIT = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255)}
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                           "MatMulInteger", "ConvInteger"})
+MS_DOMAIN = "com.microsoft"
+MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat"})  # MatMulIntegerToFloat: only as fused here
+# Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
+# (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
+# rounding hcc does not reproduce.
+ORT_INTEGER_KERNELS = {"Add": "QLinearAdd", "Mul": "QLinearMul", "AveragePool": "QLinearAveragePool",
+                       "GlobalAveragePool": "QLinearGlobalAveragePool", "LeakyRelu": "QLinearLeakyRelu",
+                       "Sigmoid": "QLinearSigmoid", "Softmax": "QLinearSoftmax", "Concat": "QLinearConcat", "Where": "QLinearWhere"}
+F32, F64, I32 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32)
+
+class _Refused(Exception):
+    """A node hcc does not compile; the reason names what (the caller adds the file and node)."""
+
+
+@dataclass
+class _Graph:
+    """What the rewrite needs to know about the graph."""
+
+    types: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, list[int] | None] = field(default_factory=dict)
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    initializers: set[str] = field(default_factory=set)
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    outputs: set[str] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> _Graph:
+        graph, g = model.graph, cls()
+        for value in list(graph.input) + list(graph.value_info) + list(graph.output):
+            if value.type.HasField("tensor_type"):
+                g.types[value.name] = value.type.tensor_type.elem_type
+                g.shapes[value.name] = static_shape(value)
+        for init in graph.initializer:
+            g.types[init.name], g.shapes[init.name] = init.data_type, list(init.dims)
+            g.constants[init.name] = numpy_helper.to_array(init)
+            g.initializers.add(init.name)
+        g.initializers -= {v.name for v in graph.input}  # an initializer that is also an input can be overridden
+        for name in [v.name for v in graph.input if v.name in g.constants]:
+            del g.constants[name]
+        g.outputs = {o.name for o in graph.output}
+        for node in graph.node:
+            g.taken.update(node.output)
+            g.taken.add(node.name)
+            for name in node.output:
+                g.producer[name] = node
+            for name in node.input:
+                if name:
+                    g.consumers.setdefault(name, []).append(node)
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                if value is not None:
+                    g.constants[node.output[0]] = numpy_helper.to_array(value)
+                    g.types[node.output[0]], g.shapes[node.output[0]] = value.data_type, list(value.dims)
+        g.taken.update(g.types)
+        return g
+
+    def constant(self, name: str) -> np.ndarray | None:
+        return self.constants.get(name) if name else None
+
+    def initializer(self, name: str) -> np.ndarray | None:
+        """The value of an initializer (not a Constant node's output), as onnxruntime's graph-level checks see them."""
+        return self.constants.get(name) if name in self.initializers else None
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    attr = next((a for a in node.attribute if a.name == name), None)
+    return default if attr is None else helper.get_attribute_value(attr)
+
+
+def _input(node: onnx.NodeProto, index: int) -> str:
+    return node.input[index] if index < len(node.input) else ""
+
+
+def _type_name(elem_type: int) -> str:
+    try:
+        return TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return str(elem_type)
+
+
+class _Emitter:
+    """Builds the nodes and initializers that replace one node. Values are tensor names or numpy constants: an op
+    on constants only is computed here (with numpy's IEEE float32 arithmetic, the same as a compiled op's)."""
+
+    def __init__(self, node: onnx.NodeProto, g: _Graph):
+        self.node, self.g = node, g
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.dtypes: dict[str, np.dtype] = {}
+        self.named = False
+
+    def fresh(self, hint: str) -> str:
+        base = f"{self.node.name}/{hint}"
+        name, count = base, 1
+        while name in self.g.taken:
+            count += 1
+            name = f"{base}_{count}"
+        self.g.taken.add(name)
+        return name
+
+    def dtype(self, value) -> np.dtype:
+        if isinstance(value, np.ndarray):
+            return value.dtype
+        if value in self.dtypes:
+            return self.dtypes[value]
+        return np.dtype(helper.tensor_dtype_to_np_dtype(self.g.types[value]))
+
+    def tensor(self, value, hint: str = "const") -> str:
+        if isinstance(value, str):
+            return value
+        name = self.fresh(hint)
+        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        self.dtypes[name] = value.dtype
+        return name
+
+    def op(self, op_type: str, inputs: list, dtype, hint: str, output: str | None = None, **attrs) -> str:
+        names = [self.tensor(v, f"{hint}_arg") if v is not None else "" for v in inputs]
+        out = output or self.fresh(hint)
+        if output is not None and not self.named:
+            node_name, self.named = self.node.name, True  # the node that computes the first output keeps the name
+        else:
+            node_name = self.fresh(f"{hint}_op")
+        self.nodes.append(helper.make_node(op_type, names, [out], name=node_name, **attrs))
+        self.dtypes[out] = np.dtype(dtype)
+        return out
+
+    def result(self, value, output: str, rename: bool = True) -> str:
+        """`value` under the name `output` (a constant result becomes an Identity of it, folded later). With `rename`,
+        the node that computed it (the last one emitted) writes `output` directly: the caller uses it no more."""
+        if isinstance(value, np.ndarray):
+            return self.op("Identity", [value], value.dtype, "value", output=output)
+        producer = self.nodes[-1] if self.nodes and self.nodes[-1].output[0] == value else None
+        if rename and producer is not None:
+            producer.output[0] = output
+            self.dtypes[output] = self.dtypes[value]
+            if not self.named:
+                producer.name, self.named = self.node.name, True
+            return output
+        return self.op("Identity", [value], self.dtype(value), "value", output=output)
+
+    # ----------------------------------------------------------------------------------------- arithmetic
+    def cast(self, value, dtype) -> object:
+        dtype = np.dtype(dtype)
+        if self.dtype(value) == dtype:
+            return value
+        if isinstance(value, np.ndarray):
+            return value.astype(dtype)
+        if dtype.kind == "u" and self.dtype(value).kind == "f":
+            # torch-mlir converts a float -> uint8 cast with `fptosi` to i8, which saturates at 127 in vector code:
+            # through int32 the values 128..255 survive (hcc only casts integral values in range here)
+            value = self.cast(value, I32)
+        return self.op("Cast", [value], dtype, "cast", to=helper.np_dtype_to_tensor_dtype(dtype))
+
+    def binary(self, op_type: str, a, b, hint: str) -> object:
+        dtype = self.dtype(a)
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op_type]
+            with np.errstate(all="ignore"):
+                return np.asarray(fn(a, b)).astype(dtype)
+        return self.op(op_type, [a, b], dtype, hint)
+
+    def add(self, a, b, hint="add"):
+        return self.binary("Add", a, b, hint)
+
+    def sub(self, a, b, hint="sub"):
+        return self.binary("Sub", a, b, hint)
+
+    def mul(self, a, b, hint="mul"):
+        return self.binary("Mul", a, b, hint)
+
+    def div(self, a, b, hint="div"):
+        return self.binary("Div", a, b, hint)
+
+    def reshape(self, value, shape: list[int], hint: str = "reshape"):
+        if isinstance(value, np.ndarray):
+            return value.reshape(shape)
+        return self.op("Reshape", [value, np.array(shape, np.int64)], self.dtype(value), hint)
+
+    def gather(self, value, indices: np.ndarray, axis: int, hint: str = "blocks"):
+        if isinstance(value, np.ndarray):
+            return np.take(value, indices, axis=axis)
+        return self.op("Gather", [value, indices.astype(np.int64)], self.dtype(value), hint, axis=axis)
+
+    def max_where(self, v, bound, hint):
+        """`maxps(v, bound)`: v where v > bound, else bound (so a NaN v gives the bound)."""
+        if isinstance(v, np.ndarray) and isinstance(bound, np.ndarray):
+            return np.where(v > bound, v, bound).astype(v.dtype)
+        return self.op("Where", [self.op("Greater", [v, bound], np.bool_, f"{hint}_gt"), v, bound], self.dtype(v), hint)
+
+    def min_where(self, v, bound, hint):
+        """`minps(v, bound)`: v where v < bound, else bound."""
+        if isinstance(v, np.ndarray) and isinstance(bound, np.ndarray):
+            return np.where(v < bound, v, bound).astype(v.dtype)
+        # Greater(bound, v), not Less(v, bound): torch-mlir converts onnx.Less only from opset 13 on
+        return self.op("Where", [self.op("Greater", [bound, v], np.bool_, f"{hint}_lt"), v, bound], self.dtype(v), hint)
+
+    def round_even(self, v):
+        if isinstance(v, np.ndarray):
+            return np.rint(v).astype(v.dtype)
+        return self.op("Round", [v], self.dtype(v), "round")
+
+
+# ------------------------------------------------------------------------------------------------- parameters
+
+
+def _elem(g: _Graph, name: str) -> int:
+    if name not in g.types:
+        raise _Refused(f"the element type of '{name}' is unknown")
+    return g.types[name]
+
+
+def _shape(g: _Graph, name: str) -> list[int]:
+    shape = g.shapes.get(name)
+    if shape is None:
+        raise _Refused(f"the shape of '{name}' is unknown")
+    return shape
+
+
+def _param(g: _Graph, name: str):
+    """A quantization parameter: its constant value, or its name."""
+    value = g.constant(name)
+    return value if value is not None else name
+
+
+def _eight_bit(g: _Graph, name: str, what: str) -> tuple[int, int]:
+    elem = _elem(g, name)
+    if elem not in EIGHT_BIT:
+        raise _Refused(f"{what} '{name}' has type {_type_name(elem)}: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
+    return EIGHT_BIT[elem]
+
+
+def _float32_scale(g: _Graph, name: str, what: str = "scale") -> None:
+    elem = _elem(g, name)
+    if elem != TensorProto.FLOAT:
+        raise _Refused(f"{what} '{name}' has type {_type_name(elem)}: hcc compiles float32 scales only")
+
+
+def _align(e: _Emitter, g: _Graph, name: str, rank: int, axis: int | None, length: int, block_size: int = 0, role: str = "scale"):
+    """A scale or zero point shaped to broadcast against a rank-`rank` tensor whose quantization axis `axis` has
+    `length` elements: per tensor (one element), per axis (1-D), or blocked (same rank, `block_size` per block)."""
+    value, shape = _param(e.g, name), _shape(g, name)
+    size = int(np.prod(shape)) if shape else 1
+    if block_size > 0:
+        if axis is None:
+            raise _Refused(f"blocked quantization needs an axis within the input's rank {rank}")
+        if len(shape) != rank:
+            raise _Refused(f"blocked {role} '{name}' must have the input's rank {rank}, not {len(shape)}")
+        if shape[axis] != -(-length // block_size):
+            raise _Refused(f"blocked {role} '{name}' has {shape[axis]} blocks on axis {axis}, expected {-(-length // block_size)}")
+        return e.gather(value, np.arange(length) // block_size, axis)
+    if size == 1:
+        return e.reshape(value, [], f"{role.replace(' ', '_')}_scalar") if shape else value
+    if axis is None or len(shape) != 1 or shape[0] != length:
+        where = f"axis {axis} has {length}" if axis is not None else f"the input has rank {rank}"
+        raise _Refused(f"{role} '{name}' has shape {shape}: per-axis quantization needs one value per element of the axis ({where})")
+    return e.reshape(value, [length if d == axis else 1 for d in range(rank)], f"{role.replace(' ', '_')}_axis")
+
+
+def _zero_point_bound(g: _Graph, zp_name: str, elem: int) -> int:
+    """max |x - zp| over every x of the 8-bit type `elem` (the zero point's value when it is a constant)."""
+    lo, hi = EIGHT_BIT[elem]
+    zp = g.constant(zp_name)
+    if zp is None:
+        return hi - lo if zp_name else max(hi, -lo)
+    zp = zp.astype(np.int64)
+    return int(max(np.max(hi - zp), np.max(zp - lo)))
+
+
+def _shifted(e: _Emitter, x: str, zp) -> object:
+    """float32(x - zp) for an 8-bit x: exact."""
+    xf = e.cast(x, F32)
+    return xf if zp is None else e.sub(xf, e.cast(zp, F32), "shift")
+
+
+def _saturate(e: _Emitter, v, zp, elem: int, output: str) -> str:
+    """MLAS's last steps of QuantizeLinear and of requantization: clamp v to [qmin - zp, qmax - zp] (maxps, minps),
+    round half to even, add zp, store as the 8-bit type."""
+    qmin, qmax = EIGHT_BIT[elem]
+    zpf = e.cast(zp, F32) if zp is not None else np.float32(0)
+    lo = e.sub(np.array(qmin, F32), zpf, "lo")
+    hi = e.sub(np.array(qmax, F32), zpf, "hi")
+    v = e.max_where(v, lo, "clamp_lo")
+    v = e.min_where(v, hi, "clamp_hi")
+    r = e.round_even(v)
+    if zp is not None:
+        r = e.add(r, zpf, "plus_zp")
+    return e.result(e.cast(r, helper.tensor_dtype_to_np_dtype(elem)), output)
+
+
+# ------------------------------------------------------------------------------------------------- exact sums
+
+
+def _l1_rows(w: np.ndarray, reduce_axes: tuple[int, ...]) -> int:
+    return int(np.abs(w.astype(np.int64)).sum(axis=reduce_axes).max()) if w.size else 0
+
+
+def _exact_product(e: _Emitter, product, a_f32, amax: int, b, bmax: int, k: int, reduce_axes: tuple[int, ...]):
+    """The exact integer result of `product(a, b)` (a Conv or MatMul) of shifted 8-bit operands.
+
+    `b` is an int32 constant (shifted weights) or a float32 tensor; amax/bmax bound |a| and |b|, k is the length
+    of the sums. Returns (value, dtype, bound): a float32 tensor holding exact integers, or an int32 tensor."""
+    if isinstance(b, np.ndarray):
+        bound = amax * _l1_rows(b, reduce_axes)
+        if bound <= EXACT_FLOAT32:
+            return product(a_f32, b.astype(F32), "acc"), F32, bound
+        hi = np.rint(b / 16.0).astype(np.int32)
+        lo = b - 16 * hi
+        if amax * max(_l1_rows(hi, reduce_axes), _l1_rows(lo, reduce_axes)) <= EXACT_FLOAT32:
+            acc_hi = e.cast(product(a_f32, hi.astype(F32), "acc_hi"), I32)
+            acc_lo = e.cast(product(a_f32, lo.astype(F32), "acc_lo"), I32)
+            return e.add(e.mul(acc_hi, np.array(16, I32), "hi_x16"), acc_lo, "acc"), I32, bound
+        if bound > EXACT_FLOAT64:
+            raise _Refused(f"its integer sums can reach {bound}, beyond what hcc computes exactly")
+        return e.cast(product(e.cast(a_f32, F64), b.astype(F64), "acc64"), I32), I32, bound
+    bound = amax * bmax * k
+    if bound <= EXACT_FLOAT32:
+        return product(a_f32, b, "acc"), F32, bound
+    return e.cast(product(e.cast(a_f32, F64), e.cast(b, F64), "acc64"), I32), I32, bound
+
+
+def _to_float_with_bias(e: _Emitter, acc, acc_dtype, bound: int, bias):
+    """float32(acc + bias) as onnxruntime forms it: the int32 sum, converted with round to nearest even."""
+    if bias is None:
+        return e.cast(acc, F32)
+    if acc_dtype == F32 and isinstance(bias, np.ndarray) and bound + int(np.abs(bias.astype(np.int64)).max(initial=0)) <= EXACT_FLOAT32:
+        return e.add(acc, bias.astype(F32), "bias")  # every value an exact float32 integer
+    return e.cast(e.add(e.cast(acc, I32), e.cast(bias, I32), "bias"), F32)
+
+
+def _shifted_weights(e: _Emitter, g: _Graph, w: str, zp_name: str, zp_aligned):
+    """(b, bmax): the constant int32 w - zp, or float32(w - zp) as a tensor, and the bound of |w - zp|."""
+    elem = _elem(g, w)
+    wv = g.constant(w)
+    zpv = zp_aligned if zp_aligned is None or isinstance(zp_aligned, np.ndarray) else None
+    if wv is not None and (zp_aligned is None or zpv is not None):
+        shifted = wv.astype(I32) - (zpv.astype(I32) if zpv is not None else 0)
+        return shifted.astype(I32), 0
+    return _shifted(e, w, zp_aligned), _zero_point_bound(g, zp_name, elem)
+
+
+# ------------------------------------------------------------------------------------------------- the ops
+
+
+def _quantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    x, scale, zp = node.input[0], node.input[1], _input(node, 2)
+    if _elem(g, x) != TensorProto.FLOAT:
+        raise _Refused(f"input '{x}' has type {_type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
+    _float32_scale(g, scale)
+    out_elem = _elem(g, node.output[0])
+    if out_elem not in EIGHT_BIT:
+        raise _Refused(f"output type {_type_name(out_elem)} is not supported: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
+    shape = g.shapes.get(x)
+    axis, block, length = _axis_and_block(node, shape, opset)
+    rank = len(shape) if shape is not None else 0
+    s = _align(e, g, scale, rank, axis, length, block)
+    z = _align(e, g, zp, rank, axis, length, block, "zero point") if zp else None
+    _saturate(e, e.div(x, s, "scaled"), z, out_elem, node.output[0])
+
+
+def _axis_and_block(node: onnx.NodeProto, shape: list[int] | None, opset: int) -> tuple[int | None, int, int]:
+    """(axis, block_size, the axis length): the axis is None when it is outside the input's rank (an error only for
+    per-axis or blocked parameters, which need it: a per-tensor one ignores the default axis=1 of a 1-D input)."""
+    block = _attr(node, "block_size", 0) if opset >= 21 else 0
+    if block < 0:
+        raise _Refused(f"attribute block_size={block} is negative")
+    rank = len(shape) if shape is not None else 0
+    axis = _attr(node, "axis", 1) if opset >= 13 else 1
+    if shape is None or not -rank <= axis < rank:
+        return None, block, 1
+    return axis % rank, block, shape[axis % rank]
+
+
+def _dequantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    x, scale, zp = node.input[0], node.input[1], _input(node, 2)
+    elem = _elem(g, x)
+    if elem not in EIGHT_BIT and elem != TensorProto.INT32:
+        raise _Refused(f"input '{x}' has type {_type_name(elem)}: hcc dequantizes INT8, UINT8 and INT32 only")
+    _float32_scale(g, scale)
+    if _attr(node, "output_dtype", 0) not in (0, TensorProto.FLOAT):
+        raise _Refused(f"attribute output_dtype={_type_name(_attr(node, 'output_dtype'))} is not supported (float32 only)")
+    shape = g.shapes.get(x)
+    axis, block, length = _axis_and_block(node, shape, opset)
+    rank = len(shape) if shape is not None else 0
+    s = _align(e, g, scale, rank, axis, length, block)
+    z = _align(e, g, zp, rank, axis, length, block, "zero point") if zp else None
+    if elem == TensorProto.INT32:  # (x - zp) in int32, then one conversion, as onnxruntime does
+        d = e.cast(x if z is None else e.sub(x, e.cast(z, I32), "shift"), F32)
+    else:
+        d = _shifted(e, x, z)
+    e.result(e.mul(d, s, "dequantized"), node.output[0])
+
+
+def _dynamic_quantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    x = node.input[0]
+    if _elem(g, x) != TensorProto.FLOAT:
+        raise _Refused(f"input '{x}' has type {_type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
+    zero = np.array(0, F32)
+    finite = e.op("Where", [e.op("IsNaN", [x], np.bool_, "isnan"), zero, x], F32, "nan_to_zero")  # 0 is in the range anyway
+    low = e.op("Min", [e.op("ReduceMin", [finite], F32, "min", keepdims=0), zero], F32, "min0")
+    high = e.op("Max", [e.op("ReduceMax", [finite], F32, "max", keepdims=0), zero], F32, "max0")
+    same = e.op("Equal", [high, low], np.bool_, "same")
+    scale = e.op("Where", [same, np.array(1, F32), e.div(e.sub(high, low, "range"), np.array(255, F32), "step")], F32, "scale")
+    initial = e.sub(zero, e.div(low, scale, "low_steps"), "initial_zp")
+    clamped = e.max_where(e.min_where(initial, np.array(255, F32), "zp_hi"), zero, "zp_lo")  # std::max(0, std::min(255, v))
+    zp = e.round_even(clamped)
+    if len(node.output) > 1 and node.output[1]:
+        e.result(scale, node.output[1], rename=False)
+    if len(node.output) > 2 and node.output[2]:
+        e.result(e.cast(zp, np.uint8), node.output[2])
+    _saturate(e, e.div(x, scale, "scaled"), zp, TensorProto.UINT8, node.output[0])
+
+
+@dataclass
+class _Operand:
+    """An 8-bit operand of an integer product: its tensor, zero point, and (for QLinear ops) scale."""
+
+    name: str
+    zero_point: str = ""
+    scale: str = ""
+
+
+def _conv_attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute
+            if a.name in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
+
+
+def _conv_accumulate(e: _Emitter, g: _Graph, node: onnx.NodeProto, x: _Operand, w: _Operand):
+    """(acc, dtype, bound) of the exact integer convolution sum(x - x_zp)(w - w_zp)."""
+    x_elem = _elem(g, x.name)
+    _eight_bit(g, x.name, "input")
+    _eight_bit(g, w.name, "weight")
+    w_shape = _shape(g, w.name)
+    rank_w, m = len(w_shape), w_shape[0]
+    x_zp = _align(e, g, x.zero_point, 0, 0, 1, role="input zero point") if x.zero_point else None
+    w_zp = _align(e, g, w.zero_point, rank_w, 0, m, role="weight zero point") if w.zero_point else None
+    b, bmax = _shifted_weights(e, g, w.name, w.zero_point, w_zp)
+    attrs = _conv_attrs(node)
+
+    def conv(a, weights, hint):
+        return e.op("Conv", [a, weights], e.dtype(a), hint, **attrs)
+
+    a = _shifted(e, x.name, x_zp)
+    amax = _zero_point_bound(g, x.zero_point, x_elem)
+    return _exact_product(e, conv, a, amax, b, bmax, int(np.prod(w_shape[1:])), tuple(range(1, rank_w)))
+
+
+def _matmul_accumulate(e: _Emitter, g: _Graph, a: _Operand, b: _Operand, a_shape: list[int], b_shape: list[int]):
+    """(acc, dtype, bound) of the exact integer MatMul sum(a - a_zp)(b - b_zp); a_zp per row, b_zp per column allowed."""
+    _eight_bit(g, a.name, "input")
+    _eight_bit(g, b.name, "input")
+    a_zp = _row_zero_point(e, g, a.zero_point, a_shape) if a.zero_point else None
+    b_zp = _param(g, b.zero_point) if b.zero_point else None
+    if b_zp is not None and int(np.prod(_shape(g, b.zero_point) or [1])) == 1:
+        b_zp = e.reshape(b_zp, [], "b_zp_scalar") if _shape(g, b.zero_point) else b_zp
+    bm, bmax = _shifted_weights(e, g, b.name, b.zero_point, b_zp)
+
+    def matmul(x, y, hint):
+        return e.op("MatMul", [x, y], e.dtype(x), hint)
+
+    am = _shifted(e, a.name, a_zp)
+    amax = _zero_point_bound(g, a.zero_point, _elem(g, a.name))
+    reduce_axes = (len(b_shape) - 2,) if len(b_shape) >= 2 else (0,)
+    return _exact_product(e, matmul, am, amax, bm, bmax, a_shape[-1], reduce_axes)
+
+
+def _row_zero_point(e: _Emitter, g: _Graph, name: str, a_shape: list[int]):
+    """MatMulInteger's a_zero_point: a scalar, or one per row of a 2-D (or batched) A."""
+    shape, value = _shape(g, name), _param(g, name)
+    size = int(np.prod(shape)) if shape else 1
+    if size == 1:
+        return e.reshape(value, [], "a_zp_scalar") if shape else value
+    if len(shape) == 1 and len(a_shape) >= 2 and shape[0] == a_shape[-2]:
+        return e.reshape(value, [shape[0], 1], "a_zp_rows")
+    return value  # already shaped to broadcast (e.g. [..., M, 1])
+
+
+def _matmul_integer(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    a, b = _Operand(node.input[0], _input(node, 2)), _Operand(node.input[1], _input(node, 3))
+    acc, dtype, _bound = _matmul_accumulate(e, g, a, b, _shape(g, a.name), _shape(g, b.name))
+    e.result(e.cast(acc, I32), node.output[0])
+
+
+def _conv_integer(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    x, w = _Operand(node.input[0], _input(node, 2)), _Operand(node.input[1], _input(node, 3))
+    acc, _dtype, _bound = _conv_accumulate(e, g, node, x, w)
+    e.result(e.cast(acc, I32), node.output[0])
+
+
+def _single(e: _Emitter, g: _Graph, name: str, what: str):
+    """A parameter that must hold one value, as a scalar."""
+    shape = _shape(g, name)
+    if int(np.prod(shape)) != 1:
+        raise _Refused(f"{what} '{name}' has shape {shape}: it must be a single value")
+    return e.reshape(_param(g, name), [], f"{what.replace(' ', '_')}_scalar") if shape else _param(g, name)
+
+
+def _output_scale(e: _Emitter, g: _Graph, factors: list[str], divisor: str, length: int, rank: int, axis: int, alpha: float = 1.0):
+    """The requantization scale, multiplied left to right in float32 as onnxruntime does (alpha first, as QGemm
+    does), divided by `divisor` (if any), shaped per output channel (`axis`, `length` channels) or a scalar."""
+    for name in factors + ([divisor] if divisor else []):
+        _float32_scale(g, name)
+    value = np.array(alpha, F32) if alpha != 1.0 else None
+    per_channel = False
+    for name in factors:
+        shape = _shape(g, name)
+        if int(np.prod(shape) if shape else 1) == 1:
+            factor = _single(e, g, name, "scale")
+        elif len(shape) == 1 and shape[0] == length:
+            factor, per_channel = _param(g, name), True
+        else:
+            raise _Refused(f"scale '{name}' has shape {shape}: expected one value or {length} (one per output channel)")
+        value = factor if value is None else e.mul(value, factor, "scale_product")
+    if divisor:
+        value = e.div(value, _single(e, g, divisor, "output scale"), "scale")
+    if per_channel:
+        value = e.reshape(value, [length if i == axis else 1 for i in range(rank)], "scale_axis")
+    return value
+
+
+def _output_zero_point(e: _Emitter, g: _Graph, name: str):
+    return _single(e, g, name, "output zero point")
+
+
+def _qlinear_conv(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    x = _Operand(node.input[0], node.input[2], node.input[1])
+    w = _Operand(node.input[3], node.input[5], node.input[4])
+    y_scale, y_zp, bias = node.input[6], node.input[7], _input(node, 8)
+    out_elem = _elem(g, y_zp)
+    if out_elem not in EIGHT_BIT:
+        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+    w_shape = _shape(g, w.name)
+    acc, dtype, bound = _conv_accumulate(e, g, node, x, w)
+    rank = len(_shape(g, x.name))
+    b = None
+    if bias:
+        if _elem(g, bias) != TensorProto.INT32:
+            raise _Refused(f"bias '{bias}' has type {_type_name(_elem(g, bias))}, not INT32")
+        b = _param(g, bias)
+        b = e.reshape(b, [w_shape[0] if i == 1 else 1 for i in range(rank)], "bias_axis")
+    v = _to_float_with_bias(e, acc, dtype, bound, b)
+    scale = _output_scale(e, g, [x.scale, w.scale], y_scale, w_shape[0], rank, 1)
+    _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
+
+
+def _qlinear_matmul(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    a = _Operand(node.input[0], node.input[2], node.input[1])
+    b = _Operand(node.input[3], node.input[5], node.input[4])
+    y_scale, y_zp = node.input[6], node.input[7]
+    out_elem = _elem(g, y_zp)
+    if out_elem not in EIGHT_BIT:
+        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+    a_shape, b_shape = _shape(g, a.name), _shape(g, b.name)
+    acc, dtype, bound = _matmul_accumulate(e, g, a, b, a_shape, b_shape)
+    v = _to_float_with_bias(e, acc, dtype, bound, None)
+    scale = _matmul_scale(e, g, a.scale, b.scale, y_scale, b_shape)
+    _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
+
+
+def _matmul_scale(e: _Emitter, g: _Graph, a_scale: str, b_scale: str, y_scale: str, b_shape: list[int], alpha: float = 1.0):
+    """alpha * a_scale * b_scale [/ y_scale] for a MatMul: b_scale per tensor, per column ([N]) or shaped to
+    broadcast against the output (onnxruntime's [..., 1, N])."""
+    shape = _shape(g, b_scale)
+    if not shape or int(np.prod(shape)) == 1:
+        return _output_scale(e, g, [a_scale, b_scale], y_scale, 1, 0, 0, alpha)
+    for name in [a_scale, b_scale] + ([y_scale] if y_scale else []):
+        _float32_scale(g, name)
+    a = _single(e, g, a_scale, "scale")
+    value = a if alpha == 1.0 else e.mul(np.array(alpha, F32), a, "alpha_a")
+    value = e.mul(value, _param(g, b_scale), "scale_product")
+    if y_scale:
+        value = e.div(value, _single(e, g, y_scale, "output scale"), "scale")
+    return value
+
+
+def _qgemm(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QGemm: Y = alpha * A' B' + C on 8-bit A and B (C an int32 bias added to the integer sum), then
+    requantized (y_zero_point given) or scaled to float32."""
+    a = _Operand(node.input[0], node.input[2], node.input[1])
+    b = _Operand(node.input[3], node.input[5], node.input[4])
+    bias, y_scale, y_zp = _input(node, 6), _input(node, 7), _input(node, 8)
+    if y_zp and not y_scale:
+        raise _Refused("y_zero_point without y_scale is not supported")
+    alpha = float(_attr(node, "alpha", 1.0))
+    a_name, b_name = a.name, b.name
+    a_shape, b_shape = list(_shape(g, a_name)), list(_shape(g, b_name))
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise _Refused("A and B must be matrices")
+    if _attr(node, "transA", 0):
+        a_name, a_shape = _transposed(e, g, a_name), a_shape[::-1]
+    if _attr(node, "transB", 0):
+        b_name, b_shape = _transposed(e, g, b_name), b_shape[::-1]
+    acc, dtype, bound = _matmul_accumulate(e, g, _Operand(a_name, a.zero_point), _Operand(b_name, b.zero_point), a_shape, b_shape)
+    if bias and _elem(g, bias) != TensorProto.INT32:
+        raise _Refused(f"bias '{bias}' has type {_type_name(_elem(g, bias))}, not INT32")
+    v = _to_float_with_bias(e, acc, dtype, bound, _param(g, bias) if bias else None)
+    scale = _matmul_scale(e, g, a.scale, b.scale, y_scale, b_shape, alpha)
+    g.shapes[node.output[0]] = [a_shape[0], b_shape[1]]
+    if not y_zp:
+        e.result(e.mul(v, scale, "scaled"), node.output[0])
+        return
+    out_elem = _elem(g, y_zp)
+    if out_elem not in EIGHT_BIT:
+        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+    _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
+
+
+def _transposed(e: _Emitter, g: _Graph, name: str) -> str:
+    value = g.constant(name)
+    out = e.tensor(np.ascontiguousarray(value.T), "transposed") if value is not None else \
+        e.op("Transpose", [name], e.dtype(name), "transposed", perm=[1, 0])
+    g.types[out] = g.types[name]
+    g.shapes[out] = list(reversed(_shape(g, name)))
+    if value is not None:
+        g.constants[out] = np.ascontiguousarray(value.T)
+    return out
+
+
+def _matmul_integer_to_float(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.MatMulIntegerToFloat (A, B, a_scale, b_scale[, a_zp, b_zp]): float32(sum) * (a_scale * b_scale)."""
+    a, b = _Operand(node.input[0], _input(node, 4), node.input[2]), _Operand(node.input[1], _input(node, 5), node.input[3])
+    a_shape, b_shape = _shape(g, a.name), _shape(g, b.name)
+    acc, dtype, bound = _matmul_accumulate(e, g, a, b, a_shape, b_shape)
+    v = _to_float_with_bias(e, acc, dtype, bound, None)
+    e.result(e.mul(v, _matmul_scale(e, g, a.scale, b.scale, "", b_shape), "scaled"), node.output[0])
+
+
+EXPANSIONS = {
+    ("", "QuantizeLinear"): _quantize_linear, ("", "DequantizeLinear"): _dequantize_linear,
+    ("", "DynamicQuantizeLinear"): _dynamic_quantize_linear, ("", "MatMulInteger"): _matmul_integer,
+    ("", "ConvInteger"): _conv_integer, ("", "QLinearConv"): _qlinear_conv, ("", "QLinearMatMul"): _qlinear_matmul,
+    (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
+}
+
+
+# ------------------------------------------------------------------------------------------------- QDQ groups
+
+
+def _effective_type(g: _Graph, dq: onnx.NodeProto | None = None, q: onnx.NodeProto | None = None) -> int:
+    """The 8-bit type a DequantizeLinear reads (`dq`) or a QuantizeLinear writes (`q`) once onnxruntime's
+    QDQS8ToU8Transformer has turned int8 Q -> DQ pairs into uint8 (qdq_s8_to_u8.cc)."""
+    if dq is not None:
+        elem = g.types.get(dq.input[0], 0)
+        q = g.producer.get(dq.input[0])
+        pair = q is not None and q.op_type == "QuantizeLinear" and _s8_pair(g, q, dq)
+    else:
+        assert q is not None
+        elem = g.types.get(q.output[0], 0)
+        readers = g.consumers.get(q.output[0], [])
+        pair = len(readers) == 1 and readers[0].op_type == "DequantizeLinear" and _s8_pair(g, q, readers[0])
+    return TensorProto.UINT8 if elem == TensorProto.INT8 and pair else elem
+
+
+def _s8_pair(g: _Graph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
+    if q.domain not in ("", "ai.onnx") or dq.domain not in ("", "ai.onnx") or q.output[0] in g.outputs:
+        return False
+    if len(g.consumers.get(q.output[0], [])) != 1 or dq.input[0] != q.output[0]:
+        return False
+    if len(q.input) != 3 or len(dq.input) != 3 or not q.input[2] or not dq.input[2]:
+        return False
+    q_zp, dq_zp = g.initializer(q.input[2]), g.initializer(dq.input[2])
+    if q_zp is None or dq_zp is None or q_zp.size != 1 or dq_zp.size != 1 or q_zp.dtype != np.int8 or dq_zp.dtype != np.int8:
+        return False
+    return int(q_zp.reshape(-1)[0]) == int(dq_zp.reshape(-1)[0])
+
+
+def _clip_made_redundant(g: _Graph, clip: onnx.NodeProto, q: onnx.NodeProto) -> bool:
+    """onnxruntime's IsClipMadeRedundantByQ: the Q saturates where the Relu/Clip would clip."""
+    scale = g.initializer(_input(q, 1))
+    if scale is None or scale.ndim != 0 or scale.dtype != np.float32:
+        return False
+    elem = _effective_type(g, q=q)
+    if elem not in EIGHT_BIT:
+        return False
+    zp_name = _input(q, 2)
+    if zp_name:
+        zp_value = g.initializer(zp_name)
+        if zp_value is None or zp_value.ndim != 0 and not (elem != g.types.get(q.output[0]) and zp_value.size == 1):
+            return False
+        zp = int(zp_value.reshape(-1)[0]) + (128 if elem != g.types.get(q.output[0]) else 0)
+    else:
+        zp = 0
+    lo, hi = EIGHT_BIT[elem]
+    if clip.op_type == "Relu":
+        return zp == lo
+    bounds = _clip_bounds(g, clip)
+    if bounds is None:
+        return False
+    with np.errstate(all="ignore"):
+        q_lo, q_hi = (_c_int32(np.rint(np.float32(v) / scale)) + zp for v in bounds)
+    return q_lo <= lo and q_hi >= hi
+
+
+def _c_int32(value: np.float32) -> int:
+    """static_cast<int32_t> on x86: out-of-range values (and NaN) become INT32_MIN."""
+    if not np.isfinite(value) or not -2**31 <= float(value) < 2**31:
+        return -2**31
+    return int(value)
+
+
+def _clip_bounds(g: _Graph, clip: onnx.NodeProto) -> tuple[float, float] | None:
+    if _attr(clip, "min") is not None or _attr(clip, "max") is not None:  # opset < 11
+        return float(_attr(clip, "min", np.finfo(np.float32).min)), float(_attr(clip, "max", np.finfo(np.float32).max))
+    bounds = []
+    for index, default in ((1, np.finfo(np.float32).min), (2, np.finfo(np.float32).max)):
+        name = _input(clip, index)
+        if not name:
+            bounds.append(float(default))
+            continue
+        value = g.initializer(name)
+        if value is None:
+            return None
+        bounds.append(float(value.reshape(-1)[0]))
+    return bounds[0], bounds[1]
+
+
+def _per_tensor(g: _Graph, name: str) -> bool:
+    shape = g.shapes.get(name)
+    return shape is not None and int(np.prod(shape)) == 1
+
+
+def _per_channel_ok(g: _Graph, dq: onnx.NodeProto, axis: int) -> bool:
+    """A weight DequantizeLinear whose scale is per tensor, or per channel along `axis` (what the fused op expects)."""
+    if _attr(dq, "block_size", 0):
+        return False
+    if _per_tensor(g, dq.input[1]) and (len(dq.input) < 3 or not dq.input[2] or _per_tensor(g, dq.input[2])):
+        return True
+    rank = len(g.shapes.get(dq.input[0]) or [])
+    return rank > 0 and _attr(dq, "axis", 1) % rank == axis % rank
+
+
+def _dq_inputs(g: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
+    """The DequantizeLinear producing each (present) input of `node`, or None when one is not."""
+    dqs = []
+    for name in node.input:
+        if not name:
+            continue
+        producer = g.producer.get(name)
+        if producer is None or producer.op_type != "DequantizeLinear" or producer.domain not in ("", "ai.onnx"):
+            return None
+        dqs.append(producer)
+    return dqs
+
+
+def _output_group(g: _Graph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | None, list[onnx.NodeProto], bool]:
+    """(redundant Relu/Clip, the QuantizeLinear readers, whether onnxruntime's CheckQDQNodes accepts the outputs),
+    as NodeGroupSelector::GetQDQSelection finds them; the first value is False-y and the list empty when none."""
+    out = node.output[0]
+    readers = g.consumers.get(out, [])
+    clip = None
+    if len(readers) == 1 and readers[0].op_type in ("Relu", "Clip") and readers[0].domain in ("", "ai.onnx"):
+        candidate = readers[0]
+        if len(g.consumers.get(candidate.output[0], [])) == 1 and candidate.output[0] not in g.outputs:
+            clip = candidate
+    tail = clip.output[0] if clip is not None else out
+    qs = [n for n in g.consumers.get(tail, []) if n.op_type == "QuantizeLinear" and n.domain in ("", "ai.onnx")]
+    if clip is not None and (len(qs) != 1 or not _clip_made_redundant(g, clip, qs[0])):
+        return clip, [], False
+    outputs_ok = len(qs) == 1 and len(readers) == 1 and out not in g.outputs
+    return clip, qs, outputs_ok
+
+
+def _bias_ok(g: _Graph, x_dq: onnx.NodeProto, w_dq: onnx.NodeProto, b_dq: onnx.NodeProto) -> bool:
+    """Measured against onnxruntime 1.31: it fuses a group with a bias only when the bias's DequantizeLinear reads
+    int32 with a zero point of 0 (or none) and a constant scale within 1e-6 + 1e-2 * |x_scale * w_scale| of
+    x_scale * w_scale (what its quantizer writes); otherwise it leaves the whole group in float."""
+    if g.types.get(b_dq.input[0]) != TensorProto.INT32:
+        return False
+    zp = g.constant(_input(b_dq, 2)) if _input(b_dq, 2) else np.zeros(1, np.int32)
+    scales = [g.constant(x_dq.input[1]), g.constant(w_dq.input[1]), g.constant(b_dq.input[1])]
+    if zp is None or np.any(zp != 0) or any(v is None or v.dtype != np.float32 for v in scales):
+        return False
+    xs, ws, bs = (v.reshape(-1) for v in scales)
+    expected = xs * ws
+    if bs.size not in (1, expected.size) and expected.size != 1:
+        return False
+    return bool(np.all(np.abs(bs.astype(np.float64) - expected) <= 1e-6 + 1e-2 * np.abs(expected.astype(np.float64))))
+
+
+def _zero_point(g: _Graph, node: onnx.NodeProto, elem: int, new_inits: list[onnx.TensorProto]) -> str:
+    """A Q/DQ node's zero point, or (as onnxruntime's SetOptionalZeroPoint fills it in) a zero of type `elem`."""
+    if _input(node, 2):
+        return node.input[2]
+    name = f"{node.name}/zero_point"
+    if name not in g.taken:
+        g.taken.add(name)
+        g.types[name], g.shapes[name] = elem, []
+        new_inits.append(numpy_helper.from_array(np.zeros((), helper.tensor_dtype_to_np_dtype(elem)), name))
+    return name
+
+
+def _fused_node(g: _Graph, node: onnx.NodeProto, new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+    """The QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat onnxruntime makes of `node` and the QDQ nodes
+    around it, and the nodes it replaces; None when onnxruntime leaves the group in float."""
+    dqs = _dq_inputs(g, node)
+    if not dqs or node.op_type not in ("Conv", "MatMul", "Gemm"):
+        return None
+    clip, qs, outputs_ok = _output_group(g, node)
+    if clip is not None and not qs:
+        return None
+    if qs and not _per_tensor(g, qs[0].input[1]):
+        return None
+    if not _per_tensor(g, dqs[0].input[1]) or _attr(dqs[0], "block_size", 0):
+        return None
+    act = _effective_type(g, dq=dqs[0])
+    weight = g.types.get(dqs[1].input[0], 0) if len(dqs) > 1 else 0
+    if act not in EIGHT_BIT or weight not in EIGHT_BIT:
+        return None
+    replaced = [node] + ([clip] if clip is not None else []) + qs[:1]
+    name = node.name
+    zps = [_zero_point(g, dq, g.types[dq.input[0]], new_inits) for dq in dqs[:2]]
+    y_zp = _zero_point(g, qs[0], g.types.get(qs[0].output[0], TensorProto.UINT8), new_inits) if qs else ""
+    if len(dqs) == 3 and not _bias_ok(g, dqs[0], dqs[1], dqs[2]):
+        return None
+    if node.op_type == "Conv":
+        if not (qs and outputs_ok) or act == TensorProto.INT8 or act != _effective_type(g, q=qs[0]):
+            return None
+        if not _per_channel_ok(g, dqs[1], 0):
+            return None
+        x, w, q = dqs[0], dqs[1], qs[0]
+        inputs = [x.input[0], x.input[1], zps[0], w.input[0], w.input[1], zps[1], q.input[1], y_zp]
+        if len(dqs) == 3:
+            inputs.append(dqs[2].input[0])
+        fused = helper.make_node("QLinearConv", inputs, [q.output[0]], name=name, **_conv_attrs(node))
+        return fused, replaced
+    if node.op_type == "MatMul":
+        if len(dqs) != 2 or act == TensorProto.INT8 or not _per_channel_ok(g, dqs[1], -1):
+            return None
+        a, b = dqs
+        if qs:
+            if not outputs_ok or act != _effective_type(g, q=qs[0]):
+                return None
+            q = qs[0]
+            inputs = [a.input[0], a.input[1], zps[0], b.input[0], b.input[1], zps[1], q.input[1], y_zp]
+            return helper.make_node("QLinearMatMul", inputs, [q.output[0]], name=name), replaced
+        inputs = [a.input[0], b.input[0], a.input[1], b.input[1], zps[0], zps[1]]
+        return helper.make_node("MatMulIntegerToFloat", inputs, [node.output[0]], name=name, domain=MS_DOMAIN), [node]
+    # Gemm -> com.microsoft.QGemm (GemmNodeGroupSelector: no int8_allowed restriction)
+    if qs and not outputs_ok:
+        return None
+    if act == TensorProto.INT8 and weight != TensorProto.INT8:
+        return None
+    if qs and act != _effective_type(g, q=qs[0]):
+        return None
+    if len(dqs) == 3 and float(_attr(node, "beta", 1.0)) != 1.0:
+        return None
+    if not _per_channel_ok(g, dqs[1], 0 if _attr(node, "transB", 0) else 1):
+        return None
+    a, b = dqs[0], dqs[1]
+    inputs = [a.input[0], a.input[1], zps[0], b.input[0], b.input[1], zps[1], dqs[2].input[0] if len(dqs) == 3 else ""]
+    if qs:
+        inputs += [qs[0].input[1], y_zp]
+    attrs = {k: _attr(node, k) for k in ("alpha", "transA", "transB") if _attr(node, k) is not None}
+    output = qs[0].output[0] if qs else node.output[0]
+    return helper.make_node("QGemm", inputs, [output], name=name, domain=MS_DOMAIN, **attrs), replaced if qs else [node]
+
+
+def _integer_kernel_group(g: _Graph, node: onnx.NodeProto) -> str | None:
+    """Why `node` is refused: onnxruntime computes it and the QDQ nodes around it with an integer kernel hcc does not
+    reproduce (a broad test: one input from a DequantizeLinear and the output read by a QuantizeLinear)."""
+    kernel = ORT_INTEGER_KERNELS.get(node.op_type)
+    if kernel is None and node.op_type == "Resize" and str(_attr(node, "mode", b"nearest"), "utf-8") != "nearest":
+        kernel = "an 8-bit Resize"
+    if kernel is None or node.domain not in ("", "ai.onnx"):
+        return None
+    from_dq = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n)
+    to_q = any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
+    if from_dq and to_q:
+        return (f"onnxruntime computes DequantizeLinear -> {node.op_type} -> QuantizeLinear with its integer kernel {kernel}, "
+                "whose rounding hcc does not reproduce (a result could differ in the last quantization step)")
+    return None
+
+
+def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
+    """Replace, in place, the QDQ groups onnxruntime fuses by the fused op; returns how many. The fused node takes
+    the place of the group's last node (its QuantizeLinear), where every input it reads exists."""
+    g = _Graph.of(model)
+    placed: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    new_inits: list[onnx.TensorProto] = []
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        reason = _integer_kernel_group(g, node)
+        if reason:
+            raise HccError(f"{path}: node '{node.name}' ({node.op_type}): {reason}")
+        if id(node) in removed:
+            continue
+        result = _fused_node(g, node, new_inits)
+        if result is None:
+            continue
+        fused, replaced = result
+        placed[id(replaced[-1])] = fused
+        removed.update(id(n) for n in replaced[:-1])
+    if not placed:
+        return 0
+    nodes = [placed.get(id(n), n) for n in model.graph.node if id(n) not in removed]
+    used = {name for n in nodes for name in n.input} | g.outputs
+    nodes = [n for n in nodes if not (n.op_type == "DequantizeLinear" and n.output[0] not in used)]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for n in nodes for name in n.input}
+    model.graph.initializer.extend(i for i in new_inits if i.name in used)
+    if not any(i.domain == MS_DOMAIN for i in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+    return len(placed)
+
+
+# ------------------------------------------------------------------------------------------------- entry point
+
+
+def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
+    """Replace, in place, every quantized op by its exact float/integer expansion; returns how many."""
+    opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
+    g = _Graph.of(model)
+    nodes, inits, replaced_inputs, count = [], [], set(), 0
+    for node in model.graph.node:
+        domain = "" if node.domain in ("", "ai.onnx") else node.domain
+        expand = EXPANSIONS.get((domain, node.op_type))
+        if expand is None:
+            nodes.append(node)
+            continue
+        e = _Emitter(node, g)
+        try:
+            expand(e, g, node, opset)
+        except _Refused as why:
+            raise HccError(f"{path}: node '{node.name}' ({node.op_type}): {why}") from None
+        except (ValueError, IndexError, KeyError, TypeError) as exc:  # a malformed node the checker let through
+            raise HccError(f"{path}: node '{node.name}' ({node.op_type}): cannot be compiled: {type(exc).__name__}: {exc}") from None
+        for name in node.output:  # outputs of ops shape inference does not know (com.microsoft) get their types here
+            if name and name not in g.types and name in e.dtypes:
+                g.types[name] = helper.np_dtype_to_tensor_dtype(e.dtypes[name])
+        nodes.extend(e.nodes)
+        inits.extend(e.inits)
+        replaced_inputs.update(node.input)
+        count += 1
+    if count:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        used = {name for n in nodes for name in n.input} | g.outputs | {v.name for v in model.graph.input}
+        kept = [i for i in list(model.graph.initializer) + inits if i.name in used or i.name not in replaced_inputs | {t.name for t in inits}]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(kept)
+        if not any(n.domain == MS_DOMAIN for n in nodes):
+            kept_opsets = [i for i in model.opset_import if i.domain != MS_DOMAIN]
+            del model.opset_import[:]
+            model.opset_import.extend(kept_opsets)
+    return count
+
+
+def rewrite_quantized(model: onnx.ModelProto, path: str) -> int:
+    """QDQ groups fused as onnxruntime fuses them, then every quantized op expanded; returns the number of nodes
+    rewritten (the caller re-runs shape inference when it is not zero)."""
+    if not any(n.op_type in QUANTIZED_OPS or n.op_type in MS_QUANTIZED_OPS for n in model.graph.node):
+        return 0
+    return fuse_qdq_groups(model, path) + expand_quantized_ops(model, path)

@@ -1,0 +1,400 @@
+"""Quantized models (frontend/quantized.py): the ONNX quantization ops, QDQ and QOperator models, compiled and compared
+bit for bit with onnxruntime run on the model as written (never on hcc's rewrite of it).
+
+Integer outputs must be equal; float outputs of a QDQ model (a final DequantizeLinear) too, since one quantization
+step of difference inside the network would show there. The QDQ tests use scales that are not powers of two, so
+that a float computation of what onnxruntime computes with integer kernels would differ (test_fusion_matters).
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+
+import hcc
+import hcc.frontend.quantized as quantized
+import hcc.runtime
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model
+
+F, U8, I8, I32 = T.FLOAT, T.UINT8, T.INT8, T.INT32
+RNG = np.random.default_rng(11)
+# Scales that are not powers of two (as calibration produces them): rounding ties of a float path are then rare
+# but real, and the integer path differs from it.
+XS, WS, YS = np.float32(0.0213731), np.float32(0.00417319), np.float32(0.0391177)
+
+
+def c(name: str, value, dtype=None) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+
+
+def make(nodes, inputs, outputs, inits=(), opset: int = 13, ms: bool = False) -> onnx.ModelProto:
+    graph = h.make_graph(nodes, "quantized", [h.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                         [h.make_tensor_value_info(n, t, s) for n, t, s in outputs], initializer=list(inits))
+    opsets = [h.make_opsetid("", opset)] + ([h.make_opsetid("com.microsoft", 1)] if ms else [])
+    return h.make_model(graph, opset_imports=opsets, ir_version=8 if opset <= 18 else 10)
+
+
+def compile_model(model: onnx.ModelProto, tmp_path, name: str = "model"):
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, path)
+    hcc.compile(path, tmp_path / f"{name}.bundle")
+    return hcc.runtime.load(tmp_path / f"{name}.bundle")
+
+
+def assert_exact(session, model: onnx.ModelProto, feeds_list: list[dict]) -> None:
+    """Every output equal to onnxruntime's (NaN where it has NaN) for every set of feeds."""
+    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in reference.get_outputs()]
+    for index, feeds in enumerate(feeds_list):
+        expected = dict(zip(names, reference.run(names, feeds)))
+        for name, actual in zip(session.manifest.outputs, session.run(None, feeds)):
+            assert actual.dtype == expected[name].dtype, name
+            np.testing.assert_array_equal(actual, expected[name], err_msg=f"output '{name}', feeds #{index}")
+
+
+def ints(dtype, shape) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+
+
+# ------------------------------------------------------------------------------------------------ single ops
+
+
+def _elementwise_model() -> onnx.ModelProto:
+    """QuantizeLinear and DequantizeLinear: per tensor, per axis, blocked; uint8, int8, int32."""
+    nodes = [
+        h.make_node("QuantizeLinear", ["x", "s", "zu"], ["q_u8"], name="q_u8"),
+        h.make_node("QuantizeLinear", ["x", "s", "zi"], ["q_i8"], name="q_i8"),
+        h.make_node("QuantizeLinear", ["x", "s"], ["q_default"], name="q_default"),  # no zero point: uint8, zp 0
+        h.make_node("QuantizeLinear", ["x4", "s_axis", "z_axis"], ["q_axis"], name="q_axis", axis=1),
+        h.make_node("QuantizeLinear", ["x4", "s_block", "z_block"], ["q_block"], name="q_block", axis=2, block_size=3),
+        h.make_node("DequantizeLinear", ["u", "s", "zu"], ["dq_u8"], name="dq_u8"),
+        h.make_node("DequantizeLinear", ["i", "s_rows", "z_rows"], ["dq_axis"], name="dq_axis", axis=0),
+        h.make_node("DequantizeLinear", ["b", "s_bias"], ["dq_i32"], name="dq_i32"),
+        h.make_node("DequantizeLinear", ["u4", "s_block", "z_block"], ["dq_block"], name="dq_block", axis=2, block_size=3),
+    ]
+    inits = [c("s", 0.25, np.float32), c("zu", 3, np.uint8), c("zi", -5, np.int8),
+             c("s_axis", [0.5, XS, 0.07], np.float32), c("z_axis", [0, 40, 250], np.uint8),
+             c("s_block", RNG.uniform(0.01, 0.1, (2, 3, 2, 2)).astype(np.float32), None), c("z_block", ints(np.uint8, (2, 3, 2, 2))),
+             c("s_rows", [0.1, WS, 1.5, 3e-5], np.float32), c("z_rows", [0, 3, -3, 127], np.int8), c("s_bias", XS * WS, np.float32)]
+    inputs = [("x", F, [64]), ("x4", F, [2, 3, 5, 2]), ("u", U8, [64]), ("i", I8, [4, 16]), ("b", I32, [40]), ("u4", U8, [2, 3, 5, 2])]
+    outputs = [("q_u8", U8, [64]), ("q_i8", I8, [64]), ("q_default", U8, [64]), ("q_axis", U8, [2, 3, 5, 2]), ("q_block", U8, [2, 3, 5, 2]),
+               ("dq_u8", F, [64]), ("dq_axis", F, [4, 16]), ("dq_i32", F, [40]), ("dq_block", F, [2, 3, 5, 2])]
+    return make(nodes, inputs, outputs, inits, opset=21)
+
+
+def _elementwise_feeds(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(64) * 40).astype(np.float32)
+    x[:16] = (rng.integers(-400, 400, 16) + 0.5).astype(np.float32) * 0.25  # ties: x / 0.25 = k + 0.5 exactly
+    x[16:24] = [np.nan, np.inf, -np.inf, 1e30, -1e30, 31.875, -32.125, -0.0]  # NaN -> qmin; saturation at both ends
+    return {"x": x, "x4": (rng.standard_normal((2, 3, 5, 2)) * 5).astype(np.float32), "u": np.arange(0, 256, 4, dtype=np.uint8),
+            "i": np.arange(-128, 128, 4, dtype=np.int8).reshape(4, 16), "b": rng.integers(-(1 << 30), 1 << 30, 40).astype(np.int32),
+            "u4": ints(np.uint8, (2, 3, 5, 2))}
+
+
+def test_quantize_and_dequantize_match_onnxruntime(tmp_path):
+    model = _elementwise_model()
+    assert_exact(compile_model(model, tmp_path), model, [_elementwise_feeds(seed) for seed in range(3)])
+
+
+def _integer_model() -> onnx.ModelProto:
+    """MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv at opset 10 (converted to 11), uint8 and int8, per tensor
+    and per channel, with a bias, and a requantization scale of exactly 0.5 (ties)."""
+    w_conv = RNG.integers(-128, 128, (6, 4, 3, 3)).astype(np.int8)
+    w_conv_u8 = RNG.integers(0, 256, (3, 4, 2, 2)).astype(np.uint8)
+    w_mm = RNG.integers(-128, 128, (24, 10)).astype(np.int8)
+    nodes = [
+        h.make_node("MatMulInteger", ["a", "w_mm", "az", "wz_cols"], ["mmi"], name="mmi"),
+        h.make_node("MatMulInteger", ["a", "b_rt"], ["mmi_rt"], name="mmi_runtime"),
+        h.make_node("ConvInteger", ["x", "w_conv", "xz", "wz_conv"], ["convi"], name="convi", pads=[1, 1, 1, 1]),
+        h.make_node("QLinearMatMul", ["a3", "as", "az", "w_mm", "ws_cols", "wz_zero", "ys", "yz"], ["qmm"], name="qmm"),
+        h.make_node("QLinearMatMul", ["a_i8", "half", "z_i8", "b_i8", "one", "z_i8", "one", "z_i8"], ["qmm_ties"], name="qmm_ties"),
+        h.make_node("QLinearConv", ["x", "xs", "xz", "w_conv", "ws_chan", "wz_zero6", "ys", "yz", "bias"], ["qconv"], name="qconv",
+                    pads=[1, 0, 1, 0], strides=[2, 1]),
+        h.make_node("QLinearConv", ["x", "half", "xz", "w_conv_u8", "one", "wz_u8", "one", "yz"], ["qconv_ties"], name="qconv_ties"),
+    ]
+    inits = [c("w_mm", w_mm), c("w_conv", w_conv), c("w_conv_u8", w_conv_u8), c("az", 131, np.uint8), c("wz_cols", ints(np.int8, 10)),
+             c("xz", 7, np.uint8), c("wz_conv", -9, np.int8), c("as", XS, np.float32),
+             c("ws_cols", RNG.uniform(1e-3, 1e-2, 10).astype(np.float32)), c("wz_zero", np.zeros(10, np.int8)), c("ys", YS, np.float32),
+             c("yz", 128, np.uint8), c("half", 0.5, np.float32), c("one", 1.0, np.float32), c("z_i8", -3, np.int8), c("xs", XS, np.float32),
+             c("ws_chan", RNG.uniform(1e-3, 1e-2, 6).astype(np.float32)), c("wz_zero6", np.zeros(6, np.int8)),
+             c("bias", RNG.integers(-20000, 20000, 6).astype(np.int32)), c("wz_u8", 128, np.uint8)]
+    inputs = [("a", U8, [5, 24]), ("b_rt", U8, [24, 7]), ("x", U8, [2, 4, 9, 7]), ("a3", U8, [2, 5, 24]), ("a_i8", I8, [5, 6]), ("b_i8", I8, [6, 4])]
+    outputs = [("mmi", I32, [5, 10]), ("mmi_rt", I32, [5, 7]), ("convi", I32, [2, 6, 9, 7]), ("qmm", U8, [2, 5, 10]), ("qmm_ties", I8, [5, 4]),
+               ("qconv", U8, [2, 6, 5, 5]), ("qconv_ties", U8, [2, 3, 8, 6])]
+    return make(nodes, inputs, outputs, inits, opset=10)
+
+
+def test_integer_ops_match_onnxruntime(tmp_path):
+    model = _integer_model()
+    feeds = [{"a": ints(np.uint8, (5, 24)), "b_rt": ints(np.uint8, (24, 7)), "x": ints(np.uint8, (2, 4, 9, 7)),
+              "a3": ints(np.uint8, (2, 5, 24)), "a_i8": ints(np.int8, (5, 6)), "b_i8": ints(np.int8, (6, 4))} for _ in range(3)]
+    assert_exact(compile_model(model, tmp_path), model, feeds)
+
+
+def _qgemm_model() -> onnx.ModelProto:
+    """com.microsoft.QGemm (what onnxruntime's quantizer writes for a Gemm): requantized, and scaled to float."""
+    nodes = [
+        h.make_node("QGemm", ["a", "as", "az", "w", "ws", "wz", "bias", "ys", "yz"], ["y_q"], name="qgemm_q", domain="com.microsoft",
+                    transB=1, alpha=0.75),
+        h.make_node("QGemm", ["at", "as", "az", "w", "ws", "wz"], ["y_f"], name="qgemm_f", domain="com.microsoft", transA=1, transB=1),
+    ]
+    inits = [c("as", XS, np.float32), c("az", 17, np.uint8), c("w", ints(np.int8, (12, 40))),
+             c("ws", RNG.uniform(1e-3, 1e-2, 12).astype(np.float32)), c("wz", np.zeros(12, np.int8)),
+             c("bias", RNG.integers(-30000, 30000, 12).astype(np.int32)), c("ys", YS, np.float32), c("yz", 90, np.uint8)]
+    return make(nodes, [("a", U8, [6, 40]), ("at", U8, [40, 6])], [("y_q", U8, [6, 12]), ("y_f", F, [6, 12])], inits, ms=True)
+
+
+def test_qgemm_matches_onnxruntime(tmp_path):
+    model = _qgemm_model()
+    assert_exact(compile_model(model, tmp_path), model, [{"a": ints(np.uint8, (6, 40)), "at": ints(np.uint8, (40, 6))} for _ in range(3)])
+
+
+def test_dynamic_quantize_linear_matches_onnxruntime(tmp_path):
+    model = make([h.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zp"], name="dql")], [("x", F, [3, 50])],
+                 [("y", U8, [3, 50]), ("scale", F, []), ("zp", U8, [])], opset=11)
+    rng = np.random.default_rng(5)
+    feeds = [{"x": (rng.standard_normal((3, 50)) * 3 + shift).astype(np.float32)} for shift in (-1.0, 0.5, 20.0, -20.0)]
+    feeds.append({"x": np.zeros((3, 50), np.float32)})  # max == min: scale 1
+    assert_exact(compile_model(model, tmp_path), model, feeds)
+
+
+def _products(model: onnx.ModelProto, tmp_path) -> list[tuple[str, int]]:
+    """(op, element type of its result) of every Conv/MatMul in hcc's rewrite of `model`."""
+    path = tmp_path / "products.onnx"
+    onnx.save(model, path)
+    loaded = load_model(str(path)).model
+    types = {v.name: v.type.tensor_type.elem_type for v in list(loaded.graph.value_info) + list(loaded.graph.output)}
+    return sorted((n.op_type, types.get(n.output[0], 0)) for n in loaded.graph.node if n.op_type in ("Conv", "MatMul"))
+
+
+def test_sums_are_exact_beyond_float32(tmp_path):
+    """A float32 product when every partial sum stays within 2^24 (bound from the constant weights), two halves of the
+    weights (w = 16*hi + lo) added in int32 when each half does, float64 otherwise; all equal onnxruntime's int32."""
+    k = 3000
+    small, large = RNG.integers(-3, 4, (k, 4)).astype(np.int8), RNG.integers(-128, 128, (k, 4)).astype(np.int8)
+    nodes = [h.make_node("MatMulInteger", ["a", "small"], ["y_f32"], name="fits"),
+             h.make_node("MatMulInteger", ["a", "large"], ["y_split"], name="split"),
+             h.make_node("MatMulInteger", ["a", "b"], ["y_f64"], name="runtime")]
+    model = make(nodes, [("a", U8, [3, k]), ("b", I8, [k, 4])], [("y_f32", I32, [3, 4]), ("y_split", I32, [3, 4]), ("y_f64", I32, [3, 4])],
+                 [c("small", small), c("large", large)])
+    assert _products(model, tmp_path) == [("MatMul", F), ("MatMul", F), ("MatMul", F), ("MatMul", T.DOUBLE)]
+    feeds = [{"a": np.full((3, k), 255, np.uint8), "b": np.full((k, 4), -128, np.int8)},  # the extremes: |sum| = 97,920,000
+             {"a": ints(np.uint8, (3, k)), "b": ints(np.int8, (k, 4))}]
+    assert_exact(compile_model(model, tmp_path), model, feeds)
+
+
+def test_float_to_uint8_cast_keeps_128_to_255(tmp_path):
+    """Every uint8 result goes through a float -> uint8 cast, which torch-mlir converts with `fptosi` to i8 (127 for
+    128..255 in vector code); frontend/rewrites.py (user Casts) and quantized.py cast through int32 instead."""
+    model = make([h.make_node("Cast", ["x"], ["y"], name="cast", to=U8)], [("x", F, [4, 64])], [("y", U8, [4, 64])])
+    x = np.arange(0, 256, dtype=np.float32) + 0.25
+    x[-4:] = [-1.0, 300.0, 255.9, -0.5]  # outside 0..255: wrapped as onnxruntime's static_cast on x86 does
+    assert_exact(compile_model(model, tmp_path), model, [{"x": x.reshape(4, 64)}])
+
+
+# ------------------------------------------------------------------------------------------------ QDQ models
+
+
+def _qdq_conv(activation=np.uint8, weights=np.int8, relu=False, per_channel=False, bias_scale=1.0, channels=32) -> onnx.ModelProto:
+    """Q -> DQ -> Conv(DQ weights, DQ int32 bias) [-> Relu] -> Q -> DQ, as onnxruntime's quantizer writes it."""
+    m = 16
+    w = RNG.integers(-60, 60, (m, channels, 3, 3)) if weights == np.int8 else RNG.integers(60, 200, (m, channels, 3, 3))
+    ws = RNG.uniform(0.002, 0.012, m).astype(np.float32) if per_channel else WS
+    wz = np.zeros(m, weights) if weights == np.int8 else np.full(m, 128, weights)
+    xz, yz = (128, 0) if activation == np.uint8 else (0, -128)
+    nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
+             h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
+             h.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq_w", axis=0),
+             h.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="dq_b", axis=0),
+             h.make_node("Conv", ["xd", "wd", "bd"], ["conv"], name="conv", pads=[1, 1, 1, 1])]
+    if relu:
+        nodes.append(h.make_node("Relu", ["conv"], ["relu"], name="relu"))
+    nodes += [h.make_node("QuantizeLinear", ["relu" if relu else "conv", "ys", "yz"], ["yq"], name="quant_y"),
+              h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dq_y")]
+    inits = [c("xs", XS), c("xz", xz, activation), c("w", w.astype(weights)), c("ws", ws if per_channel else ws.reshape(())),
+             c("wz", wz if per_channel else wz[0]), c("b", RNG.integers(-2000, 2000, m).astype(np.int32)),
+             c("bs", (XS * ws * bias_scale).astype(np.float32) if per_channel else np.float32(XS * ws * bias_scale)),
+             c("bz", np.zeros(m, np.int32) if per_channel else np.int32(0)), c("ys", YS), c("yz", yz, activation)]
+    return make(nodes, [("x", F, [1, channels, 16, 16])], [("y", F, [1, m, 16, 16])], inits)
+
+
+@pytest.mark.parametrize("options", [{}, {"relu": True, "activation": np.int8, "per_channel": True}], ids=["u8", "s8-relu-per-channel"])
+def test_fusion_matters(tmp_path, options, monkeypatch):
+    """onnxruntime computes a QDQ Conv as QLinearConv (integer sums, one requantization); so does hcc. The float
+    computation the QDQ nodes spell out differs from it in the last quantization step of some outputs."""
+    model = _qdq_conv(**options, channels=64)
+    feeds = [{"x": (RNG.standard_normal((1, 64, 16, 16)) * 1.5).astype(np.float32)} for _ in range(20)]
+    assert_exact(compile_model(model, tmp_path, "fused"), model, feeds)
+    monkeypatch.setattr(quantized, "fuse_qdq_groups", lambda model, path: 0)
+    unfused = compile_model(model, tmp_path, "unfused")
+    with pytest.raises(AssertionError, match="Mismatched elements"):
+        assert_exact(unfused, model, feeds)
+
+
+def _fused_ops(model: onnx.ModelProto) -> list[str]:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy = onnx.shape_inference.infer_shapes(copy)
+    quantized.fuse_qdq_groups(copy, "m.onnx")
+    return sorted(n.op_type for n in copy.graph.node if n.op_type in FUSED)
+
+
+def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return sorted(n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node if n.op_type in FUSED)
+
+
+FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat"}
+
+
+def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
+    n, k = 8, 16
+    w = RNG.integers(-60, 60, (n, k) if trans_b else (k, n)).astype(np.int8)
+    xz, yz = (128, 0) if activation == np.uint8 else (0, -128)
+    t_act = U8 if activation == np.uint8 else I8
+    nodes = [] if graph_input else [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x")]
+    nodes += [h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
+              h.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq_w"),
+              h.make_node(op, ["xd", "wd"], ["mm"], name="mm", **({"transB": trans_b} if op == "Gemm" else {}))]
+    last = "mm"
+    if relu_zp is not None:
+        nodes.append(h.make_node("Relu", ["mm"], ["relu"], name="relu"))
+        last, yz = "relu", relu_zp
+    outputs = [("mm_out", F, [4, n])]
+    if q:
+        nodes += [h.make_node("QuantizeLinear", [last, "ys", "yz"], ["yq"], name="quant_y"),
+                  h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["mm_out"], name="dq_y")]
+    else:
+        nodes.append(h.make_node("Identity", [last], ["mm_out"], name="out"))
+    inputs = [("xq", t_act, [4, k])] if graph_input else [("x", F, [4, k])]
+    inits = [c("xs", XS), c("xz", xz, activation), c("w", w), c("ws", WS), c("wz", 0, np.int8), c("ys", YS), c("yz", yz, activation)]
+    return make(nodes, inputs, outputs, inits)
+
+
+FUSION_CASES = {
+    "conv": lambda: _qdq_conv(),
+    "conv-s8": lambda: _qdq_conv(activation=np.int8),  # an int8 Q -> DQ pair becomes uint8 in onnxruntime, then fuses
+    "conv-u8-weights": lambda: _qdq_conv(weights=np.uint8),
+    "conv-relu-redundant": lambda: _qdq_conv(relu=True),  # uint8 output zero point 0: the Q clips as the Relu would
+    "conv-relu-s8-per-channel": lambda: _qdq_conv(relu=True, activation=np.int8, per_channel=True),
+    "conv-bias-scale-off": lambda: _qdq_conv(bias_scale=2.0),  # the bias's scale is not x_scale * w_scale: left in float
+    "matmul": lambda: _qdq_matmul(),
+    "matmul-float-output": lambda: _qdq_matmul(q=False),  # MatMulIntegerToFloat
+    "matmul-s8-graph-input": lambda: _qdq_matmul(activation=np.int8, graph_input=True),  # int8 activations stay float
+    "matmul-relu-not-redundant": lambda: _qdq_matmul(relu_zp=5),
+    "gemm": lambda: _qdq_matmul("Gemm"),
+    "gemm-transb-float-output": lambda: _qdq_matmul("Gemm", q=False, trans_b=1),
+    "gemm-s8-graph-input": lambda: _qdq_matmul("Gemm", activation=np.int8, graph_input=True),  # QGemm takes int8
+}
+
+
+@pytest.mark.parametrize("case", FUSION_CASES)
+def test_fusion_decisions_are_onnxruntimes(case, tmp_path):
+    model = FUSION_CASES[case]()
+    assert _fused_ops(model) == _onnxruntime_fused_ops(model, tmp_path)
+
+
+def _float_cnn() -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    weights = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "b1": rng.standard_normal(8) * 0.1, "w2": rng.standard_normal((16, 8, 3, 3)) * 0.2,
+               "b2": rng.standard_normal(16) * 0.1, "wg": rng.standard_normal((10, 256)) * 0.1, "bg": rng.standard_normal(10) * 0.1}
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1], strides=[2, 2]),
+             h.make_node("Relu", ["c2"], ["r2"], name="relu2"), h.make_node("Flatten", ["r2"], ["f"], name="flatten"),
+             h.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="gemm", transB=1)]
+    return make(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, [1, 10])], [c(k, v.astype(np.float32)) for k, v in weights.items()], opset=17)
+
+
+def _quantize_static(tmp_path, quant_format: str, activation: str = "QUInt8", weights: str = "QInt8", per_channel: bool = False) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32)} for i in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    source, target = tmp_path / "float.onnx", tmp_path / f"{quant_format}.onnx"
+    onnx.save(_float_cnn(), source)
+    quantize_static(str(source), str(target), Reader(), quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
+                    activation_type=getattr(QuantType, activation), weight_type=getattr(QuantType, weights))
+    return onnx.load(target)
+
+
+def _cnn_feeds(count: int) -> list[dict]:
+    return [{"x": (RNG.standard_normal((1, 3, 8, 8)) * (1 + i % 3)).astype(np.float32)} for i in range(count)]
+
+
+CNN_VARIANTS = [
+    pytest.param("QDQ", "QUInt8", "QInt8", False, id="qdq-u8-s8"),
+    pytest.param("QDQ", "QInt8", "QInt8", True, id="qdq-s8-s8-per-channel"),
+    pytest.param("QOperator", "QUInt8", "QInt8", False, id="qoperator-u8-s8"),
+    pytest.param("QDQ", "QUInt8", "QUInt8", False, id="qdq-u8-u8", marks=pytest.mark.slow),
+    pytest.param("QDQ", "QUInt8", "QInt8", True, id="qdq-u8-s8-per-channel", marks=pytest.mark.slow),
+    pytest.param("QDQ", "QInt8", "QInt8", False, id="qdq-s8-s8", marks=pytest.mark.slow),
+    pytest.param("QOperator", "QUInt8", "QInt8", True, id="qoperator-u8-s8-per-channel", marks=pytest.mark.slow),
+    pytest.param("QOperator", "QUInt8", "QUInt8", False, id="qoperator-u8-u8", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("quant_format, activation, weights, per_channel", CNN_VARIANTS)
+def test_quantized_cnn_matches_onnxruntime(tmp_path, quant_format, activation, weights, per_channel):
+    """A float CNN (conv, relu, conv, relu, flatten, gemm) quantized by onnxruntime.quantization.quantize_static."""
+    model = _quantize_static(tmp_path, quant_format, activation, weights, per_channel)
+    if quant_format == "QDQ":
+        assert _fused_ops(model) == ["QGemm", "QLinearConv", "QLinearConv"]
+    else:
+        assert {n.op_type for n in model.graph.node} >= {"QLinearConv", "QGemm"}
+    assert_exact(compile_model(model, tmp_path), model, _cnn_feeds(40))
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+def _load_error(model: onnx.ModelProto, tmp_path) -> str:
+    path = tmp_path / "refused.onnx"
+    onnx.save(model, path)
+    with pytest.raises(HccError) as info:
+        load_model(str(path))
+    return info.value.message
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: make([h.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="q16")], [("x", F, [4])], [("y", T.INT16, [4])],
+                  [c("s", 0.1, np.float32), c("z", 0, np.int16)], opset=21),
+     r"node 'q16' \(QuantizeLinear\): output type INT16 is not supported: hcc compiles 8-bit integer quantization"),
+    (lambda: make([h.make_node("DequantizeLinear", ["x", "s"], ["y"], name="dq8")], [("x", T.FLOAT8E4M3FN, [4])], [("y", F, [4])],
+                  [c("s", 0.1, np.float32)], opset=21),
+     r"node 'dq8' \(DequantizeLinear\): input 'x' has type FLOAT8E4M3FN: hcc dequantizes INT8, UINT8 and INT32 only"),
+    (lambda: make([h.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], name="q_axis", axis=1)], [("x", F, [2, 3])], [("y", U8, [2, 3])],
+                  [c("s", [0.1, 0.2], np.float32), c("z", [0, 0], np.uint8)]),
+     r"node 'q_axis' \(QuantizeLinear\): scale 's' has shape \[2\]: per-axis quantization needs one value per element of the axis"),
+    (lambda: make([h.make_node("DequantizeLinear", ["x", "s"], ["y"], name="dq_block", axis=1, block_size=2)], [("x", U8, [2, 6])],
+                  [("y", F, [2, 6])], [c("s", np.ones((2, 2), np.float32))], opset=21),
+     r"node 'dq_block' \(DequantizeLinear\): blocked scale 's' has 2 blocks on axis 1, expected 3"),
+    (lambda: make([h.make_node("QLinearMatMul", ["a", "s", "z", "b", "s", "z", "s", "z"], ["y"], name="qmm16")],
+                  [("a", U8, [2, 3]), ("b", U8, [3, 2])], [("y", U8, [2, 2])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
+     r"node 'qmm16' \(QLinearMatMul\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
+    (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
+                   h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
+                   h.make_node("Add", ["ad", "bd"], ["sum"], name="residual"), h.make_node("QuantizeLinear", ["sum", "s", "z"], ["y"], name="q")],
+                  [("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
+     r"node 'residual' \(Add\): onnxruntime computes DequantizeLinear -> Add -> QuantizeLinear with its integer kernel QLinearAdd"),
+], ids=["int16", "float8", "axis-length", "blocks", "float16-scale", "qdq-add"])
+def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
+    error = _load_error(build(), tmp_path)
+    assert re.search(message, error), error
