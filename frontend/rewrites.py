@@ -13,6 +13,9 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * Hardmax: torch-mlir's conversion takes an argmax, so a row whose maximum is NaN gets a one where onnxruntime
   (which compares every element with Eigen's row maximum) gives all zeros. It is replaced by ReduceMax, Equal,
   ArgMax, OneHot and a mask, which keep onnxruntime's NaN rules (passes/nan_semantics.py handles the ReduceMax).
+* Cast (and CastLike) from a float type to uint8: torch-mlir converts it with `arith.fptosi` to i8, which
+  saturates at 127 in vectorized code (200.0 became 127). It is replaced by a Cast to int32 and one to uint8, which
+  keeps 0..255 and wraps like onnxruntime's static_cast on x86 (300.0 -> 44, -1.0 -> 255).
 * Expand whose shape operand has fewer dimensions than the input (bidirectional broadcasting): torch-mlir
   lowers Expand to aten.broadcast_to, which requires the target shape to cover the input's rank. With static shapes
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
@@ -156,10 +159,30 @@ def _full_expand_shape(node: onnx.NodeProto, shapes: dict[str, list[int] | None]
     return out_shape
 
 
+FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+
+
+def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
+    """Cast/CastLike from a float type to uint8, as a cast to int32 and one to uint8 (see the module docstring)."""
+    if node.op_type == "Cast":
+        target = _attr_int(node, "to", 0)
+    elif node.op_type == "CastLike" and len(node.input) > 1:
+        target = types.get(node.input[1], 0)
+    else:
+        return None
+    if target != onnx.TensorProto.UINT8 or types[node.input[0]] not in FLOAT_ELEM_TYPES:
+        return None
+    wide = f"{node.name}/int32_out"
+    return [helper.make_node("Cast", [node.input[0]], [wide], name=f"{node.name}/int32", to=onnx.TensorProto.INT32),
+            helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)], []
+
+
 def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None]):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
+    if node.op_type in ("Cast", "CastLike"):
+        return _float_to_uint8_cast(node, types)
     if node.op_type == "Hardmax" and shapes.get(node.input[0]):
         return _hardmax_nodes(node, types[node.input[0]], opset, shapes[node.input[0]])
     if _is_tanh_gelu(node):
