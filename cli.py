@@ -108,7 +108,7 @@ def placement_options(fn):
 
 
 def _overrides(places, prefers=()):
-    from hcc.passes.placement import parse_place_option
+    from hcc.planner.placement import parse_place_option
 
     return [parse_place_option(p, soft=True) for p in prefers] + [parse_place_option(p) for p in places]
 
@@ -203,7 +203,7 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
 
     from hcc.driver import plan_model, planner_cost_model
     from hcc.frontend.loader import load_model, parse_shape_options
-    from hcc.passes.plan import format_explanation, format_plan, plan_to_json
+    from hcc.planner.plan import format_explanation, format_plan, plan_to_json
 
     _check_output_file(json_path, "--json")
     loaded = load_model(model, parse_shape_options(input_shapes))
@@ -227,7 +227,7 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
 @_friendly
 def devices_cmd(calibrate, quick, profile_path, device_file):
     """Devices this host really has (CPU features, NVIDIA GPUs via libcuda) and the catalog the planner uses."""
-    from hcc.passes.device_catalog import builtin_catalog, describe_catalog, load_device_file
+    from hcc.planner.device_catalog import builtin_catalog, describe_catalog, load_device_file
     from hcc.runtime.devices.discovery import describe_host_cpu, discover_nvidia_gpus
 
     host = describe_host_cpu()
@@ -241,7 +241,7 @@ def devices_cmd(calibrate, quick, profile_path, device_file):
     else:
         click.echo(f"  gpu: none ({gpus.reason})")
     if calibrate:
-        from hcc.passes.calibrate import calibrate_cpu
+        from hcc.planner.calibrate import calibrate_cpu
 
         report = calibrate_cpu(profile_path, quick=quick, progress=lambda m: click.echo(f"  [calibrate] {m}", err=True))
         click.echo(report.format())

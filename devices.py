@@ -1,6 +1,6 @@
 """Device-kind facts: the one table of what each device kind is, which code serves it and what it accepts.
 
-Why one module: the compiler (worker, backends), the planner (passes/device_catalog.py), the runtime (its driver
+Why one module: the compiler (worker, backends), the planner (planner/device_catalog.py), the runtime (its driver
 table) and the tools all need the same facts -- which backend compiles a `gpu:sm_90` subgraph, which runtime driver
 runs it, the artifact kinds and ABI strings the manifest carries, the ONNX ops a kind can run, its precisions and
 their golden tolerances, the FPGA parts and GPU architectures hcc targets. Kept in separate tables they drifted (the
@@ -9,7 +9,7 @@ planner once scored Sub, Div, Transpose, Pad, ... as impossible on an FPGA that 
 
 Stdlib only and importing nothing else from hcc: the deployable runtime (numpy alone) reads it too. Every table is
 read-only (`MappingProxyType`, frozen dataclasses): facts, not state. The planner's performance figures (peak
-FLOP/s, bandwidths) stay in passes/device_catalog.py: they are predictions, not facts a backend or driver relies on.
+FLOP/s, bandwidths) stay in planner/device_catalog.py: they are predictions, not facts a backend or driver relies on.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ GPU_MIN_COMPUTE_CAPABILITY = (8, 0)  # the PTX targets sm_80 (Ampere): older GPU
 @dataclass(frozen=True)
 class FpgaPart:
     """One FPGA part hcc knows by name: the AMD part number its HLS projects target, its fabric and the clock
-    its kernels are built for. Figures from the data sheets named in passes/device_catalog.py."""
+    its kernels are built for. Figures from the data sheets named in planner/device_catalog.py."""
 
     device: str  # the device name: "fpga:xcu250"
     part: str  # Vitis part number
@@ -84,7 +84,7 @@ def fpga_part_by_number(part: str) -> FpgaPart | None:
 # ---------------------------------------------------------------------------------------------------- kinds
 
 # ONNX ops the FPGA backend maps to HLS layers (hls4ml-style); it refuses the others up front, naming the node.
-# The planner's built-in FPGAs support exactly these (tests/passes/test_device_facts.py keeps it so).
+# The planner's built-in FPGAs support exactly these (tests/planner/test_device_facts.py keeps it so).
 FPGA_SUPPORTED_OPS: frozenset[str] = frozenset(
     "Conv Gemm MatMul Add Sub Mul Div Relu Clip MaxPool AveragePool GlobalAveragePool GlobalMaxPool BatchNormalization "
     "Flatten Reshape Squeeze Unsqueeze Transpose Identity Dropout Concat Sigmoid Tanh Softmax Pad Constant".split()

@@ -86,7 +86,7 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
 def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
     """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix."""
     from hcc.backends.fpga.config import from_options, planner_configs
-    from hcc.passes.cost_model import CostModel, node_names
+    from hcc.planner.cost_model import CostModel, node_names
 
     if not fpga:
         return CostModel()
@@ -95,10 +95,10 @@ def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
 
 
 def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None, time_limit_s: float = 10.0):
-    """Run the partitioner (passes/plan.py): placement, subgraphs in execution order, predictions."""
-    from hcc.passes.device_catalog import builtin_catalog, load_device_file
-    from hcc.passes.placement import load_placement
-    from hcc.passes.plan import make_plan
+    """Run the partitioner (planner/plan.py): placement, subgraphs in execution order, predictions."""
+    from hcc.planner.device_catalog import builtin_catalog, load_device_file
+    from hcc.planner.placement import load_placement
+    from hcc.planner.plan import make_plan
 
     catalog = builtin_catalog()
     if device_file:
@@ -126,7 +126,7 @@ def _planned_fpga_layers(plan, cost_model_configs: dict) -> dict:
 
 
 def _write_plan_report(bundle: Path, plan) -> None:
-    from hcc.passes.plan import format_explanation, format_plan, plan_to_json
+    from hcc.planner.plan import format_explanation, format_plan, plan_to_json
 
     (bundle / "plan").mkdir(exist_ok=True)
     (bundle / "plan" / "plan.json").write_text(json.dumps(plan_to_json(plan), indent=2) + "\n")
@@ -221,8 +221,8 @@ def compile_model(
 ) -> Manifest:
     """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
 
-    Placement: with `devices` ("cpu,gpu:sm_90,fpga:xcu250"), `overrides` (passes.placement.Override) or a
-    `placement_file`, the partitioner (passes/plan.py) places every op under `budgets` and `objective`; `groups`
+    Placement: with `devices` ("cpu,gpu:sm_90,fpga:xcu250"), `overrides` (planner.placement.Override) or a
+    `placement_file`, the partitioner (planner/plan.py) places every op under `budgets` and `objective`; `groups`
     ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
     `sign_key`: an Ed25519 secret key (hex or a .key file from `hcc keygen`): the bundle gets manifest.sig.
     `save_temps`: a new (or empty) folder that keeps every MLIR pass pipeline's input and pipeline
@@ -258,7 +258,7 @@ def compile_model(
         groups = [{"id": g.id, "device": d.name, "nodes": list(g.nodes), "device_index": d.index} for g, d in instances]
         progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
         if save_placement:
-            from hcc.passes.placement import save_placement as write_placement
+            from hcc.planner.placement import save_placement as write_placement
 
             write_placement(save_placement, plan.placement)
             progress(f"wrote placement to {save_placement}")

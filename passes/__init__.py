@@ -1,1 +1,1 @@
-"""Target-independent passes: ONNX ops -> linalg-on-tensors, partitioning into per-device subgraphs."""
+"""Target-independent IR passes: ONNX ops -> linalg-on-tensors, NaN semantics, outlining of per-device subgraphs."""

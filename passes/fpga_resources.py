@@ -1,5 +1,5 @@
 """Resource and latency formulas of an hls4ml-style FPGA layer, shared by the partitioner's cost model
-(passes/cost_model.py, per ONNX node, before code generation) and the FPGA backend's estimate.json
+(planner/cost_model.py, per ONNX node, before code generation) and the FPGA backend's estimate.json
 (backends/fpga/estimate.py, per emitted loop nest), so that the plan and the generated project agree.
 
 The model (research/hw-toolchains.md A4, hls4ml conventions) is spelled out in backends/fpga/estimate.py and

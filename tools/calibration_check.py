@@ -19,7 +19,7 @@ import hcc
 import hcc.runtime
 from hcc.artifacts.golden import random_inputs
 from hcc.frontend.loader import load_model, parse_shape_options
-from hcc.passes.plan import make_plan
+from hcc.planner.plan import make_plan
 
 
 def measure(model: Path, shapes: dict, repeat: int) -> tuple[float, float]:

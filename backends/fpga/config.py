@@ -194,9 +194,9 @@ def from_options(fpga: dict | None) -> FpgaConfig:
 def planner_configs(cfg: FpgaConfig, nodes: list[tuple[str, str]]) -> dict:
     """What the partitioner's cost model must know of the user's FPGA config: per node (name, op type) the operand
     widths, and the strategy and reuse factor where the user fixed them (else the partitioner chooses). Returns
-    {node name: passes.cost_model.FpgaConfig} for the nodes that differ from the cost model's defaults.
+    {node name: planner.cost_model.FpgaConfig} for the nodes that differ from the cost model's defaults.
     "auto" precision is decided after calibration, at code generation: the plan assumes 16-bit operands for it."""
-    from hcc.passes.cost_model import FpgaConfig as PlannerConfig
+    from hcc.planner.cost_model import FpgaConfig as PlannerConfig
 
     op_types = dict(nodes)
     default = PlannerConfig()

@@ -147,8 +147,8 @@ def test_estimate_node_for_the_cost_model():
 def test_partitioner_and_backend_estimate_a_layer_alike():
     """The cost model (per ONNX node, before codegen) and estimate_node (the backend's per-node view) share the
     formulas of passes/fpga_resources.py: same DSP, BRAM and cycles for the same reuse factor and strategy."""
-    from hcc.passes.cost_model import FpgaConfig, NodeCost, estimate_fpga
-    from hcc.passes.device_catalog import builtin_catalog
+    from hcc.planner.cost_model import FpgaConfig, NodeCost, estimate_fpga
+    from hcc.planner.device_catalog import builtin_catalog
 
     spec = builtin_catalog()["fpga:xcu250"]
     fc = NodeCost(name="fc", index=0, op_type="Gemm", op_class="matmul", dtype="fp32", flops=2 * 256 * 64, macs=256 * 64,

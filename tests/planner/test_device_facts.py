@@ -29,7 +29,7 @@ from hcc.devices import (
 )
 from hcc.errors import HccError
 from hcc.frontend.ops import SUPPORTED_OPS
-from hcc.passes.device_catalog import builtin_catalog, resolve_spec
+from hcc.planner.device_catalog import builtin_catalog, resolve_spec
 
 
 @pytest.mark.parametrize("text, parsed, name", [

@@ -9,7 +9,7 @@ import pytest
 
 from hcc.devices import FPGA_SUPPORTED_OPS
 from hcc.errors import HccError
-from hcc.passes.device_catalog import (
+from hcc.planner.device_catalog import (
     apply_cpu_profile,
     builtin_catalog,
     describe_catalog,

@@ -1,4 +1,4 @@
-"""The partitioner's search (private to passes/placement.py): problem tables, MILP, greedy and local search.
+"""The partitioner's search (private to planner/placement.py): problem tables, MILP, greedy and local search.
 
 Kept apart from placement.py so that the user-facing API (overrides, budgets, results, subgraph grouping) stays
 readable. An assignment maps each node to an *option*: a device instance plus, on FPGAs, a design point (reuse
@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hcc.errors import HccError
-from hcc.passes.cost_model import STATIC_OPS, CostModel, GraphInfo
-from hcc.passes.device_catalog import DeviceInstance
+from hcc.planner.cost_model import STATIC_OPS, CostModel, GraphInfo
+from hcc.planner.device_catalog import DeviceInstance
 
 RESOURCES = ("mem", "dsp", "bram", "lut", "ff")
 Assignment = dict[str, int]  # node name -> option index in Problem.opts[node]

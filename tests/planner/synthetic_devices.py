@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from hcc.devices import FPGA_SUPPORTED_OPS
-from hcc.passes.device_catalog import OP_CLASSES, DeviceSpec, builtin_catalog, parse_device_mix
+from hcc.planner.device_catalog import OP_CLASSES, DeviceSpec, builtin_catalog, parse_device_mix
 
 NO_SIGMOID = frozenset({"MatMul", "Gemm", "Relu", "Add", "Mul", "Conv", "Tanh", "Softmax", "Reshape", "Transpose"})
 

@@ -9,7 +9,7 @@ busy(d) = op times on d + host-link time of the tensors d sends and receives:
 Constraints: op support per device, user overrides (regex on op type / node name, onnx-mlir style), and per-instance
 resource budgets (memory: weights + output activations of its ops; FPGA: DSP, BRAM18K, LUT, FF from the cost model).
 
-Solver (passes/placement_solver.py): a node's options are (instance, FPGA design point); for `latency` a MILP
+Solver (planner/placement_solver.py): a node's options are (instance, FPGA design point); for `latency` a MILP
 (scipy.optimize.milp / HiGHS, 0.5% gap) with one binary per option and continuous edge-cut variables linearised as
 y[v,d] >= x[c,d] - x[p,d] (tensor v needed on d) and w[v,s] >= x[p,s] - x[c,s] (v leaves s); identical instances are
 collapsed when capacity allows, or ordered by busy time. `throughput` (whose min-max LP relaxation is too weak for
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import onnx
 
 from hcc.errors import HccError
-from hcc.passes.cost_model import STATIC_OPS, CostModel, GraphInfo, analyze_model
-from hcc.passes.device_catalog import DeviceInstance, parse_bytes
-from hcc.passes.placement_solver import RESOURCES, Problem, critical_path, greedy, improve, pipeline_split, solve_milp
+from hcc.planner.cost_model import STATIC_OPS, CostModel, GraphInfo, analyze_model
+from hcc.planner.device_catalog import DeviceInstance, parse_bytes
+from hcc.planner.placement_solver import RESOURCES, Problem, critical_path, greedy, improve, pipeline_split, solve_milp
 
 REASONS = ("faster", "only device that supports it", "budget exhausted", "forced by the user", "preferred by the user",
            "avoids transfers", "balances pipeline stages")

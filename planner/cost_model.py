@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from hcc.passes.device_catalog import DeviceInstance, DeviceSpec
 from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, mac_layer, stream_layer
+from hcc.planner.device_catalog import DeviceInstance, DeviceSpec
 
 ELEM_BYTES = {
     onnx.TensorProto.FLOAT: 4, onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,

@@ -10,11 +10,11 @@ import pytest
 
 import graphs
 from hcc.errors import HccError
-from hcc.passes.cost_model import CostModel, FpgaConfig, analyze_model
-from hcc.passes.device_catalog import parse_device_mix
-from hcc.passes.placement import Override, group_subgraphs, load_placement, parse_budgets, parse_place_option, place, save_placement
-from hcc.passes.placement_solver import Problem
-from hcc.passes.plan import make_plan, plan_to_json
+from hcc.planner.cost_model import CostModel, FpgaConfig, analyze_model
+from hcc.planner.device_catalog import parse_device_mix
+from hcc.planner.placement import Override, group_subgraphs, load_placement, parse_budgets, parse_place_option, place, save_placement
+from hcc.planner.placement_solver import Problem
+from hcc.planner.plan import make_plan, plan_to_json
 from synthetic_devices import mix
 
 
@@ -58,7 +58,7 @@ def test_diamond_matches_brute_force():
 
 
 def _brute_force(model, instances, objective, budgets=None):
-    from hcc.passes.placement import _limits
+    from hcc.planner.placement import _limits
 
     prob = Problem(analyze_model(model), instances, objective, _limits(instances, budgets, []), CostModel(), {})
     best = None
@@ -316,7 +316,7 @@ def test_constants_and_shape_ops_follow_their_users():
 
 def test_group_subgraphs_on_the_weight_lifted_model():
     from hcc.frontend.weights import lift_weights
-    from hcc.passes.cost_model import name_nodes
+    from hcc.planner.cost_model import name_nodes
 
     model = name_nodes(graphs.transformer(layers=1, seq=16, dim=64, heads=4))
     # Forced, so the split does not depend on this host's CPU figures (on a tiny model the cost model may keep all on it).

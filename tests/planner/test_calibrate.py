@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from hcc.errors import HccError
-from hcc.passes.calibrate import ClassFit, benchmarks, calibrate_cpu, fit_linear, write_profile
-from hcc.passes.cost_model import analyze_model
-from hcc.passes.device_catalog import OP_CLASSES, host_cpu_spec
+from hcc.planner.calibrate import ClassFit, benchmarks, calibrate_cpu, fit_linear, write_profile
+from hcc.planner.cost_model import analyze_model
+from hcc.planner.device_catalog import OP_CLASSES, host_cpu_spec
 
 
 def test_fit_recovers_a_line_with_noise():

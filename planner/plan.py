@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass, field
 
 from hcc.errors import HccError
-from hcc.passes.cost_model import CostModel
-from hcc.passes.device_catalog import DeviceInstance, DeviceSpec, builtin_catalog, parse_device_mix
-from hcc.passes.placement import Override, Placement, group_subgraphs, parse_budgets, place
+from hcc.planner.cost_model import CostModel
+from hcc.planner.device_catalog import DeviceInstance, DeviceSpec, builtin_catalog, parse_device_mix
+from hcc.planner.placement import Override, Placement, group_subgraphs, parse_budgets, place
 
 PLAN_FORMAT = "hcc-plan"
 

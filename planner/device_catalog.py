@@ -3,7 +3,7 @@
 Why a catalog: placement must be able to answer "what if I had 4 H100s and 2 U250s" without the hardware, so every
 device is a record of published figures (peak throughput per precision, memory bandwidth and capacity, host link,
 FPGA fabric) plus per-op-class efficiency factors. The host CPU's factors are measured (`hcc devices --calibrate`,
-see passes/calibrate.py) when a profile exists; otherwise they are conservative defaults derived from /proc/cpuinfo.
+see planner/calibrate.py) when a profile exists; otherwise they are conservative defaults derived from /proc/cpuinfo.
 Users add or override devices with a TOML file (`load_device_file`, format in docs/devices.md).
 
 Everything here is built fresh on each call (no module-level mutable state): `builtin_catalog()` returns a new dict.
@@ -24,7 +24,7 @@ from hcc.errors import HccError
 from hcc.frontend.ops import SUPPORTED_OPS
 from hcc.runtime.devices.discovery import HostCpu, describe_host_cpu
 
-# Op classes of the cost model (see passes/cost_model.OP_CLASS). Efficiency tuples are (fraction of peak compute
+# Op classes of the cost model (see planner/cost_model.OP_CLASS). Efficiency tuples are (fraction of peak compute
 # reached by hcc's generated code, fixed overhead per op in seconds). The memory side uses `mem_efficiency`.
 OP_CLASSES = ("matmul", "conv", "rnn", "elementwise", "reduction", "softmax", "normalization", "pool", "data", "view", "shape")
 
@@ -48,7 +48,7 @@ _FPGA_EFFICIENCY = {c: (1.0, 1e-7) for c in OP_CLASSES}
 class DeviceSpec:
     """Figures of one device type. Times derived from them are predictions, not measurements (see `source`).
 
-    Cost model use (passes/cost_model.predict): for op class c with work w (FLOPs or bytes, cost_model.WORK_METRIC),
+    Cost model use (planner/cost_model.predict): for op class c with work w (FLOPs or bytes, cost_model.WORK_METRIC),
     `linear[c] = (a, b)` when present gives t = a*w + b (fitted by calibration, onnx-mlir style); otherwise
     t = max(flops / (peak_flops[dtype] * efficiency[c][0]), bytes / (mem_bandwidth * mem_efficiency)) + efficiency[c][1].
     """
@@ -166,7 +166,7 @@ def host_cpu_spec(profile_path: str | os.PathLike | None = None, host: HostCpu |
 
 
 def apply_cpu_profile(spec: DeviceSpec, path: str | os.PathLike) -> DeviceSpec:
-    """Return `spec` with the linear fits of a calibration profile (passes/calibrate.py writes it)."""
+    """Return `spec` with the linear fits of a calibration profile (planner/calibrate.py writes it)."""
     try:
         data = json.loads(Path(path).read_text())
         if data.get("format") != "hcc-cpu-profile":

@@ -7,8 +7,8 @@ import pytest
 
 import graphs
 from hcc.errors import HccError
-from hcc.passes.placement import group_subgraphs
-from hcc.passes.plan import format_explanation, format_plan, make_plan, plan_to_json
+from hcc.planner.placement import group_subgraphs
+from hcc.planner.plan import format_explanation, format_plan, make_plan, plan_to_json
 
 MIXES = ["cpu", "cpu,gpu:sm_80", "cpu,fpga:xcu250", "cpu,gpu:sm_90,fpga:xcu250", "4xgpu:sm_90+2xfpga:xcu250+cpu"]
 

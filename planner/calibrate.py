@@ -27,8 +27,8 @@ from onnx import TensorProto, numpy_helper
 from onnx import helper as h
 
 from hcc.errors import HccError
-from hcc.passes.cost_model import WORK_METRIC, analyze_model
-from hcc.passes.device_catalog import default_profile_path
+from hcc.planner.cost_model import WORK_METRIC, analyze_model
+from hcc.planner.device_catalog import default_profile_path
 from hcc.runtime.devices.discovery import describe_host_cpu
 
 PROFILE_FORMAT = "hcc-cpu-profile"
