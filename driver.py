@@ -85,13 +85,14 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
 
 def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
     """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix."""
-    from hcc.backends.fpga.config import from_options, planner_configs
-    from hcc.planner.cost_model import CostModel, node_names
+    from hcc.backends.fpga.config import from_options
+    from hcc.frontend.names import node_names
+    from hcc.planner.cost_model import CostModel, fpga_node_configs
 
     if not fpga:
         return CostModel()
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
-    return CostModel(fpga_node_configs=planner_configs(from_options(fpga), nodes))
+    return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes))
 
 
 def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None, time_limit_s: float = 10.0):

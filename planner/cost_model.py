@@ -4,13 +4,10 @@ Why this shape: placement needs one number per (op, device) and per crossing ten
 thousands of candidates. We follow onnx-mlir's per-op model `t = a*work + b` where calibration has measured a and b
 (the host CPU), and a roofline `max(flops/(peak*eff), bytes/(bw*mem_eff)) + overhead` from published figures
 elsewhere (GPUs, FPGAs, an uncalibrated CPU). FPGA time and resources come from the FPGA backend's own layer
-formulas (passes/fpga_resources.py: reuse factor, DSPs per multiplier, BRAM for weights), per node, with the
+formulas (backends/fpga/resources.py: reuse factor, DSPs per multiplier, BRAM for weights), per node, with the
 precision and reuse factor the user's FPGA config sets; the reuse factor the partitioner picks goes to the backend.
 
-Node names: placement and subgraphs refer to nodes by name. `node_names` gives every node a stable unique name:
-its own name when non-empty and not already taken, else `<op_type>_<index>` (index = position in graph.node), with
-`_` appended until unique. `name_nodes` writes those names into a copy of the model so the MLIR import (which uses
-node names as op locations) sees the same names.
+Node names: placement and subgraphs refer to nodes by name, the names frontend/names.py gives (`node_names`).
 """
 from __future__ import annotations
 
@@ -20,7 +17,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from hcc.passes.fpga_resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, mac_layer, stream_layer
+from hcc.backends.fpga.resources import BUFFER_IN_REGISTERS, MAX_MULTIPLIERS, bram_for, mac_layer, stream_layer
+from hcc.frontend.names import node_names
 from hcc.planner.device_catalog import DeviceInstance, DeviceSpec
 
 ELEM_BYTES = {
@@ -57,31 +55,6 @@ _ELEMENTWISE_FLOPS = {"Exp": 4, "Log": 4, "Tanh": 6, "Sigmoid": 4, "Erf": 8, "Ge
                       "Sin": 6, "Cos": 6, "HardSwish": 3, "HardSigmoid": 2, "Elu": 4, "Div": 2, "Reciprocal": 2, "Clip": 2}
 # Ops whose outputs are compile-time constants: they cost nothing and their outputs never cross a device boundary.
 STATIC_OPS = frozenset({"Constant", "Shape"})
-
-
-def node_names(model: onnx.ModelProto) -> list[str]:
-    """Stable unique names for every node of `model.graph.node`, in graph order (see the module docstring)."""
-    reserved = {n.name for n in model.graph.node if n.name}
-    taken: set[str] = set()
-    names = []
-    for index, node in enumerate(model.graph.node):
-        name = node.name
-        if not name or name in taken:
-            name = f"{node.op_type}_{index}"
-            while name in taken or name in reserved:
-                name += "_"
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose nodes carry the names `node_names` gives (import this copy so locations match)."""
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    for node, name in zip(named.graph.node, node_names(model)):
-        node.name = name
-    return named
 
 
 @dataclass
@@ -343,7 +316,7 @@ def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
 class FpgaConfig:
     """How the partitioner sees an ONNX node as an FPGA layer of the backend (hls4ml conventions). The defaults are
     the backend's: ap_fixed<16,6> everywhere, strategy latency. The driver derives per-node configs from the user's
-    --fpga-precision / fpga.toml (backends/fpga/config.py: planner_configs)."""
+    --fpga-precision / fpga.toml (fpga_node_configs)."""
 
     weight_bits: int = 16
     act_bits: int = 16
@@ -358,6 +331,32 @@ class FpgaConfig:
     # backend, so the generated layer is the one that was planned.
     variant_mults: tuple[int, ...] = (4096, 1024, 256, 64, 16)
     stream_lanes: int = 1  # results per cycle of non-MAC layers: the backend pipelines them at II=1
+
+
+def fpga_node_configs(cfg, nodes: list[tuple[str, str]]) -> dict[str, FpgaConfig]:
+    """What the cost model must know of the user's FPGA config (`cfg`, the backend's backends.fpga.config.FpgaConfig
+    from --fpga-precision / fpga.toml): per node (name, op type) the operand widths, and the strategy and reuse factor
+    where the user fixed them (else the partitioner chooses). Returns {node name: FpgaConfig} for the nodes that differ
+    from the cost model's defaults. "auto" precision is decided after calibration, at code generation: the plan
+    assumes 16-bit operands for it."""
+    from hcc.backends.fpga.fixed_point import FixedType
+
+    op_types = dict(nodes)
+    default = FpgaConfig()
+    out = {}
+    for name, _ in nodes:
+        widths = []
+        for role in ("input", "weight"):
+            value, _ = cfg.lookup(role, [name], op_types)
+            widths.append(16 if value in (None, "auto") else FixedType.parse(value).width)
+        rf, rf_from = cfg.lookup("reuse_factor", [name], op_types)
+        strategy, strategy_from = cfg.lookup("strategy", [name], op_types)
+        config = FpgaConfig(act_bits=widths[0], weight_bits=widths[1],
+                            strategy=strategy if strategy_from != "default" else None,
+                            reuse_factor=int(rf) if rf_from != "default" else None)
+        if config != default:
+            out[name] = config
+    return out
 
 
 @dataclass(frozen=True)
@@ -383,7 +382,7 @@ def _buffer_bram(elements: float, bits: int) -> int:
 
 def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaConfig = FpgaConfig(), max_mults: int | None = None,
                   strategy: str | None = None) -> FpgaEstimate | None:
-    """The node as the FPGA backend would build it, with the backend's own formulas (passes/fpga_resources.py):
+    """The node as the FPGA backend would build it, with the backend's own formulas (backends/fpga/resources.py):
     RF = the fixed reuse factor, else ceil(MACs per iteration / `max_mults`); DSP = multipliers x DSP per multiplier;
     BRAM18K = weight banks (strategy resource) + line buffers + lookup tables; latency = iterations x RF + adder
     tree (MAC layers) or elements / lanes (streaming layers). None when the device or the backend cannot run it

@@ -168,7 +168,7 @@ class NodeExplanation:
 
 @dataclass
 class Placement:
-    """A device instance per node (by stable node name, see cost_model.node_names) and the model's view of it."""
+    """A device instance per node (by stable node name, see frontend/names.py) and the model's view of it."""
 
     devices: dict[str, str]  # node name -> instance id
     order: list[str]  # node names, topological
@@ -541,7 +541,7 @@ def group_subgraphs(model, placement: Placement) -> list[SubgraphGroup]:
             device[node] = device[min(users, key=position.__getitem__)] if users else placement.instances[0].id
         else:
             raise HccError(f"internal: node '{node}' ({info.by_name[node].op_type}) has no device in the placement",
-                           hint="name the nodes (cost_model.name_nodes) before placing, and group the same model")
+                           hint="name the nodes (frontend/names.py) before placing, and group the same model")
     preds: dict[str, set[str]] = {n.name: {info.producer[t] for t in n.inputs + n.weights if t in info.producer} for n in info.nodes}
     waiting = {n: len(p) for n, p in preds.items()}
     succs: dict[str, list[str]] = {n.name: [] for n in info.nodes}

@@ -62,7 +62,7 @@ def _op_types(spec, options: dict) -> dict[str, str]:
         import onnx
 
         model = onnx.load(model_path, load_external_data=False)
-        from hcc.planner.cost_model import node_names
+        from hcc.frontend.names import node_names
 
         return {name: n.op_type for name, n in zip(node_names(model), model.graph.node)}
     return {}

@@ -191,31 +191,6 @@ def from_options(fpga: dict | None) -> FpgaConfig:
     return cfg
 
 
-def planner_configs(cfg: FpgaConfig, nodes: list[tuple[str, str]]) -> dict:
-    """What the partitioner's cost model must know of the user's FPGA config: per node (name, op type) the operand
-    widths, and the strategy and reuse factor where the user fixed them (else the partitioner chooses). Returns
-    {node name: planner.cost_model.FpgaConfig} for the nodes that differ from the cost model's defaults.
-    "auto" precision is decided after calibration, at code generation: the plan assumes 16-bit operands for it."""
-    from hcc.planner.cost_model import FpgaConfig as PlannerConfig
-
-    op_types = dict(nodes)
-    default = PlannerConfig()
-    out = {}
-    for name, _ in nodes:
-        widths = []
-        for role in ("input", "weight"):
-            value, _ = cfg.lookup(role, [name], op_types)
-            widths.append(16 if value in (None, "auto") else FixedType.parse(value).width)
-        rf, rf_from = cfg.lookup("reuse_factor", [name], op_types)
-        strategy, strategy_from = cfg.lookup("strategy", [name], op_types)
-        planner = PlannerConfig(act_bits=widths[0], weight_bits=widths[1],
-                                strategy=strategy if strategy_from != "default" else None,
-                                reuse_factor=int(rf) if rf_from != "default" else None)
-        if planner != default:
-            out[name] = planner
-    return out
-
-
 def dsp_width_for_part(part: str) -> int:
     """Multiplier A-port width: 27 on UltraScale/UltraScale+ (DSP48E2), 25 on 7-series (DSP48E1)."""
     p = part.lower()

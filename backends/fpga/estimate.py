@@ -1,5 +1,5 @@
 """Static resource and latency estimates of the emitted HLS layers (no vendor tools): the numbers in estimate.json.
-The per-layer formulas live in passes/fpga_resources.py, where the partitioner's cost model uses them too.
+The per-layer formulas live in resources.py, where the partitioner's cost model uses them too.
 
 The model (research/hw-toolchains.md A4, hls4ml conventions):
   multipliers      M = ceil(block / RF), block = multiplications per output iteration (Dense: n_in*n_out,
@@ -22,8 +22,7 @@ from __future__ import annotations
 import math
 
 from hcc.backends.fpga.fixed_point import FixedType
-from hcc.devices import fpga_part_by_number
-from hcc.passes.fpga_resources import (  # noqa: F401 (used by tests)
+from hcc.backends.fpga.resources import (  # noqa: F401 (used by tests)
     BRAM_BITS,
     BUFFER_IN_REGISTERS,
     LUT_MULT_BITS,
@@ -34,6 +33,7 @@ from hcc.passes.fpga_resources import (  # noqa: F401 (used by tests)
     mac_layer,
     stream_layer,
 )
+from hcc.devices import fpga_part_by_number
 
 
 def buffer_estimate(elements: int, width: int, dataflow: bool) -> LayerEstimate:

@@ -25,8 +25,8 @@ from hcc.backends.fpga.config import FpgaConfig
 from hcc.backends.fpga.fixed_point import FixedType
 from hcc.backends.fpga.interp import Space
 from hcc.backends.fpga.ir import Expr, LoopOp, Program
+from hcc.backends.fpga.resources import MAX_MULTIPLIERS
 from hcc.errors import HccError
-from hcc.passes.fpga_resources import MAX_MULTIPLIERS
 
 LUT_RANGE = {"sigmoid": 8.0, "tanh": 4.0}
 TABLE_TYPES = {"sigmoid": FixedType(18, 0, False), "tanh": FixedType(18, 1, True)}

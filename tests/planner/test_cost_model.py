@@ -6,8 +6,9 @@ import math
 import pytest
 
 import graphs
-from hcc.passes.fpga_resources import dsp_per_mult
-from hcc.planner.cost_model import CostModel, FpgaConfig, FpgaEstimate, analyze_model, estimate_fpga, name_nodes, node_names, predict, transfer_time
+from hcc.backends.fpga.resources import dsp_per_mult
+from hcc.frontend.names import name_nodes, node_names
+from hcc.planner.cost_model import CostModel, FpgaConfig, FpgaEstimate, analyze_model, estimate_fpga, predict, transfer_time
 from hcc.planner.device_catalog import builtin_catalog, parse_device_mix
 from synthetic_devices import catalog
 

@@ -315,8 +315,8 @@ def test_constants_and_shape_ops_follow_their_users():
 
 
 def test_group_subgraphs_on_the_weight_lifted_model():
+    from hcc.frontend.names import name_nodes
     from hcc.frontend.weights import lift_weights
-    from hcc.planner.cost_model import name_nodes
 
     model = name_nodes(graphs.transformer(layers=1, seq=16, dim=64, heads=4))
     # Forced, so the split does not depend on this host's CPU figures (on a tiny model the cost model may keep all on it).

@@ -146,7 +146,7 @@ def test_estimate_node_for_the_cost_model():
 
 def test_partitioner_and_backend_estimate_a_layer_alike():
     """The cost model (per ONNX node, before codegen) and estimate_node (the backend's per-node view) share the
-    formulas of passes/fpga_resources.py: same DSP, BRAM and cycles for the same reuse factor and strategy."""
+    formulas of backends/fpga/resources.py: same DSP, BRAM and cycles for the same reuse factor and strategy."""
     from hcc.planner.cost_model import FpgaConfig, NodeCost, estimate_fpga
     from hcc.planner.device_catalog import builtin_catalog
 

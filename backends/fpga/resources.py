@@ -1,6 +1,7 @@
-"""Resource and latency formulas of an hls4ml-style FPGA layer, shared by the partitioner's cost model
-(planner/cost_model.py, per ONNX node, before code generation) and the FPGA backend's estimate.json
-(backends/fpga/estimate.py, per emitted loop nest), so that the plan and the generated project agree.
+"""The FPGA backend's resource and latency formulas of an hls4ml-style layer: its estimate.json uses them
+(estimate.py, per emitted loop nest), and so does the partitioner's cost model (planner/cost_model.py, per ONNX
+node, before code generation), so that the plan and the generated project agree. The planner imports the
+backend's formulas; nothing in backends/fpga imports the planner.
 
 The model (research/hw-toolchains.md A4, hls4ml conventions) is spelled out in backends/fpga/estimate.py and
 docs/backends/fpga.md. All figures are planning estimates, not synthesis results.
