@@ -18,15 +18,6 @@ NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnif
 MAX_FOLDED_ELEMENTS = 1 << 22
 
 
-def name_nodes(model: onnx.ModelProto) -> None:
-    seen: dict[str, int] = {}
-    for index, node in enumerate(model.graph.node):
-        base = node.name or f"{node.op_type}_{index}"
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        node.name = base if count == 0 else f"{base}__{count + 1}"
-
-
 def _static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     tensor_type = value.type.tensor_type
     if not tensor_type.HasField("shape"):

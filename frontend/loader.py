@@ -11,10 +11,11 @@ from onnx import shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.checks import check_patterns
-from hcc.frontend.fold import fold_constants, name_nodes
+from hcc.frontend.fold import fold_constants
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
+from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.rewrites import apply_rewrites

@@ -1,8 +1,13 @@
-"""Node names: placement, subgraphs, the bundle and the MLIR import (op locations) refer to ONNX nodes by name.
+"""Node names: the one naming of ONNX nodes that placement, subgraphs, the bundle, error messages and the MLIR import
+(op locations) all refer to.
 
-`node_names` gives every node a stable unique name: its own name when non-empty and not already taken, else
-`<op_type>_<index>` (index = position in graph.node), with `_` appended until unique. `name_nodes` writes those
-names into a copy of the model so the MLIR import (which uses node names as op locations) sees the same names.
+The loader names every node once, right after loading (`name_nodes`, in place, again after an inlined If adds
+nodes): a node keeps its own name when it is the first with that name; an unnamed node is `<op_type>_<index>`
+(index = position in graph.node); the k-th node (k >= 2) with the same name is `<name>__<k>`. A candidate that an
+earlier node already holds (a node literally named `a__2` after two `a`) takes the next free `__<k>`. These are the
+names `--save-placement`, `--place` and bundles have always used, so they must not change: on a model the loader
+named, `node_names` returns the nodes' own names unchanged. The planner and the FPGA backend call `node_names` on
+the models they get, and so see the same names.
 """
 from __future__ import annotations
 
@@ -10,25 +15,24 @@ import onnx
 
 
 def node_names(model: onnx.ModelProto) -> list[str]:
-    """Stable unique names for every node of `model.graph.node`, in graph order (see the module docstring)."""
-    reserved = {n.name for n in model.graph.node if n.name}
+    """Unique names for every node of `model.graph.node`, in graph order (see the module docstring)."""
     taken: set[str] = set()
+    seen: dict[str, int] = {}  # base name -> how many nodes had it
     names = []
     for index, node in enumerate(model.graph.node):
-        name = node.name
-        if not name or name in taken:
-            name = f"{node.op_type}_{index}"
-            while name in taken or name in reserved:
-                name += "_"
+        base = node.name or f"{node.op_type}_{index}"
+        count = seen.get(base, 0)
+        name = base if count == 0 else f"{base}__{count + 1}"
+        while name in taken:
+            count += 1
+            name = f"{base}__{count + 1}"
+        seen[base] = count + 1
         taken.add(name)
         names.append(name)
     return names
 
 
-def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose nodes carry the names `node_names` gives (import this copy so locations match)."""
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    for node, name in zip(named.graph.node, node_names(model)):
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node of `model` its `node_names` name, in place."""
+    for node, name in zip(model.graph.node, node_names(model)):
         node.name = name
-    return named

@@ -313,10 +313,11 @@ def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
 # ---------------------------------------------------------------------------------------------------- FPGA estimate
 
 @dataclass(frozen=True)
-class FpgaConfig:
+class FpgaCostConfig:
     """How the partitioner sees an ONNX node as an FPGA layer of the backend (hls4ml conventions). The defaults are
     the backend's: ap_fixed<16,6> everywhere, strategy latency. The driver derives per-node configs from the user's
-    --fpga-precision / fpga.toml (fpga_node_configs)."""
+    --fpga-precision / fpga.toml (fpga_node_configs); that config itself is the backend's
+    backends/fpga/config.py: FpgaConfig."""
 
     weight_bits: int = 16
     act_bits: int = 16
@@ -333,16 +334,16 @@ class FpgaConfig:
     stream_lanes: int = 1  # results per cycle of non-MAC layers: the backend pipelines them at II=1
 
 
-def fpga_node_configs(cfg, nodes: list[tuple[str, str]]) -> dict[str, FpgaConfig]:
+def fpga_node_configs(cfg, nodes: list[tuple[str, str]]) -> dict[str, FpgaCostConfig]:
     """What the cost model must know of the user's FPGA config (`cfg`, the backend's backends.fpga.config.FpgaConfig
     from --fpga-precision / fpga.toml): per node (name, op type) the operand widths, and the strategy and reuse factor
-    where the user fixed them (else the partitioner chooses). Returns {node name: FpgaConfig} for the nodes that differ
+    where the user fixed them (else the partitioner chooses). Returns {node name: FpgaCostConfig} for the nodes that differ
     from the cost model's defaults. "auto" precision is decided after calibration, at code generation: the plan
     assumes 16-bit operands for it."""
     from hcc.backends.fpga.fixed_point import FixedType
 
     op_types = dict(nodes)
-    default = FpgaConfig()
+    default = FpgaCostConfig()
     out = {}
     for name, _ in nodes:
         widths = []
@@ -351,7 +352,7 @@ def fpga_node_configs(cfg, nodes: list[tuple[str, str]]) -> dict[str, FpgaConfig
             widths.append(16 if value in (None, "auto") else FixedType.parse(value).width)
         rf, rf_from = cfg.lookup("reuse_factor", [name], op_types)
         strategy, strategy_from = cfg.lookup("strategy", [name], op_types)
-        config = FpgaConfig(act_bits=widths[0], weight_bits=widths[1],
+        config = FpgaCostConfig(act_bits=widths[0], weight_bits=widths[1],
                             strategy=strategy if strategy_from != "default" else None,
                             reuse_factor=int(rf) if rf_from != "default" else None)
         if config != default:
@@ -380,7 +381,7 @@ def _buffer_bram(elements: float, bits: int) -> int:
     return 2 * bram_for(int(elements * bits)) if elements > BUFFER_IN_REGISTERS else 0
 
 
-def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaConfig = FpgaConfig(), max_mults: int | None = None,
+def estimate_fpga(node: NodeCost, spec: DeviceSpec, config: FpgaCostConfig = FpgaCostConfig(), max_mults: int | None = None,
                   strategy: str | None = None) -> FpgaEstimate | None:
     """The node as the FPGA backend would build it, with the backend's own formulas (backends/fpga/resources.py):
     RF = the fixed reuse factor, else ceil(MACs per iteration / `max_mults`); DSP = multipliers x DSP per multiplier;
@@ -479,18 +480,18 @@ def transfer_time(nbytes: float, src: DeviceSpec | DeviceInstance, dst: DeviceSp
 class CostModel:
     """Cost model with the knobs the partitioner passes around: FPGA estimate config and per-node overrides.
 
-    `fpga_node_configs` maps a node name to its own FpgaConfig (precision, strategy, a fixed reuse factor from the
+    `fpga_node_configs` maps a node name to its own FpgaCostConfig (precision, strategy, a fixed reuse factor from the
     user's FPGA config); other nodes use `fpga_config`. `fpga_overrides` maps a node name to an FpgaEstimate (e.g.
     from a synthesis report); it wins over the model for every FPGA device. `time_overrides` maps (node name,
     device spec name) to seconds (measured), and wins over everything.
     """
 
-    fpga_config: FpgaConfig = field(default_factory=FpgaConfig)
-    fpga_node_configs: dict[str, FpgaConfig] = field(default_factory=dict)
+    fpga_config: FpgaCostConfig = field(default_factory=FpgaCostConfig)
+    fpga_node_configs: dict[str, FpgaCostConfig] = field(default_factory=dict)
     fpga_overrides: dict[str, FpgaEstimate] = field(default_factory=dict)
     time_overrides: dict[tuple[str, str], float] = field(default_factory=dict)
 
-    def fpga_config_for(self, node: NodeCost) -> FpgaConfig:
+    def fpga_config_for(self, node: NodeCost) -> FpgaCostConfig:
         return self.fpga_node_configs.get(node.name, self.fpga_config)
 
     def fpga_estimate(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> FpgaEstimate | None:

@@ -502,8 +502,10 @@ def _finish(p: Problem, a: dict[str, int], solver: str, single: dict[str, float 
 # ---------------------------------------------------------------------------------------------------- subgraphs
 
 @dataclass
-class SubgraphGroup:
-    """A convex run of same-device nodes: one outlined function / artifact."""
+class PlacedSubgraph:
+    """A convex run of same-device nodes: one outlined function / artifact, with the tensors that cross into and out
+    of it. The driver hands its id, device, nodes and device_index to the outliner (passes/outline.py:
+    SubgraphGroup, which carries just those)."""
 
     id: str  # "sg0", "sg1", ... in execution order
     device: str  # instance id
@@ -521,7 +523,7 @@ class SubgraphGroup:
         return int(self.device.rpartition("#")[2] or 0)
 
 
-def group_subgraphs(model, placement: Placement) -> list[SubgraphGroup]:
+def group_subgraphs(model, placement: Placement) -> list[PlacedSubgraph]:
     """Cut the placement into subgraphs, in execution order.
 
     A list schedule keeps running nodes of the current device while any is ready (ties: graph order) and switches
@@ -586,7 +588,7 @@ def group_subgraphs(model, placement: Placement) -> list[SubgraphGroup]:
             for t in info.by_name[n].outputs:
                 if t in outputs or any(group_of[c] != g for c in info.consumers.get(t, [])):
                     outs.setdefault(t)
-        groups.append(SubgraphGroup(f"sg{g}", device[run[0]], run, list(ins), list(outs)))
+        groups.append(PlacedSubgraph(f"sg{g}", device[run[0]], run, list(ins), list(outs)))
     return groups
 
 

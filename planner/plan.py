@@ -41,7 +41,10 @@ class TransferPlan:
 
 
 @dataclass
-class Plan:
+class CompilePlan:
+    """The partitioner's plan of a whole compile (placement, subgraphs in order, transfers, predictions); not the
+    CPU backend's per-op schedule (backends/cpu/schedule.py: Plan)."""
+
     model_name: str
     objective: str
     devices: list[str]
@@ -65,7 +68,7 @@ class Plan:
 def make_plan(loaded_model, device_mix: str | list[DeviceInstance] = "cpu", objective: str = "latency",
               budgets: dict[str, float | str] | list[str] | None = None, overrides: list[Override] | None = None, *,
               catalog: dict[str, DeviceSpec] | None = None, time_limit_s: float = 10.0,
-              cost_model: CostModel | None = None) -> Plan:
+              cost_model: CostModel | None = None) -> CompilePlan:
     """Plan `loaded_model` (a LoadedModel or a shape-inferred ModelProto) on `device_mix` ("4xgpu:sm_90+cpu" or instances)."""
     if isinstance(device_mix, str):
         instances = parse_device_mix(device_mix, catalog if catalog is not None else builtin_catalog())
@@ -78,7 +81,7 @@ def make_plan(loaded_model, device_mix: str | list[DeviceInstance] = "cpu", obje
     return plan_from_placement(proto, placement, getattr(loaded_model, "name", None) or proto.graph.name or "model")
 
 
-def plan_from_placement(model, placement: Placement, model_name: str = "model") -> Plan:
+def plan_from_placement(model, placement: Placement, model_name: str = "model") -> CompilePlan:
     """Subgraphs, transfers and totals for an existing placement (e.g. one loaded from a file and re-placed)."""
     proto = getattr(model, "model", model)
     info = placement.info
@@ -128,7 +131,7 @@ def plan_from_placement(model, placement: Placement, model_name: str = "model") 
     notes = list(placement.notes)
     if abs(latency - placement.latency) > 1e-9 + 1e-6 * placement.latency:
         notes.append(f"subgraph-level latency {latency:.6g}s differs from the placement model's {placement.latency:.6g}s")
-    return Plan(model_name, placement.objective, [i.id for i in placement.instances], placement, subgraphs, transfers,
+    return CompilePlan(model_name, placement.objective, [i.id for i in placement.instances], placement, subgraphs, transfers,
                 latency, placement.stage_time, placement.critical_path, utilisation, resources, dict(placement.single_device), notes)
 
 
@@ -170,7 +173,7 @@ def _fmt_resource(res: str, used: float, limit: float) -> str:
     return f"{res} {used:.0f}/{limit:.0f}"
 
 
-def format_plan(plan: Plan) -> str:
+def format_plan(plan: CompilePlan) -> str:
     """A readable report: totals, comparison with single-device plans, subgraphs, transfers, devices."""
     p = plan.placement
     lines = [f"hcc plan for {plan.model_name}: {' + '.join(plan.devices)}",
@@ -232,7 +235,7 @@ def _num(x: float | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def plan_to_json(plan: Plan, include_timing: bool = False) -> dict:
+def plan_to_json(plan: CompilePlan, include_timing: bool = False) -> dict:
     """A JSON-able dict of the plan. Solver wall time is left out unless asked for, so equal plans give equal JSON."""
     p = plan.placement
     data = {

@@ -8,7 +8,7 @@ import pytest
 import graphs
 from hcc.backends.fpga.resources import dsp_per_mult
 from hcc.frontend.names import name_nodes, node_names
-from hcc.planner.cost_model import CostModel, FpgaConfig, FpgaEstimate, analyze_model, estimate_fpga, predict, transfer_time
+from hcc.planner.cost_model import CostModel, FpgaCostConfig, FpgaEstimate, analyze_model, estimate_fpga, predict, transfer_time
 from hcc.planner.device_catalog import builtin_catalog, parse_device_mix
 from synthetic_devices import catalog
 
@@ -85,7 +85,7 @@ def test_fpga_estimate_and_overrides():
     variants = cm.fpga_variants(conv, u250)  # 5 multiplier caps x 2 strategies, fastest first
     assert len(variants) == 10 and {v.strategy for v in variants} == {"latency", "resource"}
     assert [v.latency_cycles for v in variants] == sorted(v.latency_cycles for v in variants)
-    fixed_by_user = CostModel(fpga_node_configs={conv.name: FpgaConfig(reuse_factor=4608, strategy="resource", weight_bits=8)})
+    fixed_by_user = CostModel(fpga_node_configs={conv.name: FpgaCostConfig(reuse_factor=4608, strategy="resource", weight_bits=8)})
     (only,) = fixed_by_user.fpga_variants(conv, u250)
     assert only.reuse_factor == 4608 and only.strategy == "resource" and only.dsp == 512 * 512 * 9 // 4608
     fixed = FpgaEstimate(dsp=10, bram18k=5, lut=100, ff=100, latency_cycles=3e5, reuse_factor=7, source="backend")
@@ -96,10 +96,13 @@ def test_fpga_estimate_and_overrides():
 
 
 def test_node_names_are_stable_and_unique():
-    model = graphs.chain(["Relu", "Relu", "Relu"])
+    """One naming (frontend/names.py) for the loader, the planner and the FPGA backend: the names placement files
+    and bundles have always used (an unnamed node is <op>_<index>, the k-th duplicate <name>__k)."""
+    model = graphs.chain(["Relu", "Relu", "Relu", "Relu"])
     model.graph.node[0].name = ""
     model.graph.node[2].name = "n1"  # duplicate of node 1
-    assert node_names(model) == ["Relu_0", "n1", "Relu_2"]
-    named = name_nodes(model)
-    assert [n.name for n in named.graph.node] == ["Relu_0", "n1", "Relu_2"]
-    assert model.graph.node[0].name == ""  # the input is not modified
+    model.graph.node[3].name = "n1__2"  # the name the duplicate would get: it takes the next free one
+    assert node_names(model) == ["Relu_0", "n1", "n1__2", "n1__2__2"]
+    name_nodes(model)
+    assert [n.name for n in model.graph.node] == ["Relu_0", "n1", "n1__2", "n1__2__2"]
+    assert node_names(model) == [n.name for n in model.graph.node]  # a named model keeps its names

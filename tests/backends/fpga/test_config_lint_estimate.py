@@ -147,7 +147,7 @@ def test_estimate_node_for_the_cost_model():
 def test_partitioner_and_backend_estimate_a_layer_alike():
     """The cost model (per ONNX node, before codegen) and estimate_node (the backend's per-node view) share the
     formulas of backends/fpga/resources.py: same DSP, BRAM and cycles for the same reuse factor and strategy."""
-    from hcc.planner.cost_model import FpgaConfig, NodeCost, estimate_fpga
+    from hcc.planner.cost_model import FpgaCostConfig, NodeCost, estimate_fpga
     from hcc.planner.device_catalog import builtin_catalog
 
     spec = builtin_catalog()["fpga:xcu250"]
@@ -163,7 +163,7 @@ def test_partitioner_and_backend_estimate_a_layer_alike():
                             attrs={"pads": [1, 1, 1, 1]})}
     for node in (fc, conv):
         for rf, strategy in [(1, "latency"), (8, "latency"), (16, "resource"), (64, "resource")]:
-            planned = estimate_fpga(node, spec, FpgaConfig(reuse_factor=rf, strategy=strategy))
+            planned = estimate_fpga(node, spec, FpgaCostConfig(reuse_factor=rf, strategy=strategy))
             built = estimate.estimate_node(**backend[node.name], reuse_factor=rf, strategy=strategy)
             assert (planned.dsp, planned.bram18k, planned.latency_cycles, planned.reuse_factor) == \
                    (built.dsp, built.bram18k, built.latency_cycles, built.reuse_factor), (node.name, rf, strategy)
