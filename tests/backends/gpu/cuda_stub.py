@@ -1,5 +1,5 @@
 """Test helpers for the GPU runtime without a GPU: build the stub libcuda (stub_libcuda.c) with gcc, build kernel
-emulators for a bundle (hcc.backends.gpu.emulate, in a subprocess), point the ctypes driver at them, parse the stub's
+emulators for a bundle (emulate.py, in a subprocess), point the ctypes driver at them, parse the stub's
 call log. Loaded by path from tests/backends/gpu and tests/runtime (see `load_helpers`)."""
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def build_stub(out_dir: Path) -> Path:
 def build_emulators(bundle: Path, out_dir: Path, serial: bool = False) -> dict[str, str]:
     """{subgraph id: emulator .so} for every GPU subgraph of `bundle` (compiled with keep_ir=True). `serial`: the
     negative control (kernels with barriers run their threads one after another, barriers ignored)."""
-    cmd = [sys.executable, "-m", "hcc.backends.gpu.emulate", str(bundle), str(out_dir)] + (["--serial"] if serial else [])
+    cmd = [sys.executable, str(Path(__file__).with_name("emulate.py")), str(bundle), str(out_dir)] + (["--serial"] if serial else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"emulator build failed:\n{proc.stderr[-3000:]}")

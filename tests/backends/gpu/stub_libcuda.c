@@ -6,7 +6,7 @@
  *  - cuModuleLoadData accepts a cubin (ELF, e_machine 190) or NUL-terminated PTX; cuModuleGetFunction finds `.entry NAME`
  *    in PTX or the `.text.NAME` section name in a cubin (CUDA_ERROR_NOT_FOUND otherwise);
  *  - cuLaunchKernel cannot run GPU code: it records the launch (kernel, grid, block, shared bytes, parameter values)
- *    and, when an emulator library built by hcc.backends.gpu.emulate exports hccemu_<kernel>, runs that host version
+ *    and, when an emulator library built by tests/backends/gpu/emulate.py exports hccemu_<kernel>, runs that host version
  *    of the kernel on the parameters. Parameter kinds come from the PTX `.entry` declaration or the emulator's
  *    hccemu_<kernel>_sig.
  *

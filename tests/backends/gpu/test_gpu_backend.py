@@ -5,7 +5,7 @@
 * the cubins are CUDA ELF files (e_machine 190) with a `.text.<kernel>` section per kernel;
 * every kernel argument of the launch table stays inside its buffer (static bounds check of offsets/sizes/strides);
 * the bundle runs through the ctypes driver against a stub libcuda whose cuLaunchKernel executes host emulations of
-  the same kernels (hcc.backends.gpu.emulate): outputs match onnxruntime, and the driver's calls (module image,
+  the same kernels (tests/backends/gpu/emulate.py): outputs match onnxruntime, and the driver's calls (module image,
   allocations, copies, launches with grid/block/parameters) are exactly what the launch table says;
 * without a GPU the session runs the CPU fallback and says so.
 """

@@ -1,4 +1,5 @@
-"""Host emulation of a subgraph's GPU kernels, for testing the launch path on machines without a GPU.
+"""Host emulation of a subgraph's GPU kernels, for testing the launch path on machines without a GPU (test-only:
+not part of the hcc package; tests/backends/gpu/cuda_stub.py runs it).
 
 The kernels' MLIR (`gpu/<sg>/kernels.mlir`, written with keep_ir) is the same gpu.module the PTX is generated from.
 Each `gpu.func` becomes a host function taking the kernel's parameters plus block/thread ids and dimensions; a C
@@ -16,7 +17,7 @@ another (a barrier separates them); before each block the buffers are filled wit
 reading shared memory that no thread of the block wrote shows up in the results. Each output element is computed by
 one thread in a fixed order, so the results are deterministic.
 
-`python -m hcc.backends.gpu.emulate BUNDLE OUT_DIR [--serial]` builds one library per GPU subgraph and prints their
+`python tests/backends/gpu/emulate.py BUNDLE OUT_DIR [--serial]` builds one library per GPU subgraph and prints their
 paths (`--serial`, for tests only: barrier kernels run their threads one after another, barriers ignored).
 Also exported per kernel: `hccemu_<kernel>_sig`, the parameter kinds as a string (p=pointer, l=i64, i=i32, s=i16,
 c=i8, f=f32, d=f64, h=f16), which the stub uses to log parameter values.
@@ -291,7 +292,7 @@ def main(argv: list[str]) -> int:
     serial = "--serial" in argv[1:]
     argv = [a for a in argv if a != "--serial"]
     if len(argv) != 3:
-        print("usage: python -m hcc.backends.gpu.emulate BUNDLE OUT_DIR [--serial]", file=sys.stderr)
+        print("usage: python tests/backends/gpu/emulate.py BUNDLE OUT_DIR [--serial]", file=sys.stderr)
         return 2
     try:
         print(json.dumps(build_for_bundle(Path(argv[1]), Path(argv[2]), serial)))
