@@ -11,6 +11,7 @@ from onnx import shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.checks import check_patterns
+from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
@@ -148,7 +149,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     model, digest = _read(path)
     check_text(model, path)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
-    check_supported(model, path)  # before the checker: list every unsupported op even in an otherwise odd graph
+    # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
+    check_supported(model, path, deferred=CONTROL_FLOW)
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
@@ -171,6 +173,14 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    if inline_known_ifs(model):  # an If whose condition folding made a constant becomes its branch (control_flow.py)
+        name_nodes(model)
+        check_supported(model, path, deferred=CONTROL_FLOW)  # the branches' ops
+        check_initializers(model, path)
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        if fold_constants(model):
+            model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    check_control_flow(model, path)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
     if apply_rewrites(model):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)

@@ -110,13 +110,14 @@ def _type_name(code: int) -> str:
         return str(code)
 
 
-def check_supported(model: onnx.ModelProto, path: str) -> None:
-    """Raise one HccError listing every unsupported op type with the names of the nodes that use it."""
+def check_supported(model: onnx.ModelProto, path: str, deferred: tuple[str, ...] = ()) -> None:
+    """Raise one HccError listing every unsupported op type with the names of the nodes that use it. `deferred` op
+    types are left for a later check (control flow: an If that folding decides becomes its branch's nodes)."""
     unsupported: dict[str, list[str]] = {}
     for index, node in enumerate(model.graph.node):
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         key = node.op_type if not domain else f"{domain}.{node.op_type}"
-        if key not in SUPPORTED_OPS:
+        if key not in SUPPORTED_OPS and key not in deferred:
             unsupported.setdefault(key, []).append(node.name or f"<unnamed node #{index}>")
     if unsupported:
         lines = []

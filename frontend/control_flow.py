@@ -1,0 +1,94 @@
+"""Control flow decided at compile time: an `If` whose condition folding has made a constant is replaced by the
+nodes of the branch it takes.
+
+Why: exporters write `If` for decisions that depend only on shapes or constants (a batch of one, a sample rate
+fixed by an initializer); after shape inference and constant folding (frontend/fold.py) the condition is a
+known scalar, and the branch is plain tensor code that the rest of the pipeline compiles like any other. An `If`
+whose condition still depends on an input at run time, and `Loop`/`Scan`, are refused by name with the reason
+(`check_control_flow`): hcc generates no data-dependent branches.
+
+ONNX names are unique across a graph and all its subgraphs, so a branch's nodes move into the main graph under
+their own output names; the branch's outputs reach the `If`'s outputs through Identity nodes, and the branch's
+initializers become the model's. Nested `If`s become top-level nodes and are decided in the next round.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from hcc.errors import HccError
+
+CONTROL_FLOW = ("If", "Loop", "Scan")
+
+
+def inline_known_ifs(model: onnx.ModelProto) -> int:
+    """Replace, in place, every top-level `If` with a constant condition by its taken branch; returns how many."""
+    inlined = 0
+    while True:
+        constants = {init.name: init for init in model.graph.initializer}
+        index = next((i for i, node in enumerate(model.graph.node) if _is_decided(node, constants)), None)
+        if index is None:
+            return inlined
+        _inline(model, index, constants)
+        inlined += 1
+
+
+def _is_decided(node: onnx.NodeProto, constants: dict[str, onnx.TensorProto]) -> bool:
+    return node.op_type == "If" and node.domain in ("", "ai.onnx") and node.input[0] in constants
+
+
+def _inline(model: onnx.ModelProto, index: int, constants: dict[str, onnx.TensorProto]) -> None:
+    node = model.graph.node[index]
+    condition = numpy_helper.to_array(constants[node.input[0]])
+    if condition.size != 1:
+        raise HccError(f"node '{node.name}' (If): its condition has {condition.size} elements; ONNX requires one")
+    taken = "then_branch" if bool(np.asarray(condition).reshape(-1)[0]) else "else_branch"
+    branch = next(helper.get_attribute_value(a) for a in node.attribute if a.name == taken)
+    if len(branch.output) != len(node.output):
+        raise HccError(f"node '{node.name}' (If): its {taken} has {len(branch.output)} outputs, the node {len(node.output)}")
+    replacement = list(branch.node)
+    for inner in replacement:  # keep names unique and say where the node came from
+        inner.name = f"{node.name}/{taken}/{inner.name or inner.op_type}"
+    for branch_out, out in zip(branch.output, node.output):
+        if out:
+            replacement.append(helper.make_node("Identity", [branch_out.name], [out], name=f"{node.name}/{taken}/{out}"))
+    model.graph.initializer.extend(branch.initializer)
+    model.graph.value_info.extend(branch.value_info)
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes[:index] + replacement + nodes[index + 1:])
+
+
+def check_control_flow(model: onnx.ModelProto, path: str) -> None:
+    """Refuse, naming every node, the control flow left after folding: If on a run-time condition, Loop, Scan."""
+    left = [node for node in model.graph.node if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx")]
+    if not left:
+        return
+    producers = {out: node for node in model.graph.node for out in node.output}
+    inputs = {value.name for value in model.graph.input} - {init.name for init in model.graph.initializer}
+    lines = []
+    for node in left:
+        if node.op_type == "If":
+            sources = sorted(_graph_inputs_behind(node.input[0], producers, inputs))
+            origin = f"computed from input(s) {', '.join(repr(s) for s in sources)}" if sources else "not a constant after folding"
+            lines.append(f"  '{node.name}' (If): its condition is only known at run time ({origin})")
+        else:
+            lines.append(f"  '{node.name}' ({node.op_type}): loops are not compiled")
+    raise HccError(f"{path}: {len(left)} control-flow node(s) hcc cannot compile:\n" + "\n".join(lines),
+                   hint="hcc compiles an If whose condition folds to a constant (from shapes and initializers); "
+                        "make the condition's inputs initializers, or export the model for one fixed case")
+
+
+def _graph_inputs_behind(name: str, producers: dict[str, onnx.NodeProto], inputs: set[str]) -> set[str]:
+    found, stack, seen = set(), [name], set()
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        if value in inputs:
+            found.add(value)
+        elif value in producers:
+            stack.extend(i for i in producers[value].input if i)
+    return found

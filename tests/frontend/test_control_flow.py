@@ -1,0 +1,94 @@
+"""`If` decided at compile time (frontend/control_flow.py): a condition that folds to a constant from shapes or
+initializers compiles to the taken branch and matches onnxruntime; a run-time condition, Loop and Scan are refused
+by name with the reason."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hcc
+from hcc.errors import HccError
+from helpers import compile_and_compare
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def _branch(name: str, op: str, scale: float) -> onnx.GraphProto:
+    """y = op(x) * scale, reading x from the outer scope; its own initializer."""
+    s = numpy_helper.from_array(np.array([scale], np.float32), f"{name}_scale")
+    return helper.make_graph([helper.make_node(op, ["x"], [f"{name}_t"]), helper.make_node("Mul", [f"{name}_t", s.name], [f"{name}_y"])],
+                             name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)], [s])
+
+
+def _if_on_batch(batch_for_then: int) -> onnx.ModelProto:
+    """cond = (x.shape[0] == batch_for_then): Relu * 2 if true, else Sigmoid * 3; then + 1 outside the If."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        helper.make_node("Equal", ["batch", "want"], ["cond"]),
+        helper.make_node("If", ["cond"], ["branch_out"], name="pick", then_branch=_branch("then", "Relu", 2.0),
+                         else_branch=_branch("else", "Sigmoid", 3.0)),
+        helper.make_node("Add", ["branch_out", "one"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array(batch_for_then, np.int64), "want"),
+             numpy_helper.from_array(np.array([1.0], np.float32), "one")]
+    graph = helper.make_graph(nodes, "if_on_batch", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])], inits)
+    return helper.make_model(graph, opset_imports=OPSET)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_an_if_on_a_shape_compiles_to_the_branch_it_takes(tmp_path, batch):
+    """Batch 1 takes the Relu branch, batch 3 the Sigmoid one; both match onnxruntime (run on the model as written)."""
+    _, outputs, _ = compile_and_compare(_if_on_batch(1), tmp_path, input_shapes={"x": [batch, 8]}, as_written=True)
+    assert outputs[0].shape == (batch, 8)
+
+
+def test_the_taken_branch_is_the_only_code(tmp_path):
+    """Batch 1 takes the Relu branch: the loaded graph holds its nodes, not the other branch's, and no If."""
+    from hcc.frontend.loader import load_model
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_if_on_batch(1), path)
+    ops = [n.op_type for n in load_model(str(path), {"x": [1, 8]}).model.graph.node]
+    assert "Relu" in ops and "Sigmoid" not in ops and "If" not in ops
+    ops = [n.op_type for n in load_model(str(path), {"x": [2, 8]}).model.graph.node]
+    assert "Sigmoid" in ops and "Relu" not in ops and "If" not in ops
+
+
+def test_an_if_on_an_input_value_is_refused_by_name(tmp_path):
+    nodes = [
+        helper.make_node("Greater", ["rate", "limit"], ["cond"]),
+        helper.make_node("If", ["cond"], ["y"], name="by_rate", then_branch=_branch("then", "Relu", 2.0),
+                         else_branch=_branch("else", "Sigmoid", 3.0)),
+    ]
+    graph = helper.make_graph(nodes, "if_on_input", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8]),
+                                                     helper.make_tensor_value_info("rate", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])],
+                              [numpy_helper.from_array(np.array(8000, np.int64), "limit")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), path)
+    with pytest.raises(HccError) as info:
+        hcc.compile(path, tmp_path / "b")
+    assert "'by_rate' (If)" in str(info.value) and "'rate'" in str(info.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_loop_is_refused_by_name(tmp_path):
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "v_in"], ["v_out"])],
+                             "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                                      helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                                      helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [2])],
+                             [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph([helper.make_node("Loop", ["trips", "", "x"], ["y"], name="doubling", body=body)], "loop",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+                              [numpy_helper.from_array(np.array(3, np.int64), "trips")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=OPSET), path)
+    with pytest.raises(HccError) as info:
+        hcc.compile(path, tmp_path / "b")
+    assert "'doubling' (Loop)" in str(info.value)
