@@ -392,10 +392,11 @@ def keygen_cmd(stem):
 @main.command("ops")
 def ops_cmd():
     """List the ONNX ops hcc compiles."""
-    from hcc.frontend.ops import MAX_OPSET, MIN_OPSET, NEWEST_OPSET, SUPPORTED_OPS
+    from hcc.frontend.ops import MAX_OPSET, MIN_OPSET, NEWEST_OPSET, OLDEST_OPSET, SUPPORTED_OPS
 
-    click.echo(f"default-domain opsets {MIN_OPSET}..{NEWEST_OPSET} ({MAX_OPSET + 1}..{NEWEST_OPSET} converted to {MAX_OPSET}); "
-               f"{len(SUPPORTED_OPS)} ops:")
+    older = str(OLDEST_OPSET) if OLDEST_OPSET == MIN_OPSET - 1 else f"{OLDEST_OPSET}..{MIN_OPSET - 1}"
+    click.echo(f"default-domain opsets {OLDEST_OPSET}..{NEWEST_OPSET} ({older} converted up to {MIN_OPSET}, "
+               f"{MAX_OPSET + 1}..{NEWEST_OPSET} down to {MAX_OPSET}); {len(SUPPORTED_OPS)} ops:")
     click.echo(", ".join(sorted(SUPPORTED_OPS)))
 
 
