@@ -338,7 +338,7 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
  * matrix itself (lda, 1)) * B (kc rows of NR floats, `ldb` apart: NR for a packed panel).
  * `first`: this K block starts the sum (from the epilogue's init); `last`: it ends it (residual and clamp).
  * (row, col): the tile's position in C, for the epilogue's sources. */
-static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows, const int nv, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
+static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows, const int nv, const int by_offset, int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
                          const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
                          int64_t col, int first, int last) {
   vf acc[MR][NV];
@@ -348,7 +348,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
     for (int j = 0; j < nv; ++j) acc[i][j] = (vf){0};
   for (int64_t k = 0; k < kc; ++k) {
     vf b[NV];
-    const float *brow = koff ? bp + koff[k] : bp; /* koff: row k of B is bp + koff[k] (direct convolution) */
+    const float *brow = by_offset ? bp + koff[k] : bp; /* row k of B is bp + koff[k] (direct convolution) */
 #pragma GCC unroll 4
     for (int j = 0; j < nv; ++j) b[j] = vload(brow + j * VL);
 #pragma GCC unroll 16
@@ -358,7 +358,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
       for (int j = 0; j < nv; ++j) acc[i][j] += a * b[j];
     }
     ap += aks;
-    if (!koff) bp += ldb;
+    if (!by_offset) bp += ldb;
   }
   int from_c = !first || e->init_mode == INIT_IN_C;
   int init_vec = from_c || e->init_mode == INIT_CONSTANT || vector_columns(e->ow, e->init_sn, e->init_sh);
@@ -416,8 +416,8 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
 static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
                          float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
                          int64_t col, int first, int last) {
-#define FULL(R) micro_kernel_nv(R, NV, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
-#define HALF(R) micro_kernel_nv(R, NV / 2, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
+#define FULL(R) micro_kernel_nv(R, NV, 0, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
+#define HALF(R) micro_kernel_nv(R, NV / 2, 0, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
 #if NV >= 2
   if (nr <= NR / 2) {
     TILE_ROWS(mr, HALF);
@@ -433,8 +433,8 @@ static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int6
 static void micro_kernel_direct(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp,
                                 const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t mr, int64_t nr,
                                 const Epilogue *e, int64_t row, int64_t col, int first, int last) {
-#define FULL(R) micro_kernel_nv(R, NV, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
-#define HALF(R) micro_kernel_nv(R, NV / 2, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
+#define FULL(R) micro_kernel_nv(R, NV, 1, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
+#define HALF(R) micro_kernel_nv(R, NV / 2, 1, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
 #if NV >= 2
   if (nr <= NR / 2) {
     TILE_ROWS(mr, HALF);
