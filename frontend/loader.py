@@ -11,6 +11,7 @@ from onnx import shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.checks import check_patterns
+from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
@@ -167,6 +168,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         message = str(exc).strip().replace("\n", " ")
         raise HccError(f"{path}: shape inference failed: {message}") from None
     name_nodes(model)
+    if rewrite_classical_ml(model, path):  # ai.onnx.ml nodes into default-domain ops (frontend/classical_ml.py)
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     # Before folding, which would turn the DequantizeLinear of a constant weight into float weights: QDQ groups fused
     # as onnxruntime fuses them, then every quantized op rewritten into exact float/integer ops (frontend/quantized.py).
     if rewrite_quantized(model, path):

@@ -26,15 +26,23 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     Transpose Trilu Unsqueeze Where Xor
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
     com.microsoft.QGemm
+    ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor
+    ai.onnx.ml.LinearClassifier ai.onnx.ml.TreeEnsembleRegressor ai.onnx.ml.TreeEnsembleClassifier
     """.split()
 )
 # Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly
 # (frontend/quantized.py); com.microsoft.QGemm is what onnxruntime's quantizer writes for a quantized Gemm.
+# Classical ML ops (ai.onnx.ml, what skl2onnx writes) are rewritten into default-domain ops (frontend/classical_ml.py).
 
 # Ops that torch-mlir converts but that the CPU backend cannot compile yet: they are not in SUPPORTED_OPS, and the
 # error for a model that uses one says why. Their coverage cases run as strict xfails, so when the backend is fixed
 # the suite reports XPASS for exactly the ops to move back into SUPPORTED_OPS.
 BLOCKED_OPS: dict[str, str] = {}
+# Ops refused for good, with what to do instead (in the error that lists unsupported ops).
+REFUSED_OPS: dict[str, str] = {
+    "ai.onnx.ml.ZipMap": "its output is a sequence of maps, not a tensor: convert the model with skl2onnx option "
+                         "zipmap=False (options={id(model): {'zipmap': False}}) to get the probabilities as a tensor",
+}
 
 # Opsets of the default domain that the importer and converter are tested with: every model is compiled at one of
 # these. Newer models (up to the newest opset the pinned onnx defines) are first converted down to MAX_OPSET with
@@ -124,7 +132,7 @@ def check_supported(model: onnx.ModelProto, path: str, deferred: tuple[str, ...]
         for op in sorted(unsupported):
             names = unsupported[op]
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} nodes)" if len(names) > 8 else "")
-            why = f" (known limitation: {BLOCKED_OPS[op]})" if op in BLOCKED_OPS else ""
+            why = f" (known limitation: {BLOCKED_OPS[op]})" if op in BLOCKED_OPS else f" ({REFUSED_OPS[op]})" if op in REFUSED_OPS else ""
             lines.append(f"  {op}: {shown}{why}")
         raise HccError(
             f"{path}: {len(unsupported)} unsupported op type(s):\n" + "\n".join(lines),

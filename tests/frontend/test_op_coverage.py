@@ -517,6 +517,51 @@ case("com.microsoft.QGemm", "transB-alpha-bias", _qgemm, feeds={"x": _U8_IN["x"]
 case("Cast", "float-to-uint8", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=U8)], [("x", F, [4, 64])], [("y", U8)]),
      feeds={"x": np.concatenate([np.arange(0, 252) + 0.25, [-1.0, 300.0, 255.9, -0.5]]).astype(np.float32).reshape(4, 64)})
 
+# Classical ML (ai.onnx.ml, frontend/classical_ml.py rewrites it; tests/frontend/test_classical_ml.py tests it in depth)
+def _ml(node, inputs, outputs):
+    graph = h.make_graph([node], "op_case", [h.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                         [h.make_tensor_value_info(n, t, s) for n, t, s in outputs])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("ai.onnx.ml", 3)], ir_version=8)
+
+
+def _ml_trees(kind: str):
+    """Two trees over 3 features: tree 0 (x1 <= 0.2 ? (x0 < -0.5 ? a : b) : c), tree 1 (x2 > 0.1 ? d : e)."""
+    nodes = dict(nodes_treeids=[0, 0, 0, 0, 0, 1, 1, 1], nodes_nodeids=[0, 1, 2, 3, 4, 0, 1, 2], nodes_featureids=[1, 0, 0, 0, 0, 2, 0, 0],
+                 nodes_values=[0.2, -0.5, 0, 0, 0, 0.1, 0, 0], nodes_truenodeids=[1, 3, 0, 0, 0, 1, 0, 0],
+                 nodes_falsenodeids=[2, 4, 0, 0, 0, 2, 0, 0],
+                 nodes_modes=["BRANCH_LEQ", "BRANCH_LT", "LEAF", "LEAF", "LEAF", "BRANCH_GT", "LEAF", "LEAF"])
+    leaves = [(0, 2), (0, 3), (0, 4), (1, 1), (1, 2)]
+    outputs = 1 if kind == "TreeEnsembleRegressor" else 3
+    weights = [(t, n, k, 0.25 * (i + 1) - 0.5 * k) for i, (t, n) in enumerate(leaves) for k in range(outputs)]
+    prefix, extra = ("target", {"n_targets": 1}) if outputs == 1 else ("class", {"classlabels_int64s": [3, 5, 9]})
+    node = h.make_node(kind, ["x"], ["y"] if outputs == 1 else ["label", "y"], name="trees", domain="ai.onnx.ml", **nodes, **extra,
+                       **{f"{prefix}_treeids": [w[0] for w in weights], f"{prefix}_nodeids": [w[1] for w in weights],
+                          f"{prefix}_ids": [w[2] for w in weights], f"{prefix}_weights": [w[3] for w in weights]})
+    outs = [("y", F, [8, 1])] if outputs == 1 else [("label", T.INT64, [8]), ("y", F, [8, 3])]
+    return _ml(node, [("x", F, [8, 3])], outs)
+
+
+_ML_X = [("x", F, [8, 3])]
+case("ai.onnx.ml.Scaler", "", lambda: _ml(h.make_node("Scaler", ["x"], ["y"], name="scaler", domain="ai.onnx.ml", offset=[0.5, -1, 2],
+                                                      scale=[2, 0.5, -3]), _ML_X, [("y", F, [8, 3])]), as_written=True)
+case("ai.onnx.ml.Binarizer", "", lambda: _ml(h.make_node("Binarizer", ["x"], ["y"], name="binarizer", domain="ai.onnx.ml", threshold=0.1),
+                                             _ML_X, [("y", F, [8, 3])]), as_written=True)
+case("ai.onnx.ml.Normalizer", "L2", lambda: _ml(h.make_node("Normalizer", ["x"], ["y"], name="normalizer", domain="ai.onnx.ml", norm="L2"),
+                                                _ML_X, [("y", F, [8, 3])]), as_written=True)
+case("ai.onnx.ml.ArrayFeatureExtractor", "", lambda: _ml(h.make_node("ArrayFeatureExtractor", ["x", "i"], ["y"], name="extract", domain="ai.onnx.ml"),
+                                                         _ML_X + [("i", T.INT64, [2])], [("y", F, [8, 2])]),
+     feeds={"x": np.arange(24, dtype=np.float32).reshape(8, 3), "i": np.array([2, 0], np.int64)}, as_written=True)
+case("ai.onnx.ml.LinearRegressor", "", lambda: _ml(h.make_node("LinearRegressor", ["x"], ["y"], name="linreg", domain="ai.onnx.ml",
+                                                               coefficients=[1, -2, 0.5, 3, 0, -1], intercepts=[0.25, -1], targets=2),
+                                                   _ML_X, [("y", F, [8, 2])]), as_written=True)
+_ML_LINEAR = dict(coefficients=[1, -2, 0.5, 3, 0, -1, 0.5, 0.5, 0.5], intercepts=[0.25, -1, 0], classlabels_ints=[4, 2, 7], post_transform="SOFTMAX")
+case("ai.onnx.ml.LinearClassifier", "softmax", lambda: _ml(h.make_node("LinearClassifier", ["x"], ["label", "y"], name="linclass",
+                                                                       domain="ai.onnx.ml", **_ML_LINEAR),
+                                                           _ML_X, [("label", T.INT64, [8]), ("y", F, [8, 3])]), as_written=True)
+case("ai.onnx.ml.TreeEnsembleRegressor", "", lambda: _ml_trees("TreeEnsembleRegressor"), as_written=True)
+case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
+
+
 # Every case compiles a model (about 2.5 s on 2 cores). To keep the default run (`make test`) inside its 20-minute
 # budget, it runs the first case of each op listed before the widening; `make test-all` (slow) runs every case: the
 # further variants and all cases of the widening. The strict xfails (a fast, clear refusal) run in both.

@@ -1,0 +1,501 @@
+"""Classical ML (the ai.onnx.ml domain, what skl2onnx writes): each node rewritten, before import, into default-domain
+ops hcc compiles, giving onnxruntime 1.31's results (labels exactly; scores to the tolerance stated per op).
+
+What onnxruntime's CPU kernels compute, and hcc with it (measured against it, tests/frontend/test_classical_ml.py):
+* Scaler: y = (x - offset) * scale, one float rounding each (offset/scale of length 1 or C, the last axis). Exact.
+* Binarizer: 1 where x > threshold, else 0 (onnxruntime refuses a NaN input at run time). Exact.
+* Normalizer (2-D): MAX divides a row by its largest element (NaNs skipped), L1 by sum |x|, L2 by sqrt(sum x^2);
+  a row whose divisor is 0 is left as it is. Sums in another order: within a few float32 ulps.
+* LinearRegressor: x W^T + b (post_transform NONE). LinearClassifier: scores = x W^T + b, label =
+  classlabels_ints[first maximum] (NaN scores never win unless first, as onnxruntime's loop); with one coefficient
+  row (binary, two labels): label = labels[1] if s > 0 else labels[0], scores [1 - s, s] for NONE/SOFTMAX/
+  SOFTMAX_ZERO and [logistic(-s), logistic(s)] for LOGISTIC (measured: not what its source reads for every
+  version). Scores: a float32 GEMM whose summation order differs from MLAS's, within a few ulps of sum |x_i w_i|;
+  the labels follow from the scores, so a row whose two best scores are within that of each other may differ
+  (random data: never). int32/int64/double inputs are converted to float32 first, as onnxruntime does.
+* ArrayFeatureExtractor: Gather along the last axis. Exact.
+* TreeEnsembleRegressor, TreeEnsembleClassifier (opset 1/3 attributes): see `_tree_ensemble`. The comparisons are
+  exact (the float32 feature, picked with Gather, against the float32 threshold, NaN routed by
+  nodes_missing_value_tracks_true as onnxruntime does), so the leaf every tree reaches is onnxruntime's; the one
+  leaf value per tree is picked exactly (a 0/1 matmul with one non-zero term), and the per-tree values are summed
+  in float32 in another order than onnxruntime's (which itself changes with its thread count): a few ulps of the
+  sum of |leaf values| per output. MIN/MAX aggregation is exact. Labels: the first maximum of the scores.
+
+Refused, naming the node: string labels or string inputs ("string tensors are not compiled"), PROBIT, ZipMap (a
+sequence of maps is not a tensor: convert with skl2onnx option zipmap=False), binary tree classifiers whose
+onnxruntime label rule hcc does not reproduce, the other ai.onnx.ml ops.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from hcc.errors import HccError
+from hcc.frontend.quantized import _attr, _Emitter, _Graph
+
+ML_DOMAIN = "ai.onnx.ml"
+F32 = np.dtype(np.float32)
+I64 = np.dtype(np.int64)
+BOOL = np.dtype(np.bool_)
+FLOAT_MAX = np.float32(np.finfo(np.float32).max)
+
+
+class _Refused(Exception):
+    """A node hcc does not compile; the reason names what (the caller adds the file and node)."""
+
+
+def _strings(node: onnx.NodeProto) -> None:
+    for attr in node.attribute:
+        if attr.name.endswith("_strings") and (attr.strings or attr.type == onnx.AttributeProto.STRINGS and len(attr.strings)):
+            raise _Refused(f"attribute '{attr.name}': string tensors are not compiled (use integer class labels)")
+
+
+def _elem(g: _Graph, name: str) -> int:
+    if name not in g.types:
+        raise _Refused(f"the element type of '{name}' is unknown")
+    elem = g.types[name]
+    if elem == TensorProto.STRING:
+        raise _Refused(f"input '{name}' is a string tensor: string tensors are not compiled")
+    return elem
+
+
+def _shape(g: _Graph, name: str) -> list[int]:
+    shape = g.shapes.get(name)
+    if shape is None:
+        raise _Refused(f"the shape of '{name}' is unknown")
+    return shape
+
+
+def _float_input(e: _Emitter, g: _Graph, name: str, casts: bool = True):
+    """`name` as float32: int32/int64/double inputs converted as onnxruntime's kernels convert them."""
+    elem = _elem(g, name)
+    if elem == TensorProto.FLOAT:
+        return name
+    if casts and elem in (TensorProto.DOUBLE, TensorProto.INT32, TensorProto.INT64):
+        return e.op("Cast", [name], F32, "to_float", to=TensorProto.FLOAT)
+    raise _Refused(f"input '{name}' has type {TensorProto.DataType.Name(elem)}: hcc compiles float32 inputs"
+                   + ("" if not casts else ", int32, int64 and double"))
+
+
+def _rows(g: _Graph, name: str) -> list[int]:
+    shape = _shape(g, name)
+    if len(shape) != 2:
+        raise _Refused(f"input '{name}' has shape {shape}: hcc compiles 2-D [N, features] inputs for this op")
+    return shape
+
+
+def _floats(node: onnx.NodeProto, name: str, default=None) -> np.ndarray:
+    value = _attr(node, name, default)
+    if value is None:
+        raise _Refused(f"attribute '{name}' is missing")
+    return np.asarray(value, dtype=np.float32).reshape(-1)
+
+
+def _reduce(e: _Emitter, op_type: str, value, axis: int, hint: str, keepdims: int = 1):
+    """A reduction over one axis, spelled for the model's opset (axes an input from opset 18, 13 for ReduceSum)."""
+    if e.opset >= (13 if op_type == "ReduceSum" else 18):
+        return e.op(op_type, [value, np.array([axis], np.int64)], F32, hint, keepdims=keepdims)
+    return e.op(op_type, [value], F32, hint, axes=[axis], keepdims=keepdims)
+
+
+def _out(node: onnx.NodeProto, index: int) -> str:
+    return node.output[index] if index < len(node.output) else ""
+
+
+# ------------------------------------------------------------------------------------------------ simple ops
+
+
+def _scaler(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    x = _float_input(e, g, node.input[0])
+    offset, scale = _floats(node, "offset", [0.0]), _floats(node, "scale", [1.0])
+    e.result(e.mul(e.sub(x, offset), scale), node.output[0])
+
+
+def _binarizer(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    x = node.input[0]
+    if _elem(g, x) != TensorProto.FLOAT:
+        raise _Refused(f"input '{x}' is not float32: hcc compiles float32 Binarizer inputs")
+    threshold = np.array(_attr(node, "threshold", 0.0), F32)
+    above = e.op("Greater", [x, threshold], BOOL, "above")
+    e.result(e.op("Cast", [above], F32, "binary", to=TensorProto.FLOAT), node.output[0])
+
+
+def _normalizer(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    x = _float_input(e, g, node.input[0])
+    _rows(g, node.input[0])
+    norm = _attr(node, "norm", b"MAX")
+    norm = norm.decode() if isinstance(norm, bytes) else norm
+    if norm == "MAX":
+        nan = e.op("IsNaN", [x], BOOL, "nan")
+        skipped = e.op("Where", [nan, np.array(-FLOAT_MAX, F32), x], F32, "nan_skipped")
+        divisor = _reduce(e, "ReduceMax", skipped, 1, "max")
+    elif norm == "L1":
+        divisor = _reduce(e, "ReduceSum", e.op("Abs", [x], F32, "abs"), 1, "l1")
+    elif norm == "L2":
+        divisor = e.op("Sqrt", [_reduce(e, "ReduceSum", e.mul(x, x, "square"), 1, "sum_squares")], F32, "l2")
+    else:
+        raise _Refused(f"norm '{norm}' is not MAX, L1 or L2")
+    zero = e.op("Equal", [divisor, np.array(0, F32)], BOOL, "zero")
+    e.result(e.op("Where", [zero, x, e.div(x, divisor, "normalized")], F32, "where"), node.output[0])
+
+
+def _array_feature_extractor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    x, indices = node.input[0], node.input[1]
+    _elem(g, x)
+    if len(_shape(g, x)) < 2:
+        raise _Refused(f"input '{x}' is 1-D: hcc compiles ArrayFeatureExtractor on inputs of rank 2 or more")
+    constant = g.constant(indices)
+    index = constant.astype(np.int64).reshape(-1) if constant is not None else indices
+    if constant is None and _elem(g, indices) != TensorProto.INT64:
+        index = e.op("Cast", [indices], I64, "indices", to=TensorProto.INT64)
+    e.result(e.op("Gather", [x, index], e.dtype(x), "gather", axis=-1), node.output[0])
+
+
+def _linear_regressor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    x = _float_input(e, g, node.input[0])
+    features = _rows(g, node.input[0])[1]
+    targets = int(_attr(node, "targets", 1))
+    post = _post_transform(node)
+    if post != "NONE":
+        raise _Refused(f"post_transform {post}: hcc compiles LinearRegressor with post_transform NONE")
+    w = _floats(node, "coefficients").reshape(targets, features)
+    b = _floats(node, "intercepts", [0.0] * targets)
+    e.result(e.add(e.op("MatMul", [x, np.ascontiguousarray(w.T)], F32, "matmul"), b, "scores"), node.output[0])
+
+
+def _post_transform(node: onnx.NodeProto) -> str:
+    value = _attr(node, "post_transform", b"NONE")
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _post(e: _Emitter, scores, post: str, hint: str = "post"):
+    """onnxruntime's write_scores for two or more scores per row."""
+    if post == "NONE":
+        return scores
+    if post == "LOGISTIC":
+        return e.op("Sigmoid", [scores], F32, f"{hint}_logistic")
+    if post == "SOFTMAX":
+        return e.op("Softmax", [scores], F32, f"{hint}_softmax", axis=-1)
+    if post == "SOFTMAX_ZERO":
+        # exp(v - max) for |v| > 1e-7, v * exp(-max) (almost 0) for the others, which the sum skips
+        top = _reduce(e, "ReduceMax", scores, -1, f"{hint}_max")
+        big = e.op("Greater", [e.op("Abs", [scores], F32, f"{hint}_abs"), np.array(1e-7, F32)], BOOL, f"{hint}_nonzero")
+        exp = e.op("Exp", [e.sub(scores, top, f"{hint}_shifted")], F32, f"{hint}_exp")
+        small = e.mul(scores, e.op("Exp", [e.op("Neg", [top], F32, f"{hint}_neg")], F32, f"{hint}_exp_neg"), f"{hint}_small")
+        values = e.op("Where", [big, exp, small], F32, f"{hint}_values")
+        counted = e.op("Where", [big, exp, np.array(0, F32)], F32, f"{hint}_counted")
+        total = _reduce(e, "ReduceSum", counted, -1, f"{hint}_sum")
+        return e.div(values, total, f"{hint}_softmax_zero")
+    raise _Refused(f"post_transform {post} is not compiled (NONE, LOGISTIC, SOFTMAX, SOFTMAX_ZERO are)")
+
+
+def _labels(e: _Emitter, scores, labels: np.ndarray, output: str) -> None:
+    """labels[first maximum of each row], int64."""
+    best = e.op("ArgMax", [scores], I64, "argmax", axis=-1, keepdims=0, select_last_index=0)
+    if np.array_equal(labels, np.arange(len(labels))):
+        e.result(best, output)
+    else:
+        e.result(e.op("Gather", [labels.astype(np.int64), best], I64, "label", axis=0), output)
+
+
+def _linear_classifier(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    _strings(node)
+    x = _float_input(e, g, node.input[0])
+    features = _rows(g, node.input[0])[1]
+    labels = np.asarray(_attr(node, "classlabels_ints", []), np.int64)
+    intercepts = _floats(node, "intercepts", [])
+    classes = len(intercepts) or len(_floats(node, "coefficients")) // max(features, 1)
+    if len(intercepts) == 0:
+        raise _Refused("attribute 'intercepts' is missing")
+    w = _floats(node, "coefficients").reshape(classes, features)
+    post = _post_transform(node)
+    scores = e.add(e.op("MatMul", [x, np.ascontiguousarray(w.T)], F32, "matmul"), intercepts, "scores")
+    label_out, score_out = _out(node, 0), _out(node, 1)
+    if classes == 1:
+        if len(labels) != 2:
+            raise _Refused(f"one coefficient row needs two classlabels_ints, the model has {len(labels)}")
+        if post == "PROBIT":
+            raise _Refused("post_transform PROBIT is not compiled")
+        if label_out:
+            positive = e.op("Greater", [scores, np.array(0, F32)], BOOL, "positive")
+            picked = e.op("Where", [positive, labels[1:2], labels[0:1]], I64, "binary_label")
+            e.result(e.reshape(picked, [-1], "label"), label_out)
+        if score_out:
+            if post == "LOGISTIC":
+                pair = [e.op("Sigmoid", [e.op("Neg", [scores], F32, "neg")], F32, "negative"), e.op("Sigmoid", [scores], F32, "positive_p")]
+            else:
+                pair = [e.sub(np.array([1], F32), scores, "complement"), scores]
+            e.result(e.op("Concat", pair, F32, "pair", axis=1), score_out)
+        return
+    if len(labels) != classes:
+        raise _Refused(f"{classes} coefficient rows but {len(labels)} classlabels_ints")
+    if label_out:
+        _labels(e, scores, labels, label_out)
+    if score_out:
+        e.result(_post(e, scores, post), score_out, rename=False)
+
+
+# ------------------------------------------------------------------------------------------------ tree ensembles
+
+MODES = {"BRANCH_LEQ": "LessOrEqual", "BRANCH_LT": "Less", "BRANCH_GTE": "GreaterOrEqual", "BRANCH_GT": "Greater",
+         "BRANCH_EQ": "Equal", "BRANCH_NEQ": "NEQ"}
+
+
+def _text_list(node: onnx.NodeProto, name: str) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else v for v in _attr(node, name, [])]
+
+
+def _thresholds(node: onnx.NodeProto, count: int) -> np.ndarray:
+    tensor = _attr(node, "nodes_values_as_tensor")
+    if tensor is not None:
+        values = onnx.numpy_helper.to_array(tensor).reshape(-1)
+        if values.dtype != F32 and not np.array_equal(values.astype(F32).astype(values.dtype), values):
+            raise _Refused("nodes_values_as_tensor holds double thresholds that are not float32 values: not compiled")
+        return values.astype(F32)
+    return _floats(node, "nodes_values", [0.0] * count)
+
+
+def _leaf_weights(node: onnx.NodeProto, prefix: str, ids: str):
+    tensor = _attr(node, f"{prefix}_weights_as_tensor")
+    if tensor is not None:
+        weights = onnx.numpy_helper.to_array(tensor).reshape(-1).astype(np.float64)
+    else:
+        weights = np.asarray(_attr(node, f"{prefix}_weights", []), np.float64)
+    return (list(_attr(node, f"{prefix}_treeids", [])), list(_attr(node, f"{prefix}_nodeids", [])),
+            list(_attr(node, ids, [])), weights)
+
+
+def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: bool) -> None:
+    """The GEMM formulation of a tree ensemble (Hummingbird's), one batch of matrices per tree.
+
+    For each tree t with internal nodes i (padded to I per tree) and leaves l (padded to L):
+    * c[n, t, i] = compare(x[n, feature(t, i)], threshold(t, i)) in {0, 1}: the feature picked with Gather (a
+      one-hot matmul would turn every node into NaN when any feature is inf or NaN: 0 * inf), compared in float32
+      against the float32 threshold with the node's own comparison, OR'ed with IsNaN(x) where the node's missing
+      value tracks the true branch (onnxruntime's rule);
+    * M[t, i, l] = +1 if leaf l lies in node i's true subtree, -1 if in its false subtree, 0 otherwise;
+      T[t, l] = the number of true turns on the path to l. The root-to-l path is taken iff every node on it turns
+      toward l: c @ M sums +1 for each true turn taken (at most T[t, l]) and -1 for each false turn not taken, so
+      it equals T[t, l] exactly when every true turn is taken and no false turn is missed. Small integers: exact.
+    * r[t, n, l] = (c @ M == T) in {0, 1}: exactly one leaf per tree (padded leaves have T = -1: never);
+      v[t, n, k] = r @ V[t] with V[t, l, k] the leaf's weight for target/class k: one non-zero term, exact.
+    Then the trees are aggregated (SUM/AVERAGE: ReduceSum, MIN/MAX: ReduceMin/Max over trees), base values added,
+    post_transform applied; the classifier's label is classlabels_int64s[first maximum].
+    """
+    _strings(node)
+    x = node.input[0]
+    if _elem(g, x) != TensorProto.FLOAT:
+        raise _Refused(f"input '{x}' is not float32: hcc compiles tree ensembles on float32 inputs")
+    rows, features = _rows(g, x)
+    tree_ids = list(_attr(node, "nodes_treeids", []))
+    node_ids = list(_attr(node, "nodes_nodeids", []))
+    feature_ids = list(_attr(node, "nodes_featureids", []))
+    modes = _text_list(node, "nodes_modes")
+    true_ids = list(_attr(node, "nodes_truenodeids", []))
+    false_ids = list(_attr(node, "nodes_falsenodeids", []))
+    count = len(node_ids)
+    tracks = list(_attr(node, "nodes_missing_value_tracks_true", [0] * count)) or [0] * count
+    thresholds = _thresholds(node, count)
+    lengths = {len(tree_ids), len(feature_ids), len(modes), len(true_ids), len(false_ids), len(thresholds), len(tracks), count}
+    if lengths != {count} or not count:
+        raise _Refused("the nodes_* attributes have different lengths")
+    if classifier:
+        leaf_trees, leaf_nodes, leaf_k, weights = _leaf_weights(node, "class", "class_ids")
+        labels = np.asarray(_attr(node, "classlabels_int64s", []), np.int64)
+        outputs = len(labels)
+    else:
+        leaf_trees, leaf_nodes, leaf_k, weights = _leaf_weights(node, "target", "target_ids")
+        outputs = int(_attr(node, "n_targets", 1))
+    if not (len(leaf_trees) == len(leaf_nodes) == len(leaf_k) == len(weights)):
+        raise _Refused("the leaf weight attributes have different lengths")
+    if not np.all(np.isfinite(weights)):
+        raise _Refused("a leaf weight is not finite: not compiled")
+    bases = _attr(node, "base_values_as_tensor")
+    bases = onnx.numpy_helper.to_array(bases).reshape(-1) if bases is not None else np.asarray(_attr(node, "base_values", []), np.float64)
+    post = _post_transform(node)
+    aggregate = "SUM" if classifier else _text_list_one(node, "aggregate_function", "SUM")
+    if any(not 0 <= k < outputs for k in leaf_k):
+        raise _Refused(f"a leaf weight names target/class {max(leaf_k)} of {outputs}")
+
+    # trees: nodes by (tree, id); internal nodes and leaves numbered per tree
+    trees = sorted(set(tree_ids))
+    if sum(1 for a, b in zip(tree_ids, tree_ids[1:]) if a != b) != len(trees) - 1:
+        raise _Refused("the nodes of a tree are not listed together (onnxruntime starts a tree wherever the tree id changes)")
+    index = {(t, n): i for i, (t, n) in enumerate(zip(tree_ids, node_ids))}
+    per_tree: dict[int, tuple[list[int], list[int]]] = {t: ([], []) for t in trees}
+    for i, (t, mode) in enumerate(zip(tree_ids, modes)):
+        if mode not in MODES and mode != "LEAF":
+            raise _Refused(f"node mode '{mode}' is not a known mode")
+        per_tree[t][1 if mode == "LEAF" else 0].append(i)
+    depth_i = max(1, max(len(v[0]) for v in per_tree.values()))
+    depth_l = max(len(v[1]) for v in per_tree.values())
+    n_trees = len(trees)
+    feature = np.zeros((n_trees, depth_i), np.int64)
+    threshold = np.zeros((n_trees, depth_i), F32)
+    mode_of = np.full((n_trees, depth_i), "BRANCH_LEQ", object)
+    track = np.zeros((n_trees, depth_i), bool)
+    paths = np.zeros((n_trees, depth_i, depth_l), F32)
+    true_turns = np.full((n_trees, depth_l), -1, F32)
+    values = np.zeros((n_trees, depth_l, outputs), np.float64)
+    has_value = np.zeros((n_trees, depth_l, outputs), bool)
+    slot: dict[int, tuple[int, int]] = {}
+    for ti, t in enumerate(trees):
+        internal, leaves = per_tree[t]
+        inner = {i: s for s, i in enumerate(internal)}
+        for s, i in enumerate(internal):
+            if not 0 <= feature_ids[i] < features:
+                raise _Refused(f"tree {t} node {node_ids[i]} reads feature {feature_ids[i]} of {features}")
+            feature[ti, s], threshold[ti, s], mode_of[ti, s], track[ti, s] = feature_ids[i], thresholds[i], modes[i], bool(tracks[i])
+        for s, i in enumerate(leaves):
+            slot[i] = (ti, s)
+        # walk from the root (the node no other node points to) to every leaf
+        children = {index.get((t, c)) for i in internal for c in (true_ids[i], false_ids[i])}
+        roots = [i for i in internal + leaves if i not in children]
+        if len(roots) != 1 or any((t, c) not in index for i in internal for c in (true_ids[i], false_ids[i])):
+            raise _Refused(f"tree {t} is not one tree (its nodes do not form a single rooted tree)")
+        if roots[0] != min(internal + leaves):
+            raise _Refused(f"tree {t}: its first node is not its root (onnxruntime starts each tree at its first node)")
+        stack, seen = [(roots[0], [])], set()
+        while stack:
+            i, path = stack.pop()
+            if i in seen:
+                raise _Refused(f"tree {t} is not a tree (node {node_ids[i]} is reached twice)")
+            seen.add(i)
+            if modes[i] == "LEAF":
+                s = slot[i][1]
+                for p, turn in path:
+                    paths[ti, inner[p], s] = 1 if turn else -1
+                true_turns[ti, s] = sum(1 for _, turn in path if turn)
+                continue
+            stack.append((index[(t, true_ids[i])], path + [(i, True)]))
+            stack.append((index[(t, false_ids[i])], path + [(i, False)]))
+    for t, n, k, w in zip(leaf_trees, leaf_nodes, leaf_k, weights):
+        i = index.get((t, n))
+        if i is None or modes[i] != "LEAF":
+            raise _Refused(f"a leaf weight names tree {t} node {n}, which is not a leaf")
+        ti, s = slot[i]
+        if has_value[ti, s, k] and aggregate in ("MIN", "MAX"):
+            raise _Refused(f"tree {t} leaf {n} has two weights for one target: not compiled with {aggregate}")
+        values[ti, s, k] += w
+        has_value[ti, s, k] = True
+
+    # comparisons, one group per mode: c [N, T * I]
+    flat_mode = mode_of.reshape(-1)
+    order = np.argsort(np.array([list(MODES).index(m) for m in flat_mode]), kind="stable")
+    groups = []
+    for mode in MODES:
+        chosen = order[flat_mode[order] == mode]
+        if len(chosen) == 0:
+            continue
+        picked = e.op("Gather", [x, feature.reshape(-1)[chosen]], F32, f"{mode.lower()}_features", axis=1)
+        limit = threshold.reshape(-1)[chosen]
+        if MODES[mode] == "NEQ":
+            cmp = e.op("Not", [e.op("Equal", [picked, limit], BOOL, "eq")], BOOL, "neq")
+        else:
+            cmp = e.op(MODES[mode], [picked, limit], BOOL, mode.lower())
+        tracked = track.reshape(-1)[chosen]
+        if tracked.any():
+            missing = e.op("IsNaN", [picked], BOOL, f"{mode.lower()}_nan")
+            missing = e.op("And", [missing, tracked], BOOL, f"{mode.lower()}_tracks_true")
+            cmp = e.op("Or", [cmp, missing], BOOL, f"{mode.lower()}_or_missing")
+        groups.append((chosen, cmp))
+    inverse = np.argsort(np.concatenate([c for c, _ in groups]), kind="stable")
+    cmp = groups[0][1] if len(groups) == 1 else e.op("Concat", [c for _, c in groups], BOOL, "decisions", axis=1)
+    if not np.array_equal(inverse, np.arange(len(inverse))):
+        cmp = e.op("Gather", [cmp, inverse.astype(np.int64)], BOOL, "in_order", axis=1)
+    c = e.op("Cast", [cmp], F32, "decisions_f", to=TensorProto.FLOAT)
+    c = e.op("Reshape", [c, np.array([rows, n_trees, depth_i], np.int64)], F32, "per_tree")
+    c = e.op("Transpose", [c], F32, "tree_major", perm=[1, 0, 2])                      # [T, N, I]
+    reached = e.op("MatMul", [c, paths], F32, "path_sums")                              # [T, N, L]
+    onehot = e.op("Cast", [e.op("Equal", [reached, true_turns[:, None, :]], BOOL, "reached")], F32, "leaf", to=TensorProto.FLOAT)
+    picked = e.op("MatMul", [onehot, values.astype(F32)], F32, "leaf_values")            # [T, N, K]
+    if aggregate in ("SUM", "AVERAGE"):
+        scores = _reduce(e, "ReduceSum", picked, 0, "tree_sum", keepdims=0)
+        if aggregate == "AVERAGE":
+            scores = e.div(scores, np.array(n_trees, F32), "average")
+    elif aggregate in ("MIN", "MAX"):
+        if not has_value[true_turns >= 0].all():
+            raise _Refused(f"aggregate {aggregate} with leaves that lack a weight for some target: not compiled")
+        scores = _reduce(e, "ReduceMin" if aggregate == "MIN" else "ReduceMax", picked, 0, "tree_aggregate", keepdims=0)
+    else:
+        raise _Refused(f"aggregate_function {aggregate} is not SUM, AVERAGE, MIN or MAX")
+
+    if not classifier:
+        if len(bases) == 1:
+            scores = e.add(scores, bases.astype(F32), "base")
+        elif len(bases) == outputs:
+            scores = e.add(scores, bases.astype(F32), "base")
+        elif len(bases):
+            raise _Refused(f"{len(bases)} base_values for {outputs} targets")
+        if post == "PROBIT":
+            raise _Refused("post_transform PROBIT is not compiled")
+        if post != "NONE" and outputs == 1:
+            raise _Refused(f"post_transform {post} with one target is not compiled")
+        e.result(_post(e, scores, post), node.output[0], rename=False)
+        return
+    if outputs <= 2:
+        raise _Refused("binary tree classifiers (two class labels) are not compiled yet: onnxruntime's label rule "
+                       "for them depends on which classes carry weights")
+    reached_any = has_value[true_turns >= 0]
+    if len(bases) == outputs:
+        scores = e.add(scores, bases.astype(F32), "base")
+    elif len(bases):
+        raise _Refused(f"{len(bases)} base_values for {outputs} classes")
+    elif not reached_any.all():
+        raise _Refused("a leaf lacks a weight for some class and there are no base_values: onnxruntime then skips "
+                       "that class when picking the label; not compiled")
+    if _out(node, 0):
+        _labels(e, scores, labels, node.output[0])
+    if _out(node, 1):
+        e.result(_post(e, scores, post), node.output[1], rename=False)
+
+
+def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
+    value = _attr(node, name, default.encode())
+    return value.decode() if isinstance(value, bytes) else value
+
+
+EXPANSIONS = {
+    "Scaler": _scaler, "Binarizer": _binarizer, "Normalizer": _normalizer, "ArrayFeatureExtractor": _array_feature_extractor,
+    "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
+    "TreeEnsembleRegressor": lambda e, g, n: _tree_ensemble(e, g, n, classifier=False),
+    "TreeEnsembleClassifier": lambda e, g, n: _tree_ensemble(e, g, n, classifier=True),
+}
+
+
+def rewrite_classical_ml(model: onnx.ModelProto, path: str) -> int:
+    """Replace, in place, every ai.onnx.ml node by default-domain ops; returns how many (the caller re-runs shape
+    inference when it is not zero)."""
+    if not any(n.domain == ML_DOMAIN for n in model.graph.node):
+        return 0
+    g = _Graph.of(model)
+    opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
+    nodes, inits, count = [], [], 0
+    for node in model.graph.node:
+        if node.domain != ML_DOMAIN:
+            nodes.append(node)
+            continue
+        where = f"{path}: node '{node.name}' (ai.onnx.ml.{node.op_type})"
+        expand = EXPANSIONS.get(node.op_type)
+        if expand is None:
+            raise HccError(f"{where}: not compiled (hcc compiles {', '.join(sorted(EXPANSIONS))})")
+        e = _Emitter(node, g)
+        e.opset = opset
+        try:
+            expand(e, g, node)
+        except _Refused as why:
+            raise HccError(f"{where}: {why}") from None
+        except (ValueError, IndexError, KeyError, TypeError) as exc:  # a malformed node the checker let through
+            raise HccError(f"{where}: cannot be compiled: {type(exc).__name__}: {exc}") from None
+        nodes.extend(e.nodes)
+        inits.extend(e.inits)
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(inits)
+    # the outputs' value_info from before the rewrite may carry ml-specific shapes: shape inference recomputes them
+    kept_opsets = [i for i in model.opset_import if i.domain != ML_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept_opsets)
+    return count

@@ -1,0 +1,228 @@
+"""Classical ML, the ai.onnx.ml domain (frontend/classical_ml.py): nodes built in code as skl2onnx writes them,
+compiled, and compared with onnxruntime run on the model as written. Labels must be equal; each float output has
+its own tolerance (the bound argued in classical_ml.py's docstring), never wider than the output's range.
+
+Trees are generated at random: ragged, node ids shuffled, every internal node with its own comparison mode, feature,
+threshold and missing-value rule; inputs drawn from the thresholds' grid (so that ties and BRANCH_EQ happen) with
+NaN and +-inf mixed in.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+
+import hcc
+import hcc.runtime
+from hcc.errors import HccError
+from hcc.frontend.loader import load_model
+
+ML = "ai.onnx.ml"
+MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]
+GRID = np.array([-1.0, -0.5, 0.0, 0.5, 1.0], np.float32)
+
+
+def make(nodes, inputs, outputs, opset: int = 17) -> onnx.ModelProto:
+    graph = h.make_graph(nodes, "classical_ml", [h.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+                         [h.make_tensor_value_info(n, t, s) for n, t, s in outputs])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", opset), h.make_opsetid(ML, 3)], ir_version=8)
+
+
+def check(model: onnx.ModelProto, tmp_path, feeds: dict, tolerance: dict[str, float]) -> dict[str, float]:
+    """Compile, run, compare with onnxruntime on `model`: integer outputs equal, float outputs within
+    |hcc - ort| <= tolerance[name] * (1 + |ort|) (0: equal), NaN where onnxruntime has NaN. Returns the largest
+    differences."""
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    hcc.compile(path, tmp_path / "bundle")
+    session = hcc.runtime.load(tmp_path / "bundle")
+    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in reference.get_outputs()]
+    expected = dict(zip(names, reference.run(names, feeds)))
+    worst = {}
+    for name, actual in zip(session.manifest.outputs, session.run(None, feeds)):
+        ref = expected[name]
+        assert actual.shape == ref.shape and actual.dtype == ref.dtype, name
+        if ref.dtype.kind != "f" or tolerance[name] == 0:
+            np.testing.assert_array_equal(actual, ref, err_msg=name)
+            worst[name] = 0.0
+            continue
+        assert np.array_equal(np.isnan(actual), np.isnan(ref)), name
+        finite = ~np.isnan(ref)
+        diff = np.abs(actual[finite].astype(np.float64) - ref[finite])
+        worst[name] = float(diff.max(initial=0.0))
+        bound = tolerance[name] * (1 + np.abs(ref[finite].astype(np.float64)))
+        assert np.all(diff <= bound), f"{name}: max difference {worst[name]:.3g}"
+    return worst
+
+
+# ------------------------------------------------------------------------------------------------ simple ops
+
+
+def test_preprocessing_ops(tmp_path):
+    """Scaler, Binarizer, Normalizer (MAX, L1, L2), ArrayFeatureExtractor in one model, with zero rows, negative-only
+    rows, NaN and inf (the Binarizer reads a NaN-free input: onnxruntime refuses NaN there)."""
+    rows = [[1, -2, 3, 0.5], [0, 0, 0, 0], [-1, -4, -2, -0.5], [np.nan, 1, 2, 3], [np.inf, 1, 2, -1], [-1, 0, 0, 0], [-3, 0, 0, 2]]
+    x = np.concatenate([np.array(rows, np.float32), np.random.default_rng(3).standard_normal((9, 4)).astype(np.float32)])
+    n = len(x)
+    nodes = [h.make_node("Scaler", ["x"], ["scaled"], domain=ML, name="scaler", offset=[0.5, -1.0, 2.0, 0.1], scale=[2.0, 0.3, -1.0, 7.0]),
+             h.make_node("Scaler", ["x"], ["scaled1"], domain=ML, name="scaler1", offset=[0.25], scale=[3.0]),
+             h.make_node("Binarizer", ["b"], ["binary"], domain=ML, name="binarizer", threshold=0.5),
+             h.make_node("ArrayFeatureExtractor", ["x", "pick"], ["picked"], domain=ML, name="extract")]
+    nodes += [h.make_node("Normalizer", ["x"], [f"norm_{k}"], domain=ML, name=f"norm_{k}", norm=k) for k in ("MAX", "L1", "L2")]
+    nodes.insert(0, h.make_node("Constant", [], ["pick"], value=onnx.numpy_helper.from_array(np.array([3, 0, 3], np.int64))))
+    outputs = [("scaled", T.FLOAT, [n, 4]), ("scaled1", T.FLOAT, [n, 4]), ("binary", T.FLOAT, [n, 4]), ("picked", T.FLOAT, [n, 3])]
+    outputs += [(f"norm_{k}", T.FLOAT, [n, 4]) for k in ("MAX", "L1", "L2")]
+    model = make(nodes, [("x", T.FLOAT, [n, 4]), ("b", T.FLOAT, [n, 4])], outputs)
+    b = np.nan_to_num(x, nan=0.5, posinf=0.5)
+    b[0] = [0.5, np.nextafter(np.float32(0.5), np.float32(1)), np.inf, -np.inf]
+    tolerance = {"scaled": 0, "scaled1": 0, "binary": 0, "picked": 0, "norm_MAX": 0, "norm_L1": 4e-7, "norm_L2": 4e-7}
+    worst = check(model, tmp_path, {"x": x, "b": b}, tolerance)
+    assert worst["norm_MAX"] == 0
+
+
+@pytest.mark.parametrize("post", ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"])
+def test_linear_models(tmp_path, post):
+    """LinearClassifier (3 classes, and the binary form with one coefficient row) and LinearRegressor; int64 input
+    converted as onnxruntime converts it. Some rows score exactly 0 (SOFTMAX_ZERO's special case)."""
+    rng = np.random.default_rng(5)
+    n, f = 32, 5
+    w3 = rng.standard_normal((3, f)).astype(np.float32)
+    w3[2] = 0  # class 2 scores its intercept, 0: SOFTMAX_ZERO skips it
+    nodes = [h.make_node("LinearClassifier", ["x"], ["label3", "scores3"], domain=ML, name="multi", coefficients=w3.ravel().tolist(),
+                         intercepts=[0.5, -0.25, 0.0], classlabels_ints=[7, 3, 11], post_transform=post),
+             h.make_node("LinearClassifier", ["x"], ["label2", "scores2"], domain=ML, name="binary",
+                         coefficients=rng.standard_normal(f).tolist(), intercepts=[0.1], classlabels_ints=[4, 9], post_transform=post),
+             h.make_node("LinearClassifier", ["i"], ["label_int", "unused_scores"], domain=ML, name="ints", coefficients=w3.ravel().tolist(),
+                         intercepts=[0.5, -0.25, 0.0], classlabels_ints=[0, 1, 2], post_transform=post),
+             h.make_node("LinearRegressor", ["x"], ["reg"], domain=ML, name="regressor", coefficients=rng.standard_normal(2 * f).tolist(),
+                         intercepts=[1.0, -2.0], targets=2)]
+    model = make(nodes, [("x", T.FLOAT, [n, f]), ("i", T.INT64, [n, f])],
+                 [("label3", T.INT64, [n]), ("scores3", T.FLOAT, [n, 3]), ("label2", T.INT64, [n]), ("scores2", T.FLOAT, [n, 2]),
+                  ("label_int", T.INT64, [n]), ("reg", T.FLOAT, [n, 2])])
+    x = rng.standard_normal((n, f)).astype(np.float32)
+    x[0] = 0
+    feeds = {"x": x, "i": rng.integers(-20, 20, (n, f)).astype(np.int64)}
+    check(model, tmp_path, feeds, {"scores3": 1e-6, "scores2": 1e-6, "reg": 1e-6})
+
+
+# ------------------------------------------------------------------------------------------------ tree ensembles
+
+
+def random_forest(rng, n_trees: int, features: int, outputs: int, max_depth: int = 4, dense: bool = True) -> tuple[dict, list]:
+    """A random ragged ensemble as onnxruntime reads it (each tree's nodes listed together, its root first with id 0,
+    the other ids 1..n-1 shuffled, the rest listed in shuffled order). Returns (nodes_* attributes, leaf weights
+    (tree, node, target, weight)); `dense`: every leaf has a weight for every target."""
+    attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
+                             "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true")}
+    leaves = []
+    for t in range(n_trees):
+        tree_id, nodes = 3 * t + 1, []
+
+        def grow(depth: int) -> int:
+            index = len(nodes)
+            nodes.append(None)
+            if depth >= max_depth or (depth > 0 and rng.random() < 0.25):
+                nodes[index] = ("LEAF",)
+            else:
+                left, right = grow(depth + 1), grow(depth + 1)
+                nodes[index] = (str(rng.choice(MODES)), int(rng.integers(features)), float(rng.choice(GRID)), left, right, int(rng.random() < 0.5))
+            return index
+
+        grow(0)
+        ids = np.r_[0, rng.permutation(len(nodes) - 1) + 1]
+        for i in np.r_[0, rng.permutation(len(nodes) - 1) + 1]:
+            node = nodes[i]
+            attrs["nodes_treeids"].append(tree_id)
+            attrs["nodes_nodeids"].append(int(ids[i]))
+            if node[0] == "LEAF":
+                for key, value in (("nodes_modes", "LEAF"), ("nodes_featureids", 0), ("nodes_values", 0.0), ("nodes_truenodeids", 0),
+                                   ("nodes_falsenodeids", 0), ("nodes_missing_value_tracks_true", 0)):
+                    attrs[key].append(value)
+                targets = range(outputs) if dense else rng.choice(outputs, int(rng.integers(1, outputs + 1)), replace=False)
+                leaves += [(tree_id, int(ids[i]), int(k), float(np.float32(rng.standard_normal()))) for k in targets]
+            else:
+                mode, feature, value, left, right, tracks = node
+                for key, v in (("nodes_modes", mode), ("nodes_featureids", feature), ("nodes_values", value), ("nodes_truenodeids", int(ids[left])),
+                               ("nodes_falsenodeids", int(ids[right])), ("nodes_missing_value_tracks_true", tracks)):
+                    attrs[key].append(v)
+    return attrs, leaves
+
+
+def tree_node(kind: str, name: str, attrs: dict, leaves: list, outputs: list[str], **extra) -> onnx.NodeProto:
+    prefix = "target" if kind == "TreeEnsembleRegressor" else "class"
+    weights = {f"{prefix}_treeids": [leaf[0] for leaf in leaves], f"{prefix}_nodeids": [leaf[1] for leaf in leaves],
+               f"{prefix}_ids": [leaf[2] for leaf in leaves], f"{prefix}_weights": [leaf[3] for leaf in leaves]}
+    return h.make_node(kind, ["x"], outputs, domain=ML, name=name, **attrs, **weights, **extra)
+
+
+def tree_inputs(rng, n: int, f: int) -> np.ndarray:
+    x = rng.choice(GRID, (n, f)).astype(np.float32)
+    x[rng.random((n, f)) < 0.1] = np.nan
+    x[rng.random((n, f)) < 0.05] = np.inf
+    x[rng.random((n, f)) < 0.05] = -np.inf
+    return x
+
+
+def _forest_model(seed: int, n: int, f: int, n_trees: int, max_depth: int) -> tuple[onnx.ModelProto, dict, dict]:
+    """Regressors (SUM, AVERAGE, MIN, MAX; 2 targets; base values) and 4-class classifiers (NONE, SOFTMAX, LOGISTIC;
+    one with sparse leaves and base values) on one input."""
+    rng = np.random.default_rng(seed)
+    nodes, outputs, tolerance = [], [], {}
+    for agg in ("SUM", "AVERAGE", "MIN", "MAX"):
+        attrs, leaves = random_forest(rng, n_trees, f, 2, max_depth)
+        nodes.append(tree_node("TreeEnsembleRegressor", f"reg_{agg}", attrs, leaves, [f"reg_{agg}"], n_targets=2, aggregate_function=agg,
+                               base_values=[0.5, -1.0]))
+        outputs.append((f"reg_{agg}", T.FLOAT, [n, 2]))
+        # exact per tree; SUM/AVERAGE add the per-tree values in another order than onnxruntime: a few ulps of sum |v|
+        tolerance[f"reg_{agg}"] = 0 if agg in ("MIN", "MAX") else 4e-7 * n_trees
+    for post, dense in (("NONE", True), ("SOFTMAX", True), ("LOGISTIC", True), ("NONE", False)):
+        attrs, leaves = random_forest(rng, n_trees, f, 4, max_depth, dense=dense)
+        name = f"cls_{post}_{'dense' if dense else 'sparse'}"
+        extra = {} if dense else {"base_values": [0.1, 0.2, -0.3, 0.0]}
+        nodes.append(tree_node("TreeEnsembleClassifier", name, attrs, leaves, [f"{name}_label", f"{name}_scores"],
+                               classlabels_int64s=[5, 6, 7, 8] if dense else [0, 1, 2, 3], post_transform=post, **extra))
+        outputs += [(f"{name}_label", T.INT64, [n]), (f"{name}_scores", T.FLOAT, [n, 4])]
+        tolerance[f"{name}_scores"] = 4e-7 * n_trees
+    model = make(nodes, [("x", T.FLOAT, [n, f])], outputs)
+    return model, {"x": tree_inputs(rng, n, f)}, tolerance
+
+
+def test_tree_ensembles(tmp_path):
+    model, feeds, tolerance = _forest_model(seed=1, n=96, f=5, n_trees=6, max_depth=4)
+    check(model, tmp_path, feeds, tolerance)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_tree_ensembles_larger(tmp_path, seed):
+    model, feeds, tolerance = _forest_model(seed=seed, n=256, f=12, n_trees=40, max_depth=7)
+    check(model, tmp_path, feeds, tolerance)
+
+
+# ------------------------------------------------------------------------------------------------ refusals
+
+
+def _refused(tmp_path, node, inputs, outputs, match: str):
+    path = tmp_path / "refused.onnx"
+    onnx.save(make([node], inputs, outputs), path)
+    with pytest.raises(HccError, match=match):
+        load_model(str(path))
+
+
+def test_refusals(tmp_path):
+    x = [("x", T.FLOAT, [4, 3])]
+    _refused(tmp_path, h.make_node("LinearClassifier", ["x"], ["l", "s"], domain=ML, name="strings", coefficients=[1.0] * 6,
+                                   intercepts=[0.0, 0.0], classlabels_strings=["a", "b"]),
+             x, [("l", T.STRING, [4]), ("s", T.FLOAT, [4, 2])], r"node 'strings' .*string tensors are not compiled")
+    _refused(tmp_path, h.make_node("ZipMap", ["x"], ["z"], domain=ML, name="zipmap", classlabels_int64s=[0, 1, 2]),
+             x, [], r"ZipMap.*zipmap=False")
+    _refused(tmp_path, h.make_node("LinearClassifier", ["x"], ["l", "s"], domain=ML, name="probit", coefficients=[1.0] * 6,
+                                   intercepts=[0.0, 0.0], classlabels_ints=[0, 1], post_transform="PROBIT"),
+             x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'probit' .*PROBIT")
+    attrs, leaves = random_forest(np.random.default_rng(0), 2, 3, 2, 2)
+    _refused(tmp_path, tree_node("TreeEnsembleClassifier", "binary_trees", attrs, leaves, ["l", "s"], classlabels_int64s=[0, 1]),
+             x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'binary_trees' .*binary tree classifiers")
