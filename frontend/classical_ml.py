@@ -22,8 +22,9 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
   sum of |leaf values| per output. MIN/MAX aggregation is exact. Labels: the first maximum of the scores.
 
 Refused, naming the node: string labels or string inputs ("string tensors are not compiled"), PROBIT, ZipMap (a
-sequence of maps is not a tensor: convert with skl2onnx option zipmap=False), binary tree classifiers whose
-onnxruntime label rule hcc does not reproduce, the other ai.onnx.ml ops.
+sequence of maps is not a tensor: convert with skl2onnx option zipmap=False), binary tree classifiers in a layout
+other than skl2onnx's (weights on class 1, two base values: onnxruntime's results there depend on which classes each
+leaf carries), the other ai.onnx.ml ops.
 """
 from __future__ import annotations
 
@@ -434,9 +435,11 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
             raise _Refused(f"post_transform {post} with one target is not compiled")
         e.result(_post(e, scores, post), node.output[0], rename=False)
         return
-    if outputs <= 2:
-        raise _Refused("binary tree classifiers (two class labels) are not compiled yet: onnxruntime's label rule "
-                       "for them depends on which classes carry weights")
+    if outputs == 2:
+        _binary_trees(e, node, scores, labels, weights, leaf_k, bases, post)
+        return
+    if outputs < 2:
+        raise _Refused(f"{outputs} class labels: a classifier needs at least two")
     reached_any = has_value[true_turns >= 0]
     if len(bases) == outputs:
         scores = e.add(scores, bases.astype(F32), "base")
@@ -449,6 +452,35 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
         _labels(e, scores, labels, node.output[0])
     if _out(node, 1):
         e.result(_post(e, scores, post), node.output[1], rename=False)
+
+
+def _binary_trees(e: _Emitter, node: onnx.NodeProto, scores, labels: np.ndarray, weights: np.ndarray, leaf_k: list[int],
+                  bases: np.ndarray, post: str) -> None:
+    """Two class labels, every weight on class 0 (what skl2onnx writes for a binary classifier: the weight is the
+    evidence for labels[1]). onnxruntime (measured): s = sum + base_values[0]; when every weight is >= 0 (probabilities)
+    label = labels[1] if s > 0.5 else labels[0] and scores [1 - s, s], otherwise (margins) label = labels[1] if s > 0
+    and scores [-s, s]; with LOGISTIC the scores are [logistic(-s), logistic(s)] either way, the label as before."""
+    if any(k != 0 for k in leaf_k):
+        raise _Refused("a binary tree classifier with weights on class 1: onnxruntime's results for that layout depend "
+                       "on which classes each leaf carries; not compiled (skl2onnx writes class 0 only)")
+    if len(bases) > 1:
+        raise _Refused(f"a binary tree classifier with {len(bases)} base_values: not compiled (one or none are)")
+    if post not in ("NONE", "LOGISTIC"):
+        raise _Refused(f"post_transform {post} on a binary tree classifier: not compiled (NONE and LOGISTIC are)")
+    s = e.op("Gather", [scores, np.array([0], np.int64)], F32, "class0", axis=1)  # [N, 1]
+    if len(bases):
+        s = e.add(s, bases.astype(F32).reshape(1), "base")
+    positive = bool(np.all(weights >= 0))
+    if _out(node, 0):
+        above = e.op("Greater", [s, np.array(0.5 if positive else 0.0, F32)], BOOL, "positive")
+        picked = e.op("Where", [above, labels[1:2], labels[0:1]], I64, "binary_label")
+        e.result(e.reshape(picked, [-1], "label"), node.output[0])
+    if _out(node, 1):
+        if post == "LOGISTIC":
+            pair = [e.op("Sigmoid", [e.op("Neg", [s], F32, "neg")], F32, "negative"), e.op("Sigmoid", [s], F32, "positive_p")]
+        else:
+            pair = [e.sub(np.array([1], F32), s, "complement") if positive else e.op("Neg", [s], F32, "negative"), s]
+        e.result(e.op("Concat", pair, F32, "pair", axis=1), node.output[1])
 
 
 def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:

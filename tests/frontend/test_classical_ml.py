@@ -168,8 +168,8 @@ def tree_inputs(rng, n: int, f: int) -> np.ndarray:
 
 
 def _forest_model(seed: int, n: int, f: int, n_trees: int, max_depth: int) -> tuple[onnx.ModelProto, dict, dict]:
-    """Regressors (SUM, AVERAGE, MIN, MAX; 2 targets; base values) and 4-class classifiers (NONE, SOFTMAX, LOGISTIC;
-    one with sparse leaves and base values) on one input."""
+    """Regressors (SUM, AVERAGE, MIN, MAX; 2 targets; base values), 4-class classifiers (NONE, SOFTMAX, LOGISTIC;
+    one with sparse leaves and base values) and binary classifiers on one input."""
     rng = np.random.default_rng(seed)
     nodes, outputs, tolerance = [], [], {}
     for agg in ("SUM", "AVERAGE", "MIN", "MAX"):
@@ -186,6 +186,17 @@ def _forest_model(seed: int, n: int, f: int, n_trees: int, max_depth: int) -> tu
         nodes.append(tree_node("TreeEnsembleClassifier", name, attrs, leaves, [f"{name}_label", f"{name}_scores"],
                                classlabels_int64s=[5, 6, 7, 8] if dense else [0, 1, 2, 3], post_transform=post, **extra))
         outputs += [(f"{name}_label", T.INT64, [n]), (f"{name}_scores", T.FLOAT, [n, 4])]
+        tolerance[f"{name}_scores"] = 4e-7 * n_trees
+    # binary, as skl2onnx writes it (all weights on class 0): a random forest (probabilities >= 0, some 0, post NONE)
+    # and gradient boosting (margins of either sign, one base value, LOGISTIC)
+    for name, post, positive in (("forest", "NONE", True), ("boosting", "LOGISTIC", False)):
+        attrs, leaves = random_forest(rng, n_trees, f, 1, max_depth)
+        if positive:
+            leaves = [(t, i, k, 0.0 if j % 5 == 0 else abs(w) / n_trees) for j, (t, i, k, w) in enumerate(leaves)]
+        extra = {} if positive else {"base_values": [0.3]}
+        nodes.append(tree_node("TreeEnsembleClassifier", f"binary_{name}", attrs, leaves, [f"{name}_label", f"{name}_scores"],
+                               classlabels_int64s=[4, 9], post_transform=post, **extra))
+        outputs += [(f"{name}_label", T.INT64, [n]), (f"{name}_scores", T.FLOAT, [n, 2])]
         tolerance[f"{name}_scores"] = 4e-7 * n_trees
     model = make(nodes, [("x", T.FLOAT, [n, f])], outputs)
     return model, {"x": tree_inputs(rng, n, f)}, tolerance
@@ -225,4 +236,6 @@ def test_refusals(tmp_path):
              x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'probit' .*PROBIT")
     attrs, leaves = random_forest(np.random.default_rng(0), 2, 3, 2, 2)
     _refused(tmp_path, tree_node("TreeEnsembleClassifier", "binary_trees", attrs, leaves, ["l", "s"], classlabels_int64s=[0, 1]),
-             x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'binary_trees' .*binary tree classifiers")
+             x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'binary_trees' .*binary tree classifier with weights on class 1")
+    _refused(tmp_path, h.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, name="categories", cats_int64s=[1, 2, 3]),
+             x, [("y", T.FLOAT, [4, 3, 3])], r"node 'categories'|ai.onnx.ml.OneHotEncoder: categories")
