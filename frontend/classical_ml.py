@@ -40,6 +40,7 @@ F32 = np.dtype(np.float32)
 I64 = np.dtype(np.int64)
 BOOL = np.dtype(np.bool_)
 FLOAT_MAX = np.float32(np.finfo(np.float32).max)
+PATH_LIMIT = 256 << 20  # bytes of the dense per-tree path matrices (trees x internal nodes x leaves float32)
 
 
 class _Refused(Exception):
@@ -332,6 +333,9 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
     depth_i = max(1, max(len(v[0]) for v in per_tree.values()))
     depth_l = max(len(v[1]) for v in per_tree.values())
     n_trees = len(trees)
+    if n_trees * depth_i * depth_l * 4 > PATH_LIMIT:
+        raise _Refused(f"{n_trees} trees of up to {depth_i} internal nodes and {depth_l} leaves: the dense path matrices "
+                       f"would take {n_trees * depth_i * depth_l * 4 / 2**20:.0f} MiB (hcc's limit: {PATH_LIMIT // 2**20} MiB)")
     feature = np.zeros((n_trees, depth_i), np.int64)
     threshold = np.zeros((n_trees, depth_i), F32)
     mode_of = np.full((n_trees, depth_i), "BRANCH_LEQ", object)

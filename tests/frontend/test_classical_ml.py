@@ -239,3 +239,12 @@ def test_refusals(tmp_path):
              x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'binary_trees' .*binary tree classifier with weights on class 1")
     _refused(tmp_path, h.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, name="categories", cats_int64s=[1, 2, 3]),
              x, [("y", T.FLOAT, [4, 3, 3])], r"node 'categories'|ai.onnx.ml.OneHotEncoder: categories")
+
+
+def test_forest_size_limit(tmp_path, monkeypatch):
+    import hcc.frontend.classical_ml as classical_ml
+
+    monkeypatch.setattr(classical_ml, "PATH_LIMIT", 1000)
+    attrs, leaves = random_forest(np.random.default_rng(0), 5, 3, 1, 4)
+    _refused(tmp_path, tree_node("TreeEnsembleRegressor", "big_forest", attrs, leaves, ["y"], n_targets=1), [("x", T.FLOAT, [4, 3])],
+             [("y", T.FLOAT, [4, 1])], r"node 'big_forest' .*5 trees of up to .* dense path matrices")
