@@ -14,6 +14,8 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
   the labels follow from the scores, so a row whose two best scores are within that of each other may differ
   (random data: never). int32/int64/double inputs are converted to float32 first, as onnxruntime does.
 * ArrayFeatureExtractor: Gather along the last axis. Exact.
+* OneHotEncoder (int64 categories; int64 or float32 input): see `_one_hot_encoder`. Exact; where onnxruntime fails
+  (zeros=0 and an unknown category) hcc writes zeros.
 * TreeEnsembleRegressor, TreeEnsembleClassifier (opset 1/3 attributes): see `_tree_ensemble`. The comparisons are
   exact (the float32 feature, picked with Gather, against the float32 threshold, NaN routed by
   nodes_missing_value_tracks_true as onnxruntime does), so the leaf every tree reaches is onnxruntime's; the one
@@ -152,6 +154,28 @@ def _array_feature_extractor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> No
     if constant is None and _elem(g, indices) != TensorProto.INT64:
         index = e.op("Cast", [indices], I64, "indices", to=TensorProto.INT64)
     e.result(e.op("Gather", [x, index], e.dtype(x), "gather", axis=-1), node.output[0])
+
+
+def _one_hot_encoder(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    """y[..., j] = 1 where x == cats[j]; a float x counts as its value truncated toward zero (onnxruntime's
+    static_cast), compared in float32 so that NaN matches nothing. With zeros=0 onnxruntime fails on a category it
+    does not know; hcc, which has no run-time errors, writes a row of zeros there."""
+    _strings(node)
+    x = node.input[0]
+    elem = _elem(g, x)
+    cats = np.asarray(_attr(node, "cats_int64s", []), np.int64)
+    if not len(cats):
+        raise _Refused("attribute 'cats_int64s' is missing or empty")
+    if elem == TensorProto.INT64:
+        hits = e.op("Equal", [e.op("Unsqueeze", [x, np.array([-1], np.int64)], I64, "column"), cats], BOOL, "hits")
+    elif elem == TensorProto.FLOAT:
+        if not np.array_equal(cats.astype(F32).astype(np.int64), cats):
+            raise _Refused("a category is not a float32 value: not compiled for float inputs")
+        truncated = e.mul(e.op("Sign", [x], F32, "sign"), e.op("Floor", [e.op("Abs", [x], F32, "abs")], F32, "floor"), "truncated")
+        hits = e.op("Equal", [e.op("Unsqueeze", [truncated, np.array([-1], np.int64)], F32, "column"), cats.astype(F32)], BOOL, "hits")
+    else:
+        raise _Refused(f"input '{x}' has type {TensorProto.DataType.Name(elem)}: hcc compiles int64 and float32 OneHotEncoder inputs")
+    e.result(e.op("Cast", [hits], F32, "one_hot", to=TensorProto.FLOAT), node.output[0])
 
 
 def _linear_regressor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
@@ -494,7 +518,7 @@ def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
 
 EXPANSIONS = {
     "Scaler": _scaler, "Binarizer": _binarizer, "Normalizer": _normalizer, "ArrayFeatureExtractor": _array_feature_extractor,
-    "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
+    "OneHotEncoder": _one_hot_encoder, "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
     "TreeEnsembleRegressor": lambda e, g, n: _tree_ensemble(e, g, n, classifier=False),
     "TreeEnsembleClassifier": lambda e, g, n: _tree_ensemble(e, g, n, classifier=True),
 }

@@ -84,6 +84,17 @@ def test_preprocessing_ops(tmp_path):
     assert worst["norm_MAX"] == 0
 
 
+def test_one_hot_encoder(tmp_path):
+    """int64 and float32 inputs (floats truncated toward zero, NaN and inf matching nothing), unknown categories."""
+    cats = [-2, 0, 1, 3, 1 << 40]
+    nodes = [h.make_node("OneHotEncoder", ["i"], ["from_ints"], domain=ML, name="ints", cats_int64s=cats, zeros=1),
+             h.make_node("OneHotEncoder", ["f"], ["from_floats"], domain=ML, name="floats", cats_int64s=cats[:4], zeros=1)]
+    model = make(nodes, [("i", T.INT64, [6, 2]), ("f", T.FLOAT, [8])], [("from_ints", T.FLOAT, [6, 2, 5]), ("from_floats", T.FLOAT, [8, 4])])
+    feeds = {"i": np.array([[-2, 0], [1, 3], [1 << 40, 7], [-1, 2], [0, 0], [3, -2]], np.int64),
+             "f": np.array([-2.5, -1.9, 0.7, 1.0, 3.99, np.nan, np.inf, -0.0], np.float32)}
+    check(model, tmp_path, feeds, {"from_ints": 0, "from_floats": 0})
+
+
 @pytest.mark.parametrize("post", ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"])
 def test_linear_models(tmp_path, post):
     """LinearClassifier (3 classes, and the binary form with one coefficient row) and LinearRegressor; int64 input
@@ -237,8 +248,10 @@ def test_refusals(tmp_path):
     attrs, leaves = random_forest(np.random.default_rng(0), 2, 3, 2, 2)
     _refused(tmp_path, tree_node("TreeEnsembleClassifier", "binary_trees", attrs, leaves, ["l", "s"], classlabels_int64s=[0, 1]),
              x, [("l", T.INT64, [4]), ("s", T.FLOAT, [4, 2])], r"node 'binary_trees' .*binary tree classifier with weights on class 1")
-    _refused(tmp_path, h.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, name="categories", cats_int64s=[1, 2, 3]),
-             x, [("y", T.FLOAT, [4, 3, 3])], r"node 'categories'|ai.onnx.ml.OneHotEncoder: categories")
+    _refused(tmp_path, h.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, name="categories", cats_strings=["a", "b"]),
+             x, [("y", T.FLOAT, [4, 3, 2])], r"node 'categories' .*string tensors are not compiled")
+    _refused(tmp_path, h.make_node("SVMRegressor", ["x"], ["y"], domain=ML, name="svm", coefficients=[1.0], support_vectors=[1.0, 2.0, 3.0]),
+             x, [("y", T.FLOAT, [4, 1])], r"ai.onnx.ml.SVMRegressor: svm")
 
 
 def test_forest_size_limit(tmp_path, monkeypatch):

@@ -558,6 +558,9 @@ _ML_LINEAR = dict(coefficients=[1, -2, 0.5, 3, 0, -1, 0.5, 0.5, 0.5], intercepts
 case("ai.onnx.ml.LinearClassifier", "softmax", lambda: _ml(h.make_node("LinearClassifier", ["x"], ["label", "y"], name="linclass",
                                                                        domain="ai.onnx.ml", **_ML_LINEAR),
                                                            _ML_X, [("label", T.INT64, [8]), ("y", F, [8, 3])]), as_written=True)
+case("ai.onnx.ml.OneHotEncoder", "", lambda: _ml(h.make_node("OneHotEncoder", ["i"], ["y"], name="one_hot", domain="ai.onnx.ml",
+                                                               cats_int64s=[0, 2, 5]), [("i", T.INT64, [4, 2])], [("y", F, [4, 2, 3])]),
+     feeds={"i": np.array([[0, 1], [2, 5], [5, 5], [7, 0]], np.int64)}, as_written=True)
 case("ai.onnx.ml.TreeEnsembleRegressor", "", lambda: _ml_trees("TreeEnsembleRegressor"), as_written=True)
 case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
 
