@@ -33,7 +33,7 @@ lint: setup
 # The default suite (CI runs exactly this: lint, then the tests); slow suites are marked and run by `make test-all`.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15
 
 test-all: setup
 	$(BIN)/python -m pytest -q
