@@ -16,7 +16,8 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
 * ArrayFeatureExtractor: Gather along the last axis. Exact.
 * OneHotEncoder (int64 categories; int64 or float32 input): see `_one_hot_encoder`. Exact; where onnxruntime fails
   (zeros=0 and an unknown category) hcc writes zeros.
-* TreeEnsembleRegressor, TreeEnsembleClassifier (opset 1/3 attributes): see `_tree_ensemble`. The comparisons are
+* TreeEnsembleRegressor, TreeEnsembleClassifier (opset 1/3 attributes), opset 5's TreeEnsemble (written out as a
+  TreeEnsembleRegressor; BRANCH_MEMBER refused): see `_tree_ensemble`. The comparisons are
   exact (the float32 feature, picked with Gather, against the float32 threshold, NaN routed by
   nodes_missing_value_tracks_true as onnxruntime does), so the leaf every tree reaches is onnxruntime's; the one
   leaf value per tree is picked exactly (a 0/1 matmul with one non-zero term), and the per-tree values are summed
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from hcc.errors import HccError
 from hcc.frontend.quantized import _attr, _Emitter, _Graph
@@ -511,6 +512,76 @@ def _binary_trees(e: _Emitter, node: onnx.NodeProto, scores, labels: np.ndarray,
         e.result(e.op("Concat", pair, F32, "pair", axis=1), node.output[1])
 
 
+V5_MODES = ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]  # 6: BRANCH_MEMBER
+V5_AGGREGATES = ["AVERAGE", "SUM", "MIN", "MAX"]
+V5_POSTS = ["NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT"]
+
+
+def _tree_ensemble_v5(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+    """The opset-5 TreeEnsemble, written out as the equivalent TreeEnsembleRegressor (every tree walked from its root,
+    its interior nodes and leaves numbered in that order, the root first) and compiled as one."""
+    def tensor(name: str) -> np.ndarray | None:
+        value = _attr(node, name)
+        return None if value is None else onnx.numpy_helper.to_array(value).reshape(-1)
+
+    splits, modes, leaf_weights = tensor("nodes_splits"), tensor("nodes_modes"), tensor("leaf_weights")
+    if splits is None or modes is None or leaf_weights is None:
+        raise _Refused("attributes nodes_splits, nodes_modes and leaf_weights are required")
+    if splits.dtype != F32 or leaf_weights.dtype != F32:
+        raise _Refused("double splits or leaf weights: hcc compiles float32 tree ensembles")
+    if np.any(modes > 5):
+        raise _Refused("mode BRANCH_MEMBER (set membership) is not compiled")
+    features = list(_attr(node, "nodes_featureids", []))
+    true_ids, false_ids = list(_attr(node, "nodes_truenodeids", [])), list(_attr(node, "nodes_falsenodeids", []))
+    true_leaf, false_leaf = list(_attr(node, "nodes_trueleafs", [])), list(_attr(node, "nodes_falseleafs", []))
+    tracks = list(_attr(node, "nodes_missing_value_tracks_true", [])) or [0] * len(features)
+    targets = list(_attr(node, "leaf_targetids", []))
+    attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes", "nodes_truenodeids",
+                             "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids", "target_ids",
+                             "target_weights")}
+    for tree, root in enumerate(_attr(node, "tree_roots", [])):
+        order: list[tuple[bool, int]] = []  # (is_leaf, position), numbered in the order met
+        pending = [(False, int(root))]
+        while pending:
+            item = pending.pop(0)
+            order.append(item)
+            if len(order) > 1 << 22:
+                raise _Refused(f"tree {tree} does not end (its branches form a cycle)")
+            if not item[0]:
+                p = item[1]
+                pending += [(bool(true_leaf[p]), int(true_ids[p])), (bool(false_leaf[p]), int(false_ids[p]))]
+        next_id, children = 1, []
+        for is_leaf, _p in order:  # breadth first: the children of the k-th interior node get the next two ids
+            if not is_leaf:
+                children.append((next_id, next_id + 1))
+                next_id += 2
+        interior = iter(children)
+        for number, (is_leaf, p) in enumerate(order):
+            attrs["nodes_treeids"].append(tree)
+            attrs["nodes_nodeids"].append(number)
+            if is_leaf:
+                for key, value in (("nodes_featureids", 0), ("nodes_values", 0.0), ("nodes_modes", "LEAF"), ("nodes_truenodeids", 0),
+                                   ("nodes_falsenodeids", 0), ("nodes_missing_value_tracks_true", 0)):
+                    attrs[key].append(value)
+                attrs["target_treeids"].append(tree)
+                attrs["target_nodeids"].append(number)
+                attrs["target_ids"].append(int(targets[p]))
+                attrs["target_weights"].append(float(leaf_weights[p]))
+            else:
+                yes, no = next(interior)
+                for key, value in (("nodes_featureids", int(features[p])), ("nodes_values", float(splits[p])),
+                                   ("nodes_modes", V5_MODES[int(modes[p])]), ("nodes_truenodeids", yes), ("nodes_falsenodeids", no),
+                                   ("nodes_missing_value_tracks_true", int(tracks[p]))):
+                    attrs[key].append(value)
+    aggregate, post = int(_attr(node, "aggregate_function", 1)), int(_attr(node, "post_transform", 0))
+    if not (0 <= aggregate < 4 and 0 <= post < 5):
+        raise _Refused(f"aggregate_function {aggregate} / post_transform {post} out of range")
+    regressor = helper.make_node("TreeEnsembleRegressor", list(node.input), list(node.output), name=node.name, domain=ML_DOMAIN,
+                                 n_targets=int(_attr(node, "n_targets", 1)), aggregate_function=V5_AGGREGATES[aggregate],
+                                 post_transform=V5_POSTS[post], **attrs)
+    _tree_ensemble(e, g, regressor, classifier=False)
+
+
 def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
     value = _attr(node, name, default.encode())
     return value.decode() if isinstance(value, bytes) else value
@@ -520,7 +591,7 @@ EXPANSIONS = {
     "Scaler": _scaler, "Binarizer": _binarizer, "Normalizer": _normalizer, "ArrayFeatureExtractor": _array_feature_extractor,
     "OneHotEncoder": _one_hot_encoder, "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
     "TreeEnsembleRegressor": lambda e, g, n: _tree_ensemble(e, g, n, classifier=False),
-    "TreeEnsembleClassifier": lambda e, g, n: _tree_ensemble(e, g, n, classifier=True),
+    "TreeEnsembleClassifier": lambda e, g, n: _tree_ensemble(e, g, n, classifier=True), "TreeEnsemble": _tree_ensemble_v5,
 }
 
 

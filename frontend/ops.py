@@ -28,6 +28,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     com.microsoft.QGemm
     ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor
     ai.onnx.ml.LinearClassifier ai.onnx.ml.TreeEnsembleRegressor ai.onnx.ml.TreeEnsembleClassifier ai.onnx.ml.OneHotEncoder
+    ai.onnx.ml.TreeEnsemble
     """.split()
 )
 # Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly

@@ -225,6 +225,47 @@ def test_tree_ensembles_larger(tmp_path, seed):
     check(model, tmp_path, feeds, tolerance)
 
 
+def to_v5(attrs: dict, leaves: list, n_targets: int, **extra) -> onnx.NodeProto:
+    """The same ensemble as an opset-5 TreeEnsemble (interior nodes and leaves in separate lists; a leaf with
+    weights for several targets becomes one leaf entry per target, reached by the same branch, so each such leaf is
+    split: the branch points to the first, which is the only one v5 can name; the test uses one target)."""
+    assert n_targets == 1
+    key = list(zip(attrs["nodes_treeids"], attrs["nodes_nodeids"]))
+    interior = [i for i, m in enumerate(attrs["nodes_modes"]) if m != "LEAF"]
+    position = {key[i]: p for p, i in enumerate(interior)}
+    weight = {(t, n): w for t, n, _, w in leaves}
+    leaf_keys = sorted({(t, n) for t, n, _, _ in leaves})
+    leaf_position = {k: p for p, k in enumerate(leaf_keys)}
+    roots = [position[(t, 0)] for t in dict.fromkeys(attrs["nodes_treeids"])]
+
+    def child(tree, node_id):
+        return (1, leaf_position[(tree, node_id)]) if (tree, node_id) in leaf_position else (0, position[(tree, node_id)])
+
+    trues = [child(attrs["nodes_treeids"][i], attrs["nodes_truenodeids"][i]) for i in interior]
+    falses = [child(attrs["nodes_treeids"][i], attrs["nodes_falsenodeids"][i]) for i in interior]
+    tensor = onnx.numpy_helper.from_array
+    return h.make_node("TreeEnsemble", ["x"], ["y"], domain=ML, name="v5", n_targets=1, tree_roots=roots,
+                       nodes_featureids=[attrs["nodes_featureids"][i] for i in interior],
+                       nodes_splits=tensor(np.array([attrs["nodes_values"][i] for i in interior], np.float32)),
+                       nodes_modes=tensor(np.array([MODES.index(attrs["nodes_modes"][i]) for i in interior], np.uint8)),
+                       nodes_truenodeids=[c[1] for c in trues], nodes_trueleafs=[c[0] for c in trues],
+                       nodes_falsenodeids=[c[1] for c in falses], nodes_falseleafs=[c[0] for c in falses],
+                       nodes_missing_value_tracks_true=[attrs["nodes_missing_value_tracks_true"][i] for i in interior],
+                       leaf_targetids=[0] * len(leaf_keys), leaf_weights=tensor(np.array([weight[k] for k in leaf_keys], np.float32)), **extra)
+
+
+@pytest.mark.parametrize("aggregate", [1, 0, 3])
+def test_tree_ensemble_opset5(tmp_path, aggregate):
+    """ai.onnx.ml opset 5's TreeEnsemble (SUM, AVERAGE, MAX), the same random ensembles as above."""
+    rng = np.random.default_rng(7 + aggregate)
+    n, f, trees = 64, 5, 6
+    attrs, leaves = random_forest(rng, trees, f, 1, 4)
+    graph = h.make_graph([to_v5(attrs, leaves, 1, aggregate_function=aggregate)], "v5", [h.make_tensor_value_info("x", T.FLOAT, [n, f])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [n, 1])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21), h.make_opsetid(ML, 5)], ir_version=10)
+    check(model, tmp_path, {"x": tree_inputs(rng, n, f)}, {"y": 0 if aggregate == 3 else 4e-7 * trees})
+
+
 # ------------------------------------------------------------------------------------------------ refusals
 
 

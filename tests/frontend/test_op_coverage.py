@@ -562,6 +562,20 @@ case("ai.onnx.ml.OneHotEncoder", "", lambda: _ml(h.make_node("OneHotEncoder", ["
                                                                cats_int64s=[0, 2, 5]), [("i", T.INT64, [4, 2])], [("y", F, [4, 2, 3])]),
      feeds={"i": np.array([[0, 1], [2, 5], [5, 5], [7, 0]], np.int64)}, as_written=True)
 case("ai.onnx.ml.TreeEnsembleRegressor", "", lambda: _ml_trees("TreeEnsembleRegressor"), as_written=True)
+
+
+def _ml_tree_v5():
+    """Opset 5: tree 0 (x1 <= 0.2 ? (x0 < -0.5 ? l0 : l1) : l2), tree 1 (x2 > 0.1 ? l3 : l4)."""
+    node = h.make_node("TreeEnsemble", ["x"], ["y"], name="trees", domain="ai.onnx.ml", n_targets=1, tree_roots=[0, 2],
+                       nodes_featureids=[1, 0, 2], nodes_splits=numpy_helper.from_array(np.array([0.2, -0.5, 0.1], np.float32)),
+                       nodes_modes=numpy_helper.from_array(np.array([0, 1, 3], np.uint8)), nodes_truenodeids=[1, 0, 3],
+                       nodes_trueleafs=[0, 1, 1], nodes_falsenodeids=[2, 1, 4], nodes_falseleafs=[1, 1, 1], leaf_targetids=[0] * 5,
+                       leaf_weights=numpy_helper.from_array(np.array([0.25, -1.0, 0.5, 2.0, -0.75], np.float32)))
+    graph = h.make_graph([node], "op_case", [h.make_tensor_value_info("x", F, [8, 3])], [h.make_tensor_value_info("y", F, [8, 1])])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 21), h.make_opsetid("ai.onnx.ml", 5)], ir_version=10)
+
+
+case("ai.onnx.ml.TreeEnsemble", "opset5", _ml_tree_v5, as_written=True)
 case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
 
 
