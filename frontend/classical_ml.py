@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.quantized import _attr, _Emitter, _Graph
@@ -50,6 +50,10 @@ class _Refused(Exception):
     """A node hcc does not compile; the reason names what (the caller adds the file and node)."""
 
 
+class _Unknown(_Refused):
+    """An input's type or shape is not known yet (it comes from another ai.onnx.ml node)."""
+
+
 def _strings(node: onnx.NodeProto) -> None:
     for attr in node.attribute:
         if attr.name.endswith("_strings") and (attr.strings or attr.type == onnx.AttributeProto.STRINGS and len(attr.strings)):
@@ -58,7 +62,7 @@ def _strings(node: onnx.NodeProto) -> None:
 
 def _elem(g: _Graph, name: str) -> int:
     if name not in g.types:
-        raise _Refused(f"the element type of '{name}' is unknown")
+        raise _Unknown(f"the element type of '{name}' is unknown")
     elem = g.types[name]
     if elem == TensorProto.STRING:
         raise _Refused(f"input '{name}' is a string tensor: string tensors are not compiled")
@@ -68,7 +72,7 @@ def _elem(g: _Graph, name: str) -> int:
 def _shape(g: _Graph, name: str) -> list[int]:
     shape = g.shapes.get(name)
     if shape is None:
-        raise _Refused(f"the shape of '{name}' is unknown")
+        raise _Unknown(f"the shape of '{name}' is unknown")
     return shape
 
 
@@ -157,6 +161,11 @@ def _array_feature_extractor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> No
     e.result(e.op("Gather", [x, index], e.dtype(x), "gather", axis=-1), node.output[0])
 
 
+def _unsqueeze_last(e: _Emitter, x, dtype, hint: str, shape: list[int]):
+    """x with a trailing axis of 1 (a Reshape: torch-mlir converts Unsqueeze's opset-11 form, axes an attribute, not)."""
+    return e.op("Reshape", [x, np.array(list(shape) + [1], np.int64)], dtype, hint)
+
+
 def _one_hot_encoder(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
     """y[..., j] = 1 where x == cats[j]; a float x counts as its value truncated toward zero (onnxruntime's
     static_cast), compared in float32 so that NaN matches nothing. With zeros=0 onnxruntime fails on a category it
@@ -168,12 +177,15 @@ def _one_hot_encoder(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
     if not len(cats):
         raise _Refused("attribute 'cats_int64s' is missing or empty")
     if elem == TensorProto.INT64:
-        hits = e.op("Equal", [e.op("Unsqueeze", [x, np.array([-1], np.int64)], I64, "column"), cats], BOOL, "hits")
+        hits = e.op("Equal", [_unsqueeze_last(e, x, I64, "column", _shape(g, x)), cats], BOOL, "hits")
     elif elem == TensorProto.FLOAT:
+        if e.opset < 13:
+            raise _Refused(f"a float32 input before opset 13 (the model's: {e.opset}): torch-mlir converts onnx.Floor only "
+                           "from opset 13; not compiled (int64 inputs are)")
         if not np.array_equal(cats.astype(F32).astype(np.int64), cats):
             raise _Refused("a category is not a float32 value: not compiled for float inputs")
         truncated = e.mul(e.op("Sign", [x], F32, "sign"), e.op("Floor", [e.op("Abs", [x], F32, "abs")], F32, "floor"), "truncated")
-        hits = e.op("Equal", [e.op("Unsqueeze", [truncated, np.array([-1], np.int64)], F32, "column"), cats.astype(F32)], BOOL, "hits")
+        hits = e.op("Equal", [_unsqueeze_last(e, truncated, F32, "column", _shape(g, x)), cats.astype(F32)], BOOL, "hits")
     else:
         raise _Refused(f"input '{x}' has type {TensorProto.DataType.Name(elem)}: hcc compiles int64 and float32 OneHotEncoder inputs")
     e.result(e.op("Cast", [hits], F32, "one_hot", to=TensorProto.FLOAT), node.output[0])
@@ -202,8 +214,10 @@ def _post(e: _Emitter, scores, post: str, hint: str = "post"):
         return scores
     if post == "LOGISTIC":
         return e.op("Sigmoid", [scores], F32, f"{hint}_logistic")
-    if post == "SOFTMAX":
-        return e.op("Softmax", [scores], F32, f"{hint}_softmax", axis=-1)
+    if post == "SOFTMAX":  # as onnxruntime's ComputeSoftmax (and without onnx.Softmax, which torch-mlir lacks before opset 13)
+        top = _reduce(e, "ReduceMax", scores, -1, f"{hint}_max")
+        exp = e.op("Exp", [e.sub(scores, top, f"{hint}_shifted")], F32, f"{hint}_exp")
+        return e.div(exp, _reduce(e, "ReduceSum", exp, -1, f"{hint}_sum"), f"{hint}_softmax")
     if post == "SOFTMAX_ZERO":
         # exp(v - max) for |v| > 1e-7, v * exp(-max) (almost 0) for the others, which the sum skips
         top = _reduce(e, "ReduceMax", scores, -1, f"{hint}_max")
@@ -219,7 +233,7 @@ def _post(e: _Emitter, scores, post: str, hint: str = "post"):
 
 def _labels(e: _Emitter, scores, labels: np.ndarray, output: str) -> None:
     """labels[first maximum of each row], int64."""
-    best = e.op("ArgMax", [scores], I64, "argmax", axis=-1, keepdims=0, select_last_index=0)
+    best = e.op("ArgMax", [scores], I64, "argmax", axis=-1, keepdims=0)  # the first maximum
     if np.array_equal(labels, np.arange(len(labels))):
         e.result(best, output)
     else:
@@ -267,6 +281,23 @@ def _linear_classifier(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
 
 MODES = {"BRANCH_LEQ": "LessOrEqual", "BRANCH_LT": "Less", "BRANCH_GTE": "GreaterOrEqual", "BRANCH_GT": "Greater",
          "BRANCH_EQ": "Equal", "BRANCH_NEQ": "NEQ"}
+
+
+def _compare(e: _Emitter, mode: str, x, limit):
+    """x <mode> limit, false for a NaN x except BRANCH_NEQ (as C++ compares). torch-mlir converts onnx.Less and
+    LessOrEqual only from opset 13, so before that Less is a Greater with its operands swapped and the or-equal modes
+    are Greater or Equal."""
+    hint = mode.lower()
+    if mode == "BRANCH_NEQ":
+        return e.op("Not", [e.op("Equal", [x, limit], BOOL, "eq")], BOOL, hint)
+    if mode == "BRANCH_EQ":
+        return e.op("Equal", [x, limit], BOOL, hint)
+    if mode in ("BRANCH_GT", "BRANCH_LT"):
+        return e.op("Greater", [x, limit] if mode == "BRANCH_GT" else [limit, x], BOOL, hint)
+    if e.opset >= 13:
+        return e.op(MODES[mode], [x, limit], BOOL, hint)
+    strict = e.op("Greater", [x, limit] if mode == "BRANCH_GTE" else [limit, x], BOOL, f"{hint}_strict")
+    return e.op("Or", [strict, e.op("Equal", [x, limit], BOOL, f"{hint}_eq")], BOOL, hint)
 
 
 def _text_list(node: onnx.NodeProto, name: str) -> list[str]:
@@ -420,10 +451,7 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
             continue
         picked = e.op("Gather", [x, feature.reshape(-1)[chosen]], F32, f"{mode.lower()}_features", axis=1)
         limit = threshold.reshape(-1)[chosen]
-        if MODES[mode] == "NEQ":
-            cmp = e.op("Not", [e.op("Equal", [picked, limit], BOOL, "eq")], BOOL, "neq")
-        else:
-            cmp = e.op(MODES[mode], [picked, limit], BOOL, mode.lower())
+        cmp = _compare(e, mode, picked, limit)
         tracked = track.reshape(-1)[chosen]
         if tracked.any():
             missing = e.op("IsNaN", [picked], BOOL, f"{mode.lower()}_nan")
@@ -597,12 +625,33 @@ EXPANSIONS = {
 
 def rewrite_classical_ml(model: onnx.ModelProto, path: str) -> int:
     """Replace, in place, every ai.onnx.ml node by default-domain ops; returns how many (the caller re-runs shape
-    inference when it is not zero)."""
+    inference when it is not zero). onnx's shape inference does not give the shape of every ai.onnx.ml output (a
+    Scaler's, say), so a node that reads one waits: the graph is shape-inferred again after the nodes before it are
+    rewritten."""
     if not any(n.domain == ML_DOMAIN for n in model.graph.node):
         return 0
-    g = _Graph.of(model)
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
-    nodes, inits, count = [], [], 0
+    total = 0
+    while True:
+        count, waiting = _rewrite_pass(model, path, opset)
+        total += count
+        if waiting is None:
+            break
+        if count == 0:
+            node, why = waiting
+            raise HccError(f"{path}: node '{node.name}' (ai.onnx.ml.{node.op_type}): {why}")
+        model.CopyFrom(shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True))
+    kept_opsets = [i for i in model.opset_import if i.domain != ML_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept_opsets)
+    return total
+
+
+def _rewrite_pass(model: onnx.ModelProto, path: str, opset: int) -> tuple[int, tuple[onnx.NodeProto, str] | None]:
+    """Rewrite the ai.onnx.ml nodes whose inputs' types and shapes are known; returns how many, and the first node
+    that waits for them (with the reason)."""
+    g = _Graph.of(model)
+    nodes, inits, count, waiting = [], [], 0, None
     for node in model.graph.node:
         if node.domain != ML_DOMAIN:
             nodes.append(node)
@@ -615,6 +664,10 @@ def rewrite_classical_ml(model: onnx.ModelProto, path: str) -> int:
         e.opset = opset
         try:
             expand(e, g, node)
+        except _Unknown as why:
+            nodes.append(node)
+            waiting = waiting or (node, str(why))
+            continue
         except _Refused as why:
             raise HccError(f"{where}: {why}") from None
         except (ValueError, IndexError, KeyError, TypeError) as exc:  # a malformed node the checker let through
@@ -625,8 +678,4 @@ def rewrite_classical_ml(model: onnx.ModelProto, path: str) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(inits)
-    # the outputs' value_info from before the rewrite may carry ml-specific shapes: shape inference recomputes them
-    kept_opsets = [i for i in model.opset_import if i.domain != ML_DOMAIN]
-    del model.opset_import[:]
-    model.opset_import.extend(kept_opsets)
-    return count
+    return count, waiting

@@ -254,7 +254,7 @@ def to_v5(attrs: dict, leaves: list, n_targets: int, **extra) -> onnx.NodeProto:
                        leaf_targetids=[0] * len(leaf_keys), leaf_weights=tensor(np.array([weight[k] for k in leaf_keys], np.float32)), **extra)
 
 
-@pytest.mark.parametrize("aggregate", [1, 0, 3])
+@pytest.mark.parametrize("aggregate", [1, pytest.param(0, marks=pytest.mark.slow), pytest.param(3, marks=pytest.mark.slow)])
 def test_tree_ensemble_opset5(tmp_path, aggregate):
     """ai.onnx.ml opset 5's TreeEnsemble (SUM, AVERAGE, MAX), the same random ensembles as above."""
     rng = np.random.default_rng(7 + aggregate)
@@ -264,6 +264,40 @@ def test_tree_ensemble_opset5(tmp_path, aggregate):
                          [h.make_tensor_value_info("y", T.FLOAT, [n, 1])])
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21), h.make_opsetid(ML, 5)], ir_version=10)
     check(model, tmp_path, {"x": tree_inputs(rng, n, f)}, {"y": 0 if aggregate == 3 else 4e-7 * trees})
+
+
+@pytest.mark.parametrize("opset", [11, pytest.param(22, marks=pytest.mark.slow)])
+def test_pipeline(tmp_path, opset):
+    """A pipeline as skl2onnx chains it (ai.onnx.ml opset 1): Scaler -> ArrayFeatureExtractor -> a 3-class forest with
+    SOFTMAX_ZERO, Normalizer(L1) -> LinearClassifier(SOFTMAX), Scaler -> binary LinearClassifier(LOGISTIC) and
+    OneHotEncoder; at the oldest opset hcc compiles (no Less, Softmax, axes inputs there) and a recent one."""
+    rng = np.random.default_rng(17)
+    n, f = 48, 6
+    attrs, leaves = random_forest(rng, 5, 4, 3, 4)
+    nodes = [h.make_node("Scaler", ["x"], ["scaled"], domain=ML, name="scaler", offset=rng.standard_normal(f).tolist(),
+                         scale=[0.5, 2, 1, 1, 3, 0.25]),
+             h.make_node("ArrayFeatureExtractor", ["scaled", "columns"], ["picked"], domain=ML, name="columns_op"),
+             h.make_node("TreeEnsembleClassifier", ["picked"], ["tree_label", "tree_scores"], domain=ML, name="forest",
+                         classlabels_int64s=[10, 20, 30], post_transform="SOFTMAX_ZERO", **attrs,
+                         class_treeids=[leaf[0] for leaf in leaves], class_nodeids=[leaf[1] for leaf in leaves],
+                         class_ids=[leaf[2] for leaf in leaves], class_weights=[leaf[3] for leaf in leaves]),
+             h.make_node("Normalizer", ["x"], ["normalized"], domain=ML, name="normalizer", norm="L1"),
+             h.make_node("LinearClassifier", ["normalized"], ["linear_label", "linear_scores"], domain=ML, name="linear",
+                         coefficients=rng.standard_normal(3 * f).tolist(), intercepts=[0.1, 0.0, -0.1], classlabels_ints=[1, 2, 3],
+                         post_transform="SOFTMAX"),
+             h.make_node("LinearClassifier", ["scaled"], ["binary_label", "binary_scores"], domain=ML, name="binary",
+                         coefficients=rng.standard_normal(f).tolist(), intercepts=[0.2], classlabels_ints=[0, 1], post_transform="LOGISTIC"),
+             h.make_node("OneHotEncoder", ["codes"], ["one_hot"], domain=ML, name="one_hot", cats_int64s=[-1, 0, 1, 2])]
+    graph = h.make_graph(nodes, "pipeline", [h.make_tensor_value_info("x", T.FLOAT, [n, f]), h.make_tensor_value_info("codes", T.INT64, [n, 2])],
+                         [h.make_tensor_value_info(name, t, shape) for name, t, shape in (
+                             ("tree_label", T.INT64, [n]), ("tree_scores", T.FLOAT, [n, 3]), ("linear_label", T.INT64, [n]),
+                             ("linear_scores", T.FLOAT, [n, 3]), ("binary_label", T.INT64, [n]), ("binary_scores", T.FLOAT, [n, 2]),
+                             ("one_hot", T.FLOAT, [n, 2, 4]))],
+                         initializer=[onnx.numpy_helper.from_array(np.array([5, 0, 2, 3], np.int64), "columns")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset), h.make_opsetid(ML, 1)], ir_version=8)
+    x = rng.choice(GRID, (n, f)).astype(np.float32) * np.float32(2) + np.float32(0.5)
+    feeds = {"x": x, "codes": rng.integers(-2, 4, (n, 2)).astype(np.int64)}
+    check(model, tmp_path, feeds, {"tree_scores": 4e-7 * 5, "linear_scores": 1e-6, "binary_scores": 1e-6, "one_hot": 0})
 
 
 # ------------------------------------------------------------------------------------------------ refusals
