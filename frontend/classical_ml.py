@@ -22,7 +22,12 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
   nodes_missing_value_tracks_true as onnxruntime does), so the leaf every tree reaches is onnxruntime's; the one
   leaf value per tree is picked exactly (a 0/1 matmul with one non-zero term), and the per-tree values are summed
   in float32 in another order than onnxruntime's (which itself changes with its thread count): a few ulps of the
-  sum of |leaf values| per output. MIN/MAX aggregation is exact. Labels: the first maximum of the scores.
+  sum of |leaf values| per output. MIN/MAX aggregation is exact. Labels: the first maximum of the scores (before
+  post_transform); binary classifiers as skl2onnx writes them: see `_binary_trees`.
+
+Every op emitted here is one torch-mlir converts at the model's opset, down to 11 (no onnx.Less, LessOrEqual,
+Softmax, Floor or attribute-form Unsqueeze before opset 13: swapped Greater, Greater-or-Equal, an explicit softmax,
+Reshape). An ai.onnx.ml node whose input comes from another one waits until shape inference has seen the rewrite.
 
 Refused, naming the node: string labels or string inputs ("string tensors are not compiled"), PROBIT, ZipMap (a
 sequence of maps is not a tensor: convert with skl2onnx option zipmap=False), binary tree classifiers in a layout
