@@ -6,9 +6,11 @@ semantics of opsets MIN_OPSET..MAX_OPSET; a newer model is converted down first 
 """
 from __future__ import annotations
 
+import copy
 import re
 
 import onnx
+from onnx import helper
 
 from hcc.errors import HccError
 
@@ -64,6 +66,12 @@ def default_opset(model: onnx.ModelProto) -> int:
 def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     """`model` itself when its opset is in MIN_OPSET..MAX_OPSET; for a newer one (..NEWEST_OPSET), a copy converted
     to MAX_OPSET; anything else is an HccError naming the file and the opset."""
+    if not any(imp.domain in ("", "ai.onnx") for imp in model.opset_import) and \
+            not any(node.domain in ("", "ai.onnx") for node in model.graph.node):
+        # no default-domain node (an ai.onnx.ml-only model): the rewrites' ops are written at MAX_OPSET
+        model = copy.deepcopy(model)
+        model.opset_import.append(helper.make_opsetid("", MAX_OPSET))
+        return model
     opset = default_opset(model)
     if MIN_OPSET <= opset <= MAX_OPSET:
         return model

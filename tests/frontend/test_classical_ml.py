@@ -336,3 +336,12 @@ def test_forest_size_limit(tmp_path, monkeypatch):
     attrs, leaves = random_forest(np.random.default_rng(0), 5, 3, 1, 4)
     _refused(tmp_path, tree_node("TreeEnsembleRegressor", "big_forest", attrs, leaves, ["y"], n_targets=1), [("x", T.FLOAT, [4, 3])],
              [("y", T.FLOAT, [4, 1])], r"node 'big_forest' .*5 trees of up to .* dense path matrices")
+
+
+def test_a_model_of_ml_ops_alone_needs_no_default_opset(tmp_path):
+    """The node suite's ai.onnx.ml models import that domain only: with no default-domain node there is nothing whose
+    semantics depend on the default opset, so hcc compiles them (its rewrites are written at the newest it compiles)."""
+    scaler = h.make_node("Scaler", ["x"], ["y"], domain=ML, offset=[0.5, -1.0], scale=[2.0, 0.25])
+    graph = h.make_graph([scaler], "ml_only", [h.make_tensor_value_info("x", T.FLOAT, [3, 2])], [h.make_tensor_value_info("y", T.FLOAT, [3, 2])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid(ML, 3)], ir_version=8)
+    check(model, tmp_path, {"x": np.random.default_rng(5).standard_normal((3, 2)).astype(np.float32)}, {"y": 1e-7})
