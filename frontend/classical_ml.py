@@ -41,7 +41,7 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from hcc.errors import HccError
-from hcc.frontend.quantized import _attr, _Emitter, _Graph
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value
 
 ML_DOMAIN = "ai.onnx.ml"
 F32 = np.dtype(np.float32)
@@ -65,7 +65,7 @@ def _strings(node: onnx.NodeProto) -> None:
             raise _Refused(f"attribute '{attr.name}': string tensors are not compiled (use integer class labels)")
 
 
-def _elem(g: _Graph, name: str) -> int:
+def _elem(g: RewriteGraph, name: str) -> int:
     if name not in g.types:
         raise _Unknown(f"the element type of '{name}' is unknown")
     elem = g.types[name]
@@ -74,14 +74,14 @@ def _elem(g: _Graph, name: str) -> int:
     return elem
 
 
-def _shape(g: _Graph, name: str) -> list[int]:
+def _shape(g: RewriteGraph, name: str) -> list[int]:
     shape = g.shapes.get(name)
     if shape is None:
         raise _Unknown(f"the shape of '{name}' is unknown")
     return shape
 
 
-def _float_input(e: _Emitter, g: _Graph, name: str, casts: bool = True):
+def _float_input(e: NodeEmitter, g: RewriteGraph, name: str, casts: bool = True):
     """`name` as float32: int32/int64/double inputs converted as onnxruntime's kernels convert them."""
     elem = _elem(g, name)
     if elem == TensorProto.FLOAT:
@@ -92,7 +92,7 @@ def _float_input(e: _Emitter, g: _Graph, name: str, casts: bool = True):
                    + ("" if not casts else ", int32, int64 and double"))
 
 
-def _rows(g: _Graph, name: str) -> list[int]:
+def _rows(g: RewriteGraph, name: str) -> list[int]:
     shape = _shape(g, name)
     if len(shape) != 2:
         raise _Refused(f"input '{name}' has shape {shape}: hcc compiles 2-D [N, features] inputs for this op")
@@ -100,13 +100,13 @@ def _rows(g: _Graph, name: str) -> list[int]:
 
 
 def _floats(node: onnx.NodeProto, name: str, default=None) -> np.ndarray:
-    value = _attr(node, name, default)
+    value = attr_value(node, name, default)
     if value is None:
         raise _Refused(f"attribute '{name}' is missing")
     return np.asarray(value, dtype=np.float32).reshape(-1)
 
 
-def _reduce(e: _Emitter, op_type: str, value, axis: int, hint: str, keepdims: int = 1):
+def _reduce(e: NodeEmitter, op_type: str, value, axis: int, hint: str, keepdims: int = 1):
     """A reduction over one axis, spelled for the model's opset (axes an input from opset 18, 13 for ReduceSum)."""
     if e.opset >= (13 if op_type == "ReduceSum" else 18):
         return e.op(op_type, [value, np.array([axis], np.int64)], F32, hint, keepdims=keepdims)
@@ -120,25 +120,25 @@ def _out(node: onnx.NodeProto, index: int) -> str:
 # ------------------------------------------------------------------------------------------------ simple ops
 
 
-def _scaler(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _scaler(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x = _float_input(e, g, node.input[0])
     offset, scale = _floats(node, "offset", [0.0]), _floats(node, "scale", [1.0])
     e.result(e.mul(e.sub(x, offset), scale), node.output[0])
 
 
-def _binarizer(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _binarizer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x = node.input[0]
     if _elem(g, x) != TensorProto.FLOAT:
         raise _Refused(f"input '{x}' is not float32: hcc compiles float32 Binarizer inputs")
-    threshold = np.array(_attr(node, "threshold", 0.0), F32)
+    threshold = np.array(attr_value(node, "threshold", 0.0), F32)
     above = e.op("Greater", [x, threshold], BOOL, "above")
     e.result(e.op("Cast", [above], F32, "binary", to=TensorProto.FLOAT), node.output[0])
 
 
-def _normalizer(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _normalizer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x = _float_input(e, g, node.input[0])
     _rows(g, node.input[0])
-    norm = _attr(node, "norm", b"MAX")
+    norm = attr_value(node, "norm", b"MAX")
     norm = norm.decode() if isinstance(norm, bytes) else norm
     if norm == "MAX":
         nan = e.op("IsNaN", [x], BOOL, "nan")
@@ -154,7 +154,7 @@ def _normalizer(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
     e.result(e.op("Where", [zero, x, e.div(x, divisor, "normalized")], F32, "where"), node.output[0])
 
 
-def _array_feature_extractor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _array_feature_extractor(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x, indices = node.input[0], node.input[1]
     _elem(g, x)
     if len(_shape(g, x)) < 2:
@@ -166,19 +166,19 @@ def _array_feature_extractor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> No
     e.result(e.op("Gather", [x, index], e.dtype(x), "gather", axis=-1), node.output[0])
 
 
-def _unsqueeze_last(e: _Emitter, x, dtype, hint: str, shape: list[int]):
+def _unsqueeze_last(e: NodeEmitter, x, dtype, hint: str, shape: list[int]):
     """x with a trailing axis of 1 (a Reshape: torch-mlir converts Unsqueeze's opset-11 form, axes an attribute, not)."""
     return e.op("Reshape", [x, np.array(list(shape) + [1], np.int64)], dtype, hint)
 
 
-def _one_hot_encoder(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _one_hot_encoder(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     """y[..., j] = 1 where x == cats[j]; a float x counts as its value truncated toward zero (onnxruntime's
     static_cast), compared in float32 so that NaN matches nothing. With zeros=0 onnxruntime fails on a category it
     does not know; hcc, which has no run-time errors, writes a row of zeros there."""
     _strings(node)
     x = node.input[0]
     elem = _elem(g, x)
-    cats = np.asarray(_attr(node, "cats_int64s", []), np.int64)
+    cats = np.asarray(attr_value(node, "cats_int64s", []), np.int64)
     if not len(cats):
         raise _Refused("attribute 'cats_int64s' is missing or empty")
     if elem == TensorProto.INT64:
@@ -196,10 +196,10 @@ def _one_hot_encoder(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
     e.result(e.op("Cast", [hits], F32, "one_hot", to=TensorProto.FLOAT), node.output[0])
 
 
-def _linear_regressor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _linear_regressor(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x = _float_input(e, g, node.input[0])
     features = _rows(g, node.input[0])[1]
-    targets = int(_attr(node, "targets", 1))
+    targets = int(attr_value(node, "targets", 1))
     post = _post_transform(node)
     if post != "NONE":
         raise _Refused(f"post_transform {post}: hcc compiles LinearRegressor with post_transform NONE")
@@ -209,11 +209,11 @@ def _linear_regressor(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
 
 
 def _post_transform(node: onnx.NodeProto) -> str:
-    value = _attr(node, "post_transform", b"NONE")
+    value = attr_value(node, "post_transform", b"NONE")
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _post(e: _Emitter, scores, post: str, hint: str = "post"):
+def _post(e: NodeEmitter, scores, post: str, hint: str = "post"):
     """onnxruntime's write_scores for two or more scores per row."""
     if post == "NONE":
         return scores
@@ -236,7 +236,7 @@ def _post(e: _Emitter, scores, post: str, hint: str = "post"):
     raise _Refused(f"post_transform {post} is not compiled (NONE, LOGISTIC, SOFTMAX, SOFTMAX_ZERO are)")
 
 
-def _labels(e: _Emitter, scores, labels: np.ndarray, output: str) -> None:
+def _labels(e: NodeEmitter, scores, labels: np.ndarray, output: str) -> None:
     """labels[first maximum of each row], int64."""
     best = e.op("ArgMax", [scores], I64, "argmax", axis=-1, keepdims=0)  # the first maximum
     if np.array_equal(labels, np.arange(len(labels))):
@@ -245,11 +245,11 @@ def _labels(e: _Emitter, scores, labels: np.ndarray, output: str) -> None:
         e.result(e.op("Gather", [labels.astype(np.int64), best], I64, "label", axis=0), output)
 
 
-def _linear_classifier(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _linear_classifier(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     _strings(node)
     x = _float_input(e, g, node.input[0])
     features = _rows(g, node.input[0])[1]
-    labels = np.asarray(_attr(node, "classlabels_ints", []), np.int64)
+    labels = np.asarray(attr_value(node, "classlabels_ints", []), np.int64)
     intercepts = _floats(node, "intercepts", [])
     classes = len(intercepts) or len(_floats(node, "coefficients")) // max(features, 1)
     if len(intercepts) == 0:
@@ -288,7 +288,7 @@ MODES = {"BRANCH_LEQ": "LessOrEqual", "BRANCH_LT": "Less", "BRANCH_GTE": "Greate
          "BRANCH_EQ": "Equal", "BRANCH_NEQ": "NEQ"}
 
 
-def _compare(e: _Emitter, mode: str, x, limit):
+def _compare(e: NodeEmitter, mode: str, x, limit):
     """x <mode> limit, false for a NaN x except BRANCH_NEQ (as C++ compares). torch-mlir converts onnx.Less and
     LessOrEqual only from opset 13, so before that Less is a Greater with its operands swapped and the or-equal modes
     are Greater or Equal."""
@@ -306,11 +306,11 @@ def _compare(e: _Emitter, mode: str, x, limit):
 
 
 def _text_list(node: onnx.NodeProto, name: str) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in _attr(node, name, [])]
+    return [v.decode() if isinstance(v, bytes) else v for v in attr_value(node, name, [])]
 
 
 def _thresholds(node: onnx.NodeProto, count: int) -> np.ndarray:
-    tensor = _attr(node, "nodes_values_as_tensor")
+    tensor = attr_value(node, "nodes_values_as_tensor")
     if tensor is not None:
         values = onnx.numpy_helper.to_array(tensor).reshape(-1)
         if values.dtype != F32 and not np.array_equal(values.astype(F32).astype(values.dtype), values):
@@ -320,16 +320,16 @@ def _thresholds(node: onnx.NodeProto, count: int) -> np.ndarray:
 
 
 def _leaf_weights(node: onnx.NodeProto, prefix: str, ids: str):
-    tensor = _attr(node, f"{prefix}_weights_as_tensor")
+    tensor = attr_value(node, f"{prefix}_weights_as_tensor")
     if tensor is not None:
         weights = onnx.numpy_helper.to_array(tensor).reshape(-1).astype(np.float64)
     else:
-        weights = np.asarray(_attr(node, f"{prefix}_weights", []), np.float64)
-    return (list(_attr(node, f"{prefix}_treeids", [])), list(_attr(node, f"{prefix}_nodeids", [])),
-            list(_attr(node, ids, [])), weights)
+        weights = np.asarray(attr_value(node, f"{prefix}_weights", []), np.float64)
+    return (list(attr_value(node, f"{prefix}_treeids", [])), list(attr_value(node, f"{prefix}_nodeids", [])),
+            list(attr_value(node, ids, [])), weights)
 
 
-def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: bool) -> None:
+def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classifier: bool) -> None:
     """The GEMM formulation of a tree ensemble (Hummingbird's), one batch of matrices per tree.
 
     For each tree t with internal nodes i (padded to I per tree) and leaves l (padded to L):
@@ -351,31 +351,31 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
     if _elem(g, x) != TensorProto.FLOAT:
         raise _Refused(f"input '{x}' is not float32: hcc compiles tree ensembles on float32 inputs")
     rows, features = _rows(g, x)
-    tree_ids = list(_attr(node, "nodes_treeids", []))
-    node_ids = list(_attr(node, "nodes_nodeids", []))
-    feature_ids = list(_attr(node, "nodes_featureids", []))
+    tree_ids = list(attr_value(node, "nodes_treeids", []))
+    node_ids = list(attr_value(node, "nodes_nodeids", []))
+    feature_ids = list(attr_value(node, "nodes_featureids", []))
     modes = _text_list(node, "nodes_modes")
-    true_ids = list(_attr(node, "nodes_truenodeids", []))
-    false_ids = list(_attr(node, "nodes_falsenodeids", []))
+    true_ids = list(attr_value(node, "nodes_truenodeids", []))
+    false_ids = list(attr_value(node, "nodes_falsenodeids", []))
     count = len(node_ids)
-    tracks = list(_attr(node, "nodes_missing_value_tracks_true", [0] * count)) or [0] * count
+    tracks = list(attr_value(node, "nodes_missing_value_tracks_true", [0] * count)) or [0] * count
     thresholds = _thresholds(node, count)
     lengths = {len(tree_ids), len(feature_ids), len(modes), len(true_ids), len(false_ids), len(thresholds), len(tracks), count}
     if lengths != {count} or not count:
         raise _Refused("the nodes_* attributes have different lengths")
     if classifier:
         leaf_trees, leaf_nodes, leaf_k, weights = _leaf_weights(node, "class", "class_ids")
-        labels = np.asarray(_attr(node, "classlabels_int64s", []), np.int64)
+        labels = np.asarray(attr_value(node, "classlabels_int64s", []), np.int64)
         outputs = len(labels)
     else:
         leaf_trees, leaf_nodes, leaf_k, weights = _leaf_weights(node, "target", "target_ids")
-        outputs = int(_attr(node, "n_targets", 1))
+        outputs = int(attr_value(node, "n_targets", 1))
     if not (len(leaf_trees) == len(leaf_nodes) == len(leaf_k) == len(weights)):
         raise _Refused("the leaf weight attributes have different lengths")
     if not np.all(np.isfinite(weights)):
         raise _Refused("a leaf weight is not finite: not compiled")
-    bases = _attr(node, "base_values_as_tensor")
-    bases = onnx.numpy_helper.to_array(bases).reshape(-1) if bases is not None else np.asarray(_attr(node, "base_values", []), np.float64)
+    bases = attr_value(node, "base_values_as_tensor")
+    bases = onnx.numpy_helper.to_array(bases).reshape(-1) if bases is not None else np.asarray(attr_value(node, "base_values", []), np.float64)
     post = _post_transform(node)
     aggregate = "SUM" if classifier else _text_list_one(node, "aggregate_function", "SUM")
     if any(not 0 <= k < outputs for k in leaf_k):
@@ -516,7 +516,7 @@ def _tree_ensemble(e: _Emitter, g: _Graph, node: onnx.NodeProto, classifier: boo
         e.result(_post(e, scores, post), node.output[1], rename=False)
 
 
-def _binary_trees(e: _Emitter, node: onnx.NodeProto, scores, labels: np.ndarray, weights: np.ndarray, leaf_k: list[int],
+def _binary_trees(e: NodeEmitter, node: onnx.NodeProto, scores, labels: np.ndarray, weights: np.ndarray, leaf_k: list[int],
                   bases: np.ndarray, post: str) -> None:
     """Two class labels, every weight on class 0 (what skl2onnx writes for a binary classifier: the weight is the
     evidence for labels[1]). onnxruntime (measured): s = sum + base_values[0]; when every weight is >= 0 (probabilities)
@@ -550,11 +550,11 @@ V5_AGGREGATES = ["AVERAGE", "SUM", "MIN", "MAX"]
 V5_POSTS = ["NONE", "SOFTMAX", "LOGISTIC", "SOFTMAX_ZERO", "PROBIT"]
 
 
-def _tree_ensemble_v5(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
+def _tree_ensemble_v5(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     """The opset-5 TreeEnsemble, written out as the equivalent TreeEnsembleRegressor (every tree walked from its root,
     its interior nodes and leaves numbered in that order, the root first) and compiled as one."""
     def tensor(name: str) -> np.ndarray | None:
-        value = _attr(node, name)
+        value = attr_value(node, name)
         return None if value is None else onnx.numpy_helper.to_array(value).reshape(-1)
 
     splits, modes, leaf_weights = tensor("nodes_splits"), tensor("nodes_modes"), tensor("leaf_weights")
@@ -564,15 +564,15 @@ def _tree_ensemble_v5(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
         raise _Refused("double splits or leaf weights: hcc compiles float32 tree ensembles")
     if np.any(modes > 5):
         raise _Refused("mode BRANCH_MEMBER (set membership) is not compiled")
-    features = list(_attr(node, "nodes_featureids", []))
-    true_ids, false_ids = list(_attr(node, "nodes_truenodeids", [])), list(_attr(node, "nodes_falsenodeids", []))
-    true_leaf, false_leaf = list(_attr(node, "nodes_trueleafs", [])), list(_attr(node, "nodes_falseleafs", []))
-    tracks = list(_attr(node, "nodes_missing_value_tracks_true", [])) or [0] * len(features)
-    targets = list(_attr(node, "leaf_targetids", []))
+    features = list(attr_value(node, "nodes_featureids", []))
+    true_ids, false_ids = list(attr_value(node, "nodes_truenodeids", [])), list(attr_value(node, "nodes_falsenodeids", []))
+    true_leaf, false_leaf = list(attr_value(node, "nodes_trueleafs", [])), list(attr_value(node, "nodes_falseleafs", []))
+    tracks = list(attr_value(node, "nodes_missing_value_tracks_true", [])) or [0] * len(features)
+    targets = list(attr_value(node, "leaf_targetids", []))
     attrs = {k: [] for k in ("nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes", "nodes_truenodeids",
                              "nodes_falsenodeids", "nodes_missing_value_tracks_true", "target_treeids", "target_nodeids", "target_ids",
                              "target_weights")}
-    for tree, root in enumerate(_attr(node, "tree_roots", [])):
+    for tree, root in enumerate(attr_value(node, "tree_roots", [])):
         order: list[tuple[bool, int]] = []  # (is_leaf, position), numbered in the order met
         pending = [(False, int(root))]
         while pending:
@@ -606,17 +606,17 @@ def _tree_ensemble_v5(e: _Emitter, g: _Graph, node: onnx.NodeProto) -> None:
                                    ("nodes_modes", V5_MODES[int(modes[p])]), ("nodes_truenodeids", yes), ("nodes_falsenodeids", no),
                                    ("nodes_missing_value_tracks_true", int(tracks[p]))):
                     attrs[key].append(value)
-    aggregate, post = int(_attr(node, "aggregate_function", 1)), int(_attr(node, "post_transform", 0))
+    aggregate, post = int(attr_value(node, "aggregate_function", 1)), int(attr_value(node, "post_transform", 0))
     if not (0 <= aggregate < 4 and 0 <= post < 5):
         raise _Refused(f"aggregate_function {aggregate} / post_transform {post} out of range")
     regressor = helper.make_node("TreeEnsembleRegressor", list(node.input), list(node.output), name=node.name, domain=ML_DOMAIN,
-                                 n_targets=int(_attr(node, "n_targets", 1)), aggregate_function=V5_AGGREGATES[aggregate],
+                                 n_targets=int(attr_value(node, "n_targets", 1)), aggregate_function=V5_AGGREGATES[aggregate],
                                  post_transform=V5_POSTS[post], **attrs)
     _tree_ensemble(e, g, regressor, classifier=False)
 
 
 def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
-    value = _attr(node, name, default.encode())
+    value = attr_value(node, name, default.encode())
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -655,7 +655,7 @@ def rewrite_classical_ml(model: onnx.ModelProto, path: str) -> int:
 def _rewrite_pass(model: onnx.ModelProto, path: str, opset: int) -> tuple[int, tuple[onnx.NodeProto, str] | None]:
     """Rewrite the ai.onnx.ml nodes whose inputs' types and shapes are known; returns how many, and the first node
     that waits for them (with the reason)."""
-    g = _Graph.of(model)
+    g = RewriteGraph.of(model)
     nodes, inits, count, waiting = [], [], 0, None
     for node in model.graph.node:
         if node.domain != ML_DOMAIN:
@@ -665,7 +665,7 @@ def _rewrite_pass(model: onnx.ModelProto, path: str, opset: int) -> tuple[int, t
         expand = EXPANSIONS.get(node.op_type)
         if expand is None:
             raise HccError(f"{where}: not compiled (hcc compiles {', '.join(sorted(EXPANSIONS))})")
-        e = _Emitter(node, g)
+        e = NodeEmitter(node, g)
         e.opset = opset
         try:
             expand(e, g, node)

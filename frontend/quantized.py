@@ -42,14 +42,14 @@ float16 inputs to QuantizeLinear.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
-from hcc.frontend.checks import static_shape
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, input_at, type_name
 
 EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
 EXACT_FLOAT64 = 1 << 53
@@ -70,232 +70,42 @@ class _Refused(Exception):
     """A node hcc does not compile; the reason names what (the caller adds the file and node)."""
 
 
-@dataclass
-class _Graph:
-    """What the rewrite needs to know about the graph."""
-
-    types: dict[str, int] = field(default_factory=dict)
-    shapes: dict[str, list[int] | None] = field(default_factory=dict)
-    constants: dict[str, np.ndarray] = field(default_factory=dict)
-    initializers: set[str] = field(default_factory=set)
-    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
-    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
-    outputs: set[str] = field(default_factory=set)
-    taken: set[str] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, model: onnx.ModelProto) -> _Graph:
-        graph, g = model.graph, cls()
-        for value in list(graph.input) + list(graph.value_info) + list(graph.output):
-            if value.type.HasField("tensor_type"):
-                g.types[value.name] = value.type.tensor_type.elem_type
-                g.shapes[value.name] = static_shape(value)
-        for init in graph.initializer:
-            g.types[init.name], g.shapes[init.name] = init.data_type, list(init.dims)
-            g.constants[init.name] = numpy_helper.to_array(init)
-            g.initializers.add(init.name)
-        g.initializers -= {v.name for v in graph.input}  # an initializer that is also an input can be overridden
-        for name in [v.name for v in graph.input if v.name in g.constants]:
-            del g.constants[name]
-        g.outputs = {o.name for o in graph.output}
-        for node in graph.node:
-            g.taken.update(node.output)
-            g.taken.add(node.name)
-            for name in node.output:
-                g.producer[name] = node
-            for name in node.input:
-                if name:
-                    g.consumers.setdefault(name, []).append(node)
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                if value is not None:
-                    g.constants[node.output[0]] = numpy_helper.to_array(value)
-                    g.types[node.output[0]], g.shapes[node.output[0]] = value.data_type, list(value.dims)
-        g.taken.update(g.types)
-        return g
-
-    def constant(self, name: str) -> np.ndarray | None:
-        return self.constants.get(name) if name else None
-
-    def initializer(self, name: str) -> np.ndarray | None:
-        """The value of an initializer (not a Constant node's output), as onnxruntime's graph-level checks see them."""
-        return self.constants.get(name) if name in self.initializers else None
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    attr = next((a for a in node.attribute if a.name == name), None)
-    return default if attr is None else helper.get_attribute_value(attr)
-
-
-def _input(node: onnx.NodeProto, index: int) -> str:
-    return node.input[index] if index < len(node.input) else ""
-
-
-def _type_name(elem_type: int) -> str:
-    try:
-        return TensorProto.DataType.Name(elem_type)
-    except ValueError:
-        return str(elem_type)
-
-
-class _Emitter:
-    """Builds the nodes and initializers that replace one node. Values are tensor names or numpy constants: an op
-    on constants only is computed here (with numpy's IEEE float32 arithmetic, the same as a compiled op's)."""
-
-    def __init__(self, node: onnx.NodeProto, g: _Graph):
-        self.node, self.g = node, g
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.dtypes: dict[str, np.dtype] = {}
-        self.named = False
-
-    def fresh(self, hint: str) -> str:
-        base = f"{self.node.name}/{hint}"
-        name, count = base, 1
-        while name in self.g.taken:
-            count += 1
-            name = f"{base}_{count}"
-        self.g.taken.add(name)
-        return name
-
-    def dtype(self, value) -> np.dtype:
-        if isinstance(value, np.ndarray):
-            return value.dtype
-        if value in self.dtypes:
-            return self.dtypes[value]
-        return np.dtype(helper.tensor_dtype_to_np_dtype(self.g.types[value]))
-
-    def tensor(self, value, hint: str = "const") -> str:
-        if isinstance(value, str):
-            return value
-        name = self.fresh(hint)
-        self.inits.append(numpy_helper.from_array(np.array(value, order="C"), name))
-        self.dtypes[name] = value.dtype
-        return name
-
-    def op(self, op_type: str, inputs: list, dtype, hint: str, output: str | None = None, **attrs) -> str:
-        names = [self.tensor(v, f"{hint}_arg") if v is not None else "" for v in inputs]
-        out = output or self.fresh(hint)
-        if output is not None and not self.named:
-            node_name, self.named = self.node.name, True  # the node that computes the first output keeps the name
-        else:
-            node_name = self.fresh(f"{hint}_op")
-        self.nodes.append(helper.make_node(op_type, names, [out], name=node_name, **attrs))
-        self.dtypes[out] = np.dtype(dtype)
-        return out
-
-    def result(self, value, output: str, rename: bool = True) -> str:
-        """`value` under the name `output` (a constant result becomes an Identity of it, folded later). With `rename`,
-        the node that computed it (the last one emitted) writes `output` directly: the caller uses it no more."""
-        if isinstance(value, np.ndarray):
-            return self.op("Identity", [value], value.dtype, "value", output=output)
-        producer = self.nodes[-1] if self.nodes and self.nodes[-1].output[0] == value else None
-        if rename and producer is not None:
-            producer.output[0] = output
-            self.dtypes[output] = self.dtypes[value]
-            if not self.named:
-                producer.name, self.named = self.node.name, True
-            return output
-        return self.op("Identity", [value], self.dtype(value), "value", output=output)
-
-    # ----------------------------------------------------------------------------------------- arithmetic
-    def cast(self, value, dtype) -> object:
-        dtype = np.dtype(dtype)
-        if self.dtype(value) == dtype:
-            return value
-        if isinstance(value, np.ndarray):
-            return value.astype(dtype)
-        if dtype.kind == "u" and self.dtype(value).kind == "f":
-            # torch-mlir converts a float -> uint8 cast with `fptosi` to i8, which saturates at 127 in vector code:
-            # through int32 the values 128..255 survive (hcc only casts integral values in range here)
-            value = self.cast(value, I32)
-        return self.op("Cast", [value], dtype, "cast", to=helper.np_dtype_to_tensor_dtype(dtype))
-
-    def binary(self, op_type: str, a, b, hint: str) -> object:
-        dtype = self.dtype(a)
-        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-            fn = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op_type]
-            with np.errstate(all="ignore"):
-                return np.asarray(fn(a, b)).astype(dtype)
-        return self.op(op_type, [a, b], dtype, hint)
-
-    def add(self, a, b, hint="add"):
-        return self.binary("Add", a, b, hint)
-
-    def sub(self, a, b, hint="sub"):
-        return self.binary("Sub", a, b, hint)
-
-    def mul(self, a, b, hint="mul"):
-        return self.binary("Mul", a, b, hint)
-
-    def div(self, a, b, hint="div"):
-        return self.binary("Div", a, b, hint)
-
-    def reshape(self, value, shape: list[int], hint: str = "reshape"):
-        if isinstance(value, np.ndarray):
-            return value.reshape(shape)
-        return self.op("Reshape", [value, np.array(shape, np.int64)], self.dtype(value), hint)
-
-    def gather(self, value, indices: np.ndarray, axis: int, hint: str = "blocks"):
-        if isinstance(value, np.ndarray):
-            return np.take(value, indices, axis=axis)
-        return self.op("Gather", [value, indices.astype(np.int64)], self.dtype(value), hint, axis=axis)
-
-    def max_where(self, v, bound, hint):
-        """`maxps(v, bound)`: v where v > bound, else bound (so a NaN v gives the bound)."""
-        if isinstance(v, np.ndarray) and isinstance(bound, np.ndarray):
-            return np.where(v > bound, v, bound).astype(v.dtype)
-        return self.op("Where", [self.op("Greater", [v, bound], np.bool_, f"{hint}_gt"), v, bound], self.dtype(v), hint)
-
-    def min_where(self, v, bound, hint):
-        """`minps(v, bound)`: v where v < bound, else bound."""
-        if isinstance(v, np.ndarray) and isinstance(bound, np.ndarray):
-            return np.where(v < bound, v, bound).astype(v.dtype)
-        # Greater(bound, v), not Less(v, bound): torch-mlir converts onnx.Less only from opset 13 on
-        return self.op("Where", [self.op("Greater", [bound, v], np.bool_, f"{hint}_lt"), v, bound], self.dtype(v), hint)
-
-    def round_even(self, v):
-        if isinstance(v, np.ndarray):
-            return np.rint(v).astype(v.dtype)
-        return self.op("Round", [v], self.dtype(v), "round")
-
-
 # ------------------------------------------------------------------------------------------------- parameters
 
 
-def _elem(g: _Graph, name: str) -> int:
+def _elem(g: RewriteGraph, name: str) -> int:
     if name not in g.types:
         raise _Refused(f"the element type of '{name}' is unknown")
     return g.types[name]
 
 
-def _shape(g: _Graph, name: str) -> list[int]:
+def _shape(g: RewriteGraph, name: str) -> list[int]:
     shape = g.shapes.get(name)
     if shape is None:
         raise _Refused(f"the shape of '{name}' is unknown")
     return shape
 
 
-def _param(g: _Graph, name: str):
+def _param(g: RewriteGraph, name: str):
     """A quantization parameter: its constant value, or its name."""
     value = g.constant(name)
     return value if value is not None else name
 
 
-def _eight_bit(g: _Graph, name: str, what: str) -> tuple[int, int]:
+def _eight_bit(g: RewriteGraph, name: str, what: str) -> tuple[int, int]:
     elem = _elem(g, name)
     if elem not in EIGHT_BIT:
-        raise _Refused(f"{what} '{name}' has type {_type_name(elem)}: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
+        raise _Refused(f"{what} '{name}' has type {type_name(elem)}: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
     return EIGHT_BIT[elem]
 
 
-def _float32_scale(g: _Graph, name: str, what: str = "scale") -> None:
+def _float32_scale(g: RewriteGraph, name: str, what: str = "scale") -> None:
     elem = _elem(g, name)
     if elem != TensorProto.FLOAT:
-        raise _Refused(f"{what} '{name}' has type {_type_name(elem)}: hcc compiles float32 scales only")
+        raise _Refused(f"{what} '{name}' has type {type_name(elem)}: hcc compiles float32 scales only")
 
 
-def _align(e: _Emitter, g: _Graph, name: str, rank: int, axis: int | None, length: int, block_size: int = 0, role: str = "scale"):
+def _align(e: NodeEmitter, g: RewriteGraph, name: str, rank: int, axis: int | None, length: int, block_size: int = 0, role: str = "scale"):
     """A scale or zero point shaped to broadcast against a rank-`rank` tensor whose quantization axis `axis` has
     `length` elements: per tensor (one element), per axis (1-D), or blocked (same rank, `block_size` per block)."""
     value, shape = _param(e.g, name), _shape(g, name)
@@ -316,7 +126,7 @@ def _align(e: _Emitter, g: _Graph, name: str, rank: int, axis: int | None, lengt
     return e.reshape(value, [length if d == axis else 1 for d in range(rank)], f"{role.replace(' ', '_')}_axis")
 
 
-def _zero_point_bound(g: _Graph, zp_name: str, elem: int) -> int:
+def _zero_point_bound(g: RewriteGraph, zp_name: str, elem: int) -> int:
     """max |x - zp| over every x of the 8-bit type `elem` (the zero point's value when it is a constant)."""
     lo, hi = EIGHT_BIT[elem]
     zp = g.constant(zp_name)
@@ -326,13 +136,13 @@ def _zero_point_bound(g: _Graph, zp_name: str, elem: int) -> int:
     return int(max(np.max(hi - zp), np.max(zp - lo)))
 
 
-def _shifted(e: _Emitter, x: str, zp) -> object:
+def _shifted(e: NodeEmitter, x: str, zp) -> object:
     """float32(x - zp) for an 8-bit x: exact."""
     xf = e.cast(x, F32)
     return xf if zp is None else e.sub(xf, e.cast(zp, F32), "shift")
 
 
-def _saturate(e: _Emitter, v, zp, elem: int, output: str) -> str:
+def _saturate(e: NodeEmitter, v, zp, elem: int, output: str) -> str:
     """MLAS's last steps of QuantizeLinear and of requantization: clamp v to [qmin - zp, qmax - zp] (maxps, minps),
     round half to even, add zp, store as the 8-bit type."""
     qmin, qmax = EIGHT_BIT[elem]
@@ -354,7 +164,7 @@ def _l1_rows(w: np.ndarray, reduce_axes: tuple[int, ...]) -> int:
     return int(np.abs(w.astype(np.int64)).sum(axis=reduce_axes).max()) if w.size else 0
 
 
-def _exact_product(e: _Emitter, product, a_f32, amax: int, b, bmax: int, k: int, reduce_axes: tuple[int, ...]):
+def _exact_product(e: NodeEmitter, product, a_f32, amax: int, b, bmax: int, k: int, reduce_axes: tuple[int, ...]):
     """The exact integer result of `product(a, b)` (a Conv or MatMul) of shifted 8-bit operands.
 
     `b` is an int32 constant (shifted weights) or a float32 tensor; amax/bmax bound |a| and |b|, k is the length
@@ -378,7 +188,7 @@ def _exact_product(e: _Emitter, product, a_f32, amax: int, b, bmax: int, k: int,
     return e.cast(product(e.cast(a_f32, F64), e.cast(b, F64), "acc64"), I32), I32, bound
 
 
-def _to_float_with_bias(e: _Emitter, acc, acc_dtype, bound: int, bias):
+def _to_float_with_bias(e: NodeEmitter, acc, acc_dtype, bound: int, bias):
     """float32(acc + bias) as onnxruntime forms it: the int32 sum, converted with round to nearest even."""
     if bias is None:
         return e.cast(acc, F32)
@@ -387,7 +197,7 @@ def _to_float_with_bias(e: _Emitter, acc, acc_dtype, bound: int, bias):
     return e.cast(e.add(e.cast(acc, I32), e.cast(bias, I32), "bias"), F32)
 
 
-def _shifted_weights(e: _Emitter, g: _Graph, w: str, zp_name: str, zp_aligned):
+def _shifted_weights(e: NodeEmitter, g: RewriteGraph, w: str, zp_name: str, zp_aligned):
     """(b, bmax): the constant int32 w - zp, or float32(w - zp) as a tensor, and the bound of |w - zp|."""
     elem = _elem(g, w)
     wv = g.constant(w)
@@ -401,14 +211,14 @@ def _shifted_weights(e: _Emitter, g: _Graph, w: str, zp_name: str, zp_aligned):
 # ------------------------------------------------------------------------------------------------- the ops
 
 
-def _quantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
-    x, scale, zp = node.input[0], node.input[1], _input(node, 2)
+def _quantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    x, scale, zp = node.input[0], node.input[1], input_at(node, 2)
     if _elem(g, x) != TensorProto.FLOAT:
-        raise _Refused(f"input '{x}' has type {_type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
+        raise _Refused(f"input '{x}' has type {type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
     _float32_scale(g, scale)
     out_elem = _elem(g, node.output[0])
     if out_elem not in EIGHT_BIT:
-        raise _Refused(f"output type {_type_name(out_elem)} is not supported: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
+        raise _Refused(f"output type {type_name(out_elem)} is not supported: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
     shape = g.shapes.get(x)
     axis, block, length = _axis_and_block(node, shape, opset)
     rank = len(shape) if shape is not None else 0
@@ -420,24 +230,24 @@ def _quantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -
 def _axis_and_block(node: onnx.NodeProto, shape: list[int] | None, opset: int) -> tuple[int | None, int, int]:
     """(axis, block_size, the axis length): the axis is None when it is outside the input's rank (an error only for
     per-axis or blocked parameters, which need it: a per-tensor one ignores the default axis=1 of a 1-D input)."""
-    block = _attr(node, "block_size", 0) if opset >= 21 else 0
+    block = attr_value(node, "block_size", 0) if opset >= 21 else 0
     if block < 0:
         raise _Refused(f"attribute block_size={block} is negative")
     rank = len(shape) if shape is not None else 0
-    axis = _attr(node, "axis", 1) if opset >= 13 else 1
+    axis = attr_value(node, "axis", 1) if opset >= 13 else 1
     if shape is None or not -rank <= axis < rank:
         return None, block, 1
     return axis % rank, block, shape[axis % rank]
 
 
-def _dequantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
-    x, scale, zp = node.input[0], node.input[1], _input(node, 2)
+def _dequantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    x, scale, zp = node.input[0], node.input[1], input_at(node, 2)
     elem = _elem(g, x)
     if elem not in EIGHT_BIT and elem != TensorProto.INT32:
-        raise _Refused(f"input '{x}' has type {_type_name(elem)}: hcc dequantizes INT8, UINT8 and INT32 only")
+        raise _Refused(f"input '{x}' has type {type_name(elem)}: hcc dequantizes INT8, UINT8 and INT32 only")
     _float32_scale(g, scale)
-    if _attr(node, "output_dtype", 0) not in (0, TensorProto.FLOAT):
-        raise _Refused(f"attribute output_dtype={_type_name(_attr(node, 'output_dtype'))} is not supported (float32 only)")
+    if attr_value(node, "output_dtype", 0) not in (0, TensorProto.FLOAT):
+        raise _Refused(f"attribute output_dtype={type_name(attr_value(node, 'output_dtype'))} is not supported (float32 only)")
     shape = g.shapes.get(x)
     axis, block, length = _axis_and_block(node, shape, opset)
     rank = len(shape) if shape is not None else 0
@@ -450,10 +260,10 @@ def _dequantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int)
     e.result(e.mul(d, s, "dequantized"), node.output[0])
 
 
-def _dynamic_quantize_linear(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+def _dynamic_quantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     x = node.input[0]
     if _elem(g, x) != TensorProto.FLOAT:
-        raise _Refused(f"input '{x}' has type {_type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
+        raise _Refused(f"input '{x}' has type {type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
     zero = np.array(0, F32)
     finite = e.op("Where", [e.op("IsNaN", [x], np.bool_, "isnan"), zero, x], F32, "nan_to_zero")  # 0 is in the range anyway
     low = e.op("Min", [e.op("ReduceMin", [finite], F32, "min", keepdims=0), zero], F32, "min0")
@@ -484,7 +294,7 @@ def _conv_attrs(node: onnx.NodeProto) -> dict:
             if a.name in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
 
 
-def _conv_accumulate(e: _Emitter, g: _Graph, node: onnx.NodeProto, x: _Operand, w: _Operand):
+def _conv_accumulate(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, x: _Operand, w: _Operand):
     """(acc, dtype, bound) of the exact integer convolution sum(x - x_zp)(w - w_zp)."""
     x_elem = _elem(g, x.name)
     _eight_bit(g, x.name, "input")
@@ -504,7 +314,7 @@ def _conv_accumulate(e: _Emitter, g: _Graph, node: onnx.NodeProto, x: _Operand, 
     return _exact_product(e, conv, a, amax, b, bmax, int(np.prod(w_shape[1:])), tuple(range(1, rank_w)))
 
 
-def _matmul_accumulate(e: _Emitter, g: _Graph, a: _Operand, b: _Operand, a_shape: list[int], b_shape: list[int]):
+def _matmul_accumulate(e: NodeEmitter, g: RewriteGraph, a: _Operand, b: _Operand, a_shape: list[int], b_shape: list[int]):
     """(acc, dtype, bound) of the exact integer MatMul sum(a - a_zp)(b - b_zp); a_zp per row, b_zp per column allowed."""
     _eight_bit(g, a.name, "input")
     _eight_bit(g, b.name, "input")
@@ -523,7 +333,7 @@ def _matmul_accumulate(e: _Emitter, g: _Graph, a: _Operand, b: _Operand, a_shape
     return _exact_product(e, matmul, am, amax, bm, bmax, a_shape[-1], reduce_axes)
 
 
-def _row_zero_point(e: _Emitter, g: _Graph, name: str, a_shape: list[int]):
+def _row_zero_point(e: NodeEmitter, g: RewriteGraph, name: str, a_shape: list[int]):
     """MatMulInteger's a_zero_point: a scalar, or one per row of a 2-D (or batched) A."""
     shape, value = _shape(g, name), _param(g, name)
     size = int(np.prod(shape)) if shape else 1
@@ -534,19 +344,19 @@ def _row_zero_point(e: _Emitter, g: _Graph, name: str, a_shape: list[int]):
     return value  # already shaped to broadcast (e.g. [..., M, 1])
 
 
-def _matmul_integer(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
-    a, b = _Operand(node.input[0], _input(node, 2)), _Operand(node.input[1], _input(node, 3))
+def _matmul_integer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    a, b = _Operand(node.input[0], input_at(node, 2)), _Operand(node.input[1], input_at(node, 3))
     acc, dtype, _bound = _matmul_accumulate(e, g, a, b, _shape(g, a.name), _shape(g, b.name))
     e.result(e.cast(acc, I32), node.output[0])
 
 
-def _conv_integer(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
-    x, w = _Operand(node.input[0], _input(node, 2)), _Operand(node.input[1], _input(node, 3))
+def _conv_integer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    x, w = _Operand(node.input[0], input_at(node, 2)), _Operand(node.input[1], input_at(node, 3))
     acc, _dtype, _bound = _conv_accumulate(e, g, node, x, w)
     e.result(e.cast(acc, I32), node.output[0])
 
 
-def _single(e: _Emitter, g: _Graph, name: str, what: str):
+def _single(e: NodeEmitter, g: RewriteGraph, name: str, what: str):
     """A parameter that must hold one value, as a scalar."""
     shape = _shape(g, name)
     if int(np.prod(shape)) != 1:
@@ -554,7 +364,7 @@ def _single(e: _Emitter, g: _Graph, name: str, what: str):
     return e.reshape(_param(g, name), [], f"{what.replace(' ', '_')}_scalar") if shape else _param(g, name)
 
 
-def _output_scale(e: _Emitter, g: _Graph, factors: list[str], divisor: str, length: int, rank: int, axis: int, alpha: float = 1.0):
+def _output_scale(e: NodeEmitter, g: RewriteGraph, factors: list[str], divisor: str, length: int, rank: int, axis: int, alpha: float = 1.0):
     """The requantization scale, multiplied left to right in float32 as onnxruntime does (alpha first, as QGemm
     does), divided by `divisor` (if any), shaped per output channel (`axis`, `length` channels) or a scalar."""
     for name in factors + ([divisor] if divisor else []):
@@ -577,24 +387,24 @@ def _output_scale(e: _Emitter, g: _Graph, factors: list[str], divisor: str, leng
     return value
 
 
-def _output_zero_point(e: _Emitter, g: _Graph, name: str):
+def _output_zero_point(e: NodeEmitter, g: RewriteGraph, name: str):
     return _single(e, g, name, "output zero point")
 
 
-def _qlinear_conv(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+def _qlinear_conv(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     x = _Operand(node.input[0], node.input[2], node.input[1])
     w = _Operand(node.input[3], node.input[5], node.input[4])
-    y_scale, y_zp, bias = node.input[6], node.input[7], _input(node, 8)
+    y_scale, y_zp, bias = node.input[6], node.input[7], input_at(node, 8)
     out_elem = _elem(g, y_zp)
     if out_elem not in EIGHT_BIT:
-        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+        raise _Refused(f"output zero point '{y_zp}' has type {type_name(out_elem)}: 8-bit only")
     w_shape = _shape(g, w.name)
     acc, dtype, bound = _conv_accumulate(e, g, node, x, w)
     rank = len(_shape(g, x.name))
     b = None
     if bias:
         if _elem(g, bias) != TensorProto.INT32:
-            raise _Refused(f"bias '{bias}' has type {_type_name(_elem(g, bias))}, not INT32")
+            raise _Refused(f"bias '{bias}' has type {type_name(_elem(g, bias))}, not INT32")
         b = _param(g, bias)
         b = e.reshape(b, [w_shape[0] if i == 1 else 1 for i in range(rank)], "bias_axis")
     v = _to_float_with_bias(e, acc, dtype, bound, b)
@@ -602,13 +412,13 @@ def _qlinear_conv(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> N
     _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
 
 
-def _qlinear_matmul(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+def _qlinear_matmul(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     a = _Operand(node.input[0], node.input[2], node.input[1])
     b = _Operand(node.input[3], node.input[5], node.input[4])
     y_scale, y_zp = node.input[6], node.input[7]
     out_elem = _elem(g, y_zp)
     if out_elem not in EIGHT_BIT:
-        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+        raise _Refused(f"output zero point '{y_zp}' has type {type_name(out_elem)}: 8-bit only")
     a_shape, b_shape = _shape(g, a.name), _shape(g, b.name)
     acc, dtype, bound = _matmul_accumulate(e, g, a, b, a_shape, b_shape)
     v = _to_float_with_bias(e, acc, dtype, bound, None)
@@ -616,7 +426,7 @@ def _qlinear_matmul(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) ->
     _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
 
 
-def _matmul_scale(e: _Emitter, g: _Graph, a_scale: str, b_scale: str, y_scale: str, b_shape: list[int], alpha: float = 1.0):
+def _matmul_scale(e: NodeEmitter, g: RewriteGraph, a_scale: str, b_scale: str, y_scale: str, b_shape: list[int], alpha: float = 1.0):
     """alpha * a_scale * b_scale [/ y_scale] for a MatMul: b_scale per tensor, per column ([N]) or shaped to
     broadcast against the output (onnxruntime's [..., 1, N])."""
     shape = _shape(g, b_scale)
@@ -632,26 +442,26 @@ def _matmul_scale(e: _Emitter, g: _Graph, a_scale: str, b_scale: str, y_scale: s
     return value
 
 
-def _qgemm(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+def _qgemm(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.QGemm: Y = alpha * A' B' + C on 8-bit A and B (C an int32 bias added to the integer sum), then
     requantized (y_zero_point given) or scaled to float32."""
     a = _Operand(node.input[0], node.input[2], node.input[1])
     b = _Operand(node.input[3], node.input[5], node.input[4])
-    bias, y_scale, y_zp = _input(node, 6), _input(node, 7), _input(node, 8)
+    bias, y_scale, y_zp = input_at(node, 6), input_at(node, 7), input_at(node, 8)
     if y_zp and not y_scale:
         raise _Refused("y_zero_point without y_scale is not supported")
-    alpha = float(_attr(node, "alpha", 1.0))
+    alpha = float(attr_value(node, "alpha", 1.0))
     a_name, b_name = a.name, b.name
     a_shape, b_shape = list(_shape(g, a_name)), list(_shape(g, b_name))
     if len(a_shape) != 2 or len(b_shape) != 2:
         raise _Refused("A and B must be matrices")
-    if _attr(node, "transA", 0):
+    if attr_value(node, "transA", 0):
         a_name, a_shape = _transposed(e, g, a_name), a_shape[::-1]
-    if _attr(node, "transB", 0):
+    if attr_value(node, "transB", 0):
         b_name, b_shape = _transposed(e, g, b_name), b_shape[::-1]
     acc, dtype, bound = _matmul_accumulate(e, g, _Operand(a_name, a.zero_point), _Operand(b_name, b.zero_point), a_shape, b_shape)
     if bias and _elem(g, bias) != TensorProto.INT32:
-        raise _Refused(f"bias '{bias}' has type {_type_name(_elem(g, bias))}, not INT32")
+        raise _Refused(f"bias '{bias}' has type {type_name(_elem(g, bias))}, not INT32")
     v = _to_float_with_bias(e, acc, dtype, bound, _param(g, bias) if bias else None)
     scale = _matmul_scale(e, g, a.scale, b.scale, y_scale, b_shape, alpha)
     g.shapes[node.output[0]] = [a_shape[0], b_shape[1]]
@@ -660,11 +470,11 @@ def _qgemm(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
         return
     out_elem = _elem(g, y_zp)
     if out_elem not in EIGHT_BIT:
-        raise _Refused(f"output zero point '{y_zp}' has type {_type_name(out_elem)}: 8-bit only")
+        raise _Refused(f"output zero point '{y_zp}' has type {type_name(out_elem)}: 8-bit only")
     _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
 
 
-def _transposed(e: _Emitter, g: _Graph, name: str) -> str:
+def _transposed(e: NodeEmitter, g: RewriteGraph, name: str) -> str:
     value = g.constant(name)
     out = e.tensor(np.ascontiguousarray(value.T), "transposed") if value is not None else \
         e.op("Transpose", [name], e.dtype(name), "transposed", perm=[1, 0])
@@ -675,9 +485,9 @@ def _transposed(e: _Emitter, g: _Graph, name: str) -> str:
     return out
 
 
-def _matmul_integer_to_float(e: _Emitter, g: _Graph, node: onnx.NodeProto, opset: int) -> None:
+def _matmul_integer_to_float(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.MatMulIntegerToFloat (A, B, a_scale, b_scale[, a_zp, b_zp]): float32(sum) * (a_scale * b_scale)."""
-    a, b = _Operand(node.input[0], _input(node, 4), node.input[2]), _Operand(node.input[1], _input(node, 5), node.input[3])
+    a, b = _Operand(node.input[0], input_at(node, 4), node.input[2]), _Operand(node.input[1], input_at(node, 5), node.input[3])
     a_shape, b_shape = _shape(g, a.name), _shape(g, b.name)
     acc, dtype, bound = _matmul_accumulate(e, g, a, b, a_shape, b_shape)
     v = _to_float_with_bias(e, acc, dtype, bound, None)
@@ -695,7 +505,7 @@ EXPANSIONS = {
 # ------------------------------------------------------------------------------------------------- QDQ groups
 
 
-def _effective_type(g: _Graph, dq: onnx.NodeProto | None = None, q: onnx.NodeProto | None = None) -> int:
+def _effective_type(g: RewriteGraph, dq: onnx.NodeProto | None = None, q: onnx.NodeProto | None = None) -> int:
     """The 8-bit type a DequantizeLinear reads (`dq`) or a QuantizeLinear writes (`q`) once onnxruntime's
     QDQS8ToU8Transformer has turned int8 Q -> DQ pairs into uint8 (qdq_s8_to_u8.cc)."""
     if dq is not None:
@@ -710,7 +520,7 @@ def _effective_type(g: _Graph, dq: onnx.NodeProto | None = None, q: onnx.NodePro
     return TensorProto.UINT8 if elem == TensorProto.INT8 and pair else elem
 
 
-def _s8_pair(g: _Graph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
+def _s8_pair(g: RewriteGraph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
     if q.domain not in ("", "ai.onnx") or dq.domain not in ("", "ai.onnx") or q.output[0] in g.outputs:
         return False
     if len(g.consumers.get(q.output[0], [])) != 1 or dq.input[0] != q.output[0]:
@@ -723,15 +533,15 @@ def _s8_pair(g: _Graph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
     return int(q_zp.reshape(-1)[0]) == int(dq_zp.reshape(-1)[0])
 
 
-def _clip_made_redundant(g: _Graph, clip: onnx.NodeProto, q: onnx.NodeProto) -> bool:
+def _clip_made_redundant(g: RewriteGraph, clip: onnx.NodeProto, q: onnx.NodeProto) -> bool:
     """onnxruntime's IsClipMadeRedundantByQ: the Q saturates where the Relu/Clip would clip."""
-    scale = g.initializer(_input(q, 1))
+    scale = g.initializer(input_at(q, 1))
     if scale is None or scale.ndim != 0 or scale.dtype != np.float32:
         return False
     elem = _effective_type(g, q=q)
     if elem not in EIGHT_BIT:
         return False
-    zp_name = _input(q, 2)
+    zp_name = input_at(q, 2)
     if zp_name:
         zp_value = g.initializer(zp_name)
         if zp_value is None or zp_value.ndim != 0 and not (elem != g.types.get(q.output[0]) and zp_value.size == 1):
@@ -757,12 +567,12 @@ def _c_int32(value: np.float32) -> int:
     return int(value)
 
 
-def _clip_bounds(g: _Graph, clip: onnx.NodeProto) -> tuple[float, float] | None:
-    if _attr(clip, "min") is not None or _attr(clip, "max") is not None:  # opset < 11
-        return float(_attr(clip, "min", np.finfo(np.float32).min)), float(_attr(clip, "max", np.finfo(np.float32).max))
+def _clip_bounds(g: RewriteGraph, clip: onnx.NodeProto) -> tuple[float, float] | None:
+    if attr_value(clip, "min") is not None or attr_value(clip, "max") is not None:  # opset < 11
+        return float(attr_value(clip, "min", np.finfo(np.float32).min)), float(attr_value(clip, "max", np.finfo(np.float32).max))
     bounds = []
     for index, default in ((1, np.finfo(np.float32).min), (2, np.finfo(np.float32).max)):
-        name = _input(clip, index)
+        name = input_at(clip, index)
         if not name:
             bounds.append(float(default))
             continue
@@ -773,22 +583,22 @@ def _clip_bounds(g: _Graph, clip: onnx.NodeProto) -> tuple[float, float] | None:
     return bounds[0], bounds[1]
 
 
-def _per_tensor(g: _Graph, name: str) -> bool:
+def _per_tensor(g: RewriteGraph, name: str) -> bool:
     shape = g.shapes.get(name)
     return shape is not None and int(np.prod(shape)) == 1
 
 
-def _per_channel_ok(g: _Graph, dq: onnx.NodeProto, axis: int) -> bool:
+def _per_channel_ok(g: RewriteGraph, dq: onnx.NodeProto, axis: int) -> bool:
     """A weight DequantizeLinear whose scale is per tensor, or per channel along `axis` (what the fused op expects)."""
-    if _attr(dq, "block_size", 0):
+    if attr_value(dq, "block_size", 0):
         return False
     if _per_tensor(g, dq.input[1]) and (len(dq.input) < 3 or not dq.input[2] or _per_tensor(g, dq.input[2])):
         return True
     rank = len(g.shapes.get(dq.input[0]) or [])
-    return rank > 0 and _attr(dq, "axis", 1) % rank == axis % rank
+    return rank > 0 and attr_value(dq, "axis", 1) % rank == axis % rank
 
 
-def _dq_inputs(g: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
+def _dq_inputs(g: RewriteGraph, node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
     """The DequantizeLinear producing each (present) input of `node`, or None when one is not."""
     dqs = []
     for name in node.input:
@@ -801,7 +611,7 @@ def _dq_inputs(g: _Graph, node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
     return dqs
 
 
-def _output_group(g: _Graph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | None, list[onnx.NodeProto], bool]:
+def _output_group(g: RewriteGraph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | None, list[onnx.NodeProto], bool]:
     """(redundant Relu/Clip, the QuantizeLinear readers, whether onnxruntime's CheckQDQNodes accepts the outputs),
     as NodeGroupSelector::GetQDQSelection finds them; the first value is False-y and the list empty when none."""
     out = node.output[0]
@@ -819,13 +629,13 @@ def _output_group(g: _Graph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | Non
     return clip, qs, outputs_ok
 
 
-def _bias_ok(g: _Graph, x_dq: onnx.NodeProto, w_dq: onnx.NodeProto, b_dq: onnx.NodeProto) -> bool:
+def _bias_ok(g: RewriteGraph, x_dq: onnx.NodeProto, w_dq: onnx.NodeProto, b_dq: onnx.NodeProto) -> bool:
     """Measured against onnxruntime 1.31: it fuses a group with a bias only when the bias's DequantizeLinear reads
     int32 with a zero point of 0 (or none) and a constant scale within 1e-6 + 1e-2 * |x_scale * w_scale| of
     x_scale * w_scale (what its quantizer writes); otherwise it leaves the whole group in float."""
     if g.types.get(b_dq.input[0]) != TensorProto.INT32:
         return False
-    zp = g.constant(_input(b_dq, 2)) if _input(b_dq, 2) else np.zeros(1, np.int32)
+    zp = g.constant(input_at(b_dq, 2)) if input_at(b_dq, 2) else np.zeros(1, np.int32)
     scales = [g.constant(x_dq.input[1]), g.constant(w_dq.input[1]), g.constant(b_dq.input[1])]
     if zp is None or np.any(zp != 0) or any(v is None or v.dtype != np.float32 for v in scales):
         return False
@@ -836,9 +646,9 @@ def _bias_ok(g: _Graph, x_dq: onnx.NodeProto, w_dq: onnx.NodeProto, b_dq: onnx.N
     return bool(np.all(np.abs(bs.astype(np.float64) - expected) <= 1e-6 + 1e-2 * np.abs(expected.astype(np.float64))))
 
 
-def _zero_point(g: _Graph, node: onnx.NodeProto, elem: int, new_inits: list[onnx.TensorProto]) -> str:
+def _zero_point(g: RewriteGraph, node: onnx.NodeProto, elem: int, new_inits: list[onnx.TensorProto]) -> str:
     """A Q/DQ node's zero point, or (as onnxruntime's SetOptionalZeroPoint fills it in) a zero of type `elem`."""
-    if _input(node, 2):
+    if input_at(node, 2):
         return node.input[2]
     name = f"{node.name}/zero_point"
     if name not in g.taken:
@@ -848,7 +658,7 @@ def _zero_point(g: _Graph, node: onnx.NodeProto, elem: int, new_inits: list[onnx
     return name
 
 
-def _fused_node(g: _Graph, node: onnx.NodeProto, new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
     """The QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat onnxruntime makes of `node` and the QDQ nodes
     around it, and the nodes it replaces; None when onnxruntime leaves the group in float."""
     dqs = _dq_inputs(g, node)
@@ -859,7 +669,7 @@ def _fused_node(g: _Graph, node: onnx.NodeProto, new_inits: list[onnx.TensorProt
         return None
     if qs and not _per_tensor(g, qs[0].input[1]):
         return None
-    if not _per_tensor(g, dqs[0].input[1]) or _attr(dqs[0], "block_size", 0):
+    if not _per_tensor(g, dqs[0].input[1]) or attr_value(dqs[0], "block_size", 0):
         return None
     act = _effective_type(g, dq=dqs[0])
     weight = g.types.get(dqs[1].input[0], 0) if len(dqs) > 1 else 0
@@ -901,24 +711,24 @@ def _fused_node(g: _Graph, node: onnx.NodeProto, new_inits: list[onnx.TensorProt
         return None
     if qs and act != _effective_type(g, q=qs[0]):
         return None
-    if len(dqs) == 3 and float(_attr(node, "beta", 1.0)) != 1.0:
+    if len(dqs) == 3 and float(attr_value(node, "beta", 1.0)) != 1.0:
         return None
-    if not _per_channel_ok(g, dqs[1], 0 if _attr(node, "transB", 0) else 1):
+    if not _per_channel_ok(g, dqs[1], 0 if attr_value(node, "transB", 0) else 1):
         return None
     a, b = dqs[0], dqs[1]
     inputs = [a.input[0], a.input[1], zps[0], b.input[0], b.input[1], zps[1], dqs[2].input[0] if len(dqs) == 3 else ""]
     if qs:
         inputs += [qs[0].input[1], y_zp]
-    attrs = {k: _attr(node, k) for k in ("alpha", "transA", "transB") if _attr(node, k) is not None}
+    attrs = {k: attr_value(node, k) for k in ("alpha", "transA", "transB") if attr_value(node, k) is not None}
     output = qs[0].output[0] if qs else node.output[0]
     return helper.make_node("QGemm", inputs, [output], name=name, domain=MS_DOMAIN, **attrs), replaced if qs else [node]
 
 
-def _integer_kernel_group(g: _Graph, node: onnx.NodeProto) -> str | None:
+def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
     """Why `node` is refused: onnxruntime computes it and the QDQ nodes around it with an integer kernel hcc does not
     reproduce (a broad test: one input from a DequantizeLinear and the output read by a QuantizeLinear)."""
     kernel = ORT_INTEGER_KERNELS.get(node.op_type)
-    if kernel is None and node.op_type == "Resize" and str(_attr(node, "mode", b"nearest"), "utf-8") != "nearest":
+    if kernel is None and node.op_type == "Resize" and str(attr_value(node, "mode", b"nearest"), "utf-8") != "nearest":
         kernel = "an 8-bit Resize"
     if kernel is None or node.domain not in ("", "ai.onnx"):
         return None
@@ -933,7 +743,7 @@ def _integer_kernel_group(g: _Graph, node: onnx.NodeProto) -> str | None:
 def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
     """Replace, in place, the QDQ groups onnxruntime fuses by the fused op; returns how many. The fused node takes
     the place of the group's last node (its QuantizeLinear), where every input it reads exists."""
-    g = _Graph.of(model)
+    g = RewriteGraph.of(model)
     placed: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     new_inits: list[onnx.TensorProto] = []
@@ -971,7 +781,7 @@ def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
 def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
     """Replace, in place, every quantized op by its exact float/integer expansion; returns how many."""
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
-    g = _Graph.of(model)
+    g = RewriteGraph.of(model)
     nodes, inits, replaced_inputs, count = [], [], set(), 0
     for node in model.graph.node:
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
@@ -979,7 +789,7 @@ def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
         if expand is None:
             nodes.append(node)
             continue
-        e = _Emitter(node, g)
+        e = NodeEmitter(node, g)
         try:
             expand(e, g, node, opset)
         except _Refused as why:
