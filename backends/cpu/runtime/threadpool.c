@@ -19,6 +19,7 @@
 
 #define HCC_EXPORT __attribute__((visibility("default")))
 #define MAX_THREADS 256
+#define CLOSED 0xffffffffULL /* ticket index of a job being set up: no task can be taken */
 #define SPIN_ROUNDS 4000 /* x86 `pause` rounds, about 0.1-0.5 ms, before sleeping */
 
 typedef void (*hcc_task_fn)(void *ctx, int64_t task);
@@ -33,7 +34,7 @@ typedef struct {
   atomic_ullong ticket;   /* (generation << 32) | next task index of the current job */
   atomic_long finished;   /* tasks of the current job done */
   int sleeping;           /* the caller waits on `done` (under lock) */
-  int64_t tasks;
+  atomic_llong tasks;     /* of the current job */
   hcc_task_fn fn;
   void *ctx;
   int stop;
@@ -57,9 +58,9 @@ static void run_tasks(long gen) {
   in_task = 1;
   for (;;) {
     unsigned long long t = atomic_load(&pool.ticket);
-    if ((t >> 32) != ((unsigned long long)gen & 0xffffffffULL) || (int64_t)(t & 0xffffffffULL) >= pool.tasks) break;
+    if ((t >> 32) != ((unsigned long long)gen & 0xffffffffULL) || (int64_t)(t & 0xffffffffULL) >= atomic_load(&pool.tasks)) break;
     if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
-    int64_t tasks = pool.tasks; /* read before the last task is counted: the caller may start a new job then */
+    int64_t tasks = atomic_load(&pool.tasks); /* read before the last task is counted: a new job may start then */
     pool.fn(pool.ctx, (int64_t)(t & 0xffffffffULL));
     if (atomic_fetch_add(&pool.finished, 1) + 1 == tasks) {
       pthread_mutex_lock(&pool.lock);
@@ -154,16 +155,20 @@ void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx) {
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
     return;
   }
-  if (tasks > 0xffffffffLL) { /* the ticket holds 32 bits of index */
+  if (tasks >= (int64_t)CLOSED) { /* the ticket holds 32 bits of index */
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
     return;
   }
   long gen = atomic_load(&pool.generation) + 1;
+  unsigned long long stamp = ((unsigned long long)gen & 0xffffffffULL) << 32;
+  /* Close the ticket first: a worker still holding the previous job's ticket value (and about to compare its index
+     with `tasks`, which is changing now) must fail its compare-and-swap, not claim a task of the new job early. */
+  atomic_store(&pool.ticket, stamp | CLOSED);
   pool.fn = fn;
   pool.ctx = ctx;
-  pool.tasks = tasks;
+  atomic_store(&pool.tasks, tasks);
   atomic_store(&pool.finished, 0);
-  atomic_store(&pool.ticket, ((unsigned long long)gen & 0xffffffffULL) << 32); /* publishes fn, ctx, tasks */
+  atomic_store(&pool.ticket, stamp); /* publishes fn, ctx, tasks */
   pthread_mutex_lock(&pool.lock);
   atomic_store(&pool.generation, gen);
   pthread_cond_broadcast(&pool.wake);

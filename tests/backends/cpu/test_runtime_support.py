@@ -80,7 +80,7 @@ long stress(long jobs, int threads) {
 """
 
 
-@pytest.mark.parametrize("threads", [2, 5])
+@pytest.mark.parametrize("threads", [2, 5, 8])
 def test_the_pool_runs_every_task_exactly_once(tmp_path, threads):
     """Back-to-back jobs on more threads than cores (workers are often off their core when a job starts and when it
     ends): every task of every job runs once, and the caller returns only when all have."""
