@@ -413,11 +413,14 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
       call(MR);             \
   } while (0)
 
-static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
-                         float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
-                         int64_t col, int first, int last) {
-#define FULL(R) micro_kernel_nv(R, NV, 0, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
-#define HALF(R) micro_kernel_nv(R, NV / 2, 0, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
+/* One dispatcher for both B layouts; by_offset is a constant at each caller, so each gets its own tiles. */
+static inline __attribute__((always_inline)) void micro_tile(const int by_offset, int64_t kc, const float *restrict ap, int64_t ais,
+                                                             int64_t aks, const float *restrict bp, int64_t ldb,
+                                                             const int64_t *restrict koff, float *restrict c, int64_t c_sm,
+                                                             int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
+                                                             int64_t col, int first, int last) {
+#define FULL(R) micro_kernel_nv(R, NV, by_offset, kc, ap, ais, aks, bp, ldb, koff, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
+#define HALF(R) micro_kernel_nv(R, NV / 2, by_offset, kc, ap, ais, aks, bp, ldb, koff, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
 #if NV >= 2
   if (nr <= NR / 2) {
     TILE_ROWS(mr, HALF);
@@ -427,37 +430,40 @@ static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int6
   TILE_ROWS(mr, FULL);
 #undef FULL
 #undef HALF
+}
+
+static void micro_kernel(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp, int64_t ldb,
+                         float *restrict c, int64_t c_sm, int64_t c_sn, int64_t mr, int64_t nr, const Epilogue *e, int64_t row,
+                         int64_t col, int first, int last) {
+  micro_tile(0, kc, ap, ais, aks, bp, ldb, NULL, c, c_sm, c_sn, mr, nr, e, row, col, first, last);
 }
 
 /* The same tiles with B read in place from a zero-padded input: row k of the tile's B is bp + koff[k]. */
 static void micro_kernel_direct(int64_t kc, const float *restrict ap, int64_t ais, int64_t aks, const float *restrict bp,
                                 const int64_t *restrict koff, float *restrict c, int64_t c_sm, int64_t mr, int64_t nr,
                                 const Epilogue *e, int64_t row, int64_t col, int first, int last) {
-#define FULL(R) micro_kernel_nv(R, NV, 1, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
-#define HALF(R) micro_kernel_nv(R, NV / 2, 1, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last)
-#if NV >= 2
-  if (nr <= NR / 2) {
-    TILE_ROWS(mr, HALF);
-    return;
-  }
-#endif
-  TILE_ROWS(mr, FULL);
-#undef FULL
-#undef HALF
+  micro_tile(1, kc, ap, ais, aks, bp, 0, koff, c, c_sm, 1, mr, nr, e, row, col, first, last);
 }
 
-/* Per-thread packing buffers, grown on demand and kept (a model calls the same sizes every time). */
-static __thread float *pack_buffer;
-static __thread size_t pack_capacity;
+/* Per-thread scratch buffers, grown on demand and kept (a model calls the same sizes every time); 64-byte aligned.
+ * NULL when out of memory. */
+typedef struct {
+  float *data;
+  size_t capacity; /* floats */
+} Scratch;
 
-static float *buffer(size_t floats) {
-  if (floats > pack_capacity) {
-    free(pack_buffer);
-    pack_buffer = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
-    pack_capacity = pack_buffer ? floats : 0;
+static float *scratch(Scratch *s, size_t floats) {
+  if (floats > s->capacity) {
+    free(s->data);
+    s->data = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
+    s->capacity = s->data ? floats : 0;
   }
-  return pack_buffer;
+  return s->data;
 }
+
+static __thread Scratch pack_scratch; /* the packing buffers of gemm_block and the filter rows of direct convs */
+
+static float *buffer(size_t floats) { return scratch(&pack_scratch, floats); }
 
 /* The blocked product for rows [m0, m1) and columns [n0, n1). */
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -742,11 +748,6 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const in
   free(tables);
 }
 
-/* 2-D convolution, NCHW input and FCHW weights, as an implicit GEMM per image and group:
- * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
- * and columns outside the H x W input are zeros (implicit padding: no padded copy of the input).
- * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
- * NCHW order. The output of one image and channel must be dense over (oh, ow). */
 /* ------------------------------------------------------------------------------------------------ direct conv */
 
 /* A stride-1 convolution with output rows at least NR/2 wide skips im2col: the input is copied once into a
@@ -760,30 +761,42 @@ typedef struct {
   const int64_t *koff;
 } DirectJob;
 
+/* Filter rows past the last whole MR block, packed with zero rows (the others are read in place); NULL if none. */
+static const float *pack_last_rows(const Problem *p) {
+  int64_t m_full = (p->M / MR) * MR;
+  if (m_full == p->M) return NULL;
+  float *rest = buffer((size_t)MR * p->K);
+  if (!rest) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  pack_a(p, m_full, p->M - m_full, 0, p->K, rest);
+  return rest;
+}
+
+/* All M rows of one tile of nr pixels whose B starts at bp, into c (rows c_sm apart), with epilogue e; `col`: the
+ * tile's first pixel for the epilogue's sources. */
+static void direct_tile(const Problem *p, const float *rest, const int64_t *koff, const float *bp, float *c, int64_t c_sm,
+                        int64_t nr, const Epilogue *e, int64_t col) {
+  int64_t m_full = (p->M / MR) * MR;
+  for (int64_t pc = 0; pc < p->K; pc += KC) {
+    int64_t kc = min64(KC, p->K - pc);
+    for (int64_t ir = 0; ir < p->M; ir += MR) {
+      int in_place = ir < m_full;
+      const float *a = in_place ? p->a + ir * p->lda + pc : rest + pc * MR;
+      micro_kernel_direct(kc, a, in_place ? p->lda : 1, in_place ? 1 : MR, bp, koff + pc, c + ir * c_sm, c_sm, min64(MR, p->M - ir),
+                          nr, e, ir, col, pc == 0, pc + kc >= p->K);
+    }
+  }
+}
+
 static void direct_part(void *ctx, int64_t task) {
   const DirectJob *j = ctx;
   const Problem *p = &j->problems[task / j->parts];
   int64_t t0 = (task % j->parts) * j->per_part, t1 = min64(j->tiles, t0 + j->per_part);
-  int64_t m_full = (p->M / MR) * MR;
-  float *rest = NULL; /* filter rows past the last whole MR block, packed with zero rows; the others are read in place */
-  if (t0 < t1 && m_full < p->M) {
-    rest = buffer((size_t)MR * p->K);
-    if (!rest) abort();
-    pack_a(p, m_full, p->M - m_full, 0, p->K, rest);
-  }
+  if (t0 >= t1) return;
+  const float *rest = pack_last_rows(p);
   for (int64_t t = t0; t < t1; ++t) {
-    int64_t oh = t / j->row_tiles, ow0 = (t % j->row_tiles) * NR, nr = min64(NR, j->OW - ow0);
-    const float *bp = p->b + oh * j->Wp + ow0;
-    for (int64_t pc = 0; pc < p->K; pc += KC) {
-      int64_t kc = min64(KC, p->K - pc);
-      for (int64_t ir = 0; ir < p->M; ir += MR) {
-        int in_place = ir < m_full;
-        const float *a = in_place ? p->a + ir * p->lda + pc : rest + pc * MR;
-        micro_kernel_direct(kc, a, in_place ? p->lda : 1, in_place ? 1 : MR, bp, j->koff + pc,
-                            p->c + ir * p->c_sm + oh * j->y_sh + ow0, p->c_sm, min64(MR, p->M - ir), nr, &p->e, ir,
-                            oh * j->OW + ow0, pc == 0, pc + kc >= p->K);
-      }
-    }
+    int64_t oh = t / j->row_tiles, ow0 = (t % j->row_tiles) * NR;
+    direct_tile(p, rest, j->koff, p->b + oh * j->Wp + ow0, p->c + oh * j->y_sh + ow0, p->c_sm, min64(NR, j->OW - ow0), &p->e,
+                oh * j->OW + ow0);
   }
 }
 
@@ -792,48 +805,28 @@ static void direct_part(void *ctx, int64_t task) {
  * The Wp - OW columns per row that are not outputs are computed and dropped (14% of a 14x14 map's work, 29% of a
  * 7x7 one's), in exchange for no im2col at all. Each tile accumulates in a scratch block (all M rows x NR) and
  * is scattered into the output with the epilogue (init, residual, clamp) once its sum is complete. */
-static __thread float *grid_scratch;
-static __thread size_t grid_capacity;
+static __thread Scratch grid_sums;
 
 static void grid_part(void *ctx, int64_t task) {
   const DirectJob *j = ctx;
   const Problem *p = &j->problems[task / j->parts];
   int64_t t0 = (task % j->parts) * j->per_part, t1 = min64(j->tiles, t0 + j->per_part), grid = j->OH * j->Wp;
   if (t0 >= t1) return;
-  int64_t m_full = (p->M / MR) * MR, m_pad = ((p->M + MR - 1) / MR) * MR;
-  float *rest = NULL;
-  if (m_full < p->M) {
-    rest = buffer((size_t)MR * p->K);
-    if (!rest) abort();
-    pack_a(p, m_full, p->M - m_full, 0, p->K, rest);
-  }
-  size_t need = (size_t)(m_pad * NR);
-  if (need > grid_capacity) {
-    free(grid_scratch);
-    grid_scratch = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
-    grid_capacity = grid_scratch ? need : 0;
-    if (!grid_scratch) abort(); /* out of memory: nothing sensible to return through a void ABI */
-  }
-  Epilogue sum = {0};
-  sum.init_mode = INIT_CONSTANT; /* the scratch starts from zero; the real epilogue comes with the scatter */
+  const float *rest = pack_last_rows(p);
+  float *sums = scratch(&grid_sums, (size_t)(((p->M + MR - 1) / MR) * MR * NR));
+  if (!sums) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  Epilogue plain_sum = {0};
+  plain_sum.init_mode = INIT_CONSTANT; /* the sums start from zero; the real epilogue comes with the scatter */
   for (int64_t t = t0; t < t1; ++t) {
     int64_t q0 = t * NR, nr = min64(NR, grid - q0);
-    for (int64_t pc = 0; pc < p->K; pc += KC) {
-      int64_t kc = min64(KC, p->K - pc);
-      for (int64_t ir = 0; ir < p->M; ir += MR) {
-        int in_place = ir < m_full;
-        const float *a = in_place ? p->a + ir * p->lda + pc : rest + pc * MR;
-        micro_kernel_direct(kc, a, in_place ? p->lda : 1, in_place ? 1 : MR, p->b + q0, j->koff + pc, grid_scratch + ir * NR, NR,
-                            min64(MR, p->M - ir), nr, &sum, 0, 0, pc == 0, 0);
-      }
-    }
+    direct_tile(p, rest, j->koff, p->b + q0, sums, NR, nr, &plain_sum, 0);
     for (int64_t q = q0, col = 0; col < nr; ++q, ++col) {
       int64_t oh = q / j->Wp, ow = q - oh * j->Wp, n = oh * j->OW + ow;
       if (ow >= j->OW) continue;
       float *y = p->c + oh * j->y_sh + ow;
       for (int64_t m = 0; m < p->M; ++m) {
         float *out = y + m * p->c_sm;
-        *out = epi_finish(&p->e, epi_init(&p->e, *out, m, n) + grid_scratch[m * NR + col], m, n);
+        *out = epi_finish(&p->e, epi_init(&p->e, *out, m, n) + sums[m * NR + col], m, n);
       }
     }
   }
@@ -863,8 +856,7 @@ static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C +
   }
 }
 
-static __thread float *xpad_buffer; /* the calling thread's padded input, kept between calls */
-static __thread size_t xpad_capacity;
+static __thread Scratch padded_input; /* the calling thread's, kept between calls */
 
 /* Run the problems (set up by hcc_conv2d, b pointing at the raw input) as direct convolutions; 0 if the buffer
  * cannot be had (the caller then takes the packed path). */
@@ -874,23 +866,19 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
   int64_t Cg = C / G, dh = conv[2], dw = conv[3];
   int64_t Hp = OH + (KH - 1) * dh, Wp = OW + (KW - 1) * dw;
   size_t floats = (size_t)(NB * C * Hp * Wp + NR + (KW - 1) * dw + VL);
-  if (floats > xpad_capacity) {
-    free(xpad_buffer);
-    xpad_buffer = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
-    xpad_capacity = xpad_buffer ? floats : 0;
-    if (!xpad_buffer) return 0;
-  }
+  float *xpad = scratch(&padded_input, floats);
+  if (!xpad) return 0;
   int64_t K = Cg * KH * KW;
   int64_t *koff = malloc(sizeof(int64_t) * (size_t)K);
   if (!koff) return 0;
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = (c * Hp + kh * dh) * Wp + kw * dw;
-  PadJob pad = {x, xpad_buffer, C, H, W, Hp, Wp, conv[4], conv[5], xs};
+  PadJob pad = {x, xpad, C, H, W, Hp, Wp, conv[4], conv[5], xs};
   hcc_parallel_for(NB * C, copy_padded_plane, &pad);
-  memset(xpad_buffer + NB * C * Hp * Wp, 0, sizeof(float) * (floats - (size_t)(NB * C * Hp * Wp)));
+  memset(xpad + NB * C * Hp * Wp, 0, sizeof(float) * (floats - (size_t)(NB * C * Hp * Wp)));
   for (int64_t n = 0, i = 0; n < NB; ++n)
-    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad_buffer + (n * C + g * Cg) * Hp * Wp;
+    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * Hp * Wp;
   int on_grid = 2 * OW < NR; /* narrow rows: tiles over the padded grid (grid_part) */
   int64_t row_tiles = (OW + NR - 1) / NR, tiles = on_grid ? (OH * Wp + NR - 1) / NR : OH * row_tiles, batch = NB * G;
   int64_t threads = hcc_get_num_threads();
@@ -903,6 +891,13 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
   return 1;
 }
 
+/* 2-D convolution, NCHW input and FCHW weights, as a GEMM per image and group:
+ * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
+ * and columns outside the H x W input are zeros. Stride 1 with dense filters: conv_direct (a zero-padded copy of
+ * the input, read in place); otherwise an implicit GEMM that packs panels of the unpadded input through offset
+ * tables (pack_b_padded masks the reads outside it).
+ * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
+ * NCHW order. The output of one image and channel must be dense over (oh, ow). */
 void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv,
                              const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
@@ -911,9 +906,10 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
           OW = sizes[8];
   int64_t G = sizes[9] > 0 ? sizes[9] : 1, Cg = C / G, Fg = F / G;
   int64_t K = Cg * KH * KW, P = OH * OW, top = conv[4], left = conv[5];
-  int padded = top > 0 || left > 0 || (OH - 1) * conv[0] + (KH - 1) * conv[2] >= H || (OW - 1) * conv[1] + (KW - 1) * conv[3] >= W;
-  int plain = !padded && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
-  padded = !plain; /* the run-based packer serves every convolution but a plain 1x1 one (in-bounds reads cost nothing) */
+  int reads_outside = top > 0 || left > 0 || (OH - 1) * conv[0] + (KH - 1) * conv[2] >= H || (OW - 1) * conv[1] + (KW - 1) * conv[3] >= W;
+  /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
+  int plain = !reads_outside && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
+  int padded = !plain; /* the run-based packer serves every other convolution (in-bounds reads cost nothing) */
   if (NB <= 0 || Fg <= 0 || P <= 0) return;
   int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P + (padded ? 2 * K + 2 * P : 0)));
   Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
@@ -946,7 +942,6 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->M = Fg, p->N = P, p->K = K;
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
-      /* a 1x1, stride-1 convolution over whole rows is a plain GEMM: channels x pixels, pixels contiguous */
       p->linear = plain;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
@@ -958,9 +953,9 @@ void CAT(hcc_conv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const 
       p->e.res_sm = rs[1], p->e.res_sn = rs[3], p->e.res_sh = rs[2];
       if (epi.res) p->e.res = epi.res + n * rs[0] + g * Fg * rs[1];
     }
-  /* stride 1, rows at least half a tile wide, dense filters, unit column strides: the direct path */
-  /* (rows narrower than NR/2 go on the grid only for up to 128 filters: more reuse each packed panel enough that
-     im2col keeps up with the grid's dropped columns; measured 0.19 vs 0.24 ms at 128 filters on 7x7, even at 256+) */
+  /* The direct path: stride 1, dense filters, unit column strides; rows narrower than NR/2 (the padded grid) only
+     for up to 128 filters: more reuse each packed panel enough that im2col keeps up with the grid's dropped columns
+     (measured 0.19 vs 0.24 ms at 128 filters on 7x7, even at 256 and 512). */
   int direct = !plain && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && ys[3] == 1 && problems[0].lda > 0 &&
                (2 * OW >= NR || Fg <= 128);
   if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
@@ -1008,8 +1003,7 @@ typedef struct {
   const int64_t *is, *rs;
 } DwJob;
 
-static __thread float *flat_buffer;
-static __thread size_t flat_capacity;
+static __thread Scratch flat_scratch;
 
 /* Stride 1: the plane as one flat vector over the input's row pitch, so narrow rows (14, 7 columns) still fill
  * whole vectors: flat[q] = sum_taps w * x[q + tap offset], q = oh * pitch + ow; then the valid columns are added
@@ -1017,12 +1011,8 @@ static __thread size_t flat_capacity;
 static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, const float *w, float *y) {
   int64_t pitch = j->xs[2], count = (j->OH - 1) * pitch + j->OW, taps = j->KH * j->KW;
   if (taps > 49 || count <= 0) return 0;
-  if ((size_t)count > flat_capacity) {
-    free(flat_buffer);
-    flat_buffer = malloc(sizeof(float) * (size_t)count);
-    flat_capacity = flat_buffer ? (size_t)count : 0;
-    if (!flat_buffer) return 0;
-  }
+  float *flat = scratch(&flat_scratch, (size_t)count);
+  if (!flat) return 0;
   int64_t offsets[49];
   vf weights[49];
   for (int64_t kh = 0, t = 0; kh < j->KH; ++kh)
@@ -1030,7 +1020,6 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
       offsets[t] = kh * j->dh * pitch + kw * j->dw;
       weights[t] = vsplat(w[kh * j->ws[1] + kw]);
     }
-  float *flat = flat_buffer;
   /* A plane-wide init (a constant, or one bias per channel) is added here, with the clamp when there is no
    * residual; the valid columns are then copied row by row, so narrow planes (5, 7 columns) stay vectorized. */
   int plane_init = e->init_mode == INIT_CONSTANT || (e->init_mode == INIT_SOURCE && e->init_sn == 0 && e->init_sh == 0);
@@ -1087,20 +1076,15 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
 }
 
 /* One (image, channel) plane: every output row accumulates KH x KW shifted input rows. */
-static __thread float *padded_plane;
-static __thread size_t padded_capacity;
+static __thread Scratch plane_scratch;
 
 /* The input plane with its zero padding, in a per-thread scratch buffer (cache-resident: never a padded copy of
  * the whole tensor); `pitch` receives its row length. NULL when out of memory. */
 static const float *pad_plane(const DwJob *j, const float *x, int64_t *pitch) {
   int64_t rows = (j->OH - 1) * j->sh + (j->KH - 1) * j->dh + 1, cols = (j->OW - 1) * j->sw + (j->KW - 1) * j->dw + 1;
   size_t need = (size_t)(rows * cols + 2 * VL); /* + slack: vector reads of a row's tail */
-  if (need > padded_capacity) {
-    free(padded_plane);
-    padded_plane = malloc(sizeof(float) * need);
-    padded_capacity = padded_plane ? need : 0;
-    if (!padded_plane) return NULL;
-  }
+  float *padded_plane = scratch(&plane_scratch, need);
+  if (!padded_plane) return NULL;
   /* zero only what no input element covers: rows outside the input, the border columns and the slack */
   int64_t from = j->left > 0 ? 0 : -j->left, to = min64(j->W, cols - j->left), head = from + j->left, tail = to + j->left;
   for (int64_t r = 0; r < rows; ++r) {
@@ -1297,8 +1281,7 @@ static inline __attribute__((always_inline)) int64_t dw_lane_pixels(const float 
   return p;
 }
 
-static __thread float *lane_buffer;
-static __thread size_t lane_capacity;
+static __thread Scratch lane_scratch;
 
 static void dw_channel_block(void *ctx, int64_t task) {
   const DwJob *j = ctx;
@@ -1306,13 +1289,9 @@ static void dw_channel_block(void *ctx, int64_t task) {
   int64_t rows = (j->OH - 1) * j->sh + (j->KH - 1) * j->dh + 1, cols = (j->OW - 1) * j->sw + (j->KW - 1) * j->dw + 1;
   int64_t taps = j->KH * j->KW, pixels = j->OH * j->OW;
   size_t need = (size_t)((rows * cols + pixels) * VL + taps * VL + 2 * pixels); /* + the pixels' origins (int64) */
-  if (need > lane_capacity) {
-    free(lane_buffer);
-    lane_buffer = aligned_alloc(64, ((need * 4 + 63) / 64) * 64);
-    lane_capacity = lane_buffer ? need : 0;
-    if (!lane_buffer) abort(); /* out of memory: nothing sensible to return through a void ABI */
-  }
-  float *in = lane_buffer, *out = in + rows * cols * VL, *wts = out + pixels * VL;
+  float *in = scratch(&lane_scratch, need);
+  if (!in) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  float *out = in + rows * cols * VL, *wts = out + pixels * VL;
   for (int64_t r = 0; r < rows; ++r) { /* zero what no input element covers: padding rows and columns */
     float *row = in + r * cols * VL;
     int64_t ih = r - j->top, lead = min64(cols, j->left > 0 ? j->left : 0), trail = j->left + j->W;
