@@ -219,11 +219,7 @@ def _quantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opse
     out_elem = _elem(g, node.output[0])
     if out_elem not in EIGHT_BIT:
         raise _Refused(f"output type {type_name(out_elem)} is not supported: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
-    shape = g.shapes.get(x)
-    axis, block, length = _axis_and_block(node, shape, opset)
-    rank = len(shape) if shape is not None else 0
-    s = _align(e, g, scale, rank, axis, length, block)
-    z = _align(e, g, zp, rank, axis, length, block, "zero point") if zp else None
+    s, z = _scale_and_zero_point(e, g, node, x, scale, zp, opset)
     _saturate(e, e.div(x, s, "scaled"), z, out_elem, node.output[0])
 
 
@@ -240,6 +236,14 @@ def _axis_and_block(node: onnx.NodeProto, shape: list[int] | None, opset: int) -
     return axis % rank, block, shape[axis % rank]
 
 
+def _scale_and_zero_point(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, x: str, scale: str, zp: str, opset: int):
+    """A (De)QuantizeLinear's scale and zero point (None when absent) aligned with `x` for its axis and block size."""
+    shape = g.shapes.get(x)
+    axis, block, length = _axis_and_block(node, shape, opset)
+    rank = len(shape) if shape is not None else 0
+    return _align(e, g, scale, rank, axis, length, block), _align(e, g, zp, rank, axis, length, block, "zero point") if zp else None
+
+
 def _dequantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     x, scale, zp = node.input[0], node.input[1], input_at(node, 2)
     elem = _elem(g, x)
@@ -248,11 +252,7 @@ def _dequantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, op
     _float32_scale(g, scale)
     if attr_value(node, "output_dtype", 0) not in (0, TensorProto.FLOAT):
         raise _Refused(f"attribute output_dtype={type_name(attr_value(node, 'output_dtype'))} is not supported (float32 only)")
-    shape = g.shapes.get(x)
-    axis, block, length = _axis_and_block(node, shape, opset)
-    rank = len(shape) if shape is not None else 0
-    s = _align(e, g, scale, rank, axis, length, block)
-    z = _align(e, g, zp, rank, axis, length, block, "zero point") if zp else None
+    s, z = _scale_and_zero_point(e, g, node, x, scale, zp, opset)
     if elem == TensorProto.INT32:  # (x - zp) in int32, then one conversion, as onnxruntime does
         d = e.cast(x if z is None else e.sub(x, e.cast(z, I32), "shift"), F32)
     else:
