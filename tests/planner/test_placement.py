@@ -82,12 +82,17 @@ def test_solver_is_optimal_on_small_random_graphs(seed, objective):
     assert p.cost <= _best_single(p) * (1 + 1e-9)
 
 
-def test_budget_forces_a_split():
+def _four_convs():
+    """Four 64-channel 3x3 convs on 32x32 in a chain."""
     convs = graphs.Builder("convs")
     x = convs.input("x", (1, 64, 32, 32))
     for i in range(4):
         x = convs.conv(x, 64, 64, 3, f"conv{i}")
-    model = convs.model([x])
+    return convs.model([x])
+
+
+def test_budget_forces_a_split():
+    model = _four_convs()
     cm = CostModel(fpga_config=FpgaCostConfig(variant_mults=(256,)))  # one design point: 256 DSPs per conv
     # Per conv: CPU 756 us, FPGA 554 us (369 us of MACs + 185 us copying the padded input); a 256 KB crossing costs
     # 272 us, so a run of 3+ convs is worth moving (3 x 202 us saved > 544 us of transfers), 2 are not.
@@ -111,11 +116,7 @@ def test_budget_forces_a_split():
 
 
 def test_fpga_trades_dsps_for_speed_under_a_budget():
-    convs = graphs.Builder("convs")
-    x = convs.input("x", (1, 64, 32, 32))
-    for i in range(4):
-        x = convs.conv(x, 64, 64, 3, f"conv{i}")
-    model = convs.model([x])
+    model = _four_convs()
     free = place(model, mix("cpu,fpga:test"))  # 2000 DSPs: one conv at 1024 multipliers, three at 256
     p = place(model, mix("cpu,fpga:test"), budgets={"fpga.dsp": 1100})
     assert all(d == "fpga:test#0" for d in p.devices.values())  # leaner design points (256 DSPs each) fit all four
