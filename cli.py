@@ -12,6 +12,7 @@ import click
 from hcc import __version__
 from hcc.devices import DEVICE_KINDS
 from hcc.errors import HccError
+from hcc.planner import DEFAULT_TIME_LIMIT_S
 
 
 def _terminate(signum, _frame):
@@ -98,7 +99,8 @@ def placement_options(fn):
         click.option("--placement", "placement_file", type=click.Path(dir_okay=False),
                      help="Placement overrides file (JSON, as written by --save-placement)."),
         click.option("--device-file", type=click.Path(dir_okay=False), help="TOML file adding or overriding device figures (see docs/devices.md)."),
-        click.option("--time-limit", "time_limit", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True, metavar="SECONDS",
+        click.option("--time-limit", "time_limit", type=click.FloatRange(0.1, 3600), default=DEFAULT_TIME_LIMIT_S, show_default=True,
+                     metavar="SECONDS",
                      help="Wall-clock limit of the placement search. Plans are deterministic unless the limit cuts the search short "
                           "(the plan's notes then say so)."),
     ]

@@ -25,6 +25,7 @@ from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
+from hcc.planner import DEFAULT_TIME_LIMIT_S
 from hcc.runtime.golden_check import read_input_arrays
 
 MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
@@ -95,7 +96,8 @@ def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
     return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes))
 
 
-def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None, time_limit_s: float = 10.0):
+def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None,
+               time_limit_s: float = DEFAULT_TIME_LIMIT_S):
     """Run the partitioner (planner/plan.py): placement, subgraphs in execution order, predictions."""
     from hcc.planner.device_catalog import builtin_catalog, load_device_file
     from hcc.planner.placement import load_placement
@@ -213,7 +215,7 @@ def compile_model(
     placement_file: str | None = None,
     save_placement: str | None = None,
     device_file: str | None = None,
-    plan_time_limit_s: float = 10.0,
+    plan_time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     gpu_precision: str = "fp32",
     fpga: dict | None = None,
     sign_key: str | None = None,

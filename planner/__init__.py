@@ -6,3 +6,6 @@ subgraph grouping; `placement_solver.py`: MILP, greedy and local search), the co
 `--explain`, plan.json) and the host CPU's measured calibration (`calibrate.py`: `hcc devices --calibrate`).
 It works on the ONNX graph only; the IR passes that compile its subgraphs live in `passes/`.
 """
+
+# Wall-clock limit of the placement search (`--time-limit`): plans are deterministic unless it cuts the search short.
+DEFAULT_TIME_LIMIT_S = 10.0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import onnx
 
 from hcc.errors import HccError
+from hcc.planner import DEFAULT_TIME_LIMIT_S
 from hcc.planner.cost_model import STATIC_OPS, CostModel, GraphInfo, analyze_model
 from hcc.planner.device_catalog import DeviceInstance, parse_bytes
 from hcc.planner.placement_solver import RESOURCES, Problem, critical_path, greedy, improve, pipeline_split, solve_milp
@@ -233,7 +234,7 @@ def _limits(instances: list[DeviceInstance], budgets: dict[str, float | str] | N
 
 
 def place(model, instances: list[DeviceInstance], objective: str = "latency", budgets: dict[str, float | str] | None = None,
-          overrides: list[Override] | None = None, time_limit_s: float = 10.0, cost_model: CostModel | None = None,
+          overrides: list[Override] | None = None, time_limit_s: float = DEFAULT_TIME_LIMIT_S, cost_model: CostModel | None = None,
           max_milp_nodes: int = 400) -> Placement:
     """Place every node of `model` (a shape-inferred onnx.ModelProto, or a LoadedModel) on one of `instances`.
 

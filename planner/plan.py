@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from hcc.errors import HccError
+from hcc.planner import DEFAULT_TIME_LIMIT_S
 from hcc.planner.cost_model import CostModel
 from hcc.planner.device_catalog import DeviceInstance, DeviceSpec, builtin_catalog, parse_device_mix
 from hcc.planner.placement import Override, Placement, group_subgraphs, parse_budgets, place
@@ -67,7 +68,7 @@ class CompilePlan:
 
 def make_plan(loaded_model, device_mix: str | list[DeviceInstance] = "cpu", objective: str = "latency",
               budgets: dict[str, float | str] | list[str] | None = None, overrides: list[Override] | None = None, *,
-              catalog: dict[str, DeviceSpec] | None = None, time_limit_s: float = 10.0,
+              catalog: dict[str, DeviceSpec] | None = None, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
               cost_model: CostModel | None = None) -> CompilePlan:
     """Plan `loaded_model` (a LoadedModel or a shape-inferred ModelProto) on `device_mix` ("4xgpu:sm_90+cpu" or instances)."""
     if isinstance(device_mix, str):
