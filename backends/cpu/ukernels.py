@@ -56,6 +56,9 @@ class GemmRoles:
     batch: list[int]
     a: int
     b: int
+    # k dims read as one (outer first, the last is the one in `ks`): adjacent and in the same order in A and in B,
+    # such as the C x H x W of a Gemm on a flattened NCHW tensor; the operands are collapsed along them.
+    groups: list[list[int]] = field(default_factory=list)
 
 
 def gemm_roles(info) -> GemmRoles | None:
@@ -78,10 +81,29 @@ def gemm_roles(info) -> GemmRoles | None:
         batch = [d for d in batch if d != m_like[-1]] + [m]
         m = m_like[-1]
     batch = [d for d in batch if info.ranges[d] > 1]
-    ks = [k for k in ks if info.ranges[k] > 1] or ks[:1]
+    groups = []
+    if len([k for k in ks if info.ranges[k] > 1]) > MAX_K_DIMS:
+        groups = [g for g in _adjacent_k_groups(info, ks, ia, ib) if len(g) > 1]
+        grouped = {d for g in groups for d in g[:-1]}
+        ks = [k for k in ks if k not in grouped]
+    ks = [k for k in ks if info.ranges[k] > 1 or any(g[-1] == k for g in groups)] or ks[:1]
     if len(batch) > MAX_BATCH_DIMS or len(ks) > MAX_K_DIMS:
         return None
-    return GemmRoles(m, n, list(ks), list(batch), ia, ib)
+    return GemmRoles(m, n, list(ks), list(batch), ia, ib, groups)
+
+
+def _adjacent_k_groups(info, ks: list[int], ia: int, ib: int) -> list[list[int]]:
+    """Runs of k dims that sit next to each other, in the same order, in both A and B (outer first)."""
+    pos_a = {d: i for i, d in enumerate(info.dims_of(ia))}
+    pos_b = {d: i for i, d in enumerate(info.dims_of(ib))}
+    groups: list[list[int]] = []
+    for k in sorted(ks, key=lambda d: pos_a[d]):
+        last = groups[-1][-1] if groups else None
+        if last is not None and pos_a[k] == pos_a[last] + 1 and pos_b[k] == pos_b[last] + 1:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
 
 
 def tag_gemm(op, roles: GemmRoles, work: int) -> None:
@@ -418,15 +440,39 @@ def _epilogue_args(epilogue: Epilogue, pick) -> list:
     return values + [_index(epilogue.lo_mode), _index(_bits(epilogue.lo)), _index(epilogue.hi_mode), _index(_bits(epilogue.hi))]
 
 
-def _loop_strides(maps, position_strides: list, operand: int, num_loops: int) -> list:
-    """Stride of each loop dim in an operand (0 for dims it does not index)."""
+def _loop_strides(dims: list[int], position_strides: list, num_loops: int) -> list:
+    """Stride of each loop dim in an operand whose position i is indexed by loop dim dims[i] (0 for the others)."""
     from mlir.dialects import arith
 
     out = [None] * num_loops
-    for position, expr in enumerate(maps[operand].results):
-        d = expr.position
+    for position, d in enumerate(dims):
         out[d] = position_strides[position] if out[d] is None else arith.addi(out[d], position_strides[position])
     return [s if s is not None else _index(0) for s in out]
+
+
+def _collapse_groups(tensor, dims: list[int], groups: list[list[int]]):
+    """(tensor collapsed along each group's positions, loop dim per new position). On tensors a collapse is always
+    valid; bufferization makes it a view of a contiguous buffer, or a copy when the source's strides do not allow."""
+    from mlir import ir
+    from mlir.dialects import tensor as tensor_d
+
+    firsts = {g[0]: g for g in groups}
+    if not any(d in firsts for d in dims):
+        return tensor, dims
+    ranked = ir.RankedTensorType(tensor.type)
+    reassociation, new_dims, shape, position = [], [], [], 0
+    while position < len(dims):
+        group = firsts.get(dims[position])
+        width = len(group) if group else 1
+        reassociation.append(list(range(position, position + width)))
+        new_dims.append(group[-1] if group else dims[position])
+        size = 1
+        for i in range(position, position + width):
+            size *= ranked.shape[i]
+        shape.append(size)
+        position += width
+    result = ir.RankedTensorType.get(shape, ranked.element_type)
+    return tensor_d.CollapseShapeOp(result, tensor, reassociation).result, new_dims
 
 
 def _gemm_call(op, epilogue: Epilogue, out_address, out_strides) -> list:
@@ -439,10 +485,18 @@ def _gemm_call(op, epilogue: Epilogue, out_address, out_strides) -> list:
     for operand, amap in enumerate(maps):
         for position, expr in enumerate(amap.results):
             ranges[expr.position] = ir.RankedTensorType(op.operands[operand].type).shape[position]
-    a, b = _Buffer(op.operands[roles.a]), _Buffer(op.operands[roles.b])
-    sa = _loop_strides(maps, a.strides, roles.a, num_loops)
-    sb = _loop_strides(maps, b.strides, roles.b, num_loops)
-    sc = _loop_strides(maps, out_strides, 2, num_loops)
+    operand_dims = [[e.position for e in amap.results] for amap in maps]
+    for group in roles.groups:  # a group reads as its last dim, over the product of their sizes
+        size = 1
+        for d in group:
+            size *= ranges[d]
+        ranges[group[-1]] = size
+    a_value, a_dims = _collapse_groups(op.operands[roles.a], operand_dims[roles.a], roles.groups)
+    b_value, b_dims = _collapse_groups(op.operands[roles.b], operand_dims[roles.b], roles.groups)
+    a, b = _Buffer(a_value), _Buffer(b_value)
+    sa = _loop_strides(a_dims, a.strides, num_loops)
+    sb = _loop_strides(b_dims, b.strides, num_loops)
+    sc = _loop_strides(operand_dims[2], out_strides, num_loops)
     batch = roles.batch + [None] * (MAX_BATCH_DIMS - len(roles.batch))
     ks = roles.ks + [None] * (MAX_K_DIMS - len(roles.ks))
     zero = _index(0)

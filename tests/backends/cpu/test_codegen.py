@@ -374,3 +374,29 @@ def test_schedule_crash_costs_only_its_op(tmp_path, monkeypatch):
     failed = [r for r in log if not r.ok]
     assert len(failed) == 1 and failed[0].index == 1 and "crashed" in failed[0].note, log
     assert sum(r.ok and r.kind == "reduction" for r in log) >= 3, log
+
+
+def flatten_gemm(batch: int, sliced: bool, seed: int = 5) -> onnx.ModelProto:
+    """Flatten(NCHW) -> Gemm(transB=1) -> Relu; `sliced`: the flattened tensor is a Slice (a non-contiguous view)."""
+    rng = np.random.default_rng(seed)
+    c, hgt, wid, classes = 6, 7, 5, 11
+    rows = hgt - 2 if sliced else hgt
+    inits = [_weight(rng, "w", [classes, c * rows * wid]), _weight(rng, "b", [classes], 0.1)]
+    nodes = [h.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1])]
+    if sliced:
+        inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("st", [1]), ("en", [hgt - 1]), ("ax", [2]))]
+        nodes.append(h.make_node("Slice", ["p", "st", "en", "ax"], ["s"]))
+    nodes += [h.make_node("Flatten", ["s" if sliced else "p"], ["f"]), h.make_node("Gemm", ["f", "w", "b"], ["g"], transB=1),
+              h.make_node("Relu", ["g"], ["out"], name="relu")]
+    nodes[-2].name = "fc"
+    return _model(nodes, inits, [h.make_tensor_value_info("x", TensorProto.FLOAT, [batch, c, hgt, wid])],
+                  [h.make_tensor_value_info("out", TensorProto.FLOAT, [batch, classes])])
+
+
+@pytest.mark.parametrize("batch,sliced", [(1, False), (3, False), (2, True)])
+def test_flatten_gemm_on_the_kernel(tmp_path, batch, sliced):
+    """A Gemm on a flattened C x H x W tensor reads it as three k dims (fusion folds the Flatten into the Gemm); the
+    kernel takes them as one k dim of C*H*W (a copy first when the view is not contiguous, as with the Slice)."""
+    name = f"fg_{batch}_{int(sliced)}"
+    compile_and_compare(flatten_gemm(batch, sliced), tmp_path, name=name)
+    assert "ukernel-gemm" in _kinds(tmp_path / f"{name}.bundle", "fc")
