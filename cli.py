@@ -14,6 +14,8 @@ from hcc.devices import DEVICE_KINDS
 from hcc.errors import HccError
 from hcc.planner import DEFAULT_TIME_LIMIT_S
 
+DEFAULT_TARGET_CPU = "x86-64-v3"  # hcc.options.DEFAULT_TARGET_CPU (a test keeps them equal; options imports onnx, the CLI starts without it)
+
 
 def _terminate(signum, _frame):
     """SIGTERM unwinds like Ctrl-C, so the compile's cleanup (worker, staging folder) runs."""
@@ -115,6 +117,14 @@ def _overrides(places, prefers=()):
     return [parse_place_option(p, soft=True) for p in prefers] + [parse_place_option(p) for p in places]
 
 
+def _planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, save_placement=None):
+    """The `placement_options` (and compile's --save-placement) as an hcc.options.PlannerOptions."""
+    from hcc.options import PlannerOptions
+
+    return PlannerOptions(devices=devices, objective=objective, budgets=tuple(budgets), overrides=tuple(_overrides(places, prefers)),
+                          placement_file=placement_file, save_placement=save_placement, device_file=device_file, time_limit_s=time_limit)
+
+
 def fpga_options(fn):
     """FPGA precision and per-layer config: code generation (compile) and, in compile and plan alike, the
     partitioner's resource estimates (operand widths, fixed reuse factors and strategies)."""
@@ -135,7 +145,7 @@ def fpga_options(fn):
 @click.option("--golden-input", "golden_input", type=click.Path(dir_okay=False),
               help="npz of inputs (keyed by input name) for the bundle's golden data; default: deterministic random inputs.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Seed of the random golden inputs.")
-@click.option("--target-cpu", default="x86-64-v3", show_default=True,
+@click.option("--target-cpu", default=DEFAULT_TARGET_CPU, show_default=True,
               help="CPU the native code targets (x86-64-v2, x86-64-v3, x86-64-v4, or an llc -mcpu name such as 'native').")
 @placement_options
 @click.option("--save-placement", type=click.Path(dir_okay=False),
@@ -167,17 +177,17 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     """
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
+    from hcc.options import CompileOptions, CpuOptions, DebugOptions, FpgaOptions, GoldenOptions, GpuOptions
 
     _check_output_file(save_placement, "--save-placement")
-
-    manifest = compile_model(
-        model, bundle, input_shapes=parse_shape_options(input_shapes), golden_inputs=golden_input, seed=seed,
-        target_cpu=target_cpu, devices=devices, objective=objective, budgets=list(budgets), overrides=_overrides(places, prefers),
-        placement_file=placement_file, save_placement=save_placement, device_file=device_file, plan_time_limit_s=time_limit,
-        gpu_precision=gpu_precision,
-        fpga={k: v for k, v in {"precision": fpga_precision, "config": fpga_config, "calibration_file": calibration}.items() if v},
-        sign_key=sign_key, save_temps=save_temps, progress=_progress(quiet),
+    options = CompileOptions(
+        input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed),
+        cpu=CpuOptions(target_cpu=target_cpu), gpu=GpuOptions(precision=gpu_precision),
+        fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, calibration_file=calibration),
+        planner=_planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, save_placement),
+        debug=DebugOptions(save_temps=save_temps), sign_key=sign_key,
     )
+    manifest = compile_model(model, bundle, options, progress=_progress(quiet))
     if explain and manifest.plan_report:
         click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())
     elif explain:
@@ -205,13 +215,14 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
 
     from hcc.driver import plan_model, planner_cost_model
     from hcc.frontend.loader import load_model, parse_shape_options
+    from hcc.options import FpgaOptions
     from hcc.planner.plan import format_explanation, format_plan, plan_to_json
 
     _check_output_file(json_path, "--json")
+    planner = _planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit)
+    fpga = FpgaOptions(precision=fpga_precision, config=fpga_config)
     loaded = load_model(model, parse_shape_options(input_shapes))
-    fpga = {k: v for k, v in {"precision": fpga_precision, "config": fpga_config}.items() if v}
-    plan = plan_model(loaded, devices, objective, list(budgets), _overrides(places, prefers), placement_file, device_file,
-                      planner_cost_model(loaded.model, fpga), time_limit_s=time_limit)
+    plan = plan_model(loaded, planner, planner_cost_model(loaded.model, fpga))
     click.echo(format_plan(plan))
     if explain:
         click.echo(format_explanation(plan.placement))

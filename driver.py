@@ -18,18 +18,18 @@ import onnx
 from hcc import __version__
 from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
-from hcc.artifacts.golden import DEFAULT_SEED, golden_outputs, random_inputs, save_golden
+from hcc.artifacts.golden import golden_outputs, random_inputs, save_golden
 from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.devices import TOLERANCES, parse_device
 from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
-from hcc.planner import DEFAULT_TIME_LIMIT_S
+from hcc.options import CompileOptions, FpgaOptions, PlannerOptions
 from hcc.runtime.golden_check import read_input_arrays
+from hcc.worker import WorkerRequest
 
 MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
-DEFAULT_TARGET_CPU = "x86-64-v3"
 
 ProgressFn = Callable[[str], None]
 
@@ -84,32 +84,31 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
     return response
 
 
-def planner_cost_model(model: onnx.ModelProto, fpga: dict | None):
+def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None):
     """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix."""
     from hcc.backends.fpga.config import from_options
     from hcc.frontend.names import node_names
     from hcc.planner.cost_model import CostModel, fpga_node_configs
 
-    if not fpga:
+    if fpga is None or not fpga.given:
         return CostModel()
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
     return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes))
 
 
-def plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model=None,
-               time_limit_s: float = DEFAULT_TIME_LIMIT_S):
+def plan_model(loaded, planner: PlannerOptions, cost_model=None):
     """Run the partitioner (planner/plan.py): placement, subgraphs in execution order, predictions."""
     from hcc.planner.device_catalog import builtin_catalog, load_device_file
     from hcc.planner.placement import load_placement
     from hcc.planner.plan import make_plan
 
     catalog = builtin_catalog()
-    if device_file:
-        catalog = load_device_file(device_file, catalog)
-    forced = list(load_placement(placement_file)) if placement_file else []
-    forced += list(overrides or [])
-    return make_plan(loaded, devices or "cpu", objective, list(budgets or []), forced or None, catalog=catalog,
-                     cost_model=cost_model, time_limit_s=time_limit_s)
+    if planner.device_file:
+        catalog = load_device_file(planner.device_file, catalog)
+    forced = list(load_placement(planner.placement_file)) if planner.placement_file else []
+    forced += list(planner.overrides)
+    return make_plan(loaded, planner.devices or "cpu", planner.objective, list(planner.budgets), forced or None, catalog=catalog,
+                     cost_model=cost_model, time_limit_s=planner.time_limit_s)
 
 
 def _planned_fpga_layers(plan, cost_model_configs: dict) -> dict:
@@ -190,119 +189,114 @@ def make_save_temps(folder: Path, bundle_dir: Path) -> Path:
     return target
 
 
-def _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key=None) -> list[Path]:
+def _protected_files(model_path, options: CompileOptions) -> list[Path]:
     """Files the compile reads or writes besides the bundle: none may live inside the output folder."""
-    paths = [model_path, golden_inputs, placement_file, device_file, save_placement]
-    paths += [sign_key] if sign_key and os.path.exists(sign_key) else []
-    paths += [(fpga or {}).get("config"), (fpga or {}).get("calibration_file")]
+    planner, fpga = options.planner, options.fpga
+    paths = [model_path, options.golden.inputs, planner.placement_file, planner.device_file, planner.save_placement]
+    paths += [options.sign_key] if options.sign_key and os.path.exists(options.sign_key) else []
+    paths += [fpga.config if isinstance(fpga.config, str) else None, fpga.calibration_file]
     return [Path(p) for p in paths if p]
 
 
-def compile_model(
-    model_path: str | os.PathLike,
-    bundle_dir: str | os.PathLike,
-    *,
-    input_shapes: dict[str, list[int]] | None = None,
-    golden_inputs: str | None = None,
-    seed: int = DEFAULT_SEED,
-    target_cpu: str = DEFAULT_TARGET_CPU,
-    keep_ir: bool = True,
-    groups: list[dict] | None = None,
-    devices: str | None = None,
-    objective: str = "latency",
-    budgets: list[str] | None = None,
-    overrides: list | None = None,
-    placement_file: str | None = None,
-    save_placement: str | None = None,
-    device_file: str | None = None,
-    plan_time_limit_s: float = DEFAULT_TIME_LIMIT_S,
-    gpu_precision: str = "fp32",
-    fpga: dict | None = None,
-    sign_key: str | None = None,
-    save_temps: str | os.PathLike | None = None,
-    progress: ProgressFn = _quiet,
-) -> Manifest:
-    """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest.
+def compile_model(model_path: str | os.PathLike, bundle_dir: str | os.PathLike, options: CompileOptions | None = None, *,
+                  progress: ProgressFn = _quiet) -> Manifest:
+    """Compile `model_path` into the bundle folder `bundle_dir` and return its manifest (options: hcc/options.py).
 
-    Placement: with `devices` ("cpu,gpu:sm_90,fpga:xcu250"), `overrides` (planner.placement.Override) or a
-    `placement_file`, the partitioner (planner/plan.py) places every op under `budgets` and `objective`; `groups`
-    ({id, device, nodes, device_index}) bypasses it (tests); default: the whole model as one CPU subgraph.
-    `sign_key`: an Ed25519 secret key (hex or a .key file from `hcc keygen`): the bundle gets manifest.sig.
-    `save_temps`: a new (or empty) folder that keeps every MLIR pass pipeline's input and pipeline
-    (passes/pass_runner.py); it survives the compile, failed or not, and holds the reproducer of a failing pass.
+    Placement: with `options.planner` devices, overrides or a placement file, the partitioner (planner/plan.py) places
+    every op under its budgets and objective; default: the whole model as one CPU subgraph.
     """
-    started = time.perf_counter()
-    protected = _protected_files(model_path, golden_inputs, placement_file, device_file, save_placement, fpga, sign_key)
-    if sign_key:  # a bad key is an error now, not after the compile
+    return _compile(model_path, bundle_dir, options or CompileOptions(), progress, groups=None)
+
+
+def compile_groups(model_path: str | os.PathLike, bundle_dir: str | os.PathLike, groups: list[dict], options: CompileOptions | None = None,
+                   progress: ProgressFn = _quiet) -> Manifest:
+    """Internal (tests and tools/gpu_check.py): compile with the subgraphs fixed by hand, bypassing the partitioner.
+    `groups`: [{id, device, nodes, device_index}] in execution order."""
+    return _compile(model_path, bundle_dir, options or CompileOptions(), progress, groups=groups)
+
+
+def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions) -> list[Path]:
+    """Refuse early, lose nothing: a bad key, an output folder hcc may not replace, a --save-temps folder with files."""
+    protected = _protected_files(model_path, options)
+    if options.sign_key:
         from hcc.runtime.signing import read_key
 
-        read_key(sign_key, "--sign")
-    output_dir.check_output_dir(Path(bundle_dir), protected)  # before any work: refuse early, lose nothing
-    if save_temps:
-        check_save_temps(Path(save_temps), Path(bundle_dir))
-    loaded = load_model(os.fspath(model_path), input_shapes)
-    progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
+        read_key(options.sign_key, "--sign")
+    output_dir.check_output_dir(bundle_dir, protected)
+    if options.debug.save_temps:
+        check_save_temps(Path(options.debug.save_temps), bundle_dir)
+    return protected
 
-    feeds = load_feeds(golden_inputs, loaded.inputs) if golden_inputs else random_inputs(loaded.model, loaded.inputs, seed)
+
+def _golden_data(loaded, options: CompileOptions, started: float, progress: ProgressFn):
+    """The golden inputs (the user's or random ones) and onnxruntime's outputs for them, on the model as written."""
+    golden = options.golden
+    feeds = load_feeds(golden.inputs, loaded.inputs) if golden.inputs else random_inputs(loaded.model, loaded.inputs, golden.seed)
     for info in loaded.inputs:
         if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, "
                            f"the model expects {info.shape} {info.dtype}")
     expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
+    return feeds, expected
 
+
+def _place(loaded, options: CompileOptions, progress: ProgressFn):
+    """Run the partitioner: (plan, subgraph groups, options with the FPGA design points it chose)."""
+    cost_model = planner_cost_model(loaded.model, options.fpga)
+    plan = plan_model(loaded, options.planner, cost_model)
+    if plan.placement.reuse_factors:
+        options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
+    instances = [(g, parse_device(g.device)) for g in plan.subgraphs]  # instance ids: "gpu:sm_90#1"
+    groups = [{"id": g.id, "device": d.name, "nodes": list(g.nodes), "device_index": d.index} for g, d in instances]
+    progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
+    if options.planner.save_placement:
+        from hcc.planner.placement import save_placement as write_placement
+
+        write_placement(options.planner.save_placement, plan.placement)
+        progress(f"wrote placement to {options.planner.save_placement}")
+    return plan, groups, options
+
+
+def _compile(model_path, bundle_dir, options: CompileOptions, progress: ProgressFn, groups: list[dict] | None) -> Manifest:
+    started = time.perf_counter()
+    bundle_dir = Path(bundle_dir)
+    protected = _check_before_work(model_path, bundle_dir, options)
+    loaded = load_model(os.fspath(model_path), options.input_shapes)
+    progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
+    feeds, expected = _golden_data(loaded, options, started, progress)
     plan = None
-    if groups is None and (devices or overrides or placement_file):
-        cost_model = planner_cost_model(loaded.model, fpga)
-        plan = plan_model(loaded, devices, objective, budgets, overrides, placement_file, device_file, cost_model, plan_time_limit_s)
-        if plan.placement.reuse_factors:
-            fpga = dict(fpga or {}, planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
-        instances = [(g, parse_device(g.device)) for g in plan.subgraphs]  # instance ids: "gpu:sm_90#1"
-        groups = [{"id": g.id, "device": d.name, "nodes": list(g.nodes), "device_index": d.index} for g, d in instances]
-        progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
-        if save_placement:
-            from hcc.planner.placement import save_placement as write_placement
-
-            write_placement(save_placement, plan.placement)
-            progress(f"wrote placement to {save_placement}")
+    if groups is None and options.planner.active:
+        plan, groups, options = _place(loaded, options, progress)
 
     lifted = lift_weights(loaded.model)
     lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
-    bundle_dir = Path(bundle_dir)
     staging = output_dir.make_staging_dir(bundle_dir)
     try:
         lifted_path, weights_path = staging / ".lifted.onnx", staging / ".weights.npz"
         onnx.save(lifted.model, lifted_path)
         if groups is not None and any(parse_device(g["device"]).kind != "cpu" for g in groups):
             np.savez(weights_path, **lifted.weights)  # backends that embed weights (FPGA headers) read them here
-        arg_names = [i.name for i in loaded.inputs] + list(lifted.weights)
-        out_names = [o.name for o in loaded.outputs]
         if groups is None:
             groups = [{"id": "sg0", "device": "cpu", "nodes": [n.name for n in lifted.model.graph.node], "device_index": 0}]
-        groups = _attach_boundary_casts(groups, lifted.model)
-        temps = make_save_temps(Path(save_temps), Path(bundle_dir)) if save_temps else None
-        if temps is not None:
-            progress(f"keeping the input of every MLIR pass pipeline in {save_temps}")
-        response = _run_worker(
-            {"model": str(lifted_path), "bundle_dir": str(staging), "inputs": arg_names, "outputs": out_names,
-             "groups": groups, "target_cpu": target_cpu, "keep_ir": keep_ir, "gpu_precision": gpu_precision,
-             "fpga": fpga or {}, "weights_file": str(weights_path), "seed": seed,
-             "golden_inputs": os.path.abspath(golden_inputs) if golden_inputs else None,
-             # reproducers of failing passes: outside the staging folder (the worker's TMPDIR), which a failure removes
-             "save_temps": str(temps) if temps is not None else None, "repro_dir": tempfile.gettempdir()},
-            progress, staging,
-        )
+        request = WorkerRequest(
+            options=options, model=str(lifted_path), weights_file=str(weights_path), bundle_dir=str(staging),
+            inputs=[i.name for i in loaded.inputs] + list(lifted.weights), outputs=[o.name for o in loaded.outputs],
+            groups=_attach_boundary_casts(groups, lifted.model),
+            # reproducers of failing passes: outside the staging folder (the worker's TMPDIR), which a failure removes
+            repro_dir=tempfile.gettempdir(), save_temps=_save_temps_folder(options, bundle_dir, progress))
+        response = _run_worker(request.to_dict(), progress, staging)
         lifted_path.unlink()
         weights_path.unlink(missing_ok=True)
         if plan is not None:
             _write_plan_report(staging, plan)
-        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, target_cpu, seed, golden_inputs, plan, gpu_precision)
+        manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, options, plan)
         if any(_is_fixed_point(sg) for sg in manifest.subgraphs):
-            _measure_fixed_point_accuracy(staging, manifest, loaded, feeds, expected, seed, progress)
-        if sign_key:
+            _measure_fixed_point_accuracy(staging, manifest, loaded, feeds, expected, options.golden.seed, progress)
+        if options.sign_key:
             from hcc.runtime.signing import sign_bundle
 
-            progress(f"signed the manifest with public key {sign_bundle(staging, sign_key)}")
+            progress(f"signed the manifest with public key {sign_bundle(staging, options.sign_key)}")
         output_dir.move_into_place(staging, bundle_dir, protected)
     except OSError as exc:  # disk full, quota: name the bundle being written when the system names no file
         shutil.rmtree(staging, ignore_errors=True)
@@ -313,6 +307,14 @@ def compile_model(
         raise
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
     return manifest
+
+
+def _save_temps_folder(options: CompileOptions, bundle_dir: Path, progress: ProgressFn) -> str | None:
+    if not options.debug.save_temps:
+        return None
+    temps = make_save_temps(Path(options.debug.save_temps), bundle_dir)
+    progress(f"keeping the input of every MLIR pass pipeline in {options.debug.save_temps}")
+    return str(temps)
 
 
 def _golden_tolerance(subgraphs: list[SubgraphRecord]) -> tuple[float, float]:
@@ -357,8 +359,7 @@ def _storage_dtype(element: str, declared: str) -> str | None:
     return MLIR_TO_NUMPY.get(element)
 
 
-def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_cpu: str, seed: int, golden_inputs, plan=None,
-              gpu_precision: str = "fp32") -> Manifest:
+def _assemble(loaded, weights, feeds, expected, response, staging: Path, options: CompileOptions, plan=None) -> Manifest:
     import onnxruntime
 
     tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
@@ -388,7 +389,7 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
         artifacts = [ArtifactRecord(**a) for a in sg["artifacts"]]
         precision = next((a.meta["precision_default"] for a in artifacts if "precision_default" in a.meta), None)
-        precision = precision or ("fp16" if parse_device(sg["device"]).kind == "gpu" and gpu_precision == "fp16" else "fp32")
+        precision = precision or ("fp16" if parse_device(sg["device"]).kind == "gpu" and options.gpu.precision == "fp16" else "fp32")
         subgraphs.append(
             SubgraphRecord(
                 id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision=precision, inputs=sg["inputs"], outputs=sg["outputs"],
@@ -405,9 +406,10 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, target_
     (staging / "golden").mkdir(exist_ok=True)
     save_golden(staging / "golden" / "golden.npz", feeds, expected)
     rtol, atol = _golden_tolerance(subgraphs)
-    source = f"{expected.source} on " + ("user inputs" if golden_inputs else f"random inputs (seed {seed})")
+    source = f"{expected.source} on " + ("user inputs" if options.golden.inputs else f"random inputs (seed {options.golden.seed})")
     toolchain = dict(response["toolchain"])
-    toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": target_cpu})
+    toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": options.cpu.target_cpu})
+    toolchain.update(options.env.code_knobs())  # HCC_* knobs that change generated code, as this compile read them
     manifest = Manifest(
         model_name=loaded.name, model_sha256=loaded.sha256, compiler_version=__version__, toolchain=toolchain,
         inputs=[i.name for i in loaded.inputs], outputs=[o.name for o in loaded.outputs], tensors=tensors, weights=weight_records,

@@ -2,10 +2,13 @@
 
 Contract (what worker.py calls): each backend module `hcc.backends.<kind>.backend` exposes
 
-    compile_subgraph(linalg_text: str, spec: SubgraphSpec, bundle: Path, options: dict) -> list[ArtifactRecord]
+    compile_subgraph(linalg_text: str, spec: SubgraphSpec, bundle: Path, options: CompileOptions,
+                     files: ModelFiles | None = None) -> list[ArtifactRecord]
 
 writing its files under `bundle/<kind>/<spec.id>/` and returning manifest artifact records (paths relative to the
-bundle). `options` carries compile flags (target_cpu, keep_ir, precision, ...). A backend raises HccError for what it
+bundle). `options` (hcc.options.CompileOptions) is the compile's typed options, its section per device kind
+(`options.cpu`, `.gpu`, `.fpga`), `debug` (keep_ir) and `env` (the HCC_* knobs as the compile read them); `files`
+the lifted model and weights the worker wrote (the FPGA backend reads them). A backend raises HccError for what it
 cannot compile, naming the subgraph and op. Non-CPU subgraphs also get a CPU fallback artifact from the CPU backend.
 """
 from __future__ import annotations

@@ -10,7 +10,7 @@ On failure (a pass that fails, an invalid result, a pipeline that does not parse
   ever overwritten) holding `input.mlir` (the IR *before* the pipeline, printed before it runs since passes work
   in place; with locations, so diagnostics still name the ONNX nodes, and every constant in full),
   `pipeline.txt`, `error.txt` (the MLIR diagnostics), `rerun.sh` and a README. It goes to the `--save-temps`
-  folder when there is one, else to the system temp folder (`configure(repro_root=...)`: the compile worker runs
+  folder when there is one, else to the system temp folder (`PassContext.repro_root`: the compile worker runs
   with TMPDIR inside the bundle's staging folder, which is deleted on failure, so the driver hands over its own);
 - raises `PipelineError` (an HccError) whose first line names the stage and the reproducer, followed by the
   diagnostics (with node names) as before, and whose hint is the command that replays the failure:
@@ -23,7 +23,12 @@ On failure (a pass that fails, an invalid result, a pipeline that does not parse
 Inside `recoverable()` (the CPU backend's vectorized attempt, which a failure sends to simpler code, with a warning)
 the reproducer is kept only in a --save-temps folder: a compile that succeeds leaves nothing in the temp folder.
 
-With `configure(save_temps=DIR)` (`hcc compile --save-temps DIR`) every run also keeps its input as
+Where files go is a `PassContext`, made per compile: `run_pipeline(..., context=ctx)` takes it explicitly, and the
+compile worker makes it the active one for the stages it calls (`with active(ctx):`, a context variable restored on
+exit, so nothing leaks from one compile or test into the next); without either, the defaults (no --save-temps,
+reproducers in the system temp folder) apply.
+
+With `PassContext(save_temps=DIR)` (`hcc compile --save-temps DIR`) every run also keeps its input as
 `DIR/NNNN-<stage>.mlir` (a comment header names the stage, the pipeline and the rerun command) and the pipeline as
 `DIR/NNNN-<stage>.pipeline`, numbered in the order the stages ran (forked children of the CPU backend included:
 numbers are taken from the folder, not from a counter in memory).
@@ -33,6 +38,8 @@ Both sets of Python bindings are served: the module's own (`mlir` or `torch_mlir
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import dataclasses
 import os
 import re
 import shlex
@@ -41,8 +48,6 @@ import tempfile
 from pathlib import Path
 
 from hcc.errors import HccError
-
-_config: dict = {"save_temps": None, "repro_root": None, "recoverable": False}
 
 BINDINGS = ("mlir", "torch_mlir")  # the two sets of MLIR Python bindings hcc uses (xtc upstream LLVM, torch-mlir's)
 _STAGE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -60,24 +65,46 @@ class PipelineError(HccError):
         self.first_diagnostic = first_diagnostic
 
 
-def configure(*, save_temps: str | os.PathLike | None = None, repro_root: str | os.PathLike | None = None) -> None:
-    """Set where stage inputs (`save_temps`, a folder hcc created) and reproducers (`repro_root`; default: the
-    system temp folder) go, for this process and the children it forks. The compile worker calls it first."""
-    _config["save_temps"] = os.fspath(save_temps) if save_temps else None
-    _config["repro_root"] = os.fspath(repro_root) if repro_root else None
+@dataclasses.dataclass(frozen=True)
+class PassContext:
+    """Where one compile's pipelines leave files: `save_temps` (a folder hcc created: every stage's input) and
+    `repro_root` (reproducers; default: the system temp folder). `recoverable`: the caller recovers from a failure
+    (see `recoverable()`)."""
+
+    save_temps: str | None = None
+    repro_root: str | None = None
+    recoverable: bool = False
+
+    def __post_init__(self):
+        for name in ("save_temps", "repro_root"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, os.fspath(value) if value else None)
+
+
+_ACTIVE: contextvars.ContextVar[PassContext | None] = contextvars.ContextVar("hcc_pass_context", default=None)
+
+
+def current() -> PassContext:
+    """The active context (the one `active()` set; the defaults outside any)."""
+    return _ACTIVE.get() or PassContext()
 
 
 @contextlib.contextmanager
+def active(context: PassContext):
+    """Make `context` the one that pipelines run without an explicit `context=` use, until the block ends (forked
+    children of the CPU backend inherit it)."""
+    token = _ACTIVE.set(context)
+    try:
+        yield context
+    finally:
+        _ACTIVE.reset(token)
+
+
 def recoverable():
     """Pipelines whose failure the caller recovers from (the CPU backend retries a function with simpler code): a
     failure still raises PipelineError, but keeps its reproducer only in a --save-temps folder, so that a compile
     that succeeds leaves nothing in the system temp folder."""
-    previous = _config["recoverable"]
-    _config["recoverable"] = True
-    try:
-        yield
-    finally:
-        _config["recoverable"] = previous
+    return active(dataclasses.replace(current(), recoverable=True))
 
 
 def _bindings(op) -> str:
@@ -187,11 +214,11 @@ def short_rerun_command(package: str, folder: Path) -> str:
             f"{shlex.quote(str(folder / 'input.mlir'))}")
 
 
-def _write_repro(stage: str, what: str, pipeline: str, text: str, error: str, package: str) -> tuple[Path, str]:
+def _write_repro(context: PassContext, stage: str, what: str, pipeline: str, text: str, error: str, package: str) -> tuple[Path, str]:
     """The reproducer folder; returns it and the short command that reruns it."""
     from hcc import __version__
 
-    root = Path(_config["save_temps"] or _config["repro_root"] or tempfile.gettempdir())
+    root = Path(context.save_temps or context.repro_root or tempfile.gettempdir())
     folder = _fresh_folder(root, stage)
     input_path = folder / "input.mlir"
     command = rerun_command(package, pipeline, input_path)
@@ -218,12 +245,14 @@ def _first_diagnostic(exc: Exception) -> str:
     return " / ".join(lines[:2])[:300] if lines else type(exc).__name__
 
 
-def run_pipeline(op, pipeline: str, *, stage: str, what: str | None = None) -> None:
+def run_pipeline(op, pipeline: str, *, stage: str, what: str | None = None, context: PassContext | None = None) -> None:
     """Run the textual `pipeline` (anchored on builtin.module, e.g. 'builtin.module(canonicalize,cse)') on `op` (a
     Module or Operation of either set of bindings) in place. `stage` is a short name for files ('cpu-bufferize');
-    `what` says it for users ('CPU backend: bufferization'; default: the stage). Raises PipelineError."""
+    `what` says it for users ('CPU backend: bufferization'; default: the stage); `context`: where files go (default:
+    the active one). Raises PipelineError."""
     from hcc.passes.diagnostics import describe_mlir_error
 
+    context = context if context is not None else current()
     package = _bindings(op)
     ir, passmanager = _modules(package)
     operation = _operation(op)
@@ -231,10 +260,10 @@ def run_pipeline(op, pipeline: str, *, stage: str, what: str | None = None) -> N
     # The input as it is before the run (the passes change the IR in place): printed now for --save-temps, else
     # kept as a detached copy that is printed only if the pipeline fails (a tenth of the cost of printing).
     text = backup = None
-    if _config["save_temps"]:
+    if context.save_temps:
         text = _print(operation)
-        _save_temp(Path(_config["save_temps"]), stage, pipeline, text, package)
-    elif not _config["recoverable"]:
+        _save_temp(Path(context.save_temps), stage, pipeline, text, package)
+    elif not context.recoverable:
         backup = operation.clone(ip=False)
     try:
         passmanager.PassManager.parse(pipeline).run(operation)
@@ -249,7 +278,7 @@ def run_pipeline(op, pipeline: str, *, stage: str, what: str | None = None) -> N
     folder, where, hint = None, "no reproducer: --save-temps DIR keeps one", "compile with --save-temps DIR to keep a reproducer"
     try:
         if text is not None:
-            folder, command = _write_repro(stage, what, pipeline, text, str(failure), package)
+            folder, command = _write_repro(context, stage, what, pipeline, text, str(failure), package)
             where, hint = f"reproducer: {folder}", f"rerun it with: {command}"
     except OSError as exc:
         where, hint = f"no reproducer: {exc.strerror or exc}", None

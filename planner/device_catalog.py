@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-import tomllib
-
+from hcc.config_file import read_toml
 from hcc.devices import DEVICE_KINDS, FPGA_PARTS, KINDS, FpgaPart
+from hcc.env import read_env
 from hcc.errors import HccError
 from hcc.frontend.ops import SUPPORTED_OPS
 from hcc.runtime.devices.discovery import HostCpu, describe_host_cpu
@@ -126,8 +126,7 @@ def parse_rate(text: str | float | int, what: str = "bandwidth") -> float:
 
 def default_profile_path() -> Path:
     """Where `hcc devices --calibrate` writes the host CPU profile: $HCC_CACHE_DIR or ~/.cache/hcc."""
-    base = os.environ.get("HCC_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hcc")
-    return Path(base) / "cpu-profile.json"
+    return read_env().cache_root / "cpu-profile.json"
 
 
 def _cpu_flops_per_cycle(host: HostCpu) -> float:
@@ -354,13 +353,7 @@ def load_device_file(path: str | os.PathLike, catalog: dict[str, DeviceSpec] | N
     """
     path = os.fspath(path)
     catalog = dict(catalog) if catalog is not None else builtin_catalog()
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise HccError(f"{path}: no such device file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HccError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "device file")
     unknown = sorted(set(data) - {"device"})
     if unknown or not isinstance(data.get("device", {}), dict):
         raise HccError(f"{path}: expected only [device.\"NAME\"] tables, found {', '.join(unknown) or 'a non-table device key'}")

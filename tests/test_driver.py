@@ -8,6 +8,8 @@ import pytest
 
 from hcc import driver
 from hcc.errors import HccError
+from hcc.options import CompileOptions
+from hcc.worker import WorkerRequest
 
 
 def test_worker_abort_becomes_an_error(tmp_path, monkeypatch):
@@ -20,11 +22,28 @@ def test_worker_abort_becomes_an_error(tmp_path, monkeypatch):
         driver._run_worker({"model": "m.onnx"}, progress=lambda _m: None, staging=tmp_path)
 
 
+def _request(tmp_path, **changes) -> dict:
+    request = WorkerRequest(options=CompileOptions(), model=os.fspath(tmp_path / "missing.onnx"), weights_file=os.fspath(tmp_path / "w.npz"),
+                            bundle_dir=os.fspath(tmp_path), inputs=["x"], outputs=["y"], groups=[])
+    return {**request.to_dict(), **changes}
+
+
 def test_worker_error_is_passed_through(tmp_path):
     # An OSError in the worker is reported as the file and the system's reason, not as an internal compiler error.
     with pytest.raises(HccError, match="missing.onnx: No such file or directory"):
-        driver._run_worker({"model": os.fspath(tmp_path / "missing.onnx"), "bundle_dir": os.fspath(tmp_path)}, progress=lambda _m: None,
-                           staging=tmp_path)
+        driver._run_worker(_request(tmp_path), progress=lambda _m: None, staging=tmp_path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"version": 0}, "request version is not 1"),
+    ({"options": {**CompileOptions().to_dict(), "version": 99}}, "compile options version 99 is not 1"),
+    ({"options": {**CompileOptions().to_dict(), "gpu": {"precision": "fp8"}}}, "--gpu-precision 'fp8': unsupported"),
+])
+def test_the_worker_refuses_a_request_of_another_version_or_with_a_bad_option(tmp_path, changes, message):
+    """The request is versioned and its options are checked again on arrival: a worker from another hcc, or a
+    request edited on the way, is an error naming what differs, not a compile with silently different options."""
+    with pytest.raises(HccError, match=message):
+        driver._run_worker(_request(tmp_path, **changes), progress=lambda _m: None, staging=tmp_path)
 
 
 def test_worker_scratch_lives_in_the_staging_folder(tmp_path, monkeypatch):

@@ -100,14 +100,15 @@ def _gpu_arch() -> str | None:
 
 
 def _compile(model: str, bundle: Path, shapes, precision: str, arch: str) -> None:
-    import hcc
+    from hcc.driver import compile_groups
     from hcc.frontend.loader import load_model
+    from hcc.options import CompileOptions
 
     loaded = load_model(model, shapes or None)
     nodes = [n.name for n in loaded.model.graph.node]
     t0 = time.perf_counter()
-    hcc.compile(model, bundle, input_shapes=shapes or None, gpu_precision=precision, keep_ir=True,
-                groups=[{"id": "sg0", "device": f"gpu:{arch}", "nodes": nodes, "device_index": 0}])
+    options = CompileOptions.from_keywords(input_shapes=shapes or None, gpu_precision=precision, keep_ir=True)
+    compile_groups(model, bundle, [{"id": "sg0", "device": f"gpu:{arch}", "nodes": nodes, "device_index": 0}], options)
     print(f"compiled {model} -> {bundle} ({len(nodes)} nodes on gpu:{arch}, {precision}) in {time.perf_counter() - t0:.1f} s")
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from hcc.artifacts.manifest import ArtifactRecord, native_signature
 from hcc.backends.cpu import lowering, toolchain
+from hcc.options import CompileOptions, ModelFiles
 
 # A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
 MATERIAL_SHARE = 0.02
@@ -14,15 +15,16 @@ MATERIAL_SHARE = 0.02
 ELEMENT_BYTES = {"f64": 8, "f32": 4, "f16": 2, "bf16": 2, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "ui8": 1, "i1": 1}
 
 
-def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
+def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptions, files: ModelFiles | None = None) -> list[ArtifactRecord]:
+    """libSG.so for `options.cpu.target_cpu`, scheduled as the environment knobs read for this compile say."""
     rel = f"cpu/{spec.id}/lib{spec.id}.so"
     log: list[lowering.OpReport] = []
-    target = options.get("target_cpu", "x86-64-v3")
+    target = options.cpu.target_cpu
     nodes: list[str] = []
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes)
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env)
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes)
-    if options.get("keep_ir"):
+    if options.debug.keep_ir:
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta={"schedule": schedule_record(log)})]
 

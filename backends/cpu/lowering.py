@@ -27,14 +27,16 @@ backend records it in the bundle.
 Contractions and NCHW convolutions become calls into hcc's C micro-kernels (ukernels.py, runtime/ukernels.c),
 which run on the bundle's own thread pool.
 
-Knobs (for debugging and comparisons): `HCC_CPU_SCHEDULE=loops` (plain loops only), `HCC_CPU_KINDS=a,b` (only
-these schedule kinds: ukernel, contraction, conv, elementwise, reduction), `HCC_CPU_FORK=0` (lower in-process).
+Knobs (for debugging and comparisons; read by hcc/env.py, passed in as `env`): `HCC_CPU_SCHEDULE=loops` (plain
+loops only), `HCC_CPU_KINDS=a,b` (only these schedule kinds: ukernel, contraction, conv, elementwise, reduction),
+`HCC_CPU_FORK=0` (lower in-process).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
 
 BUFFERIZE = (
@@ -730,7 +732,7 @@ def _wait_child(pid: int, timeout: float):
         delay = min(delay * 2, 0.1)
 
 
-def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: list) -> tuple[str | None, list[OpReport]]:
+def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: list, timeout_s: float) -> tuple[str | None, list[OpReport]]:
     """Run `_lower_vectorized` in a forked child: the xtc bindings are an assertions build, and a schedule that
     trips an assertion abort()s the process. A dead child costs speed (plain loops), not the compile."""
     import json
@@ -761,7 +763,7 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: 
                     json.dump([r.__dict__ for r in log], f)
             finally:
                 os._exit(code)
-        status = _wait_child(pid, float(os.environ.get("HCC_CPU_SCHEDULE_TIMEOUT", "120")))
+        status = _wait_child(pid, timeout_s)
         log = []
         if os.path.exists(log_path):
             with open(log_path) as f:
@@ -784,11 +786,11 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: 
 MICRO_KERNELS_ONLY = frozenset({"ukernel"})
 
 
-def _attempt(linalg_text: str, kinds: frozenset[str] | None, nodes: list) -> tuple[str | None, list[OpReport]]:
+def _attempt(linalg_text: str, kinds: frozenset[str] | None, nodes: list, env: HccEnv) -> tuple[str | None, list[OpReport]]:
     from mlir import ir
 
-    if hasattr(os, "fork") and os.environ.get("HCC_CPU_FORK", "1") != "0":
-        return _vectorized_in_child(linalg_text, kinds, nodes)
+    if hasattr(os, "fork") and env.cpu_fork:
+        return _vectorized_in_child(linalg_text, kinds, nodes, env.cpu_schedule_timeout_s)
     reports: list[OpReport] = []
     try:
         with ir.Context():
@@ -798,22 +800,23 @@ def _attempt(linalg_text: str, kinds: frozenset[str] | None, nodes: list) -> tup
         return None, reports
 
 
-def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None) -> str:
+def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops). `profile_nodes` receives the node names the code's profile
-    marks index (none for plain loops)."""
+    marks index (none for plain loops). `env`: the compile's knobs (default: read now)."""
     from mlir import ir
 
     log = log if log is not None else []
-    if os.environ.get("HCC_CPU_SCHEDULE", "") != "loops":
-        requested = os.environ.get("HCC_CPU_KINDS")  # debugging aid: only these schedule kinds (comma list)
-        tiers = [frozenset(requested.split(",")) if requested is not None else None]
+    env = env if env is not None else read_env()
+    if env.cpu_schedule != "loops":
+        # debugging aid: only these schedule kinds
+        tiers = [frozenset(env.cpu_kinds) if env.cpu_kinds is not None else None]
         if "ukernel" in (tiers[0] if tiers[0] is not None else {"ukernel"}) and tiers[0] != MICRO_KERNELS_ONLY:
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, kinds, nodes)
+            text, reports = _attempt(linalg_text, kinds, nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hcc.env import read_env
 from hcc.errors import HccError
 
 RUNTIME_DIR = Path(__file__).with_name("runtime")
@@ -85,7 +86,7 @@ def with_target(llvm_ir: str) -> str:
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("HCC_CACHE_DIR") or Path.home() / ".cache" / "hcc")
+    return read_env().cache_root
 
 
 def support_objects() -> list[Path]:

@@ -6,8 +6,9 @@ subgraph's boundary) -> resolve per-tensor fixed-point types (precision.resolve)
 reference on the samples -> print the C++ (emit) -> compile the csim shared object with g++ and check it against the
 reference bit for bit -> estimates, precision report, testbench data, Vitis build script.
 
-options used: weights_file (npz of every weight), model (the lifted ONNX model, for calibration), fpga = {precision,
-config, calibration_file, part, clock_ns, reuse_factor, strategy}, nodes (ONNX node list) or model (for op types).
+Reads `options.fpga` (hcc.options.FpgaOptions: precision, config, calibration file, part, clock, reuse factor,
+strategy, the planner's design points), `options.golden` (the inputs or seed calibration falls back on) and `files`
+(the lifted ONNX model: op types and calibration; its weights npz: constants baked into the firmware).
 """
 from __future__ import annotations
 
@@ -35,29 +36,21 @@ from hcc.devices import (
     NATIVE_ABI,
 )
 from hcc.errors import HccError
+from hcc.options import CompileOptions, FpgaOptions, ModelFiles
 
 SLACK_RTOL, SLACK_ATOL = 1e-5, 1e-6  # float32 rounding of onnxruntime itself, added to the fixed-point error bound
 
 
-def target_of(device: str, fpga: dict) -> tuple[str, float]:
+def target_of(device: str, fpga: FpgaOptions) -> tuple[str, float]:
     """(part, clock period in ns): the options' values, else the known part's (hcc.devices), else the defaults."""
     known = FPGA_PARTS.get(device)
-    part = fpga.get("part") or (known.part if known else FPGA_DEFAULT_PART)
-    clock_ns = fpga.get("clock_ns") or (1e9 / known.clock_hz if known else None)
+    part = fpga.part or (known.part if known else FPGA_DEFAULT_PART)
+    clock_ns = fpga.clock_ns or (1e9 / known.clock_hz if known else None)
     return part, round(float(clock_ns or FPGA_DEFAULT_CLOCK_NS), 3)
 
 
-def _op_types(spec, options: dict) -> dict[str, str]:
-    nodes = options.get("nodes")
-    if nodes:
-        out = {}
-        for n in nodes:
-            if isinstance(n, dict):
-                out[n.get("name", "")] = n.get("op_type", "")
-            else:
-                out[getattr(n, "name", "")] = getattr(n, "op_type", "")
-        return out
-    model_path = options.get("model")
+def _op_types(spec, files: ModelFiles) -> dict[str, str]:
+    model_path = files.model
     if model_path and Path(model_path).exists():
         import onnx
 
@@ -76,8 +69,8 @@ def _check_ops(spec, op_types: dict[str, str]) -> None:
                            hint=f"supported on the FPGA: {', '.join(sorted(FPGA_SUPPORTED_OPS))}; place '{name}' on the CPU or GPU")
 
 
-def _load_weights(options: dict) -> dict[str, np.ndarray]:
-    path = options.get("weights_file")
+def _load_weights(files: ModelFiles) -> dict[str, np.ndarray]:
+    path = files.weights
     if not path or not Path(path).exists():
         return {}
     with np.load(path, allow_pickle=False) as data:
@@ -90,14 +83,14 @@ def _npz_samples(path: str, names: list[str]) -> list[dict[str, np.ndarray]] | N
     return [arrays] if all(n in arrays for n in names) else None
 
 
-def sample_data(spec, prog: ir.Program, options: dict, weights: dict[str, np.ndarray]):
+def sample_data(spec, prog: ir.Program, options: CompileOptions, files: ModelFiles, weights: dict[str, np.ndarray]):
     """[(subgraph input values by tensor name, onnxruntime outputs by tensor name or None)] for calibration and
-    the testbench: calibration inputs when given, else the golden random inputs (seed 0), run through the model."""
+    the testbench: calibration inputs when given, else the golden inputs (the user's, or the random ones of the
+    golden seed), run through the model."""
     import onnx
 
-    fpga = options.get("fpga") or {}
     act_inputs = [b.tensor for b in prog.inputs]
-    model_path = options.get("model")
+    model_path = files.model
     if not model_path or not Path(model_path).exists():
         rng = np.random.default_rng(0)
         return [({b.tensor: rng.standard_normal(b.shape).astype(np.float32) for b in prog.inputs}, None)], "random normal inputs (seed 0)"
@@ -114,14 +107,13 @@ def sample_data(spec, prog: ir.Program, options: dict, weights: dict[str, np.nda
 
     infos = [_Info(v) for v in graph_inputs]
     feeds_list, source = None, ""
-    for key, label in (("calibration_file", "calibration file"), ("golden_inputs", "golden inputs")):
-        path = fpga.get(key) if key == "calibration_file" else options.get(key)
+    for path, label in ((options.fpga.calibration_file, "calibration file"), (options.golden.inputs, "golden inputs")):
         if path:
             feeds_list = _calibration_feeds(path, infos, label)
             source = f"{label} {Path(path).name} ({len(feeds_list)} sample(s))"
             break
     if feeds_list is None:
-        seed = int(options.get("seed") or 0)
+        seed = options.golden.seed
         feeds_list = [random_inputs(model, infos, seed)]
         source = f"random inputs (seed {seed}, as the bundle's golden data)"
     wanted = list(dict.fromkeys(act_inputs + list(spec.outputs)))
@@ -166,13 +158,12 @@ def _calibration_feeds(path: str, infos, label: str) -> list[dict[str, np.ndarra
     return feeds
 
 
-def build(linalg_text: str, spec, options: dict):
+def build(linalg_text: str, spec, options: CompileOptions, files: ModelFiles):
     """Everything up to (and including) the reference run; no files. Returns a dict of intermediate results."""
-    fpga = options.get("fpga") or {}
-    cfg = fconfig.from_options(fpga)
-    op_types = _op_types(spec, options)
+    cfg = fconfig.from_options(options.fpga)
+    op_types = _op_types(spec, files)
     _check_ops(spec, op_types)
-    weights = _load_weights(options)
+    weights = _load_weights(files)
     prog = ir.parse(linalg_text, spec.id, list(spec.inputs), weights)
     try:
         transforms.run(prog, op_types)
@@ -182,7 +173,7 @@ def build(linalg_text: str, spec, options: dict):
                        hint="place the offending nodes on the CPU or GPU") from None
     for i, buf in enumerate(prog.outputs):
         buf.tensor = spec.outputs[i] if i < len(spec.outputs) else buf.id
-    samples, source = sample_data(spec, prog, options, weights)
+    samples, source = sample_data(spec, prog, options, files, weights)
     # observed ranges (float reference of the transformed program) for auto precision
     observed = {}
     for buf in prog.inputs:
@@ -248,11 +239,12 @@ class CsimLibrary:
         return outs
 
 
-def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
+def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptions, files: ModelFiles | None = None) -> list[ArtifactRecord]:
+    """The HLS project, the csim .so (checked bit for bit against the numpy reference) and their estimates."""
     t0 = time.perf_counter()
-    fpga = options.get("fpga") or {}
-    part, clock_ns = target_of(spec.device, fpga)
-    state = build(linalg_text, spec, options)
+    files = files or ModelFiles()
+    part, clock_ns = target_of(spec.device, options.fpga)
+    state = build(linalg_text, spec, options, files)
     prog, cfg, resolver = state["prog"], state["cfg"], state["resolver"]
     sg = spec.id
     root = Path(bundle) / "fpga" / sg

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcc.backends.fpga.fixed_point import FixedType
+from hcc.config_file import read_toml
 from hcc.devices import FPGA_DEFAULT_PRECISION
 from hcc.errors import HccError
+from hcc.options import FpgaOptions
 
 ROLES = ("input", "weight", "bias", "result", "accum", "table")
 LAYER_KEYS = set(ROLES) | {"precision", "reuse_factor", "strategy"}
@@ -156,33 +158,25 @@ def from_dict(data: dict | None, source: str = "fpga config") -> FpgaConfig:
 
 
 def load(path: str | Path) -> FpgaConfig:
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise HccError(f"{path}: no such FPGA config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise HccError(f"{path}: not valid TOML: {exc}") from None
-    return from_dict(data, str(path))
+    return from_dict(read_toml(path, "FPGA config file"), str(path))
 
 
-def from_options(fpga: dict | None) -> FpgaConfig:
-    """The backend's options["fpga"]: {"precision", "config" (parsed dict or a path), "reuse_factor", "strategy"}."""
-    fpga = fpga or {}
-    raw = fpga.get("config")
+def from_options(fpga: FpgaOptions) -> FpgaConfig:
+    """The configuration `options.fpga` (hcc.options.FpgaOptions) describes: its config file or table, then the
+    command-line values as model defaults, then the partitioner's design points where the config leaves them open."""
+    raw = fpga.config
     if isinstance(raw, (str, Path)):
         cfg = load(raw)
     else:
         cfg = from_dict(raw, "fpga config")
     for key in ("precision", "reuse_factor", "strategy", "max_width"):  # command-line values set the model default
-        if fpga.get(key) is not None:
-            _check_value(key, fpga[key], f"fpga option {key}")
-            cfg.model[key] = fpga[key]
+        value = getattr(fpga, key)
+        if value is not None:
+            _check_value(key, value, f"fpga option {key}")
+            cfg.model[key] = value
     # The partitioner's design point per MAC layer (driver: only where the user's config leaves it open), so the
     # generated layer uses the DSP/BRAM the plan budgeted.
-    for name, layer in (fpga.get("planned_layers") or {}).items():
+    for name, layer in (fpga.planned_layers or {}).items():
         section = cfg.node.setdefault(name, {})
         for key in ("reuse_factor", "strategy"):
             if key in layer and key not in section:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from hcc.env import read_env
 from hcc.errors import HccError
 
 # -Wall -Werror works with these three: the headers warn through inlining, and loop labels are unused in g++.
@@ -19,8 +20,9 @@ BASE_FLAGS = ["-std=c++17", "-Wno-unknown-pragmas", "-Wno-unused-label"]
 
 
 def ap_types_dir() -> Path:
-    env = os.environ.get("HCC_AP_TYPES")
-    candidates = [Path(env)] if env else []
+    """The folder holding ap_fixed.h: $HCC_AP_TYPES, else the da4ml wheel's headers."""
+    chosen = read_env().ap_types
+    candidates = [Path(chosen)] if chosen else []
     spec = importlib.util.find_spec("da4ml")
     if spec is not None and spec.submodule_search_locations:
         for loc in spec.submodule_search_locations:

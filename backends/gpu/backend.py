@@ -20,6 +20,7 @@ from hcc.backends.gpu import launch_table, lowering, shared_tiling, toolchain
 from hcc.backends.gpu.mlir_util import single_threaded_context
 from hcc.devices import DEVICE_KINDS, LAUNCH_ABI, parse_device
 from hcc.errors import HccError
+from hcc.options import CompileOptions, ModelFiles
 
 CONSTANT_ALIGNMENT = 256
 PRECISIONS = DEVICE_KINDS["gpu"].precisions
@@ -81,18 +82,17 @@ def _check_ptx(ptx: str, table: dict, where: str) -> None:
                            f"do not match the PTX .entry {entry.params}")
 
 
-def compile_subgraph(linalg_text: str, spec, bundle: Path, options: dict) -> list[ArtifactRecord]:
-    precision = options.get("gpu_precision") or DEVICE_KINDS["gpu"].default_precision
-    if precision not in PRECISIONS:
-        raise HccError(f"GPU backend: unsupported --gpu-precision '{precision}' (choose one of {', '.join(PRECISIONS)})")
+def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptions, files: ModelFiles | None = None) -> list[ArtifactRecord]:
+    """PTX, cubins, constants and the launch table of one GPU subgraph (module docstring)."""
+    precision = options.gpu.precision  # checked when the options were built
     archs = target_archs(spec.device)
-    keep_ir = bool(options.get("keep_ir"))
+    keep_ir = options.debug.keep_ir
     rel_dir = f"gpu/{spec.id}"
     out_dir = bundle / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     where = f"subgraph {spec.id}"
 
-    lowered = lowering.lower_to_kernels(linalg_text, spec.id, precision, keep=keep_ir)
+    lowered = lowering.lower_to_kernels(linalg_text, spec.id, precision, keep=keep_ir, shared=options.env.gpu_shared)
     table, const_arrays, kernel_roots = launch_table.build(
         lowered.host_text, spec.id, len(spec.inputs), len(spec.outputs), lowered.kernel_names, list(spec.inputs), list(spec.outputs)
     )

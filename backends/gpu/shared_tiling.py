@@ -52,12 +52,13 @@ def workgroup_bytes(kernels_text: str) -> dict[str, int]:
 
 
 def shared_enabled(value: bool | None = None) -> bool:
-    """The off-switch: `lower_to_kernels(shared=False)` or the environment variable HCC_GPU_SHARED=0."""
-    import os
-
+    """The off-switch: `lower_to_kernels(shared=False)` (the backend passes the compile's HCC_GPU_SHARED), else the
+    environment variable HCC_GPU_SHARED (hcc/env.py: on unless it is off)."""
     if value is not None:
         return bool(value)
-    return os.environ.get("HCC_GPU_SHARED", "1").strip().lower() not in ("0", "false", "no", "off")
+    from hcc.env import read_env
+
+    return read_env().gpu_shared
 
 
 def contraction_loops(op) -> tuple[int, dict[int, list[int]]] | None:

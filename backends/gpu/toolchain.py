@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hcc.devices import GPU_ARCHS
+from hcc.env import read_env
 from hcc.errors import HccError
 
 MAX_PTX_VERSION = (9, 0)  # what the CUDA 13.0 ptxas and driver accept (research/hw-toolchains.md B1)
@@ -25,8 +26,9 @@ EM_CUDA = 190
 def toolkit_root() -> Path:
     """The CUDA toolkit folder: $HCC_CUDA_HOME, else the pip wheels' `nvidia/cu13`, else $CUDA_HOME / /usr/local/cuda."""
     candidates: list[Path] = []
-    if os.environ.get("HCC_CUDA_HOME"):
-        candidates.append(Path(os.environ["HCC_CUDA_HOME"]))
+    chosen = read_env().cuda_home
+    if chosen:
+        candidates.append(Path(chosen))
     try:
         import nvidia  # namespace package from the nvidia-* wheels
 

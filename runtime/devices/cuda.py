@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import re
 import weakref
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from hcc.artifacts.manifest import SubgraphRecord
 from hcc.devices import DEVICE_KINDS, GPU_MIN_COMPUTE_CAPABILITY, LAUNCH_ABI
+from hcc.env import read_env
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices import DeviceUnavailable
@@ -46,7 +46,7 @@ _DRIVERS: dict[str, CudaDriver] = {}
 
 
 def _driver() -> CudaDriver:
-    path = os.environ.get("HCC_LIBCUDA") or "libcuda.so.1"
+    path = read_env().libcuda
     if path not in _DRIVERS:
         driver = CudaDriver(path)
         code = driver.functions["cuInit"](0)
@@ -217,7 +217,7 @@ class CudaExecutable(Executable):
         self.device._activate()
         self._bind(self.inputs, inputs, "input")
         self._bind(self.outputs, outputs, "output")
-        sync_each = os.environ.get("HCC_CUDA_SYNC", "") not in ("", "0")
+        sync_each = read_env().cuda_sync
         for step in self.steps:
             if step[0] == "launch":
                 _, name, fn, grid, block, shared, params, _values = step

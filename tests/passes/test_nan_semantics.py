@@ -19,6 +19,7 @@ from onnx import helper as h
 from onnx import numpy_helper
 
 from hcc.passes.nan_semantics import nchwc_block_size
+from helpers import compile_groups
 
 F, I64, B = T.FLOAT, T.INT64, T.BOOL
 NAN, INF = np.float32(np.nan), np.float32(np.inf)
@@ -299,7 +300,6 @@ def test_pooling(tmp_path):
 def test_fpga_subgraph_refuses_non_finite_inputs(tmp_path):
     """Fixed point has no NaN or infinity: the fpga-csim driver refuses them, naming the tensor. Finite inputs run
     through the rewritten IR (Clip's absent bound, max-pooling bands and -FLT_MAX padding, the 4-lane global max)."""
-    import hcc
     from hcc.artifacts.golden import run_onnxruntime
     from hcc.errors import HccError
     from hcc.runtime import load
@@ -310,8 +310,8 @@ def test_fpga_subgraph_refuses_non_finite_inputs(tmp_path):
     model = build(nodes, [("x", F, [1, 3, 6, 7])], ["y"], [const("lo", -0.5)])
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    manifest = hcc.compile(path, tmp_path / "bundle",
-                           groups=[{"id": "sg0", "device": "fpga:xcu250", "nodes": [n.name for n in nodes], "device_index": 0}])
+    manifest = compile_groups(path, tmp_path / "bundle",
+                              [{"id": "sg0", "device": "fpga:xcu250", "nodes": [n.name for n in nodes], "device_index": 0}])
     session = load(tmp_path / "bundle")
     x = np.random.default_rng(5).standard_normal((1, 3, 6, 7)).astype(np.float32)
     (y,) = session.run(None, {"x": x})
@@ -330,7 +330,6 @@ def test_gpu_kernels_keep_the_semantics(tmp_path):
         import cuda_stub
     finally:
         sys.path.remove(str(gpu_tests))
-    import hcc
     from hcc.artifacts.golden import run_onnxruntime
     from hcc.runtime import load
 
@@ -350,7 +349,7 @@ def test_gpu_kernels_keep_the_semantics(tmp_path):
                   [const("zero", 0.0), const("six", 6.0)])
     path = tmp_path / "model.onnx"
     onnx.save(model, path)
-    hcc.compile(path, tmp_path / "bundle", groups=[{"id": "sg0", "device": "gpu:sm_90", "nodes": [n.name for n in nodes], "device_index": 0}])
+    compile_groups(path, tmp_path / "bundle", [{"id": "sg0", "device": "gpu:sm_90", "nodes": [n.name for n in nodes], "device_index": 0}])
     feeds = {"x": x, "y": np.flip(x, axis=3).copy(), "rows": rows}
     expected = run_onnxruntime(model, feeds)
     emulators = list(cuda_stub.build_emulators(tmp_path / "bundle", tmp_path / "emu").values())

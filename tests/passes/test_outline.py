@@ -13,6 +13,7 @@ from hcc.frontend.importer import import_to_torch_dialect
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
 from hcc.passes.outline import SubgraphGroup, outline
+from helpers import compile_groups
 
 
 def diamond() -> onnx.ModelProto:
@@ -59,7 +60,7 @@ def test_forced_split_across_two_cpu_partitions_matches_onnxruntime(tmp_path, co
         {"id": "sg2", "device": "cpu", "nodes": ["join", "reshape"], "device_index": 0},
     ]
     onnx.save(diamond(), tmp_path / "d.onnx")
-    manifest = hcc.compile(tmp_path / "d.onnx", tmp_path / "bundle", groups=groups)
+    manifest = compile_groups(tmp_path / "d.onnx", tmp_path / "bundle", groups)
     assert [s.id for s in manifest.subgraphs] == ["sg0", "sg1", "sg2"]
     assert {t.name for t in manifest.tensors if t.kind == "intermediate"} == {"a", "b"}
     session = hcc.runtime.load(tmp_path / "bundle")
@@ -80,4 +81,4 @@ def test_forced_split_across_two_cpu_partitions_matches_onnxruntime(tmp_path, co
 def test_node_in_no_group_is_an_error(tmp_path):
     onnx.save(diamond(), tmp_path / "d.onnx")
     with pytest.raises(HccError, match="belongs to no subgraph"):
-        hcc.compile(tmp_path / "d.onnx", tmp_path / "b", groups=[{"id": "sg0", "device": "cpu", "nodes": ["a", "b", "c"], "device_index": 0}])
+        compile_groups(tmp_path / "d.onnx", tmp_path / "b", [{"id": "sg0", "device": "cpu", "nodes": ["a", "b", "c"], "device_index": 0}])

@@ -42,9 +42,9 @@ ADD = 'func.func @f(%a: f32) -> f32 {\n  %0 = arith.addf %a, %a : f32 loc("node_
 @pytest.fixture(autouse=True)
 def _repro_root(tmp_path):
     """Reproducers in the test's folder, no --save-temps; the defaults again afterwards."""
-    pass_runner.configure(repro_root=tmp_path / "tmp")
-    yield
-    pass_runner.configure()
+    with pass_runner.active(pass_runner.PassContext(repro_root=tmp_path / "tmp")):
+        yield
+    assert pass_runner.current() == pass_runner.PassContext()  # nothing leaks out of a context
 
 
 def _fail(module, pipeline: str, stage: str, what: str | None = None) -> pass_runner.PipelineError:
@@ -142,8 +142,7 @@ def test_save_temps_keeps_every_stage_in_order_and_each_reruns(tmp_path):
 
     temps = tmp_path / "temps"
     temps.mkdir()
-    pass_runner.configure(save_temps=temps, repro_root=tmp_path / "tmp")
-    with ir.Context():
+    with ir.Context(), pass_runner.active(pass_runner.PassContext(save_temps=temps, repro_root=tmp_path / "tmp")):
         module = ir.Module.parse(ADD)
         pass_runner.run_pipeline(module, "builtin.module(canonicalize)", stage="first stage")
         pass_runner.run_pipeline(module, "builtin.module(convert-arith-to-llvm)", stage="second")
@@ -172,11 +171,9 @@ def test_a_recovered_failure_keeps_a_reproducer_only_under_save_temps(tmp_path):
         assert error.hint == "compile with --save-temps DIR to keep a reproducer"
         temps = tmp_path / "temps"
         temps.mkdir()
-        pass_runner.configure(save_temps=temps, repro_root=tmp_path / "tmp")
-        with pass_runner.recoverable():
+        with pass_runner.active(pass_runner.PassContext(save_temps=temps, repro_root=tmp_path / "tmp")), pass_runner.recoverable():
             error = _fail(ir.Module.parse(ADD), "builtin.module(no-such-pass)", "cpu-to-llvm")
         assert error.repro == temps / "hcc-repro-cpu-to-llvm-1" and (error.repro / "input.mlir").is_file()
-        pass_runner.configure(repro_root=tmp_path / "tmp")
         error = _fail(ir.Module.parse(ADD), "builtin.module(no-such-pass)", "cpu-to-llvm")  # outside: kept again
         assert error.repro == tmp_path / "tmp" / "hcc-repro-cpu-to-llvm-1"
 

@@ -29,6 +29,7 @@ from hcc.devices import (
 )
 from hcc.errors import HccError
 from hcc.frontend.ops import SUPPORTED_OPS
+from hcc.options import FpgaOptions
 from hcc.planner.device_catalog import builtin_catalog, resolve_spec
 
 
@@ -80,10 +81,10 @@ def test_fpga_parts_are_the_catalogs_and_the_backends():
         spec = catalog[name]
         assert (spec.dsp, spec.bram18k, spec.lut, spec.ff, spec.clock_hz, spec.dsp_width) == (
             part.dsp, part.bram18k, part.lut, part.ff, part.clock_hz, part.dsp_width)
-        assert backend.target_of(name, {}) == (part.part, round(1e9 / part.clock_hz, 3))
+        assert backend.target_of(name, FpgaOptions()) == (part.part, round(1e9 / part.clock_hz, 3))
         assert estimate.part_budget(part.part) == {"dsp": part.dsp, "bram18k": part.bram18k, "lut": part.lut, "ff": part.ff}
         assert fpga_part_by_number(part.part.upper()) is part
-    assert backend.target_of("fpga:mine", {}) == ("xcu250-figd2104-2L-e", 5.0)
+    assert backend.target_of("fpga:mine", FpgaOptions()) == ("xcu250-figd2104-2L-e", 5.0)
     assert estimate.part_budget("xc7z020") is None
 
 

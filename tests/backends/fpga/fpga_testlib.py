@@ -11,6 +11,8 @@ import onnx
 from onnx import TensorProto, numpy_helper
 from onnx import helper as h
 
+from hcc.options import CompileOptions, ModelFiles
+
 OPSET = 17
 
 
@@ -128,7 +130,8 @@ class Compiled:
     spec: object
     linalg: str
     bundle: Path
-    options: dict
+    options: CompileOptions
+    files: ModelFiles
     artifact: object
 
     @property
@@ -166,9 +169,10 @@ def compile_fpga(model: onnx.ModelProto, work: Path, fpga: dict | None = None) -
     from hcc.backends.fpga import backend
 
     spec, linalg, lifted = lower(model, work)
-    options = {"weights_file": str(work / "weights.npz"), "model": str(work / "lifted.onnx"), "fpga": fpga or {}}
-    artifact = backend.compile_subgraph(linalg, spec, work / "bundle", options)[0]
-    return Compiled(model, work / "lifted.onnx", lifted.weights, spec, linalg, work / "bundle", options, artifact)
+    options = CompileOptions.from_keywords(fpga=fpga or {})
+    files = ModelFiles(model=str(work / "lifted.onnx"), weights=str(work / "weights.npz"))
+    artifact = backend.compile_subgraph(linalg, spec, work / "bundle", options, files)[0]
+    return Compiled(model, work / "lifted.onnx", lifted.weights, spec, linalg, work / "bundle", options, files, artifact)
 
 
 def run_csim(c: Compiled, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -194,7 +198,7 @@ def reference(c: Compiled, inputs: dict[str, np.ndarray]):
     """hcc's numpy fixed-point reference on new inputs: {output: Val} (codes, float track, error bound)."""
     from hcc.backends.fpga import backend, fixed_point
 
-    state = backend.build(c.linalg, c.spec, c.options)
+    state = backend.build(c.linalg, c.spec, c.options, c.files)
     prog = state["prog"]
     ev = fixed_point.Evaluator(prog, state["cfg"].table_size)
     vals = ev.run({b.id: inputs[b.tensor] for b in prog.inputs})

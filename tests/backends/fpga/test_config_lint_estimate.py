@@ -8,6 +8,7 @@ import pytest
 from hcc.backends.fpga import config as fconfig
 from hcc.backends.fpga import estimate, lint
 from hcc.errors import HccError
+from hcc.options import FpgaOptions
 
 TOML = """
 [model]
@@ -51,7 +52,7 @@ def test_config_precedence(tmp_path):
 
 
 def test_command_line_options_set_the_model_default():
-    cfg = fconfig.from_options({"precision": "auto", "config": {"model": {"precision": "ap_fixed<10,4>"}}, "reuse_factor": 8})
+    cfg = fconfig.from_options(FpgaOptions(precision="auto", config={"model": {"precision": "ap_fixed<10,4>"}}, reuse_factor=8))
     assert cfg.model["precision"] == "auto" and cfg.model["reuse_factor"] == 8
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 
 import fpga_testlib as lib
+from helpers import compile_groups
 
 
 def test_compile_and_run_bundle_on_fpga_csim(tmp_path):
-    import hcc
     from hcc.artifacts.golden import run_onnxruntime
     from hcc.runtime import load
 
@@ -19,7 +19,7 @@ def test_compile_and_run_bundle_on_fpga_csim(tmp_path):
     path = tmp_path / "mlp.onnx"
     onnx.save(model, path)
     groups = [{"id": "sg0", "device": "fpga:xcu250", "nodes": [n.name for n in model.graph.node], "device_index": 0}]
-    manifest = hcc.compile(path, tmp_path / "bundle", groups=groups, fpga={"precision": "auto"})
+    manifest = compile_groups(path, tmp_path / "bundle", groups, fpga={"precision": "auto"})
     sg = manifest.subgraphs[0]
     assert sg.device == "fpga:xcu250"
     art = sg.artifacts[0]
@@ -47,7 +47,6 @@ def test_compile_and_run_bundle_on_fpga_csim(tmp_path):
 
 def test_a_too_narrow_fixed_point_type_is_flagged_not_passed(tmp_path):
     """The issue's case: a softmax output in [0, 1] whose fixed-point error is as large as its range."""
-    import hcc
     from hcc.runtime.golden_check import check_golden
 
     model = lib.activations()
@@ -55,7 +54,7 @@ def test_a_too_narrow_fixed_point_type_is_flagged_not_passed(tmp_path):
     onnx.save(model, path)
     groups = [{"id": "sg0", "device": "fpga:xcu250", "nodes": [n.name for n in model.graph.node], "device_index": 0}]
     messages = []
-    manifest = hcc.compile(path, tmp_path / "bundle", groups=groups, fpga={"precision": "ap_fixed<5,2>"}, progress=messages.append)
+    manifest = compile_groups(path, tmp_path / "bundle", groups, fpga={"precision": "ap_fixed<5,2>"}, progress=messages.append)
     acc = manifest.golden.outputs["softmax"]
     assert "inconclusive" in acc.note
     assert any(m.startswith("warning: output 'softmax'") for m in messages)
@@ -96,7 +95,6 @@ def test_layer_config_reuse_factor_strategy_and_calibration(tmp_path):
 
 def test_fpga_subgraph_between_cpu_subgraphs(tmp_path):
     """The FPGA subgraph's inputs are intermediate tensors: calibration runs the model up to them."""
-    import hcc
     from hcc.artifacts.golden import run_onnxruntime
     from hcc.runtime import load
 
@@ -107,7 +105,7 @@ def test_fpga_subgraph_between_cpu_subgraphs(tmp_path):
     groups = [{"id": "sg0", "device": "cpu", "nodes": names[:3], "device_index": 0},
               {"id": "sg1", "device": "fpga:xcu250", "nodes": names[3:9], "device_index": 0},
               {"id": "sg2", "device": "cpu", "nodes": names[9:], "device_index": 0}]
-    manifest = hcc.compile(path, tmp_path / "bundle", groups=groups, fpga={"precision": "auto"})
+    manifest = compile_groups(path, tmp_path / "bundle", groups, fpga={"precision": "auto"})
     assert [sg.device for sg in manifest.subgraphs] == ["cpu", "fpga:xcu250", "cpu"]
     sg1 = manifest.subgraphs[1]
     assert sg1.inputs[0] == "relu1" and sg1.artifacts[0].meta["baked_inputs"] == ["conv2.weight"]

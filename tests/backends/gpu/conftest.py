@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # cuda_stub.py, shared by this folder's tests
 
 import cuda_stub  # noqa: E402
+from helpers import compile_groups  # noqa: E402
 
 
 # -- models --------------------------------------------------------------------------------------------------------
@@ -178,7 +179,6 @@ class BundleCache:
         if cached is not None and emulate and not cached.emulators:
             cached.emulators = list(cuda_stub.build_emulators(cached.path, self.root / f"emu_{name}_{precision}").values())
         if key not in self.cache:
-            import hcc
             from hcc.artifacts.golden import random_inputs, run_onnxruntime
             from hcc.frontend.loader import load_model
 
@@ -187,8 +187,8 @@ class BundleCache:
             onnx.save(model, path)
             bundle = self.root / f"{name}.{precision}.bundle"
             nodes = [n.name for n in model.graph.node]
-            hcc.compile(path, bundle, keep_ir=True, gpu_precision=precision,
-                        groups=[{"id": "sg0", "device": "gpu:sm_90", "nodes": nodes, "device_index": 0}])
+            compile_groups(path, bundle, [{"id": "sg0", "device": "gpu:sm_90", "nodes": nodes, "device_index": 0}],
+                           keep_ir=True, gpu_precision=precision)
             loaded = load_model(str(path), None)
             feeds = random_inputs(loaded.model, loaded.inputs, seed=321)
             expected = run_onnxruntime(loaded.model, feeds)

@@ -22,6 +22,7 @@ import pytest
 import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 from hcc.backends.gpu import toolchain
 from hcc.backends.gpu.mapping import plan_op
+from helpers import compile_groups
 
 tolerance = cuda_stub.tolerance
 
@@ -363,7 +364,7 @@ def test_split_model_keeps_tensors_on_the_gpu(gpu_bundles, stub_lib, tmp_path):
         {"id": "sg3", "device": "gpu:sm_90", "nodes": ["logits"], "device_index": 0},
     ]
     bundle = tmp_path / "split.bundle"
-    hcc.compile(path, bundle, keep_ir=True, groups=groups)
+    compile_groups(path, bundle, groups, keep_ir=True)
     emulators = list(cuda_stub.build_emulators(bundle, tmp_path / "emu").values())
     assert len(emulators) == 3
     loaded = load_model(str(path), None)

@@ -23,6 +23,7 @@ import pytest
 
 import cuda_stub  # tests/backends/gpu/cuda_stub.py (conftest puts this folder on sys.path)
 from hcc.backends.gpu import lowering, shared_tiling
+from helpers import compile_groups
 
 
 def _table(path: Path) -> dict:
@@ -126,7 +127,6 @@ def test_serial_emulation_without_barriers_is_wrong(gpu_bundles, stub_lib, tmp_p
 
 
 def test_off_switch_restores_the_plain_kernels(gpu_bundles, stub_lib, tmp_path, monkeypatch):
-    import hcc
 
     bundle = gpu_bundles.get("mlp_tiled", emulate=False)
     path = tmp_path / "mlp_tiled.onnx"
@@ -135,8 +135,8 @@ def test_off_switch_restores_the_plain_kernels(gpu_bundles, stub_lib, tmp_path, 
     onnx.save(bundle.model, path)
     out_dir = tmp_path / "plain.bundle"
     monkeypatch.setenv("HCC_GPU_SHARED", "0")
-    hcc.compile(path, out_dir, keep_ir=True,
-                groups=[{"id": "sg0", "device": "gpu:sm_90", "nodes": [n.name for n in bundle.model.graph.node], "device_index": 0}])
+    compile_groups(path, out_dir, [{"id": "sg0", "device": "gpu:sm_90", "nodes": [n.name for n in bundle.model.graph.node], "device_index": 0}],
+                   keep_ir=True)
     monkeypatch.delenv("HCC_GPU_SHARED")
     table = _table(out_dir)
     assert not _tiled(table)
