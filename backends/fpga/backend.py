@@ -12,7 +12,6 @@ strategy, the planner's design points), `options.golden` (the inputs or seed cal
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import time
@@ -37,6 +36,8 @@ from hcc.devices import (
 )
 from hcc.errors import HccError
 from hcc.options import CompileOptions, FpgaOptions, ModelFiles
+from hcc.runtime.devices.fpga_csim import CSIM_HINT, CSIM_LIBRARY
+from hcc.runtime.devices.native import entry_function, load_library
 
 SLACK_RTOL, SLACK_ATOL = 1e-5, 1e-6  # float32 rounding of onnxruntime itself, added to the fixed-point error bound
 
@@ -227,10 +228,8 @@ class CsimLibrary:
     """ctypes view of a compiled csim .so (the same calls the runtime driver makes)."""
 
     def __init__(self, path: Path, entry: str, n_args: int):
-        self.lib = ctypes.CDLL(str(path))
-        self.fn = getattr(self.lib, entry)
-        self.fn.restype = None
-        self.fn.argtypes = [ctypes.c_void_p] * n_args
+        self.lib = load_library(path, CSIM_LIBRARY, hint=CSIM_HINT)
+        self.fn = entry_function(self.lib, entry, n_args, path)
 
     def __call__(self, inputs: list[np.ndarray], out_shapes: list[tuple]) -> list[np.ndarray]:
         ins = [np.ascontiguousarray(a, dtype=np.float32) for a in inputs]

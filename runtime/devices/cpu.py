@@ -7,7 +7,6 @@ ctypes view of the buffer (about 1 us, and it checks C-contiguity and, for outpu
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Executable, HostMemoryDevice
+from hcc.runtime.devices.native import entry_function, load_library
 
 # CPU feature flags (/proc/cpuinfo names) that each code-generation target needs.
 TARGET_FEATURES = {
@@ -72,21 +72,12 @@ def check_target_cpu(target: str) -> None:
 
 class CpuExecutable(Executable):
     def __init__(self, path: Path, entry: str, arity: int, threads: int = 0, profile: bool = False):
-        try:
-            # RTLD_LOCAL: its symbols do not leak into later libraries; RTLD_NOW: a missing symbol fails here
-            self._lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_NOW)
-        except OSError as exc:
-            raise HccError(f"{path}: cannot load the shared object: {exc}") from None
+        self._lib = load_library(path)
         set_threads = getattr(self._lib, "hcc_set_num_threads", None)  # the bundle's own pool (runtime/threadpool.c)
         if set_threads is not None:
             set_threads.argtypes = [ctypes.c_int]
             set_threads(threads)
-        try:
-            self._fn = getattr(self._lib, entry)
-        except AttributeError:
-            raise HccError(f"{path}: entry symbol {entry!r} not found") from None
-        self._fn.restype = None
-        self._fn.argtypes = [ctypes.c_void_p] * arity
+        self._fn = entry_function(self._lib, entry, arity, path)
         self._arity = arity
         self._bound: list[Any] = [None] * arity  # per argument position: the bound constant (or None) and its pointer
         self._bound_ptrs: list[int] = [0] * arity

@@ -11,7 +11,6 @@ HccError naming the subgraph, the tensor and the first bad element (docs/backend
 """
 from __future__ import annotations
 
-import ctypes
 import threading
 from pathlib import Path
 
@@ -22,8 +21,11 @@ from hcc.devices import DEVICE_KINDS, NATIVE_ABI
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Executable, HostMemoryDevice
+from hcc.runtime.devices.native import entry_function, load_library
 
 ARTIFACT_KIND = DEVICE_KINDS["fpga"].artifact_kinds[0]
+CSIM_LIBRARY = "the FPGA C simulation"
+CSIM_HINT = "it needs the C++ runtime (libstdc++) of the machine that compiled it"
 
 
 def check_finite(subgraph: str, names: list[str], arrays: list[np.ndarray]) -> None:
@@ -42,17 +44,8 @@ def check_finite(subgraph: str, names: list[str], arrays: list[np.ndarray]) -> N
 class FpgaCsimExecutable(Executable):
     def __init__(self, path: Path, entry: str, arity: int, subgraph: str, checked: dict[int, str] | None = None):
         """`checked`: argument index -> tensor name of the activation inputs (baked-in weights are not checked)."""
-        try:
-            self._lib = ctypes.CDLL(str(path))
-        except OSError as exc:
-            raise HccError(f"{path}: cannot load the FPGA C simulation: {exc}",
-                           hint="it needs the C++ runtime (libstdc++) of the machine that compiled it") from None
-        try:
-            self._fn = getattr(self._lib, entry)
-        except AttributeError:
-            raise HccError(f"{path}: entry symbol {entry!r} not found") from None
-        self._fn.restype = None
-        self._fn.argtypes = [ctypes.c_void_p] * arity
+        self._lib = load_library(path, CSIM_LIBRARY, hint=CSIM_HINT)
+        self._fn = entry_function(self._lib, entry, arity, path)
         self._lock = threading.Lock()  # the simulation keeps its port buffers in static storage
         self.subgraph = subgraph
         self.checked = dict(checked or {})

@@ -19,6 +19,7 @@ import pytest
 
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
 from hcc.errors import HccError
+from hcc.runtime.devices.native import load_library
 
 HELPERS = Path(__file__).resolve().parents[1] / "backends" / "gpu" / "cuda_stub.py"
 
@@ -196,7 +197,7 @@ def test_memory_round_trip_and_release(stub, tmp_path, dtype):
     from hcc.runtime.devices.cuda import CudaDevice
 
     with cuda_stub.stub_environment(stub[0], tmp_path / "log.txt"):
-        lib = ctypes.CDLL(str(stub[0]))
+        lib = load_library(stub[0], "the stub libcuda")
         lib.hccstub_live_bytes.restype = ctypes.c_size_t
         gpu = CudaDevice("gpu:sm_90", 0)
         before = lib.hccstub_live_bytes()
