@@ -318,6 +318,18 @@ def run_model(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], outp
     return [dict(zip(names, session.run(names, {k: v for k, v in s.items() if k in feed_names}))) for s in samples]
 
 
+def reference_outputs(model: onnx.ModelProto, samples: list[dict[str, np.ndarray]], label: str) -> list[dict[str, np.ndarray]]:
+    """fp32 outputs, refused when not finite: every error metric against a NaN reference is meaningless (a BERT
+    attention mask of random integers > 1 makes its additive mask +inf and every output NaN)."""
+    outputs = run_model(model, samples)
+    for i, out in enumerate(outputs):
+        for name, value in out.items():
+            if np.asarray(value).dtype.kind == "f" and not np.all(np.isfinite(value)):
+                raise HccError(f"the fp32 model's output '{name}' is not finite on {label} input {i}: no error can be measured "
+                               "against it", hint="give inputs in the model's valid range (e.g. an attention mask of 0/1)")
+    return outputs
+
+
 def _is_classifier(shape: tuple[int, ...]) -> bool:
     return 1 <= len(shape) <= 2 and shape[-1] >= 2
 
@@ -442,7 +454,7 @@ def measure_sensitivity(model: onnx.ModelProto | str | os.PathLike, calibration:
     candidates = candidate_ops(proto, ops)
     types = _value_types(proto)
     act_quant = calibrate_activations(proto, candidates, samples) if "int8" in precisions else {}
-    reference = run_model(proto, samples)
+    reference = reference_outputs(proto, samples, "calibration")
     result = []
     for index, key, node in candidates:
         errors = {p: compare(reference, run_model(emulate(proto, {key: p}, act_quant), samples)) for p in precisions}
@@ -513,7 +525,7 @@ def _confirm(proto: onnx.ModelProto, sensitivities: list[OpSensitivity], assignm
     back to fp32 and run again."""
     by_node = {s.node: s for s in sensitivities}
     act_quant = {k: q for s in sensitivities for k, q in s.act_quant.items()}
-    reference = run_model(proto, samples)
+    reference = reference_outputs(proto, samples, "calibration")
     reverted, runs = [], 0
     while True:
         if not assignment:
@@ -545,7 +557,7 @@ def choose(sensitivities: list[OpSensitivity], budget: AccuracyBudget | str, mod
         held_samples = _as_samples(held_out)
         act_quant = {k: q for s in sensitivities for k, q in s.act_quant.items()}
         lowered = emulate(proto, assignment, act_quant)
-        held = compare(run_model(proto, held_samples), run_model(lowered, held_samples))
+        held = compare(reference_outputs(proto, held_samples, "held-out"), run_model(lowered, held_samples))
     choices = []
     for s in sensitivities:
         p = assignment.get(s.node, "fp32")

@@ -176,3 +176,26 @@ def test_compare_metrics():
     assert e.max_abs == 0.5 and e.max_rel == 0.25 and e.top1 == 1.0
     assert e.cosine == pytest.approx(2 / math.sqrt(2 * 2.25))
     assert compare(ref, [{"y": np.array([[0.0, 2.0, 0.0]], np.float32)}])["y"].top1 == 0.0
+
+
+def test_nan_reference_is_refused():
+    """A model whose fp32 output is NaN on the given inputs (an additive mask of +inf) has no error to measure."""
+    model = _model([h.make_node("MatMul", ["x", "w"], ["m"], name="mm"), h.make_node("Mul", ["m", "inf"], ["y"], name="mask")],
+                   {"w": np.ones((4, 2), np.float32), "inf": np.array(np.inf, np.float32)},
+                   [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    with pytest.raises(HccError, match="output 'y' is not finite on calibration input 0"):
+        measure_sensitivity(model, {"x": np.zeros((1, 4), np.float32)})
+
+
+def test_report_tool(tmp_path, capsys):
+    from helpers import load_tool
+
+    onnx.save(small_cnn(), tmp_path / "cnn.onnx")
+    tool = load_tool("precision_report")
+    rc = tool.main([str(tmp_path / "cnn.onnx"), "--accuracy", "top1=0.99", "--calib", "3", "--held-out", "3", "--json", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "| conv2 " in out and "held-out (3 inputs):  within budget" in out
+    plan = PrecisionPlan.from_json((tmp_path / "p.json").read_text())
+    assert [c.node for c in plan.choices] == ["conv1", "conv2", "fc"] and plan.held_out_ok
+    assert tool.main([str(tmp_path / "cnn.onnx"), "--fill", "nope=1"]) == 1
+    assert "--fill 'nope=1'" in capsys.readouterr().err
