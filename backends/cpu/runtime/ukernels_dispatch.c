@@ -14,6 +14,12 @@
 void hcc_gemm_avx512(GEMM_ARGS);
 void hcc_gemm_avx2(GEMM_ARGS);
 void hcc_gemm_sse2(GEMM_ARGS);
+void hcc_gemm_bf16_avx512(GEMM_ARGS);
+void hcc_gemm_bf16_avx2(GEMM_ARGS);
+void hcc_gemm_bf16_sse2(GEMM_ARGS);
+void hcc_conv2d_bf16_avx512(CONV_ARGS);
+void hcc_conv2d_bf16_avx2(CONV_ARGS);
+void hcc_conv2d_bf16_sse2(CONV_ARGS);
 void hcc_conv2d_avx512(CONV_ARGS);
 void hcc_conv2d_avx2(CONV_ARGS);
 void hcc_conv2d_sse2(CONV_ARGS);
@@ -49,7 +55,7 @@ HCC_EXPORT int hcc_get_isa(void) {
 #define STRIDES5(name) int64_t name##_0, int64_t name##_1, int64_t name##_2, int64_t name##_3, int64_t name##_4
 #define STRIDES4(name) int64_t name##_0, int64_t name##_1, int64_t name##_2, int64_t name##_3
 
-void hcc_gemm(int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
+static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
               int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2,
               int64_t b_b0, int64_t b_b1, int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n,
               int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5)) {
@@ -60,13 +66,28 @@ void hcc_gemm(int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b
   const int64_t ep[18] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4,
                           res_ptr, res_0, res_1, res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: hcc_gemm_avx512(a, b, c, sizes, as, bs, cs, ep); break;
-    case 8: hcc_gemm_avx2(a, b, c, sizes, as, bs, cs, ep); break;
-    default: hcc_gemm_sse2(a, b, c, sizes, as, bs, cs, ep); break;
+    case 16: (bf16 ? hcc_gemm_bf16_avx512 : hcc_gemm_avx512)(a, b, c, sizes, as, bs, cs, ep); break;
+    case 8: (bf16 ? hcc_gemm_bf16_avx2 : hcc_gemm_avx2)(a, b, c, sizes, as, bs, cs, ep); break;
+    default: (bf16 ? hcc_gemm_bf16_sse2 : hcc_gemm_sse2)(a, b, c, sizes, as, bs, cs, ep); break;
   }
 }
 
-void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
+#define GEMM_PARAMS                                                                                                         \
+  int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,        \
+      int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2, int64_t b_b0, int64_t b_b1,      \
+      int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n, int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m,       \
+      int64_t c_n, EPILOGUE_PARAMS(STRIDES5)
+#define GEMM_CALL(bf16)                                                                                                     \
+  gemm(bf16, a, b, c, b0, b1, b2, m, n, k1, k2, a_b0, a_b1, a_b2, a_m, a_k1, a_k2, b_b0, b_b1, b_b2, b_k1, b_k2, b_n, c_b0, \
+       c_b1, c_b2, c_m, c_n, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4, res_ptr, res_0, res_1,  \
+       res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits)
+
+void hcc_gemm(GEMM_PARAMS) { GEMM_CALL(0); }
+
+/* bfloat16 operands, fp32 sums, on AMX tiles where the CPU has them (the same fp32 product otherwise). */
+void hcc_gemm_bf16(GEMM_PARAMS) { GEMM_CALL(1); }
+
+static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
                 int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
                 int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
@@ -76,11 +97,26 @@ void hcc_conv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: hcc_conv2d_avx512(x, w, y, sizes, conv, xs, ws, ys, ep); break;
-    case 8: hcc_conv2d_avx2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
-    default: hcc_conv2d_sse2(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    case 16: (bf16 ? hcc_conv2d_bf16_avx512 : hcc_conv2d_avx512)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    case 8: (bf16 ? hcc_conv2d_bf16_avx2 : hcc_conv2d_avx2)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    default: (bf16 ? hcc_conv2d_bf16_sse2 : hcc_conv2d_sse2)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
   }
 }
+
+#define CONV_PARAMS                                                                                                           \
+  int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw, int64_t oh, \
+      int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left, int64_t x_n,      \
+      int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c,   \
+      int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)
+#define CONV_CALL(bf16)                                                                                                       \
+  conv2d(bf16, x, w, y, n, c, h, wd, f, kh, kw, oh, ow, groups, sh, sw, dh, dw, top, left, x_n, x_c, x_h, x_w, w_f, w_c, w_h,  \
+         w_w, y_n, y_c, y_h, y_w, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, res_ptr, res_0, res_1, res_2, \
+         res_3, lo_mode, lo_bits, hi_mode, hi_bits)
+
+void hcc_conv2d(CONV_PARAMS) { CONV_CALL(0); }
+
+/* bfloat16 operands, fp32 sums, on AMX tiles where the CPU has them (the same fp32 convolution otherwise). */
+void hcc_conv2d_bf16(CONV_PARAMS) { CONV_CALL(1); }
 
 void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t kh, int64_t kw, int64_t oh,
                   int64_t ow, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,

@@ -371,8 +371,91 @@ def test_emitted_arity_matches_the_c_entry_points():
     from hcc.backends.cpu import ukernels
 
     source = (RUNTIME / "ukernels_dispatch.c").read_text()
+    macros = {name: body.replace("\\\n", " ") for name, body in re.findall(r"#define (\w+_PARAMS)((?:.*\\\n)*.*)", source)}
     for symbol, arity in ukernels.ARITY.items():
         params = re.search(rf"\nvoid {symbol}\((.*?)\) {{", source, re.S).group(1)
+        params = macros.get(params.strip(), params)
         epilogue = re.search(r"EPILOGUE_PARAMS\(STRIDES(\d)\)", params)
         explicit = len([p for p in params.split(",") if p.strip() and "EPILOGUE_PARAMS" not in p])
         assert explicit + (8 + 2 * int(epilogue.group(1)) if epilogue else 0) == arity, symbol
+
+
+# ------------------------------------------------------------------------------------------------ bf16 on AMX
+
+HAS_AMX = all(_host_has(flag) for flag in ("avx512f", "amx_tile", "amx_bf16"))
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """float32 rounded to bfloat16 (nearest even), as float32: what the AMX path multiplies."""
+    bits = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32).reshape(x.shape)
+
+
+@pytest.fixture(scope="module")
+def amx(tmp_path_factory):
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX bf16 tiles")
+    lib = _build(tmp_path_factory.mktemp("amx"), 16, ["-mavx512f", "-mfma"])
+    lib.gemm, lib.conv = lib.hcc_gemm_bf16_avx512, lib.hcc_conv2d_bf16_avx512
+    return lib
+
+
+@pytest.mark.parametrize("m,n,k", [(100, 70, 513), (130, 260, 70), (47, 33, 700), (64, 96, 128)])
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn"])
+def test_bf16_gemm_rounds_operands_and_sums_in_fp32(amx, m, n, k, layout):
+    """The result is the fp64 product of the bf16-rounded operands up to fp32 summation error (tight), and differs
+    from the unrounded product (so the tiles ran); partial 16 x 32 tiles and strided operands included."""
+    rng = np.random.default_rng(m + n + k)
+    a = rng.standard_normal((k, m)).astype(np.float32).T if layout == "tn" else rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T if layout == "nt" else rng.standard_normal((k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    c = c0.copy()
+    gemm(amx, a, b, c)
+    rounded = c0 + _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64)
+    np.testing.assert_allclose(c, rounded, rtol=1e-5, atol=2e-6 * np.sqrt(k))
+    assert np.abs(c - (c0 + a.astype(np.float64) @ b.astype(np.float64))).max() > 1e-3
+
+
+def test_bf16_gemm_too_small_for_tiles_is_fp32(amx):
+    """Below AMX_MIN_FLOPS the call is the fp32 kernel's, bit for bit."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((37, 29)).astype(np.float32), rng.standard_normal((29, 53)).astype(np.float32)
+    c, c32 = np.zeros((37, 53), np.float32), np.zeros((37, 53), np.float32)
+    gemm(amx, a, b, c)
+    gemm(type("L", (), {"gemm": amx.hcc_gemm_avx512})(), a, b, c32)
+    assert np.array_equal(c, c32)
+
+
+def test_bf16_gemm_epilogue_and_threads(amx):
+    """bias init + residual + Relu on the tile path; the same bits for every thread count."""
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal((96, 200)).astype(np.float32), rng.standard_normal((200, 130)).astype(np.float32)
+    bias, res = rng.standard_normal(130).astype(np.float32), rng.standard_normal((96, 130)).astype(np.float32)
+    expected = np.maximum(bias + _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64) + res, 0)
+    results = []
+    for threads in (1, 2, 3):
+        amx.hcc_set_num_threads(threads)
+        c = np.full((96, 130), np.nan, np.float32)
+        gemm(amx, a, b, c, epilogue=_epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], res=res, res_strides=[0, 0, 0, 130, 1], lo=0.0))
+        results.append(c)
+    amx.hcc_set_num_threads(0)
+    np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=3e-5)
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+@pytest.mark.parametrize("c,h,f,k,stride,pad", [(16, 20, 32, 3, 1, 1), (3, 35, 16, 7, 2, 3), (64, 28, 48, 1, 2, 0), (24, 12, 40, 3, 1, 0)])
+def test_bf16_conv_matches_rounded_reference(amx, c, h, f, k, stride, pad):
+    """Convolutions (implicit zero padding, strides) as an implicit-im2col GEMM on the tiles."""
+    rng = np.random.default_rng(c * 31 + f)
+    x = rng.standard_normal((2, c, h, h)).astype(np.float32)
+    w = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    padded = np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = conv_ref(padded, _bf16(w).astype(np.float64), (stride, stride), (1, 1), 1)
+    bias = rng.standard_normal(f).astype(np.float32)
+    y = np.full(ref.shape, np.nan, np.float32)
+    sizes = [2, c, h, h, f, k, k, ref.shape[2], ref.shape[3], 1]
+    amx.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, 1, 1, pad, pad]),
+             _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, init=bias, init_strides=[0, 1, 0, 0]))
+    np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
+    unrounded = conv_ref(np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad))), w.astype(np.float64), (stride, stride), (1, 1), 1)
+    assert np.abs(y - unrounded - bias[None, :, None, None]).max() > 1e-3
