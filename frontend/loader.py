@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 from onnx import shape_inference
@@ -14,11 +14,12 @@ from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
 from hcc.frontend.fold import fold_constants
+from hcc.frontend.functions import Expansion, expand_functions
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
 from hcc.frontend.names import name_nodes
-from hcc.frontend.ops import check_supported, to_supported_opset
+from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.rewrites import apply_rewrites
 
@@ -50,6 +51,12 @@ class LoadedModel:
     model: onnx.ModelProto  # checked, inputs fixed to concrete shapes, shapes inferred
     inputs: list[ValueInfo]  # real inputs (initializers excluded)
     outputs: list[ValueInfo]
+    expanded: list[Expansion] = field(default_factory=list)  # nodes replaced by their op's ONNX function body
+
+    @property
+    def notes(self) -> list[str]:
+        """What the loader did to the model that a user should know (printed by `hcc compile`)."""
+        return [e.note() for e in self.expanded]
 
     @property
     def name(self) -> str:
@@ -149,9 +156,12 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     path = os.fspath(path)
     model, digest = _read(path)
     check_text(model, path)
+    # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
+    # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
+    model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
-    check_supported(model, path, deferred=CONTROL_FLOW)
+    _check_supported(model, path, expanded)
     try:
         onnx.checker.check_model(model, full_check=False)
     except onnx.checker.ValidationError as exc:
@@ -201,4 +211,16 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         # Output shapes may stay symbolic here; the lowered function's signature gives the concrete ones.
         shape = [d if isinstance(d, int) else -1 for d in _declared_shape(value)]
         outputs.append(ValueInfo(value.name, _dtype_of(value, "output"), shape, declared.get(value.name, [])))
-    return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs)
+    return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded)
+
+
+def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:
+    """check_supported, whose error also says which nodes came from function bodies (named `<node>/...`)."""
+    try:
+        check_supported(model, path, deferred=CONTROL_FLOW)
+    except HccError as exc:
+        if not expanded:
+            raise
+        ops = ", ".join(sorted({f"'{e.node}' ({e.op_type})" for e in expanded}))
+        raise HccError(f"{exc.message}\n  (nodes named '<node>/...' come from the ONNX function bodies of {ops})",
+                       hint=exc.hint) from None
