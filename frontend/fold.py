@@ -39,6 +39,17 @@ def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: list[o
         return None  # leave the node for the compiler; folding is an optimisation, never a requirement
 
 
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """The values `node` reads: its inputs and, for If/Loop/Scan, every name its subgraphs' nodes read (a branch
+    reads outer values by name; keeping those alive is what keeps the branch valid)."""
+    names = set(node.input)
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+            for inner in sub.node:
+                names |= _reads(inner)
+    return names
+
+
 def fold_constants(model: onnx.ModelProto) -> int:
     """Fold in place; returns how many nodes were folded away."""
     graph = model.graph
@@ -75,11 +86,11 @@ def fold_constants(model: onnx.ModelProto) -> int:
     # Drop nodes (Constants included) and initializers that nothing uses any more.
     used = set(graph_outputs)
     for node in kept:
-        used.update(node.input)
+        used.update(_reads(node))
     live = [n for n in kept if any(o in used for o in n.output)]
     used = set(graph_outputs) | {v.name for v in graph.input}  # old exporters list initializers as inputs too
     for node in live:
-        used.update(node.input)
+        used.update(_reads(node))
     initializers = [i for i in list(graph.initializer) + new_initializers if i.name in used]
     del graph.node[:]
     graph.node.extend(live)

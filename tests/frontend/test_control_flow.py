@@ -92,3 +92,21 @@ def test_a_loop_is_refused_by_name(tmp_path):
     with pytest.raises(HccError) as info:
         hcc.compile(path, tmp_path / "b")
     assert "'doubling' (Loop)" in str(info.value)
+
+
+def test_a_branch_reading_a_folded_outer_value(tmp_path):
+    """The branch reads `c`, computed outside the If from initializers only: folding turns it into an initializer
+    that no top-level node reads, and must keep it (it removed it before, and the inlined branch lost its input)."""
+    then = helper.make_graph([helper.make_node("Mul", ["x", "c"], ["then_y"])], "then", [],
+                             [helper.make_tensor_value_info("then_y", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Sub", ["x", "c"], ["else_y"])], "else", [],
+                              [helper.make_tensor_value_info("else_y", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Add", ["a", "b"], ["c"]),
+             helper.make_node("If", ["cond"], ["y"], name="pick", then_branch=then, else_branch=other)]
+    inits = [numpy_helper.from_array(np.array(True), "cond"), numpy_helper.from_array(np.array([1.5, -2.0], np.float32), "a"),
+             numpy_helper.from_array(np.array([0.25, 4.0], np.float32), "b")]
+    graph = helper.make_graph(nodes, "outer_read", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])], inits)
+    x = np.arange(6, dtype=np.float32).reshape(3, 2) - 2
+    _, outputs, _ = compile_and_compare(helper.make_model(graph, opset_imports=OPSET), tmp_path, feeds={"x": x}, as_written=True)
+    np.testing.assert_array_equal(outputs[0], x * np.array([1.75, 2.0], np.float32))
