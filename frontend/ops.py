@@ -52,7 +52,10 @@ REFUSED_OPS: dict[str, str] = {
 # onnx's version converter, which refuses when an op or a type of the model does not exist at MAX_OPSET.
 MIN_OPSET = 11
 MAX_OPSET = 22
-OLDEST_OPSET = 10  # converted up to MIN_OPSET (the node suite's QLinearConv, ConvInteger, MatMulInteger are opset 10)
+# Opsets OLDEST_OPSET..MIN_OPSET-1 are converted up to MIN_OPSET (the node suite's opset-1 Not, opset-7 And/Or/Xor,
+# opset-10 QLinearConv): onnx's converter rewrites the legacy forms (an Add's `broadcast`/`axis` becomes an Unsqueeze
+# and numpy broadcasting) and refuses what it has no adapter for (then the model is refused with its reason).
+OLDEST_OPSET = 1
 NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
 
@@ -68,9 +71,11 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     to MAX_OPSET; anything else is an HccError naming the file and the opset."""
     if not any(imp.domain in ("", "ai.onnx") for imp in model.opset_import) and \
             not any(node.domain in ("", "ai.onnx") for node in model.graph.node):
-        # no default-domain node (an ai.onnx.ml-only model): the rewrites' ops are written at MAX_OPSET
+        # no default-domain node (an ai.onnx.ml-only model): the rewrites' ops are written at MAX_OPSET, in the IR
+        # version that opset needs (an IR-3 model's initializers are invisible to shape inference unless inputs)
         model = copy.deepcopy(model)
         model.opset_import.append(helper.make_opsetid("", MAX_OPSET))
+        model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
         return model
     opset = default_opset(model)
     if MIN_OPSET <= opset <= MAX_OPSET:
@@ -80,7 +85,7 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     if OLDEST_OPSET <= opset < MIN_OPSET:
         return _convert(model, path, opset, MIN_OPSET)
     why = f"the newest that onnx {onnx.__version__} defines is {NEWEST_OPSET}" if opset > NEWEST_OPSET else \
-        f"opsets {MAX_OPSET + 1}..{NEWEST_OPSET} are converted to {MAX_OPSET}, opset {OLDEST_OPSET} to {MIN_OPSET}"
+        f"opsets {MAX_OPSET + 1}..{NEWEST_OPSET} are converted to {MAX_OPSET}, opsets {OLDEST_OPSET}..{MIN_OPSET - 1} to {MIN_OPSET}"
     raise HccError(
         f"{path}: opset {opset} is outside the supported range {OLDEST_OPSET}..{NEWEST_OPSET} ({why})",
         hint=f"convert it with onnx.version_converter.convert_version(model, {MAX_OPSET}) and try again" if opset < OLDEST_OPSET else None,

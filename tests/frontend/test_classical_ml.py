@@ -345,3 +345,16 @@ def test_a_model_of_ml_ops_alone_needs_no_default_opset(tmp_path):
     graph = h.make_graph([scaler], "ml_only", [h.make_tensor_value_info("x", T.FLOAT, [3, 2])], [h.make_tensor_value_info("y", T.FLOAT, [3, 2])])
     model = h.make_model(graph, opset_imports=[h.make_opsetid(ML, 3)], ir_version=8)
     check(model, tmp_path, {"x": np.random.default_rng(5).standard_normal((3, 2)).astype(np.float32)}, {"y": 1e-7})
+
+
+def test_an_ir3_ml_only_model_with_a_rank3_binarizer(tmp_path):
+    """The node suite's Binarizer model: IR version 3 (whose initializers shape inference ignores unless they are
+    inputs), ai.onnx.ml only, a rank-3 input. Its rewrite's threshold constant must not leave the comparison's shape
+    unknown (it lowered to a rank-0 tensor before)."""
+    binarizer = h.make_node("Binarizer", ["x"], ["y"], domain=ML, threshold=0.25)
+    graph = h.make_graph([binarizer], "ml_ir3", [h.make_tensor_value_info("x", T.FLOAT, [3, 4, 5])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [3, 4, 5])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid(ML, 1)], ir_version=3)
+    x = np.random.default_rng(6).uniform(-1, 1, (3, 4, 5)).astype(np.float32)
+    x[0, 0, :3] = [0.25, np.nextafter(np.float32(0.25), np.float32(1)), -0.0]  # at and just above the threshold
+    check(model, tmp_path, {"x": x}, {"y": 0})
