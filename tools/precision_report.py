@@ -34,13 +34,14 @@ def sensitivity_table(plan: PrecisionPlan, budget: AccuracyBudget, precisions: l
     """One row per op: FLOPs share, the worst output's max_abs per precision (+ top1 / cosine when budgeted), choice."""
     total = max(plan.total_flops, 1)
     extra = [m for m in ("top1", "cosine") if getattr(budget, m) is not None]
-    head = f"| {'op':<28} | {'type':<8} | {'MFLOP':>9} | {'share':>6} |"
+    width = max([2] + [len(s.node) for s in plan.sensitivities])
+    head = f"| {'op':<{width}} | {'type':<8} | {'MFLOP':>9} | {'share':>6} |"
     head += "".join(f" {p} max_abs |" for p in precisions)
     head += "".join(f" {p} {m} |" for m in extra for p in precisions) + " chosen |"
     lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
     chosen = {c.node: c.precision for c in plan.choices}
     for s in plan.sensitivities:
-        row = f"| {s.node[:28]:<28} | {s.op_type:<8} | {s.flops / 1e6:>9.2f} | {100 * s.flops / total:>5.1f}% |"
+        row = f"| {s.node:<{width}} | {s.op_type:<8} | {s.flops / 1e6:>9.2f} | {100 * s.flops / total:>5.1f}% |"
         for p in precisions:
             row += f" {max(e.max_abs for e in s.errors[p].values()):>{len(p) + 8}.2e} |"
         for m in extra:

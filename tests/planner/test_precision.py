@@ -199,3 +199,22 @@ def test_report_tool(tmp_path, capsys):
     assert [c.node for c in plan.choices] == ["conv1", "conv2", "fc"] and plan.held_out_ok
     assert tool.main([str(tmp_path / "cnn.onnx"), "--fill", "nope=1"]) == 1
     assert "--fill 'nope=1'" in capsys.readouterr().err
+
+
+def test_conv_transpose_and_gemm_without_transpose():
+    """FLOPs and per-output-channel axes of the other layouts: ConvTranspose's weight is [C, M/g, k, k] (axis 1),
+    a Gemm without transB reads B as [K, N] (axis 1)."""
+    from hcc.planner.precision import _weight_axis
+
+    rng = np.random.default_rng(5)
+    inits = {"wt": rng.standard_normal((4, 2, 3, 3)).astype(np.float32), "wg": rng.standard_normal((98, 3)).astype(np.float32)}
+    nodes = [h.make_node("ConvTranspose", ["x", "wt"], ["ct"], name="up"), h.make_node("Flatten", ["ct"], ["f"], name="flat"),
+             h.make_node("Gemm", ["f", "wg"], ["y"], name="fc")]
+    model = _model(nodes, inits, [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                   [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    sens = measure_sensitivity(model, _inputs(model, range(2)))
+    assert [(s.node, s.flops) for s in sens] == [("up", 2 * 100 * 18), ("fc", 2 * 98 * 3)]
+    assert all(0 < s.errors["bf16"]["y"].max_abs < s.errors["int8"]["y"].max_abs for s in sens)
+    assert _weight_axis(nodes[0], 1, 4) == 1 and _weight_axis(nodes[2], 1, 2) == 1 and _weight_axis(nodes[2], 0, 2) is None
+    w = inits["wg"]
+    assert np.array_equal(fake_quantize_weight(w, 1), np.stack([fake_quantize_weight(w[:, j], None) for j in range(3)], axis=1))
