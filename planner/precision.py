@@ -182,6 +182,7 @@ class PrecisionPlan:
     confirm_runs: int
     total_flops: int
     sensitivities: list[OpSensitivity]
+    extended: list[str] = field(default_factory=list)  # node:precision added by measured growth (choose(extend=True))
     notes: list[str] = field(default_factory=list)
 
     def assignment(self) -> dict[str, str]:
@@ -519,13 +520,12 @@ def greedy_assignment(sensitivities: list[OpSensitivity], budget: AccuracyBudget
         chosen[best[1]] = best[2]
 
 
-def _confirm(proto: onnx.ModelProto, sensitivities: list[OpSensitivity], assignment: dict[str, str],
-             budget: AccuracyBudget, samples: list[dict], margin: float) -> tuple[dict[str, OutputError], list[str], int]:
+def _confirm(proto: onnx.ModelProto, sensitivities: list[OpSensitivity], assignment: dict[str, str], budget: AccuracyBudget,
+             samples: list[dict], reference: list[dict], margin: float) -> tuple[dict[str, OutputError], list[str], int]:
     """One end-to-end run of the chosen set; while over `margin` x the budget, put the most sensitive chosen op
     back to fp32 and run again."""
     by_node = {s.node: s for s in sensitivities}
     act_quant = {k: q for s in sensitivities for k, q in s.act_quant.items()}
-    reference = reference_outputs(proto, samples, "calibration")
     reverted, runs = [], 0
     while True:
         if not assignment:
@@ -540,18 +540,46 @@ def _confirm(proto: onnx.ModelProto, sensitivities: list[OpSensitivity], assignm
         reverted.append(worst)
 
 
+def _extend(proto: onnx.ModelProto, sensitivities: list[OpSensitivity], assignment: dict[str, str], budget: AccuracyBudget,
+            samples: list[dict], reference: list[dict], margin: float, speedup: dict[str, float],
+            measured: dict[str, OutputError]) -> tuple[dict[str, OutputError], list[str], int]:
+    """Measured growth past the conservative bound: each (op, precision) the composition left out, most FLOPs saved
+    per unit of error first, is kept only if one end-to-end run of the whole set stays within `margin` x the budget."""
+    act_quant = {k: q for s in sensitivities for k, q in s.act_quant.items()}
+    order = sorted(((-_saving(s.flops, p, speedup) / max(budget.cost(s.errors[p]), 1e-12), s.index, PRECISIONS.index(p), s.node, p)
+                    for s in sensitivities for p in s.errors if s.flops > 0), key=lambda t: t[:3])
+    added, runs = [], 0
+    for *_, node, precision in order:
+        if _saving(1, precision, speedup) <= _saving(1, assignment.get(node, "fp32"), speedup):
+            continue
+        trial = {**assignment, node: precision}
+        errors = compare(reference, run_model(emulate(proto, trial, act_quant), samples))
+        runs += 1
+        if not budget.violations(errors, margin, True):
+            assignment[node] = precision
+            measured = errors
+            added.append(f"{node}:{precision}")
+    return measured, added, runs
+
+
 def choose(sensitivities: list[OpSensitivity], budget: AccuracyBudget | str, model: onnx.ModelProto | str | os.PathLike,
            calibration: dict | list[dict], held_out: dict | list[dict] | None = None,
-           speedup: dict[str, float] = NOMINAL_SPEEDUP, margin: float = DEFAULT_MARGIN) -> PrecisionPlan:
-    """Greedy choice under `margin` x `budget`, confirmed end to end on the calibration inputs, then verified against
-    the full budget on `held_out` (inputs the choice never saw)."""
+           speedup: dict[str, float] = NOMINAL_SPEEDUP, margin: float = DEFAULT_MARGIN, extend: bool = False) -> PrecisionPlan:
+    """Greedy choice under `margin` x `budget`, confirmed end to end on the calibration inputs (`extend`: then grown
+    op by op, each step measured), then verified against the full budget on `held_out` (inputs it never saw)."""
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     proto = _as_model(model)
     samples = _as_samples(calibration)
     assignment = greedy_assignment(sensitivities, budget, speedup, margin)
     outputs = _outputs_of(sensitivities)
     predicted = compose([s.errors[assignment[s.node]] for s in sensitivities if s.node in assignment], outputs)
-    calibration_errors, reverted, runs = _confirm(proto, sensitivities, assignment, budget, samples, margin)
+    reference = reference_outputs(proto, samples, "calibration")
+    calibration_errors, reverted, runs = _confirm(proto, sensitivities, assignment, budget, samples, reference, margin)
+    extended = []
+    if extend:
+        calibration_errors, extended, more = _extend(proto, sensitivities, assignment, budget, samples, reference, margin, speedup,
+                                                     calibration_errors)
+        runs += more
     held = None
     if held_out is not None:
         held_samples = _as_samples(held_out)
@@ -567,7 +595,7 @@ def choose(sensitivities: list[OpSensitivity], budget: AccuracyBudget | str, mod
              + ", ".join(f"{k} {v:g}x" for k, v in speedup.items()) + ", not measured kernels"]
     return PrecisionPlan(str(budget), margin, choices, predicted, calibration_errors, held, not budget.violations(calibration_errors),
                          None if held is None else not budget.violations(held), reverted, runs,
-                         sum(s.flops for s in sensitivities), sensitivities, notes)
+                         sum(s.flops for s in sensitivities), sensitivities, extended, notes)
 
 
 def analyze(model: onnx.ModelProto | str | os.PathLike, calibration: dict | list[dict], budget: AccuracyBudget | str,

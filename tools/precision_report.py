@@ -1,14 +1,17 @@
 """Mixed-precision report: per-op measured sensitivity and the plan an accuracy budget allows (planner/precision.py).
 
     python tools/precision_report.py MODEL.onnx [--input-shape NAME=1x3x224x224] [--accuracy max_abs=1e-2]
-        [--calib N] [--held-out N] [--precisions bf16,fp16,int8] [--margin 0.5] [--fill NAME=VALUE] [--json OUT]
+        [--calib N] [--held-out N] [--precisions bf16,fp16,int8] [--margin 0.5] [--extend] [--fill NAME=VALUE]
+        [--json OUT]
 
 The model is loaded as `hcc compile` loads it (hcc.frontend.loader.load_model: shapes fixed, batch norm folded, ...),
 and its inputs are made as hcc makes golden inputs (hcc.artifacts.golden.random_inputs): calibration seeds 0..N-1,
 held-out seeds 1000000.. (never seen by the choice). `--fill NAME=VALUE` sets an input to a constant instead (e.g.
 `attention_mask=1`: random integers >= 1 make a BERT additive mask +inf and its outputs NaN). Prints one row per
 candidate op (its share of the candidate FLOPs, the end-to-end error with only that op lowered, per precision) and
-the chosen plan with its error on the calibration and the held-out inputs. Analysis only: hcc's CPU code runs fp32, so no speed-up is claimed.
+the chosen plan with its error on the calibration and the held-out inputs. `--extend` grows the conservative choice
+op by op, keeping each step only if an end-to-end run on the calibration inputs stays within the margin. Analysis
+only: hcc's CPU code runs fp32, so no speed-up is claimed.
 """
 from __future__ import annotations
 
@@ -62,7 +65,9 @@ def plan_summary(plan: PrecisionPlan, calib: int, held_out: int) -> list[str]:
              "candidate FLOPs by chosen precision: " + ", ".join(f"{p} {100 * f / total:.1f}%" for p, f in sorted(shares.items())),
              f"nominal compute left: {100 * (1 - sum(c.flops_saved for c in plan.choices) / total):.1f}% of fp32 (nominal speed-ups; "
              "hcc's CPU code still runs fp32)",
-             f"confirming runs: {plan.confirm_runs}; put back to fp32 after the confirming run: {', '.join(plan.reverted) or 'none'}"]
+             f"end-to-end runs: {plan.confirm_runs}; put back to fp32 after the confirming run: {', '.join(plan.reverted) or 'none'}"]
+    if plan.extended:
+        lines.append(f"added by measured growth (--extend): {', '.join(plan.extended)}")
     rows = [("predicted (composed)", plan.predicted, None), (f"calibration ({calib} inputs)", plan.calibration, plan.calibration_ok),
             (f"held-out ({held_out} inputs)", plan.held_out, plan.held_out_ok)]
     for label, errors, ok in rows:
@@ -95,6 +100,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--held-out", type=int, default=8)
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN)
+    parser.add_argument("--extend", action="store_true")
     parser.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -110,7 +116,7 @@ def main(argv: list[str]) -> int:
         progress = lambda s, i, n: print(f"  [{i}/{n}] {s.node} ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)  # noqa: E731
         sens = measure_sensitivity(loaded.model, calib, precisions, progress=progress)
         measured = time.perf_counter() - start
-        plan = choose(sens, budget, loaded.model, calib, held or None, margin=args.margin)
+        plan = choose(sens, budget, loaded.model, calib, held or None, margin=args.margin, extend=args.extend)
     except HccError as exc:
         print(f"precision_report: error: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@ and verified on held-out inputs, and the plan's JSON form. Small models built in
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -218,3 +219,18 @@ def test_conv_transpose_and_gemm_without_transpose():
     assert _weight_axis(nodes[0], 1, 4) == 1 and _weight_axis(nodes[2], 1, 2) == 1 and _weight_axis(nodes[2], 0, 2) is None
     w = inits["wg"]
     assert np.array_equal(fake_quantize_weight(w, 1), np.stack([fake_quantize_weight(w[:, j], None) for j in range(3)], axis=1))
+
+
+@pytest.mark.parametrize("which, budget", [("cnn", "max_abs=2e-2"), ("mlp", "max_abs=2e-2")])
+def test_measured_growth_saves_more_and_still_meets_budget(which, budget, cnn_sens, mlp_sens):
+    """extend=True starts from the conservative choice and keeps only steps an end-to-end run accepts (bf16 and int8
+    only, a CPU's choice: the summed bf16 errors exceed the budget that the measured set fits in)."""
+    model, sens = cnn_sens if which == "cnn" else mlp_sens
+    sens = [replace(s, errors={p: s.errors[p] for p in ("bf16", "int8")}) for s in sens]
+    base = choose(sens, budget, model, _inputs(model, CALIB), _inputs(model, HELD_OUT))
+    grown = choose(sens, budget, model, _inputs(model, CALIB), _inputs(model, HELD_OUT), extend=True)
+    saved = lambda plan: sum(c.flops_saved for c in plan.choices)  # noqa: E731
+    assert grown.extended and saved(grown) > saved(base)
+    assert all(grown.assignment().get(k) for k in base.assignment())
+    parsed = AccuracyBudget.parse(budget)
+    assert not parsed.violations(grown.calibration, grown.margin) and grown.held_out_ok
