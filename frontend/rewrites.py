@@ -19,6 +19,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * Expand whose shape operand has fewer dimensions than the input (bidirectional broadcasting): torch-mlir
   lowers Expand to aten.broadcast_to, which requires the target shape to cover the input's rank. With static shapes
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
+* CumSum: torch-mlir lowers it to a TMTensor scan the linalg pipeline cannot legalize; it is written as a log-step
+  scan of Slice, Concat and Add (frontend/cumsum.py).
 
 `apply_rewrites` runs in `loader.load_model` after constant folding; the caller re-runs shape inference when it
 returns a non-zero count (the new nodes' intermediate tensors have no shapes yet).
@@ -32,6 +34,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.frontend.checks import static_shape
+from hcc.frontend.cumsum import cumsum_nodes
 
 GELU_COEFFICIENT = 0.044715
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -177,10 +180,13 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
             helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)], []
 
 
-def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None]):
+def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None],
+               scalars: dict[str, int]):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
+    if node.op_type == "CumSum" and shapes.get(node.input[0]):
+        return cumsum_nodes(node, types[node.input[0]], shapes[node.input[0]], scalars.get(node.input[1]))
     if node.op_type in ("Cast", "CastLike"):
         return _float_to_uint8_cast(node, types)
     if node.op_type == "Hardmax" and shapes.get(node.input[0]):
@@ -199,9 +205,13 @@ def apply_rewrites(model: onnx.ModelProto) -> int:
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     shapes = {v.name: static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer if len(init.dims) == 1}
+    inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
+    scalars = {init.name: int(numpy_helper.to_array(init).reshape(-1)[0]) for init in graph.initializer
+               if int(np.prod(init.dims)) == 1 and init.data_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
+               and init.name not in inputs}
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
-        expansion = _expansion(node, types, opset, shapes)
+        expansion = _expansion(node, types, opset, shapes, scalars)
         if expansion is not None:
             nodes.extend(expansion[0])
             new_inits.extend(expansion[1])

@@ -429,6 +429,13 @@ case("ReverseSequence", "time-major", lambda: with_weights("ReverseSequence", (4
                                                            time_axis=0, batch_axis=1))
 case("ReverseSequence", "batch-major", lambda: with_weights("ReverseSequence", (3, 4, 2), [_const("lens", [1, 3, 4], np.int64)],
                                                             time_axis=1, batch_axis=0))
+# CumSum is rewritten into a log-step scan (frontend/cumsum.py): compared with onnxruntime on the model as written.
+case("CumSum", "axis2-37", lambda: with_weights("CumSum", (2, 3, 37), [_const("axis", 2, np.int64)]), as_written=True)
+case("CumSum", "exclusive-reverse-axis0", lambda: with_weights("CumSum", (5, 4), [_const("axis", 0, np.int32)], exclusive=1,
+                                                                reverse=1), as_written=True)
+case("CumSum", "int64-negative-axis", lambda: _model([h.make_node("CumSum", ["x", "axis"], ["y"], name="cumsum", exclusive=1)],
+                                                      [("x", I64, [3, 9])], [("y", I64)], [_const("axis", -1, np.int64)]),
+     as_written=True, feeds={"x": np.random.default_rng(8).integers(-1000, 1000, (3, 9)).astype(np.int64)})
 # NonZero is compiled only when its input is a constant (frontend/checks.py): here it computes the coordinates that a
 # GatherND then reads from the real input.
 case("NonZero", "constant-folded", lambda: _model(
