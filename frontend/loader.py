@@ -195,7 +195,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
             model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     check_control_flow(model, path)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
-    if apply_rewrites(model):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
+    if apply_rewrites(model, path):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight

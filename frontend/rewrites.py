@@ -21,6 +21,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
 * CumSum: torch-mlir lowers it to a TMTensor scan the linalg pipeline cannot legalize; it is written as a log-step
   scan of Slice, Concat and Add (frontend/cumsum.py).
+* TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
+  (frontend/topk.py).
 
 `apply_rewrites` runs in `loader.load_model` after constant folding; the caller re-runs shape inference when it
 returns a non-zero count (the new nodes' intermediate tensors have no shapes yet).
@@ -35,6 +37,7 @@ from onnx import helper, numpy_helper
 
 from hcc.frontend.checks import static_shape
 from hcc.frontend.cumsum import cumsum_nodes
+from hcc.frontend.topk import topk_nodes
 
 GELU_COEFFICIENT = 0.044715
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -181,12 +184,14 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
 
 
 def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None],
-               scalars: dict[str, int]):
+               scalars: dict[str, int], path: str):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
     if node.op_type == "CumSum" and shapes.get(node.input[0]):
         return cumsum_nodes(node, types[node.input[0]], shapes[node.input[0]], scalars.get(node.input[1]))
+    if node.op_type == "TopK" and shapes.get(node.input[0]):
+        return topk_nodes(node, types[node.input[0]], shapes[node.input[0]], scalars.get(node.input[1]), opset, path)
     if node.op_type in ("Cast", "CastLike"):
         return _float_to_uint8_cast(node, types)
     if node.op_type == "Hardmax" and shapes.get(node.input[0]):
@@ -198,7 +203,7 @@ def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: 
     return None
 
 
-def apply_rewrites(model: onnx.ModelProto) -> int:
+def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     """Rewrite in place; returns how many nodes were rewritten."""
     graph = model.graph
     types = _elem_types(model)
@@ -211,7 +216,7 @@ def apply_rewrites(model: onnx.ModelProto) -> int:
                and init.name not in inputs}
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
-        expansion = _expansion(node, types, opset, shapes, scalars)
+        expansion = _expansion(node, types, opset, shapes, scalars, path)
         if expansion is not None:
             nodes.extend(expansion[0])
             new_inits.extend(expansion[1])

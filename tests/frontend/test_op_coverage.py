@@ -436,6 +436,21 @@ case("CumSum", "exclusive-reverse-axis0", lambda: with_weights("CumSum", (5, 4),
 case("CumSum", "int64-negative-axis", lambda: _model([h.make_node("CumSum", ["x", "axis"], ["y"], name="cumsum", exclusive=1)],
                                                       [("x", I64, [3, 9])], [("y", I64)], [_const("axis", -1, np.int64)]),
      as_written=True, feeds={"x": np.random.default_rng(8).integers(-1000, 1000, (3, 9)).astype(np.int64)})
+# TopK is rewritten into ranks from pairwise comparisons (frontend/topk.py): ties (integer-valued floats) resolved
+# by lower index, compared with onnxruntime on the model as written.
+_TIES = {"x": np.random.default_rng(10).integers(-3, 4, (4, 10)).astype(np.float32)}
+
+
+def _topk(shape, k, elem=F, opset=17, **attrs):
+    node = h.make_node("TopK", ["x", "k"], ["values", "indices"], name="topk", **attrs)
+    return _model([node], [("x", elem, list(shape))], [("values", elem), ("indices", I64)], [_const("k", [k], np.int64)], opset=opset)
+
+
+case("TopK", "largest-ties", lambda: _topk((4, 10), 4), as_written=True, feeds=_TIES)
+case("TopK", "smallest-ties-opset11", lambda: _topk((4, 10), 7, opset=11, largest=0), as_written=True, feeds=_TIES)
+case("TopK", "axis0-int64-smallest", lambda: _topk((6, 3, 2), 6, elem=I64, axis=0, largest=0), as_written=True,
+     feeds={"x": np.random.default_rng(11).integers(-5, 5, (6, 3, 2)).astype(np.int64)})
+case("TopK", "axis1-random", lambda: _topk((2, 33, 3), 5, axis=1), as_written=True)
 # NonZero is compiled only when its input is a constant (frontend/checks.py): here it computes the coordinates that a
 # GatherND then reads from the real input.
 case("NonZero", "constant-folded", lambda: _model(
