@@ -68,7 +68,8 @@ def plan_summary(plan: PrecisionPlan, calib: int, held_out: int) -> list[str]:
              f"end-to-end runs: {plan.confirm_runs}; put back to fp32 after the confirming run: {', '.join(plan.reverted) or 'none'}"]
     if plan.extended:
         lines.append(f"added by measured growth (--extend): {', '.join(plan.extended)}")
-    rows = [("predicted (composed)", plan.predicted, None), (f"calibration ({calib} inputs)", plan.calibration, plan.calibration_ok),
+    composed = "predicted (composed, the choice before growth)" if plan.extended else "predicted (composed)"
+    rows = [(composed, plan.predicted, None), (f"calibration ({calib} inputs)", plan.calibration, plan.calibration_ok),
             (f"held-out ({held_out} inputs)", plan.held_out, plan.held_out_ok)]
     for label, errors, ok in rows:
         if errors is None:
