@@ -223,9 +223,12 @@ def _as_samples(inputs: dict[str, np.ndarray] | list[dict[str, np.ndarray]]) -> 
 
 def node_keys(model: onnx.ModelProto) -> list[str]:
     """A stable unique key per node: its name, or op_type_index for an unnamed or duplicate one."""
+    names = {n.name for n in model.graph.node}
     keys, seen = [], set()
     for i, node in enumerate(model.graph.node):
         key = node.name if node.name and node.name not in seen else f"{node.op_type}_{i}"
+        while key in seen or (key != node.name and key in names):  # a generated key that another node is named
+            key += "_"
         seen.add(key)
         keys.append(key)
     return keys

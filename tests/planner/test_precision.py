@@ -21,6 +21,7 @@ from hcc.planner.precision import (
     emulate,
     fake_quantize_weight,
     measure_sensitivity,
+    node_keys,
     run_model,
 )
 
@@ -234,3 +235,10 @@ def test_measured_growth_saves_more_and_still_meets_budget(which, budget, cnn_se
     assert all(grown.assignment().get(k) for k in base.assignment())
     parsed = AccuracyBudget.parse(budget)
     assert not parsed.violations(grown.calibration, grown.margin) and grown.held_out_ok
+
+
+def test_node_keys_are_unique():
+    nodes = [h.make_node("Relu", ["x"], ["a"], name="Relu_1"), h.make_node("Relu", ["a"], ["b"]),
+             h.make_node("Relu", ["b"], ["c"], name="Relu_1"), h.make_node("Relu", ["c"], ["y"], name="last")]
+    model = _model(nodes, {}, [h.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [h.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    assert node_keys(model) == ["Relu_1", "Relu_1_", "Relu_2", "last"]
