@@ -32,8 +32,10 @@ def _integer_bound(model: onnx.ModelProto, name: str, shapes: dict[str, list[int
 
 
 def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
-    """Deterministic inputs: normal floats, valid indices for integer inputs that feed a Gather (other integers are
-    positive), random bools."""
+    """Deterministic inputs: normal floats, valid indices for integer inputs that feed a Gather, 0/1 (nine in ten
+    ones) for an integer input whose name says it is a mask (an attention mask of 1..9 turned a BERT encoder's
+    additive mask into +inf and every golden output into NaN, a check that cannot fail), other integers positive,
+    random bools."""
     rng = np.random.default_rng(seed)
     shapes = {i.name: list(i.dims) for i in model.graph.initializer}
     for value in list(model.graph.value_info) + list(model.graph.input):
@@ -46,6 +48,9 @@ def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> d
         elif dtype.kind in "iu":
             # Indices start at 0; other integers at 1, so that integer Div/Mod of random data never divides by zero.
             index = any(n.op_type == "Gather" and len(n.input) > 1 and n.input[1] == info.name for n in model.graph.node)
+            if not index and "mask" in info.name.lower():
+                feeds[info.name] = (rng.random(info.shape) < 0.9).astype(dtype)
+                continue
             bound = _integer_bound(model, info.name, shapes)
             feeds[info.name] = rng.integers(0 if index else min(1, bound - 1), bound, size=info.shape).astype(dtype)
         elif dtype == np.bool_:

@@ -64,3 +64,25 @@ def test_compile_a_model_onnxruntime_cannot_run(tmp_path):
     x = np.array([[-3, 0, 2], [7, -1, 5]], np.int64)
     (y,) = hcc.runtime.load(tmp_path / "bundle").run(None, {"x": x})
     np.testing.assert_array_equal(y, np.maximum(x, 0))
+
+
+def test_random_attention_mask_is_zeros_and_ones():
+    """An integer input named like a mask gets 0/1 values: a BERT-style additive mask (1 - mask) * float32 min (what torch exports) must stay
+    finite, or every golden output is NaN and the check cannot fail."""
+    from types import SimpleNamespace
+
+    from hcc.artifacts.golden import random_inputs
+
+    nodes = [helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT), helper.make_node("Sub", ["one", "m"], ["inv"]),
+             helper.make_node("Mul", ["inv", "big"], ["add"]), helper.make_node("Add", ["x", "add"], ["s"]),
+             helper.make_node("Softmax", ["s"], ["y"], axis=-1)]
+    lowest = np.array(np.finfo(np.float32).min, np.float32)
+    inits = [onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one"), onnx.numpy_helper.from_array(lowest, "big")]
+    graph = helper.make_graph(nodes, "mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 16]),
+                                              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [2, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    inputs = [SimpleNamespace(name="x", dtype="float32", shape=[2, 16]), SimpleNamespace(name="attention_mask", dtype="int64", shape=[2, 16])]
+    feeds = random_inputs(model, inputs, seed=0)
+    assert set(np.unique(feeds["attention_mask"])) <= {0, 1} and feeds["attention_mask"].sum() > 16
+    assert np.isfinite(run_onnxruntime(model, feeds)["y"]).all()
