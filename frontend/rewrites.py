@@ -21,6 +21,10 @@ the converter's output would have to be done per backend and per torch-mlir rele
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
 * CumSum: torch-mlir lowers it to a TMTensor scan the linalg pipeline cannot legalize; it is written as a log-step
   scan of Slice, Concat and Add (frontend/cumsum.py).
+* Dropout (inference: training_mode absent or a constant false, or ratio 0): y = x and an all-true mask computed
+  from x; torch-mlir's conversion fails on the mask output and before opset 12. Training mode is refused (random).
+* MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
+  matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
 
@@ -35,6 +39,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.errors import HccError
 from hcc.frontend.checks import static_shape
 from hcc.frontend.cumsum import cumsum_nodes
 from hcc.frontend.topk import topk_nodes
@@ -184,14 +189,18 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
 
 
 def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None],
-               scalars: dict[str, int], path: str):
+               scalars: dict[str, np.ndarray], path: str):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
     if node.op_type == "CumSum" and shapes.get(node.input[0]):
-        return cumsum_nodes(node, types[node.input[0]], shapes[node.input[0]], scalars.get(node.input[1]))
+        return cumsum_nodes(node, types[node.input[0]], shapes[node.input[0]], _int_scalar(scalars, node.input[1]))
     if node.op_type == "TopK" and shapes.get(node.input[0]):
-        return topk_nodes(node, types[node.input[0]], shapes[node.input[0]], scalars.get(node.input[1]), opset, path)
+        return topk_nodes(node, types[node.input[0]], shapes[node.input[0]], _int_scalar(scalars, node.input[1]), opset, path)
+    if node.op_type == "Dropout":
+        return _dropout_nodes(node, scalars, opset, path)
+    if node.op_type == "MatMul" and 1 in (len(shapes.get(n) or [0, 0]) for n in node.input):
+        return _vector_matmul_nodes(node, shapes)
     if node.op_type in ("Cast", "CastLike"):
         return _float_to_uint8_cast(node, types)
     if node.op_type == "Hardmax" and shapes.get(node.input[0]):
@@ -203,6 +212,64 @@ def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: 
     return None
 
 
+def _int_scalar(scalars: dict[str, np.ndarray], name: str) -> int | None:
+    value = scalars.get(name)
+    return int(value[0]) if value is not None and value.dtype.kind in "iu" else None
+
+
+def _dropout_nodes(node: onnx.NodeProto, scalars: dict[str, np.ndarray], opset: int, path: str):
+    """Inference Dropout: y = x, mask all true (computed from x, not a constant output). Training mode with a
+    non-zero ratio is random: refused. torch-mlir's conversion fails on the mask and before opset 12."""
+    where = f"{path}: node '{node.name}' (Dropout)"
+    if opset < 12 and len(node.output) > 1 and node.output[1]:
+        raise HccError(f"{where}: its mask output is unspecified in inference before opset 12 (onnxruntime gives all "
+                       "false, onnx.reference all true); hcc compiles it from opset 12 on")
+    training = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    if training is not None:
+        if training not in scalars:
+            raise HccError(f"{where}: training_mode is given at run time; in training mode Dropout is random, and hcc "
+                           "compiles inference Dropout only (training_mode absent or a constant false)")
+        ratio_name = node.input[1] if len(node.input) > 1 and node.input[1] else None
+        ratio = float(scalars[ratio_name][0]) if ratio_name in scalars else 0.5 if ratio_name is None else None
+        if bool(scalars[training][0]) and ratio != 0.0:
+            raise HccError(f"{where}: training_mode is true with ratio {'given at run time' if ratio is None else ratio}: "
+                           "Dropout is random then, and hcc compiles inference Dropout only")
+    nodes = [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)]
+    if len(node.output) > 1 and node.output[1]:
+        nan = f"{node.name}/is_nan"
+        nodes += [helper.make_node("IsNaN", [node.input[0]], [nan], name=f"{nan}_op"),
+                  helper.make_node("Not", [nan], [f"{node.name}/not_nan"], name=f"{node.name}/not_nan_op"),
+                  helper.make_node("Or", [nan, f"{node.name}/not_nan"], [node.output[1]], name=f"{node.name}/mask")]
+    return nodes, []
+
+
+def _vector_matmul_nodes(node: onnx.NodeProto, shapes: dict[str, list[int] | None]):
+    """MatMul with a 1-D operand (numpy rules: a vector a is [1, k], a vector b is [k, 1], and that dimension is
+    dropped from the result), as a MatMul of reshaped operands: torch-mlir's aten.matmul fails on 1-D x N-D."""
+    a, b = node.input
+    sa, sb = shapes.get(a), shapes.get(b)
+    if sa is None or sb is None or len(sa) == len(sb) == 1:
+        return None  # the vector dot product converts
+    out_shape = shapes.get(node.output[0])
+    if out_shape is None:
+        return None
+    nodes, inits = [], []
+    operands = []
+    for name, shape, new in ((a, sa, [1] + sa), (b, sb, sb + [1])):
+        if len(shape) != 1:
+            operands.append(name)
+            continue
+        target = f"{node.name}/{'a' if name == a else 'b'}_shape"
+        inits.append(numpy_helper.from_array(np.array(new, np.int64), target))
+        operands.append(f"{node.name}/{'a' if name == a else 'b'}_2d")
+        nodes.append(helper.make_node("Reshape", [name, target], [operands[-1]], name=f"{operands[-1]}_op"))
+    product = f"{node.name}/product"
+    nodes.append(helper.make_node("MatMul", operands, [product], name=node.name))
+    inits.append(numpy_helper.from_array(np.array(out_shape, np.int64), f"{node.name}/out_shape"))
+    nodes.append(helper.make_node("Reshape", [product, f"{node.name}/out_shape"], [node.output[0]], name=f"{node.name}/out"))
+    return nodes, inits
+
+
 def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     """Rewrite in place; returns how many nodes were rewritten."""
     graph = model.graph
@@ -211,9 +278,8 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     shapes = {v.name: static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer if len(init.dims) == 1}
     inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
-    scalars = {init.name: int(numpy_helper.to_array(init).reshape(-1)[0]) for init in graph.initializer
-               if int(np.prod(init.dims)) == 1 and init.data_type in (onnx.TensorProto.INT32, onnx.TensorProto.INT64)
-               and init.name not in inputs}
+    scalars = {init.name: numpy_helper.to_array(init).reshape(-1) for init in graph.initializer
+               if int(np.prod(init.dims)) == 1 and init.name not in inputs}
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
         expansion = _expansion(node, types, opset, shapes, scalars, path)

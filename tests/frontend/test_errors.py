@@ -143,3 +143,32 @@ def test_compile_refuses_to_overwrite_a_foreign_folder(tmp_path):
     with pytest.raises(HccError, match="not an intact hcc bundle"):
         hcc.compile(path, tmp_path / "precious")
     assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("training", ["input", "true"])
+def test_training_dropout_is_refused(tmp_path, training):
+    """Dropout in training mode is random: refused by name, whether the mode is a run-time input or a constant true."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])]
+    inits = [numpy_helper.from_array(np.array(0.5, np.float32), "ratio")]
+    if training == "input":
+        inputs.append(helper.make_tensor_value_info("training", TensorProto.BOOL, []))
+    else:
+        inits.append(numpy_helper.from_array(np.array(True), "training"))
+    graph = helper.make_graph([helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], name="drop")], "dropout",
+                              inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    path = tmp_path / "dropout.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(HccError, match=r"node 'drop' \(Dropout\): training_mode .* hcc compiles inference Dropout only"):
+        load_model(str(path), {"training": []} if training == "input" else None)
+
+
+def test_dropout_mask_before_opset_12_is_refused(tmp_path):
+    """Before opset 12 the inference mask is unspecified: onnxruntime and onnx.reference disagree, so no answer."""
+    graph = helper.make_graph([helper.make_node("Dropout", ["x"], ["y", "mask"], name="drop")], "dropout",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 3])])
+    path = tmp_path / "dropout11.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+    with pytest.raises(HccError, match=r"node 'drop' \(Dropout\): its mask output is unspecified"):
+        load_model(str(path))

@@ -90,6 +90,12 @@ case("HardSwish", "", lambda: unary("HardSwish"))
 case("Gelu", "erf", lambda: unary("Gelu", opset=20))
 case("Gelu", "tanh", lambda: unary("Gelu", opset=20, approximate="tanh"))
 case("Dropout", "inference", lambda: unary("Dropout"))
+# Dropout is rewritten (frontend/rewrites.py): identity, and an all-true mask computed from x.
+case("Dropout", "mask-training-false", lambda: _model(
+    [h.make_node("Dropout", ["x", "ratio", "training"], ["y", "mask"], name="dropout")], [("x", F, [2, 3, 4])],
+    ["y", ("mask", B)], [_const("ratio", 0.3), _const("training", False, np.bool_)]), as_written=True)
+case("Dropout", "opset11-ratio", lambda: _model([h.make_node("Dropout", ["x"], ["y"], name="dropout", ratio=0.2)],
+                                                [("x", F, [3, 5])], ["y"], opset=11), as_written=True)
 case("Not", "", lambda: _model([h.make_node("Not", ["x"], ["y"], name="not")], [("x", B, [2, 5])], [("y", B)]))
 
 # Element-wise binary, with broadcasting
@@ -198,6 +204,8 @@ case("MatMul", "2d", lambda: binary("MatMul", (3, 4), (4, 5)))
 case("MatMul", "batched-broadcast", lambda: binary("MatMul", (2, 3, 4), (4, 5)))
 case("MatMul", "batched-4d", lambda: binary("MatMul", (2, 2, 3, 4), (2, 1, 4, 5)))
 case("MatMul", "vector", lambda: binary("MatMul", (3, 4), (4,)))
+case("MatMul", "vector-times-batch", lambda: binary("MatMul", (4,), (2, 4, 5)), as_written=True)
+case("MatMul", "batch-times-vector", lambda: binary("MatMul", (2, 3, 3, 4), (4,)), as_written=True)
 case("MatMul", "weight", lambda: with_weights("MatMul", (3, 16), [_rand("w", 16, 8)]))
 case("Gemm", "default", lambda: with_weights("Gemm", (3, 16), [_rand("w", 16, 8), _rand("b", 8)]))
 case("Gemm", "transB", lambda: with_weights("Gemm", (3, 16), [_rand("w", 8, 16), _rand("b", 8)], transB=1))
