@@ -23,6 +23,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
   scan of Slice, Concat and Add (frontend/cumsum.py).
 * Dropout (inference: training_mode absent or a constant false, or ratio 0): y = x and an all-true mask computed
   from x; torch-mlir's conversion fails on the mask output and before opset 12. Training mode is refused (random).
+* Resize with `axes` or keep_aspect_ratio_policy (opset 18 attributes torch-mlir does not convert): the same Resize
+  with full-rank scales or sizes.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
@@ -34,6 +36,7 @@ returns a non-zero count (the new nodes' intermediate tensors have no shapes yet
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -188,17 +191,32 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
             helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)], []
 
 
-def _expansion(node: onnx.NodeProto, types: dict[str, int], opset: int, shapes: dict[str, list[int] | None],
-               scalars: dict[str, np.ndarray], path: str):
+@dataclass
+class _Facts:
+    """What the rewrites read about the graph: element types, static shapes, constant operands."""
+
+    types: dict[str, int]
+    shapes: dict[str, list[int] | None]
+    constants: dict[str, np.ndarray]  # 1-D initializers
+    scalars: dict[str, np.ndarray]  # one-element initializers (as 1-D), not overridable inputs
+    opset: int
+    path: str
+
+
+def _expansion(node: onnx.NodeProto, facts: _Facts):
     """(nodes, initializers) replacing `node`, or None when it is kept."""
+    types, shapes, opset, scalars, path = facts.types, facts.shapes, facts.opset, facts.scalars, facts.path
     if node.domain not in ("", "ai.onnx") or not node.input or node.input[0] not in types:
         return None
-    if node.op_type == "CumSum" and shapes.get(node.input[0]):
-        return cumsum_nodes(node, types[node.input[0]], shapes[node.input[0]], _int_scalar(scalars, node.input[1]))
-    if node.op_type == "TopK" and shapes.get(node.input[0]):
-        return topk_nodes(node, types[node.input[0]], shapes[node.input[0]], _int_scalar(scalars, node.input[1]), opset, path)
+    x_shape = shapes.get(node.input[0])
+    if node.op_type == "CumSum" and x_shape:
+        return cumsum_nodes(node, types[node.input[0]], x_shape, _int_scalar(scalars, node.input[1]))
+    if node.op_type == "TopK" and x_shape:
+        return topk_nodes(node, types[node.input[0]], x_shape, _int_scalar(scalars, node.input[1]), opset, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
+    if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
+        return _full_rank_resize(node, x_shape, facts.constants, path)
     if node.op_type == "MatMul" and 1 in (len(shapes.get(n) or [0, 0]) for n in node.input):
         return _vector_matmul_nodes(node, shapes)
     if node.op_type in ("Cast", "CastLike"):
@@ -243,6 +261,57 @@ def _dropout_nodes(node: onnx.NodeProto, scalars: dict[str, np.ndarray], opset: 
     return nodes, []
 
 
+def _has_attr(node: onnx.NodeProto, names: tuple[str, ...]) -> bool:
+    return any(a.name in names for a in node.attribute)
+
+
+def _full_rank_resize(node: onnx.NodeProto, shape: list[int], constants: dict[str, np.ndarray], path: str):
+    """Resize with `axes` or a keep_aspect_ratio_policy (opset 18), which torch-mlir does not convert, as a Resize of
+    full-rank scales or sizes (1 / the input's length on the other axes). A policy's common scale becomes scales
+    when floor(scale * length), what a scale gives, is the policy's rounded length on every axis; else refused."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rank = len(shape)
+    axes = [a % rank for a in attrs.get("axes", range(rank))]
+    policy = attrs.get("keep_aspect_ratio_policy", b"stretch").decode()
+    names = [node.input[i] if i < len(node.input) else "" for i in range(4)]
+    given = [constants.get(n) if n else None for n in names]
+    if any(n and (v is None) for n, v in zip(names[1:], given[1:])):
+        return None  # not constants: left to the converter, which refuses
+    roi, scales, sizes = (v if v is not None and v.size else None for v in given[1:])
+    new_roi = None
+    if roi is not None:
+        new_roi = np.array([0.0] * rank + [1.0] * rank, roi.dtype)
+        for i, a in enumerate(axes):
+            new_roi[a], new_roi[rank + a] = roi[i], roi[len(axes) + i]
+    new_scales, new_sizes = None, None
+    if sizes is not None:
+        new_sizes = np.array(shape, np.int64)
+        new_sizes[axes] = sizes
+        if policy != "stretch":
+            ratios = [new_sizes[a] / shape[a] for a in axes]
+            scale = min(ratios) if policy == "not_larger" else max(ratios)
+            lengths = [int(scale * shape[a] + 0.5) for a in axes]  # the policy's round-half-up
+            scale32 = np.float32(scale)
+            if any(math.floor(float(scale32) * shape[a]) != n or math.floor(scale * shape[a]) != n for a, n in zip(axes, lengths)):
+                raise HccError(f"{path}: node '{node.name}' (Resize): keep_aspect_ratio_policy '{policy}' gives lengths "
+                               f"{lengths} on axes {axes}, which its scale {scale:.6g} does not (hcc compiles it as scales)")
+            new_scales, new_sizes = np.array([scale if a in axes else 1.0 for a in range(rank)], np.float32), None
+    elif scales is not None:
+        new_scales = np.ones(rank, np.float32)
+        new_scales[axes] = scales
+    inits, inputs = [], [node.input[0]]
+    for label, value in (("roi", new_roi), ("scales", new_scales), ("sizes", new_sizes)):
+        if value is not None:
+            inits.append(numpy_helper.from_array(value, f"{node.name}/{label}"))
+        inputs.append(f"{node.name}/{label}" if value is not None else "")
+    while inputs[-1] == "":
+        inputs.pop()
+    kept = [a for a in node.attribute if a.name not in ("axes", "keep_aspect_ratio_policy")]
+    resized = helper.make_node("Resize", inputs, list(node.output), name=node.name)
+    resized.attribute.extend(kept)
+    return [resized], inits
+
+
 def _vector_matmul_nodes(node: onnx.NodeProto, shapes: dict[str, list[int] | None]):
     """MatMul with a 1-D operand (numpy rules: a vector a is [1, k], a vector b is [k, 1], and that dimension is
     dropped from the result), as a MatMul of reshaped operands: torch-mlir's aten.matmul fails on 1-D x N-D."""
@@ -282,7 +351,7 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
                if int(np.prod(init.dims)) == 1 and init.name not in inputs}
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
-        expansion = _expansion(node, types, opset, shapes, scalars, path)
+        expansion = _expansion(node, _Facts(types, shapes, constants, scalars, opset, path))
         if expansion is not None:
             nodes.extend(expansion[0])
             new_inits.extend(expansion[1])

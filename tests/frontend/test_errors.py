@@ -172,3 +172,16 @@ def test_dropout_mask_before_opset_12_is_refused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
     with pytest.raises(HccError, match=r"node 'drop' \(Dropout\): its mask output is unspecified"):
         load_model(str(path))
+
+
+def test_resize_policy_a_scale_cannot_express_is_refused(tmp_path):
+    """not_smaller on a 2x4 input to sizes 1x3: scale 0.75 and lengths round(1.5)=2, 3; a scale gives floor(1.5)=1."""
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="rs", axes=[2, 3], mode="nearest",
+                            keep_aspect_ratio_policy="not_smaller")
+    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 3])],
+                              [numpy_helper.from_array(np.array([1, 3], np.int64), "sizes")])
+    path = tmp_path / "resize.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    with pytest.raises(HccError, match=r"node 'rs' \(Resize\): keep_aspect_ratio_policy 'not_smaller' gives lengths \[2, 3\]"):
+        load_model(str(path))

@@ -292,6 +292,13 @@ case("Resize", "linear-half-pixel", lambda: with_weights("Resize", (1, 2, 3, 4),
 case("Resize", "linear-align-corners", lambda: with_weights(
     "Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 2])], mode="linear", coordinate_transformation_mode="align_corners"))
 case("Resize", "linear-downsample", lambda: with_weights("Resize", (1, 2, 8, 8), [_EMPTY, _const("sc", [1, 1, 0.5, 0.5])], mode="linear"))
+# opset 18's axes and keep_aspect_ratio_policy: rewritten into full-rank scales/sizes (frontend/rewrites.py)
+case("Resize", "axes-scales", lambda: with_weights("Resize", (1, 2, 3, 4), [None, _const("sc", [2.0, 1.5])], opset=19,
+                                                   axes=[3, 2], mode="nearest"), as_written=True)
+case("Resize", "axes-sizes-linear", lambda: with_weights("Resize", (1, 2, 3, 4), [None, None, _const("sz", [6, 5], np.int64)],
+                                                         opset=19, axes=[2, 3], mode="linear"), as_written=True)
+case("Resize", "not-larger", lambda: with_weights("Resize", (1, 2, 4, 4), [None, None, _const("sz", [6, 9], np.int64)], opset=19,
+                                                  axes=[2, 3], keep_aspect_ratio_policy="not_larger", mode="linear"), as_written=True)
 
 # Recurrent
 def _lstm(direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, layout_outputs=("Y", "Y_h", "Y_c")):
