@@ -292,6 +292,10 @@ case("Resize", "linear-half-pixel", lambda: with_weights("Resize", (1, 2, 3, 4),
 case("Resize", "linear-align-corners", lambda: with_weights(
     "Resize", (1, 2, 3, 4), [_EMPTY, _const("sc", [1, 1, 2, 2])], mode="linear", coordinate_transformation_mode="align_corners"))
 case("Resize", "linear-downsample", lambda: with_weights("Resize", (1, 2, 8, 8), [_EMPTY, _const("sc", [1, 1, 0.5, 0.5])], mode="linear"))
+# LpPool: torch-mlir converts it from opset 18 on (earlier, a lowering error names the node)
+case("LpPool", "p2-pads", lambda: unary("LpPool", shape=(1, 3, 9, 9), opset=18, kernel_shape=[3, 3], pads=[1, 1, 1, 1], p=2))
+case("LpPool", "p3-strides-1d", lambda: unary("LpPool", shape=(2, 3, 17), opset=22, kernel_shape=[4], strides=[2], p=3))
+case("LpPool", "p1-3d", lambda: unary("LpPool", shape=(1, 2, 5, 6, 4), opset=22, kernel_shape=[2, 3, 2], p=1))
 # opset 18's axes and keep_aspect_ratio_policy: rewritten into full-rank scales/sizes (frontend/rewrites.py)
 case("Resize", "axes-scales", lambda: with_weights("Resize", (1, 2, 3, 4), [None, _const("sc", [2.0, 1.5])], opset=19,
                                                    axes=[3, 2], mode="nearest"), as_written=True)
