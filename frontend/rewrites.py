@@ -25,6 +25,7 @@ the converter's output would have to be done per backend and per torch-mlir rele
   from x; torch-mlir's conversion fails on the mask output and before opset 12. Training mode is refused (random).
 * Resize with `axes` or keep_aspect_ratio_policy (opset 18 attributes torch-mlir does not convert): the same Resize
   with full-rank scales or sizes.
+* Pad with mode 'wrap' (no torch-mlir conversion): Concat of the tensor's own slices, axis by axis.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
@@ -217,6 +218,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
         return _full_rank_resize(node, x_shape, facts.constants, path)
+    if node.op_type == "Pad" and x_shape and _text_attr(node, "mode", "constant") == "wrap":
+        return _wrap_pad_nodes(node, x_shape, facts.constants)
     if node.op_type == "MatMul" and 1 in (len(shapes.get(n) or [0, 0]) for n in node.input):
         return _vector_matmul_nodes(node, shapes)
     if node.op_type in ("Cast", "CastLike"):
@@ -259,6 +262,49 @@ def _dropout_nodes(node: onnx.NodeProto, scalars: dict[str, np.ndarray], opset: 
                   helper.make_node("Not", [nan], [f"{node.name}/not_nan"], name=f"{node.name}/not_nan_op"),
                   helper.make_node("Or", [nan, f"{node.name}/not_nan"], [node.output[1]], name=f"{node.name}/mask")]
     return nodes, []
+
+
+def _text_attr(node: onnx.NodeProto, name: str, default: str) -> str:
+    attr = next((a for a in node.attribute if a.name == name), None)
+    return default if attr is None else attr.s.decode()
+
+
+def _wrap_pad_nodes(node: onnx.NodeProto, shape: list[int], constants: dict[str, np.ndarray]):
+    """Pad mode 'wrap' (opset 19; torch-mlir has no conversion) as Concat of the tensor's own slices along each
+    padded axis: y[i] = x[i mod n] (numpy's wrap). Only constant pads in 0..n (others stay refused by checks.py)."""
+    rank = len(shape)
+    pads = constants.get(node.input[1]) if len(node.input) > 1 else None
+    axes_name = node.input[3] if len(node.input) > 3 else ""
+    axes = constants.get(axes_name) if axes_name else np.arange(rank)
+    if pads is None or axes is None or pads.size != 2 * axes.size:
+        return None
+    axes = [int(a) % rank for a in axes]
+    begins, ends = [int(p) for p in pads[:len(axes)]], [int(p) for p in pads[len(axes):]]
+    if any(not 0 <= p <= shape[a] for a, p in zip(axes + axes, begins + ends)):
+        return None
+    nodes, inits, x = [], [], node.input[0]
+    for k, (axis, begin, end) in enumerate(zip(axes, begins, ends)):
+        if begin == end == 0:
+            continue
+        n, parts = shape[axis], []
+        for label, start, stop in (("head", n - begin, n), ("body", 0, n), ("tail", 0, end)):
+            if stop == start:
+                continue
+            if label == "body":
+                parts.append(x)
+                continue
+            name = f"{node.name}/{label}{k}"
+            for field, value in (("start", start), ("stop", stop), ("axis", axis)):
+                inits.append(numpy_helper.from_array(np.array([value], np.int64), f"{name}_{field}"))
+            nodes.append(helper.make_node("Slice", [x, f"{name}_start", f"{name}_stop", f"{name}_axis"], [name], name=f"{name}_op"))
+            parts.append(name)
+        x = f"{node.name}/wrapped{k}"
+        nodes.append(helper.make_node("Concat", parts, [x], name=f"{x}_op", axis=axis))
+    if not nodes:
+        return [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)], inits
+    nodes[-1].output[0] = node.output[0]
+    nodes[-1].name = node.name
+    return nodes, inits
 
 
 def _has_attr(node: onnx.NodeProto, names: tuple[str, ...]) -> bool:

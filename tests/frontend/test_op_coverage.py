@@ -279,6 +279,11 @@ case("ArgMax", "no-keepdims-last", lambda: _model([h.make_node("ArgMax", ["x"], 
 # Pad
 case("Pad", "constant", lambda: with_weights("Pad", (1, 2, 3, 4), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)]))
 case("Pad", "constant-value", lambda: with_weights("Pad", (2, 3), [_const("p", [1, 1, 0, 2], np.int64), _const("v", 1.5)]))
+# mode 'wrap' is rewritten into Slice/Concat (frontend/rewrites.py): compared with onnxruntime on the model as written
+case("Pad", "wrap", lambda: with_weights("Pad", (2, 3, 4), [_const("p", [0, 1, 4, 1, 3, 0], np.int64)], mode="wrap", opset=19),
+     as_written=True)
+case("Pad", "wrap-axes", lambda: with_weights("Pad", (2, 3, 4), [_const("p", [2, 0, 2, 3], np.int64), None, _const("ax", [0, -1], np.int64)],
+                                              mode="wrap", opset=19), as_written=True)
 case("Pad", "reflect", lambda: with_weights("Pad", (1, 2, 4, 5), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)], mode="reflect"))
 case("Pad", "edge", lambda: with_weights("Pad", (1, 2, 4, 5), [_const("p", [0, 0, 1, 2, 0, 0, 2, 1], np.int64)], mode="edge"))
 
