@@ -73,10 +73,15 @@ def check_target_cpu(target: str) -> None:
 class CpuExecutable(Executable):
     def __init__(self, path: Path, entry: str, arity: int, threads: int = 0, profile: bool = False):
         self._lib = load_library(path)
-        set_threads = getattr(self._lib, "hcc_set_num_threads", None)  # the bundle's own pool (runtime/threadpool.c)
-        if set_threads is not None:
-            set_threads.argtypes = [ctypes.c_int]
-            set_threads(threads)
+        # The bundle's own pool (runtime/threadpool.c) is one per loaded .so, and two sessions of one bundle share the
+        # .so: each run sets its session's count again when another session changed it.
+        self._set_threads = getattr(self._lib, "hcc_set_num_threads", None)
+        self._get_threads = getattr(self._lib, "hcc_get_num_threads", None)
+        self._threads = 0
+        if self._set_threads is not None and self._get_threads is not None:
+            self._set_threads.argtypes, self._get_threads.restype = [ctypes.c_int], ctypes.c_int
+            self._set_threads(threads)
+            self._threads = self._get_threads()
         self._fn = entry_function(self._lib, entry, arity, path)
         self._arity = arity
         self._bound: list[Any] = [None] * arity  # per argument position: the bound constant (or None) and its pointer
@@ -106,6 +111,8 @@ class CpuExecutable(Executable):
         # A bound constant passed again is known by identity; anything else is converted now.
         args = [p if a is b else address(a, False) for a, b, p in zip(inputs, self._bound, self._bound_ptrs)]
         args += [address(a, True) for a in outputs]
+        if self._threads and self._get_threads() != self._threads:
+            self._set_threads(self._threads)
         self._fn(*args)
 
 

@@ -108,3 +108,17 @@ def test_unwritable_output_is_an_internal_error(session):
     outs[0].flags.writeable = False
     with pytest.raises(HccError, match="internal"):
         exe.run(args, outs)
+
+
+def test_two_sessions_of_one_bundle_keep_their_thread_counts(session):
+    """The pool lives in the bundle's .so, which two sessions of one bundle share: each run uses its own session's
+    count (onnxruntime's intra_op_num_threads is per session too)."""
+    import ctypes
+
+    one, two = load(session.bundle, threads=1), load(session.bundle, threads=2)
+    lib = one._steps[0].executable._lib
+    lib.hcc_get_num_threads.restype = ctypes.c_int
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    for s, threads in ((one, 1), (two, 2), (one, 1)):
+        check(s.run(None, {"x": x}), x)
+        assert lib.hcc_get_num_threads() == threads
