@@ -20,7 +20,7 @@ from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
 from hcc.artifacts.golden import golden_outputs, random_inputs, save_golden
 from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
-from hcc.devices import TOLERANCES, parse_device
+from hcc.devices import MEASURED_PRECISIONS, TOLERANCES, parse_device
 from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
@@ -225,6 +225,13 @@ def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions) ->
     output_dir.check_output_dir(bundle_dir, protected)
     if options.debug.save_temps:
         check_save_temps(Path(options.debug.save_temps), bundle_dir)
+    if options.cpu.precision == "bf16":
+        from hcc.runtime.devices.cpu import BF16_TILE_FLAGS, has_bf16_tiles
+
+        if not has_bf16_tiles():
+            raise HccError("--cpu-precision bf16: this CPU has no AMX bf16 tiles "
+                           f"({', '.join(sorted(BF16_TILE_FLAGS))}); the compiler measures the error bf16 costs on the "
+                           "compile host, so compile on a CPU that has them (Intel Sapphire Rapids or newer)")
     return protected
 
 
@@ -291,8 +298,10 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         if plan is not None:
             _write_plan_report(staging, plan)
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, options, plan)
-        if any(_is_fixed_point(sg) for sg in manifest.subgraphs):
-            _measure_fixed_point_accuracy(staging, manifest, loaded, feeds, expected, options.golden.seed, progress)
+        lossy = sorted({"fixed point" if _is_fixed_point(sg) else sg.precision for sg in manifest.subgraphs
+                        if _is_fixed_point(sg) or sg.precision in MEASURED_PRECISIONS})
+        if lossy:
+            _measure_accuracy(staging, manifest, loaded, feeds, expected, options.golden.seed, progress, " and ".join(lossy))
         if options.sign_key:
             from hcc.runtime.signing import sign_bundle
 
@@ -330,9 +339,10 @@ def _is_fixed_point(subgraph: SubgraphRecord) -> bool:
     return any("tolerance" in artifact.meta for artifact in subgraph.artifacts)
 
 
-def _measure_fixed_point_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected, seed: int, progress: ProgressFn) -> None:
+def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected, seed: int, progress: ProgressFn, what: str) -> None:
     """Run the staged bundle on the golden and on held-out inputs against onnxruntime; store each output's measured
-    error, argmax agreement and the tolerance they imply in the manifest (artifacts/accuracy.py says why)."""
+    error, argmax agreement and the tolerance they imply in the manifest (artifacts/accuracy.py says why). `what`:
+    the lossy arithmetic that needs it (fixed point, bf16), for the messages."""
     from hcc.artifacts import accuracy
 
     held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
@@ -343,10 +353,10 @@ def _measure_fixed_point_accuracy(staging: Path, manifest: Manifest, loaded, fee
     manifest.golden.outputs = measured
     for name, acc in measured.items():
         agreement = f", argmax agreement {acc.argmax_agreement:.0%}" if acc.argmax_agreement is not None else ""
-        progress(f"fixed point: output '{name}': max abs error {acc.golden_max_abs:.3g} on the golden inputs, {acc.held_out_max_abs:.3g} on "
+        progress(f"{what}: output '{name}': max abs error {acc.golden_max_abs:.3g} on the golden inputs, {acc.held_out_max_abs:.3g} on "
                  f"{acc.held_out_samples} held-out inputs{agreement}; golden atol {acc.atol:.3g}")
         if acc.note:
-            progress(f"warning: output '{name}': {acc.note}; widen --fpga-precision")
+            progress(f"warning: output '{name}': {acc.note}; " + ("widen --fpga-precision" if "fixed" in what else "use --cpu-precision fp32"))
     bundle_writer.write_manifest(staging, manifest)
 
 

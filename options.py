@@ -66,11 +66,17 @@ class GoldenOptions:
 
 @dataclass(frozen=True)
 class CpuOptions:
+    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles)."""
+
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')
+    precision: str = DEVICE_KINDS["cpu"].default_precision
 
     def __post_init__(self):
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
             raise HccError(f"--target-cpu {self.target_cpu!r}: expected a CPU name such as x86-64-v3 or native")
+        choices = DEVICE_KINDS["cpu"].precisions
+        if self.precision not in choices:
+            raise HccError(f"--cpu-precision {self.precision!r}: unsupported (choose one of {', '.join(choices)})")
 
 
 @dataclass(frozen=True)
@@ -219,7 +225,7 @@ class CompileOptions:
     @classmethod
     def from_keywords(cls, **keywords: Any) -> CompileOptions:
         """The keywords `hcc.compile` has always taken (input_shapes, golden_inputs, seed, target_cpu, keep_ir, devices,
-        objective, budgets, overrides, placement_file, save_placement, device_file, plan_time_limit_s, gpu_precision,
+        objective, budgets, overrides, placement_file, save_placement, device_file, plan_time_limit_s, gpu_precision, cpu_precision,
         fpga (a dict of FpgaOptions fields), sign_key, save_temps) as a CompileOptions."""
         sections: dict[str, dict] = {name: {} for name in _SECTIONS}
         top: dict[str, Any] = {}
@@ -280,7 +286,8 @@ _SECTIONS: dict[str, type] = {"golden": GoldenOptions, "cpu": CpuOptions, "gpu":
 KEYWORDS: dict[str, tuple[str | None, str]] = {
     "input_shapes": (None, "input_shapes"), "sign_key": (None, "sign_key"), "fpga": (None, "fpga"),
     "golden_inputs": ("golden", "inputs"), "seed": ("golden", "seed"), "target_cpu": ("cpu", "target_cpu"),
-    "gpu_precision": ("gpu", "precision"), "keep_ir": ("debug", "keep_ir"), "save_temps": ("debug", "save_temps"),
+    "gpu_precision": ("gpu", "precision"), "cpu_precision": ("cpu", "precision"), "keep_ir": ("debug", "keep_ir"),
+    "save_temps": ("debug", "save_temps"),
     "devices": ("planner", "devices"), "objective": ("planner", "objective"), "budgets": ("planner", "budgets"),
     "overrides": ("planner", "overrides"), "placement_file": ("planner", "placement_file"),
     "save_placement": ("planner", "save_placement"), "device_file": ("planner", "device_file"),

@@ -21,12 +21,15 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     log: list[lowering.OpReport] = []
     target = options.cpu.target_cpu
     nodes: list[str] = []
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env)
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.precision == "bf16")
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes)
     if options.debug.keep_ir:
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
-    return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta={"schedule": schedule_record(log)})]
+    meta = {"schedule": schedule_record(log)}
+    if options.cpu.precision != "fp32":
+        meta["precision_default"] = options.cpu.precision
+    return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta=meta)]
 
 
 def schedule_record(log: list[lowering.OpReport]) -> list[dict]:

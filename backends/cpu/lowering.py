@@ -482,7 +482,16 @@ def _drop_tensor_copies(root) -> int:
     return dropped
 
 
-def _micro_kernel_calls(module) -> list[OpReport]:
+@dataclass(frozen=True)
+class Codegen:
+    """What one attempt at vector code may use: `kinds` the schedule kinds (None: all), `bf16` whether GEMMs and
+    convolutions call the kernels' bfloat16 entries (AMX tiles; `--cpu-precision bf16`)."""
+
+    kinds: frozenset[str] | None = None
+    bf16: bool = False
+
+
+def _micro_kernel_calls(module, bf16: bool = False) -> list[OpReport]:
     """Tag the contractions the GEMM kernel takes, then turn every tagged op into a kernel call (ukernels.py),
     with its init and a following activation / residual add fused; one report per call."""
     from hcc.backends.cpu import schedule, ukernels
@@ -496,14 +505,14 @@ def _micro_kernel_calls(module) -> list[OpReport]:
                 work *= max(size, 1)
             ukernels.tag_gemm(op, roles, work)
     reports = []
-    for call in ukernels.emit_calls(module):
-        kind = "ukernel-gemm" if call.symbol == ukernels.GEMM else "ukernel-conv"
+    for call in ukernels.emit_calls(module, (lambda op: True) if bf16 else None):
+        kind = "ukernel-gemm" if call.symbol in (ukernels.GEMM, ukernels.GEMM_BF16) else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}", node_name(call), call.work))
     return reports
 
 
-def schedule_module(module, kinds: frozenset[str] | None = None):
+def schedule_module(module, how: Codegen = Codegen()):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
     Returns (module, reports): the interpreter edits the module in place, but a failed schedule swaps in a copy."""
@@ -514,6 +523,7 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     # Loop-invariant code out of time loops first (an LSTM's weight transposes and slices are per-step otherwise).
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse", "cpu-fuse-licm")
     _drop_tensor_copies(module.operation)  # the fusion barriers (passes/fusion_barriers.py) have done their job
+    kinds = how.kinds
     if _kind_allowed("ukernel", kinds):  # named convolutions go to the conv micro-kernels (kept named: no generalization)
         ukernels.tag_convolutions(module.operation)
     # After the fusion pass: it would fuse the im2col gather back into its GEMM.
@@ -523,7 +533,7 @@ def schedule_module(module, kinds: frozenset[str] | None = None):
     if fold_copies_into_consumers(root):
         _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
-        reports += _micro_kernel_calls(module)
+        reports += _micro_kernel_calls(module, how.bf16)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
@@ -651,19 +661,19 @@ def _write_results_in_place(root) -> int:
     return removed
 
 
-def _lower_vectorized(text: str, log: list, kinds: frozenset[str] | None = None, profile_nodes: list | None = None) -> str:
+def _lower_vectorized(text: str, log: list, how: Codegen = Codegen(), profile_nodes: list | None = None) -> str:
     from hcc.passes.pass_runner import recoverable
 
     with recoverable():  # a failing pipeline sends the function to simpler code (lower_to_llvm_ir), with a warning
-        return _lower_vectorized_steps(text, log, kinds, profile_nodes)
+        return _lower_vectorized_steps(text, log, how, profile_nodes)
 
 
-def _lower_vectorized_steps(text: str, log: list, kinds: frozenset[str] | None, profile_nodes: list | None) -> str:
+def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: list | None) -> str:
     from mlir import ir
     from mlir.dialects import llvm
 
     module = ir.Module.parse(text)
-    module, reports = schedule_module(module, kinds)
+    module, reports = schedule_module(module, how)
     log.extend(reports)
     if profile_nodes is not None:
         profile_nodes.extend(insert_profile_marks(module))
@@ -732,7 +742,7 @@ def _wait_child(pid: int, timeout: float):
         delay = min(delay * 2, 0.1)
 
 
-def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: list, timeout_s: float) -> tuple[str | None, list[OpReport]]:
+def _vectorized_in_child(linalg_text: str, how: Codegen, nodes: list, timeout_s: float) -> tuple[str | None, list[OpReport]]:
     """Run `_lower_vectorized` in a forked child: the xtc bindings are an assertions build, and a schedule that
     trips an assertion abort()s the process. A dead child costs speed (plain loops), not the compile."""
     import json
@@ -751,7 +761,7 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: 
                 try:
                     with ir.Context() as ctx:
                         ctx.enable_multithreading(False)  # no thread pool in a forked child
-                        text = _lower_vectorized(linalg_text, log, kinds, marked)
+                        text = _lower_vectorized(linalg_text, log, how, marked)
                     with open(out_path, "w") as f:
                         f.write(text)
                     with open(nodes_path, "w") as f:
@@ -786,25 +796,27 @@ def _vectorized_in_child(linalg_text: str, kinds: frozenset[str] | None, nodes: 
 MICRO_KERNELS_ONLY = frozenset({"ukernel"})
 
 
-def _attempt(linalg_text: str, kinds: frozenset[str] | None, nodes: list, env: HccEnv) -> tuple[str | None, list[OpReport]]:
+def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[str | None, list[OpReport]]:
     from mlir import ir
 
     if hasattr(os, "fork") and env.cpu_fork:
-        return _vectorized_in_child(linalg_text, kinds, nodes, env.cpu_schedule_timeout_s)
+        return _vectorized_in_child(linalg_text, how, nodes, env.cpu_schedule_timeout_s)
     reports: list[OpReport] = []
     try:
         with ir.Context():
-            return _lower_vectorized(linalg_text, reports, kinds, nodes), reports
+            return _lower_vectorized(linalg_text, reports, how, nodes), reports
     except Exception as exc:
         reports.append(OpReport(-1, "module", False, _error_text(exc)))
         return None, reports
 
 
-def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None) -> str:
+def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
+                     bf16: bool = False) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
-    (the micro-kernels alone, then plain loops). `profile_nodes` receives the node names the code's profile
-    marks index (none for plain loops). `env`: the compile's knobs (default: read now)."""
+    (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
+    code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
+    GEMM and convolution kernels take bfloat16 operands (fp32 sums)."""
     from mlir import ir
 
     log = log if log is not None else []
@@ -816,7 +828,7 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, kinds, nodes, env)
+            text, reports = _attempt(linalg_text, Codegen(kinds, bf16), nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:

@@ -36,7 +36,11 @@ from dataclasses import dataclass, field
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
 DWCONV = "hcc_dwconv2d"
-ARITY = {GEMM: 45, CONV: 47, DWCONV: 44}
+# The same ABIs with bfloat16 operands and fp32 sums (AMX tiles where the CPU has them, else the fp32 kernels).
+GEMM_BF16 = "hcc_gemm_bf16"
+CONV_BF16 = "hcc_conv2d_bf16"
+BF16_VARIANT = {GEMM: GEMM_BF16, CONV: CONV_BF16}
+ARITY = {GEMM: 45, CONV: 47, DWCONV: 44, GEMM_BF16: 45, CONV_BF16: 47}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -573,15 +577,17 @@ class Emitted:
     fused: list[str]
 
 
-def emit_calls(module) -> list[Emitted]:
-    """Replace every tagged op by its kernel call, fusing its init and epilogue."""
+def emit_calls(module, in_bf16=None) -> list[Emitted]:
+    """Replace every tagged op by its kernel call, fusing its init and epilogue. `in_bf16(op)`: whether a GEMM or
+    convolution runs with bfloat16 operands (its kernel's bf16 entry); None: every op in fp32."""
     from mlir import ir
     from mlir.dialects import bufferization, func
 
     emitted = []
     tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
     for op in tagged:
-        symbol = ir.StringAttr(op.attributes["hcc.ukernel"]).value
+        base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
+        symbol = BF16_VARIANT[base] if base in BF16_VARIANT and in_bf16 is not None and in_bf16(op) else base
         rank = ir.RankedTensorType(op.results[0].type).rank
         epilogue = Epilogue()
         init_of(op, rank, epilogue)
@@ -592,7 +598,7 @@ def emit_calls(module) -> list[Emitted]:
         input_producer = op.operands[0].owner
         with ir.InsertionPoint(target), op.location:
             alloc, address, strides = _output(target.results[0].type)
-            args = _gemm_call(op, epilogue, address, strides) if symbol == GEMM else _conv_call(op, symbol, epilogue, address, strides)
+            args = _gemm_call(op, epilogue, address, strides) if base == GEMM else _conv_call(op, base, epilogue, address, strides)
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
             result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
         target.results[0].replace_all_uses_with(result)

@@ -61,6 +61,15 @@ def host_cpu_flags() -> set[str]:
     return set()
 
 
+# What the micro-kernels' bf16 entries need to run bfloat16 tiles (else they compute in fp32).
+BF16_TILE_FLAGS = frozenset({"amx_tile", "amx_bf16"})
+
+
+def has_bf16_tiles() -> bool:
+    """Whether this CPU runs `--cpu-precision bf16` GEMMs and convolutions on AMX tiles."""
+    return BF16_TILE_FLAGS <= host_cpu_flags()
+
+
 def check_target_cpu(target: str) -> None:
     """Refuse code the host cannot execute (an illegal instruction would kill the process instead)."""
     needed = TARGET_FEATURES.get(target)

@@ -1,0 +1,90 @@
+"""`--cpu-precision bf16`: GEMMs and convolutions call the micro-kernels' bfloat16 entries (AMX tiles, fp32 sums), the
+manifest says bf16, and the golden tolerances are measured on the compile host (golden and held-out inputs) rather than
+taken from a table; a host without AMX tiles is refused by name. The kernels themselves: test_ukernels.py."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+from onnx import helper as h
+
+import hcc
+from hcc.errors import HccError
+from hcc.options import CpuOptions
+from hcc.runtime import load
+from hcc.runtime.devices.cpu import has_bf16_tiles
+from hcc.runtime.golden_check import check_golden
+
+
+def _weight(rng, name: str, shape: list[int]):
+    return numpy_helper.from_array((rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name)
+
+
+def _model(nodes, inits, x_shape, out_shape):
+    graph = h.make_graph(nodes, "m", [h.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                         [h.make_tensor_value_info("out", TensorProto.FLOAT, out_shape)], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def cnn() -> onnx.ModelProto:
+    """Two 3x3 convs with Relu (the second strided), then Flatten + Gemm."""
+    rng = np.random.default_rng(4)
+    inits = [_weight(rng, "w1", [32, 16, 3, 3]), _weight(rng, "w2", [48, 32, 3, 3]), _weight(rng, "fw", [10, 48 * 16 * 16])]
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]), h.make_node("Relu", ["c2"], ["r2"]),
+             h.make_node("Flatten", ["r2"], ["f"]), h.make_node("Gemm", ["f", "fw"], ["out"], transB=1)]
+    return _model(nodes, inits, [1, 16, 32, 32], [1, 10])
+
+
+def mlp() -> onnx.ModelProto:
+    rng = np.random.default_rng(5)
+    inits = [_weight(rng, "w1", [256, 128]), _weight(rng, "w2", [128, 10])]
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["a"]), h.make_node("Relu", ["a"], ["r"]), h.make_node("MatMul", ["r", "w2"], ["out"])]
+    return _model(nodes, inits, [64, 256], [64, 10])
+
+needs_tiles = pytest.mark.skipif(not has_bf16_tiles(), reason="this CPU has no AMX bf16 tiles")
+
+
+def _compile(tmp_path, model, name: str, precision: str):
+    onnx.save(model, tmp_path / f"{name}.onnx")
+    bundle = tmp_path / f"{name}.{precision}"
+    manifest = hcc.compile(tmp_path / f"{name}.onnx", bundle, cpu_precision=precision)
+    return bundle, manifest
+
+
+@needs_tiles
+@pytest.mark.parametrize("name,model,symbols", [("cnn", cnn(), ("hcc_conv2d_bf16",)), ("mlp", mlp(), ("hcc_gemm_bf16",))])
+def test_bf16_bundle_uses_the_tiles_and_measured_tolerances(tmp_path, name, model, symbols):
+    bundle, manifest = _compile(tmp_path, model, name, "bf16")
+    fp32_bundle, _ = _compile(tmp_path, model, name, "fp32")
+    assert [sg.precision for sg in manifest.subgraphs] == ["bf16"]
+    ll = next(bundle.glob("cpu/*/lib*.ll")).read_text()
+    assert all(f"call void @{s}(" in ll for s in symbols), symbols
+    # the measured tolerance is wider than fp32's floor, and the check still passes (it can fail: see below)
+    (out, accuracy), = manifest.golden.outputs.items()
+    assert accuracy.atol > 1e-4 and accuracy.golden_max_abs > 0 and accuracy.held_out_samples >= 1
+    assert check_golden(bundle).passed
+    # bf16 really ran: the outputs differ from the fp32 bundle's by more than fp32 rounding, within the tolerance
+    feeds = {k[6:]: v for k, v in np.load(bundle / "golden" / "golden.npz").items() if k.startswith("input:")}
+    got, fp32 = load(bundle).run(None, feeds)[0], load(fp32_bundle).run(None, feeds)[0]
+    diff = float(np.abs(got - fp32).max())
+    assert 1e-4 < diff <= accuracy.atol, (diff, accuracy.atol)
+    assert check_golden(bundle, atol=diff / 4, rtol=0.0).passed is False
+
+
+def test_bf16_refused_without_tiles(tmp_path, monkeypatch):
+    import hcc.runtime.devices.cpu as cpu
+
+    monkeypatch.setattr(cpu, "has_bf16_tiles", lambda: False)
+    onnx.save(mlp(), tmp_path / "m.onnx")
+    with pytest.raises(HccError, match="--cpu-precision bf16: this CPU has no AMX bf16 tiles"):
+        hcc.compile(tmp_path / "m.onnx", tmp_path / "b", cpu_precision="bf16")
+    assert not (tmp_path / "b").exists()
+
+
+def test_unknown_cpu_precision_is_refused():
+    with pytest.raises(HccError, match="--cpu-precision 'fp8': unsupported"):
+        CpuOptions(precision="fp8")
