@@ -25,6 +25,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
   from x; torch-mlir's conversion fails on the mask output and before opset 12. Training mode is refused (random).
 * Resize with `axes` or keep_aspect_ratio_policy (opset 18 attributes torch-mlir does not convert): the same Resize
   with full-rank scales or sizes.
+* Slice with a negative step (the CPU backend's loops reject the negative offsets): a Gather of the exact indices.
+* Einsum "->" of a scalar (not compiled for rank 0): Identity.
 * Pad with mode 'wrap' (no torch-mlir conversion): Concat of the tensor's own slices, axis by axis.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
@@ -220,6 +222,12 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _full_rank_resize(node, x_shape, facts.constants, path)
     if node.op_type == "Pad" and x_shape and _text_attr(node, "mode", "constant") == "wrap":
         return _wrap_pad_nodes(node, x_shape, facts.constants)
+    if node.op_type == "Slice" and x_shape and len(node.input) > 4 and node.input[4] in facts.constants \
+            and (facts.constants[node.input[4]] < 0).any():
+        return _negative_step_slice(node, x_shape, facts.constants)
+    if node.op_type == "Einsum" and len(node.input) == 1 and shapes.get(node.input[0]) == [] \
+            and _text_attr(node, "equation", "").replace(" ", "") == "->":
+        return [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)], []
     if node.op_type == "MatMul" and 1 in (len(shapes.get(n) or [0, 0]) for n in node.input):
         return _vector_matmul_nodes(node, shapes)
     if node.op_type in ("Cast", "CastLike"):
@@ -304,6 +312,30 @@ def _wrap_pad_nodes(node: onnx.NodeProto, shape: list[int], constants: dict[str,
         return [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)], inits
     nodes[-1].output[0] = node.output[0]
     nodes[-1].name = node.name
+    return nodes, inits
+
+
+def _negative_step_slice(node: onnx.NodeProto, shape: list[int], constants: dict[str, np.ndarray]):
+    """Slice with a negative step (the CPU backend's loops reject the negative offsets torch-mlir emits) as a Gather of
+    the exact indices per axis, computed with Python's slice rules, which are ONNX's (clamping included)."""
+    starts, ends = constants.get(node.input[1]), constants.get(node.input[2])
+    axes = constants.get(node.input[3]) if node.input[3] else np.arange(len(starts) if starts is not None else 0)
+    steps = constants[node.input[4]]
+    if starts is None or ends is None or axes is None or not len(starts) == len(ends) == len(axes) == len(steps):
+        return None
+    nodes, inits, x = [], [], node.input[0]
+    for k, (start, end, axis, step) in enumerate(zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist())):
+        axis %= len(shape)
+        indices = np.arange(*slice(start, end, step).indices(shape[axis]), dtype=np.int64)
+        if indices.size == 0 or step == 0:
+            return None  # an empty result (refused later) or an invalid step: left as it is
+        name = f"{node.name}/axis{k}"
+        inits.append(numpy_helper.from_array(indices, f"{name}_indices"))
+        nodes.append(helper.make_node("Gather", [x, f"{name}_indices"], [name], name=f"{name}_op", axis=axis))
+        x = name
+    if not nodes:
+        return None
+    nodes[-1].output[0], nodes[-1].name = node.output[0], node.name
     return nodes, inits
 
 

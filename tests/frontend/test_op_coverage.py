@@ -183,6 +183,13 @@ case("Split", "equal", lambda: _model([h.make_node("Split", ["x"], ["y0", "y1"],
                                       [("x", F, [2, 3, 8])], ["y0", "y1"]))
 case("Split", "num-outputs-opset18", lambda: _model([h.make_node("Split", ["x"], ["y0", "y1", "y2"], name="split", axis=0, num_outputs=3)],
                                                     [("x", F, [6, 4])], ["y0", "y1", "y2"], opset=18))
+# a negative step is rewritten into a Gather of the exact indices (frontend/rewrites.py), clamping included
+case("Slice", "negative-steps", lambda: with_weights("Slice", (20, 10, 5), [
+    _const("st", [20, 10, 4], np.int64), _const("en", [0, 0, 1], np.int64), _const("ax", [0, 1, 2], np.int64),
+    _const("sp", [-1, -3, -2], np.int64)]), as_written=True)
+case("Slice", "negative-step-to-start", lambda: with_weights("Slice", (6, 7), [
+    _const("st", [-2], np.int64), _const("en", [-(2 ** 63)], np.int64), _const("ax", [-1], np.int64), _const("sp", [-2], np.int64)]),
+     as_written=True)
 case("Slice", "basic", lambda: with_weights("Slice", (4, 6), [_const("st", [1, 2], np.int64), _const("en", [3, 5], np.int64)]))
 case("Slice", "axes-steps", lambda: with_weights("Slice", (4, 6, 5), [
     _const("st", [0, 1], np.int64), _const("en", [6, 5], np.int64), _const("ax", [1, 2], np.int64), _const("sp", [2, 2], np.int64)]))
@@ -211,6 +218,8 @@ case("Gemm", "default", lambda: with_weights("Gemm", (3, 16), [_rand("w", 16, 8)
 case("Gemm", "transB", lambda: with_weights("Gemm", (3, 16), [_rand("w", 8, 16), _rand("b", 8)], transB=1))
 case("Gemm", "transA-alpha-beta", lambda: with_weights("Gemm", (16, 3), [_rand("w", 16, 8), _rand("b", 3, 8)], transA=1, alpha=0.5, beta=2.0))
 case("Gemm", "no-bias", lambda: with_weights("Gemm", (3, 16), [_rand("w", 8, 16)], transB=1))
+case("Einsum", "scalar-identity", lambda: _model([h.make_node("Einsum", ["x"], ["y"], name="einsum", equation="->")],
+                                                 [("x", F, [])], ["y"], opset=12), as_written=True)
 case("Einsum", "batched-matmul", lambda: _model([h.make_node("Einsum", ["a", "b"], ["y"], name="einsum", equation="bij,bjk->bik")],
                                                 [("a", F, [2, 3, 4]), ("b", F, [2, 4, 5])], ["y"]))
 case("Einsum", "transpose", lambda: _model([h.make_node("Einsum", ["a"], ["y"], name="einsum", equation="ij->ji")],
