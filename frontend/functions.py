@@ -24,6 +24,8 @@ from onnx import helper, shape_inference
 from hcc.errors import HccError
 
 MAX_DEPTH = 4  # rounds of expansion (a body's op that is itself a function: SoftmaxCrossEntropyLoss -> NLL loss)
+# Domains whose function ops are expanded ("" is ai.onnx); a body's own nodes must be in the default domain.
+DOMAINS = ("", "ai.onnx.preview")
 
 
 @dataclass(frozen=True)
@@ -42,39 +44,60 @@ class Expansion:
 def expand_functions(model: onnx.ModelProto, path: str, native: frozenset[str]) -> tuple[onnx.ModelProto, list[Expansion]]:
     """`model` with every default-domain node whose op is not in `native` but has a function body at the model's
     opset replaced by that body (a copy when anything changed); and the expansions made."""
-    opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), None)
-    if opset is None or not any(_expandable(n, native, opset) for n in model.graph.node):
+    opsets = {("" if imp.domain == "ai.onnx" else imp.domain): imp.version for imp in model.opset_import}
+    opset = opsets.get("")
+    if opset is None or not any(_expandable(n, native, opsets) for n in model.graph.node):
         return model, []
     model = onnx.ModelProto.FromString(model.SerializeToString())
     done: list[Expansion] = []
     for _ in range(MAX_DEPTH):
-        if not any(_expandable(n, native, opset) for n in model.graph.node):
+        if not any(_expandable(n, native, opsets) for n in model.graph.node):
             return model, done
         types = _value_types(model)
         taken = _taken_names(model)
         nodes: list[onnx.NodeProto] = []
         for index, node in enumerate(model.graph.node):
-            if not _expandable(node, native, opset):
+            if not _expandable(node, native, opsets):
                 nodes.append(node)
                 continue
             name = node.name or f"{node.op_type}_{index}"
-            body, body_opset = _body(node, name, opset, types, path)
-            expanded = _instantiate(node, name, body, _schema(node.op_type, opset), taken, path)
+            schema = _node_schema(node, opsets)
+            body, body_opset = _body(node, name, schema, opsets, types, path)
+            expanded = _instantiate(node, name, body, schema, taken, path)
             if body_opset != opset and _changed_ops(expanded, body_opset, opset):
                 expanded = _convert(expanded, name, node.op_type, body_opset, opset, types, path)
             nodes.extend(expanded)
-            done.append(Expansion(name, node.op_type, body_opset, len(expanded)))
+            done.append(Expansion(name, _key(node), body_opset, len(expanded)))
         del model.graph.node[:]
         model.graph.node.extend(nodes)
-    left = sorted({f"'{n.name}' ({n.op_type})" for n in model.graph.node if _expandable(n, native, opset)})
+    left = sorted({f"'{n.name}' ({_key(n)})" for n in model.graph.node if _expandable(n, native, opsets)})
     raise HccError(f"{path}: function bodies still contain function ops after {MAX_DEPTH} rounds of expansion: {', '.join(left)}")
 
 
-def _expandable(node: onnx.NodeProto, native: frozenset[str], opset: int) -> bool:
-    if node.domain not in ("", "ai.onnx") or node.op_type in native:
+def _domain(node: onnx.NodeProto) -> str:
+    return "" if node.domain in ("", "ai.onnx") else node.domain
+
+
+def _key(node: onnx.NodeProto) -> str:
+    """The op as SUPPORTED_OPS names it (`domain.Op` outside the default domain)."""
+    return node.op_type if not _domain(node) else f"{node.domain}.{node.op_type}"
+
+
+def _node_schema(node: onnx.NodeProto, opsets: dict[str, int]) -> onnx.defs.OpSchema | None:
+    domain = _domain(node)
+    if domain not in DOMAINS or domain not in opsets:
+        return None
+    try:
+        return onnx.defs.get_schema(node.op_type, opsets[domain], domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def _expandable(node: onnx.NodeProto, native: frozenset[str], opsets: dict[str, int]) -> bool:
+    if _key(node) in native:
         return False
-    schema = _schema(node.op_type, opset)
-    return schema is not None and bool(_versions(schema, opset))
+    schema = _node_schema(node, opsets)
+    return schema is not None and bool(_versions(schema, opsets[_domain(node)]))
 
 
 def _schema(op_type: str, opset: int) -> onnx.defs.OpSchema | None:
@@ -91,11 +114,10 @@ def _versions(schema: onnx.defs.OpSchema, opset: int) -> list[tuple[int, bool]]:
     return sorted(found)
 
 
-def _body(node: onnx.NodeProto, name: str, opset: int, types: dict[str, onnx.TypeProto],
-          path: str) -> tuple[onnx.FunctionProto, int]:
-    """The function body of `node`'s op for the model's opset, with its version."""
-    schema = _schema(node.op_type, opset)
-    version, context_dependent = _versions(schema, opset)[-1]
+def _body(node: onnx.NodeProto, name: str, schema: onnx.defs.OpSchema, opsets: dict[str, int],
+          types: dict[str, onnx.TypeProto], path: str) -> tuple[onnx.FunctionProto, int]:
+    """The function body of `node`'s op for the model's opset of its domain, and the default opset it is written at."""
+    version, context_dependent = _versions(schema, opsets[_domain(node)])[-1]
     if not context_dependent:
         body = onnx.FunctionProto.FromString(schema.get_function_with_opset_version(version))
     else:
@@ -111,10 +133,11 @@ def _body(node: onnx.NodeProto, name: str, opset: int, types: dict[str, onnx.Typ
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
         body = onnx.FunctionProto.FromString(data)
     for imp in body.opset_import:
-        if imp.domain not in ("", "ai.onnx"):
+        if imp.domain not in ("", "ai.onnx", node.domain):
             raise HccError(f"{path}: node '{name}' ({node.op_type}): its function body uses domain '{imp.domain}', "
                            "which hcc does not expand")
-    body_opset = next((imp.version for imp in body.opset_import if imp.domain in ("", "ai.onnx")), version)
+    written_at = version if not _domain(node) else opsets[""]  # when the body declares no default opset
+    body_opset = next((imp.version for imp in body.opset_import if imp.domain in ("", "ai.onnx")), written_at)
     return body, body_opset
 
 

@@ -161,3 +161,16 @@ def test_depth_limit(monkeypatch):
     monkeypatch.setattr(functions, "MAX_DEPTH", 1)
     with pytest.raises(HccError, match=r"after 1 rounds of expansion: 'sce/NegativeLogLikelihoodLoss_\d+'"):
         functions.expand_functions(model, "m.onnx", SUPPORTED_OPS)
+
+
+def test_preview_domain_flex_attention(tmp_path):
+    """ai.onnx.preview's FlexAttention (a context-dependent function of that domain) at default opset 26: expanded,
+    converted to opset 22, compiled, and compared with onnx.reference."""
+    node = h.make_node("FlexAttention", ["q", "k", "v"], ["y"], name="flex", domain="ai.onnx.preview", scale=0.3)
+    graph = h.make_graph([node], "flex", [h.make_tensor_value_info("q", F, [2, 4, 8, 16]), h.make_tensor_value_info("k", F, [2, 4, 6, 16]),
+                                          h.make_tensor_value_info("v", F, [2, 4, 6, 16])],
+                         [h.make_tensor_value_info("y", F, [2, 4, 8, 16])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 26), h.make_opsetid("ai.onnx.preview", 1)], ir_version=13)
+    _, done = expand_functions(model, "m.onnx", SUPPORTED_OPS)
+    assert [e.op_type for e in done] == ["ai.onnx.preview.FlexAttention"]
+    _compile_and_compare(model, tmp_path, _feeds(model))
