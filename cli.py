@@ -153,11 +153,14 @@ def fpga_options(fn):
 @click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
 @click.option("--gpu-precision", type=click.Choice(list(DEVICE_KINDS["gpu"].precisions)), default=DEVICE_KINDS["gpu"].default_precision,
               show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
-@click.option("--cpu-precision", type=click.Choice(list(DEVICE_KINDS["cpu"].precisions)), default=DEVICE_KINDS["cpu"].default_precision,
+@click.option("--cpu-precision", type=click.Choice([*DEVICE_KINDS["cpu"].precisions, "auto"]), default=DEVICE_KINDS["cpu"].default_precision,
               show_default=True, help="Precision of the CPU's GEMMs and convolutions: bf16 multiplies bfloat16-rounded operands "
               "with fp32 sums on AMX tiles (the products 2-3x faster, models measured 1.1-2x, on CPUs that have them; fp32 "
-              "elsewhere). Needs a compile host with AMX: the golden tolerances are measured there, on the golden and on "
-              "held-out inputs.")
+              "elsewhere); auto: bf16 for each op whose measured error fits --accuracy, fp32 for the rest. Needs a compile host "
+              "with AMX: the golden tolerances are measured there, on the golden and on held-out inputs.")
+@click.option("--accuracy", metavar="BUDGET", help="With --cpu-precision auto: the error allowed against fp32 per output, "
+              "measured on calibration inputs (the golden ones and 3 random) and verified on 4 held-out ones: max_abs=, rel= "
+              "(of the output's range), cosine=, top1= (argmax agreement), comma-separated, e.g. max_abs=1e-2.")
 @fpga_options
 @click.option("--calib", "calibration", type=click.Path(dir_okay=False),
               help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
@@ -172,8 +175,8 @@ def fpga_options(fn):
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
-                device_file, time_limit, save_placement, explain, gpu_precision, cpu_precision, fpga_precision, fpga_config, calibration, sign_key,
-                save_temps, quiet):
+                device_file, time_limit, save_placement, explain, gpu_precision, cpu_precision, accuracy, fpga_precision, fpga_config, calibration,
+                sign_key, save_temps, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder.
 
     When an MLIR pass pipeline fails, hcc writes a reproducer folder (hcc-repro-<stage>-<n> in the system temp
@@ -187,7 +190,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     _check_output_file(save_placement, "--save-placement")
     options = CompileOptions(
         input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed),
-        cpu=CpuOptions(target_cpu=target_cpu, precision=cpu_precision), gpu=GpuOptions(precision=gpu_precision),
+        cpu=CpuOptions(target_cpu=target_cpu, precision=cpu_precision, accuracy=accuracy), gpu=GpuOptions(precision=gpu_precision),
         fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, calibration_file=calibration),
         planner=_planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, save_placement),
         debug=DebugOptions(save_temps=save_temps), sign_key=sign_key,

@@ -25,7 +25,7 @@ from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
-from hcc.options import CompileOptions, FpgaOptions, PlannerOptions
+from hcc.options import CPU_AUTO, CompileOptions, FpgaOptions, PlannerOptions
 from hcc.runtime.golden_check import read_input_arrays
 from hcc.worker import WorkerRequest
 
@@ -225,11 +225,11 @@ def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions) ->
     output_dir.check_output_dir(bundle_dir, protected)
     if options.debug.save_temps:
         check_save_temps(Path(options.debug.save_temps), bundle_dir)
-    if options.cpu.precision == "bf16":
+    if options.cpu.precision != "fp32":
         from hcc.runtime.devices.cpu import BF16_TILE_FLAGS, has_bf16_tiles
 
         if not has_bf16_tiles():
-            raise HccError("--cpu-precision bf16: this CPU has no AMX bf16 tiles "
+            raise HccError(f"--cpu-precision {options.cpu.precision}: this CPU has no AMX bf16 tiles "
                            f"({', '.join(sorted(BF16_TILE_FLAGS))}); the compiler measures the error bf16 costs on the "
                            "compile host, so compile on a CPU that has them (Intel Sapphire Rapids or newer)")
     return protected
@@ -272,6 +272,9 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     loaded = load_model(os.fspath(model_path), options.input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
     feeds, expected = _golden_data(loaded, options, started, progress)
+    precision_plan = None
+    if options.cpu.precision == CPU_AUTO:
+        precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
     plan = None
     if groups is None and options.planner.active:
         plan, groups, options = _place(loaded, options, progress)
@@ -297,6 +300,9 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         weights_path.unlink(missing_ok=True)
         if plan is not None:
             _write_plan_report(staging, plan)
+        if precision_plan is not None:
+            (staging / "plan").mkdir(exist_ok=True)
+            (staging / "plan" / "precision.json").write_text(precision_plan.to_json())
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, options, plan)
         lossy = sorted({"fixed point" if _is_fixed_point(sg) else sg.precision for sg in manifest.subgraphs
                         if _is_fixed_point(sg) or sg.precision in MEASURED_PRECISIONS})
@@ -316,6 +322,36 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         raise
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
     return manifest
+
+
+CALIBRATION_SAMPLES = 4  # --cpu-precision auto: the golden inputs and 3 more random ones (seeds not used elsewhere)
+HELD_OUT_PRECISION_SAMPLES = 4  # inputs the choice never saw, to verify it
+
+
+def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: ProgressFn):
+    """--cpu-precision auto: measure each GEMM/convolution's end-to-end error at bf16 (planner/precision.py), choose
+    the ones the accuracy budget allows, verify on held-out inputs; returns (plan, options naming the chosen nodes)."""
+    from dataclasses import replace
+
+    from hcc.planner import precision
+
+    seed = options.golden.seed
+    calibration = [feeds] + [random_inputs(loaded.model, loaded.inputs, seed + 100 + i) for i in range(CALIBRATION_SAMPLES - 1)]
+    held_out = [random_inputs(loaded.model, loaded.inputs, seed + 200 + i) for i in range(HELD_OUT_PRECISION_SAMPLES)]
+    progress(f"precision: measuring each GEMM/convolution at bf16 on {len(calibration)} calibration inputs")
+    sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=("bf16",))
+    # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
+    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, extend=True)
+    chosen = sorted(plan.assignment())
+    share = sum(c.flops for c in plan.choices if c.precision != "fp32") / max(plan.total_flops, 1)
+
+    def worst(errors) -> str:
+        return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items())
+
+    progress(f"precision: {len(chosen)} of {len(plan.choices)} GEMM/convolution ops in bf16 ({share:.0%} of their FLOPs) under "
+             f"{plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
+             + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
+    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(chosen)))
 
 
 def _save_temps_folder(options: CompileOptions, bundle_dir: Path, progress: ProgressFn) -> str | None:

@@ -64,19 +64,41 @@ class GoldenOptions:
             raise HccError(f"--seed {self.seed!r}: expected an integer in 0..{2**32 - 1}")
 
 
+CPU_AUTO = "auto"  # --cpu-precision auto: bf16 for the GEMMs and convolutions an accuracy budget allows, fp32 for the rest
+
+
 @dataclass(frozen=True)
 class CpuOptions:
-    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles)."""
+    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles); auto:
+    the ones `accuracy` (a budget such as "max_abs=1e-2", planner/precision.py) allows. `bf16_nodes`: the nodes auto
+    chose (set by the driver, not by users)."""
 
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')
     precision: str = DEVICE_KINDS["cpu"].default_precision
+    accuracy: str | None = None
+    bf16_nodes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
             raise HccError(f"--target-cpu {self.target_cpu!r}: expected a CPU name such as x86-64-v3 or native")
-        choices = DEVICE_KINDS["cpu"].precisions
+        choices = DEVICE_KINDS["cpu"].precisions + (CPU_AUTO,)
         if self.precision not in choices:
             raise HccError(f"--cpu-precision {self.precision!r}: unsupported (choose one of {', '.join(choices)})")
+        if (self.precision == CPU_AUTO) != (self.accuracy is not None):
+            raise HccError("--cpu-precision auto needs --accuracy (e.g. max_abs=1e-2), and --accuracy needs --cpu-precision auto")
+        if self.accuracy is not None:
+            from hcc.planner.precision import AccuracyBudget
+
+            _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
+        if isinstance(self.bf16_nodes, str) or not all(isinstance(n, str) for n in self.bf16_nodes):
+            raise HccError(f"cpu bf16_nodes {self.bf16_nodes!r}: expected node names")
+        _set(self, "bf16_nodes", tuple(self.bf16_nodes))
+
+    def bf16(self) -> bool | frozenset[str]:
+        """What the CPU backend runs in bf16: every GEMM and convolution (True), the named nodes, or none (False)."""
+        if self.precision == "bf16":
+            return True
+        return frozenset(self.bf16_nodes) if self.precision == CPU_AUTO and self.bf16_nodes else False
 
 
 @dataclass(frozen=True)
@@ -225,7 +247,7 @@ class CompileOptions:
     @classmethod
     def from_keywords(cls, **keywords: Any) -> CompileOptions:
         """The keywords `hcc.compile` has always taken (input_shapes, golden_inputs, seed, target_cpu, keep_ir, devices,
-        objective, budgets, overrides, placement_file, save_placement, device_file, plan_time_limit_s, gpu_precision, cpu_precision,
+        objective, budgets, overrides, placement_file, save_placement, device_file, plan_time_limit_s, gpu_precision, cpu_precision, accuracy,
         fpga (a dict of FpgaOptions fields), sign_key, save_temps) as a CompileOptions."""
         sections: dict[str, dict] = {name: {} for name in _SECTIONS}
         top: dict[str, Any] = {}
@@ -286,7 +308,8 @@ _SECTIONS: dict[str, type] = {"golden": GoldenOptions, "cpu": CpuOptions, "gpu":
 KEYWORDS: dict[str, tuple[str | None, str]] = {
     "input_shapes": (None, "input_shapes"), "sign_key": (None, "sign_key"), "fpga": (None, "fpga"),
     "golden_inputs": ("golden", "inputs"), "seed": ("golden", "seed"), "target_cpu": ("cpu", "target_cpu"),
-    "gpu_precision": ("gpu", "precision"), "cpu_precision": ("cpu", "precision"), "keep_ir": ("debug", "keep_ir"),
+    "gpu_precision": ("gpu", "precision"), "cpu_precision": ("cpu", "precision"), "accuracy": ("cpu", "accuracy"),
+    "keep_ir": ("debug", "keep_ir"),
     "save_temps": ("debug", "save_temps"),
     "devices": ("planner", "devices"), "objective": ("planner", "objective"), "budgets": ("planner", "budgets"),
     "overrides": ("planner", "overrides"), "placement_file": ("planner", "placement_file"),

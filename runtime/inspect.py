@@ -61,6 +61,10 @@ def describe(bundle_dir: str | os.PathLike) -> str:
         lines.append(f"    artifacts: {arts}")
         for artifact in sg.artifacts + ([sg.fallback] if sg.fallback else []):
             lines += _schedule_lines(artifact.meta.get("schedule"))
+            bf16 = artifact.meta.get("bf16_nodes")
+            if bf16:  # --cpu-precision bf16/auto: the GEMMs and convolutions that call the bf16 kernels
+                names = ", ".join(bf16[:8]) + (", ..." if len(bf16) > 8 else "")
+                lines.append(f"    bf16 (AMX tiles where the CPU has them): {len(bf16)} ops: {names}")
     weight_bytes = sum(w.nbytes for w in m.weights)
     params = sum(int(np.prod(tensors[w.name].shape)) for w in m.weights)
     lines.append(f"weights: {len(m.weights)} tensors, {params:,} values, {_size(weight_bytes)}")

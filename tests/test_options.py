@@ -28,7 +28,8 @@ from hcc.planner.placement import parse_place_option
 EVERY_KEYWORD = dict(
     input_shapes={"x": [1, 3]}, golden_inputs="g.npz", seed=7, target_cpu="native", keep_ir=False, devices="cpu,fpga:xcu250",
     objective="throughput", budgets=["fpga.dsp=40"], overrides=[parse_place_option("Conv=fpga"), parse_place_option("Gemm=cpu", soft=True)],
-    placement_file="p.json", save_placement="q.json", device_file="d.toml", plan_time_limit_s=2.5, gpu_precision="fp16", cpu_precision="bf16",
+    placement_file="p.json", save_placement="q.json", device_file="d.toml", plan_time_limit_s=2.5, gpu_precision="fp16",
+    cpu_precision="auto", accuracy="max_abs=0.01",
     fpga={"precision": "ap_fixed<12,4>", "config": "f.toml", "calibration_file": "c.npz", "reuse_factor": 2, "strategy": "resource"},
     sign_key="k.key", save_temps="temps",
 )
@@ -37,7 +38,8 @@ EVERY_KEYWORD = dict(
 def test_every_keyword_of_hcc_compile_lands_in_its_section_and_survives_the_worker_request():
     assert set(EVERY_KEYWORD) == set(KEYWORDS)
     options = CompileOptions.from_keywords(**EVERY_KEYWORD)
-    assert options.golden == GoldenOptions("g.npz", 7) and options.cpu == CpuOptions("native", "bf16") and options.gpu == GpuOptions("fp16")
+    assert options.golden == GoldenOptions("g.npz", 7) and options.gpu == GpuOptions("fp16")
+    assert options.cpu == CpuOptions("native", "auto", "max_abs=0.01")
     assert options.debug == DebugOptions(keep_ir=False, save_temps="temps") and options.input_shapes == {"x": [1, 3]}
     assert options.planner.objective == "throughput" and options.planner.time_limit_s == 2.5 and options.planner.budgets == ("fpga.dsp=40",)
     assert options.fpga.reuse_factor == 2 and options.fpga.config == "f.toml" and options.fpga.given

@@ -7,6 +7,8 @@ from hcc.artifacts.manifest import ArtifactRecord, native_signature
 from hcc.backends.cpu import lowering, toolchain
 from hcc.options import CompileOptions, ModelFiles
 
+BF16_CALL = "_bf16 micro-kernel call"  # the schedule note of a kernel call through a bf16 entry (lowering.py)
+
 # A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
 MATERIAL_SHARE = 0.02
 
@@ -21,14 +23,15 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     log: list[lowering.OpReport] = []
     target = options.cpu.target_cpu
     nodes: list[str] = []
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.precision == "bf16")
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16())
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes)
     if options.debug.keep_ir:
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     meta = {"schedule": schedule_record(log)}
-    if options.cpu.precision != "fp32":
-        meta["precision_default"] = options.cpu.precision
+    bf16_calls = sorted({r.node for r in log if r.ok and BF16_CALL in r.note})
+    if bf16_calls:  # what was emitted, not what was asked: a function that fell back to plain loops computes fp32
+        meta["precision_default"], meta["bf16_nodes"] = "bf16", bf16_calls
     return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta=meta)]
 
 

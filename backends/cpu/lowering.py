@@ -488,10 +488,10 @@ class Codegen:
     convolutions call the kernels' bfloat16 entries (AMX tiles; `--cpu-precision bf16`)."""
 
     kinds: frozenset[str] | None = None
-    bf16: bool = False
+    bf16: bool | frozenset[str] = False  # every GEMM and convolution, or those of the named ONNX nodes
 
 
-def _micro_kernel_calls(module, bf16: bool = False) -> list[OpReport]:
+def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False) -> list[OpReport]:
     """Tag the contractions the GEMM kernel takes, then turn every tagged op into a kernel call (ukernels.py),
     with its init and a following activation / residual add fused; one report per call."""
     from hcc.backends.cpu import schedule, ukernels
@@ -505,7 +505,8 @@ def _micro_kernel_calls(module, bf16: bool = False) -> list[OpReport]:
                 work *= max(size, 1)
             ukernels.tag_gemm(op, roles, work)
     reports = []
-    for call in ukernels.emit_calls(module, (lambda op: True) if bf16 else None):
+    in_bf16 = None if not bf16 else (lambda op: True) if bf16 is True else (lambda op: node_name(op) in bf16)
+    for call in ukernels.emit_calls(module, in_bf16):
         kind = "ukernel-gemm" if call.symbol in (ukernels.GEMM, ukernels.GEMM_BF16) else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}", node_name(call), call.work))
@@ -811,12 +812,12 @@ def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[
 
 
 def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
-                     bf16: bool = False) -> str:
+                     bf16: bool | frozenset[str] = False) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
     code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
-    GEMM and convolution kernels take bfloat16 operands (fp32 sums)."""
+    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes."""
     from mlir import ir
 
     log = log if log is not None else []

@@ -88,3 +88,36 @@ def test_bf16_refused_without_tiles(tmp_path, monkeypatch):
 def test_unknown_cpu_precision_is_refused():
     with pytest.raises(HccError, match="--cpu-precision 'fp8': unsupported"):
         CpuOptions(precision="fp8")
+
+
+@needs_tiles
+def test_auto_runs_in_bf16_what_the_budget_allows(tmp_path):
+    """--cpu-precision auto: the measured per-op choice (planner/precision.py) is kept in plan/precision.json, the chosen
+    ops call the bf16 kernels, and the bundle's measured error stays inside the budget."""
+    import json
+
+    onnx.save(cnn(), tmp_path / "cnn.onnx")
+    manifest = hcc.compile(tmp_path / "cnn.onnx", tmp_path / "auto", cpu_precision="auto", accuracy="rel=0.05")
+    plan = json.loads((tmp_path / "auto" / "plan" / "precision.json").read_text())
+    chosen = {c["node"] for c in plan["choices"] if c["precision"] == "bf16"}
+    assert chosen and plan["held_out_ok"] is True
+    (sg,) = manifest.subgraphs
+    assert sg.precision == "bf16" and set(sg.artifacts[0].meta["bf16_nodes"]) <= chosen
+    (out, accuracy), = manifest.golden.outputs.items()
+    assert 0 < accuracy.golden_max_abs and check_golden(tmp_path / "auto").passed
+
+
+@needs_tiles
+def test_auto_with_no_room_stays_fp32(tmp_path):
+    onnx.save(mlp(), tmp_path / "mlp.onnx")
+    manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "b", cpu_precision="auto", accuracy="max_abs=0")
+    assert [sg.precision for sg in manifest.subgraphs] == ["fp32"]
+    assert "_bf16" not in next((tmp_path / "b").glob("cpu/*/lib*.ll")).read_text()
+
+
+@pytest.mark.parametrize("kw,message", [(dict(precision="auto"), "--cpu-precision auto needs --accuracy"),
+                                        (dict(accuracy="max_abs=1e-2"), "--accuracy needs --cpu-precision auto"),
+                                        (dict(precision="auto", accuracy="mae=1"), "accuracy budget 'mae=1'")])
+def test_auto_options_are_checked(kw, message):
+    with pytest.raises(HccError, match=message):
+        CpuOptions(**kw)
