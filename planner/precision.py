@@ -16,7 +16,8 @@ Sessions run with the graph optimizer off (the reference too), so no fusion can 
 
 The choice is greedy in FLOPs saved per unit of measured error, composes per-op errors conservatively, then confirms
 with one end-to-end run of the chosen set (and widens the most sensitive op until it passes), then reports the error
-on held-out inputs the pass never saw. Analysis only: hcc's CPU code still runs fp32, so no speed-up is claimed.
+on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16 as the only candidate (the
+CPU's AMX kernels); fp16 and int8 have no CPU kernels yet.
 """
 from __future__ import annotations
 
@@ -594,7 +595,7 @@ def choose(sensitivities: list[OpSensitivity], budget: AccuracyBudget | str, mod
         p = assignment.get(s.node, "fp32")
         choices.append(PrecisionChoice(s.node, s.op_type, p, s.flops, _saving(s.flops, p, speedup),
                                        budget.cost(s.errors[p]) if p != "fp32" else 0.0))
-    notes = ["analysis only: hcc's CPU code runs fp32; flops_saved uses nominal speed-ups "
+    notes = ["flops_saved uses nominal speed-ups "
              + ", ".join(f"{k} {v:g}x" for k, v in speedup.items()) + ", not measured kernels"]
     return PrecisionPlan(str(budget), margin, choices, predicted, calibration_errors, held, not budget.violations(calibration_errors),
                          None if held is None else not budget.violations(held), reverted, runs,

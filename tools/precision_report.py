@@ -10,8 +10,8 @@ held-out seeds 1000000.. (never seen by the choice). `--fill NAME=VALUE` sets an
 `attention_mask=1`: random integers >= 1 make a BERT additive mask +inf and its outputs NaN). Prints one row per
 candidate op (its share of the candidate FLOPs, the end-to-end error with only that op lowered, per precision) and
 the chosen plan with its error on the calibration and the held-out inputs. `--extend` grows the conservative choice
-op by op, keeping each step only if an end-to-end run on the calibration inputs stays within the margin. Analysis
-only: hcc's CPU code runs fp32, so no speed-up is claimed.
+op by op, keeping each step only if an end-to-end run on the calibration inputs stays within the margin. The
+analysis alone: `hcc compile --cpu-precision auto --accuracy ...` runs it (bf16 only) and compiles the choice.
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ def plan_summary(plan: PrecisionPlan, calib: int, held_out: int) -> list[str]:
         shares[c.precision] = shares.get(c.precision, 0) + c.flops
     lines = [f"budget {plan.budget} (choice fills {plan.margin:g} of it on calibration; held-out checked against all of it)",
              "candidate FLOPs by chosen precision: " + ", ".join(f"{p} {100 * f / total:.1f}%" for p, f in sorted(shares.items())),
-             f"nominal compute left: {100 * (1 - sum(c.flops_saved for c in plan.choices) / total):.1f}% of fp32 (nominal speed-ups; "
-             "hcc's CPU code still runs fp32)",
+             f"nominal compute left: {100 * (1 - sum(c.flops_saved for c in plan.choices) / total):.1f}% of fp32 (nominal speed-ups, "
+             "not measured kernels)",
              f"end-to-end runs: {plan.confirm_runs}; put back to fp32 after the confirming run: {', '.join(plan.reverted) or 'none'}"]
     if plan.extended:
         lines.append(f"added by measured growth (--extend): {', '.join(plan.extended)}")
