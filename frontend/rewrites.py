@@ -27,6 +27,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
   with full-rank scales or sizes.
 * Slice with a negative step (the CPU backend's loops reject the negative offsets): a Gather of the exact indices.
 * Einsum "->" of a scalar (not compiled for rank 0): Identity.
+* ConvTranspose with auto_pad SAME_* or group > 1 (not converted / a wrong-rank collapse_shape): explicit pads, one
+  ConvTranspose per group (frontend/conv_transpose.py).
 * Pad with mode 'wrap' (no torch-mlir conversion): Concat of the tensor's own slices, axis by axis.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
@@ -47,6 +49,7 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.checks import static_shape
+from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
 from hcc.frontend.topk import topk_nodes
 
@@ -220,6 +223,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
         return _full_rank_resize(node, x_shape, facts.constants, path)
+    if node.op_type == "ConvTranspose" and x_shape and shapes.get(node.input[1]):
+        return _conv_transpose_nodes(node, x_shape, shapes[node.input[1]], opset)
     if node.op_type == "Pad" and x_shape and _text_attr(node, "mode", "constant") == "wrap":
         return _wrap_pad_nodes(node, x_shape, facts.constants)
     if node.op_type == "Slice" and x_shape and len(node.input) > 4 and node.input[4] in facts.constants \
@@ -270,6 +275,16 @@ def _dropout_nodes(node: onnx.NodeProto, scalars: dict[str, np.ndarray], opset: 
                   helper.make_node("Not", [nan], [f"{node.name}/not_nan"], name=f"{node.name}/not_nan_op"),
                   helper.make_node("Or", [nan, f"{node.name}/not_nan"], [node.output[1]], name=f"{node.name}/mask")]
     return nodes, []
+
+
+def _conv_transpose_nodes(node: onnx.NodeProto, x_shape: list[int], w_shape: list[int], opset: int):
+    padded = explicit_pads(node, x_shape, w_shape)
+    conv, after, inits = padded if padded is not None else (node, [], [])
+    grouped = split_groups(conv, x_shape, w_shape, opset)
+    if grouped is None and padded is None:
+        return None
+    nodes, group_inits = grouped if grouped is not None else ([conv], [])
+    return nodes + after, inits + group_inits
 
 
 def _text_attr(node: onnx.NodeProto, name: str, default: str) -> str:
@@ -423,6 +438,8 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     types = _elem_types(model)
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     shapes = {v.name: static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
+    for init in graph.initializer:  # weights have no value_info
+        shapes.setdefault(init.name, list(init.dims))
     constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer if len(init.dims) == 1}
     inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
     scalars = {init.name: numpy_helper.to_array(init).reshape(-1) for init in graph.initializer

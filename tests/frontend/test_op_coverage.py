@@ -239,6 +239,15 @@ case("Conv", "depthwise",
 case("Conv", "pointwise", lambda: with_weights("Conv", (1, 8, 5, 5), [_rand("w", 4, 8, 1, 1)]))
 case("Conv", "auto-pad-same", lambda: with_weights("Conv", (1, 2, 7, 7), [_rand("w", 3, 2, 3, 3)], auto_pad="SAME_UPPER", strides=[2, 2]))
 case("Conv", "1d", lambda: with_weights("Conv", (1, 3, 10), [_rand("w", 4, 3, 3), _rand("b", 4)], pads=[1, 1]))
+# groups and auto_pad SAME_* are rewritten (frontend/conv_transpose.py): compared with onnxruntime as written
+case("ConvTranspose", "group3-bias", lambda: with_weights("ConvTranspose", (2, 6, 4, 5), [_rand("w", 6, 2, 3, 3), _rand("b", 6)],
+                                                          group=3, strides=[2, 1]), as_written=True)
+case("ConvTranspose", "group2-opset11", lambda: with_weights("ConvTranspose", (1, 4, 5, 5), [_rand("w", 4, 3, 2, 2)], group=2, opset=11),
+     as_written=True)
+case("ConvTranspose", "same-upper-stride2", lambda: with_weights("ConvTranspose", (1, 3, 5, 4), [_rand("w", 3, 2, 3, 3), _rand("b", 2)],
+                                                                auto_pad="SAME_UPPER", strides=[2, 2]), as_written=True)
+case("ConvTranspose", "same-lower-group2", lambda: with_weights("ConvTranspose", (1, 4, 4, 4), [_rand("w", 4, 1, 4, 3)],
+                                                               auto_pad="SAME_LOWER", strides=[3, 2], group=2), as_written=True)
 case("ConvTranspose", "basic", lambda: with_weights("ConvTranspose", (1, 4, 5, 5), [_rand("w", 4, 3, 3, 3), _rand("b", 3)]))
 case("ConvTranspose", "stride2", lambda: with_weights("ConvTranspose", (1, 4, 4, 4), [_rand("w", 4, 2, 2, 2)], strides=[2, 2]))
 case("ConvTranspose", "pads-output-padding", lambda: with_weights(
