@@ -29,6 +29,9 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * Einsum "->" of a scalar (not compiled for rank 0): Identity.
 * ConvTranspose with auto_pad SAME_* or group > 1 (not converted / a wrong-rank collapse_shape): explicit pads, one
   ConvTranspose per group (frontend/conv_transpose.py).
+* MaxPool's Indices output: torch-mlir's are within each (n, c) plane (wrong for a batch or channels > 1): the
+  plane offsets are added, and storage_order=1 is converted with integer Div/Mod; forms whose indices are in other
+  coordinates (uneven pads, ceil_mode, dilations, auto_pad) are refused.
 * Pad with mode 'wrap' (no torch-mlir conversion): Concat of the tensor's own slices, axis by axis.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
@@ -225,6 +228,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _full_rank_resize(node, x_shape, facts.constants, path)
     if node.op_type == "ConvTranspose" and x_shape and shapes.get(node.input[1]):
         return _conv_transpose_nodes(node, x_shape, shapes[node.input[1]], opset)
+    if node.op_type == "MaxPool" and x_shape and len(x_shape) == 4 and len(node.output) > 1 and node.output[1]:
+        return _max_pool_indices(node, x_shape, path)
     if node.op_type == "Pad" and x_shape and _text_attr(node, "mode", "constant") == "wrap":
         return _wrap_pad_nodes(node, x_shape, facts.constants)
     if node.op_type == "Slice" and x_shape and len(node.input) > 4 and node.input[4] in facts.constants \
@@ -285,6 +290,35 @@ def _conv_transpose_nodes(node: onnx.NodeProto, x_shape: list[int], w_shape: lis
         return None
     nodes, group_inits = grouped if grouped is not None else ([conv], [])
     return nodes + after, inits + group_inits
+
+
+def _max_pool_indices(node: onnx.NodeProto, shape: list[int], path: str):
+    """MaxPool's Indices output (ONNX: ((n*C + c)*H + h)*W + w, or c-plane + h + w*H with storage_order=1): torch-mlir
+    gives the index within the (n, c) plane, so the plane's offset is added (and, column-major, the index taken
+    apart with integer Div/Mod). With uneven pads, ceil_mode, dilations or auto_pad its indices are in padded or
+    other coordinates (measured): refused."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID") or pads[:2] != pads[2:] or attrs.get("ceil_mode", 0) \
+            or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise HccError(f"{path}: node '{node.name}' (MaxPool): its Indices output is compiled only without auto_pad, "
+                       "ceil_mode and dilations and with even pads (torch-mlir's indices are in other coordinates then)")
+    batch, channels, height, width = shape
+    pool = helper.make_node("MaxPool", list(node.input), [node.output[0], f"{node.name}/in_plane"], name=node.name)
+    pool.attribute.extend(a for a in node.attribute if a.name != "storage_order")
+    offsets = (np.arange(batch * channels, dtype=np.int64) * height * width).reshape(batch, channels, 1, 1)
+    consts = {"offsets": offsets, "w": np.array(width, np.int64), "h": np.array(height, np.int64)}
+    inits = [numpy_helper.from_array(v, f"{node.name}/{k}") for k, v in consts.items()]
+    v = {k: f"{node.name}/{k}" for k in ("offsets", "w", "h", "in_plane", "hh", "ww", "wcol", "base")}
+    if attrs.get("storage_order", 0) == 0:
+        steps = [("Add", "in_plane", "offsets", None)]
+    else:
+        steps = [("Div", "in_plane", "w", "hh"), ("Mod", "in_plane", "w", "ww"), ("Mul", "ww", "h", "wcol"),
+                 ("Add", "offsets", "hh", "base"), ("Add", "base", "wcol", None)]
+    nodes = [pool]
+    for op, x, y, out in steps:
+        nodes.append(helper.make_node(op, [v[x], v[y]], [v[out] if out else node.output[1]], name=f"{node.name}/{out or 'indices'}_op"))
+    return nodes, inits
 
 
 def _text_attr(node: onnx.NodeProto, name: str, default: str) -> str:

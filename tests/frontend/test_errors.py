@@ -185,3 +185,15 @@ def test_resize_policy_a_scale_cannot_express_is_refused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
     with pytest.raises(HccError, match=r"node 'rs' \(Resize\): keep_aspect_ratio_policy 'not_smaller' gives lengths \[2, 3\]"):
         load_model(str(path))
+
+
+def test_max_pool_indices_with_uneven_pads_are_refused(tmp_path):
+    """torch-mlir's MaxPool indices are in padded coordinates when the pads are uneven: refused, not miscompiled."""
+    node = helper.make_node("MaxPool", ["x"], ["y", "idx"], name="mp", kernel_shape=[2, 3], pads=[1, 0, 0, 1])
+    graph = helper.make_graph([node], "maxpool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 5]),
+                               helper.make_tensor_value_info("idx", TensorProto.INT64, [1, 2, 5, 5])])
+    path = tmp_path / "maxpool.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(HccError, match=r"node 'mp' \(MaxPool\): its Indices output is compiled only"):
+        load_model(str(path))

@@ -252,6 +252,15 @@ case("ConvTranspose", "basic", lambda: with_weights("ConvTranspose", (1, 4, 5, 5
 case("ConvTranspose", "stride2", lambda: with_weights("ConvTranspose", (1, 4, 4, 4), [_rand("w", 4, 2, 2, 2)], strides=[2, 2]))
 case("ConvTranspose", "pads-output-padding", lambda: with_weights(
     "ConvTranspose", (1, 3, 4, 4), [_rand("w", 3, 2, 3, 3), _rand("b", 2)], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]))
+case("MaxPool", "indices-batch-channels", lambda: _model(
+    [h.make_node("MaxPool", ["x"], ["y", "idx"], name="maxpool", kernel_shape=[2, 3], strides=[2, 1])],
+    [("x", F, [2, 3, 5, 6])], ["y", ("idx", I64)]), as_written=True)
+case("MaxPool", "indices-even-pads", lambda: _model(
+    [h.make_node("MaxPool", ["x"], ["y", "idx"], name="maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+    [("x", F, [2, 3, 7, 6])], ["y", ("idx", I64)]), as_written=True)
+case("MaxPool", "argmax-column-major", lambda: _model(
+    [h.make_node("MaxPool", ["x"], ["y", "idx"], name="maxpool", kernel_shape=[2, 3], strides=[2, 1], pads=[1, 1, 1, 1], storage_order=1)],
+    [("x", F, [2, 3, 5, 6])], ["y", ("idx", I64)]), as_written=True)
 case("MaxPool", "k2s2", lambda: unary("MaxPool", shape=(1, 3, 8, 8), kernel_shape=[2, 2], strides=[2, 2]))
 case("MaxPool", "k3s2-pads", lambda: unary("MaxPool", shape=(1, 2, 9, 9), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
 case("MaxPool", "ceil-mode", lambda: unary("MaxPool", shape=(1, 2, 8, 8), kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1))
