@@ -15,7 +15,7 @@ Stages (all in the compiler's worker process, because a bad pipeline can abort t
   4. outlining: gpu-kernel-outlining -> a host function (allocs, views, gpu.launch_func) + one gpu.module per kernel;
                 the kernels are renamed `<sg>_k<N>`, merged into one gpu.module, and get fastmath<contract> (FMA);
                 workgroup buffers become workgroup attributions (static shared memory)
-  5. codegen:   gpu.module -> NVVM (bare-pointer kernel arguments) -> PTX (nvvm-attach-target chip=sm_80 +ptx80,
+  5. codegen:   gpu.module -> NVVM (bare-pointer kernel arguments) -> PTX (nvvm-attach-target chip=sm_80 +ptx81,
                 gpu-module-to-binary format=isa, libdevice linked from the pinned toolkit)
 The host function is not lowered: hcc.backends.gpu.launch_table reads it and writes the launch table instead.
 See docs/backends/gpu.md.
@@ -41,7 +41,7 @@ from hcc.backends.gpu.shared_tiling import _stage_operands, plan_shared, shared_
 from hcc.errors import HccError
 
 PTX_CHIP = "sm_80"  # PTX `.target`: JIT-able on every GPU from Ampere on; cubins are built from it per SM
-PTX_FEATURES = "+ptx80"  # PTX ISA 8.0 (<= 9.0, which the CUDA 13.0 driver/ptxas accept)
+PTX_FEATURES = "+ptx81"  # PTX ISA 8.1 (<= 9.0, which the CUDA 13.0 driver/ptxas accept): kernel parameters up to 32764 bytes
 
 FUSE = "convert-elementwise-to-linalg,linalg-fuse-elementwise-ops,canonicalize,cse"
 BUFFERIZE = (

@@ -387,3 +387,24 @@ def test_split_model_keeps_tensors_on_the_gpu(gpu_bundles, stub_lib, tmp_path):
     assert any(name == sg2_out and dst == gpu for name, _s, dst in transfers)
     launches = [e["kernel"] for e in cuda_stub.parse_log(tmp_path / "log.txt") if e["call"] == "cuLaunchKernel"]
     assert {k.split("_")[0] for k in launches} == {"sg0", "sg1", "sg3"}
+
+
+def test_a_kernel_with_hundreds_of_buffers_compiles(tmp_path):
+    """A Sum of 600 tensors is one kernel with 601 pointer arguments (9.6 KB of parameters): PTX 8.0 allowed 4,352
+    bytes and ptxas refused it (an LSTM's fused time loop did the same, issue 11 item 7); PTX 8.1 allows 32,764."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    n = 600
+    graph = h.make_graph([h.make_node("Sum", [f"x{i}" for i in range(n)], ["y"], name="sum")], "sum600",
+                         [h.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [4, 8]) for i in range(n)],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "sum600.onnx")
+    groups = [{"id": "sg0", "device": "gpu:sm_90", "nodes": ["sum"], "device_index": 0}]
+    compile_groups(tmp_path / "sum600.onnx", tmp_path / "b", groups)
+    ptx = (tmp_path / "b" / "gpu" / "sg0" / "kernels.ptx").read_text()
+    assert toolchain.ptx_version(ptx) >= (8, 1)
+    assert max(len(re.findall(r"\.param\s", entry)) for entry in ptx.split(".entry")[1:]) > 4352 // 8
