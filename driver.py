@@ -25,7 +25,7 @@ from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
-from hcc.options import CPU_AUTO, CompileOptions, FpgaOptions, PlannerOptions
+from hcc.options import CPU_AUTO, CompileOptions, CpuOptions, FpgaOptions, PlannerOptions
 from hcc.runtime.golden_check import read_input_arrays
 from hcc.worker import WorkerRequest
 
@@ -84,16 +84,19 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
     return response
 
 
-def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None):
-    """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix."""
+def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: CpuOptions | None = None):
+    """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix, and
+    which GEMMs and convolutions compute in bf16 on the CPU (--cpu-precision bf16 / auto)."""
     from hcc.backends.fpga.config import from_options
     from hcc.frontend.names import node_names
-    from hcc.planner.cost_model import CostModel, fpga_node_configs
+    from hcc.planner.cost_model import MAC_OPS, CostModel, fpga_node_configs
 
-    if fpga is None or not fpga.given:
-        return CostModel()
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
-    return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes))
+    bf16 = cpu.bf16() if cpu is not None else False
+    cpu_dtypes = {name: "bf16" for name, op in nodes if op in MAC_OPS and (bf16 is True or (bf16 and name in bf16))}
+    if fpga is None or not fpga.given:
+        return CostModel(cpu_dtypes=cpu_dtypes)
+    return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes), cpu_dtypes=cpu_dtypes)
 
 
 def plan_model(loaded, planner: PlannerOptions, cost_model=None):
@@ -250,7 +253,7 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
 
 def _place(loaded, options: CompileOptions, progress: ProgressFn):
     """Run the partitioner: (plan, subgraph groups, options with the FPGA design points it chose)."""
-    cost_model = planner_cost_model(loaded.model, options.fpga)
+    cost_model = planner_cost_model(loaded.model, options.fpga, options.cpu)
     plan = plan_model(loaded, options.planner, cost_model)
     if plan.placement.reuse_factors:
         options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))

@@ -451,9 +451,9 @@ def predict(node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | No
         offchip = (node.bytes - node.weight_bytes) / (spec.mem_bandwidth * spec.mem_efficiency) if moves_data else 0.0
         overhead = spec.efficiency.get(node.op_class, (1.0, 0.0))[1]
         return max(est.latency_cycles / spec.clock_hz, offchip) + overhead
-    if node.op_class in spec.linear:
+    if node.op_class in spec.linear:  # a calibrated fit (fp32 kernels): other precisions scale by the peak ratio
         a, b = spec.linear[node.op_class]
-        return a * node.work() + b
+        return a * node.work() * spec.peak("fp32") / spec.peak(dtype or "fp32") + b
     eff, overhead = spec.efficiency.get(node.op_class, (0.5, 0.0))
     compute = node.flops / (spec.peak(dtype) * max(eff, 1e-6))
     memory = node.bytes / (spec.mem_bandwidth * max(spec.mem_efficiency, 1e-6))
@@ -483,13 +483,15 @@ class CostModel:
     `fpga_node_configs` maps a node name to its own FpgaCostConfig (precision, strategy, a fixed reuse factor from the
     user's FPGA config); other nodes use `fpga_config`. `fpga_overrides` maps a node name to an FpgaEstimate (e.g.
     from a synthesis report); it wins over the model for every FPGA device. `time_overrides` maps (node name,
-    device spec name) to seconds (measured), and wins over everything.
+    device spec name) to seconds (measured), and wins over everything. `cpu_dtypes` maps a node name to the precision
+    it computes in on a CPU (bf16 for the GEMMs and convolutions of --cpu-precision bf16/auto); others: the node's own.
     """
 
     fpga_config: FpgaCostConfig = field(default_factory=FpgaCostConfig)
     fpga_node_configs: dict[str, FpgaCostConfig] = field(default_factory=dict)
     fpga_overrides: dict[str, FpgaEstimate] = field(default_factory=dict)
     time_overrides: dict[tuple[str, str], float] = field(default_factory=dict)
+    cpu_dtypes: dict[str, str] = field(default_factory=dict)
 
     def fpga_config_for(self, node: NodeCost) -> FpgaCostConfig:
         return self.fpga_node_configs.get(node.name, self.fpga_config)
@@ -527,6 +529,8 @@ class CostModel:
         key = (node.name, spec.name)
         if key in self.time_overrides:
             return self.time_overrides[key]
+        if spec.kind == "cpu" and dtype is None:
+            dtype = self.cpu_dtypes.get(node.name)
         return predict(node, spec, dtype, (fpga or self.fpga_estimate(node, spec)) if spec.kind == "fpga" else None)
 
     def memory_bytes(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> float:

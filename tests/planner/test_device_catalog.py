@@ -180,3 +180,29 @@ def test_discovery_imports_without_compiler_packages():
             "bad = [m for m in ('onnx', 'scipy', 'mlir', 'torch_mlir') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     subprocess.run([__import__("sys").executable, "-c", code], check=True)
+
+
+def test_cpu_bf16_gemms_are_predicted_faster_only_with_amx_tiles(tmp_path):
+    """--cpu-precision bf16/auto: the cost model times a bf16 GEMM/convolution at CPU_BF16_SPEEDUP x fp32's peak on a
+    CPU with AMX tiles (also through a calibrated fp32 fit), and at fp32's on one without."""
+    from onnx import TensorProto, helper
+
+    from hcc.planner.cost_model import CostModel, analyze_model
+    from hcc.planner.device_catalog import CPU_BF16_SPEEDUP
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 512]),
+                               helper.make_tensor_value_info("w", TensorProto.FLOAT, [512, 512])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [256, 512])])
+    node = analyze_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])).by_name["mm"]
+    amx = HostCpu("amx", "GenuineIntel", 2, 2, 2000.0, ["amx_bf16", "amx_tile", "avx2", "avx512f", "fma"], 8 << 30)
+    plain = HostCpu("avx512", "GenuineIntel", 2, 2, 2000.0, ["avx2", "avx512f", "fma"], 8 << 30)
+    missing = tmp_path / "no-profile.json"
+    fp32, bf16 = CostModel(), CostModel(cpu_dtypes={"mm": "bf16"})
+    with_tiles, without = host_cpu_spec(missing, host=amx), host_cpu_spec(missing, host=plain)
+    assert bf16.predict(node, with_tiles) == pytest.approx(fp32.predict(node, with_tiles) / CPU_BF16_SPEEDUP, rel=1e-3)  # + overhead
+    assert bf16.predict(node, without) == pytest.approx(fp32.predict(node, without))
+    profile = tmp_path / "cpu-profile.json"  # a calibrated fp32 fit: bf16 scales its slope by the same ratio
+    profile.write_text(json.dumps({"format": "hcc-cpu-profile", "version": 1, "classes": {"matmul": {"a": 1e-10, "b": 0.0}}}))
+    fitted = host_cpu_spec(profile, host=amx)
+    assert bf16.predict(node, fitted) == pytest.approx(fp32.predict(node, fitted) / CPU_BF16_SPEEDUP)
