@@ -71,19 +71,20 @@ def test_save_temps_folder_checks(tmp_path):
         check_save_temps(tmp_path / "link", tmp_path / "bundle")
 
 
-def _conv_transpose_same_upper(path: Path) -> None:
-    """torch-mlir cannot lower ConvTranspose with auto_pad=SAME_UPPER (docs/conformance.md,
-    test_convtranspose_autopad_same): the ONNX -> linalg pipeline fails on it."""
-    weight = helper.make_tensor("W", TensorProto.FLOAT, [1, 2, 3, 3], np.ones(18, np.float32))
-    node = helper.make_node("ConvTranspose", ["X", "W"], ["Y"], name="ConvTranspose_0", auto_pad="SAME_UPPER", strides=[2, 2])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 3, 3])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 2, 6, 6])], [weight])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+def _cubic_antialias_resize(path: Path) -> None:
+    """torch-mlir cannot lower a cubic Resize with antialias (docs/conformance.md,
+    test_resize_downsample_scales_cubic_antialias): the ONNX -> linalg pipeline fails on it. (The first model used
+    here, a ConvTranspose with auto_pad=SAME_UPPER, compiles since frontend/conv_transpose.py.)"""
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], np.array([1, 1, 0.6, 0.6], np.float32))
+    node = helper.make_node("Resize", ["X", "", "scales"], ["Y"], name="Resize_0", mode="cubic", antialias=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 5, 5])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1, 3, 3])], [scales])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
 def test_a_failing_pass_leaves_a_reproducer_outside_the_removed_staging_folder(tmp_path):
-    model, out, tmp = tmp_path / "ct.onnx", tmp_path / "out", tmp_path / "tmp"
-    _conv_transpose_same_upper(model)
+    model, out, tmp = tmp_path / "resize.onnx", tmp_path / "out", tmp_path / "tmp"
+    _cubic_antialias_resize(model)
     out.mkdir()
     tmp.mkdir()
     proc = hcc("compile", model, "-o", out / "bundle", "-q", env={"TMPDIR": str(tmp)})
@@ -91,10 +92,10 @@ def test_a_failing_pass_leaves_a_reproducer_outside_the_removed_staging_folder(t
     folder = tmp / "hcc-repro-torch-to-linalg-1"
     lines = proc.stderr.splitlines()
     assert lines[0] == f"hcc: error: lowering ONNX ops to linalg failed (stage torch-to-linalg; reproducer: {folder}):"
-    assert lines[1].startswith("  node 'ConvTranspose_0': failed to legalize operation 'torch.operator'")
+    assert lines[1].startswith("  node 'Resize_0': failed to legalize operation 'torch.operator'")
     assert lines[-1] == f"  hint: rerun it with: {sys.executable} -m hcc.passes.pass_runner {folder}"
     assert list(out.iterdir()) == []  # the staging folder (the worker's TMPDIR) is gone, the reproducer is not
-    assert "onnx.ConvTranspose" in (folder / "input.mlir").read_text()
+    assert "onnx.Resize" in (folder / "input.mlir").read_text()
     replay = subprocess.run(lines[-1].removeprefix("  hint: rerun it with: "), shell=True, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 1
-    assert "ConvTranspose_0" in replay.stderr and "failed to legalize operation 'torch.operator'" in replay.stderr
+    assert "Resize_0" in replay.stderr and "failed to legalize operation 'torch.operator'" in replay.stderr
