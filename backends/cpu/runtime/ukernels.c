@@ -63,6 +63,25 @@ int hcc_get_num_threads(void);
 
 static inline vf vload(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* The first n (0 < n < VL) lanes only: a masked load (zeros after) and store; memory past them is not touched. */
+static inline vf vload_n(const float *p, int64_t n) {
+#if VL == 16
+  return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#else
+  vf v = {0};
+  memcpy(&v, p, sizeof(float) * (size_t)n);
+  return v;
+#endif
+}
+
+static inline void vstore_n(float *p, vf v, int64_t n) {
+#if VL == 16
+  _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
+#else
+  memcpy(p, &v, sizeof(float) * (size_t)n);
+#endif
+}
 /* One broadcast instruction (GCC turns the generic forms into an add or lane-by-lane inserts). */
 static inline vf vsplat(float x) {
 #if VL == 16 && defined(__AVX512F__)
@@ -364,7 +383,7 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
   int from_c = !first || e->init_mode == INIT_IN_C;
   int init_vec = from_c || e->init_mode == INIT_CONSTANT || vector_columns(e->ow, e->init_sn, e->init_sh);
   int res_vec = !last || !e->res || vector_columns(e->ow, e->res_sn, e->res_sh);
-  if (c_sn == 1 && init_vec && res_vec) { /* whole vectors of each row; a partial tile's last columns one by one */
+  if (c_sn == 1 && init_vec && res_vec) { /* whole vectors of each row; a partial tile's last columns masked */
     int clamp = last && (e->lo_mode || e->hi_mode);
     int full = nr == nv * VL ? nv : (int)(nr / VL);
 #pragma GCC unroll 16
@@ -381,10 +400,13 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
         if (res) v += e->res_sn ? vload(res + j * VL) : vsplat(res[0]);
         vstore(crow + j * VL, clamp ? vclamp(e, v) : v);
       }
-      for (int64_t q = (int64_t)full * VL; q < nr; ++q) {
-        float v = from_c ? crow[q] : !init ? e->init_value : init[q * e->init_sn];
-        v += acc[i][q / VL][q % VL];
-        crow[q] = last ? epi_finish(e, v, row + i, col + q) : v;
+      int64_t tail = nr - (int64_t)full * VL; /* a partial last vector (NV is 2 for every ISA: full is 0 or 1) */
+      if (tail > 0) {
+        int64_t q = (int64_t)full * VL;
+        vf v = from_c ? vload_n(crow + q, tail) : !init ? vsplat(e->init_value) : e->init_sn ? vload_n(init + q, tail) : vsplat(init[0]);
+        v += full == 0 || nv == 1 ? acc[i][0] : acc[i][NV - 1];
+        if (res) v += e->res_sn ? vload_n(res + q, tail) : vsplat(res[0]);
+        vstore_n(crow + q, clamp ? vclamp(e, v) : v, tail);
       }
     }
     return;
