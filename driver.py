@@ -29,7 +29,8 @@ from hcc.options import CPU_AUTO, CompileOptions, CpuOptions, FpgaOptions, Plann
 from hcc.runtime.golden_check import read_input_arrays
 from hcc.worker import WorkerRequest
 
-MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i8": "int8", "ui8": "uint8", "i1": "bool"}
+MLIR_TO_NUMPY = {"f32": "float32", "f64": "float64", "f16": "float16", "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8",
+                 "ui8": "uint8", "i1": "bool"}
 
 ProgressFn = Callable[[str], None]
 
@@ -274,6 +275,8 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     protected = _check_before_work(model_path, bundle_dir, options)
     loaded = load_model(os.fspath(model_path), options.input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
+    for note in loaded.notes:  # ops expanded into their ONNX function bodies, and other rewrites worth knowing
+        progress(f"note: {note}")
     feeds, expected = _golden_data(loaded, options, started, progress)
     precision_plan = None
     if options.cpu.precision == CPU_AUTO:

@@ -30,6 +30,7 @@ ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT16: "float16",
     onnx.TensorProto.INT64: "int64",
     onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT16: "int16",
     onnx.TensorProto.INT8: "int8",
     onnx.TensorProto.UINT8: "uint8",
     onnx.TensorProto.BOOL: "bool",

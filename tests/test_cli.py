@@ -122,3 +122,20 @@ def test_output_names_must_be_a_list(bundle):
     session = load(bundle)
     with pytest.raises(HccError, match="output_names must be None or a list"):
         session.run(5, {"image": np.zeros((2, 3, 32, 32), np.float32)})
+
+
+def test_compile_says_which_nodes_it_expanded_into_function_bodies(tmp_path):
+    """An op hcc has no lowering for but ONNX defines by a function body is expanded, and the compile says so."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    graph = h.make_graph([h.make_node("MeanVarianceNormalization", ["x"], ["y"], name="mvn")], "g",
+                         [h.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 5])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "mvn.onnx")
+    proc = hcc("compile", tmp_path / "mvn.onnx", "-o", tmp_path / "b")
+    assert "note: node 'mvn' (MeanVarianceNormalization) expanded into its ONNX function body" in proc.stderr
+    assert hcc("test", tmp_path / "b").returncode == 0
