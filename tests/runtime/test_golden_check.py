@@ -100,4 +100,7 @@ def test_inconclusive_reason_rules():
     assert "constant output" in inconclusive_reason(probs + 10, 0.0, 0.31)  # zeros fail, the midpoint 10.4 passes
     assert inconclusive_reason(np.array([3.0]), 1e-3, 1e-4) == ""  # a scalar has no range: only zeros count
     assert inconclusive_reason(np.array([1, 2, 3]), 0, 100) == ""  # integers are compared exactly
+    assert "NaN or infinite" in inconclusive_reason(np.full((2, 3), np.nan, np.float32), 1e-3, 1e-4)  # a NaN output proves little
+    assert inconclusive_reason(np.array([np.nan, 1.0], np.float32), 1e-3, 1e-4) == ""
+    assert inconclusive_reason(np.zeros((0,), np.float32), 1e-3, 1e-4) == ""
     assert compare("y", probs, np.zeros(3, np.float32), 1e-3, 1e-4).status == "FAIL"
