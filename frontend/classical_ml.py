@@ -36,6 +36,8 @@ leaf carries), the other ai.onnx.ml ops.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, shape_inference
@@ -329,6 +331,49 @@ def _leaf_weights(node: onnx.NodeProto, prefix: str, ids: str):
             list(attr_value(node, ids, [])), weights)
 
 
+@dataclass
+class _TreeAttrs:
+    """A tree ensemble node's attributes, read and checked once: every later step reads several of them."""
+
+    x: str
+    rows: int
+    features: int
+    tree_ids: list[int]
+    node_ids: list[int]
+    feature_ids: list[int]
+    modes: list[str]
+    true_ids: list[int]
+    false_ids: list[int]
+    tracks: list[int]
+    thresholds: np.ndarray
+    leaf_trees: list[int]
+    leaf_nodes: list[int]
+    leaf_k: list[int]
+    weights: np.ndarray
+    labels: np.ndarray | None  # classlabels_int64s (classifiers only)
+    outputs: int  # targets or classes
+    bases: np.ndarray
+    post: str
+    aggregate: str
+
+
+@dataclass
+class _TreeMatrices:
+    """The dense per-tree arrays of the GEMM formulation (see `_tree_ensemble`), T trees by I internal nodes by L
+    leaves by K outputs, padded per tree."""
+
+    feature: np.ndarray  # [T, I] feature index of each internal node
+    threshold: np.ndarray  # [T, I] float32
+    mode_of: np.ndarray  # [T, I] comparison mode
+    track: np.ndarray  # [T, I] NaN takes the true branch
+    paths: np.ndarray  # [T, I, L] M: +1 / -1 / 0
+    true_turns: np.ndarray  # [T, L] true turns on the path to each leaf, -1 for padding
+    values: np.ndarray  # [T, L, K] leaf weights
+    has_value: np.ndarray  # [T, L, K] whether a leaf carries a weight for that output
+    n_trees: int
+    depth_i: int
+
+
 def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classifier: bool) -> None:
     """The GEMM formulation of a tree ensemble (Hummingbird's), one batch of matrices per tree.
 
@@ -346,6 +391,18 @@ def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classi
     Then the trees are aggregated (SUM/AVERAGE: ReduceSum, MIN/MAX: ReduceMin/Max over trees), base values added,
     post_transform applied; the classifier's label is classlabels_int64s[first maximum].
     """
+    a = _read_tree_ensemble(g, node, classifier)
+    m = _tree_matrices(a)
+    c = _tree_decisions(e, a, m)
+    scores = _tree_scores(e, a, m, c)
+    if classifier:
+        _tree_classifier_outputs(e, node, a, m, scores)
+    else:
+        _tree_regressor_output(e, node, a, scores)
+
+
+def _read_tree_ensemble(g: RewriteGraph, node: onnx.NodeProto, classifier: bool) -> _TreeAttrs:
+    """Step 0: read the attributes and refuse what is malformed or not compiled, before anything is built."""
     _strings(node)
     x = node.input[0]
     if _elem(g, x) != TensorProto.FLOAT:
@@ -363,6 +420,7 @@ def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classi
     lengths = {len(tree_ids), len(feature_ids), len(modes), len(true_ids), len(false_ids), len(thresholds), len(tracks), count}
     if lengths != {count} or not count:
         raise _Refused("the nodes_* attributes have different lengths")
+    labels = None
     if classifier:
         leaf_trees, leaf_nodes, leaf_k, weights = _leaf_weights(node, "class", "class_ids")
         labels = np.asarray(attr_value(node, "classlabels_int64s", []), np.int64)
@@ -380,14 +438,19 @@ def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classi
     aggregate = "SUM" if classifier else _text_list_one(node, "aggregate_function", "SUM")
     if any(not 0 <= k < outputs for k in leaf_k):
         raise _Refused(f"a leaf weight names target/class {max(leaf_k)} of {outputs}")
+    return _TreeAttrs(x, rows, features, tree_ids, node_ids, feature_ids, modes, true_ids, false_ids, tracks, thresholds,
+                      leaf_trees, leaf_nodes, leaf_k, weights, labels, outputs, bases, post, aggregate)
 
-    # trees: nodes by (tree, id); internal nodes and leaves numbered per tree
-    trees = sorted(set(tree_ids))
-    if sum(1 for a, b in zip(tree_ids, tree_ids[1:]) if a != b) != len(trees) - 1:
+
+def _tree_matrices(a: _TreeAttrs) -> _TreeMatrices:
+    """Step 1: nodes by (tree, id), internal nodes and leaves numbered per tree, and the dense matrices filled in
+    (refusing node lists onnxruntime would read differently, and forests whose matrices exceed PATH_LIMIT)."""
+    trees = sorted(set(a.tree_ids))
+    if sum(1 for p, q in zip(a.tree_ids, a.tree_ids[1:]) if p != q) != len(trees) - 1:
         raise _Refused("the nodes of a tree are not listed together (onnxruntime starts a tree wherever the tree id changes)")
-    index = {(t, n): i for i, (t, n) in enumerate(zip(tree_ids, node_ids))}
+    index = {(t, n): i for i, (t, n) in enumerate(zip(a.tree_ids, a.node_ids))}
     per_tree: dict[int, tuple[list[int], list[int]]] = {t: ([], []) for t in trees}
-    for i, (t, mode) in enumerate(zip(tree_ids, modes)):
+    for i, (t, mode) in enumerate(zip(a.tree_ids, a.modes)):
         if mode not in MODES and mode != "LEAF":
             raise _Refused(f"node mode '{mode}' is not a known mode")
         per_tree[t][1 if mode == "LEAF" else 0].append(i)
@@ -397,67 +460,78 @@ def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classi
     if n_trees * depth_i * depth_l * 4 > PATH_LIMIT:
         raise _Refused(f"{n_trees} trees of up to {depth_i} internal nodes and {depth_l} leaves: the dense path matrices "
                        f"would take {n_trees * depth_i * depth_l * 4 / 2**20:.0f} MiB (hcc's limit: {PATH_LIMIT // 2**20} MiB)")
-    feature = np.zeros((n_trees, depth_i), np.int64)
-    threshold = np.zeros((n_trees, depth_i), F32)
-    mode_of = np.full((n_trees, depth_i), "BRANCH_LEQ", object)
-    track = np.zeros((n_trees, depth_i), bool)
-    paths = np.zeros((n_trees, depth_i, depth_l), F32)
-    true_turns = np.full((n_trees, depth_l), -1, F32)
-    values = np.zeros((n_trees, depth_l, outputs), np.float64)
-    has_value = np.zeros((n_trees, depth_l, outputs), bool)
+    m = _TreeMatrices(feature=np.zeros((n_trees, depth_i), np.int64), threshold=np.zeros((n_trees, depth_i), F32),
+                      mode_of=np.full((n_trees, depth_i), "BRANCH_LEQ", object), track=np.zeros((n_trees, depth_i), bool),
+                      paths=np.zeros((n_trees, depth_i, depth_l), F32), true_turns=np.full((n_trees, depth_l), -1, F32),
+                      values=np.zeros((n_trees, depth_l, a.outputs), np.float64),
+                      has_value=np.zeros((n_trees, depth_l, a.outputs), bool), n_trees=n_trees, depth_i=depth_i)
     slot: dict[int, tuple[int, int]] = {}
     for ti, t in enumerate(trees):
-        internal, leaves = per_tree[t]
-        inner = {i: s for s, i in enumerate(internal)}
-        for s, i in enumerate(internal):
-            if not 0 <= feature_ids[i] < features:
-                raise _Refused(f"tree {t} node {node_ids[i]} reads feature {feature_ids[i]} of {features}")
-            feature[ti, s], threshold[ti, s], mode_of[ti, s], track[ti, s] = feature_ids[i], thresholds[i], modes[i], bool(tracks[i])
-        for s, i in enumerate(leaves):
-            slot[i] = (ti, s)
-        # walk from the root (the node no other node points to) to every leaf
-        children = {index.get((t, c)) for i in internal for c in (true_ids[i], false_ids[i])}
-        roots = [i for i in internal + leaves if i not in children]
-        if len(roots) != 1 or any((t, c) not in index for i in internal for c in (true_ids[i], false_ids[i])):
-            raise _Refused(f"tree {t} is not one tree (its nodes do not form a single rooted tree)")
-        if roots[0] != min(internal + leaves):
-            raise _Refused(f"tree {t}: its first node is not its root (onnxruntime starts each tree at its first node)")
-        stack, seen = [(roots[0], [])], set()
-        while stack:
-            i, path = stack.pop()
-            if i in seen:
-                raise _Refused(f"tree {t} is not a tree (node {node_ids[i]} is reached twice)")
-            seen.add(i)
-            if modes[i] == "LEAF":
-                s = slot[i][1]
-                for p, turn in path:
-                    paths[ti, inner[p], s] = 1 if turn else -1
-                true_turns[ti, s] = sum(1 for _, turn in path if turn)
-                continue
-            stack.append((index[(t, true_ids[i])], path + [(i, True)]))
-            stack.append((index[(t, false_ids[i])], path + [(i, False)]))
-    for t, n, k, w in zip(leaf_trees, leaf_nodes, leaf_k, weights):
+        _walk_tree(a, m, index, slot, ti, t, *per_tree[t])
+    _place_leaf_weights(a, m, index, slot)
+    return m
+
+
+def _walk_tree(a: _TreeAttrs, m: _TreeMatrices, index: dict[tuple[int, int], int], slot: dict[int, tuple[int, int]], ti: int, t: int,
+               internal: list[int], leaves: list[int]) -> None:
+    """Step 1, one tree: its internal nodes' comparisons, its leaves' slots (into `slot`), and its path matrix,
+    walking from the root (the node no other node points to) to every leaf."""
+    inner = {i: s for s, i in enumerate(internal)}
+    for s, i in enumerate(internal):
+        if not 0 <= a.feature_ids[i] < a.features:
+            raise _Refused(f"tree {t} node {a.node_ids[i]} reads feature {a.feature_ids[i]} of {a.features}")
+        m.feature[ti, s], m.threshold[ti, s], m.mode_of[ti, s], m.track[ti, s] = (a.feature_ids[i], a.thresholds[i], a.modes[i],
+                                                                                  bool(a.tracks[i]))
+    for s, i in enumerate(leaves):
+        slot[i] = (ti, s)
+    children = {index.get((t, c)) for i in internal for c in (a.true_ids[i], a.false_ids[i])}
+    roots = [i for i in internal + leaves if i not in children]
+    if len(roots) != 1 or any((t, c) not in index for i in internal for c in (a.true_ids[i], a.false_ids[i])):
+        raise _Refused(f"tree {t} is not one tree (its nodes do not form a single rooted tree)")
+    if roots[0] != min(internal + leaves):
+        raise _Refused(f"tree {t}: its first node is not its root (onnxruntime starts each tree at its first node)")
+    stack, seen = [(roots[0], [])], set()
+    while stack:
+        i, path = stack.pop()
+        if i in seen:
+            raise _Refused(f"tree {t} is not a tree (node {a.node_ids[i]} is reached twice)")
+        seen.add(i)
+        if a.modes[i] == "LEAF":
+            s = slot[i][1]
+            for p, turn in path:
+                m.paths[ti, inner[p], s] = 1 if turn else -1
+            m.true_turns[ti, s] = sum(1 for _, turn in path if turn)
+            continue
+        stack.append((index[(t, a.true_ids[i])], path + [(i, True)]))
+        stack.append((index[(t, a.false_ids[i])], path + [(i, False)]))
+
+
+def _place_leaf_weights(a: _TreeAttrs, m: _TreeMatrices, index: dict[tuple[int, int], int], slot: dict[int, tuple[int, int]]) -> None:
+    """Step 1, last: each leaf weight into V (summed where a leaf has several for one output, refused for MIN/MAX)."""
+    for t, n, k, w in zip(a.leaf_trees, a.leaf_nodes, a.leaf_k, a.weights):
         i = index.get((t, n))
-        if i is None or modes[i] != "LEAF":
+        if i is None or a.modes[i] != "LEAF":
             raise _Refused(f"a leaf weight names tree {t} node {n}, which is not a leaf")
         ti, s = slot[i]
-        if has_value[ti, s, k] and aggregate in ("MIN", "MAX"):
-            raise _Refused(f"tree {t} leaf {n} has two weights for one target: not compiled with {aggregate}")
-        values[ti, s, k] += w
-        has_value[ti, s, k] = True
+        if m.has_value[ti, s, k] and a.aggregate in ("MIN", "MAX"):
+            raise _Refused(f"tree {t} leaf {n} has two weights for one target: not compiled with {a.aggregate}")
+        m.values[ti, s, k] += w
+        m.has_value[ti, s, k] = True
 
-    # comparisons, one group per mode: c [N, T * I]
-    flat_mode = mode_of.reshape(-1)
-    order = np.argsort(np.array([list(MODES).index(m) for m in flat_mode]), kind="stable")
+
+def _tree_decisions(e: NodeEmitter, a: _TreeAttrs, m: _TreeMatrices):
+    """Step 2: the comparisons, one Gather and compare per mode, put back in node order: c as float32 [T, N, I]."""
+    flat_mode = m.mode_of.reshape(-1)
+    order = np.argsort(np.array([list(MODES).index(mode) for mode in flat_mode]), kind="stable")
     groups = []
     for mode in MODES:
         chosen = order[flat_mode[order] == mode]
         if len(chosen) == 0:
             continue
-        picked = e.op("Gather", [x, feature.reshape(-1)[chosen]], F32, f"{mode.lower()}_features", axis=1)
-        limit = threshold.reshape(-1)[chosen]
+        picked = e.op("Gather", [a.x, m.feature.reshape(-1)[chosen]], F32, f"{mode.lower()}_features", axis=1)
+        limit = m.threshold.reshape(-1)[chosen]
         cmp = _compare(e, mode, picked, limit)
-        tracked = track.reshape(-1)[chosen]
+        tracked = m.track.reshape(-1)[chosen]
         if tracked.any():
             missing = e.op("IsNaN", [picked], BOOL, f"{mode.lower()}_nan")
             missing = e.op("And", [missing, tracked], BOOL, f"{mode.lower()}_tracks_true")
@@ -468,52 +542,62 @@ def _tree_ensemble(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, classi
     if not np.array_equal(inverse, np.arange(len(inverse))):
         cmp = e.op("Gather", [cmp, inverse.astype(np.int64)], BOOL, "in_order", axis=1)
     c = e.op("Cast", [cmp], F32, "decisions_f", to=TensorProto.FLOAT)
-    c = e.op("Reshape", [c, np.array([rows, n_trees, depth_i], np.int64)], F32, "per_tree")
-    c = e.op("Transpose", [c], F32, "tree_major", perm=[1, 0, 2])                      # [T, N, I]
-    reached = e.op("MatMul", [c, paths], F32, "path_sums")                              # [T, N, L]
-    onehot = e.op("Cast", [e.op("Equal", [reached, true_turns[:, None, :]], BOOL, "reached")], F32, "leaf", to=TensorProto.FLOAT)
-    picked = e.op("MatMul", [onehot, values.astype(F32)], F32, "leaf_values")            # [T, N, K]
-    if aggregate in ("SUM", "AVERAGE"):
-        scores = _reduce(e, "ReduceSum", picked, 0, "tree_sum", keepdims=0)
-        if aggregate == "AVERAGE":
-            scores = e.div(scores, np.array(n_trees, F32), "average")
-    elif aggregate in ("MIN", "MAX"):
-        if not has_value[true_turns >= 0].all():
-            raise _Refused(f"aggregate {aggregate} with leaves that lack a weight for some target: not compiled")
-        scores = _reduce(e, "ReduceMin" if aggregate == "MIN" else "ReduceMax", picked, 0, "tree_aggregate", keepdims=0)
-    else:
-        raise _Refused(f"aggregate_function {aggregate} is not SUM, AVERAGE, MIN or MAX")
+    c = e.op("Reshape", [c, np.array([a.rows, m.n_trees, m.depth_i], np.int64)], F32, "per_tree")
+    return e.op("Transpose", [c], F32, "tree_major", perm=[1, 0, 2])                  # [T, N, I]
 
-    if not classifier:
-        if len(bases) == 1:
-            scores = e.add(scores, bases.astype(F32), "base")
-        elif len(bases) == outputs:
-            scores = e.add(scores, bases.astype(F32), "base")
-        elif len(bases):
-            raise _Refused(f"{len(bases)} base_values for {outputs} targets")
-        if post == "PROBIT":
-            raise _Refused("post_transform PROBIT is not compiled")
-        if post != "NONE" and outputs == 1:
-            raise _Refused(f"post_transform {post} with one target is not compiled")
-        e.result(_post(e, scores, post), node.output[0], rename=False)
+
+def _tree_scores(e: NodeEmitter, a: _TreeAttrs, m: _TreeMatrices, c):
+    """Step 3: the leaf each tree reaches, its values, and their aggregate over the trees: [N, K]."""
+    reached = e.op("MatMul", [c, m.paths], F32, "path_sums")                            # [T, N, L]
+    onehot = e.op("Cast", [e.op("Equal", [reached, m.true_turns[:, None, :]], BOOL, "reached")], F32, "leaf", to=TensorProto.FLOAT)
+    picked = e.op("MatMul", [onehot, m.values.astype(F32)], F32, "leaf_values")          # [T, N, K]
+    if a.aggregate in ("SUM", "AVERAGE"):
+        scores = _reduce(e, "ReduceSum", picked, 0, "tree_sum", keepdims=0)
+        if a.aggregate == "AVERAGE":
+            scores = e.div(scores, np.array(m.n_trees, F32), "average")
+    elif a.aggregate in ("MIN", "MAX"):
+        if not m.has_value[m.true_turns >= 0].all():
+            raise _Refused(f"aggregate {a.aggregate} with leaves that lack a weight for some target: not compiled")
+        scores = _reduce(e, "ReduceMin" if a.aggregate == "MIN" else "ReduceMax", picked, 0, "tree_aggregate", keepdims=0)
+    else:
+        raise _Refused(f"aggregate_function {a.aggregate} is not SUM, AVERAGE, MIN or MAX")
+    return scores
+
+
+def _tree_regressor_output(e: NodeEmitter, node: onnx.NodeProto, a: _TreeAttrs, scores) -> None:
+    """Step 4, regressor: base values added, post_transform applied."""
+    if len(a.bases) == 1:
+        scores = e.add(scores, a.bases.astype(F32), "base")
+    elif len(a.bases) == a.outputs:
+        scores = e.add(scores, a.bases.astype(F32), "base")
+    elif len(a.bases):
+        raise _Refused(f"{len(a.bases)} base_values for {a.outputs} targets")
+    if a.post == "PROBIT":
+        raise _Refused("post_transform PROBIT is not compiled")
+    if a.post != "NONE" and a.outputs == 1:
+        raise _Refused(f"post_transform {a.post} with one target is not compiled")
+    e.result(_post(e, scores, a.post), node.output[0], rename=False)
+
+
+def _tree_classifier_outputs(e: NodeEmitter, node: onnx.NodeProto, a: _TreeAttrs, m: _TreeMatrices, scores) -> None:
+    """Step 4, classifier: binary layouts apart, base values added, then the label and the post-transformed scores."""
+    if a.outputs == 2:
+        _binary_trees(e, node, scores, a.labels, a.weights, a.leaf_k, a.bases, a.post)
         return
-    if outputs == 2:
-        _binary_trees(e, node, scores, labels, weights, leaf_k, bases, post)
-        return
-    if outputs < 2:
-        raise _Refused(f"{outputs} class labels: a classifier needs at least two")
-    reached_any = has_value[true_turns >= 0]
-    if len(bases) == outputs:
-        scores = e.add(scores, bases.astype(F32), "base")
-    elif len(bases):
-        raise _Refused(f"{len(bases)} base_values for {outputs} classes")
+    if a.outputs < 2:
+        raise _Refused(f"{a.outputs} class labels: a classifier needs at least two")
+    reached_any = m.has_value[m.true_turns >= 0]
+    if len(a.bases) == a.outputs:
+        scores = e.add(scores, a.bases.astype(F32), "base")
+    elif len(a.bases):
+        raise _Refused(f"{len(a.bases)} base_values for {a.outputs} classes")
     elif not reached_any.all():
         raise _Refused("a leaf lacks a weight for some class and there are no base_values: onnxruntime then skips "
                        "that class when picking the label; not compiled")
     if _out(node, 0):
-        _labels(e, scores, labels, node.output[0])
+        _labels(e, scores, a.labels, node.output[0])
     if _out(node, 1):
-        e.result(_post(e, scores, post), node.output[1], rename=False)
+        e.result(_post(e, scores, a.post), node.output[1], rename=False)
 
 
 def _binary_trees(e: NodeEmitter, node: onnx.NodeProto, scores, labels: np.ndarray, weights: np.ndarray, leaf_k: list[int],
