@@ -31,6 +31,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,29 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class _GpuRun:
+    """What the loaded bundle says about its GPU subgraphs: the later steps all read it."""
+
+    gpu_sgs: list
+    notes: list[str]
+    fell_back: list[str]  # ids of the GPU subgraphs that run on their CPU fallback
+    device_name: str
+    precision: str
+
+
+@dataclass
+class _Reference:
+    """The inputs, the outputs they are checked against, and where those come from."""
+
+    feeds: dict[str, np.ndarray]
+    expected: dict[str, np.ndarray]
+    reference: str
+    ort_cpu: object  # onnxruntime CPU session when a model is given, else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", help="bundle folder or ONNX model")
     parser.add_argument("--model", help="the ONNX model of a bundle (for onnxruntime comparisons and timings)")
@@ -145,7 +168,134 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="gpu_check", help="output prefix for PREFIX.json and PREFIX.md")
     parser.add_argument("--sync", action="store_true", help="synchronize after every kernel (HCC_CUDA_SYNC=1)")
     parser.add_argument("--allow-fallback", action="store_true", help="do not fail when a GPU subgraph runs on the CPU")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _describe(session, gpu_sgs: list) -> _GpuRun:
+    """Step 1: the session's and its devices' notes, which GPU subgraphs fell back to the CPU, the GPU's name and
+    the precision the kernels were compiled for."""
+    notes = list(session.notes)
+    for device in session.devices.values():
+        notes += [n for n in getattr(device, "notes", []) if n not in notes]
+    fell_back = [sg.id for sg in gpu_sgs if session.instance_of(sg) == "cpu#fallback"]
+    gpu_devices = [d for d in session.devices.values() if getattr(d, "kind", "") == "gpu"]
+    device_name = ", ".join(d.name for d in gpu_devices) or "no GPU (CPU fallback)"
+    precision = next((a.meta.get("precision", "fp32") for sg in gpu_sgs for a in sg.artifacts if a.kind in GPU.artifact_kinds), "fp32")
+    return _GpuRun(gpu_sgs, notes, fell_back, device_name, precision)
+
+
+def _reference(bundle: Path, model_path: str | None, threads: int) -> _Reference:
+    """Step 2's reference: the bundle's golden inputs, and onnxruntime's CPU outputs on them when the model is known
+    (else the golden outputs stored at compile time)."""
+    golden_path = bundle / "golden" / "golden.npz"
+    with np.load(golden_path) as g:
+        feeds = {k[len("input:"):]: g[k] for k in g.files if k.startswith("input:")}
+        expected = {k[len("output:"):]: g[k] for k in g.files if k.startswith("output:")}
+    reference = "golden outputs stored in the bundle (onnxruntime at compile time)"
+    ort_cpu = None
+    if model_path:
+        ort_cpu = _ort_session(model_path, ["CPUExecutionProvider"], threads)
+        names = [o.name for o in ort_cpu.get_outputs()]
+        expected = dict(zip(names, ort_cpu.run(names, feeds)))
+        reference = "onnxruntime CPUExecutionProvider on the bundle's golden inputs"
+    return _Reference(feeds, expected, reference, ort_cpu)
+
+
+def _time_hcc(session, run: _GpuRun, feeds: dict, warmup: int, repeat: int) -> dict[str, dict]:
+    """Step 3, hcc: end to end, and each GPU subgraph alone (synchronize + perf_counter from the session's profile)."""
+    timings: dict[str, dict] = {}
+    per_sg: dict[str, list[float]] = {sg.id: [] for sg in run.gpu_sgs}
+
+    def run_hcc():
+        session.run(None, feeds)
+        for sg in run.gpu_sgs:
+            per_sg[sg.id].append(session.last_profile.subgraphs.get(sg.id, float("nan")) * 1e3)
+
+    timings["hcc end to end (incl. host<->device copies)"] = _stats(_time(run_hcc, warmup, repeat))
+    for sg in run.gpu_sgs:
+        label = f"hcc {sg.id} on its CPU fallback" if sg.id in run.fell_back else f"hcc {sg.id} on {sg.device} (synchronize + perf_counter)"
+        timings[label] = _stats(per_sg[sg.id][warmup:])
+    return timings
+
+
+def _time_cuda_events(session, run: _GpuRun, feeds: dict, warmup: int, repeat: int, timings: dict[str, dict]) -> None:
+    """Step 3, CUDA events around each GPU subgraph's launches (device-resident inputs, as in the session): its
+    executable's run is wrapped for the timed runs, then restored."""
+    executables = getattr(session, "_executables", {})
+    for sg in run.gpu_sgs:
+        device = session.devices.get(session.instance_of(sg))
+        timer = getattr(device, "event_timer", lambda: None)()
+        exe = executables.get(sg.id)
+        if timer is None or exe is None or sg.id in run.fell_back:
+            continue
+        events: list[float] = []
+        original = exe.run
+
+        def timed_run(inputs, outs, _orig=original, _events=events, _timer=timer):
+            _events.append(_timer(lambda: _orig(inputs, outs)))
+
+        exe.run = timed_run
+        try:
+            _time(lambda: session.run(None, feeds), warmup, repeat)
+        finally:
+            exe.run = original
+        timings[f"hcc {sg.id} on {sg.device} (CUDA events)"] = _stats(events[warmup:])
+
+
+def _time_onnxruntime(model_path: str, ref: _Reference, args: argparse.Namespace, timings: dict[str, dict], notes: list[str]) -> None:
+    """Step 3, onnxruntime: on the CPU, and with its CUDAExecutionProvider when the installed onnxruntime has it
+    (noting whether that agrees with the CPU)."""
+    ort_cpu, feeds = ref.ort_cpu, ref.feeds
+    names = [o.name for o in ort_cpu.get_outputs()]
+    timings[f"onnxruntime CPU ({args.threads} threads)"] = _stats(_time(lambda: ort_cpu.run(names, feeds), args.warmup, args.repeat))
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        ort_gpu = _ort_session(model_path, ["CUDAExecutionProvider", "CPUExecutionProvider"], args.threads)
+        got = ort_gpu.run(names, feeds)
+        timings["onnxruntime CUDAExecutionProvider"] = _stats(_time(lambda: ort_gpu.run(names, feeds), args.warmup, args.repeat))
+        agree = all(np.allclose(a, ref.expected[n], rtol=1e-2, atol=1e-3) for n, a in zip(names, got))
+        notes.append(f"onnxruntime CUDA EP agrees with CPU: {agree}")
+    else:
+        notes.append("onnxruntime CUDAExecutionProvider not available (install onnxruntime-gpu to time it)")
+
+
+def _subgraph_info(bundle: Path, run: _GpuRun) -> list[dict]:
+    """Each GPU subgraph's kernel table, summarized: kernels, launches, arena, registers, spills, where it ran."""
+    sg_info = []
+    for sg in run.gpu_sgs:
+        artifact = next(a for a in sg.artifacts if a.kind in GPU.artifact_kinds)
+        table = json.loads((bundle / artifact.file).read_text())
+        regs = [r.get("registers", 0) for k in table["kernels"].values() for r in k.get("resources", {}).values()]
+        sg_info.append({"id": sg.id, "device": sg.device, "precision": table.get("precision", "fp32"), "kernels": len(table["kernels"]),
+                        "launches": len(table["steps"]), "arena_bytes": table.get("arena_bytes", 0), "max_registers": max(regs, default=0),
+                        "spilling_kernels": table.get("spilling_kernels", []),
+                        "ran_on": "CPU fallback" if sg.id in run.fell_back else run.device_name})
+    return sg_info
+
+
+def _print_report(report: dict) -> None:
+    """Step 4: the report as a table on stdout."""
+    print(f"device: {report['device']}")
+    for n in report["notes"]:
+        print(f"note: {n}")
+    print(f"reference: {report['reference']}")
+    for r in report["correctness"]:
+        detail = f"max abs err {r['max_abs_err']:.3g}, max rel err {r['max_rel_err']:.3g}" if "max_abs_err" in r else r.get("note", "")
+        print(f"  {r['output']:30} {'ok' if r.get('ok') else 'MISMATCH' if r.get('ok') is False else '?':9} {detail}")
+    timings = report["timings"]
+    width = max(len(k) for k in timings) + 2
+    print(f"{'':{width}}{'median ms':>12}{'p10':>10}{'p90':>10}")
+    for name, s in timings.items():
+        print(f"{name:{width}}{s['median']:12.4f}{s['p10']:10.4f}{s['p90']:10.4f}")
+    for sg in report["gpu_subgraphs"]:
+        print(f"{sg['id']}: {sg['kernels']} kernels, arena {sg['arena_bytes']} B, max registers {sg['max_registers']}, ran on {sg['ran_on']}")
+    print(f"verdict: {report['verdict']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The steps the module docstring numbers; returns the exit status."""
+    args = _parser().parse_args(argv)
     if args.sync:
         os.environ["HCC_CUDA_SYNC"] = "1"
 
@@ -155,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = None
     try:
+        # a model is compiled first, into --bundle or a temporary folder
         target = Path(args.target)
         model_path = args.model
         if target.is_file():
@@ -168,90 +319,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bundle = target
 
-        session = load(bundle)
+        session = load(bundle)  # 1.
         manifest = session.manifest
         gpu_sgs = [sg for sg in manifest.subgraphs if parse_device(sg.device).kind == "gpu"]
         if not gpu_sgs:
             print(f"error: {bundle} has no GPU subgraph", file=sys.stderr)
             return 1
-        notes = list(session.notes)
-        for device in session.devices.values():
-            notes += [n for n in getattr(device, "notes", []) if n not in notes]
-        fell_back = [sg.id for sg in gpu_sgs if session.instance_of(sg) == "cpu#fallback"]
-        gpu_devices = [d for d in session.devices.values() if getattr(d, "kind", "") == "gpu"]
-        device_name = ", ".join(d.name for d in gpu_devices) or "no GPU (CPU fallback)"
-        precision = next((a.meta.get("precision", "fp32") for sg in gpu_sgs for a in sg.artifacts if a.kind in GPU.artifact_kinds), "fp32")
-        rtol, atol = golden_tolerance(precision)
+        run = _describe(session, gpu_sgs)
+        rtol, atol = golden_tolerance(run.precision)
 
-        golden_path = bundle / "golden" / "golden.npz"
-        with np.load(golden_path) as g:
-            feeds = {k[len("input:"):]: g[k] for k in g.files if k.startswith("input:")}
-            expected = {k[len("output:"):]: g[k] for k in g.files if k.startswith("output:")}
-        reference = "golden outputs stored in the bundle (onnxruntime at compile time)"
-        ort_cpu = None
-        if model_path:
-            ort_cpu = _ort_session(model_path, ["CPUExecutionProvider"], args.threads)
-            names = [o.name for o in ort_cpu.get_outputs()]
-            expected = dict(zip(names, ort_cpu.run(names, feeds)))
-            reference = "onnxruntime CPUExecutionProvider on the bundle's golden inputs"
+        ref = _reference(bundle, model_path, args.threads)  # 2.
+        outputs = session.run(None, ref.feeds)
+        correctness = _compare(manifest.outputs, outputs, ref.expected, rtol, atol, scaled=run.precision != "fp32")
 
-        outputs = session.run(None, feeds)
-        correctness = _compare(manifest.outputs, outputs, expected, rtol, atol, scaled=precision != "fp32")
-
-        timings: dict[str, dict] = {}
-        per_sg: dict[str, list[float]] = {sg.id: [] for sg in gpu_sgs}
-
-        def run_hcc():
-            session.run(None, feeds)
-            for sg in gpu_sgs:
-                per_sg[sg.id].append(session.last_profile.subgraphs.get(sg.id, float("nan")) * 1e3)
-
-        timings["hcc end to end (incl. host<->device copies)"] = _stats(_time(run_hcc, args.warmup, args.repeat))
-        for sg in gpu_sgs:
-            label = f"hcc {sg.id} on its CPU fallback" if sg.id in fell_back else f"hcc {sg.id} on {sg.device} (synchronize + perf_counter)"
-            timings[label] = _stats(per_sg[sg.id][args.warmup:])
-        # CUDA events around each GPU subgraph's launches (device-resident inputs, as in the session)
-        executables = getattr(session, "_executables", {})
-        for sg in gpu_sgs:
-            device = session.devices.get(session.instance_of(sg))
-            timer = getattr(device, "event_timer", lambda: None)()
-            exe = executables.get(sg.id)
-            if timer is None or exe is None or sg.id in fell_back:
-                continue
-            events: list[float] = []
-            original = exe.run
-
-            def timed_run(inputs, outs, _orig=original, _events=events, _timer=timer):
-                _events.append(_timer(lambda: _orig(inputs, outs)))
-
-            exe.run = timed_run
-            try:
-                _time(lambda: session.run(None, feeds), args.warmup, args.repeat)
-            finally:
-                exe.run = original
-            timings[f"hcc {sg.id} on {sg.device} (CUDA events)"] = _stats(events[args.warmup:])
-        if ort_cpu is not None:
-            names = [o.name for o in ort_cpu.get_outputs()]
-            timings[f"onnxruntime CPU ({args.threads} threads)"] = _stats(_time(lambda: ort_cpu.run(names, feeds), args.warmup, args.repeat))
-            import onnxruntime as ort
-
-            if "CUDAExecutionProvider" in ort.get_available_providers():
-                ort_gpu = _ort_session(model_path, ["CUDAExecutionProvider", "CPUExecutionProvider"], args.threads)
-                got = ort_gpu.run(names, feeds)
-                timings["onnxruntime CUDAExecutionProvider"] = _stats(_time(lambda: ort_gpu.run(names, feeds), args.warmup, args.repeat))
-                agree = all(np.allclose(a, expected[n], rtol=1e-2, atol=1e-3) for n, a in zip(names, got))
-                notes.append(f"onnxruntime CUDA EP agrees with CPU: {agree}")
-            else:
-                notes.append("onnxruntime CUDAExecutionProvider not available (install onnxruntime-gpu to time it)")
-
-        sg_info = []
-        for sg in gpu_sgs:
-            artifact = next(a for a in sg.artifacts if a.kind in GPU.artifact_kinds)
-            table = json.loads((bundle / artifact.file).read_text())
-            regs = [r.get("registers", 0) for k in table["kernels"].values() for r in k.get("resources", {}).values()]
-            sg_info.append({"id": sg.id, "device": sg.device, "precision": table.get("precision", "fp32"), "kernels": len(table["kernels"]),
-                            "launches": len(table["steps"]), "arena_bytes": table.get("arena_bytes", 0), "max_registers": max(regs, default=0),
-                            "spilling_kernels": table.get("spilling_kernels", []), "ran_on": "CPU fallback" if sg.id in fell_back else device_name})
+        timings = _time_hcc(session, run, ref.feeds, args.warmup, args.repeat)  # 3.
+        _time_cuda_events(session, run, ref.feeds, args.warmup, args.repeat, timings)
+        if ref.ort_cpu is not None:
+            _time_onnxruntime(model_path, ref, args, timings, run.notes)
+        sg_info = _subgraph_info(bundle, run)
     except HccError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -259,26 +344,12 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             tmp.cleanup()
 
-    agree = all(r.get("ok") is not False for r in correctness)
-    verdict = "PASS" if agree and not fell_back else ("MISMATCH" if not agree else "CPU FALLBACK (no GPU run)")
-    report = {"bundle": str(bundle), "device": device_name, "host": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)",
-              "reference": reference, "precision": precision, "verdict": verdict, "notes": notes, "correctness": correctness,
+    agree = all(r.get("ok") is not False for r in correctness)  # 4.
+    verdict = "PASS" if agree and not run.fell_back else ("MISMATCH" if not agree else "CPU FALLBACK (no GPU run)")
+    report = {"bundle": str(bundle), "device": run.device_name, "host": f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)",
+              "reference": ref.reference, "precision": run.precision, "verdict": verdict, "notes": run.notes, "correctness": correctness,
               "timings": timings, "gpu_subgraphs": sg_info, "repeat": args.repeat, "warmup": args.warmup}
-
-    print(f"device: {device_name}")
-    for n in notes:
-        print(f"note: {n}")
-    print(f"reference: {reference}")
-    for r in correctness:
-        detail = f"max abs err {r['max_abs_err']:.3g}, max rel err {r['max_rel_err']:.3g}" if "max_abs_err" in r else r.get("note", "")
-        print(f"  {r['output']:30} {'ok' if r.get('ok') else 'MISMATCH' if r.get('ok') is False else '?':9} {detail}")
-    width = max(len(k) for k in timings) + 2
-    print(f"{'':{width}}{'median ms':>12}{'p10':>10}{'p90':>10}")
-    for name, s in timings.items():
-        print(f"{name:{width}}{s['median']:12.4f}{s['p10']:10.4f}{s['p90']:10.4f}")
-    for sg in sg_info:
-        print(f"{sg['id']}: {sg['kernels']} kernels, arena {sg['arena_bytes']} B, max registers {sg['max_registers']}, ran on {sg['ran_on']}")
-    print(f"verdict: {verdict}")
+    _print_report(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -286,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}.json and {out}.md")
     if not agree:
         return 2
-    if fell_back and not args.allow_fallback:
+    if run.fell_back and not args.allow_fallback:
         return 3
     return 0
 
