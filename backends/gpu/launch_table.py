@@ -14,7 +14,7 @@ is an i64; other scalars keep their type.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,6 +78,26 @@ def _dense_to_numpy(attr, mtype, dtype: str) -> np.ndarray:
     return np.array(typed, copy=True).astype(np.dtype(dtype)).reshape(shape)
 
 
+@dataclass
+class _HostTables:
+    """What `build` accumulates while it walks the host function: the buffers, the compile-time view of every memref
+    value, the scalar constants, the constant arrays and the launch steps (one object instead of eight loose dicts)."""
+    buffers: list[dict] = field(default_factory=list)
+    views: dict = field(default_factory=dict)  # ir.Value -> View
+    constants: dict = field(default_factory=dict)  # value -> python number
+    const_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    global_buffer: dict[str, int] = field(default_factory=dict)
+    steps: list[dict] = field(default_factory=list)
+    kernels: dict[str, dict] = field(default_factory=dict)
+    kernel_roots: dict[str, list] = field(default_factory=dict)
+
+    def new_buffer(self, record: dict) -> int:
+        """Append `record` as the next buffer; its id is its index (the runtime addresses buffers by id)."""
+        record["id"] = len(self.buffers)
+        self.buffers.append(record)
+        return record["id"]
+
+
 def build(host_text: str, entry: str, n_inputs: int, n_outputs: int, kernel_names: dict[str, str],
           input_names: list[str], output_names: list[str]) -> tuple[dict, dict[str, np.ndarray], dict[str, list]]:
     """-> (table without toolchain/file fields, constant arrays by buffer name, kernel name -> memref arg roots).
@@ -86,116 +106,147 @@ def build(host_text: str, entry: str, n_inputs: int, n_outputs: int, kernel_name
     """
     from mlir import ir
 
+    tables = _HostTables()
     with single_threaded_context():
         module = ir.Module.parse(host_text)
-        globals_: dict[str, object] = {}
-        func = None
-        for op in module.body.operations:
-            if op.operation.name == "memref.global":
-                globals_[ir.StringAttr(op.attributes["sym_name"]).value] = op
-            elif op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
-                func = op
-        if func is None:
-            raise HccError(f"internal: GPU backend: host function @{entry} not found")
+        globals_, func = _host_function(module, entry)
         block = func.regions[0].blocks[0]
         args = list(block.arguments)
         if len(args) != n_inputs + n_outputs:
             raise HccError(f"internal: GPU backend: @{entry} has {len(args)} arguments, expected {n_inputs} inputs + {n_outputs} outputs")
-
-        buffers: list[dict] = []
-        views: dict = {}  # ir.Value -> View
-        constants: dict = {}  # value -> python number
-        const_arrays: dict[str, np.ndarray] = {}
-        global_buffer: dict[str, int] = {}
-
-        def new_buffer(record: dict) -> int:
-            record["id"] = len(buffers)
-            buffers.append(record)
-            return record["id"]
-
-        def root_view(value, op, buffer_id: int) -> View:
-            mtype = value.type
-            strides, offset = _layout(mtype, op)
-            return View(buffer_id, _element(mtype.element_type, op), offset, list(mtype.shape), strides)
-
-        for i, arg in enumerate(args):
-            if not isinstance(arg.type, ir.MemRefType):
-                raise HccError(f"GPU backend: argument {i} of @{entry} is not a buffer ({arg.type})")
-            role, index = ("input", i) if i < n_inputs else ("output", i - n_inputs)
-            shape = list(arg.type.shape)
-            dtype = _element(arg.type.element_type, func.operation)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            name = (input_names if role == "input" else output_names)[index]
-            bid = new_buffer({"role": role, "index": index, "name": name, "dtype": dtype, "shape": shape, "nbytes": nbytes})
-            views[arg] = root_view(arg, func.operation, bid)
-
-        steps: list[dict] = []
-        kernels: dict[str, dict] = {}
-        kernel_roots: dict[str, list] = {}
+        _argument_buffers(tables, func, entry, n_inputs, input_names, output_names)
         for op in block.operations:
-            name = op.operation.name
-            if name == "arith.constant":
-                attr = op.attributes["value"]
-                if isinstance(attr, ir.IntegerAttr):
-                    constants[op.result] = int(attr.value)
-                elif isinstance(attr, ir.FloatAttr):
-                    constants[op.result] = float(attr.value)
-                continue
-            if name in ("memref.alloc", "memref.alloca"):
-                mtype = op.result.type
-                if len(op.operands):
-                    raise HccError(f"GPU backend: {_where(op.operation)} allocates a dynamically sized buffer")
-                dtype = _element(mtype.element_type, op.operation)
-                shape = list(mtype.shape)
-                strides, offset = _layout(mtype, op.operation)
-                span = offset + sum((s - 1) * st for s, st in zip(shape, strides)) + 1 if shape else offset + 1
-                nbytes = max(span, 0) * np.dtype(dtype).itemsize
-                bid = new_buffer({"role": "temp", "dtype": dtype, "shape": shape, "nbytes": int(nbytes)})
-                views[op.result] = root_view(op.result, op.operation, bid)
-                continue
-            if name == "memref.get_global":
-                gname = ir.FlatSymbolRefAttr(op.attributes["name"]).value
-                if gname not in global_buffer:
-                    gop = globals_.get(gname)
-                    if gop is None or "initial_value" not in gop.attributes:
-                        raise HccError(f"GPU backend: {_where(op.operation)} reads @{gname}, which has no constant initial value")
-                    mtype = op.result.type
-                    dtype = _element(mtype.element_type, op.operation)
-                    array = _dense_to_numpy(gop.attributes["initial_value"], mtype, dtype)
-                    bid = new_buffer({"role": "constant", "name": gname, "dtype": dtype, "shape": list(mtype.shape), "nbytes": int(array.nbytes)})
-                    const_arrays[gname] = array
-                    global_buffer[gname] = bid
-                views[op.result] = root_view(op.result, op.operation, global_buffer[gname])
-                continue
-            if name in VIEW_OPS:
-                source = op.operands[0]
-                if source not in views:
-                    raise HccError(f"GPU backend: {_where(op.operation)} views a value the launch table cannot resolve")
-                mtype = op.result.type
-                strides, offset = _layout(mtype, op.operation)
-                views[op.result] = View(views[source].buffer, _element(mtype.element_type, op.operation), offset, list(mtype.shape), strides)
-                continue
-            if name == "gpu.launch_func":
-                steps.append(_launch_step(op, views, constants, kernel_names, kernels, kernel_roots))
-                continue
-            if name in IGNORED_OPS:
-                continue
-            raise HccError(f"GPU backend: {_where(op.operation)} in the host code of {entry} cannot be expressed in the launch table")
+            _host_op(tables, op, globals_, kernel_names, entry)
 
-    arena_bytes = pack_temporaries(buffers, steps)
-    table = {
+    arena_bytes = pack_temporaries(tables.buffers, tables.steps)
+    return _table(tables, entry, arena_bytes), tables.const_arrays, tables.kernel_roots
+
+
+def _host_function(module, entry: str) -> tuple[dict[str, object], object]:
+    """The constant globals by name and func.func @entry: get_global ops are resolved against the former."""
+    from mlir import ir
+
+    globals_: dict[str, object] = {}
+    func = None
+    for op in module.body.operations:
+        if op.operation.name == "memref.global":
+            globals_[ir.StringAttr(op.attributes["sym_name"]).value] = op
+        elif op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == entry:
+            func = op
+    if func is None:
+        raise HccError(f"internal: GPU backend: host function @{entry} not found")
+    return globals_, func
+
+
+def _root_view(value, op, buffer_id: int) -> View:
+    """The view of a whole buffer: `value`'s own static layout over buffer `buffer_id`."""
+    mtype = value.type
+    strides, offset = _layout(mtype, op)
+    return View(buffer_id, _element(mtype.element_type, op), offset, list(mtype.shape), strides)
+
+
+def _argument_buffers(tables: _HostTables, func, entry: str, n_inputs: int, input_names: list[str], output_names: list[str]) -> None:
+    """One buffer per function argument (the first `n_inputs` are inputs, the rest outputs), in argument order, so
+    the runtime binds the caller's tensors by position."""
+    from mlir import ir
+
+    for i, arg in enumerate(func.regions[0].blocks[0].arguments):
+        if not isinstance(arg.type, ir.MemRefType):
+            raise HccError(f"GPU backend: argument {i} of @{entry} is not a buffer ({arg.type})")
+        role, index = ("input", i) if i < n_inputs else ("output", i - n_inputs)
+        shape = list(arg.type.shape)
+        dtype = _element(arg.type.element_type, func.operation)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        name = (input_names if role == "input" else output_names)[index]
+        bid = tables.new_buffer({"role": role, "index": index, "name": name, "dtype": dtype, "shape": shape, "nbytes": nbytes})
+        tables.views[arg] = _root_view(arg, func.operation, bid)
+
+
+def _host_op(tables: _HostTables, op, globals_: dict[str, object], kernel_names: dict[str, str], entry: str) -> None:
+    """Resolve one top-level op of the host function into `tables`; an op the table cannot express is an HccError."""
+    name = op.operation.name
+    if name == "arith.constant":
+        _record_constant(tables, op)
+    elif name in ("memref.alloc", "memref.alloca"):
+        _temp_buffer(tables, op)
+    elif name == "memref.get_global":
+        _constant_buffer(tables, op, globals_)
+    elif name in VIEW_OPS:
+        _derived_view(tables, op)
+    elif name == "gpu.launch_func":
+        tables.steps.append(_launch_step(op, tables.views, tables.constants, kernel_names, tables.kernels, tables.kernel_roots))
+    elif name not in IGNORED_OPS:
+        raise HccError(f"GPU backend: {_where(op.operation)} in the host code of {entry} cannot be expressed in the launch table")
+
+
+def _record_constant(tables: _HostTables, op) -> None:
+    """Integer and float constants become known values (grid sizes, scalar kernel arguments); others are ignored."""
+    from mlir import ir
+
+    attr = op.attributes["value"]
+    if isinstance(attr, ir.IntegerAttr):
+        tables.constants[op.result] = int(attr.value)
+    elif isinstance(attr, ir.FloatAttr):
+        tables.constants[op.result] = float(attr.value)
+
+
+def _temp_buffer(tables: _HostTables, op) -> None:
+    """A statically sized alloc becomes a temporary buffer, sized to the span its layout reaches (an arena slot later)."""
+    mtype = op.result.type
+    if len(op.operands):
+        raise HccError(f"GPU backend: {_where(op.operation)} allocates a dynamically sized buffer")
+    dtype = _element(mtype.element_type, op.operation)
+    shape = list(mtype.shape)
+    strides, offset = _layout(mtype, op.operation)
+    span = offset + sum((s - 1) * st for s, st in zip(shape, strides)) + 1 if shape else offset + 1
+    nbytes = max(span, 0) * np.dtype(dtype).itemsize
+    bid = tables.new_buffer({"role": "temp", "dtype": dtype, "shape": shape, "nbytes": int(nbytes)})
+    tables.views[op.result] = _root_view(op.result, op.operation, bid)
+
+
+def _constant_buffer(tables: _HostTables, op, globals_: dict[str, object]) -> None:
+    """A get_global reads a constant buffer: one per global however often it is read, its data kept as an array."""
+    from mlir import ir
+
+    gname = ir.FlatSymbolRefAttr(op.attributes["name"]).value
+    if gname not in tables.global_buffer:
+        gop = globals_.get(gname)
+        if gop is None or "initial_value" not in gop.attributes:
+            raise HccError(f"GPU backend: {_where(op.operation)} reads @{gname}, which has no constant initial value")
+        mtype = op.result.type
+        dtype = _element(mtype.element_type, op.operation)
+        array = _dense_to_numpy(gop.attributes["initial_value"], mtype, dtype)
+        bid = tables.new_buffer({"role": "constant", "name": gname, "dtype": dtype, "shape": list(mtype.shape), "nbytes": int(array.nbytes)})
+        tables.const_arrays[gname] = array
+        tables.global_buffer[gname] = bid
+    tables.views[op.result] = _root_view(op.result, op.operation, tables.global_buffer[gname])
+
+
+def _derived_view(tables: _HostTables, op) -> None:
+    """A view op keeps its source's buffer; its result type carries the static offset, sizes and strides."""
+    source = op.operands[0]
+    if source not in tables.views:
+        raise HccError(f"GPU backend: {_where(op.operation)} views a value the launch table cannot resolve")
+    mtype = op.result.type
+    strides, offset = _layout(mtype, op.operation)
+    tables.views[op.result] = View(tables.views[source].buffer, _element(mtype.element_type, op.operation), offset, list(mtype.shape), strides)
+
+
+def _table(tables: _HostTables, entry: str, arena_bytes: int) -> dict:
+    """The hcc-launch-v1 table (key order is part of the artifact: launch.json is written from it)."""
+    buffers = tables.buffers
+    return {
         "format": LAUNCH_ABI,
         "entry": entry,
         "buffers": buffers,
-        "kernels": kernels,
-        "steps": steps,
+        "kernels": tables.kernels,
+        "steps": tables.steps,
         "inputs": [b["id"] for b in buffers if b["role"] == "input"],
         "outputs": [b["id"] for b in buffers if b["role"] == "output"],
         "temp_bytes": sum(b["nbytes"] for b in buffers if b["role"] == "temp"),
         "arena_bytes": arena_bytes,
         "constant_bytes": sum(b["nbytes"] for b in buffers if b["role"] == "constant"),
     }
-    return table, const_arrays, kernel_roots
 
 
 ARENA_ALIGNMENT = 256

@@ -38,149 +38,226 @@ def _is_reduction_generic(op) -> bool:
 
 def rewrite_fp16(module, entry: str) -> None:
     """In place; `module` is an xtc `mlir` Module holding func.func @entry (must be called inside its Context)."""
+    block = _entry_function(module, entry).regions[0].blocks[0]
+    body_ops = list(block.operations)
+    boundary = _truncate_arguments(block, body_ops[0])  # 1. boundary in
+    special: list = []
+    for op in body_ops:  # 2. every f32 value becomes f16
+        _lower_op(op.operation, boundary, special)
+    for op in special:  # 3. accumulating ops
+        _accumulate_in_f32(op)
+    _extend_results(block)  # 4. boundary out
+    _drop_trivial_casts(block)  # 5. drop casts made trivial (f16 -> f16)
+    _reparse(module)  # named linalg ops rebuild their implicit regions
+
+
+def _to_f16(t):
+    """`t` with f16 for f32 (a scalar or a ranked tensor's element type); any other type unchanged."""
     from mlir import ir
-    from mlir.dialects import arith, linalg, tensor
 
-    f32, f16 = ir.F32Type.get(), ir.F16Type.get()
+    if isinstance(t, ir.F32Type):
+        return ir.F16Type.get()
+    if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F32Type):
+        return ir.RankedTensorType.get(list(t.shape), ir.F16Type.get(), t.encoding)
+    return t
 
-    def lower(t):
-        if isinstance(t, ir.F32Type):
-            return f16
-        if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F32Type):
-            return ir.RankedTensorType.get(list(t.shape), f16, t.encoding)
-        return t
 
-    def widen(t):
-        if isinstance(t, ir.F16Type):
-            return f32
-        if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F16Type):
-            return ir.RankedTensorType.get(list(t.shape), f32, t.encoding)
-        return t
+def _to_f32(t):
+    """`t` with f32 for f16 (the inverse of `_to_f16`); any other type unchanged."""
+    from mlir import ir
+
+    if isinstance(t, ir.F16Type):
+        return ir.F32Type.get()
+    if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F16Type):
+        return ir.RankedTensorType.get(list(t.shape), ir.F32Type.get(), t.encoding)
+    return t
+
+
+def _is_f16_tensor(t) -> bool:
+    """Whether `t` is a ranked tensor of f16 (the values step 3 widens)."""
+    from mlir import ir
+
+    return isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F16Type)
+
+
+def _entry_function(module, entry: str):
+    """func.func @entry; its absence is an internal error (the lowering named it)."""
+    from mlir import ir
 
     func = next((op for op in module.body.operations if op.operation.name == "func.func"
                  and ir.StringAttr(op.attributes["sym_name"]).value == entry), None)
     if func is None:
         raise HccError(f"internal: fp16 rewrite: function @{entry} not found")
-    block = func.regions[0].blocks[0]
-    body_ops = list(block.operations)
-    first = body_ops[0]
+    return func
 
-    # 1. boundary in: truncate f32 tensor arguments
+
+def _truncate_arguments(block, first) -> set:
+    """Step 1, boundary in: truncate each f32 tensor argument before `first`, so the signature stays fp32 while the
+    body reads f16. -> the truncations, which step 2 must leave alone."""
+    from mlir import ir
+    from mlir.dialects import arith
+
     boundary: set = set()
     for arg in block.arguments:
-        if lower(arg.type) != arg.type:
+        if _to_f16(arg.type) != arg.type:
             with ir.InsertionPoint(first), ir.Location.unknown():
-                trunc = arith.TruncFOp(lower(arg.type), arg)
+                trunc = arith.TruncFOp(_to_f16(arg.type), arg)
             arg.replace_all_uses_except(trunc.result, trunc.operation)
             boundary.add(trunc.operation)
+    return boundary
 
-    # 2. every f32 value becomes f16 (regions of reduction generics and implicit regions of named ops excepted)
-    def convert_constant(op) -> None:
-        attr = op.attributes["value"]
-        result_type = op.result.type
-        new_type = lower(result_type)
-        if new_type == result_type:
-            return
-        if isinstance(attr, ir.FloatAttr):
-            op.attributes["value"] = ir.FloatAttr.get(f16, float(attr.value))
-        elif isinstance(attr, ir.DenseElementsAttr) or isinstance(attr, (ir.DenseFPElementsAttr,)):
-            dense = ir.DenseElementsAttr(attr)
-            if dense.is_splat:
-                value = float(ir.FloatAttr(dense.get_splat_value()).value)
-                op.attributes["value"] = ir.DenseElementsAttr.get_splat(new_type, ir.FloatAttr.get(f16, value))
-            else:
-                data = np.array(ir.DenseFPElementsAttr(attr), dtype=np.float32).astype(np.float16)
-                op.attributes["value"] = ir.DenseElementsAttr.get(data, type=new_type)
+
+def _convert_constant(op) -> None:
+    """An f32 constant (scalar, splat or dense) rewritten as the f16 constant of the same values."""
+    from mlir import ir
+
+    f16 = ir.F16Type.get()
+    attr = op.attributes["value"]
+    result_type = op.result.type
+    new_type = _to_f16(result_type)
+    if new_type == result_type:
+        return
+    if isinstance(attr, ir.FloatAttr):
+        op.attributes["value"] = ir.FloatAttr.get(f16, float(attr.value))
+    elif isinstance(attr, ir.DenseElementsAttr) or isinstance(attr, (ir.DenseFPElementsAttr,)):
+        dense = ir.DenseElementsAttr(attr)
+        if dense.is_splat:
+            value = float(ir.FloatAttr(dense.get_splat_value()).value)
+            op.attributes["value"] = ir.DenseElementsAttr.get_splat(new_type, ir.FloatAttr.get(f16, value))
         else:
-            raise HccError(f"fp16 rewrite: unsupported f32 constant {str(attr)[:80]}")
-        op.result.set_type(new_type)
+            data = np.array(ir.DenseFPElementsAttr(attr), dtype=np.float32).astype(np.float16)
+            op.attributes["value"] = ir.DenseElementsAttr.get(data, type=new_type)
+    else:
+        raise HccError(f"fp16 rewrite: unsupported f32 constant {str(attr)[:80]}")
+    op.result.set_type(new_type)
 
-    special: list = []
 
-    def visit(op) -> None:
-        name = op.name
-        if op in boundary:
-            return
-        if name == "arith.bitcast":
-            raise HccError("fp16 rewrite: a bitcast of f32 values cannot be lowered to fp16; compile this subgraph with fp32")
-        if name == "linalg.reduce":
-            raise HccError("fp16 rewrite: linalg.reduce is not supported; compile this subgraph with fp32")
-        if name == "arith.constant":
-            convert_constant(op)
-            return
-        for result in op.results:
-            result.set_type(lower(result.type))
-        if _is_reduction_generic(op) or name.startswith(ACCUMULATING_NAMED):
-            special.append(op)
-            return
-        if _is_named_linalg(name):
-            return
-        for region in op.regions:
-            for blk in region.blocks:
-                for arg in blk.arguments:
-                    arg.set_type(lower(arg.type))
-                for inner in blk.operations:
-                    visit(inner)
+def _lower_op(op, boundary: set, special: list) -> None:
+    """Step 2: `op`'s f32 results (and those of the ops in its regions) become f16. Accumulating ops are appended to
+    `special` for step 3 and their regions left alone (reduction generics keep an f32 body; named ops rebuild theirs)."""
+    name = op.name
+    if op in boundary:
+        return
+    if name == "arith.bitcast":
+        raise HccError("fp16 rewrite: a bitcast of f32 values cannot be lowered to fp16; compile this subgraph with fp32")
+    if name == "linalg.reduce":
+        raise HccError("fp16 rewrite: linalg.reduce is not supported; compile this subgraph with fp32")
+    if name == "arith.constant":
+        _convert_constant(op)
+        return
+    for result in op.results:
+        result.set_type(_to_f16(result.type))
+    if _is_reduction_generic(op) or name.startswith(ACCUMULATING_NAMED):
+        special.append(op)
+        return
+    if _is_named_linalg(name):
+        return
+    for region in op.regions:
+        for blk in region.blocks:
+            for arg in blk.arguments:
+                arg.set_type(_to_f16(arg.type))
+            for inner in blk.operations:
+                _lower_op(inner, boundary, special)
 
-    for op in body_ops:
-        visit(op.operation)
 
-    # 3. accumulating ops: f32 init and result, truncated after
-    for op in special:
-        view = op.opview
-        n_inputs = len(view.inputs)
-        outputs = list(view.outputs)
-        for i, init in enumerate(outputs):
-            if not isinstance(init.type, ir.RankedTensorType) or not isinstance(init.type.element_type, ir.F16Type):
-                continue
-            wide = widen(init.type)
-            producer = _defining_op(init)
-            scalar = _defining_op(producer.operands[0]) if producer is not None and producer.name == "linalg.fill" else None
-            with ir.InsertionPoint(op), op.location:
-                if scalar is not None and scalar.name == "arith.constant":
-                    value = float(ir.FloatAttr(scalar.attributes["value"]).value)
-                    cst = arith.ConstantOp(f32, value)
-                    empty = tensor.EmptyOp(list(wide.shape), f32)
-                    new_init = linalg.fill(cst.result, outs=[empty.result])
-                else:
-                    new_init = arith.ExtFOp(wide, init).result
-            op.operands[n_inputs + i] = new_init
-        for result in op.results:
-            if not isinstance(result.type, ir.RankedTensorType) or not isinstance(result.type.element_type, ir.F16Type):
-                continue
-            narrow = result.type
-            result.set_type(widen(narrow))
-            with ir.InsertionPoint(op), op.location:
-                trunc = arith.TruncFOp(narrow, result)
-            trunc.operation.move_after(op)
-            result.replace_all_uses_except(trunc.result, trunc.operation)
-        if op.name == "linalg.generic":
-            body = op.regions[0].blocks[0]
-            first_inner = list(body.operations)[0]
-            for i, arg in enumerate(list(body.arguments)[:n_inputs]):
-                operand_type = op.operands[i].type
-                element = operand_type.element_type if isinstance(operand_type, ir.ShapedType) else operand_type
-                if isinstance(element, ir.F16Type) and isinstance(arg.type, ir.F32Type):
-                    arg.set_type(f16)
-                    with ir.InsertionPoint(first_inner), op.location:
-                        ext = arith.ExtFOp(f32, arg)
-                    arg.replace_all_uses_except(ext.result, ext.operation)
-            _extend_captured(op, f32)
+def _accumulate_in_f32(op) -> None:
+    """Step 3: an accumulating op gets f32 inits and results (truncated to f16 after it), and a reduction generic an
+    f32 body, so sums are accumulated in fp32."""
+    from mlir import ir
 
-    # 4. boundary out: results back to f32
+    n_inputs = len(op.opview.inputs)
+    _widen_inits(op, n_inputs)
+    _widen_results(op)
+    if op.name == "linalg.generic":
+        _extend_body_inputs(op, n_inputs)
+        _extend_captured(op, ir.F32Type.get())
+
+
+def _widen_inits(op, n_inputs: int) -> None:
+    """Each f16 init of `op` replaced by an f32 one: a fill of a constant is rebuilt as an f32 fill (no rounding of
+    the start value), any other init is extended."""
+    from mlir import ir
+    from mlir.dialects import arith, linalg, tensor
+
+    f32 = ir.F32Type.get()
+    for i, init in enumerate(list(op.opview.outputs)):
+        if not _is_f16_tensor(init.type):
+            continue
+        wide = _to_f32(init.type)
+        producer = _defining_op(init)
+        scalar = _defining_op(producer.operands[0]) if producer is not None and producer.name == "linalg.fill" else None
+        with ir.InsertionPoint(op), op.location:
+            if scalar is not None and scalar.name == "arith.constant":
+                value = float(ir.FloatAttr(scalar.attributes["value"]).value)
+                cst = arith.ConstantOp(f32, value)
+                empty = tensor.EmptyOp(list(wide.shape), f32)
+                new_init = linalg.fill(cst.result, outs=[empty.result])
+            else:
+                new_init = arith.ExtFOp(wide, init).result
+        op.operands[n_inputs + i] = new_init
+
+
+def _widen_results(op) -> None:
+    """Each f16 tensor result of `op` becomes f32, truncated to f16 right after `op` for its users (one rounding)."""
+    from mlir import ir
+    from mlir.dialects import arith
+
+    for result in op.results:
+        if not _is_f16_tensor(result.type):
+            continue
+        narrow = result.type
+        result.set_type(_to_f32(narrow))
+        with ir.InsertionPoint(op), op.location:
+            trunc = arith.TruncFOp(narrow, result)
+        trunc.operation.move_after(op)
+        result.replace_all_uses_except(trunc.result, trunc.operation)
+
+
+def _extend_body_inputs(op, n_inputs: int) -> None:
+    """A reduction generic's body stays f32: the block arguments of its f16 inputs become f16 and are extended at
+    the top of the body."""
+    from mlir import ir
+    from mlir.dialects import arith
+
+    f16, f32 = ir.F16Type.get(), ir.F32Type.get()
+    body = op.regions[0].blocks[0]
+    first_inner = list(body.operations)[0]
+    for i, arg in enumerate(list(body.arguments)[:n_inputs]):
+        operand_type = op.operands[i].type
+        element = operand_type.element_type if isinstance(operand_type, ir.ShapedType) else operand_type
+        if isinstance(element, ir.F16Type) and isinstance(arg.type, ir.F32Type):
+            arg.set_type(f16)
+            with ir.InsertionPoint(first_inner), op.location:
+                ext = arith.ExtFOp(f32, arg)
+            arg.replace_all_uses_except(ext.result, ext.operation)
+
+
+def _extend_results(block) -> None:
+    """Step 4, boundary out: the returned f16 values are extended back to f32 (the signature stays fp32)."""
+    from mlir import ir
+    from mlir.dialects import arith
+
     ret = list(block.operations)[-1]
     for i, value in enumerate(list(ret.operands)):
-        if widen(value.type) != value.type:
+        if _to_f32(value.type) != value.type:
             with ir.InsertionPoint(ret), ret.location:
-                ext = arith.ExtFOp(widen(value.type), value)
+                ext = arith.ExtFOp(_to_f32(value.type), value)
             ret.operands[i] = ext.result
 
-    # 5. drop casts made trivial (f16 -> f16)
+
+def _drop_trivial_casts(block) -> None:
+    """Step 5: extf/truncf made f16 -> f16 by the rewrite (casts of values that were f32 before) are removed."""
     for op in _all_ops(block):
         if op.name in ("arith.extf", "arith.truncf") and op.operands[0].type == op.results[0].type:
             op.results[0].replace_all_uses_with(op.operands[0])
             op.erase()
-    # named linalg ops rebuild their implicit regions (with the right casts) when printed and parsed again
+
+
+def _reparse(module) -> None:
+    """Print and parse `module` again: named linalg ops rebuild their implicit regions (with the right casts) for
+    their new operand types. Then verify: invalid IR here is a bug of this rewrite."""
+    from mlir import ir
+
     text = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True, assume_verified=True)
     reparsed = ir.Module.parse(text)
     body = module.body
@@ -192,8 +269,6 @@ def rewrite_fp16(module, entry: str) -> None:
         module.operation.verify()
     except ir.MLIRError as exc:
         raise HccError(f"internal: fp16 rewrite produced invalid IR: {exc}") from None
-
-
 def _defining_op(value):
     """The Operation defining `value`, or None for a block argument."""
     from mlir import ir
