@@ -170,6 +170,7 @@ def _accumulate_in_f32(op) -> None:
     _widen_results(op)
     if op.name == "linalg.generic":
         _extend_body_inputs(op, n_inputs)
+        _extend_gathers(op, ir.F32Type.get())
         _extend_captured(op, ir.F32Type.get())
 
 
@@ -287,6 +288,28 @@ def _all_ops(block) -> list:
             for blk in region.blocks:
                 out.extend(_all_ops(blk))
     return out
+
+
+def _extend_gathers(op, f32) -> None:
+    """An element a `tensor.extract` inside a reduction generic's (f32) body reads from a tensor that became f16 is
+    f16 (its result type still says f32 until the module is printed and parsed again): say so, and extend it to f32
+    right after the read. (A BERT pooler's GEMV read its activation this way; the reparse failed on a type clash.)"""
+    from mlir import ir
+    from mlir.dialects import arith
+
+    f16 = ir.F16Type.get()
+    for inner in _all_ops(op.regions[0].blocks[0]):
+        if inner.name != "tensor.extract" or not isinstance(inner.results[0].type, ir.F32Type):
+            continue
+        if not isinstance(ir.RankedTensorType(inner.operands[0].type).element_type, ir.F16Type):
+            continue
+        value = inner.results[0]
+        value.set_type(f16)
+        following = list(inner.operation.block.operations)
+        after = following[following.index(inner.operation) + 1]
+        with ir.InsertionPoint(after), op.location:
+            ext = arith.ExtFOp(f32, value)
+        value.replace_all_uses_except(ext.result, ext.operation)
 
 
 def _extend_captured(op, f32) -> None:

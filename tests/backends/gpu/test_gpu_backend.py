@@ -408,3 +408,27 @@ def test_a_kernel_with_hundreds_of_buffers_compiles(tmp_path):
     ptx = (tmp_path / "b" / "gpu" / "sg0" / "kernels.ptx").read_text()
     assert toolchain.ptx_version(ptx) >= (8, 1)
     assert max(len(re.findall(r"\.param\s", entry)) for entry in ptx.split(".entry")[1:]) > 4352 // 8
+
+
+def test_fp16_reduction_that_reads_an_element_of_an_f16_tensor(tmp_path):
+    """A BERT pooler: the first token's row (a Gather) fused into the following MatMul is read element by element by
+    a tensor.extract inside the fp32-accumulating body; --gpu-precision fp16 used to fail on a type clash there."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+    from onnx import helper as h
+
+    rng = np.random.default_rng(3)
+    nodes = [h.make_node("Tanh", ["x"], ["t"], name="act"),
+             h.make_node("Gather", ["t", "first"], ["cls"], name="cls", axis=1),
+             h.make_node("MatMul", ["cls", "w"], ["y"], name="pool")]
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "first"),
+             numpy_helper.from_array((rng.standard_normal((64, 32)) * 0.1).astype(np.float32), "w")]
+    graph = h.make_graph(nodes, "pooler", [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 64])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "pooler.onnx")
+    groups = [{"id": "sg0", "device": "gpu:sm_90", "nodes": ["act", "cls", "pool"], "device_index": 0}]
+    manifest = compile_groups(tmp_path / "pooler.onnx", tmp_path / "b", groups, gpu_precision="fp16")
+    assert [sg.precision for sg in manifest.subgraphs] == ["fp16"]
+    assert "f16" in (tmp_path / "b" / "gpu" / "sg0" / "kernels.ptx").read_text()
