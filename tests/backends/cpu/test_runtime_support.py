@@ -8,13 +8,14 @@ import subprocess
 import pytest
 
 from hcc.backends.cpu import toolchain
+from hcc.runtime.devices.native import load_library
 
 
 @pytest.fixture(scope="module")
 def support(tmp_path_factory):
     so = tmp_path_factory.mktemp("support") / "support.so"
     subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(toolchain.RUNTIME_DIR / "memref_copy.c"), "-o", str(so)], check=True)
-    lib = ctypes.CDLL(str(so))
+    lib = load_library(so, "a test library")
     lib._mlir_memref_to_llvm_alloc.restype = ctypes.c_void_p
     lib._mlir_memref_to_llvm_alloc.argtypes = [ctypes.c_size_t]
     lib._mlir_memref_to_llvm_aligned_alloc.restype = ctypes.c_void_p
@@ -89,6 +90,6 @@ def test_the_pool_runs_every_task_exactly_once(tmp_path, threads):
     so = tmp_path / "stress.so"
     subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(src), str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)],
                    check=True)
-    lib = ctypes.CDLL(str(so))
+    lib = load_library(so, "a test library")
     lib.stress.restype = ctypes.c_long
     assert lib.stress(ctypes.c_long(5000), threads) == 0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hcc.backends.cpu import toolchain
+from hcc.runtime.devices.native import load_library
 
 RUNTIME = toolchain.RUNTIME_DIR
 I64 = ctypes.c_int64
@@ -26,7 +27,7 @@ def _build(tmp: Path, vl: int, isa_flags: list[str]) -> ctypes.CDLL:
     flags = ["-O2", "-fPIC", "-std=gnu11", "-pthread", "-ffp-contract=fast"]
     subprocess.run(["gcc", "-shared", *flags, *isa_flags, f"-DHCC_VL={vl}", str(RUNTIME / "ukernels.c"), str(RUNTIME / "threadpool.c"),
                     "-o", str(so)], check=True)
-    lib = ctypes.CDLL(str(so))
+    lib = load_library(so, "a test library")
     suffix = {4: "sse2", 8: "avx2", 16: "avx512"}[vl]
     lib.gemm = getattr(lib, f"hcc_gemm_{suffix}")
     lib.conv = getattr(lib, f"hcc_conv2d_{suffix}")
