@@ -42,6 +42,20 @@ def _friendly(fn):
     return wrapper
 
 
+def _options_from_config(config_file: str):
+    """`--config FILE`: every compile option from the file; a compile-option flag given as well is refused by name, so
+    that what compiled is what the file says."""
+    from hcc.options import CompileOptions
+
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params if p.name not in ("model", "bundle", "config_file", "quiet", "explain")
+             and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join(p.opts[0] for p in given)
+        raise HccError(f"--config {config_file}: give the compile options in the file or on the command line, not both ({flags})")
+    return CompileOptions.from_file(config_file)
+
+
 def _check_output_file(path: str | None, option: str) -> None:
     """Refuse an output file that cannot be written before any work is done (not after running a model)."""
     if not path:
@@ -172,11 +186,14 @@ def fpga_options(fn):
               "DIR/NNNN-<stage>.mlir and .pipeline (each .mlir's header names the command that reruns it: mlir-opt, or "
               "python -m hcc.passes.pass_runner for the torch-mlir stages); a failing pass's reproducer goes there too. "
               "DIR must be new or empty.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Take every compile option from this TOML file (sections [cpu], [gpu], [fpga], [planner], [debug], "
+              "[golden] with the fields of hcc.options.CompileOptions; README); then no other option flag may be given.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
                 device_file, time_limit, save_placement, explain, gpu_precision, cpu_precision, accuracy, fpga_precision, fpga_config, calibration,
-                sign_key, save_temps, quiet):
+                sign_key, save_temps, config_file, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder.
 
     When an MLIR pass pipeline fails, hcc writes a reproducer folder (hcc-repro-<stage>-<n> in the system temp
@@ -188,7 +205,7 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     from hcc.options import CompileOptions, CpuOptions, DebugOptions, FpgaOptions, GoldenOptions, GpuOptions
 
     _check_output_file(save_placement, "--save-placement")
-    options = CompileOptions(
+    options = _options_from_config(config_file) if config_file else CompileOptions(
         input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed),
         cpu=CpuOptions(target_cpu=target_cpu, precision=cpu_precision, accuracy=accuracy), gpu=GpuOptions(precision=gpu_precision),
         fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, calibration_file=calibration),

@@ -274,6 +274,21 @@ class CompileOptions:
         return {"version": OPTIONS_VERSION, **data}
 
     @classmethod
+    def from_file(cls, path: str | os.PathLike) -> CompileOptions:
+        """A compile configuration file (TOML): the sections as tables ([cpu], [gpu], [fpga], [planner], [debug],
+        [golden]) and the top-level `input_shapes` table and `sign_key`, with the names of the fields here; the
+        environment knobs come from the environment, never from the file. Errors name the file."""
+        from hcc.config_file import read_toml
+
+        data = read_toml(path, "compile configuration file")
+        if "env" in data or "version" in data:
+            raise HccError(f"{os.fspath(path)}: '{'env' if 'env' in data else 'version'}' cannot be set in a compile configuration file")
+        try:
+            return cls.from_dict({"version": OPTIONS_VERSION, **data})
+        except HccError as exc:
+            raise HccError(f"{os.fspath(path)}: {exc.message}", hint=exc.hint) from None
+
+    @classmethod
     def from_dict(cls, data: Mapping) -> CompileOptions:
         """Inverse of to_dict; refuses another version or an unknown field."""
         data = dict(data)

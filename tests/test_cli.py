@@ -139,3 +139,13 @@ def test_compile_says_which_nodes_it_expanded_into_function_bodies(tmp_path):
     proc = hcc("compile", tmp_path / "mvn.onnx", "-o", tmp_path / "b")
     assert "note: node 'mvn' (MeanVarianceNormalization) expanded into its ONNX function body" in proc.stderr
     assert hcc("test", tmp_path / "b").returncode == 0
+
+
+def test_compile_takes_its_options_from_a_config_file(tmp_path):
+    config = tmp_path / "hcc.toml"
+    config.write_text("input_shapes = { image = [2, 3, 32, 32] }\n[golden]\nseed = 5\n")
+    proc = hcc("compile", EXAMPLE, "-o", tmp_path / "b", "--config", config)
+    assert "compiled tiny_cnn" in proc.stdout
+    assert "seed 5" in hcc("inspect", tmp_path / "b").stdout
+    both = hcc("compile", EXAMPLE, "-o", tmp_path / "c", "--config", config, "--seed", "3", check=False)
+    assert both.returncode == 1 and "not both (--seed)" in both.stderr and not (tmp_path / "c").exists()

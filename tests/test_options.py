@@ -114,3 +114,23 @@ def test_the_worker_uses_the_compiles_environment_record_and_the_manifest_record
     assert loops.subgraphs[0].artifacts[0].meta["schedule"] == []  # plain loops: no schedule applied
     session = hcc.runtime.load(tmp_path / "loops")  # old runtimes ignore the extra toolchain keys; this one loads it
     assert session.manifest.toolchain["HCC_CPU_SCHEDULE"] == "loops"
+
+
+def test_a_compile_configuration_file_builds_the_same_record(tmp_path):
+    """`CompileOptions.from_file` (hcc compile --config): the sections as TOML tables; errors name the file."""
+    path = tmp_path / "hcc.toml"
+    path.write_text('input_shapes = { x = [1, 3] }\nsign_key = "k.key"\n[golden]\nseed = 7\n[cpu]\ntarget_cpu = "native"\n'
+                    'precision = "auto"\naccuracy = "max_abs=0.01"\n[planner]\ndevices = "cpu,fpga:xcu250"\nbudgets = ["fpga.dsp=40"]\n'
+                    '[debug]\nkeep_ir = false\n')
+    options = CompileOptions.from_file(path)
+    expected = CompileOptions.from_keywords(input_shapes={"x": [1, 3]}, sign_key="k.key", seed=7, target_cpu="native", cpu_precision="auto",
+                                            accuracy="max_abs=0.01", devices="cpu,fpga:xcu250", budgets=["fpga.dsp=40"], keep_ir=False)
+    assert options.to_dict() == expected.to_dict()
+    path.write_text("[cpu]\nbogus = 1\n")
+    with pytest.raises(HccError, match=r"hcc.toml: compile option cpu: unknown option\(s\) bogus"):
+        CompileOptions.from_file(path)
+    path.write_text("[env]\ncpu_fork = false\n")
+    with pytest.raises(HccError, match="'env' cannot be set in a compile configuration file"):
+        CompileOptions.from_file(path)
+    with pytest.raises(HccError, match="no such compile configuration file"):
+        CompileOptions.from_file(tmp_path / "missing.toml")
