@@ -12,32 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from hcc.frontend.node_rewrite import CountedNodes
 
 
-class _Builder:
+class _Builder(CountedNodes):
     """Nodes and constants for one CumSum, named after it."""
 
     def __init__(self, node: onnx.NodeProto, elem_type: int, shape: list[int]):
-        self.node, self.shape = node, shape
+        super().__init__(node)
+        self.shape = shape
         self.dtype = np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, hint: str) -> str:
-        self.count += 1
-        return f"{self.node.name}/{hint}_{self.count}"
-
-    def const(self, value: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(value, name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None, **attrs) -> str:
-        out = output or self.name(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(f"{hint}_op"), **attrs))
-        return out
 
     def shift(self, y: str, axis: int, k: int, forward: bool) -> str:
         """y moved k places along `axis` (towards higher indices when `forward`), zeros shifted in."""

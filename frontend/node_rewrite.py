@@ -83,6 +83,31 @@ def type_name(elem_type: int) -> str:
         return str(elem_type)
 
 
+class CountedNodes:
+    """The nodes and initializers that replace one node, named `<node>/<hint>_<k>` by a running count (rewrites that
+    build a fixed network of ops on tensor names: frontend/cumsum.py, frontend/topk.py)."""
+
+    def __init__(self, node: onnx.NodeProto):
+        self.node = node
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{self.node.name}/{hint}_{self.count}"
+
+    def const(self, value, hint: str = "c") -> str:
+        name = self.name(hint)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None, **attrs) -> str:
+        out = output or self.name(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(f"{hint}_op"), **attrs))
+        return out
+
+
 class NodeEmitter:
     """Builds the nodes and initializers that replace one node. Values are tensor names or numpy constants: an op
     on constants only is computed here (with numpy's IEEE float32 arithmetic, the same as a compiled op's)."""

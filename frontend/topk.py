@@ -14,34 +14,19 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from hcc.errors import HccError
+from hcc.frontend.node_rewrite import CountedNodes
 
 MAX_PAIRS = 1 << 24  # rows * n * n comparisons
 FLOATS = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16}
 
 
-class _Builder:
+class _Builder(CountedNodes):
     def __init__(self, node: onnx.NodeProto, opset: int):
-        self.node, self.opset = node, opset
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, hint: str) -> str:
-        self.count += 1
-        return f"{self.node.name}/{hint}_{self.count}"
-
-    def const(self, value: np.ndarray, hint: str = "c") -> str:
-        name = self.name(hint)
-        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None, **attrs) -> str:
-        out = output or self.name(hint)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(f"{hint}_op"), **attrs))
-        return out
+        super().__init__(node)
+        self.opset = opset
 
     def reshape(self, x: str, shape: list[int], hint: str) -> str:
         return self.op("Reshape", [x, self.const(np.array(shape, np.int64), "shape")], hint)
