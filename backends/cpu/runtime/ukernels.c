@@ -1058,7 +1058,10 @@ static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C +
       continue;
     }
     memset(dst, 0, sizeof(float) * (size_t)c0);
-    memcpy(dst + c0, src + ih * j->xs[2], sizeof(float) * (size_t)(c1 - c0));
+    if (j->xs[3] == 1)
+      memcpy(dst + c0, src + ih * j->xs[2], sizeof(float) * (size_t)(c1 - c0));
+    else
+      for (int64_t c = c0; c < c1; ++c) dst[c] = src[ih * j->xs[2] + (c - j->left) * j->xs[3]];
     memset(dst + c1, 0, sizeof(float) * (size_t)(j->Wp - c1));
   }
 }
@@ -1097,6 +1100,11 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
   free(koff);
   return 1;
 }
+
+#define FV_MIN_FILTERS (2 * VL)
+#define FV_MIN_TAPS 64
+static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                   const int64_t *conv, int reads_outside);
 
 /* 2-D convolution, NCHW input and FCHW weights, as a GEMM per image and group:
  * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
@@ -1167,7 +1175,14 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      (measured 0.19 vs 0.24 ms at 128 filters on 7x7, even at 256 and 512). */
   int direct = !plain && !amx && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && ys[3] == 1 && problems[0].lda > 0 &&
                (2 * OW >= NR || Fg <= 128);
-  if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
+  /* Vectors across filters (conv_fv) where there are enough filters to fill them, or the rows are too narrow for
+     pixel vectors, and enough taps to pay for the transposed write-out (measured: 1x1 convs of 16..32 channels
+     lose up to 15% there, 3x3 convs of 16..24 filters up to 20%, LeNet's 6->16 5x5 on 14x14 runs 2x faster). */
+  int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && K >= FV_MIN_TAPS &&
+           (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
+  if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside))
+    ;
+  else if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
     run_problems(problems, NB * G);
   free(problems);
   free(tables);
@@ -1639,3 +1654,205 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
   }
   hcc_parallel_for(tasks, fn, &job);
 }
+
+/* ------------------------------------------------------------------------------------------------ filter-vector conv */
+
+/* Convolutions with many filters, vectors across filters (the layout of onnxruntime's NCHWc kernels, applied inside
+ * one call). The pixel-vector paths above read VL input pixels per load: on a 7x7 or 14x14 map that is most of a
+ * row, so they fall back to im2col or compute dropped grid columns, and their loads straddle cache lines. Here a
+ * tile is FV_PX output pixels x up to FV_MAXV vectors of filters: per tap, FV_MAXV aligned loads of a packed filter
+ * panel and FV_PX scalar broadcasts of input pixels (any stride, any map width) feed FV_MAXV x FV_PX FMAs.
+ * Per filter block, the panel ([K][FV_BLOCK] floats) is packed once per task by VL x VL transposes; sums for a group
+ * of FV_GROUP pixels build up over chunks of FV_KC taps (the panel chunk stays in L1) and are transposed back into
+ * the NCHW output with the epilogue. */
+#if VL >= 8
+#if VL == 16
+#define FV_MAXV 4
+#else
+#define FV_MAXV 2
+#endif
+#define FV_PX 6
+#define FV_BLOCK (FV_MAXV * VL) /* filters per block */
+#ifndef FV_KC
+#define FV_KC 128
+#endif
+#ifndef FV_GROUP
+#define FV_GROUP 96 /* a multiple of FV_PX */
+#endif
+
+typedef struct {
+  const Problem *problems; /* per (image, group): a = filters (lda > 0), b = the (padded) input, c = output */
+  const int64_t *koff, *pix; /* tap k's offset in the input; output pixel p's window origin */
+  int64_t P, blocks, parts, groups_per_part, groups;
+} FvJob;
+
+/* sums[j][..] (+)= sum over kc taps of panel[k][..] * in[pix[j] + koff[k]] for px pixels and fv filter vectors. */
+static inline __attribute__((always_inline)) void fv_tile(const int fv, const int px, int64_t kc, const float *restrict panel,
+                                                          const float *restrict in, const int64_t *restrict pix,
+                                                          const int64_t *restrict koff, float *restrict sums, int first) {
+  vf c[FV_MAXV][FV_PX];
+  const float *base[FV_PX];
+#pragma GCC unroll 8
+  for (int j = 0; j < px; ++j) base[j] = in + pix[j];
+#pragma GCC unroll 8
+  for (int j = 0; j < px; ++j)
+#pragma GCC unroll 4
+    for (int i = 0; i < fv; ++i) c[i][j] = first ? vsplat(0.0f) : vload(sums + j * FV_BLOCK + i * VL);
+  for (int64_t k = 0; k < kc; ++k, panel += FV_BLOCK) {
+    int64_t o = koff[k];
+    vf w[FV_MAXV];
+#pragma GCC unroll 4
+    for (int i = 0; i < fv; ++i) w[i] = *(const vf *)(panel + i * VL);
+#pragma GCC unroll 8
+    for (int j = 0; j < px; ++j) {
+      vf b = vsplat(base[j][o]);
+#pragma GCC unroll 4
+      for (int i = 0; i < fv; ++i) c[i][j] += w[i] * b;
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < px; ++j)
+#pragma GCC unroll 4
+    for (int i = 0; i < fv; ++i) vstore(sums + j * FV_BLOCK + i * VL, c[i][j]);
+}
+
+#define FV_CASE(F, X) \
+  case (F) * 8 + (X): fv_tile(F, X, kc, panel, in, pix, koff, sums, first); return;
+#define FV_ROW(F) FV_CASE(F, 1) FV_CASE(F, 2) FV_CASE(F, 3) FV_CASE(F, 4) FV_CASE(F, 5) FV_CASE(F, 6)
+
+static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const float *in, const int64_t *pix, const int64_t *koff,
+                        float *sums, int first) {
+  switch (fv * 8 + px) {
+    FV_ROW(1)
+    FV_ROW(2)
+#if FV_MAXV == 4
+    FV_ROW(3)
+    FV_ROW(4)
+#endif
+  }
+}
+
+/* panel[k][f] = filter m0 + f's tap k, zero for f >= rows (whole vectors only). */
+static void fv_pack(const Problem *p, int64_t m0, int64_t rows, float *restrict panel) {
+  int64_t K = p->K, width = ((rows + VL - 1) / VL) * VL, k = 0;
+  const float *a = p->a + m0 * p->lda;
+  if (rows == width)
+    for (; k + VL <= K; k += VL)
+      for (int64_t f = 0; f < rows; f += VL) {
+        vf r[VL], t[VL];
+        for (int l = 0; l < VL; ++l) r[l] = vload(a + (f + l) * p->lda + k);
+        transpose_lanes(r, t);
+        for (int l = 0; l < VL; ++l) vstore(panel + (k + l) * FV_BLOCK + f, t[l]);
+      }
+  for (; k < K; ++k)
+    for (int64_t f = 0; f < width; ++f) panel[k * FV_BLOCK + f] = f < rows ? a[f * p->lda + k] : 0.0f;
+}
+
+/* out[m][n] for `lanes` pixels n0.. of filter m (global indices), from the sum vector v, with the epilogue. */
+static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64_t lanes) {
+  const Epilogue *e = &p->e;
+  float *y = p->c + m * p->c_sm + n0;
+  int init_vec = e->init_mode != INIT_SOURCE || vector_columns(e->ow, e->init_sn, e->init_sh);
+  int res_vec = !e->res || (e->res_sn == 1 && vector_columns(e->ow, 1, e->res_sh));
+  if (!init_vec || !res_vec) {
+    float s[VL];
+    vstore(s, v);
+    for (int64_t l = 0; l < lanes; ++l) y[l] = epi_finish(e, epi_init(e, y[l], m, n0 + l) + s[l], m, n0 + l);
+    return;
+  }
+  int full = lanes == VL;
+  if (e->init_mode == INIT_IN_C) v += full ? vload(y) : vload_n(y, lanes);
+  else if (e->init_mode == INIT_CONSTANT) v += vsplat(e->init_value);
+  else if (e->init_sn == 0) v += vsplat(e->init[m * e->init_sm]);
+  else v += full ? vload(e->init + m * e->init_sm + n0) : vload_n(e->init + m * e->init_sm + n0, lanes);
+  if (e->res) v += full ? vload(e->res + m * e->res_sm + n0) : vload_n(e->res + m * e->res_sm + n0, lanes);
+  v = vclamp(e, v);
+  if (full) vstore(y, v);
+  else vstore_n(y, v, lanes);
+}
+
+/* The group's sums ([pn][FV_BLOCK], pixel-major) into the output's rows m0.. (filter-major), VL x VL at a time. */
+static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
+  for (int64_t q = 0; q < pn; q += VL) {
+    int64_t lanes = min64(VL, pn - q);
+    for (int64_t f = 0; f < rows; f += VL) {
+      vf r[VL], t[VL];
+      for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload(sums + (q + l) * FV_BLOCK + f) : vsplat(0.0f);
+      transpose_lanes(r, t);
+      for (int64_t l = 0; l < VL && f + l < rows; ++l) fv_store(p, t[l], m0 + f + l, n0 + q, lanes);
+    }
+  }
+}
+
+static __thread Scratch fv_panel, fv_sums;
+
+static void fv_part(void *ctx, int64_t task) {
+  const FvJob *j = ctx;
+  int64_t per_problem = j->blocks * j->parts;
+  const Problem *p = &j->problems[task / per_problem];
+  int64_t block = (task % per_problem) / j->parts, part = task % j->parts;
+  int64_t g0 = part * j->groups_per_part, g1 = min64(j->groups, g0 + j->groups_per_part);
+  if (g0 >= g1) return;
+  int64_t m0 = block * FV_BLOCK, rows = min64(FV_BLOCK, p->M - m0);
+  int fv = (int)((rows + VL - 1) / VL);
+  float *panel = scratch(&fv_panel, (size_t)(p->K * FV_BLOCK)), *sums = scratch(&fv_sums, (size_t)(FV_GROUP * FV_BLOCK));
+  if (!panel || !sums) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  fv_pack(p, m0, rows, panel);
+  for (int64_t g = g0; g < g1; ++g) {
+    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
+    for (int64_t k0 = 0; k0 < p->K; k0 += FV_KC) {
+      int64_t kc = min64(FV_KC, p->K - k0);
+      for (int64_t t = 0, i = 0; t < pn; ++i) { /* tiles of equal size (a 49-pixel map: 4 x 6 + 5 x 5, not 8 x 6 + 1) */
+        int px = (int)((pn - t + (tiles - i) - 1) / (tiles - i));
+        fv_tile_any(fv, px, kc, panel + k0 * FV_BLOCK, p->b, j->pix + n0 + t, j->koff + k0, sums + t * FV_BLOCK, k0 == 0);
+        t += px;
+      }
+    }
+    fv_write(p, sums, m0, rows, n0, pn);
+  }
+}
+
+/* Run the problems (set up by conv_entry) with the filter-vector kernel; 0 if a buffer cannot be had. Reads the input
+ * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. */
+static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                   const int64_t *conv, int reads_outside) {
+  int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t Cg = C / G, sh = conv[0], sw = conv[1], dh = conv[2], dw = conv[3], K = Cg * KH * KW, P = OH * OW;
+  int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
+  int padded = reads_outside || xs[3] != 1;
+  int64_t plane = padded ? Hp * Wp : xs[1], row = padded ? Wp : xs[2];
+  int64_t *koff = malloc(sizeof(int64_t) * (size_t)(K + P));
+  if (!koff) return 0;
+  int64_t *pix = koff + K;
+  if (padded) {
+    float *xpad = scratch(&padded_input, (size_t)(NB * C * Hp * Wp));
+    if (!xpad) {
+      free(koff);
+      return 0;
+    }
+    PadJob pad = {x, xpad, C, H, W, Hp, Wp, conv[4], conv[5], xs};
+    hcc_parallel_for(NB * C, copy_padded_plane, &pad);
+    for (int64_t n = 0, i = 0; n < NB; ++n)
+      for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * plane;
+  }
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = c * plane + kh * dh * row + kw * dw;
+  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = oh * sh * row + ow * sw;
+  int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
+  double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
+  int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
+  int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
+  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups};
+  hcc_parallel_for(batch * blocks * parts, fv_part, &job);
+  free(koff);
+  return 1;
+}
+#else
+static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                   const int64_t *conv, int reads_outside) {
+  (void)problems, (void)NB, (void)G, (void)x, (void)xs, (void)sizes, (void)conv, (void)reads_outside;
+  return 0; /* SSE2 (4 lanes): the pixel-vector paths only */
+}
+#endif /* VL >= 8 */

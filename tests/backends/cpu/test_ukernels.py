@@ -274,6 +274,55 @@ def test_direct_convolution_of_wide_rows(lib, c, h, w, f, k, dil, groups, pads, 
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
+@pytest.mark.parametrize("c,h,w,f,k,stride,dil,groups,pads,column_step", [
+    (16, 14, 14, 40, 3, 1, 1, 1, (1, 1, 1, 1), 1),   # 40 filters: a partial filter block; 14x14: 33 tiles of 6
+    (8, 23, 9, 70, 3, 2, 1, 1, (2, 0, 1, 1), 1),     # stride 2, asymmetric padding, 2 blocks (the second of 6 filters)
+    (32, 7, 7, 130, 3, 1, 1, 1, (1, 1, 1, 1), 1),    # 7x7: 49 pixels in tiles of 6 and 5; K = 288: two whole tap chunks + 32
+    (64, 10, 12, 64, 1, 2, 1, 1, (0, 0, 0, 0), 1),   # a strided 1x1 that stays inside the input: read in place
+    (16, 11, 13, 64, 3, 1, 2, 2, (2, 2, 2, 2), 1),   # groups of 32 filters, dilation
+    (6, 14, 14, 16, 5, 1, 1, 1, (0, 0, 0, 0), 1),    # LeNet's conv2: 16 filters, rows too narrow for pixel vectors
+    (8, 30, 30, 32, 3, 1, 1, 1, (1, 1, 1, 1), 1),    # 900 pixels: 9 groups of 96 and one of 36
+    (9, 12, 24, 48, 3, 2, 1, 1, (1, 1, 1, 1), 2),    # an input view with a column stride of 2 (read through the copy)
+])
+@pytest.mark.parametrize("epilogue", ["bias-residual-clamp", "in-c", "constant", "strided-residual"])
+def test_filter_vector_convolution(lib, c, h, w, f, k, stride, dil, groups, pads, column_step, epilogue):
+    """Convolutions with enough filters and taps run with vectors across filters (conv_fv): packed filter panels,
+    any stride, tiles of up to 6 pixels anywhere in the map, sums transposed back through the epilogue (vector and
+    element-by-element forms); every thread count gives the same bits. SSE2 builds take the other paths."""
+    rng = np.random.default_rng(c * 1000 + f * 10 + k)
+    x_wide = rng.standard_normal((2, c, h, w * column_step)).astype(np.float32)
+    x = x_wide[..., ::column_step]
+    top, left, bottom, right = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    wt = rng.standard_normal((f, c // groups, k, k)).astype(np.float32) * 0.3
+    ref = conv_ref(xp.astype(np.float64), wt.astype(np.float64), (stride, stride), (dil, dil), groups)
+    bias = rng.standard_normal(f).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    res_view = np.asfortranarray(res)  # columns not unit-stride: the element-by-element epilogue
+    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], groups]
+    results = []
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
+        y = np.full(ref.shape, np.nan, np.float32)
+        if epilogue == "in-c":
+            y[...] = res
+            ep, expected = _epilogue(4), ref + res
+        elif epilogue == "constant":
+            ep, expected = _epilogue(4, constant=0.25, lo=0.0), np.maximum(ref + 0.25, 0.0)
+        elif epilogue == "strided-residual":
+            ep = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res_view, res_strides=_strides(res_view), hi=0.5)
+            expected = np.minimum(ref + bias[None, :, None, None] + res, 0.5)
+        else:
+            ep = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=-1.0, hi=1.0)
+            expected = np.clip(ref + bias[None, :, None, None] + res, -1.0, 1.0)
+        lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil, top, left]),
+                 _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)), ep)
+        np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
+        results.append(y)
+    lib.hcc_set_num_threads(0)
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_epilogue(lib, stride):
     rng = np.random.default_rng(stride)
