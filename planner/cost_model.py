@@ -93,6 +93,8 @@ class NodeCost:
     fusible_epilogue: bool = False
     output_fused: bool = False  # its only consumer is a fusible epilogue: on an FPGA its output needs no buffer
     padded_elements: float = 0.0  # Conv/pooling with pads: elements of the padded input copy the FPGA backend makes
+    # bytes of float32 activations it reads and writes (not weights): what a GPU fp16 subgraph stores as f16
+    float_activation_bytes: float = 0.0
 
     @property
     def bytes(self) -> float:
@@ -289,12 +291,15 @@ def _node_cost(node: onnx.NodeProto, name: str, index: int, tensors: dict[str, T
         flops = 0.0
     else:  # elementwise
         flops = out_elems * _ELEMENTWISE_FLOPS.get(op, 1)
+    float_acts = float(sum(tensors[t].nbytes for t in list(dict.fromkeys(acts)) + [o for o in node.output if o]
+                           if t in tensors and tensors[t].elem_type == onnx.TensorProto.FLOAT))
     if cls in ("view", "shape"):
-        read = written = 0.0  # aliases / metadata: no data moves
+        read = written = float_acts = 0.0  # aliases / metadata: no data moves
     return NodeCost(name=name, index=index, op_type=op, op_class=cls, dtype=dtype, flops=float(flops), macs=float(macs),
                     bytes_read=read, bytes_written=written, weight_bytes=weight_bytes, inputs=acts, weights=weights,
                     outputs=[o for o in node.output if o], out_elements=out_elems, mac_block=mac_block, iterations=iterations,
-                    line_buffer_elements=line_buffer, reduce_length=reduce_length, padded_elements=padded)
+                    line_buffer_elements=line_buffer, reduce_length=reduce_length, padded_elements=padded,
+                    float_activation_bytes=float_acts)
 
 
 def _einsum_macs(equation: str, shapes: list[list[int] | None]) -> float:
@@ -460,6 +465,36 @@ def predict(node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | No
     return max(compute, memory) + overhead
 
 
+# hcc's GPU fp16 subgraphs (backends/gpu/precision.py) run no tensor cores (docs/backends/gpu.md: no mma/wgmma):
+# contractions extend their f16 operands and multiply-add in f32 on the SIMT units, so their compute runs at the
+# fp32 peak, not at the catalog's fp16 tensor-core peak. What fp16 saves is memory traffic: f32 activations are
+# stored as f16 (half the bytes); weights stay f32 in device memory and are truncated on every run, so they are
+# read at full size. Set to True only for a backend that emits tensor-core instructions.
+GPU_FP16_TENSOR_CORES = False
+
+
+def predict_gpu_fp16(node: NodeCost, device: DeviceSpec | DeviceInstance) -> float:
+    """Predicted seconds for `node` in an fp16 GPU subgraph of hcc's backend (see GPU_FP16_TENSOR_CORES)."""
+    spec = _spec(device)
+    if spec.kind != "gpu":
+        raise ValueError(f"predict_gpu_fp16: {spec.name} is not a GPU")
+    if not spec.supports(node.op_type) and node.op_type not in STATIC_OPS:
+        return math.inf
+    if node.op_class == "shape":
+        return 0.0
+    peak = spec.peak("fp16" if GPU_FP16_TENSOR_CORES else "fp32")
+    nbytes = node.bytes - node.float_activation_bytes / 2
+    if node.op_class in spec.linear:  # a calibrated fp32 fit: scale the work the fit is linear in
+        a, b = spec.linear[node.op_class]
+        flops_metric = WORK_METRIC.get(node.op_class, "bytes") == "flops"
+        work = node.flops * spec.peak("fp32") / peak if flops_metric else nbytes
+        return a * work + b
+    eff, overhead = spec.efficiency.get(node.op_class, (0.5, 0.0))
+    compute = node.flops / (peak * max(eff, 1e-6))
+    memory = nbytes / (spec.mem_bandwidth * max(spec.mem_efficiency, 1e-6))
+    return max(compute, memory) + overhead
+
+
 def link_time(nbytes: float, device: DeviceSpec | DeviceInstance) -> float:
     """One hop between `device` and host memory (0 for the host CPU itself)."""
     spec = _spec(device)
@@ -485,6 +520,9 @@ class CostModel:
     from a synthesis report); it wins over the model for every FPGA device. `time_overrides` maps (node name,
     device spec name) to seconds (measured), and wins over everything. `cpu_dtypes` maps a node name to the precision
     it computes in on a CPU (bf16 for the GEMMs and convolutions of --cpu-precision bf16/auto); others: the node's own.
+    `gpu_precision` is the precision of GPU subgraphs ("fp16": the backend's fp16 rewrite, priced by predict_gpu_fp16;
+    --gpu-precision fp16, or auto while placing: every GPU subgraph may become fp16) and `gpu_dtypes` overrides it per
+    node (after --gpu-precision auto decided per subgraph).
     """
 
     fpga_config: FpgaCostConfig = field(default_factory=FpgaCostConfig)
@@ -492,6 +530,8 @@ class CostModel:
     fpga_overrides: dict[str, FpgaEstimate] = field(default_factory=dict)
     time_overrides: dict[tuple[str, str], float] = field(default_factory=dict)
     cpu_dtypes: dict[str, str] = field(default_factory=dict)
+    gpu_precision: str = "fp32"
+    gpu_dtypes: dict[str, str] = field(default_factory=dict)
 
     def fpga_config_for(self, node: NodeCost) -> FpgaCostConfig:
         return self.fpga_node_configs.get(node.name, self.fpga_config)
@@ -531,6 +571,8 @@ class CostModel:
             return self.time_overrides[key]
         if spec.kind == "cpu" and dtype is None:
             dtype = self.cpu_dtypes.get(node.name)
+        if spec.kind == "gpu" and dtype is None and self.gpu_dtypes.get(node.name, self.gpu_precision) == "fp16":
+            return predict_gpu_fp16(node, spec)
         return predict(node, spec, dtype, (fpga or self.fpga_estimate(node, spec)) if spec.kind == "fpga" else None)
 
     def memory_bytes(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> float:

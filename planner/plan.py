@@ -7,6 +7,7 @@ computed once here from the placement and rendered in each form. Everything in i
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from hcc.errors import HccError
@@ -27,6 +28,8 @@ class SubgraphPlan:
     inputs: list[str]
     outputs: list[str]
     predicted_time: float  # s, sum of its ops' predicted times
+    precision: str = "fp32"  # what it computes in: fp32, fp16 (GPU), fp32 + bf16 GEMMs (CPU), ap_fixed<W,I> (FPGA)
+    precision_note: str = ""  # why (--gpu-precision auto: the reason and the emulated error)
 
 
 @dataclass
@@ -136,6 +139,33 @@ def plan_from_placement(model, placement: Placement, model_name: str = "model") 
                 latency, placement.stage_time, placement.critical_path, utilisation, resources, dict(placement.single_device), notes)
 
 
+def reprice(loaded_model, plan: CompilePlan, cost_model: CostModel) -> CompilePlan:
+    """The same placement (every node on its device) with times from `cost_model` (e.g. after --gpu-precision auto
+    put some GPU subgraphs back to fp32: the placement was solved with them at fp16). The placement is not solved
+    again, so the subgraphs are exactly the ones whose precision was measured; each node keeps its reason."""
+    old = plan.placement
+    forced = [Override(re.escape(n), d, match="name") for n, d in old.devices.items()]
+    budgets = {f"{i}.{r}": v for i, lims in old.limits.items() for r, v in lims.items() if math.isfinite(v)}
+    proto = getattr(loaded_model, "model", loaded_model)
+    placement = place(proto, old.instances, old.objective, budgets, forced, cost_model=cost_model)
+    for n, e in placement.explanations.items():
+        if n in old.explanations:
+            e.reason = old.explanations[n].reason
+    placement.notes = list(old.notes)
+    new = plan_from_placement(proto, placement, plan.model_name)
+    if [(s.id, s.device, s.nodes) for s in new.subgraphs] != [(s.id, s.device, s.nodes) for s in plan.subgraphs]:
+        raise HccError("internal: re-pricing the placement changed its subgraphs")
+    new.single_device = dict(plan.single_device)  # the what-if comparison keeps the placement's own figures
+    return new
+
+
+def set_precisions(plan: CompilePlan, per_subgraph: dict[str, tuple[str, str]]) -> None:
+    """Record each subgraph's precision (id -> (precision, note)) in the plan, for the report and the JSON."""
+    for s in plan.subgraphs:
+        if s.id in per_subgraph:
+            s.precision, s.precision_note = per_subgraph[s.id]
+
+
 def explanations_time(expl, spec_name: str) -> float:
     value = expl.times.get(spec_name)
     return value if value is not None else 0.0
@@ -192,7 +222,9 @@ def format_plan(plan: CompilePlan) -> str:
     lines.append("subgraphs (execution order):")
     for s in plan.subgraphs:
         span = s.nodes[0] if len(s.nodes) == 1 else f"{s.nodes[0]} .. {s.nodes[-1]}"
-        lines.append(f"  {s.id:<5} {s.device:<16} {len(s.nodes):>4} ops {fmt_time(s.predicted_time):>10}   {span}")
+        lines.append(f"  {s.id:<5} {s.device:<16} {s.precision:<16} {len(s.nodes):>4} ops {fmt_time(s.predicted_time):>10}   {span}")
+        if s.precision_note:
+            lines.append(f"        {s.precision_note}")
     if plan.transfers:
         total = sum(t.time for t in plan.transfers)
         lines.append(f"transfers ({len(plan.transfers)}, {fmt_bytes(sum(t.nbytes for t in plan.transfers))}, {fmt_time(total)}):")
@@ -247,7 +279,8 @@ def plan_to_json(plan: CompilePlan, include_timing: bool = False) -> dict:
                       "critical_path_nodes": p.critical_path_nodes},
         "single_device": {k: _num(v) for k, v in plan.single_device.items()},
         "subgraphs": [{"id": s.id, "device": s.device, "kind": s.kind, "nodes": s.nodes, "inputs": s.inputs, "outputs": s.outputs,
-                       "predicted_time_s": s.predicted_time} for s in plan.subgraphs],
+                       "predicted_time_s": s.predicted_time, "precision": s.precision,
+                       **({"precision_note": s.precision_note} if s.precision_note else {})} for s in plan.subgraphs],
         "transfers": [{"tensor": t.tensor, "bytes": t.nbytes, "from": t.src, "to": t.dst, "time_s": t.time} for t in plan.transfers],
         "devices_detail": {i: {"busy_s": p.busy.get(i, 0.0), "utilisation": plan.utilisation.get(i, 0.0),
                                "resources": {r: {"used": u, "limit": _num(lim)} for r, (u, lim) in plan.resources.get(i, {}).items()}}

@@ -25,12 +25,16 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
+
+if TYPE_CHECKING:
+    from hcc.planner.subgraph_precision import SubgraphPrecisionResult
 
 PRECISIONS = ("bf16", "fp16", "int8")
 CANDIDATE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -185,6 +189,9 @@ class PrecisionPlan:
     sensitivities: list[OpSensitivity]
     extended: list[str] = field(default_factory=list)  # node:precision added by measured growth (choose(extend=True))
     notes: list[str] = field(default_factory=list)
+    # --gpu-precision auto: the precision of each GPU subgraph (planner/subgraph_precision.py), with the errors of the
+    # whole plan (this per-op choice's ops on the CPU and the chosen subgraphs, emulated together)
+    gpu: SubgraphPrecisionResult | None = None
 
     def assignment(self) -> dict[str, str]:
         return {c.node: c.precision for c in self.choices if c.precision != "fp32"}
@@ -201,8 +208,14 @@ class PrecisionPlan:
         sens = [OpSensitivity(**{**s, "errors": {p: outs(e) for p, e in s["errors"].items()},
                                  "act_quant": {k: ActQuant(**q) for k, q in s["act_quant"].items()}})
                 for s in data.pop("sensitivities")]
+        gpu = data.pop("gpu", None)
+        if gpu is not None:
+            from hcc.planner.subgraph_precision import SubgraphChoice, SubgraphPrecisionResult
+
+            gpu = SubgraphPrecisionResult(**{**gpu, "choices": [SubgraphChoice(**{**c, "errors": outs(c["errors"])}) for c in gpu["choices"]],
+                                             "calibration": outs(gpu["calibration"]), "held_out": outs(gpu["held_out"])})
         return cls(**{**data, "choices": [PrecisionChoice(**c) for c in data["choices"]], "predicted": outs(data["predicted"]),
-                      "calibration": outs(data["calibration"]), "held_out": outs(data["held_out"]), "sensitivities": sens})
+                      "calibration": outs(data["calibration"]), "held_out": outs(data["held_out"]), "sensitivities": sens, "gpu": gpu})
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
-"""Hand-built ONNX graphs for the partitioner tests (onnx.helper; weights are zeros: only shapes matter here)."""
+"""Hand-built ONNX graphs for the partitioner tests (onnx.helper; weights are zeros: only shapes matter here), and
+`two_branches` (random weights: the precision tests measure its errors)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import onnx
@@ -156,3 +159,26 @@ def synthetic(n_ops: int = 240, width: int = 256, rows: int = 64, seed: int = 0)
             y = b.op(kind, [src], f"op{i}")
         values.append(y)
     return b.model([values[-1]])
+
+
+OFFSET = 1000.0  # sg2 works around +1000, where fp16's spacing is 0.5: its rounding error is ~0.25 after the CPU removes it
+
+
+def two_branches(seed: int = 3) -> onnx.ModelProto:
+    """fc0 (Gemm 64->64) | mm1 + add1 + relu1 | tanh | mm2 + shift (+1000) | unshift (-1000) -> y [8, 32].
+    The tests place it as FPGA | GPU | CPU | GPU | CPU (--place 'fc0=fpga' 'mm1|add1|relu1|mm2|shift=gpu'
+    'tanh|unshift=cpu'): the first GPU subgraph works on O(1) values (fp16 costs ~1e-3), the second around 1000
+    (fp16 costs ~0.25 once the offset is removed)."""
+    rng = np.random.default_rng(seed)
+    lecun = lambda *s: (rng.standard_normal(s) / math.sqrt(s[0])).astype(np.float32)  # noqa: E731
+    inits = {"w0": lecun(64, 64), "b0": np.zeros(64, np.float32), "w1": lecun(64, 64), "b1": np.full(64, 0.1, np.float32),
+             "w2": lecun(64, 32), "offset": np.array(OFFSET, np.float32)}
+    nodes = [h.make_node("Gemm", ["x", "w0", "b0"], ["g0"], name="fc0"),
+             h.make_node("MatMul", ["g0", "w1"], ["m1"], name="mm1"), h.make_node("Add", ["m1", "b1"], ["a1"], name="add1"),
+             h.make_node("Relu", ["a1"], ["r1"], name="relu1"), h.make_node("Tanh", ["r1"], ["t"], name="tanh"),
+             h.make_node("MatMul", ["t", "w2"], ["m2"], name="mm2"), h.make_node("Add", ["m2", "offset"], ["s2"], name="shift"),
+             h.make_node("Sub", ["s2", "offset"], ["y"], name="unshift")]
+    graph = h.make_graph(nodes, "two_branches", [h.make_tensor_value_info("x", TensorProto.FLOAT, [8, 64])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, [8, 32])],
+                         initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return onnx.shape_inference.infer_shapes(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
