@@ -18,10 +18,10 @@ overflow (|x| > 65504 becomes inf) IS reproduced, since Cast rounds exactly as t
 
 How far off that is, measured: the test suite's host emulation of the compiled fp16 kernels (tests/backends/gpu:
 the kernels' own MLIR compiled to C with _Float16 arithmetic, run through the stub libcuda) against onnxruntime fp32,
-compared with this emulation's error on the same inputs (3 inputs each): the kernels' max_abs error was 1.00-1.03x
-the emulation's on 3x3 convolutions with bias and ReLU, 1.0-1.3x on a small CNN, 1.0-1.13x on fused matmuls, 1.0-1.5x
-on an MLP (a Gemm's bias is added after the product is rounded to f16), 1.24-1.47x and 1.44-2.27x on two attention
-blocks (LayerNorm and Softmax intermediates in f16). So every emulated error counts KERNEL_ERROR_FACTOR times against
+compared with this emulation's error on the same inputs (3 inputs each): the kernels' max_abs error was the
+emulation's on 3x3 convolutions with bias and ReLU (1.00x), 1.0-1.3x it on a small CNN, 1.0-1.13x on fused matmuls,
+1.0-1.5x on an MLP (a Gemm's bias is added after the product is rounded to f16), 1.24-1.47x and 1.44-2.27x on two
+attention blocks (LayerNorm and Softmax intermediates in f16). So every emulated error counts KERNEL_ERROR_FACTOR times against
 the budget (max_abs and rel times the factor, 1 - cosine times its square; top1 as emulated), and the recorded
 figures are the emulated ones with the factor beside them.
 
