@@ -1,0 +1,90 @@
+"""frontend/upsampling.py: nearest Resize as a broadcast and ConvTranspose (kernel == stride) as a 1x1 Conv, only
+where the result is the same; compiled bundles match onnxruntime on the model as written."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hcc.frontend.loader import load_model
+from helpers import compile_and_compare
+
+
+def _resize_model(shape, scales=None, sizes=None, **attrs) -> onnx.ModelProto:
+    inits, inputs = [], ["x", ""]
+    if scales is not None:
+        inits.append(numpy_helper.from_array(np.array(scales, np.float32), "scales"))
+        inputs.append("scales")
+    else:
+        inits.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+        inputs += ["", "sizes"]
+    node = helper.make_node("Resize", inputs, ["y"], name="up", **attrs)
+    out = list(sizes) if sizes is not None else [int(n * s) for n, s in zip(shape, scales)]
+    graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ops(model: onnx.ModelProto, path) -> list[str]:
+    onnx.save(model, path)
+    return [n.op_type for n in load_model(str(path)).model.graph.node]
+
+
+@pytest.mark.parametrize("scales,sizes,attrs", [
+    ([1, 1, 2, 2], None, {"mode": "nearest"}),  # ONNX defaults: half_pixel, round_prefer_floor
+    ([1, 1, 3, 2], None, {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}),  # torch
+    (None, [1, 3, 10, 14], {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}),
+])
+def test_repeating_nearest_resize_becomes_a_broadcast(tmp_path, scales, sizes, attrs):
+    model = _resize_model([1, 3, 5, 7], scales, sizes, **attrs)
+    assert _ops(model, tmp_path / "m.onnx") == ["Reshape", "Expand", "Reshape"]
+    _, outputs, expected = compile_and_compare(model, tmp_path, as_written=True)
+    assert np.array_equal(outputs[0], expected["y"])  # a copy: bit-exact
+
+
+@pytest.mark.parametrize("scales,attrs", [
+    ([1, 1, 3, 3], {"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}),  # round_prefer_floor at 3x: o=2 -> 1
+    ([1, 1, 2, 2], {"mode": "nearest", "nearest_mode": "floor"}),  # half_pixel with floor: o=2 -> 0
+    ([1, 1, 2, 2], {"mode": "linear"}),
+])
+def test_other_resizes_keep_the_general_path(tmp_path, scales, attrs):
+    model = _resize_model([1, 2, 4, 6], scales, **attrs)
+    assert "Resize" in _ops(model, tmp_path / "m.onnx")
+    compile_and_compare(model, tmp_path, as_written=True)
+
+
+def _conv_transpose_model(c, f, kernel, strides, bias=True, **attrs) -> onnx.ModelProto:
+    rng = np.random.default_rng(c * 10 + f)
+    inits = [numpy_helper.from_array(rng.standard_normal((c, f, *kernel)).astype(np.float32), "w")]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(f).astype(np.float32), "b"))
+        inputs.append("b")
+    node = helper.make_node("ConvTranspose", inputs, ["y"], name="up", kernel_shape=list(kernel), strides=list(strides), **attrs)
+    pads, extra = attrs.get("pads", [0] * 4), attrs.get("output_padding", [0, 0])
+    out = [2, f] + [(n - 1) * s + k + e - pads[i] - pads[i + 2] for i, (n, s, k, e) in enumerate(zip((6, 5), strides, kernel, extra))]
+    graph = helper.make_graph([node], "deconv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, c, 6, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("c,f,kernel,bias", [(8, 4, (2, 2), True), (3, 5, (3, 2), False), (16, 32, (4, 4), True)])
+def test_conv_transpose_with_kernel_equal_to_stride_becomes_a_pointwise_conv(tmp_path, c, f, kernel, bias):
+    model = _conv_transpose_model(c, f, kernel, kernel, bias)
+    ops = _ops(model, tmp_path / "m.onnx")
+    assert ops == ["Conv", "Reshape", "Transpose", "Reshape"]
+    loaded = load_model(str(tmp_path / "m.onnx")).model
+    assert {i.name for i in loaded.graph.initializer} >= {"up/pixel_filters"} and "w" not in {i.name for i in loaded.graph.initializer}
+    compile_and_compare(model, tmp_path, as_written=True, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,strides,attrs", [
+    ((3, 3), (2, 2), {}),                       # overlapping windows
+    ((2, 2), (2, 2), {"pads": [1, 0, 1, 0]}),   # cropped
+    ((2, 2), (2, 2), {"output_padding": [1, 1]}),
+])
+def test_other_conv_transposes_keep_the_general_path(tmp_path, kernel, strides, attrs):
+    model = _conv_transpose_model(4, 6, kernel, strides, **attrs)
+    assert "ConvTranspose" in _ops(model, tmp_path / "m.onnx")
+    compile_and_compare(model, tmp_path, as_written=True, rtol=1e-4, atol=1e-5)
