@@ -400,11 +400,11 @@ static inline __attribute__((always_inline)) void micro_kernel_nv(const int rows
         if (res) v += e->res_sn ? vload(res + j * VL) : vsplat(res[0]);
         vstore(crow + j * VL, clamp ? vclamp(e, v) : v);
       }
-      int64_t tail = nr - (int64_t)full * VL; /* a partial last vector (NV is 2 for every ISA: full is 0 or 1) */
+      int64_t tail = nr - (int64_t)full * VL; /* a partial last vector */
       if (tail > 0) {
         int64_t q = (int64_t)full * VL;
         vf v = from_c ? vload_n(crow + q, tail) : !init ? vsplat(e->init_value) : e->init_sn ? vload_n(init + q, tail) : vsplat(init[0]);
-        v += full == 0 || nv == 1 ? acc[i][0] : acc[i][NV - 1];
+        v += acc[i][full];
         if (res) v += e->res_sn ? vload_n(res + q, tail) : vsplat(res[0]);
         vstore_n(crow + q, clamp ? vclamp(e, v) : v, tail);
       }
@@ -445,7 +445,7 @@ static inline __attribute__((always_inline)) void micro_tile(const int by_offset
 #define FULL(R) micro_kernel_nv(R, NV, by_offset, kc, ap, ais, aks, bp, ldb, koff, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
 #define HALF(R) micro_kernel_nv(R, NV / 2, by_offset, kc, ap, ais, aks, bp, ldb, koff, c, c_sm, c_sn, mr, nr, e, row, col, first, last)
 #if NV >= 2
-  if (nr <= NR / 2) {
+  if (nr <= (NV / 2) * VL) {
     TILE_ROWS(mr, HALF);
     return;
   }
@@ -1176,9 +1176,10 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
   int direct = !plain && !amx && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && ys[3] == 1 && problems[0].lda > 0 &&
                (2 * OW >= NR || Fg <= 128);
   /* Vectors across filters (conv_fv) where there are enough filters to fill them, or the rows are too narrow for
-     pixel vectors, and enough taps to pay for the transposed write-out (measured: 1x1 convs of 16..32 channels
-     lose up to 15% there, 3x3 convs of 16..24 filters up to 20%, LeNet's 6->16 5x5 on 14x14 runs 2x faster). */
-  int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && K >= FV_MIN_TAPS &&
+     pixel vectors, and enough taps to pay for the transposed write-out, or else an im2col to save (measured: 1x1
+     convs of 16..32 channels lose up to 15% there, 3x3 convs of 16..24 filters up to 20%; LeNet's 6->16 5x5 on
+     14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). */
+  int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && (K >= FV_MIN_TAPS || (!plain && K >= 16)) &&
            (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
   if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside))
     ;

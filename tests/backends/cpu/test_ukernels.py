@@ -283,6 +283,7 @@ def test_direct_convolution_of_wide_rows(lib, c, h, w, f, k, dil, groups, pads, 
     (6, 14, 14, 16, 5, 1, 1, 1, (0, 0, 0, 0), 1),    # LeNet's conv2: 16 filters, rows too narrow for pixel vectors
     (8, 30, 30, 32, 3, 1, 1, 1, (1, 1, 1, 1), 1),    # 900 pixels: 9 groups of 96 and one of 36
     (9, 12, 24, 48, 3, 2, 1, 1, (1, 1, 1, 1), 2),    # an input view with a column stride of 2 (read through the copy)
+    (4, 15, 11, 32, 3, 2, 1, 1, (1, 0, 1, 2), 1),    # 36 taps: few, but they save an im2col
 ])
 @pytest.mark.parametrize("epilogue", ["bias-residual-clamp", "in-c", "constant", "strided-residual"])
 def test_filter_vector_convolution(lib, c, h, w, f, k, stride, dil, groups, pads, column_step, epilogue):
