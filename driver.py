@@ -300,7 +300,7 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
             inputs=[i.name for i in loaded.inputs] + list(lifted.weights), outputs=[o.name for o in loaded.outputs],
             groups=_attach_boundary_casts(groups, lifted.model),
             # reproducers of failing passes: outside the staging folder (the worker's TMPDIR), which a failure removes
-            repro_dir=tempfile.gettempdir(), save_temps=_save_temps_folder(options, bundle_dir, progress))
+            repro_dir=tempfile.gettempdir(), save_temps=_save_temps_folder(options, bundle_dir, progress), weights=list(lifted.weights))
         response = _run_worker(request.to_dict(), progress, staging)
         lifted_path.unlink()
         weights_path.unlink(missing_ok=True)

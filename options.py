@@ -358,7 +358,9 @@ def _planner_from_dict(data) -> PlannerOptions:
 @dataclass(frozen=True)
 class ModelFiles:
     """What a backend gets besides the options: the lifted model (`model`, ONNX) and its lifted weights (`weights`,
-    npz); the FPGA backend reads both (op types, calibration, weights baked into the firmware), the others neither."""
+    npz; written only when a non-CPU subgraph needs them); the FPGA backend reads both (op types, calibration,
+    weights baked into the firmware); the CPU backend reads `weight_names` (kernels keep packed copies of those)."""
 
     model: str | None = None
     weights: str | None = None
+    weight_names: frozenset[str] = frozenset()  # the lifted weights (subgraph inputs whose values never change)

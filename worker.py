@@ -10,7 +10,7 @@ import json
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hcc.devices import parse_device
@@ -33,6 +33,7 @@ class WorkerRequest:
     groups: list[dict]
     repro_dir: str | None = None
     save_temps: str | None = None  # the created --save-temps folder, absolute
+    weights: list[str] = field(default_factory=list)  # the lifted weights' names (among `inputs`)
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -49,7 +50,7 @@ class WorkerRequest:
 
     @property
     def files(self) -> ModelFiles:
-        return ModelFiles(model=self.model, weights=self.weights_file)
+        return ModelFiles(model=self.model, weights=self.weights_file, weight_names=frozenset(self.weights))
 
 
 def _progress(message: str) -> None:

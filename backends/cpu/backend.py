@@ -23,7 +23,8 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     log: list[lowering.OpReport] = []
     target = options.cpu.target_cpu
     nodes: list[str] = []
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16())
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16(),
+                                        constant_args=weight_arguments(spec.inputs, files))
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes)
     if options.debug.keep_ir:
@@ -33,6 +34,12 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     if bf16_calls:  # what was emitted, not what was asked: a function that fell back to plain loops computes fp32
         meta["precision_default"], meta["bf16_nodes"] = "bf16", bf16_calls
     return [ArtifactRecord(kind="cpu-so", file=rel, entry=spec.id, meta=meta)]
+
+
+def weight_arguments(inputs: list[str], files: ModelFiles | None) -> frozenset[int]:
+    """The subgraph's argument positions that are bundle weights (their values never change between calls)."""
+    names = files.weight_names if files is not None else frozenset()
+    return frozenset(i for i, name in enumerate(inputs) if name in names)
 
 
 def schedule_record(log: list[lowering.OpReport]) -> list[dict]:

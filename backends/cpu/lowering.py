@@ -489,9 +489,10 @@ class Codegen:
 
     kinds: frozenset[str] | None = None
     bf16: bool | frozenset[str] = False  # every GEMM and convolution, or those of the named ONNX nodes
+    constant_args: frozenset[int] = frozenset()  # the function's arguments that are bundle weights
 
 
-def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False) -> list[OpReport]:
+def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset()) -> list[OpReport]:
     """Tag the contractions the GEMM kernel takes, then turn every tagged op into a kernel call (ukernels.py),
     with its init and a following activation / residual add fused; one report per call."""
     from hcc.backends.cpu import schedule, ukernels
@@ -506,10 +507,11 @@ def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False) -> list[OpR
             ukernels.tag_gemm(op, roles, work)
     reports = []
     in_bf16 = None if not bf16 else (lambda op: True) if bf16 is True else (lambda op: node_name(op) in bf16)
-    for call in ukernels.emit_calls(module, in_bf16):
+    for call in ukernels.emit_calls(module, in_bf16, constant_args):
         kind = "ukernel-gemm" if call.symbol in (ukernels.GEMM, ukernels.GEMM_BF16) else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
-        reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}", node_name(call), call.work))
+        packed = "; constant filters packed at the first call" if call.packed_filters else ""
+        reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}", node_name(call), call.work))
     return reports
 
 
@@ -534,7 +536,7 @@ def schedule_module(module, how: Codegen = Codegen()):
     if fold_copies_into_consumers(root):
         _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
-        reports += _micro_kernel_calls(module, how.bf16)
+        reports += _micro_kernel_calls(module, how.bf16, how.constant_args)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
@@ -812,12 +814,13 @@ def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[
 
 
 def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
-                     bf16: bool | frozenset[str] = False) -> str:
+                     bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset()) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
     code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
-    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes."""
+    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes.
+    `constant_args`: the function's arguments that are bundle weights (convolutions over them keep packed filters)."""
     from mlir import ir
 
     log = log if log is not None else []
@@ -829,7 +832,7 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, Codegen(kinds, bf16), nodes, env)
+            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args), nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:

@@ -19,7 +19,7 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   hcc_gemm(a, b, c, B0, B1, B2, M, N, K1, K2, a strides {B0,B1,B2,M,K1,K2}, b strides {B0,B1,B2,K1,K2,N},
            c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source)                                       45
   hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, pad top, pad left, x/w/y strides
-             (NCHW), epilogue)                                                                                   47
+             (NCHW), epilogue, call site: > 0 when w is a bundle weight (its packed form is kept), else 0)     48
   hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
                y (NCHW) strides, epilogue)                                                                       44
   A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
@@ -40,7 +40,7 @@ DWCONV = "hcc_dwconv2d"
 GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
 BF16_VARIANT = {GEMM: GEMM_BF16, CONV: CONV_BF16}
-ARITY = {GEMM: 45, CONV: 47, DWCONV: 44, GEMM_BF16: 45, CONV_BF16: 47}
+ARITY = {GEMM: 45, CONV: 48, DWCONV: 44, GEMM_BF16: 45, CONV_BF16: 48}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -549,7 +549,17 @@ def zero_padding(value) -> tuple[object, int, int] | None:
     return pad.operands[0], low[2], low[3]
 
 
-def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides) -> list:
+def _constant_filters(op, constant_args: frozenset[int]) -> bool:
+    """Whether the convolution's weight is one of the function's arguments that are bundle weights (the same values on
+    every call, so the kernel may keep a packed copy)."""
+    from mlir import ir
+
+    weight = op.operands[1]
+    return isinstance(weight, ir.BlockArgument) and weight.arg_number in constant_args and \
+        weight.owner.owner.operation.name == "func.func"
+
+
+def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:
     from mlir import ir
 
     w_type, y_type = (ir.RankedTensorType(v.type) for v in op.operands[1:3])
@@ -564,7 +574,8 @@ def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides) ->
         _, kh, kw = w_type.shape
         sizes = [n, c, h, wd, kh, kw, oh, ow]
     args = [x.address, w.address, out_address] + [_index(v) for v in sizes + strides] + x.strides + w.strides + out_strides
-    return args + _epilogue_args(epilogue, lambda s: s if s is not None else [_index(0)] * 4)
+    args += _epilogue_args(epilogue, lambda s: s if s is not None else [_index(0)] * 4)
+    return args + ([_index(site)] if symbol == CONV else [])
 
 
 @dataclass
@@ -575,15 +586,17 @@ class Emitted:
     symbol: str
     work: int
     fused: list[str]
+    packed_filters: bool = False  # a convolution over bundle weights: the kernel packs them at its first call only
 
 
-def emit_calls(module, in_bf16=None) -> list[Emitted]:
+def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
     """Replace every tagged op by its kernel call, fusing its init and epilogue. `in_bf16(op)`: whether a GEMM or
-    convolution runs with bfloat16 operands (its kernel's bf16 entry); None: every op in fp32."""
+    convolution runs with bfloat16 operands (its kernel's bf16 entry); None: every op in fp32. `constant_args`: the
+    function's arguments that are bundle weights (a convolution over one gets a call-site number: packed once)."""
     from mlir import ir
     from mlir.dialects import bufferization, func
 
-    emitted = []
+    emitted, sites = [], 0
     tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
     for op in tagged:
         base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
@@ -598,11 +611,15 @@ def emit_calls(module, in_bf16=None) -> list[Emitted]:
         input_producer = op.operands[0].owner
         with ir.InsertionPoint(target), op.location:
             alloc, address, strides = _output(target.results[0].type)
-            args = _gemm_call(op, epilogue, address, strides) if base == GEMM else _conv_call(op, base, epilogue, address, strides)
+            site = 0
+            if base == CONV and _constant_filters(op, constant_args):
+                sites += 1
+                site = sites
+            args = _gemm_call(op, epilogue, address, strides) if base == GEMM else _conv_call(op, base, epilogue, address, strides, site)
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
             result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
         target.results[0].replace_all_uses_with(result)
-        emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes))
+        emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0))
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()

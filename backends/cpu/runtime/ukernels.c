@@ -17,6 +17,7 @@
  * convolution's bias, a following Relu/Clip and a residual Add cost no pass over memory of their own.
  */
 #include <immintrin.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1104,7 +1105,7 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
 #define FV_MIN_FILTERS (2 * VL)
 #define FV_MIN_TAPS 64
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside);
+                   const int64_t *conv, int reads_outside, int64_t site);
 
 /* 2-D convolution, NCHW input and FCHW weights, as a GEMM per image and group:
  * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
@@ -1114,7 +1115,7 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
  * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
  * NCHW order. The output of one image and channel must be dense over (oh, ow). */
 static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
-                       const int64_t *ws, const int64_t *ys, const int64_t *ep, int bf16) {
+                       const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
   Epilogue epi = read_epilogue(ep, 4, &is, &rs);
   int64_t NB = sizes[0], C = sizes[1], H = sizes[2], W = sizes[3], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7],
@@ -1181,7 +1182,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). */
   int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && (K >= FV_MIN_TAPS || (!plain && K >= 16)) &&
            (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
-  if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside))
+  if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside, site))
     ;
   else if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
     run_problems(problems, NB * G);
@@ -1190,14 +1191,14 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
 }
 
 void CAT(hcc_conv2d, SUFFIX)(int64_t x, int64_t w, int64_t y, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
-                             const int64_t *ws, const int64_t *ys, const int64_t *ep) {
-  conv_entry(x, w, y, sizes, conv, xs, ws, ys, ep, 0);
+                             const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site) {
+  conv_entry(x, w, y, sizes, conv, xs, ws, ys, ep, site, 0);
 }
 
 /* bfloat16 products, fp32 sums on AMX (as an implicit-im2col GEMM); else exactly hcc_conv2d. */
 void CAT(hcc_conv2d_bf16, SUFFIX)(int64_t x, int64_t w, int64_t y, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
-                                  const int64_t *ws, const int64_t *ys, const int64_t *ep) {
-  conv_entry(x, w, y, sizes, conv, xs, ws, ys, ep, 1);
+                                  const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site) {
+  conv_entry(x, w, y, sizes, conv, xs, ws, ys, ep, site, 1);
 }
 
 /* ------------------------------------------------------------------------------------------------ depthwise */
@@ -1684,7 +1685,8 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
 typedef struct {
   const Problem *problems; /* per (image, group): a = filters (lda > 0), b = the (padded) input, c = output */
   const int64_t *koff, *pix; /* tap k's offset in the input; output pixel p's window origin */
-  int64_t P, blocks, parts, groups_per_part, groups;
+  int64_t P, blocks, parts, groups_per_part, groups, G;
+  const float *packed; /* every (group, block) panel packed before (the constant filters' cache), or NULL */
 } FvJob;
 
 /* sums[j][..] (+)= sum over kc taps of panel[k][..] * in[pix[j] + koff[k]] for px pixels and fv filter vectors. */
@@ -1796,9 +1798,15 @@ static void fv_part(void *ctx, int64_t task) {
   if (g0 >= g1) return;
   int64_t m0 = block * FV_BLOCK, rows = min64(FV_BLOCK, p->M - m0);
   int fv = (int)((rows + VL - 1) / VL);
-  float *panel = scratch(&fv_panel, (size_t)(p->K * FV_BLOCK)), *sums = scratch(&fv_sums, (size_t)(FV_GROUP * FV_BLOCK));
-  if (!panel || !sums) abort(); /* out of memory: nothing sensible to return through a void ABI */
-  fv_pack(p, m0, rows, panel);
+  const float *panel = j->packed ? j->packed + ((task / per_problem) % j->G * j->blocks + block) * p->K * FV_BLOCK : NULL;
+  float *sums = scratch(&fv_sums, (size_t)(FV_GROUP * FV_BLOCK));
+  if (!panel) {
+    float *own = scratch(&fv_panel, (size_t)(p->K * FV_BLOCK));
+    if (!own || !sums) abort(); /* out of memory: nothing sensible to return through a void ABI */
+    fv_pack(p, m0, rows, own);
+    panel = own;
+  }
+  if (!sums) abort();
   for (int64_t g = g0; g < g1; ++g) {
     int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
     for (int64_t k0 = 0; k0 < p->K; k0 += FV_KC) {
@@ -1813,10 +1821,63 @@ static void fv_part(void *ctx, int64_t task) {
   }
 }
 
+/* Panels of constant filters, packed at a call site's first call and kept until the library is unloaded (onnxruntime
+ * prepacks its weights at session creation alike): packing every call cost 20% of a 512-filter 7x7 convolution.
+ * The generated code numbers the call sites whose filters are bundle weights (`site` > 0); a site's weights are
+ * the same values in every session of the bundle, even at another address, so an entry is never replaced and a
+ * concurrent caller can keep reading it. */
+typedef struct {
+  int64_t site, groups, rows, taps;
+  float *panels; /* [groups][blocks][taps][FV_BLOCK] */
+} PackedFilters;
+
+static PackedFilters *packed_sites;
+static int64_t packed_count, packed_capacity;
+static pthread_mutex_t packed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+__attribute__((destructor)) static void free_packed_sites(void) {
+  for (int64_t i = 0; i < packed_count; ++i) free(packed_sites[i].panels);
+  free(packed_sites);
+  packed_sites = NULL, packed_count = packed_capacity = 0;
+}
+
+static void fv_pack_task(void *ctx, int64_t task) { /* task = group * blocks + block of problems[group] */
+  const FvJob *j = ctx;
+  int64_t block = task % j->blocks, m0 = block * FV_BLOCK;
+  const Problem *p = &j->problems[task / j->blocks];
+  fv_pack(p, m0, min64(FV_BLOCK, p->M - m0), (float *)j->packed + task * p->K * FV_BLOCK);
+}
+
+/* The packed panels of call site `site` (problems[g] for the G groups of one image), packing them on first use; NULL
+ * when out of memory or when the site's shapes differ from its entry's (not expected: shapes are static). */
+static const float *packed_filters(int64_t site, const Problem *problems, int64_t G, int64_t blocks) {
+  const float *found = NULL;
+  pthread_mutex_lock(&packed_lock);
+  int64_t i = 0;
+  while (i < packed_count && packed_sites[i].site != site) ++i;
+  if (i < packed_count) {
+    const PackedFilters *e = &packed_sites[i];
+    found = e->groups == G && e->rows == problems[0].M && e->taps == problems[0].K ? e->panels : NULL;
+  } else if (packed_count < packed_capacity || (packed_sites = realloc(packed_sites, sizeof(PackedFilters) * (size_t)(packed_capacity = 2 * packed_capacity + 8)))) {
+    float *panels = aligned_alloc(64, sizeof(float) * (size_t)(G * blocks * problems[0].K * FV_BLOCK));
+    if (panels) {
+      FvJob pack = {problems, NULL, NULL, 0, blocks, 1, 0, 0, G, panels};
+      hcc_parallel_for(G * blocks, fv_pack_task, &pack);
+      packed_sites[packed_count++] = (PackedFilters){site, G, problems[0].M, problems[0].K, panels};
+      found = panels;
+    }
+  } else {
+    packed_capacity = 0, packed_count = 0; /* realloc failed and freed nothing: the old table leaks, never read */
+  }
+  pthread_mutex_unlock(&packed_lock);
+  return found;
+}
+
 /* Run the problems (set up by conv_entry) with the filter-vector kernel; 0 if a buffer cannot be had. Reads the input
- * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. */
+ * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. `site` > 0:
+ * the filters are constants of this call site (packed once, packed_filters). */
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside) {
+                   const int64_t *conv, int reads_outside, int64_t site) {
   int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
   int64_t Cg = C / G, sh = conv[0], sw = conv[1], dh = conv[2], dw = conv[3], K = Cg * KH * KW, P = OH * OW;
   int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
@@ -1845,15 +1906,16 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
-  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups};
+  const float *packed = site > 0 ? packed_filters(site, problems, G, blocks) : NULL;
+  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, packed};
   hcc_parallel_for(batch * blocks * parts, fv_part, &job);
   free(koff);
   return 1;
 }
 #else
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside) {
-  (void)problems, (void)NB, (void)G, (void)x, (void)xs, (void)sizes, (void)conv, (void)reads_outside;
+                   const int64_t *conv, int reads_outside, int64_t site) {
+  (void)problems, (void)NB, (void)G, (void)x, (void)xs, (void)sizes, (void)conv, (void)reads_outside, (void)site;
   return 0; /* SSE2 (4 lanes): the pixel-vector paths only */
 }
 #endif /* VL >= 8 */

@@ -10,6 +10,7 @@
 #define GEMM_ARGS int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
 #define CONV_ARGS \
   int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
+#define FILTER_CONV_ARGS CONV_ARGS, int64_t /* ..., the call site's number when its filters are constants (else 0) */
 
 void hcc_gemm_avx512(GEMM_ARGS);
 void hcc_gemm_avx2(GEMM_ARGS);
@@ -17,12 +18,12 @@ void hcc_gemm_sse2(GEMM_ARGS);
 void hcc_gemm_bf16_avx512(GEMM_ARGS);
 void hcc_gemm_bf16_avx2(GEMM_ARGS);
 void hcc_gemm_bf16_sse2(GEMM_ARGS);
-void hcc_conv2d_bf16_avx512(CONV_ARGS);
-void hcc_conv2d_bf16_avx2(CONV_ARGS);
-void hcc_conv2d_bf16_sse2(CONV_ARGS);
-void hcc_conv2d_avx512(CONV_ARGS);
-void hcc_conv2d_avx2(CONV_ARGS);
-void hcc_conv2d_sse2(CONV_ARGS);
+void hcc_conv2d_bf16_avx512(FILTER_CONV_ARGS);
+void hcc_conv2d_bf16_avx2(FILTER_CONV_ARGS);
+void hcc_conv2d_bf16_sse2(FILTER_CONV_ARGS);
+void hcc_conv2d_avx512(FILTER_CONV_ARGS);
+void hcc_conv2d_avx2(FILTER_CONV_ARGS);
+void hcc_conv2d_sse2(FILTER_CONV_ARGS);
 void hcc_dwconv2d_avx512(CONV_ARGS);
 void hcc_dwconv2d_avx2(CONV_ARGS);
 void hcc_dwconv2d_sse2(CONV_ARGS);
@@ -90,16 +91,16 @@ void hcc_gemm_bf16(GEMM_PARAMS) { GEMM_CALL(1); }
 static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
                 int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
-                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
+                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site) {
   const int64_t sizes[10] = {n, c, h, wd, f, kh, kw, oh, ow, groups};
   const int64_t conv[6] = {sh, sw, dh, dw, top, left};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[4] = {w_f, w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: (bf16 ? hcc_conv2d_bf16_avx512 : hcc_conv2d_avx512)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
-    case 8: (bf16 ? hcc_conv2d_bf16_avx2 : hcc_conv2d_avx2)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
-    default: (bf16 ? hcc_conv2d_bf16_sse2 : hcc_conv2d_sse2)(x, w, y, sizes, conv, xs, ws, ys, ep); break;
+    case 16: (bf16 ? hcc_conv2d_bf16_avx512 : hcc_conv2d_avx512)(x, w, y, sizes, conv, xs, ws, ys, ep, site); break;
+    case 8: (bf16 ? hcc_conv2d_bf16_avx2 : hcc_conv2d_avx2)(x, w, y, sizes, conv, xs, ws, ys, ep, site); break;
+    default: (bf16 ? hcc_conv2d_bf16_sse2 : hcc_conv2d_sse2)(x, w, y, sizes, conv, xs, ws, ys, ep, site); break;
   }
 }
 
@@ -107,11 +108,11 @@ static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t
   int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw, int64_t oh, \
       int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left, int64_t x_n,      \
       int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c,   \
-      int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)
+      int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site
 #define CONV_CALL(bf16)                                                                                                       \
   conv2d(bf16, x, w, y, n, c, h, wd, f, kh, kw, oh, ow, groups, sh, sw, dh, dw, top, left, x_n, x_c, x_h, x_w, w_f, w_c, w_h,  \
          w_w, y_n, y_c, y_h, y_w, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, res_ptr, res_0, res_1, res_2, \
-         res_3, lo_mode, lo_bits, hi_mode, hi_bits)
+         res_3, lo_mode, lo_bits, hi_mode, hi_bits, site)
 
 void hcc_conv2d(CONV_PARAMS) { CONV_CALL(0); }
 

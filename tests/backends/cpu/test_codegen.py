@@ -400,3 +400,45 @@ def test_flatten_gemm_on_the_kernel(tmp_path, batch, sliced):
     name = f"fg_{batch}_{int(sliced)}"
     compile_and_compare(flatten_gemm(batch, sliced), tmp_path, name=name)
     assert "ukernel-gemm" in _kinds(tmp_path / f"{name}.bundle", "fc")
+
+
+def _conv_model(weight_as_input: bool) -> onnx.ModelProto:
+    rng = np.random.default_rng(8)
+    w = _weight(rng, "w", [40, 16, 3, 3])
+    inputs = [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 12, 12])]
+    if weight_as_input:
+        inputs.append(h.make_tensor_value_info("w", TensorProto.FLOAT, [40, 16, 3, 3]))
+    node = h.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])
+    return _model([node], [] if weight_as_input else [w], inputs, [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 40, 12, 12])])
+
+
+def _conv_notes(bundle: Path) -> list[str]:
+    """The schedule notes of the bundle's convolution kernel calls, as the compile recorded them."""
+    import json
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    return [e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a.get("meta", {}).get("schedule", [])
+            if e["kind"] == "ukernel-conv"]
+
+
+def test_only_bundle_weights_get_packed_once(tmp_path):
+    """A convolution over a bundle weight keeps its packed filters after the first call (the schedule says so); one
+    whose filters are a model input is packed on every call: new filter values on the next run are used."""
+    from hcc.runtime import load
+
+    compile_and_compare(_conv_model(False), tmp_path, name="const")
+    notes = _conv_notes(tmp_path / "const.bundle")
+    assert notes and all("constant filters packed at the first call" in n for n in notes), notes
+
+    compile_and_compare(_conv_model(True), tmp_path, name="dynamic")
+    notes = _conv_notes(tmp_path / "dynamic.bundle")
+    assert notes and not any("packed" in n for n in notes), notes
+    session = load(tmp_path / "dynamic.bundle")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    for _ in range(2):
+        w = rng.standard_normal((40, 16, 3, 3)).astype(np.float32)
+        (y,) = session.run(None, {"x": x, "w": w})
+        ref = sum(np.einsum("nchw,fc->nfhw", np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))[:, :, i:i + 12, j:j + 12], w[:, :, i, j])
+                  for i in range(3) for j in range(3))
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)

@@ -30,8 +30,17 @@ def _build(tmp: Path, vl: int, isa_flags: list[str]) -> ctypes.CDLL:
     lib = load_library(so, "a test library")
     suffix = {4: "sse2", 8: "avx2", 16: "avx512"}[vl]
     lib.gemm = getattr(lib, f"hcc_gemm_{suffix}")
-    lib.conv = getattr(lib, f"hcc_conv2d_{suffix}")
+    lib.conv = _with_site(getattr(lib, f"hcc_conv2d_{suffix}"))
+    lib.vl = vl
     return lib
+
+
+def _with_site(entry):
+    """A convolution entry called like the others (the epilogue last), with its call-site argument: 0 (filters not
+    constant) unless `site=` says otherwise."""
+    def call(*args, site: int = 0):
+        return entry(*args, I64(site))
+    return call
 
 
 WIDTHS = [(4, ["-msse2"])]
@@ -324,6 +333,38 @@ def test_filter_vector_convolution(lib, c, h, w, f, k, stride, dil, groups, pads
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
+def test_constant_filters_are_packed_once_per_call_site(lib):
+    """A call site numbered as holding constant filters (site > 0) packs them at its first call and reuses the
+    panels afterwards, at any address of the same values, on any thread count; two sites keep their own panels.
+    The numbering is the contract: site 0 (filters computed at run time) packs every call."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((1, 24, 9, 9)).astype(np.float32)
+    filters = [rng.standard_normal((48, 24, 3, 3)).astype(np.float32) * 0.3 for _ in range(2)]
+    refs = [conv_ref(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))).astype(np.float64), w.astype(np.float64), (1, 1), (1, 1), 1)
+            for w in filters]
+    sizes = [1, 24, 9, 9, 48, 3, 3, 9, 9, 1]
+
+    def run(w, site):
+        y = np.full((1, 48, 9, 9), np.nan, np.float32)
+        lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, 1, 1]), _arr(_strides(x)),
+                 _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0), site=site)
+        return y
+
+    base = 1001  # site numbers this test alone uses in this (module-scoped) library
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
+        for index, w in enumerate(filters):
+            first = run(w, base + index)
+            again = run(w.copy(), base + index)  # the same values elsewhere: the packed panels of the first call
+            np.testing.assert_allclose(first, refs[index], rtol=1e-4, atol=1e-4)
+            assert np.array_equal(first, again) and np.array_equal(first, run(w, 0))
+    lib.hcc_set_num_threads(0)
+    # the panels are really kept: other values at a site already packed give the first values' result (which is why
+    # only bundle weights get a site); the 4-lane build has no filter-vector kernel and reads the filters each call
+    kept = run(filters[1], base)
+    assert np.array_equal(kept, run(filters[0] if lib.vl >= 8 else filters[1], 0))
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_epilogue(lib, stride):
     rng = np.random.default_rng(stride)
@@ -447,7 +488,7 @@ def amx(tmp_path_factory):
     if not HAS_AMX:
         pytest.skip("this CPU has no AMX bf16 tiles")
     lib = _build(tmp_path_factory.mktemp("amx"), 16, ["-mavx512f", "-mfma"])
-    lib.gemm, lib.conv = lib.hcc_gemm_bf16_avx512, lib.hcc_conv2d_bf16_avx512
+    lib.gemm, lib.conv = lib.hcc_gemm_bf16_avx512, _with_site(lib.hcc_conv2d_bf16_avx512)
     return lib
 
 
