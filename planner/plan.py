@@ -28,7 +28,7 @@ class SubgraphPlan:
     inputs: list[str]
     outputs: list[str]
     predicted_time: float  # s, sum of its ops' predicted times
-    precision: str = "fp32"  # what it computes in: fp32, fp16 (GPU), fp32 + bf16 GEMMs (CPU), ap_fixed<W,I> (FPGA)
+    precision: str = ""  # what it computes in: fp32, fp16 (GPU), fp32+bf16 (CPU), ap_fixed<W,I> (FPGA); "" until set_precisions
     precision_note: str = ""  # why (--gpu-precision auto: the reason and the emulated error)
 
 
@@ -222,7 +222,7 @@ def format_plan(plan: CompilePlan) -> str:
     lines.append("subgraphs (execution order):")
     for s in plan.subgraphs:
         span = s.nodes[0] if len(s.nodes) == 1 else f"{s.nodes[0]} .. {s.nodes[-1]}"
-        lines.append(f"  {s.id:<5} {s.device:<16} {s.precision:<16} {len(s.nodes):>4} ops {fmt_time(s.predicted_time):>10}   {span}")
+        lines.append(f"  {s.id:<5} {s.device:<16} {s.precision or '-':<16} {len(s.nodes):>4} ops {fmt_time(s.predicted_time):>10}   {span}")
         if s.precision_note:
             lines.append(f"        {s.precision_note}")
     if plan.transfers:
@@ -279,7 +279,7 @@ def plan_to_json(plan: CompilePlan, include_timing: bool = False) -> dict:
                       "critical_path_nodes": p.critical_path_nodes},
         "single_device": {k: _num(v) for k, v in plan.single_device.items()},
         "subgraphs": [{"id": s.id, "device": s.device, "kind": s.kind, "nodes": s.nodes, "inputs": s.inputs, "outputs": s.outputs,
-                       "predicted_time_s": s.predicted_time, "precision": s.precision,
+                       "predicted_time_s": s.predicted_time, "precision": s.precision or None,
                        **({"precision_note": s.precision_note} if s.precision_note else {})} for s in plan.subgraphs],
         "transfers": [{"tensor": t.tensor, "bytes": t.nbytes, "from": t.src, "to": t.dst, "time_s": t.time} for t in plan.transfers],
         "devices_detail": {i: {"busy_s": p.busy.get(i, 0.0), "utilisation": plan.utilisation.get(i, 0.0),
