@@ -334,18 +334,18 @@ def test_filter_vector_convolution(lib, c, h, w, f, k, stride, dil, groups, pads
 
 
 def test_constant_filters_are_packed_once_per_call_site(lib):
-    """A call site numbered as holding constant filters (site > 0) packs them at its first call and reuses the
+    """A call site numbered as holding constant filters (site > 0) packs them (every group) at its first call and reuses the
     panels afterwards, at any address of the same values, on any thread count; two sites keep their own panels.
     The numbering is the contract: site 0 (filters computed at run time) packs every call."""
     rng = np.random.default_rng(21)
-    x = rng.standard_normal((1, 24, 9, 9)).astype(np.float32)
-    filters = [rng.standard_normal((48, 24, 3, 3)).astype(np.float32) * 0.3 for _ in range(2)]
-    refs = [conv_ref(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))).astype(np.float64), w.astype(np.float64), (1, 1), (1, 1), 1)
+    x = rng.standard_normal((2, 48, 9, 9)).astype(np.float32)  # two images, two groups of 24 channels -> 48 filters
+    filters = [rng.standard_normal((96, 24, 3, 3)).astype(np.float32) * 0.3 for _ in range(2)]
+    refs = [conv_ref(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))).astype(np.float64), w.astype(np.float64), (1, 1), (1, 1), 2)
             for w in filters]
-    sizes = [1, 24, 9, 9, 48, 3, 3, 9, 9, 1]
+    sizes = [2, 48, 9, 9, 96, 3, 3, 9, 9, 2]
 
     def run(w, site):
-        y = np.full((1, 48, 9, 9), np.nan, np.float32)
+        y = np.full((2, 96, 9, 9), np.nan, np.float32)
         lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, 1, 1]), _arr(_strides(x)),
                  _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0), site=site)
         return y
