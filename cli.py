@@ -150,6 +150,29 @@ def fpga_options(fn):
     return fn
 
 
+gpu_precision_option = click.option(
+    "--gpu-precision", type=click.Choice([*DEVICE_KINDS["gpu"].precisions, "auto"]), default=DEVICE_KINDS["gpu"].default_precision,
+    show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation); auto: per GPU subgraph, fp16 where "
+    "its emulated error (onnxruntime with its tensors rounded to fp16) fits --accuracy, fp32 for the rest.")
+accuracy_option = click.option(
+    "--accuracy", metavar="BUDGET", help="With --cpu-precision auto and/or --gpu-precision auto: the error allowed against fp32 "
+    "per output, measured on calibration inputs (the golden ones and 3 random) and verified on 4 held-out ones: max_abs=, "
+    "rel= (of the output's range), cosine=, top1= (argmax agreement), comma-separated, e.g. max_abs=1e-2.")
+
+
+def _precision_options(cpu_precision: str, gpu_precision: str, accuracy: str | None, target_cpu: str | None = None):
+    """(CpuOptions, GpuOptions): the one --accuracy budget goes to each device kind whose precision is auto."""
+    from hcc.options import DEFAULT_TARGET_CPU, CpuOptions, GpuOptions
+
+    if accuracy is not None and "auto" not in (cpu_precision, gpu_precision):
+        raise HccError("--accuracy needs --cpu-precision auto or --gpu-precision auto")
+    if accuracy is None and "auto" in (cpu_precision, gpu_precision):
+        which = "--cpu-precision" if cpu_precision == "auto" else "--gpu-precision"
+        raise HccError(f"{which} auto needs --accuracy (e.g. max_abs=1e-2)")
+    cpu = CpuOptions(target_cpu=target_cpu or DEFAULT_TARGET_CPU, precision=cpu_precision, accuracy=accuracy if cpu_precision == "auto" else None)
+    return cpu, GpuOptions(precision=gpu_precision, accuracy=accuracy if gpu_precision == "auto" else None)
+
+
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "bundle", required=True, type=click.Path(file_okay=False),
@@ -165,16 +188,13 @@ def fpga_options(fn):
 @click.option("--save-placement", type=click.Path(dir_okay=False),
               help="Write the chosen placement (every op's device) as an editable overrides file.")
 @click.option("--explain", is_flag=True, help="Print, per op, the predicted time on each device, transfers, the choice and its reason.")
-@click.option("--gpu-precision", type=click.Choice(list(DEVICE_KINDS["gpu"].precisions)), default=DEVICE_KINDS["gpu"].default_precision,
-              show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation).")
+@gpu_precision_option
 @click.option("--cpu-precision", type=click.Choice([*DEVICE_KINDS["cpu"].precisions, "auto"]), default=DEVICE_KINDS["cpu"].default_precision,
               show_default=True, help="Precision of the CPU's GEMMs and convolutions: bf16 multiplies bfloat16-rounded operands "
               "with fp32 sums on AMX tiles (the products 2-3x faster, models measured 1.1-2x, on CPUs that have them; fp32 "
               "elsewhere); auto: bf16 for each op whose measured error fits --accuracy, fp32 for the rest. Needs a compile host "
               "with AMX: the golden tolerances are measured there, on the golden and on held-out inputs.")
-@click.option("--accuracy", metavar="BUDGET", help="With --cpu-precision auto: the error allowed against fp32 per output, "
-              "measured on calibration inputs (the golden ones and 3 random) and verified on 4 held-out ones: max_abs=, rel= "
-              "(of the output's range), cosine=, top1= (argmax agreement), comma-separated, e.g. max_abs=1e-2.")
+@accuracy_option
 @fpga_options
 @click.option("--calib", "calibration", type=click.Path(dir_okay=False),
               help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
@@ -202,18 +222,19 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     """
     from hcc.driver import compile_model
     from hcc.frontend.loader import parse_shape_options
-    from hcc.options import CompileOptions, CpuOptions, DebugOptions, FpgaOptions, GoldenOptions, GpuOptions
+    from hcc.options import CompileOptions, DebugOptions, FpgaOptions, GoldenOptions
 
     _check_output_file(save_placement, "--save-placement")
+    cpu, gpu = _precision_options(cpu_precision, gpu_precision, accuracy, target_cpu) if not config_file else (None, None)
     options = _options_from_config(config_file) if config_file else CompileOptions(
-        input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed),
-        cpu=CpuOptions(target_cpu=target_cpu, precision=cpu_precision, accuracy=accuracy), gpu=GpuOptions(precision=gpu_precision),
+        input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed), cpu=cpu, gpu=gpu,
         fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, calibration_file=calibration),
         planner=_planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, save_placement),
         debug=DebugOptions(save_temps=save_temps), sign_key=sign_key,
     )
     manifest = compile_model(model, bundle, options, progress=_progress(quiet))
-    if explain and manifest.plan_report:
+    if explain and manifest.plan_report:  # the subgraphs with their devices and precisions, then the per-op table
+        click.echo((Path(bundle) / "plan" / "plan.txt").read_text().rstrip())
         click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())
     elif explain:
         click.echo("(no placement to explain: the whole model is one CPU subgraph; pass --devices)")
@@ -226,28 +247,38 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
 @shape_option
 @placement_options
 @fpga_options
+@gpu_precision_option
+@click.option("--cpu-precision", type=click.Choice([*DEVICE_KINDS["cpu"].precisions, "auto"]), default=DEVICE_KINDS["cpu"].default_precision,
+              show_default=True, help="Precision of the CPU's GEMMs and convolutions (as for compile): bf16, or auto under --accuracy.")
+@accuracy_option
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the random inputs the precision choices measure on (as compile's golden inputs).")
 @click.option("--explain", is_flag=True, help="Also print the per-op explanation table.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages (the precision analysis prints some).")
 @_friendly
 def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, fpga_precision,
-             fpga_config, explain, json_path):
+             fpga_config, gpu_precision, cpu_precision, accuracy, seed, explain, json_path, quiet):
     """What-if planning: place MODEL on a device mix without the hardware and without code generation.
 
-    Prints the placement, predicted time per subgraph and device, transfers, utilisation, resource use against
-    budgets, and every single-device plan for comparison.
+    Prints the placement, predicted time and precision per subgraph and device, transfers, utilisation, resource
+    use against budgets, and every single-device plan for comparison. With --cpu-precision auto / --gpu-precision
+    auto and --accuracy, the precision choices run first (onnxruntime on random inputs; no code generation).
     """
     import json
 
-    from hcc.driver import plan_model, planner_cost_model
+    from hcc.driver import plan_with_precision
     from hcc.frontend.loader import load_model, parse_shape_options
-    from hcc.options import FpgaOptions
+    from hcc.options import CompileOptions, FpgaOptions, GoldenOptions
     from hcc.planner.plan import format_explanation, format_plan, plan_to_json
 
     _check_output_file(json_path, "--json")
     planner = _planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit)
-    fpga = FpgaOptions(precision=fpga_precision, config=fpga_config)
+    cpu, gpu = _precision_options(cpu_precision, gpu_precision, accuracy)
+    options = CompileOptions(golden=GoldenOptions(seed=seed), cpu=cpu, gpu=gpu, planner=planner,
+                             fpga=FpgaOptions(precision=fpga_precision, config=fpga_config))
     loaded = load_model(model, parse_shape_options(input_shapes))
-    plan = plan_model(loaded, planner, planner_cost_model(loaded.model, fpga))
+    plan, _ = plan_with_precision(loaded, options, _progress(quiet))
     click.echo(format_plan(plan))
     if explain:
         click.echo(format_explanation(plan.placement))

@@ -25,7 +25,7 @@ from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
-from hcc.options import CPU_AUTO, CompileOptions, CpuOptions, FpgaOptions, PlannerOptions
+from hcc.options import CPU_AUTO, GPU_AUTO, CompileOptions, CpuOptions, FpgaOptions, GpuOptions, PlannerOptions
 from hcc.runtime.golden_check import read_input_arrays
 from hcc.worker import WorkerRequest
 
@@ -85,9 +85,10 @@ def _run_worker(request: dict, progress: ProgressFn, staging: Path) -> dict:
     return response
 
 
-def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: CpuOptions | None = None):
-    """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix, and
-    which GEMMs and convolutions compute in bf16 on the CPU (--cpu-precision bf16 / auto)."""
+def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: CpuOptions | None = None, gpu: GpuOptions | None = None):
+    """The partitioner's cost model, told the FPGA precision / strategy / reuse factors the user's options fix, which
+    GEMMs and convolutions compute in bf16 on the CPU (--cpu-precision bf16 / auto), and whether GPU subgraphs may
+    run at fp16 (--gpu-precision fp16, or auto: every GPU subgraph is a candidate while placing)."""
     from hcc.backends.fpga.config import from_options
     from hcc.frontend.names import node_names
     from hcc.planner.cost_model import MAC_OPS, CostModel, fpga_node_configs
@@ -95,9 +96,10 @@ def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: Cp
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
     bf16 = cpu.bf16() if cpu is not None else False
     cpu_dtypes = {name: "bf16" for name, op in nodes if op in MAC_OPS and (bf16 is True or (bf16 and name in bf16))}
+    gpu_precision = "fp16" if gpu is not None and gpu.precision in ("fp16", GPU_AUTO) else "fp32"
     if fpga is None or not fpga.given:
-        return CostModel(cpu_dtypes=cpu_dtypes)
-    return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes), cpu_dtypes=cpu_dtypes)
+        return CostModel(cpu_dtypes=cpu_dtypes, gpu_precision=gpu_precision)
+    return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes), cpu_dtypes=cpu_dtypes, gpu_precision=gpu_precision)
 
 
 def plan_model(loaded, planner: PlannerOptions, cost_model=None):
@@ -254,7 +256,7 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
 
 def _place(loaded, options: CompileOptions, progress: ProgressFn):
     """Run the partitioner: (plan, subgraph groups, options with the FPGA design points it chose)."""
-    cost_model = planner_cost_model(loaded.model, options.fpga, options.cpu)
+    cost_model = planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
     plan = plan_model(loaded, options.planner, cost_model)
     if plan.placement.reuse_factors:
         options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
@@ -284,6 +286,10 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     plan = None
     if groups is None and options.planner.active:
         plan, groups, options = _place(loaded, options, progress)
+    if options.gpu.precision == GPU_AUTO:
+        plan, precision_plan, options = _choose_gpu_precision(loaded, options, feeds, plan, groups, precision_plan, progress)
+    if plan is not None:
+        _set_plan_precisions(plan, options, precision_plan)
 
     lifted = lift_weights(loaded.model)
     lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
@@ -312,8 +318,12 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, options, plan)
         lossy = sorted({"fixed point" if _is_fixed_point(sg) else sg.precision for sg in manifest.subgraphs
                         if _is_fixed_point(sg) or sg.precision in MEASURED_PRECISIONS})
+        emulated_fp16 = precision_plan.gpu if precision_plan is not None and precision_plan.gpu and precision_plan.gpu.lowered() else None
         if lossy:
-            _measure_accuracy(staging, manifest, loaded, feeds, expected, options.golden.seed, progress, " and ".join(lossy))
+            _measure_accuracy(staging, manifest, loaded, feeds, expected, options.golden.seed, progress, " and ".join(lossy),
+                              floor=_golden_tolerance(manifest.subgraphs, emulated_fp16=emulated_fp16 is not None))
+        if emulated_fp16 is not None:
+            _emulated_fp16_tolerances(staging, manifest, emulated_fp16, expected, progress)
         if options.sign_key:
             from hcc.runtime.signing import sign_bundle
 
@@ -341,13 +351,13 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
 
     from hcc.planner import precision
 
-    seed = options.golden.seed
-    calibration = [feeds] + [random_inputs(loaded.model, loaded.inputs, seed + 100 + i) for i in range(CALIBRATION_SAMPLES - 1)]
-    held_out = [random_inputs(loaded.model, loaded.inputs, seed + 200 + i) for i in range(HELD_OUT_PRECISION_SAMPLES)]
+    calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     progress(f"precision: measuring each GEMM/convolution at bf16 on {len(calibration)} calibration inputs")
     sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=("bf16",))
+    # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
+    margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
     # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
-    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, extend=True)
+    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, margin=margin, extend=True)
     chosen = sorted(plan.assignment())
     share = sum(c.flops for c in plan.choices if c.precision != "fp32") / max(plan.total_flops, 1)
 
@@ -360,6 +370,122 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(chosen)))
 
 
+def _precision_samples(loaded, feeds, seed: int) -> tuple[list[dict], list[dict]]:
+    """Calibration inputs (the golden ones and more random ones) and held-out inputs for the precision choices."""
+    calibration = [feeds] + [random_inputs(loaded.model, loaded.inputs, seed + 100 + i) for i in range(CALIBRATION_SAMPLES - 1)]
+    held_out = [random_inputs(loaded.model, loaded.inputs, seed + 200 + i) for i in range(HELD_OUT_PRECISION_SAMPLES)]
+    return calibration, held_out
+
+
+def _choose_gpu_precision(loaded, options: CompileOptions, feeds, plan, groups: list[dict] | None, precision_plan, progress: ProgressFn):
+    """--gpu-precision auto: per GPU subgraph, fp16 where its emulated end-to-end error (with the CPU's bf16 ops, if
+    any) fits the accuracy budget (planner/subgraph_precision.py), else fp32 with the reason. Returns (plan re-priced
+    when a subgraph stayed fp32, the precision plan with its `gpu` part, options naming the fp16 subgraphs)."""
+    from dataclasses import replace
+
+    from hcc.planner import precision
+    from hcc.planner import subgraph_precision as sp
+    from hcc.planner.plan import reprice
+
+    budget = options.gpu.accuracy
+    if options.cpu.accuracy is not None and options.cpu.accuracy != budget:
+        raise HccError(f"the CPU and GPU accuracy budgets differ ({options.cpu.accuracy} and {budget}): a plan has one budget")
+    gpu_groups = [g for g in groups or [] if parse_device(g["device"]).kind == "gpu"]
+    if not gpu_groups:
+        progress("precision: --gpu-precision auto: no GPU subgraph in the placement, nothing to choose")
+        return plan, precision_plan, options
+    user_fpga = replace(options.fpga, planned_layers={})  # what the user fixed, not the design points placement chose
+    cost_model = planner_cost_model(loaded.model, user_fpga, options.cpu)  # GPU at fp32: both times per subgraph
+    candidates = sp.gpu_candidates(loaded.model, gpu_groups, _catalog(options.planner), cost_model)
+    calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
+    cpu_nodes = {n for g in groups or [] if parse_device(g["device"]).kind == "cpu" for n in g["nodes"]}
+    ops = {n: p for n, p in (precision_plan.assignment() if precision_plan else {}).items() if n in cpu_nodes}
+    progress(f"precision: each of {len(candidates)} GPU subgraph(s) alone at fp16 (onnxruntime emulation) on {len(calibration)} calibration inputs")
+    result = sp.choose_gpu_subgraphs(loaded.model, candidates, budget, calibration, held_out, ops, progress=progress)
+    fp16 = result.lowered()
+
+    def worst(errors) -> str:
+        return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items())
+
+    progress(f"precision: {len(fp16)} of {len(candidates)} GPU subgraph(s) in fp16 ({', '.join(fp16) or 'none'}) under {budget}: "
+             f"emulated whole plan: calibration {worst(result.calibration)}; held-out {worst(result.held_out)}"
+             + ("" if result.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
+    for c in result.choices:
+        if c.precision == "fp32":
+            progress(f"precision: {c.id} stays fp32: {c.reason}")
+    options = replace(options, gpu=replace(options.gpu, fp16_subgraphs=tuple(fp16)))
+    if plan is not None and len(fp16) < len(candidates):  # placed with every GPU subgraph at fp16: price what was chosen
+        final = planner_cost_model(loaded.model, user_fpga, options.cpu)
+        final.gpu_dtypes = {n: "fp16" for c in candidates if c.id in fp16 for n in c.nodes}
+        plan = reprice(loaded, plan, final)
+        if plan.placement.reuse_factors:  # the FPGA design points the compiled projects use are the re-priced plan's
+            options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, final.fpga_node_configs))
+        plan.notes.append("--gpu-precision auto: the placement priced every GPU subgraph at fp16; "
+                          f"{', '.join(c.id for c in result.choices if c.precision == 'fp32')} stayed fp32 and the plan is re-priced "
+                          "with the placement fixed (not solved again); the single-device figures are the placement's")
+    if precision_plan is None:
+        precision_plan = precision.PrecisionPlan(budget, precision.DEFAULT_MARGIN, [], {}, result.calibration, result.held_out,
+                                                 result.calibration_ok, result.held_out_ok, [], 0, 0, [], notes=list(result.notes))
+    else:
+        precision_plan.notes.append("calibration/held_out: the CPU's per-op choice alone; gpu.calibration/gpu.held_out: the whole "
+                                    "plan (the CPU's bf16 ops and the fp16 GPU subgraphs emulated together)")
+    precision_plan.gpu = result
+    return plan, precision_plan, options
+
+
+def _catalog(planner: PlannerOptions):
+    from hcc.planner.device_catalog import builtin_catalog, load_device_file
+
+    catalog = builtin_catalog()
+    return load_device_file(planner.device_file, catalog) if planner.device_file else catalog
+
+
+def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
+    """Each subgraph's precision in the plan (report and JSON): CPU fp32 with its bf16 GEMMs/convolutions, GPU fp32 or
+    fp16 (auto: with the reason and the emulated error), FPGA the default fixed-point type."""
+    from hcc.devices import FPGA_DEFAULT_PRECISION
+    from hcc.planner.cost_model import MAC_OPS
+    from hcc.planner.plan import fmt_time, set_precisions
+
+    bf16 = options.cpu.bf16()
+    gpu = {c.id: c for c in (precision_plan.gpu.choices if precision_plan is not None and precision_plan.gpu else [])}
+    per = {}
+    for s in plan.subgraphs:
+        if s.kind == "cpu":
+            macs = [n for n in s.nodes if plan.placement.explanations[n].op_type in MAC_OPS]
+            low = [n for n in macs if bf16 is True or (bf16 and n in bf16)]
+            names = ", ".join(low[:4]) + (", ..." if len(low) > 4 else "")
+            per[s.id] = (f"fp32+bf16 {len(low)}/{len(macs)}", f"bf16 GEMM/conv: {names}") if low else ("fp32", "")
+        elif s.kind == "gpu":
+            c = gpu.get(s.id)
+            note = ""
+            if c is not None:
+                errors = ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in c.errors.items())
+                note = (f"{c.reason}; alone at fp16, emulated: {errors} (x{precision_plan.gpu.error_factor:g}: {c.budget_cost:.2f} of the budget); "
+                        f"predicted {fmt_time(c.time_fp32_s)} at fp32, {fmt_time(c.time_low_s)} at fp16")
+            per[s.id] = (options.gpu.precision_of(s.id), note)
+        elif s.kind == "fpga":
+            fixed = options.fpga.precision or FPGA_DEFAULT_PRECISION
+            per[s.id] = (fixed if fixed != "auto" else "ap_fixed auto", "per-layer types from --fpga-config" if options.fpga.config else "")
+    set_precisions(plan, per)
+
+
+def plan_with_precision(loaded, options: CompileOptions, progress: ProgressFn = _quiet):
+    """`hcc plan` with precisions: the CPU's bf16 choice (--cpu-precision auto), placement, then the GPU subgraphs'
+    fp16 choice (--gpu-precision auto), on random inputs from the golden seed. Returns (plan, precision plan or None)."""
+    auto = options.cpu.precision == CPU_AUTO or options.gpu.precision == GPU_AUTO
+    feeds = random_inputs(loaded.model, loaded.inputs, options.golden.seed) if auto else None
+    precision_plan = None
+    if options.cpu.precision == CPU_AUTO:
+        precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
+    plan = plan_model(loaded, options.planner, planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu))
+    groups = [{"id": g.id, "device": parse_device(g.device).name, "nodes": list(g.nodes)} for g in plan.subgraphs]
+    if options.gpu.precision == GPU_AUTO:
+        plan, precision_plan, options = _choose_gpu_precision(loaded, options, feeds, plan, groups, precision_plan, progress)
+    _set_plan_precisions(plan, options, precision_plan)
+    return plan, precision_plan
+
+
 def _save_temps_folder(options: CompileOptions, bundle_dir: Path, progress: ProgressFn) -> str | None:
     if not options.debug.save_temps:
         return None
@@ -368,11 +494,12 @@ def _save_temps_folder(options: CompileOptions, bundle_dir: Path, progress: Prog
     return str(temps)
 
 
-def _golden_tolerance(subgraphs: list[SubgraphRecord]) -> tuple[float, float]:
-    """The loosest tolerance any float precision implies; fixed-point outputs get measured ones (below)."""
+def _golden_tolerance(subgraphs: list[SubgraphRecord], emulated_fp16: bool = False) -> tuple[float, float]:
+    """The loosest tolerance any float precision implies; fixed-point outputs get measured ones (below), and with
+    `emulated_fp16` (--gpu-precision auto chose the fp16 subgraphs) fp16 ones from their emulated error, not the table."""
     rtol, atol = TOLERANCES["fp32"]
     for sg in subgraphs:
-        if sg.precision in TOLERANCES:
+        if sg.precision in TOLERANCES and not (emulated_fp16 and sg.precision == "fp16"):
             rtol, atol = max(rtol, TOLERANCES[sg.precision][0]), max(atol, TOLERANCES[sg.precision][1])
     return rtol, atol
 
@@ -381,16 +508,20 @@ def _is_fixed_point(subgraph: SubgraphRecord) -> bool:
     return any("tolerance" in artifact.meta for artifact in subgraph.artifacts)
 
 
-def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected, seed: int, progress: ProgressFn, what: str) -> None:
+def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected, seed: int, progress: ProgressFn, what: str,
+                      floor: tuple[float, float] | None = None) -> None:
     """Run the staged bundle on the golden and on held-out inputs against onnxruntime; store each output's measured
     error, argmax agreement and the tolerance they imply in the manifest (artifacts/accuracy.py says why). `what`:
-    the lossy arithmetic that needs it (fixed point, bf16), for the messages."""
+    the lossy arithmetic that needs it (fixed point, bf16), for the messages; `floor`: the smallest tolerance (default:
+    the table tolerance of the bundle's float precisions: fp16 GPU subgraphs run their fp32 CPU fallback here, so what
+    this host measures says nothing of their error on a GPU)."""
     from hcc.artifacts import accuracy
 
     held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
     held_expected = [golden_outputs(loaded.path, f) for f in held_feeds]
     outputs = accuracy.run_bundle_in_child(staging, [feeds] + held_feeds)
-    measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), TOLERANCES["fp32"])
+    floor = floor or _golden_tolerance(manifest.subgraphs)
+    measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), floor)
     assert manifest.golden is not None
     manifest.golden.outputs = measured
     for name, acc in measured.items():
@@ -399,6 +530,35 @@ def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected
                  f"{acc.held_out_samples} held-out inputs{agreement}; golden atol {acc.atol:.3g}")
         if acc.note:
             progress(f"warning: output '{name}': {acc.note}; " + ("widen --fpga-precision" if "fixed" in what else "use --cpu-precision fp32"))
+    bundle_writer.write_manifest(staging, manifest)
+
+
+def _emulated_fp16_tolerances(staging: Path, manifest: Manifest, gpu, expected, progress: ProgressFn) -> None:
+    """--gpu-precision auto: each float output's golden atol covers the fp16 GPU subgraphs' error as the choice
+    emulated it (the whole plan, calibration and held-out inputs, the golden ones among them) times the kernels'
+    factor (planner/subgraph_precision.py), plus what this host measured (the rest of the bundle), x accuracy.MARGIN.
+    No GPU measured it: on this host those subgraphs run their fp32 CPU fallback."""
+    from hcc.artifacts import accuracy
+    from hcc.artifacts.manifest import OutputAccuracy
+    from hcc.runtime.golden_check import inconclusive_reason
+
+    assert manifest.golden is not None
+    rtol, floor = TOLERANCES["fp32"]
+    subgraphs = ", ".join(gpu.lowered())
+    for name, e in (gpu.calibration or {}).items():
+        emulated = max(e.max_abs, (gpu.held_out or {}).get(name, e).max_abs)
+        known = manifest.golden.outputs.get(name)
+        here = max(known.golden_max_abs or 0.0, known.held_out_max_abs or 0.0) if known else 0.0
+        atol = max(floor, known.atol if known else 0.0, accuracy.MARGIN * (here + gpu.error_factor * emulated))
+        how = (f"fp16 GPU subgraphs {subgraphs}: atol {accuracy.MARGIN:g} x ({'measured here ' + format(here, '.3g') + ' + ' if known else ''}"
+               f"{gpu.error_factor:g} x their emulated error {emulated:.3g}); not measured on a GPU")
+        reason = inconclusive_reason(expected[name], known.rtol if known else rtol, atol)
+        note = "; ".join(n for n in (known.note if known else "", how, f"the golden check is inconclusive: {reason}" if reason else "") if n)
+        if known:
+            known.atol, known.note = atol, note
+        else:
+            manifest.golden.outputs[name] = OutputAccuracy(rtol=rtol, atol=atol, note=note)
+        progress(f"fp16 (emulated): output '{name}': golden atol {atol:.3g} ({how})")
     bundle_writer.write_manifest(staging, manifest)
 
 
@@ -441,7 +601,7 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
         artifacts = [ArtifactRecord(**a) for a in sg["artifacts"]]
         precision = next((a.meta["precision_default"] for a in artifacts if "precision_default" in a.meta), None)
-        precision = precision or ("fp16" if parse_device(sg["device"]).kind == "gpu" and options.gpu.precision == "fp16" else "fp32")
+        precision = precision or (options.gpu.precision_of(sg["id"]) if parse_device(sg["device"]).kind == "gpu" else "fp32")
         subgraphs.append(
             SubgraphRecord(
                 id=sg["id"], device=sg["device"], device_index=sg["device_index"], precision=precision, inputs=sg["inputs"], outputs=sg["outputs"],
@@ -457,7 +617,7 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
     weight_records = bundle_writer.write_weights(staging, weights)
     (staging / "golden").mkdir(exist_ok=True)
     save_golden(staging / "golden" / "golden.npz", feeds, expected)
-    rtol, atol = _golden_tolerance(subgraphs)
+    rtol, atol = _golden_tolerance(subgraphs, emulated_fp16=options.gpu.precision == GPU_AUTO)
     source = f"{expected.source} on " + ("user inputs" if options.golden.inputs else f"random inputs (seed {options.golden.seed})")
     toolchain = dict(response["toolchain"])
     toolchain.update({"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "target_cpu": options.cpu.target_cpu})

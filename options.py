@@ -101,14 +101,38 @@ class CpuOptions:
         return frozenset(self.bf16_nodes) if self.precision == CPU_AUTO and self.bf16_nodes else False
 
 
+GPU_AUTO = "auto"  # --gpu-precision auto: fp16 for the GPU subgraphs an accuracy budget allows, fp32 for the rest
+
+
 @dataclass(frozen=True)
 class GpuOptions:
+    """`precision` fp16: every GPU subgraph in fp16 with fp32 accumulation (backends/gpu/precision.py); auto: per GPU
+    subgraph, fp16 where its emulated error fits `accuracy` (planner/subgraph_precision.py). `fp16_subgraphs`: the
+    subgraph ids auto chose (set by the driver, not by users)."""
+
     precision: str = DEVICE_KINDS["gpu"].default_precision
+    accuracy: str | None = None
+    fp16_subgraphs: tuple[str, ...] = ()
 
     def __post_init__(self):
-        choices = DEVICE_KINDS["gpu"].precisions
+        choices = DEVICE_KINDS["gpu"].precisions + (GPU_AUTO,)
         if self.precision not in choices:
             raise HccError(f"--gpu-precision {self.precision!r}: unsupported (choose one of {', '.join(choices)})")
+        if (self.precision == GPU_AUTO) != (self.accuracy is not None):
+            raise HccError("--gpu-precision auto needs --accuracy (e.g. max_abs=1e-2), and a GPU accuracy budget needs --gpu-precision auto")
+        if self.accuracy is not None:
+            from hcc.planner.precision import AccuracyBudget
+
+            _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
+        if isinstance(self.fp16_subgraphs, str) or not all(isinstance(n, str) for n in self.fp16_subgraphs):
+            raise HccError(f"gpu fp16_subgraphs {self.fp16_subgraphs!r}: expected subgraph ids")
+        _set(self, "fp16_subgraphs", tuple(self.fp16_subgraphs))
+
+    def precision_of(self, subgraph: str) -> str:
+        """The precision GPU subgraph `subgraph` (an id such as sg1) is compiled at: fp32 or fp16."""
+        if self.precision == GPU_AUTO:
+            return "fp16" if subgraph in self.fp16_subgraphs else "fp32"
+        return self.precision
 
 
 @dataclass(frozen=True)
@@ -264,6 +288,10 @@ class CompileOptions:
                 top[key] = value
             else:
                 sections[section][key] = value
+        if "accuracy" in keywords and sections["gpu"].get("precision") == GPU_AUTO:  # the one budget goes where auto is
+            if sections["cpu"].get("precision") != CPU_AUTO:
+                sections["cpu"].pop("accuracy")
+            sections["gpu"]["accuracy"] = keywords["accuracy"]
         built = {name: _SECTIONS[name](**values) for name, values in sections.items() if values and name != "fpga"}
         return cls(**built, **top)
 

@@ -1,6 +1,7 @@
 """`hcc inspect`: a readable summary of a bundle (numpy only)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -38,9 +39,49 @@ def _schedule_lines(record: list[dict] | None) -> list[str]:
     return lines
 
 
+def _errors(errors: dict | None) -> str:
+    return ", ".join(f"{name} max_abs {e['max_abs']:.3g}" for name, e in (errors or {}).items()) or "-"
+
+
+def _precision_plan(bundle: Path, files) -> dict | None:
+    """plan/precision.json (--cpu-precision auto / --gpu-precision auto), when the bundle has one."""
+    if "plan/precision.json" not in files:
+        return None
+    return json.loads((bundle / "plan" / "precision.json").read_text())
+
+
+def _gpu_choice_lines(choice: dict, factor: float) -> list[str]:
+    """--gpu-precision auto: one subgraph's choice, its reason and its emulated error (no GPU measured it)."""
+    return [f"    precision auto: {choice['precision']} ({choice['reason']})",
+            f"    fp16 alone, emulated in onnxruntime (not measured on a GPU): {_errors(choice['errors'])} "
+            f"(counted x{factor:g}: {choice['budget_cost']:.2f} of the budget); predicted {choice['time_fp32_s'] * 1e6:.1f} us at fp32, "
+            f"{choice['time_low_s'] * 1e6:.1f} us at fp16"]
+
+
+def _precision_summary(plan: dict, cpu_nodes: set[str]) -> list[str]:
+    gpu = plan.get("gpu")
+    lines = [f"precision plan: plan/precision.json, budget {plan['budget']}"]
+    if plan.get("choices"):
+        low = [c for c in plan["choices"] if c["precision"] != "fp32"]
+        placed = sum(c["node"] in cpu_nodes for c in low)
+        lines.append(f"  CPU: {len(low)} of {len(plan['choices'])} GEMM/convolution ops chosen for bf16 ({placed} of them in CPU "
+                     f"subgraphs); measured (onnxruntime emulation) calibration {_errors(plan['calibration'])}; held-out "
+                     f"{_errors(plan['held_out'])}")
+    if gpu:
+        low = [c["id"] for c in gpu["choices"] if c["precision"] != "fp32"]
+        lines.append(f"  GPU: {len(low)} of {len(gpu['choices'])} subgraph(s) in fp16 ({', '.join(low) or 'none'}); whole plan, "
+                     f"emulated: calibration {_errors(gpu['calibration'])}; held-out {_errors(gpu['held_out'])}"
+                     + ("" if gpu.get("held_out_ok") in (None, True) else " (OVER the budget)"))
+        lines.append(f"  emulation: {gpu['emulation']}; its errors count x{gpu['error_factor']:g} against the budget (the kernels' "
+                     "error over the emulation's, measured up to 2.3x on the test models: docs/precision.md)")
+    return lines
+
+
 def describe(bundle_dir: str | os.PathLike) -> str:
     bundle = Path(bundle_dir)
     m = read_manifest(bundle)
+    precision_plan = _precision_plan(bundle, m.files)
+    gpu_choices = {c["id"]: c for c in ((precision_plan or {}).get("gpu") or {}).get("choices", [])}
     tensors = {t.name: t for t in m.tensors}
     lines = [
         f"bundle {bundle}  (format {m.format} v{m.format_version}, hcc {m.compiler_version})",
@@ -59,19 +100,24 @@ def describe(bundle_dir: str | os.PathLike) -> str:
         lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, "
                      f"{len(sg.outputs)} outputs")
         lines.append(f"    artifacts: {arts}")
+        if sg.id in gpu_choices:
+            lines += _gpu_choice_lines(gpu_choices[sg.id], precision_plan["gpu"]["error_factor"])
         for artifact in sg.artifacts + ([sg.fallback] if sg.fallback else []):
             lines += _schedule_lines(artifact.meta.get("schedule"))
             bf16 = artifact.meta.get("bf16_nodes")
             if bf16:  # --cpu-precision bf16/auto: the GEMMs and convolutions that call the bf16 kernels
                 names = ", ".join(bf16[:8]) + (", ..." if len(bf16) > 8 else "")
                 lines.append(f"    bf16 (AMX tiles where the CPU has them): {len(bf16)} ops: {names}")
+    if precision_plan is not None:
+        lines += _precision_summary(precision_plan, {n for sg in m.subgraphs if sg.device.split(":")[0] == "cpu" for n in sg.nodes})
     weight_bytes = sum(w.nbytes for w in m.weights)
     params = sum(int(np.prod(tensors[w.name].shape)) for w in m.weights)
     lines.append(f"weights: {len(m.weights)} tensors, {params:,} values, {_size(weight_bytes)}")
     if m.golden:
         lines.append(f"golden: {m.golden.file} ({m.golden.source}; rtol={m.golden.rtol:g} atol={m.golden.atol:g})")
         for name, acc in m.golden.outputs.items():
-            measured = f"measured max abs error {acc.golden_max_abs:.3g} (golden), {acc.held_out_max_abs:.3g} ({acc.held_out_samples} held-out)"
+            measured = (f"measured max abs error {acc.golden_max_abs:.3g} (golden), {acc.held_out_max_abs:.3g} ({acc.held_out_samples} held-out)"
+                        if acc.golden_max_abs is not None else "not measured on this host")
             agreement = f", argmax agreement {acc.argmax_agreement:.0%}" if acc.argmax_agreement is not None else ""
             lines.append(f"  {name}: rtol={acc.rtol:g} atol={acc.atol:.3g}; {measured}{agreement}" + (f"; {acc.note}" if acc.note else ""))
     from hcc.runtime.signing import signer_of

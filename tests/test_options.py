@@ -58,7 +58,7 @@ def test_defaults_are_the_compilers():
 
 
 @pytest.mark.parametrize("build, message", [
-    (lambda: GpuOptions("fp8"), r"--gpu-precision 'fp8': unsupported \(choose one of fp32, fp16\)"),
+    (lambda: GpuOptions("fp8"), r"--gpu-precision 'fp8': unsupported \(choose one of fp32, fp16, auto\)"),
     (lambda: FpgaOptions(precision="ap_fixed<200,100>"), r"--fpga-precision 'ap_fixed<200,100>'.*outside 1\.\.64"),
     (lambda: FpgaOptions(strategy="fast"), "fpga option strategy 'fast'"),
     (lambda: FpgaOptions(reuse_factor=0), "fpga option reuse_factor 0"),

@@ -84,7 +84,7 @@ def _check_ptx(ptx: str, table: dict, where: str) -> None:
 
 def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptions, files: ModelFiles | None = None) -> list[ArtifactRecord]:
     """PTX, cubins, constants and the launch table of one GPU subgraph (module docstring)."""
-    precision = options.gpu.precision  # checked when the options were built
+    precision = options.gpu.precision_of(spec.id)  # fp32 | fp16, per subgraph (--gpu-precision auto chooses per subgraph)
     archs = target_archs(spec.device)
     keep_ir = options.debug.keep_ir
     rel_dir = f"gpu/{spec.id}"
