@@ -513,7 +513,7 @@ def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_ar
     for call in ukernels.emit_calls(module, in_bf16, constant_args):
         kind = "ukernel-gemm" if call.symbol in (ukernels.GEMM, ukernels.GEMM_BF16) else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
-        packed = "; constant filters packed at the first call" if call.packed_filters else ""
+        packed = "; constant weights packed at the first call" if call.packed_weights else ""
         reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}", node_name(call), call.work))
     return reports
 

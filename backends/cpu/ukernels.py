@@ -17,7 +17,8 @@ Fusion, decided here on tensors (after bufferization the neighbours are already 
 
 ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses, floats their bit patterns).
   hcc_gemm(a, b, c, B0, B1, B2, M, N, K1, K2, a strides {B0,B1,B2,M,K1,K2}, b strides {B0,B1,B2,K1,K2,N},
-           c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source)                                       45
+           c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source, call site: > 0 when b is a bundle weight
+           (its packed panels are kept), else 0)                                                                46
   hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, pad top, pad left, x/w/y strides
              (NCHW), epilogue, call site: > 0 when w is a bundle weight (its packed form is kept), else 0)     48
   hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
@@ -40,7 +41,7 @@ DWCONV = "hcc_dwconv2d"
 GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
 BF16_VARIANT = {GEMM: GEMM_BF16, CONV: CONV_BF16}
-ARITY = {GEMM: 45, CONV: 48, DWCONV: 44, GEMM_BF16: 45, CONV_BF16: 48}
+ARITY = {GEMM: 46, CONV: 48, DWCONV: 44, GEMM_BF16: 46, CONV_BF16: 48}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -479,7 +480,7 @@ def _collapse_groups(tensor, dims: list[int], groups: list[list[int]]):
     return tensor_d.CollapseShapeOp(result, tensor, reassociation).result, new_dims
 
 
-def _gemm_call(op, epilogue: Epilogue, out_address, out_strides) -> list:
+def _gemm_call(op, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:
     from mlir import ir
 
     roles = GemmRoles(**json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value))
@@ -520,7 +521,7 @@ def _gemm_call(op, epilogue: Epilogue, out_address, out_strides) -> list:
     args += per(sa, batch) + per(sa, [roles.m]) + per(sa, ks)
     args += per(sb, batch) + per(sb, ks) + per(sb, [roles.n])
     args += per(sc, batch) + per(sc, [roles.m, roles.n])
-    return args + _epilogue_args(epilogue, pick)
+    return args + _epilogue_args(epilogue, pick) + [_index(site)]
 
 
 def _dense_ints(op, name: str, default: list[int]) -> list[int]:
@@ -549,14 +550,32 @@ def zero_padding(value) -> tuple[object, int, int] | None:
     return pad.operands[0], low[2], low[3]
 
 
-def _constant_filters(op, constant_args: frozenset[int]) -> bool:
-    """Whether the convolution's weight is one of the function's arguments that are bundle weights (the same values on
-    every call, so the kernel may keep a packed copy)."""
+def _constant_operand(op, index: int, constant_args: frozenset[int]) -> bool:
+    """Whether operand `index` is one of the function's arguments that are bundle weights (the same values on every
+    call, so the kernel may keep a packed copy)."""
     from mlir import ir
 
-    weight = op.operands[1]
+    weight = op.operands[index]
     return isinstance(weight, ir.BlockArgument) and weight.arg_number in constant_args and \
         weight.owner.owner.operation.name == "func.func"
+
+
+SMALL_M = 4  # a GEMM with at most this many rows streams B without packing it (ukernels.c SMALL_M)
+
+
+def _packed_operand(op, base: str) -> int | None:
+    """The operand a kernel packs and may keep: a GEMM's B (unless it has too few rows to pack it), a convolution's
+    filters; None for other kernels."""
+    from mlir import ir
+
+    if base == CONV:
+        return 1
+    if base != GEMM:
+        return None
+    roles = json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value)
+    out_dims = [e.position for e in _maps(op)[2].results]
+    rows = ir.RankedTensorType(op.results[0].type).shape[out_dims.index(roles["m"])]
+    return roles["b"] if rows > SMALL_M else None
 
 
 def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:
@@ -586,7 +605,7 @@ class Emitted:
     symbol: str
     work: int
     fused: list[str]
-    packed_filters: bool = False  # a convolution over bundle weights: the kernel packs them at its first call only
+    packed_weights: bool = False  # its B / filters are a bundle weight: the kernel packs them at its first call only
 
 
 def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
@@ -612,10 +631,11 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
         with ir.InsertionPoint(target), op.location:
             alloc, address, strides = _output(target.results[0].type)
             site = 0
-            if base == CONV and _constant_filters(op, constant_args):
+            packed = _packed_operand(op, base)
+            if packed is not None and _constant_operand(op, packed, constant_args):
                 sites += 1
                 site = sites
-            args = _gemm_call(op, epilogue, address, strides) if base == GEMM else _conv_call(op, base, epilogue, address, strides, site)
+            args = _gemm_call(op, epilogue, address, strides, site) if base == GEMM else _conv_call(op, base, epilogue, address, strides, site)
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
             result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
         target.results[0].replace_all_uses_with(result)

@@ -216,6 +216,7 @@ typedef struct {
    * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
   const int64_t *pad_h, *pad_w, *k_h, *k_w;
   int64_t H, W;
+  const float *packed_b; /* B (a bundle weight) packed once for every K block (packed_weights), or NULL */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -655,6 +656,65 @@ static int use_amx(int bf16, int64_t M, int64_t N, int64_t K) {
 }
 
 /* The blocked product for rows [m0, m1) and columns [n0, n1). */
+/* ------------------------------------------------------------------------------------------------ packed weights */
+
+/* Operands that are bundle weights, packed at a call site's first call and kept until the library is unloaded
+ * (onnxruntime prepacks its weights at session creation alike): a GEMM's B panels (packing them every call cost
+ * about a third of an MLP's batch-64 layers: a copy of the whole weight per call) and a convolution's filter panels
+ * (20% of a 512-filter 7x7 convolution). The generated code numbers the call sites whose operand is a bundle weight
+ * (`site` > 0); a site's weights are the same values in every session of the bundle, even at another address, so an
+ * entry is never replaced and a concurrent caller can keep reading it. */
+typedef struct {
+  int64_t site, shape[3]; /* the packed operand's sizes, checked on every use (static shapes: they never differ) */
+  float *data;
+} PackedWeights;
+
+static PackedWeights *packed_sites;
+static int64_t packed_count, packed_capacity;
+static pthread_mutex_t packed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+__attribute__((destructor)) static void free_packed_sites(void) {
+  for (int64_t i = 0; i < packed_count; ++i) free(packed_sites[i].data);
+  free(packed_sites);
+  packed_sites = NULL, packed_count = packed_capacity = 0;
+}
+
+typedef void (*pack_fn)(const void *ctx, float *out);
+
+/* Site `site`'s packed operand (`floats` floats, written by pack(ctx, out) on first use); NULL when out of memory or
+ * when the shape differs from the entry's (not expected). */
+static const float *packed_weights(int64_t site, const int64_t shape[3], size_t floats, pack_fn pack, const void *ctx) {
+  const float *found = NULL;
+  pthread_mutex_lock(&packed_lock);
+  int64_t i = 0;
+  while (i < packed_count && packed_sites[i].site != site) ++i;
+  if (i < packed_count) {
+    const PackedWeights *e = &packed_sites[i];
+    found = memcmp(e->shape, shape, sizeof e->shape) == 0 ? e->data : NULL;
+  } else {
+    if (packed_count == packed_capacity) {
+      PackedWeights *grown = realloc(packed_sites, sizeof(PackedWeights) * (size_t)(2 * packed_capacity + 8));
+      if (grown) packed_sites = grown, packed_capacity = 2 * packed_capacity + 8;
+    }
+    float *data = packed_count < packed_capacity ? aligned_alloc(64, ((floats * 4 + 63) / 64) * 64) : NULL;
+    if (data) {
+      pack(ctx, data);
+      packed_sites[packed_count++] = (PackedWeights){site, {shape[0], shape[1], shape[2]}, data};
+      found = data;
+    }
+  }
+  pthread_mutex_unlock(&packed_lock);
+  return found;
+}
+
+/* A GEMM's whole B as gemm_block reads it: per K block of KC rows (from pc), NR-column panels of kc rows; block pc
+ * starts at pc * N rounded up to NR. */
+static void pack_gemm_b(const void *ctx, float *out) {
+  const Problem *p = ctx;
+  int64_t npad = ((p->N + NR - 1) / NR) * NR;
+  for (int64_t pc = 0; pc < p->K; pc += KC) pack_b(p, 0, p->N, pc, min64(KC, p->K - pc), out + pc * npad);
+}
+
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 #ifdef HCC_AMX
   if (p->bf16) {
@@ -677,7 +737,11 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
          last partial panel (reading past N could leave the buffer). */
       int direct = p->linear && p->b_sn == 1 && p->M <= MR;
       int64_t full = direct ? (nc / NR) * NR : 0;
-      if (full < nc) pack_b(p, jc + full, nc - full, pc, kc, bp + full * kc);
+      const float *panels = bp;
+      if (p->packed_b && !direct)
+        panels = p->packed_b + pc * (((p->N + NR - 1) / NR) * NR) + jc * kc; /* packed at the first call */
+      else if (full < nc)
+        pack_b(p, jc + full, nc - full, pc, kc, bp + full * kc);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = min64(MC, m1 - ic);
         /* A with contiguous rows (row-major activations, a convolution's weights) is read in place, MR rows at a
@@ -685,7 +749,7 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
         int64_t a_full = p->lda ? (mc / MR) * MR : 0;
         if (a_full < mc) pack_a(p, ic + a_full, mc - a_full, pc, kc, ap + a_full * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
-          const float *b = jr < full ? p->b + pc * p->b_sk + jc + jr : bp + jr * kc;
+          const float *b = jr < full ? p->b + pc * p->b_sk + jc + jr : panels + jr * kc;
           int64_t ldb = jr < full ? p->b_sk : NR;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
@@ -896,7 +960,7 @@ static int64_t *k_table(int64_t *out, int64_t k1n, int64_t k2n, int64_t s1, int6
  * values); every stride and size is in elements. sizes: {b0, b1, b2, M, N, K1, K2}; strides per operand:
  * a: {b0, b1, b2, m, k1, k2}, b: {b0, b1, b2, k1, k2, n}, c: {b0, b1, b2, m, n}. */
 static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_t *sizes, const int64_t *as, const int64_t *bs,
-                       const int64_t *cs, const int64_t *ep, int bf16) {
+                       const int64_t *cs, const int64_t *ep, int64_t site, int bf16) {
   int64_t B0 = sizes[0], B1 = sizes[1], B2 = sizes[2], M = sizes[3], N = sizes[4], K1 = sizes[5], K2 = sizes[6];
   int64_t K = K1 * K2, batch = B0 * B1 * B2;
   if (batch <= 0 || M <= 0 || N <= 0) return;
@@ -934,26 +998,33 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
+        p->packed_b = NULL;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
         if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
         p->e.res_sm = rs[3], p->e.res_sn = rs[4];
         if (epi.res) p->e.res = epi.res + i * rs[0] + j * rs[1] + l * rs[2];
       }
+  /* B a bundle weight (the same for every batch entry) that the packed path reads: packed once (packed_weights) */
+  if (site > 0 && !amx && tables && bs[0] == 0 && bs[1] == 0 && bs[2] == 0) {
+    const int64_t shape[3] = {K, N, 0};
+    const float *packed = packed_weights(site, shape, (size_t)(((N + NR - 1) / NR) * NR * K), pack_gemm_b, &problems[0]);
+    for (int64_t i = 0; i < batch; ++i) problems[i].packed_b = packed;
+  }
   run_problems(problems, batch);
   if (problems != &one) free(problems);
   free(tables);
 }
 
 void CAT(hcc_gemm, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
-                           const int64_t *cs, const int64_t *ep) {
-  gemm_entry(a, b, c, sizes, as, bs, cs, ep, 0);
+                           const int64_t *cs, const int64_t *ep, int64_t site) {
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 0);
 }
 
 /* The same product with bfloat16 operands and fp32 sums where the CPU has AMX (else exactly hcc_gemm). */
 void CAT(hcc_gemm_bf16, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
-                                const int64_t *cs, const int64_t *ep) {
-  gemm_entry(a, b, c, sizes, as, bs, cs, ep, 1);
+                                const int64_t *cs, const int64_t *ep, int64_t site) {
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 1);
 }
 
 /* ------------------------------------------------------------------------------------------------ direct conv */
@@ -1163,6 +1234,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->bf16 = amx;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
+      p->packed_b = NULL;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;
       p->e.ow = OW;
@@ -1821,26 +1893,6 @@ static void fv_part(void *ctx, int64_t task) {
   }
 }
 
-/* Panels of constant filters, packed at a call site's first call and kept until the library is unloaded (onnxruntime
- * prepacks its weights at session creation alike): packing every call cost 20% of a 512-filter 7x7 convolution.
- * The generated code numbers the call sites whose filters are bundle weights (`site` > 0); a site's weights are
- * the same values in every session of the bundle, even at another address, so an entry is never replaced and a
- * concurrent caller can keep reading it. */
-typedef struct {
-  int64_t site, groups, rows, taps;
-  float *panels; /* [groups][blocks][taps][FV_BLOCK] */
-} PackedFilters;
-
-static PackedFilters *packed_sites;
-static int64_t packed_count, packed_capacity;
-static pthread_mutex_t packed_lock = PTHREAD_MUTEX_INITIALIZER;
-
-__attribute__((destructor)) static void free_packed_sites(void) {
-  for (int64_t i = 0; i < packed_count; ++i) free(packed_sites[i].panels);
-  free(packed_sites);
-  packed_sites = NULL, packed_count = packed_capacity = 0;
-}
-
 static void fv_pack_task(void *ctx, int64_t task) { /* task = group * blocks + block of problems[group] */
   const FvJob *j = ctx;
   int64_t block = task % j->blocks, m0 = block * FV_BLOCK;
@@ -1848,34 +1900,15 @@ static void fv_pack_task(void *ctx, int64_t task) { /* task = group * blocks + b
   fv_pack(p, m0, min64(FV_BLOCK, p->M - m0), (float *)j->packed + task * p->K * FV_BLOCK);
 }
 
-/* The packed panels of call site `site` (problems[g] for the G groups of one image), packing them on first use; NULL
- * when out of memory or when the site's shapes differ from its entry's (not expected: shapes are static). */
-static const float *packed_filters(int64_t site, const Problem *problems, int64_t G, int64_t blocks) {
-  const float *found = NULL;
-  pthread_mutex_lock(&packed_lock);
-  int64_t i = 0;
-  while (i < packed_count && packed_sites[i].site != site) ++i;
-  if (i < packed_count) {
-    const PackedFilters *e = &packed_sites[i];
-    found = e->groups == G && e->rows == problems[0].M && e->taps == problems[0].K ? e->panels : NULL;
-  } else if (packed_count < packed_capacity || (packed_sites = realloc(packed_sites, sizeof(PackedFilters) * (size_t)(packed_capacity = 2 * packed_capacity + 8)))) {
-    float *panels = aligned_alloc(64, sizeof(float) * (size_t)(G * blocks * problems[0].K * FV_BLOCK));
-    if (panels) {
-      FvJob pack = {problems, NULL, NULL, 0, blocks, 1, 0, 0, G, panels};
-      hcc_parallel_for(G * blocks, fv_pack_task, &pack);
-      packed_sites[packed_count++] = (PackedFilters){site, G, problems[0].M, problems[0].K, panels};
-      found = panels;
-    }
-  } else {
-    packed_capacity = 0, packed_count = 0; /* realloc failed and freed nothing: the old table leaks, never read */
-  }
-  pthread_mutex_unlock(&packed_lock);
-  return found;
+static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) panel: [groups][blocks][taps][FV_BLOCK] */
+  FvJob job = *(const FvJob *)ctx;
+  job.packed = out;
+  hcc_parallel_for(job.G * job.blocks, fv_pack_task, &job);
 }
 
 /* Run the problems (set up by conv_entry) with the filter-vector kernel; 0 if a buffer cannot be had. Reads the input
  * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. `site` > 0:
- * the filters are constants of this call site (packed once, packed_filters). */
+ * the filters are constants of this call site (packed once, packed_weights). */
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
                    const int64_t *conv, int reads_outside, int64_t site) {
   int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
@@ -1906,8 +1939,11 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
-  const float *packed = site > 0 ? packed_filters(site, problems, G, blocks) : NULL;
-  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, packed};
+  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL};
+  if (site > 0) {
+    const int64_t shape[3] = {G, problems[0].M, problems[0].K};
+    job.packed = packed_weights(site, shape, (size_t)(G * blocks * problems[0].K * FV_BLOCK), fv_pack_all, &job);
+  }
   hcc_parallel_for(batch * blocks * parts, fv_part, &job);
   free(koff);
   return 1;

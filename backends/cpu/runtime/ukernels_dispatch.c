@@ -11,13 +11,14 @@
 #define CONV_ARGS \
   int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
 #define FILTER_CONV_ARGS CONV_ARGS, int64_t /* ..., the call site's number when its filters are constants (else 0) */
+#define SITE_GEMM_ARGS GEMM_ARGS, int64_t /* ..., the call site's number when B is a bundle weight (else 0) */
 
-void hcc_gemm_avx512(GEMM_ARGS);
-void hcc_gemm_avx2(GEMM_ARGS);
-void hcc_gemm_sse2(GEMM_ARGS);
-void hcc_gemm_bf16_avx512(GEMM_ARGS);
-void hcc_gemm_bf16_avx2(GEMM_ARGS);
-void hcc_gemm_bf16_sse2(GEMM_ARGS);
+void hcc_gemm_avx512(SITE_GEMM_ARGS);
+void hcc_gemm_avx2(SITE_GEMM_ARGS);
+void hcc_gemm_sse2(SITE_GEMM_ARGS);
+void hcc_gemm_bf16_avx512(SITE_GEMM_ARGS);
+void hcc_gemm_bf16_avx2(SITE_GEMM_ARGS);
+void hcc_gemm_bf16_sse2(SITE_GEMM_ARGS);
 void hcc_conv2d_bf16_avx512(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_avx2(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_sse2(FILTER_CONV_ARGS);
@@ -59,7 +60,7 @@ HCC_EXPORT int hcc_get_isa(void) {
 static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
               int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2,
               int64_t b_b0, int64_t b_b1, int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n,
-              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5)) {
+              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5), int64_t site) {
   const int64_t sizes[7] = {b0, b1, b2, m, n, k1, k2};
   const int64_t as[6] = {a_b0, a_b1, a_b2, a_m, a_k1, a_k2};
   const int64_t bs[6] = {b_b0, b_b1, b_b2, b_k1, b_k2, b_n};
@@ -67,9 +68,9 @@ static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t 
   const int64_t ep[18] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4,
                           res_ptr, res_0, res_1, res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits};
   switch (hcc_get_isa()) {
-    case 16: (bf16 ? hcc_gemm_bf16_avx512 : hcc_gemm_avx512)(a, b, c, sizes, as, bs, cs, ep); break;
-    case 8: (bf16 ? hcc_gemm_bf16_avx2 : hcc_gemm_avx2)(a, b, c, sizes, as, bs, cs, ep); break;
-    default: (bf16 ? hcc_gemm_bf16_sse2 : hcc_gemm_sse2)(a, b, c, sizes, as, bs, cs, ep); break;
+    case 16: (bf16 ? hcc_gemm_bf16_avx512 : hcc_gemm_avx512)(a, b, c, sizes, as, bs, cs, ep, site); break;
+    case 8: (bf16 ? hcc_gemm_bf16_avx2 : hcc_gemm_avx2)(a, b, c, sizes, as, bs, cs, ep, site); break;
+    default: (bf16 ? hcc_gemm_bf16_sse2 : hcc_gemm_sse2)(a, b, c, sizes, as, bs, cs, ep, site); break;
   }
 }
 
@@ -77,11 +78,11 @@ static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t 
   int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,        \
       int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2, int64_t b_b0, int64_t b_b1,      \
       int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n, int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m,       \
-      int64_t c_n, EPILOGUE_PARAMS(STRIDES5)
+      int64_t c_n, EPILOGUE_PARAMS(STRIDES5), int64_t site
 #define GEMM_CALL(bf16)                                                                                                     \
   gemm(bf16, a, b, c, b0, b1, b2, m, n, k1, k2, a_b0, a_b1, a_b2, a_m, a_k1, a_k2, b_b0, b_b1, b_b2, b_k1, b_k2, b_n, c_b0, \
        c_b1, c_b2, c_m, c_n, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4, res_ptr, res_0, res_1,  \
-       res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits)
+       res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits, site)
 
 void hcc_gemm(GEMM_PARAMS) { GEMM_CALL(0); }
 

@@ -428,7 +428,7 @@ def test_only_bundle_weights_get_packed_once(tmp_path):
 
     compile_and_compare(_conv_model(False), tmp_path, name="const")
     notes = _conv_notes(tmp_path / "const.bundle")
-    assert notes and all("constant filters packed at the first call" in n for n in notes), notes
+    assert notes and all("constant weights packed at the first call" in n for n in notes), notes
 
     compile_and_compare(_conv_model(True), tmp_path, name="dynamic")
     notes = _conv_notes(tmp_path / "dynamic.bundle")

@@ -29,17 +29,18 @@ def _build(tmp: Path, vl: int, isa_flags: list[str]) -> ctypes.CDLL:
                     "-o", str(so)], check=True)
     lib = load_library(so, "a test library")
     suffix = {4: "sse2", 8: "avx2", 16: "avx512"}[vl]
-    lib.gemm = getattr(lib, f"hcc_gemm_{suffix}")
+    lib.gemm = _with_site(getattr(lib, f"hcc_gemm_{suffix}"))
     lib.conv = _with_site(getattr(lib, f"hcc_conv2d_{suffix}"))
     lib.vl = vl
     return lib
 
 
 def _with_site(entry):
-    """A convolution entry called like the others (the epilogue last), with its call-site argument: 0 (filters not
+    """A GEMM or convolution entry called with the epilogue last, plus its call-site argument: 0 (B / filters not
     constant) unless `site=` says otherwise."""
     def call(*args, site: int = 0):
         return entry(*args, I64(site))
+    call.__name__ = entry.__name__
     return call
 
 
@@ -77,7 +78,7 @@ def _strides(x: np.ndarray) -> list[int]:
     return [s // 4 for s in x.strides]
 
 
-def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None):
+def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None, site: int = 0):
     """c[..., m, n] += a[..., m, k] @ b[..., k, n] (numpy views with any strides; up to 3 leading batch axes)."""
     pad = 3 - batch_axes
     bsizes = list(c.shape[:batch_axes]) + [1] * pad
@@ -87,7 +88,8 @@ def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None):
     N = b.shape[-1]
     sizes = bsizes + [M, N, K, 1]
     lib.gemm(I64(a.ctypes.data), I64(b.ctypes.data), I64(c.ctypes.data), _arr(sizes), _arr(sa[:batch_axes] + zero + [sa[-2], sa[-1], 0]),
-             _arr(sb[:batch_axes] + zero + [sb[-2], 0, sb[-1]]), _arr(sc[:batch_axes] + zero + [sc[-2], sc[-1]]), epilogue or _epilogue(5))
+             _arr(sb[:batch_axes] + zero + [sb[-2], 0, sb[-1]]), _arr(sc[:batch_axes] + zero + [sc[-2], sc[-1]]), epilogue or _epilogue(5),
+             site=site)
 
 
 SHAPES = [(1, 1, 1), (1, 10, 512), (3, 17, 5), (4, 100, 33), (7, 33, 300), (13, 16, 7), (64, 64, 64), (100, 70, 513), (130, 260, 70)]
@@ -166,6 +168,28 @@ def test_conv2d_matches_numpy(lib, case):
     lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr(list(case["stride"]) + list(case["dil"]) + [0, 0]),
              _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
     np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("m,n,k", [(37, 70, 300), (130, 260, 513), (64, 5000, 40)])  # K blocks, partial panels, N blocks
+def test_constant_b_is_packed_once_per_call_site(lib, m, n, k):
+    """A GEMM call site numbered as holding a bundle weight as B packs all of B at its first call and reads those
+    panels afterwards (same values elsewhere, any thread count, batch entries sharing B); site 0 packs every call."""
+    rng = np.random.default_rng(m + n)
+    a = rng.standard_normal((2, m, k)).astype(np.float32)
+    b, other = (rng.standard_normal((k, n)).astype(np.float32) for _ in range(2))
+    ref = a.astype(np.float64) @ b
+    site = 2000 + m  # this test's sites in the module-scoped library
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
+        for weight in (b, b.copy()):
+            c = np.zeros((2, m, n), np.float32)
+            gemm(lib, a, np.broadcast_to(weight, (2, k, n)), c, batch_axes=1, site=site)
+            np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4)
+    lib.hcc_set_num_threads(0)
+    kept, fresh = np.zeros((2, m, n), np.float32), np.zeros((2, m, n), np.float32)
+    gemm(lib, a, np.broadcast_to(other, (2, k, n)), kept, batch_axes=1, site=site)  # the panels of b are really read
+    gemm(lib, a, np.broadcast_to(b, (2, k, n)), fresh, batch_axes=1)
+    assert np.array_equal(kept, fresh)
 
 
 def test_results_do_not_depend_on_the_thread_count(lib):
@@ -488,7 +512,7 @@ def amx(tmp_path_factory):
     if not HAS_AMX:
         pytest.skip("this CPU has no AMX bf16 tiles")
     lib = _build(tmp_path_factory.mktemp("amx"), 16, ["-mavx512f", "-mfma"])
-    lib.gemm, lib.conv = lib.hcc_gemm_bf16_avx512, _with_site(lib.hcc_conv2d_bf16_avx512)
+    lib.gemm, lib.conv = _with_site(lib.hcc_gemm_bf16_avx512), _with_site(lib.hcc_conv2d_bf16_avx512)
     return lib
 
 
