@@ -568,6 +568,8 @@ def _storage_dtype(element: str, declared: str) -> str | None:
         return "bool"
     if declared == "uint8" and element in ("i8", "ui8"):  # MLIR integers are signless
         return "uint8"
+    if (declared, element) in (("uint16", "i16"), ("uint32", "i32"), ("uint64", "i64")):  # frontend/unsigned.py
+        return declared
     return MLIR_TO_NUMPY.get(element)
 
 

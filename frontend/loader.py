@@ -22,6 +22,7 @@ from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.rewrites import apply_rewrites
+from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -34,6 +35,9 @@ ONNX_TO_NUMPY = {
     onnx.TensorProto.INT16: "int16",
     onnx.TensorProto.INT8: "int8",
     onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.UINT16: "uint16",  # computed widened or as bit patterns (frontend/unsigned.py)
+    onnx.TensorProto.UINT32: "uint32",
+    onnx.TensorProto.UINT64: "uint64",
     onnx.TensorProto.BOOL: "bool",
 }
 
@@ -86,10 +90,10 @@ def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str]:
     return dims
 
 
-def _dtype_of(value: onnx.ValueInfoProto, what: str) -> str:
+def _dtype_of(value: onnx.ValueInfoProto, what: str, declared_types: dict[str, int] | None = None) -> str:
     if not value.type.HasField("tensor_type"):
         raise HccError(f"{what} '{value.name}' is not a tensor (sequences, maps and optionals are not supported)")
-    elem = value.type.tensor_type.elem_type
+    elem = (declared_types or {}).get(value.name, value.type.tensor_type.elem_type)
     if elem not in ONNX_TO_NUMPY:
         raise HccError(f"{what} '{value.name}' has element type {onnx.TensorProto.DataType.Name(elem)}, which hcc does not support")
     return ONNX_TO_NUMPY[elem]
@@ -203,6 +207,10 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
+    # last: UINT16/32/64 values into exact signed representations; the boundary keeps the storage bytes
+    declared_types = widen_unsigned(model, path)
+    if declared_types:
+        model = shape_inference.infer_shapes(model, data_prop=True)  # BitShift on a signed type: not strict
 
     initializer_names = {init.name for init in model.graph.initializer}
     inputs, outputs = [], []
@@ -210,11 +218,11 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         if value.name in initializer_names:
             continue
         concrete = [int(d) for d in _declared_shape(value)]
-        inputs.append(ValueInfo(value.name, _dtype_of(value, "input"), concrete, declared[value.name]))
+        inputs.append(ValueInfo(value.name, _dtype_of(value, "input", declared_types), concrete, declared[value.name]))
     for value in model.graph.output:
         # Output shapes may stay symbolic here; the lowered function's signature gives the concrete ones.
         shape = [d if isinstance(d, int) else -1 for d in _declared_shape(value)]
-        outputs.append(ValueInfo(value.name, _dtype_of(value, "output"), shape, declared.get(value.name, [])))
+        outputs.append(ValueInfo(value.name, _dtype_of(value, "output", declared_types), shape, declared.get(value.name, [])))
     return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded)
 
 

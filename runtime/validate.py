@@ -19,7 +19,8 @@ from hcc.devices import ARTIFACT_KINDS, DEVICE_KINDS, NATIVE_ARTIFACT_KINDS
 from hcc.errors import HccError
 from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
 
-ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1}
+ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "uint16": 2, "uint32": 4,
+              "uint64": 8, "bool": 1}
 TENSOR_KINDS = ("input", "output", "weight", "intermediate")
 MAX_TENSOR_BYTES = 1 << 40
 
