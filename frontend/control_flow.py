@@ -4,8 +4,9 @@ nodes of the branch it takes.
 Why: exporters write `If` for decisions that depend only on shapes or constants (a batch of one, a sample rate
 fixed by an initializer); after shape inference and constant folding (frontend/fold.py) the condition is a
 known scalar, and the branch is plain tensor code that the rest of the pipeline compiles like any other. An `If`
-whose condition still depends on an input at run time, and `Loop`/`Scan`, are refused by name with the reason
-(`check_control_flow`): hcc generates no data-dependent branches.
+whose condition still depends on an input at run time, and a `Loop`/`Scan` that frontend/unroll.py could not unroll
+(a run-time trip count, an early exit), are refused by name with the reason (`check_control_flow`): hcc generates
+no data-dependent branches or loops.
 
 ONNX names are unique across a graph and all its subgraphs, so a branch's nodes move into the main graph under
 their own output names; the branch's outputs reach the `If`'s outputs through Identity nodes, and the branch's
@@ -18,6 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.unroll import why_not_unrolled
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 
@@ -74,10 +76,11 @@ def check_control_flow(model: onnx.ModelProto, path: str) -> None:
             origin = f"computed from input(s) {', '.join(repr(s) for s in sources)}" if sources else "not a constant after folding"
             lines.append(f"  '{node.name}' (If): its condition is only known at run time ({origin})")
         else:
-            lines.append(f"  '{node.name}' ({node.op_type}): loops are not compiled")
+            lines.append(f"  '{node.name}' ({node.op_type}): {why_not_unrolled(node, model)}")
     raise HccError(f"{path}: {len(left)} control-flow node(s) hcc cannot compile:\n" + "\n".join(lines),
-                   hint="hcc compiles an If whose condition folds to a constant (from shapes and initializers); "
-                        "make the condition's inputs initializers, or export the model for one fixed case")
+                   hint="hcc compiles an If whose condition folds to a constant and unrolls a Scan of static length "
+                        "and a Loop whose trip count folds to a constant (from shapes and initializers); make those "
+                        "inputs initializers, or export the model for one fixed case")
 
 
 def _graph_inputs_behind(name: str, producers: dict[str, onnx.NodeProto], inputs: set[str]) -> set[str]:

@@ -22,8 +22,11 @@ from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.rewrites import apply_rewrites
+from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
+
+CONTROL_FLOW_ROUNDS = 8  # nesting depth of If/Scan/Loop that compile-time decisions and unrolling go through
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
 ONNX_TO_NUMPY = {
@@ -192,9 +195,13 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if fold_constants(model):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    if inline_known_ifs(model):  # an If whose condition folding made a constant becomes its branch (control_flow.py)
+    # an If whose condition folding made a constant becomes its branch (control_flow.py); a Scan or Loop with a
+    # compile-time trip count, its unrolled body (unroll.py); rounds, since a branch or body may hold more of them
+    for _ in range(CONTROL_FLOW_ROUNDS):
+        if not inline_known_ifs(model) + unroll_known_loops(model, path):
+            break
         name_nodes(model)
-        check_supported(model, path, deferred=CONTROL_FLOW)  # the branches' ops
+        check_supported(model, path, deferred=CONTROL_FLOW)  # the branches' and bodies' ops
         check_initializers(model, path)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
         if fold_constants(model):

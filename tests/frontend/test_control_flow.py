@@ -1,6 +1,6 @@
 """`If` decided at compile time (frontend/control_flow.py): a condition that folds to a constant from shapes or
-initializers compiles to the taken branch and matches onnxruntime; a run-time condition, Loop and Scan are refused
-by name with the reason."""
+initializers compiles to the taken branch and matches onnxruntime; a run-time condition, and a Loop with a run-time
+trip count, are refused by name with the reason."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,7 +76,7 @@ def test_an_if_on_an_input_value_is_refused_by_name(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_a_loop_is_refused_by_name(tmp_path):
+def test_a_loop_with_a_run_time_trip_count_is_refused_by_name(tmp_path):
     body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "v_in"], ["v_out"])],
                              "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
                                       helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
@@ -84,14 +84,14 @@ def test_a_loop_is_refused_by_name(tmp_path):
                              [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
                               helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [2])])
     graph = helper.make_graph([helper.make_node("Loop", ["trips", "", "x"], ["y"], name="doubling", body=body)], "loop",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
-                              [numpy_helper.from_array(np.array(3, np.int64), "trips")])
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                               helper.make_tensor_value_info("trips", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=OPSET), path)
-    with pytest.raises(HccError) as info:
+    with pytest.raises(HccError) as info:  # a trip count known at compile time is unrolled (tests/frontend/test_unroll.py)
         hcc.compile(path, tmp_path / "b")
-    assert "'doubling' (Loop)" in str(info.value)
+    assert "'doubling' (Loop): its trip count 'trips' is only known at run time" in str(info.value)
 
 
 def test_a_branch_reading_a_folded_outer_value(tmp_path):
