@@ -556,10 +556,13 @@ def _constant_operand(op, index: int, constant_args: frozenset[int]) -> bool:
     from mlir import ir
 
     weight = op.operands[index]
+    while not isinstance(weight, ir.BlockArgument) and weight.owner.name in _VIEWS:  # a reshaped weight is the weight
+        weight = weight.owner.operands[0]
     return isinstance(weight, ir.BlockArgument) and weight.arg_number in constant_args and \
         weight.owner.owner.operation.name == "func.func"
 
 
+_VIEWS = ("tensor.expand_shape", "tensor.collapse_shape", "tensor.cast")  # the same elements, in the same order
 SMALL_M = 4  # a GEMM with at most this many rows streams B without packing it (ukernels.c SMALL_M)
 
 
