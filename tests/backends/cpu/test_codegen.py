@@ -442,3 +442,18 @@ def test_only_bundle_weights_get_packed_once(tmp_path):
         ref = sum(np.einsum("nchw,fc->nfhw", np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))[:, :, i:i + 12, j:j + 12], w[:, :, i, j])
                   for i in range(3) for j in range(3))
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_reshaped_weight_is_still_packed_once(tmp_path):
+    """A MatMul of [1, 16, 24] by a 2-D weight lowers to a batch_matmul over a reshaped view of the weight argument:
+    still a bundle weight, so its kernel keeps the packed B (and the result is right)."""
+    rng = np.random.default_rng(5)
+    nodes = [h.make_node("MatMul", ["x", "w"], ["y"], name="proj")]
+    model = _model(nodes, [_weight(rng, "w", [24, 40])], [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 24])],
+                   [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 40])])
+    compile_and_compare(model, tmp_path, name="proj")
+    import json
+
+    manifest = json.loads((tmp_path / "proj.bundle" / "manifest.json").read_text())
+    notes = [e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a["meta"]["schedule"] if e["kind"] == "ukernel-gemm"]
+    assert notes and all("constant weights packed at the first call" in n for n in notes), notes
