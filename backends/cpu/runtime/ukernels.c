@@ -708,11 +708,22 @@ static const float *packed_weights(int64_t site, const int64_t shape[3], size_t 
 }
 
 /* A GEMM's whole B as gemm_block reads it: per K block of KC rows (from pc), NR-column panels of kc rows; block pc
- * starts at pc * N rounded up to NR. */
+ * starts at pc * N rounded up to NR. One copy per batch entry (attention heads of one weight), or one for all when
+ * every entry reads the same B. */
+typedef struct {
+  const Problem *problems;
+  int64_t copies;
+} GemmPack;
+
+static int64_t packed_b_floats(const Problem *p) { return ((p->N + NR - 1) / NR) * NR * p->K; }
+
 static void pack_gemm_b(const void *ctx, float *out) {
-  const Problem *p = ctx;
-  int64_t npad = ((p->N + NR - 1) / NR) * NR;
-  for (int64_t pc = 0; pc < p->K; pc += KC) pack_b(p, 0, p->N, pc, min64(KC, p->K - pc), out + pc * npad);
+  const GemmPack *g = ctx;
+  for (int64_t i = 0; i < g->copies; ++i) {
+    const Problem *p = &g->problems[i];
+    int64_t npad = ((p->N + NR - 1) / NR) * NR;
+    for (int64_t pc = 0; pc < p->K; pc += KC) pack_b(p, 0, p->N, pc, min64(KC, p->K - pc), out + i * packed_b_floats(p) + pc * npad);
+  }
 }
 
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -1005,11 +1016,12 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->e.res_sm = rs[3], p->e.res_sn = rs[4];
         if (epi.res) p->e.res = epi.res + i * rs[0] + j * rs[1] + l * rs[2];
       }
-  /* B a bundle weight (the same for every batch entry) that the packed path reads: packed once (packed_weights) */
-  if (site > 0 && !amx && tables && bs[0] == 0 && bs[1] == 0 && bs[2] == 0) {
-    const int64_t shape[3] = {K, N, 0};
-    const float *packed = packed_weights(site, shape, (size_t)(((N + NR - 1) / NR) * NR * K), pack_gemm_b, &problems[0]);
-    for (int64_t i = 0; i < batch; ++i) problems[i].packed_b = packed;
+  /* B a bundle weight that the packed path reads: packed once (packed_weights), per batch entry unless shared */
+  if (site > 0 && !amx && tables) {
+    GemmPack pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
+    const int64_t shape[3] = {K, N, pack.copies};
+    const float *packed = packed_weights(site, shape, (size_t)(pack.copies * packed_b_floats(problems)), pack_gemm_b, &pack);
+    for (int64_t i = 0; packed && i < batch; ++i) problems[i].packed_b = packed + (pack.copies == 1 ? 0 : i * packed_b_floats(problems));
   }
   run_problems(problems, batch);
   if (problems != &one) free(problems);

@@ -173,7 +173,8 @@ def test_conv2d_matches_numpy(lib, case):
 @pytest.mark.parametrize("m,n,k", [(37, 70, 300), (130, 260, 513), (64, 5000, 40)])  # K blocks, partial panels, N blocks
 def test_constant_b_is_packed_once_per_call_site(lib, m, n, k):
     """A GEMM call site numbered as holding a bundle weight as B packs all of B at its first call and reads those
-    panels afterwards (same values elsewhere, any thread count, batch entries sharing B); site 0 packs every call."""
+    panels afterwards (same values elsewhere, any thread count; batch entries sharing B, or each with its own slice
+    of the weight); site 0 packs every call."""
     rng = np.random.default_rng(m + n)
     a = rng.standard_normal((2, m, k)).astype(np.float32)
     b, other = (rng.standard_normal((k, n)).astype(np.float32) for _ in range(2))
@@ -190,6 +191,13 @@ def test_constant_b_is_packed_once_per_call_site(lib, m, n, k):
     gemm(lib, a, np.broadcast_to(other, (2, k, n)), kept, batch_axes=1, site=site)  # the panels of b are really read
     gemm(lib, a, np.broadcast_to(b, (2, k, n)), fresh, batch_axes=1)
     assert np.array_equal(kept, fresh)
+    # one weight viewed per batch entry (attention heads: [K, heads, N] read as heads x [K, N]): a panel set per entry
+    heads = rng.standard_normal((k, 2, n)).astype(np.float32)
+    per_head = heads.transpose(1, 0, 2)  # batch stride n, not 0
+    for _ in range(2):
+        c = np.zeros((2, m, n), np.float32)
+        gemm(lib, a, per_head, c, batch_axes=1, site=site + 500)
+        np.testing.assert_allclose(c, a.astype(np.float64) @ per_head, rtol=1e-4, atol=1e-4)
 
 
 def test_results_do_not_depend_on_the_thread_count(lib):
