@@ -445,12 +445,16 @@ def test_only_bundle_weights_get_packed_once(tmp_path):
 
 
 def test_a_reshaped_weight_is_still_packed_once(tmp_path):
-    """A MatMul of [1, 16, 24] by a 2-D weight lowers to a batch_matmul over a reshaped view of the weight argument:
-    still a bundle weight, so its kernel keeps the packed B (and the result is right)."""
+    """An attention projection split into heads (MatMul by a 2-D weight, Reshape, Transpose) reads the weight through
+    a reshaped view of the argument, one slice per head: still a bundle weight, so its kernel keeps the packed B
+    (one panel set per head), and the result is right."""
     rng = np.random.default_rng(5)
-    nodes = [h.make_node("MatMul", ["x", "w"], ["y"], name="proj")]
-    model = _model(nodes, [_weight(rng, "w", [24, 40])], [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 24])],
-                   [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 40])])
+    nodes = [h.make_node("MatMul", ["x", "w"], ["p"], name="proj"),
+             h.make_node("Reshape", ["p", "heads"], ["r"], name="split"),
+             h.make_node("Transpose", ["r"], ["y"], name="perm", perm=[0, 2, 1, 3])]
+    heads = numpy_helper.from_array(np.array([1, 16, 2, 20], np.int64), "heads")
+    model = _model(nodes, [_weight(rng, "w", [24, 40]), heads], [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 24])],
+                   [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 16, 20])])
     compile_and_compare(model, tmp_path, name="proj")
     import json
 
