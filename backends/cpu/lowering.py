@@ -686,6 +686,7 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     root = module.operation
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
+    _split_shared_empties(root)
     _read_only_arguments(root)
     _run_pipeline(root, BUFFERIZE, "cpu-bufferize", "CPU backend: bufferization")
     _write_results_in_place(root)
@@ -693,6 +694,28 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     module = _loops_then_llvm(module, TO_LLVM)
     return llvm.translate_module_to_llvmir(module.operation)
+
+
+def _split_shared_empties(root) -> None:
+    """Give every user of a `tensor.empty` its own (CSE merges equal ones). One-shot bufferization writes each user's
+    result into the empty's buffer in place, and it does not see the reads that a kernel call makes through
+    `bufferization.to_buffer`: two ops sharing one empty then shared one buffer, and an elementwise op overwrote a
+    value a later GEMM call still read (a wrong result, found in an unrolled LinearAttention scan)."""
+    from mlir import ir
+
+    def visit(op):
+        for region in op.regions:
+            for block in region.blocks:
+                for inner in list(block.operations):
+                    visit(inner.operation)
+        if op.name != "tensor.empty" or op.operands:
+            return
+        for use in list(op.results[0].uses)[1:]:
+            with ir.InsertionPoint(use.owner), op.location:
+                clone = op.clone()
+            use.owner.operands[use.operand_number] = clone.results[0]
+
+    visit(root)
 
 
 def _read_only_arguments(root) -> None:
