@@ -189,8 +189,8 @@ def _stack(g: _Graph, node: onnx.NodeProto, values: list[str], axis: int, out: s
 
 def _slice(g: _Graph, node: onnx.NodeProto, source: str, index: int, axis: int, out: str, name: str) -> list[onnx.NodeProto]:
     """out = source[..., index, ...] along `axis` (the axis removed): a Slice of one, then a Reshape to the static
-    shape. (A Gather at a constant index of a transposed tensor is compiled wrongly once fused: the LinearAttention
-    delta cases gave wrong results with it.)"""
+    shape. (With a Gather, the LinearAttention delta cases used to give wrong results: a CPU bufferization bug, since
+    fixed in backends/cpu/lowering.py `_split_shared_empties`; opsets below 13 still use the Gather.)"""
     shape = g.shapes[source]
     if g.opset < 13 or None in shape:  # torch-mlir converts Slice from opset 13 on
         return [helper.make_node("Gather", [source, g.scalar(index, np.int64, f"{node.name}/index")], [out], name=g.fresh(name), axis=axis)]
