@@ -29,6 +29,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.names import fresh_name
+
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
 
 
@@ -81,20 +83,10 @@ class GraphIndex:
 
     def fresh(self, wanted: str) -> str:
         """`wanted`, or `wanted_<n>` when a tensor of that name exists."""
-        name, n = wanted, 1
-        while name in self.taken:
-            n += 1
-            name = f"{wanted}_{n}"
-        self.taken.add(name)
-        return name
+        return fresh_name(wanted, self.taken, first_suffix=2)
 
     def fresh_node(self, wanted: str) -> str:
-        name, n = wanted, 1
-        while name in self.node_names:
-            n += 1
-            name = f"{wanted}_{n}"
-        self.node_names.add(name)
-        return name
+        return fresh_name(wanted, self.node_names, first_suffix=2)
 
     def set_constant(self, node: onnx.NodeProto, slot: int, value: np.ndarray) -> None:
         """Give `node` input `slot` the new constant `value`: in place when only this node reads a plain

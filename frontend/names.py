@@ -32,6 +32,17 @@ def node_names(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def fresh_name(base: str, taken: set[str], first_suffix: int = 1) -> str:
+    """`base`, or `base_<k>` (k = first_suffix, first_suffix + 1, ...) when `taken` holds it; the name is added to
+    `taken`. The frontend's rewrites name the values, nodes and initializers they create with it."""
+    name, k = base, first_suffix
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    taken.add(name)
+    return name
+
+
 def name_nodes(model: onnx.ModelProto) -> None:
     """Give every node of `model` its `node_names` name, in place."""
     for node, name in zip(model.graph.node, node_names(model)):

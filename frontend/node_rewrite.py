@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hcc.frontend.checks import static_shape
+from hcc.frontend.names import fresh_name
 
 I32 = np.dtype(np.int32)
 
@@ -120,13 +121,7 @@ class NodeEmitter:
         self.named = False
 
     def fresh(self, hint: str) -> str:
-        base = f"{self.node.name}/{hint}"
-        name, count = base, 1
-        while name in self.g.taken:
-            count += 1
-            name = f"{base}_{count}"
-        self.g.taken.add(name)
-        return name
+        return fresh_name(f"{self.node.name}/{hint}", self.g.taken, first_suffix=2)
 
     def dtype(self, value) -> np.dtype:
         if isinstance(value, np.ndarray):

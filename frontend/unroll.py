@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.names import fresh_name
 
 MAX_UNROLLED_NODES = 20000  # iterations x body nodes: beyond this the unrolled model would be too large to compile
 
@@ -66,12 +67,7 @@ class _Graph:
         return self.scalars[key]
 
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
 
     def constant(self, array: np.ndarray, base: str) -> str:
         name = self.fresh(base)

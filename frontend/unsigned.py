@@ -27,6 +27,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.names import fresh_name
 
 U16, U32, U64 = TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64
 UNSIGNED = (U16, U32, U64)
@@ -76,12 +77,7 @@ class _Rewriter:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
     def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
 
     def value(self, base: str, elem: int, like: str) -> str:
         """A fresh value name of type `elem` with the shape of `like`."""
