@@ -67,6 +67,24 @@ class GoldenOptions:
 CPU_AUTO = "auto"  # --cpu-precision auto: bf16 for the GEMMs and convolutions an accuracy budget allows, fp32 for the rest
 
 
+def _check_precision(options, kind: str, auto: str, budget_without_auto: str, chosen: str, what: str) -> None:
+    """The CPU's and GPU's precision fields alike: `precision` one of the device kind's or auto; auto if and only if an
+    accuracy budget (stored normalized); `chosen` (the names auto picked, set by the driver) a tuple of strings."""
+    choices = DEVICE_KINDS[kind].precisions + (auto,)
+    if options.precision not in choices:
+        raise HccError(f"--{kind}-precision {options.precision!r}: unsupported (choose one of {', '.join(choices)})")
+    if (options.precision == auto) != (options.accuracy is not None):
+        raise HccError(f"--{kind}-precision auto needs --accuracy (e.g. max_abs=1e-2), and {budget_without_auto}")
+    if options.accuracy is not None:
+        from hcc.planner.precision import AccuracyBudget
+
+        _set(options, "accuracy", str(AccuracyBudget.parse(options.accuracy)))  # errors name the bad item
+    names = getattr(options, chosen)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise HccError(f"{kind} {chosen} {names!r}: expected {what}")
+    _set(options, chosen, tuple(names))
+
+
 @dataclass(frozen=True)
 class CpuOptions:
     """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles); auto:
@@ -81,18 +99,7 @@ class CpuOptions:
     def __post_init__(self):
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
             raise HccError(f"--target-cpu {self.target_cpu!r}: expected a CPU name such as x86-64-v3 or native")
-        choices = DEVICE_KINDS["cpu"].precisions + (CPU_AUTO,)
-        if self.precision not in choices:
-            raise HccError(f"--cpu-precision {self.precision!r}: unsupported (choose one of {', '.join(choices)})")
-        if (self.precision == CPU_AUTO) != (self.accuracy is not None):
-            raise HccError("--cpu-precision auto needs --accuracy (e.g. max_abs=1e-2), and --accuracy needs --cpu-precision auto")
-        if self.accuracy is not None:
-            from hcc.planner.precision import AccuracyBudget
-
-            _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
-        if isinstance(self.bf16_nodes, str) or not all(isinstance(n, str) for n in self.bf16_nodes):
-            raise HccError(f"cpu bf16_nodes {self.bf16_nodes!r}: expected node names")
-        _set(self, "bf16_nodes", tuple(self.bf16_nodes))
+        _check_precision(self, "cpu", CPU_AUTO, "--accuracy needs --cpu-precision auto", "bf16_nodes", "node names")
 
     def bf16(self) -> bool | frozenset[str]:
         """What the CPU backend runs in bf16: every GEMM and convolution (True), the named nodes, or none (False)."""
@@ -115,18 +122,7 @@ class GpuOptions:
     fp16_subgraphs: tuple[str, ...] = ()
 
     def __post_init__(self):
-        choices = DEVICE_KINDS["gpu"].precisions + (GPU_AUTO,)
-        if self.precision not in choices:
-            raise HccError(f"--gpu-precision {self.precision!r}: unsupported (choose one of {', '.join(choices)})")
-        if (self.precision == GPU_AUTO) != (self.accuracy is not None):
-            raise HccError("--gpu-precision auto needs --accuracy (e.g. max_abs=1e-2), and a GPU accuracy budget needs --gpu-precision auto")
-        if self.accuracy is not None:
-            from hcc.planner.precision import AccuracyBudget
-
-            _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
-        if isinstance(self.fp16_subgraphs, str) or not all(isinstance(n, str) for n in self.fp16_subgraphs):
-            raise HccError(f"gpu fp16_subgraphs {self.fp16_subgraphs!r}: expected subgraph ids")
-        _set(self, "fp16_subgraphs", tuple(self.fp16_subgraphs))
+        _check_precision(self, "gpu", GPU_AUTO, "a GPU accuracy budget needs --gpu-precision auto", "fp16_subgraphs", "subgraph ids")
 
     def precision_of(self, subgraph: str) -> str:
         """The precision GPU subgraph `subgraph` (an id such as sg1) is compiled at: fp32 or fp16."""
