@@ -51,26 +51,29 @@ def rewrite_fp16(module, entry: str) -> None:
     _reparse(module)  # named linalg ops rebuild their implicit regions
 
 
-def _to_f16(t):
-    """`t` with f16 for f32 (a scalar or a ranked tensor's element type); any other type unchanged."""
+def _retyped(t, old, new):
+    """`t` with float type `new` for `old` (a scalar or a ranked tensor's element type); any other type unchanged."""
     from mlir import ir
 
-    if isinstance(t, ir.F32Type):
-        return ir.F16Type.get()
-    if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F32Type):
-        return ir.RankedTensorType.get(list(t.shape), ir.F16Type.get(), t.encoding)
+    if isinstance(t, old):
+        return new.get()
+    if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, old):
+        return ir.RankedTensorType.get(list(t.shape), new.get(), t.encoding)
     return t
+
+
+def _to_f16(t):
+    """`t` with f16 for f32; any other type unchanged."""
+    from mlir import ir
+
+    return _retyped(t, ir.F32Type, ir.F16Type)
 
 
 def _to_f32(t):
     """`t` with f32 for f16 (the inverse of `_to_f16`); any other type unchanged."""
     from mlir import ir
 
-    if isinstance(t, ir.F16Type):
-        return ir.F32Type.get()
-    if isinstance(t, ir.RankedTensorType) and isinstance(t.element_type, ir.F16Type):
-        return ir.RankedTensorType.get(list(t.shape), ir.F32Type.get(), t.encoding)
-    return t
+    return _retyped(t, ir.F16Type, ir.F32Type)
 
 
 def _is_f16_tensor(t) -> bool:
