@@ -18,11 +18,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.checks import static_shape
+
 
 def restate_upsampling(model: onnx.ModelProto) -> int:
     """Rewrite such Resize and ConvTranspose nodes in place (static shapes only); returns how many."""
     graph = model.graph
-    shapes = {v.name: _static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
+    shapes = {v.name: _nonempty(static_shape(v)) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     inputs = {v.name for v in graph.input}
     weights = {init.name: init for init in graph.initializer if init.name not in inputs}
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
@@ -49,11 +51,9 @@ def restate_upsampling(model: onnx.ModelProto) -> int:
     return rewritten
 
 
-def _static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
-    if not value.type.HasField("tensor_type") or not value.type.tensor_type.HasField("shape"):
-        return None
-    dims = value.type.tensor_type.shape.dim
-    return [d.dim_value for d in dims] if all(d.HasField("dim_value") and d.dim_value > 0 for d in dims) else None
+def _nonempty(shape: list[int] | None) -> list[int] | None:
+    """A static shape without zero-length dims (nothing to restate in an empty tensor), else None."""
+    return shape if shape is not None and all(d > 0 for d in shape) else None
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
