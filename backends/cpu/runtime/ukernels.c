@@ -1152,27 +1152,46 @@ static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C +
 
 static __thread Scratch padded_input; /* the calling thread's, kept between calls */
 
+/* A zero-padded copy of the input, Hp x Wp per channel (then `slack` zeros), that problems[(image, group)].b point
+ * into; NULL if the buffer cannot be had. sizes/conv as for hcc_conv2d. */
+static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                          const int64_t *conv, int64_t Hp, int64_t Wp, size_t slack) {
+  int64_t C = sizes[1], Cg = C / G;
+  size_t copied = (size_t)(NB * C * Hp * Wp);
+  float *xpad = scratch(&padded_input, copied + slack);
+  if (!xpad) return NULL;
+  PadJob pad = {x, xpad, C, sizes[2], sizes[3], Hp, Wp, conv[4], conv[5], xs};
+  hcc_parallel_for(NB * C, copy_padded_plane, &pad);
+  memset(xpad + copied, 0, sizeof(float) * slack);
+  for (int64_t n = 0, i = 0; n < NB; ++n)
+    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * Hp * Wp;
+  return xpad;
+}
+
+/* koff[k] for tap k = (channel c, kh, kw) of a group: its offset from a window's origin in an input whose channels
+ * are `plane` and rows `row` floats apart. */
+static void tap_offsets(int64_t *koff, int64_t Cg, int64_t KH, int64_t KW, int64_t plane, int64_t row, int64_t dh, int64_t dw) {
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = c * plane + kh * dh * row + kw * dw;
+}
+
 /* Run the problems (set up by hcc_conv2d, b pointing at the raw input) as direct convolutions; 0 if the buffer
  * cannot be had (the caller then takes the packed path). */
 static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
                        const int64_t *conv, int64_t y_sh) {
-  int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t C = sizes[1], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
   int64_t Cg = C / G, dh = conv[2], dw = conv[3];
   int64_t Hp = OH + (KH - 1) * dh, Wp = OW + (KW - 1) * dw;
-  size_t floats = (size_t)(NB * C * Hp * Wp + NR + (KW - 1) * dw + VL);
-  float *xpad = scratch(&padded_input, floats);
-  if (!xpad) return 0;
   int64_t K = Cg * KH * KW;
   int64_t *koff = malloc(sizeof(int64_t) * (size_t)K);
   if (!koff) return 0;
-  for (int64_t c = 0, k = 0; c < Cg; ++c)
-    for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = (c * Hp + kh * dh) * Wp + kw * dw;
-  PadJob pad = {x, xpad, C, H, W, Hp, Wp, conv[4], conv[5], xs};
-  hcc_parallel_for(NB * C, copy_padded_plane, &pad);
-  memset(xpad + NB * C * Hp * Wp, 0, sizeof(float) * (floats - (size_t)(NB * C * Hp * Wp)));
-  for (int64_t n = 0, i = 0; n < NB; ++n)
-    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * Hp * Wp;
+  /* slack: the last tile's junk columns read up to NR + (KW - 1) * dw past the copy */
+  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, (size_t)(NR + (KW - 1) * dw + VL))) {
+    free(koff);
+    return 0;
+  }
+  tap_offsets(koff, Cg, KH, KW, Hp * Wp, Wp, dh, dw);
   int on_grid = 2 * OW < NR; /* narrow rows: tiles over the padded grid (grid_part) */
   int64_t row_tiles = (OW + NR - 1) / NR, tiles = on_grid ? (OH * Wp + NR - 1) / NR : OH * row_tiles, batch = NB * G;
   int64_t threads = hcc_get_num_threads();
@@ -1923,7 +1942,7 @@ static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) p
  * the filters are constants of this call site (packed once, packed_weights). */
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
                    const int64_t *conv, int reads_outside, int64_t site) {
-  int64_t C = sizes[1], H = sizes[2], W = sizes[3], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  int64_t C = sizes[1], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
   int64_t Cg = C / G, sh = conv[0], sw = conv[1], dh = conv[2], dw = conv[3], K = Cg * KH * KW, P = OH * OW;
   int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
   int padded = reads_outside || xs[3] != 1;
@@ -1931,20 +1950,11 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   int64_t *koff = malloc(sizeof(int64_t) * (size_t)(K + P));
   if (!koff) return 0;
   int64_t *pix = koff + K;
-  if (padded) {
-    float *xpad = scratch(&padded_input, (size_t)(NB * C * Hp * Wp));
-    if (!xpad) {
-      free(koff);
-      return 0;
-    }
-    PadJob pad = {x, xpad, C, H, W, Hp, Wp, conv[4], conv[5], xs};
-    hcc_parallel_for(NB * C, copy_padded_plane, &pad);
-    for (int64_t n = 0, i = 0; n < NB; ++n)
-      for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * plane;
+  if (padded && !padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0)) {
+    free(koff);
+    return 0;
   }
-  for (int64_t c = 0, k = 0; c < Cg; ++c)
-    for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = c * plane + kh * dh * row + kw * dw;
+  tap_offsets(koff, Cg, KH, KW, plane, row, dh, dw);
   for (int64_t oh = 0, q = 0; oh < OH; ++oh)
     for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = oh * sh * row + ow * sw;
   int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
