@@ -39,17 +39,32 @@ from dataclasses import dataclass
 from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
 
-BUFFERIZE = (
+BUFFERIZE_IN_PLACE = (
     # LSTM-style time loops yield fresh buffers each iteration: allow it (deallocation then tracks ownership).
     "one-shot-bufferize{bufferize-function-boundaries=1 function-boundary-type-conversion=identity-layout-map allow-return-allocs-from-loops=1},"
     "buffer-results-to-out-params{hoist-static-allocs=1 modify-public-functions=1},"
     # Without canonicalize+cse every tile leaves a self-copy behind (research/mlir-bindings.md §4).
-    "canonicalize,cse,canonicalize,"
-    # a buffer that lives within one iteration of a time loop (an LSTM step's gate products) is allocated once,
-    # outside it: malloc/free took 13% of an LSTM's run
-    "func.func(buffer-loop-hoisting),"
-    "buffer-deallocation-pipeline"
+    "canonicalize,cse,canonicalize"
 )
+# A buffer that lives within one iteration of a time loop (an LSTM step's gate products) is allocated once, outside
+# it: malloc/free took 13% of an LSTM's run. Only after HOIST_VECTOR_TRANSFERS: see there.
+HOIST_BUFFERS = "func.func(buffer-loop-hoisting),buffer-deallocation-pipeline"
+BUFFERIZE = f"{BUFFERIZE_IN_PLACE},{HOIST_BUFFERS}"
+
+# Loop-invariant vector reads and read/write pairs out of loops (a reduction's accumulator). A kernel call writes
+# its output through a pointer (an index operand), which this hoisting cannot see: once the output's allocation has
+# moved out of a time loop (HOIST_BUFFERS), a read of it looked loop-invariant and was hoisted above the call that
+# writes it (an LSTM with hidden size 16 read its first step's gate products on every step: wrong results). Run
+# while each call's output is still allocated inside its loop.
+HOIST_VECTOR_TRANSFERS = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    %f = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
+    transform.yield
+  }
+}
+"""
 # Loops first: the deallocation pipeline's private helper takes dynamic memrefs, which the bare-pointer calling
 # convention cannot lower, so it is inlined; then i1 buffers become bytes (widen_i1.py) before memref-to-LLVM.
 TO_LOOPS = "inline,symbol-dce,convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize"
@@ -85,8 +100,7 @@ def _loops_then_llvm(module, pipeline: str, stage: str = "cpu-to-llvm"):
 VECTOR_LOWERING = """
 module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    %f = transform.structured.hoist_redundant_vector_transfers %funcs : (!transform.any_op) -> !transform.any_op
+    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
     transform.apply_patterns to %f {
       transform.apply_patterns.vector.cast_away_vector_leading_one_dim
     } : !transform.any_op
@@ -688,7 +702,9 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     _split_shared_empties(root)
     _read_only_arguments(root)
-    _run_pipeline(root, BUFFERIZE, "cpu-bufferize", "CPU backend: bufferization")
+    _run_pipeline(root, BUFFERIZE_IN_PLACE, "cpu-bufferize", "CPU backend: bufferization")
+    _apply_script(root, HOIST_VECTOR_TRANSFERS)
+    _run_pipeline(root, HOIST_BUFFERS, "cpu-hoist-buffers", "CPU backend: buffer hoisting and deallocation")
     _write_results_in_place(root)
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
