@@ -553,22 +553,35 @@ def zero_padding(value) -> tuple[object, int, int] | None:
 def _constant_operand(op, index: int, constant_args: frozenset[int]) -> bool:
     """Whether operand `index` is one of the function's arguments that are bundle weights (the same values on every
     call, so the kernel may keep a packed copy)."""
+    return is_constant_weight(op.operands[index], constant_args)
+
+
+def is_constant_weight(value, constant_args: frozenset[int]) -> bool:
+    """Whether `value` is a bundle weight (a function argument in `constant_args`) or a fixed part of one: a reshape,
+    or a slice at static offsets (an LSTM's gate matrices), reads the same elements on every call."""
     from mlir import ir
 
-    weight = op.operands[index]
-    while not isinstance(weight, ir.BlockArgument) and weight.owner.name in _VIEWS:  # a reshaped weight is the weight
-        weight = weight.owner.operands[0]
-    return isinstance(weight, ir.BlockArgument) and weight.arg_number in constant_args and \
-        weight.owner.owner.operation.name == "func.func"
+    while not isinstance(value, ir.BlockArgument) and (value.owner.name in _VIEWS or _static_slice(value.owner)):
+        value = value.owner.operands[0]
+    return isinstance(value, ir.BlockArgument) and value.arg_number in constant_args and \
+        value.owner.owner.operation.name == "func.func"
 
+
+def _static_slice(op) -> bool:
+    """A tensor.extract_slice whose offsets, sizes and strides are all constants (no SSA operands but its source)."""
+    return op.name == "tensor.extract_slice" and len(op.operands) == 1
+
+
+HOISTED = "hcc.hoisted"  # marks a contraction hoist_projections.py moved out of its time loop
 
 _VIEWS = ("tensor.expand_shape", "tensor.collapse_shape", "tensor.cast")  # the same elements, in the same order
 SMALL_M = 4  # a GEMM with at most this many rows streams B without packing it (ukernels.c SMALL_M)
 
 
 def _packed_operand(op, base: str) -> int | None:
-    """The operand a kernel packs and may keep: a GEMM's B (unless it has too few rows to pack it), a convolution's
-    filters; None for other kernels."""
+    """The operand a kernel packs and may keep: a GEMM's B, a convolution's filters; None for other kernels. A GEMM
+    with too few rows to pack B streams it instead, and keeps a copy only of a B whose columns are not contiguous
+    (a transposed weight, such as an LSTM's gate matrices): ukernels.c copies it once into rows."""
     from mlir import ir
 
     if base == CONV:
@@ -576,9 +589,13 @@ def _packed_operand(op, base: str) -> int | None:
     if base != GEMM:
         return None
     roles = json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value)
-    out_dims = [e.position for e in _maps(op)[2].results]
+    maps = _maps(op)
+    out_dims = [e.position for e in maps[2].results]
     rows = ir.RankedTensorType(op.results[0].type).shape[out_dims.index(roles["m"])]
-    return roles["b"] if rows > SMALL_M else None
+    if rows > SMALL_M:
+        return roles["b"]
+    b_dims = [e.position for e in maps[roles["b"]].results]
+    return roles["b"] if b_dims and b_dims[-1] != roles["n"] else None
 
 
 def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:
@@ -609,6 +626,7 @@ class Emitted:
     work: int
     fused: list[str]
     packed_weights: bool = False  # its B / filters are a bundle weight: the kernel packs them at its first call only
+    hoisted: bool = False  # a time loop's input products, computed for every step before the loop (hoist_projections)
 
 
 def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
@@ -642,7 +660,8 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
             result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
         target.results[0].replace_all_uses_with(result)
-        emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0))
+        emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0,
+                               HOISTED in op.attributes))
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()

@@ -726,6 +726,13 @@ static void pack_gemm_b(const void *ctx, float *out) {
   }
 }
 
+/* B as K rows of N contiguous floats (the small-M path's fastest layout), from any strides. */
+static void pack_small_m_b(const void *ctx, float *out) {
+  const Problem *p = ctx;
+  for (int64_t k = 0; k < p->K; ++k)
+    for (int64_t n = 0; n < p->N; ++n) out[k * p->N + n] = p->b[k * p->b_sk + n * p->b_sn];
+}
+
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 #ifdef HCC_AMX
   if (p->bf16) {
@@ -1016,6 +1023,13 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->e.res_sm = rs[3], p->e.res_sn = rs[4];
         if (epi.res) p->e.res = epi.res + i * rs[0] + j * rs[1] + l * rs[2];
       }
+  /* B a bundle weight that the small-M path would read with a non-unit column stride (a transposed weight: an LSTM's
+     gate matrices): copied once into K x N rows (packed_weights), so every later call streams it contiguously */
+  if (site > 0 && !tables && bs[5] != 1 && (batch == 1 || (bs[0] == 0 && bs[1] == 0 && bs[2] == 0))) {
+    const int64_t shape[3] = {K, N, -1}; /* -1: this layout, not the packed path's panels */
+    const float *rows = packed_weights(site, shape, (size_t)(K * N), pack_small_m_b, problems);
+    for (int64_t i = 0; rows && i < batch; ++i) problems[i].b = rows, problems[i].b_sk = N, problems[i].b_sn = 1;
+  }
   /* B a bundle weight that the packed path reads: packed once (packed_weights), per batch entry unless shared */
   if (site > 0 && !amx && tables) {
     GemmPack pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};

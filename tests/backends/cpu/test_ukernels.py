@@ -200,6 +200,25 @@ def test_constant_b_is_packed_once_per_call_site(lib, m, n, k):
         np.testing.assert_allclose(c, a.astype(np.float64) @ per_head, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("m,n,k", [(1, 128, 40), (2, 70, 33), (4, 16, 128)])
+def test_small_m_transposed_constant_b_is_copied_once(lib, m, n, k):
+    """A GEMM of at most SMALL_M rows whose constant B is a transposed weight (an LSTM's gate matrices, read through
+    the weight's own layout instead of a per-run transpose) copies B into rows at its first call and reads the copy
+    afterwards: right results every call, and the copy, not the argument, is read."""
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w, other = (rng.standard_normal((n, k)).astype(np.float32) for _ in range(2))  # stored N x K, read as w.T
+    site = 3000 + n
+    for _ in range(3):
+        c = np.zeros((m, n), np.float32)
+        gemm(lib, a, w.T, c, site=site)
+        np.testing.assert_allclose(c, a.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
+    kept, fresh = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+    gemm(lib, a, other.T, kept, site=site)  # the kept rows of w are read, not the new argument
+    gemm(lib, a, np.ascontiguousarray(w.T), fresh)  # the same rows, summed in the same order
+    assert np.array_equal(kept, fresh)
+
+
 def test_results_do_not_depend_on_the_thread_count(lib):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((200, 300)).astype(np.float32)
