@@ -27,6 +27,10 @@ class TensorRecord:
     shape: list[int]
     kind: str  # "input" | "output" | "weight" | "intermediate"
     symbolic_shape: list[int | str] | None = None  # the model's own shape (dim names for dynamic dims)
+    # a model input/output of a type numpy lacks (float8_e4m3fn, bfloat16, int4, ...: ml_dtypes names), carried as
+    # its storage `dtype` (bit patterns in uint8/uint16, 4-/2-bit integers as int8/uint8 values; frontend/lowbit.py);
+    # written to the manifest only when set
+    element_type: str | None = None
 
 
 @dataclass
@@ -138,7 +142,11 @@ class Manifest:
         raise KeyError(name)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        data = asdict(self)
+        for tensor in data["tensors"]:  # absent unless set: manifests without such types stay as they were
+            if tensor.get("element_type") is None:
+                tensor.pop("element_type", None)
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":

@@ -59,6 +59,16 @@ class InputSpec:
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
+    element_type: str | None = None  # a type numpy lacks, carried as `dtype` (manifest TensorRecord.element_type)
+
+
+def _stored(array: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """An ml_dtypes array of a type numpy lacks as the bundle's storage (frontend/lowbit.py): 4-/2-bit integers by
+    value (astype), floats by bit pattern (a view; float4_e2m1fn's code is the byte's low nibble). ml_dtypes itself
+    is never imported: the array brings its own casts."""
+    if spec.element_type in ("int4", "uint4", "int2", "uint2"):
+        return array.astype(spec.dtype)
+    return array.view(spec.dtype) if array.dtype.itemsize == spec.dtype.itemsize else array
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,8 @@ class Session:
                 if name in weights and (instance, name) not in self._resident_weights:
                     self._resident_weights[(instance, name)] = self.devices[instance].to_device(weights[name])
         self._steps = [self._step(sg_id) for sg_id in self.manifest.schedule]
-        self._input_specs = [InputSpec(n, np.dtype(self._tensors[n].dtype), tuple(self._tensors[n].shape)) for n in self.manifest.inputs]
+        self._input_specs = [InputSpec(n, np.dtype(self._tensors[n].dtype), tuple(self._tensors[n].shape), self._tensors[n].element_type)
+                             for n in self.manifest.inputs]
         self._input_names = frozenset(self.manifest.inputs)
         self._produced = {o.name for step in self._steps for o in step.outputs}
         self.last_profile = Profile()
@@ -189,8 +200,11 @@ class Session:
         for spec in self._input_specs:
             value = feeds[spec.name]
             array = value if type(value) is np.ndarray else np.asarray(value)
+            if spec.element_type is not None and array.dtype.name == spec.element_type:
+                array = _stored(array, spec)
             if array.dtype != spec.dtype:
-                raise HccError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}")
+                carried = f" (its {spec.element_type} values as stored: frontend/lowbit.py; or a {spec.element_type} array)" if spec.element_type else ""
+                raise HccError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}{carried}")
             if array.shape != spec.shape:
                 raise HccError(f"input '{spec.name}': shape {list(array.shape)}, expected {list(spec.shape)} (the shape the bundle was compiled for)")
             checked[spec.name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)

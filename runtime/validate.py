@@ -22,6 +22,9 @@ from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
 ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "uint16": 2, "uint32": 4,
               "uint64": 8, "bool": 1}
 TENSOR_KINDS = ("input", "output", "weight", "intermediate")
+# element_type (a type numpy lacks; ml_dtypes' name) -> the storage dtype a bundle carries it in (frontend/lowbit.py)
+ELEMENT_STORAGE = {"float8_e4m3fn": "uint8", "float8_e4m3fnuz": "uint8", "float8_e5m2": "uint8", "float8_e5m2fnuz": "uint8",
+                   "float4_e2m1fn": "uint8", "float8_e8m0fnu": "uint8", "bfloat16": "uint16", "int4": "int8", "int2": "int8", "uint4": "uint8", "uint2": "uint8"}
 MAX_TENSOR_BYTES = 1 << 40
 
 
@@ -57,6 +60,8 @@ def check_tensors(bundle: Path, manifest: Manifest) -> dict[str, TensorRecord]:
             raise _refuse(bundle, f"tensor name {t.name!r} is not a unique string")
         if t.dtype not in ITEM_BYTES or t.kind not in TENSOR_KINDS or not _is_int_list(t.shape):
             raise _refuse(bundle, f"tensor {t.name!r}: dtype {t.dtype!r}, kind {t.kind!r} or shape {t.shape!r} is not valid")
+        if t.element_type is not None and (ELEMENT_STORAGE.get(t.element_type) != t.dtype or t.kind not in ("input", "output")):
+            raise _refuse(bundle, f"tensor {t.name!r}: element type {t.element_type!r} is not carried as {t.kind} {t.dtype!r}")
         if tensor_bytes(t) > MAX_TENSOR_BYTES:
             raise _refuse(bundle, f"tensor {t.name!r}: shape {t.shape} is larger than any real model's")
         tensors[t.name] = t
