@@ -249,7 +249,15 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
         if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, "
                            f"the model expects {info.shape} {info.dtype}")
-    expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
+    if loaded.element_types:  # types numpy lacks: the reference runs on ml_dtypes arrays (frontend/lowbit.py)
+        from hcc.frontend import lowbit
+
+        if not golden.inputs:
+            feeds = lowbit.valid_random_feeds(feeds, loaded.element_types, golden.seed)
+        expected = lowbit.stored_outputs(golden_outputs(loaded.path, lowbit.typed_feeds(feeds, loaded.element_types)),
+                                         loaded.element_types)
+    else:
+        expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
     return feeds, expected
 
@@ -613,6 +621,9 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
             )
         )
 
+    for name, element_type in loaded.element_types.items():  # carried as storage (frontend/lowbit.py)
+        if name in by_name:
+            by_name[name].element_type = element_type
     unproduced = [o.name for o in loaded.outputs if o.name not in by_name]
     if unproduced:
         raise HccError(f"model outputs {unproduced} are not computed by any node (constant or pass-through outputs are not supported)")

@@ -99,12 +99,20 @@ class HccBackendRep(BackendRep):
         self.close()
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
+        from hcc.frontend.lowbit import LOWBIT, from_storage, to_storage
+
         feeds = self._feeds(inputs)
+        # types numpy lacks (float8, bfloat16, int4, ...) cross the bundle boundary as storage arrays
+        # (frontend/lowbit.py); onnx's harnesses hand and expect ml_dtypes arrays
+        declared = {v.name: v.type.tensor_type.elem_type for v in list(self.model.graph.input) + list(self.model.graph.output)}
+        feeds = {n: to_storage(a, declared[n]) if declared.get(n) in LOWBIT else a for n, a in feeds.items()}
         key = self._cache_key(feeds)
         bundle = self._bundles.get(key)
         if bundle is None:
             bundle = self._bundles[key] = self._compile(feeds)
-        return tuple(bundle.session.run(None, {n: feeds[n] for n in bundle.runtime_inputs}))
+        outputs = bundle.session.run(None, {n: feeds[n] for n in bundle.runtime_inputs})
+        names = [v.name for v in self.model.graph.output]
+        return tuple(from_storage(a, declared[n]) if declared.get(n) in LOWBIT else a for n, a in zip(names, outputs))
 
     def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
         if isinstance(inputs, dict):

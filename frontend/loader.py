@@ -18,6 +18,7 @@ from hcc.frontend.functions import Expansion, expand_functions
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
+from hcc.frontend.lowbit import ELEMENT_NAMES, rewrite_lowbit
 from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
@@ -61,6 +62,9 @@ class LoadedModel:
     inputs: list[ValueInfo]  # real inputs (initializers excluded)
     outputs: list[ValueInfo]
     expanded: list[Expansion] = field(default_factory=list)  # nodes replaced by their op's ONNX function body
+    # inputs/outputs of 8-/4-bit float, bfloat16 or 4-/2-bit integer type, carried as their storage dtype
+    # (frontend/lowbit.py): name -> the ONNX type's ml_dtypes name, which the manifest records as element_type
+    element_types: dict[str, str] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -165,6 +169,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     path = os.fspath(path)
     model, digest = _read(path)
     check_text(model, path)
+    # first: the opset converter refuses the newest of these types; they become storage bytes and INT32 codes
+    lowbit_types = rewrite_lowbit(model, path)
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
     # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
@@ -230,7 +236,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         # Output shapes may stay symbolic here; the lowered function's signature gives the concrete ones.
         shape = [d if isinstance(d, int) else -1 for d in _declared_shape(value)]
         outputs.append(ValueInfo(value.name, _dtype_of(value, "output", declared_types), shape, declared.get(value.name, [])))
-    return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded)
+    element_types = {name: ELEMENT_NAMES[elem] for name, elem in lowbit_types.items()}
+    return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded,
+                       element_types=element_types)
 
 
 def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:

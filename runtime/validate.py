@@ -60,7 +60,8 @@ def check_tensors(bundle: Path, manifest: Manifest) -> dict[str, TensorRecord]:
             raise _refuse(bundle, f"tensor name {t.name!r} is not a unique string")
         if t.dtype not in ITEM_BYTES or t.kind not in TENSOR_KINDS or not _is_int_list(t.shape):
             raise _refuse(bundle, f"tensor {t.name!r}: dtype {t.dtype!r}, kind {t.kind!r} or shape {t.shape!r} is not valid")
-        if t.element_type is not None and (ELEMENT_STORAGE.get(t.element_type) != t.dtype or t.kind not in ("input", "output")):
+        if t.element_type is not None and (not isinstance(t.element_type, str) or ELEMENT_STORAGE.get(t.element_type) != t.dtype
+                                           or t.kind not in ("input", "output")):
             raise _refuse(bundle, f"tensor {t.name!r}: element type {t.element_type!r} is not carried as {t.kind} {t.dtype!r}")
         if tensor_bytes(t) > MAX_TENSOR_BYTES:
             raise _refuse(bundle, f"tensor {t.name!r}: shape {t.shape} is larger than any real model's")

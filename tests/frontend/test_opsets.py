@@ -109,10 +109,10 @@ def test_opset_outside_the_range_is_refused(tmp_path, opset):
         load_model(str(path))
 
 
+# (the types opsets 23..25 added, FLOAT4E2M1, INT2, FLOAT8E8M0 ..., never reach the converter: frontend/lowbit.py)
 @pytest.mark.parametrize("model, reason", [
     (relu_model(24, "TensorScatter"), "TensorScatter does not exist in opset 22"),
-    (relu_model(23, "Cast", TensorProto.FLOAT4E2M1, to=TensorProto.FLOAT4E2M1), "data type FLOAT4E2M1 of Input or Output of operator 'Cast'"),
-], ids=["new-op", "new-type"])
+], ids=["new-op"])
 def test_conversion_the_converter_refuses(tmp_path, model, reason):
     path = tmp_path / "new.onnx"
     onnx.save(model, path)
