@@ -10,16 +10,16 @@ casts, onnx.numpy_helper.saturate_cast and to_float8e8m0), checked bit for bit i
   an integer type. Layout ops (Reshape, Transpose, ...) move codes unchanged.
 - Cast / CastLike from such a type: a float code is decoded by a Gather from a table of its exact float32 values
   (256 entries for 8-bit and 4-bit floats, 65,536 for bfloat16); an integer is its own value.
-- Cast / CastLike to a float type of 8 or 4 bits: round-to-nearest-even by counting, for |x|, the midpoints between
-  consecutive representable magnitudes that it exceeds (a midpoint whose upper neighbour has an even code counts
-  when reached: ties to even); the count is the magnitude's code. Out of range: the largest finite value when
+- Cast / CastLike to a float type of 8 or 4 bits: round-to-nearest-even by finding, for |x|, the largest magnitude
+  code c whose lower midpoint (between the magnitudes of c - 1 and c) |x| passes (reaching it counts when c is even:
+  ties to even), by a binary search over the bits of c through a table of midpoints (element-wise, 7 steps). Out of range: the largest finite value when
   saturating (the ONNX default, also for Inf), else Inf (E5M2) or NaN; the sign bit from x < 0 or x = -0 (E4M3FNUZ
   and E5M2FNUZ have no negative zero). A float NaN gives the type's positive NaN code: the sign of a NaN cannot be
   read without a bitcast, which ONNX lacks (a NaN decoded from a low-bit code keeps its sign, as in onnx.reference).
   FLOAT4E2M1 saturates always and writes a positive NaN as 0x8 (-0), as onnx.reference does.
-- To FLOAT8E8M0 (a power of two): the float32 exponent field counted against powers of two, rounded by the Cast's
+- To FLOAT8E8M0 (a power of two): the float32 exponent field found against a table of powers of two, rounded by the Cast's
   round_mode (up / down / nearest) with comparisons; NaN and Inf give 0xFF.
-- To bfloat16: the exponent by counting powers of two, |x| scaled exactly by two table powers of two, ONNX's
+- To bfloat16: the exponent found the same way, |x| scaled exactly by two table powers of two, ONNX's
   Round (half to even), overflow to Inf; from FLOAT, FLOAT16 and the types above (DOUBLE is refused: it would be
   rounded twice).
 - To a 4-/2-bit integer: as onnx.reference (numpy/ml_dtypes astype): truncated toward zero and wrapped modulo 2^n;
@@ -250,13 +250,30 @@ def _negative(e: _Emit, x: str) -> str:
     return e("Or", [e("Less", [x, zero]), e("Less", [e("Reciprocal", [x]), zero])])
 
 
-def _count(e: _Emit, a: str, thresholds: np.ndarray, op: str) -> str:
-    """INT32 number of thresholds t with `a op t`, element-wise."""
-    if thresholds.size == 0:
-        return e.r.const(np.array(0, np.int32), "i32_0")
-    axes = e.r.const(np.array([-1], np.int64), "axes_last")
-    hit = e(op, [e("Unsqueeze", [a, axes]), e.r.const(thresholds, f"thresholds_{op.lower()}")])
-    return e("ReduceSum", [e.cast(hit, TP.INT32), axes], keepdims=0)
+def _search(e: _Emit, a: str, bounds: np.ndarray, ties: str) -> str:
+    """INT32 largest c in 0..K (K = len(bounds) - 1, bounds ascending, bounds[0] never read) with `a` past bounds[c]:
+    a >= bounds[c] (ties "all"), or a > bounds[c] and a == bounds[c] for an even c (ties "even"). A binary search
+    over the bits of c, element-wise: log2(K) Gathers and comparisons and no [..., K] intermediate. NaN: 0."""
+    r, top = e.r, len(bounds) - 1
+    table = r.const(bounds.astype(np.float32), "bounds")
+    code, step = r.const(np.array(0, np.int32), "i32_0"), 1 << (top.bit_length() - 1)
+    last = r.const(np.array(top, np.int32), f"i32_{top}")
+    while step:
+        candidate = e("Add", [code, r.const(np.array(step, np.int32), f"i32_{step}")])
+        bound = e("Gather", [table, e("Min", [candidate, last])], axis=0)
+        if ties == "all":
+            past = e("GreaterOrEqual", [a, bound])
+        else:
+            even = e("Equal", [e("Mod", [candidate, r.const(np.array(2, np.int32), "i32_2")]), r.const(np.array(0, np.int32), "i32_0")])
+            past = e("Or", [e("Greater", [a, bound]), e("And", [e("Equal", [a, bound]), even])])
+        code = e("Where", [e("And", [past, e("LessOrEqual", [candidate, last])]), candidate, code])
+        step >>= 1
+    return code
+
+
+def _exponent(e: _Emit, a: str) -> str:
+    """INT32 float32 exponent field of |x| = `a`: 0 below 2^-126 (zero, subnormals), up to 254 (Inf too)."""
+    return _search(e, a, np.array([0.0] + [2.0 ** (k - 127) for k in range(1, 255)], np.float64), "all")
 
 
 def _where_code(e: _Emit, cond: str, code: int, other: str) -> str:
@@ -279,10 +296,8 @@ def _encode_small(e: _Emit, x: str, elem: int, saturate: bool, code_negative: st
         saturate = True  # no Inf, no NaN: onnx.reference (ml_dtypes) saturates
     mags = np.array([f.magnitude(c) for c in range(f.max_code + 1)], np.float64)
     mids = (mags[:-1] + mags[1:]) / 2  # exact in float32: one bit more than the type's mantissa
-    upper_even = (np.arange(1, f.max_code + 1) % 2) == 0
     a = e("Abs", [x])
-    code = e("Add", [_count(e, a, mids[upper_even].astype(np.float32), "GreaterOrEqual"),
-                     _count(e, a, mids[~upper_even].astype(np.float32), "Greater")])
+    code = _search(e, a, np.concatenate([[0.0], mids]), "even")  # past the midpoint below c: rounds to c or above
     if not saturate:  # beyond the midpoint between the largest magnitude and the next one the exponent would give
         top = mags[-1] + (mags[-1] - mags[-2]) / 2  # the top binade's spacing (no largest value starts one)
         over = e("GreaterOrEqual" if (f.max_code + 1) % 2 == 0 else "Greater", [a, e.r.const(np.array(top, np.float32), "f32_top")])
@@ -303,8 +318,7 @@ def _encode_small(e: _Emit, x: str, elem: int, saturate: bool, code_negative: st
 def _encode_bf16(e: _Emit, x: str, code_negative: str | None = None) -> str:
     """INT32 bit pattern of float32 `x` rounded to bfloat16 (module docstring)."""
     a = e("Abs", [x])
-    powers = np.array([2.0 ** (k - 127) for k in range(1, 255)], np.float32)  # 2^-126 .. 2^127
-    exponent = e("Max", [_count(e, a, powers, "GreaterOrEqual"), e.r.const(np.array(1, np.int32), "i32_1")])  # 1..254
+    exponent = e("Max", [_exponent(e, a), e.r.const(np.array(1, np.int32), "i32_1")])  # 1..254
     shift = 134 - np.arange(255)  # |x| * 2^(134 - E): 8 significant bits before the point
     first = np.array([2.0 ** int(np.ceil(s / 2)) for s in shift], np.float32)
     second = np.array([2.0 ** int(np.floor(s / 2)) for s in shift], np.float32)  # two factors: each product exact
@@ -326,8 +340,7 @@ def _encode_e8m0(e: _Emit, x: str, saturate: bool, round_mode: bytes | str, node
     if mode not in ("up", "down", "nearest"):
         raise e.r.refuse(node, TP.FLOAT8E8M0, f"round_mode {mode!r} is not one of up, down, nearest")
     a = e("Abs", [x])
-    powers = np.array([2.0 ** (k - 127) for k in range(1, 255)], np.float32)  # 2^-126 .. 2^127
-    exponent = _count(e, a, powers, "GreaterOrEqual")  # 0 (zero, subnormal) .. 254
+    exponent = _exponent(e, a)  # 0 (zero, subnormal) .. 254
     if mode == "down":
         code = exponent
     else:
