@@ -24,6 +24,9 @@ casts, onnx.numpy_helper.saturate_cast and to_float8e8m0), checked bit for bit i
   rounded twice).
 - To a 4-/2-bit integer: as onnx.reference (numpy/ml_dtypes astype): truncated toward zero and wrapped modulo 2^n;
   NaN, Inf and values so large that the wrap is 0 give 0.
+- BFLOAT16 Add, Sub, Mul, Div, Sqrt, Reciprocal, Neg, Abs, Relu, Max, Min, Clip, Floor, Ceil, Round, Sign and
+  comparisons: on the decoded float32 values, each result rounded once as above (correctly rounded: float32 has
+  more than twice bfloat16's precision); other bfloat16 arithmetic is refused.
 - QuantizeLinear to / DequantizeLinear from 4-/2-bit integers become the INT8 / UINT8 forms (frontend/quantized.py
   compiles them) plus a clamp to the narrow range; to / from 8- and 4-bit floats: x / scale then the saturating
   cast above, code -> float times scale.
@@ -105,7 +108,13 @@ ELEMENT_NAMES = {TP.FLOAT8E4M3FN: "float8_e4m3fn", TP.FLOAT8E4M3FNUZ: "float8_e4
                  TP.INT2: "int2", TP.UINT2: "uint2", TP.BFLOAT16: "bfloat16", TP.FLOAT8E8M0: "float8_e8m0fnu"}
 STORAGE_NAMES = {ELEMENT_NAMES[t]: helper.tensor_dtype_to_np_dtype(STORAGE[t]).name for t in LOWBIT}
 STRUCTURAL = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice", "Gather",
-              "Expand", "Tile", "Split", "Shape", "Size", "GatherElements", "GatherND", "DepthToSpace", "SpaceToDepth"}
+              "Expand", "Tile", "Split", "Shape", "Size", "GatherElements", "GatherND", "DepthToSpace", "SpaceToDepth",
+              "Where"}
+# bfloat16 ops whose float32 result rounded once to bfloat16 is the correctly rounded bfloat16 result (what
+# onnx.reference's ml_dtypes computes): exact ones, and +, -, *, /, sqrt, whose double rounding through float32 is
+# innocuous (24 >= 2 * 8 + 2 bits). Others (Exp, MatMul, reductions, ...) would not give the reference's bits.
+BF16_EXACT = {"Add", "Sub", "Mul", "Div", "Sqrt", "Reciprocal", "Neg", "Abs", "Relu", "Max", "Min", "Clip", "Floor",
+              "Ceil", "Round", "Sign", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "IsNaN", "IsInf"}
 
 
 def type_name(elem: int) -> str:
@@ -555,8 +564,26 @@ def _rewrite_node(r: _Rewriter, node: onnx.NodeProto, elem: int) -> list[onnx.No
         return [node]
     if op in STRUCTURAL:
         return [node]
+    if op in BF16_EXACT and elem == TP.BFLOAT16 and all(r.types.get(n) in (TP.BFLOAT16, TP.BOOL) for n in list(node.input) + list(node.output) if n):
+        return _rewrite_bf16_compute(r, node)
     raise r.refuse(node, elem, "not compiled for this type (compiled: Cast, CastLike, QuantizeLinear, "
-                               "DequantizeLinear, Constant and layout ops)")
+                               "DequantizeLinear, Constant, layout ops, and for BFLOAT16 " + ", ".join(sorted(BF16_EXACT)) + ")")
+
+
+def _rewrite_bf16_compute(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """A BF16_EXACT node computed on the float32 values of its bfloat16 operands, each bfloat16 result rounded once
+    (a NaN result is the positive NaN code: its sign cannot be read; the sign of a zero from Max/Min/Relu/Clip of -0
+    and +0, or from Sign(-0), is their float32 lowering's, which may differ from ml_dtypes')."""
+    before = _Emit(r, node)
+    for k, name in enumerate(node.input):
+        if name and r.types.get(name) == TP.BFLOAT16:
+            node.input[k] = _decode_float(before, name, TP.BFLOAT16)
+    after = _Emit(r, node)
+    for k, out in enumerate(node.output):
+        if out and r.types.get(out) == TP.BFLOAT16:
+            node.output[k] = r.fresh(f"{out}__hcc_f32")
+            after("Identity", [_encode_bf16(after, node.output[k])], out)
+    return before.nodes + [node] + after.nodes
 
 
 def rewrite_lowbit(model: onnx.ModelProto, path: str = "model") -> dict[str, int]:
