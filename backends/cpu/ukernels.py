@@ -575,27 +575,18 @@ def _static_slice(op) -> bool:
 HOISTED = "hcc.hoisted"  # marks a contraction hoist_projections.py moved out of its time loop
 
 _VIEWS = ("tensor.expand_shape", "tensor.collapse_shape", "tensor.cast")  # the same elements, in the same order
-SMALL_M = 4  # a GEMM with at most this many rows streams B without packing it (ukernels.c SMALL_M)
 
 
 def _packed_operand(op, base: str) -> int | None:
-    """The operand a kernel packs and may keep: a GEMM's B, a convolution's filters; None for other kernels. A GEMM
-    with too few rows to pack B streams it instead, and keeps a copy only of a B whose columns are not contiguous
-    (a transposed weight, such as an LSTM's gate matrices): ukernels.c copies it once into rows."""
-    from mlir import ir
-
+    """The operand a kernel packs and may keep: a GEMM's B (for a product of few rows, a matrix-vector product,
+    ukernels.c keeps it as panels it streams), a convolution's filters; None for other kernels."""
     if base == CONV:
         return 1
     if base != GEMM:
         return None
-    roles = json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value)
-    maps = _maps(op)
-    out_dims = [e.position for e in maps[2].results]
-    rows = ir.RankedTensorType(op.results[0].type).shape[out_dims.index(roles["m"])]
-    if rows > SMALL_M:
-        return roles["b"]
-    b_dims = [e.position for e in maps[roles["b"]].results]
-    return roles["b"] if b_dims and b_dims[-1] != roles["n"] else None
+    from mlir import ir
+
+    return json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value)["b"]
 
 
 def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:

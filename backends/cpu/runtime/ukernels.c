@@ -216,7 +216,8 @@ typedef struct {
    * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
   const int64_t *pad_h, *pad_w, *k_h, *k_w;
   int64_t H, W;
-  const float *packed_b; /* B (a bundle weight) packed once for every K block (packed_weights), or NULL */
+  const float *packed_b; /* B (a bundle weight) packed once (packed_weights): KC-block panels, or for a few-row
+                            product NR-column panels of all K rows (small_m_panels); NULL: B read in place */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -726,13 +727,6 @@ static void pack_gemm_b(const void *ctx, float *out) {
   }
 }
 
-/* B as K rows of N contiguous floats (the small-M path's fastest layout), from any strides. */
-static void pack_small_m_b(const void *ctx, float *out) {
-  const Problem *p = ctx;
-  for (int64_t k = 0; k < p->K; ++k)
-    for (int64_t n = 0; n < p->N; ++n) out[k * p->N + n] = p->b[k * p->b_sk + n * p->b_sn];
-}
-
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 #ifdef HCC_AMX
   if (p->bf16) {
@@ -796,10 +790,84 @@ static void axpy(int64_t n, float xs, const float *restrict src, float *restrict
  * Gemm transB) is read as dot products along k. */
 static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1);
 
+static void small_m_panels(const Problem *p, int64_t n0, int64_t n1);
+
 static void small_m(const Problem *p, int64_t n0, int64_t n1) {
   region_prologue(&p->e, p->c, p->c_sm, p->c_sn, 0, p->M, n0, n1);
-  small_m_accumulate(p, n0, n1);
+  if (p->packed_b)
+    small_m_panels(p, n0, n1);
+  else
+    small_m_accumulate(p, n0, n1);
   region_epilogue(&p->e, p->c, p->c_sm, p->c_sn, 0, p->M, n0, n1);
+}
+
+/* A constant B of a few-row product, packed once (pack_small_m_panels) into NR-column panels, K rows of NR floats
+ * each: every k reads one contiguous row of the panel, the whole product one sequential stream (a matrix-vector
+ * product is bound by reading B: the strided rows or columns of the layouts above ran at 15-23 GB/s). */
+/* Sums of row `a` times `panels` (1 or 2) adjacent panels into sums[0 .. panels * NR): 4 vectors of columns with 2
+ * k steps in flight, or 2 with 4, so that 8 FMA chains hide the FMA latency for a single row. */
+static inline __attribute__((always_inline)) void small_m_row(const float *a, int64_t a_sk, const float *panel, int64_t K,
+                                                              int panels, float *sums) {
+  enum { W = 2 * NR / VL }; /* vectors of two panels */
+  const int phases = panels == 2 ? 2 : 4;
+  vf acc[4][W];
+  for (int q = 0; q < 4; ++q)
+    for (int v = 0; v < W; ++v) acc[q][v] = vsplat(0.0f);
+  const float *second = panel + NR * K;
+  int64_t k = 0;
+  if (panels == 2)
+    for (; k + 2 <= K; k += 2)
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
+        vf x = vsplat(a[(k + q) * a_sk]);
+#pragma GCC unroll 4
+        for (int v = 0; v < W; ++v) acc[q][v] += x * vload((v < W / 2 ? panel : second) + (k + q) * NR + (v % (W / 2)) * VL);
+      }
+  else
+    for (; k + 4 <= K; k += 4)
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        vf x = vsplat(a[(k + q) * a_sk]);
+#pragma GCC unroll 2
+        for (int v = 0; v < W / 2; ++v) acc[q][v] += x * vload(panel + (k + q) * NR + v * VL);
+      }
+  for (; k < K; ++k) {
+    vf x = vsplat(a[k * a_sk]);
+    for (int v = 0; v < panels * W / 2; ++v) acc[0][v] += x * vload((v < W / 2 ? panel : second) + k * NR + (v % (W / 2)) * VL);
+  }
+  for (int v = 0; v < panels * W / 2; ++v) {
+    vf t = acc[0][v];
+    for (int q = 1; q < phases; ++q) t += acc[q][v];
+    vstore(sums + v * VL, t);
+  }
+}
+
+static void small_m_panels(const Problem *p, int64_t n0, int64_t n1) {
+  for (int64_t n = n0; n < n1; n += 2 * NR) { /* n0 is a multiple of NR (run_problems splits N in whole panels) */
+    const float *panel = p->packed_b + (n / NR) * NR * p->K;
+    int panels = n + NR < n1 ? 2 : 1;
+    int64_t nb = min64(panels * NR, n1 - n);
+    for (int64_t m = 0; m < p->M; ++m) {
+      float sums[2 * NR] __attribute__((aligned(64)));
+      if (panels == 2)
+        small_m_row(p->a + m * p->a_sm, p->a_sk, panel, p->K, 2, sums);
+      else
+        small_m_row(p->a + m * p->a_sm, p->a_sk, panel, p->K, 1, sums);
+      float *c = p->c + m * p->c_sm + n * p->c_sn;
+      if (nb == 2 * NR && p->c_sn == 1)
+        for (int v = 0; v < 2 * NR / VL; ++v) vstore(c + v * VL, vload(c + v * VL) + vload(sums + v * VL));
+      else
+        for (int64_t j = 0; j < nb; ++j) c[j * p->c_sn] += sums[j];
+    }
+  }
+}
+
+/* B as NR-column panels of K rows (the last one padded with zero columns), from any strides. */
+static void pack_small_m_panels(const void *ctx, float *out) {
+  const Problem *p = ctx;
+  for (int64_t n0 = 0; n0 < p->N; n0 += NR)
+    for (int64_t k = 0; k < p->K; ++k, out += NR)
+      for (int64_t j = 0; j < NR; ++j) out[j] = n0 + j < p->N ? p->b[k * p->b_sk + (n0 + j) * p->b_sn] : 0.0f;
 }
 
 static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1) {
@@ -1023,12 +1091,12 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->e.res_sm = rs[3], p->e.res_sn = rs[4];
         if (epi.res) p->e.res = epi.res + i * rs[0] + j * rs[1] + l * rs[2];
       }
-  /* B a bundle weight that the small-M path would read with a non-unit column stride (a transposed weight: an LSTM's
-     gate matrices): copied once into K x N rows (packed_weights), so every later call streams it contiguously */
-  if (site > 0 && !tables && bs[5] != 1 && (batch == 1 || (bs[0] == 0 && bs[1] == 0 && bs[2] == 0))) {
+  /* B a bundle weight of a few-row product (a matrix-vector product, an LSTM's gates): packed once into NR-column
+     panels (packed_weights) that small_m_panels streams; one copy when every batch entry reads the same B */
+  if (site > 0 && !tables && !amx && (batch == 1 || (bs[0] == 0 && bs[1] == 0 && bs[2] == 0))) {
     const int64_t shape[3] = {K, N, -1}; /* -1: this layout, not the packed path's panels */
-    const float *rows = packed_weights(site, shape, (size_t)(K * N), pack_small_m_b, problems);
-    for (int64_t i = 0; rows && i < batch; ++i) problems[i].b = rows, problems[i].b_sk = N, problems[i].b_sn = 1;
+    const float *panels = packed_weights(site, shape, (size_t)(((N + NR - 1) / NR) * NR * K), pack_small_m_panels, problems);
+    for (int64_t i = 0; panels && i < batch; ++i) problems[i].packed_b = panels;
   }
   /* B a bundle weight that the packed path reads: packed once (packed_weights), per batch entry unless shared */
   if (site > 0 && !amx && tables) {

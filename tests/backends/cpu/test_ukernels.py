@@ -200,22 +200,26 @@ def test_constant_b_is_packed_once_per_call_site(lib, m, n, k):
         np.testing.assert_allclose(c, a.astype(np.float64) @ per_head, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("m,n,k", [(1, 128, 40), (2, 70, 33), (4, 16, 128)])
-def test_small_m_transposed_constant_b_is_copied_once(lib, m, n, k):
-    """A GEMM of at most SMALL_M rows whose constant B is a transposed weight (an LSTM's gate matrices, read through
-    the weight's own layout instead of a per-run transpose) copies B into rows at its first call and reads the copy
-    afterwards: right results every call, and the copy, not the argument, is read."""
+@pytest.mark.parametrize("m,n,k", [(1, 128, 40), (2, 70, 33), (4, 16, 128), (1, 1000, 300)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_small_m_constant_b_is_packed_once(lib, m, n, k, transposed):
+    """A GEMM of at most SMALL_M rows (a matrix-vector product, an LSTM's gates) over a constant B, stored K x N or
+    N x K (Gemm transB), packs B at its first call into the panels it streams and reads them afterwards: right
+    results on every call and at any thread count, and the kept panels, not the argument, are what is read."""
     rng = np.random.default_rng(m * n + k)
     a = rng.standard_normal((m, k)).astype(np.float32)
-    w, other = (rng.standard_normal((n, k)).astype(np.float32) for _ in range(2))  # stored N x K, read as w.T
-    site = 3000 + n
-    for _ in range(3):
+    w, other = (rng.standard_normal((n, k) if transposed else (k, n)).astype(np.float32) for _ in range(2))
+    view = (lambda x: x.T) if transposed else (lambda x: x)
+    site = 3000 + 2 * n + transposed
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
         c = np.zeros((m, n), np.float32)
-        gemm(lib, a, w.T, c, site=site)
-        np.testing.assert_allclose(c, a.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
+        gemm(lib, a, view(w), c, site=site)
+        np.testing.assert_allclose(c, a.astype(np.float64) @ view(w).astype(np.float64), rtol=1e-4, atol=1e-4)
+    lib.hcc_set_num_threads(0)
     kept, fresh = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
-    gemm(lib, a, other.T, kept, site=site)  # the kept rows of w are read, not the new argument
-    gemm(lib, a, np.ascontiguousarray(w.T), fresh)  # the same rows, summed in the same order
+    gemm(lib, a, view(other), kept, site=site)  # the kept panels of w are read, not the new argument
+    gemm(lib, a, view(w), fresh, site=site + 5000)  # w packed at a new site: the same kernel, the same sums
     assert np.array_equal(kept, fresh)
 
 
