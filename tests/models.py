@@ -119,6 +119,20 @@ def cnn(image: int = 32, classes: int = 10) -> onnx.ModelProto:
     return g.build([_input("x", [1, 3, image, image])], ["logits"])
 
 
+def separable_cnn(image: tuple[int, int] = (12, 10), channels: int = 64, blocks: int = 2, classes: int = 5) -> onnx.ModelProto:
+    """A depthwise-separable CNN (keyword-spotter style): a stem conv, then depthwise 3x3 + pointwise 1x1 blocks with
+    Relu, global average pooling and a Gemm head; with 64 channels every convolution hands its output to the next in
+    16-channel blocks."""
+    g = GraphBuilder("separable_cnn", seed=7)
+    x = g.relu(g.conv("x", 1, channels, 5, "stem", stride=2), "stem/relu")  # 25 taps: the filter-vector kernel
+    for i in range(blocks):
+        x = g.relu(g.conv(x, channels, channels, 3, f"block{i}/dw", group=channels), f"block{i}/dw/relu")
+        x = g.relu(g.conv(x, channels, channels, 1, f"block{i}/pw"), f"block{i}/pw/relu")
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "pool")], "flatten", axis=1)
+    g.gemm(x, channels, classes, "logits")
+    return g.build([_input("x", [1, 1, *image])], ["logits"])
+
+
 def _basic_block(g: GraphBuilder, x: str, cin: int, cout: int, stride: int, name: str) -> str:
     """ResNet BasicBlock: Conv-BN-Relu-Conv-BN (+ 1x1 Conv-BN downsample when the shape changes), Add, Relu."""
     y = g.conv(x, cin, cout, 3, f"{name}/conv1", stride=stride, bias=False)

@@ -544,7 +544,10 @@ def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_ar
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         packed = "; constant weights packed at the first call" if call.packed_weights else ""
         hoisted = "; every time step's input product, hoisted out of the loop" if call.hoisted else ""
-        reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}{hoisted}", node_name(call), call.work))
+        blocked = [what for bit, what in ((ukernels.X_BLOCKED, "input"), (ukernels.Y_BLOCKED, "output")) if call.layouts & bit]
+        blocked_note = f"; {' and '.join(blocked)} in 16-channel blocks" if blocked else ""
+        reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}{hoisted}{blocked_note}", node_name(call),
+                                call.work))
     return reports
 
 

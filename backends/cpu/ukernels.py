@@ -20,9 +20,12 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
            c strides {B0,B1,B2,M,N}, epilogue with 5 strides per source, call site: > 0 when b is a bundle weight
            (its packed panels are kept), else 0)                                                                46
   hcc_conv2d(x, w, y, N, C, H, W, F, KH, KW, OH, OW, groups, sh, sw, dh, dw, pad top, pad left, x/w/y strides
-             (NCHW), epilogue, call site: > 0 when w is a bundle weight (its packed form is kept), else 0)     48
+             (NCHW), epilogue, call site: > 0 when w is a bundle weight (its packed form is kept), else 0,
+             layouts)                                                                                           49
   hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
-               y (NCHW) strides, epilogue)                                                                       44
+               y (NCHW) strides, epilogue, layouts)                                                             45
+  layouts: X_BLOCKED | Y_BLOCKED, x or y in the blocked layout [N][C/16][H][W][16] that one convolution hands to
+  the next (blocked_handovers); the strides are then those of the same tensor in NCHW.
   A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
   treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
@@ -41,7 +44,7 @@ DWCONV = "hcc_dwconv2d"
 GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
 BF16_VARIANT = {GEMM: GEMM_BF16, CONV: CONV_BF16}
-ARITY = {GEMM: 46, CONV: 48, DWCONV: 44, GEMM_BF16: 46, CONV_BF16: 48}
+ARITY = {GEMM: 46, CONV: 49, DWCONV: 45, GEMM_BF16: 46, CONV_BF16: 49}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -589,7 +592,7 @@ def _packed_operand(op, base: str) -> int | None:
     return json.loads(ir.StringAttr(op.attributes["hcc.roles"]).value)["b"]
 
 
-def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0) -> list:
+def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, site: int = 0, layouts: int = 0) -> list:
     from mlir import ir
 
     w_type, y_type = (ir.RankedTensorType(v.type) for v in op.operands[1:3])
@@ -605,7 +608,102 @@ def _conv_call(op, symbol: str, epilogue: Epilogue, out_address, out_strides, si
         sizes = [n, c, h, wd, kh, kw, oh, ow]
     args = [x.address, w.address, out_address] + [_index(v) for v in sizes + strides] + x.strides + w.strides + out_strides
     args += _epilogue_args(epilogue, lambda s: s if s is not None else [_index(0)] * 4)
-    return args + ([_index(site)] if symbol == CONV else [])
+    return args + ([_index(site)] if symbol == CONV else []) + [_index(layouts)]
+
+
+X_BLOCKED, Y_BLOCKED = 1, 2  # ukernels.c: the input / the output in the blocked layout
+BLOCK_CHANNELS = 16  # ukernels.c CBLOCK: channels per block
+# When the filter-vector kernel takes a convolution (ukernels.c conv_entry, at 16 lanes): it then reads and writes the
+# blocked layout in place; a convolution that another kernel takes converts (correct, but no faster).
+FV_MIN_TAPS, FV_MIN_TAPS_UNPLAIN, FV_MIN_FILTERS, FV_NARROW_ROWS = 64, 16, 32, 16
+
+
+def _conv_shape(op, base: str) -> tuple[int, int, int, int, int, int]:
+    """(C, F, KH, KW, groups, OW) of a tagged convolution."""
+    from mlir import ir
+
+    w = ir.RankedTensorType(op.operands[1].type).shape
+    x = ir.RankedTensorType(op.operands[0].type).shape
+    ow = ir.RankedTensorType(op.results[0].type).shape[3]
+    if base == DWCONV:
+        return x[1], x[1], w[1], w[2], x[1], ow
+    return x[1], w[0], w[2], w[3], x[1] // w[1], ow
+
+
+def _filter_vector_kernel(op, base: str) -> bool:
+    """Whether ukernels.c runs this fp32 convolution on the filter-vector kernel (conv_fv), or the depthwise one."""
+    if base == DWCONV:
+        return True
+    c, f, kh, kw, groups, ow = _conv_shape(op, base)
+    plain = kh == kw == 1 and _dense_ints(op, "strides", [1, 1]) == [1, 1] and zero_padding(op.operands[0]) is None
+    taps = c // groups * kh * kw
+    return groups == 1 and (taps >= FV_MIN_TAPS or (not plain and taps >= FV_MIN_TAPS_UNPLAIN)) and \
+        (f >= FV_MIN_FILTERS or ow < FV_NARROW_ROWS)
+
+
+def _takes_blocked_input(op) -> bool:
+    """A tagged fp32 convolution that reads a blocked input in place: a depthwise one, or an unpadded 1x1 stride-1
+    one that the filter-vector kernel takes."""
+    from mlir import ir
+
+    if "hcc.ukernel" not in op.attributes:
+        return False
+    base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
+    if base == DWCONV:
+        return True
+    if base != CONV or zero_padding(op.operands[0]) is not None or _dense_ints(op, "strides", [1, 1]) != [1, 1]:
+        return False
+    _c, _f, kh, kw, _groups, _ow = _conv_shape(op, base)
+    return kh == kw == 1 and _filter_vector_kernel(op, base)
+
+
+def blocked_handover(op, base: str, result, epilogue: Epilogue) -> bool:
+    """Whether a convolution writes `result` (its output after the fused epilogue) in the blocked layout: its kernel
+    writes that layout in place (filter-vector or depthwise), the epilogue is a per-channel bias and a clamp, and
+    every reader is a convolution that reads the layout in place (_takes_blocked_input). Then neither converts:
+    onnxruntime's NCHWc between convolutions, for the chains of depthwise-separable CNNs."""
+    from mlir import ir
+
+    shape = ir.RankedTensorType(result.type).shape
+    if len(shape) != 4 or shape[1] % BLOCK_CHANNELS or not _filter_vector_kernel(op, base):
+        return False
+    if epilogue.residual is not None or epilogue.init_mode == INIT_IN_C:
+        return False
+    if epilogue.init is not None and any(d in (2, 3) for d in epilogue.init.dims):
+        return False
+    return _read_blocked_only(result)
+
+
+def _read_blocked_only(value) -> bool:
+    """Every reader of `value` reads it as a blocked input: a convolution's input, or the zero padding of a depthwise
+    convolution's input (its kernel pads implicitly) read by nothing else."""
+    uses = list(value.uses)
+    if not uses:
+        return False
+    for use in uses:
+        owner = use.owner
+        if use.operand_number != 0:
+            return False
+        if owner.name == "tensor.pad":
+            readers = list(owner.results[0].uses)
+            if not readers or not all(r.operand_number == 0 and _is_depthwise(r.owner) and zero_padding(r.owner.operands[0]) is not None
+                                      for r in readers):
+                return False
+        elif not _takes_blocked_input(owner):
+            return False
+    return True
+
+
+def _is_depthwise(op) -> bool:
+    from mlir import ir
+
+    return "hcc.ukernel" in op.attributes and ir.StringAttr(op.attributes["hcc.ukernel"]).value == DWCONV
+
+
+def _input_source(op):
+    """A convolution's input tensor, before the zero padding its kernel folds."""
+    padding = zero_padding(op.operands[0])
+    return padding[0] if padding is not None else op.operands[0]
 
 
 @dataclass
@@ -617,6 +715,7 @@ class Emitted:
     work: int
     fused: list[str]
     packed_weights: bool = False  # its B / filters are a bundle weight: the kernel packs them at its first call only
+    layouts: int = 0  # X_BLOCKED / Y_BLOCKED: input / output in the blocked layout
     hoisted: bool = False  # a time loop's input products, computed for every step before the loop (hoist_projections)
 
 
@@ -628,6 +727,7 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
     from mlir.dialects import bufferization, func
 
     emitted, sites = [], 0
+    blocked = []  # kernel results in the blocked layout (their readers were checked to take it)
     tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
     for op in tagged:
         base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
@@ -647,12 +747,21 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
             if packed is not None and _constant_operand(op, packed, constant_args):
                 sites += 1
                 site = sites
-            args = _gemm_call(op, epilogue, address, strides, site) if base == GEMM else _conv_call(op, base, epilogue, address, strides, site)
+            layouts = 0
+            if base != GEMM and in_bf16 is None:  # fp32 only: the bf16 entries take NCHW
+                layouts |= X_BLOCKED if any(_input_source(op) == value for value in blocked) else 0
+                layouts |= Y_BLOCKED if blocked_handover(op, base, target.results[0], epilogue) else 0
+            if base == GEMM:
+                args = _gemm_call(op, epilogue, address, strides, site)
+            else:
+                args = _conv_call(op, base, epilogue, address, strides, site, layouts)
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
             result = bufferization.ToTensorOp(target.results[0].type, alloc, restrict=True, writable=True).result
         target.results[0].replace_all_uses_with(result)
+        if layouts & Y_BLOCKED:
+            blocked.append(result)
         emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0,
-                               HOISTED in op.attributes))
+                               layouts=layouts, hoisted=HOISTED in op.attributes))
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()

@@ -1252,6 +1252,28 @@ static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float 
 
 /* koff[k] for tap k = (channel c, kh, kw) of a group: its offset from a window's origin in an input whose channels
  * are `plane` and rows `row` floats apart. */
+/* The blocked layout in which one convolution hands its output to the next (conv[6] of hcc_conv2d / hcc_dwconv2d,
+ * chosen by the compiler: ukernels.py blocked_handovers): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
+ * with C a multiple of CBLOCK; the same for every ISA (the code picks its ISA at load time). onnxruntime keeps its
+ * NCHWc layout between convolutions the same way: the filter-vector and depthwise-by-channel kernels compute vectors
+ * of channels per pixel, and NCHW cost each of them a transpose per call (a third of a keyword spotter's run). */
+#define CBLOCK 16
+enum { X_BLOCKED = 1, Y_BLOCKED = 2 };
+
+static inline int64_t blocked_at(int64_t c, int64_t q, int64_t plane) { return (c / CBLOCK) * plane * CBLOCK + q * CBLOCK + c % CBLOCK; }
+
+/* N images of C x plane floats between NCHW and the blocked layout (both contiguous per image). */
+static void relayout(const float *src, float *dst, int64_t N, int64_t C, int64_t plane, int to_blocked) {
+  for (int64_t n = 0; n < N; ++n, src += C * plane, dst += C * plane)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t q = 0; q < plane; ++q) {
+        if (to_blocked)
+          dst[blocked_at(c, q, plane)] = src[c * plane + q];
+        else
+          dst[c * plane + q] = src[blocked_at(c, q, plane)];
+      }
+}
+
 static void tap_offsets(int64_t *koff, int64_t Cg, int64_t KH, int64_t KW, int64_t plane, int64_t row, int64_t dh, int64_t dw) {
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -1289,7 +1311,7 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
 #define FV_MIN_FILTERS (2 * VL)
 #define FV_MIN_TAPS 64
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside, int64_t site);
+                   const int64_t *conv, int reads_outside, int64_t site, int64_t layouts);
 
 /* 2-D convolution, NCHW input and FCHW weights, as a GEMM per image and group:
  * C[f][oh*OW + ow] = W[f][(c, kh, kw)] * X[c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue); input rows
@@ -1298,6 +1320,9 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
  * tables (pack_b_padded masks the reads outside it).
  * sizes: {N, C, H, W, F, KH, KW, OH, OW, groups}, conv: {sh, sw, dh, dw, top, left}; strides (elements) of x, w, y in
  * NCHW order. The output of one image and channel must be dense over (oh, ow). */
+static void conv_relayout(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
+                          const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16);
+
 static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
                        const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
@@ -1367,12 +1392,37 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). */
   int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && (K >= FV_MIN_TAPS || (!plain && K >= 16)) &&
            (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
-  if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside, site))
+  int64_t layouts = conv[6];
+  if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside, site, layouts))
     ;
+  else if (layouts) /* a blocked input or output that this convolution's kernel does not take */
+    conv_relayout(x_ptr, w_ptr, y_ptr, sizes, conv, xs, ws, ys, ep, site, bf16);
   else if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
     run_problems(problems, NB * G);
   free(problems);
   free(tables);
+}
+
+/* The convolution in NCHW through temporary copies of a blocked input and output. */
+static void conv_relayout(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
+                          const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
+  int64_t N = sizes[0], C = sizes[1], F = sizes[4], in_plane = sizes[2] * sizes[3], out_plane = sizes[7] * sizes[8];
+  const int64_t nchw[7] = {conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], 0};
+  const int64_t x_nchw[4] = {C * in_plane, in_plane, sizes[3], 1}, y_nchw[4] = {F * out_plane, out_plane, sizes[8], 1};
+  float *xt = NULL, *yt = NULL;
+  if (conv[6] & X_BLOCKED) {
+    if (!(xt = malloc(sizeof(float) * (size_t)(N * C * in_plane)))) abort();
+    relayout((const float *)(intptr_t)x_ptr, xt, N, C, in_plane, 0);
+  }
+  if (conv[6] & Y_BLOCKED) {
+    if (!(yt = malloc(sizeof(float) * (size_t)(N * F * out_plane)))) abort();
+    if (ep[0] == INIT_IN_C) relayout((const float *)(intptr_t)y_ptr, yt, N, F, out_plane, 0); /* the init is y's content */
+  }
+  conv_entry(xt ? (int64_t)(intptr_t)xt : x_ptr, w_ptr, yt ? (int64_t)(intptr_t)yt : y_ptr, sizes, nchw, xt ? x_nchw : xs, ws,
+             yt ? y_nchw : ys, ep, site, bf16);
+  if (yt) relayout(yt, (float *)(intptr_t)y_ptr, N, F, out_plane, 1);
+  free(xt);
+  free(yt);
 }
 
 void CAT(hcc_conv2d, SUFFIX)(int64_t x, int64_t w, int64_t y, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
@@ -1423,6 +1473,7 @@ typedef struct {
   int64_t H, W, top, left; /* the input plane and its implicit zero padding */
   Epilogue e; /* pointers at the origin: offset per plane with is / rs ({n, c, h, w}) */
   const int64_t *is, *rs;
+  int64_t layouts; /* X_BLOCKED / Y_BLOCKED: that tensor in the blocked layout (dw_channel_block only) */
 } DwJob;
 
 static __thread Scratch flat_scratch;
@@ -1726,10 +1777,19 @@ static void dw_channel_block(void *ctx, int64_t task) {
   }
   memset(wts, 0, sizeof(float) * (size_t)(taps * VL));
   int64_t q0 = 0, plane = j->H * j->W, ih = 0, iw = 0;
+  int x_blocked = (j->layouts & X_BLOCKED) != 0;
+  if (x_blocked) /* VL channels of a pixel are VL consecutive floats: a vector per pixel, no transpose */
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t h = r - j->top;
+      if (h < 0 || h >= j->H) continue;
+      const float *src = j->x + n * j->xs[0] + blocked_at(c0, h * j->W, plane);
+      for (int64_t c = j->left > 0 ? 0 : -j->left, to = min64(j->W, cols - j->left); c < to; ++c)
+        vstore(in + (r * cols + c + j->left) * VL, vload(src + c * CBLOCK));
+    }
   /* the whole input plane lies inside the scratch (else, e.g. a stride that skips the last row: the row loop) */
   int whole = j->top + j->H <= rows && j->left + j->W <= cols && j->xs[3] == 1 && j->xs[2] == j->W;
 #if VL >= 8
-  if (lanes == VL && whole) /* VL pixels x VL channels per transpose, vector loads */
+  if (lanes == VL && whole && !x_blocked) /* VL pixels x VL channels per transpose, vector loads */
     for (; q0 + VL <= plane; q0 += VL) {
       vf r[VL], t[VL];
       for (int l = 0; l < VL; ++l) r[l] = vload(j->x + n * j->xs[0] + (c0 + l) * j->xs[1] + q0);
@@ -1742,7 +1802,9 @@ static void dw_channel_block(void *ctx, int64_t task) {
 #endif
   for (int64_t l = 0; l < lanes; ++l) {
     const float *x = j->x + n * j->xs[0] + (c0 + l) * j->xs[1], *w = j->w + (c0 + l) * j->ws[0];
-    if (q0) /* the transposes above did all but the last pixels, from (ih, iw) on */
+    if (x_blocked)
+      ; /* copied above */
+    else if (q0) /* the transposes above did all but the last pixels, from (ih, iw) on */
       for (int64_t q = q0, h = ih, c = iw; q < plane; ++q) {
         in[((h + j->top) * cols + c + j->left) * VL + l] = x[q];
         if (++c == j->W) c = 0, ++h;
@@ -1777,10 +1839,16 @@ static void dw_channel_block(void *ctx, int64_t task) {
   }
   const Epilogue *pe = &j->e;
   int plane_init = pe->init_mode == INIT_CONSTANT || (pe->init_mode == INIT_SOURCE && pe->init_sn == 0 && pe->init_sh == 0);
+  int y_blocked = (j->layouts & Y_BLOCKED) != 0;
   if (plane_init && !pe->res) { /* a bias per channel (or a constant) and a clamp: vectors of VL channels */
     vf init = vsplat(pe->init_value);
     if (pe->init_mode == INIT_SOURCE)
       for (int64_t l = 0; l < lanes; ++l) init[l] = pe->init[n * j->is[0] + (c0 + l) * j->is[1]];
+    if (y_blocked) { /* each pixel's VL channels stored as they are */
+      float *y = j->y + n * j->ys[0] + blocked_at(c0, 0, pixels);
+      for (int64_t p = 0; p < pixels; ++p) vstore(y + p * CBLOCK, vclamp(pe, vload(out + p * VL) + init));
+      return;
+    }
     int64_t p0 = 0;
 #if VL >= 8
     if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW) /* VL pixels x VL channels per transpose, vector stores */
@@ -1808,10 +1876,10 @@ static void dw_channel_block(void *ctx, int64_t task) {
     e.ow = j->OW;
     if (e.init) e.init += n * j->is[0] + (c0 + l) * j->is[1];
     if (e.res) e.res += n * j->rs[0] + (c0 + l) * j->rs[1];
-    float *y = j->y + n * j->ys[0] + (c0 + l) * j->ys[1];
+    float *y = j->y + n * j->ys[0] + (y_blocked ? blocked_at(c0 + l, 0, pixels) : (c0 + l) * j->ys[1]);
     for (int64_t oh = 0, p = 0; oh < j->OH; ++oh)
       for (int64_t ow = 0; ow < j->OW; ++ow, ++p) {
-        float *dst = y + oh * j->ys[2] + ow * j->ys[3];
+        float *dst = y_blocked ? y + p * CBLOCK : y + oh * j->ys[2] + ow * j->ys[3];
         *dst = epi_finish(&e, epi_init(&e, *dst, 0, p) + out[p * VL + l], 0, p);
       }
   }
@@ -1824,6 +1892,7 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
                                const int64_t *xs, const int64_t *ws, const int64_t *ys, const int64_t *ep) {
   DwJob job = {(const float *)(intptr_t)x_ptr, (const float *)(intptr_t)w_ptr, (float *)(intptr_t)y_ptr, sizes[1], sizes[4], sizes[5],
                sizes[6], sizes[7], conv[0], conv[1], conv[2], conv[3], xs, ws, ys, sizes[2], sizes[3], conv[4], conv[5]};
+  job.layouts = conv[6];
   job.e = read_epilogue(ep, 4, &job.is, &job.rs);
   job.e.init_sn = job.is[3], job.e.init_sh = job.is[2];
   job.e.res_sn = job.rs[3], job.e.res_sh = job.rs[2];
@@ -1832,7 +1901,7 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
   if (planes <= 0 || job.OH <= 0 || job.OW <= 0) return;
   /* all but the widest planes go VL channels at a time (measured: the row paths lose 3x to onnxruntime on 7x7
      planes, and up to 5x to the lanes on 56-wide stride-2 planes) */
-  int by_channels = job.OW < DW_LANES_BELOW_OW && job.C >= VL;
+  int by_channels = (job.OW < DW_LANES_BELOW_OW || job.layouts) && job.C >= VL; /* blocked: C is a multiple of CBLOCK */
   int64_t tasks = by_channels ? sizes[0] * ((job.C + VL - 1) / VL) : planes;
   hcc_task_fn fn = by_channels ? dw_channel_block : dw_plane;
   if (work < 2e5) {
@@ -1872,6 +1941,7 @@ typedef struct {
   const int64_t *koff, *pix; /* tap k's offset in the input; output pixel p's window origin */
   int64_t P, blocks, parts, groups_per_part, groups, G;
   const float *packed; /* every (group, block) panel packed before (the constant filters' cache), or NULL */
+  int y_blocked;        /* write the output in the blocked layout (CBLOCK channels per pixel), else NCHW */
 } FvJob;
 
 /* sums[j][..] (+)= sum over kc taps of panel[k][..] * in[pix[j] + koff[k]] for px pixels and fv filter vectors. */
@@ -1972,6 +2042,24 @@ static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t ro
   }
 }
 
+/* Whether the blocked write-out takes this epilogue: an init per filter (or a constant) and a clamp; no residual. */
+static int fv_blocked_epilogue(const Epilogue *e) {
+  return !e->res && (e->init_mode == INIT_CONSTANT || (e->init_mode == INIT_SOURCE && e->init_sn == 0 && e->init_sh == 0));
+}
+
+/* The group's sums into the blocked output: each sum vector is VL filters of one pixel, stored as it is. */
+static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn, int64_t P) {
+  const Epilogue *e = &p->e;
+  for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of CBLOCK, so of VL */
+    int64_t m = m0 + f;
+    vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
+    if (e->init_mode == INIT_SOURCE)
+      for (int l = 0; l < VL; ++l) init[l] = e->init[(m + l) * e->init_sm];
+    float *y = p->c + blocked_at(m, n0, P);
+    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * FV_BLOCK + f) + init));
+  }
+}
+
 static __thread Scratch fv_panel, fv_sums;
 
 static void fv_part(void *ctx, int64_t task) {
@@ -2002,7 +2090,10 @@ static void fv_part(void *ctx, int64_t task) {
         t += px;
       }
     }
-    fv_write(p, sums, m0, rows, n0, pn);
+    if (j->y_blocked)
+      fv_write_blocked(p, sums, m0, rows, n0, pn, j->P);
+    else
+      fv_write(p, sums, m0, rows, n0, pn);
   }
 }
 
@@ -2023,11 +2114,14 @@ static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) p
  * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. `site` > 0:
  * the filters are constants of this call site (packed once, packed_weights). */
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside, int64_t site) {
+                   const int64_t *conv, int reads_outside, int64_t site, int64_t layouts) {
   int64_t C = sizes[1], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
   int64_t Cg = C / G, sh = conv[0], sw = conv[1], dh = conv[2], dw = conv[3], K = Cg * KH * KW, P = OH * OW;
   int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
-  int padded = reads_outside || xs[3] != 1;
+  int padded = reads_outside || xs[3] != 1, x_blocked = (layouts & X_BLOCKED) != 0, y_blocked = (layouts & Y_BLOCKED) != 0;
+  /* blocked: one group; an input read in place (a padded copy would be NCHW); an epilogue the blocked write-out takes */
+  if ((x_blocked || y_blocked) && (G != 1 || (x_blocked && padded) || (y_blocked && !fv_blocked_epilogue(&problems[0].e))))
+    return 0;
   int64_t plane = padded ? Hp * Wp : xs[1], row = padded ? Wp : xs[2];
   int64_t *koff = malloc(sizeof(int64_t) * (size_t)(K + P));
   if (!koff) return 0;
@@ -2036,14 +2130,19 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
     free(koff);
     return 0;
   }
-  tap_offsets(koff, Cg, KH, KW, plane, row, dh, dw);
+  if (x_blocked) /* channel c of pixel q at blocked_at(c, q, plane) */
+    for (int64_t c = 0, k = 0; c < Cg; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = blocked_at(c, kh * dh * row + kw * dw, plane);
+  else
+    tap_offsets(koff, Cg, KH, KW, plane, row, dh, dw);
   for (int64_t oh = 0, q = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = oh * sh * row + ow * sw;
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = (oh * sh * row + ow * sw) * (x_blocked ? CBLOCK : 1);
   int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
-  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL};
+  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL, y_blocked};
   if (site > 0) {
     const int64_t shape[3] = {G, problems[0].M, problems[0].K};
     job.packed = packed_weights(site, shape, (size_t)(G * blocks * problems[0].K * FV_BLOCK), fv_pack_all, &job);
@@ -2054,8 +2153,8 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
 }
 #else
 static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                   const int64_t *conv, int reads_outside, int64_t site) {
-  (void)problems, (void)NB, (void)G, (void)x, (void)xs, (void)sizes, (void)conv, (void)reads_outside, (void)site;
+                   const int64_t *conv, int reads_outside, int64_t site, int64_t layouts) {
+  (void)problems, (void)NB, (void)G, (void)x, (void)xs, (void)sizes, (void)conv, (void)reads_outside, (void)site, (void)layouts;
   return 0; /* SSE2 (4 lanes): the pixel-vector paths only */
 }
 #endif /* VL >= 8 */

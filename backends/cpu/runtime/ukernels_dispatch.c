@@ -11,6 +11,7 @@
 #define CONV_ARGS \
   int64_t, int64_t, int64_t, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *, const int64_t *
 #define FILTER_CONV_ARGS CONV_ARGS, int64_t /* ..., the call site's number when its filters are constants (else 0) */
+/* conv (the 6 convolution parameters) carries a 7th: the layouts of x and y (X_BLOCKED | Y_BLOCKED, ukernels.c) */
 #define SITE_GEMM_ARGS GEMM_ARGS, int64_t /* ..., the call site's number when B is a bundle weight (else 0) */
 
 void hcc_gemm_avx512(SITE_GEMM_ARGS);
@@ -92,9 +93,9 @@ void hcc_gemm_bf16(GEMM_PARAMS) { GEMM_CALL(1); }
 static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
                 int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w,
-                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site) {
+                int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site, int64_t layouts) {
   const int64_t sizes[10] = {n, c, h, wd, f, kh, kw, oh, ow, groups};
-  const int64_t conv[6] = {sh, sw, dh, dw, top, left};
+  const int64_t conv[7] = {sh, sw, dh, dw, top, left, layouts};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[4] = {w_f, w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};
@@ -109,11 +110,11 @@ static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t
   int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw, int64_t oh, \
       int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left, int64_t x_n,      \
       int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_f, int64_t w_c, int64_t w_h, int64_t w_w, int64_t y_n, int64_t y_c,   \
-      int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site
+      int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t site, int64_t layouts
 #define CONV_CALL(bf16)                                                                                                       \
   conv2d(bf16, x, w, y, n, c, h, wd, f, kh, kw, oh, ow, groups, sh, sw, dh, dw, top, left, x_n, x_c, x_h, x_w, w_f, w_c, w_h,  \
          w_w, y_n, y_c, y_h, y_w, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, res_ptr, res_0, res_1, res_2, \
-         res_3, lo_mode, lo_bits, hi_mode, hi_bits, site)
+         res_3, lo_mode, lo_bits, hi_mode, hi_bits, site, layouts)
 
 void hcc_conv2d(CONV_PARAMS) { CONV_CALL(0); }
 
@@ -123,9 +124,9 @@ void hcc_conv2d_bf16(CONV_PARAMS) { CONV_CALL(1); }
 void hcc_dwconv2d(int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t kh, int64_t kw, int64_t oh,
                   int64_t ow, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,
                   int64_t x_n, int64_t x_c, int64_t x_h, int64_t x_w, int64_t w_c, int64_t w_h, int64_t w_w,
-                  int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4)) {
+                  int64_t y_n, int64_t y_c, int64_t y_h, int64_t y_w, EPILOGUE_PARAMS(STRIDES4), int64_t layouts) {
   const int64_t sizes[8] = {n, c, h, wd, kh, kw, oh, ow};
-  const int64_t conv[6] = {sh, sw, dh, dw, top, left};
+  const int64_t conv[7] = {sh, sw, dh, dw, top, left, layouts};
   const int64_t xs[4] = {x_n, x_c, x_h, x_w}, ws[3] = {w_c, w_h, w_w}, ys[4] = {y_n, y_c, y_h, y_w};
   const int64_t ep[16] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3,
                           res_ptr, res_0, res_1, res_2, res_3, lo_mode, lo_bits, hi_mode, hi_bits};

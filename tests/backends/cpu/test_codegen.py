@@ -520,3 +520,22 @@ def test_lstm_input_products_are_hoisted_out_of_the_time_loop(tmp_path, batch):
     hoisted = [n for n in notes if "hoisted out of the loop" in n]
     kept = [n for n in notes if "hoisted" not in n and "constant weights packed at the first call" in n]
     assert len(hoisted) == 4 and len(kept) >= 4, notes
+
+
+def test_separable_cnn_hands_over_blocked_channels(tmp_path):
+    """In a depthwise-separable CNN every convolution whose readers are all convolutions taking 16-channel blocks in
+    place (depthwise ones, 1x1 pointwise ones on the filter-vector kernel) writes its output in that layout and the
+    next one reads it (no NCHW transposes in between); the last one writes NCHW for the pooling. The schedule says
+    which, and the results match onnxruntime."""
+    import json
+
+    from models import separable_cnn
+
+    compile_and_compare(separable_cnn(), tmp_path, name="sep")
+    manifest = json.loads((tmp_path / "sep.bundle" / "manifest.json").read_text())
+    notes = {e["node"]: e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a["meta"]["schedule"]
+             if e["kind"] == "ukernel-conv"}
+    assert notes["stem"].endswith("output in 16-channel blocks"), notes
+    for node in ("block0/dw", "block0/pw", "block1/dw"):
+        assert notes[node].endswith("input and output in 16-channel blocks"), notes
+    assert notes["block1/pw"].endswith("input in 16-channel blocks"), notes

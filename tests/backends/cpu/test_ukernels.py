@@ -38,9 +38,27 @@ def _build(tmp: Path, vl: int, isa_flags: list[str]) -> ctypes.CDLL:
 def _with_site(entry):
     """A GEMM or convolution entry called with the epilogue last, plus its call-site argument: 0 (B / filters not
     constant) unless `site=` says otherwise."""
-    def call(*args, site: int = 0):
+    def call(*args, site: int = 0, layouts: int = 0):
+        if "conv" in entry.__name__:
+            args = _with_layouts(args, layouts)
         return entry(*args, I64(site))
     call.__name__ = entry.__name__
+    return call
+
+
+def _with_layouts(args: tuple, layouts: int) -> tuple:
+    """The convolution parameters (argument 4: sh, sw, dh, dw, top, left) with their 7th entry, the layouts of x and
+    y (ukernels.c X_BLOCKED | Y_BLOCKED)."""
+    conv = list(args[4])
+    return args[:4] + (_arr(conv[:6] + [layouts]),) + args[5:]
+
+
+def _dwconv(lib):
+    """The depthwise entry of `lib`'s width, called like the others (layouts= appended to its parameters)."""
+    entry = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+
+    def call(*args, layouts: int = 0):
+        return entry(*_with_layouts(args, layouts))
     return call
 
 
@@ -246,7 +264,7 @@ def test_depthwise_conv_matches_numpy(lib, k, stride, dil, width):
     w = rng.standard_normal((c, k, k)).astype(np.float32)
     ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (stride, stride), (dil, dil), c)
     y = np.zeros(ref.shape, np.float32)
-    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    lib.dwconv = _dwconv(lib)
     sizes = [2, c, x.shape[2], x.shape[3], k, k, ref.shape[2], ref.shape[3]]
     lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, dil, dil, 0, 0]),
                _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4))
@@ -430,7 +448,7 @@ def test_depthwise_epilogue(lib, stride):
     ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (stride, stride), (1, 1), c)
     res = rng.standard_normal(ref.shape).astype(np.float32)
     y = np.full(ref.shape, np.nan, np.float32)
-    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    lib.dwconv = _dwconv(lib)
     lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 20, 20, 3, 3, ref.shape[2], ref.shape[3]]),
                _arr([stride, stride, 1, 1, 0, 0]), _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)),
                _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0, hi=6.0))
@@ -444,7 +462,7 @@ def test_depthwise_any_layout(lib):
     w = rng.standard_normal((3, 3, 3)).astype(np.float32)
     ref = conv_ref(x.astype(np.float64), w[:, None].astype(np.float64), (1, 1), (1, 1), 3)
     y = np.zeros(ref.shape, np.float32)
-    lib.dwconv = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    lib.dwconv = _dwconv(lib)
     lib.dwconv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, 3, 9, 9, 3, 3, 7, 7]), _arr([1, 1, 1, 1, 0, 0]),
                _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
@@ -466,7 +484,7 @@ def test_implicit_zero_padding(lib, k, stride, pads, depthwise):
     oh, ow = ref.shape[2:]
     conv = _arr([stride, stride, 1, 1, top, left])
     if depthwise:
-        fn = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+        fn = _dwconv(lib)
         fn(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, 13, 11, k, k, oh, ow]), conv,
            _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, constant=0.0))
     else:
@@ -504,7 +522,7 @@ def test_depthwise_narrow_planes_by_channel_lanes(lib, c, h, w, k, stride, dil, 
         ep, expected = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res)), ref + bias[None, :, None, None] + res
     else:
         ep, expected = _epilogue(4), ref + start
-    fn = getattr(lib, lib.gemm.__name__.replace("gemm", "dwconv2d"))
+    fn = _dwconv(lib)
     fn(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([2, c, h, w, k, k, ref.shape[2], ref.shape[3]]),
        _arr([stride, stride, dil, dil, top, left]), _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)), ep)
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
@@ -606,3 +624,70 @@ def test_bf16_conv_matches_rounded_reference(amx, c, h, f, k, stride, pad):
     np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     unrounded = conv_ref(np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad))), w.astype(np.float64), (stride, stride), (1, 1), 1)
     assert np.abs(y - unrounded - bias[None, :, None, None]).max() > 1e-3
+
+
+def _to_blocked(x: np.ndarray) -> np.ndarray:
+    """NCHW -> the blocked layout that convolutions hand over (ukernels.c CBLOCK = 16): [N][C/16][H][W][16]."""
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, c // 16, 16, h, w).transpose(0, 1, 3, 4, 2))
+
+
+@pytest.mark.parametrize("c,h,w,f,k,stride,pad,residual", [
+    (64, 25, 5, 64, 1, 1, 0, False),    # a keyword spotter's pointwise conv: the filter-vector kernel, in place
+    (96, 7, 7, 160, 1, 1, 0, False),    # partial filter blocks
+    (32, 6, 9, 48, 1, 1, 0, False),     # too few taps for the filter-vector kernel: converted around the GEMM path
+    (32, 9, 9, 32, 3, 1, 1, False),     # a padded 3x3 reading a blocked input: converted
+    (64, 8, 8, 64, 1, 1, 0, True),      # a residual epilogue: converted
+])
+@pytest.mark.parametrize("layouts", [1, 2, 3])
+def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts):
+    """A convolution reads its input (layouts 1) and/or writes its output (2) in the blocked layout: the same values as
+    in NCHW, at every width, whether its kernel takes the layout in place or converts around another path."""
+    rng = np.random.default_rng(c + f + k + layouts)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))).astype(np.float64)
+    ref = conv_ref(xp, wt.astype(np.float64), (stride, stride), (1, 1), 1) + bias[None, :, None, None]
+    res = rng.standard_normal(ref.shape).astype(np.float32) if residual else None
+    ref = np.maximum(ref + (res if residual else 0), 0)
+    oh, ow = ref.shape[2:]
+    xin = _to_blocked(x) if layouts & 1 else x
+    y = np.zeros(ref.shape, np.float32)
+    ep = _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res) if residual else None, lo=0.0)
+    nchw = [c * h * w, h * w, w, 1]
+    lib.conv(I64(xin.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([2, c, h, w, f, k, k, oh, ow, 1]),
+             _arr([stride, stride, 1, 1, pad, pad]), _arr(nchw), _arr(_strides(wt)), _arr([f * oh * ow, oh * ow, ow, 1]), ep,
+             layouts=layouts)
+    expected = _to_blocked(ref) if layouts & 2 else ref
+    np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("c,h,w,k,stride,pad", [(64, 25, 5, 3, 1, 1), (32, 14, 14, 3, 2, 1), (48, 7, 7, 5, 1, 2)])
+@pytest.mark.parametrize("layouts", [1, 2, 3])
+@pytest.mark.parametrize("plane_bias", [True, False])
+def test_depthwise_blocked_layouts(lib, c, h, w, k, stride, pad, layouts, plane_bias):
+    """The depthwise kernel reads and writes the blocked layout in place (implicit zero padding, any stride), with a
+    per-channel bias and clamp, or an init per element (its general epilogue)."""
+    rng = np.random.default_rng(c + k + layouts)
+    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((c, k, k)).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))).astype(np.float64)
+    ref = conv_ref(xp, wt[:, None].astype(np.float64), (stride, stride), (1, 1), c)
+    oh, ow = ref.shape[2:]
+    if plane_bias:
+        init = rng.standard_normal(c).astype(np.float32)
+        ep = _epilogue(4, init=init, init_strides=[0, 1, 0, 0], lo=0.0, hi=6.0)
+        ref = np.clip(ref + init[None, :, None, None], 0, 6)
+    else:
+        init = rng.standard_normal((1, c, oh, ow)).astype(np.float32)
+        ep = _epilogue(4, init=init, init_strides=_strides(init))
+        ref = ref + init
+    xin = _to_blocked(x) if layouts & 1 else x
+    y = np.zeros(ref.shape, np.float32)
+    lib.dwconv = _dwconv(lib)
+    lib.dwconv(I64(xin.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, c, h, w, k, k, oh, ow]),
+               _arr([stride, stride, 1, 1, pad, pad]), _arr([c * h * w, h * w, w, 1]), _arr(_strides(wt)),
+               _arr([c * oh * ow, oh * ow, ow, 1]), ep, layouts=layouts)
+    expected = _to_blocked(ref) if layouts & 2 else ref
+    np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
