@@ -402,7 +402,7 @@ def golden_cmd(model, input_path, output_path, input_shapes, seed):
     _check_output_file(output_path, "-o")
     loaded = load_model(model, parse_shape_options(input_shapes))
     feeds = load_feeds(input_path, loaded.inputs) if input_path else random_inputs(loaded.model, loaded.inputs, seed)
-    outputs = golden_outputs(loaded.path, feeds)
+    outputs = golden_outputs(loaded.path, feeds, element_types=loaded.element_types)
     save_golden(output_path, feeds, outputs)
     click.echo(f"wrote {output_path}: inputs {sorted(feeds)}, outputs {sorted(outputs)}")
 

@@ -249,15 +249,8 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
         if list(feeds[info.name].shape) != info.shape or str(feeds[info.name].dtype) != info.dtype:
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, "
                            f"the model expects {info.shape} {info.dtype}")
-    if loaded.element_types:  # types numpy lacks: the reference runs on ml_dtypes arrays (frontend/lowbit.py)
-        from hcc.frontend import lowbit
-
-        if not golden.inputs:
-            feeds = lowbit.valid_random_feeds(feeds, loaded.element_types, golden.seed)
-        expected = lowbit.stored_outputs(golden_outputs(loaded.path, lowbit.typed_feeds(feeds, loaded.element_types)),
-                                         loaded.element_types)
-    else:
-        expected = golden_outputs(loaded.path, feeds)  # the model as written, not as hcc rewrote it
+    # the model as written, not as hcc rewrote it (types numpy lacks: their storage arrays, frontend/lowbit.py)
+    expected = golden_outputs(loaded.path, feeds, element_types=loaded.element_types)
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
     return feeds, expected
 
@@ -526,7 +519,7 @@ def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected
     from hcc.artifacts import accuracy
 
     held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
-    held_expected = [golden_outputs(loaded.path, f) for f in held_feeds]
+    held_expected = [golden_outputs(loaded.path, f, element_types=loaded.element_types) for f in held_feeds]
     outputs = accuracy.run_bundle_in_child(staging, [feeds] + held_feeds)
     floor = floor or _golden_tolerance(manifest.subgraphs)
     measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), floor)

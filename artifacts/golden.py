@@ -43,7 +43,11 @@ def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> d
     feeds = {}
     for info in inputs:
         dtype = np.dtype(info.dtype)
-        if dtype.kind == "f":
+        if getattr(info, "element_type", None):  # a type numpy lacks, as its storage array (frontend/lowbit.py)
+            from hcc.frontend.lowbit import random_storage
+
+            feeds[info.name] = random_storage(info.element_type, info.shape, rng)
+        elif dtype.kind == "f":
             feeds[info.name] = rng.standard_normal(info.shape).astype(dtype)
         elif dtype.kind in "iu":
             # Indices start at 0; other integers at 1, so that integer Div/Mod of random data never divides by zero.
@@ -100,10 +104,17 @@ def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray]
     return outputs
 
 
-def golden_outputs(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> GoldenOutputs:
+def golden_outputs(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1,
+                   element_types: dict[str, str] | None = None) -> GoldenOutputs:
     """onnxruntime's outputs; onnx.reference's where onnxruntime cannot run the model (its `source` says so).
     `model` may be a path: the compiler gives the file as the user wrote it, so that the golden data does not
-    share hcc's own rewrites (BatchNormalization folding, opset conversion) with the code it checks."""
+    share hcc's own rewrites (BatchNormalization folding, opset conversion) with the code it checks.
+    `element_types` (LoadedModel.element_types): inputs/outputs of types numpy lacks, given and returned as their
+    storage arrays; the references run on the ml_dtypes arrays the model's types need (frontend/lowbit.py)."""
+    if element_types:
+        from hcc.frontend.lowbit import stored_outputs, typed_feeds
+
+        return stored_outputs(golden_outputs(model, typed_feeds(feeds, element_types), threads), element_types)
     import onnxruntime
 
     try:

@@ -52,6 +52,7 @@ class ValueInfo:
     dtype: str
     shape: list[int]  # concrete, after --input-shape and shape inference
     symbolic_shape: list[int | str]  # as declared by the model (dim_param names for dynamic dims)
+    element_type: str | None = None  # a type numpy lacks, carried as `dtype` (frontend/lowbit.py): its ml_dtypes name
 
 
 @dataclass
@@ -237,6 +238,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         shape = [d if isinstance(d, int) else -1 for d in _declared_shape(value)]
         outputs.append(ValueInfo(value.name, _dtype_of(value, "output", declared_types), shape, declared.get(value.name, [])))
     element_types = {name: ELEMENT_NAMES[elem] for name, elem in lowbit_types.items()}
+    for info in inputs + outputs:
+        info.element_type = element_types.get(info.name)
     return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded,
                        element_types=element_types)
 

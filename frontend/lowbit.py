@@ -210,7 +210,8 @@ class _Rewriter:
 
     def refuse(self, node: onnx.NodeProto, elem: int, why: str) -> HccError:
         return HccError(f"{self.path}: node '{node.name}' ({node.op_type}) on {type_name(elem)}: {why}",
-                        hint="hcc compiles these types in Cast, CastLike, QuantizeLinear, DequantizeLinear and layout ops")
+                        hint="hcc compiles these types in Cast, CastLike, QuantizeLinear, DequantizeLinear, layout ops and "
+                             "Where, and BFLOAT16 in correctly rounded element-wise arithmetic; cast to FLOAT for the rest")
 
     def lowbit_of(self, node: onnx.NodeProto) -> int | None:
         for name in list(node.input) + list(node.output):
@@ -655,27 +656,22 @@ def rewrite_lowbit(model: onnx.ModelProto, path: str = "model") -> dict[str, int
 _BY_NAME = {name: elem for elem, name in ELEMENT_NAMES.items()}
 
 
-def valid_random_feeds(feeds: dict[str, np.ndarray], element_types: dict[str, str], seed: int) -> dict[str, np.ndarray]:
-    """`feeds` with the random storage arrays of such inputs replaced by valid ones: 4-/2-bit integers in their
-    range, float codes of finite values (the generic random integers 1..10 would leave INT4's range)."""
-    rng = np.random.default_rng(seed + 7)
-    out = dict(feeds)
-    for name, element in element_types.items():
-        if name not in feeds:
-            continue
-        elem, shape = _BY_NAME[element], feeds[name].shape
-        storage = helper.tensor_dtype_to_np_dtype(STORAGE[elem])
-        if elem in SMALL_INTS:
-            lo, hi = SMALL_INTS[elem]
-            out[name] = rng.integers(lo, hi + 1, size=shape).astype(storage)
-        elif elem == TP.BFLOAT16:
-            out[name] = to_storage(rng.standard_normal(shape).astype(np.float32).astype(helper.tensor_dtype_to_np_dtype(elem)), elem)
-        else:
-            f = SMALL_FLOATS[elem]
-            magnitude = rng.integers(0, f.max_code + 1, size=shape)
-            negative = rng.random(shape) < 0.5
-            out[name] = (magnitude + np.where(negative & (magnitude > 0 if f.fnuz else True), 1 << (f.bits - 1), 0)).astype(storage)
-    return out
+def random_storage(element_type: str, shape: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Random golden input of such a type, as its storage array: 4-/2-bit integers over their range, float codes of
+    finite values of either sign (bfloat16: normal floats rounded), E8M0 exponents 2^-16..2^16."""
+    elem = _BY_NAME[element_type]
+    storage = helper.tensor_dtype_to_np_dtype(STORAGE[elem])
+    if elem in SMALL_INTS:
+        lo, hi = SMALL_INTS[elem]
+        return rng.integers(lo, hi + 1, size=shape).astype(storage)
+    if elem == TP.BFLOAT16:
+        return to_storage(rng.standard_normal(shape).astype(np.float32).astype(helper.tensor_dtype_to_np_dtype(elem)), elem)
+    if elem == TP.FLOAT8E8M0:
+        return rng.integers(127 - 16, 127 + 17, size=shape).astype(storage)
+    f = SMALL_FLOATS[elem]
+    magnitude = rng.integers(0, f.max_code + 1, size=shape)
+    negative = (rng.random(shape) < 0.5) & ((magnitude > 0) if f.fnuz else True)
+    return (magnitude + np.where(negative, 1 << (f.bits - 1), 0)).astype(storage)
 
 
 def typed_feeds(feeds: dict[str, np.ndarray], element_types: dict[str, str]) -> dict[str, np.ndarray]:
@@ -683,7 +679,7 @@ def typed_feeds(feeds: dict[str, np.ndarray], element_types: dict[str, str]) -> 
     return {name: from_storage(a, _BY_NAME[element_types[name]]) if name in element_types else a for name, a in feeds.items()}
 
 
-def stored_outputs(outputs: dict[str, np.ndarray], element_types: dict[str, str]):
+def stored_outputs(outputs: dict[str, np.ndarray], element_types: dict[str, str]) -> dict[str, np.ndarray]:
     """Reference outputs with such outputs as their storage arrays (the same dict type: GoldenOutputs keeps its source)."""
     for name in list(outputs):
         if name in element_types:

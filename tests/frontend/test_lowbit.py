@@ -320,3 +320,23 @@ def test_compiled_bfloat16_arithmetic_is_correctly_rounded(tmp_path):
     (tmp_path / "exp").mkdir()
     with pytest.raises(HccError, match=r"node 'exp_bf16' \(Exp\) on BFLOAT16: not compiled for this type"):
         hcc.compile(_write(helper.make_model(exp, opset_imports=[helper.make_opsetid("", 22)]), tmp_path / "exp"), tmp_path / "exp_bundle")
+
+
+def test_random_golden_inputs_are_valid_values_of_the_type(tmp_path):
+    """Without --golden-input, hcc's random inputs of such types are storage arrays of valid values (INT4 in -8..7,
+    not the generic 1..10), and the golden outputs are the reference's, stored the same way."""
+    nodes = [helper.make_node("Cast", ["q"], ["qf"], name="q_to_float", to=TP.FLOAT),
+             helper.make_node("Cast", ["f"], ["ff"], name="f_to_float", to=TP.FLOAT),
+             helper.make_node("Add", ["qf", "ff"], ["s"], name="add"),
+             helper.make_node("Cast", ["s"], ["y"], name="to_e5m2", to=TP.FLOAT8E5M2)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", TP.INT4, [64]), helper.make_tensor_value_info("f", TP.FLOAT8E4M3FNUZ, [64])],
+                              [helper.make_tensor_value_info("y", TP.FLOAT8E5M2, [64])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
+    hcc.compile(_write(model, tmp_path), tmp_path / "bundle")
+    with np.load(tmp_path / "bundle" / "golden" / "golden.npz") as golden:
+        q, f, y = golden["input:q"], golden["input:f"], golden["output:y"]
+    assert q.dtype == np.int8 and q.min() >= -8 and q.max() <= 7 and len(np.unique(q)) > 8
+    assert f.dtype == np.uint8 and not (f == 0x80).any()  # no NaN code among the random values
+    expected = ReferenceEvaluator(model).run(None, {"q": from_storage(q, TP.INT4), "f": from_storage(f, TP.FLOAT8E4M3FNUZ)})[0]
+    np.testing.assert_array_equal(y, to_storage(expected, TP.FLOAT8E5M2))
+    np.testing.assert_array_equal(load(tmp_path / "bundle").run(None, {"q": q, "f": f})[0], y)
