@@ -169,6 +169,15 @@ def has_lowbit(model: onnx.ModelProto) -> bool:
     return _graph_has_lowbit(model.graph)
 
 
+def _function_using_lowbit(model: onnx.ModelProto) -> str | None:
+    """A model-local function whose body names such a type (its nodes are inlined after this rewrite has run)."""
+    for function in model.functions:
+        body = onnx.GraphProto(node=function.node)
+        if _graph_has_lowbit(body):
+            return function.name
+    return None
+
+
 def _attr(node: onnx.NodeProto, name: str, default):
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
@@ -590,6 +599,10 @@ def _rewrite_bf16_compute(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeP
 def rewrite_lowbit(model: onnx.ModelProto, path: str = "model") -> dict[str, int]:
     """Rewrite, in place, every low-bit value into its INT32 representation (module docstring); returns the ONNX
     types of the model inputs and outputs that had one, by name (their storage type is now in the graph)."""
+    function = _function_using_lowbit(model)
+    if function is not None:
+        raise HccError(f"{path}: local function '{function}' uses an 8-/4-bit float, bfloat16 or 4-/2-bit integer type, "
+                       "which hcc compiles in the main graph only")
     if not has_lowbit(model):
         return {}
     name_nodes(model)  # the loader's names, so that an error names the node as every later message does

@@ -340,3 +340,25 @@ def test_random_golden_inputs_are_valid_values_of_the_type(tmp_path):
     expected = ReferenceEvaluator(model).run(None, {"q": from_storage(q, TP.INT4), "f": from_storage(f, TP.FLOAT8E4M3FNUZ)})[0]
     np.testing.assert_array_equal(y, to_storage(expected, TP.FLOAT8E5M2))
     np.testing.assert_array_equal(load(tmp_path / "bundle").run(None, {"q": q, "f": f})[0], y)
+
+
+def test_bodies_and_local_functions_using_these_types_are_refused(tmp_path):
+    """Only the main graph is rewritten: an If branch or a model-local function naming such a type is refused by
+    name rather than left half-converted."""
+    from hcc.frontend.loader import load_model
+
+    branch = helper.make_graph([helper.make_node("Cast", ["x"], ["b"], name="to_fp8", to=TP.FLOAT8E4M3FN)], "then", [],
+                               [helper.make_tensor_value_info("b", TP.FLOAT8E4M3FN, [2])])
+    node = helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=branch)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TP.BOOL, []), helper.make_tensor_value_info("x", TP.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TP.FLOAT8E4M3FN, [2])])
+    with pytest.raises(HccError, match=r"node 'branch' \(If\): its body uses an 8-/4-bit float"):
+        load_model(_write(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)]), tmp_path))
+    function = helper.make_function("local", "F", ["x"], ["y"], [helper.make_node("Cast", ["x"], ["y"], to=TP.BFLOAT16)],
+                                    [helper.make_opsetid("", 22)])
+    graph = helper.make_graph([helper.make_node("F", ["x"], ["y"], domain="local")], "g", [helper.make_tensor_value_info("x", TP.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TP.BFLOAT16, [2])])
+    model = helper.make_model(graph, functions=[function], opset_imports=[helper.make_opsetid("", 22), helper.make_opsetid("local", 1)])
+    (tmp_path / "f").mkdir()
+    with pytest.raises(HccError, match="local function 'F' uses an 8-/4-bit float, bfloat16"):
+        load_model(_write(model, tmp_path / "f"))
