@@ -630,14 +630,15 @@ def _conv_shape(op, base: str) -> tuple[int, int, int, int, int, int]:
     return x[1], w[0], w[2], w[3], x[1] // w[1], ow
 
 
-def _filter_vector_kernel(op, base: str) -> bool:
-    """Whether ukernels.c runs this fp32 convolution on the filter-vector kernel (conv_fv), or the depthwise one."""
+def _filter_vector_kernel(op, base: str, blocked_output: bool = False) -> bool:
+    """Whether ukernels.c runs this fp32 convolution on the filter-vector kernel (conv_fv), or the depthwise one;
+    `blocked_output`: if it writes the blocked layout (no transposed write-out to pay for: fewer taps do)."""
     if base == DWCONV:
         return True
     c, f, kh, kw, groups, ow = _conv_shape(op, base)
     plain = kh == kw == 1 and _dense_ints(op, "strides", [1, 1]) == [1, 1] and zero_padding(op.operands[0]) is None
     taps = c // groups * kh * kw
-    return groups == 1 and (taps >= FV_MIN_TAPS or (not plain and taps >= FV_MIN_TAPS_UNPLAIN)) and \
+    return groups == 1 and (taps >= FV_MIN_TAPS or ((not plain or blocked_output) and taps >= FV_MIN_TAPS_UNPLAIN)) and \
         (f >= FV_MIN_FILTERS or ow < FV_NARROW_ROWS)
 
 
@@ -665,7 +666,7 @@ def blocked_handover(op, base: str, result, epilogue: Epilogue) -> bool:
     from mlir import ir
 
     shape = ir.RankedTensorType(result.type).shape
-    if len(shape) != 4 or shape[1] % BLOCK_CHANNELS or not _filter_vector_kernel(op, base):
+    if len(shape) != 4 or shape[1] % BLOCK_CHANNELS or not _filter_vector_kernel(op, base, blocked_output=True):
         return False
     if epilogue.residual is not None or epilogue.init_mode == INIT_IN_C:
         return False

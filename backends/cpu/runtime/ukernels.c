@@ -1389,10 +1389,12 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
   /* Vectors across filters (conv_fv) where there are enough filters to fill them, or the rows are too narrow for
      pixel vectors, and enough taps to pay for the transposed write-out, or else an im2col to save (measured: 1x1
      convs of 16..32 channels lose up to 15% there, 3x3 convs of 16..24 filters up to 20%; LeNet's 6->16 5x5 on
-     14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). */
-  int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW && (K >= FV_MIN_TAPS || (!plain && K >= 16)) &&
-           (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
+     14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). A blocked
+     output has no transposed write-out: 16 taps do (MobileNet's 16->96 1x1 on 112x112: 0.95 vs 1.39 ms, 24->144 on
+     56x56: 0.30 vs 0.83 ms on the GEMM path). */
   int64_t layouts = conv[6];
+  int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW &&
+           (K >= FV_MIN_TAPS || ((!plain || (layouts & Y_BLOCKED)) && K >= 16)) && (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
   if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside, site, layouts))
     ;
   else if (layouts) /* a blocked input or output that this convolution's kernel does not take */

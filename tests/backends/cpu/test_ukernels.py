@@ -635,7 +635,7 @@ def _to_blocked(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("c,h,w,f,k,stride,pad,residual", [
     (64, 25, 5, 64, 1, 1, 0, False),    # a keyword spotter's pointwise conv: the filter-vector kernel, in place
     (96, 7, 7, 160, 1, 1, 0, False),    # partial filter blocks
-    (32, 6, 9, 48, 1, 1, 0, False),     # too few taps for the filter-vector kernel: converted around the GEMM path
+    (32, 6, 9, 48, 1, 1, 0, False),     # 32 taps: the filter-vector kernel when writing blocks, else the GEMM path
     (32, 9, 9, 32, 3, 1, 1, False),     # a padded 3x3 reading a blocked input: converted
     (64, 8, 8, 64, 1, 1, 0, True),      # a residual epilogue: converted
 ])
