@@ -124,3 +124,38 @@ def test_two_sessions_of_one_bundle_keep_their_thread_counts(session):
     for s, threads in ((one, 1), (two, 2), (one, 1)):
         check(s.run(None, {"x": x}), x)
         assert lib.hcc_get_num_threads() == threads
+
+
+def test_sessions_run_from_several_threads_at_once(tmp_path):
+    """Two sessions of one bundle, each run from its own Python thread at the same time (ctypes releases the GIL in
+    the native call): both share the library's thread pool and kernels, and every result is right."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((256, 256)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "mm",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 256])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 256])], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "mm.onnx")
+    hcc.compile(tmp_path / "mm.onnx", tmp_path / "mm.bundle")
+    sessions = [load(tmp_path / "mm.bundle", threads=2), load(tmp_path / "mm.bundle", threads=2)]
+    failures = []
+
+    def work(session, seed):
+        local = np.random.default_rng(seed)
+        for _ in range(100):
+            x = local.standard_normal((64, 256)).astype(np.float32)
+            (y,) = session.run(None, {"x": x})
+            if not np.allclose(y, x.astype(np.float64) @ w, rtol=1e-4, atol=1e-3):
+                failures.append(seed)
+                return
+
+    threads = [threading.Thread(target=work, args=(s, i), daemon=True) for i, s in enumerate(sessions * 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads), "a run never returned"
+    assert failures == []

@@ -8,7 +8,8 @@
  * Workers sleep on a condition variable between calls (they spin briefly first: back-to-back kernels of one
  * inference arrive microseconds apart). The thread count is hcc_set_num_threads(n) (the runtime calls it with
  * `threads=`), default: the CPUs this process may run on. A forked child starts without workers and makes new ones.
- * Nested calls (a task that calls hcc_parallel_for) run serially in the calling thread.
+ * Nested calls (a task that calls hcc_parallel_for) run serially in the calling thread, and so does a job started on
+ * another thread while one is running (the pool has one job slot).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -38,9 +39,10 @@ typedef struct {
   hcc_task_fn fn;
   void *ctx;
   int stop;
+  atomic_flag busy; /* a job is running: a caller on another thread runs its own job alone */
 } Pool;
 
-static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+static Pool pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, .busy = ATOMIC_FLAG_INIT};
 static __thread int in_task;
 
 static int default_threads(void) {
@@ -137,8 +139,10 @@ static void stop_workers(void) {
 HCC_EXPORT void hcc_set_num_threads(int n) {
   if (n <= 0) n = default_threads();
   if (n > MAX_THREADS + 1) n = MAX_THREADS + 1;
+  while (atomic_flag_test_and_set(&pool.busy)) cpu_relax(); /* not while a job of another thread runs */
   if (pool.started > n - 1) stop_workers();
   pool.wanted = n;
+  atomic_flag_clear(&pool.busy);
 }
 
 HCC_EXPORT int hcc_get_num_threads(void) { return pool.wanted ? pool.wanted : default_threads(); }
@@ -150,13 +154,16 @@ void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx) {
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
     return;
   }
-  ensure_workers();
-  if (pool.started == 0) {
+  /* one job at a time: the pool has one job slot, so a caller on another thread (two sessions of one bundle run
+     from two Python threads) runs its tasks itself while the pool is taken */
+  if (tasks >= (int64_t)CLOSED || atomic_flag_test_and_set(&pool.busy)) { /* the ticket holds 32 bits of index */
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
     return;
   }
-  if (tasks >= (int64_t)CLOSED) { /* the ticket holds 32 bits of index */
+  ensure_workers();
+  if (pool.started == 0) {
     for (int64_t i = 0; i < tasks; ++i) fn(ctx, i);
+    atomic_flag_clear(&pool.busy);
     return;
   }
   long gen = atomic_load(&pool.generation) + 1;
@@ -182,4 +189,5 @@ void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx) {
     pool.sleeping = 0;
     pthread_mutex_unlock(&pool.lock);
   }
+  atomic_flag_clear(&pool.busy);
 }

@@ -78,6 +78,18 @@ long stress(long jobs, int threads) {
   }
   return errors;
 }
+/* the same jobs on the thread count set before (callers on several threads at once) */
+long stress_here(long jobs) {
+  long errors = 0;
+  for (long j = 0; j < jobs; ++j) {
+    Job job;
+    memset(&job, 0, sizeof job);
+    int64_t tasks = 1 + (j * 7) % 64;
+    hcc_parallel_for(tasks, mark, &job);
+    for (int64_t t = 0; t < 64; ++t) errors += atomic_load(&job.hits[t]) != (t < tasks);
+  }
+  return errors;
+}
 """
 
 
@@ -93,3 +105,27 @@ def test_the_pool_runs_every_task_exactly_once(tmp_path, threads):
     lib = load_library(so, "a test library")
     lib.stress.restype = ctypes.c_long
     assert lib.stress(ctypes.c_long(5000), threads) == 0
+
+
+def test_callers_on_several_threads_share_the_pool_safely(tmp_path):
+    """Two sessions of one bundle (or one session) run from several Python threads at once share the library's one
+    pool: a job started while another is running runs in its own calling thread instead of replacing it (before,
+    the second job overwrote the first one's tasks: tasks ran twice or never, or a caller waited forever)."""
+    import threading
+
+    src = tmp_path / "stress.c"
+    src.write_text(STRESS)
+    so = tmp_path / "stress.so"
+    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(src), str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)],
+                   check=True)
+    lib = load_library(so, "a test library")
+    lib.stress.restype = lib.stress_here.restype = ctypes.c_long
+    assert lib.stress(ctypes.c_long(10), 2) == 0  # sets 2 threads and starts the worker
+    errors = []
+    callers = [threading.Thread(target=lambda: errors.append(lib.stress_here(ctypes.c_long(3000))), daemon=True) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(timeout=120)
+    assert not any(caller.is_alive() for caller in callers), "a caller never returned"
+    assert errors == [0, 0, 0]
