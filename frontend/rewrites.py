@@ -35,6 +35,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * Pad with mode 'wrap' (no torch-mlir conversion): Concat of the tensor's own slices, axis by axis.
 * MatMul with one 1-D operand and one of rank >= 2: torch-mlir's aten.matmul fails; the vector is reshaped to a
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
+* ScatterElements, ScatterND: lowered by torch-mlir to TMTensor scatters, likewise; written as Equal masks against
+  index ramps with Where and Gather (frontend/scatter.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
 
@@ -54,6 +56,7 @@ from hcc.errors import HccError
 from hcc.frontend.checks import static_shape
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
+from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
 from hcc.frontend.topk import topk_nodes
 
 GELU_COEFFICIENT = 0.044715
@@ -222,6 +225,9 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return cumsum_nodes(node, types[node.input[0]], x_shape, _int_scalar(scalars, node.input[1]))
     if node.op_type == "TopK" and x_shape:
         return topk_nodes(node, types[node.input[0]], x_shape, _int_scalar(scalars, node.input[1]), opset, path)
+    if node.op_type in ("ScatterElements", "ScatterND") and x_shape and shapes.get(node.input[1]) is not None:
+        build = scatter_elements_nodes if node.op_type == "ScatterElements" else scatter_nd_nodes
+        return build(node, x_shape, shapes[node.input[1]], opset, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):

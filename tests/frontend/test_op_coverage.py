@@ -506,6 +506,14 @@ case("TopK", "smallest-ties-opset11", lambda: _topk((4, 10), 7, opset=11, larges
 case("TopK", "axis0-int64-smallest", lambda: _topk((6, 3, 2), 6, elem=I64, axis=0, largest=0), as_written=True,
      feeds={"x": np.random.default_rng(11).integers(-5, 5, (6, 3, 2)).astype(np.int64)})
 case("TopK", "axis1-random", lambda: _topk((2, 33, 3), 5, axis=1), as_written=True)
+# ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
+case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
+    "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
+    axis=1, reduction="add", opset=18), as_written=True)
+case("ScatterElements", "axis0-partial", lambda: with_weights(
+    "ScatterElements", (4, 3), [_const("indices", [[3, -4]], np.int64), _rand("updates", 1, 2)]), as_written=True)
+case("ScatterND", "pairs", lambda: with_weights(
+    "ScatterND", (4, 3, 2), [_const("indices", [[0, 1], [3, -1]], np.int64), _rand("updates", 2, 2)]), as_written=True)
 # NonZero is compiled only when its input is a constant (frontend/checks.py): here it computes the coordinates that a
 # GatherND then reads from the real input.
 case("NonZero", "constant-folded", lambda: _model(
