@@ -18,7 +18,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     """
     Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization BitShift BitwiseAnd
     BitwiseNot BitwiseOr BitwiseXor Cast CastLike Ceil Celu CenterCropPad Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos
-    Cosh CumSum DepthToSpace Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
+    Cosh CumProd CumSum DepthToSpace Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
     GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GroupNormalization GRU Hardmax
     HardSigmoid HardSwish Identity InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log
     LogSoftmax LpNormalization LpPool LRN LSTM MatMul Max MaxPool Mean Min Mish Mod Mul Neg NonZero
@@ -93,6 +93,9 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
 
 
 def _convert_down(model: onnx.ModelProto, path: str, opset: int) -> onnx.ModelProto:
+    from hcc.frontend.cumprod import rewrite_cumprod
+
+    model = rewrite_cumprod(model, path)  # opset 26's CumProd, which opset 22 lacks: a scan of opset-22 ops
     new_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and not _defined_at(n.op_type, MAX_OPSET)})
     if new_ops:
         raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {', '.join(new_ops)} "

@@ -506,6 +506,10 @@ case("TopK", "smallest-ties-opset11", lambda: _topk((4, 10), 7, opset=11, larges
 case("TopK", "axis0-int64-smallest", lambda: _topk((6, 3, 2), 6, elem=I64, axis=0, largest=0), as_written=True,
      feeds={"x": np.random.default_rng(11).integers(-5, 5, (6, 3, 2)).astype(np.int64)})
 case("TopK", "axis1-random", lambda: _topk((2, 33, 3), 5, axis=1), as_written=True)
+# CumProd (opset 26) is rewritten into a log-step scan of Slice, Pad and Mul before the opset conversion
+# (frontend/cumprod.py).
+case("CumProd", "axis1-exclusive", lambda: with_weights("CumProd", (3, 7), [_const("axis", 1, np.int64)], opset=26,
+                                                        exclusive=1), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
