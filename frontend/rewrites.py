@@ -37,6 +37,7 @@ the converter's output would have to be done per backend and per torch-mlir rele
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
 * ScatterElements, ScatterND: lowered by torch-mlir to TMTensor scatters, likewise; written as Equal masks against
   index ramps with Where and Gather (frontend/scatter.py).
+* Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
 
@@ -54,6 +55,7 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.checks import static_shape
+from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
@@ -228,6 +230,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
     if node.op_type in ("ScatterElements", "ScatterND") and x_shape and shapes.get(node.input[1]) is not None:
         build = scatter_elements_nodes if node.op_type == "ScatterElements" else scatter_nd_nodes
         return build(node, x_shape, shapes[node.input[1]], opset, path)
+    if node.op_type == "Compress" and x_shape:
+        return compress_nodes(node, x_shape, _constant(facts, node.input[1]), path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
@@ -255,6 +259,12 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
     if node.op_type == "LpNormalization" and _attr_int(node, "p", 2) in (1, 2):
         return _lp_normalization_nodes(node, types[node.input[0]], opset)
     return None
+
+
+def _constant(facts: _Facts, name: str) -> np.ndarray | None:
+    """The value of a 1-D or one-element initializer."""
+    value = facts.constants.get(name)
+    return value if value is not None else facts.scalars.get(name)
 
 
 def _int_scalar(scalars: dict[str, np.ndarray], name: str) -> int | None:

@@ -510,6 +510,9 @@ case("TopK", "axis1-random", lambda: _topk((2, 33, 3), 5, axis=1), as_written=Tr
 # (frontend/cumprod.py).
 case("CumProd", "axis1-exclusive", lambda: with_weights("CumProd", (3, 7), [_const("axis", 1, np.int64)], opset=26,
                                                         exclusive=1), as_written=True)
+# Compress with a constant condition is a Gather of the selected positions (frontend/compress.py).
+case("Compress", "axis1", lambda: with_weights("Compress", (3, 4), [_const("condition", [True, False, True, True], np.bool_)],
+                                               axis=1), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
