@@ -219,6 +219,7 @@ typedef struct {
   int64_t H, W;
   const float *packed_b; /* B (a bundle weight) packed once (packed_weights): KC-block panels, or for a few-row
                             product NR-column panels of all K rows (small_m_panels); NULL: B read in place */
+  const uint16_t *packed_a16; /* A (a convolution's constant filters) as the bf16 tiles' rows, every row (amx_block) */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -344,12 +345,18 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
       for (int64_t k = 0; k < kc; ++k)
         for (int j = 0; j < NV; ++j) vstore(out + k * NR + j * VL, vload(base + bk[k] + j * VL));
     } else {
+      int64_t start[NR + 1], runs = 0; /* runs of consecutive floats (a panel across output rows: a few) */
+      for (int64_t j = 0; j < nr; ++j)
+        if (j == 0 || bn[j] != bn[j - 1] + 1) start[runs++] = j;
+      start[runs] = nr;
       for (int64_t k = 0; k < kc; ++k) {
         const float *row = p->b + bk[k];
         float *dst = out + k * NR;
-        int64_t j = 0;
-        for (; j < nr; ++j) dst[j] = row[bn[j]];
-        for (; j < NR; ++j) dst[j] = 0.0f;
+        if (runs <= NR / 8)
+          for (int64_t r = 0; r < runs; ++r) copy_run(dst + start[r], row + bn[start[r]], start[r + 1] - start[r], 0, start[r + 1] - start[r], 1);
+        else
+          for (int64_t j = 0; j < nr; ++j) dst[j] = row[bn[j]];
+        for (int64_t j = nr; j < NR; ++j) dst[j] = 0.0f;
       }
     }
     out += NR * kc;
@@ -611,7 +618,10 @@ static void amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int6
   uint16_t *ap = (uint16_t *)buf, *bp = ap + a_halves;
   float *panel = (float *)(bp + b_halves), *acc = panel + panel_floats;
   amx_configure();
-  amx_pack_a(p, m0, rows, Kp, ap);
+  if (p->packed_a16)
+    ap = (uint16_t *)p->packed_a16 + m0 * Kp; /* kept rows (zero rows past M: a block may read up to 31 more) */
+  else
+    amx_pack_a(p, m0, rows, Kp, ap);
   for (int64_t jc = n0; jc < n1; jc += NR) {
     int64_t nr = min64(NR, n1 - jc);
     pack_b(p, jc, nr, 0, K, panel);
@@ -640,6 +650,27 @@ static void amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int6
     }
   }
   _tile_release();
+}
+
+/* Kept bf16 filters of a convolution on tiles: per group, every row as amx_pack_a packs them plus AMX_MB zero rows
+ * (a block starting at any row reads whole tiles); amx_pack_a's conversion of the filters was 40% of a 512-filter
+ * 7x7 convolution when done on every call. */
+static int64_t amx_kept_rows(int64_t M) { return ((M + AMX_MB - 1) / AMX_MB) * AMX_MB + AMX_MB; }
+
+typedef struct {
+  const Problem *problems; /* one per group */
+  int64_t G;
+} AmxKeep;
+
+static void amx_pack_all(const void *ctx, float *out) {
+  const AmxKeep *keep = ctx;
+  for (int64_t g = 0; g < keep->G; ++g) {
+    const Problem *p = &keep->problems[g];
+    int64_t Kp = ((p->K + 31) / 32) * 32, rows = amx_kept_rows(p->M);
+    uint16_t *dst = (uint16_t *)out + g * rows * Kp;
+    amx_pack_a(p, 0, p->M, Kp, dst);
+    memset(dst + ((p->M + AMX_MB - 1) / AMX_MB) * AMX_MB * Kp, 0, sizeof(uint16_t) * (size_t)(AMX_MB * Kp));
+  }
 }
 #pragma GCC pop_options
 #endif
@@ -1098,7 +1129,7 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
-        p->packed_b = NULL;
+        p->packed_b = NULL, p->packed_a16 = NULL;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
         if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
@@ -1264,8 +1295,6 @@ static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float 
   return xpad;
 }
 
-/* koff[k] for tap k = (channel c, kh, kw) of a group: its offset from a window's origin in an input whose channels
- * are `plane` and rows `row` floats apart. */
 /* The blocked layout in which one convolution hands its output to the next (conv[6] of hcc_conv2d / hcc_dwconv2d,
  * chosen by the compiler: ukernels.py blocked_handovers): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
  * with C a multiple of CBLOCK; the same for every ISA (the code picks its ISA at load time). onnxruntime keeps its
@@ -1288,6 +1317,8 @@ static void relayout(const float *src, float *dst, int64_t N, int64_t C, int64_t
       }
 }
 
+/* koff[k] for tap k = (channel c, kh, kw) of a group: its offset from a window's origin in an input whose channels
+ * are `plane` and rows `row` floats apart. */
 static void tap_offsets(int64_t *koff, int64_t Cg, int64_t KH, int64_t KW, int64_t plane, int64_t row, int64_t dh, int64_t dw) {
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -1336,6 +1367,23 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
  * NCHW order. The output of one image and channel must be dense over (oh, ow). */
 static void conv_relayout(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
                           const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16);
+
+/* The problems of a convolution on bf16 tiles read a zero-padded copy of the input (every window inside it), through
+ * offset tables rebuilt for it, instead of masking each read at the padding: the masked im2col gathers
+ * (pack_b_padded) took 62% of a 3x3 64-channel 56x56 convolution on tiles. The copy is kept in the calling thread's
+ * scratch (padded_copy); if it cannot be had the masked path stays. */
+static void amx_padded_input(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                             const int64_t *conv, int64_t *bk, int64_t *bn) {
+  int64_t C = sizes[1], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8], Cg = C / G;
+  int64_t Hp = (OH - 1) * conv[0] + (KH - 1) * conv[2] + 1, Wp = (OW - 1) * conv[1] + (KW - 1) * conv[3] + 1;
+  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0)) return;
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) bk[k] = c * Hp * Wp + kh * conv[2] * Wp + kw * conv[3];
+  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) bn[q] = oh * conv[0] * Wp + ow * conv[1];
+  for (int64_t i = 0; i < NB * G; ++i) problems[i].pad_h = problems[i].pad_w = problems[i].k_h = problems[i].k_w = NULL;
+}
 
 static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
                        const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
@@ -1386,7 +1434,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->bf16 = amx;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
-      p->packed_b = NULL;
+      p->packed_b = NULL, p->packed_a16 = NULL;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;
       p->e.ow = OW;
@@ -1406,6 +1454,17 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). A blocked
      output has no transposed write-out: 16 taps do (MobileNet's 16->96 1x1 on 112x112: 0.95 vs 1.39 ms, 24->144 on
      56x56: 0.30 vs 0.83 ms on the GEMM path). */
+  if (amx && padded) /* bf16 tiles: im2col panels from a zero-padded copy, without the masked gathers */
+    amx_padded_input(problems, NB, G, x, xs, sizes, conv, bk, bn);
+#ifdef HCC_AMX
+  if (amx && site > 0) { /* constant filters: their bf16 rows kept (amx_pack_all) */
+    int64_t Kp = ((K + 31) / 32) * 32, rows = amx_kept_rows(Fg);
+    const int64_t shape[3] = {Fg, K, -2 - G}; /* -2 - G: this layout */
+    AmxKeep keep = {problems, G};
+    const float *kept = packed_weights(site, shape, (size_t)(G * rows * Kp / 2 + 1), amx_pack_all, &keep);
+    for (int64_t i = 0; kept && i < NB * G; ++i) problems[i].packed_a16 = (const uint16_t *)kept + (i % G) * rows * Kp;
+  }
+#endif
   int64_t layouts = conv[6];
   int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW &&
            (K >= FV_MIN_TAPS || ((!plain || (layouts & Y_BLOCKED)) && K >= 16)) && (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
