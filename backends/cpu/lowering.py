@@ -721,6 +721,7 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     _mark_fma_candidates(root)
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     _split_shared_empties(root)
+    _distinct_results(root)
     _read_only_arguments(root)
     _run_pipeline(root, BUFFERIZE_IN_PLACE, "cpu-bufferize", "CPU backend: bufferization")
     _apply_script(root, HOIST_VECTOR_TRANSFERS)
@@ -754,6 +755,29 @@ def _split_shared_empties(root) -> None:
     visit(root)
 
 
+def _distinct_results(root) -> None:
+    """A function that returns one value twice (two model outputs computing the same thing, merged by CSE) returns a
+    copy the second time: buffer-results-to-out-params crashed the compiler (signal 11) on `return %1, %1`."""
+    from mlir import ir
+    from mlir.dialects import linalg, tensor
+
+    for op in root.regions[0].blocks[0].operations:
+        if op.operation.name != "func.func" or not op.regions[0].blocks:
+            continue
+        for block in op.regions[0].blocks:
+            ret = block.operations[len(block.operations) - 1]
+            if ret.operation.name != "func.return":
+                continue
+            seen = []
+            for i, value in enumerate(list(ret.operands)):
+                if any(value == v for v in seen) and isinstance(value.type, ir.RankedTensorType):
+                    t = ir.RankedTensorType(value.type)
+                    with ir.InsertionPoint(ret), ret.location:
+                        copy = linalg.copy(value, outs=[tensor.EmptyOp(t.shape, t.element_type).result])
+                    ret.operation.operands[i] = copy
+                seen.append(value)
+
+
 def _read_only_arguments(root) -> None:
     """Tell bufferization that no argument may be written: inputs and weights are the caller's (the runtime passes
     its arrays without copies, and a weight buffer serves every call); only the out-parameters are written."""
@@ -779,6 +803,7 @@ def _lower_loops(text: str) -> str:
     from hcc.passes.diagnostics import describe_mlir_error
 
     module = ir.Module.parse(text)
+    _distinct_results(module.operation)
     _read_only_arguments(module.operation)
     _run_pipeline(module.operation, BUFFERIZE, "cpu-bufferize", "CPU backend: bufferization")
     try:

@@ -539,3 +539,14 @@ def test_separable_cnn_hands_over_blocked_channels(tmp_path):
     for node in ("block0/dw", "block0/pw", "block1/dw"):
         assert notes[node].endswith("input and output in 16-channel blocks"), notes
     assert notes["block1/pw"].endswith("input in 16-channel blocks"), notes
+
+
+def test_two_outputs_computing_the_same_value(tmp_path):
+    """Two outputs computed by identical nodes: CSE merges them and the function returns one value twice, which
+    crashed bufferization (the compiler worker died with signal 11). The second is now returned as a copy."""
+    nodes = [h.make_node("Relu", ["x"], ["y1"], name="r1"), h.make_node("Relu", ["x"], ["y2"], name="r2"),
+             h.make_node("Abs", ["x"], ["a1"], name="a1"), h.make_node("Abs", ["x"], ["a2"], name="a2")]
+    outputs = [h.make_tensor_value_info(n, TensorProto.FLOAT, [4, 8]) for n in ("y1", "y2", "a1", "a2")]
+    model = _model(nodes, [], [h.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])], outputs)
+    _session, results, _expected = compile_and_compare(model, tmp_path, name="dup")
+    assert np.array_equal(results[0], results[1]) and results[0] is not results[1]
