@@ -138,8 +138,9 @@ def recurrent_features(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
         return None
     direction = _text(_attr(node, "direction", "forward"))
     if direction not in FORWARD_ONLY_EXCEPT.get(node.op_type, ("forward",)):
-        return (f"direction '{direction}' is not supported: torch-mlir converts only "
-                f"{' and '.join(FORWARD_ONLY_EXCEPT.get(node.op_type, ('forward',)))} {node.op_type}")
+        return (f"direction '{direction}' is not supported here: torch-mlir converts only "
+                f"{' and '.join(FORWARD_ONLY_EXCEPT.get(node.op_type, ('forward',)))} {node.op_type}, and hcc rewrites "
+                "the others (frontend/recurrent.py) only with layout 0, no sequence_lens and a static sequence length")
     peepholes = _input(node, 7) if node.op_type == "LSTM" else ""
     if peepholes:
         value = facts.constant(peepholes)

@@ -351,7 +351,7 @@ def _lstm(direction="forward", seq=4, batch=2, inp=3, hidden=5, full=True, layou
 case("LSTM", "forward-full", lambda: _lstm())
 case("LSTM", "forward-no-bias-state", lambda: _lstm(full=False))
 case("LSTM", "bidirectional", lambda: _lstm(direction="bidirectional"))
-case("LSTM", "reverse", lambda: _lstm(direction="reverse"), xfail="torch-mlir's onnx.LSTM conversion has no direction=reverse")
+case("LSTM", "reverse", lambda: _lstm(direction="reverse"))  # a forward LSTM on reversed steps (frontend/recurrent.py)
 
 
 # Ops added with the widened whitelist. Inputs stay inside each op's domain (explicit feeds where normals would not).
@@ -513,6 +513,10 @@ case("CumProd", "axis1-exclusive", lambda: with_weights("CumProd", (3, 7), [_con
 # Compress with a constant condition is a Gather of the selected positions (frontend/compress.py).
 case("Compress", "axis1", lambda: with_weights("Compress", (3, 4), [_const("condition", [True, False, True, True], np.bool_)],
                                                axis=1), as_written=True)
+# GridSample is rewritten into coordinate arithmetic, GatherElements and weighted sums (frontend/grid_sample.py).
+case("GridSample", "linear-reflection", lambda: with_weights(
+    "GridSample", (1, 2, 4, 5), [numpy_helper.from_array(RNG.uniform(-1.5, 1.5, (1, 3, 4, 2)).astype(np.float32), "grid")],
+    opset=20, padding_mode="reflection"), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
@@ -528,17 +532,16 @@ case("NonZero", "constant-folded", lambda: _model(
      h.make_node("GatherND", ["x", "idx"], ["y"], name="gathernd")],
     [("x", F, [3, 4])], ["y"], [_const("mask", [[1, 0, 0, 2], [0, 0, 3, 0], [4, 5, 0, 0]])]))
 
-# Recurrent. torch-mlir converts GRU and RNN only for direction=forward; the others are a compile error, not a wrong result.
-_FORWARD_ONLY = "torch-mlir's onnx.{} conversion handles only direction=forward"
+# Recurrent. torch-mlir converts GRU and RNN only for direction=forward; hcc runs the others as forward ones.
 case("GRU", "forward-full", lambda: _recurrent("GRU"))
 case("GRU", "linear-before-reset", lambda: _recurrent("GRU", linear_before_reset=1))
 case("GRU", "forward-no-bias-state", lambda: _recurrent("GRU", full=False))
-case("GRU", "bidirectional", lambda: _recurrent("GRU", direction="bidirectional"), xfail=_FORWARD_ONLY.format("GRU"))
-case("GRU", "reverse", lambda: _recurrent("GRU", direction="reverse"), xfail=_FORWARD_ONLY.format("GRU"))
+case("GRU", "bidirectional", lambda: _recurrent("GRU", direction="bidirectional"))  # as forward ones (frontend/recurrent.py)
+case("GRU", "reverse", lambda: _recurrent("GRU", direction="reverse"))  # as forward ones (frontend/recurrent.py)
 case("RNN", "forward-full", lambda: _recurrent("RNN"))
 case("RNN", "relu", lambda: _recurrent("RNN", activations=["Relu"]))
-case("RNN", "bidirectional", lambda: _recurrent("RNN", direction="bidirectional"), xfail=_FORWARD_ONLY.format("RNN"))
-case("RNN", "reverse", lambda: _recurrent("RNN", direction="reverse"), xfail=_FORWARD_ONLY.format("RNN"))
+case("RNN", "bidirectional", lambda: _recurrent("RNN", direction="bidirectional"))  # as forward ones (frontend/recurrent.py)
+case("RNN", "reverse", lambda: _recurrent("RNN", direction="reverse"))  # as forward ones (frontend/recurrent.py)
 
 # Quantized ops (frontend/quantized.py rewrites them): compared bit for bit with onnxruntime on the model as written
 # (`as_written`), since onnxruntime on hcc's rewrite would only check the rewrite against itself.
