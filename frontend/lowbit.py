@@ -12,9 +12,9 @@ casts, onnx.numpy_helper.saturate_cast and to_float8e8m0), checked bit for bit i
   (256 entries for 8-bit and 4-bit floats, 65,536 for bfloat16); an integer is its own value.
 - Cast / CastLike to a float type of 8 or 4 bits: round-to-nearest-even by finding, for |x|, the largest magnitude
   code c whose lower midpoint (between the magnitudes of c - 1 and c) |x| passes (reaching it counts when c is even:
-  ties to even), by a binary search over the bits of c through a table of midpoints (element-wise, 7 steps). Out of range: the largest finite value when
-  saturating (the ONNX default, also for Inf), else Inf (E5M2) or NaN; the sign bit from x < 0 or x = -0 (E4M3FNUZ
-  and E5M2FNUZ have no negative zero). A float NaN gives the type's positive NaN code: the sign of a NaN cannot be
+  ties to even), by a binary search over the bits of c through a table of midpoints (element-wise, 7 steps). Out of
+  range: the largest finite value when saturating (the ONNX default, also for Inf), else Inf (E5M2) or NaN; the sign
+  bit from x < 0 or x = -0 (E4M3FNUZ and E5M2FNUZ have no negative zero). A float NaN gives the type's positive NaN code: the sign of a NaN cannot be
   read without a bitcast, which ONNX lacks (a NaN decoded from a low-bit code keeps its sign, as in onnx.reference).
   FLOAT4E2M1 saturates always and writes a positive NaN as 0x8 (-0), as onnx.reference does.
 - To FLOAT8E8M0 (a power of two): the float32 exponent field found against a table of powers of two, rounded by the Cast's

@@ -203,7 +203,8 @@ class Session:
             if spec.element_type is not None and array.dtype.name == spec.element_type:
                 array = _stored(array, spec)
             if array.dtype != spec.dtype:
-                carried = f" (its {spec.element_type} values as stored: frontend/lowbit.py; or a {spec.element_type} array)" if spec.element_type else ""
+                carried = (f" (its {spec.element_type} values as stored: frontend/lowbit.py; or a {spec.element_type} array)"
+                           if spec.element_type else "")
                 raise HccError(f"input '{spec.name}': dtype {array.dtype}, expected {spec.dtype}{carried}")
             if array.shape != spec.shape:
                 raise HccError(f"input '{spec.name}': shape {list(array.shape)}, expected {list(spec.shape)} (the shape the bundle was compiled for)")

@@ -24,7 +24,8 @@ ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, 
 TENSOR_KINDS = ("input", "output", "weight", "intermediate")
 # element_type (a type numpy lacks; ml_dtypes' name) -> the storage dtype a bundle carries it in (frontend/lowbit.py)
 ELEMENT_STORAGE = {"float8_e4m3fn": "uint8", "float8_e4m3fnuz": "uint8", "float8_e5m2": "uint8", "float8_e5m2fnuz": "uint8",
-                   "float4_e2m1fn": "uint8", "float8_e8m0fnu": "uint8", "bfloat16": "uint16", "int4": "int8", "int2": "int8", "uint4": "uint8", "uint2": "uint8"}
+                   "float4_e2m1fn": "uint8", "float8_e8m0fnu": "uint8", "bfloat16": "uint16",
+                   "int4": "int8", "int2": "int8", "uint4": "uint8", "uint2": "uint8"}
 MAX_TENSOR_BYTES = 1 << 40
 
 

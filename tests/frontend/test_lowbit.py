@@ -14,11 +14,10 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
 import hcc
-from hcc.errors import HccError
-from hcc.frontend.lowbit import (ELEMENT_NAMES, LOWBIT, SMALL_FLOATS, SMALL_INTS, STORAGE_NAMES, from_storage,
-                                 rewrite_lowbit, to_storage)
-from hcc.runtime import load
 from hcc.artifacts.manifest import Manifest
+from hcc.errors import HccError
+from hcc.frontend.lowbit import ELEMENT_NAMES, LOWBIT, SMALL_INTS, STORAGE_NAMES, from_storage, rewrite_lowbit, to_storage
+from hcc.runtime import load
 from hcc.runtime.validate import ELEMENT_STORAGE, check_tensors
 
 FLOAT8 = [TP.FLOAT8E4M3FN, TP.FLOAT8E4M3FNUZ, TP.FLOAT8E5M2, TP.FLOAT8E5M2FNUZ]
@@ -169,11 +168,13 @@ def test_compiled_quantize_and_dequantize(tmp_path):
     x = (rng.standard_normal((3, 40)) * 20).astype(np.float32)
     x[0, :6] = [2.5, 3.5, -2.5, 1e6, -1e6, 0.0]
     cases = [
-        (_qdq_model("QuantizeLinear", TP.INT4, [3, 40], np.float32([2, 3, 4]), np.array([1, -2, 0], dtype=helper.tensor_dtype_to_np_dtype(TP.INT4)), axis=0), x),
+        (_qdq_model("QuantizeLinear", TP.INT4, [3, 40], np.float32([2, 3, 4]),
+                             np.array([1, -2, 0], dtype=helper.tensor_dtype_to_np_dtype(TP.INT4)), axis=0), x),
         (_qdq_model("QuantizeLinear", TP.FLOAT8E4M3FN, [3, 40], np.float32(0.25), None, saturate=1), x),
         (_qdq_model("QuantizeLinear", TP.FLOAT8E4M3FN, [3, 40], np.float32(0.25), None, saturate=0), x),
         (_qdq_model("QuantizeLinear", TP.FLOAT4E2M1, [3, 40], np.float32(4.0), None), x),
-        (_qdq_model("DequantizeLinear", TP.UINT4, [3, 16], np.float32([0.5, 2, 3]), np.array([3, 0, 15], dtype=helper.tensor_dtype_to_np_dtype(TP.UINT4)), axis=0),
+        (_qdq_model("DequantizeLinear", TP.UINT4, [3, 16], np.float32([0.5, 2, 3]),
+                             np.array([3, 0, 15], dtype=helper.tensor_dtype_to_np_dtype(TP.UINT4)), axis=0),
          np.tile(np.arange(16), (3, 1)).astype(helper.tensor_dtype_to_np_dtype(TP.UINT4))),
         (_qdq_model("DequantizeLinear", TP.FLOAT8E5M2, [256], np.float32(0.5), None, axis=0),
          np.arange(256, dtype=np.uint8).view(helper.tensor_dtype_to_np_dtype(TP.FLOAT8E5M2))),
@@ -329,7 +330,8 @@ def test_random_golden_inputs_are_valid_values_of_the_type(tmp_path):
              helper.make_node("Cast", ["f"], ["ff"], name="f_to_float", to=TP.FLOAT),
              helper.make_node("Add", ["qf", "ff"], ["s"], name="add"),
              helper.make_node("Cast", ["s"], ["y"], name="to_e5m2", to=TP.FLOAT8E5M2)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", TP.INT4, [64]), helper.make_tensor_value_info("f", TP.FLOAT8E4M3FNUZ, [64])],
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", TP.INT4, [64]),
+                                                 helper.make_tensor_value_info("f", TP.FLOAT8E4M3FNUZ, [64])],
                               [helper.make_tensor_value_info("y", TP.FLOAT8E5M2, [64])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)])
     hcc.compile(_write(model, tmp_path), tmp_path / "bundle")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, numpy_helper
 from onnx import helper as h
-import onnxruntime as ort
 
-from helpers import compile_and_compare
 from hcc.frontend.recurrent import split_directions
+from helpers import compile_and_compare
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
