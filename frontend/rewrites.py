@@ -37,6 +37,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
   matrix and the result to the op's output shape (numpy's rules, stated with static shapes).
 * ScatterElements, ScatterND: lowered by torch-mlir to TMTensor scatters, likewise; written as Equal masks against
   index ramps with Where and Gather (frontend/scatter.py).
+* GridSample (no lowering in hcc): coordinate arithmetic, GatherElements and weighted sums, as onnx.reference
+  computes it (frontend/grid_sample.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
@@ -58,6 +60,7 @@ from hcc.frontend.checks import static_shape
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
+from hcc.frontend.grid_sample import grid_sample_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
 from hcc.frontend.topk import topk_nodes
 
@@ -232,6 +235,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return build(node, x_shape, shapes[node.input[1]], opset, path)
     if node.op_type == "Compress" and x_shape:
         return compress_nodes(node, x_shape, _constant(facts, node.input[1]), path)
+    if node.op_type == "GridSample" and x_shape and shapes.get(node.input[1]):
+        return grid_sample_nodes(node, types[node.input[0]], x_shape, shapes[node.input[1]], path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
