@@ -39,6 +39,7 @@ the converter's output would have to be done per backend and per torch-mlir rele
   index ramps with Where and Gather (frontend/scatter.py).
 * GridSample (no lowering in hcc): coordinate arithmetic, GatherElements and weighted sums, as onnx.reference
   computes it (frontend/grid_sample.py).
+* Col2Im with constant image and block shapes: strided placements of each kernel tap, added (frontend/col2im.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
@@ -57,6 +58,7 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.checks import static_shape
+from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
@@ -237,6 +239,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return compress_nodes(node, x_shape, _constant(facts, node.input[1]), path)
     if node.op_type == "GridSample" and x_shape and shapes.get(node.input[1]):
         return grid_sample_nodes(node, types[node.input[0]], x_shape, shapes[node.input[1]], path)
+    if node.op_type == "Col2Im" and x_shape and len(node.input) > 2:
+        return col2im_nodes(node, x_shape, _constant(facts, node.input[1]), _constant(facts, node.input[2]), path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):

@@ -517,6 +517,10 @@ case("Compress", "axis1", lambda: with_weights("Compress", (3, 4), [_const("cond
 case("GridSample", "linear-reflection", lambda: with_weights(
     "GridSample", (1, 2, 4, 5), [numpy_helper.from_array(RNG.uniform(-1.5, 1.5, (1, 3, 4, 2)).astype(np.float32), "grid")],
     opset=20, padding_mode="reflection"), as_written=True)
+# Col2Im with constant image and block shapes: strided placements of each kernel tap, added (frontend/col2im.py).
+case("Col2Im", "strides-pads", lambda: with_weights(
+    "Col2Im", (1, 8, 6), [_const("image_shape", [5, 5], np.int64), _const("block_shape", [2, 2], np.int64)],
+    opset=18, strides=[2, 2], pads=[0, 0, 1, 0]), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
