@@ -40,6 +40,7 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * GridSample (no lowering in hcc): coordinate arithmetic, GatherElements and weighted sums, as onnx.reference
   computes it (frontend/grid_sample.py).
 * Col2Im with constant image and block shapes: strided placements of each kernel tap, added (frontend/col2im.py).
+* DFT: MatMuls with constant cosine and sine matrices (frontend/dft.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
@@ -62,6 +63,7 @@ from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
+from hcc.frontend.dft import dft_nodes
 from hcc.frontend.grid_sample import grid_sample_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
 from hcc.frontend.topk import topk_nodes
@@ -241,6 +243,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return grid_sample_nodes(node, types[node.input[0]], x_shape, shapes[node.input[1]], path)
     if node.op_type == "Col2Im" and x_shape and len(node.input) > 2:
         return col2im_nodes(node, x_shape, _constant(facts, node.input[1]), _constant(facts, node.input[2]), path)
+    if node.op_type == "DFT" and x_shape:
+        return dft_nodes(node, types[node.input[0]], x_shape, opset, {**facts.constants, **facts.scalars}, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):

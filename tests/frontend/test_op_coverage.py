@@ -521,6 +521,9 @@ case("GridSample", "linear-reflection", lambda: with_weights(
 case("Col2Im", "strides-pads", lambda: with_weights(
     "Col2Im", (1, 8, 6), [_const("image_shape", [5, 5], np.int64), _const("block_shape", [2, 2], np.int64)],
     opset=18, strides=[2, 2], pads=[0, 0, 1, 0]), as_written=True)
+# DFT is rewritten into MatMuls with constant cosine and sine matrices (frontend/dft.py).
+case("DFT", "rfft-axis1", lambda: with_weights("DFT", (2, 8, 1), [None, _const("axis", 1, np.int64)], opset=20, onesided=1),
+     as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],

@@ -1,0 +1,81 @@
+"""DFT (frontend/dft.py): forward and inverse, real and complex signals, one-sided (rfft) and inverse one-sided
+(irfft), dft_length shorter and longer than the axis, opset 17's axis attribute and opset 20's axis input (a
+run-time axis picked with Where), compared with onnx.reference (numpy's FFT) and onnxruntime; a one-sided transform
+with a run-time axis is refused naming the node."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import hcc
+import hcc.runtime
+from hcc.errors import HccError
+
+
+def _model(x_shape: list[int], opset: int, length: int | None = None, axis: int | None = None,
+           run_time_axis: bool = False, **attrs) -> onnx.ModelProto:
+    inputs, inits = [h.make_tensor_value_info("x", T.FLOAT, x_shape)], []
+    names = ["x", "dft_length" if length is not None else ""]
+    if length is not None:
+        inits.append(numpy_helper.from_array(np.array(length, np.int64), "dft_length"))
+    if opset >= 20:
+        names.append("axis")
+        if run_time_axis:
+            inputs.append(h.make_tensor_value_info("axis", T.INT64, []))
+        else:
+            inits.append(numpy_helper.from_array(np.array(axis if axis is not None else -2, np.int64), "axis"))
+    elif axis is not None:
+        attrs["axis"] = axis
+    node = h.make_node("DFT", names, ["y"], name="dft", **attrs)
+    graph = h.make_graph([node], "dft", inputs, [h.make_tensor_value_info("y", T.FLOAT, None)], initializer=inits)
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=9)
+    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def _run(tmp_path, model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "golden.npz", **feeds)
+    hcc.compile(tmp_path / "m.onnx", tmp_path / "b", golden_inputs=str(tmp_path / "golden.npz"))
+    return hcc.runtime.load(tmp_path / "b")
+
+
+def _compare(got: np.ndarray, model: onnx.ModelProto, feeds: dict[str, np.ndarray], with_ort: bool = True) -> None:
+    np.testing.assert_allclose(got, ReferenceEvaluator(model).run(None, feeds)[0], rtol=1e-4, atol=1e-4)
+    if with_ort:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(got, session.run(None, feeds)[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape, opset, length, axis, attrs", [
+    ([2, 12, 3, 1], 17, None, 1, {}),  # real forward
+    ([2, 5, 9, 2], 20, None, -2, {"inverse": 1}),  # complex inverse
+    ([3, 16, 1], 20, 11, 1, {"onesided": 1}),  # rfft of a truncated signal, odd length
+    ([2, 7, 4, 2], 17, 12, 1, {"inverse": 1, "onesided": 1}),  # irfft: half spectrum of 7 for length 12
+    ([1, 6, 5, 2], 20, 9, 1, {}),  # complex forward, zero-padded to 9
+])
+def test_transforms(tmp_path, x_shape, opset, length, axis, attrs):
+    model = _model(x_shape, opset, length, axis, **attrs)
+    x = np.random.default_rng(17).standard_normal(x_shape).astype(np.float32)
+    got = _run(tmp_path, model, {"x": x}).run(None, {"x": x})[0]
+    _compare(got, model, {"x": x})
+
+
+def test_run_time_axis(tmp_path):
+    model = _model([4, 4, 4, 2], 20, run_time_axis=True)
+    x = np.random.default_rng(20).standard_normal((4, 4, 4, 2)).astype(np.float32)
+    session = _run(tmp_path, model, {"x": x, "axis": np.array(1, np.int64)})
+    for axis in (0, 1, 2, -2, -3, -4):
+        feeds = {"x": x, "axis": np.array(axis, np.int64)}
+        _compare(session.run(None, feeds)[0], model, feeds)
+
+
+def test_one_sided_run_time_axis_is_refused(tmp_path):
+    onnx.save(_model([2, 6, 6, 1], 20, run_time_axis=True, onesided=1), tmp_path / "m.onnx")
+    with pytest.raises(HccError, match=r"node 'dft' \(DFT\): the axis is given at run time, but a one-sided"):
+        hcc.compile(tmp_path / "m.onnx", tmp_path / "b")
