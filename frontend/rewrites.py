@@ -41,6 +41,7 @@ the converter's output would have to be done per backend and per torch-mlir rele
   computes it (frontend/grid_sample.py).
 * Col2Im with constant image and block shapes: strided placements of each kernel tap, added (frontend/col2im.py).
 * DFT: MatMuls with constant cosine and sine matrices (frontend/dft.py).
+* MaxUnpool: a ScatterND of the flattened input into zeros (frontend/max_unpool.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
@@ -65,6 +66,7 @@ from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
 from hcc.frontend.dft import dft_nodes
 from hcc.frontend.grid_sample import grid_sample_nodes
+from hcc.frontend.max_unpool import max_unpool_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
 from hcc.frontend.topk import topk_nodes
 
@@ -245,6 +247,9 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return col2im_nodes(node, x_shape, _constant(facts, node.input[1]), _constant(facts, node.input[2]), path)
     if node.op_type == "DFT" and x_shape:
         return dft_nodes(node, types[node.input[0]], x_shape, opset, {**facts.constants, **facts.scalars}, path)
+    if node.op_type == "MaxUnpool" and x_shape:
+        output_shape = _constant(facts, node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        return max_unpool_nodes(node, types[node.input[0]], x_shape, output_shape, opset, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):

@@ -524,6 +524,11 @@ case("Col2Im", "strides-pads", lambda: with_weights(
 # DFT is rewritten into MatMuls with constant cosine and sine matrices (frontend/dft.py).
 case("DFT", "rfft-axis1", lambda: with_weights("DFT", (2, 8, 1), [None, _const("axis", 1, np.int64)], opset=20, onesided=1),
      as_written=True)
+# MaxUnpool is rewritten into a ScatterND of the flattened input into zeros (frontend/max_unpool.py).
+case("MaxUnpool", "after-maxpool", lambda: _model(
+    [h.make_node("MaxPool", ["x"], ["p", "i"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+     h.make_node("MaxUnpool", ["p", "i"], ["y"], name="unpool", kernel_shape=[2, 2], strides=[2, 2])],
+    [("x", F, [1, 2, 4, 6])], [("y", F, [1, 2, 4, 6])]), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
