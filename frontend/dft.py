@@ -143,3 +143,36 @@ def dft_nodes(node: onnx.NodeProto, elem_type: int, shape: list[int], opset: int
     else:
         b.nodes.append(helper.make_node("Identity", [result], [node.output[0]], name=node.name))
     return b.nodes, b.inits
+
+
+def stft_nodes(node: onnx.NodeProto, elem_type: int, shape: list[int], window_shape: list[int] | None,
+               constants: dict[str, np.ndarray], path: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """STFT as onnx.reference computes it: frames of the signal [batch, length, 1|2] taken with a constant Gather
+    (frame_step and frame_length must be constants: they decide the output shape), times the window, then the
+    DFT of each frame (one-sided by default)."""
+    where = f"{path}: node '{node.name}' (STFT)"
+    names = [node.input[i] if i < len(node.input) else "" for i in range(4)]
+    onesided = bool(next((a.i for a in node.attribute if a.name == "onesided"), 1))
+    if elem_type not in FLOATS or len(shape) != 3 or shape[-1] not in (1, 2):
+        raise HccError(f"{where}: signal {shape}: hcc compiles a float signal [batch, length, 1 or 2]")
+    if onesided and shape[-1] == 2:
+        raise HccError(f"{where}: a one-sided transform of a complex signal (the spec defines it for real input)")
+    step = constants.get(names[1])
+    frame = constants.get(names[3]) if names[3] else None
+    if step is None or (names[3] and frame is None):
+        raise HccError(f"{where}: frame_step and frame_length must be constants (they decide the output shape)")
+    step = int(step.reshape(-1)[0])
+    length = int(frame.reshape(-1)[0]) if frame is not None else window_shape[0] if window_shape else shape[1]
+    if names[2] and window_shape != [length]:
+        raise HccError(f"{where}: a window of shape {window_shape} for frames of {length}")
+    if step < 1 or not 1 <= length <= shape[1]:
+        raise HccError(f"{where}: frame_step {step} and frame_length {length} for a signal of {shape[1]}")
+    frames = 1 + (shape[1] - length) // step
+    b = _Builder(node, np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)))
+    index = np.arange(frames).reshape(-1, 1) * step + np.arange(length).reshape(1, -1)
+    x = b.op("Gather", [node.input[0], b.i64(index)], "frames", axis=1)  # [batch, frames, length, parts]
+    if names[2]:
+        x = b.op("Mul", [x, b.op("Reshape", [names[2], b.i64([1, 1, length, 1])], "window")], "windowed")
+    _transform(b, x, [shape[0], frames, length, shape[2]], 2, length, False, onesided, where)
+    b.nodes[-1].output[0], b.nodes[-1].name = node.output[0], node.name  # _transform's last node: the result
+    return b.nodes, b.inits

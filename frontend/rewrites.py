@@ -40,7 +40,8 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * GridSample (no lowering in hcc): coordinate arithmetic, GatherElements and weighted sums, as onnx.reference
   computes it (frontend/grid_sample.py).
 * Col2Im with constant image and block shapes: strided placements of each kernel tap, added (frontend/col2im.py).
-* DFT: MatMuls with constant cosine and sine matrices (frontend/dft.py).
+* DFT: MatMuls with constant cosine and sine matrices; STFT: a Gather of the frames, the window, and those
+  (frontend/dft.py).
 * MaxUnpool: a ScatterND of the flattened input into zeros (frontend/max_unpool.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
@@ -64,7 +65,7 @@ from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
-from hcc.frontend.dft import dft_nodes
+from hcc.frontend.dft import dft_nodes, stft_nodes
 from hcc.frontend.grid_sample import grid_sample_nodes
 from hcc.frontend.max_unpool import max_unpool_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
@@ -250,6 +251,9 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
     if node.op_type == "MaxUnpool" and x_shape:
         output_shape = _constant(facts, node.input[2]) if len(node.input) > 2 and node.input[2] else None
         return max_unpool_nodes(node, types[node.input[0]], x_shape, output_shape, opset, path)
+    if node.op_type == "STFT" and x_shape:
+        window = shapes.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        return stft_nodes(node, types[node.input[0]], x_shape, window, {**facts.constants, **facts.scalars}, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):

@@ -1,7 +1,7 @@
 """DFT (frontend/dft.py): forward and inverse, real and complex signals, one-sided (rfft) and inverse one-sided
 (irfft), dft_length shorter and longer than the axis, opset 17's axis attribute and opset 20's axis input (a
 run-time axis picked with Where), compared with onnx.reference (numpy's FFT) and onnxruntime; a one-sided transform
-with a run-time axis is refused naming the node."""
+with a run-time axis is refused naming the node. STFT (the same transform of Gathered, windowed frames) likewise."""
 from __future__ import annotations
 
 import numpy as np
@@ -79,3 +79,29 @@ def test_one_sided_run_time_axis_is_refused(tmp_path):
     onnx.save(_model([2, 6, 6, 1], 20, run_time_axis=True, onesided=1), tmp_path / "m.onnx")
     with pytest.raises(HccError, match=r"node 'dft' \(DFT\): the axis is given at run time, but a one-sided"):
         hcc.compile(tmp_path / "m.onnx", tmp_path / "b")
+
+
+def _stft_model(onesided: int, window: bool) -> onnx.ModelProto:
+    inputs = ["signal", "frame_step"] + (["window"] if window else ["", "frame_length"])
+    node = h.make_node("STFT", inputs, ["y"], name="stft", onesided=onesided)
+    graph_inputs = [h.make_tensor_value_info("signal", T.FLOAT, [2, 50, 1])]
+    inits = [numpy_helper.from_array(np.array(6, np.int64), "frame_step")]
+    if window:
+        graph_inputs.append(h.make_tensor_value_info("window", T.FLOAT, [12]))
+    else:
+        inits.append(numpy_helper.from_array(np.array(12, np.int64), "frame_length"))
+    graph = h.make_graph([node], "stft", graph_inputs, [h.make_tensor_value_info("y", T.FLOAT, None)], initializer=inits)
+    return onnx.shape_inference.infer_shapes(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8))
+
+
+@pytest.mark.parametrize("onesided, window", [(1, True), (0, False)])
+def test_stft(tmp_path, onesided, window):
+    """Frames of 12 every 6 samples of a 50-sample signal (7 frames), with a run-time window or none."""
+    model = _stft_model(onesided, window)
+    rng = np.random.default_rng(5)
+    feeds = {"signal": rng.standard_normal((2, 50, 1)).astype(np.float32)}
+    if window:
+        feeds["window"] = np.hanning(12).astype(np.float32)
+    got = _run(tmp_path, model, feeds).run(None, feeds)[0]
+    assert got.shape == (2, 7, 7 if onesided else 12, 2)
+    _compare(got, model, feeds)

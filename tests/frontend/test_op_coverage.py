@@ -529,6 +529,9 @@ case("MaxUnpool", "after-maxpool", lambda: _model(
     [h.make_node("MaxPool", ["x"], ["p", "i"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
      h.make_node("MaxUnpool", ["p", "i"], ["y"], name="unpool", kernel_shape=[2, 2], strides=[2, 2])],
     [("x", F, [1, 2, 4, 6])], [("y", F, [1, 2, 4, 6])]), as_written=True)
+case("STFT", "onesided-frames", lambda: _model(
+    [h.make_node("STFT", ["x", "step", "", "frame"], ["y"], name="stft", onesided=1)], [("x", F, [1, 40, 1])], ["y"],
+    [_const("step", 5, np.int64), _const("frame", 10, np.int64)]), as_written=True)
 # ScatterElements and ScatterND are rewritten into Equal masks, Where and Gather (frontend/scatter.py).
 case("ScatterElements", "axis1-duplicates-add", lambda: with_weights(
     "ScatterElements", (3, 5), [_const("indices", [[0, 4], [-1, 4], [2, 2]], np.int64), _rand("updates", 3, 2)],
