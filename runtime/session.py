@@ -20,7 +20,7 @@ from hcc.artifacts.manifest import Manifest, TensorRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import read_manifest, safe_path
 from hcc.runtime.devices import DeviceUnavailable, driver_class
-from hcc.runtime.devices.base import Device, Executable
+from hcc.runtime.devices.base import Device, Executable, HostMemoryDevice
 from hcc.runtime.devices.cpu import CpuDevice
 
 
@@ -151,7 +151,23 @@ class Session:
                              for n in self.manifest.inputs]
         self._input_names = frozenset(self.manifest.inputs)
         self._produced = {o.name for step in self._steps for o in step.outputs}
+        self._direct = self._direct_plan()
         self.last_profile = Profile()
+
+    def _direct_plan(self) -> tuple[list[int | None], list[int]] | None:
+        """For the common case, one subgraph on host memory that reads only model inputs and weights and computes every
+        model output: per argument, the model input it takes (None: its weight), and per model output, the position
+        of the subgraph output; `run` then skips the per-run bookkeeping of tensors and devices (a keyword spotter
+        runs in about 90 us, of which that bookkeeping took about 4). None otherwise."""
+        if len(self._steps) != 1 or not isinstance(self._steps[0].device, HostMemoryDevice):
+            return None
+        step = self._steps[0]
+        names = [o.name for o in step.outputs]
+        if any(w is None and n not in self._input_names for n, w in zip(step.inputs, step.weights)) or \
+                any(n not in names for n in self.manifest.outputs):
+            return None
+        inputs = [None if w is not None else self.manifest.inputs.index(n) for n, w in zip(step.inputs, step.weights)]
+        return inputs, [names.index(n) for n in self.manifest.outputs]
 
     def _step(self, sg_id: str) -> Step:
         sg = next(s for s in self.manifest.subgraphs if s.id == sg_id)
@@ -224,6 +240,8 @@ class Session:
 
     def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
         """Run the model; returns the requested outputs (all when `output_names` is None) as fresh numpy arrays."""
+        if self._direct is not None and output_names is None and not self.profile:
+            return self._run_direct(feeds)
         wanted = self._wanted(output_names)
         state = _RunState(self._check_feeds(feeds), self.devices)
         start = time.perf_counter()
@@ -244,6 +262,20 @@ class Session:
         state.profile.total = time.perf_counter() - start
         self.last_profile = state.profile
         return results
+
+
+    def _run_direct(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """`run` for the plan `_direct_plan` made: the same checks of the inputs, the same fresh outputs."""
+        checked = self._check_feeds(feeds)
+        step = self._steps[0]
+        values = [checked[spec.name] for spec in self._input_specs]
+        args = [w if i is None else values[i] for w, i in zip(step.weights, self._direct[0])]
+        outs = [np.empty(o.shape, o.dtype) for o in step.outputs]
+        start = time.perf_counter()
+        step.executable.run(args, outs)
+        seconds = time.perf_counter() - start
+        self.last_profile = Profile({step.id: seconds}, [], seconds)
+        return [outs[i] for i in self._direct[1]]
 
 
 @dataclass(slots=True)

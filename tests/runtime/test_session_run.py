@@ -159,3 +159,18 @@ def test_sessions_run_from_several_threads_at_once(tmp_path):
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads), "a run never returned"
     assert failures == []
+
+
+def test_direct_path_gives_what_the_general_path_gives(session):
+    """A one-subgraph CPU bundle runs without the per-run tensor bookkeeping (Session._direct_plan): the same outputs
+    as the general path (taken when output names are given), fresh arrays on every run, the same input checks."""
+    assert session._direct is not None
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    fast, general = session.run(None, {"x": x}), session.run(list(session.manifest.outputs), {"x": x})
+    again = session.run(None, {"x": x})
+    for a, b, c in zip(fast, general, again):
+        np.testing.assert_array_equal(a, b)
+        assert a is not c and not np.shares_memory(a, c)
+    assert session.last_profile.total > 0 and set(session.last_profile.subgraphs) == {session.manifest.subgraphs[0].id}
+    with pytest.raises(HccError, match="input 'x': dtype float64"):
+        session.run(None, {"x": x.astype(np.float64)})
