@@ -25,7 +25,7 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   hcc_dwconv2d(x, w, y, N, C, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pad top, pad left, x (NCHW) / w (CHW) /
                y (NCHW) strides, epilogue, layouts)                                                             45
   layouts: X_BLOCKED | Y_BLOCKED, x or y in the blocked layout [N][C/16][H][W][16] that one convolution hands to
-  the next (blocked_handovers); the strides are then those of the same tensor in NCHW.
+  the next (blocked_handover); the strides are then those of the same tensor in NCHW.
   A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
   treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual

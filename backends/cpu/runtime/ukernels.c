@@ -1296,7 +1296,7 @@ static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float 
 }
 
 /* The blocked layout in which one convolution hands its output to the next (conv[6] of hcc_conv2d / hcc_dwconv2d,
- * chosen by the compiler: ukernels.py blocked_handovers): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
+ * chosen by the compiler: ukernels.py blocked_handover): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
  * with C a multiple of CBLOCK; the same for every ISA (the code picks its ISA at load time). onnxruntime keeps its
  * NCHWc layout between convolutions the same way: the filter-vector and depthwise-by-channel kernels compute vectors
  * of channels per pixel, and NCHW cost each of them a transpose per call (a third of a keyword spotter's run). */
