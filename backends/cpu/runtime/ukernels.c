@@ -220,6 +220,7 @@ typedef struct {
   const float *packed_b; /* B (a bundle weight) packed once (packed_weights): KC-block panels, or for a few-row
                             product NR-column panels of all K rows (small_m_panels); NULL: B read in place */
   const uint16_t *packed_a16; /* A (a convolution's constant filters) as the bf16 tiles' rows, every row (amx_block) */
+  const uint16_t *packed_b16; /* B (a GEMM's constant weight) as the bf16 tiles' column-pair panels, all (amx_block) */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -624,8 +625,12 @@ static void amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int6
     amx_pack_a(p, m0, rows, Kp, ap);
   for (int64_t jc = n0; jc < n1; jc += NR) {
     int64_t nr = min64(NR, n1 - jc);
-    pack_b(p, jc, nr, 0, K, panel);
-    amx_pack_pairs(panel, K, Kp, bp);
+    if (p->packed_b16) /* kept panels: jc is a multiple of NR (run_problems splits N in whole panels) */
+      bp = (uint16_t *)p->packed_b16 + (jc / NR) * Kp * NR;
+    else {
+      pack_b(p, jc, nr, 0, K, panel);
+      amx_pack_pairs(panel, K, Kp, bp);
+    }
     for (int64_t i = 0; i < rows; i += AMX_MB) {
       const uint16_t *a0 = ap + i * Kp, *a1 = a0 + 16 * Kp;
       _tile_zero(0);
@@ -656,6 +661,32 @@ static void amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int6
  * (a block starting at any row reads whole tiles); amx_pack_a's conversion of the filters was 40% of a 512-filter
  * 7x7 convolution when done on every call. */
 static int64_t amx_kept_rows(int64_t M) { return ((M + AMX_MB - 1) / AMX_MB) * AMX_MB + AMX_MB; }
+
+/* Kept bf16 B of a GEMM on tiles (its weight): every NR-column panel as amx_block packs it (pack_b, then column
+ * pairs), per batch entry when each reads its own slice. pack_b and the pairing were 36% and more of a 128 x 768 x
+ * 3072 product on tiles, done by every task on every call. */
+static int64_t amx_panel_halves(const Problem *p) { return ((p->N + NR - 1) / NR) * (((p->K + 31) / 32) * 32) * NR; }
+
+typedef struct {
+  const Problem *problems;
+  int64_t copies; /* one panel set per batch entry, or one for all */
+} AmxKeepB;
+
+static void amx_pack_b_all(const void *ctx, float *out) {
+  const AmxKeepB *g = ctx;
+  float *panel = malloc(sizeof(float) * (size_t)(g->problems[0].K * NR));
+  if (!panel) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  for (int64_t i = 0; i < g->copies; ++i) {
+    const Problem *p = &g->problems[i];
+    int64_t Kp = ((p->K + 31) / 32) * 32;
+    uint16_t *dst = (uint16_t *)out + i * amx_panel_halves(p);
+    for (int64_t jc = 0; jc < p->N; jc += NR, dst += Kp * NR) {
+      pack_b(p, jc, min64(NR, p->N - jc), 0, p->K, panel);
+      amx_pack_pairs(panel, p->K, Kp, dst);
+    }
+  }
+  free(panel);
+}
 
 typedef struct {
   const Problem *problems; /* one per group */
@@ -1129,7 +1160,7 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
-        p->packed_b = NULL, p->packed_a16 = NULL;
+        p->packed_b = NULL, p->packed_a16 = NULL, p->packed_b16 = NULL;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
         if (epi.init) p->e.init = epi.init + i * is[0] + j * is[1] + l * is[2];
@@ -1143,6 +1174,15 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
     const float *panels = packed_weights(site, shape, (size_t)(((N + NR - 1) / NR) * NR * K), pack_small_m_panels, problems);
     for (int64_t i = 0; panels && i < batch; ++i) problems[i].packed_b = panels;
   }
+#ifdef HCC_AMX
+  if (site > 0 && amx && tables) { /* B a bundle weight on tiles: its bf16 panels kept (amx_pack_b_all) */
+    AmxKeepB pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
+    const int64_t shape[3] = {K, N, -1000 - pack.copies}; /* -1000 - copies: this layout */
+    const float *kept = packed_weights(site, shape, (size_t)(pack.copies * amx_panel_halves(problems) / 2 + 1), amx_pack_b_all, &pack);
+    for (int64_t i = 0; kept && i < batch; ++i)
+      problems[i].packed_b16 = (const uint16_t *)kept + (pack.copies == 1 ? 0 : i * amx_panel_halves(problems));
+  }
+#endif
   /* B a bundle weight that the packed path reads: packed once (packed_weights), per batch entry unless shared */
   if (site > 0 && !amx && tables) {
     GemmPack pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
@@ -1434,7 +1474,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->bf16 = amx;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
-      p->packed_b = NULL, p->packed_a16 = NULL;
+      p->packed_b = NULL, p->packed_a16 = NULL, p->packed_b16 = NULL;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;
       p->e.ow = OW;

@@ -581,6 +581,33 @@ def test_bf16_gemm_rounds_operands_and_sums_in_fp32(amx, m, n, k, layout):
     assert np.abs(c - (c0 + a.astype(np.float64) @ b.astype(np.float64))).max() > 1e-3
 
 
+@pytest.mark.parametrize("layout", ["nn", "nt"])
+def test_bf16_gemm_constant_b_is_kept_as_tile_panels(amx, layout):
+    """A bf16 GEMM on tiles whose B is a bundle weight (call site > 0) packs B into bf16 tile panels at its first call
+    and reads them afterwards: the same bits as packing on every call, and the kept panels are what is read (one set
+    per batch entry when each reads its own slice of the weight, as attention heads do)."""
+    rng = np.random.default_rng(11)
+    m, k, n = 64, 96, 200
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w, other = (rng.standard_normal((n, k) if layout == "nt" else (k, n)).astype(np.float32) for _ in range(2))
+    view = (lambda x: x.T) if layout == "nt" else (lambda x: x)
+    site = 7000 + len(layout) * 10 + (layout == "nt")
+    fresh = np.zeros((m, n), np.float32)
+    gemm(amx, a, view(w), fresh)  # site 0: packed on this call
+    for weight in (w, other):  # the second call's argument is not read: the kept panels of w are
+        kept = np.zeros((m, n), np.float32)
+        gemm(amx, a, view(weight), kept, site=site)
+        assert np.array_equal(kept, fresh)
+    heads = rng.standard_normal((k, 2, n)).astype(np.float32).transpose(1, 0, 2)  # per-head slices: batch stride n
+    a2 = rng.standard_normal((2, m, k)).astype(np.float32)
+    expect = np.zeros((2, m, n), np.float32)
+    gemm(amx, a2, heads, expect, batch_axes=1)
+    for _ in range(2):
+        c = np.zeros((2, m, n), np.float32)
+        gemm(amx, a2, heads, c, batch_axes=1, site=site + 100)
+        assert np.array_equal(c, expect)
+
+
 def test_bf16_gemm_too_small_for_tiles_is_fp32(amx):
     """Below AMX_MIN_FLOPS the call is the fp32 kernel's, bit for bit."""
     rng = np.random.default_rng(7)
