@@ -23,6 +23,7 @@ from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.recurrent import split_directions
+from hcc.frontend.resize_matrix import restate_resizes
 from hcc.frontend.rewrites import apply_rewrites
 from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
@@ -219,6 +220,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     if apply_rewrites(model, path):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if restate_upsampling(model):  # nearest Resize / ConvTranspose as a broadcast / a 1x1 conv (frontend/upsampling.py)
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    if restate_resizes(model):  # cubic / antialiased / cropping / align_corners Resize as matrices (resize_matrix.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if split_directions(model):  # reverse / bidirectional GRU, RNN, reverse LSTM as forward ones (frontend/recurrent.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)

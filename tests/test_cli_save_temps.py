@@ -71,20 +71,19 @@ def test_save_temps_folder_checks(tmp_path):
         check_save_temps(tmp_path / "link", tmp_path / "bundle")
 
 
-def _cubic_antialias_resize(path: Path) -> None:
-    """torch-mlir cannot lower a cubic Resize with antialias (docs/conformance.md,
-    test_resize_downsample_scales_cubic_antialias): the ONNX -> linalg pipeline fails on it. (The first model used
-    here, a ConvTranspose with auto_pad=SAME_UPPER, compiles since frontend/conv_transpose.py.)"""
-    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], np.array([1, 1, 0.6, 0.6], np.float32))
-    node = helper.make_node("Resize", ["X", "", "scales"], ["Y"], name="Resize_0", mode="cubic", antialias=1)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 5, 5])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1, 3, 3])], [scales])
+def _dilated_lppool(path: Path) -> None:
+    """torch-mlir cannot lower an LpPool with dilations (docs/conformance.md, test_lppool_2d_dilations): the ONNX ->
+    linalg pipeline fails on it. (Earlier models used here, a ConvTranspose with auto_pad=SAME_UPPER and a cubic
+    antialiased Resize, compile since frontend/conv_transpose.py and frontend/resize_matrix.py.)"""
+    node = helper.make_node("LpPool", ["X"], ["Y"], name="LpPool_0", kernel_shape=[2, 2], dilations=[2, 2], p=2)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 1, 2, 2])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
 def test_a_failing_pass_leaves_a_reproducer_outside_the_removed_staging_folder(tmp_path):
-    model, out, tmp = tmp_path / "resize.onnx", tmp_path / "out", tmp_path / "tmp"
-    _cubic_antialias_resize(model)
+    model, out, tmp = tmp_path / "lppool.onnx", tmp_path / "out", tmp_path / "tmp"
+    _dilated_lppool(model)
     out.mkdir()
     tmp.mkdir()
     proc = hcc("compile", model, "-o", out / "bundle", "-q", env={"TMPDIR": str(tmp)})
@@ -92,10 +91,10 @@ def test_a_failing_pass_leaves_a_reproducer_outside_the_removed_staging_folder(t
     folder = tmp / "hcc-repro-torch-to-linalg-1"
     lines = proc.stderr.splitlines()
     assert lines[0] == f"hcc: error: lowering ONNX ops to linalg failed (stage torch-to-linalg; reproducer: {folder}):"
-    assert lines[1].startswith("  node 'Resize_0': failed to legalize operation 'torch.operator'")
+    assert lines[1].startswith("  node 'LpPool_0': failed to legalize operation 'torch.operator'")
     assert lines[-1] == f"  hint: rerun it with: {sys.executable} -m hcc.passes.pass_runner {folder}"
     assert list(out.iterdir()) == []  # the staging folder (the worker's TMPDIR) is gone, the reproducer is not
-    assert "onnx.Resize" in (folder / "input.mlir").read_text()
+    assert "onnx.LpPool" in (folder / "input.mlir").read_text()
     replay = subprocess.run(lines[-1].removeprefix("  hint: rerun it with: "), shell=True, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 1
-    assert "Resize_0" in replay.stderr and "failed to legalize operation 'torch.operator'" in replay.stderr
+    assert "LpPool_0" in replay.stderr and "failed to legalize operation 'torch.operator'" in replay.stderr
