@@ -73,6 +73,25 @@ def attr_value(node: onnx.NodeProto, name: str, default=None):
     return default if attr is None else helper.get_attribute_value(attr)
 
 
+def replace_nodes(graph: onnx.GraphProto, rewrite) -> int:
+    """Replace, in place and in order, every node for which `rewrite(node)` returns (nodes, initializers) by those
+    nodes, adding the initializers; a node for which it returns None stays. Returns how many were replaced."""
+    nodes, inits, replaced = [], [], 0
+    for node in graph.node:
+        expansion = rewrite(node)
+        if expansion is None:
+            nodes.append(node)
+            continue
+        nodes.extend(expansion[0])
+        inits.extend(expansion[1])
+        replaced += 1
+    if replaced:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        graph.initializer.extend(inits)
+    return replaced
+
+
 def input_at(node: onnx.NodeProto, index: int) -> str:
     return node.input[index] if index < len(node.input) else ""
 

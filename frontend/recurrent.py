@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 
 from hcc.frontend.checks import static_shape
 from hcc.frontend.names import fresh_name
+from hcc.frontend.node_rewrite import attr_value, replace_nodes
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # directions torch-mlir converts itself (frontend/checks.py FORWARD_ONLY_EXCEPT)
@@ -26,9 +27,9 @@ STATE_OUTPUTS = {"LSTM": 2, "GRU": 1, "RNN": 1}  # Y_h (and Y_c) after Y
 PER_DIRECTION_INPUTS = {"LSTM": (1, 2, 3, 5, 6, 7), "GRU": (1, 2, 3, 5), "RNN": (1, 2, 3, 5)}  # W R B initial_h [initial_c P]
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    found = next((a for a in node.attribute if a.name == name), None)
-    return helper.get_attribute_value(found) if found is not None else default
+def _direction(node: onnx.NodeProto) -> str:
+    value = attr_value(node, "direction", b"forward") or b"forward"
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class _Builder:
@@ -88,8 +89,7 @@ def _split_attrs(node: onnx.NodeProto, index: int) -> dict:
 def _rewrite(node: onnx.NodeProto, steps: int, taken: set[str]) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     b = _Builder(node, taken)
     inputs = list(node.input)
-    direction = (_attr(node, "direction", b"forward") or b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
+    direction = _direction(node)
     outputs = list(node.output) + [""] * (1 + STATE_OUTPUTS[node.op_type] - len(node.output))
     if direction == "reverse":
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "direction"}
@@ -117,23 +117,13 @@ def split_directions(model: onnx.ModelProto) -> int:
     shapes = {v.name: static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     taken = {n for node in graph.node for n in list(node.input) + list(node.output) + [node.name]}
     taken |= {init.name for init in graph.initializer} | {v.name for v in graph.input}
-    nodes, inits, rewritten = [], [], 0
-    for node in graph.node:
-        direction = _attr(node, "direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
+
+    def rewrite(node: onnx.NodeProto):
+        direction = _direction(node)
         x_shape = shapes.get(node.input[0]) if node.input else None
         eligible = (node.op_type in RECURRENT_OPS and node.domain in ("", "ai.onnx") and direction in ("reverse", "bidirectional")
-                    and direction not in NATIVE[node.op_type] and _attr(node, "layout", 0) == 0
+                    and direction not in NATIVE[node.op_type] and attr_value(node, "layout", 0) == 0
                     and not (len(node.input) > 4 and node.input[4]) and x_shape and x_shape[0])
-        if not eligible:
-            nodes.append(node)
-            continue
-        new_nodes, new_inits = _rewrite(node, x_shape[0], taken)
-        nodes.extend(new_nodes)
-        inits.extend(new_inits)
-        rewritten += 1
-    if rewritten:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        graph.initializer.extend(inits)
-    return rewritten
+        return _rewrite(node, x_shape[0], taken) if eligible else None
+
+    return replace_nodes(graph, rewrite)

@@ -22,6 +22,7 @@ from onnx.reference import ReferenceEvaluator
 
 from hcc.frontend.checks import static_shape
 from hcc.frontend.names import fresh_name
+from hcc.frontend.node_rewrite import replace_nodes
 
 MAX_MATRIX = 1 << 22  # elements of one axis matrix (output length x input length)
 FLOATS = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64}
@@ -139,23 +140,14 @@ def restate_resizes(model: onnx.ModelProto) -> int:
     types = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     taken = {n for node in graph.node for n in list(node.input) + list(node.output) + [node.name]} | set(inits)
-    nodes, new_inits, rewritten = [], [], 0
-    for node in graph.node:
+
+    def rewrite(node: onnx.NodeProto):
         shape, out_shape = (shapes.get(node.input[0]) if node.input else None), (shapes.get(node.output[0]) if node.output else None)
         dtype = FLOATS.get(types.get(node.input[0])) if node.input else None
         operands = [_constant(node.input[i] if len(node.input) > i else "", inits) for i in (1, 2, 3)]
         ok = (node.op_type == "Resize" and node.domain in ("", "ai.onnx") and dtype is not None and shape and out_shape
               and all(shape) and all(out_shape) and len(shape) == len(out_shape) and not any(v is False for v in operands)
               and _wanted(node) and all(n * m <= MAX_MATRIX for n, m in zip(shape, out_shape)))
-        if not ok:
-            nodes.append(node)
-            continue
-        replaced, added = _rewrite(node, shape, out_shape, operands, dtype, taken)
-        nodes.extend(replaced)
-        new_inits.extend(added)
-        rewritten += 1
-    if rewritten:
-        del graph.node[:]
-        graph.node.extend(nodes)
-        graph.initializer.extend(new_inits)
-    return rewritten
+        return _rewrite(node, shape, out_shape, operands, dtype, taken) if ok else None
+
+    return replace_nodes(graph, rewrite)

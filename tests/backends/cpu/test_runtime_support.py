@@ -65,20 +65,8 @@ static void mark(void *ctx, int64_t task) { /* a little work, so that workers ta
   for (volatile int i = 0; i < 300; ++i) {}
   atomic_fetch_add(&((Job *)ctx)->hits[task], 1);
 }
-/* jobs of 1..64 tasks back to back; returns how many tasks ran other than exactly once */
-long stress(long jobs, int threads) {
-  hcc_set_num_threads(threads);
-  long errors = 0;
-  for (long j = 0; j < jobs; ++j) {
-    Job job;
-    memset(&job, 0, sizeof job);
-    int64_t tasks = 1 + (j * 7) % 64;
-    hcc_parallel_for(tasks, mark, &job);
-    for (int64_t t = 0; t < 64; ++t) errors += atomic_load(&job.hits[t]) != (t < tasks);
-  }
-  return errors;
-}
-/* the same jobs on the thread count set before (callers on several threads at once) */
+/* jobs of 1..64 tasks back to back on the thread count set before (callers on several threads at once);
+   returns how many tasks ran other than exactly once */
 long stress_here(long jobs) {
   long errors = 0;
   for (long j = 0; j < jobs; ++j) {
@@ -89,6 +77,11 @@ long stress_here(long jobs) {
     for (int64_t t = 0; t < 64; ++t) errors += atomic_load(&job.hits[t]) != (t < tasks);
   }
   return errors;
+}
+/* the same jobs on `threads` threads */
+long stress(long jobs, int threads) {
+  hcc_set_num_threads(threads);
+  return stress_here(jobs);
 }
 """
 
