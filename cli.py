@@ -253,12 +253,18 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
 @accuracy_option
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seed of the random inputs the precision choices measure on (as compile's golden inputs).")
+@click.option("--precision", "precision", type=click.Choice(["fp32", "auto"]), default="fp32", show_default=True,
+              help="auto: every device's precision chosen under --accuracy: --cpu-precision auto and --gpu-precision auto "
+              "(where left at fp32), and each FPGA MAC layer's ap_fixed width (8/12/16/18 bits, 32 when none fits) from its "
+              "measured end-to-end error instead of the default type.")
+@click.option("--save-fpga-config", "save_fpga_config", type=click.Path(dir_okay=False),
+              help="With --precision auto: write the chosen FPGA types as an fpga.toml for hcc compile --fpga-config.")
 @click.option("--explain", is_flag=True, help="Also print the per-op explanation table.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the plan as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages (the precision analysis prints some).")
 @_friendly
 def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, fpga_precision,
-             fpga_config, gpu_precision, cpu_precision, accuracy, seed, explain, json_path, quiet):
+             fpga_config, gpu_precision, cpu_precision, accuracy, seed, precision, save_fpga_config, explain, json_path, quiet):
     """What-if planning: place MODEL on a device mix without the hardware and without code generation.
 
     Prints the placement, predicted time and precision per subgraph and device, transfers, utilisation, resource
@@ -273,13 +279,28 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
     from hcc.planner.plan import format_explanation, format_plan, plan_to_json
 
     _check_output_file(json_path, "--json")
+    _check_output_file(save_fpga_config, "--save-fpga-config")
+    if precision == "auto":
+        if accuracy is None:
+            raise HccError("--precision auto needs --accuracy (e.g. max_abs=1e-2)")
+        cpu_precision = "auto" if cpu_precision == "fp32" else cpu_precision
+        gpu_precision = "auto" if gpu_precision == "fp32" else gpu_precision
+    elif save_fpga_config:
+        raise HccError("--save-fpga-config needs --precision auto (it writes the FPGA widths that choice makes)")
     planner = _planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit)
     cpu, gpu = _precision_options(cpu_precision, gpu_precision, accuracy)
     options = CompileOptions(golden=GoldenOptions(seed=seed), cpu=cpu, gpu=gpu, planner=planner,
-                             fpga=FpgaOptions(precision=fpga_precision, config=fpga_config))
+                             fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, accuracy=accuracy if precision == "auto" else None))
     loaded = load_model(model, parse_shape_options(input_shapes))
-    plan, _ = plan_with_precision(loaded, options, _progress(quiet))
+    plan, precision_plan = plan_with_precision(loaded, options, _progress(quiet))
     click.echo(format_plan(plan))
+    if save_fpga_config:
+        from hcc.planner.fixed_precision import to_toml
+
+        if precision_plan is None or precision_plan.fpga is None:
+            raise HccError("--save-fpga-config: the plan has no FPGA MAC layer, so no widths were chosen (nothing written)")
+        Path(save_fpga_config).write_text(to_toml(precision_plan.fpga))
+        click.echo(f"wrote {save_fpga_config}")
     if explain:
         click.echo(format_explanation(plan.placement))
     if json_path:

@@ -93,6 +93,10 @@ def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: Cp
     from hcc.frontend.names import node_names
     from hcc.planner.cost_model import MAC_OPS, CostModel, fpga_node_configs
 
+    if fpga is not None and fpga.accuracy is not None:
+        raise HccError("FPGA widths under an accuracy budget (fpga accuracy) are chosen by `hcc plan --precision auto` only; "
+                       "compile with the types it writes: hcc plan ... --precision auto --save-fpga-config widths.toml, then "
+                       "hcc compile ... --fpga-config widths.toml")
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
     bf16 = cpu.bf16() if cpu is not None else False
     cpu_dtypes = {name: "bf16" for name, op in nodes if op in MAC_OPS and (bf16 is True or (bf16 and name in bf16))}
@@ -443,7 +447,8 @@ def _catalog(planner: PlannerOptions):
 
 def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
     """Each subgraph's precision in the plan (report and JSON): CPU fp32 with its bf16 GEMMs/convolutions, GPU fp32 or
-    fp16 (auto: with the reason and the emulated error), FPGA the default fixed-point type."""
+    fp16 (auto: with the reason and the emulated error), FPGA the default fixed-point type or (hcc plan --precision
+    auto) the measured widths of its MAC layers."""
     from hcc.devices import FPGA_DEFAULT_PRECISION
     from hcc.planner.cost_model import MAC_OPS
     from hcc.planner.plan import fmt_time, set_precisions
@@ -468,13 +473,24 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
         elif s.kind == "fpga":
             fixed = options.fpga.precision or FPGA_DEFAULT_PRECISION
             per[s.id] = (fixed if fixed != "auto" else "ap_fixed auto", "per-layer types from --fpga-config" if options.fpga.config else "")
+            if precision_plan is not None and precision_plan.fpga is not None:
+                from hcc.planner.fixed_precision import label
+
+                text, note = label(precision_plan.fpga, s.nodes)
+                if text:
+                    per[s.id] = (text, note + f"; other layers {per[s.id][0]}")
     set_precisions(plan, per)
 
 
 def plan_with_precision(loaded, options: CompileOptions, progress: ProgressFn = _quiet):
     """`hcc plan` with precisions: the CPU's bf16 choice (--cpu-precision auto), placement, then the GPU subgraphs'
-    fp16 choice (--gpu-precision auto), on random inputs from the golden seed. Returns (plan, precision plan or None)."""
-    auto = options.cpu.precision == CPU_AUTO or options.gpu.precision == GPU_AUTO
+    fp16 choice (--gpu-precision auto) and the FPGA MAC layers' ap_fixed widths (fpga accuracy: --precision auto), on
+    random inputs from the golden seed. Returns (plan, precision plan or None)."""
+    from dataclasses import replace
+
+    fpga_budget = options.fpga.accuracy
+    options = options.with_fpga(accuracy=None)  # placement prices the user's FPGA types; the widths come after it
+    auto = options.cpu.precision == CPU_AUTO or options.gpu.precision == GPU_AUTO or fpga_budget is not None
     feeds = random_inputs(loaded.model, loaded.inputs, options.golden.seed) if auto else None
     precision_plan = None
     if options.cpu.precision == CPU_AUTO:
@@ -483,6 +499,47 @@ def plan_with_precision(loaded, options: CompileOptions, progress: ProgressFn = 
     groups = [{"id": g.id, "device": parse_device(g.device).name, "nodes": list(g.nodes)} for g in plan.subgraphs]
     if options.gpu.precision == GPU_AUTO:
         plan, precision_plan, options = _choose_gpu_precision(loaded, options, feeds, plan, groups, precision_plan, progress)
+    fpga_nodes = [n for s in plan.subgraphs if s.kind == "fpga" for n in s.nodes]
+    if fpga_budget is not None and fpga_nodes:
+        from hcc.backends.fpga.config import from_options
+        from hcc.backends.fpga.fixed_point import FixedType
+        from hcc.devices import FPGA_DEFAULT_PRECISION
+        from hcc.planner import fixed_precision, precision
+        from hcc.planner.plan import reprice
+
+        # the types the user's --fpga-config fixes per node or op type stay theirs
+        user = from_options(replace(options.fpga, planned_layers={}))
+        op_types = {n: plan.placement.explanations[n].op_type for n in fpga_nodes}
+        free = [n for n in fpga_nodes if not user.lookup("weight", [n], op_types)[1].startswith(("node", "op_type"))]
+        kinds = sum([options.cpu.precision == CPU_AUTO, options.gpu.precision == GPU_AUTO, True])
+        margin = precision.DEFAULT_MARGIN / kinds  # each automatic choice fills its share; their errors compose (add)
+        calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
+        progress(f"precision: each FPGA MAC layer alone at {', '.join(map(str, fixed_precision.FIXED_WIDTHS))} bits "
+                 f"(onnxruntime emulation of the backend's ap_fixed rounding) on {len(calibration)} calibration inputs")
+        widths = fixed_precision.analyze_widths(loaded.model, calibration, fpga_budget, held_out, nodes=free, margin=margin, progress=progress)
+        before = {i: dict(r) for i, r in plan.placement.resources.items()}
+        cm = planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
+        if options.gpu.precision == GPU_AUTO:
+            cm.gpu_dtypes = {n: "fp32" for g in groups if g["id"] not in options.gpu.fp16_subgraphs
+                             and parse_device(g["device"]).kind == "gpu" for n in g["nodes"]}
+        default_bits = FixedType.parse(options.fpga.precision if options.fpga.precision not in (None, "auto") else FPGA_DEFAULT_PRECISION).width
+        cm.fpga_node_configs = fixed_precision.cost_configs(widths, loaded.model, cm.fpga_node_configs, default_bits)
+        plan = reprice(loaded, plan, cm)
+        for inst, used in plan.placement.resources.items():
+            if "dsp" in used or "dsp" in before.get(inst, {}):
+                widths.notes.append(f"{inst}: DSP {before.get(inst, {}).get('dsp', 0):g} at the default types -> {used.get('dsp', 0):g} "
+                                    f"at the chosen widths; LUT {before.get(inst, {}).get('lut', 0):g} -> {used.get('lut', 0):g} (cost model)")
+        plan.notes.append(f"FPGA widths: chosen after placement with {margin:.3g} of the budget (its share of {kinds} automatic "
+                          "choice(s)), the plan re-priced with the placement fixed")
+        progress("precision: FPGA widths " + ", ".join(f"{lw.node} {lw.width}b" for lw in widths.layers)
+                 + f" under {fpga_budget}: calibration " + ", ".join(f"{k} max_abs {e.max_abs:.3g}" for k, e in widths.calibration.items())
+                 + "; held-out " + ", ".join(f"{k} max_abs {e.max_abs:.3g}" for k, e in (widths.held_out or {}).items()))
+        for note in widths.notes[1:]:
+            progress(f"precision: {note}")
+        if precision_plan is None:
+            precision_plan = precision.PrecisionPlan(fpga_budget, margin, [], {}, widths.calibration, widths.held_out,
+                                                     widths.calibration_ok, widths.held_out_ok, [], 0, 0, [])
+        precision_plan.fpga = widths
     _set_plan_precisions(plan, options, precision_plan)
     return plan, precision_plan
 

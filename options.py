@@ -138,7 +138,9 @@ class FpgaOptions:
     `precision`: the default type ('ap_fixed<W,I>') or 'auto'; `config`: an fpga.toml path or its parsed table;
     `calibration_file`: npz of inputs for 'auto'; `reuse_factor`, `strategy`, `max_width`: model-wide defaults;
     `part`, `clock_ns`: override the device's; `planned_layers`: {node: {reuse_factor, strategy}} that the
-    partitioner chose where the config leaves them open (set by the driver, not by users)."""
+    partitioner chose where the config leaves them open (set by the driver, not by users); `accuracy`: a budget
+    (`hcc plan --precision auto`): each FPGA MAC layer's ap_fixed width is chosen from its measured end-to-end error
+    (planner/fixed_precision.py) instead of the default type."""
 
     precision: str | None = None
     config: str | dict | None = None
@@ -149,8 +151,13 @@ class FpgaOptions:
     part: str | None = None
     clock_ns: float | None = None
     planned_layers: dict = field(default_factory=dict)
+    accuracy: str | None = None
 
     def __post_init__(self):
+        if self.accuracy is not None:
+            from hcc.planner.precision import AccuracyBudget
+
+            _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
         if self.config is not None and not isinstance(self.config, dict):
             _set(self, "config", _path(self.config, "--fpga-config"))
         _set(self, "calibration_file", _path(self.calibration_file, "--calib"))

@@ -446,3 +446,40 @@ def cost_configs(plan: WidthPlan, model: onnx.ModelProto, base: dict | None = No
             start = configs.get(key, FpgaCostConfig())
             configs[key] = replace(start, weight_bits=widths[key], act_bits=act_bits(node.input[0]))
     return configs
+
+
+def label(plan: WidthPlan, nodes: list[str]) -> tuple[str, str]:
+    """(precision, note) of an FPGA subgraph for the plan report: the widths of its MAC layers and, per layer, its
+    width, its own measured error and what the whole choice measured."""
+    mine = [lw for lw in plan.layers if lw.node in set(nodes)]
+    if not mine:
+        return "", ""
+    widths = sorted({lw.width for lw in mine})
+    text = f"ap_fixed {widths[0]}b" if len(widths) == 1 else f"ap_fixed {widths[0]}-{widths[-1]}b"
+    by = {s.node: s for s in plan.sensitivities}
+
+    def own(lw: LayerWidth) -> str:
+        errs = by[lw.node].errors.get(str(lw.width))
+        worst = max((e.max_abs for e in errs.values()), default=0.0) if errs else None
+        return f"{lw.node} {lw.width}b" + (f" (alone max_abs {worst:.3g}, {lw.budget_cost:.2f} of the budget)" if worst is not None else " (wide)")
+
+    def worst(errors) -> str:
+        return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items()) or "-"
+
+    note = (f"widths from measured sensitivity under {plan.budget} (margin {plan.margin:.3g}): " + "; ".join(own(lw) for lw in mine)
+            + f"; all FPGA widths together, emulated: calibration {worst(plan.calibration)}, held-out {worst(plan.held_out)}"
+            + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
+    if any("too tight" in n for n in plan.notes):
+        note += "; " + next(n for n in plan.notes if "too tight" in n)
+    return text, note
+
+
+def to_toml(plan: WidthPlan) -> str:
+    """The chosen types as an fpga.toml that `hcc compile --fpga-config` reads (one [node."name"] table per layer)."""
+    lines = [f"# FPGA ap_fixed types per MAC layer chosen by hcc plan under {plan.budget} (planner/fixed_precision.py)",
+             f"# calibration: {', '.join(f'{k} max_abs {e.max_abs:.3g}' for k, e in plan.calibration.items())}"]
+    for lw in plan.layers:
+        lines.append("")
+        lines.append(f"[node.{json.dumps(lw.node)}]")
+        lines.extend(f"{role} = {json.dumps(text)}" for role, text in lw.types.items())
+    return "\n".join(lines) + "\n"

@@ -34,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 from hcc.errors import HccError
 
 if TYPE_CHECKING:
+    from hcc.planner.fixed_precision import WidthPlan
     from hcc.planner.subgraph_precision import SubgraphPrecisionResult
 
 PRECISIONS = ("bf16", "fp16", "int8")
@@ -192,6 +193,8 @@ class PrecisionPlan:
     # --gpu-precision auto: the precision of each GPU subgraph (planner/subgraph_precision.py), with the errors of the
     # whole plan (this per-op choice's ops on the CPU and the chosen subgraphs, emulated together)
     gpu: SubgraphPrecisionResult | None = None
+    # `hcc plan --precision auto`: the ap_fixed width of each FPGA MAC layer (planner/fixed_precision.py)
+    fpga: WidthPlan | None = None
 
     def assignment(self) -> dict[str, str]:
         return {c.node: c.precision for c in self.choices if c.precision != "fp32"}
@@ -209,13 +212,18 @@ class PrecisionPlan:
                                  "act_quant": {k: ActQuant(**q) for k, q in s["act_quant"].items()}})
                 for s in data.pop("sensitivities")]
         gpu = data.pop("gpu", None)
+        fpga = data.pop("fpga", None)
+        if fpga is not None:
+            from hcc.planner.fixed_precision import WidthPlan
+
+            fpga = WidthPlan.from_json(json.dumps({"format": "hcc-fixed-widths", **fpga}))
         if gpu is not None:
             from hcc.planner.subgraph_precision import SubgraphChoice, SubgraphPrecisionResult
 
             gpu = SubgraphPrecisionResult(**{**gpu, "choices": [SubgraphChoice(**{**c, "errors": outs(c["errors"])}) for c in gpu["choices"]],
                                              "calibration": outs(gpu["calibration"]), "held_out": outs(gpu["held_out"])})
         return cls(**{**data, "choices": [PrecisionChoice(**c) for c in data["choices"]], "predicted": outs(data["predicted"]),
-                      "calibration": outs(data["calibration"]), "held_out": outs(data["held_out"]), "sensitivities": sens, "gpu": gpu})
+                      "calibration": outs(data["calibration"]), "held_out": outs(data["held_out"]), "sensitivities": sens, "gpu": gpu, "fpga": fpga})
 
 
 # ---------------------------------------------------------------------------------------------------------------
