@@ -406,7 +406,10 @@ def _choose_gpu_precision(loaded, options: CompileOptions, feeds, plan, groups: 
     cpu_nodes = {n for g in groups or [] if parse_device(g["device"]).kind == "cpu" for n in g["nodes"]}
     ops = {n: p for n, p in (precision_plan.assignment() if precision_plan else {}).items() if n in cpu_nodes}
     progress(f"precision: each of {len(candidates)} GPU subgraph(s) alone at fp16 (onnxruntime emulation) on {len(calibration)} calibration inputs")
-    result = sp.choose_gpu_subgraphs(loaded.model, candidates, budget, calibration, held_out, ops, progress=progress)
+    widths = precision_plan.fpga if precision_plan is not None else None  # hcc plan --precision auto: FPGA layers' widths
+    fpga_nodes = {n for g in groups or [] if parse_device(g["device"]).kind == "fpga" for n in g["nodes"]}
+    fixed = ({n: w for n, w in widths.widths().items() if n in fpga_nodes}, {s.node: s.range for s in widths.sensitivities}) if widths else None
+    result = sp.choose_gpu_subgraphs(loaded.model, candidates, budget, calibration, held_out, ops, progress=progress, fixed=fixed)
     fp16 = result.lowered()
 
     def worst(errors) -> str:
@@ -422,6 +425,13 @@ def _choose_gpu_precision(loaded, options: CompileOptions, feeds, plan, groups: 
     if plan is not None and len(fp16) < len(candidates):  # placed with every GPU subgraph at fp16: price what was chosen
         final = planner_cost_model(loaded.model, user_fpga, options.cpu)
         final.gpu_dtypes = {n: "fp16" for c in candidates if c.id in fp16 for n in c.nodes}
+        if widths is not None:  # the FPGA layers keep the widths chosen with the placement
+            from hcc.backends.fpga.fixed_point import FixedType
+            from hcc.devices import FPGA_DEFAULT_PRECISION
+            from hcc.planner.fixed_precision import cost_configs
+
+            bits = FixedType.parse(options.fpga.precision if options.fpga.precision not in (None, "auto") else FPGA_DEFAULT_PRECISION).width
+            final.fpga_node_configs = cost_configs(widths, loaded.model, final.fpga_node_configs, bits)
         plan = reprice(loaded, plan, final)
         if plan.placement.reuse_factors:  # the FPGA design points the compiled projects use are the re-priced plan's
             options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, final.fpga_node_configs))
@@ -462,6 +472,10 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
             low = [n for n in macs if bf16 is True or (bf16 and n in bf16)]
             names = ", ".join(low[:4]) + (", ..." if len(low) > 4 else "")
             per[s.id] = (f"fp32+bf16 {len(low)}/{len(macs)}", f"bf16 GEMM/conv: {names}") if low else ("fp32", "")
+            chosen = {c.node: c for c in (precision_plan.choices if precision_plan is not None else []) if c.node in low}
+            if low and chosen and all(c.time_saved_s is not None for c in chosen.values()):  # the joint choice predicted them
+                per[s.id] = (per[s.id][0], per[s.id][1] + f"; predicted {fmt_time(sum(c.time_saved_s for c in chosen.values()))} saved "
+                             f"(cost model); their errors alone sum to {sum(c.budget_cost for c in chosen.values()):.2f} of the budget")
         elif s.kind == "gpu":
             c = gpu.get(s.id)
             note = ""
@@ -476,70 +490,35 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
             if precision_plan is not None and precision_plan.fpga is not None:
                 from hcc.planner.fixed_precision import label
 
-                text, note = label(precision_plan.fpga, s.nodes)
+                text, note = label(precision_plan.fpga, s.nodes, s.id)
                 if text:
                     per[s.id] = (text, note + f"; other layers {per[s.id][0]}")
     set_precisions(plan, per)
 
 
 def plan_with_precision(loaded, options: CompileOptions, progress: ProgressFn = _quiet):
-    """`hcc plan` with precisions: the CPU's bf16 choice (--cpu-precision auto), placement, then the GPU subgraphs'
-    fp16 choice (--gpu-precision auto) and the FPGA MAC layers' ap_fixed widths (fpga accuracy: --precision auto), on
-    random inputs from the golden seed. Returns (plan, precision plan or None)."""
-    from dataclasses import replace
-
+    """`hcc plan` with precisions, on random inputs from the golden seed. With an FPGA budget (`--precision auto`):
+    device and precision chosen together (planner/joint_precision.py: the CPU's bf16 GEMMs/convolutions and the FPGA
+    MAC layers' ap_fixed widths as placement options under an accuracy cap), then the GPU subgraphs' fp16 choice.
+    Otherwise: the CPU's bf16 choice (--cpu-precision auto), placement, the GPU subgraphs' fp16 choice
+    (--gpu-precision auto). Returns (plan, precision plan or None)."""
     fpga_budget = options.fpga.accuracy
-    options = options.with_fpga(accuracy=None)  # placement prices the user's FPGA types; the widths come after it
+    options = options.with_fpga(accuracy=None)  # the cost model prices the user's FPGA types; the widths are options
     auto = options.cpu.precision == CPU_AUTO or options.gpu.precision == GPU_AUTO or fpga_budget is not None
     feeds = random_inputs(loaded.model, loaded.inputs, options.golden.seed) if auto else None
     precision_plan = None
-    if options.cpu.precision == CPU_AUTO:
+    if options.cpu.precision == CPU_AUTO and fpga_budget is None:
         precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
-    plan = plan_model(loaded, options.planner, planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu))
+    if fpga_budget is not None:
+        from hcc.planner.joint_precision import plan_jointly
+
+        plan, precision_plan, options = plan_jointly(loaded, options, feeds, fpga_budget, progress, cost_model=planner_cost_model,
+                                                     place=plan_model, samples=_precision_samples, catalog=_catalog(options.planner))
+    else:
+        plan = plan_model(loaded, options.planner, planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu))
     groups = [{"id": g.id, "device": parse_device(g.device).name, "nodes": list(g.nodes)} for g in plan.subgraphs]
     if options.gpu.precision == GPU_AUTO:
         plan, precision_plan, options = _choose_gpu_precision(loaded, options, feeds, plan, groups, precision_plan, progress)
-    fpga_nodes = [n for s in plan.subgraphs if s.kind == "fpga" for n in s.nodes]
-    if fpga_budget is not None and fpga_nodes:
-        from hcc.backends.fpga.config import from_options
-        from hcc.backends.fpga.fixed_point import FixedType
-        from hcc.devices import FPGA_DEFAULT_PRECISION
-        from hcc.planner import fixed_precision, precision
-        from hcc.planner.plan import reprice
-
-        # the types the user's --fpga-config fixes per node or op type stay theirs
-        user = from_options(replace(options.fpga, planned_layers={}))
-        op_types = {n: plan.placement.explanations[n].op_type for n in fpga_nodes}
-        free = [n for n in fpga_nodes if not user.lookup("weight", [n], op_types)[1].startswith(("node", "op_type"))]
-        kinds = sum([options.cpu.precision == CPU_AUTO, options.gpu.precision == GPU_AUTO, True])
-        margin = precision.DEFAULT_MARGIN / kinds  # each automatic choice fills its share; their errors compose (add)
-        calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
-        progress(f"precision: each FPGA MAC layer alone at {', '.join(map(str, fixed_precision.FIXED_WIDTHS))} bits "
-                 f"(onnxruntime emulation of the backend's ap_fixed rounding) on {len(calibration)} calibration inputs")
-        widths = fixed_precision.analyze_widths(loaded.model, calibration, fpga_budget, held_out, nodes=free, margin=margin, progress=progress)
-        before = {i: dict(r) for i, r in plan.placement.resources.items()}
-        cm = planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
-        if options.gpu.precision == GPU_AUTO:
-            cm.gpu_dtypes = {n: "fp32" for g in groups if g["id"] not in options.gpu.fp16_subgraphs
-                             and parse_device(g["device"]).kind == "gpu" for n in g["nodes"]}
-        default_bits = FixedType.parse(options.fpga.precision if options.fpga.precision not in (None, "auto") else FPGA_DEFAULT_PRECISION).width
-        cm.fpga_node_configs = fixed_precision.cost_configs(widths, loaded.model, cm.fpga_node_configs, default_bits)
-        plan = reprice(loaded, plan, cm)
-        for inst, used in plan.placement.resources.items():
-            if "dsp" in used or "dsp" in before.get(inst, {}):
-                widths.notes.append(f"{inst}: DSP {before.get(inst, {}).get('dsp', 0):g} at the default types -> {used.get('dsp', 0):g} "
-                                    f"at the chosen widths; LUT {before.get(inst, {}).get('lut', 0):g} -> {used.get('lut', 0):g} (cost model)")
-        plan.notes.append(f"FPGA widths: chosen after placement with {margin:.3g} of the budget (its share of {kinds} automatic "
-                          "choice(s)), the plan re-priced with the placement fixed")
-        progress("precision: FPGA widths " + ", ".join(f"{lw.node} {lw.width}b" for lw in widths.layers)
-                 + f" under {fpga_budget}: calibration " + ", ".join(f"{k} max_abs {e.max_abs:.3g}" for k, e in widths.calibration.items())
-                 + "; held-out " + ", ".join(f"{k} max_abs {e.max_abs:.3g}" for k, e in (widths.held_out or {}).items()))
-        for note in widths.notes[1:]:
-            progress(f"precision: {note}")
-        if precision_plan is None:
-            precision_plan = precision.PrecisionPlan(fpga_budget, margin, [], {}, widths.calibration, widths.held_out,
-                                                     widths.calibration_ok, widths.held_out_ok, [], 0, 0, [])
-        precision_plan.fpga = widths
     _set_plan_precisions(plan, options, precision_plan)
     return plan, precision_plan
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import onnx
 
@@ -377,6 +377,8 @@ class FpgaEstimate:
     reuse_factor: int = 1
     source: str = "model"
     strategy: str = ""  # MAC layers: the strategy the estimate assumes
+    width: int = 0  # a width candidate of a joint precision choice (CostModel.fpga_width_choices); 0: the config's types
+    accuracy: float = 0.0  # that width's measured error as a fraction of the accuracy budget (planner/joint_precision.py)
 
 
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -532,6 +534,13 @@ class CostModel:
     cpu_dtypes: dict[str, str] = field(default_factory=dict)
     gpu_precision: str = "fp32"
     gpu_dtypes: dict[str, str] = field(default_factory=dict)
+    # Joint choice of device and precision (planner/joint_precision.py): per node, the precisions the placement may
+    # choose on a CPU (fp32 always; e.g. bf16) and the ap_fixed widths on an FPGA, each with its measured error as a
+    # fraction of the accuracy budget; `shared_limits` caps such a resource summed over all devices ({"accuracy": m}).
+    cpu_precision_choices: dict[str, dict[str, float]] = field(default_factory=dict)
+    fpga_width_choices: dict[str, dict[int, float]] = field(default_factory=dict)
+    shared_limits: dict[str, float] = field(default_factory=dict)
+    fpga_default_bits: int = 16  # activation width a width candidate assumes for its input (conservative: at least this)
 
     def fpga_config_for(self, node: NodeCost) -> FpgaCostConfig:
         return self.fpga_node_configs.get(node.name, self.fpga_config)
@@ -555,13 +564,19 @@ class CostModel:
             est = estimate_fpga(node, spec, config)
             return [est] if est else []
         caps = [None] if config.reuse_factor else sorted(set(config.variant_mults), reverse=True)
+        # a width candidate multiplies its own weights by an input of at least the default width: the producer's
+        # width is not known while placing, so DSPs are counted for the wider of the two (an upper bound)
+        widths = self.fpga_width_choices.get(node.name, {0: 0.0})
         seen: dict[tuple, FpgaEstimate] = {}
-        for strategy in [config.strategy] if config.strategy else ["latency", "resource"]:
-            for cap in caps:
-                est = estimate_fpga(node, spec, config, cap, strategy)
-                if est is not None:
-                    seen.setdefault((est.dsp, est.bram18k, est.lut, est.latency_cycles), est)
-        return sorted(seen.values(), key=lambda e: (e.latency_cycles, e.dsp, e.bram18k, e.lut))
+        for width, accuracy in sorted(widths.items()):
+            wconfig = config if not width else replace(config, weight_bits=width, act_bits=max(width, self.fpga_default_bits))
+            for strategy in [config.strategy] if config.strategy else ["latency", "resource"]:
+                for cap in caps:
+                    est = estimate_fpga(node, spec, wconfig, cap, strategy)
+                    if est is not None:
+                        est = replace(est, width=width, accuracy=accuracy) if width else est
+                        seen.setdefault((est.width, est.dsp, est.bram18k, est.lut, est.latency_cycles), est)
+        return sorted(seen.values(), key=lambda e: (e.latency_cycles, e.accuracy, e.dsp, e.bram18k, e.lut, e.width))
 
     def predict(self, node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str | None = None,
                 fpga: FpgaEstimate | None = None) -> float:

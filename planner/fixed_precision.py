@@ -448,9 +448,10 @@ def cost_configs(plan: WidthPlan, model: onnx.ModelProto, base: dict | None = No
     return configs
 
 
-def label(plan: WidthPlan, nodes: list[str]) -> tuple[str, str]:
+def label(plan: WidthPlan, nodes: list[str], subgraph: str = "") -> tuple[str, str]:
     """(precision, note) of an FPGA subgraph for the plan report: the widths of its MAC layers and, per layer, its
-    width, its own measured error and what the whole choice measured."""
+    width, its own measured error and what the whole choice measured; then the plan's notes on `subgraph` (its
+    predicted time and resources at the default types and at the chosen widths)."""
     mine = [lw for lw in plan.layers if lw.node in set(nodes)]
     if not mine:
         return "", ""
@@ -467,10 +468,13 @@ def label(plan: WidthPlan, nodes: list[str]) -> tuple[str, str]:
         return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items()) or "-"
 
     note = (f"widths from measured sensitivity under {plan.budget} (margin {plan.margin:.3g}): " + "; ".join(own(lw) for lw in mine)
-            + f"; all FPGA widths together, emulated: calibration {worst(plan.calibration)}, held-out {worst(plan.held_out)}"
+            + f"; with every other lowered precision chosen, emulated together: calibration {worst(plan.calibration)}, "
+            f"held-out {worst(plan.held_out)}"
             + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
     if any("too tight" in n for n in plan.notes):
         note += "; " + next(n for n in plan.notes if "too tight" in n)
+    if subgraph:
+        note += "".join(f"; {n[len(subgraph) + 2:]}" for n in plan.notes if n.startswith(f"{subgraph}: "))
     return text, note
 
 

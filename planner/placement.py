@@ -190,6 +190,8 @@ class Placement:
     # FPGA MAC layers: the design point chosen (hls4ml ReuseFactor and Strategy); the driver passes it to the backend
     reuse_factors: dict[str, int] = field(default_factory=dict)
     strategies: dict[str, str] = field(default_factory=dict)
+    # a joint precision choice (CostModel.cpu_precision_choices / fpga_width_choices): node -> fp32, bf16, fx8, ...
+    precisions: dict[str, str] = field(default_factory=dict)
     info: GraphInfo | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -289,7 +291,38 @@ def place(model, instances: list[DeviceInstance], objective: str = "latency", bu
         return p.key(p.busy(a)), sum(p.dev(a, n) != 0 for n in p.names), [a[n] for n in p.names]
 
     best, how = min(candidates, key=rank) if candidates else ({}, "empty graph")
+    if p.shared and best:
+        best = _leaner_precisions(p, best)
     return _finish(p, best, how, single, notes, started)
+
+
+def _leaner_precisions(p: Problem, a: dict[str, int]) -> dict[str, int]:
+    """Ties the solver leaves open: an FPGA width changes resources, not time. Narrow, one step at a time, the layer
+    with the most multiplier area saved (MACs per iteration x W^2) per unit of added error to an option on the same
+    device that is no slower, while every budget and the shared accuracy cap hold. Deterministic (graph order)."""
+    a = dict(a)
+    use = p.usage(a)
+    while True:
+        best = None
+        for n in p.names:
+            cur = p.opts[n][a[n]]
+            if not cur.precision.startswith("fx"):
+                continue
+            for i in p.allowed[n]:
+                o = p.opts[n][i]
+                if i == a[n] or o.d != cur.d or not o.precision.startswith("fx") or o.time > cur.time * (1 + 1e-9) + 1e-15:
+                    continue
+                new, old = int(o.precision[2:]), int(cur.precision[2:])
+                if new >= old or not p.fits(use, {n: (a[n], i)}):
+                    continue
+                saved = (old * old - new * new) * max(p.info.by_name[n].mac_block, 1.0)
+                extra = o.res.get("accuracy", 0.0) - cur.res.get("accuracy", 0.0)
+                key = (saved / max(extra, 1e-12), -p.index[n], -new)
+                if best is None or key > best[0]:
+                    best = (key, n, i)
+        if best is None:
+            return a
+        p.apply(a, use, {best[1]: best[2]})
 
 
 def _apply_preferences(p: Problem, preferred: dict[str, list[int]], notes: list[str]) -> None:
@@ -497,6 +530,7 @@ def _finish(p: Problem, a: dict[str, int], solver: str, single: dict[str, float 
         solve_time=time.perf_counter() - started, notes=notes, info=info,
         reuse_factors={n: p.opts[n][a[n]].reuse_factor for n in p.names if p.opts[n][a[n]].reuse_factor},
         strategies={n: p.opts[n][a[n]].strategy for n in p.names if p.opts[n][a[n]].strategy},
+        precisions={n: p.opts[n][a[n]].precision for n in p.names if p.opts[n][a[n]].precision},
     )
 
 

@@ -29,6 +29,7 @@ class Option:
     res: dict[str, float]  # resource -> amount
     reuse_factor: int = 0  # FPGA MAC layers: the design point (reuse factor and strategy); 0 / "" elsewhere
     strategy: str = ""
+    precision: str = ""  # a joint precision choice (CostModel.cpu_precision_choices / fpga_width_choices): fp32, bf16, fx8..
 
 
 @dataclass
@@ -54,6 +55,8 @@ class Problem:
     def __init__(self, info: GraphInfo, instances: list[DeviceInstance], objective: str, limits: list[dict[str, float]],
                  cm: CostModel, forced: dict[str, list[int]]):
         self.info, self.instances, self.objective, self.limits, self.forced = info, instances, objective, limits, dict(forced)
+        # resources capped over all devices together (the accuracy budget a joint precision choice spends)
+        self.shared: dict[str, float] = dict(cm.shared_limits)
         self.preferred: set[str] = set()  # pinned by a soft preference (placement._apply_preferences), not forced
         topo = info.topological()
         self.static = [n for n in topo if info.by_name[n].op_type in STATIC_OPS]
@@ -73,19 +76,28 @@ class Problem:
                         t = cm.predict(node, inst.spec, fpga=est)
                         if math.isfinite(t):
                             res = {"mem": cm.memory_bytes(node, inst.spec), "dsp": est.dsp, "bram": est.bram18k, "lut": est.lut, "ff": est.ff}
-                            opts.append(Option(d, t, res, est.reuse_factor if est.strategy else 0, est.strategy))
+                            if est.accuracy > 0:
+                                res["accuracy"] = est.accuracy
+                            opts.append(Option(d, t, res, est.reuse_factor if est.strategy else 0, est.strategy,
+                                               f"fx{est.width}" if est.width else ""))
                     if node.fusible_epilogue:  # its time assumes fusion into its producer on this FPGA
                         alone = cm.predict(replace(node, fusible_epilogue=False), inst.spec)
                         fused = min((o.time for o in opts if o.d == d), default=math.inf)
                         if math.isfinite(alone) and math.isfinite(fused) and alone > fused:
                             self.unfused_penalty.setdefault(n, {})[d] = alone - fused
+                elif inst.kind == "cpu" and n in cm.cpu_precision_choices:  # fp32 and the lower precisions it may take
+                    for precision, accuracy in [("fp32", 0.0)] + sorted(cm.cpu_precision_choices[n].items()):
+                        t = cm.predict(node, inst.spec, dtype=precision)
+                        if math.isfinite(t):
+                            res = {"mem": cm.memory_bytes(node, inst.spec), **({"accuracy": accuracy} if accuracy > 0 else {})}
+                            opts.append(Option(d, t, res, precision=precision))
                 else:
                     t = cm.predict(node, inst.spec)
                     if math.isfinite(t):
                         opts.append(Option(d, t, {"mem": cm.memory_bytes(node, inst.spec)}))
             if not opts:
                 raise HccError(f"no device in the mix can run node '{n}' ({node.op_type})")
-            opts.sort(key=lambda o: (o.d, o.time))
+            opts.sort(key=lambda o: (o.d, o.time, o.res.get("accuracy", 0.0)))
             self.opts[n] = opts
             self.unpin(n)
             if n in forced:
@@ -173,12 +185,18 @@ class Problem:
         for n in self.names:
             o = self.opts[n][a[n]]
             for res, v in o.res.items():
-                use[o.d][res] += v
+                use[o.d][res] = use[o.d].get(res, 0.0) + v
         return use
+
+    def shared_ok(self, use: list[dict[str, float]], delta: dict[str, float] | None = None) -> bool:
+        """Whether the resources capped over all devices together (self.shared) stay within their caps."""
+        return all(sum(u.get(res, 0.0) for u in use) + (delta or {}).get(res, 0.0) <= lim * (1 + 1e-9) + 1e-12
+                   for res, lim in self.shared.items())
 
     def feasible(self, a: Assignment) -> bool:
         use = self.usage(a)
-        return all(use[d][res] <= lim * (1 + 1e-9) for d in range(self.D) for res, lim in self.limits[d].items())
+        return all(use[d].get(res, 0.0) <= lim * (1 + 1e-9) for d in range(self.D) for res, lim in self.limits[d].items()) \
+            and self.shared_ok(use)
 
     def fits(self, use: list[dict[str, float]], moves: dict[str, tuple[int, int]]) -> bool:
         """Would moving nodes from option old to option new keep every instance within its limits?"""
@@ -187,7 +205,11 @@ class Problem:
             for sign, o in ((-1.0, self.opts[n][old]), (1.0, self.opts[n][new])):
                 for res, v in o.res.items():
                     delta[(o.d, res)] = delta.get((o.d, res), 0.0) + sign * v
-        return all(use[d][res] + v <= self.limits[d].get(res, math.inf) * (1 + 1e-9) for (d, res), v in delta.items() if v > 0)
+        if self.shared:
+            total = {res: sum(v for (_, r), v in delta.items() if r == res) for res in self.shared}
+            if any(v > 0 for v in total.values()) and not self.shared_ok(use, total):
+                return False
+        return all(use[d].get(res, 0.0) + v <= self.limits[d].get(res, math.inf) * (1 + 1e-9) for (d, res), v in delta.items() if v > 0)
 
     def moved_busy(self, a: Assignment, busy: list[float], moves: dict[str, int]) -> list[float]:
         """Busy vector after `moves` (node -> new option), recomputing only the tensors they touch."""
@@ -212,7 +234,7 @@ class Problem:
         for n, new in moves.items():
             for sign, o in ((-1.0, self.opts[n][a[n]]), (1.0, self.opts[n][new])):
                 for res, v in o.res.items():
-                    use[o.d][res] += sign * v
+                    use[o.d][res] = use[o.d].get(res, 0.0) + sign * v
             a[n] = new
 
     def fastest_on(self, n: str, d: int) -> int | None:
@@ -307,6 +329,10 @@ def solve_milp(p: Problem, time_limit: float, rel_gap: float, objective: str | N
                      if p.opts[n][i].d == d and p.opts[n][i].res.get(res, 0.0) > 0]
             if terms and sum(v for _, v in terms) > lim:
                 add(terms, -np.inf, lim)
+    for res, lim in sorted(p.shared.items()):  # a cap over all devices together (the accuracy budget)
+        terms = [(var[(n, i)], p.opts[n][i].res.get(res, 0.0)) for n in p.names for i in p.allowed[n] if p.opts[n][i].res.get(res, 0.0) > 0]
+        if terms and sum(v for _, v in terms) > lim:
+            add(terms, -np.inf, lim)
     if objective == "throughput":
         tvar = len(cost)
         cost.append(1.0)
@@ -354,7 +380,9 @@ def greedy(p: Problem) -> Assignment | None:
         best = None
         for i in p.allowed[n]:
             o = p.opts[n][i]
-            if any(use[o.d][res] + v > p.limits[o.d].get(res, math.inf) for res, v in o.res.items()):
+            if any(use[o.d].get(res, 0.0) + v > p.limits[o.d].get(res, math.inf) for res, v in o.res.items()):
+                continue
+            if p.shared and not p.shared_ok(use, o.res):
                 continue
             cost = o.time
             for tname in node.inputs:
@@ -370,7 +398,7 @@ def greedy(p: Problem) -> Assignment | None:
         o = p.opts[n][best[1]]
         a[n] = best[1]
         for res, v in o.res.items():
-            use[o.d][res] += v
+            use[o.d][res] = use[o.d].get(res, 0.0) + v
         for tname in node.inputs:
             present.setdefault(tname, {0} if p.info.producer.get(tname) is None else set()).add(o.d)
         for tname in node.outputs:

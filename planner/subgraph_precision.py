@@ -184,13 +184,18 @@ def round_subgraphs(model: onnx.ModelProto, subgraphs: dict[str, tuple[list[str]
 
 
 def emulate_plan(model: onnx.ModelProto, op_assignment: dict[str, str], subgraphs: dict[str, tuple[list[str], str]],
-                 act_quant: dict | None = None) -> onnx.ModelProto:
-    """Per-op operand rounding (the CPU's bf16 GEMMs/convolutions, precision.emulate) and per-subgraph rounding
-    together. The ops of `op_assignment` must lie outside `subgraphs` (a node runs on one device)."""
-    both = sorted(set(op_assignment) & {n for nodes, _ in subgraphs.values() for n in nodes})
+                 act_quant: dict | None = None, fixed: tuple[dict[str, int], dict] | None = None) -> onnx.ModelProto:
+    """Per-op operand rounding (the CPU's bf16 GEMMs/convolutions, precision.emulate), FPGA layers at their ap_fixed
+    widths (`fixed`: (node -> width, node -> fixed_precision.LayerRange)) and per-subgraph rounding together. The
+    ops of `op_assignment` and `fixed` must lie outside `subgraphs` (a node runs on one device)."""
+    from hcc.planner.fixed_precision import emulate_widths
+
+    inside = {n for nodes, _ in subgraphs.values() for n in nodes}
+    both = sorted((set(op_assignment) | set(fixed[0] if fixed else {})) & inside)
     if both:
         raise HccError(f"internal: nodes both in a per-op and in a per-subgraph precision: {', '.join(both[:5])}")
     lowered = emulate(model, op_assignment, act_quant or {}) if op_assignment else model
+    lowered = emulate_widths(lowered, fixed[0], fixed[1]) if fixed and fixed[0] else lowered
     return round_subgraphs(lowered, subgraphs) if subgraphs else lowered
 
 
@@ -235,26 +240,30 @@ def _fmt(errors: dict[str, OutputError] | None) -> str:
 def choose_gpu_subgraphs(model: onnx.ModelProto, candidates: list[SubgraphCandidate], budget: AccuracyBudget | str,
                          calibration: list[dict[str, np.ndarray]], held_out: list[dict[str, np.ndarray]] | None = None,
                          op_assignment: dict[str, str] | None = None, margin: float = DEFAULT_MARGIN,
-                         error_factor: float = KERNEL_ERROR_FACTOR, progress=None) -> SubgraphPrecisionResult:
+                         error_factor: float = KERNEL_ERROR_FACTOR, progress=None,
+                         fixed: tuple[dict[str, int], dict] | None = None) -> SubgraphPrecisionResult:
     """Per candidate subgraph: fp16 or fp32 under `margin` x `budget` (module docstring). `op_assignment`: node ->
     precision of the per-op choice already made (the CPU's bf16 ops, whose emulation is exact). What counts against
     the budget: the chosen subgraphs' emulated error together x `error_factor`, plus (composed conservatively:
-    precision.compose) the per-op choice's own error; the recorded figures are one run of everything together."""
+    precision.compose) the per-op choice's own error; the recorded figures are one run of everything together.
+    `fixed`: FPGA layers at their chosen ap_fixed widths (planner/fixed_precision.py), counted with the per-op part."""
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     model = onnx.shape_inference.infer_shapes(model)
     ops = dict(op_assignment or {})
+    fixed = fixed if fixed and fixed[0] else None
     reference = reference_outputs(model, calibration, "calibration")
     outputs = [name for name in reference[0] if np.asarray(reference[0][name]).dtype.kind == "f"]
 
     def run(with_ops: bool, chosen: dict[str, SubgraphCandidate], samples, ref) -> dict[str, OutputError]:
-        if not chosen and not (with_ops and ops):
+        if not chosen and not (with_ops and (ops or fixed)):
             return compare(ref, ref)
-        lowered = emulate_plan(model, ops if with_ops else {}, {c.id: (c.nodes, c.precision) for c in chosen.values()})
+        lowered = emulate_plan(model, ops if with_ops else {}, {c.id: (c.nodes, c.precision) for c in chosen.values()},
+                               fixed=fixed if with_ops else None)
         return compare(ref, run_model(lowered, samples))
 
     def counted(per_op: dict[str, OutputError], subgraphs: dict[str, OutputError]) -> dict[str, OutputError]:
         """What counts against the budget: the subgraphs' emulated error x the factor, plus the per-op choice's."""
-        return compose([per_op, inflate(subgraphs, error_factor)], outputs) if ops else inflate(subgraphs, error_factor)
+        return compose([per_op, inflate(subgraphs, error_factor)], outputs) if ops or fixed else inflate(subgraphs, error_factor)
 
     own: dict[str, dict[str, OutputError]] = {}
     for i, c in enumerate(candidates):
@@ -263,11 +272,12 @@ def choose_gpu_subgraphs(model: onnx.ModelProto, candidates: list[SubgraphCandid
             progress(f"precision: {c.id} ({c.device}, {len(c.nodes)} ops) alone at {c.precision}: {_fmt(own[c.id])} "
                      f"({i + 1}/{len(candidates)})")
     per_op = run(True, {}, calibration, reference)
-    runs = 1 if ops else 0
+    runs = 1 if ops or fixed else 0
     reasons: dict[str, str] = {}
     chosen: dict[str, SubgraphCandidate] = {}
-    if ops and budget.violations(per_op, margin, True):
-        reasons.update({c.id: "the CPU's bf16 ops alone already use the margin: " + "; ".join(budget.violations(per_op, margin, True))
+    if (ops or fixed) and budget.violations(per_op, margin, True):
+        what = "the CPU's bf16 ops" + (" and the FPGA widths" if fixed else "") if ops else "the FPGA widths"
+        reasons.update({c.id: f"{what} alone already use the margin: " + "; ".join(budget.violations(per_op, margin, True))
                         for c in candidates})
     cost = {c.id: budget.cost(inflate(own[c.id], error_factor)) for c in candidates}
     order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].saving_s / max(cost[candidates[i].id], 1e-12), i))
