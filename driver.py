@@ -408,7 +408,7 @@ def _choose_gpu_precision(loaded, options: CompileOptions, feeds, plan, groups: 
     progress(f"precision: each of {len(candidates)} GPU subgraph(s) alone at fp16 (onnxruntime emulation) on {len(calibration)} calibration inputs")
     widths = precision_plan.fpga if precision_plan is not None else None  # hcc plan --precision auto: FPGA layers' widths
     fpga_nodes = {n for g in groups or [] if parse_device(g["device"]).kind == "fpga" for n in g["nodes"]}
-    fixed = ({n: w for n, w in widths.widths().items() if n in fpga_nodes}, {s.node: s.range for s in widths.sensitivities}) if widths else None
+    fixed = widths.fixed() if widths and set(widths.widths()) <= fpga_nodes else None
     result = sp.choose_gpu_subgraphs(loaded.model, candidates, budget, calibration, held_out, ops, progress=progress, fixed=fixed)
     fp16 = result.lowered()
 

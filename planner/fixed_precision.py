@@ -9,7 +9,8 @@ backend generates for it, and comparing its outputs with fp32's.
 What the backend computes for a MAC layer (Conv, ConvTranspose, Gemm, MatMul with a constant weight) given node
 types `weight`, `bias`, `result` (the keys of an fpga.toml [node."name"] section): weights and bias rounded to their
 types at compile time, exact products and an exact accumulator (`accum = auto`), the result (after a fused epilogue
-such as ReLU) stored in the result type, which the next layers read. The emulation reproduces exactly that:
+such as ReLU) stored in the result type, which the next layers read; a padded convolution's pad op stores its input in
+that result type too. The emulation reproduces exactly that:
   * weight and bias: rounded in numpy by the backend's own `fixed_point.from_float` / `to_float` (bit for bit the
     ap_fixed conversion), folded into new initializers;
   * result: the op's fp32 output goes through Cast(DOUBLE) -> Mul(2**F) -> Add(0.5) -> Floor -> Max/Min(codes) ->
@@ -62,6 +63,7 @@ FIXED_WIDTHS = (8, 12, 16, 18)  # candidate word widths, narrowest first
 # A result's range comes from a few calibration inputs; held-out inputs went past it (saturating: errors of 100x the
 # calibration error on the test models without this). One guard bit, as the backend's `auto_mode = "observed"` has.
 RESULT_HEADROOM = 2.0
+INPUT_WIDTH = 18  # an FPGA subgraph's inputs, converted on entry (the widest candidate: a DSP port's 18 bits)
 WIDE_WIDTH = 32  # where a layer stays when no candidate fits the budget (below fp32's resolution here)
 MAC_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FORMAT = "hcc-fixed-widths"
@@ -121,13 +123,23 @@ class WidthPlan:
     sensitivities: list[LayerSensitivity]
     emulation: str = EMULATION
     notes: list[str] = field(default_factory=list)
+    inputs: dict[str, str] = field(default_factory=dict)  # FPGA subgraph input tensor -> its type on entry
+    region: list[str] = field(default_factory=list)  # the FPGA nodes that read `inputs` converted
 
     def widths(self) -> dict[str, int]:
         return {lw.node: lw.width for lw in self.layers}
 
+    def fixed(self) -> tuple[dict[str, int], dict[str, LayerRange], dict[str, str], set[str]]:
+        """What `emulate_widths` needs to reproduce this choice: (widths, ranges, input types, region)."""
+        return self.widths(), {s.node: s.range for s in self.sensitivities}, dict(self.inputs), set(self.region)
+
     def fpga_config(self) -> dict:
-        """The chosen types as an fpga.toml table (backends/fpga/config.from_dict), one [node."name"] per layer."""
-        return {"node": {lw.node: dict(lw.types) for lw in self.layers}}
+        """The chosen types as an fpga.toml table (backends/fpga/config.from_dict): one [node."name"] per layer, one
+        [tensor."name"] per subgraph input."""
+        table: dict = {"node": {lw.node: dict(lw.types) for lw in self.layers}}
+        if self.inputs:
+            table["tensor"] = {name: {"precision": t} for name, t in self.inputs.items()}
+        return table
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **asdict(self)}, indent=1, sort_keys=True)
@@ -215,34 +227,87 @@ def _block_and_macs(node: onnx.NodeProto, types) -> tuple[int, int]:
     return int(block), int(macs)
 
 
+# Elementwise ops the FPGA backend fuses into a MAC layer as its epilogue when they are the single consumer
+# (backends/fpga/transforms.py: a bias Add folds into the initial value; ReLU/Clip stay in the epilogue); the layer's
+# result type applies to the end of that chain, so the emulation rounds there. Mul/Div (a scale folded into the
+# weights) end the chain: the loader folds BatchNorm into the weights before this sees the model.
+EPILOGUE_OPS = ("Add", "Sub", "Relu", "Clip", "LeakyRelu", "Max", "Min")
+
+
+def epilogue(model: onnx.ModelProto, node: onnx.NodeProto) -> tuple[list[onnx.NodeProto], str, list[str]]:
+    """(the fused epilogue's nodes, the tensor at its end, the constants it adds) of a MAC layer `node`."""
+    inits = {i.name for i in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for name in dict.fromkeys(n.input):
+            consumers.setdefault(name, []).append(n)
+    chain, added, current = [], [], node.output[0]
+    while current not in outputs and len(consumers.get(current, [])) == 1:
+        c = consumers[current][0]
+        acts = [i for i in c.input if i and i not in inits]
+        if c.op_type not in EPILOGUE_OPS or acts != [current] or len(c.output) != 1:
+            break
+        if c.op_type in ("Add", "Sub"):
+            if list(c.input).index(current) != 0 and c.op_type == "Sub":
+                break  # const - x: not a bias
+            added += [i for i in c.input if i in inits]
+        chain.append(c)
+        current = c.output[0]
+    return chain, current, added
+
+
 def calibrate_ranges(model: onnx.ModelProto, layers: list[tuple[int, str, onnx.NodeProto]],
                      samples: list[dict[str, np.ndarray]]) -> dict[str, LayerRange]:
-    """Each layer's max |weight|, max |bias| and output range over the calibration inputs."""
+    """Each layer's max |weight|, max |bias| (its own and the constants its epilogue adds) and the range of its
+    result (the end of its fused epilogue) over the calibration inputs."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
-    outs = [n.output[0] for _, _, n in layers]
+    ends = {key: epilogue(model, node) for _, key, node in layers}
+    outs = list(dict.fromkeys(end for _, end, _ in ends.values()))
     for name in outs:
         if name not in existing:
             probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     runs = run_model(probe, samples, outputs=outs) if outs else []
     ranges = {}
     for _, key, node in layers:
-        y = node.output[0]
+        _, y, added = ends[key]
         lo = min(float(np.min(r[y])) for r in runs)
         hi = max(float(np.max(r[y])) for r in runs)
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise HccError(f"FPGA widths: the output of node '{key}' is not finite on the calibration inputs")
-        bias = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        ranges[key] = LayerRange(float(np.max(np.abs(inits[node.input[1]]))) if inits[node.input[1]].size else 0.0,
-                                 float(np.max(np.abs(bias))) if bias is not None and bias.size else None, lo, hi)
+        biases = ([node.input[2]] if len(node.input) > 2 and node.input[2] in inits else []) + added
+        bias = sum(float(np.max(np.abs(inits[b]))) if inits[b].size else 0.0 for b in biases) if biases else None
+        ranges[key] = LayerRange(float(np.max(np.abs(inits[node.input[1]]))) if inits[node.input[1]].size else 0.0, bias, lo, hi)
     return ranges
 
 
-def emulate_widths(model: onnx.ModelProto, widths: dict[str, int], ranges: dict[str, LayerRange]) -> onnx.ModelProto:
+def _quantize_chain(src: str, dst: str, type_text: str, tag: str, out: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """Nodes computing `dst` = `src` rounded (AP_RND) and saturated (AP_SAT) to `type_text`, in float64."""
+    from hcc.backends.fpga.fixed_point import FixedType
+
+    t = FixedType.parse(type_text)
+    consts = {"scale": float(2.0 ** t.frac), "half": 0.5, "lo": float(t.min_code), "hi": float(t.max_code), "inv": float(2.0 ** -t.frac)}
+    for name, value in consts.items():
+        out.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float64), f"{tag}_{name}"))
+    chain = [("Cast", [src], {"to": TensorProto.DOUBLE}), ("Mul", [None, f"{tag}_scale"], {}), ("Add", [None, f"{tag}_half"], {}),
+             ("Floor", [None], {}), ("Max", [None, f"{tag}_lo"], {}), ("Min", [None, f"{tag}_hi"], {}),
+             ("Mul", [None, f"{tag}_inv"], {}), ("Cast", [None], {"to": TensorProto.FLOAT})]
+    nodes, previous = [], src
+    for step, (op, ins, attrs) in enumerate(chain):
+        result = dst if step == len(chain) - 1 else f"{tag}_q{step}"
+        nodes.append(helper.make_node(op, [previous if i is None else i for i in ins], [result], name=f"{tag}_{op}{step}", **attrs))
+        previous = result
+    return nodes
+
+
+def emulate_widths(model: onnx.ModelProto, widths: dict[str, int], ranges: dict[str, LayerRange],
+                   inputs: dict[str, str] | None = None, region: set[str] | None = None) -> onnx.ModelProto:
     """A copy of `model` in which each layer of `widths` (key -> width) computes as the FPGA backend does with its
-    `layer_types` (module docstring)."""
+    `layer_types` (module docstring); with `inputs` (tensor -> type), the nodes of `region` (an FPGA subgraph's
+    nodes) read those tensors converted to their types, as the subgraph's inputs are on entry."""
     keys = node_keys(model)
     unknown = sorted(set(widths) - set(keys))
     if unknown:
@@ -250,41 +315,116 @@ def emulate_widths(model: onnx.ModelProto, widths: dict[str, int], ranges: dict[
     out = onnx.ModelProto()
     out.CopyFrom(model)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    inputs = dict(inputs or {}) if region else {}
+    converted: dict[str, str] = {}
+    index = {k: i for i, k in enumerate(keys)}
+    ends: dict[str, tuple[str, dict[str, str]]] = {}  # output of a layer's last epilogue node -> (layer, its types)
+    bias_adds: dict[str, str] = {}  # output of an epilogue Add/Sub -> the bias type its constant is rounded to
+
+    def _constant(name: str, type_text: str, new: str) -> str:
+        out.graph.initializer.append(numpy_helper.from_array(_quantize_array(inits[name], type_text), new))
+        return new
+
     nodes = []
     for key, node in zip(keys, model.graph.node):
+        if key in (region or ()) and any(i in inputs for i in node.input):
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            for slot, name in enumerate(node.input):
+                if name in inputs:
+                    if name not in converted:
+                        converted[name] = f"{name}__hcc_fxin"
+                        nodes.extend(_quantize_chain(name, converted[name], inputs[name], f"{name}__hcc_fxin", out))
+                    node.input[slot] = converted[name]
+        if node.output and node.output[0] in ends:  # the last node of a layer's epilogue: its output is the layer's result
+            key_of, types = ends.pop(node.output[0])
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            final, tag = node.output[0], f"{key_of}__hcc_fx"
+            node.output[0] = f"{tag}_raw"
+            nodes.append(node)
+            nodes.extend(_quantize_chain(f"{tag}_raw", final, types["result"], tag, out))
+            continue
+        if node.output and node.output[0] in bias_adds:
+            node = onnx.NodeProto.FromString(node.SerializeToString())
+            for slot, name in enumerate(node.input):
+                if name in inits:
+                    node.input[slot] = _constant(name, bias_adds[node.output[0]], f"{name}__hcc_fxbias_{len(nodes)}")
         if key not in widths:
             nodes.append(node)
             continue
         types = layer_types(ranges[key], widths[key])
         node = onnx.NodeProto.FromString(node.SerializeToString())
         tag = f"{key}__hcc_fx{widths[key]}"
+        if _padded(node):  # the backend's pad op for this node stores the padded input in the node's result type
+            nodes.extend(_quantize_chain(node.input[0], f"{tag}_padded", types["result"], f"{tag}_pad", out))
+            node.input[0] = f"{tag}_padded"
         for slot, role in ((1, "weight"), (2, "bias")):
             if len(node.input) > slot and node.input[slot] in inits and role in types:
-                name = f"{tag}_{role}"
-                out.graph.initializer.append(numpy_helper.from_array(_quantize_array(inits[node.input[slot]], types[role]), name))
-                node.input[slot] = name
-        from hcc.backends.fpga.fixed_point import FixedType
-
-        t = FixedType.parse(types["result"])
+                node.input[slot] = _constant(node.input[slot], types[role], f"{tag}_{role}")
+        chain, _, _ = epilogue(model, model.graph.node[index[key]])
+        for c in chain:
+            if c.op_type in ("Add", "Sub") and "bias" in types:
+                bias_adds[c.output[0]] = types["bias"]
+        if chain:
+            ends[chain[-1].output[0]] = (key, types)
+            nodes.append(node)
+            continue
         final = node.output[0]
-        raw = f"{tag}_raw"
-        node.output[0] = raw
-        consts = {"scale": float(2.0 ** t.frac), "half": 0.5, "lo": float(t.min_code), "hi": float(t.max_code),
-                  "inv": float(2.0 ** -t.frac)}
-        for name, value in consts.items():
-            out.graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=np.float64), f"{tag}_{name}"))
-        chain = [("Cast", [raw], {"to": TensorProto.DOUBLE}), ("Mul", [None, f"{tag}_scale"], {}), ("Add", [None, f"{tag}_half"], {}),
-                 ("Floor", [None], {}), ("Max", [None, f"{tag}_lo"], {}), ("Min", [None, f"{tag}_hi"], {}),
-                 ("Mul", [None, f"{tag}_inv"], {}), ("Cast", [None], {"to": TensorProto.FLOAT})]
+        node.output[0] = f"{tag}_raw"
         nodes.append(node)
-        previous = raw
-        for step, (op, ins, attrs) in enumerate(chain):
-            result = final if step == len(chain) - 1 else f"{tag}_q{step}"
-            nodes.append(helper.make_node(op, [previous if i is None else i for i in ins], [result], name=f"{tag}_{op}{step}", **attrs))
-            previous = result
+        nodes.extend(_quantize_chain(f"{tag}_raw", final, types["result"], tag, out))
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
+
+
+def _padded(node: onnx.NodeProto) -> bool:
+    """A convolution the FPGA backend gives a pad op (explicit non-zero pads, or SAME auto padding)."""
+    if node.op_type not in ("Conv", "ConvTranspose"):
+        return False
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    return any(attrs.get("pads", [])) or auto.startswith("SAME")
+
+
+def boundary_inputs(model: onnx.ModelProto, region: set[str]) -> list[str]:
+    """Float tensors the nodes of `region` read that no node of it produces (weights excluded): an FPGA subgraph's
+    inputs, which the backend converts to fixed point on entry."""
+    types = _value_types(model)
+    inits = {i.name for i in model.graph.initializer}
+    keys = node_keys(model)
+    produced = {o for k, n in zip(keys, model.graph.node) if k in region for o in n.output}
+    found: dict[str, None] = {}
+    for k, n in zip(keys, model.graph.node):
+        if k in region:
+            for name in n.input:
+                if name and name not in inits and name not in produced and types.get(name, (0,))[0] == TensorProto.FLOAT:
+                    found.setdefault(name)
+    return list(found)
+
+
+def input_types(model: onnx.ModelProto, regions: list[set[str]], samples: list[dict[str, np.ndarray]],
+                width: int = INPUT_WIDTH) -> dict[str, str]:
+    """The type of each input of the FPGA subgraphs `regions` (their node sets): `width` bits, integer bits from
+    2 x its calibrated magnitude, rounded and saturated (instead of the default ap_fixed<16,6>, which truncates and
+    wraps above 32)."""
+    names = list(dict.fromkeys(n for region in regions for n in boundary_inputs(model, region)))
+    if not names:
+        return {}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    feeds = {i.name for i in model.graph.input}
+    runs = run_model(probe, samples, outputs=[n for n in names if n not in feeds]) if any(n not in feeds for n in names) else [{} for _ in samples]
+    types = {}
+    for name in names:
+        values = [s[name] for s in samples] if name in feeds else [r[name] for r in runs]
+        magnitude = max(float(np.max(np.abs(v))) if np.asarray(v).size else 0.0 for v in values)
+        types[name] = fixed_type(width, RESULT_HEADROOM * magnitude)
+    return types
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -359,9 +499,10 @@ def _wider(width: int, widths: list[int]) -> int:
 
 def choose_widths(sensitivities: list[LayerSensitivity], budget: AccuracyBudget | str, model: onnx.ModelProto | str | os.PathLike,
                   calibration: dict | list[dict], held_out: dict | list[dict] | None = None,
-                  margin: float = DEFAULT_MARGIN) -> WidthPlan:
+                  margin: float = DEFAULT_MARGIN, regions: list[set[str]] | None = None) -> WidthPlan:
     """Greedy widths under `margin` x `budget`, confirmed end to end (widening the most sensitive layer while over),
-    verified on `held_out` inputs against the whole budget (module docstring)."""
+    verified on `held_out` inputs against the whole budget (module docstring). `regions`: the FPGA subgraphs' node
+    sets, whose inputs are converted on entry (`input_types`) in the confirming and held-out runs."""
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     proto = _as_model(model)
     samples = _as_samples(calibration)
@@ -369,12 +510,14 @@ def choose_widths(sensitivities: list[LayerSensitivity], budget: AccuracyBudget 
     by_node = {s.node: s for s in sensitivities}
     ranges = {s.node: s.range for s in sensitivities}
     chosen = greedy_widths(sensitivities, budget, margin)
+    inputs = input_types(proto, regions, samples) if regions else {}
+    region = set().union(*regions) if regions else set()
     errors_at = lambda n, w: by_node[n].errors[str(w)] if w != WIDE_WIDTH else _zero(outputs)  # noqa: E731
     predicted = compose([errors_at(n, w) for n, w in chosen.items()], outputs) if chosen else {}
     reference = reference_outputs(proto, samples, "calibration")
     widened, runs = [], 0
     while True:
-        measured = compare(reference, run_model(emulate_widths(proto, chosen, ranges), samples)) if chosen else {}
+        measured = compare(reference, run_model(emulate_widths(proto, chosen, ranges, inputs, region), samples)) if chosen else {}
         runs += 1 if chosen else 0
         narrowed = [n for n, w in chosen.items() if w != WIDE_WIDTH]
         if not budget.violations(measured, margin, True) or not narrowed:
@@ -385,7 +528,8 @@ def choose_widths(sensitivities: list[LayerSensitivity], budget: AccuracyBudget 
     held = None
     if held_out is not None and chosen:
         held_samples = _as_samples(held_out)
-        held = compare(reference_outputs(proto, held_samples, "held-out"), run_model(emulate_widths(proto, chosen, ranges), held_samples))
+        held = compare(reference_outputs(proto, held_samples, "held-out"),
+                       run_model(emulate_widths(proto, chosen, ranges, inputs, region), held_samples))
         runs += 1
     layers = []
     for s in sensitivities:
@@ -403,16 +547,17 @@ def choose_widths(sensitivities: list[LayerSensitivity], budget: AccuracyBudget 
         notes.append(f"budget {budget} is too tight for any candidate width ({', '.join(map(str, FIXED_WIDTHS))} bits): "
                      f"every layer kept at {WIDE_WIDTH} bits")
     return WidthPlan(str(budget), margin, layers, predicted, measured, held, not budget.violations(measured),
-                     None if held is None else not budget.violations(held), widened, runs, sensitivities, notes=notes)
+                     None if held is None else not budget.violations(held), widened, runs, sensitivities, notes=notes,
+                     inputs=inputs, region=sorted(region))
 
 
 def analyze_widths(model: onnx.ModelProto | str | os.PathLike, calibration: dict | list[dict], budget: AccuracyBudget | str,
                    held_out: dict | list[dict] | None = None, nodes: list[str] | None = None, margin: float = DEFAULT_MARGIN,
-                   progress=None) -> WidthPlan:
+                   progress=None, regions: list[set[str]] | None = None) -> WidthPlan:
     """Sensitivity of the FPGA MAC layers (`nodes`, default all) then the budgeted choice, in one call."""
     proto = _as_model(model)
     sensitivities = measure_widths(proto, calibration, nodes, progress=progress)
-    return choose_widths(sensitivities, budget, proto, calibration, held_out, margin)
+    return choose_widths(sensitivities, budget, proto, calibration, held_out, margin, regions)
 
 
 def cost_configs(plan: WidthPlan, model: onnx.ModelProto, base: dict | None = None, default_bits: int = 16) -> dict:
@@ -486,4 +631,6 @@ def to_toml(plan: WidthPlan) -> str:
         lines.append("")
         lines.append(f"[node.{json.dumps(lw.node)}]")
         lines.extend(f"{role} = {json.dumps(text)}" for role, text in lw.types.items())
+    for name, text in plan.inputs.items():
+        lines += ["", f"[tensor.{json.dumps(name)}]", f"precision = {json.dumps(text)}"]
     return "\n".join(lines) + "\n"

@@ -75,10 +75,12 @@ class JointResult:
     notes: list[str] = field(default_factory=list)
 
 
-def emulate_choice(model: onnx.ModelProto, cpu_ops: dict[str, str], widths: dict[str, int], ranges: dict[str, fxp.LayerRange]) -> onnx.ModelProto:
-    """The model with the CPU ops' operands rounded (precision.emulate) and the FPGA layers at their widths."""
+def emulate_choice(model: onnx.ModelProto, cpu_ops: dict[str, str], widths: dict[str, int], ranges: dict[str, fxp.LayerRange],
+                   inputs: dict[str, str] | None = None, region: set[str] | None = None) -> onnx.ModelProto:
+    """The model with the CPU ops' operands rounded (precision.emulate), the FPGA layers at their widths and the FPGA
+    subgraphs' inputs converted to their types on entry."""
     lowered = emulate(model, cpu_ops, {}) if cpu_ops else model
-    return fxp.emulate_widths(lowered, widths, ranges) if widths else lowered
+    return fxp.emulate_widths(lowered, widths, ranges, inputs, region) if widths or inputs else lowered
 
 
 def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], base: CostModel, budget: AccuracyBudget | str,
@@ -102,6 +104,7 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
     min_width: dict[str, int] = {}
     rounds: list[str] = []
     runs = 0
+    input_width = fxp.INPUT_WIDTH
     while True:
         cm = replace(base)
         cm.cpu_precision_choices = {n: {p: c for p, c in costs.items() if (n, p) not in banned and c <= margin}
@@ -114,12 +117,20 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
         cpu_ops = {n: p for n, p in chosen.items() if p in CPU_CANDIDATES}
         widths = {n: int(p[2:]) for n, p in chosen.items() if p.startswith("fx") and n in ranges}
         narrowed = {n: w for n, w in widths.items() if w != fxp.WIDE_WIDTH}
-        if cpu_ops or widths:
-            measured = compare(reference, run_model(emulate_choice(proto, cpu_ops, widths, ranges), calibration))
+        regions = [set(sg.nodes) for sg in plan.subgraphs if sg.kind == "fpga"]
+        region = set().union(*regions) if regions else set()
+        inputs = fxp.input_types(proto, regions, calibration, input_width) if regions else {}
+        if cpu_ops or widths or inputs:
+            measured = compare(reference, run_model(emulate_choice(proto, cpu_ops, widths, ranges, inputs, region), calibration))
             runs += 1
         else:
             measured = compare(reference, reference)
         over = budget.violations(measured, margin, True)
+        if over and not (cpu_ops or narrowed) and inputs and input_width < fxp.WIDE_WIDTH:
+            input_width = fxp.WIDE_WIDTH  # the last thing left to widen: the FPGA subgraphs' input conversions
+            rounds.append(f"confirming run {runs}: {'; '.join(over)}: FPGA subgraph inputs widened to {input_width} bits")
+            say(f"precision: {rounds[-1]}")
+            continue
         if not over or not (cpu_ops or narrowed):
             break
         suspects = [(cpu_cost[n][p], n, p) for n, p in cpu_ops.items()] + [(fx_cost[n][w], n, f"fx{w}") for n, w in narrowed.items()]
@@ -133,9 +144,9 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
         rounds.append(f"confirming run {runs}: {'; '.join(over)}: {step}, the placement solved again")
         say(f"precision: {rounds[-1]}")
     held, held_ok = None, None
-    if held_out and (cpu_ops or widths):
+    if held_out and (cpu_ops or widths or inputs):
         held_ref = reference_outputs(proto, held_out, "held-out")
-        held = compare(held_ref, run_model(emulate_choice(proto, cpu_ops, widths, ranges), held_out))
+        held = compare(held_ref, run_model(emulate_choice(proto, cpu_ops, widths, ranges, inputs, region), held_out))
         held_ok = not budget.violations(held)
         runs += 1
     outputs = list(reference[0]) if reference else []
@@ -157,8 +168,9 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
                       "no candidate width fits: its narrowest error alone is over the margin")
             layers.append(fxp.LayerWidth(s.node, s.op_type, w, fxp.layer_types(s.range, w), fx_cost[s.node].get(w, 0.0), reason))
         fpga_plan = fxp.WidthPlan(str(budget), margin, layers, predicted, measured, held, calibration_ok, held_ok, list(rounds), runs, placed,
-                                  notes=["errors are of the whole joint choice (CPU bf16 ops and FPGA widths emulated together); "
-                                         "FPGA layers other than MAC layers keep their configured or default types, not emulated"])
+                                  notes=["errors are of the whole joint choice (CPU bf16 ops, FPGA widths and the FPGA subgraphs' input "
+                                         "conversions emulated together); FPGA layers other than MAC layers keep their configured or "
+                                         "default types, not emulated"], inputs=inputs, region=sorted(region))
         if all(lw.width == fxp.WIDE_WIDTH for lw in layers) and not any(w != fxp.WIDE_WIDTH for w in widths.values()):
             if all(min(fx_cost[s.node].values()) > margin for s in placed):
                 fpga_plan.notes.append(f"budget {budget} is too tight for any candidate width ({', '.join(map(str, fxp.FIXED_WIDTHS))} bits): "
@@ -170,8 +182,8 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
             notes.append(f"budget {budget} is too tight for any lower precision (the least sensitive op alone costs {min(own):.2f} of it): "
                          f"everything stays fp32 (CPU) and {fxp.WIDE_WIDTH}-bit (FPGA)")
         else:
-            notes.append("no lower precision chosen: the ops that have one are placed where it is not offered (GPU) or it "
-                         "saves no predicted time within the accuracy cap")
+            notes.append("no lower precision chosen: " + (f"the confirming runs widened every choice ({len(rounds)} round(s))" if rounds else
+                         "the ops that have one are placed where it is not offered (GPU) or where it saves no predicted time"))
     result = JointResult(str(budget), margin, cpu_plan, fpga_plan, measured, held, calibration_ok, held_ok, rounds, notes)
     return plan, result, cm
 

@@ -184,10 +184,10 @@ def round_subgraphs(model: onnx.ModelProto, subgraphs: dict[str, tuple[list[str]
 
 
 def emulate_plan(model: onnx.ModelProto, op_assignment: dict[str, str], subgraphs: dict[str, tuple[list[str], str]],
-                 act_quant: dict | None = None, fixed: tuple[dict[str, int], dict] | None = None) -> onnx.ModelProto:
+                 act_quant: dict | None = None, fixed: tuple | None = None) -> onnx.ModelProto:
     """Per-op operand rounding (the CPU's bf16 GEMMs/convolutions, precision.emulate), FPGA layers at their ap_fixed
-    widths (`fixed`: (node -> width, node -> fixed_precision.LayerRange)) and per-subgraph rounding together. The
-    ops of `op_assignment` and `fixed` must lie outside `subgraphs` (a node runs on one device)."""
+    widths (`fixed`: fixed_precision.WidthPlan.fixed(): widths, ranges, input types, FPGA region) and per-subgraph
+    rounding together. The ops of `op_assignment` and `fixed` must lie outside `subgraphs` (a node runs on one device)."""
     from hcc.planner.fixed_precision import emulate_widths
 
     inside = {n for nodes, _ in subgraphs.values() for n in nodes}
@@ -195,7 +195,7 @@ def emulate_plan(model: onnx.ModelProto, op_assignment: dict[str, str], subgraph
     if both:
         raise HccError(f"internal: nodes both in a per-op and in a per-subgraph precision: {', '.join(both[:5])}")
     lowered = emulate(model, op_assignment, act_quant or {}) if op_assignment else model
-    lowered = emulate_widths(lowered, fixed[0], fixed[1]) if fixed and fixed[0] else lowered
+    lowered = emulate_widths(lowered, *fixed) if fixed and (fixed[0] or fixed[2:3] and fixed[2]) else lowered
     return round_subgraphs(lowered, subgraphs) if subgraphs else lowered
 
 
@@ -241,7 +241,7 @@ def choose_gpu_subgraphs(model: onnx.ModelProto, candidates: list[SubgraphCandid
                          calibration: list[dict[str, np.ndarray]], held_out: list[dict[str, np.ndarray]] | None = None,
                          op_assignment: dict[str, str] | None = None, margin: float = DEFAULT_MARGIN,
                          error_factor: float = KERNEL_ERROR_FACTOR, progress=None,
-                         fixed: tuple[dict[str, int], dict] | None = None) -> SubgraphPrecisionResult:
+                         fixed: tuple | None = None) -> SubgraphPrecisionResult:
     """Per candidate subgraph: fp16 or fp32 under `margin` x `budget` (module docstring). `op_assignment`: node ->
     precision of the per-op choice already made (the CPU's bf16 ops, whose emulation is exact). What counts against
     the budget: the chosen subgraphs' emulated error together x `error_factor`, plus (composed conservatively:
@@ -250,7 +250,7 @@ def choose_gpu_subgraphs(model: onnx.ModelProto, candidates: list[SubgraphCandid
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     model = onnx.shape_inference.infer_shapes(model)
     ops = dict(op_assignment or {})
-    fixed = fixed if fixed and fixed[0] else None
+    fixed = fixed if fixed and (fixed[0] or fixed[2:3] and fixed[2]) else None
     reference = reference_outputs(model, calibration, "calibration")
     outputs = [name for name in reference[0] if np.asarray(reference[0][name]).dtype.kind == "f"]
 
