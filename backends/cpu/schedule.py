@@ -25,8 +25,10 @@ Strategies (AVX2: 16 ymm registers of 8 x f32):
   multiple of 8 wide use masked 8/16-lane vectors. (Strided convs arrive as im2col + GEMM, see lowering.py.)
 * `elementwise` (all-parallel generics: bias, activations, fill, transpose, broadcasts, including maps with a
   constant 0 such as an attention mask read through `(d0, 0, 0, d3)`): tiled to one vector along the innermost
-  dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized; a Gather body (`tensor.extract`) stays
-  scalar (`vectorize_nd_extract` produced wrong values for Pad(reflect)).
+  dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized. A body that reads by computed indices
+  (`tensor.extract`) is vectorized only as a row gather (an embedding lookup: the innermost index is the innermost
+  loop index itself, the others do not vary along it; whole vectors, no tail) with `vectorize_nd_extract`; other
+  gathers stay scalar (`vectorize_nd_extract` produced wrong values for Pad(reflect)).
 * `reduction` (softmax's max/sum, LayerNorm's mean/variance, ReduceMean/Sum, GlobalAveragePool): over the
   contiguous innermost dim, one output at a time with 8/16 partial results in a vector and one tree combine
   (add, maximumf, minimumf only: their order does not matter, NaN included); over an outer dim, a vector of
@@ -59,6 +61,7 @@ class LinalgOp:
     body: list[str]                      # op names in the body (without the terminator)
     element: str                         # element type of the output
     ranges: list[int] = field(default_factory=list)  # static size of each loop dim (-1: unknown)
+    row_gather: bool = False  # its one tensor.extract reads a contiguous run along the innermost loop (_is_row_gather)
 
     @property
     def num_loops(self) -> int:
@@ -107,6 +110,7 @@ def analyze(op, index: int) -> LinalgOp:
     body = [o.operation.name for o in op.regions[0].blocks[0].operations][:-1]
     element = str(op.results[0].type.element_type) if len(op.results) == 1 else "?"
     info = LinalgOp(index, iterators, maps, shapes, num_inputs, body, element)
+    info.row_gather = _is_row_gather(op, maps, len(iterators))
     ranges = [-1] * len(iterators)
     for exprs, shape in zip(maps, shapes):
         for (kind, d), size in zip(exprs, shape):
@@ -114,6 +118,49 @@ def analyze(op, index: int) -> LinalgOp:
                 ranges[d] = size
     info.ranges = ranges
     return info
+
+
+def _is_row_gather(op, maps: list, loops: int) -> bool:
+    """Whether the body's only `tensor.extract` reads element [r..., j] where j is the innermost loop index itself
+    (`linalg.index` of the last dim) and no other index varies along that dim: an embedding lookup / Gather along an
+    outer axis, out[i, j] = table[row(i), j]. Its reads along the innermost dim are contiguous, so it vectorizes into
+    plain vector loads (_plan_elementwise); any other computed index (Pad(reflect), Resize) stays scalar."""
+    from mlir import ir
+
+    block = op.regions[0].blocks[0]
+    extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
+    if len(extracts) != 1 or loops < 1:
+        return False
+    inner, args = loops - 1, list(block.arguments)
+
+    def in_body(value) -> bool:
+        owner = value.owner
+        if isinstance(owner, ir.Block):
+            return owner == block  # else an argument of the enclosing function (a weight such as the table)
+        return owner.parent is not None and owner.parent.name == "linalg.generic"
+
+    def varies(value, depth: int = 0) -> bool:
+        """Whether `value` may change along the innermost loop dim (conservative: True when unsure)."""
+        if depth > 32:
+            return True
+        if not in_body(value):
+            return False  # defined outside the op: the same for every iteration
+        if isinstance(value.owner, ir.Block):
+            position = next(i for i, a in enumerate(args) if a == value)
+            return any(kind != "dim" or d == inner for kind, d in maps[position])
+        owner = value.owner
+        if owner.name == "linalg.index":
+            return ir.IntegerAttr(owner.attributes["dim"]).value == inner
+        return any(varies(operand, depth + 1) for operand in owner.operands)
+
+    source, *indices = list(extracts[0].operands)
+    if not indices or in_body(source):
+        return False
+    trailing = indices[-1]
+    if isinstance(trailing.owner, ir.Block) or trailing.owner.name != "linalg.index" or \
+            ir.IntegerAttr(trailing.owner.attributes["dim"]).value != inner:
+        return False
+    return not any(varies(v) for v in indices[:-1])
 
 
 def _broadcasts_only(exprs: list, shape: list[int]) -> list:
@@ -212,15 +259,17 @@ def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
 
 
 def _vectorize(target: str, sizes: list[int] | None, op: LinalgOp) -> str:
-    """`transform.structured.vectorize`, masked to `sizes` when given."""
+    """`transform.structured.vectorize`, masked to `sizes` when given; a row gather's extract as a vector load."""
     masked = f" vector_sizes {sizes}" if sizes else ""
-    return f"    transform.structured.vectorize {target}{masked} : !transform.any_op\n"
+    extract = " {vectorize_nd_extract}" if op.row_gather else ""
+    return f"    transform.structured.vectorize {target}{masked}{extract} : !transform.any_op\n"
 
 
 def _plan_elementwise(op: LinalgOp) -> Plan:
-    if "tensor.extract" in op.body:
+    if "tensor.extract" in op.body and not (op.row_gather and op.ranges[-1] % _elementwise_tiles(op)[1] == 0):
         # Gathers (Gather, Pad(reflect), Resize) stay scalar: MLIR's `vectorize_nd_extract` produced wrong values for
-        # Pad(reflect)'s plain copies (tests/frontend/test_op_coverage.py Pad-reflect), so it is not used.
+        # Pad(reflect)'s plain copies (tests/frontend/test_op_coverage.py Pad-reflect), so it is used only for row
+        # gathers (contiguous reads along the innermost dim, _is_row_gather) without a tail.
         return Plan("loops", note="gather (reads by computed indices): scalar loops")
     sizes, lanes = _elementwise_tiles(op)
     text = _header(op)
@@ -241,7 +290,8 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
                  "    } : !transform.any_op\n")
     else:
         text += _vectorize("%t", None, op)
-    return Plan("elementwise", _wrap(text), f"vector<{lanes}> over the innermost dim")
+    what = "row gather: contiguous vector loads" if op.row_gather else "vector"
+    return Plan("elementwise", _wrap(text), f"{what} <{lanes}> over the innermost dim")
 
 
 def _contraction_roles(op: LinalgOp):
