@@ -229,7 +229,8 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
     if options.cpu.accuracy is not None and options.cpu.accuracy != budget:
         raise HccError(f"the CPU and FPGA accuracy budgets differ ({options.cpu.accuracy} and {budget}): a plan has one budget")
     # with --gpu-precision auto too, the joint choice takes half the margin and leaves the rest to the GPU subgraphs
-    margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
+    gpu_auto = options.gpu.precision == GPU_AUTO and any(i.kind == "gpu" for i in mix)
+    margin = precision.DEFAULT_MARGIN / 2 if gpu_auto else precision.DEFAULT_MARGIN
     default_bits = FixedType.parse(options.fpga.precision if options.fpga.precision not in (None, "auto") else FPGA_DEFAULT_PRECISION).width
     base = cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
     base.fpga_default_bits = default_bits

@@ -86,9 +86,10 @@ class Problem:
                         if math.isfinite(alone) and math.isfinite(fused) and alone > fused:
                             self.unfused_penalty.setdefault(n, {})[d] = alone - fused
                 elif inst.kind == "cpu" and n in cm.cpu_precision_choices:  # fp32 and the lower precisions it may take
+                    full = cm.predict(node, inst.spec, dtype="fp32")
                     for precision, accuracy in [("fp32", 0.0)] + sorted(cm.cpu_precision_choices[n].items()):
                         t = cm.predict(node, inst.spec, dtype=precision)
-                        if math.isfinite(t):
+                        if math.isfinite(t) and (precision == "fp32" or t < full):  # no faster: it only costs accuracy
                             res = {"mem": cm.memory_bytes(node, inst.spec), **({"accuracy": accuracy} if accuracy > 0 else {})}
                             opts.append(Option(d, t, res, precision=precision))
                 else:
