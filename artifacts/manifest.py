@@ -12,6 +12,11 @@ from hcc.devices import NATIVE_ABI  # every argument a pointer to a dense row-ma
 
 FORMAT_NAME = "hcc-bundle"
 FORMAT_VERSION = 2  # 2: per-output golden tolerances, native artifacts carry an embedded signature
+# 3: a bundle with a `program` (control flow decided at run time, docs/control-flow.md); bundles without one stay 2,
+# so that a runtime that knows no programs refuses exactly the bundles it would misrun
+PROGRAM_FORMAT_VERSION = 3
+SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION, PROGRAM_FORMAT_VERSION)
+PROGRAM_FORMAT = "hcc-program-v1"
 SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"
@@ -116,6 +121,96 @@ class GoldenRecord:
 
 
 @dataclass
+class ConstantRecord:
+    """A constant a program step hands on without computing it (a branch that returns an initializer): an .npy file."""
+
+    name: str
+    file: str
+    dtype: str
+    shape: list[int]
+
+
+@dataclass
+class ScanRecord:
+    """The per-iteration element of a Loop's scan output: its stack is `[iterations] + shape` (empty when 0)."""
+
+    dtype: str
+    shape: list[int]
+
+
+@dataclass
+class StepRecord:
+    """One step of a program block, in execution order (docs/control-flow.md).
+
+    segment: runs the sub-bundle `bundle` on its inputs (`inputs`, the sub-bundle's own input names) -> `outputs`.
+    if:      `inputs[0]` is the condition; runs `then_branch` or `else_branch`, whose outputs become `outputs`.
+    loop:    `inputs` = [trip count or "", condition or "", initial carried values...]; `outputs` = [final carried
+             values..., stacked scan outputs...]; `body` binds [iteration, condition, carried...] and returns
+             [condition, carried..., scan elements...]."""
+
+    kind: str  # "segment" | "if" | "loop"
+    node: str  # the ONNX node (segment: the first node's name) it comes from
+    inputs: list[str]
+    outputs: list[str]
+    bundle: str | None = None
+    then_branch: "BlockRecord | None" = None
+    else_branch: "BlockRecord | None" = None
+    body: "BlockRecord | None" = None
+    scans: list[ScanRecord] = field(default_factory=list)
+
+
+@dataclass
+class BlockRecord:
+    """A list of steps in one scope: the model's graph, an If branch or a Loop body. `inputs`: names the block binds
+    (a Loop body's iteration, condition and carried values; none for a branch, which reads its enclosing scope);
+    `outputs`: names in the block's scope (computed by a step, bound, a constant, or read from an enclosing scope)."""
+
+    inputs: list[str]
+    steps: list[StepRecord]
+    outputs: list[str]
+    constants: list[ConstantRecord] = field(default_factory=list)  # bound when the block starts
+
+
+@dataclass
+class ProgramRecord:
+    """Host-side control flow: the model's graph as a block of steps whose compiled code lives in sub-bundles."""
+
+    main: BlockRecord
+    format: str = PROGRAM_FORMAT
+
+    def parts(self) -> list[str]:
+        """Every sub-bundle folder the program runs, in first-use order."""
+        found: list[str] = []
+
+        def walk(block: BlockRecord) -> None:
+            for step in block.steps:
+                if step.bundle is not None and step.bundle not in found:
+                    found.append(step.bundle)
+                for sub in (step.then_branch, step.else_branch, step.body):
+                    if sub is not None:
+                        walk(sub)
+        walk(self.main)
+        return found
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProgramRecord":
+        def block(d: dict) -> BlockRecord:
+            return BlockRecord(inputs=d["inputs"], outputs=d["outputs"], steps=[step(s) for s in d["steps"]],
+                               constants=[ConstantRecord(**c) for c in d.get("constants", [])])
+
+        def step(d: dict) -> StepRecord:
+            fields = dict(d)
+            for key in ("then_branch", "else_branch", "body"):
+                fields[key] = block(d[key]) if d.get(key) is not None else None
+            fields["scans"] = [ScanRecord(**r) for r in d.get("scans", [])]
+            return StepRecord(**fields)
+
+        if data.get("format") != PROGRAM_FORMAT:
+            raise ValueError(f"unknown program format {data.get('format')!r}")
+        return cls(main=block(data["main"]), format=data["format"])
+
+
+@dataclass
 class Manifest:
     model_name: str
     model_sha256: str
@@ -132,6 +227,7 @@ class Manifest:
     golden: GoldenRecord | None = None
     devices_optional: list[str] = field(default_factory=list)
     plan_report: str | None = None  # plan/plan.json: the partitioner's placement, predictions and explanations
+    program: ProgramRecord | None = None  # run-time control flow (format_version 3); written only when set
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -146,6 +242,8 @@ class Manifest:
         for tensor in data["tensors"]:  # absent unless set: manifests without such types stay as they were
             if tensor.get("element_type") is None:
                 tensor.pop("element_type", None)
+        if data["program"] is None:
+            data.pop("program")
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -153,11 +251,15 @@ class Manifest:
         """Build from parsed JSON; raises KeyError/TypeError/ValueError on a malformed manifest."""
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"not an hcc bundle manifest (format={data.get('format')!r})")
-        if data.get("format_version") != FORMAT_VERSION:
+        version = data.get("format_version")
+        if version not in SUPPORTED_FORMAT_VERSIONS or isinstance(version, bool):
             raise ValueError(
-                f"bundle format version {data.get('format_version')} is not supported by this runtime "
-                f"(supports {FORMAT_VERSION}); recompile the model with a matching hcc"
+                f"bundle format version {version} is not supported by this runtime "
+                f"(supports {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); recompile the model with a matching hcc"
             )
+        if (version == PROGRAM_FORMAT_VERSION) != (data.get("program") is not None):
+            raise ValueError(f"format version {version} " + ("needs a program" if version == PROGRAM_FORMAT_VERSION else
+                                                                  "cannot hold a program (run-time control flow is version 3)"))
 
         def artifact(d: dict | None) -> ArtifactRecord | None:
             return None if d is None else ArtifactRecord(**d)
@@ -173,4 +275,6 @@ class Manifest:
         if golden:
             outputs = {name: OutputAccuracy(**acc) for name, acc in (golden.get("outputs") or {}).items()}
             fields["golden"] = GoldenRecord(**{**golden, "outputs": outputs})
+        if data.get("program") is not None:
+            fields["program"] = ProgramRecord.from_dict(data["program"])
         return cls(**fields)
