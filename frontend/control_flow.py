@@ -3,16 +3,23 @@ nodes of the branch it takes.
 
 Why: exporters write `If` for decisions that depend only on shapes or constants (a batch of one, a sample rate
 fixed by an initializer); after shape inference and constant folding (frontend/fold.py) the condition is a
-known scalar, and the branch is plain tensor code that the rest of the pipeline compiles like any other. An `If`
-whose condition still depends on an input at run time, and a `Loop`/`Scan` that frontend/unroll.py could not unroll
-(a run-time trip count, an early exit), are refused by name with the reason (`check_control_flow`): hcc generates
-no data-dependent branches or loops.
+known scalar, and the branch is plain tensor code that the rest of the pipeline compiles like any other.
+
+An `If` whose condition still depends on an input at run time, and a `Loop` that frontend/unroll.py could not unroll
+(a run-time trip count, an early exit), become host-side control flow when the caller can compile it: the driver
+(`hcc.compile`) splits the graph into steps (frontend/segments.py, docs/control-flow.md) and says so by loading the
+model inside `runtime_control_flow()`. Elsewhere (`hcc plan`, tools that need one tensor program), and always for a
+`Scan` that is not static, `check_control_flow` refuses them by name with the reason.
 
 ONNX names are unique across a graph and all its subgraphs, so a branch's nodes move into the main graph under
 their own output names; the branch's outputs reach the `If`'s outputs through Identity nodes, and the branch's
 initializers become the model's. Nested `If`s become top-level nodes and are decided in the next round.
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import numpy as np
 import onnx
@@ -22,6 +29,29 @@ from hcc.errors import HccError
 from hcc.frontend.unroll import why_not_unrolled
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
+RUNTIME_CONTROL_FLOW = ("If", "Loop")  # what the driver turns into program steps (Scan: static lengths only, unrolled)
+
+_runtime_allowed: contextvars.ContextVar[bool] = contextvars.ContextVar("hcc_runtime_control_flow", default=False)
+
+
+@contextlib.contextmanager
+def runtime_control_flow() -> Iterator[None]:
+    """Within this block the loader leaves a run-time If/Loop in the graph instead of refusing it: the caller (the
+    driver) compiles each into a program step."""
+    token = _runtime_allowed.set(True)
+    try:
+        yield
+    finally:
+        _runtime_allowed.reset(token)
+
+
+def runtime_control_flow_allowed() -> bool:
+    return _runtime_allowed.get()
+
+
+def is_runtime_control_flow(node: onnx.NodeProto) -> bool:
+    """A top-level If or Loop left after folding and unrolling (its decision is only known at run time)."""
+    return node.op_type in RUNTIME_CONTROL_FLOW and node.domain in ("", "ai.onnx")
 
 
 def inline_known_ifs(model: onnx.ModelProto) -> int:
@@ -65,6 +95,8 @@ def _inline(model: onnx.ModelProto, index: int, constants: dict[str, onnx.Tensor
 def check_control_flow(model: onnx.ModelProto, path: str) -> None:
     """Refuse, naming every node, the control flow left after folding: If on a run-time condition, Loop, Scan."""
     left = [node for node in model.graph.node if node.op_type in CONTROL_FLOW and node.domain in ("", "ai.onnx")]
+    if runtime_control_flow_allowed():
+        left = [node for node in left if not is_runtime_control_flow(node)]
     if not left:
         return
     producers = {out: node for node in model.graph.node for out in node.output}

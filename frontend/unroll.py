@@ -12,8 +12,9 @@ Each iteration's copy names its values `<value>__it<t>` (fresh, unique), its nod
 body's initializers become the model's once; values the body reads from the outer scope keep their names. A Scan
 iteration reads its slice of each scan input with a Gather at index t (T-1-t for a reverse direction); the per-
 iteration scan outputs are stacked with Unsqueeze + Concat along their axis (reversed for a reverse direction). A
-Loop's iteration number and condition are constants per copy. Bodies with nested subgraphs (an If inside a loop)
-are refused, as are more than MAX_UNROLLED_NODES nodes of unrolled code.
+Loop's iteration number and condition are constants per copy. Bodies with nested subgraphs (an If inside a loop),
+and more than MAX_UNROLLED_NODES nodes of unrolled code, are refused, or, when the driver compiles run-time control
+flow (control_flow.runtime_control_flow), a Loop of that kind is left for it to run as a real loop.
 """
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.names import fresh_name
+
+
+def runtime_control_flow_allowed() -> bool:
+    from hcc.frontend.control_flow import runtime_control_flow_allowed as allowed  # control_flow imports this module
+
+    return allowed()
 
 MAX_UNROLLED_NODES = 20000  # iterations x body nodes: beyond this the unrolled model would be too large to compile
 
@@ -106,6 +113,9 @@ def unroll_known_loops(model: onnx.ModelProto, path: str = "model") -> int:
         if replacement is None:
             nodes.append(node)
             continue
+        if len(replacement) > budget and node.op_type == "Loop" and runtime_control_flow_allowed():
+            nodes.append(node)  # too long to unroll: the driver runs it as a real loop
+            continue
         budget -= len(replacement)
         if budget < 0:
             raise HccError(f"{path}: node '{node.name}' ({node.op_type}): unrolling its iterations gives more than "
@@ -118,6 +128,10 @@ def unroll_known_loops(model: onnx.ModelProto, path: str = "model") -> int:
         model.graph.node.extend(nodes)
         model.graph.initializer.extend(g.new_inits)
     return unrolled
+
+
+def _has_subgraph(body: onnx.GraphProto) -> bool:
+    return any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for inner in body.node for a in inner.attribute)
 
 
 def _body_of(node: onnx.NodeProto, path: str) -> onnx.GraphProto:
@@ -278,6 +292,8 @@ def _unroll_loop(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodePr
         return None  # no trip count, or one only known at run time: refused by check_control_flow
     if cond and cond not in g.constants:
         return None
+    if runtime_control_flow_allowed() and _has_subgraph(_attr(node, "body")):
+        return None  # an If inside the body: the driver runs the loop with its body compiled as a program
     body = _body_of(node, path)
     if not _always_true(body):
         return None  # the body computes its condition: an early exit at run time
