@@ -77,6 +77,38 @@ def _precision_summary(plan: dict, cpu_nodes: set[str]) -> list[str]:
     return lines
 
 
+def program_lines(bundle: Path, program) -> list[str]:
+    """The program of a bundle with run-time control flow: its steps in order, indented into branches and bodies,
+    each compiled piece with its size (docs/control-flow.md)."""
+    lines: list[str] = [f"program ({program.format}): {len(program.parts())} compiled pieces"]
+
+    def piece(rel: str) -> str:
+        files = [p for p in (bundle / rel).rglob("*.so")]
+        return f"{rel} [{_size(sum(p.stat().st_size for p in files))} native code]"
+
+    def block(b, indent: str) -> None:
+        for c in b.constants:
+            lines.append(f"{indent}constant {c.name}: {c.dtype} {c.shape} ({c.file})")
+        for step in b.steps:
+            if step.kind == "segment":
+                lines.append(f"{indent}segment {piece(step.bundle)} from '{step.node}': ({', '.join(step.inputs)}) -> ({', '.join(step.outputs)})")
+            elif step.kind == "if":
+                lines.append(f"{indent}if '{step.node}' on {step.inputs[0]} -> ({', '.join(step.outputs)})")
+                for label, sub in (("then", step.then_branch), ("else", step.else_branch)):
+                    lines.append(f"{indent}  {label}: returns ({', '.join(sub.outputs)})")
+                    block(sub, indent + "    ")
+            else:
+                trip, cond, *carried = step.inputs
+                scans = f", {len(step.scans)} stacked scan output(s)" if step.scans else ""
+                lines.append(f"{indent}loop '{step.node}': trip count {trip or 'none'}, condition {cond or 'none'}, carried "
+                             f"({', '.join(carried)}) -> ({', '.join(step.outputs)}){scans}")
+                lines.append(f"{indent}  body({', '.join(step.body.inputs)}): returns ({', '.join(step.body.outputs)})")
+                block(step.body, indent + "    ")
+
+    block(program.main, "  ")
+    return lines
+
+
 def describe(bundle_dir: str | os.PathLike) -> str:
     bundle = Path(bundle_dir)
     m = read_manifest(bundle)
@@ -95,6 +127,9 @@ def describe(bundle_dir: str | os.PathLike) -> str:
         *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" for n in m.outputs],
         f"subgraphs ({len(m.subgraphs)}), schedule {' -> '.join(m.schedule)}:",
     ]
+    if m.program is not None:  # run-time control flow: the code is in the program's pieces
+        lines[-1] = "subgraphs: none at the top level; the compiled code is in the program's pieces (parts/*, each a bundle)"
+        lines += program_lines(bundle, m.program)
     for sg in m.subgraphs:
         arts = ", ".join(f"{a.file} [{a.kind}, entry {a.entry}, {_size((bundle / a.file).stat().st_size)}]" for a in sg.artifacts)
         lines.append(f"  {sg.id}: device {sg.device}#{sg.device_index}, {sg.precision}, {len(sg.nodes)} ops, {len(sg.inputs)} inputs, "

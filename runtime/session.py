@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import ChainMap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hcc.artifacts.manifest import Manifest, TensorRecord
+from hcc.artifacts.manifest import BlockRecord, Manifest, StepRecord, TensorRecord
 from hcc.errors import HccError
 from hcc.runtime.bundle import read_manifest, safe_path
 from hcc.runtime.devices import DeviceUnavailable, driver_class
@@ -153,6 +154,29 @@ class Session:
         self._produced = {o.name for step in self._steps for o in step.outputs}
         self._direct = self._direct_plan()
         self.last_profile = Profile()
+        self._parts: dict[str, Session] = {}
+        self._constants: dict[str, np.ndarray] = {}
+        if self.manifest.program is not None:
+            self._load_program(verify)
+
+    def _load_program(self, verify: bool) -> None:
+        """A bundle with run-time control flow (docs/control-flow.md): one session per compiled piece (validated with
+        the bundle before anything was loaded; their files' checksums are the bundle's) and the constants."""
+        program = self.manifest.program
+        for rel in program.parts():
+            self._parts[rel] = Session(safe_path(self.bundle, rel), verify=False, threads=self.threads, profile=self.profile)
+            self.notes.extend(self._parts[rel].notes)
+        blocks = [program.main]
+        while blocks:
+            block = blocks.pop()
+            for record in block.constants:
+                value = np.load(safe_path(self.bundle, record.file), allow_pickle=False)
+                if value.dtype.name != record.dtype or list(value.shape) != record.shape:
+                    raise HccError(f"{self.bundle}: constant {record.file} is {value.dtype} {list(value.shape)}, the manifest says "
+                                   f"{record.dtype} {record.shape}; refusing to load the bundle")
+                value.flags.writeable = False
+                self._constants[record.file] = value
+            blocks += [b for step in block.steps for b in (step.then_branch, step.else_branch, step.body) if b is not None]
 
     def _direct_plan(self) -> tuple[list[int | None], list[int]] | None:
         """For the common case, one subgraph on host memory that reads only model inputs and weights and computes every
@@ -242,6 +266,8 @@ class Session:
         """Run the model; returns the requested outputs (all when `output_names` is None) as fresh numpy arrays."""
         if self._direct is not None and output_names is None and not self.profile:
             return self._run_direct(feeds)
+        if self.manifest.program is not None:
+            return self._run_program(output_names, feeds)
         wanted = self._wanted(output_names)
         state = _RunState(self._check_feeds(feeds), self.devices)
         start = time.perf_counter()
@@ -276,6 +302,86 @@ class Session:
         seconds = time.perf_counter() - start
         self.last_profile = Profile({step.id: seconds}, [], seconds)
         return [outs[i] for i in self._direct[1]]
+
+
+    def _run_program(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """Run the program's main block on the host; outputs are fresh arrays (never an input or a constant)."""
+        wanted = self._wanted(output_names)
+        checked = self._check_feeds(feeds)
+        profile = Profile()
+        start = time.perf_counter()
+        values = dict(zip(self.manifest.outputs, self._run_block(self.manifest.program.main, ChainMap(dict(checked)), profile)))
+        shared = {id(v) for v in checked.values()} | {id(v) for v in self._constants.values()}
+        results = []
+        for name in wanted:
+            value = values[name]
+            results.append(np.array(value, copy=True) if id(value) in shared else value)
+            shared.add(id(value))
+        profile.total = time.perf_counter() - start
+        self.last_profile = profile
+        return results
+
+    def _run_block(self, block: BlockRecord, scope: ChainMap, profile: Profile) -> list[np.ndarray]:
+        """Run a block's steps in `scope` (the enclosing block's values and this block's bound inputs); returns its
+        outputs. Each compiled piece checks its inputs' dtypes and shapes as any session does."""
+        local = {record.name: self._constants[record.file] for record in block.constants}
+        env = scope.new_child(local)
+        for step in block.steps:
+            if step.kind == "segment":
+                part = self._parts[step.bundle]
+                outputs = part.run(None, {name: self._value(env, name, step) for name in step.inputs})
+                profile.subgraphs[step.bundle] = profile.subgraphs.get(step.bundle, 0.0) + part.last_profile.total
+                for node, seconds in part.last_profile.nodes.items():
+                    profile.nodes[node] = profile.nodes.get(node, 0.0) + seconds
+                local.update(zip(step.outputs, outputs))
+            elif step.kind == "if":
+                taken = step.then_branch if _flag(self._value(env, step.inputs[0], step), step, "condition") else step.else_branch
+                local.update((name, value) for name, value in zip(step.outputs, self._run_block(taken, env, profile)) if name)
+            else:
+                self._run_loop(step, env, local, profile)
+        return [self._value(env, name, None) for name in block.outputs]
+
+    def _run_loop(self, step: StepRecord, env: ChainMap, local: dict, profile: Profile) -> None:
+        """ONNX Loop: while (no trip count or iteration < trip count) and condition; stacks the scan outputs."""
+        trip, cond, *carried = step.inputs
+        limit = int(_scalar(self._value(env, trip, step), step, "trip count")) if trip else None
+        keep = _flag(self._value(env, cond, step), step, "condition") if cond else True
+        values = [self._value(env, name, step) for name in carried]
+        n = len(carried)
+        scans: list[list[np.ndarray]] = [[] for _ in step.scans]
+        body = step.body
+        iteration = 0
+        while keep and (limit is None or iteration < limit):
+            bound = {body.inputs[0]: np.array(iteration, np.int64), body.inputs[1]: np.array(keep)}
+            bound.update(zip(body.inputs[2:], values))
+            outputs = self._run_block(body, env.new_child(bound), profile)
+            keep = _flag(outputs[0], step, "condition")
+            values = outputs[1:1 + n]
+            for stack, value in zip(scans, outputs[1 + n:]):
+                stack.append(value)
+            iteration += 1
+        local.update((name, value) for name, value in zip(step.outputs[:n], values) if name)
+        for name, record, stack in zip(step.outputs[n:], step.scans, scans):
+            if name:
+                local[name] = np.stack(stack) if stack else np.empty([0] + list(record.shape), np.dtype(record.dtype))
+
+    def _value(self, env: ChainMap, name: str, step: StepRecord | None) -> np.ndarray:
+        try:
+            return env[name]
+        except KeyError:
+            where = f" (needed by '{step.node}')" if step is not None else ""
+            raise HccError(f"internal: tensor '{name}'{where} was never produced") from None
+
+
+def _scalar(value: np.ndarray, step: StepRecord, what: str):
+    array = np.asarray(value)
+    if array.size != 1:
+        raise HccError(f"node '{step.node}' ({'If' if step.kind == 'if' else 'Loop'}): its {what} has {array.size} elements; ONNX requires one")
+    return array.reshape(-1)[0]
+
+
+def _flag(value: np.ndarray, step: StepRecord, what: str) -> bool:
+    return bool(_scalar(value, step, what))
 
 
 @dataclass(slots=True)

@@ -14,7 +14,15 @@ import math
 import os
 from pathlib import Path
 
-from hcc.artifacts.manifest import NATIVE_ABI, Manifest, SubgraphRecord, TensorRecord, parse_native_signature
+from hcc.artifacts.manifest import (
+    FORMAT_VERSION,
+    NATIVE_ABI,
+    BlockRecord,
+    Manifest,
+    SubgraphRecord,
+    TensorRecord,
+    parse_native_signature,
+)
 from hcc.devices import ARTIFACT_KINDS, DEVICE_KINDS, NATIVE_ARTIFACT_KINDS
 from hcc.errors import HccError
 from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
@@ -27,6 +35,7 @@ ELEMENT_STORAGE = {"float8_e4m3fn": "uint8", "float8_e4m3fnuz": "uint8", "float8
                    "float4_e2m1fn": "uint8", "float8_e8m0fnu": "uint8", "bfloat16": "uint16",
                    "int4": "int8", "int2": "int8", "uint4": "uint8", "uint2": "uint8"}
 MAX_TENSOR_BYTES = 1 << 40
+MAX_PROGRAM_DEPTH = 32  # nested branches / bodies: deeper than any real model, and no recursion bomb
 
 
 def _refuse(bundle: Path, what: str) -> HccError:
@@ -164,6 +173,81 @@ def check_golden(bundle: Path, manifest: Manifest) -> None:
             raise _refuse(bundle, f"manifest {field_name} = {v!r}: a tolerance must be a finite number >= 0")
 
 
+def check_program(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRecord]) -> None:
+    """A program (run-time control flow, docs/control-flow.md): its compiled code lives in sub-bundles only; every
+    step reads names its scope has by then (model inputs, bound inputs, constants, earlier steps' outputs), the
+    shapes of If / Loop steps fit, constants lie in the bundle's checksummed files, and every sub-bundle is itself
+    valid (its native code checked here, before the runtime loads any of it)."""
+    from hcc.runtime.bundle import read_manifest, safe_path
+
+    program = manifest.program
+    if manifest.subgraphs or manifest.schedule or manifest.weights:
+        raise _refuse(bundle, "a program bundle keeps its code and weights in its parts, not in subgraphs, schedule or weights")
+    files = manifest.files if isinstance(manifest.files, dict) else {}
+
+    def names(value, what: str, allow_empty: bool = False) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(n, str) and (n or allow_empty) for n in value):
+            raise _refuse(bundle, f"program: {what} {value!r} is not a list of tensor names")
+        return value
+
+    def block(b: BlockRecord, available: set[str], depth: int, where: str) -> None:
+        if depth > MAX_PROGRAM_DEPTH:
+            raise _refuse(bundle, f"program: blocks nested deeper than {MAX_PROGRAM_DEPTH}")
+        if not isinstance(b, BlockRecord) or not isinstance(b.steps, list) or not isinstance(b.constants, list):
+            raise _refuse(bundle, f"program: {where} is not a block")
+        available = available | set(names(b.inputs, f"{where} inputs"))
+        for c in b.constants:
+            if not (isinstance(c.name, str) and isinstance(c.file, str) and c.dtype in ITEM_BYTES and _is_int_list(c.shape)):
+                raise _refuse(bundle, f"program: {where}: constant {c.name!r} ({c.file!r}, {c.dtype!r} {c.shape!r}) is not valid")
+            if c.file not in files:
+                raise _refuse(bundle, f"program: constant file {c.file!r} has no checksum")
+            safe_path(bundle, c.file)
+            available.add(c.name)
+        for step in b.steps:
+            here = f"{where}: step '{step.node}' ({step.kind})"
+            reads = names(step.inputs, f"{here} inputs", allow_empty=step.kind == "loop")
+            missing = [n for n in reads if n and n not in available]
+            if missing:
+                raise _refuse(bundle, f"program: {here} reads {missing}, which nothing before it computes")
+            outputs = names(step.outputs, f"{here} outputs", allow_empty=step.kind != "segment")
+            if step.kind == "segment":
+                if not isinstance(step.bundle, str) or f"{step.bundle}/manifest.json" not in files:
+                    raise _refuse(bundle, f"program: {here}: part {step.bundle!r} is not a sub-bundle of this bundle's files")
+                part = read_manifest(safe_path(bundle, step.bundle), verify=False)  # validates it (checksums: this bundle's)
+                if part.format_version != FORMAT_VERSION or part.inputs != reads or part.outputs != outputs:
+                    raise _refuse(bundle, f"program: {here}: part {step.bundle} takes {part.inputs} -> {part.outputs}, the program "
+                                          f"says {reads} -> {outputs}")
+            elif step.kind == "if":
+                if len(reads) != 1 or step.then_branch is None or step.else_branch is None:
+                    raise _refuse(bundle, f"program: {here} needs one condition and two branches")
+                for label, sub in (("then", step.then_branch), ("else", step.else_branch)):
+                    block(sub, available, depth + 1, f"{here} {label}")
+                    if len(sub.outputs) != len(outputs):
+                        raise _refuse(bundle, f"program: {here}: its {label} branch returns {len(sub.outputs)} values for {len(outputs)}")
+            elif step.kind == "loop":
+                body, scans = step.body, step.scans
+                if len(reads) < 2 or body is None or not isinstance(scans, list):
+                    raise _refuse(bundle, f"program: {here} needs a trip count, a condition (or \"\") and a body")
+                carried = len(reads) - 2
+                if any(not (s.dtype in ITEM_BYTES and _is_int_list(s.shape)) for s in scans):
+                    raise _refuse(bundle, f"program: {here}: scan element types {scans!r} are not valid")
+                block(body, available, depth + 1, f"{here} body")
+                if len(body.inputs) != 2 + carried or len(body.outputs) != 1 + carried + len(scans) or len(outputs) != carried + len(scans):
+                    raise _refuse(bundle, f"program: {here}: {carried} carried values and {len(scans)} scan outputs do not fit its body "
+                                          f"({len(body.inputs)} inputs, {len(body.outputs)} outputs) and {len(outputs)} outputs")
+            else:
+                raise _refuse(bundle, f"program: {here}: unknown step kind")
+            available.update(n for n in outputs if n)
+        missing = [n for n in names(b.outputs, f"{where} outputs") if n not in available]
+        if missing:
+            raise _refuse(bundle, f"program: {where} returns {missing}, which nothing computes")
+
+    main = program.main
+    block(main, {n for n in manifest.inputs}, 0, "main")
+    if main.inputs or main.outputs != manifest.outputs:
+        raise _refuse(bundle, f"program: the main block returns {main.outputs}, the model's outputs are {manifest.outputs}")
+
+
 def validate_bundle(bundle: Path, manifest: Manifest) -> None:
     """Every check above, in order; the first problem is an HccError naming it."""
     try:
@@ -176,7 +260,10 @@ def _validate(bundle: Path, manifest: Manifest) -> None:
     check_no_symlinks(bundle)
     tensors = check_tensors(bundle, manifest)
     check_weights(bundle, manifest, tensors)
-    check_schedule(bundle, manifest, tensors)
+    if manifest.program is not None:
+        check_program(bundle, manifest, tensors)
+    else:
+        check_schedule(bundle, manifest, tensors)
     check_golden(bundle, manifest)
     for sg in manifest.subgraphs:
         for name in sg.inputs + sg.outputs:
