@@ -280,11 +280,23 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     started = time.perf_counter()
     bundle_dir = Path(bundle_dir)
     protected = _check_before_work(model_path, bundle_dir, options)
-    loaded = load_model(os.fspath(model_path), options.input_shapes)
+    from hcc.frontend.control_flow import runtime_control_flow
+    from hcc.program import check_program_options, first_runtime_control_flow
+
+    with runtime_control_flow():  # an If / Loop decided at run time stays: it becomes a program step (program.py)
+        loaded = load_model(os.fspath(model_path), options.input_shapes)
     progress(f"loaded {loaded.path}: {len(loaded.model.graph.node)} nodes, inputs " + ", ".join(f"{i.name}{i.shape}" for i in loaded.inputs))
     for note in loaded.notes:  # ops expanded into their ONNX function bodies, and other rewrites worth knowing
         progress(f"note: {note}")
+    control = first_runtime_control_flow(loaded.model)
+    if control is not None:
+        if groups is not None:
+            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) is only decided at run time; subgraphs fixed by "
+                           "hand cannot hold it")
+        check_program_options(options, control, loaded.path)
     feeds, expected = _golden_data(loaded, options, started, progress)
+    if control is not None:
+        return _compile_as_program(loaded, bundle_dir, options, feeds, expected, protected, started, progress)
     precision_plan = None
     if options.cpu.precision == CPU_AUTO:
         precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
@@ -342,6 +354,56 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         shutil.rmtree(staging, ignore_errors=True)
         raise
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
+    return manifest
+
+
+def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds, expected, protected, started: float,
+                        progress: ProgressFn) -> Manifest:
+    """A model with a run-time If / Loop: its pieces compiled into sub-bundles and a program that runs them
+    (program.py, docs/control-flow.md); golden data for the whole model, as for any bundle."""
+    import onnxruntime
+
+    from hcc.artifacts.manifest import PROGRAM_FORMAT_VERSION
+    from hcc.program import compile_program
+
+    staging = output_dir.make_staging_dir(bundle_dir)
+    try:
+        program, types, toolchain = compile_program(loaded, staging, options, progress)
+        tensors = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape, i.element_type) for i in loaded.inputs]
+        for info, known in zip(loaded.outputs, types):
+            golden = expected[info.name]
+            if known.dtype != str(golden.dtype):
+                raise HccError(f"output '{info.name}' is computed as {known.dtype}, but the model declares {golden.dtype}")
+            if known.shape is not None and known.shape != list(golden.shape):
+                raise HccError(f"internal: output '{info.name}' is computed with shape {known.shape}, onnxruntime gives {list(golden.shape)}")
+            # a shape only known at run time: the one the golden inputs gave, the model's declaration says which dims vary
+            tensors.append(TensorRecord(info.name, known.dtype, list(golden.shape), "output", info.symbolic_shape, info.element_type))
+        (staging / "golden").mkdir(exist_ok=True)
+        save_golden(staging / "golden" / "golden.npz", feeds, expected)
+        rtol, atol = TOLERANCES["fp32"]
+        source = f"{expected.source} on " + ("user inputs" if options.golden.inputs else f"random inputs (seed {options.golden.seed})")
+        toolchain = dict(toolchain) or {"target_cpu": options.cpu.target_cpu}
+        toolchain["onnxruntime"] = onnxruntime.__version__
+        manifest = Manifest(
+            model_name=loaded.name, model_sha256=loaded.sha256, compiler_version=__version__, toolchain=toolchain,
+            inputs=[i.name for i in loaded.inputs], outputs=[o.name for o in loaded.outputs], tensors=tensors, weights=[],
+            subgraphs=[], schedule=[], devices_required=["cpu"], files={},
+            golden=GoldenRecord(file="golden/golden.npz", rtol=rtol, atol=atol, source=source),
+            program=program, format_version=PROGRAM_FORMAT_VERSION)
+        shutil.rmtree(staging / ".pieces", ignore_errors=True)
+        bundle_writer.write_manifest(staging, manifest)
+        if options.sign_key:
+            from hcc.runtime.signing import sign_bundle
+
+            progress(f"signed the manifest with public key {sign_bundle(staging, options.sign_key)}")
+        output_dir.move_into_place(staging, bundle_dir, protected)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise HccError(f"{exc.filename or f'-o {bundle_dir}'}: writing the bundle failed: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    progress(f"wrote {bundle_dir}: a program of {len(program.parts())} compiled pieces ({time.perf_counter() - started:.2f}s)")
     return manifest
 
 
@@ -610,12 +672,10 @@ def _storage_dtype(element: str, declared: str) -> str | None:
     return MLIR_TO_NUMPY.get(element)
 
 
-def _assemble(loaded, weights, feeds, expected, response, staging: Path, options: CompileOptions, plan=None) -> Manifest:
-    import onnxruntime
-
-    tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
-    tensors += [TensorRecord(name, str(arr.dtype), list(arr.shape), "weight") for name, arr in weights.items()]
-    declared_outputs = {o.name: o for o in loaded.outputs}
+def subgraph_records(response: dict, tensors: list[TensorRecord], declared: dict, outputs: dict, options: CompileOptions,
+                     source: str = "onnxruntime gives") -> list[SubgraphRecord]:
+    """The worker's subgraphs as manifest records, appending the tensors they compute to `tensors`. `declared`: per
+    computed tensor whose type is known, (numpy dtype, shape); `outputs`: the model outputs (name -> declared shape)."""
     by_name = {t.name: t for t in tensors}
     subgraphs = []
     for sg in response["subgraphs"]:  # in schedule order: every input is an argument or an earlier output
@@ -624,17 +684,16 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
             if record is None or record.shape != shape or _storage_dtype(element, record.dtype) != record.dtype:
                 raise HccError(f"internal: argument '{name}' of {sg['id']} lowered to {shape} {element}, expected {record}")
         for name, (shape, element) in zip(sg["outputs"], sg["output_types"]):
-            golden = expected.get(name)
-            dtype = _storage_dtype(element, str(golden.dtype) if golden is not None else "")
+            known = declared.get(name)
+            dtype = _storage_dtype(element, known[0] if known is not None else "")
             if dtype is None:
                 raise HccError(f"tensor '{name}' has element type {element}, which the runtime cannot move")
-            if golden is not None and (list(golden.shape) != shape):
-                raise HccError(f"internal: output '{name}' lowered to shape {shape}, onnxruntime gives {list(golden.shape)}")
-            if golden is not None and str(golden.dtype) != dtype:
-                raise HccError(f"output '{name}' lowered to dtype {dtype}, but the model declares {golden.dtype}")
-            declared = declared_outputs.get(name)
-            kind = "output" if declared else "intermediate"
-            by_name[name] = TensorRecord(name, dtype, shape, kind, declared.symbolic_shape if declared else None)
+            if known is not None and known[1] is not None and list(known[1]) != shape:
+                raise HccError(f"internal: output '{name}' lowered to shape {shape}, {source} {list(known[1])}")
+            if known is not None and known[0] != dtype:
+                raise HccError(f"output '{name}' lowered to dtype {dtype}, but the model declares {known[0]}")
+            kind = "output" if name in outputs else "intermediate"
+            by_name[name] = TensorRecord(name, dtype, shape, kind, outputs.get(name))
             tensors.append(by_name[name])
         if len(sg["input_types"]) != len(sg["inputs"]) or len(sg["output_types"]) != len(sg["outputs"]):
             raise HccError(f"internal: subgraph {sg['id']} signature does not match its {len(sg['inputs'])} inputs / {len(sg['outputs'])} outputs")
@@ -649,6 +708,17 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
                 fallback=ArtifactRecord(**sg["fallback"]) if sg.get("fallback") else None,
             )
         )
+    return subgraphs
+
+
+def _assemble(loaded, weights, feeds, expected, response, staging: Path, options: CompileOptions, plan=None) -> Manifest:
+    import onnxruntime
+
+    tensors: list[TensorRecord] = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape) for i in loaded.inputs]
+    tensors += [TensorRecord(name, str(arr.dtype), list(arr.shape), "weight") for name, arr in weights.items()]
+    declared = {name: (str(arr.dtype), list(arr.shape)) for name, arr in expected.items()}
+    subgraphs = subgraph_records(response, tensors, declared, {o.name: o.symbolic_shape for o in loaded.outputs}, options)
+    by_name = {t.name: t for t in tensors}
 
     for name, element_type in loaded.element_types.items():  # carried as storage (frontend/lowbit.py)
         if name in by_name:
