@@ -66,3 +66,20 @@ def test_compile_refuses_an_fpga_budget_and_says_how(model, tmp_path):
         compile_model(model, tmp_path / "b", options)
     with pytest.raises(HccError, match="accuracy budget 'bogus'"):
         FpgaOptions(accuracy="bogus")
+
+
+def test_widths_written_by_plan_compile_and_hold_the_budget(model, tmp_path):
+    """The loop the issue asks for: widths chosen by `hcc plan`, compiled by the FPGA backend through --fpga-config,
+    and the bundle's own fixed-point code (csim) within the budget on the golden and held-out inputs."""
+    hcc("plan", model, *FPGA, "--precision", "auto", "--accuracy", "max_abs=1e-1", "--save-fpga-config", tmp_path / "w.toml",
+        "--json", tmp_path / "p.json", "-q")
+    hcc("compile", model, "-o", tmp_path / "b", *FPGA, "--fpga-config", tmp_path / "w.toml", "-q")
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    fpga = [s for s in manifest["subgraphs"] if s["device"].startswith("fpga")]
+    assert len(fpga) == 1 and fpga[0]["nodes"] == ["outlier", "relu", "head"]
+    measured = manifest["golden"]["outputs"]["y"]
+    assert measured["golden_max_abs"] <= 0.1 and measured["held_out_max_abs"] <= 0.1
+    # the plan's emulation predicted the bundle's golden error: the golden inputs are its first calibration input
+    note = json.loads((tmp_path / "p.json").read_text())["subgraphs"][0]["precision_note"]
+    emulated = float(note.split("calibration y max_abs ")[1].split(",")[0])
+    assert measured["golden_max_abs"] <= emulated * 1.005  # the note prints 3 significant digits
