@@ -109,10 +109,15 @@ def check_control_flow(model: onnx.ModelProto, path: str) -> None:
             lines.append(f"  '{node.name}' (If): its condition is only known at run time ({origin})")
         else:
             lines.append(f"  '{node.name}' ({node.op_type}): {why_not_unrolled(node, model)}")
-    raise HccError(f"{path}: {len(left)} control-flow node(s) hcc cannot compile:\n" + "\n".join(lines),
-                   hint="hcc compiles an If whose condition folds to a constant and unrolls a Scan of static length "
-                        "and a Loop whose trip count folds to a constant (from shapes and initializers); make those "
-                        "inputs initializers, or export the model for one fixed case")
+    if runtime_control_flow_allowed():
+        raise HccError(f"{path}: {len(left)} control-flow node(s) hcc cannot compile:\n" + "\n".join(lines),
+                       hint="hcc unrolls a Scan of static length; fix the scanned input's shape (--input-shape), or export "
+                            "the model for one fixed case")
+    raise HccError(f"{path}: {len(left)} control-flow node(s) decided only at run time, which here would need a constant:\n"
+                   + "\n".join(lines),
+                   hint="`hcc compile` runs such If and Loop nodes as host-side branches and loops (docs/control-flow.md, CPU "
+                        "only); everything else needs the condition or trip count to fold to a constant (from shapes and "
+                        "initializers): make those inputs initializers, or export the model for one fixed case")
 
 
 def _graph_inputs_behind(name: str, producers: dict[str, onnx.NodeProto], inputs: set[str]) -> set[str]:

@@ -75,6 +75,7 @@ def test_an_if_on_an_input_value_is_refused_by_name(tmp_path):
     with pytest.raises(HccError) as info:
         load_model(str(path))
     assert "'by_rate' (If)" in str(info.value) and "'rate'" in str(info.value)
+    assert "`hcc compile` runs such If and Loop nodes as host-side branches and loops" in info.value.hint
     with runtime_control_flow():  # the driver's way: the If stays, for a program step
         assert [n.op_type for n in load_model(str(path)).model.graph.node] == ["Greater", "If"]
 
