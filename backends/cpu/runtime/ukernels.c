@@ -48,6 +48,7 @@
 #define MC (MR * 16)
 #define NC 4096
 #define SMALL_M 4 /* at most this many rows: no packing, stream B (matrix-vector like) */
+#define DIRECT_MAX_K 128 /* at most this many rows of a B that is not a kept weight: read in place (gemm_block) */
 #define AXPY_BLOCK 1024 /* columns of C updated per pass over B's rows in the small-M path (4 KiB per row) */
 #define SMALL_B_BYTES (256 * 1024) /* a B block up to this size is read in column strips with register accumulators */
 #ifndef DW_LANES_BELOW_OW /* depthwise planes narrower than this run VL channels at a time (dw_channel_block) */
@@ -828,8 +829,10 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
       /* B is packed (NR-wide panels, contiguous along k) whenever more than one row block reuses it: read in place,
          rows ldb apart thrash the L1 (a 512-column matrix maps its rows onto 4 sets), which cost 15-25% of MLP and
          BERT GEMMs on AVX-512. A single row block (M <= MR) reads B with unit column stride in place, except a
-         last partial panel (reading past N could leave the buffer). */
-      int direct = p->linear && p->b_sn == 1 && p->M <= MR;
+         last partial panel (reading past N could leave the buffer); so does a B of few rows that is not a kept
+         weight (a 1x1 convolution's input: packing it was a whole extra pass; MobileNetV2's 32->16 on 112x112 -30%,
+         96->24 on 56x56 -18%; from 144 rows on, reading in place lost). */
+      int direct = p->linear && p->b_sn == 1 && (p->M <= MR || (p->K <= DIRECT_MAX_K && !p->packed_b));
       int64_t full = direct ? (nc / NR) * NR : 0;
       const float *panels = bp;
       if (p->packed_b && !direct)
