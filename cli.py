@@ -155,7 +155,8 @@ gpu_precision_option = click.option(
     show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation); auto: per GPU subgraph, fp16 where "
     "its emulated error (onnxruntime with its tensors rounded to fp16) fits --accuracy, fp32 for the rest.")
 accuracy_option = click.option(
-    "--accuracy", metavar="BUDGET", help="With --cpu-precision auto and/or --gpu-precision auto: the error allowed against fp32 "
+    "--accuracy", metavar="BUDGET", help="With --cpu-precision auto and/or --gpu-precision auto (hcc plan: or --precision auto): "
+    "the error allowed against fp32 "
     "per output, measured on calibration inputs (the golden ones and 3 random) and verified on 4 held-out ones: max_abs=, "
     "rel= (of the output's range), cosine=, top1= (argmax agreement), comma-separated, e.g. max_abs=1e-2.")
 

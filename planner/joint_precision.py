@@ -85,7 +85,7 @@ def emulate_choice(model: onnx.ModelProto, cpu_ops: dict[str, str], widths: dict
 
 def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], base: CostModel, budget: AccuracyBudget | str,
                   calibration: list[dict[str, np.ndarray]], held_out: list[dict[str, np.ndarray]] | None, *, cpu: bool = True,
-                  fpga: bool = True, cpu_spec=None, margin: float = DEFAULT_MARGIN, progress=None):
+                  fpga: bool = True, cpu_spec=None, margin: float = DEFAULT_MARGIN, progress=None) -> tuple:
     """Measure, place with (device, precision) options under the accuracy cap, confirm and widen (module docstring).
     `solve(cost_model)` places the model (returns a planner.plan.CompilePlan); `cpu_spec` prices the CPU's saving.
     Returns (plan, JointResult, the cost model of the final solve)."""
@@ -207,7 +207,8 @@ def _cpu_plan(sens: list[OpSensitivity], chosen: dict[str, str], budget: Accurac
                          sum(s.flops for s in sens), sens, notes=notes)
 
 
-def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: Callable, place: Callable, samples: Callable, catalog: dict):
+def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: Callable, place: Callable, samples: Callable,
+                 catalog: dict) -> tuple:
     """Placement with (device, precision) options (planner/joint_precision.py), then the plan re-priced at what was
     chosen; `hcc plan --precision auto` (driver.plan_with_precision, which passes its helpers: cost_model =
     driver.planner_cost_model, place = driver.plan_model, samples = driver._precision_samples). Returns (plan, precision
@@ -251,7 +252,7 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
         return place(loaded, options.planner, cm)
 
     plan, joint, _ = place_jointly(loaded.model, solve, base, budget, calibration, held_out, cpu=cpu, fpga=fpga,
-                                                   cpu_spec=catalog["cpu"], margin=margin, progress=progress)
+                                   cpu_spec=catalog["cpu"], margin=margin, progress=progress)
     cpu_nodes = {n for s in plan.subgraphs if s.kind == "cpu" for n in s.nodes}
     bf16 = sorted(c.node for c in (joint.cpu.choices if joint.cpu else []) if c.precision == "bf16" and c.node in cpu_nodes)
     if cpu:
