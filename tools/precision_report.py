@@ -104,7 +104,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--extend", action="store_true")
     parser.add_argument("--fill", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--fpga-widths", action="store_true",
+                        help="instead: each MAC layer's error at 8/12/16/18-bit ap_fixed words (planner/fixed_precision.py), the "
+                        "whole model taken as one FPGA subgraph, and the widths the budget allows")
     args = parser.parse_args(argv)
+    if args.fpga_widths:
+        return _fpga_widths(args)
     try:
         budget = AccuracyBudget.parse(args.accuracy or ["max_abs=1e-2"])
         precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
@@ -126,6 +131,47 @@ def main(argv: list[str]) -> int:
     print("\n".join(sensitivity_table(plan, budget, list(precisions))))
     print()
     print("\n".join(plan_summary(plan, args.calib, args.held_out)))
+    if args.json:
+        args.json.write_text(plan.to_json())
+    return 0 if plan.calibration_ok and plan.held_out_ok is not False else 2
+
+
+def _fpga_widths(args) -> int:
+    """`--fpga-widths`: the FPGA width table and choice (the model as one FPGA subgraph)."""
+    from hcc.planner import fixed_precision as fxp
+
+    try:
+        budget = AccuracyBudget.parse(args.accuracy or ["max_abs=1e-2"])
+        loaded = load_model(str(args.model), parse_shape_options(args.input_shape))
+        calib = [_inputs(loaded, i, args.fill) for i in range(args.calib)]
+        held = [_inputs(loaded, HELD_OUT_SEED + i, args.fill) for i in range(args.held_out)]
+        start = time.perf_counter()
+        sens = fxp.measure_widths(loaded.model, calib)
+        measured = time.perf_counter() - start
+        region = [{n.name for n in loaded.model.graph.node}]
+        plan = fxp.choose_widths(sens, budget, loaded.model, calib, held or None, args.margin, region)
+    except HccError as exc:
+        print(f"precision_report: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.model.name}: {len(sens)} MAC layers; {args.calib} calibration, {args.held_out} held-out inputs; sensitivity "
+          f"{measured:.0f} s, choice + checks {time.perf_counter() - start - measured:.0f} s")
+    width = max([len(s.node) for s in sens] + [5])
+    print(f"| {'layer':<{width}} | type     | MACs/iter | " + " | ".join(f"{w:>2}-bit max_abs" for w in fxp.FIXED_WIDTHS) + " | chosen |")
+    print(f"|{'-' * (width + 2)}|----------|-----------|" + "|".join("-" * 16 for _ in fxp.FIXED_WIDTHS) + "|--------|")
+    chosen = plan.widths()
+    for s in sens:
+        cells = " | ".join(f"{max(e.max_abs for e in s.errors[str(w)].values()):>14.3g}" for w in fxp.FIXED_WIDTHS)
+        print(f"| {s.node:<{width}} | {s.op_type:<8} | {s.mac_block:>9} | {cells} | {chosen[s.node]:>4} b |")
+    print()
+    worst = lambda errors: ", ".join(f"{k} max_abs {e.max_abs:.3g}" for k, e in (errors or {}).items()) or "-"  # noqa: E731
+    print(f"budget {plan.budget} (choice fills {plan.margin:g} of it on calibration; held-out checked against all of it)")
+    print(f"inputs on entry: {', '.join(f'{k} {v}' for k, v in plan.inputs.items()) or '-'}")
+    print(f"widened after the confirming run: {', '.join(plan.widened) or 'none'}")
+    print(f"calibration ({args.calib} inputs): {'within' if plan.calibration_ok else 'OVER'} budget: {worst(plan.calibration)}")
+    if plan.held_out is not None:
+        print(f"held-out ({args.held_out} inputs): {'within' if plan.held_out_ok else 'OVER'} budget: {worst(plan.held_out)}")
+    for note in plan.notes[1:]:
+        print(f"note: {note}")
     if args.json:
         args.json.write_text(plan.to_json())
     return 0 if plan.calibration_ok and plan.held_out_ok is not False else 2
