@@ -690,7 +690,10 @@ def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts
     np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("c,h,w,k,stride,pad", [(64, 25, 5, 3, 1, 1), (32, 14, 14, 3, 2, 1), (48, 7, 7, 5, 1, 2)])
+@pytest.mark.parametrize("c,h,w,k,stride,pad", [(64, 25, 5, 3, 1, 1), (32, 14, 14, 3, 2, 1), (48, 7, 7, 5, 1, 2),
+                                                # planes over 32 KiB per vector of channels at every ISA width: the
+                                                # in-place kernel (dw_blocked) for layouts 3 with a per-channel bias
+                                                (32, 48, 48, 3, 1, 1), (16, 50, 47, 3, 2, 1), (16, 46, 46, 5, 1, 2)])
 @pytest.mark.parametrize("layouts", [1, 2, 3])
 @pytest.mark.parametrize("plane_bias", [True, False])
 def test_depthwise_blocked_layouts(lib, c, h, w, k, stride, pad, layouts, plane_bias):
