@@ -2017,24 +2017,25 @@ static void dw_channel_block(void *ctx, int64_t task) {
 /* Depthwise 2-D convolution (one filter per channel), NCHW input read through implicit zero padding, CHW weights:
  * y[n][c][oh][ow] = sum_kh,kw w[c][kh][kw] * x[n][c][oh*sh + kh*dh - top][ow*sw + kw*dw - left] (+ epilogue).
  * sizes: {N, C, H, W, KH, KW, OH, OW}, conv: {sh, sw, dh, dw, top, left}; strides in elements: x and y NCHW, w CHW. */
-/* Blocked input and output (X_BLOCKED | Y_BLOCKED, the hand-over between the convolutions of a depthwise-separable
- * block) with a per-channel bias and a clamp: each pixel's VL channels are one vector in both, so the kernel reads
- * the input in place and writes each output vector once, with the epilogue, instead of going through a padded copy
- * and an output buffer (dw_channel_block: three passes over a plane that overflows L1; MobileNetV2's 144 channels
- * 56x56 stride 2: 138 -> 74 us, 192 channels 28x28: 79 -> 59 us, stride 2: 40 -> 22 us). Windows that stay inside
- * the input run eight pixels at a time (eight FMA chains); those that reach into the implicit zero padding test
- * each tap. */
+/* A blocked input (X_BLOCKED, the hand-over between the convolutions of a depthwise-separable block) with a
+ * per-channel bias and a clamp: each pixel's VL channels are one vector, so the kernel reads the input in place and
+ * writes each output vector once with the epilogue (a blocked output in place, an NCHW one a row at a time through
+ * transposes) instead of going through a padded copy and an output buffer (dw_channel_block: three passes over a
+ * plane that overflows L1). MobileNetV2, blocked output: 144 channels 56x56 stride 2 138 -> 74 us, 192 channels
+ * 28x28 79 -> 59 us, stride 2 40 -> 22 us; NCHW output: 32 channels 112x112 320 -> 176 us, 96 stride 2 458 ->
+ * 270 us. Windows that stay inside the input run eight pixels at a time (eight FMA chains); those that reach into
+ * the implicit zero padding test each tap. */
 #define DW_BLOCKED_MAX_TAPS 49
 /* smaller input planes (per VL channels) fit L1 in dw_channel_block's padded copy, which then keeps up (14x14: within
    +-4%; 25x5: the rows are too short for the eight chains) */
 #define DW_BLOCKED_MIN_PLANE_BYTES (32 * 1024)
 
-/* out[q] = sum over taps of wts[t] * in[q's window], for n pixels whose windows lie inside the input; pixel q's
- * window starts at x + q * pixel_step, tap (kh, kw) at + kh * step_h + kw * step_w (floats). */
+/* y[q * pitch] = clamp(init + sum over taps of wts[t] * in[q's window]) for n pixels whose windows lie inside the
+ * input; pixel q's window starts at x + q * pixel_step, tap (kh, kw) at + kh * step_h + kw * step_w (floats). */
 static inline __attribute__((always_inline)) void dw_blocked_run(const int KH, const int KW, const float *restrict x,
                                                                  int64_t n, int64_t pixel_step, int64_t step_h, int64_t step_w,
                                                                  const float *restrict wts, vf init, const Epilogue *e,
-                                                                 float *restrict y) {
+                                                                 float *restrict y, int64_t pitch) {
   int64_t q = 0;
   for (; q + 8 <= n; q += 8) {
     vf a[8];
@@ -2050,7 +2051,7 @@ static inline __attribute__((always_inline)) void dw_blocked_run(const int KH, c
         for (int i = 0; i < 8; ++i) a[i] += wv * vload(b + i * pixel_step);
       }
 #pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) vstore(y + (q + i) * CBLOCK, vclamp(e, a[i]));
+    for (int i = 0; i < 8; ++i) vstore(y + (q + i) * pitch, vclamp(e, a[i]));
   }
   for (; q + 4 <= n; q += 4) {
     vf a[4];
@@ -2066,22 +2067,49 @@ static inline __attribute__((always_inline)) void dw_blocked_run(const int KH, c
         for (int i = 0; i < 4; ++i) a[i] += wv * vload(b + i * pixel_step);
       }
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) vstore(y + (q + i) * CBLOCK, vclamp(e, a[i]));
+    for (int i = 0; i < 4; ++i) vstore(y + (q + i) * pitch, vclamp(e, a[i]));
   }
   for (; q < n; ++q) {
     vf a = init;
     for (int kh = 0; kh < KH; ++kh)
       for (int kw = 0; kw < KW; ++kw) a += vload(wts + (kh * KW + kw) * VL) * vload(x + q * pixel_step + kh * step_h + kw * step_w);
-    vstore(y + q * CBLOCK, vclamp(e, a));
+    vstore(y + q * pitch, vclamp(e, a));
   }
 }
+
+/* Output row oh of channels c0.. (row[ow] = their vector at pixel ow, epilogue applied) into an NCHW output. */
+static void dw_row_to_nchw(const DwJob *j, const float *row, int64_t n, int64_t c0, int64_t oh) {
+  float *y = j->y + n * j->ys[0] + c0 * j->ys[1] + oh * j->ys[2];
+  int64_t p0 = 0;
+#if VL >= 8
+  for (; p0 < j->OW; p0 += VL) { /* VL pixels x VL channels per transpose */
+    int64_t lanes = min64(VL, j->OW - p0);
+    vf r[VL], t[VL];
+    for (int q = 0; q < VL; ++q) r[q] = q < lanes ? vload(row + (p0 + q) * VL) : vsplat(0.0f);
+    transpose_lanes(r, t);
+    for (int l = 0; l < VL; ++l) {
+      if (lanes == VL) vstore(y + l * j->ys[1] + p0, t[l]);
+      else vstore_n(y + l * j->ys[1] + p0, t[l], lanes);
+    }
+  }
+#endif
+  for (int64_t p = p0; p < j->OW; ++p)
+    for (int l = 0; l < VL; ++l) y[l * j->ys[1] + p] = row[p * VL + l];
+}
+
+static __thread Scratch dw_row_scratch;
 
 static void dw_blocked(void *ctx, int64_t task) {
   const DwJob *j = ctx;
   int64_t blocks = j->C / VL, n = task / blocks, c0 = (task % blocks) * VL;
   int64_t KH = j->KH, KW = j->KW, H = j->H, W = j->W, OH = j->OH, OW = j->OW, sh = j->sh, sw = j->sw;
   const float *x = j->x + n * j->xs[0] + blocked_at(c0, 0, H * W);
-  float *y = j->y + n * j->ys[0] + blocked_at(c0, 0, OH * OW);
+  /* a blocked output is written in place, pixel after pixel (CBLOCK apart); an NCHW one a row at a time through
+     a row of vectors (VL apart) and transposes */
+  int y_blocked = (j->layouts & Y_BLOCKED) != 0;
+  int64_t pitch = y_blocked ? CBLOCK : VL;
+  float *y = y_blocked ? j->y + n * j->ys[0] + blocked_at(c0, 0, OH * OW) : scratch(&dw_row_scratch, (size_t)(OW * VL));
+  if (!y) abort(); /* out of memory: nothing sensible to return through a void ABI */
   float wts[DW_BLOCKED_MAX_TAPS * VL];
   for (int64_t l = 0; l < VL; ++l)
     for (int64_t kh = 0; kh < KH; ++kh)
@@ -2097,17 +2125,17 @@ static void dw_blocked(void *ctx, int64_t task) {
   lo = lo < hi ? lo : hi;
   for (int64_t oh = 0; oh < OH; ++oh) {
     int64_t ih0 = oh * sh - j->top;
-    float *yrow = y + oh * OW * CBLOCK;
+    float *yrow = y_blocked ? y + oh * OW * CBLOCK : y;
     int inside = ih0 >= 0 && ih0 + reach_h < H;
     for (int64_t ow = 0; ow < OW; ++ow) {
       if (inside && ow == lo && hi > lo) { /* the row's inner run, read in place */
         const float *start = x + (ih0 * W + lo * sw - j->left) * CBLOCK;
         if (KH == 3 && KW == 3)
-          dw_blocked_run(3, 3, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * CBLOCK);
+          dw_blocked_run(3, 3, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * pitch, pitch);
         else if (KH == 5 && KW == 5)
-          dw_blocked_run(5, 5, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * CBLOCK);
+          dw_blocked_run(5, 5, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * pitch, pitch);
         else
-          dw_blocked_run((int)KH, (int)KW, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * CBLOCK);
+          dw_blocked_run((int)KH, (int)KW, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * pitch, pitch);
         ow = hi - 1;
         continue;
       }
@@ -2121,8 +2149,9 @@ static void dw_blocked(void *ctx, int64_t task) {
           if (iw >= 0 && iw < W) a += vload(wts + (kh * KW + kw) * VL) * vload(x + (ih * W + iw) * CBLOCK);
         }
       }
-      vstore(yrow + ow * CBLOCK, vclamp(e, a));
+      vstore(yrow + ow * pitch, vclamp(e, a));
     }
+    if (!y_blocked) dw_row_to_nchw(j, y, n, c0, oh);
   }
 }
 
@@ -2144,7 +2173,8 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
   hcc_task_fn fn = by_channels ? dw_channel_block : dw_plane;
   const Epilogue *pe = &job.e;
   int channel_init = pe->init_mode == INIT_CONSTANT || (pe->init_mode == INIT_SOURCE && pe->init_sn == 0 && pe->init_sh == 0);
-  if (job.layouts == (X_BLOCKED | Y_BLOCKED) && channel_init && !pe->res && job.KH * job.KW <= DW_BLOCKED_MAX_TAPS &&
+  if ((job.layouts & X_BLOCKED) && (job.layouts & Y_BLOCKED || ys[3] == 1) && channel_init && !pe->res &&
+      job.KH * job.KW <= DW_BLOCKED_MAX_TAPS &&
       job.H * job.W * VL * (int64_t)sizeof(float) > DW_BLOCKED_MIN_PLANE_BYTES)
     fn = dw_blocked; /* C is a multiple of CBLOCK, so of VL */
   if (work < 2e5) {
