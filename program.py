@@ -127,8 +127,8 @@ def compile_program(loaded, staging: Path, options: CompileOptions, progress: Pr
 def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, TensorType], bound: list[str],
                  where: str, held: dict[str, onnx.TensorProto] | None = None, order: list[str] | None = None) -> tuple[BlockRecord, list[TensorType]]:
     """One scope (the model, a branch, a body; already loaded: folded, checked, shapes inferred) as a block of steps.
-    `held`: constants the block returns that were taken out of its graph (a branch returning a Constant), `order`:
-    the block's outputs when they are not the graph's (those and the graph's)."""
+    `held`: constants the block returns that were taken out of its graph (a branch returning a Constant); `order`:
+    the block's outputs in order, when `held` took some of them out of the graph's outputs."""
     graph = model.graph
     inits = _constants_of(graph)
     inits.update(held or {})
