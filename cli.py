@@ -239,6 +239,11 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
         click.echo((Path(bundle) / "plan" / "explain.txt").read_text().rstrip())
     elif explain:
         click.echo("(no placement to explain: the whole model is one CPU subgraph; pass --devices)")
+    if manifest.program is not None:  # run-time control flow: the host runs compiled pieces (docs/control-flow.md)
+        parts = manifest.program.parts()
+        click.echo(f"compiled {manifest.model_name} -> {bundle}: a program of {len(parts)} compiled piece(s) with run-time "
+                   "If/Loop (hcc inspect shows it)")
+        return
     placed = ", ".join(f"{s.id}@{s.device}#{s.device_index}" for s in manifest.subgraphs)
     click.echo(f"compiled {manifest.model_name} -> {bundle}: {len(manifest.subgraphs)} subgraph(s): {placed}")
 

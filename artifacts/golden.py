@@ -57,8 +57,8 @@ def random_inputs(model: onnx.ModelProto, inputs, seed: int = DEFAULT_SEED) -> d
                 continue
             bound = _integer_bound(model, info.name, shapes)
             feeds[info.name] = rng.integers(0 if index else min(1, bound - 1), bound, size=info.shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[info.name] = rng.random(info.shape) < 0.5
+        elif dtype == np.bool_:  # an array even for a 0-d input (onnxruntime refuses a numpy.bool_ scalar)
+            feeds[info.name] = np.asarray(rng.random(info.shape) < 0.5)
         else:
             raise HccError(f"cannot make random data for input '{info.name}' of dtype {info.dtype}; pass --input")
     return feeds

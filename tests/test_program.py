@@ -188,3 +188,17 @@ def test_a_long_constant_loop_runs_as_a_real_loop(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     y, scan = _same(session, reference, {"v0": rng.standard_normal((2, 3)).astype(np.float32), "x": rng.standard_normal((2, 3)).astype(np.float32)})
     assert scan.shape == (6, 2, 3) and [s.kind for s in session.manifest.program.main.steps] == ["loop", "segment"]
+
+
+def test_hcc_compile_reports_a_program_by_its_pieces(tmp_path):
+    """The CLI's summary line of a program bundle counts its compiled pieces (it has no top-level subgraphs)."""
+    from click.testing import CliRunner
+
+    from hcc.cli import main
+
+    path = tmp_path / "if.onnx"
+    onnx.save(pm.if_on_input(), path)
+    result = CliRunner().invoke(main, ["compile", str(path), "-o", str(tmp_path / "b"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    parts = hcc.runtime.load(tmp_path / "b").manifest.program.parts()
+    assert f"a program of {len(parts)} compiled piece(s)" in result.output and len(parts) >= 3, result.output

@@ -86,3 +86,18 @@ def test_random_attention_mask_is_zeros_and_ones():
     feeds = random_inputs(model, inputs, seed=0)
     assert set(np.unique(feeds["attention_mask"])) <= {0, 1} and feeds["attention_mask"].sum() > 16
     assert np.isfinite(run_onnxruntime(model, feeds)["y"]).all()
+
+
+def test_random_scalar_bool_is_an_array_onnxruntime_takes():
+    """A 0-d bool input (an If's condition) is made as a 0-d array: onnxruntime refuses a numpy.bool_ scalar, and
+    golden data would silently come from the slower reference evaluator instead."""
+    from types import SimpleNamespace
+
+    from hcc.artifacts.golden import random_inputs
+
+    graph = helper.make_graph([helper.make_node("Not", ["c"], ["y"])], "not", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.BOOL, [])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    feeds = random_inputs(model, [SimpleNamespace(name="c", dtype="bool", shape=[])], seed=0)
+    assert isinstance(feeds["c"], np.ndarray) and feeds["c"].shape == () and feeds["c"].dtype == np.bool_
+    assert run_onnxruntime(model, feeds)["y"] == ~feeds["c"]
