@@ -192,6 +192,8 @@ def _is_window_reduction(op: LinalgOp) -> bool:
 def plan(op: LinalgOp) -> Plan:
     if op.element != "f32" or not _is_static(op) or len(op.shapes) - op.num_inputs != 1:
         return Plan("loops", note="not a static f32 op with one result")
+    if op.num_loops == 0:  # a scalar op (a comparison of a full reduction): nothing to tile or vectorize
+        return Plan("loops", note="scalar op (no loops)")
     if all(it == "parallel" for it in op.iterators):
         if any(kind == "expr" for m in op.maps for kind, _ in m):
             return Plan("loops", note="gather (non-affine-projection access, e.g. im2col): scalar loops")

@@ -329,6 +329,21 @@ def test_gather_add(tmp_path, width):
         assert [r.kind for r in log] == ["loops"] and "gather" in log[0].note, log
 
 
+def test_scalar_ops_keep_the_function_vectorized(tmp_path):
+    """A rank-0 op (a full ReduceSum compared with 0, an If's condition) has no loop to vectorize: it stays scalar
+    and the rest of the function keeps its schedules (it used to fail the whole function's vector code generation
+    with an IndexError, which then fell back to plain loops)."""
+    nodes = [h.make_node("Relu", ["x"], ["r"], name="relu"), h.make_node("ReduceSum", ["r"], ["s"], keepdims=0, name="sum"),
+             h.make_node("Greater", ["s", "zero"], ["y"], name="positive")]
+    model = _model(nodes, [numpy_helper.from_array(np.array(0.5, np.float32), "zero")], [_vi("x", [4, 32])],
+                   [_vi("y", [], TensorProto.BOOL), _vi("r", [4, 32])])
+    x = np.random.default_rng(12).standard_normal([4, 32]).astype(np.float32)
+    compile_and_compare(model, tmp_path, name="scalar", feeds={"x": x})
+    log = _schedule_log(tmp_path / "scalar.bundle")
+    assert all(r.index >= 0 for r in log), [(r.kind, r.note) for r in log if r.index < 0]
+    assert "elementwise" in _kinds(tmp_path / "scalar.bundle", "relu"), log
+
+
 def pools() -> onnx.ModelProto:
     nodes = [h.make_node("MaxPool", ["x"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="max_s1"),
              h.make_node("AveragePool", ["x"], ["b"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="avg_s1"),
