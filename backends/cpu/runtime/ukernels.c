@@ -2042,51 +2042,37 @@ static void dw_channel_block(void *ctx, int64_t task) {
    +-4%; 25x5: the rows are too short for the eight chains) */
 #define DW_BLOCKED_MIN_PLANE_BYTES (32 * 1024)
 
-/* y[q * pitch] = clamp(init + sum over taps of wts[t] * in[q's window]) for n pixels whose windows lie inside the
- * input; pixel q's window starts at x + q * pixel_step, tap (kh, kw) at + kh * step_h + kw * step_w (floats). */
+/* y[i * pitch] = clamp(init + sum over taps of wts[t] * in[pixel i's window]) for P pixels (P independent FMA
+ * chains); pixel i's window starts at x + i * pixel_step, tap (kh, kw) at + kh * step_h + kw * step_w (floats). */
+static inline __attribute__((always_inline)) void dw_blocked_chains(const int P, const int KH, const int KW, const float *restrict x,
+                                                                    int64_t pixel_step, int64_t step_h, int64_t step_w,
+                                                                    const float *restrict wts, vf init, const Epilogue *e,
+                                                                    float *restrict y, int64_t pitch) {
+  vf a[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < P; ++i) a[i] = init;
+#pragma GCC unroll 7
+  for (int kh = 0; kh < KH; ++kh)
+#pragma GCC unroll 7
+    for (int kw = 0; kw < KW; ++kw) {
+      vf wv = vload(wts + (kh * KW + kw) * VL);
+      const float *b = x + kh * step_h + kw * step_w;
+#pragma GCC unroll 8
+      for (int i = 0; i < P; ++i) a[i] += wv * vload(b + i * pixel_step);
+    }
+#pragma GCC unroll 8
+  for (int i = 0; i < P; ++i) vstore(y + i * pitch, vclamp(e, a[i]));
+}
+
+/* The same for n pixels whose windows lie inside the input: eight at a time, then four, then one. */
 static inline __attribute__((always_inline)) void dw_blocked_run(const int KH, const int KW, const float *restrict x,
                                                                  int64_t n, int64_t pixel_step, int64_t step_h, int64_t step_w,
                                                                  const float *restrict wts, vf init, const Epilogue *e,
                                                                  float *restrict y, int64_t pitch) {
   int64_t q = 0;
-  for (; q + 8 <= n; q += 8) {
-    vf a[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) a[i] = init;
-#pragma GCC unroll 7
-    for (int kh = 0; kh < KH; ++kh)
-#pragma GCC unroll 7
-      for (int kw = 0; kw < KW; ++kw) {
-        vf wv = vload(wts + (kh * KW + kw) * VL);
-        const float *b = x + q * pixel_step + kh * step_h + kw * step_w;
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) a[i] += wv * vload(b + i * pixel_step);
-      }
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; ++i) vstore(y + (q + i) * pitch, vclamp(e, a[i]));
-  }
-  for (; q + 4 <= n; q += 4) {
-    vf a[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) a[i] = init;
-#pragma GCC unroll 7
-    for (int kh = 0; kh < KH; ++kh)
-#pragma GCC unroll 7
-      for (int kw = 0; kw < KW; ++kw) {
-        vf wv = vload(wts + (kh * KW + kw) * VL);
-        const float *b = x + q * pixel_step + kh * step_h + kw * step_w;
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) a[i] += wv * vload(b + i * pixel_step);
-      }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) vstore(y + (q + i) * pitch, vclamp(e, a[i]));
-  }
-  for (; q < n; ++q) {
-    vf a = init;
-    for (int kh = 0; kh < KH; ++kh)
-      for (int kw = 0; kw < KW; ++kw) a += vload(wts + (kh * KW + kw) * VL) * vload(x + q * pixel_step + kh * step_h + kw * step_w);
-    vstore(y + q * pitch, vclamp(e, a));
-  }
+  for (; q + 8 <= n; q += 8) dw_blocked_chains(8, KH, KW, x + q * pixel_step, pixel_step, step_h, step_w, wts, init, e, y + q * pitch, pitch);
+  for (; q + 4 <= n; q += 4) dw_blocked_chains(4, KH, KW, x + q * pixel_step, pixel_step, step_h, step_w, wts, init, e, y + q * pitch, pitch);
+  for (; q < n; ++q) dw_blocked_chains(1, KH, KW, x + q * pixel_step, pixel_step, step_h, step_w, wts, init, e, y + q * pitch, pitch);
 }
 
 /* Output row oh of channels c0.. (row[ow] = their vector at pixel ow, epilogue applied) into an NCHW output. */
