@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -276,6 +277,27 @@ def _place(loaded, options: CompileOptions, progress: ProgressFn):
     return plan, groups, options
 
 
+@contextmanager
+def _staged_bundle(bundle_dir: Path, protected, sign_key, progress: ProgressFn):
+    """A bundle is written into a staging folder beside -o and moved into place only when complete (signed first
+    if asked), so a failure never leaves half a bundle nor touches what was there; any failure removes the staging."""
+    staging = output_dir.make_staging_dir(bundle_dir)
+    try:
+        yield staging
+        if sign_key:
+            from hcc.runtime.signing import sign_bundle
+
+            progress(f"signed the manifest with public key {sign_bundle(staging, sign_key)}")
+        output_dir.move_into_place(staging, bundle_dir, protected)
+    except OSError as exc:  # disk full, quota: name the bundle being written when the system names no file
+        shutil.rmtree(staging, ignore_errors=True)
+        where = exc.filename or f"-o {bundle_dir}"
+        raise HccError(f"{where}: writing the bundle failed: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _compile(model_path, bundle_dir, options: CompileOptions, progress: ProgressFn, groups: list[dict] | None) -> Manifest:
     started = time.perf_counter()
     bundle_dir = Path(bundle_dir)
@@ -310,8 +332,7 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
 
     lifted = lift_weights(loaded.model)
     lifted.model = widen_bool_boundaries(lifted.model, lifted.weights)
-    staging = output_dir.make_staging_dir(bundle_dir)
-    try:
+    with _staged_bundle(bundle_dir, protected, options.sign_key, progress) as staging:
         lifted_path, weights_path = staging / ".lifted.onnx", staging / ".weights.npz"
         onnx.save(lifted.model, lifted_path)
         if groups is not None and any(parse_device(g["device"]).kind != "cpu" for g in groups):
@@ -341,18 +362,6 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
                               floor=_golden_tolerance(manifest.subgraphs, emulated_fp16=emulated_fp16 is not None))
         if emulated_fp16 is not None:
             _emulated_fp16_tolerances(staging, manifest, emulated_fp16, expected, progress)
-        if options.sign_key:
-            from hcc.runtime.signing import sign_bundle
-
-            progress(f"signed the manifest with public key {sign_bundle(staging, options.sign_key)}")
-        output_dir.move_into_place(staging, bundle_dir, protected)
-    except OSError as exc:  # disk full, quota: name the bundle being written when the system names no file
-        shutil.rmtree(staging, ignore_errors=True)
-        where = exc.filename or f"-o {bundle_dir}"
-        raise HccError(f"{where}: writing the bundle failed: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
     return manifest
 
@@ -366,8 +375,7 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
     from hcc.artifacts.manifest import PROGRAM_FORMAT_VERSION
     from hcc.program import compile_program
 
-    staging = output_dir.make_staging_dir(bundle_dir)
-    try:
+    with _staged_bundle(bundle_dir, protected, options.sign_key, progress) as staging:
         program, types, toolchain = compile_program(loaded, staging, options, progress)
         tensors = [TensorRecord(i.name, i.dtype, i.shape, "input", i.symbolic_shape, i.element_type) for i in loaded.inputs]
         for info, known in zip(loaded.outputs, types):
@@ -392,17 +400,6 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
             program=program, format_version=PROGRAM_FORMAT_VERSION)
         shutil.rmtree(staging / ".pieces", ignore_errors=True)
         bundle_writer.write_manifest(staging, manifest)
-        if options.sign_key:
-            from hcc.runtime.signing import sign_bundle
-
-            progress(f"signed the manifest with public key {sign_bundle(staging, options.sign_key)}")
-        output_dir.move_into_place(staging, bundle_dir, protected)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise HccError(f"{exc.filename or f'-o {bundle_dir}'}: writing the bundle failed: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     progress(f"wrote {bundle_dir}: a program of {len(program.parts())} compiled pieces ({time.perf_counter() - started:.2f}s)")
     return manifest
 
