@@ -55,6 +55,8 @@ from hcc.planner.precision import (
     compare,
     compose,
     node_keys,
+    output_errors_from_json,
+    plan_fields_from_json,
     reference_outputs,
     run_model,
 )
@@ -146,10 +148,8 @@ class WidthPlan:
 
     @classmethod
     def from_json(cls, text: str) -> WidthPlan:
-        data = json.loads(text)
-        if data.pop("format", None) != FORMAT:
-            raise HccError(f"not a fixed-point width plan (format is not '{FORMAT}')")
-        outs = lambda d: None if d is None else {k: OutputError(**v) for k, v in d.items()}  # noqa: E731
+        data = plan_fields_from_json(text, FORMAT, "fixed-point width plan")
+        outs = output_errors_from_json
         sens = [LayerSensitivity(**{**s, "range": LayerRange(**s["range"]), "errors": {w: outs(e) for w, e in s["errors"].items()}})
                 for s in data.pop("sensitivities")]
         return cls(**{**data, "layers": [LayerWidth(**lw) for lw in data["layers"]], "predicted": outs(data["predicted"]),

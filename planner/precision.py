@@ -63,6 +63,19 @@ class OutputError:
     top1_certain: float | None = None
 
 
+def output_errors_from_json(data: dict | None) -> dict[str, OutputError] | None:
+    """Per-output errors as a plan file stores them (None where the plan measured none)."""
+    return None if data is None else {name: OutputError(**error) for name, error in data.items()}
+
+
+def plan_fields_from_json(text: str, plan_format: str, what: str) -> dict:
+    """A plan file's fields once its format tag is checked: every plan kind starts this way."""
+    data = json.loads(text)
+    if data.pop("format", None) != plan_format:
+        raise HccError(f"not a {what} (format is not '{plan_format}')")
+    return data
+
+
 @dataclass
 class ActQuant:
     """Per-tensor int8 fake-quantization of one activation, calibrated on the calibration inputs."""
@@ -205,10 +218,8 @@ class PrecisionPlan:
 
     @classmethod
     def from_json(cls, text: str) -> PrecisionPlan:
-        data = json.loads(text)
-        if data.pop("format", None) != PLAN_FORMAT:
-            raise HccError(f"not a precision plan (format is not '{PLAN_FORMAT}')")
-        outs = lambda d: None if d is None else {k: OutputError(**v) for k, v in d.items()}  # noqa: E731
+        data = plan_fields_from_json(text, PLAN_FORMAT, "precision plan")
+        outs = output_errors_from_json
         sens = [OpSensitivity(**{**s, "errors": {p: outs(e) for p, e in s["errors"].items()},
                                  "act_quant": {k: ActQuant(**q) for k, q in s["act_quant"].items()}})
                 for s in data.pop("sensitivities")]
