@@ -31,9 +31,17 @@ class Executable(ABC):
         """Seconds per ONNX node of the runs since the last call, where the driver can tell (else empty)."""
         return {}
 
-    def bind_constants(self, constants: dict[int, Any]) -> None:  # noqa: B027 - an optional hook, a no-op by default
+    def bind_constants(self, constants: dict[int, Any]) -> None:
         """Inputs passed as the same object on every call (resident weights), by argument position: a driver may
         prepare them once here instead of on every `run` (the CPU driver converts their pointers once)."""
+        self._bound_constants = dict(constants)
+
+    def run_bound(self, inputs: list[Any], outputs: list[Any]) -> None:
+        """`run` with every bound constant in its own position: `inputs` are the other inputs, in argument order
+        (a session's common call; a driver may make it cheaper than `run`)."""
+        bound = getattr(self, "_bound_constants", {})
+        others = iter(inputs)
+        self.run([bound[i] if i in bound else next(others) for i in range(len(bound) + len(inputs))], outputs)
 
 
 class Device(ABC):

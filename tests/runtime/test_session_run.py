@@ -174,3 +174,33 @@ def test_direct_path_gives_what_the_general_path_gives(session):
     assert session.last_profile.total > 0 and set(session.last_profile.subgraphs) == {session.manifest.subgraphs[0].id}
     with pytest.raises(HccError, match="input 'x': dtype float64"):
         session.run(None, {"x": x.astype(np.float64)})
+
+
+def test_run_bound_puts_bound_constants_in_their_positions():
+    """Executable.run_bound's contract for drivers without a cheaper version: the bound constants keep their
+    argument positions and the other inputs fill the rest in order."""
+    from hcc.runtime.devices.base import Executable
+
+    class Recorder(Executable):
+        def run(self, inputs, outputs):
+            self.seen = (list(inputs), list(outputs))
+
+    recorder = Recorder()
+    recorder.bind_constants({0: "w0", 2: "w2"})
+    recorder.run_bound(["x", "y"], ["out"])
+    assert recorder.seen == (["w0", "x", "w2", "y"], ["out"])
+
+
+def test_cpu_run_bound_matches_run(session):
+    """The CPU driver's run_bound converts only the unbound pointers: the same outputs as run with every argument."""
+    step = session._steps[0]
+    x = RNG.standard_normal((4, 16)).astype(np.float32)
+    full = [w if w is not None else x for w in step.weights]
+    by_run = [np.empty(o.shape, o.dtype) for o in step.outputs]
+    by_bound = [np.empty(o.shape, o.dtype) for o in step.outputs]
+    step.executable.run(full, by_run)
+    step.executable.run_bound([x], by_bound)
+    for a, b in zip(by_run, by_bound):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(HccError, match="unbound arguments"):
+        step.executable.run_bound([x, x], by_bound)
