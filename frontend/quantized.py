@@ -412,10 +412,25 @@ def _qlinear_conv(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: 
     _saturate(e, e.mul(v, scale, "rescaled"), _output_zero_point(e, g, y_zp), out_elem, node.output[0])
 
 
+def _widened_scale(e: NodeEmitter, g: RewriteGraph, name: str) -> str:
+    """A FLOAT16 scale (QLinearMatMul allows them from opset 21) as float32, exactly: onnxruntime has no float16
+    kernel and runs the float32 one on scales its graph transformer casts up (the float16 reference's rounding of
+    the product differs only where a tie falls differently); any other scale is returned as it is."""
+    if g.types.get(name) != TensorProto.FLOAT16:
+        return name
+    value = g.constant(name)
+    out = e.op("Cast", [value if value is not None else name], F32, "scale_f32", to=TensorProto.FLOAT)
+    g.types[out], g.shapes[out] = TensorProto.FLOAT, _shape(g, name)
+    if value is not None:
+        g.constants[out] = value.astype(F32)
+    return out
+
+
 def _qlinear_matmul(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
-    a = _Operand(node.input[0], node.input[2], node.input[1])
-    b = _Operand(node.input[3], node.input[5], node.input[4])
-    y_scale, y_zp = node.input[6], node.input[7]
+    a_scale, b_scale, y_scale = (_widened_scale(e, g, node.input[i]) for i in (1, 4, 6))
+    a = _Operand(node.input[0], node.input[2], a_scale)
+    b = _Operand(node.input[3], node.input[5], b_scale)
+    y_zp = node.input[7]
     out_elem = _elem(g, y_zp)
     if out_elem not in EIGHT_BIT:
         raise _Refused(f"output zero point '{y_zp}' has type {type_name(out_elem)}: 8-bit only")

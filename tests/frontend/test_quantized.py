@@ -153,6 +153,31 @@ def _qgemm_model() -> onnx.ModelProto:
     return make(nodes, [("a", U8, [6, 40]), ("at", U8, [40, 6])], [("y_q", U8, [6, 12]), ("y_f", F, [6, 12])], inits, ms=True)
 
 
+@pytest.mark.parametrize("activation", [np.uint8, np.int8])
+def test_qlinear_matmul_float16_scales_match_onnxruntime(tmp_path, activation):
+    """Opset 21's FLOAT16 scales: a's and b's constant, y's given at run time (widened to float32 exactly, as
+    onnxruntime's float32 kernel sees them)."""
+    weights, at = activation, helper_type(activation)  # onnxruntime's opset-21 kernel: a and b of one type
+    rng = np.random.default_rng(21)  # not the module's RNG: later tests' draws stay as they were
+
+    def own(dtype, shape):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, shape).astype(dtype)
+
+    model = make([h.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["y"], name="qmm16")],
+                 [("a", at, [2, 3, 6]), ("ys", T.FLOAT16, [1])], [("y", at, [2, 3, 4])],
+                 [c("as", [0.0213], np.float16), c("az", [3], activation), c("b", own(weights, (6, 4))),
+                  c("bs", [0.00417], np.float16), c("bz", [-2 if weights == np.int8 else 130], weights),
+                  c("yz", [-5 if activation == np.int8 else 120], activation)], opset=21)
+    session = compile_model(model, tmp_path)
+    feeds = [{"a": own(activation, (2, 3, 6)), "ys": np.array([y], np.float16)} for y in (0.0391, 0.0123, 0.25)]
+    assert_exact(session, model, feeds)
+
+
+def helper_type(dtype) -> int:
+    return h.np_dtype_to_tensor_dtype(np.dtype(dtype))
+
+
 def test_qgemm_matches_onnxruntime(tmp_path):
     model = _qgemm_model()
     assert_exact(compile_model(model, tmp_path), model, [{"a": ints(np.uint8, (6, 40)), "at": ints(np.uint8, (40, 6))} for _ in range(3)])
@@ -386,15 +411,15 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
     (lambda: make([h.make_node("DequantizeLinear", ["x", "s"], ["y"], name="dq_block", axis=1, block_size=2)], [("x", U8, [2, 6])],
                   [("y", F, [2, 6])], [c("s", np.ones((2, 2), np.float32))], opset=21),
      r"node 'dq_block' \(DequantizeLinear\): blocked scale 's' has 2 blocks on axis 1, expected 3"),
-    (lambda: make([h.make_node("QLinearMatMul", ["a", "s", "z", "b", "s", "z", "s", "z"], ["y"], name="qmm16")],
-                  [("a", U8, [2, 3]), ("b", U8, [3, 2])], [("y", U8, [2, 2])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
-     r"node 'qmm16' \(QLinearMatMul\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
+    (lambda: make([h.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], name="dq16")],
+                  [("x", U8, [2, 3])], [("y", T.FLOAT16, [2, 3])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
+     r"node 'dq16' \(DequantizeLinear\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
                    h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
                    h.make_node("Add", ["ad", "bd"], ["sum"], name="residual"), h.make_node("QuantizeLinear", ["sum", "s", "z"], ["y"], name="q")],
                   [("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
      r"node 'residual' \(Add\): onnxruntime computes DequantizeLinear -> Add -> QuantizeLinear with its integer kernel QLinearAdd"),
-], ids=["int16", "int16-dequantize", "axis-length", "blocks", "float16-scale", "qdq-add"])
+], ids=["int16", "int16-dequantize", "axis-length", "blocks", "float16-dequantize-scale", "qdq-add"])
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
