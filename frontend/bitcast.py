@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper, shape_inference
+from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.newer_ops import GraphFacts, rewrite_op
 from hcc.frontend.node_rewrite import CountedNodes
 
 T = TensorProto
@@ -168,41 +169,13 @@ def bitcast_nodes(node: onnx.NodeProto, src: int, constant: np.ndarray | None,
     return b.nodes, b.inits
 
 
+def _rewrite(node: onnx.NodeProto, facts: GraphFacts, path: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    src = facts.types.get(node.input[0])
+    if src is None:
+        raise HccError(f"{path}: node '{node.name}' (BitCast): the type of its input is not known")
+    return bitcast_nodes(node, src, facts.constants.get(node.input[0]), path)
+
+
 def rewrite_bitcast(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     """`model` with every main-graph BitCast replaced (the model itself when it has none)."""
-    if not any(n.op_type == "BitCast" and n.domain in ("", "ai.onnx") for n in model.graph.node):
-        return model
-    try:
-        inferred = shape_inference.infer_shapes(model)
-    except Exception as exc:
-        raise HccError(f"{path}: shape inference failed: {str(exc).strip().splitlines()[0]}") from None
-    graph = inferred.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.value_info) + list(graph.output)
-             if v.type.HasField("tensor_type")}
-    inputs = {v.name for v in graph.input}
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name not in inputs}
-    for init in graph.initializer:
-        types.setdefault(init.name, init.data_type)
-    for n in graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            constants[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-            types[n.output[0]] = n.attribute[0].t.data_type
-    nodes, inits = [], []
-    for index, node in enumerate(model.graph.node):
-        if node.op_type != "BitCast" or node.domain not in ("", "ai.onnx"):
-            nodes.append(node)
-            continue
-        if not node.name:
-            node.name = f"BitCast_{index}"
-        src = types.get(node.input[0])
-        if src is None:
-            raise HccError(f"{path}: node '{node.name}' (BitCast): the type of its input is not known")
-        new_nodes, new_inits = bitcast_nodes(node, src, constants.get(node.input[0]), path)
-        nodes += new_nodes
-        inits += new_inits
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    del result.graph.node[:]
-    result.graph.node.extend(nodes)
-    result.graph.initializer.extend(inits)
-    return result
+    return rewrite_op(model, path, "BitCast", _rewrite)

@@ -95,9 +95,11 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
 def _convert_down(model: onnx.ModelProto, path: str, opset: int) -> onnx.ModelProto:
     from hcc.frontend.bitcast import rewrite_bitcast
     from hcc.frontend.cumprod import rewrite_cumprod
+    from hcc.frontend.tensor_scatter import rewrite_tensor_scatter
 
     model = rewrite_cumprod(model, path)  # opset 26's CumProd, which opset 22 lacks: a scan of opset-22 ops
     model = rewrite_bitcast(model, path)  # opset 26's BitCast: a folded view, or exact bit arithmetic (bitcast.py)
+    model = rewrite_tensor_scatter(model, path)  # opset 24's TensorScatter: a GatherElements and a Where
     new_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and not _defined_at(n.op_type, MAX_OPSET)})
     if new_ops:
         raise HccError(f"{path}: opset {opset} cannot be converted to opset {MAX_OPSET}: {', '.join(new_ops)} "
