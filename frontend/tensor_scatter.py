@@ -30,6 +30,8 @@ def tensor_scatter_nodes(node: onnx.NodeProto, facts: GraphFacts,
     mode = mode.decode() if isinstance(mode, bytes) else mode
     if mode not in ("linear", "circular"):
         raise HccError(f"{where}: mode '{mode}' (the spec defines linear and circular)")
+    if len(node.input) < 2 or not node.input[0] or not node.input[1]:
+        raise HccError(f"{where}: it needs the inputs past_cache and update")
     cache, update = node.input[0], node.input[1]
     indices = node.input[2] if len(node.input) > 2 else ""
     shape, update_shape = facts.shapes.get(cache), facts.shapes.get(update)

@@ -113,7 +113,12 @@ def test_opset_outside_the_range_is_refused(tmp_path, opset):
 @pytest.mark.parametrize("model, reason", [
     (relu_model(24, "TensorScatter"), "TensorScatter does not exist in opset 22"),
 ], ids=["new-op"])
-def test_conversion_the_converter_refuses(tmp_path, model, reason):
+def test_conversion_the_converter_refuses(tmp_path, model, reason, monkeypatch):
+    # every op onnx 1.22 added after opset 22 is rewritten or expanded by now: the refusal is shown with the
+    # TensorScatter rewrite (frontend/tensor_scatter.py) switched off
+    import hcc.frontend.tensor_scatter as tensor_scatter
+
+    monkeypatch.setattr(tensor_scatter, "rewrite_tensor_scatter", lambda model, path: model)
     path = tmp_path / "new.onnx"
     onnx.save(model, path)
     with pytest.raises(HccError, match=rf"^{path}: opset 2[34] cannot be converted to opset 22: {reason}"):
