@@ -65,6 +65,7 @@ from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
 from hcc.frontend.cumsum import cumsum_nodes
+from hcc.frontend.det import det_nodes
 from hcc.frontend.dft import dft_nodes, stft_nodes
 from hcc.frontend.grid_sample import grid_sample_nodes
 from hcc.frontend.max_unpool import max_unpool_nodes
@@ -246,6 +247,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return grid_sample_nodes(node, types[node.input[0]], x_shape, shapes[node.input[1]], path)
     if node.op_type == "Col2Im" and x_shape and len(node.input) > 2:
         return col2im_nodes(node, x_shape, _constant(facts, node.input[1]), _constant(facts, node.input[2]), path)
+    if node.op_type == "Det" and x_shape:
+        return det_nodes(node, types[node.input[0]], x_shape, path)
     if node.op_type == "DFT" and x_shape:
         return dft_nodes(node, types[node.input[0]], x_shape, opset, {**facts.constants, **facts.scalars}, path)
     if node.op_type == "MaxUnpool" and x_shape:

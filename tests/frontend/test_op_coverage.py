@@ -687,6 +687,8 @@ def _ml_tree_v5():
 
 case("ai.onnx.ml.TreeEnsemble", "opset5", _ml_tree_v5, as_written=True)
 case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
+# Det is Gaussian elimination with partial pivoting, unrolled over the matrix size (frontend/det.py).
+case("Det", "batch-4x4", lambda: unary("Det", shape=(2, 3, 4, 4), opset=22), as_written=True)
 
 
 # Every case compiles a model (about 2.5 s on 2 cores). To keep the default run (`make test`) inside its 20-minute
