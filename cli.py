@@ -155,7 +155,7 @@ gpu_precision_option = click.option(
     show_default=True, help="Precision of GPU subgraphs (fp16 keeps fp32 accumulation); auto: per GPU subgraph, fp16 where "
     "its emulated error (onnxruntime with its tensors rounded to fp16) fits --accuracy, fp32 for the rest.")
 accuracy_option = click.option(
-    "--accuracy", metavar="BUDGET", help="With --cpu-precision auto and/or --gpu-precision auto (hcc plan: or --precision auto): "
+    "--accuracy", metavar="BUDGET", help="With --precision auto, --cpu-precision auto and/or --gpu-precision auto: "
     "the error allowed against fp32 "
     "per output, measured on calibration inputs (the golden ones and 3 random) and verified on 4 held-out ones: max_abs=, "
     "rel= (of the output's range), cosine=, top1= (argmax agreement), comma-separated, e.g. max_abs=1e-2.")
@@ -172,6 +172,25 @@ def _precision_options(cpu_precision: str, gpu_precision: str, accuracy: str | N
         raise HccError(f"{which} auto needs --accuracy (e.g. max_abs=1e-2)")
     cpu = CpuOptions(target_cpu=target_cpu or DEFAULT_TARGET_CPU, precision=cpu_precision, accuracy=accuracy if cpu_precision == "auto" else None)
     return cpu, GpuOptions(precision=gpu_precision, accuracy=accuracy if gpu_precision == "auto" else None)
+
+
+def _precision_auto_options(cpu_precision: str, gpu_precision: str, fpga_precision: str | None, accuracy: str | None, target_cpu: str):
+    """compile --precision auto: (CpuOptions, GpuOptions) as given (the driver sets each device's part of the choice);
+    a per-device precision given on the command line other than auto contradicts it (an error naming both)."""
+    from hcc.options import CpuOptions, GpuOptions
+
+    if accuracy is None:
+        raise HccError("--precision auto needs --accuracy (e.g. max_abs=1e-2)")
+    source = click.get_current_context().get_parameter_source
+    why = "--precision auto chooses each op's precision with its device under --accuracy"
+    for flag, name, value in (("--cpu-precision", "cpu_precision", cpu_precision), ("--gpu-precision", "gpu_precision", gpu_precision)):
+        if value != "auto" and source(name) != click.core.ParameterSource.DEFAULT:
+            raise HccError(f"--precision auto and {flag} {value} contradict: {why}; give one of them")
+    if fpga_precision is not None:
+        raise HccError(f"--precision auto and --fpga-precision {fpga_precision} contradict: {why} (each FPGA MAC layer's ap_fixed "
+                       "width); give one of them (per-layer types that must stay fixed: --fpga-config)")
+    return (CpuOptions(target_cpu=target_cpu, precision=cpu_precision, accuracy=accuracy if cpu_precision == "auto" else None),
+            GpuOptions(precision=gpu_precision, accuracy=accuracy if gpu_precision == "auto" else None))
 
 
 @main.command("compile")
@@ -196,6 +215,12 @@ def _precision_options(cpu_precision: str, gpu_precision: str, accuracy: str | N
               "elsewhere); auto: bf16 for each op whose measured error fits --accuracy, fp32 for the rest. Needs a compile host "
               "with AMX: the golden tolerances are measured there, on the golden and on held-out inputs.")
 @accuracy_option
+@click.option("--precision", "precision", type=click.Choice(["fp32", "auto"]), default="fp32", show_default=True,
+              help="auto: each op's precision chosen with its device under --accuracy, as `hcc plan --precision auto` chooses "
+              "them (one MILP over (op, device, precision): CPU GEMMs/convolutions fp32|bf16, FPGA MAC layers' ap_fixed "
+              "widths 8/12/16/18 bits (32 when none fits); then fp16|fp32 per GPU subgraph), confirmed end to end and checked "
+              "on held-out inputs, then compiled at those precisions; the plan is kept in plan/. On the CPU alone it is "
+              "--cpu-precision auto. Per-device precisions other than auto contradict it.")
 @fpga_options
 @click.option("--calib", "calibration", type=click.Path(dir_okay=False),
               help="npz of inputs for --fpga-precision auto (default: the bundle's golden inputs).")
@@ -213,8 +238,8 @@ def _precision_options(cpu_precision: str, gpu_precision: str, accuracy: str | N
 @click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
 @_friendly
 def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, devices, objective, budgets, places, prefers, placement_file,
-                device_file, time_limit, save_placement, explain, gpu_precision, cpu_precision, accuracy, fpga_precision, fpga_config, calibration,
-                sign_key, save_temps, config_file, quiet):
+                device_file, time_limit, save_placement, explain, gpu_precision, cpu_precision, accuracy, precision, fpga_precision, fpga_config,
+                calibration, sign_key, save_temps, config_file, quiet):
     """Compile MODEL (an .onnx file) into a bundle folder.
 
     When an MLIR pass pipeline fails, hcc writes a reproducer folder (hcc-repro-<stage>-<n> in the system temp
@@ -226,8 +251,12 @@ def compile_cmd(model, bundle, input_shapes, golden_input, seed, target_cpu, dev
     from hcc.options import CompileOptions, DebugOptions, FpgaOptions, GoldenOptions
 
     _check_output_file(save_placement, "--save-placement")
-    cpu, gpu = _precision_options(cpu_precision, gpu_precision, accuracy, target_cpu) if not config_file else (None, None)
+    if precision == "auto" and not config_file:
+        cpu, gpu = _precision_auto_options(cpu_precision, gpu_precision, fpga_precision, accuracy, target_cpu)
+    else:
+        cpu, gpu = _precision_options(cpu_precision, gpu_precision, accuracy, target_cpu) if not config_file else (None, None)
     options = _options_from_config(config_file) if config_file else CompileOptions(
+        precision=precision, accuracy=accuracy if precision == "auto" else None,
         input_shapes=parse_shape_options(input_shapes), golden=GoldenOptions(inputs=golden_input, seed=seed), cpu=cpu, gpu=gpu,
         fpga=FpgaOptions(precision=fpga_precision, config=fpga_config, calibration_file=calibration),
         planner=_planner_options(devices, objective, budgets, places, prefers, placement_file, device_file, time_limit, save_placement),

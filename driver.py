@@ -26,7 +26,7 @@ from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
 from hcc.frontend.loader import load_model
 from hcc.frontend.weights import lift_weights
-from hcc.options import CPU_AUTO, GPU_AUTO, CompileOptions, CpuOptions, FpgaOptions, GpuOptions, PlannerOptions
+from hcc.options import CPU_AUTO, GPU_AUTO, PRECISION_AUTO, CompileOptions, CpuOptions, FpgaOptions, GpuOptions, PlannerOptions
 from hcc.runtime.golden_check import read_input_arrays
 from hcc.worker import WorkerRequest
 
@@ -95,9 +95,9 @@ def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: Cp
     from hcc.planner.cost_model import MAC_OPS, CostModel, fpga_node_configs
 
     if fpga is not None and fpga.accuracy is not None:
-        raise HccError("FPGA widths under an accuracy budget (fpga accuracy) are chosen by `hcc plan --precision auto` only; "
-                       "compile with the types it writes: hcc plan ... --precision auto --save-fpga-config widths.toml, then "
-                       "hcc compile ... --fpga-config widths.toml")
+        raise HccError("an FPGA accuracy budget alone (fpga accuracy) is not a compile option: FPGA widths are chosen with the "
+                       "placement by --precision auto --accuracy BUDGET (in a configuration file: precision = \"auto\" and "
+                       "accuracy = BUDGET at the top level)")
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
     bf16 = cpu.bf16() if cpu is not None else False
     cpu_dtypes = {name: "bf16" for name, op in nodes if op in MAC_OPS and (bf16 is True or (bf16 and name in bf16))}
@@ -226,9 +226,13 @@ def compile_groups(model_path: str | os.PathLike, bundle_dir: str | os.PathLike,
     return _compile(model_path, bundle_dir, options or CompileOptions(), progress, groups=groups)
 
 
-def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions) -> list[Path]:
-    """Refuse early, lose nothing: a bad key, an output folder hcc may not replace, a --save-temps folder with files."""
+def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions, groups: list[dict] | None = None) -> list[Path]:
+    """Refuse early, lose nothing: a bad key, an output folder hcc may not replace, a --save-temps folder with files,
+    a precision this host cannot measure."""
     protected = _protected_files(model_path, options)
+    if options.precision == PRECISION_AUTO and groups is not None and _heterogeneous(options, groups):
+        raise HccError("--precision auto chooses each op's device with its precision: subgraphs fixed by hand on other devices "
+                       "than the CPU cannot take it (use the per-device precision options)")
     if options.sign_key:
         from hcc.runtime.signing import read_key
 
@@ -236,11 +240,13 @@ def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions) ->
     output_dir.check_output_dir(bundle_dir, protected)
     if options.debug.save_temps:
         check_save_temps(Path(options.debug.save_temps), bundle_dir)
-    if options.cpu.precision != "fp32":
+    cpu_auto_only = options.precision == PRECISION_AUTO and not _heterogeneous(options, groups)
+    if options.cpu.precision != "fp32" or cpu_auto_only:  # --precision auto on the CPU alone is --cpu-precision auto
         from hcc.runtime.devices.cpu import BF16_TILE_FLAGS, has_bf16_tiles
 
         if not has_bf16_tiles():
-            raise HccError(f"--cpu-precision {options.cpu.precision}: this CPU has no AMX bf16 tiles "
+            flag = "--precision auto (CPU only)" if cpu_auto_only else f"--cpu-precision {options.cpu.precision}"
+            raise HccError(f"{flag}: this CPU has no AMX bf16 tiles "
                            f"({', '.join(sorted(BF16_TILE_FLAGS))}); the compiler measures the error bf16 costs on the "
                            "compile host, so compile on a CPU that has them (Intel Sapphire Rapids or newer)")
     return protected
@@ -264,8 +270,14 @@ def _place(loaded, options: CompileOptions, progress: ProgressFn):
     """Run the partitioner: (plan, subgraph groups, options with the FPGA design points it chose)."""
     cost_model = planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
     plan = plan_model(loaded, options.planner, cost_model)
+    return _placed_groups(plan, options, cost_model.fpga_node_configs, progress)
+
+
+def _placed_groups(plan, options: CompileOptions, user_fpga_configs: dict, progress: ProgressFn):
+    """(plan, the subgraph groups the worker compiles, options with the FPGA design points the plan chose where the
+    user's configuration (`user_fpga_configs`, the cost model's) leaves them open); --save-placement written."""
     if plan.placement.reuse_factors:
-        options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, cost_model.fpga_node_configs))
+        options = options.with_fpga(planned_layers=_planned_fpga_layers(plan, user_fpga_configs))
     instances = [(g, parse_device(g.device)) for g in plan.subgraphs]  # instance ids: "gpu:sm_90#1"
     groups = [{"id": g.id, "device": d.name, "nodes": list(g.nodes), "device_index": d.index} for g, d in instances]
     progress("placement: " + ", ".join(f"{g['id']}@{g['device']}#{g['device_index']} ({len(g['nodes'])} ops)" for g in groups))
@@ -301,7 +313,7 @@ def _staged_bundle(bundle_dir: Path, protected, sign_key, progress: ProgressFn):
 def _compile(model_path, bundle_dir, options: CompileOptions, progress: ProgressFn, groups: list[dict] | None) -> Manifest:
     started = time.perf_counter()
     bundle_dir = Path(bundle_dir)
-    protected = _check_before_work(model_path, bundle_dir, options)
+    protected = _check_before_work(model_path, bundle_dir, options, groups)
     from hcc.frontend.control_flow import runtime_control_flow
     from hcc.program import check_program_options, first_runtime_control_flow
 
@@ -315,16 +327,25 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         if groups is not None:
             raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) is only decided at run time; subgraphs fixed by "
                            "hand cannot hold it")
+        if options.precision == PRECISION_AUTO:
+            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) is only decided at run time, so hcc compiles "
+                           "the model as a program of CPU pieces at fp32, which --precision auto cannot apply to",
+                           hint="compile without --precision auto, or make the condition / trip count a constant")
         check_program_options(options, control, loaded.path)
     feeds, expected = _golden_data(loaded, options, started, progress)
     if control is not None:
         return _compile_as_program(loaded, bundle_dir, options, feeds, expected, protected, started, progress)
-    precision_plan = None
-    if options.cpu.precision == CPU_AUTO:
-        precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
-    plan = None
-    if groups is None and options.planner.active:
-        plan, groups, options = _place(loaded, options, progress)
+    precision_plan = plan = fpga_config = None
+    joint = options.precision == PRECISION_AUTO and _heterogeneous(options, groups)
+    if options.precision == PRECISION_AUTO:
+        options = _precision_auto_options(options, joint, progress)
+    if joint:
+        plan, groups, precision_plan, options, fpga_config = _place_jointly(loaded, options, feeds, progress)
+    else:
+        if options.cpu.precision == CPU_AUTO:
+            precision_plan, options = _choose_cpu_precision(loaded, options, feeds, progress)
+        if groups is None and options.planner.active:
+            plan, groups, options = _place(loaded, options, progress)
     if options.gpu.precision == GPU_AUTO:
         plan, precision_plan, options = _choose_gpu_precision(loaded, options, feeds, plan, groups, precision_plan, progress)
     if plan is not None:
@@ -353,7 +374,11 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
         if precision_plan is not None:
             (staging / "plan").mkdir(exist_ok=True)
             (staging / "plan" / "precision.json").write_text(precision_plan.to_json())
+        if fpga_config is not None:  # --precision auto: the FPGA configuration the subgraphs were compiled with
+            (staging / "plan" / "fpga_config.json").write_text(json.dumps(fpga_config, indent=1, sort_keys=True) + "\n")
         manifest = _assemble(loaded, lifted.weights, feeds, expected, response, staging, options, plan)
+        if precision_plan is not None and precision_plan.fpga is not None:
+            _label_fpga_subgraphs(manifest, precision_plan.fpga, staging)
         lossy = sorted({"fixed point" if _is_fixed_point(sg) else sg.precision for sg in manifest.subgraphs
                         if _is_fixed_point(sg) or sg.precision in MEASURED_PRECISIONS})
         emulated_fp16 = precision_plan.gpu if precision_plan is not None and precision_plan.gpu and precision_plan.gpu.lowered() else None
@@ -432,6 +457,82 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
              f"{plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
              + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
     return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(chosen)))
+
+
+def _heterogeneous(options: CompileOptions, groups: list[dict] | None) -> bool:
+    """Whether the compile may place ops on a device other than the CPU (then --precision auto is the joint choice;
+    on the CPU alone it is --cpu-precision auto)."""
+    if groups is not None:
+        return any(parse_device(g["device"]).kind != "cpu" for g in groups)
+    if not options.planner.active:
+        return False
+    from hcc.planner.device_catalog import parse_device_mix
+
+    return any(i.kind != "cpu" for i in parse_device_mix(options.planner.devices or "cpu", _catalog(options.planner)))
+
+
+def _precision_auto_options(options: CompileOptions, joint: bool, progress: ProgressFn) -> CompileOptions:
+    """--precision auto as the per-device fields: on the CPU alone, --cpu-precision auto (the same choice, the same
+    margin); with other devices, the joint choice's inputs (hcc plan --precision auto's): the CPU's bf16 candidates
+    where this host has AMX bf16 tiles, --gpu-precision auto where the mix has a GPU, the FPGA budget."""
+    from dataclasses import replace
+
+    budget = options.accuracy
+    if not joint:
+        return replace(options, cpu=replace(options.cpu, precision=CPU_AUTO, accuracy=budget))
+    from hcc.planner.device_catalog import parse_device_mix
+    from hcc.runtime.devices.cpu import has_bf16_tiles
+
+    mix = parse_device_mix(options.planner.devices or "cpu", _catalog(options.planner))
+    cpu = options.cpu
+    if has_bf16_tiles():
+        cpu = replace(cpu, precision=CPU_AUTO, accuracy=budget)
+    elif cpu.precision == CPU_AUTO:
+        raise HccError("--cpu-precision auto: this CPU has no AMX bf16 tiles; with --precision auto, leave --cpu-precision out "
+                       "(the CPU then stays fp32)")
+    else:
+        progress("precision: this CPU has no AMX bf16 tiles: the CPU's ops stay fp32; the other devices' precisions are chosen")
+    gpu = replace(options.gpu, precision=GPU_AUTO, accuracy=budget) if any(i.kind == "gpu" for i in mix) else options.gpu
+    return replace(options, cpu=cpu, gpu=gpu, fpga=replace(options.fpga, accuracy=budget))
+
+
+def _place_jointly(loaded, options: CompileOptions, feeds, progress: ProgressFn):
+    """--precision auto with devices besides the CPU: the placement chooses each op's device and precision together
+    (planner/joint_precision.plan_jointly, what `hcc plan --precision auto` runs: CPU fp32|bf16 per GEMM/convolution,
+    FPGA MAC layers at 8/12/16/18/32-bit words, under one accuracy cap, confirmed and checked on held-out inputs).
+    The FPGA widths reach the backend as per-layer types merged into the user's FPGA configuration (its own per-layer
+    types, which the choice left alone, win). Returns (plan, groups, precision plan, options, the FPGA config table or
+    None)."""
+    from hcc.planner.joint_precision import fpga_config_with_widths, plan_jointly
+
+    budget = options.fpga.accuracy
+    options = options.with_fpga(accuracy=None)  # the cost model prices the user's FPGA types; the widths are options
+    user_configs = planner_cost_model(loaded.model, options.fpga, options.cpu, options.gpu).fpga_node_configs
+    plan, precision_plan, options = plan_jointly(loaded, options, feeds, budget, progress, cost_model=planner_cost_model,
+                                                 place=plan_model, samples=_precision_samples, catalog=_catalog(options.planner))
+    fpga_config = None
+    fpga_nodes = {n for sg in plan.subgraphs if sg.kind == "fpga" for n in sg.nodes}
+    if precision_plan.fpga is not None and fpga_nodes & set(precision_plan.fpga.widths()):
+        fpga_config = fpga_config_with_widths(options.fpga.config, precision_plan.fpga, loaded.model)
+        options = options.with_fpga(config=fpga_config)
+        progress("precision: FPGA layers compiled at the chosen widths: " + ", ".join(f"{lw.node} {lw.types['weight']}"
+                                                                                         for lw in precision_plan.fpga.layers))
+    plan, groups, options = _placed_groups(plan, options, user_configs, progress)
+    return plan, groups, precision_plan, options, fpga_config
+
+
+def _label_fpga_subgraphs(manifest: Manifest, widths, staging: Path) -> None:
+    """--precision auto: an FPGA subgraph's precision in the manifest (what `hcc inspect` prints) is its MAC layers'
+    chosen widths, then the type of its other layers (the backend's default)."""
+    from hcc.planner.fixed_precision import label
+
+    for sg in manifest.subgraphs:
+        text, _ = label(widths, sg.nodes)
+        if text and parse_device(sg.device).kind == "fpga":
+            mine = [lw for lw in widths.layers if lw.node in set(sg.nodes)]
+            layers = ", ".join(f"{lw.node} {lw.width}b" for lw in mine[:8]) + (", ..." if len(mine) > 8 else "")
+            sg.precision = f"{text} per MAC layer ({layers}; --precision auto, plan/precision.json), other layers {sg.precision}"
+    bundle_writer.write_manifest(staging, manifest)
 
 
 def _precision_samples(loaded, feeds, seed: int) -> tuple[list[dict], list[dict]]:

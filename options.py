@@ -10,7 +10,8 @@ worker as plain data (`to_dict`/`from_dict`, versioned) and every backend takes 
 Sections: `golden` (golden inputs, seed), `cpu` (target CPU), `gpu` (precision), `fpga` (precision, per-layer config,
 calibration data, part, clock, the planner's chosen design points), `planner` (devices, objective, budgets, placement
 overrides and files, time limit), `debug` (keep_ir, save_temps), and `env`: the HCC_* environment knobs, read once
-when the record is built (hcc/env.py).
+when the record is built (hcc/env.py). Top level: `precision` ("auto": every device's precision chosen with the
+placement under `accuracy`, `hcc compile --precision auto`; the driver turns it into the sections' fields).
 """
 from __future__ import annotations
 
@@ -64,6 +65,8 @@ class GoldenOptions:
             raise HccError(f"--seed {self.seed!r}: expected an integer in 0..{2**32 - 1}")
 
 
+PRECISION_AUTO = "auto"  # --precision auto: device and precision chosen together under one accuracy budget (driver)
+PRECISIONS = ("fp32", PRECISION_AUTO)
 CPU_AUTO = "auto"  # --cpu-precision auto: bf16 for the GEMMs and convolutions an accuracy budget allows, fp32 for the rest
 
 
@@ -254,6 +257,8 @@ class CompileOptions:
     debug: DebugOptions = field(default_factory=DebugOptions)
     sign_key: str | None = None
     env: HccEnv = field(default_factory=read_env)
+    precision: str = "fp32"  # "auto": --precision auto (check_precision_auto says what it may be combined with)
+    accuracy: str | None = None  # its budget (--accuracy), e.g. "max_abs=1e-2"
 
     def __post_init__(self):
         for f in fields(self):
@@ -270,12 +275,41 @@ class CompileOptions:
             raise HccError(f"--sign {self.sign_key!r}: expected a key file or 64 hex digits")
         if self.sign_key is not None:
             _set(self, "sign_key", os.fspath(self.sign_key))
+        self.check_precision_auto()
+
+    def check_precision_auto(self) -> None:
+        """--precision auto chooses every device's precision under one budget, so a per-device precision that fixes one
+        (--cpu-precision bf16, --gpu-precision fp16, --fpga-precision TYPE) or another budget contradicts it: an error
+        naming both. The per-device `auto`s and their budget, when equal, agree with it (the driver sets them)."""
+        if self.precision not in PRECISIONS:
+            raise HccError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.precision != PRECISION_AUTO:
+            if self.accuracy is not None:
+                raise HccError("the top-level accuracy budget needs --precision auto (precision = \"auto\")")
+            return
+        if self.accuracy is None:
+            raise HccError("--precision auto needs --accuracy (e.g. max_abs=1e-2)")
+        from hcc.planner.precision import AccuracyBudget
+
+        _set(self, "accuracy", str(AccuracyBudget.parse(self.accuracy)))  # errors name the bad item
+        why = "--precision auto chooses each op's precision with its device under --accuracy"
+        for kind, section, auto in (("cpu", self.cpu, CPU_AUTO), ("gpu", self.gpu, GPU_AUTO)):
+            if section.precision not in (DEVICE_KINDS[kind].default_precision, auto):
+                raise HccError(f"--precision auto and --{kind}-precision {section.precision} contradict: {why}; give one of them")
+        if self.fpga.precision is not None:
+            raise HccError(f"--precision auto and --fpga-precision {self.fpga.precision} contradict: {why} (each FPGA MAC layer's "
+                           "ap_fixed width); give one of them (per-layer types that must stay fixed: --fpga-config)")
+        for option, budget in (("--cpu-precision auto", self.cpu.accuracy), ("--gpu-precision auto", self.gpu.accuracy),
+                               ("the FPGA", self.fpga.accuracy)):
+            if budget is not None and budget != self.accuracy:
+                raise HccError(f"--precision auto under {self.accuracy} and {option} under {budget} contradict: a compile has one budget")
 
     @classmethod
     def from_keywords(cls, **keywords: Any) -> CompileOptions:
         """The keywords `hcc.compile` has always taken (input_shapes, golden_inputs, seed, target_cpu, keep_ir, devices,
         objective, budgets, overrides, placement_file, save_placement, device_file, plan_time_limit_s, gpu_precision, cpu_precision, accuracy,
-        fpga (a dict of FpgaOptions fields), sign_key, save_temps) as a CompileOptions."""
+        fpga (a dict of FpgaOptions fields), sign_key, save_temps) as a CompileOptions. (--precision auto: build the record,
+        CompileOptions(precision="auto", accuracy=...).)"""
         sections: dict[str, dict] = {name: {} for name in _SECTIONS}
         top: dict[str, Any] = {}
         for name, value in keywords.items():

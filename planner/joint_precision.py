@@ -290,3 +290,36 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
     precision_plan.fpga = joint.fpga
     precision_plan.notes.extend(joint.notes)
     return plan, precision_plan, options
+
+
+def fpga_config_with_widths(user, widths: fxp.WidthPlan, model: onnx.ModelProto | None = None) -> dict:
+    """The FPGA configuration `hcc compile --precision auto` compiles with: the user's (`user`: an fpga.toml path, its
+    table or None) with each chosen layer's types (`widths.fpga_config()`: [node."name"] weight/bias/result, and the
+    FPGA subgraphs' input types as [tensor."name"]) added where the user's own sections leave them open. A layer whose
+    types the user's config fixes had no width options in the placement (plan_jointly), so it is not in `widths`.
+    `model`: when given, every named layer must be one of its nodes (an internal check)."""
+    import copy
+    import os
+
+    from hcc.config_file import read_toml
+    from hcc.errors import HccError
+
+    if user is None:
+        table: dict = {}
+    elif isinstance(user, (str, os.PathLike)):
+        table = read_toml(user, "FPGA config file")
+    else:
+        table = copy.deepcopy(dict(user))
+    chosen = widths.fpga_config()
+    if model is not None:
+        from hcc.frontend.names import node_names
+
+        unknown = sorted(set(chosen["node"]) - set(node_names(model)))
+        if unknown:
+            raise HccError(f"internal: FPGA widths chosen for nodes the model lacks: {', '.join(unknown)}")
+    for section in ("node", "tensor"):
+        for name, types in chosen.get(section, {}).items():
+            mine = table.setdefault(section, {}).setdefault(name, {})
+            for key, value in types.items():
+                mine.setdefault(key, value)
+    return table
