@@ -387,6 +387,8 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
                               floor=_golden_tolerance(manifest.subgraphs, emulated_fp16=emulated_fp16 is not None))
         if emulated_fp16 is not None:
             _emulated_fp16_tolerances(staging, manifest, emulated_fp16, expected, progress)
+        if options.precision == PRECISION_AUTO and precision_plan is not None:
+            _record_bundle_errors(staging, manifest, precision_plan, options.accuracy, progress)
     progress(f"wrote {bundle_dir} ({time.perf_counter() - started:.2f}s)")
     return manifest
 
@@ -519,6 +521,27 @@ def _place_jointly(loaded, options: CompileOptions, feeds, progress: ProgressFn)
                                                                                          for lw in precision_plan.fpga.layers))
     plan, groups, options = _placed_groups(plan, options, user_configs, progress)
     return plan, groups, precision_plan, options, fpga_config
+
+
+def _record_bundle_errors(staging: Path, manifest: Manifest, precision_plan, budget: str, progress: ProgressFn) -> None:
+    """--precision auto: plan/precision.json also says what the compiled bundle measured (the manifest's golden outputs:
+    the golden inputs, the choice's first calibration input, and held-out inputs the choice never saw), next to the
+    choice's predicted (composed) and emulated errors; a max_abs budget the bundle exceeds is a warning."""
+    from hcc.planner.precision import AccuracyBudget
+
+    measured = {name: acc for name, acc in (manifest.golden.outputs if manifest.golden else {}).items() if acc.golden_max_abs is not None}
+    if not measured:
+        return
+    limit = AccuracyBudget.parse(budget).max_abs
+    precision_plan.notes.append("compiled bundle, measured against onnxruntime fp32 (manifest golden.outputs): " + "; ".join(
+        f"{name} max_abs {acc.golden_max_abs:.3g} on the golden inputs, {acc.held_out_max_abs:.3g} on {acc.held_out_samples} held-out inputs"
+        for name, acc in measured.items()))
+    for name, acc in measured.items():
+        if limit is not None and max(acc.golden_max_abs, acc.held_out_max_abs or 0.0) > limit:
+            progress(f"warning: output '{name}': the compiled bundle's error {max(acc.golden_max_abs, acc.held_out_max_abs or 0.0):.3g} "
+                     f"is over the budget {budget} that the emulated choice met")
+    (staging / "plan" / "precision.json").write_text(precision_plan.to_json())
+    bundle_writer.write_manifest(staging, manifest)
 
 
 def _label_fpga_subgraphs(manifest: Manifest, widths, staging: Path) -> None:

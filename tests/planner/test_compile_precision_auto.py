@@ -77,6 +77,7 @@ def test_fixed_point_widths_per_layer_from_the_budget_compiled_and_within_it(tmp
     # predicted (composed) and emulated errors in the plan; measured on the compiled bundle in the manifest
     assert plan["fpga"]["predicted"]["y"]["max_abs"] >= plan["fpga"]["calibration"]["y"]["max_abs"]
     assert plan["fpga"]["calibration_ok"] and plan["fpga"]["held_out_ok"] is True
+    assert any(n.startswith("compiled bundle, measured against onnxruntime fp32") for n in plan["notes"])
     measured = manifest.golden.outputs["y"]
     assert measured.golden_max_abs <= 0.1 and measured.held_out_max_abs <= 0.1 and measured.held_out_samples == 4
     # the golden inputs are the choice's first calibration input and the emulation is the backend's arithmetic
@@ -175,3 +176,22 @@ def test_without_precision_auto_the_options_are_unchanged():
     options = CompileOptions()
     assert options.precision == "fp32" and options.accuracy is None
     assert CompileOptions.from_keywords(cpu_precision="auto", accuracy="max_abs=1e-2").cpu.accuracy == "max_abs=0.01"
+
+
+def test_a_users_per_layer_fpga_types_stay_and_the_chosen_widths_fill_the_rest(tmp_path):
+    """--fpga-config with --precision auto: a layer whose types the user's config fixes gets no width options (it is
+    not chosen), and the configuration compiled keeps the user's sections while adding the chosen layers' types."""
+    from hcc.planner.joint_precision import fpga_config_with_widths
+
+    onnx.save(outlier_mlp(), tmp_path / "m.onnx")
+    user = tmp_path / "fpga.toml"
+    user.write_text('[node."head"]\nprecision = "ap_fixed<18,6>"\n\n[node."outlier"]\nreuse_factor = 2\n')
+    loaded = load_model(str(tmp_path / "m.onnx"), None)
+    options = CompileOptions(golden=GoldenOptions(seed=0), cpu=CpuOptions(precision="auto", accuracy="max_abs=1e-1"),
+                             fpga=FpgaOptions(accuracy="max_abs=1e-1", config=str(user)), planner=_outlier_planner())
+    _, planned = plan_with_precision(loaded, options)
+    assert set(planned.fpga.widths()) == {"outlier"}
+    merged = fpga_config_with_widths(str(user), planned.fpga, loaded.model)
+    assert merged["node"]["head"] == {"precision": "ap_fixed<18,6>"}
+    assert merged["node"]["outlier"] == {"reuse_factor": 2, **planned.fpga.layers[0].types}
+    assert merged["tensor"] == {name: {"precision": t} for name, t in planned.fpga.inputs.items()}
