@@ -517,8 +517,8 @@ def _place_jointly(loaded, options: CompileOptions, feeds, progress: ProgressFn)
     if precision_plan.fpga is not None and fpga_nodes & set(precision_plan.fpga.widths()):
         fpga_config = fpga_config_with_widths(options.fpga.config, precision_plan.fpga, loaded.model)
         options = options.with_fpga(config=fpga_config)
-        progress("precision: FPGA layers compiled at the chosen widths: " + ", ".join(f"{lw.node} {lw.types['weight']}"
-                                                                                         for lw in precision_plan.fpga.layers))
+        progress("precision: FPGA layers compiled at the chosen widths (weight types): " + ", ".join(
+            f"{lw.node} {lw.width}b {lw.types['weight']}" for lw in precision_plan.fpga.layers if lw.node in fpga_nodes))
     plan, groups, options = _placed_groups(plan, options, user_configs, progress)
     return plan, groups, precision_plan, options, fpga_config
 
