@@ -97,6 +97,22 @@ def _loops_then_llvm(module, pipeline: str, stage: str = "cpu-to-llvm"):
     return module
 
 
+# A tensor.concat becomes an empty tensor and one insert_slice per piece, and eliminate-empty-tensors then lets each
+# piece's producer write into its slice of the result: bufferized as it was, every piece was computed into its own
+# buffer and copied (ResNet-18's max-pooling, split into border bands and an interior by passes/nan_semantics.py:
+# two copies of its 800 KB output).
+DECOMPOSE_CONCATS = """
+module attributes {transform.with_named_sequence} {
+  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
+    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {
+      transform.apply_patterns.tensor.decompose_concat
+    } : !transform.any_op
+    transform.yield
+  }
+}
+"""
+
 # After bufferization: hoist what is still redundant, then lower every vector op to 1-D loads/stores/FMAs.
 VECTOR_LOWERING = """
 module attributes {transform.with_named_sequence} {
@@ -723,7 +739,8 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     _split_shared_empties(root)
     _distinct_results(root)
     _read_only_arguments(root)
-    _run_pipeline(root, BUFFERIZE_IN_PLACE, "cpu-bufferize", "CPU backend: bufferization")
+    _apply_script(root, DECOMPOSE_CONCATS)
+    _run_pipeline(root, "eliminate-empty-tensors," + BUFFERIZE_IN_PLACE, "cpu-bufferize", "CPU backend: bufferization")
     _apply_script(root, HOIST_VECTOR_TRANSFERS)
     _run_pipeline(root, HOIST_BUFFERS, "cpu-hoist-buffers", "CPU backend: buffer hoisting and deallocation")
     _write_results_in_place(root)
