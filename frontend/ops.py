@@ -23,8 +23,8 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     HardSigmoid HardSwish Identity InstanceNormalization IsInf IsNaN LayerNormalization LeakyRelu Less LessOrEqual Log
     LogSoftmax LpNormalization LpPool LRN LSTM MatMul Max MaxPool MaxUnpool Mean Min Mish Mod Mul Neg NonZero
     Not OneHot Or Pad Pow PRelu Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
-    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN Round ScatterElements ScatterND Selu Shape Shrink Sigmoid
-    Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze STFT Sub Sum Tan Tanh ThresholdedRelu Tile TopK
+    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScatterElements ScatterND Selu Shape
+    Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze STFT Sub Sum Tan Tanh ThresholdedRelu Tile TopK
     Transpose Trilu Unsqueeze Where Xor
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
     com.microsoft.QGemm

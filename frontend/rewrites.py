@@ -69,6 +69,7 @@ from hcc.frontend.det import det_nodes
 from hcc.frontend.dft import dft_nodes, stft_nodes
 from hcc.frontend.grid_sample import grid_sample_nodes
 from hcc.frontend.max_unpool import max_unpool_nodes
+from hcc.frontend.roi_align import roi_align_nodes
 from hcc.frontend.scatter import scatter_elements_nodes, scatter_nd_nodes
 from hcc.frontend.topk import topk_nodes
 
@@ -247,6 +248,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return grid_sample_nodes(node, types[node.input[0]], x_shape, shapes[node.input[1]], path)
     if node.op_type == "Col2Im" and x_shape and len(node.input) > 2:
         return col2im_nodes(node, x_shape, _constant(facts, node.input[1]), _constant(facts, node.input[2]), path)
+    if node.op_type == "RoiAlign" and x_shape and len(node.input) > 2:
+        return roi_align_nodes(node, types[node.input[0]], x_shape, shapes.get(node.input[1]), opset, path)
     if node.op_type == "Det" and x_shape:
         return det_nodes(node, types[node.input[0]], x_shape, path)
     if node.op_type == "DFT" and x_shape:

@@ -689,6 +689,11 @@ case("ai.onnx.ml.TreeEnsemble", "opset5", _ml_tree_v5, as_written=True)
 case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
 # Det is Gaussian elimination with partial pivoting, unrolled over the matrix size (frontend/det.py).
 case("Det", "batch-4x4", lambda: unary("Det", shape=(2, 3, 4, 4), opset=22), as_written=True)
+# RoiAlign is coordinate arithmetic, GatherElements of the corner pixels and reductions (frontend/roi_align.py).
+case("RoiAlign", "avg-half-pixel", lambda: with_weights(
+    "RoiAlign", (2, 3, 8, 8), [_const("rois", [[0.5, 1.0, 6.0, 7.5], [-1.0, 2.0, 3.0, 9.0], [2.0, 2.0, 2.5, 3.0]]),
+                               _const("batch_indices", [1, 0, 1], np.int64)],
+    opset=16, output_height=3, output_width=2, sampling_ratio=2), as_written=True)
 
 
 # Every case compiles a model (about 2.5 s on 2 cores). To keep the default run (`make test`) inside its 20-minute
