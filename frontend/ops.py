@@ -16,7 +16,7 @@ from hcc.errors import HccError
 
 SUPPORTED_OPS: frozenset[str] = frozenset(
     """
-    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization BitShift BitwiseAnd
+    Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization BitCast BitShift BitwiseAnd
     BitwiseNot BitwiseOr BitwiseXor Cast CastLike Ceil Celu CenterCropPad Clip Col2Im Compress Concat Constant ConstantOfShape Conv ConvTranspose Cos
     Cosh CumProd CumSum DepthToSpace Det DFT Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor Gather GatherElements
     GatherND Gelu Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual GridSample GroupNormalization GRU Hardmax
@@ -24,8 +24,8 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     LogSoftmax LpNormalization LpPool LRN LSTM MatMul Max MaxPool MaxUnpool Mean Min Mish Mod Mul Neg NonZero
     Not OneHot Or Pad Pow PRelu Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
     ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize ReverseSequence RNN RoiAlign Round ScatterElements ScatterND Selu Shape
-    Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze STFT Sub Sum Tan Tanh ThresholdedRelu Tile TopK
-    Transpose Trilu Unsqueeze Where Xor
+    Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze STFT Sub Sum Tan Tanh TensorScatter ThresholdedRelu Tile
+    TopK Transpose Trilu Unsqueeze Where Xor
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
     com.microsoft.QGemm
     ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor

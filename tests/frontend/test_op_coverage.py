@@ -510,6 +510,13 @@ case("TopK", "axis1-random", lambda: _topk((2, 33, 3), 5, axis=1), as_written=Tr
 # (frontend/cumprod.py).
 case("CumProd", "axis1-exclusive", lambda: with_weights("CumProd", (3, 7), [_const("axis", 1, np.int64)], opset=26,
                                                         exclusive=1), as_written=True)
+# BitCast (opset 26) is exact bit arithmetic of opset-22 ops (frontend/bitcast.py); TensorScatter (opset 24) a
+# GatherElements of the update and a Where (frontend/tensor_scatter.py); both rewritten before the opset conversion.
+case("BitCast", "float-to-int32", lambda: _model([h.make_node("BitCast", ["x"], ["y"], name="bitcast", to=T.INT32)],
+                                                 [("x", F, [3, 5])], [("y", T.INT32)], opset=26), as_written=True)
+case("TensorScatter", "circular", lambda: _model(
+    [h.make_node("TensorScatter", ["cache", "update", "w"], ["y"], name="tensorscatter", mode="circular")],
+    [("cache", F, [2, 3, 6, 4]), ("update", F, [2, 3, 2, 4])], ["y"], [_const("w", [5, 1], np.int64)], opset=24), as_written=True)
 # Compress with a constant condition is a Gather of the selected positions (frontend/compress.py).
 case("Compress", "axis1", lambda: with_weights("Compress", (3, 4), [_const("condition", [True, False, True, True], np.bool_)],
                                                axis=1), as_written=True)
