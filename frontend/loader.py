@@ -25,6 +25,7 @@ from hcc.frontend.quantized import rewrite_quantized
 from hcc.frontend.recurrent import split_directions
 from hcc.frontend.resize_matrix import restate_resizes
 from hcc.frontend.rewrites import apply_rewrites
+from hcc.frontend.sequences import rewrite_sequences
 from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
@@ -178,6 +179,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
+    model = rewrite_sequences(model, path)  # sequences of compile-time positions: tensor ops (frontend/sequences.py)
     # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
     _check_supported(model, path, expanded)
     try:
