@@ -205,8 +205,9 @@ def rewrite_sequences(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         return model
     for output in graph.output:
         if output.name in sequences:
-            maker = next(n for n in graph.node if output.name in n.output)
-            raise HccError(f"{path}: output '{output.name}' is a sequence (made by node '{maker.name}' ({maker.op_type})): "
+            index, maker = next((i, n) for i, n in enumerate(graph.node) if output.name in n.output)
+            name = maker.name or f"{maker.op_type}_{index}"
+            raise HccError(f"{path}: output '{output.name}' is a sequence (made by node '{name}' ({maker.op_type})): "
                            "hcc compiles tensor outputs only; sequences inside the model are compiled when every "
                            "position is known at compile time")
     result = onnx.ModelProto()
