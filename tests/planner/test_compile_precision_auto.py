@@ -195,3 +195,32 @@ def test_a_users_per_layer_fpga_types_stay_and_the_chosen_widths_fill_the_rest(t
     assert merged["node"]["head"] == {"precision": "ap_fixed<18,6>"}
     assert merged["node"]["outlier"] == {"reuse_factor": 2, **planned.fpga.layers[0].types}
     assert merged["tensor"] == {name: {"precision": t} for name, t in planned.fpga.inputs.items()}
+
+
+def test_with_a_gpu_the_per_subgraph_fp16_step_follows_the_joint_choice(tmp_path):
+    """cpu + GPU: the joint choice (CPU bf16 options in the placement), then each GPU subgraph's fp16 choice under the
+    same budget; the bundle records it (precision.json's gpu part) and its golden atol covers the emulated fp16 error."""
+    onnx.save(mlp(), tmp_path / "m.onnx")
+    options = CompileOptions(precision="auto", accuracy="max_abs=1e-1", planner=PlannerOptions(devices="cpu,gpu:sm_90"))
+    manifest = compile_model(tmp_path / "m.onnx", tmp_path / "b", options)
+    assert [(s.device, s.precision) for s in manifest.subgraphs] == [("gpu:sm_90", "fp16")]
+    plan = _plan_json(tmp_path / "b")
+    assert [c["precision"] for c in plan["gpu"]["choices"]] == ["fp16"] and plan["gpu"]["held_out_ok"] is True
+    assert "not measured on a GPU" in manifest.golden.outputs["y"].note
+    assert "fp16 alone, emulated in onnxruntime" in describe(tmp_path / "b")
+
+
+def test_refused_where_the_choice_cannot_apply(tmp_path):
+    """Subgraphs fixed by hand on another device, and a model with run-time control flow (a program of fp32 CPU pieces)."""
+    import program_models as pm  # tests/, on sys.path by tests/conftest.py
+    from hcc.driver import compile_groups
+
+    onnx.save(outlier_mlp(), tmp_path / "m.onnx")
+    options = CompileOptions(precision="auto", accuracy="max_abs=1e-1")
+    groups = [{"id": "sg0", "device": "fpga:xcu250", "nodes": ["outlier", "relu", "head"], "device_index": 0}]
+    with pytest.raises(HccError, match="subgraphs fixed by hand on other devices"):
+        compile_groups(tmp_path / "m.onnx", tmp_path / "b", groups, options)
+    onnx.save(pm.if_on_input(), tmp_path / "if.onnx")
+    with pytest.raises(HccError, match="--precision auto cannot apply"):
+        compile_model(tmp_path / "if.onnx", tmp_path / "b", options)
+    assert not (tmp_path / "b").exists()
