@@ -562,6 +562,8 @@ def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_ar
         hoisted = "; every time step's input product, hoisted out of the loop" if call.hoisted else ""
         blocked = [what for bit, what in ((ukernels.X_BLOCKED, "input"), (ukernels.Y_BLOCKED, "output")) if call.layouts & bit]
         blocked_note = f"; {' and '.join(blocked)} in 16-channel blocks" if blocked else ""
+        if call.kept_fp32:
+            blocked_note += " (fp32, not bf16: the bf16 kernels take NCHW only)"
         reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}{hoisted}{blocked_note}", node_name(call),
                                 call.work))
     return reports
