@@ -20,6 +20,18 @@ from types import MappingProxyType
 # ---------------------------------------------------------------------------------------------------- ABIs
 
 NATIVE_ABI = "bare-ptr-v1"  # a shared object's entry: every argument a pointer to a dense row-major buffer, inputs then outputs
+# A CPU subgraph compiled for a baseline ISA also carries its generated code for these wider ones, as extra entries
+# `<entry>__<isa with _ for ->` that the runtime binds where the CPU has the ISA (the micro-kernels choose by CPUID
+# themselves): the default x86-64-v3 bundle still runs everywhere, and at full width on AVX-512 hosts.
+WIDER_ISA_VARIANTS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "x86-64": ("x86-64-v4",), "x86-64-v2": ("x86-64-v4",), "x86-64-v3": ("x86-64-v4",)})
+
+
+def isa_entry(entry: str, isa: str) -> str:
+    """The symbol of `entry` compiled for `isa` (WIDER_ISA_VARIANTS)."""
+    return f"{entry}__{isa.replace('-', '_')}"
+
+
 LAUNCH_ABI = "hcc-launch-v1"  # a GPU subgraph's JSON launch table (backends/gpu/launch_table.py), replayed by runtime/devices/cuda.py
 
 # ---------------------------------------------------------------------------------------------------- precisions

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from hcc.artifacts.manifest import ArtifactRecord, native_signature
 from hcc.backends.cpu import lowering, toolchain
+from hcc.devices import WIDER_ISA_VARIANTS
 from hcc.options import CompileOptions, ModelFiles
 
 BF16_CALL = "_bf16 micro-kernel call"  # the schedule note of a kernel call through a bf16 entry (lowering.py)
@@ -25,11 +26,14 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     nodes: list[str] = []
     llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16(),
                                         constant_args=weight_arguments(spec.inputs, files))
+    wider = WIDER_ISA_VARIANTS.get(target, ())
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
-                                  profile_nodes=nodes)
+                                  profile_nodes=nodes, variants={isa: spec.id for isa in wider})
     if options.debug.keep_ir:
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     meta = {"schedule": schedule_record(log)}
+    if wider:  # the runtime binds the widest entry the CPU runs (devices.isa_entry)
+        meta["isa_variants"] = list(wider)
     bf16_calls = sorted({r.node for r in log if r.ok and BF16_CALL in r.note})
     if bf16_calls:  # what was emitted, not what was asked: a function that fell back to plain loops computes fp32
         meta["precision_default"], meta["bf16_nodes"] = "bf16", bf16_calls

@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+from hcc.devices import isa_entry
 from hcc.env import read_env
 from hcc.errors import HccError
 
@@ -135,23 +137,52 @@ def exported_bytes(symbol: str, data: bytes) -> str:
 
 
 def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2", signature: str | None = None,
-                        profile_nodes: list[str] | None = None) -> None:
+                        profile_nodes: list[str] | None = None, variants: dict[str, str] | None = None) -> None:
     """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection. `signature` is embedded as the
-    exported symbol `hcc_signature`, the profiled node names as `hcc_prof_nodes` (NUL-separated)."""
+    exported symbol `hcc_signature`, the profiled node names as `hcc_prof_nodes` (NUL-separated). `variants`: per
+    wider ISA (devices.WIDER_ISA_VARIANTS), the entry function whose copy compiled for it is added to the object as
+    devices.isa_entry(entry, isa)."""
     out_so.parent.mkdir(parents=True, exist_ok=True)
     stem = out_so.with_suffix("")
-    ll, bc, obj = stem.with_suffix(".ll"), stem.with_suffix(".bc"), stem.with_suffix(".o")
+    ll = stem.with_suffix(".ll")
     extra = exported_bytes("hcc_signature", signature.encode()) if signature else ""
     extra += exported_bytes("hcc_prof_nodes", "\0".join(profile_nodes).encode()) if profile_nodes else ""
     ll.write_text(with_target(llvm_ir) + extra)
-    tools = llvm_bin_dir()
+    objects: list[Path] = []
     try:
-        _run([str(tools / "opt"), "-O3", f"-mcpu={cpu}", str(ll), "-o", str(bc)], "opt -O3")
-        _run([str(tools / "llc"), "-O3", f"-mcpu={cpu}", "-relocation-model=pic", "-filetype=obj", str(bc), "-o", str(obj)], "llc -O3")
+        objects.append(_llvm_object(ll, cpu))
+        for isa, entry in (variants or {}).items():
+            variant = stem.with_name(f"{stem.name}.{isa}.ll")
+            variant.write_text(with_target(_renamed_entry(llvm_ir, entry, isa_entry(entry, isa))))
+            try:
+                objects.append(_llvm_object(variant, isa))
+            finally:
+                variant.unlink(missing_ok=True)
         support = [str(o) for o in support_objects()]
-        _run([c_compiler(), "-shared", "-O2", "-fPIC", str(obj), *support, "-o", str(out_so), "-lm", "-pthread"], "linking the shared object")
+        _run([c_compiler(), "-shared", "-O2", "-fPIC", *map(str, objects), *support, "-o", str(out_so), "-lm", "-pthread"],
+             "linking the shared object")
     finally:
-        for tmp in (bc, obj):
+        for tmp in objects:
             tmp.unlink(missing_ok=True)
         if not keep_ll:
             ll.unlink(missing_ok=True)
+
+
+def _llvm_object(ll: Path, cpu: str) -> Path:
+    """opt -O3 and llc -O3 of `ll` for `cpu`: the object file next to it."""
+    tools = llvm_bin_dir()
+    bc, obj = ll.with_suffix(".bc"), ll.with_suffix(".o")
+    try:
+        _run([str(tools / "opt"), "-O3", f"-mcpu={cpu}", str(ll), "-o", str(bc)], "opt -O3")
+        _run([str(tools / "llc"), "-O3", f"-mcpu={cpu}", "-relocation-model=pic", "-filetype=obj", str(bc), "-o", str(obj)], "llc -O3")
+    finally:
+        bc.unlink(missing_ok=True)
+    return obj
+
+
+def _renamed_entry(llvm_ir: str, entry: str, name: str) -> str:
+    """`llvm_ir` with its function `@entry` (the only symbol the generated code defines) renamed `@name`."""
+    renamed, count = re.subn(rf"@{re.escape(entry)}(?=[(\s])", f"@{name}", llvm_ir)
+    if not re.search(rf"^define [^\n]*@{re.escape(name)}\(", renamed, re.M):
+        raise HccError(f"internal: the generated code defines no function '{entry}' to compile for another ISA")
+    return renamed

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
+from hcc.devices import isa_entry
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Executable, HostMemoryDevice
@@ -79,8 +80,20 @@ def check_target_cpu(target: str) -> None:
                        "recompile with --target-cpu x86-64-v2")
 
 
+def widest_entry(entry: str, variants: list[str], flags: set[str]) -> tuple[str, str | None]:
+    """(symbol, ISA) of the widest ISA variant of `entry` this CPU runs (flags: /proc/cpuinfo's), else (entry, None):
+    a bundle's generated code for its baseline target, plus copies for wider ones (devices.WIDER_ISA_VARIANTS)."""
+    for isa in reversed(variants):
+        needed = TARGET_FEATURES.get(isa)
+        if needed is not None and flags and needed <= flags:
+            return isa_entry(entry, isa), isa
+    return entry, None
+
+
 class CpuExecutable(Executable):
-    def __init__(self, path: Path, entry: str, arity: int, threads: int = 0, profile: bool = False):
+    def __init__(self, path: Path, entry: str, arity: int, threads: int = 0, profile: bool = False, variants: list[str] | None = None):
+        """`variants`: the wider ISAs the artifact also holds its code for (its meta's isa_variants): the widest one
+        the CPU runs is bound instead of `entry` (`isa` says which; None: the baseline)."""
         self._lib = load_library(path)
         # The bundle's own pool (runtime/threadpool.c) is one per loaded .so, and two sessions of one bundle share the
         # .so: each run sets its session's count again when another session changed it.
@@ -91,6 +104,7 @@ class CpuExecutable(Executable):
             self._set_threads.argtypes, self._get_threads.restype = [ctypes.c_int], ctypes.c_int
             self._set_threads(threads)
             self._threads = self._get_threads()
+        entry, self.isa = widest_entry(entry, list(variants or []), host_cpu_flags())
         self._fn = entry_function(self._lib, entry, arity, path)
         self._arity = arity
         self._bound: list[Any] = [None] * arity  # per argument position: the bound constant (or None) and its pointer
@@ -160,5 +174,5 @@ class CpuDevice(HostMemoryDevice):
 
     def load_artifact(self, bundle: Path, subgraph: SubgraphRecord, artifact: ArtifactRecord) -> Executable:
         return CpuExecutable(safe_path(bundle, artifact.file), artifact.entry, len(subgraph.inputs) + len(subgraph.outputs), self.threads,
-                             self.profile)
+                             self.profile, artifact.meta.get("isa_variants"))
 
