@@ -54,6 +54,8 @@ from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, inp
 EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
 EXACT_FLOAT64 = 1 << 53
 EIGHT_BIT = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255)}
+# QuantizeLinear and DequantizeLinear alone also take 16-bit integers (no integer kernel fuses them in onnxruntime)
+RANGES = {**EIGHT_BIT, TensorProto.INT16: (-32768, 32767), TensorProto.UINT16: (0, 65535)}
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
@@ -137,15 +139,16 @@ def _zero_point_bound(g: RewriteGraph, zp_name: str, elem: int) -> int:
 
 
 def _shifted(e: NodeEmitter, x: str, zp) -> object:
-    """float32(x - zp) for an 8-bit x: exact."""
+    """float32(x - zp) for an 8- or 16-bit x: exact."""
     xf = e.cast(x, F32)
     return xf if zp is None else e.sub(xf, e.cast(zp, F32), "shift")
 
 
 def _saturate(e: NodeEmitter, v, zp, elem: int, output: str) -> str:
     """MLAS's last steps of QuantizeLinear and of requantization: clamp v to [qmin - zp, qmax - zp] (maxps, minps),
-    round half to even, add zp, store as the 8-bit type."""
-    qmin, qmax = EIGHT_BIT[elem]
+    round half to even, add zp, store as the 8- or 16-bit type (INT16 through a Gather from the table of its values:
+    torch-mlir's Cast has no INT16 target)."""
+    qmin, qmax = RANGES[elem]
     zpf = e.cast(zp, F32) if zp is not None else np.float32(0)
     lo = e.sub(np.array(qmin, F32), zpf, "lo")
     hi = e.sub(np.array(qmax, F32), zpf, "hi")
@@ -154,6 +157,10 @@ def _saturate(e: NodeEmitter, v, zp, elem: int, output: str) -> str:
     r = e.round_even(v)
     if zp is not None:
         r = e.add(r, zpf, "plus_zp")
+    if elem == TensorProto.INT16 and not isinstance(r, np.ndarray):
+        index = e.add(e.cast(r, np.int64), np.array(32768, np.int64), "table_index")
+        table = np.arange(-32768, 32768).astype(np.int16)
+        return e.result(e.op("Gather", [table, index], np.int16, "int16", axis=0), output)
     return e.result(e.cast(r, helper.tensor_dtype_to_np_dtype(elem)), output)
 
 
@@ -217,8 +224,9 @@ def _quantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opse
         raise _Refused(f"input '{x}' has type {type_name(_elem(g, x))}: hcc quantizes float32 inputs only")
     _float32_scale(g, scale)
     out_elem = _elem(g, node.output[0])
-    if out_elem not in EIGHT_BIT:
-        raise _Refused(f"output type {type_name(out_elem)} is not supported: hcc compiles 8-bit integer quantization (INT8, UINT8) only")
+    if out_elem not in RANGES:
+        raise _Refused(f"output type {type_name(out_elem)} is not supported: hcc compiles 8- and 16-bit integer quantization "
+                       "(INT8, UINT8, INT16, UINT16) only")
     s, z = _scale_and_zero_point(e, g, node, x, scale, zp, opset)
     _saturate(e, e.div(x, s, "scaled"), z, out_elem, node.output[0])
 
@@ -247,8 +255,8 @@ def _scale_and_zero_point(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto,
 def _dequantize_linear(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     x, scale, zp = node.input[0], node.input[1], input_at(node, 2)
     elem = _elem(g, x)
-    if elem not in EIGHT_BIT and elem != TensorProto.INT32:
-        raise _Refused(f"input '{x}' has type {type_name(elem)}: hcc dequantizes INT8, UINT8 and INT32 only")
+    if elem not in RANGES and elem != TensorProto.INT32:
+        raise _Refused(f"input '{x}' has type {type_name(elem)}: hcc dequantizes INT8, UINT8, INT16, UINT16 and INT32 only")
     _float32_scale(g, scale)
     if attr_value(node, "output_dtype", 0) not in (0, TensorProto.FLOAT):
         raise _Refused(f"attribute output_dtype={type_name(attr_value(node, 'output_dtype'))} is not supported (float32 only)")
