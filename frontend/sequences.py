@@ -9,7 +9,8 @@ position) becomes an Identity of the tensor, SequenceLength a constant, ConcatFr
 Unsqueezed tensors). Positions are constants (initializers or Constant nodes), negative ones counted from the end.
 A sequence graph output is refused naming it; a model whose sequences reach anything else (a graph input, a Loop, If or
 SequenceMap, an optional) is left as it is and refused as before, naming the value or op; a position that is not a
-constant is refused naming the node.
+constant is refused naming the node. Likewise OptionalGetElement of a plain tensor is an Identity, and an Optional
+made in the graph and only read by OptionalGetElement / OptionalHasElement is its tensor / a constant.
 """
 from __future__ import annotations
 
@@ -192,9 +193,61 @@ class _Rewriter:
                 self.nodes.append(node)
 
 
+def _rewrite_optionals(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+    """OptionalGetElement of a plain tensor (an Identity), and Optional values made in the graph and only read by
+    OptionalGetElement (the tensor) or OptionalHasElement (a constant): the model itself when there are none, or when
+    an optional goes anywhere else (then the usual refusal names it)."""
+    graph = model.graph
+    if not any(n.op_type in ("Optional", "OptionalGetElement", "OptionalHasElement") and n.domain in ("", "ai.onnx")
+               for n in graph.node):
+        return model
+    if any(v.type.HasField("optional_type") or v.type.HasField("sequence_type") for v in list(graph.input) + list(graph.output)):
+        return model
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the loader's own inference reports it
+        return model
+    tensors = {v.name for v in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)
+               if v.type.HasField("tensor_type")} | {i.name for i in graph.initializer}
+    held: dict[str, str | None] = {}  # an Optional's output -> the tensor it holds (None: empty)
+    for node in graph.node:
+        if node.op_type == "Optional" and node.domain in ("", "ai.onnx"):
+            held[node.output[0]] = node.input[0] if node.input and node.input[0] else None
+    for node in graph.node:
+        reads = [name for name in node.input if name in held]
+        if reads and node.op_type not in ("OptionalGetElement", "OptionalHasElement"):
+            return model
+        if node.op_type in ("OptionalGetElement", "OptionalHasElement") and node.input and node.input[0] not in held \
+                and node.input[0] not in tensors:
+            return model
+    nodes = []
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        source = node.input[0] if node.input else ""
+        if node.op_type == "Optional" and node.domain in ("", "ai.onnx"):
+            continue
+        if node.op_type == "OptionalGetElement":
+            tensor = held[source] if source in held else source
+            if tensor is None:
+                raise HccError(f"{path}: node '{name}' (OptionalGetElement): the optional it reads is empty")
+            nodes.append(helper.make_node("Identity", [tensor], [node.output[0]], name=name))
+        elif node.op_type == "OptionalHasElement":
+            present = bool(source) and (held.get(source) is not None if source in held else True)
+            value = numpy_helper.from_array(np.asarray(present), node.output[0])
+            nodes.append(helper.make_node("Constant", [], [node.output[0]], name=name, value=value))
+        else:
+            nodes.append(node)
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(nodes)
+    return result
+
+
 def rewrite_sequences(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     """`model` with its compile-time sequences turned into tensor ops (the model itself when it has none, or when a
     sequence goes where this rewrite cannot follow it: then the usual refusal names it)."""
+    model = _rewrite_optionals(model, path)
     graph = model.graph
     if not any(n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx") for n in graph.node):
         return model

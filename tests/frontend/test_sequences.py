@@ -1,6 +1,7 @@
 """Sequences of compile-time positions (frontend/sequences.py): SequenceConstruct/Insert/Erase/At/Length,
 SplitToSequence (scalar, list and absent split, keepdims 0) and ConcatFromSequence (new_axis 0 and 1) rewritten into
-tensor ops, compared with onnxruntime; a run-time position is refused naming the node, a sequence graph output naming it."""
+tensor ops, and Optional / OptionalGetElement / OptionalHasElement inside the graph, compared with onnxruntime; a
+run-time position is refused naming the node, a sequence graph output naming it."""
 from __future__ import annotations
 
 import numpy as np
@@ -78,6 +79,24 @@ def test_split_to_sequence_and_stack(tmp_path, opset):
                          initializer=[_i64("two", 2), _i64("sizes", [1, 4, 1]), _i64("one", 1)])
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=8)
     _check(tmp_path, model, {"x": np.arange(18, dtype=np.float32).reshape(3, 6)})
+
+
+def test_optionals_made_and_read_in_the_graph(tmp_path):
+    nodes = [
+        h.make_node("Optional", ["a"], ["opt"], name="wrap"),
+        h.make_node("OptionalGetElement", ["opt"], ["got"], name="unwrap"),
+        h.make_node("OptionalHasElement", ["opt"], ["has"], name="has"),
+        h.make_node("Optional", [], ["none"], name="empty", type=h.make_tensor_type_proto(F, [2])),
+        h.make_node("OptionalHasElement", ["none"], ["has_none"], name="has_none"),
+        h.make_node("OptionalGetElement", ["b"], ["plain"], name="plain_tensor"),
+        h.make_node("Cast", ["has"], ["one"], name="one", to=F),
+        h.make_node("Cast", ["has_none"], ["zero"], name="zero", to=F),
+        h.make_node("Sum", ["got", "one", "zero", "plain"], ["y"], name="sum"),
+    ]
+    graph = h.make_graph(nodes, "optionals", [h.make_tensor_value_info("a", F, [2]), h.make_tensor_value_info("b", F, [2])],
+                         [h.make_tensor_value_info("y", F, [2])])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=8)
+    _check(tmp_path, model, {"a": np.array([1.5, -2.0], np.float32), "b": np.array([10.0, 20.0], np.float32)})
 
 
 def test_run_time_position_is_refused(tmp_path):
