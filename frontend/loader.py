@@ -13,6 +13,7 @@ from hcc.errors import HccError
 from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
+from hcc.frontend.dft import explicit_stft_defaults
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.functions import Expansion, expand_functions
 from hcc.frontend.fuse_batchnorm import fuse_batchnorm
@@ -180,6 +181,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     model = rewrite_sequences(model, path)  # sequences of compile-time positions: tensor ops (frontend/sequences.py)
+    explicit_stft_defaults(model)  # onnx's shape inference misreads STFT's default onesided (frontend/dft.py)
     # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
     _check_supported(model, path, expanded)
     try:

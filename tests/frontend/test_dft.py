@@ -122,3 +122,18 @@ def test_complex_inverse_is_numpys_bit_for_bit(tmp_path, length, dft_length):
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_stft_default_onesided_with_declared_shape(tmp_path):
+    """An STFT without the onesided attribute (default 1) whose output is declared [2, 7, 7, 2]: onnx's shape
+    inference reads the missing attribute as 0 (12 bins) and would refuse the model; hcc writes the default first."""
+    node = h.make_node("STFT", ["signal", "frame_step", "", "frame_length"], ["y"], name="stft")
+    graph = h.make_graph([node], "stft", [h.make_tensor_value_info("signal", T.FLOAT, [2, 50, 1])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [2, 7, 7, 2])],
+                         initializer=[numpy_helper.from_array(np.array(6, np.int64), "frame_step"),
+                                      numpy_helper.from_array(np.array(12, np.int64), "frame_length")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+    feeds = {"signal": np.random.default_rng(6).standard_normal((2, 50, 1)).astype(np.float32)}
+    got = _run(tmp_path, model, feeds).run(None, feeds)[0]
+    assert got.shape == (2, 7, 7, 2)
+    _compare(got, model, feeds)
