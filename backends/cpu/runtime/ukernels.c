@@ -749,6 +749,124 @@ static void amx_pack_all(const void *ctx, float *out) {
     memset(dst + ((p->M + AMX_MB - 1) / AMX_MB) * AMX_MB * Kp, 0, sizeof(uint16_t) * (size_t)(AMX_MB * Kp));
   }
 }
+
+static const float *packed_weights(int64_t site, const int64_t shape[3], size_t floats, void (*pack)(const void *, float *), const void *ctx);
+
+/* Direct convolution on bf16 tiles (stride 1, no dilation, one group, channels a multiple of 32, constant filters):
+ * the input becomes, once per call, channel pairs of a zero-padded bf16 copy, [C/2][Hp][Wp][2], so that the B tile of
+ * a tap (kh, kw) -- 16 channel pairs x 16 consecutive output pixels of one row -- is 16 rows of 64 bytes read in place
+ * (Hp*Wp*4 bytes apart). No im2col panel, which copied every input value KH*KW times and was 27% of ResNet-18's bf16
+ * run after amx_pack_b16. The filters are kept as A tiles: [kh][kw][C/32][F rounded up to 32 rows][32] bf16. */
+typedef struct {
+  const Problem *problems; /* per image: c and the epilogue */
+  const float *x;
+  const int64_t *xs;
+  uint16_t *xin;           /* per image C/2 x Hp x Wp pairs */
+  const uint16_t *wt;      /* the kept filters */
+  int64_t C, F, Fp, H, W, KH, KW, OH, OW, Hp, Wp, top, left, plane; /* plane: halves per image */
+} AmxDirect;
+
+static void amx_direct_input(void *ctx, int64_t task) { /* task = image * C/2 + pair */
+  const AmxDirect *j = ctx;
+  static const short order[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                  8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i interleave = _mm512_loadu_si512(order);
+  int64_t n = task / (j->C / 2), cp = task % (j->C / 2);
+  const float *c0 = j->x + n * j->xs[0] + 2 * cp * j->xs[1], *c1 = c0 + j->xs[1];
+  uint16_t *dst = j->xin + n * j->plane + cp * j->Hp * j->Wp * 2;
+  for (int64_t h = 0; h < j->Hp; ++h, dst += j->Wp * 2) {
+    int64_t ih = h - j->top;
+    memset(dst, 0, sizeof(uint16_t) * (size_t)(j->Wp * 2));
+    if (ih < 0 || ih >= j->H) continue;
+    const float *r0 = c0 + ih * j->xs[2], *r1 = c1 + ih * j->xs[2];
+    uint16_t *out = dst + j->left * 2;
+    int64_t w = 0;
+    for (; w + 16 <= j->W; w += 16) {
+      __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(bf16x16(_mm512_loadu_ps(r0 + w))), bf16x16(_mm512_loadu_ps(r1 + w)), 1);
+      _mm512_storeu_si512(out + 2 * w, _mm512_permutexvar_epi16(interleave, both));
+    }
+    if (w < j->W) {
+      __mmask16 m = (__mmask16)((1u << (j->W - w)) - 1u);
+      __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(bf16x16(_mm512_maskz_loadu_ps(m, r0 + w))),
+                                        bf16x16(_mm512_maskz_loadu_ps(m, r1 + w)), 1);
+      _mm512_mask_storeu_epi32(out + 2 * w, m, _mm512_permutexvar_epi16(interleave, both));
+    }
+  }
+}
+
+/* The kept A tiles from FCHW filters (dense): row f of block (kh, kw, cb) holds channels cb*32 .. +31 of tap (kh, kw). */
+static void amx_direct_pack(const void *ctx, float *out) {
+  const AmxDirect *j = ctx;
+  const Problem *p = j->problems;
+  uint16_t *dst = (uint16_t *)out;
+  for (int64_t kh = 0; kh < j->KH; ++kh)
+    for (int64_t kw = 0; kw < j->KW; ++kw)
+      for (int64_t cb = 0; cb < j->C / 32; ++cb)
+        for (int64_t f = 0; f < j->Fp; ++f, dst += 32)
+          for (int64_t i = 0; i < 32; ++i) {
+            float v = f < j->F ? p->a[f * p->lda + ((cb * 32 + i) * j->KH + kh) * j->KW + kw] : 0.0f;
+            dst[i] = (uint16_t)_mm256_extract_epi16(bf16x16(_mm512_set1_ps(v)), 0);
+          }
+}
+
+static void amx_direct_rows(void *ctx, int64_t task) { /* task = image * OH + output row */
+  const AmxDirect *j = ctx;
+  int64_t n = task / j->OH, oh = task % j->OH, cbs = j->C / 32, pair_rows = j->Hp * j->Wp * 4; /* bytes between pairs */
+  const Problem *p = &j->problems[n];
+  float acc[32 * 32] __attribute__((aligned(64)));
+  amx_configure();
+  for (int64_t ow = 0; ow < j->OW; ow += 32)
+    for (int64_t f0 = 0; f0 < j->Fp; f0 += 32) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int64_t kh = 0; kh < j->KH; ++kh)
+        for (int64_t kw = 0; kw < j->KW; ++kw) {
+          const uint16_t *b = j->xin + n * j->plane + ((oh + kh) * j->Wp + ow + kw) * 2;
+          const uint16_t *a = j->wt + ((kh * j->KW + kw) * cbs * j->Fp + f0) * 32;
+          for (int64_t cb = 0; cb < cbs; ++cb, a += j->Fp * 32, b += (int64_t)16 * j->Hp * j->Wp * 2) {
+            _tile_loadd(4, a, 64);
+            _tile_loadd(5, a + 16 * 32, 64);
+            _tile_loadd(6, b, pair_rows);
+            _tile_loadd(7, b + 32, pair_rows);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(1, 4, 7);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+        }
+      _tile_stored(0, acc, 128);
+      _tile_stored(1, acc + 16, 128);
+      _tile_stored(2, acc + 16 * 32, 128);
+      _tile_stored(3, acc + 16 * 32 + 16, 128);
+      amx_store(p, acc, f0, oh * j->OW + ow, min64(32, j->F - f0), min64(32, j->OW - ow));
+    }
+  _tile_release();
+}
+
+static __thread Scratch amx_direct_scratch;
+
+/* 1 when the convolution ran here; 0 when it does not qualify or a buffer cannot be had (the im2col path runs). */
+static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64_t *xs, const int64_t *sizes, const int64_t *conv,
+                      const int64_t *ys, int64_t site) {
+  int64_t C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
+  if (site <= 0 || (sizes[9] > 1) || C % 32 || conv[0] != 1 || conv[1] != 1 || conv[2] != 1 || conv[3] != 1 || !problems[0].lda ||
+      ys[3] != 1 || ys[2] != OW || OW < 16)
+    return 0;
+  int64_t Hp = OH + KH - 1, Wp = OW + KW - 1, Fp = ((F + 31) / 32) * 32;
+  int64_t plane = (C / 2) * Hp * Wp * 2, slack = 64 * 2 + 64; /* a row's last block reads up to 31 + KW - 1 pairs past its end */
+  AmxDirect job = {problems, x, xs, NULL, NULL, C, F, Fp, sizes[2], sizes[3], KH, KW, OH, OW, Hp, Wp, conv[4], conv[5], plane};
+  const int64_t shape[3] = {F, C * KH * KW, -100}; /* -100: this layout */
+  job.wt = (const uint16_t *)packed_weights(site, shape, (size_t)(KH * KW * (C / 32) * Fp * 32 / 2 + 1), amx_direct_pack, &job);
+  uint16_t *xin = (uint16_t *)scratch(&amx_direct_scratch, (size_t)((NB * plane + slack) / 2 + 1));
+  if (!job.wt || !xin) return 0;
+  memset(xin + NB * plane, 0, sizeof(uint16_t) * (size_t)slack);
+  job.xin = xin;
+  hcc_parallel_for(NB * (C / 2), amx_direct_input, &job);
+  hcc_parallel_for(NB * OH, amx_direct_rows, &job);
+  return 1;
+}
 #pragma GCC pop_options
 #endif
 
@@ -1559,6 +1677,13 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). A blocked
      output has no transposed write-out: 16 taps do (MobileNet's 16->96 1x1 on 112x112: 0.95 vs 1.39 ms, 24->144 on
      56x56: 0.30 vs 0.83 ms on the GEMM path). */
+#ifdef HCC_AMX
+  if (amx && !conv[6] && amx_direct(problems, NB, x, xs, sizes, conv, ys, site)) { /* bf16 tiles, no im2col */
+    free(problems);
+    free(tables);
+    return;
+  }
+#endif
   if (amx && padded) /* bf16 tiles: im2col panels from a zero-padded copy, without the masked gathers */
     amx_padded_input(problems, NB, G, x, xs, sizes, conv, bk, bn);
 #ifdef HCC_AMX

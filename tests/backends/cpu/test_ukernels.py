@@ -653,6 +653,36 @@ def test_bf16_conv_matches_rounded_reference(amx, c, h, f, k, stride, pad):
     assert np.abs(y - unrounded - bias[None, :, None, None]).max() > 1e-3
 
 
+@pytest.mark.parametrize("c,h,w,f,k,pad", [(64, 20, 37, 48, 3, 1), (32, 9, 18, 40, 3, 0), (64, 12, 18, 64, 1, 0), (32, 12, 21, 32, 5, 2)])
+def test_bf16_direct_conv_on_tiles(amx, c, h, w, f, k, pad):
+    """Constant filters, stride 1, channels a multiple of 32: the direct path (amx_direct: the B tiles read a bf16
+    channel-pair copy of the padded input in place, no im2col), with partial filter blocks and row tails, a bias and
+    a residual + Relu epilogue; the same rounded reference as the im2col path, and the same result on a second call
+    (the kept filter tiles)."""
+    rng = np.random.default_rng(c + h * 7 + f)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    padded = np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = conv_ref(padded, _bf16(wt).astype(np.float64), (1, 1), (1, 1), 1)
+    bias = rng.standard_normal(f).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    expected = np.maximum(ref + bias[None, :, None, None] + res, 0)
+    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], 1]
+    site = 9000 + c + h + f + k
+    results = []
+    for call_site in (site, site, 0):  # site 0: filters not constant, the im2col path
+        y = np.full(ref.shape, np.nan, np.float32)
+        amx.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, pad, pad]),
+                 _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
+                 _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0), site=call_site)
+        results.append(y)
+    np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
+    assert np.array_equal(results[0], results[1])
+    # the direct path sums taps in (kh, kw, c) order, im2col in (c, kh, kw): equal up to fp32 sums, not bit for bit
+    np.testing.assert_allclose(results[2], results[0], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
+    assert k == 1 or not np.array_equal(results[0], results[2])
+
+
 def _to_blocked(x: np.ndarray) -> np.ndarray:
     """NCHW -> the blocked layout that convolutions hand over (ukernels.c CBLOCK = 16): [N][C/16][H][W][16]."""
     n, c, h, w = x.shape
