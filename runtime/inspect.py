@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hcc.devices import isa_entry
 from hcc.runtime.bundle import read_manifest
 
 
@@ -139,6 +140,10 @@ def describe(bundle_dir: str | os.PathLike) -> str:
             lines += _gpu_choice_lines(gpu_choices[sg.id], precision_plan["gpu"]["error_factor"])
         for artifact in sg.artifacts + ([sg.fallback] if sg.fallback else []):
             lines += _schedule_lines(artifact.meta.get("schedule"))
+            variants = artifact.meta.get("isa_variants")
+            if variants:  # its generated code for wider ISAs too, bound at load where the CPU has them
+                base, entries = m.toolchain.get("target_cpu", "?"), ", ".join(isa_entry(artifact.entry, v) for v in variants)
+                lines.append(f"    generated code: {base}, and {', '.join(variants)} (entry {entries}) used where the CPU has it")
             bf16 = artifact.meta.get("bf16_nodes")
             if bf16:  # --cpu-precision bf16/auto: the GEMMs and convolutions that call the bf16 kernels
                 names = ", ".join(bf16[:8]) + (", ..." if len(bf16) > 8 else "")

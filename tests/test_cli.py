@@ -31,6 +31,7 @@ def test_inspect(bundle):
     out = hcc("inspect", bundle).stdout
     assert "image: float32 [2, 3, 32, 32] (model: ['batch', 3, 32, 32])" in out
     assert "sg0: device cpu#0" in out and "all sha256-verified" in out
+    assert "generated code: x86-64-v3, and x86-64-v4 (entry sg0__x86_64_v4) used where the CPU has it" in out
 
 
 def test_test_uses_stored_golden(bundle):
