@@ -50,11 +50,15 @@ REFUSED_OPS: dict[str, str] = {
 # Opsets of the default domain that the importer and converter are tested with: every model is compiled at one of
 # these. Newer models (up to the newest opset the pinned onnx defines) are first converted down to MAX_OPSET with
 # onnx's version converter, which refuses when an op or a type of the model does not exist at MAX_OPSET.
-MIN_OPSET = 11
+MIN_OPSET = 13
 MAX_OPSET = 22
 # Opsets OLDEST_OPSET..MIN_OPSET-1 are converted up to MIN_OPSET (the node suite's opset-1 Not, opset-7 And/Or/Xor,
 # opset-10 QLinearConv): onnx's converter rewrites the legacy forms (an Add's `broadcast`/`axis` becomes an Unsqueeze
 # and numpy broadcasting) and refuses what it has no adapter for (then the model is refused with its reason).
+# Opsets 11 and 12 too: the importer lowers Unsqueeze, Squeeze, ReduceSum and Split only in their opset-13 form (axes
+# and sizes as inputs), so a plain opset-12 Unsqueeze failed in lowering; a model the converter cannot take up from
+# 11/12 is kept at its opset as before (CONVERTED_FROM_ANY below).
+CONVERTED_FROM_ANY = 11  # from here up, a failed conversion up to MIN_OPSET keeps the model as it is
 OLDEST_OPSET = 1
 NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
@@ -82,6 +86,11 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         return model
     if MAX_OPSET < opset <= NEWEST_OPSET:
         return _convert_down(model, path, opset)
+    if CONVERTED_FROM_ANY <= opset < MIN_OPSET:
+        try:
+            return _convert(model, path, opset, MIN_OPSET)
+        except HccError:
+            return model
     if OLDEST_OPSET <= opset < MIN_OPSET:
         return _convert(model, path, opset, MIN_OPSET)
     why = f"the newest that onnx {onnx.__version__} defines is {NEWEST_OPSET}" if opset > NEWEST_OPSET else \

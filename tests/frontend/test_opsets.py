@@ -132,3 +132,24 @@ def test_cli_prints_one_line_without_traceback(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"hcc: error: {path}: opset {NEWEST_OPSET + 1} is outside the supported range")
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("opset", [11, 12])
+def test_opset_11_and_12_attribute_forms_compile(tmp_path, opset):
+    """Unsqueeze, Squeeze, ReduceSum and Split with their axes / sizes as attributes (opsets 11-12): the importer
+    lowers only the opset-13 forms, so a plain opset-12 Unsqueeze failed in lowering; the model is converted up to
+    MIN_OPSET (13) and matches onnxruntime on the original."""
+    nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0]), helper.make_node("ReduceSum", ["u"], ["r"], axes=[2], keepdims=1),
+             helper.make_node("Squeeze", ["r"], ["s"], axes=[0, 2]), helper.make_node("Split", ["s"], ["a", "b"], axis=0, split=[1, 2]),
+             helper.make_node("Sub", ["b", "a"], ["y"])]
+    graph = helper.make_graph(nodes, "attr_forms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
+    path = tmp_path / f"opset{opset}.onnx"
+    onnx.save(model, path)
+    assert default_opset(load_model(str(path)).model) == MIN_OPSET == 13
+    hcc.compile(path, tmp_path / "bundle")
+    x = np.random.default_rng(opset).standard_normal((3, 4)).astype(np.float32)
+    (actual,) = hcc.runtime.load(tmp_path / "bundle").run(None, {"x": x})
+    (expected,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
