@@ -36,7 +36,7 @@ def test_save_temps_keeps_every_stage_input_and_pipeline(tmp_path):
     first = (temps / f"{stages[0]}.mlir").read_text()
     assert first.startswith("// hcc stage: torch-to-linalg\n// pipeline: builtin.module(") and "torch.operator" in first
     bufferize = next(s for s in stages if s.endswith("cpu-bufferize"))
-    assert (temps / f"{bufferize}.pipeline").read_text().startswith("builtin.module(one-shot-bufferize{")
+    assert (temps / f"{bufferize}.pipeline").read_text().startswith("builtin.module(eliminate-empty-tensors,one-shot-bufferize{")
     # a saved stage reruns with the command its header names
     rerun = (temps / f"{bufferize}.mlir").read_text().splitlines()[2].removeprefix("// rerun: ")
     replay = subprocess.run(rerun, shell=True, capture_output=True, text=True, timeout=120)
