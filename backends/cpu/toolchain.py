@@ -182,7 +182,7 @@ def _llvm_object(ll: Path, cpu: str) -> Path:
 
 def _renamed_entry(llvm_ir: str, entry: str, name: str) -> str:
     """`llvm_ir` with its function `@entry` (the only symbol the generated code defines) renamed `@name`."""
-    renamed, count = re.subn(rf"@{re.escape(entry)}(?=[(\s])", f"@{name}", llvm_ir)
+    renamed = re.sub(rf"@{re.escape(entry)}(?=[(\s])", f"@{name}", llvm_ir)
     if not re.search(rf"^define [^\n]*@{re.escape(name)}\(", renamed, re.M):
         raise HccError(f"internal: the generated code defines no function '{entry}' to compile for another ISA")
     return renamed
