@@ -50,15 +50,17 @@ REFUSED_OPS: dict[str, str] = {
 # Opsets of the default domain that the importer and converter are tested with: every model is compiled at one of
 # these. Newer models (up to the newest opset the pinned onnx defines) are first converted down to MAX_OPSET with
 # onnx's version converter, which refuses when an op or a type of the model does not exist at MAX_OPSET.
-MIN_OPSET = 13
+MIN_OPSET = 11
 MAX_OPSET = 22
 # Opsets OLDEST_OPSET..MIN_OPSET-1 are converted up to MIN_OPSET (the node suite's opset-1 Not, opset-7 And/Or/Xor,
 # opset-10 QLinearConv): onnx's converter rewrites the legacy forms (an Add's `broadcast`/`axis` becomes an Unsqueeze
 # and numpy broadcasting) and refuses what it has no adapter for (then the model is refused with its reason).
-# Opsets 11 and 12 too: the importer lowers Unsqueeze, Squeeze, ReduceSum and Split only in their opset-13 form (axes
-# and sizes as inputs), so a plain opset-12 Unsqueeze failed in lowering; a model the converter cannot take up from
-# 11/12 is kept at its opset as before (CONVERTED_FROM_ANY below).
-CONVERTED_FROM_ANY = 11  # from here up, a failed conversion up to MIN_OPSET keeps the model as it is
+# An opset-11/12 model with Unsqueeze, Squeeze, ReduceSum or Split is converted up to AXES_AS_INPUTS_OPSET: the
+# importer lowers those ops only in their opset-13 form (axes and sizes as inputs), so a plain opset-12 Unsqueeze
+# failed in lowering. Other opset-11/12 models stay as they are (their rewrites and refusals are written for them);
+# a model the converter cannot take up stays at its opset too.
+AXES_AS_INPUTS_OPSET = 13
+AXES_ATTRIBUTE_OPS = frozenset({"Unsqueeze", "Squeeze", "ReduceSum", "Split"})
 OLDEST_OPSET = 1
 NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
@@ -71,7 +73,8 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
-    """`model` itself when its opset is in MIN_OPSET..MAX_OPSET; for a newer one (..NEWEST_OPSET), a copy converted
+    """`model` itself when its opset is in MIN_OPSET..MAX_OPSET (an opset-11/12 model with an op of
+    AXES_ATTRIBUTE_OPS: converted up to 13); for a newer one (..NEWEST_OPSET), a copy converted
     to MAX_OPSET; anything else is an HccError naming the file and the opset."""
     if not any(imp.domain in ("", "ai.onnx") for imp in model.opset_import) and \
             not any(node.domain in ("", "ai.onnx") for node in model.graph.node):
@@ -82,15 +85,16 @@ def to_supported_opset(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
         return model
     opset = default_opset(model)
-    if MIN_OPSET <= opset <= MAX_OPSET:
-        return model
     if MAX_OPSET < opset <= NEWEST_OPSET:
         return _convert_down(model, path, opset)
-    if CONVERTED_FROM_ANY <= opset < MIN_OPSET:
+    if MIN_OPSET <= opset < AXES_AS_INPUTS_OPSET and any(n.op_type in AXES_ATTRIBUTE_OPS and n.domain in ("", "ai.onnx")
+                                                           for n in model.graph.node):
         try:
-            return _convert(model, path, opset, MIN_OPSET)
+            return _convert(model, path, opset, AXES_AS_INPUTS_OPSET)
         except HccError:
             return model
+    if MIN_OPSET <= opset <= MAX_OPSET:
+        return model
     if OLDEST_OPSET <= opset < MIN_OPSET:
         return _convert(model, path, opset, MIN_OPSET)
     why = f"the newest that onnx {onnx.__version__} defines is {NEWEST_OPSET}" if opset > NEWEST_OPSET else \

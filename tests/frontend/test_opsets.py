@@ -16,7 +16,7 @@ import hcc
 import hcc.runtime
 from hcc.errors import HccError
 from hcc.frontend.loader import load_model
-from hcc.frontend.ops import MAX_OPSET, MIN_OPSET, NEWEST_OPSET, OLDEST_OPSET, default_opset, to_supported_opset
+from hcc.frontend.ops import AXES_AS_INPUTS_OPSET, MAX_OPSET, MIN_OPSET, NEWEST_OPSET, OLDEST_OPSET, default_opset, to_supported_opset
 
 
 def few_ops_model(opset: int) -> onnx.ModelProto:
@@ -138,7 +138,8 @@ def test_cli_prints_one_line_without_traceback(tmp_path):
 def test_opset_11_and_12_attribute_forms_compile(tmp_path, opset):
     """Unsqueeze, Squeeze, ReduceSum and Split with their axes / sizes as attributes (opsets 11-12): the importer
     lowers only the opset-13 forms, so a plain opset-12 Unsqueeze failed in lowering; the model is converted up to
-    MIN_OPSET (13) and matches onnxruntime on the original."""
+    opset 13 (AXES_AS_INPUTS_OPSET) and matches onnxruntime on the original; an opset-12 model without those ops
+    stays at its opset."""
     nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0]), helper.make_node("ReduceSum", ["u"], ["r"], axes=[2], keepdims=1),
              helper.make_node("Squeeze", ["r"], ["s"], axes=[0, 2]), helper.make_node("Split", ["s"], ["a", "b"], axis=0, split=[1, 2]),
              helper.make_node("Sub", ["b", "a"], ["y"])]
@@ -147,7 +148,8 @@ def test_opset_11_and_12_attribute_forms_compile(tmp_path, opset):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=7)
     path = tmp_path / f"opset{opset}.onnx"
     onnx.save(model, path)
-    assert default_opset(load_model(str(path)).model) == MIN_OPSET == 13
+    assert default_opset(load_model(str(path)).model) == AXES_AS_INPUTS_OPSET == 13
+    assert to_supported_opset(relu_model(opset), "m.onnx").opset_import[0].version == opset
     hcc.compile(path, tmp_path / "bundle")
     x = np.random.default_rng(opset).standard_normal((3, 4)).astype(np.float32)
     (actual,) = hcc.runtime.load(tmp_path / "bundle").run(None, {"x": x})
