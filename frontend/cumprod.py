@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper, shape_inference
+from onnx import TensorProto, helper
 
 from hcc.errors import HccError
+from hcc.frontend.newer_ops import GraphFacts, rewrite_op
 from hcc.frontend.node_rewrite import CountedNodes
 
 
@@ -88,39 +89,10 @@ def cumprod_nodes(node: onnx.NodeProto, elem_type: int, shape: list[int | None],
 
 def rewrite_cumprod(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     """`model` with every main-graph CumProd replaced by its scan (the model itself when it has none)."""
-    if not any(n.op_type == "CumProd" and n.domain in ("", "ai.onnx") for n in model.graph.node):
-        return model
-    try:
-        inferred = shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as exc:
-        raise HccError(f"{path}: shape inference failed: {str(exc).strip().splitlines()[0]}") from None
-    graph = inferred.graph
-    values = {v.name: v.type.tensor_type for v in list(graph.input) + list(graph.value_info) + list(graph.output)
-              if v.type.HasField("tensor_type")}
-    for init in graph.initializer:
-        values.setdefault(init.name, helper.make_tensor_type_proto(init.data_type, list(init.dims)).tensor_type)
-    inputs = {v.name for v in graph.input}
-    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name not in inputs}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            constants[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    nodes, inits = [], []
-    for index, node in enumerate(graph.node):
-        if node.op_type != "CumProd" or node.domain not in ("", "ai.onnx"):
-            nodes.append(node)
-            continue
-        if not node.name:
-            node.name = f"CumProd_{index}"
-        tensor = values.get(node.input[0])
-        if tensor is None or not tensor.HasField("shape"):
+    def rewrite(node: onnx.NodeProto, facts: GraphFacts, path: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+        shape = facts.shapes.get(node.input[0])
+        if shape is None:
             raise HccError(f"{path}: node '{node.name}' (CumProd): the rank of its input is not known")
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-        new_nodes, new_inits = cumprod_nodes(node, tensor.elem_type, shape, _constant_int(node.input[1], constants), path)
-        nodes += new_nodes
-        inits += new_inits
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    del result.graph.node[:]
-    result.graph.node.extend(nodes)
-    result.graph.initializer.extend(inits)
-    return result
+        return cumprod_nodes(node, facts.types[node.input[0]], shape, _constant_int(node.input[1], facts.constants), path)
+
+    return rewrite_op(model, path, "CumProd", rewrite)

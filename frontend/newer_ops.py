@@ -1,7 +1,7 @@
 """Ops newer than opset 22 rewritten into opset-22 ops before the opset conversion (onnx's version converter refuses
 a model holding an op that opset 22 lacks): the graph facts such a rewrite needs, from onnx's shape inference of the
 model as written (before --input-shape applies), and the loop that replaces every main-graph node of one type.
-BitCast (frontend/bitcast.py), TensorScatter (frontend/tensor_scatter.py); CumProd has its own (frontend/cumprod.py).
+BitCast (frontend/bitcast.py), TensorScatter (frontend/tensor_scatter.py), CumProd (frontend/cumprod.py).
 """
 from __future__ import annotations
 
