@@ -101,17 +101,22 @@ def _loops_then_llvm(module, pipeline: str, stage: str = "cpu-to-llvm"):
 # piece's producer write into its slice of the result: bufferized as it was, every piece was computed into its own
 # buffer and copied (ResNet-18's max-pooling, split into border bands and an interior by passes/nan_semantics.py:
 # two copies of its 800 KB output).
-DECOMPOSE_CONCATS = """
-module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %f = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %f {
-      transform.apply_patterns.tensor.decompose_concat
-    } : !transform.any_op
+def _patterns_script(pattern: str) -> str:
+    """A transform script applying one pattern set to every function."""
+    return f"""
+module attributes {{transform.with_named_sequence}} {{
+  transform.named_sequence @__transform_main(%root: !transform.any_op {{transform.readonly}}) {{
+    %f = transform.structured.match ops{{["func.func"]}} in %root : (!transform.any_op) -> !transform.any_op
+    transform.apply_patterns to %f {{
+      transform.apply_patterns.{pattern}
+    }} : !transform.any_op
     transform.yield
-  }
-}
+  }}
+}}
 """
+
+
+DECOMPOSE_CONCATS = _patterns_script("tensor.decompose_concat")
 
 # After bufferization: hoist what is still redundant, then lower every vector op to 1-D loads/stores/FMAs.
 VECTOR_LOWERING = """
@@ -392,17 +397,7 @@ def _strided_convs_to_img2col(module):
     return module, count
 
 
-_DECOMPOSE_PADS = """
-module attributes {transform.with_named_sequence} {
-  transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
-    %funcs = transform.structured.match ops{["func.func"]} in %root : (!transform.any_op) -> !transform.any_op
-    transform.apply_patterns to %funcs {
-      transform.apply_patterns.linalg.decompose_pad
-    } : !transform.any_op
-    transform.yield
-  }
-}
-"""
+_DECOMPOSE_PADS = _patterns_script("linalg.decompose_pad")
 
 _LOWER_PACKS = """
 module attributes {transform.with_named_sequence} {
