@@ -130,13 +130,17 @@ class _Rewriter:
             squeezed = []
             for k, piece in enumerate(outputs):
                 out = f"{piece}/squeezed"
-                if self.opset >= 13:
-                    self.add("Squeeze", [piece, self.i64(node, [axis], "axes")], out, f"{node.name}/squeeze_{k}")
-                else:
-                    self.add("Squeeze", [piece], out, f"{node.name}/squeeze_{k}", axes=[axis])
+                self.axes_op("Squeeze", node, piece, axis, out, f"{node.name}/squeeze_{k}")
                 squeezed.append(out)
             outputs = squeezed
         return outputs
+
+    def axes_op(self, op: str, node: onnx.NodeProto, x: str, axis: int, out: str, name: str) -> None:
+        """Squeeze / Unsqueeze of `x` along `axis`: axes as an input from opset 13, as an attribute before."""
+        if self.opset >= 13:
+            self.add(op, [x, self.i64(node, [axis], "axes")], out, name)
+        else:
+            self.add(op, [x], out, name, axes=[axis])
 
     def concat(self, node: onnx.NodeProto, tensors: list[str]) -> None:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -147,10 +151,7 @@ class _Rewriter:
             stacked = []
             for k, tensor in enumerate(tensors):
                 out = f"{node.output[0]}/item_{k}"
-                if self.opset >= 13:
-                    self.add("Unsqueeze", [tensor, self.i64(node, [axis], "axes")], out, f"{node.name}/unsqueeze_{k}")
-                else:
-                    self.add("Unsqueeze", [tensor], out, f"{node.name}/unsqueeze_{k}", axes=[axis])
+                self.axes_op("Unsqueeze", node, tensor, axis, out, f"{node.name}/unsqueeze_{k}")
                 stacked.append(out)
             tensors = stacked
         self.add("Concat", tensors, node.output[0], node.name, axis=axis)
