@@ -141,6 +141,10 @@ class CpuExecutable(Executable):
             ptrs[slot] = address(a, False)
         for slot, a in zip(slots[len(inputs):], outputs):
             ptrs[slot] = address(a, True)
+        self._call(ptrs)
+
+    def _call(self, ptrs: list[int]) -> None:
+        """The entry with every argument's pointer, at this session's thread count (another may have changed it)."""
         if self._threads and self._get_threads() != self._threads:
             self._set_threads(self._threads)
         self._fn(*ptrs)
@@ -151,9 +155,7 @@ class CpuExecutable(Executable):
         # A bound constant passed again is known by identity; anything else is converted now.
         args = [p if a is b else address(a, False) for a, b, p in zip(inputs, self._bound, self._bound_ptrs)]
         args += [address(a, True) for a in outputs]
-        if self._threads and self._get_threads() != self._threads:
-            self._set_threads(self._threads)
-        self._fn(*args)
+        self._call(args)
 
 
 class CpuDevice(HostMemoryDevice):
