@@ -2112,6 +2112,28 @@ static void dw_channel_block(void *ctx, int64_t task) {
         if (++iw == j->W) iw = 0, ++ih;
       }
     }
+  if (lanes == VL && whole && !x_blocked && q0 < plane) { /* the last plane % VL pixels: masked loads, one transpose
+                                                             (a 25x5 plane's last 13 pixels lane by lane were 208
+                                                             scalar copies, as many as the FMAs' vector count) */
+    int64_t rem = plane - q0;
+    vf r[VL], t[VL];
+    for (int l = 0; l < VL; ++l) r[l] = vload_n(j->x + n * j->xs[0] + (c0 + l) * j->xs[1] + q0, rem);
+    transpose_lanes(r, t);
+    for (int64_t k = 0; k < rem; ++k) {
+      vstore(in + ((ih + j->top) * cols + iw + j->left) * VL, t[k]);
+      if (++iw == j->W) iw = 0, ++ih;
+    }
+    q0 = plane;
+  }
+  int taps_in_vectors = lanes == VL && taps < VL && j->ws[2] == 1 && j->ws[1] == j->KW;
+  if (taps_in_vectors) { /* each channel's taps are consecutive floats: one transpose puts them in tap vectors */
+    vf r[VL], t[VL];
+    for (int l = 0; l < VL; ++l) r[l] = vload_n(j->w + (c0 + l) * j->ws[0], taps);
+    transpose_lanes(r, t);
+    for (int64_t k = 0; k < taps; ++k) vstore(wts + k * VL, t[k]);
+  }
+#else
+  int taps_in_vectors = 0;
 #endif
   for (int64_t l = 0; l < lanes; ++l) {
     const float *x = j->x + n * j->xs[0] + (c0 + l) * j->xs[1], *w = j->w + (c0 + l) * j->ws[0];
@@ -2129,7 +2151,7 @@ static void dw_channel_block(void *ctx, int64_t task) {
       int64_t from = j->left > 0 ? 0 : -j->left, to = min64(j->W, cols - j->left);
       for (int64_t iw = from; iw < to; ++iw) in[(r * cols + iw + j->left) * VL + l] = x[ih * j->xs[2] + iw * j->xs[3]];
     }
-    for (int64_t kh = 0; kh < j->KH; ++kh)
+    for (int64_t kh = 0; kh < j->KH && !taps_in_vectors; ++kh)
       for (int64_t kw = 0; kw < j->KW; ++kw) wts[(kh * j->KW + kw) * VL + l] = w[kh * j->ws[1] + kw * j->ws[2]];
   }
   /* every output pixel's window origin; four pixels at a time (four independent FMA chains), across rows */
@@ -2171,6 +2193,14 @@ static void dw_channel_block(void *ctx, int64_t task) {
         transpose_lanes(r, t);
         for (int64_t l = 0; l < VL; ++l) vstore(j->y + n * j->ys[0] + (c0 + l) * j->ys[1] + p0, t[l]);
       }
+    if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW && p0 < pixels) { /* the last pixels: masked stores */
+      int64_t rem = pixels - p0;
+      vf r[VL], t[VL];
+      for (int64_t q = 0; q < VL; ++q) r[q] = q < rem ? vclamp(pe, vload(out + (p0 + q) * VL) + init) : vsplat(0.0f);
+      transpose_lanes(r, t);
+      for (int64_t l = 0; l < VL; ++l) vstore_n(j->y + n * j->ys[0] + (c0 + l) * j->ys[1] + p0, t[l], rem);
+      p0 = pixels;
+    }
 #endif
     for (int64_t p = p0; p < pixels; ++p) vstore(out + p * VL, vclamp(pe, vload(out + p * VL) + init));
     for (int64_t l = 0; l < lanes; ++l) {
