@@ -28,7 +28,7 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
                                         constant_args=weight_arguments(spec.inputs, files))
     wider = WIDER_ISA_VARIANTS.get(target, ())
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
-                                  profile_nodes=nodes, variants={isa: spec.id for isa in wider})
+                                  profile_nodes=nodes, variants={isa: spec.id for isa in wider}, entry=spec.id)
     if options.debug.keep_ir:
         (bundle / f"cpu/{spec.id}/{spec.id}.linalg.mlir").write_text(linalg_text)
     meta = {"schedule": schedule_record(log)}

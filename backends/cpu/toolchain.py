@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hcc.devices import isa_entry
+from hcc.devices import isa_entry, packed_entry
 from hcc.env import read_env
 from hcc.errors import HccError
 
@@ -137,23 +137,28 @@ def exported_bytes(symbol: str, data: bytes) -> str:
 
 
 def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: str = "x86-64-v2", signature: str | None = None,
-                        profile_nodes: list[str] | None = None, variants: dict[str, str] | None = None) -> None:
+                        profile_nodes: list[str] | None = None, variants: dict[str, str] | None = None,
+                        entry: str | None = None) -> None:
     """Compile LLVM IR to `out_so`; the .ll is kept next to it for inspection. `signature` is embedded as the
     exported symbol `hcc_signature`, the profiled node names as `hcc_prof_nodes` (NUL-separated). `variants`: per
     wider ISA (devices.WIDER_ISA_VARIANTS), the entry function whose copy compiled for it is added to the object as
-    devices.isa_entry(entry, isa)."""
+    devices.isa_entry(entry, isa). `entry`: the bare-pointer entry, also exported (with each ISA copy) as
+    devices.packed_entry(entry)."""
     out_so.parent.mkdir(parents=True, exist_ok=True)
     stem = out_so.with_suffix("")
     ll = stem.with_suffix(".ll")
     extra = exported_bytes("hcc_signature", signature.encode()) if signature else ""
     extra += exported_bytes("hcc_prof_nodes", "\0".join(profile_nodes).encode()) if profile_nodes else ""
+    extra += packed_wrapper(llvm_ir, entry) if entry else ""
     ll.write_text(with_target(llvm_ir) + extra)
     objects: list[Path] = []
     try:
         objects.append(_llvm_object(ll, cpu))
-        for isa, entry in (variants or {}).items():
+        for isa, function in (variants or {}).items():
             variant = stem.with_name(f"{stem.name}.{isa}.ll")
-            variant.write_text(with_target(_renamed_entry(llvm_ir, entry, isa_entry(entry, isa))))
+            renamed = _renamed_entry(llvm_ir, function, isa_entry(function, isa))
+            wrapper = packed_wrapper(renamed, isa_entry(function, isa)) if function == entry else ""
+            variant.write_text(with_target(renamed) + wrapper)
             try:
                 objects.append(_llvm_object(variant, isa))
             finally:
@@ -166,6 +171,20 @@ def build_shared_object(llvm_ir: str, out_so: Path, keep_ll: bool = True, cpu: s
             tmp.unlink(missing_ok=True)
         if not keep_ll:
             ll.unlink(missing_ok=True)
+
+
+def packed_wrapper(llvm_ir: str, entry: str) -> str:
+    """LLVM IR of devices.packed_entry(entry): it loads the N pointers of its one argument and calls `entry` (a
+    function of N `ptr` arguments that `llvm_ir` defines)."""
+    define = re.search(rf"^define (?:\w+ )*void @{re.escape(entry)}\(([^)]*)\)", llvm_ir, re.M)
+    params = [p.split()[0] for p in define.group(1).split(",") if p.strip()] if define else None
+    if not params or any(p != "ptr" for p in params):
+        raise HccError(f"internal: the generated code defines no bare-pointer function '{entry}' to wrap")
+    lines = [f"\ndefine void @{packed_entry(entry)}(ptr %args) {{"]
+    for i in range(len(params)):
+        lines += [f"  %a{i} = getelementptr inbounds ptr, ptr %args, i64 {i}", f"  %p{i} = load ptr, ptr %a{i}, align 8"]
+    lines += [f"  call void @{entry}({', '.join(f'ptr %p{i}' for i in range(len(params)))})", "  ret void", "}\n"]
+    return "\n".join(lines)
 
 
 def _llvm_object(ll: Path, cpu: str) -> Path:

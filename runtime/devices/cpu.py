@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from hcc.artifacts.manifest import ArtifactRecord, SubgraphRecord
-from hcc.devices import isa_entry
+from hcc.devices import isa_entry, packed_entry
 from hcc.errors import HccError
 from hcc.runtime.bundle import safe_path
 from hcc.runtime.devices.base import Executable, HostMemoryDevice
@@ -107,6 +107,16 @@ class CpuExecutable(Executable):
         entry, self.isa = widest_entry(entry, list(variants or []), host_cpu_flags())
         self._fn = entry_function(self._lib, entry, arity, path)
         self._arity = arity
+        # The entry's packed companion (devices.packed_entry, bundles from 2026-12 on) takes the argument pointers as
+        # one array: a call then converts one ctypes argument instead of `arity`.
+        try:
+            self._packed = getattr(self._lib, packed_entry(entry))
+        except AttributeError:  # an older bundle
+            self._packed = None
+        self._args_type = ctypes.c_void_p * arity
+        if self._packed is not None:
+            self._packed.argtypes, self._packed.restype = [self._args_type], None
+        self._template = bytes(self._args_type())
         self._bound: list[Any] = [None] * arity  # per argument position: the bound constant (or None) and its pointer
         self._bound_ptrs: list[int] = [0] * arity
         self._unbound: list[int] = list(range(arity))  # the positions run_bound fills: other inputs, then outputs
@@ -129,13 +139,14 @@ class CpuExecutable(Executable):
         self._bound = [constants.get(i) for i in range(self._arity)]
         self._bound_ptrs = [address(a, False) if a is not None else 0 for a in self._bound]
         self._unbound = [i for i, a in enumerate(self._bound) if a is None]
+        self._template = bytes(self._args_type(*self._bound_ptrs))
 
     def run_bound(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         # Only the unbound arguments' pointers are converted: a keyword spotter's call has 21 arguments, 19 of them
         # weights, and the per-argument checks of `run` cost about 2 us of its 60.
         if len(inputs) + len(outputs) != len(self._unbound):
             raise HccError(f"internal: {len(inputs) + len(outputs)} unbound arguments for a function with {len(self._unbound)}")
-        ptrs = self._bound_ptrs.copy()
+        ptrs = self._args_type.from_buffer_copy(self._template)  # the bound pointers; a fresh array per call
         slots = self._unbound
         for slot, a in zip(slots, inputs):
             ptrs[slot] = address(a, False)
@@ -143,11 +154,15 @@ class CpuExecutable(Executable):
             ptrs[slot] = address(a, True)
         self._call(ptrs)
 
-    def _call(self, ptrs: list[int]) -> None:
-        """The entry with every argument's pointer, at this session's thread count (another may have changed it)."""
+    def _call(self, ptrs) -> None:
+        """The entry with every argument's pointer (an array of `arity` pointers), at this session's thread count
+        (another session may have changed it)."""
         if self._threads and self._get_threads() != self._threads:
             self._set_threads(self._threads)
-        self._fn(*ptrs)
+        if self._packed is not None:
+            self._packed(ptrs)
+        else:
+            self._fn(*ptrs)
 
     def run(self, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
         if len(inputs) + len(outputs) != self._arity:
@@ -155,7 +170,7 @@ class CpuExecutable(Executable):
         # A bound constant passed again is known by identity; anything else is converted now.
         args = [p if a is b else address(a, False) for a, b, p in zip(inputs, self._bound, self._bound_ptrs)]
         args += [address(a, True) for a in outputs]
-        self._call(args)
+        self._call(self._args_type(*args))
 
 
 class CpuDevice(HostMemoryDevice):

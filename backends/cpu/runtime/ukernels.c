@@ -1616,6 +1616,34 @@ static void amx_padded_input(Problem *problems, int64_t NB, int64_t G, const flo
   for (int64_t i = 0; i < NB * G; ++i) problems[i].pad_h = problems[i].pad_w = problems[i].k_h = problems[i].k_w = NULL;
 }
 
+/* Per tap k = (c, kh, kw): its offset in the filters (ak) and in the input (bk), and (k_h, k_w, when not NULL) its
+ * row and column reach. Kept out of conv_entry: inlined there, the loops ran with their counters spilled (about 30
+ * cycles a tap; a keyword spotter's five convolutions spent 3 of their 50 us in these tables). */
+static __attribute__((noinline)) void conv_tap_tables(int64_t *restrict ak, int64_t *restrict bk, int64_t *restrict k_h,
+                                                      int64_t *restrict k_w, int64_t Cg, int64_t KH, int64_t KW,
+                                                      const int64_t *conv, const int64_t *xs, const int64_t *ws) {
+  int64_t dh = conv[2], dw = conv[3];
+  for (int64_t c = 0, k = 0; c < Cg; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw, ++k) {
+        ak[k] = c * ws[1] + kh * ws[2] + kw * ws[3];
+        bk[k] = c * xs[1] + kh * dh * xs[2] + kw * dw * xs[3];
+        if (k_h) k_h[k] = kh * dh, k_w[k] = kw * dw;
+      }
+}
+
+/* Per output pixel q: its window origin's offset in the input (bn) and (pad_h, pad_w, when not NULL) its row and
+ * column, negative in the top and left padding (reads there are masked). */
+static __attribute__((noinline)) void conv_pixel_tables(int64_t *restrict bn, int64_t *restrict pad_h, int64_t *restrict pad_w,
+                                                        int64_t OH, int64_t OW, const int64_t *conv, const int64_t *xs) {
+  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) {
+      int64_t ih = oh * conv[0] - conv[4], iw = ow * conv[1] - conv[5];
+      bn[q] = ih * xs[2] + iw * xs[3];
+      if (pad_h) pad_h[q] = ih, pad_w[q] = iw;
+    }
+}
+
 static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
                        const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
@@ -1636,19 +1664,8 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
   int64_t *am = linear_table(tables, Fg, ws[0]);
   int64_t *ak = am + Fg, *bk = ak + K, *bn = bk + K;
   int64_t *k_h = padded ? bn + P : NULL, *k_w = padded ? k_h + K : NULL, *pad_h = padded ? k_w + K : NULL, *pad_w = padded ? pad_h + P : NULL;
-  for (int64_t c = 0, k = 0; c < Cg; ++c)
-    for (int64_t kh = 0; kh < KH; ++kh)
-      for (int64_t kw = 0; kw < KW; ++kw, ++k) {
-        ak[k] = c * ws[1] + kh * ws[2] + kw * ws[3];
-        bk[k] = c * xs[1] + kh * conv[2] * xs[2] + kw * conv[3] * xs[3];
-        if (padded) k_h[k] = kh * conv[2], k_w[k] = kw * conv[3];
-      }
-  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow, ++q) {
-      int64_t ih = oh * conv[0] - top, iw = ow * conv[1] - left; /* may be negative: reads there are masked */
-      bn[q] = ih * xs[2] + iw * xs[3];
-      if (padded) pad_h[q] = ih, pad_w[q] = iw;
-    }
+  conv_tap_tables(ak, bk, k_h, k_w, Cg, KH, KW, conv, xs, ws);
+  conv_pixel_tables(bn, pad_h, pad_w, OH, OW, conv, xs);
   const float *x = (const float *)(intptr_t)x_ptr, *w = (const float *)(intptr_t)w_ptr;
   float *y = (float *)(intptr_t)y_ptr;
   int64_t index = 0;
@@ -2606,6 +2623,22 @@ static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) p
   hcc_parallel_for(job.G * job.blocks, fv_pack_task, &job);
 }
 
+/* conv_fv's offset tables: tap k's offset in the input (koff) and output pixel q's window origin (pix); a blocked
+ * input holds channel c of pixel q at blocked_at(c, q, plane). Not inlined (see conv_tap_tables). */
+static __attribute__((noinline)) void fv_tables(int64_t *restrict koff, int64_t *restrict pix, int x_blocked, int64_t Cg, int64_t KH,
+                                                int64_t KW, int64_t OH, int64_t OW, int64_t plane, int64_t row, int64_t sh,
+                                                int64_t sw, int64_t dh, int64_t dw) {
+  if (x_blocked)
+    for (int64_t c = 0, k = 0; c < Cg; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = blocked_at(c, kh * dh * row + kw * dw, plane);
+  else
+    tap_offsets(koff, Cg, KH, KW, plane, row, dh, dw);
+  int64_t scale = x_blocked ? CBLOCK : 1;
+  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
+    for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = (oh * sh * row + ow * sw) * scale;
+}
+
 /* Run the problems (set up by conv_entry) with the filter-vector kernel; 0 if a buffer cannot be had. Reads the input
  * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. `site` > 0:
  * the filters are constants of this call site (packed once, packed_weights). */
@@ -2626,14 +2659,7 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
     free(koff);
     return 0;
   }
-  if (x_blocked) /* channel c of pixel q at blocked_at(c, q, plane) */
-    for (int64_t c = 0, k = 0; c < Cg; ++c)
-      for (int64_t kh = 0; kh < KH; ++kh)
-        for (int64_t kw = 0; kw < KW; ++kw, ++k) koff[k] = blocked_at(c, kh * dh * row + kw * dw, plane);
-  else
-    tap_offsets(koff, Cg, KH, KW, plane, row, dh, dw);
-  for (int64_t oh = 0, q = 0; oh < OH; ++oh)
-    for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = (oh * sh * row + ow * sw) * (x_blocked ? CBLOCK : 1);
+  fv_tables(koff, pix, x_blocked, Cg, KH, KW, OH, OW, plane, row, sh, sw, dh, dw);
   int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
