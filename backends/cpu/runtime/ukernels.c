@@ -906,19 +906,30 @@ typedef struct {
   float *data;
 } PackedWeights;
 
-static PackedWeights *packed_sites;
-static int64_t packed_count, packed_capacity;
-static pthread_mutex_t packed_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Sites below this number are also found without the lock: an LSTM's 1,600 gate products per run each took it. */
 #define FAST_SITES 4096
-static _Atomic(const float *) fast_data[FAST_SITES]; /* set once, after the entry is complete */
-static int64_t fast_shape[FAST_SITES][3];
+
+/* Entries kept per call site: one store for packed weights, one for a convolution's offset tables (conv_entry). */
+typedef struct {
+  PackedWeights *sites;
+  int64_t count, capacity;
+  pthread_mutex_t lock;
+  _Atomic(const float *) fast_data[FAST_SITES]; /* set once, after the entry is complete */
+  int64_t fast_shape[FAST_SITES][3];
+} SiteStore;
+
+static SiteStore weight_store = {.lock = PTHREAD_MUTEX_INITIALIZER}, table_store = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void free_store(SiteStore *store) {
+  for (int64_t i = 0; i < store->count; ++i) free(store->sites[i].data);
+  free(store->sites);
+  store->sites = NULL, store->count = store->capacity = 0;
+  for (int64_t i = 0; i < FAST_SITES; ++i) atomic_store(&store->fast_data[i], NULL);
+}
 
 __attribute__((destructor)) static void free_packed_sites(void) {
-  for (int64_t i = 0; i < packed_count; ++i) free(packed_sites[i].data);
-  free(packed_sites);
-  packed_sites = NULL, packed_count = packed_capacity = 0;
-  for (int64_t i = 0; i < FAST_SITES; ++i) atomic_store(&fast_data[i], NULL);
+  free_store(&weight_store);
+  free_store(&table_store);
 }
 
 /* A kept operand's buffer: 64-byte aligned; from 1 MB on, on 2 MB boundaries and marked for transparent huge pages
@@ -937,38 +948,43 @@ static float *kept_alloc(size_t bytes) {
 
 typedef void (*pack_fn)(const void *ctx, float *out);
 
-/* Site `site`'s packed operand (`floats` floats, written by pack(ctx, out) on first use); NULL when out of memory or
- * when the shape differs from the entry's (not expected). */
-static const float *packed_weights(int64_t site, const int64_t shape[3], size_t floats, pack_fn pack, const void *ctx) {
+/* Site `site`'s entry in `store` (`floats` floats, written by pack(ctx, out) on first use); NULL when out of memory
+ * or when the shape differs from the entry's (not expected). */
+static const float *site_entry(SiteStore *store, int64_t site, const int64_t shape[3], size_t floats, pack_fn pack, const void *ctx) {
   if (site > 0 && site < FAST_SITES) {
-    const float *data = atomic_load_explicit(&fast_data[site], memory_order_acquire);
-    if (data) return memcmp(fast_shape[site], shape, sizeof fast_shape[site]) == 0 ? data : NULL;
+    const float *data = atomic_load_explicit(&store->fast_data[site], memory_order_acquire);
+    if (data) return memcmp(store->fast_shape[site], shape, sizeof store->fast_shape[site]) == 0 ? data : NULL;
   }
   const float *found = NULL;
-  pthread_mutex_lock(&packed_lock);
+  pthread_mutex_lock(&store->lock);
   int64_t i = 0;
-  while (i < packed_count && packed_sites[i].site != site) ++i;
-  if (i < packed_count) {
-    const PackedWeights *e = &packed_sites[i];
+  while (i < store->count && store->sites[i].site != site) ++i;
+  if (i < store->count) {
+    const PackedWeights *e = &store->sites[i];
     found = memcmp(e->shape, shape, sizeof e->shape) == 0 ? e->data : NULL;
   } else {
-    if (packed_count == packed_capacity) {
-      PackedWeights *grown = realloc(packed_sites, sizeof(PackedWeights) * (size_t)(2 * packed_capacity + 8));
-      if (grown) packed_sites = grown, packed_capacity = 2 * packed_capacity + 8;
+    if (store->count == store->capacity) {
+      PackedWeights *grown = realloc(store->sites, sizeof(PackedWeights) * (size_t)(2 * store->capacity + 8));
+      if (grown) store->sites = grown, store->capacity = 2 * store->capacity + 8;
     }
-    float *data = packed_count < packed_capacity ? kept_alloc(floats * 4) : NULL;
+    float *data = store->count < store->capacity ? kept_alloc(floats * 4) : NULL;
     if (data) {
       pack(ctx, data);
-      packed_sites[packed_count++] = (PackedWeights){site, {shape[0], shape[1], shape[2]}, data};
+      store->sites[store->count++] = (PackedWeights){site, {shape[0], shape[1], shape[2]}, data};
       found = data;
       if (site > 0 && site < FAST_SITES) { /* the shape first: a reader that sees the data sees its shape */
-        memcpy(fast_shape[site], shape, sizeof fast_shape[site]);
-        atomic_store_explicit(&fast_data[site], data, memory_order_release);
+        memcpy(store->fast_shape[site], shape, sizeof store->fast_shape[site]);
+        atomic_store_explicit(&store->fast_data[site], data, memory_order_release);
       }
     }
   }
-  pthread_mutex_unlock(&packed_lock);
+  pthread_mutex_unlock(&store->lock);
   return found;
+}
+
+/* Site `site`'s packed operand (see site_entry). */
+static const float *packed_weights(int64_t site, const int64_t shape[3], size_t floats, pack_fn pack, const void *ctx) {
+  return site_entry(&weight_store, site, shape, floats, pack, ctx);
 }
 
 /* A GEMM's whole B as gemm_block reads it: per K block of KC rows (from pc), NR-column panels of kc rows; block pc
@@ -1631,6 +1647,17 @@ static void amx_padded_input(Problem *problems, int64_t NB, int64_t G, const flo
   for (int64_t i = 0; i < NB * G; ++i) problems[i].pad_h = problems[i].pad_w = problems[i].k_h = problems[i].k_w = NULL;
 }
 
+/* A hash of everything a convolution's offset tables depend on (sizes, conv, the input's and, when given, the
+ * filters' strides): the shape key of its kept tables, which a call site (static shapes) never changes. */
+static int64_t conv_key(const int64_t *sizes, const int64_t *conv, const int64_t *xs, const int64_t *ws) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a over the values */
+  const int64_t *parts[4] = {sizes, conv, xs, ws};
+  const int lengths[4] = {10, 7, 4, 4};
+  for (int a = 0; a < 4; ++a)
+    for (int i = 0; parts[a] && i < lengths[a]; ++i) h = (h ^ (uint64_t)parts[a][i]) * 1099511628211ull;
+  return (int64_t)(h >> 1);
+}
+
 /* Per tap k = (c, kh, kw): its offset in the filters (ak) and in the input (bk), and (k_h, k_w, when not NULL) its
  * row and column reach. Kept out of conv_entry: inlined there, the loops ran with their counters spilled (about 30
  * cycles a tap; a keyword spotter's five convolutions spent 3 of their 50 us in these tables). */
@@ -1659,6 +1686,23 @@ static __attribute__((noinline)) void conv_pixel_tables(int64_t *restrict bn, in
     }
 }
 
+typedef struct {
+  int64_t Fg, Cg, KH, KW, OH, OW;
+  int padded;
+  const int64_t *conv, *xs, *ws;
+} ConvTables;
+
+/* conv_entry's tables in one buffer: am (Fg), ak, bk (K each), bn (P), and for `padded` k_h, k_w (K), pad_h, pad_w (P). */
+static void conv_fill_tables(const void *ctx, float *out) {
+  const ConvTables *t = ctx;
+  int64_t K = t->Cg * t->KH * t->KW, P = t->OH * t->OW;
+  int64_t *am = linear_table((int64_t *)out, t->Fg, t->ws[0]), *ak = am + t->Fg, *bk = ak + K, *bn = bk + K;
+  int64_t *k_h = t->padded ? bn + P : NULL, *k_w = t->padded ? k_h + K : NULL;
+  int64_t *pad_h = t->padded ? k_w + K : NULL, *pad_w = t->padded ? pad_h + P : NULL;
+  conv_tap_tables(ak, bk, k_h, k_w, t->Cg, t->KH, t->KW, t->conv, t->xs, t->ws);
+  conv_pixel_tables(bn, pad_h, pad_w, t->OH, t->OW, t->conv, t->xs);
+}
+
 static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_t *sizes, const int64_t *conv, const int64_t *xs,
                        const int64_t *ws, const int64_t *ys, const int64_t *ep, int64_t site, int bf16) {
   const int64_t *is, *rs; /* init / residual strides: {n, c, h, w} */
@@ -1673,14 +1717,21 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
   int plain = !reads_outside && KH == 1 && KW == 1 && conv[0] == 1 && conv[1] == 1 && xs[3] == 1 && xs[2] == OW && W == OW;
   int padded = !plain; /* the run-based packer serves every other convolution (in-bounds reads cost nothing) */
   if (NB <= 0 || Fg <= 0 || P <= 0) return;
-  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(Fg + 2 * K + P + (padded ? 2 * K + 2 * P : 0)));
+  /* the offset tables: kept per call site (they depend only on its static sizes and strides), except for bf16
+     tiles, whose padded input rewrites bk and bn (amx_padded_input) */
+  int64_t count = Fg + 2 * K + P + (padded ? 2 * K + 2 * P : 0);
+  ConvTables setup = {Fg, Cg, KH, KW, OH, OW, padded, conv, xs, ws};
+  const int64_t key[3] = {conv_key(sizes, conv, xs, ws), count, padded};
+  int64_t *tables = site > 0 && !amx ? (int64_t *)site_entry(&table_store, 2 * site, key, (size_t)(2 * count), conv_fill_tables, &setup) : NULL;
+  int64_t *own = NULL;
+  if (!tables) {
+    if (!(tables = own = malloc(sizeof(int64_t) * (size_t)count))) abort();
+    conv_fill_tables(&setup, (float *)own);
+  }
   Problem *problems = malloc(sizeof(Problem) * (size_t)(NB * G));
-  if (!tables || !problems) abort();
-  int64_t *am = linear_table(tables, Fg, ws[0]);
-  int64_t *ak = am + Fg, *bk = ak + K, *bn = bk + K;
+  if (!problems) abort();
+  int64_t *am = tables, *ak = am + Fg, *bk = ak + K, *bn = bk + K;
   int64_t *k_h = padded ? bn + P : NULL, *k_w = padded ? k_h + K : NULL, *pad_h = padded ? k_w + K : NULL, *pad_w = padded ? pad_h + P : NULL;
-  conv_tap_tables(ak, bk, k_h, k_w, Cg, KH, KW, conv, xs, ws);
-  conv_pixel_tables(bn, pad_h, pad_w, OH, OW, conv, xs);
   const float *x = (const float *)(intptr_t)x_ptr, *w = (const float *)(intptr_t)w_ptr;
   float *y = (float *)(intptr_t)y_ptr;
   int64_t index = 0;
@@ -1720,7 +1771,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
 #ifdef HCC_AMX
   if (amx && !conv[6] && amx_direct(problems, NB, x, xs, sizes, conv, ys, site)) { /* bf16 tiles, no im2col */
     free(problems);
-    free(tables);
+    free(own);
     return;
   }
 #endif
@@ -1745,7 +1796,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
   else if (!direct || !conv_direct(problems, NB, G, x, xs, sizes, conv, ys[2]))
     run_problems(problems, NB * G);
   free(problems);
-  free(tables);
+  free(own);
 }
 
 /* The convolution in NCHW through temporary copies of a blocked input and output. */
@@ -2110,17 +2161,20 @@ static void dw_channel_block(void *ctx, int64_t task) {
   float *in = scratch(&lane_scratch, need);
   if (!in) abort(); /* out of memory: nothing sensible to return through a void ABI */
   float *out = in + rows * cols * VL, *wts = out + pixels * VL;
-  for (int64_t r = 0; r < rows; ++r) { /* zero what no input element covers: padding rows and columns */
+  /* zero what no input element covers: padding rows and columns, a vector per pixel (memset calls of one or two
+     vectors each were 3% of a keyword spotter's run) */
+  const vf zero = vsplat(0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
     float *row = in + r * cols * VL;
     int64_t ih = r - j->top, lead = min64(cols, j->left > 0 ? j->left : 0), trail = j->left + j->W;
     if (ih < 0 || ih >= j->H || trail <= 0) {
-      memset(row, 0, sizeof(float) * (size_t)(cols * VL));
+      for (int64_t c = 0; c < cols; ++c) vstore(row + c * VL, zero);
       continue;
     }
-    memset(row, 0, sizeof(float) * (size_t)(lead * VL));
-    if (trail < cols) memset(row + trail * VL, 0, sizeof(float) * (size_t)((cols - trail) * VL));
+    for (int64_t c = 0; c < lead; ++c) vstore(row + c * VL, zero);
+    for (int64_t c = trail; c < cols; ++c) vstore(row + c * VL, zero);
   }
-  memset(wts, 0, sizeof(float) * (size_t)(taps * VL));
+  for (int64_t t = 0; t < taps; ++t) vstore(wts + t * VL, zero);
   int64_t q0 = 0, plane = j->H * j->W, ih = 0, iw = 0;
   int x_blocked = (j->layouts & X_BLOCKED) != 0;
   if (x_blocked) /* VL channels of a pixel are VL consecutive floats: a vector per pixel, no transpose */
@@ -2611,8 +2665,10 @@ static void fv_part(void *ctx, int64_t task) {
     int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
     for (int64_t k0 = 0; k0 < p->K; k0 += FV_KC) {
       int64_t kc = min64(FV_KC, p->K - k0);
-      for (int64_t t = 0, i = 0; t < pn; ++i) { /* tiles of equal size (a 49-pixel map: 4 x 6 + 5 x 5, not 8 x 6 + 1) */
-        int px = (int)((pn - t + (tiles - i) - 1) / (tiles - i));
+      /* tiles of equal size (a 49-pixel map: 4 x 6 + 5 x 5, not 8 x 6 + 1): the first `wide` ones one pixel more */
+      int64_t narrow = pn / tiles, wide = pn % tiles;
+      for (int64_t t = 0, i = 0; t < pn; ++i) {
+        int px = (int)(narrow + (i < wide));
         fv_tile_any(fv, px, kc, panel + k0 * FV_BLOCK, p->b, j->pix + n0 + t, j->koff + k0, sums + t * FV_BLOCK, k0 == 0,
                     j->packed && g == g0 ? panel + (k0 + FV_KC) * FV_BLOCK : NULL);
         t += px;
@@ -2654,6 +2710,18 @@ static __attribute__((noinline)) void fv_tables(int64_t *restrict koff, int64_t 
     for (int64_t ow = 0; ow < OW; ++ow, ++q) pix[q] = (oh * sh * row + ow * sw) * scale;
 }
 
+typedef struct {
+  int x_blocked;
+  int64_t Cg, KH, KW, OH, OW, plane, row, sh, sw, dh, dw;
+} FvTables;
+
+static void fv_fill_tables(const void *ctx, float *out) { /* koff (Cg * KH * KW), then pix (OH * OW) */
+  const FvTables *t = ctx;
+  int64_t *koff = (int64_t *)out;
+  fv_tables(koff, koff + t->Cg * t->KH * t->KW, t->x_blocked, t->Cg, t->KH, t->KW, t->OH, t->OW, t->plane, t->row, t->sh, t->sw,
+            t->dh, t->dw);
+}
+
 /* Run the problems (set up by conv_entry) with the filter-vector kernel; 0 if a buffer cannot be had. Reads the input
  * in place when the windows stay inside it with unit column stride, else through a zero-padded copy. `site` > 0:
  * the filters are constants of this call site (packed once, packed_weights). */
@@ -2667,14 +2735,16 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   if ((x_blocked || y_blocked) && (G != 1 || (x_blocked && padded) || (y_blocked && !fv_blocked_epilogue(&problems[0].e))))
     return 0;
   int64_t plane = padded ? Hp * Wp : xs[1], row = padded ? Wp : xs[2];
-  int64_t *koff = malloc(sizeof(int64_t) * (size_t)(K + P));
-  if (!koff) return 0;
-  int64_t *pix = koff + K;
-  if (padded && !padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0)) {
-    free(koff);
-    return 0;
+  if (padded && !padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0)) return 0;
+  FvTables tables = {x_blocked, Cg, KH, KW, OH, OW, plane, row, sh, sw, dh, dw};
+  const int64_t key[3] = {conv_key(sizes, conv, xs, NULL), K + P, plane * 2 + x_blocked};
+  int64_t *koff = site > 0 ? (int64_t *)site_entry(&table_store, 2 * site + 1, key, (size_t)(2 * (K + P)), fv_fill_tables, &tables) : NULL;
+  int64_t *own = NULL;
+  if (!koff) {
+    if (!(koff = own = malloc(sizeof(int64_t) * (size_t)(K + P)))) return 0;
+    fv_fill_tables(&tables, (float *)own);
   }
-  fv_tables(koff, pix, x_blocked, Cg, KH, KW, OH, OW, plane, row, sh, sw, dh, dw);
+  int64_t *pix = koff + K;
   int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
@@ -2685,7 +2755,7 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
     job.packed = packed_weights(site, shape, (size_t)(G * blocks * problems[0].K * FV_BLOCK), fv_pack_all, &job);
   }
   hcc_parallel_for(batch * blocks * parts, fv_part, &job);
-  free(koff);
+  free(own);
   return 1;
 }
 #else
