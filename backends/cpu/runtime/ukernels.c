@@ -1524,18 +1524,27 @@ static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C +
   const float *src = j->x + (plane / j->C) * j->xs[0] + (plane % j->C) * j->xs[1];
   float *dst = j->xpad + plane * j->Hp * j->Wp;
   int64_t c0 = j->left, c1 = min64(j->Wp, j->left + j->W); /* padded columns that hold input */
+  /* vectors and masked tails rather than three libc calls per row: rows of 58 floats made memset and memcpy 2-3% of
+     ResNet-18's run (a call's own cost is about that of copying the row) */
+  const vf zero = vsplat(0.0f);
   for (int64_t h = 0; h < j->Hp; ++h, dst += j->Wp) {
     int64_t ih = h - j->top;
     if (ih < 0 || ih >= j->H || c1 <= c0) {
-      memset(dst, 0, sizeof(float) * (size_t)j->Wp);
+      int64_t q = 0;
+      for (; q + VL <= j->Wp; q += VL) vstore(dst + q, zero);
+      if (q < j->Wp) vstore_n(dst + q, zero, j->Wp - q);
       continue;
     }
-    memset(dst, 0, sizeof(float) * (size_t)c0);
-    if (j->xs[3] == 1)
-      memcpy(dst + c0, src + ih * j->xs[2], sizeof(float) * (size_t)(c1 - c0));
-    else
+    for (int64_t c = 0; c < c0; ++c) dst[c] = 0.0f;
+    if (j->xs[3] == 1) {
+      const float *row = src + ih * j->xs[2];
+      int64_t n = c1 - c0, q = 0;
+      for (; q + VL <= n; q += VL) vstore(dst + c0 + q, vload(row + q));
+      if (q < n) vstore_n(dst + c0 + q, vload_n(row + q, n - q), n - q);
+    } else {
       for (int64_t c = c0; c < c1; ++c) dst[c] = src[ih * j->xs[2] + (c - j->left) * j->xs[3]];
-    memset(dst + c1, 0, sizeof(float) * (size_t)(j->Wp - c1));
+    }
+    for (int64_t c = c1; c < j->Wp; ++c) dst[c] = 0.0f;
   }
 }
 
