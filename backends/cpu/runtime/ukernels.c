@@ -213,6 +213,9 @@ typedef struct {
   int linear; /* plain strided matrices: the strides below are valid (the small-M path uses them, no tables) */
   int64_t a_sm, a_sk, b_sk, b_sn;
   int64_t lda; /* > 0: A's rows are contiguous along k, lda apart (the packed path reads A in place) */
+  int64_t kc;      /* > 0: the packed path's K block instead of KC (a run of lda_run below) */
+  int64_t lda_run; /* > 0 (lda 0): within each K block of kc, A's rows are contiguous along k, lda_run apart, the
+                      block's first column at ak[pc]: the path reads A in place block by block */
   int bf16; /* products in bfloat16 with fp32 sums (AMX tiles where the CPU has them; else fp32) */
   Epilogue e; /* pointers offset for this batch entry */
   /* implicit zero padding of a convolution's input (pad_h == NULL: none): B[k][n] is zero unless
@@ -997,12 +1000,14 @@ typedef struct {
 
 static int64_t packed_b_floats(const Problem *p) { return ((p->N + NR - 1) / NR) * NR * p->K; }
 
+static int64_t k_block(const Problem *p) { return p->kc > 0 ? p->kc : KC; }
+
 static void pack_gemm_b(const void *ctx, float *out) {
   const GemmPack *g = ctx;
   for (int64_t i = 0; i < g->copies; ++i) {
     const Problem *p = &g->problems[i];
-    int64_t npad = ((p->N + NR - 1) / NR) * NR;
-    for (int64_t pc = 0; pc < p->K; pc += KC) pack_b(p, 0, p->N, pc, min64(KC, p->K - pc), out + i * packed_b_floats(p) + pc * npad);
+    int64_t npad = ((p->N + NR - 1) / NR) * NR, kb = k_block(p);
+    for (int64_t pc = 0; pc < p->K; pc += kb) pack_b(p, 0, p->N, pc, min64(kb, p->K - pc), out + i * packed_b_floats(p) + pc * npad);
   }
 }
 
@@ -1015,13 +1020,15 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
 #endif
   int64_t mcap = min64(MC, ((m1 - m0 + MR - 1) / MR) * MR);
   int64_t ncap = min64(NC, ((n1 - n0 + NR - 1) / NR) * NR);
-  float *ap = buffer((size_t)(mcap + ncap) * KC);
+  int64_t kb = k_block(p), lda = p->lda ? p->lda : p->lda_run;
+  float *ap = buffer((size_t)(mcap + ncap) * kb);
   if (!ap) abort(); /* out of memory: nothing sensible to return through a void ABI */
-  float *bp = ap + mcap * KC;
+  float *bp = ap + mcap * kb;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     int64_t nc = min64(NC, n1 - jc);
-    for (int64_t pc = 0; pc < p->K; pc += KC) {
-      int64_t kc = min64(KC, p->K - pc);
+    for (int64_t pc = 0; pc < p->K; pc += kb) {
+      int64_t kc = min64(kb, p->K - pc);
+      const float *a_block = p->lda ? p->a + pc : p->a + (lda ? p->ak[pc] : 0); /* A's rows read in place: column pc */
       /* B is packed (NR-wide panels, contiguous along k) whenever more than one row block reuses it: read in place,
          rows ldb apart thrash the L1 (a 512-column matrix maps its rows onto 4 sets), which cost 15-25% of MLP and
          BERT GEMMs on AVX-512. A single row block (M <= MR) reads B with unit column stride in place, except a
@@ -1041,8 +1048,8 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
            time (the broadcasts read it as well as a packed panel); only a last partial row block is packed. Read in
            place, a block of 12k + 4 rows ends in two 8-row tiles instead of 12 + 4 (a 4-row tile runs at about half
            speed: 64 x 784 x 1024 ran 5% slower than 60 rows; split: 28, 40, 64, 76 rows 4-12% faster) */
-        int split = p->lda && MR == 12 && mc % MR == 4 && mc >= 28; /* 16 rows: 8 + 8 within noise of 12 + 4 */
-        int64_t a_full = p->lda ? (split ? mc : (mc / MR) * MR) : 0;
+        int split = lda && MR == 12 && mc % MR == 4 && mc >= 28; /* 16 rows: 8 + 8 within noise of 12 + 4 */
+        int64_t a_full = lda ? (split ? mc : (mc / MR) * MR) : 0;
         if (a_full < mc) pack_a(p, ic + a_full, mc - a_full, pc, kc, ap + a_full * kc);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const float *b = jr < full ? p->b + pc * p->b_sk + jc + jr : panels + jr * kc;
@@ -1050,13 +1057,13 @@ static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int
           for (int64_t ir = 0, rows; ir < mc; ir += rows) {
             rows = split && mc - ir == 16 ? 8 : min64(MR, mc - ir);
             float *c = p->c + (ic + ir) * p->c_sm + (jc + jr) * p->c_sn;
-            const float *a = ir < a_full ? p->a + (ic + ir) * p->lda + pc : ap + ir * kc;
+            const float *a = ir < a_full ? a_block + (ic + ir) * lda : ap + ir * kc;
             /* the first row tile of a kept panel fetches the next one towards L2: a model's weights come from memory
                on every run (BERT's 768 x 3072 layers: 9.4 MB each), and waiting for them cost 10-20% of a GEMM
                (measured with the caches flushed between calls: 64 x 784 x 1024 -18%, 128 x 768 x 3072 -10%; no
                change with warm caches) */
             const float *pf = ir == 0 && ic == m0 && p->packed_b && jr >= full ? b + NR * kc : NULL;
-            micro_kernel(kc, a, ir < a_full ? p->lda : 1, ir < a_full ? 1 : MR, b, ldb, c, p->c_sm, p->c_sn, rows,
+            micro_kernel(kc, a, ir < a_full ? lda : 1, ir < a_full ? 1 : MR, b, ldb, c, p->c_sm, p->c_sn, rows,
                          min64(NR, nc - jr), &p->e, ic + ir, jc + jr, pc == 0, pc + kc >= p->K, pf);
           }
         }
@@ -1374,6 +1381,11 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
+        /* A of runs of K2 contiguous floats (attention's heads put side by side by a transpose folded into the
+           strides): K blocks of one run read it in place; packing every row was a fifth of that product (BERT's
+           attention output projection: 1.33 vs 1.07 ms for the same-sized query projection) */
+        p->kc = !linear && K2 > 1 && as[5] == 1 && K2 % 16 == 0 && K2 <= KC ? K2 : 0;
+        p->lda_run = p->kc ? as[3] : 0;
         p->packed_b = NULL, p->packed_a16 = NULL, p->packed_b16 = NULL;
         p->e = epi;
         p->e.init_sm = is[3], p->e.init_sn = is[4];
@@ -1757,6 +1769,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->bf16 = amx;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
+      p->kc = p->lda_run = 0;
       p->packed_b = NULL, p->packed_a16 = NULL, p->packed_b16 = NULL;
       p->a_sm = ws[0], p->a_sk = ws[1], p->b_sk = xs[1], p->b_sn = 1;
       p->e = epi;

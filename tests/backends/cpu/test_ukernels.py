@@ -152,6 +152,25 @@ def test_two_reduction_dims(lib):
     np.testing.assert_allclose(c, np.einsum("mij,ijn->mn", a, b), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("heads,dim,rows", [(12, 64, 29), (3, 32, 40), (2, 16, 13)])
+@pytest.mark.parametrize("site", [0, 7])
+def test_heads_side_by_side_read_in_place(lib, heads, dim, rows, site):
+    """Attention's output projection: A[m][(h, d)] = context[h][m][d] (a transpose folded into the strides), k runs of
+    `dim` contiguous floats: K blocks of one run read A in place (ukernels.c lda_run); B a kept weight or not."""
+    rng = np.random.default_rng(heads * dim + rows + site)
+    context = rng.standard_normal((heads, rows, dim)).astype(np.float32)
+    w = rng.standard_normal((heads, dim, 48)).astype(np.float32)
+    c = np.zeros((rows, 48), np.float32)
+    sa, sb = _strides(context), _strides(w)
+    for _ in range(2):  # a kept weight is packed at the first call and read at the second
+        c[:] = 0.0
+        lib.gemm(I64(context.ctypes.data), I64(w.ctypes.data), I64(c.ctypes.data), _arr([1, 1, 1, rows, 48, heads, dim]),
+                 _arr([0, 0, 0, sa[1], sa[0], sa[2]]), _arr([0, 0, 0, sb[0], sb[1], sb[2]]), _arr([0, 0, 0, 48, 1]), _epilogue(5),
+                 site=1000 + site + heads if site else 0)
+        ref = np.einsum("hmd,hdn->mn", context.astype(np.float64), w.astype(np.float64))
+        np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4 * np.sqrt(heads * dim))
+
+
 def conv_ref(x, w, stride, dilation, groups):
     n, c, h, wd = x.shape
     f, cg, kh, kw = w.shape
