@@ -11,7 +11,8 @@ Fusion, decided here on tensors (after bufferization the neighbours are already 
 * the init: a `linalg.fill` with a constant, or a broadcast of a bias, is read by the kernel's first K block
   instead of being materialized as a full tensor first (any other init tensor is read as a strided source);
 * the epilogue: when the op's result feeds exactly one elementwise generic computing `clamp(y [+ r])` (Relu,
-  Clip/ReLU6, a residual Add then Relu), the kernel applies it on its last K block and writes that op's result.
+  Clip/ReLU6, a residual Add then Relu), or for a GEMM `GELU(y [+ r])` (a bias add then GELU: transformers' FFN),
+  the kernel applies it on its last K block and writes that op's result.
   The clamp keeps the consumer's NaN rule: `maximumf` and ordered-compare selects keep a NaN, `maxnumf` and
   unordered-compare selects replace it by the bound (ukernels.c, CLAMP_*).
 
@@ -29,13 +30,17 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   A convolution reads its input unpadded: a zero `tensor.pad` in front of it is folded into the call (the kernels
   treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
-            pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits
+            pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits;
+            the hi mode's bits 4 and up: an activation after the residual and before the clamps (1: GELU with erf;
+            GEMMs only: a consumer whose body computes GELU(y [+ r]), found by running it, body_eval.py)
 """
 from __future__ import annotations
 
 import json
 import struct
 from dataclasses import dataclass, field
+
+from hcc.backends.cpu import body_eval
 
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
@@ -52,6 +57,8 @@ MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group: the direct c
 INIT_IN_C, INIT_CONSTANT, INIT_SOURCE = 0, 1, 2
 _FOLDED = ("tensor.pad", "linalg.fill", "linalg.broadcast", "linalg.generic", "tensor.empty")  # erased once unused
 CLAMP_NONE, CLAMP_KEEP_NAN, CLAMP_NAN_TO_BOUND = 0, 1, 2
+ACT_NONE, ACT_GELU = 0, 1  # an activation after the residual (GEMMs only); passed in the hi mode's bits 4 and up
+ACT_SHIFT = 4
 
 
 @dataclass
@@ -180,6 +187,7 @@ class Epilogue:
     lo: float = 0.0
     hi_mode: int = CLAMP_NONE
     hi: float = 0.0
+    act: int = ACT_NONE
     consumer: object = None  # the elementwise op whose result the kernel writes (it is erased)
     notes: list[str] = field(default_factory=list)
 
@@ -276,10 +284,26 @@ def _clamp_of(name: str, value: float | None) -> tuple[str, int, float] | None:
     return None
 
 
-def match_epilogue(consumer, y_index: int) -> tuple[int | None, list[tuple[str, int, float]]] | None:
-    """(residual input index or None, clamps) when the consumer's body is `clamp(y [+ r])` with constant bounds."""
+def match_gelu(consumer, y_index: int) -> tuple[int | None] | None:
+    """(residual input index or None,) when the consumer's body computes GELU(y [+ r]) (body_eval.py), else None."""
+    block = consumer.regions[0].blocks[0]
+    inputs = len(list(block.arguments)) - 1
+    others = [i for i in range(inputs) if i != y_index]
+    if len(others) > 1:
+        return None
+    other = others[0] if others else None
+    return (other,) if body_eval.computes_gelu(block, y_index, other) else None
+
+
+def match_epilogue(consumer, y_index: int, gelu: bool = False) -> tuple[int | None, list[tuple[str, int, float]], int] | None:
+    """(residual input index or None, clamps, activation) when the consumer's body is `clamp(y [+ r])` with constant
+    bounds, or with `gelu` also GELU(y [+ r])."""
     from mlir import ir
 
+    if gelu:
+        matched = match_gelu(consumer, y_index)
+        if matched is not None:
+            return matched[0], [], ACT_GELU
     block = consumer.regions[0].blocks[0]
     args = list(block.arguments)
     acc, residual, clamps = args[y_index], None, []
@@ -314,7 +338,7 @@ def match_epilogue(consumer, y_index: int) -> tuple[int | None, list[tuple[str, 
     terminator = list(block.operations)[-1]
     if list(terminator.operands) != [acc] or (residual is None and not clamps):
         return None
-    return residual, clamps
+    return residual, clamps, ACT_NONE
 
 
 def _select_clamp(select, acc, constant_of) -> tuple[str, int, float] | None:
@@ -343,8 +367,9 @@ def _select_clamp(select, acc, constant_of) -> tuple[str, int, float] | None:
     return side, CLAMP_NAN_TO_BOUND if nan_gives_bound else CLAMP_KEEP_NAN, bound
 
 
-def consumer_of(op, epilogue: Epilogue, rank: int) -> None:
-    """Fuse the single elementwise consumer of `op`'s result when its body is clamp(y [+ r])."""
+def consumer_of(op, epilogue: Epilogue, rank: int, gelu: bool = False) -> None:
+    """Fuse the single elementwise consumer of `op`'s result when its body is clamp(y [+ r]), or with `gelu` (the
+    GEMM kernels) GELU(y [+ r])."""
     from mlir import ir
 
     uses = list(op.results[0].uses)
@@ -360,10 +385,10 @@ def consumer_of(op, epilogue: Epilogue, rank: int) -> None:
     identity = ir.AffineMap.get_identity(rank)
     if maps[index] != identity or maps[-1] != identity or consumer.results[0].type != op.results[0].type:
         return
-    matched = match_epilogue(consumer, index)
+    matched = match_epilogue(consumer, index, gelu)
     if matched is None:
         return
-    residual, clamps = matched
+    residual, clamps, act = matched
     if residual is not None:
         r_map = maps[residual]
         if not r_map.is_projected_permutation:
@@ -381,6 +406,9 @@ def consumer_of(op, epilogue: Epilogue, rank: int) -> None:
             return
     if clamps:
         epilogue.notes.append("activation")
+    if act == ACT_GELU:
+        epilogue.act = act
+        epilogue.notes.append("GELU")
     epilogue.consumer = consumer
 
 
@@ -445,7 +473,8 @@ def _epilogue_args(epilogue: Epilogue, pick) -> list:
         values += [buffer.address] + pick(buffer.along(epilogue.residual.dims))
     else:
         values += [_index(0)] + pick(None)
-    return values + [_index(epilogue.lo_mode), _index(_bits(epilogue.lo)), _index(epilogue.hi_mode), _index(_bits(epilogue.hi))]
+    hi_mode = epilogue.hi_mode | (epilogue.act << ACT_SHIFT)
+    return values + [_index(epilogue.lo_mode), _index(_bits(epilogue.lo)), _index(hi_mode), _index(_bits(epilogue.hi))]
 
 
 def _loop_strides(dims: list[int], position_strides: list, num_loops: int) -> list:
@@ -737,7 +766,7 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
         rank = ir.RankedTensorType(op.results[0].type).rank
         epilogue = Epilogue()
         init_of(op, rank, epilogue)
-        consumer_of(op, epilogue, rank)
+        consumer_of(op, epilogue, rank, gelu=base == GEMM)
         target = epilogue.consumer or op
         init_producer = op.operands[len(op.operands) - 1].owner
         input_producer = op.operands[0].owner

@@ -588,3 +588,37 @@ def test_concatenated_pieces_are_computed_in_place(tmp_path):
     # border bands (corner and edge), which an inner Concat joins before the outer one.
     copies = ll.count("call void @memrefCopy") + ll.count("call void @llvm.memcpy") + ll.count("call void @llvm.memmove")
     assert copies <= 2, copies
+
+
+def _ffn_gelu(spelling: str, seed: int = 4) -> onnx.ModelProto:
+    """MatMul + bias, then GELU as exported: erf written out (two orders), the opset-20 Gelu op, or its tanh form."""
+    rng = np.random.default_rng(seed)
+    inits = [_weight(rng, "w", [64, 96], 0.3), _weight(rng, "b", [96], 1.0)]
+    nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
+    if spelling == "erf":
+        inits += [numpy_helper.from_array(np.array(np.sqrt(2.0), np.float32), "sqrt2"),
+                  numpy_helper.from_array(np.array(1.0, np.float32), "one"), numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+        nodes += [h.make_node("Div", ["u", "sqrt2"], ["d"]), h.make_node("Erf", ["d"], ["e"]), h.make_node("Add", ["e", "one"], ["f"]),
+                  h.make_node("Mul", ["u", "f"], ["g"]), h.make_node("Mul", ["g", "half"], ["y"])]
+    elif spelling == "erf_half_first":
+        inits += [numpy_helper.from_array(np.array(0.70710678, np.float32), "rsqrt2"),
+                  numpy_helper.from_array(np.array(1.0, np.float32), "one"), numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+        nodes += [h.make_node("Mul", ["u", "half"], ["hx"]), h.make_node("Mul", ["u", "rsqrt2"], ["d"]), h.make_node("Erf", ["d"], ["e"]),
+                  h.make_node("Add", ["one", "e"], ["f"]), h.make_node("Mul", ["hx", "f"], ["y"])]
+    else:
+        nodes.append(h.make_node("Gelu", ["u"], ["y"], approximate="tanh" if spelling == "tanh" else "none"))
+    x = h.make_tensor_value_info("x", TensorProto.FLOAT, [48, 64])
+    y = h.make_tensor_value_info("y", TensorProto.FLOAT, [48, 96])
+    model = h.make_model(h.make_graph(nodes, "ffn", [x], [y], inits), opset_imports=[h.make_opsetid("", 20)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.parametrize("spelling,fused", [("erf", True), ("erf_half_first", True), ("gelu_op", True), ("tanh", False)])
+def test_gelu_fused_into_the_gemm(tmp_path, spelling, fused):
+    """An erf GELU after a MatMul's bias is computed in the GEMM's write-out (found by what its body computes,
+    backends/cpu/body_eval.py); the tanh approximation is another function and stays an elementwise op."""
+    compile_and_compare(_ffn_gelu(spelling), tmp_path, name="ffn")
+    notes = [r.note for r in _schedule_log(tmp_path / "ffn.bundle") if r.kind == "ukernel-gemm"]
+    assert notes and all(("GELU fused" in n) == fused for n in notes), notes
+

@@ -83,13 +83,14 @@ def _bits(value: float) -> int:
 
 
 def _epilogue(rank: int, init=None, init_strides=None, constant=None, res=None, res_strides=None, lo=None, hi=None,
-              nan_to_bound: bool = False):
-    """The epilogue arguments (ukernels.c read_epilogue); default: C already holds the init, nothing after."""
+              nan_to_bound: bool = False, act: int = 0):
+    """The epilogue arguments (ukernels.c read_epilogue); default: C already holds the init, nothing after. `act`:
+    an activation after the residual (1: GELU), in the hi mode's bits 4 and up."""
     mode = 1 if constant is not None else 2 if init is not None else 0
     clamp = 2 if nan_to_bound else 1
     return _arr([mode, _bits(constant or 0.0), init.ctypes.data if init is not None else 0, *(init_strides or [0] * rank),
                  res.ctypes.data if res is not None else 0, *(res_strides or [0] * rank),
-                 clamp if lo is not None else 0, _bits(lo or 0.0), clamp if hi is not None else 0, _bits(hi or 0.0)])
+                 clamp if lo is not None else 0, _bits(lo or 0.0), (clamp if hi is not None else 0) | act << 4, _bits(hi or 0.0)])
 
 
 def _strides(x: np.ndarray) -> list[int]:
@@ -317,6 +318,27 @@ def test_gemm_epilogue_bias_residual_clamp(lib, m, n, k, nan_to_bound):
     ref = _clamped(bias[None, :] + a.astype(np.float64) @ b + res, 0.0, 6.0, nan_to_bound)
     np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4)
     assert np.array_equal(np.isnan(c), np.isnan(ref))
+
+
+def _gelu(x):
+    from math import erf, sqrt
+
+    return x * (1.0 + np.vectorize(erf)(x / sqrt(2.0))) / 2.0
+
+
+@pytest.mark.parametrize("m,n,k", [(2, 40, 30), (37, 70, 300), (64, 64, 600)])  # small-M path; packed with 1 and 3 K blocks
+def test_gemm_epilogue_bias_gelu(lib, m, n, k):
+    """C = GELU(bias[n] + A*B) (the activation in the hi mode's bits 4+), NaN in, NaN out; +-inf rows as GELU has them."""
+    rng = np.random.default_rng(m * n + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    a[0, 0] = np.nan
+    b = (rng.standard_normal((k, n)) * (3.0 / np.sqrt(k))).astype(np.float32)  # sums over both erf branches
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.full((m, n), 1e30, np.float32)
+    gemm(lib, a, b, c, epilogue=_epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], act=1))
+    ref = _gelu(bias[None, :] + a.astype(np.float64) @ b)
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(np.isnan(c), np.isnan(ref)) and np.isnan(c[0]).all()
 
 
 def test_conv_epilogue_bias_per_channel_and_constant_init(lib):
