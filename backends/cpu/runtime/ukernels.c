@@ -384,15 +384,28 @@ static void pack_b_padded(const Problem *p, int64_t n0, int64_t nc, int64_t k0, 
   }
 }
 
+#if VL >= 8
+static void pack_b_columns(const float *base, const int64_t *bn, int64_t kc, float *restrict out);
+#endif
+
 static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t kc, float *restrict out) {
   if (p->pad_h) {
     pack_b_padded(p, n0, nc, k0, kc, out);
     return;
   }
+  int k_unit = 1; /* this K block's rows are consecutive floats of each column */
+  for (int64_t k = 1; k < kc && k_unit; ++k) k_unit = p->bk[k0 + k] == p->bk[k0] + k;
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     int64_t nr = min64(NR, nc - j0);
     const int64_t *bn = p->bn + n0 + j0;
     const int64_t *bk = p->bk + k0;
+#if VL >= 8
+    if (nr == NR && k_unit && bn[NR - 1] - bn[0] != NR - 1) {
+      pack_b_columns(p->b + bk[0], bn, kc, out);
+      out += NR * kc;
+      continue;
+    }
+#endif
     if (nr == NR && bn[NR - 1] - bn[0] == NR - 1) { /* NR consecutive floats per k: one vector copy */
       const float *base = p->b + bn[0];
       for (int64_t k = 0; k < kc; ++k)
@@ -2179,6 +2192,24 @@ static inline void transpose16(const vf r[16], vf t[16]) {
       }
 }
 #define transpose_lanes transpose16
+#endif
+
+#if VL >= 8
+/* A panel of NR columns whose k values are consecutive floats (B's columns are rows of a matrix: attention's K^T, a
+ * Gemm with transB over activations), VL columns x VL k at a time through a transpose; with the copy one float at a
+ * time, BERT h768's attention scores product took 0.29 ms, now 0.20. */
+static void pack_b_columns(const float *base, const int64_t *bn, int64_t kc, float *restrict out) {
+  int64_t k = 0;
+  for (; k + VL <= kc; k += VL)
+    for (int64_t j = 0; j < NR; j += VL) {
+      vf r[VL], t[VL];
+      for (int l = 0; l < VL; ++l) r[l] = vload(base + bn[j + l] + k);
+      transpose_lanes(r, t);
+      for (int l = 0; l < VL; ++l) vstore(out + (k + l) * NR + j, t[l]);
+    }
+  for (; k < kc; ++k)
+    for (int64_t j = 0; j < NR; ++j) out[k * NR + j] = base[bn[j] + k];
+}
 #endif
 
 /* Four output pixels at a time, each a vector of VL channels: out[p] = sum over the taps of w * in[origin[p] + tap].
