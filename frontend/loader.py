@@ -10,6 +10,7 @@ import onnx
 from onnx import shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
@@ -178,6 +179,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     lowbit_types = rewrite_lowbit(model, path)
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
     # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
+    model = rewrite_affine_grid(model, path)  # of a constant size: one MatMul against a constant grid (affine_grid.py)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     model = rewrite_sequences(model, path)  # sequences of compile-time positions: tensor ops (frontend/sequences.py)
