@@ -39,8 +39,21 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
+def _captured(graph: onnx.GraphProto) -> set[str]:
+    """Outer-scope names a subgraph (an If branch, a Loop or Scan body) reads, its own subgraphs included."""
+    local = {v.name for v in graph.input} | {i.name for i in graph.initializer}
+    local |= {out for node in graph.node for out in node.output}
+    used = {name for node in graph.node for name in node.input if name}
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                used |= _captured(sub)
+    return used - local
+
+
 def shape_inputs(model: onnx.ModelProto) -> set[str]:
-    """Graph inputs whose values flow (through any chain of nodes) into an operand in SHAPE_OPERANDS."""
+    """Graph inputs whose values flow (through any chain of nodes, and into the branches and bodies of control flow
+    through the outer values those read) into an operand in SHAPE_OPERANDS."""
     producer = {out: node for node in model.graph.node for out in node.output}
     pending = [node.input[i] for node in model.graph.node for i in SHAPE_OPERANDS.get(node.op_type, ())
                if i < len(node.input) and node.input[i]]
@@ -53,6 +66,9 @@ def shape_inputs(model: onnx.ModelProto) -> set[str]:
         node = producer.get(name)
         if node is not None and node.op_type not in SHAPE_ONLY_OPS:
             pending.extend(n for n in node.input if n)
+            for attr in node.attribute:  # an If's outputs also depend on what its branches read
+                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                    pending.extend(_captured(sub))
     initializers = {init.name for init in model.graph.initializer}
     return {v.name for v in model.graph.input if v.name in seen and v.name not in initializers}
 

@@ -54,6 +54,8 @@ def fold_constants(model: onnx.ModelProto) -> int:
     """Fold in place; returns how many nodes were folded away."""
     graph = model.graph
     shapes = {v.name: _static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
+    elem_types = {v.name: v.type.tensor_type.elem_type for v in list(graph.input) + list(graph.value_info) + list(graph.output)
+                  if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
     values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer
                                      if int(np.prod(init.dims)) <= MAX_FOLDED_ELEMENTS}
     graph_outputs = {o.name for o in graph.output}
@@ -74,6 +76,12 @@ def fold_constants(model: onnx.ModelProto) -> int:
             start = next((a.i for a in node.attribute if a.name == "start"), 0)
             end = next((a.i for a in node.attribute if a.name == "end"), len(dims))
             result = [dims[start:end]]
+        elif node.op_type == "CastLike" and node.input[0] in values and len(node.input) > 1 and node.input[1] in elem_types:
+            # the target is read for its type only: a constant cast like a run-time value is a constant (function
+            # bodies, AffineGrid's among them, cast every constant like their input)
+            cast = helper.make_node("Cast", [node.input[0]], list(node.output), to=elem_types[node.input[1]],
+                                    **{a.name: helper.get_attribute_value(a) for a in node.attribute if a.name == "saturate"})
+            result = _evaluate(cast, values, list(model.opset_import))
         elif all(n == "" or n in values for n in node.input) and any(node.input):
             result = _evaluate(node, values, list(model.opset_import))
         if result is None or any(r.size > MAX_FOLDED_ELEMENTS for r in result):

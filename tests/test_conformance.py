@@ -113,6 +113,35 @@ def test_shape_inputs_follow_chains_but_not_shape_of():
     assert shape_inputs(model) == set()
 
 
+def test_shape_inputs_follow_what_control_flow_branches_read():
+    """An If whose output is a shape operand depends on the outer values its branches read (AffineGrid's function
+    body picks its sizes from `size` inside an If)."""
+    branch = lambda out: helper.make_graph([helper.make_node("Identity", ["n"], [out])], "b", [],  # noqa: E731
+                                            [helper.make_tensor_value_info(out, TensorProto.INT64, [2])])
+    choose = helper.make_node("If", ["c"], ["picked"], then_branch=branch("t"), else_branch=branch("e"))
+    graph = helper.make_graph([choose, helper.make_node("Reshape", ["x", "picked"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                               helper.make_tensor_value_info("n", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["d0", "d1"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert shape_inputs(model) == {"c", "n"}
+
+
+def test_a_constant_cast_like_a_run_time_value_is_folded():
+    from hcc.frontend.fold import fold_constants
+
+    graph = helper.make_graph([helper.make_node("CastLike", ["k", "x"], ["kf"]), helper.make_node("Add", ["x", "kf"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+                              [onnx.numpy_helper.from_array(np.array([1, 2], np.int64), "k")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+    assert fold_constants(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add"]
+    folded = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}["kf"]
+    assert folded.dtype == np.float32 and folded.tolist() == [1.0, 2.0]
+
+
 def test_backend_compiles_once_per_shape_values():
     rep = HccBackend.prepare(reshape_model(), "CPU", threads=1)
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
