@@ -24,6 +24,7 @@ from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from hcc.errors import HccError
+from hcc.frontend.segments import reads
 
 # Per op: the input positions whose *values* decide the shape of an output (not just its values).
 SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
@@ -37,18 +38,6 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 }
 # Ops whose output depends only on their input's shape, which is fixed anyway: the walk back stops there.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
-
-
-def _captured(graph: onnx.GraphProto) -> set[str]:
-    """Outer-scope names a subgraph (an If branch, a Loop or Scan body) reads, its own subgraphs included."""
-    local = {v.name for v in graph.input} | {i.name for i in graph.initializer}
-    local |= {out for node in graph.node for out in node.output}
-    used = {name for node in graph.node for name in node.input if name}
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                used |= _captured(sub)
-    return used - local
 
 
 def shape_inputs(model: onnx.ModelProto) -> set[str]:
@@ -65,10 +54,7 @@ def shape_inputs(model: onnx.ModelProto) -> set[str]:
         seen.add(name)
         node = producer.get(name)
         if node is not None and node.op_type not in SHAPE_ONLY_OPS:
-            pending.extend(n for n in node.input if n)
-            for attr in node.attribute:  # an If's outputs also depend on what its branches read
-                for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
-                    pending.extend(_captured(sub))
+            pending.extend(reads(node))  # an If's outputs also depend on what its branches read
     initializers = {init.name for init in model.graph.initializer}
     return {v.name for v in model.graph.input if v.name in seen and v.name not in initializers}
 
