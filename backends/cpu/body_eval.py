@@ -27,7 +27,8 @@ _COMPARE = {"oeq": np.equal, "one": np.not_equal, "ogt": np.greater, "oge": np.g
             "ueq": np.equal, "une": np.not_equal, "ugt": np.greater, "uge": np.greater_equal, "ult": np.less, "ule": np.less_equal}
 _INT_COMPARE = [np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
                 np.less, np.less_equal, np.greater, np.greater_equal]
-_PREDICATES = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
+# arith.cmpf's predicate attribute values, in order (ukernels.py reads them too)
+CMPF_PREDICATES = ("false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true")
 
 
 def _constant(op) -> np.ndarray | None:
@@ -70,7 +71,7 @@ def _step(op, values: dict) -> np.ndarray | None:
         if name in _UNARY:
             return _UNARY[name](args[0]).astype(np.float32)
         if name == "arith.cmpf":
-            predicate = _PREDICATES[ir.IntegerAttr(op.attributes["predicate"]).value]
+            predicate = CMPF_PREDICATES[ir.IntegerAttr(op.attributes["predicate"]).value]
             return _COMPARE[predicate](*args) if predicate in _COMPARE else None
         if name == "arith.cmpi":
             predicate = ir.IntegerAttr(op.attributes["predicate"]).value  # eq ne slt sle sgt sge ult ule ugt uge

@@ -264,13 +264,12 @@ def init_of(op, rank: int, epilogue: Epilogue) -> None:
 # ------------------------------------------------------------------------------------------ the consumer's body
 
 _SWAP = {"olt": "ogt", "ole": "oge", "ogt": "olt", "oge": "ole", "ult": "ugt", "ule": "uge", "ugt": "ult", "uge": "ule"}
-_PREDICATES = ["false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno", "true"]
 
 
 def _predicate(op) -> str:
     from mlir import ir
 
-    return _PREDICATES[ir.IntegerAttr(op.attributes["predicate"]).value]
+    return body_eval.CMPF_PREDICATES[ir.IntegerAttr(op.attributes["predicate"]).value]
 
 
 def _clamp_of(name: str, value: float | None) -> tuple[str, int, float] | None:
