@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 from hcc.frontend.newer_ops import GraphFacts, rewrite_op
 from hcc.frontend.node_rewrite import CountedNodes
 
-_NUMPY_OF = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}
+THETA_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)  # AffineGrid's T
 
 
 def _coordinates(length: int, align_corners: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def affine_grid_nodes(node: onnx.NodeProto, facts: GraphFacts, path: str) -> tup
     """The replacement of one AffineGrid whose size is a constant; the node itself otherwise (its function body)."""
     size = node.input[1] if len(node.input) > 1 else ""
     theta_type = facts.types.get(node.input[0])
-    if size not in facts.constants or theta_type not in _NUMPY_OF:
+    if size not in facts.constants or theta_type not in THETA_TYPES:
         return [node], []
     dims = [int(v) for v in np.asarray(facts.constants[size]).reshape(-1)]
     spatial = dims[2:]
@@ -50,7 +50,7 @@ def affine_grid_nodes(node: onnx.NodeProto, facts: GraphFacts, path: str) -> tup
         return [node], []
     align = int(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "align_corners"), 0))
     b = CountedNodes(node)
-    grid = b.const(base_grid(spatial, align).astype(_NUMPY_OF[theta_type]), "base_grid")
+    grid = b.const(base_grid(spatial, align).astype(helper.tensor_dtype_to_np_dtype(theta_type)), "base_grid")
     product = b.op("MatMul", [node.input[0], grid], "transformed")  # [N, dims, positions]
     moved = b.op("Transpose", [product], "positions_first", perm=[0, 2, 1])
     b.op("Reshape", [moved, b.const(np.asarray([dims[0], *spatial, len(spatial)], np.int64), "grid_shape")], "grid",
