@@ -268,6 +268,7 @@ typedef struct {
   int64_t lda_run; /* > 0 (lda 0): within each K block of kc, A's rows are contiguous along k, lda_run apart, the
                       block's first column at ak[pc]: the path reads A in place block by block */
   int bf16; /* products in bfloat16 with fp32 sums (AMX tiles where the CPU has them; else fp32) */
+  int split; /* with bf16: bf16x3, each operand as a sum of two bfloat16 halves (amx_block) */
   Epilogue e; /* pointers offset for this batch entry */
   /* implicit zero padding of a convolution's input (pad_h == NULL: none): B[k][n] is zero unless
    * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
@@ -277,6 +278,7 @@ typedef struct {
                             product NR-column panels of all K rows (small_m_panels); NULL: B read in place */
   const uint16_t *packed_a16; /* A (a convolution's constant filters) as the bf16 tiles' rows, every row (amx_block) */
   const uint16_t *packed_b16; /* B (a GEMM's constant weight) as the bf16 tiles' column-pair panels, all (amx_block) */
+  int b16_nonfinite;          /* bf16x3: packed_b16 holds a value without a finite bf16 high half (amx_block) */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -591,6 +593,8 @@ static float *buffer(size_t floats) { return scratch(&pack_scratch, floats); }
 
 /* ------------------------------------------------------------------------------------------------ bf16 (AMX) */
 
+static void gemm_block_fp32(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
 /* Compiled into the AVX-512 build by any GCC >= 11 or clang >= 12 (a target pragma, so no build flag is needed);
  * run only where amx_ready() says the CPU and the kernel allow it. */
 #if VL == 16 && defined(__x86_64__) && \
@@ -643,34 +647,71 @@ static inline __m512i bf16_pairs(__m512 x, __m512 y) {
   return _mm512_permutexvar_epi16(_mm512_loadu_si512(order), _mm512_inserti64x4(_mm512_castsi256_si512(bf16x16(x)), bf16x16(y), 1));
 }
 
-/* Rows [m0, m0 + rows) of A as bfloat16, Kp (K rounded up to 32) per row, zeros past K and past the last row. */
-static void amx_pack_a(const Problem *p, int64_t m0, int64_t rows, int64_t Kp, uint16_t *restrict out) {
+/* bf16x3 (Problem.split): x = hi + lo, hi = bf16(x), lo = bf16(x - hi); the kernel sums hi*hi + hi*lo + lo*hi, whose
+ * error is about 2^-16 of each product (plain bf16: 2^-8). `lo` of 16 floats and whether any `hi` is not finite
+ * (an Inf or NaN operand, or a float past bf16's range: then x - hi is NaN and hi * lo could be Inf * 0; the caller
+ * computes such a block in fp32 instead, so Inf and NaN propagate exactly as in fp32). */
+static inline __m256i bf16_lo16(__m512 x, __m256i hi, int *nonfinite) {
+  const __m512i exponent = _mm512_set1_epi32(0x7f800000);
+  __m512i bits = _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16);
+  *nonfinite |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(bits, exponent), exponent) != 0; /* Inf or NaN */
+  return bf16x16(_mm512_sub_ps(x, _mm512_castsi512_ps(bits)));
+}
+
+/* Rows [m0, m0 + rows) of A as bfloat16, Kp (K rounded up to 32) per row, zeros past K and past the last row; with
+ * `lo` (bf16x3) their low halves too, laid out alike. Returns 0 when a high half is not finite (bf16_lo16). */
+static int amx_pack_a(const Problem *p, int64_t m0, int64_t rows, int64_t Kp, uint16_t *restrict out, uint16_t *restrict lo) {
   int64_t padded = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
+  int nonfinite = 0;
   for (int64_t i = 0; i < padded; ++i) {
-    uint16_t *dst = out + i * Kp;
+    uint16_t *dst = out + i * Kp, *dlo = lo ? lo + i * Kp : NULL;
     int64_t k = 0;
     if (i < rows) {
       const float *row = p->a + p->am[m0 + i];
-      if (p->lda)
-        for (; k + 16 <= p->K; k += 16) _mm256_storeu_si256((__m256i *)(dst + k), bf16x16(_mm512_loadu_ps(row + k)));
-      for (; k < p->K; ++k) dst[k] = (uint16_t)_mm256_extract_epi16(bf16x16(_mm512_set1_ps(row[p->ak[k]])), 0);
+      /* rows contiguous along k, or runs of kc (a multiple of 16) contiguous floats: attention's heads side by side,
+         whose output projection packed A one float at a time: BERT h768's took 0.92 ms in bf16x3, 0.35 ms after) */
+      if (p->lda || p->kc)
+        for (; k + 16 <= p->K; k += 16) {
+          __m512 x = _mm512_loadu_ps(row + (p->lda ? k : p->ak[k]));
+          __m256i h = bf16x16(x);
+          _mm256_storeu_si256((__m256i *)(dst + k), h);
+          if (dlo) _mm256_storeu_si256((__m256i *)(dlo + k), bf16_lo16(x, h, &nonfinite));
+        }
+      for (; k < p->K; ++k) {
+        __m512 x = _mm512_set1_ps(row[p->ak[k]]);
+        __m256i h = bf16x16(x);
+        dst[k] = (uint16_t)_mm256_extract_epi16(h, 0);
+        if (dlo) dlo[k] = (uint16_t)_mm256_extract_epi16(bf16_lo16(x, h, &nonfinite), 0);
+      }
     }
-    for (; k < Kp; ++k) dst[k] = 0;
+    for (; k < Kp; ++k) {
+      dst[k] = 0;
+      if (dlo) dlo[k] = 0;
+    }
   }
+  return !nonfinite;
 }
 
 /* One packed fp32 panel of B (K rows of NR = 32 columns) as bfloat16 pairs for the tiles: row kp holds, for each of
- * the 32 columns, B[2kp][n] and B[2kp + 1][n] (128 bytes); rows past K are zeros. */
-static void amx_pack_pairs(const float *restrict panel, int64_t K, int64_t Kp, uint16_t *restrict out) {
+ * the 32 columns, B[2kp][n] and B[2kp + 1][n] (128 bytes); rows past K are zeros. With `lo` (bf16x3) the low halves
+ * too, laid out alike; returns 0 when a high half is not finite (bf16_lo16). */
+static int amx_pack_pairs(const float *restrict panel, int64_t K, int64_t Kp, uint16_t *restrict out, uint16_t *restrict lo) {
   const __m512 zero = _mm512_setzero_ps();
+  int nonfinite = 0;
   for (int64_t kp = 0; kp < Kp / 2; ++kp) {
     const float *r0 = panel + 2 * kp * NR, *r1 = r0 + NR;
     for (int half = 0; half < 2; ++half) {
       __m512 x = 2 * kp < K ? _mm512_loadu_ps(r0 + 16 * half) : zero;
       __m512 y = 2 * kp + 1 < K ? _mm512_loadu_ps(r1 + 16 * half) : zero;
       _mm512_storeu_si512(out + kp * 64 + 32 * half, bf16_pairs(x, y));
+      if (lo) {
+        __m512 xl = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16_lo16(x, bf16x16(x), &nonfinite)), 16));
+        __m512 yl = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16_lo16(y, bf16x16(y), &nonfinite)), 16));
+        _mm512_storeu_si512(lo + kp * 64 + 32 * half, bf16_pairs(xl, yl)); /* exact: xl, yl are bf16 values */
+      }
     }
   }
+  return !nonfinite;
 }
 
 /* pack_b then amx_pack_pairs in one pass, for a panel whose columns are offsets into the input (no masked padding):
@@ -755,6 +796,19 @@ static inline __attribute__((always_inline)) void amx_block_step(const void *a0,
   _tile_dpbf16ps(3, 5, 7);
 }
 
+/* The same k step in bf16x3: hi*hi, hi*lo and lo*hi into the same sums (8 tile loads for 12 products). */
+static inline __attribute__((always_inline)) void amx_block_step3(const uint16_t *a, const uint16_t *al, int64_t a_stride,
+                                                                  int64_t a_rows16, const uint16_t *b, const uint16_t *bl) {
+  amx_block_step(a, a + a_rows16, a_stride, b, b + 32, 128);
+  _tile_loadd(6, bl, 128);
+  _tile_loadd(7, bl + 32, 128);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+  amx_block_step(al, al + a_rows16, a_stride, b, b + 32, 128);
+}
+
 static inline __attribute__((always_inline)) void amx_stored_block(float *acc) { /* acc: 32 x 32 floats */
   _tile_stored(0, acc, 128);
   _tile_stored(1, acc + 16, 128);
@@ -780,38 +834,56 @@ static inline void amx_prefetch_block(const Problem *p, int64_t row, int64_t col
   }
 }
 
+/* Halves per kept NR-column panel of B: its bf16 pairs, and in bf16x3 their low halves after them. */
+static int64_t amx_panel_stride(const Problem *p, int64_t Kp) { return Kp * NR * (p->split ? 2 : 1); }
+
 /* The product for rows [m0, m1) and columns [n0, n1) on AMX tiles: A and B rounded to bfloat16 once per call (B
- * through the fp32 packer, so convolutions read their implicit im2col the same way), sums in fp32 tiles. */
-static void amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+ * through the fp32 packer, so convolutions read their implicit im2col the same way), sums in fp32 tiles. In bf16x3
+ * (p->split) also their low halves; a block whose A, or a panel whose B, holds a value without a finite bf16 high
+ * half is computed in fp32 instead (bf16_lo16). Returns 0 when the caller is to compute the whole block in fp32. */
+static int amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   int64_t K = p->K, Kp = ((K + 31) / 32) * 32, rows = m1 - m0, Mp = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
+  int parts = p->split ? 2 : 1;
   size_t a_halves = (size_t)(Mp * Kp), b_halves = (size_t)(Kp / 2 * 64), panel_floats = (size_t)(K * NR);
-  float *buf = scratch(&amx_scratch, (a_halves + b_halves) / 2 + panel_floats + 32 * 32 + 64);
+  float *buf = scratch(&amx_scratch, parts * (a_halves + b_halves) / 2 + panel_floats + 32 * 32 + 64);
   if (!buf) abort(); /* out of memory: nothing sensible to return through a void ABI */
-  uint16_t *ap = (uint16_t *)buf, *bp = ap + a_halves;
-  float *panel = (float *)(bp + b_halves), *acc = panel + panel_floats;
-  amx_configure();
+  uint16_t *ap = (uint16_t *)buf, *al = p->split ? ap + a_halves : NULL, *bp = ap + parts * a_halves;
+  uint16_t *bl = p->split ? bp + b_halves : NULL;
+  float *panel = (float *)(bp + parts * b_halves), *acc = panel + panel_floats;
   if (p->packed_a16)
     ap = (uint16_t *)p->packed_a16 + m0 * Kp; /* kept rows (zero rows past M: a block may read up to 31 more) */
-  else
-    amx_pack_a(p, m0, rows, Kp, ap);
+  else if (!amx_pack_a(p, m0, rows, Kp, ap, al))
+    return 0;
+  amx_configure();
   for (int64_t jc = n0; jc < n1; jc += NR) {
     int64_t nr = min64(NR, n1 - jc);
-    if (p->packed_b16) /* kept panels: jc is a multiple of NR (run_problems splits N in whole panels) */
-      bp = (uint16_t *)p->packed_b16 + (jc / NR) * Kp * NR;
-    else if (p->pad_h || !amx_pack_b16(p, jc, nr, Kp, bp)) {
+    int finite = 1;
+    if (p->packed_b16) { /* kept panels: jc is a multiple of NR (run_problems splits N in whole panels) */
+      bp = (uint16_t *)p->packed_b16 + (jc / NR) * amx_panel_stride(p, Kp);
+      bl = p->split ? bp + Kp * NR : NULL;
+      finite = !p->b16_nonfinite;
+    } else if (p->split || p->pad_h || !amx_pack_b16(p, jc, nr, Kp, bp)) {
       pack_b(p, jc, nr, 0, K, panel);
-      amx_pack_pairs(panel, K, Kp, bp);
+      finite = amx_pack_pairs(panel, K, Kp, bp, bl);
+    }
+    if (!finite) { /* bf16x3 with an Inf or NaN in B: these columns in fp32 */
+      gemm_block_fp32(p, m0, m1, jc, jc + nr);
+      continue;
     }
     for (int64_t i = 0; i < rows; i += AMX_MB) {
       const uint16_t *a0 = ap + i * Kp, *a1 = a0 + 16 * Kp;
       if (p->c_sn == 1) amx_prefetch_block(p, m0 + i, jc, min64(AMX_MB, rows - i));
       amx_zero_block();
-      for (int64_t k = 0; k < Kp; k += 32) amx_block_step(a0 + k, a1 + k, Kp * 2, bp + k / 2 * 64, bp + k / 2 * 64 + 32, 128);
+      if (p->split)
+        for (int64_t k = 0; k < Kp; k += 32) amx_block_step3(a0 + k, al + i * Kp + k, Kp * 2, 16 * Kp, bp + k / 2 * 64, bl + k / 2 * 64);
+      else
+        for (int64_t k = 0; k < Kp; k += 32) amx_block_step(a0 + k, a1 + k, Kp * 2, bp + k / 2 * 64, bp + k / 2 * 64 + 32, 128);
       amx_stored_block(acc);
       amx_store(p, acc, m0 + i, jc, min64(AMX_MB, rows - i), nr);
     }
   }
   _tile_release();
+  return 1;
 }
 
 /* Kept bf16 filters of a convolution on tiles: per group, every row as amx_pack_a packs them plus AMX_MB zero rows
@@ -822,7 +894,7 @@ static int64_t amx_kept_rows(int64_t M) { return ((M + AMX_MB - 1) / AMX_MB) * A
 /* Kept bf16 B of a GEMM on tiles (its weight): every NR-column panel as amx_block packs it (pack_b, then column
  * pairs), per batch entry when each reads its own slice. pack_b and the pairing were 36% and more of a 128 x 768 x
  * 3072 product on tiles, done by every task on every call. */
-static int64_t amx_panel_halves(const Problem *p) { return ((p->N + NR - 1) / NR) * (((p->K + 31) / 32) * 32) * NR; }
+static int64_t amx_panel_halves(const Problem *p) { return ((p->N + NR - 1) / NR) * amx_panel_stride(p, ((p->K + 31) / 32) * 32); }
 
 typedef struct {
   const Problem *problems;
@@ -833,15 +905,17 @@ static void amx_pack_b_all(const void *ctx, float *out) {
   const AmxKeepB *g = ctx;
   float *panel = malloc(sizeof(float) * (size_t)(g->problems[0].K * NR));
   if (!panel) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  int nonfinite = 0;
   for (int64_t i = 0; i < g->copies; ++i) {
     const Problem *p = &g->problems[i];
     int64_t Kp = ((p->K + 31) / 32) * 32;
     uint16_t *dst = (uint16_t *)out + i * amx_panel_halves(p);
-    for (int64_t jc = 0; jc < p->N; jc += NR, dst += Kp * NR) {
+    for (int64_t jc = 0; jc < p->N; jc += NR, dst += amx_panel_stride(p, Kp)) {
       pack_b(p, jc, min64(NR, p->N - jc), 0, p->K, panel);
-      amx_pack_pairs(panel, p->K, Kp, dst);
+      nonfinite |= !amx_pack_pairs(panel, p->K, Kp, dst, p->split ? dst + Kp * NR : NULL);
     }
   }
+  out[g->copies * amx_panel_halves(g->problems) / 2] = (float)nonfinite; /* the trailer gemm_entry reads */
   free(panel);
 }
 
@@ -856,7 +930,7 @@ static void amx_pack_all(const void *ctx, float *out) {
     const Problem *p = &keep->problems[g];
     int64_t Kp = ((p->K + 31) / 32) * 32, rows = amx_kept_rows(p->M);
     uint16_t *dst = (uint16_t *)out + g * rows * Kp;
-    amx_pack_a(p, 0, p->M, Kp, dst);
+    amx_pack_a(p, 0, p->M, Kp, dst, NULL);
     memset(dst + ((p->M + AMX_MB - 1) / AMX_MB) * AMX_MB * Kp, 0, sizeof(uint16_t) * (size_t)(AMX_MB * Kp));
   }
 }
@@ -963,6 +1037,7 @@ static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64
  * rounding both operands on every call (measured: a 37 x 53 x 29 GEMM ran 0.7x as fast) with at least the 32 rows of
  * a tile block (16-filter convolutions of a U-Net ran 1.2-1.7x slower on half-empty blocks); fp32 otherwise. */
 #define AMX_MIN_FLOPS 1e6
+#define BF16X3 2 /* gemm_entry's bf16 argument for the split products (1: plain bf16) */
 static int use_amx(int bf16, int64_t M, int64_t N, int64_t K) {
 #ifdef HCC_AMX
   return bf16 && M >= 32 && N >= 16 && K >= 32 && 2.0 * (double)M * (double)N * (double)K >= AMX_MIN_FLOPS && amx_ready();
@@ -1090,11 +1165,12 @@ static void pack_gemm_b(const void *ctx, float *out) {
 
 static void gemm_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
 #ifdef HCC_AMX
-  if (p->bf16) {
-    amx_block(p, m0, m1, n0, n1);
-    return;
-  }
+  if (p->bf16 && amx_block(p, m0, m1, n0, n1)) return;
 #endif
+  gemm_block_fp32(p, m0, m1, n0, n1);
+}
+
+static void gemm_block_fp32(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   int64_t mcap = min64(MC, ((m1 - m0 + MR - 1) / MR) * MR);
   int64_t ncap = min64(NC, ((n1 - n0 + NR - 1) / NR) * NR);
   int64_t kb = k_block(p), lda = p->lda ? p->lda : p->lda_run;
@@ -1455,7 +1531,7 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
         p->c_sm = cs[3], p->c_sn = cs[4];
         p->linear = linear;
-        p->bf16 = amx;
+        p->bf16 = amx, p->split = amx && bf16 == BF16X3, p->b16_nonfinite = 0;
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
@@ -1481,10 +1557,13 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
 #ifdef HCC_AMX
   if (site > 0 && amx && tables) { /* B a bundle weight on tiles: its bf16 panels kept (amx_pack_b_all) */
     AmxKeepB pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
-    const int64_t shape[3] = {K, N, -1000 - pack.copies}; /* -1000 - copies: this layout */
-    const float *kept = packed_weights(site, shape, (size_t)(pack.copies * amx_panel_halves(problems) / 2 + 1), amx_pack_b_all, &pack);
-    for (int64_t i = 0; kept && i < batch; ++i)
+    const int64_t shape[3] = {K, N, (problems->split ? -3000 : -1000) - pack.copies}; /* this layout (and bf16x3 or not) */
+    int64_t halves = pack.copies * amx_panel_halves(problems);
+    const float *kept = packed_weights(site, shape, (size_t)(halves / 2 + 2), amx_pack_b_all, &pack);
+    for (int64_t i = 0; kept && i < batch; ++i) {
       problems[i].packed_b16 = (const uint16_t *)kept + (pack.copies == 1 ? 0 : i * amx_panel_halves(problems));
+      problems[i].b16_nonfinite = kept[halves / 2] != 0.0f; /* amx_pack_b_all's trailer */
+    }
   }
 #endif
   /* B a bundle weight that the packed path reads: packed once (packed_weights), per batch entry unless shared */
@@ -1508,6 +1587,13 @@ void CAT(hcc_gemm, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes
 void CAT(hcc_gemm_bf16, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
                                 const int64_t *cs, const int64_t *ep, int64_t site) {
   gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 1);
+}
+
+/* bf16x3: each operand split into two bfloat16 halves, three tile products (amx_block_step3); near-fp32 accuracy
+ * (about 2^-16 of each product) at AMX speed where the CPU has it (else exactly hcc_gemm). */
+void CAT(hcc_gemm_bf16x3, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
+                                  const int64_t *cs, const int64_t *ep, int64_t site) {
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, BF16X3);
 }
 
 /* ------------------------------------------------------------------------------------------------ direct conv */
@@ -1844,7 +1930,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
       p->linear = plain;
-      p->bf16 = amx;
+      p->bf16 = amx, p->split = 0, p->b16_nonfinite = 0;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
       p->kc = p->lda_run = 0;

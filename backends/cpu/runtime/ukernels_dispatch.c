@@ -20,6 +20,9 @@ void hcc_gemm_sse2(SITE_GEMM_ARGS);
 void hcc_gemm_bf16_avx512(SITE_GEMM_ARGS);
 void hcc_gemm_bf16_avx2(SITE_GEMM_ARGS);
 void hcc_gemm_bf16_sse2(SITE_GEMM_ARGS);
+void hcc_gemm_bf16x3_avx512(SITE_GEMM_ARGS);
+void hcc_gemm_bf16x3_avx2(SITE_GEMM_ARGS);
+void hcc_gemm_bf16x3_sse2(SITE_GEMM_ARGS);
 void hcc_conv2d_bf16_avx512(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_avx2(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_sse2(FILTER_CONV_ARGS);
@@ -68,11 +71,12 @@ static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t 
   const int64_t cs[5] = {c_b0, c_b1, c_b2, c_m, c_n};
   const int64_t ep[18] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4,
                           res_ptr, res_0, res_1, res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits};
-  switch (hcc_get_isa()) {
-    case 16: (bf16 ? hcc_gemm_bf16_avx512 : hcc_gemm_avx512)(a, b, c, sizes, as, bs, cs, ep, site); break;
-    case 8: (bf16 ? hcc_gemm_bf16_avx2 : hcc_gemm_avx2)(a, b, c, sizes, as, bs, cs, ep, site); break;
-    default: (bf16 ? hcc_gemm_bf16_sse2 : hcc_gemm_sse2)(a, b, c, sizes, as, bs, cs, ep, site); break;
-  }
+  typedef void (*Entry)(SITE_GEMM_ARGS);
+  static const Entry entries[3][3] = {{hcc_gemm_avx512, hcc_gemm_bf16_avx512, hcc_gemm_bf16x3_avx512},
+                                      {hcc_gemm_avx2, hcc_gemm_bf16_avx2, hcc_gemm_bf16x3_avx2},
+                                      {hcc_gemm_sse2, hcc_gemm_bf16_sse2, hcc_gemm_bf16x3_sse2}};
+  int isa = hcc_get_isa(); /* bf16: 0 fp32, 1 bf16, 2 bf16x3 */
+  entries[isa == 16 ? 0 : isa == 8 ? 1 : 2][bf16](a, b, c, sizes, as, bs, cs, ep, site);
 }
 
 #define GEMM_PARAMS                                                                                                         \
@@ -89,6 +93,9 @@ void hcc_gemm(GEMM_PARAMS) { GEMM_CALL(0); }
 
 /* bfloat16 operands, fp32 sums, on AMX tiles where the CPU has them (the same fp32 product otherwise). */
 void hcc_gemm_bf16(GEMM_PARAMS) { GEMM_CALL(1); }
+
+/* bf16x3: each operand as two bfloat16 halves, three tile products (near-fp32 sums) where the CPU has AMX. */
+void hcc_gemm_bf16x3(GEMM_PARAMS) { GEMM_CALL(2); }
 
 static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,

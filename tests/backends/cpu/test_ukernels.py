@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
+import types
 from pathlib import Path
 
 import numpy as np
@@ -674,6 +675,85 @@ def test_bf16_gemm_epilogue_and_threads(amx):
     amx.hcc_set_num_threads(0)
     np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=3e-5)
     assert all(np.array_equal(results[0], r) for r in results[1:])
+
+
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bf16x3's halves of float32 x: hi = bf16(x), lo = bf16(x - hi), as float64."""
+    hi = _bf16(x)
+    return hi.astype(np.float64), _bf16((x - hi).astype(np.float32)).astype(np.float64)
+
+
+def _bf16x3(lib):
+    return types.SimpleNamespace(gemm=_with_site(lib.hcc_gemm_bf16x3_avx512))
+
+
+@pytest.mark.parametrize("m,n,k", [(100, 70, 513), (130, 260, 70), (47, 33, 700), (128, 96, 768)])
+@pytest.mark.parametrize("layout", ["nn", "nt", "tn"])
+@pytest.mark.parametrize("site", [0, 1])
+def test_bf16x3_gemm_sums_three_split_products(amx, m, n, k, layout, site):
+    """bf16x3 is hi*hi + hi*lo + lo*hi of the split operands in fp32 sums (tight), its error against the exact
+    product is at least 50x below plain bf16's, and a kept B (call site > 0) gives the same bits as packing per call."""
+    rng = np.random.default_rng(m + n + k + 1)
+    a = rng.standard_normal((k, m)).astype(np.float32).T if layout == "tn" else rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T if layout == "nt" else rng.standard_normal((k, n)).astype(np.float32)
+    lib = _bf16x3(amx)
+    c = np.zeros((m, n), np.float32)
+    gemm(lib, a, b, c, site=8000 + m + n + k + 10 * len(layout) * (layout == "nt") + (layout == "tn") if site else 0)
+    (a_hi, a_lo), (b_hi, b_lo) = _split(a), _split(b)
+    np.testing.assert_allclose(c, a_hi @ b_hi + a_hi @ b_lo + a_lo @ b_hi, rtol=1e-5, atol=2e-6 * np.sqrt(k))
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    plain = np.zeros((m, n), np.float32)
+    gemm(amx, a, b, plain)
+    assert np.abs(c - exact).max() * 50 < np.abs(plain - exact).max()
+    if site:
+        fresh = np.zeros((m, n), np.float32)
+        gemm(lib, a, b, fresh)
+        assert np.array_equal(c, fresh)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "bf16x3"])
+def test_tiles_read_heads_side_by_side(amx, precision):
+    """Attention's output projection on tiles: A's k runs of 64 contiguous floats (heads side by side, ukernels.c kc)
+    are packed with vector loads; the result is the split / rounded operands' product, as for plain layouts."""
+    rng = np.random.default_rng(5)
+    heads, dim, rows, n = 4, 64, 70, 96
+    context = rng.standard_normal((heads, rows, dim)).astype(np.float32)
+    w = rng.standard_normal((heads, dim, n)).astype(np.float32)
+    c = np.zeros((rows, n), np.float32)
+    sa, sb = _strides(context), _strides(w)
+    entry = amx.hcc_gemm_bf16x3_avx512 if precision == "bf16x3" else amx.hcc_gemm_bf16_avx512
+    entry(I64(context.ctypes.data), I64(w.ctypes.data), I64(c.ctypes.data), _arr([1, 1, 1, rows, n, heads, dim]),
+          _arr([0, 0, 0, sa[1], sa[0], sa[2]]), _arr([0, 0, 0, sb[0], sb[1], sb[2]]), _arr([0, 0, 0, n, 1]), _epilogue(5), I64(0))
+    a = context.transpose(1, 0, 2).reshape(rows, heads * dim)
+    b = w.reshape(heads * dim, n)
+    if precision == "bf16x3":
+        (a_hi, a_lo), (b_hi, b_lo) = _split(a), _split(b)
+        ref = a_hi @ b_hi + a_hi @ b_lo + a_lo @ b_hi
+    else:
+        ref = _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64)
+    np.testing.assert_allclose(c, ref, rtol=1e-5, atol=2e-6 * np.sqrt(heads * dim))
+
+
+@pytest.mark.parametrize("site", [0, 2])
+def test_bf16x3_gemm_inf_and_nan_propagate_as_in_fp32(amx, site):
+    """An Inf or NaN operand (or a float past bf16's range) has no finite high half: x - hi is NaN and hi * lo could be
+    Inf * 0. Such blocks compute in fp32, so every non-finite output matches fp32's (the same Inf, the same NaN) and the
+    finite ones keep bf16x3's accuracy; a kept B with an Inf alike."""
+    rng = np.random.default_rng(21)
+    m, k, n = 96, 200, 130
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    a[3, 5], a[40, 0], a[70, 9] = np.inf, np.nan, 3.4e38  # the last rounds to bf16 Inf
+    b[7, 100] = -np.inf
+    c32, c = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+    gemm(type("L", (), {"gemm": amx.hcc_gemm_avx512})(), a, b, c32)
+    gemm(_bf16x3(amx), a, b, c, site=9100 + site)
+    with np.errstate(invalid="ignore", over="ignore"):
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.array_equal(np.isnan(c), np.isnan(c32)) and np.array_equal(np.isposinf(c), np.isposinf(c32))
+    assert np.array_equal(np.isneginf(c), np.isneginf(c32)) and np.isinf(c[3]).sum() > 0 and np.isnan(c[40]).all()
+    finite = np.isfinite(exact) & np.isfinite(c)
+    assert finite.sum() > m * n // 2
+    np.testing.assert_allclose(c[finite], exact[finite], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("c,h,f,k,stride,pad", [(16, 20, 32, 3, 1, 1), (3, 35, 32, 7, 2, 3), (64, 28, 48, 1, 2, 0), (24, 12, 40, 3, 1, 0)])
