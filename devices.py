@@ -49,7 +49,7 @@ TOLERANCES: Mapping[str, tuple[float, float]] = MappingProxyType({"fp32": (1e-3,
 
 # Float precisions whose error depends too much on the model for a fixed table: the compiler measures each output's
 # error against onnxruntime (golden and held-out inputs) and stores the tolerance it implies.
-MEASURED_PRECISIONS = frozenset({"bf16"})
+MEASURED_PRECISIONS = frozenset({"bf16", "bf16x3"})
 
 FPGA_DEFAULT_PRECISION = "ap_fixed<16,6>"  # hls4ml's default; every FPGA tensor without a configured type gets it
 
@@ -139,7 +139,7 @@ class DeviceKind:
 DEVICE_KINDS: Mapping[str, DeviceKind] = MappingProxyType({
     "cpu": DeviceKind(
         kind="cpu", backend="hcc.backends.cpu.backend", driver=("hcc.runtime.devices.cpu", "CpuDevice"),
-        artifact_kinds=("cpu-so",), abi=NATIVE_ABI, default_precision="fp32", precisions=("fp32", "bf16"), supported_ops=None,
+        artifact_kinds=("cpu-so",), abi=NATIVE_ABI, default_precision="fp32", precisions=("fp32", "bf16", "bf16x3"), supported_ops=None,
         default_device="cpu", devices=("cpu",), cpu_fallback=False,
     ),
     "gpu": DeviceKind(

@@ -99,12 +99,21 @@ def planner_cost_model(model: onnx.ModelProto, fpga: FpgaOptions | None, cpu: Cp
                        "placement by --precision auto --accuracy BUDGET (in a configuration file: precision = \"auto\" and "
                        "accuracy = BUDGET at the top level)")
     nodes = list(zip(node_names(model), (n.op_type for n in model.graph.node)))
-    bf16 = cpu.bf16() if cpu is not None else False
-    cpu_dtypes = {name: "bf16" for name, op in nodes if op in MAC_OPS and (bf16 is True or (bf16 and name in bf16))}
+    cpu_dtypes = {name: p for name, op in nodes if op in MAC_OPS and (p := _cpu_precision_of(cpu, name, op)) != "fp32"}
     gpu_precision = "fp16" if gpu is not None and gpu.precision in ("fp16", GPU_AUTO) else "fp32"
     if fpga is None or not fpga.given:
         return CostModel(cpu_dtypes=cpu_dtypes, gpu_precision=gpu_precision)
     return CostModel(fpga_node_configs=fpga_node_configs(from_options(fpga), nodes), cpu_dtypes=cpu_dtypes, gpu_precision=gpu_precision)
+
+
+def _cpu_precision_of(cpu: CpuOptions | None, node: str, op_type: str) -> str:
+    """The precision a CPU GEMM / convolution computes in under these options (bf16x3 applies to GEMMs only)."""
+    from hcc.planner.precision import PRECISION_OPS
+
+    for precision, which in (("bf16x3", cpu.bf16x3() if cpu else False), ("bf16", cpu.bf16() if cpu else False)):
+        if (which is True or (which and node in which)) and op_type in PRECISION_OPS.get(precision, (op_type,)):
+            return precision
+    return "fp32"
 
 
 def plan_model(loaded, planner: PlannerOptions, cost_model=None):
@@ -431,34 +440,40 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
     return manifest
 
 
+CPU_PRECISION_CANDIDATES = ("bf16", "bf16x3")  # what --cpu-precision auto chooses from (the AMX kernels' entries)
 CALIBRATION_SAMPLES = 4  # --cpu-precision auto: the golden inputs and 3 more random ones (seeds not used elsewhere)
 HELD_OUT_PRECISION_SAMPLES = 4  # inputs the choice never saw, to verify it
 
 
 def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: ProgressFn):
-    """--cpu-precision auto: measure each GEMM/convolution's end-to-end error at bf16 (planner/precision.py), choose
-    the ones the accuracy budget allows, verify on held-out inputs; returns (plan, options naming the chosen nodes)."""
+    """--cpu-precision auto: measure each GEMM/convolution's end-to-end error at bf16 and each GEMM's at bf16x3
+    (planner/precision.py), choose what the accuracy budget allows, verify on held-out inputs; returns (plan, options
+    naming the chosen nodes)."""
     from dataclasses import replace
 
     from hcc.planner import precision
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
-    progress(f"precision: measuring each GEMM/convolution at bf16 on {len(calibration)} calibration inputs")
-    sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=("bf16",))
+    progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3) on {len(calibration)} calibration inputs")
+    sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=CPU_PRECISION_CANDIDATES)
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
     margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
     # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
     plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, margin=margin, extend=True)
-    chosen = sorted(plan.assignment())
-    share = sum(c.flops for c in plan.choices if c.precision != "fp32") / max(plan.total_flops, 1)
+    assignment = plan.assignment()
+
+    def share(p: str) -> str:
+        return f"{sum(c.flops for c in plan.choices if c.precision == p) / max(plan.total_flops, 1):.0%}"
 
     def worst(errors) -> str:
         return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items())
 
-    progress(f"precision: {len(chosen)} of {len(plan.choices)} GEMM/convolution ops in bf16 ({share:.0%} of their FLOPs) under "
-             f"{plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
+    counts = {p: sorted(n for n, q in assignment.items() if q == p) for p in CPU_PRECISION_CANDIDATES}
+    progress(f"precision: of {len(plan.choices)} GEMM/convolution ops, " + ", ".join(f"{len(counts[p])} in {p} ({share(p)} of their FLOPs)"
+                                                                         for p in CPU_PRECISION_CANDIDATES)
+             + f" under {plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
              + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
-    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(chosen)))
+    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts["bf16x3"])))
 
 
 def _heterogeneous(options: CompileOptions, groups: list[dict] | None) -> bool:
@@ -646,15 +661,18 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
     from hcc.planner.cost_model import MAC_OPS
     from hcc.planner.plan import fmt_time, set_precisions
 
-    bf16 = options.cpu.bf16()
     gpu = {c.id: c for c in (precision_plan.gpu.choices if precision_plan is not None and precision_plan.gpu else [])}
     per = {}
     for s in plan.subgraphs:
         if s.kind == "cpu":
             macs = [n for n in s.nodes if plan.placement.explanations[n].op_type in MAC_OPS]
-            low = [n for n in macs if bf16 is True or (bf16 and n in bf16)]
-            names = ", ".join(low[:4]) + (", ..." if len(low) > 4 else "")
-            per[s.id] = (f"fp32+bf16 {len(low)}/{len(macs)}", f"bf16 GEMM/conv: {names}") if low else ("fp32", "")
+            kinds = {n: _cpu_precision_of(options.cpu, n, plan.placement.explanations[n].op_type) for n in macs}
+            low = [n for n in macs if kinds[n] != "fp32"]
+            counts = {p: [n for n in low if kinds[n] == p] for p in CPU_PRECISION_CANDIDATES}
+            label = "fp32+" + "+".join(f"{p} {len(counts[p])}/{len(macs)}" for p in CPU_PRECISION_CANDIDATES if counts[p])
+            names = "; ".join(f"{p} GEMM/conv: " + ", ".join(counts[p][:4]) + (", ..." if len(counts[p]) > 4 else "")
+                              for p in CPU_PRECISION_CANDIDATES if counts[p])
+            per[s.id] = (label, names) if low else ("fp32", "")
             chosen = {c.node: c for c in (precision_plan.choices if precision_plan is not None else []) if c.node in low}
             if low and chosen and all(c.time_saved_s is not None for c in chosen.values()):  # the joint choice predicted them
                 per[s.id] = (per[s.id][0], per[s.id][1] + f"; predicted {fmt_time(sum(c.time_saved_s for c in chosen.values()))} saved "

@@ -90,25 +90,36 @@ def _check_precision(options, kind: str, auto: str, budget_without_auto: str, ch
 
 @dataclass(frozen=True)
 class CpuOptions:
-    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles); auto:
-    the ones `accuracy` (a budget such as "max_abs=1e-2", planner/precision.py) allows. `bf16_nodes`: the nodes auto
-    chose (set by the driver, not by users)."""
+    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles);
+    bf16x3: GEMMs multiply each operand as two bfloat16 halves, three tile products (about 2^-16 of each product,
+    convolutions stay fp32); auto: per GEMM / convolution, what `accuracy` (a budget such as "max_abs=1e-2",
+    planner/precision.py) allows. `bf16_nodes`, `bf16x3_nodes`: the nodes auto chose (set by the driver, not by users)."""
 
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')
     precision: str = DEVICE_KINDS["cpu"].default_precision
     accuracy: str | None = None
     bf16_nodes: tuple[str, ...] = ()
+    bf16x3_nodes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
             raise HccError(f"--target-cpu {self.target_cpu!r}: expected a CPU name such as x86-64-v3 or native")
         _check_precision(self, "cpu", CPU_AUTO, "--accuracy needs --cpu-precision auto", "bf16_nodes", "node names")
+        if isinstance(self.bf16x3_nodes, str) or not all(isinstance(n, str) for n in self.bf16x3_nodes):
+            raise HccError(f"cpu bf16x3_nodes {self.bf16x3_nodes!r}: expected node names")
+        _set(self, "bf16x3_nodes", tuple(self.bf16x3_nodes))
 
     def bf16(self) -> bool | frozenset[str]:
         """What the CPU backend runs in bf16: every GEMM and convolution (True), the named nodes, or none (False)."""
         if self.precision == "bf16":
             return True
         return frozenset(self.bf16_nodes) if self.precision == CPU_AUTO and self.bf16_nodes else False
+
+    def bf16x3(self) -> bool | frozenset[str]:
+        """What the CPU backend runs in bf16x3 (GEMMs only): every GEMM (True), the named nodes, or none (False)."""
+        if self.precision == "bf16x3":
+            return True
+        return frozenset(self.bf16x3_nodes) if self.precision == CPU_AUTO and self.bf16x3_nodes else False
 
 
 GPU_AUTO = "auto"  # --gpu-precision auto: fp16 for the GPU subgraphs an accuracy budget allows, fp32 for the rest

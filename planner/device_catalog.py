@@ -144,6 +144,9 @@ def _cpu_flops_per_cycle(host: HostCpu) -> float:
 # kernels measured (a 128x768x768 GEMM 2.97x, ResNet-18's convolutions 1.8-2.4x, C harness, 1 thread); they round
 # both operands on every call, so the tiles' own peak (about 12x fp32 here) is not what a model sees.
 CPU_BF16_SPEEDUP = 2.0
+# The split-bf16 GEMM (--cpu-precision bf16x3, three tile products): its C harness measured 1.8-2.7x hcc's fp32
+# kernel on 128-row GEMMs of 768-3072 (kept weights, 1 thread; 1.6x with B packed on every call).
+CPU_BF16X3_SPEEDUP = 1.5
 
 
 def host_cpu_spec(profile_path: str | os.PathLike | None = None, host: HostCpu | None = None) -> DeviceSpec:
@@ -154,14 +157,15 @@ def host_cpu_spec(profile_path: str | os.PathLike | None = None, host: HostCpu |
     fp32 = cores * ghz * 1e9 * _cpu_flops_per_cycle(host)
     int8 = fp32 * (4.0 if (host.has("avx512_vnni") or host.has("avx_vnni")) else 2.0)
     fp16 = fp32 * (2.0 if host.has("avx512_fp16") else 1.0)
-    bf16 = fp32 * (CPU_BF16_SPEEDUP if host.has("amx_bf16") and host.has("amx_tile") else 1.0)
+    tiles = host.has("amx_bf16") and host.has("amx_tile")
+    bf16, bf16x3 = fp32 * (CPU_BF16_SPEEDUP if tiles else 1.0), fp32 * (CPU_BF16X3_SPEEDUP if tiles else 1.0)
     # Conservative bandwidth: ~8 GB/s of streaming per core, capped at a dual-channel-DDR5-class 80 GB/s.
     bandwidth = min(8e9 * cores, 80e9)
     spec = DeviceSpec(
         name="cpu", kind="cpu",
         description=f"host CPU: {host.model_name} ({cores} cores, {host.logical_cpus} threads, {ghz:.2f} GHz, "
                     f"{'+'.join(f for f in ('avx2', 'fma', 'avx512f') if host.has(f)) or 'no AVX2'})",
-        peak_flops={"fp32": fp32, "fp16": fp16, "bf16": bf16, "int8": int8}, mem_bandwidth=bandwidth,
+        peak_flops={"fp32": fp32, "fp16": fp16, "bf16": bf16, "bf16x3": bf16x3, "int8": int8}, mem_bandwidth=bandwidth,
         capacity_bytes=float(host.mem_bytes or 8e9), link_bandwidth=bandwidth, link_latency=0.0,
         efficiency=dict(_CPU_EFFICIENCY), mem_efficiency=0.6, power_w=None, source="builtin (defaults from /proc/cpuinfo)",
     )

@@ -8,6 +8,9 @@ Emulation, exact for the rounding of the op's inputs, fp32 accumulation and fp32
   * bf16 / fp16: each float data input of the op (activations and weights; not the bias, which fp32-accumulating
     kernels add in fp32) goes through Cast(to=BFLOAT16 / FLOAT16) -> Cast(to=FLOAT) in front of the op. onnxruntime's
     CPU Casts round to nearest even (checked against numpy bit for bit; also with its graph optimizer on).
+  * bf16x3 (GEMMs only: the CPU's split-bfloat16 kernel): each operand x becomes hi = bf16(x) and lo = bf16(x - hi),
+    and the op becomes three copies of itself, op(hi, hi) + op(hi, lo) + op(lo, hi) (the bias in the first only), the
+    three products the kernel sums; only the order of the fp32 sums differs from the kernel's.
   * int8: weights (initializers) are fake-quantized in numpy, symmetric per output channel (scale = max|w| / 127,
     round half to even, clip to +-127); each activation input gets QuantizeLinear -> DequantizeLinear per tensor with a
     scale calibrated on the calibration inputs (max|x|: uint8 with zero point 0 for a non-negative tensor, else
@@ -16,8 +19,8 @@ Sessions run with the graph optimizer off (the reference too), so no fusion can 
 
 The choice is greedy in FLOPs saved per unit of measured error, composes per-op errors conservatively, then confirms
 with one end-to-end run of the chosen set (and widens the most sensitive op until it passes), then reports the error
-on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16 as the only candidate (the
-CPU's AMX kernels); fp16 and int8 have no CPU kernels yet.
+on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16 and bf16x3 as the
+candidates (the CPU's AMX kernels); fp16 and int8 have no CPU kernels yet.
 """
 from __future__ import annotations
 
@@ -37,10 +40,13 @@ if TYPE_CHECKING:
     from hcc.planner.fixed_precision import WidthPlan
     from hcc.planner.subgraph_precision import SubgraphPrecisionResult
 
-PRECISIONS = ("bf16", "fp16", "int8")
+PRECISIONS = ("bf16", "fp16", "int8", "bf16x3")
 CANDIDATE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# The ops a precision applies to where its kernels exist for some of the candidates only (else: every candidate).
+PRECISION_OPS = {"bf16x3": ("Gemm", "MatMul")}
 # Nominal compute-throughput factors against fp32, used only to rank candidates (FLOPs saved); not a latency claim.
-NOMINAL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "fp16": 2.0, "int8": 4.0}
+# bf16x3: three bf16 tile products; its C harness measured 1.8-2.7x fp32 on 128-row GEMMs (bf16: 2.3-5x).
+NOMINAL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "fp16": 2.0, "int8": 4.0, "bf16x3": 1.5}
 _CAST_TO = {"bf16": TensorProto.BFLOAT16, "fp16": TensorProto.FLOAT16}
 _DATA_SLOTS = (0, 1)  # the operands of the product; a bias (slot 2) stays fp32
 PLAN_FORMAT = "hcc-precision-plan"
@@ -179,7 +185,7 @@ class PrecisionChoice:
 
     node: str
     op_type: str
-    precision: str  # fp32 | bf16 | fp16 | int8
+    precision: str  # fp32 | bf16 | fp16 | int8 | bf16x3
     flops: int
     flops_saved: float  # flops * (1 - 1 / nominal speed-up of the precision)
     budget_cost: float  # the op's own measured error at this precision, as a fraction of the budget
@@ -452,6 +458,37 @@ def _rewrite_operand(node: onnx.NodeProto, key: str, slot: int, precision: str, 
     return tag, [qnode, dnode], [scale, zero]
 
 
+def _split_bf16(name: str, tag: str) -> tuple[str, str, list[onnx.NodeProto]]:
+    """hi = bf16(x), lo = bf16(x - hi), both as float tensors, with the nodes that compute them."""
+    def rounded(source: str, out: str) -> list[onnx.NodeProto]:
+        return [helper.make_node("Cast", [source], [out + "_low"], to=TensorProto.BFLOAT16, name=out + "_cast_low"),
+                helper.make_node("Cast", [out + "_low"], [out], to=TensorProto.FLOAT, name=out + "_cast_back")]
+    hi, rest, lo = tag + "_hi", tag + "_rest", tag + "_lo"
+    return hi, lo, rounded(name, hi) + [helper.make_node("Sub", [name, hi], [rest], name=rest)] + rounded(rest, lo)
+
+
+def _split_products(node: onnx.NodeProto, key: str) -> list[onnx.NodeProto]:
+    """bf16x3 emulation: the op as op(hi, hi) + op(hi, lo) + op(lo, hi) of its split operands (bias in the first)."""
+    halves = [_split_bf16(node.input[s], f"{node.input[s]}__hcc_bf16x3_{key}_{s}") for s in _DATA_SLOTS]
+    nodes = [n for _, _, made in halves for n in made]
+    (a_hi, a_lo, _), (b_hi, b_lo, _) = halves
+    parts = []
+    for number, (a, b) in enumerate(((a_hi, b_hi), (a_hi, b_lo), (a_lo, b_hi))):
+        part = onnx.NodeProto.FromString(node.SerializeToString())
+        part.input[0], part.input[1] = a, b
+        if number:
+            del part.input[2:]  # the bias (Gemm's C, Conv's B) once
+        part.name = f"{node.name or key}__hcc_bf16x3_{number}"
+        del part.output[:]
+        part.output.append(f"{part.name}_out")
+        parts.append(part)
+    partial = f"{node.name or key}__hcc_bf16x3_sum"
+    nodes += parts
+    nodes.append(helper.make_node("Add", [parts[0].output[0], parts[1].output[0]], [partial], name=partial))
+    nodes.append(helper.make_node("Add", [partial, parts[2].output[0]], [node.output[0]], name=partial + "_2"))
+    return nodes
+
+
 def emulate(model: onnx.ModelProto, assignment: dict[str, str], act_quant: dict[str, ActQuant]) -> onnx.ModelProto:
     """A copy of `model` in which each node of `assignment` (key -> precision) reads rounded operands."""
     unknown = sorted(set(assignment) - set(node_keys(model)))
@@ -465,6 +502,9 @@ def emulate(model: onnx.ModelProto, assignment: dict[str, str], act_quant: dict[
     nodes = []
     for key, node in zip(keys, model.graph.node):
         precision = assignment.get(key, "fp32")
+        if precision == "bf16x3":
+            nodes.extend(_split_products(node, key))
+            continue
         if precision != "fp32":
             node = onnx.NodeProto.FromString(node.SerializeToString())
             for slot in _DATA_SLOTS:
@@ -495,7 +535,8 @@ def measure_sensitivity(model: onnx.ModelProto | str | os.PathLike, calibration:
     reference = reference_outputs(proto, samples, "calibration")
     result = []
     for index, key, node in candidates:
-        errors = {p: compare(reference, run_model(emulate(proto, {key: p}, act_quant), samples)) for p in precisions}
+        errors = {p: compare(reference, run_model(emulate(proto, {key: p}, act_quant), samples)) for p in precisions
+                  if node.op_type in PRECISION_OPS.get(p, ops)}
         own = {node.input[s]: act_quant[node.input[s]] for s in _DATA_SLOTS if node.input[s] in act_quant}
         result.append(OpSensitivity(key, node.op_type, index, op_flops(node, types), errors, own))
         if progress is not None:

@@ -65,8 +65,10 @@ def _precision_summary(plan: dict, cpu_nodes: set[str]) -> list[str]:
     if plan.get("choices"):
         low = [c for c in plan["choices"] if c["precision"] != "fp32"]
         placed = sum(c["node"] in cpu_nodes for c in low)
-        lines.append(f"  CPU: {len(low)} of {len(plan['choices'])} GEMM/convolution ops chosen for bf16 ({placed} of them in CPU "
-                     f"subgraphs); measured (onnxruntime emulation) calibration {_errors(plan['calibration'])}; held-out "
+        kinds = sorted({c["precision"] for c in low})
+        per = ", ".join(f"{sum(c['precision'] == k for c in low)} {k}" for k in kinds) or "none"
+        lines.append(f"  CPU: {len(low)} of {len(plan['choices'])} GEMM/convolution ops chosen for lower precision ({per}; {placed} "
+                     f"of them in CPU subgraphs); measured (onnxruntime emulation) calibration {_errors(plan['calibration'])}; held-out "
                      f"{_errors(plan['held_out'])}")
     if gpu:
         low = [c["id"] for c in gpu["choices"] if c["precision"] != "fp32"]
@@ -144,10 +146,11 @@ def describe(bundle_dir: str | os.PathLike) -> str:
             if variants:  # its generated code for wider ISAs too, bound at load where the CPU has them
                 base, entries = m.toolchain.get("target_cpu", "?"), ", ".join(isa_entry(artifact.entry, v) for v in variants)
                 lines.append(f"    generated code: {base}, and {', '.join(variants)} (entry {entries}) used where the CPU has it")
-            bf16 = artifact.meta.get("bf16_nodes")
-            if bf16:  # --cpu-precision bf16/auto: the GEMMs and convolutions that call the bf16 kernels
-                names = ", ".join(bf16[:8]) + (", ..." if len(bf16) > 8 else "")
-                lines.append(f"    bf16 (AMX tiles where the CPU has them): {len(bf16)} ops: {names}")
+            for precision, what in (("bf16", "AMX tiles"), ("bf16x3", "split-bf16 GEMMs on AMX tiles")):
+                low = artifact.meta.get(f"{precision}_nodes")
+                if low:  # --cpu-precision bf16/bf16x3/auto: the GEMMs and convolutions that call those kernels
+                    names = ", ".join(low[:8]) + (", ..." if len(low) > 8 else "")
+                    lines.append(f"    {precision} ({what} where the CPU has them): {len(low)} ops: {names}")
     if precision_plan is not None:
         lines += _precision_summary(precision_plan, {n for sg in m.subgraphs if sg.device.split(":")[0] == "cpu" for n in sg.nodes})
     weight_bytes = sum(w.nbytes for w in m.weights)

@@ -45,11 +45,11 @@ def sensitivity_table(plan: PrecisionPlan, budget: AccuracyBudget, precisions: l
     chosen = {c.node: c.precision for c in plan.choices}
     for s in plan.sensitivities:
         row = f"| {s.node:<{width}} | {s.op_type:<8} | {s.flops / 1e6:>9.2f} | {100 * s.flops / total:>5.1f}% |"
-        for p in precisions:
-            row += f" {max(e.max_abs for e in s.errors[p].values()):>{len(p) + 8}.2e} |"
+        for p in precisions:  # '-': the precision does not apply to this op (bf16x3: GEMMs only)
+            row += f" {max(e.max_abs for e in s.errors[p].values()):>{len(p) + 8}.2e} |" if p in s.errors else f" {'-':>{len(p) + 8}} |"
         for m in extra:
             for p in precisions:
-                values = [getattr(e, m) for e in s.errors[p].values() if getattr(e, m) is not None]
+                values = [getattr(e, m) for e in s.errors.get(p, {}).values() if getattr(e, m) is not None]
                 row += f" {min(values) if values else float('nan'):>{len(p) + len(m) + 1}.{6 if m == 'cosine' else 4}f} |"
         lines.append(row + f" {chosen[s.node]:>6} |")
     return lines

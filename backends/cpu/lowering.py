@@ -528,14 +528,23 @@ def _drop_tensor_copies(root) -> int:
 @dataclass(frozen=True)
 class Codegen:
     """What one attempt at vector code may use: `kinds` the schedule kinds (None: all), `bf16` whether GEMMs and
-    convolutions call the kernels' bfloat16 entries (AMX tiles; `--cpu-precision bf16`)."""
+    convolutions call the kernels' bfloat16 entries (AMX tiles; `--cpu-precision bf16`), `bf16x3` whether GEMMs call
+    the split-bfloat16 entry (`--cpu-precision bf16x3`; it wins over `bf16` for a node named in both)."""
 
     kinds: frozenset[str] | None = None
     bf16: bool | frozenset[str] = False  # every GEMM and convolution, or those of the named ONNX nodes
     constant_args: frozenset[int] = frozenset()  # the function's arguments that are bundle weights
+    bf16x3: bool | frozenset[str] = False  # every GEMM, or those of the named ONNX nodes
+
+    def precision_of(self, node: str) -> str | None:
+        """The low precision a GEMM or convolution of ONNX node `node` is asked to run in (None: fp32)."""
+        for precision, which in (("bf16x3", self.bf16x3), ("bf16", self.bf16)):
+            if which is True or (which and node in which):
+                return precision
+        return None
 
 
-def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset()) -> list[OpReport]:
+def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
     """Tag the contractions the GEMM kernel takes, then turn every tagged op into a kernel call (ukernels.py),
     with its init and a following activation / residual add fused; one report per call."""
     from hcc.backends.cpu import schedule, ukernels
@@ -549,9 +558,9 @@ def _micro_kernel_calls(module, bf16: bool | frozenset[str] = False, constant_ar
                 work *= max(size, 1)
             ukernels.tag_gemm(op, roles, work)
     reports = []
-    in_bf16 = None if not bf16 else (lambda op: True) if bf16 is True else (lambda op: node_name(op) in bf16)
-    for call in ukernels.emit_calls(module, in_bf16, constant_args):
-        kind = "ukernel-gemm" if call.symbol in (ukernels.GEMM, ukernels.GEMM_BF16) else "ukernel-conv"
+    precision_of = (lambda op: how.precision_of(node_name(op))) if how.bf16 or how.bf16x3 else None
+    for call in ukernels.emit_calls(module, precision_of, how.constant_args):
+        kind = "ukernel-gemm" if call.symbol in ukernels.GEMM_SYMBOLS else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         packed = "; constant weights packed at the first call" if call.packed_weights else ""
         hoisted = "; every time step's input product, hoisted out of the loop" if call.hoisted else ""
@@ -586,7 +595,7 @@ def schedule_module(module, how: Codegen = Codegen()):
     if fold_copies_into_consumers(root, how.constant_args):
         _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
-        reports += _micro_kernel_calls(module, how.bf16, how.constant_args)
+        reports += _micro_kernel_calls(module, how)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to
@@ -915,12 +924,14 @@ def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[
 
 
 def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
-                     bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset()) -> str:
+                     bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset(),
+                     bf16x3: bool | frozenset[str] = False) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
     code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
-    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes.
+    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes;
+    `bf16x3` the same for the GEMMs' split-bfloat16 entry.
     `constant_args`: the function's arguments that are bundle weights (convolutions over them keep packed filters)."""
     from mlir import ir
 
@@ -933,7 +944,7 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args), nodes, env)
+            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args, bf16x3), nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:

@@ -48,8 +48,11 @@ DWCONV = "hcc_dwconv2d"
 # The same ABIs with bfloat16 operands and fp32 sums (AMX tiles where the CPU has them, else the fp32 kernels).
 GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
-BF16_VARIANT = {GEMM: GEMM_BF16, CONV: CONV_BF16}
-ARITY = {GEMM: 46, CONV: 49, DWCONV: 45, GEMM_BF16: 46, CONV_BF16: 49}
+# GEMMs only: bf16x3, each operand as two bfloat16 halves (hi + lo) and three tile products (near-fp32 sums)
+GEMM_BF16X3 = "hcc_gemm_bf16x3"
+PRECISION_VARIANT = {(GEMM, "bf16"): GEMM_BF16, (CONV, "bf16"): CONV_BF16, (GEMM, "bf16x3"): GEMM_BF16X3}
+GEMM_SYMBOLS = (GEMM, GEMM_BF16, GEMM_BF16X3)
+ARITY = {GEMM: 46, CONV: 49, DWCONV: 45, GEMM_BF16: 46, CONV_BF16: 49, GEMM_BF16X3: 46}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -749,10 +752,11 @@ class Emitted:
     kept_fp32: bool = False  # asked for bf16, kept in fp32 for the blocked layout hand-over
 
 
-def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
-    """Replace every tagged op by its kernel call, fusing its init and epilogue. `in_bf16(op)`: whether a GEMM or
-    convolution runs with bfloat16 operands (its kernel's bf16 entry); None: every op in fp32. `constant_args`: the
-    function's arguments that are bundle weights (a convolution over one gets a call-site number: packed once)."""
+def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
+    """Replace every tagged op by its kernel call, fusing its init and epilogue. `precision_of(op)`: "bf16" or
+    "bf16x3" when a GEMM or convolution calls that entry of its kernel (PRECISION_VARIANT; a precision its kernel
+    lacks stays fp32), None for fp32; None: every op in fp32. `constant_args`: the function's arguments that are
+    bundle weights (a convolution over one gets a call-site number: packed once)."""
     from mlir import ir
     from mlir.dialects import bufferization, func
 
@@ -761,7 +765,7 @@ def emit_calls(module, in_bf16=None, constant_args: frozenset[int] = frozenset()
     tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
     for op in tagged:
         base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
-        symbol = BF16_VARIANT[base] if base in BF16_VARIANT and in_bf16 is not None and in_bf16(op) else base
+        symbol = PRECISION_VARIANT.get((base, precision_of(op) if precision_of is not None else None), base)
         rank = ir.RankedTensorType(op.results[0].type).rank
         epilogue = Epilogue()
         init_of(op, rank, epilogue)

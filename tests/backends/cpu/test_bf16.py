@@ -75,6 +75,39 @@ def test_bf16_bundle_uses_the_tiles_and_measured_tolerances(tmp_path, name, mode
     assert check_golden(bundle, atol=diff / 4, rtol=0.0).passed is False
 
 
+@needs_tiles
+def test_bf16x3_bundle_calls_the_split_gemm_and_is_near_fp32(tmp_path):
+    """--cpu-precision bf16x3: the GEMMs call the split-bf16 entry, the manifest says bf16x3 with measured tolerances,
+    and the outputs sit far closer to fp32's than plain bf16's do (yet not bit-equal: the tiles ran)."""
+    bundle, manifest = _compile(tmp_path, mlp(), "mlp", "bf16x3")
+    fp32_bundle, _ = _compile(tmp_path, mlp(), "mlp", "fp32")
+    bf16_bundle, _ = _compile(tmp_path, mlp(), "mlp", "bf16")
+    assert [sg.precision for sg in manifest.subgraphs] == ["bf16x3"]
+    assert manifest.subgraphs[0].artifacts[0].meta["bf16x3_nodes"] == ["MatMul_0", "MatMul_2"]
+    assert "call void @hcc_gemm_bf16x3(" in next(bundle.glob("cpu/*/lib*.ll")).read_text()
+    assert check_golden(bundle).passed
+    feeds = {k[6:]: v for k, v in np.load(bundle / "golden" / "golden.npz").items() if k.startswith("input:")}
+    fp32, x3, bf16 = (load(b).run(None, feeds)[0] for b in (fp32_bundle, bundle, bf16_bundle))
+    assert 0 < np.abs(x3 - fp32).max() < np.abs(bf16 - fp32).max() / 50
+
+
+@needs_tiles
+def test_auto_takes_bf16x3_where_bf16_does_not_fit(tmp_path):
+    """A budget below what either GEMM costs at bf16 (about 3e-2 each) but far above bf16x3's (about 6e-5): auto
+    puts both GEMMs in bf16x3 and the bundle stays within the budget."""
+    import json
+
+    onnx.save(mlp(), tmp_path / "mlp.onnx")
+    manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "auto", cpu_precision="auto", accuracy="max_abs=1e-3")
+    plan = json.loads((tmp_path / "auto" / "plan" / "precision.json").read_text())
+    assert {c["node"]: c["precision"] for c in plan["choices"]} == {"MatMul_0": "bf16x3", "MatMul_2": "bf16x3"}
+    assert all(set(s["errors"]) == {"bf16", "bf16x3"} for s in plan["sensitivities"]) and plan["held_out_ok"] is True
+    (sg,) = manifest.subgraphs
+    assert sg.precision == "bf16x3" and sg.artifacts[0].meta["bf16x3_nodes"] == ["MatMul_0", "MatMul_2"]
+    (out, accuracy), = manifest.golden.outputs.items()
+    assert accuracy.golden_max_abs < 1e-3 and check_golden(tmp_path / "auto").passed
+
+
 def test_bf16_refused_without_tiles(tmp_path, monkeypatch):
     import hcc.runtime.devices.cpu as cpu
 
