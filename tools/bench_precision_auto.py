@@ -28,6 +28,8 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_suite  # noqa: E402
+
 import bench_models  # noqa: E402
 
 DEFAULT_CASES = "resnet18:top1=0.99,bert_h768:max_abs=1e-2"  # the two targets
@@ -78,8 +80,6 @@ def _time(sessions: dict, feeds: dict, seconds: float) -> dict[str, float]:
 
 
 def measure(spec: bench_models.SuiteModel, budget_text: str, thread_counts: list[int], seconds: float, folder: Path) -> Case:
-    import onnxruntime as ort
-
     import hcc
     import hcc.runtime as rt
     from hcc.planner.precision import AccuracyBudget, compare
@@ -106,11 +106,9 @@ def measure(spec: bench_models.SuiteModel, budget_text: str, thread_counts: list
     plan_held = _errors_text(output_errors_from_json(plan["held_out"]) or {}, budget)
     ms = {}
     check_text, check_ok = "", True
-    for threads in thread_counts:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    for threads in thread_counts:  # onnxruntime's workers block between runs (spinning ones took cores from hcc's runs)
         sessions = {"fp32": rt.load(fp32, threads=threads), "auto": rt.load(auto, threads=threads),
-                    "ort": ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])}
+                    "ort": bench_suite.ort_session(model.SerializeToString(), threads)}
         if not check_text:
             samples = [spec.make_feeds(model, seed) for seed in CHECK_SEEDS]
             names = [o.name for o in model.graph.output]
