@@ -7,10 +7,10 @@ placement (as --cpu-precision auto and --gpu-precision auto still do) cannot see
 
 How (`place_jointly`):
   1. Measure, once, each candidate op's end-to-end error alone at each precision (planner/precision.py for the CPU's
-     bf16 GEMMs and convolutions, planner/fixed_precision.py for FPGA MAC layers at 8/12/16/18 bits), as a fraction
+     bf16 GEMMs and convolutions and bf16x3 GEMMs, planner/fixed_precision.py for FPGA MAC layers at 8/12/16/18 bits), as a fraction
      of the budget (worst output and metric; top1 counts only the rows the error cannot flip).
   2. Give the partitioner one option per (op, device, precision): the time from the cost model at that precision
-     (CPU bf16 from the host's ISA, device_catalog.CPU_BF16_SPEEDUP on AMX; FPGA DSP/LUT/BRAM and latency from the
+     (CPU bf16 / bf16x3 from the host's ISA, device_catalog.CPU_BF16_SPEEDUP / CPU_BF16X3_SPEEDUP on AMX; FPGA DSP/LUT/BRAM and latency from the
      backend's formulas at that width), and the error as a resource capped over all devices together at
      `margin` x the budget (CostModel.shared_limits). Summing the per-op fractions is the conservative composition of
      docs/precision.md (max_abs and rel add; a sum of worst cases bounds the worst case of the sum). fp32 on the CPU
@@ -19,7 +19,7 @@ How (`place_jointly`):
      ties it leaves open (widths change FPGA resources, not time) go to the narrowest width that still fits
      (placement._leaner_precisions).
   4. Confirm with one end-to-end run of everything chosen, emulated together. If it exceeds the margin, the most
-     sensitive chosen (op, precision) is taken away (bf16 -> fp32; a width -> the next wider one) and the placement is
+     sensitive chosen (op, precision) is taken away (bf16 -> fp32 or bf16x3; a width -> the next wider one) and the placement is
      solved again. Each round removes an option, so this ends.
   5. Verify on held-out inputs against the whole budget.
 Deterministic: fixed inputs, single-threaded onnxruntime, the MILP's deterministic solve, graph order for ties.
@@ -56,7 +56,7 @@ from hcc.planner.precision import (
     run_model,
 )
 
-CPU_CANDIDATES = ("bf16",)  # what the CPU backend compiles (AMX tiles); fp16 and int8 have no CPU kernels yet
+CPU_CANDIDATES = ("bf16", "bf16x3")  # what the CPU backend compiles (AMX tiles; bf16x3 GEMMs only); no fp16/int8 kernels yet
 
 
 @dataclass
@@ -65,7 +65,7 @@ class JointResult:
 
     budget: str
     margin: float
-    cpu: PrecisionPlan | None  # per CPU op: bf16 or fp32 (with its predicted time saving)
+    cpu: PrecisionPlan | None  # per CPU op: bf16, bf16x3 or fp32 (with its predicted time saving)
     fpga: fxp.WidthPlan | None  # per FPGA MAC layer: its width and types
     calibration: dict[str, OutputError]
     held_out: dict[str, OutputError] | None
@@ -98,7 +98,7 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
     fx_sens = fxp.measure_widths(proto, calibration, progress=say) if fpga else []
     ranges = {s.node: s.range for s in fx_sens}
     reference = reference_outputs(proto, calibration, "calibration")
-    cpu_cost = {s.node: {p: budget.cost(s.errors[p], certain=True) for p in CPU_CANDIDATES} for s in cpu_sens}
+    cpu_cost = {s.node: {p: budget.cost(e, certain=True) for p, e in s.errors.items()} for s in cpu_sens}  # bf16x3: GEMMs only
     fx_cost = {s.node: {int(w): budget.cost(e, certain=True) for w, e in s.errors.items()} for s in fx_sens}
     banned: set[tuple[str, str]] = set()
     min_width: dict[str, int] = {}
@@ -137,7 +137,7 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
         _, node, precision = max(suspects, key=lambda t: (t[0], t[1]))
         if precision in CPU_CANDIDATES:
             banned.add((node, precision))
-            step = f"{node} back to fp32"
+            step = f"{node} no longer {precision} (fp32 or another precision that fits)"
         else:
             min_width[node] = next((w for w in sorted(fx_cost[node]) if w > int(precision[2:])), fxp.WIDE_WIDTH)
             step = f"{node} widened to at least {min_width[node]} bits"
@@ -244,8 +244,8 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
         fixed = {n for n in op_types if user.lookup("weight", [n], op_types)[1].startswith(("node", "op_type"))}
     calibration, held_out = samples(loaded, feeds, options.golden.seed)
     progress(f"precision: device and precision together under {budget} ({margin:g} of it on {len(calibration)} calibration inputs): "
-             + ", ".join((["CPU GEMM/conv fp32|bf16"] if cpu else []) + ([f"FPGA MAC layers {'|'.join(map(str, fxp.FIXED_WIDTHS))}"
-                                                                          f"|{fxp.WIDE_WIDTH} bits"] if fpga else [])))
+             + ", ".join((["CPU GEMM/conv fp32|bf16 (GEMMs also bf16x3)"] if cpu else [])
+                         + ([f"FPGA MAC layers {'|'.join(map(str, fxp.FIXED_WIDTHS))}|{fxp.WIDE_WIDTH} bits"] if fpga else [])))
 
     def solve(cm):
         cm.fpga_width_choices = {n: c for n, c in cm.fpga_width_choices.items() if n not in fixed}
@@ -254,9 +254,10 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
     plan, joint, _ = place_jointly(loaded.model, solve, base, budget, calibration, held_out, cpu=cpu, fpga=fpga,
                                    cpu_spec=catalog["cpu"], margin=margin, progress=progress)
     cpu_nodes = {n for s in plan.subgraphs if s.kind == "cpu" for n in s.nodes}
-    bf16 = sorted(c.node for c in (joint.cpu.choices if joint.cpu else []) if c.precision == "bf16" and c.node in cpu_nodes)
+    low = {p: sorted(c.node for c in (joint.cpu.choices if joint.cpu else []) if c.precision == p and c.node in cpu_nodes)
+           for p in CPU_CANDIDATES}
     if cpu:
-        options = replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(bf16)))
+        options = replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(low["bf16"]), bf16x3_nodes=tuple(low["bf16x3"])))
     final = cost_model(loaded.model, options.fpga, options.cpu, options.gpu)
     if joint.fpga is not None:
         default = reprice(loaded, plan, final)  # the same placement at the default FPGA types: what the widths save
@@ -281,8 +282,8 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
     def worst(errors) -> str:
         return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items()) or "-"
 
-    progress(f"precision: chosen {len(bf16)} CPU op(s) in bf16" + (", FPGA widths " + ", ".join(f"{lw.node} {lw.width}b" for lw in joint.fpga.layers)
-                                                                    if joint.fpga else "")
+    widths = ", FPGA widths " + ", ".join(f"{lw.node} {lw.width}b" for lw in joint.fpga.layers) if joint.fpga else ""
+    progress("precision: chosen " + ", ".join(f"{len(low[p])} CPU op(s) in {p}" for p in CPU_CANDIDATES) + widths
              + f": emulated together, calibration {worst(joint.calibration)}; held-out {worst(joint.held_out)}"
              + ("" if joint.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
     precision_plan = joint.cpu or precision.PrecisionPlan(budget, margin, [], {}, joint.calibration, joint.held_out, joint.calibration_ok,

@@ -60,16 +60,20 @@ def test_accuracy_budget_changes_device_and_precision(loaded):
     loose, lp = _plan(loaded, "max_abs=1e-1")
     mid, mp = _plan(loaded, "max_abs=1e-2")
     tight, tp = _plan(loaded, "max_abs=1e-3")
+    none, np_ = _plan(loaded, "max_abs=1e-6")
     # loose: the sensitive layer (its outlier column takes a fixed-point word's integer bits; bf16 rounds relative to
     # each value and does not care) and the head on the CPU in bf16, the benign layer on the FPGA at 12 bits
     assert _rows(loose)["sensitive"] == ("cpu", "fp32+bf16 1/1") and _rows(loose)["benign"] == ("fpga", "ap_fixed 12b")
     assert lp.fpga.widths() == {"benign": 12} and sorted(lp.assignment()) == ["head", "sensitive"]
     # 10x tighter: no bf16 fits; the FPGA keeps the one layer whose input converts cheaply (the graph input, not the
-    # outlier activations), at 18 bits
-    assert _rows(mid)["sensitive"] == ("fpga", "ap_fixed 18b") and _rows(mid)["benign"] == ("cpu", "fp32") and mp.assignment() == {}
+    # outlier activations), at 18 bits; the CPU's two GEMMs take bf16x3 (split bf16, near-fp32 error)
+    assert _rows(mid)["sensitive"] == ("fpga", "ap_fixed 18b") and _rows(mid)["benign"] == ("cpu", "fp32+bf16x3 2/2")
+    assert mp.assignment() == {"benign": "bf16x3", "head": "bf16x3"}
+    # tighter: no fixed-point width fits; everything on the CPU in bf16x3
+    assert {k for k, _ in _rows(tight).values()} == {"cpu"} and set(tp.assignment().values()) == {"bf16x3"} and len(tp.assignment()) == 3
     # tighter still: nothing fits; everything on the CPU at fp32, and the plan says why
-    assert {k for k, _ in _rows(tight).values()} == {"cpu"} and tp.assignment() == {}
-    assert any("no lower precision chosen" in n for n in tight.notes)
+    assert {k for k, _ in _rows(none).values()} == {"cpu"} and np_.assignment() == {}
+    assert any("too tight for any lower precision" in n for n in none.notes)
     for p in (lp, mp):
         assert p.fpga.calibration_ok and p.fpga.held_out_ok is True  # the whole budget on inputs the choice never saw
         assert p.fpga.calibration["y"].max_abs <= 0.5 * (1e-1 if p is lp else 1e-2)
