@@ -17,6 +17,7 @@
  * convolution's bias, a following Relu/Clip and a residual Add cost no pass over memory of their own.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -269,6 +270,9 @@ typedef struct {
                       block's first column at ak[pc]: the path reads A in place block by block */
   int bf16; /* products in bfloat16 with fp32 sums (AMX tiles where the CPU has them; else fp32) */
   int split; /* with bf16: bf16x3, each operand as a sum of two bfloat16 halves (amx_block) */
+  int int8;  /* with bf16: int8 products, int32 sums (amx_block_int8): A quantized per tensor, kept B per column */
+  float a_scale; /* int8: A's quantization step (calibrated at compile time) */
+  int a_signed;  /* int8: A as int8 (else uint8: a non-negative tensor) */
   Epilogue e; /* pointers offset for this batch entry */
   /* implicit zero padding of a convolution's input (pad_h == NULL: none): B[k][n] is zero unless
    * 0 <= pad_h[n] + k_h[k] < H and 0 <= pad_w[n] + k_w[k] < W */
@@ -279,6 +283,9 @@ typedef struct {
   const uint16_t *packed_a16; /* A (a convolution's constant filters) as the bf16 tiles' rows, every row (amx_block) */
   const uint16_t *packed_b16; /* B (a GEMM's constant weight) as the bf16 tiles' column-pair panels, all (amx_block) */
   int b16_nonfinite;          /* bf16x3: packed_b16 holds a value without a finite bf16 high half (amx_block) */
+  const int8_t *packed_b8;    /* int8: the kept weight's int8 tile panels (amx_pack_b8_all) */
+  const float *b8_scales;     /* int8: its per-column quantization steps */
+  int b8_nonfinite;           /* int8: the weight holds an Inf or NaN (then fp32) */
 } Problem;
 
 /* ------------------------------------------------------------------------------------------------ packing */
@@ -600,7 +607,7 @@ static void gemm_block_fp32(const Problem *p, int64_t m0, int64_t m1, int64_t n0
 #if VL == 16 && defined(__x86_64__) && \
     ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #pragma GCC push_options
-#pragma GCC target("avx512bw,avx512bf16,amx-tile,amx-bf16")
+#pragma GCC target("avx512bw,avx512bf16,amx-tile,amx-bf16,amx-int8")
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -621,6 +628,12 @@ static int amx_ready(void) {
     state = s;
   }
   return s > 0;
+}
+
+/* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25). */
+static int amx_int8_ready(void) {
+  unsigned a, b, c, d;
+  return amx_ready() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 25));
 }
 
 typedef struct {
@@ -841,7 +854,10 @@ static int64_t amx_panel_stride(const Problem *p, int64_t Kp) { return Kp * NR *
  * through the fp32 packer, so convolutions read their implicit im2col the same way), sums in fp32 tiles. In bf16x3
  * (p->split) also their low halves; a block whose A, or a panel whose B, holds a value without a finite bf16 high
  * half is computed in fp32 instead (bf16_lo16). Returns 0 when the caller is to compute the whole block in fp32. */
+static int amx_block_int8(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
 static int amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (p->int8) return amx_block_int8(p, m0, m1, n0, n1);
   int64_t K = p->K, Kp = ((K + 31) / 32) * 32, rows = m1 - m0, Mp = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
   int parts = p->split ? 2 : 1;
   size_t a_halves = (size_t)(Mp * Kp), b_halves = (size_t)(Kp / 2 * 64), panel_floats = (size_t)(K * NR);
@@ -933,6 +949,133 @@ static void amx_pack_all(const void *ctx, float *out) {
     amx_pack_a(p, 0, p->M, Kp, dst, NULL);
     memset(dst + ((p->M + AMX_MB - 1) / AMX_MB) * AMX_MB * Kp, 0, sizeof(uint16_t) * (size_t)(AMX_MB * Kp));
   }
+}
+
+
+/* ------------------------------------------------------------------ int8 (AMX-INT8) */
+
+/* int8 (Problem.int8; `--cpu-precision auto` chooses it per GEMM under an accuracy budget): A is quantized per tensor
+ * with the step the compiler calibrated (q = round-half-even(x / step), saturated to int8, or to uint8 for a tensor
+ * that was never negative on the calibration inputs), B (a kept weight) per column (step = max |b| / 127, +-127),
+ * as planner/precision.py emulates; the tiles sum int8 products in int32 (tdpbssd / tdpbusd) and the write-out
+ * scales the sums back, C = sum * a_step * b_step[n], before the usual epilogue. A block whose A holds an Inf or NaN,
+ * or a weight that does, is computed in fp32 instead. */
+#define INT8_KP(K) ((((K) + 63) / 64) * 64)
+
+static inline __m128i quantize16(__m512 x, __m512 step, int is_signed, int *nonfinite) {
+  const __m512i exponent = _mm512_set1_epi32(0x7f800000);
+  *nonfinite |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_castps_si512(x), exponent), exponent) != 0;
+  __m512 q = _mm512_div_ps(x, step);
+  q = _mm512_min_ps(_mm512_max_ps(q, _mm512_set1_ps(is_signed ? -128.0f : 0.0f)), _mm512_set1_ps(is_signed ? 127.0f : 255.0f));
+  __m512i v = _mm512_cvtps_epi32(q); /* round half to even (the default rounding mode), as QuantizeLinear */
+  return is_signed ? _mm512_cvtsepi32_epi8(v) : _mm512_cvtusepi32_epi8(v);
+}
+
+/* Rows [m0, m0 + rows) of A quantized, Kp per row, zeros past K and past the last row; 0 when one is not finite. */
+static int amx_pack_a8(const Problem *p, int64_t m0, int64_t rows, int64_t Kp, int8_t *restrict out) {
+  int64_t padded = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
+  const __m512 step = _mm512_set1_ps(p->a_scale);
+  int nonfinite = 0;
+  memset(out + rows * Kp, 0, (size_t)((padded - rows) * Kp));
+  for (int64_t i = 0; i < rows; ++i) {
+    int8_t *dst = out + i * Kp;
+    const float *row = p->a + p->am[m0 + i];
+    int64_t k = 0;
+    if (p->lda || p->kc)
+      for (; k + 16 <= p->K; k += 16)
+        _mm_storeu_si128((__m128i *)(dst + k), quantize16(_mm512_loadu_ps(row + (p->lda ? k : p->ak[k])), step, p->a_signed, &nonfinite));
+    for (; k < p->K; ++k) dst[k] = (int8_t)_mm_extract_epi8(quantize16(_mm512_set1_ps(row[p->ak[k]]), step, p->a_signed, &nonfinite), 0);
+    memset(dst + p->K, 0, (size_t)(Kp - p->K));
+  }
+  return !nonfinite;
+}
+
+/* Kept int8 B of a GEMM: per NR-column panel, Kp/4 rows of 128 bytes (for each of the 32 columns, 4 consecutive k),
+ * as the B tiles read them (16 columns each, 64 bytes apart); after all panels of a copy its per-column steps; after
+ * all copies a flag: 1 when the weight holds an Inf or NaN. */
+static int64_t amx_b8_floats(const Problem *p) { /* per copy */
+  int64_t panels = (p->N + NR - 1) / NR;
+  return panels * INT8_KP(p->K) * NR / 4 + panels * NR;
+}
+
+static void amx_pack_b8_all(const void *ctx, float *out) {
+  const AmxKeepB *g = ctx;
+  float *panel = malloc(sizeof(float) * (size_t)(g->problems[0].K * NR));
+  if (!panel) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  int nonfinite = 0;
+  for (int64_t c = 0; c < g->copies; ++c) {
+    const Problem *p = &g->problems[c];
+    int64_t K = p->K, Kp = INT8_KP(K), panels = (p->N + NR - 1) / NR;
+    int8_t *dst = (int8_t *)(out + c * amx_b8_floats(p));
+    float *steps = out + c * amx_b8_floats(p) + panels * Kp * NR / 4;
+    for (int64_t jc = 0; jc < p->N; jc += NR, dst += Kp * NR) {
+      int64_t nr = min64(NR, p->N - jc);
+      pack_b(p, jc, nr, 0, K, panel);
+      for (int64_t j = 0; j < NR; ++j) {
+        float amax = 0.0f;
+        for (int64_t k = 0; k < K && j < nr; ++k) {
+          float v = panel[k * NR + j];
+          nonfinite |= !isfinite(v);
+          amax = fmaxf(amax, fabsf(v));
+        }
+        float step = amax > 0.0f ? amax / 127.0f : 1.0f;
+        steps[jc + j] = step;
+        for (int64_t k = 0; k < Kp; ++k) {
+          float q = k < K && j < nr ? rintf(panel[k * NR + j] / step) : 0.0f;
+          dst[(k / 4) * 128 + j * 4 + k % 4] = (int8_t)fmaxf(-127.0f, fminf(127.0f, q));
+        }
+      }
+    }
+  }
+  out[g->copies * amx_b8_floats(g->problems)] = (float)nonfinite;
+  free(panel);
+}
+
+static int amx_block_int8(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  int64_t Kp = INT8_KP(p->K), rows = m1 - m0, Mp = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
+  if (p->b8_nonfinite) return 0;
+  float *buf = scratch(&amx_scratch, (size_t)(Mp * Kp / 4 + 2 * 32 * 32 + 64));
+  if (!buf) abort(); /* out of memory: nothing sensible to return through a void ABI */
+  int8_t *ap = (int8_t *)buf;
+  int32_t *sums = (int32_t *)(buf + Mp * Kp / 4 + 16);
+  float *acc = (float *)(sums + 32 * 32);
+  if (!amx_pack_a8(p, m0, rows, Kp, ap)) return 0;
+  amx_configure(); /* the same shapes: C 16 x 16 int32, A 16 rows of 64 bytes, B 16 rows of 64 bytes */
+  for (int64_t jc = n0; jc < n1; jc += NR) {
+    int64_t nr = min64(NR, n1 - jc);
+    const int8_t *bp = p->packed_b8 + (jc / NR) * Kp * NR;
+    for (int64_t i = 0; i < rows; i += AMX_MB) {
+      const int8_t *a0 = ap + i * Kp, *a1 = a0 + 16 * Kp;
+      amx_zero_block();
+      for (int64_t k = 0; k < Kp; k += 64) {
+        _tile_loadd(4, a0 + k, Kp);
+        _tile_loadd(5, a1 + k, Kp);
+        _tile_loadd(6, bp + k / 4 * 128, 128);
+        _tile_loadd(7, bp + k / 4 * 128 + 64, 128);
+        if (p->a_signed) {
+          _tile_dpbssd(0, 4, 6);
+          _tile_dpbssd(1, 4, 7);
+          _tile_dpbssd(2, 5, 6);
+          _tile_dpbssd(3, 5, 7);
+        } else {
+          _tile_dpbusd(0, 4, 6);
+          _tile_dpbusd(1, 4, 7);
+          _tile_dpbusd(2, 5, 6);
+          _tile_dpbusd(3, 5, 7);
+        }
+      }
+      amx_stored_block((float *)sums); /* int32 bits: converted below */
+      for (int64_t r = 0; r < 32; ++r)
+        for (int half = 0; half < 2; ++half) {
+          __m512 scale = _mm512_mul_ps(_mm512_set1_ps(p->a_scale), _mm512_loadu_ps(p->b8_scales + jc + 16 * half));
+          __m512 v = _mm512_cvtepi32_ps(_mm512_loadu_si512(sums + r * 32 + 16 * half));
+          _mm512_storeu_ps(acc + r * 32 + 16 * half, _mm512_mul_ps(v, scale));
+        }
+      amx_store(p, acc, m0 + i, jc, min64(AMX_MB, rows - i), nr);
+    }
+  }
+  _tile_release();
+  return 1;
 }
 
 static const float *packed_weights(int64_t site, const int64_t shape[3], size_t floats, void (*pack)(const void *, float *), const void *ctx);
@@ -1038,6 +1181,15 @@ static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64
  * a tile block (16-filter convolutions of a U-Net ran 1.2-1.7x slower on half-empty blocks); fp32 otherwise. */
 #define AMX_MIN_FLOPS 1e6
 #define BF16X3 2 /* gemm_entry's bf16 argument for the split products (1: plain bf16) */
+#define INT8 3   /* ... for int8 products (AMX-INT8) */
+static int amx_int8_tiles(void) {
+#ifdef HCC_AMX
+  return amx_int8_ready();
+#else
+  return 0;
+#endif
+}
+
 static int use_amx(int bf16, int64_t M, int64_t N, int64_t K) {
 #ifdef HCC_AMX
   return bf16 && M >= 32 && N >= 16 && K >= 32 && 2.0 * (double)M * (double)N * (double)K >= AMX_MIN_FLOPS && amx_ready();
@@ -1497,10 +1649,11 @@ static int64_t *k_table(int64_t *out, int64_t k1n, int64_t k2n, int64_t s1, int6
  * values); every stride and size is in elements. sizes: {b0, b1, b2, M, N, K1, K2}; strides per operand:
  * a: {b0, b1, b2, m, k1, k2}, b: {b0, b1, b2, k1, k2, n}, c: {b0, b1, b2, m, n}. */
 static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_t *sizes, const int64_t *as, const int64_t *bs,
-                       const int64_t *cs, const int64_t *ep, int64_t site, int bf16) {
+                       const int64_t *cs, const int64_t *ep, int64_t site, int bf16, float a_scale, int a_signed) {
   int64_t B0 = sizes[0], B1 = sizes[1], B2 = sizes[2], M = sizes[3], N = sizes[4], K1 = sizes[5], K2 = sizes[6];
   int64_t K = K1 * K2, batch = B0 * B1 * B2;
   if (batch <= 0 || M <= 0 || N <= 0) return;
+  if (bf16 == INT8 && !(site > 0 && a_scale > 0.0f && isfinite(a_scale) && amx_int8_tiles())) bf16 = 0; /* int8: kept B only */
   int amx = use_amx(bf16, M, N, K);
   const int64_t *is, *rs; /* init / residual strides: {b0, b1, b2, m, n} */
   Epilogue epi = read_epilogue(ep, 5, &is, &rs);
@@ -1532,6 +1685,8 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
         p->c_sm = cs[3], p->c_sn = cs[4];
         p->linear = linear;
         p->bf16 = amx, p->split = amx && bf16 == BF16X3, p->b16_nonfinite = 0;
+        p->int8 = amx && bf16 == INT8, p->a_scale = a_scale, p->a_signed = a_signed, p->packed_b8 = NULL, p->b8_scales = NULL;
+        p->b8_nonfinite = 0;
         p->a_sm = as[3], p->a_sk = a_sk, p->b_sk = b_sk, p->b_sn = bs[5];
         p->pad_h = p->pad_w = p->k_h = p->k_w = NULL;
         p->lda = linear && a_sk == 1 ? as[3] : 0;
@@ -1555,7 +1710,20 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
     for (int64_t i = 0; panels && i < batch; ++i) problems[i].packed_b = panels;
   }
 #ifdef HCC_AMX
-  if (site > 0 && amx && tables) { /* B a bundle weight on tiles: its bf16 panels kept (amx_pack_b_all) */
+  if (site > 0 && amx && tables && problems->int8) { /* int8: B quantized per column, kept (amx_pack_b8_all) */
+    AmxKeepB pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
+    const int64_t shape[3] = {K, N, -5000 - pack.copies}; /* this layout */
+    int64_t per = amx_b8_floats(problems), panels = (N + NR - 1) / NR;
+    const float *kept = packed_weights(site, shape, (size_t)(pack.copies * per + 2), amx_pack_b8_all, &pack);
+    for (int64_t i = 0; kept && i < batch; ++i) {
+      const float *copy = kept + (pack.copies == 1 ? 0 : i * per);
+      problems[i].packed_b8 = (const int8_t *)copy;
+      problems[i].b8_scales = copy + panels * INT8_KP(K) * NR / 4;
+      problems[i].b8_nonfinite = kept[pack.copies * per] != 0.0f; /* amx_pack_b8_all's trailer */
+    }
+    if (!kept)
+      for (int64_t i = 0; i < batch; ++i) problems[i].bf16 = problems[i].int8 = 0; /* no buffer: fp32 */
+  } else if (site > 0 && amx && tables) { /* B a bundle weight on tiles: its bf16 panels kept (amx_pack_b_all) */
     AmxKeepB pack = {problems, bs[0] == 0 && bs[1] == 0 && bs[2] == 0 ? 1 : batch};
     const int64_t shape[3] = {K, N, (problems->split ? -3000 : -1000) - pack.copies}; /* this layout (and bf16x3 or not) */
     int64_t halves = pack.copies * amx_panel_halves(problems);
@@ -1580,20 +1748,32 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
 
 void CAT(hcc_gemm, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
                            const int64_t *cs, const int64_t *ep, int64_t site) {
-  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 0);
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 0, 0.0f, 0);
 }
 
 /* The same product with bfloat16 operands and fp32 sums where the CPU has AMX (else exactly hcc_gemm). */
 void CAT(hcc_gemm_bf16, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
                                 const int64_t *cs, const int64_t *ep, int64_t site) {
-  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 1);
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, 1, 0.0f, 0);
 }
 
 /* bf16x3: each operand split into two bfloat16 halves, three tile products (amx_block_step3); near-fp32 accuracy
  * (about 2^-16 of each product) at AMX speed where the CPU has it (else exactly hcc_gemm). */
 void CAT(hcc_gemm_bf16x3, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
                                   const int64_t *cs, const int64_t *ep, int64_t site) {
-  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, BF16X3);
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, BF16X3, 0.0f, 0);
+}
+
+/* int8 (amx_block_int8): A quantized per tensor with step `a_step` (float bits; as int8, or as uint8 when a_signed
+ * is 0), a kept B (site > 0) per column, int32 sums on AMX-INT8 tiles; elsewhere (no AMX-INT8, B not a kept weight,
+ * a product too small for tiles) exactly hcc_gemm. */
+void CAT(hcc_gemm_int8, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *sizes, const int64_t *as, const int64_t *bs,
+                                const int64_t *cs, const int64_t *ep, int64_t site, int64_t a_step, int64_t a_signed) {
+  union {
+    uint32_t bits;
+    float value;
+  } step = {(uint32_t)a_step};
+  gemm_entry(a, b, c, sizes, as, bs, cs, ep, site, INT8, step.value, a_signed != 0);
 }
 
 /* ------------------------------------------------------------------------------------------------ direct conv */
@@ -1930,7 +2110,7 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
       p->am = am, p->ak = ak, p->bk = bk, p->bn = bn;
       p->c_sm = ys[1], p->c_sn = ys[3];
       p->linear = plain;
-      p->bf16 = amx, p->split = 0, p->b16_nonfinite = 0;
+      p->bf16 = amx, p->split = p->int8 = 0, p->b16_nonfinite = 0;
       p->pad_h = pad_h, p->pad_w = pad_w, p->k_h = k_h, p->k_w = k_w, p->H = H, p->W = W;
       p->lda = ws[3] == 1 && ws[2] == KW && ws[1] == KH * KW ? ws[0] : 0; /* dense filters: row f is contiguous */
       p->kc = p->lda_run = 0;

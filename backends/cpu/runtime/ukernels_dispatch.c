@@ -23,6 +23,9 @@ void hcc_gemm_bf16_sse2(SITE_GEMM_ARGS);
 void hcc_gemm_bf16x3_avx512(SITE_GEMM_ARGS);
 void hcc_gemm_bf16x3_avx2(SITE_GEMM_ARGS);
 void hcc_gemm_bf16x3_sse2(SITE_GEMM_ARGS);
+void hcc_gemm_int8_avx512(SITE_GEMM_ARGS, int64_t, int64_t);
+void hcc_gemm_int8_avx2(SITE_GEMM_ARGS, int64_t, int64_t);
+void hcc_gemm_int8_sse2(SITE_GEMM_ARGS, int64_t, int64_t);
 void hcc_conv2d_bf16_avx512(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_avx2(FILTER_CONV_ARGS);
 void hcc_conv2d_bf16_sse2(FILTER_CONV_ARGS);
@@ -64,7 +67,8 @@ HCC_EXPORT int hcc_get_isa(void) {
 static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t b1, int64_t b2, int64_t m, int64_t n, int64_t k1, int64_t k2,
               int64_t a_b0, int64_t a_b1, int64_t a_b2, int64_t a_m, int64_t a_k1, int64_t a_k2,
               int64_t b_b0, int64_t b_b1, int64_t b_b2, int64_t b_k1, int64_t b_k2, int64_t b_n,
-              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5), int64_t site) {
+              int64_t c_b0, int64_t c_b1, int64_t c_b2, int64_t c_m, int64_t c_n, EPILOGUE_PARAMS(STRIDES5), int64_t site,
+              int64_t a_step, int64_t a_signed) {
   const int64_t sizes[7] = {b0, b1, b2, m, n, k1, k2};
   const int64_t as[6] = {a_b0, a_b1, a_b2, a_m, a_k1, a_k2};
   const int64_t bs[6] = {b_b0, b_b1, b_b2, b_k1, b_k2, b_n};
@@ -72,11 +76,16 @@ static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t 
   const int64_t ep[18] = {init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4,
                           res_ptr, res_0, res_1, res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits};
   typedef void (*Entry)(SITE_GEMM_ARGS);
+  typedef void (*Int8Entry)(SITE_GEMM_ARGS, int64_t, int64_t);
   static const Entry entries[3][3] = {{hcc_gemm_avx512, hcc_gemm_bf16_avx512, hcc_gemm_bf16x3_avx512},
                                       {hcc_gemm_avx2, hcc_gemm_bf16_avx2, hcc_gemm_bf16x3_avx2},
                                       {hcc_gemm_sse2, hcc_gemm_bf16_sse2, hcc_gemm_bf16x3_sse2}};
-  int isa = hcc_get_isa(); /* bf16: 0 fp32, 1 bf16, 2 bf16x3 */
-  entries[isa == 16 ? 0 : isa == 8 ? 1 : 2][bf16](a, b, c, sizes, as, bs, cs, ep, site);
+  static const Int8Entry int8[3] = {hcc_gemm_int8_avx512, hcc_gemm_int8_avx2, hcc_gemm_int8_sse2};
+  int isa = hcc_get_isa(), row = isa == 16 ? 0 : isa == 8 ? 1 : 2; /* bf16: 0 fp32, 1 bf16, 2 bf16x3, 3 int8 */
+  if (bf16 == 3)
+    int8[row](a, b, c, sizes, as, bs, cs, ep, site, a_step, a_signed);
+  else
+    entries[row][bf16](a, b, c, sizes, as, bs, cs, ep, site);
 }
 
 #define GEMM_PARAMS                                                                                                         \
@@ -87,7 +96,7 @@ static void gemm(int bf16, int64_t a, int64_t b, int64_t c, int64_t b0, int64_t 
 #define GEMM_CALL(bf16)                                                                                                     \
   gemm(bf16, a, b, c, b0, b1, b2, m, n, k1, k2, a_b0, a_b1, a_b2, a_m, a_k1, a_k2, b_b0, b_b1, b_b2, b_k1, b_k2, b_n, c_b0, \
        c_b1, c_b2, c_m, c_n, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4, res_ptr, res_0, res_1,  \
-       res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits, site)
+       res_2, res_3, res_4, lo_mode, lo_bits, hi_mode, hi_bits, site, 0, 0)
 
 void hcc_gemm(GEMM_PARAMS) { GEMM_CALL(0); }
 
@@ -96,6 +105,15 @@ void hcc_gemm_bf16(GEMM_PARAMS) { GEMM_CALL(1); }
 
 /* bf16x3: each operand as two bfloat16 halves, three tile products (near-fp32 sums) where the CPU has AMX. */
 void hcc_gemm_bf16x3(GEMM_PARAMS) { GEMM_CALL(2); }
+
+/* int8: A quantized per tensor with step a_step (float bits; int8, or uint8 when a_signed is 0), the kept weight B
+ * per column, int32 sums on AMX-INT8 tiles where the CPU has them (the same fp32 product otherwise). */
+#define INT8_GEMM_PARAMS GEMM_PARAMS, int64_t a_step, int64_t a_signed
+void hcc_gemm_int8(INT8_GEMM_PARAMS) {
+  gemm(3, a, b, c, b0, b1, b2, m, n, k1, k2, a_b0, a_b1, a_b2, a_m, a_k1, a_k2, b_b0, b_b1, b_b2, b_k1, b_k2, b_n, c_b0, c_b1, c_b2,
+       c_m, c_n, init_mode, init_bits, init_ptr, init_0, init_1, init_2, init_3, init_4, res_ptr, res_0, res_1, res_2, res_3, res_4,
+       lo_mode, lo_bits, hi_mode, hi_bits, site, a_step, a_signed);
+}
 
 static void conv2d(int bf16, int64_t x, int64_t w, int64_t y, int64_t n, int64_t c, int64_t h, int64_t wd, int64_t f, int64_t kh, int64_t kw,
                 int64_t oh, int64_t ow, int64_t groups, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t top, int64_t left,

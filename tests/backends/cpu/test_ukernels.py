@@ -581,7 +581,8 @@ def test_emitted_arity_matches_the_c_entry_points():
     macros = {name: body.replace("\\\n", " ") for name, body in re.findall(r"#define (\w+_PARAMS)((?:.*\\\n)*.*)", source)}
     for symbol, arity in ukernels.ARITY.items():
         params = re.search(rf"\nvoid {symbol}\((.*?)\) {{", source, re.S).group(1)
-        params = macros.get(params.strip(), params)
+        while params.strip() in macros or any(f"{name}," in params for name in macros):  # nested macros (INT8_GEMM_PARAMS)
+            params = macros.get(params.strip()) or next(params.replace(f"{n},", f"{b},", 1) for n, b in macros.items() if f"{n}," in params)
         epilogue = re.search(r"EPILOGUE_PARAMS\(STRIDES(\d)\)", params)
         explicit = len([p for p in params.split(",") if p.strip() and "EPILOGUE_PARAMS" not in p])
         assert explicit + (8 + 2 * int(epilogue.group(1)) if epilogue else 0) == arity, symbol
@@ -656,7 +657,7 @@ def test_bf16_gemm_too_small_for_tiles_is_fp32(amx):
     a, b = rng.standard_normal((37, 29)).astype(np.float32), rng.standard_normal((29, 53)).astype(np.float32)
     c, c32 = np.zeros((37, 53), np.float32), np.zeros((37, 53), np.float32)
     gemm(amx, a, b, c)
-    gemm(type("L", (), {"gemm": amx.hcc_gemm_avx512})(), a, b, c32)
+    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
     assert np.array_equal(c, c32)
 
 
@@ -745,7 +746,7 @@ def test_bf16x3_gemm_inf_and_nan_propagate_as_in_fp32(amx, site):
     a[3, 5], a[40, 0], a[70, 9] = np.inf, np.nan, 3.4e38  # the last rounds to bf16 Inf
     b[7, 100] = -np.inf
     c32, c = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
-    gemm(type("L", (), {"gemm": amx.hcc_gemm_avx512})(), a, b, c32)
+    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
     gemm(_bf16x3(amx), a, b, c, site=9100 + site)
     with np.errstate(invalid="ignore", over="ignore"):
         exact = a.astype(np.float64) @ b.astype(np.float64)
@@ -754,6 +755,76 @@ def test_bf16x3_gemm_inf_and_nan_propagate_as_in_fp32(amx, site):
     finite = np.isfinite(exact) & np.isfinite(c)
     assert finite.sum() > m * n // 2
     np.testing.assert_allclose(c[finite], exact[finite], rtol=1e-4, atol=1e-4)
+
+
+HAS_AMX_INT8 = HAS_AMX and _host_has("amx_int8")
+
+
+def _int8(lib, step: float, signed: bool):
+    """hcc_gemm_int8 with A's quantization step and signedness bound, called like the other entries."""
+    bits = int(np.array(step, np.float32).view(np.uint32))
+
+    def call(*args, site: int = 0):
+        return lib.hcc_gemm_int8_avx512(*args, I64(site), I64(bits), I64(int(signed)))
+
+    return types.SimpleNamespace(gemm=call)
+
+
+def _quantized_product(a: np.ndarray, b: np.ndarray, step: float, signed: bool) -> np.ndarray:
+    """What planner/precision.py emulates: A per tensor (round half to even, saturated), B per column (+-127)."""
+    qa = np.clip(np.rint(a / np.float32(step)), -128 if signed else 0, 127 if signed else 255).astype(np.float64)
+    amax = np.abs(b).max(axis=0)
+    sb = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    qb = np.clip(np.rint(b / sb), -127, 127).astype(np.float64)
+    return (qa @ qb) * np.float64(np.float32(step)) * sb.astype(np.float64)
+
+
+@pytest.mark.skipif(not HAS_AMX_INT8, reason="this CPU has no AMX-INT8 tiles")
+@pytest.mark.parametrize("m,n,k", [(100, 70, 513), (64, 96, 128), (130, 260, 70)])
+@pytest.mark.parametrize("signed", [True, False])
+def test_int8_gemm_is_the_quantized_product(amx, m, n, k, signed):
+    """int8 on AMX tiles: A per tensor with the given step (int8, or uint8 for a non-negative tensor), the kept weight per
+    column, int32 sums scaled back: the emulated quantized product up to fp32 rounding; a second call reads the kept
+    panels (same bits); a B that is not a kept weight (site 0) runs the fp32 kernel, bit for bit."""
+    rng = np.random.default_rng(m + n + k + signed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    if not signed:
+        a = np.maximum(a, 0)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    step = float(np.abs(a).max() / (127 if signed else 255))
+    lib = _int8(amx, step, signed)
+    site = 9500 + m + n + k + 1000 * signed
+    c, again = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+    gemm(lib, a, b, c, site=site)
+    gemm(lib, a, b, again, site=site)
+    expected = _quantized_product(a, b, step, signed)
+    np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    assert np.array_equal(c, again)
+    assert np.abs(c - a.astype(np.float64) @ b).max() > 1e-3  # quantized: not the fp32 product
+    fp32, plain = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+    gemm(lib, a, b, plain)
+    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, fp32)
+    assert np.array_equal(plain, fp32)
+
+
+@pytest.mark.skipif(not HAS_AMX_INT8, reason="this CPU has no AMX-INT8 tiles")
+def test_int8_gemm_inf_and_nan_run_in_fp32(amx):
+    """An Inf or NaN in A has no int8 value: its block runs the fp32 kernel, so non-finite outputs match fp32's;
+    a weight holding one is computed in fp32 altogether."""
+    rng = np.random.default_rng(31)
+    a, b = rng.standard_normal((96, 200)).astype(np.float32), rng.standard_normal((200, 64)).astype(np.float32)
+    a[3, 5], a[40, 0] = np.inf, np.nan
+    step = float(np.abs(a[np.isfinite(a)]).max() / 127)
+    c, c32 = np.zeros((96, 64), np.float32), np.zeros((96, 64), np.float32)
+    gemm(_int8(amx, step, True), a, b, c, site=9901)
+    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
+    assert np.array_equal(np.isnan(c), np.isnan(c32)) and np.array_equal(np.isinf(c), np.isinf(c32)) and np.isnan(c[40]).all()
+    b[7, 9] = np.inf
+    a[3, 5] = a[40, 0] = 0.0
+    c[:], c32[:] = 0.0, 0.0
+    gemm(_int8(amx, step, True), a, b, c, site=9902)
+    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
+    assert np.array_equal(c, c32)
 
 
 @pytest.mark.parametrize("c,h,f,k,stride,pad", [(16, 20, 32, 3, 1, 1), (3, 35, 32, 7, 2, 3), (64, 28, 48, 1, 2, 0), (24, 12, 40, 3, 1, 0)])
