@@ -49,7 +49,7 @@ TOLERANCES: Mapping[str, tuple[float, float]] = MappingProxyType({"fp32": (1e-3,
 
 # Float precisions whose error depends too much on the model for a fixed table: the compiler measures each output's
 # error against onnxruntime (golden and held-out inputs) and stores the tolerance it implies.
-MEASURED_PRECISIONS = frozenset({"bf16", "bf16x3"})
+MEASURED_PRECISIONS = frozenset({"bf16", "bf16x3", "int8"})
 
 FPGA_DEFAULT_PRECISION = "ap_fixed<16,6>"  # hls4ml's default; every FPGA tensor without a configured type gets it
 

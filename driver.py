@@ -110,6 +110,8 @@ def _cpu_precision_of(cpu: CpuOptions | None, node: str, op_type: str) -> str:
     """The precision a CPU GEMM / convolution computes in under these options (bf16x3 applies to GEMMs only)."""
     from hcc.planner.precision import PRECISION_OPS
 
+    if cpu is not None and any(name == node for name, _, _ in cpu.int8()):
+        return "int8"
     for precision, which in (("bf16x3", cpu.bf16x3() if cpu else False), ("bf16", cpu.bf16() if cpu else False)):
         if (which is True or (which and node in which)) and op_type in PRECISION_OPS.get(precision, (op_type,)):
             return precision
@@ -440,7 +442,8 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
     return manifest
 
 
-CPU_PRECISION_CANDIDATES = ("bf16", "bf16x3")  # what --cpu-precision auto chooses from (the AMX kernels' entries)
+CPU_PRECISION_CANDIDATES = ("bf16", "bf16x3")  # what --cpu-precision auto chooses from (the AMX kernels' entries) ...
+CPU_LOW_PRECISIONS = CPU_PRECISION_CANDIDATES + ("int8",)  # ... and int8 GEMMs where the host has AMX-INT8
 CALIBRATION_SAMPLES = 4  # --cpu-precision auto: the golden inputs and 3 more random ones (seeds not used elsewhere)
 HELD_OUT_PRECISION_SAMPLES = 4  # inputs the choice never saw, to verify it
 
@@ -454,8 +457,14 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     from hcc.planner import precision
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
-    progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3) on {len(calibration)} calibration inputs")
-    sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=CPU_PRECISION_CANDIDATES)
+    from hcc.options import Int8Gemm
+    from hcc.runtime.devices.cpu import has_int8_tiles
+
+    candidates = CPU_PRECISION_CANDIDATES + (("int8",) if has_int8_tiles() else ())
+    int8_note = ", and int8 where B is a weight" if "int8" in candidates else ""
+    progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3{int8_note}) on {len(calibration)} calibration inputs")
+    sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=candidates,
+                                                  applies=precision.cpu_kernel_applies)
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
     margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
     # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
@@ -468,12 +477,16 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     def worst(errors) -> str:
         return ", ".join(f"{name} max_abs {e.max_abs:.3g}" for name, e in (errors or {}).items())
 
-    counts = {p: sorted(n for n, q in assignment.items() if q == p) for p in CPU_PRECISION_CANDIDATES}
+    counts = {p: sorted(n for n, q in assignment.items() if q == p) for p in candidates}
     progress(f"precision: of {len(plan.choices)} GEMM/convolution ops, " + ", ".join(f"{len(counts[p])} in {p} ({share(p)} of their FLOPs)"
-                                                                         for p in CPU_PRECISION_CANDIDATES)
+                                                                         for p in candidates)
              + f" under {plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
              + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
-    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts["bf16x3"])))
+    by_node = {s.node: s for s in sensitivities}
+    inputs = {key: node.input[0] for key, node in zip(precision.node_keys(loaded.model), loaded.model.graph.node)}
+    int8 = tuple(Int8Gemm(n, by_node[n].act_quant[inputs[n]].scale, by_node[n].act_quant[inputs[n]].signed) for n in counts.get("int8", []))
+    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts["bf16x3"]),
+                                              int8_nodes=int8))
 
 
 def _heterogeneous(options: CompileOptions, groups: list[dict] | None) -> bool:
@@ -668,10 +681,10 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
             macs = [n for n in s.nodes if plan.placement.explanations[n].op_type in MAC_OPS]
             kinds = {n: _cpu_precision_of(options.cpu, n, plan.placement.explanations[n].op_type) for n in macs}
             low = [n for n in macs if kinds[n] != "fp32"]
-            counts = {p: [n for n in low if kinds[n] == p] for p in CPU_PRECISION_CANDIDATES}
-            label = "fp32+" + "+".join(f"{p} {len(counts[p])}/{len(macs)}" for p in CPU_PRECISION_CANDIDATES if counts[p])
+            counts = {p: [n for n in low if kinds[n] == p] for p in CPU_LOW_PRECISIONS}
+            label = "fp32+" + "+".join(f"{p} {len(counts[p])}/{len(macs)}" for p in CPU_LOW_PRECISIONS if counts[p])
             names = "; ".join(f"{p} GEMM/conv: " + ", ".join(counts[p][:4]) + (", ..." if len(counts[p]) > 4 else "")
-                              for p in CPU_PRECISION_CANDIDATES if counts[p])
+                              for p in CPU_LOW_PRECISIONS if counts[p])
             per[s.id] = (label, names) if low else ("fp32", "")
             chosen = {c.node: c for c in (precision_plan.choices if precision_plan is not None else []) if c.node in low}
             if low and chosen and all(c.time_saved_s is not None for c in chosen.values()):  # the joint choice predicted them

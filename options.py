@@ -15,6 +15,7 @@ placement under `accuracy`, `hcc compile --precision auto`; the driver turns it 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -89,17 +90,35 @@ def _check_precision(options, kind: str, auto: str, budget_without_auto: str, ch
 
 
 @dataclass(frozen=True)
+class Int8Gemm:
+    """A GEMM that --cpu-precision auto put in int8 (its B a bundle weight, quantized per column by the kernel), with
+    the quantization step of its A operand calibrated at compile time and whether A is signed (else uint8)."""
+
+    node: str
+    step: float
+    signed: bool
+
+    def __post_init__(self):
+        ok = isinstance(self.node, str) and isinstance(self.step, (int, float)) and math.isfinite(self.step) and self.step > 0
+        if not ok or not isinstance(self.signed, bool):
+            raise HccError(f"cpu int8 node {self!r}: expected a node name, a positive finite step and a bool")
+        _set(self, "step", float(self.step))
+
+
+@dataclass(frozen=True)
 class CpuOptions:
     """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles);
     bf16x3: GEMMs multiply each operand as two bfloat16 halves, three tile products (about 2^-16 of each product,
     convolutions stay fp32); auto: per GEMM / convolution, what `accuracy` (a budget such as "max_abs=1e-2",
-    planner/precision.py) allows. `bf16_nodes`, `bf16x3_nodes`: the nodes auto chose (set by the driver, not by users)."""
+    planner/precision.py) allows (bf16, bf16x3, or for a GEMM with a constant weight int8 where the host has AMX-INT8).
+    `bf16_nodes`, `bf16x3_nodes`, `int8_nodes`: the nodes auto chose (set by the driver, not by users)."""
 
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')
     precision: str = DEVICE_KINDS["cpu"].default_precision
     accuracy: str | None = None
     bf16_nodes: tuple[str, ...] = ()
     bf16x3_nodes: tuple[str, ...] = ()
+    int8_nodes: tuple[Int8Gemm, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
@@ -108,12 +127,19 @@ class CpuOptions:
         if isinstance(self.bf16x3_nodes, str) or not all(isinstance(n, str) for n in self.bf16x3_nodes):
             raise HccError(f"cpu bf16x3_nodes {self.bf16x3_nodes!r}: expected node names")
         _set(self, "bf16x3_nodes", tuple(self.bf16x3_nodes))
+        if isinstance(self.int8_nodes, (str, dict)):
+            raise HccError(f"cpu int8_nodes {self.int8_nodes!r}: expected a list of {{node, step, signed}}")
+        _set(self, "int8_nodes", tuple(n if isinstance(n, Int8Gemm) else Int8Gemm(**n) for n in self.int8_nodes))
 
     def bf16(self) -> bool | frozenset[str]:
         """What the CPU backend runs in bf16: every GEMM and convolution (True), the named nodes, or none (False)."""
         if self.precision == "bf16":
             return True
         return frozenset(self.bf16_nodes) if self.precision == CPU_AUTO and self.bf16_nodes else False
+
+    def int8(self) -> tuple[tuple[str, float, bool], ...]:
+        """The GEMMs the CPU backend runs in int8, each with its A's quantization step and sign."""
+        return tuple((n.node, n.step, n.signed) for n in self.int8_nodes) if self.precision == CPU_AUTO else ()
 
     def bf16x3(self) -> bool | frozenset[str]:
         """What the CPU backend runs in bf16x3 (GEMMs only): every GEMM (True), the named nodes, or none (False)."""

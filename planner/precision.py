@@ -522,11 +522,22 @@ def emulate(model: onnx.ModelProto, assignment: dict[str, str], act_quant: dict[
 # sensitivity, composition, choice
 
 
+def cpu_kernel_applies(model: onnx.ModelProto, node: onnx.NodeProto, precision: str) -> bool:
+    """Whether the CPU backend has a kernel for `node` at `precision`: bf16 for every candidate, bf16x3 for GEMMs,
+    int8 for GEMMs whose B is a 2-D weight (quantized per column once; A per tensor with the calibrated step)."""
+    if precision == "int8":
+        weights = {i.name: i for i in model.graph.initializer}
+        return node.op_type in PRECISION_OPS["bf16x3"] and len(weights.get(node.input[1], onnx.TensorProto()).dims) == 2
+    return node.op_type in PRECISION_OPS.get(precision, CANDIDATE_OPS)
+
+
 def measure_sensitivity(model: onnx.ModelProto | str | os.PathLike, calibration: dict | list[dict],
                         precisions: tuple[str, ...] = PRECISIONS, ops: tuple[str, ...] = CANDIDATE_OPS,
-                        progress=None) -> list[OpSensitivity]:
+                        progress=None, applies=None) -> list[OpSensitivity]:
     """Per candidate op and precision: the end-to-end error of the model with only that op lowered (one
-    onnxruntime session per pair, every calibration sample), against the fp32 model on the same inputs."""
+    onnxruntime session per pair, every calibration sample), against the fp32 model on the same inputs.
+    `applies(model, node, precision)`: which pairs to measure (default: PRECISION_OPS; the compiler passes
+    cpu_kernel_applies, what its kernels take)."""
     proto = _as_model(model)
     samples = _as_samples(calibration)
     candidates = candidate_ops(proto, ops)
@@ -536,7 +547,7 @@ def measure_sensitivity(model: onnx.ModelProto | str | os.PathLike, calibration:
     result = []
     for index, key, node in candidates:
         errors = {p: compare(reference, run_model(emulate(proto, {key: p}, act_quant), samples)) for p in precisions
-                  if node.op_type in PRECISION_OPS.get(p, ops)}
+                  if (applies(proto, node, p) if applies is not None else node.op_type in PRECISION_OPS.get(p, ops))}
         own = {node.input[s]: act_quant[node.input[s]] for s in _DATA_SLOTS if node.input[s] in act_quant}
         result.append(OpSensitivity(key, node.op_type, index, op_flops(node, types), errors, own))
         if progress is not None:

@@ -68,6 +68,8 @@ def test_defaults_are_the_compilers():
     (lambda: GoldenOptions(seed=-1), "--seed -1"),
     (lambda: CpuOptions("x86 64; rm"), "--target-cpu 'x86 64; rm'"),
     (lambda: DebugOptions(keep_ir="yes"), "keep_ir 'yes'"),
+    (lambda: CpuOptions(precision="auto", accuracy="max_abs=1", int8_nodes=({"node": "fc", "step": -1.0, "signed": True},)),
+     "cpu int8 node .*positive finite step"),
     (lambda: CompileOptions(gpu="fp16"), "compile option gpu: expected a GpuOptions"),
     (lambda: CompileOptions.from_keywords(gpu_precison="fp16"), "unknown option 'gpu_precison'"),
     (lambda: CompileOptions.from_keywords(fpga={"precison": "auto"}), "compile option fpga: unknown option.*precison"),
@@ -75,6 +77,15 @@ def test_defaults_are_the_compilers():
 def test_a_bad_option_is_refused_on_construction_naming_it(build, message):
     with pytest.raises(HccError, match=message):
         build()
+
+
+def test_int8_choices_survive_the_worker_request():
+    """--cpu-precision auto's int8 GEMMs (node, calibrated step, sign) go to the compile worker as plain data and back."""
+    from hcc.options import Int8Gemm
+
+    options = CompileOptions(cpu=CpuOptions(precision="auto", accuracy="max_abs=1", int8_nodes=(Int8Gemm("fc", 0.02, False),)))
+    back = CompileOptions.from_dict(json.loads(json.dumps(options.to_dict())))
+    assert back.cpu == options.cpu and back.cpu.int8() == (("fc", 0.02, False),)
 
 
 def test_the_groups_hook_is_not_public(tmp_path):

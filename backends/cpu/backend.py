@@ -10,6 +10,7 @@ from hcc.options import CompileOptions, ModelFiles
 
 BF16_CALL = "_bf16 micro-kernel call"  # the schedule note of a kernel call through a bf16 entry (lowering.py)
 BF16X3_CALL = "_bf16x3 micro-kernel call"  # ... through the split-bf16 GEMM entry
+INT8_CALL = "_int8 micro-kernel call"  # ... through the int8 GEMM entry
 
 # A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
 MATERIAL_SHARE = 0.02
@@ -26,7 +27,8 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     target = options.cpu.target_cpu
     nodes: list[str] = []
     llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16(),
-                                        constant_args=weight_arguments(spec.inputs, files), bf16x3=options.cpu.bf16x3())
+                                        constant_args=weight_arguments(spec.inputs, files), bf16x3=options.cpu.bf16x3(),
+                                        int8=options.cpu.int8())
     wider = WIDER_ISA_VARIANTS.get(target, ())
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes, variants={isa: spec.id for isa in wider}, entry=spec.id)
@@ -36,7 +38,7 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     if wider:  # the runtime binds the widest entry the CPU runs (devices.isa_entry)
         meta["isa_variants"] = list(wider)
     # what was emitted, not what was asked: a function that fell back to plain loops computes fp32
-    for precision, note in (("bf16x3", BF16X3_CALL), ("bf16", BF16_CALL)):  # bf16 last: the coarser one names the subgraph
+    for precision, note in (("bf16x3", BF16X3_CALL), ("bf16", BF16_CALL), ("int8", INT8_CALL)):  # the coarsest names the subgraph
         calls = sorted({r.node for r in log if r.ok and note in r.note})
         if calls:
             meta["precision_default"], meta[f"{precision}_nodes"] = precision, calls

@@ -535,9 +535,15 @@ class Codegen:
     bf16: bool | frozenset[str] = False  # every GEMM and convolution, or those of the named ONNX nodes
     constant_args: frozenset[int] = frozenset()  # the function's arguments that are bundle weights
     bf16x3: bool | frozenset[str] = False  # every GEMM, or those of the named ONNX nodes
+    int8: tuple[tuple[str, float, bool], ...] = ()  # GEMMs in int8: (ONNX node, its A's quantization step, A signed)
+
+    def int8_step(self, node: str) -> tuple[float, bool]:
+        return next((step, signed) for name, step, signed in self.int8 if name == node)
 
     def precision_of(self, node: str) -> str | None:
         """The low precision a GEMM or convolution of ONNX node `node` is asked to run in (None: fp32)."""
+        if any(name == node for name, _, _ in self.int8):
+            return "int8"
         for precision, which in (("bf16x3", self.bf16x3), ("bf16", self.bf16)):
             if which is True or (which and node in which):
                 return precision
@@ -558,8 +564,8 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
                 work *= max(size, 1)
             ukernels.tag_gemm(op, roles, work)
     reports = []
-    precision_of = (lambda op: how.precision_of(node_name(op))) if how.bf16 or how.bf16x3 else None
-    for call in ukernels.emit_calls(module, precision_of, how.constant_args):
+    precision_of = (lambda op: how.precision_of(node_name(op))) if how.bf16 or how.bf16x3 or how.int8 else None
+    for call in ukernels.emit_calls(module, precision_of, how.constant_args, lambda op: how.int8_step(node_name(op))):
         kind = "ukernel-gemm" if call.symbol in ukernels.GEMM_SYMBOLS else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         packed = "; constant weights packed at the first call" if call.packed_weights else ""
@@ -568,6 +574,8 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
         blocked_note = f"; {' and '.join(blocked)} in 16-channel blocks" if blocked else ""
         if call.kept_fp32:
             blocked_note += " (fp32, not bf16: the bf16 kernels take NCHW only)"
+        if call.int8_not_constant:
+            blocked_note += " (fp32, not int8: int8 needs B to be a bundle weight)"
         reports.append(OpReport(-2, kind, True, f"{call.symbol} micro-kernel call{fused}{packed}{hoisted}{blocked_note}", node_name(call),
                                 call.work))
     return reports
@@ -925,13 +933,14 @@ def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[
 
 def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
                      bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset(),
-                     bf16x3: bool | frozenset[str] = False) -> str:
+                     bf16x3: bool | frozenset[str] = False, int8: tuple[tuple[str, float, bool], ...] = ()) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
     code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
     GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes;
-    `bf16x3` the same for the GEMMs' split-bfloat16 entry.
+    `bf16x3` the same for the GEMMs' split-bfloat16 entry; `int8` the GEMMs that take the int8 entry, each with its
+    A's quantization step and sign.
     `constant_args`: the function's arguments that are bundle weights (convolutions over them keep packed filters)."""
     from mlir import ir
 
@@ -944,7 +953,7 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args, bf16x3), nodes, env)
+            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args, bf16x3, int8), nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:

@@ -50,9 +50,12 @@ GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
 # GEMMs only: bf16x3, each operand as two bfloat16 halves (hi + lo) and three tile products (near-fp32 sums)
 GEMM_BF16X3 = "hcc_gemm_bf16x3"
-PRECISION_VARIANT = {(GEMM, "bf16"): GEMM_BF16, (CONV, "bf16"): CONV_BF16, (GEMM, "bf16x3"): GEMM_BF16X3}
-GEMM_SYMBOLS = (GEMM, GEMM_BF16, GEMM_BF16X3)
-ARITY = {GEMM: 46, CONV: 49, DWCONV: 45, GEMM_BF16: 46, CONV_BF16: 49, GEMM_BF16X3: 46}
+# GEMMs whose B is a bundle weight: int8 products (AMX-INT8), A quantized per tensor with a calibrated step, B per
+# column; the GEMM ABI and two more arguments: the step (float bits) and whether A is signed (else uint8)
+GEMM_INT8 = "hcc_gemm_int8"
+PRECISION_VARIANT = {(GEMM, "bf16"): GEMM_BF16, (CONV, "bf16"): CONV_BF16, (GEMM, "bf16x3"): GEMM_BF16X3, (GEMM, "int8"): GEMM_INT8}
+GEMM_SYMBOLS = (GEMM, GEMM_BF16, GEMM_BF16X3, GEMM_INT8)
+ARITY = {GEMM: 46, CONV: 49, DWCONV: 45, GEMM_BF16: 46, CONV_BF16: 49, GEMM_BF16X3: 46, GEMM_INT8: 48}
 MAX_BATCH_DIMS = 3
 MAX_K_DIMS = 2  # non-unit reduction dims the kernel's offset tables take
 CONV_OPS = {"linalg.conv_2d_nchw_fchw": CONV, "linalg.depthwise_conv_2d_nchw_chw": DWCONV}
@@ -750,13 +753,15 @@ class Emitted:
     layouts: int = 0  # X_BLOCKED / Y_BLOCKED: input / output in the blocked layout
     hoisted: bool = False  # a time loop's input products, computed for every step before the loop (hoist_projections)
     kept_fp32: bool = False  # asked for bf16, kept in fp32 for the blocked layout hand-over
+    int8_not_constant: bool = False  # asked for int8, kept in fp32: its B is not a bundle weight
 
 
-def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozenset()) -> list[Emitted]:
-    """Replace every tagged op by its kernel call, fusing its init and epilogue. `precision_of(op)`: "bf16" or
-    "bf16x3" when a GEMM or convolution calls that entry of its kernel (PRECISION_VARIANT; a precision its kernel
-    lacks stays fp32), None for fp32; None: every op in fp32. `constant_args`: the function's arguments that are
-    bundle weights (a convolution over one gets a call-site number: packed once)."""
+def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozenset(), int8_step=None) -> list[Emitted]:
+    """Replace every tagged op by its kernel call, fusing its init and epilogue. `precision_of(op)`: "bf16",
+    "bf16x3" or "int8" when a GEMM or convolution calls that entry of its kernel (PRECISION_VARIANT; a precision its
+    kernel lacks stays fp32), None for fp32; None: every op in fp32. `int8_step(op)`: an int8 GEMM's (step, signed)
+    for its A operand. `constant_args`: the function's arguments that are bundle weights (a convolution over one gets
+    a call-site number: packed once)."""
     from mlir import ir
     from mlir.dialects import bufferization, func
 
@@ -785,6 +790,9 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
                 layouts |= X_BLOCKED if any(_input_source(op) == value for value in blocked) else 0
                 layouts |= Y_BLOCKED if blocked_handover(op, base, target.results[0], epilogue) else 0
             kept_fp32 = bool(layouts) and symbol != base
+            int8_not_constant = symbol == GEMM_INT8 and site == 0
+            if int8_not_constant:  # int8 quantizes a kept weight per column, once
+                symbol = base
             if kept_fp32:
                 # The bf16 entries read and write NCHW: a convolution of a blocked hand-over stays fp32 (leaving
                 # the chain for the tiles made DS-CNN 0.80x and MobileNetV2 0.97x as fast as fp32).
@@ -792,6 +800,9 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
             _declare(module, symbol)
             if base == GEMM:
                 args = _gemm_call(op, epilogue, address, strides, site)
+                if symbol == GEMM_INT8:
+                    step, signed = int8_step(op)
+                    args += [_index(_bits(step)), _index(int(signed))]
             else:
                 args = _conv_call(op, base, epilogue, address, strides, site, layouts)
             func.call([], ir.FlatSymbolRefAttr.get(symbol), args)
@@ -800,7 +811,7 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
         if layouts & Y_BLOCKED:
             blocked.append(result)
         emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0,
-                               layouts=layouts, hoisted=HOISTED in op.attributes, kept_fp32=kept_fp32))
+                               layouts=layouts, hoisted=HOISTED in op.attributes, kept_fp32=kept_fp32, int8_not_constant=int8_not_constant))
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()

@@ -71,6 +71,15 @@ def has_bf16_tiles() -> bool:
     return BF16_TILE_FLAGS <= host_cpu_flags()
 
 
+# ... and its int8 GEMM entry to run int8 tiles (ukernels.c amx_int8_ready also asks the kernel for the tile state).
+INT8_TILE_FLAGS = frozenset({"amx_tile", "amx_int8"})
+
+
+def has_int8_tiles() -> bool:
+    """Whether this CPU runs int8 GEMMs (--cpu-precision auto's int8 choice) on AMX tiles."""
+    return has_bf16_tiles() and INT8_TILE_FLAGS <= host_cpu_flags()
+
+
 def check_target_cpu(target: str) -> None:
     """Refuse code the host cannot execute (an illegal instruction would kill the process instead)."""
     needed = TARGET_FEATURES.get(target)

@@ -142,6 +142,24 @@ def test_bf16x3_emulation_is_the_three_split_products():
     assert np.abs(y - exact).max() * 50 < np.abs(y16 - exact).max()
 
 
+def test_cpu_kernels_take_int8_for_gemms_of_a_2d_weight_only():
+    """What the compiler measures (cpu_kernel_applies): bf16 everywhere, bf16x3 for GEMMs, int8 for GEMMs whose B is a
+    2-D initializer (the kernel quantizes a kept weight per column), not for a product of two activations."""
+    from hcc.planner.precision import cpu_kernel_applies
+
+    rng = np.random.default_rng(1)
+    inits = {"w": rng.standard_normal((8, 4)).astype(np.float32), "k": rng.standard_normal((2, 1, 3, 3)).astype(np.float32)}
+    nodes = [h.make_node("Conv", ["x", "k"], ["c"], name="conv"), h.make_node("Flatten", ["c"], ["f"], name="flat"),
+             h.make_node("MatMul", ["f", "w"], ["y"], name="fc"), h.make_node("MatMul", ["y", "t"], ["z"], name="act")]
+    model = _model(nodes, inits, [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 2]),
+                                  h.make_tensor_value_info("t", TensorProto.FLOAT, [4, 4])],
+                   [h.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])])
+    conv, _, fc, act = model.graph.node
+    assert [cpu_kernel_applies(model, n, "bf16") for n in (conv, fc, act)] == [True, True, True]
+    assert [cpu_kernel_applies(model, n, "bf16x3") for n in (conv, fc, act)] == [False, True, True]
+    assert [cpu_kernel_applies(model, n, "int8") for n in (conv, fc, act)] == [False, True, False]
+
+
 @pytest.mark.parametrize("which, budget", [("cnn", "top1=0.99"), ("cnn", "max_abs=5e-3"), ("mlp", "max_abs=2e-2"),
                                            ("mlp", "cosine=0.9999,rel=5e-3")])
 def test_plan_meets_budget_on_calibration_and_held_out(which, budget, cnn_sens, mlp_sens):

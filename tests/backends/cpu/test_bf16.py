@@ -13,7 +13,7 @@ import hcc
 from hcc.errors import HccError
 from hcc.options import CpuOptions
 from hcc.runtime import load
-from hcc.runtime.devices.cpu import has_bf16_tiles
+from hcc.runtime.devices.cpu import has_bf16_tiles, has_int8_tiles
 from hcc.runtime.golden_check import check_golden
 
 
@@ -101,11 +101,30 @@ def test_auto_takes_bf16x3_where_bf16_does_not_fit(tmp_path):
     manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "auto", cpu_precision="auto", accuracy="max_abs=1e-3")
     plan = json.loads((tmp_path / "auto" / "plan" / "precision.json").read_text())
     assert {c["node"]: c["precision"] for c in plan["choices"]} == {"MatMul_0": "bf16x3", "MatMul_2": "bf16x3"}
-    assert all(set(s["errors"]) == {"bf16", "bf16x3"} for s in plan["sensitivities"]) and plan["held_out_ok"] is True
+    measured = {"bf16", "bf16x3"} | ({"int8"} if has_int8_tiles() else set())
+    assert all(set(s["errors"]) == measured for s in plan["sensitivities"]) and plan["held_out_ok"] is True
     (sg,) = manifest.subgraphs
     assert sg.precision == "bf16x3" and sg.artifacts[0].meta["bf16x3_nodes"] == ["MatMul_0", "MatMul_2"]
     (out, accuracy), = manifest.golden.outputs.items()
     assert accuracy.golden_max_abs < 1e-3 and check_golden(tmp_path / "auto").passed
+
+
+@pytest.mark.skipif(not has_int8_tiles(), reason="this CPU has no AMX-INT8 tiles")
+def test_auto_takes_int8_where_the_budget_allows(tmp_path):
+    """A loose budget (max_abs=0.5; each GEMM alone costs 0.1-0.17 at int8): auto puts both GEMMs in int8, with the
+    activation steps it calibrated; the larger one calls the int8 entry (the 10-column one is too small for tiles and
+    computes in fp32 inside the same entry), the bundle's measured error stays inside the budget."""
+    import json
+
+    onnx.save(mlp(), tmp_path / "mlp.onnx")
+    manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "auto", cpu_precision="auto", accuracy="max_abs=0.5")
+    plan = json.loads((tmp_path / "auto" / "plan" / "precision.json").read_text())
+    assert {c["node"]: c["precision"] for c in plan["choices"]} == {"MatMul_0": "int8", "MatMul_2": "int8"}
+    (sg,) = manifest.subgraphs
+    assert sg.precision == "int8" and sg.artifacts[0].meta["int8_nodes"] == ["MatMul_0", "MatMul_2"]
+    assert next((tmp_path / "auto").glob("cpu/*/lib*.ll")).read_text().count("call void @hcc_gemm_int8(") == 2
+    (out, accuracy), = manifest.golden.outputs.items()
+    assert 1e-2 < accuracy.golden_max_abs < 0.5 and check_golden(tmp_path / "auto").passed
 
 
 def test_bf16_refused_without_tiles(tmp_path, monkeypatch):
@@ -135,7 +154,8 @@ def test_auto_runs_in_bf16_what_the_budget_allows(tmp_path):
     chosen = {c["node"] for c in plan["choices"] if c["precision"] == "bf16"}
     assert chosen and plan["held_out_ok"] is True
     (sg,) = manifest.subgraphs
-    assert sg.precision == "bf16" and set(sg.artifacts[0].meta["bf16_nodes"]) <= chosen
+    # the subgraph is named by its coarsest precision: int8 where its GEMM took int8 (AMX-INT8 hosts)
+    assert sg.precision in ("bf16", "int8") and set(sg.artifacts[0].meta["bf16_nodes"]) <= chosen
     (out, accuracy), = manifest.golden.outputs.items()
     assert 0 < accuracy.golden_max_abs and check_golden(tmp_path / "auto").passed
 
