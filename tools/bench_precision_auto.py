@@ -158,11 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     threads = sorted({int(t) for t in args.threads.split(",")})
     with tempfile.TemporaryDirectory(prefix="hcc-bench-auto-") as tmp:
-        for item in args.cases.split(","):
+        for number, item in enumerate(args.cases.split(",")):
             name, _, budget = item.partition(":")
             (spec,) = bench_models.by_name([name])
             print(f"{name}: compiling fp32 and auto under {budget} ...", file=sys.stderr, flush=True)
-            cases.append(measure(spec, budget, threads, args.seconds, Path(tmp)))
+            folder = Path(tmp) / f"case{number}"  # one model may come with several budgets
+            folder.mkdir()
+            cases.append(measure(spec, budget, threads, args.seconds, folder))
             print("\n".join(cases[-1].lines()), flush=True)
     text = report(cases, "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]))
     print(text)
