@@ -886,14 +886,22 @@ static int amx_block(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64
       gemm_block_fp32(p, m0, m1, jc, jc + nr);
       continue;
     }
+    /* the next kept panel towards L2 while the first row block reads this one: a model's weights come from memory
+       on every run, and the B tile loads waited for them (BERT h768: tileloadd of B 23% of its run) */
+    const char *next = p->packed_b16 && jc + NR < n1 ? (const char *)(bp + amx_panel_stride(p, Kp)) : NULL;
+    int64_t next_bytes = amx_panel_stride(p, Kp) * 2, step_bytes = next_bytes / (Kp / 32);
     for (int64_t i = 0; i < rows; i += AMX_MB) {
       const uint16_t *a0 = ap + i * Kp, *a1 = a0 + 16 * Kp;
       if (p->c_sn == 1) amx_prefetch_block(p, m0 + i, jc, min64(AMX_MB, rows - i));
       amx_zero_block();
-      if (p->split)
-        for (int64_t k = 0; k < Kp; k += 32) amx_block_step3(a0 + k, al + i * Kp + k, Kp * 2, 16 * Kp, bp + k / 2 * 64, bl + k / 2 * 64);
-      else
-        for (int64_t k = 0; k < Kp; k += 32) amx_block_step(a0 + k, a1 + k, Kp * 2, bp + k / 2 * 64, bp + k / 2 * 64 + 32, 128);
+      for (int64_t k = 0; k < Kp; k += 32) {
+        if (next && i == 0)
+          for (int64_t b = 0; b < step_bytes; b += 64) __builtin_prefetch(next + (k / 32) * step_bytes + b, 0, 2);
+        if (p->split)
+          amx_block_step3(a0 + k, al + i * Kp + k, Kp * 2, 16 * Kp, bp + k / 2 * 64, bl + k / 2 * 64);
+        else
+          amx_block_step(a0 + k, a1 + k, Kp * 2, bp + k / 2 * 64, bp + k / 2 * 64 + 32, 128);
+      }
       amx_stored_block(acc);
       amx_store(p, acc, m0 + i, jc, min64(AMX_MB, rows - i), nr);
     }
@@ -1043,11 +1051,14 @@ static int amx_block_int8(const Problem *p, int64_t m0, int64_t m1, int64_t n0, 
   amx_configure(); /* the same shapes: C 16 x 16 int32, A 16 rows of 64 bytes, B 16 rows of 64 bytes */
   for (int64_t jc = n0; jc < n1; jc += NR) {
     int64_t nr = min64(NR, n1 - jc);
-    const int8_t *bp = p->packed_b8 + (jc / NR) * Kp * NR;
+    const int8_t *bp = p->packed_b8 + (jc / NR) * Kp * NR, *next = jc + NR < n1 ? bp + Kp * NR : NULL;
     for (int64_t i = 0; i < rows; i += AMX_MB) {
       const int8_t *a0 = ap + i * Kp, *a1 = a0 + 16 * Kp;
+      if (p->c_sn == 1) amx_prefetch_block(p, m0 + i, jc, min64(AMX_MB, rows - i));
       amx_zero_block();
       for (int64_t k = 0; k < Kp; k += 64) {
+        if (next && i == 0) /* the next panel towards L2 (amx_block) */
+          for (int64_t b = 0; b < 16 * 128; b += 64) __builtin_prefetch(next + k / 4 * 128 + b, 0, 2);
         _tile_loadd(4, a0 + k, Kp);
         _tile_loadd(5, a1 + k, Kp);
         _tile_loadd(6, bp + k / 4 * 128, 128);
