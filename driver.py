@@ -468,7 +468,8 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
     margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
     # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
-    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, margin=margin, extend=True)
+    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, speedup=precision.CPU_KERNEL_SPEEDUP,
+                            margin=margin, extend=True)
     assignment = plan.assignment()
 
     def share(p: str) -> str:
