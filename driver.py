@@ -449,17 +449,16 @@ HELD_OUT_PRECISION_SAMPLES = 4  # inputs the choice never saw, to verify it
 
 
 def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: ProgressFn):
-    """--cpu-precision auto: measure each GEMM/convolution's end-to-end error at bf16 and each GEMM's at bf16x3
-    (planner/precision.py), choose what the accuracy budget allows, verify on held-out inputs; returns (plan, options
-    naming the chosen nodes)."""
+    """--cpu-precision auto: measure each GEMM/convolution's end-to-end error at bf16, each GEMM's at bf16x3 and (AMX-INT8
+    hosts) each GEMM of a weight at int8 (planner/precision.py), choose what the accuracy budget allows, verify on
+    held-out inputs; returns (plan, options naming the chosen nodes, with the int8 ones' calibrated steps)."""
     from dataclasses import replace
 
-    from hcc.planner import precision
-
-    calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     from hcc.options import Int8Gemm
+    from hcc.planner import precision
     from hcc.runtime.devices.cpu import has_int8_tiles
 
+    calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     candidates = CPU_PRECISION_CANDIDATES + (("int8",) if has_int8_tiles() else ())
     int8_note = ", and int8 where B is a weight" if "int8" in candidates else ""
     progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3{int8_note}) on {len(calibration)} calibration inputs")

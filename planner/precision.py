@@ -19,8 +19,9 @@ Sessions run with the graph optimizer off (the reference too), so no fusion can 
 
 The choice is greedy in FLOPs saved per unit of measured error, composes per-op errors conservatively, then confirms
 with one end-to-end run of the chosen set (and widens the most sensitive op until it passes), then reports the error
-on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16 and bf16x3 as the
-candidates (the CPU's AMX kernels); fp16 and int8 have no CPU kernels yet.
+on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16, bf16x3 and (AMX-INT8
+hosts, GEMMs of a 2-D weight) int8 as the candidates, the CPU's AMX kernels, ranked by CPU_KERNEL_SPEEDUP; fp16 has
+no CPU kernel.
 """
 from __future__ import annotations
 
@@ -686,8 +687,8 @@ def choose(sensitivities: list[OpSensitivity], budget: AccuracyBudget | str, mod
         p = assignment.get(s.node, "fp32")
         choices.append(PrecisionChoice(s.node, s.op_type, p, s.flops, _saving(s.flops, p, speedup),
                                        budget.cost(s.errors[p]) if p != "fp32" else 0.0))
-    notes = ["flops_saved uses nominal speed-ups "
-             + ", ".join(f"{k} {v:g}x" for k, v in speedup.items()) + ", not measured kernels"]
+    notes = [("flops_saved uses nominal speed-ups " if speedup is NOMINAL_SPEEDUP else "flops_saved uses the CPU kernels' ranking ")
+             + ", ".join(f"{k} {v:g}x" for k, v in speedup.items()) + " (a ranking, not a latency prediction)"]
     return PrecisionPlan(str(budget), margin, choices, predicted, calibration_errors, held, not budget.violations(calibration_errors),
                          None if held is None else not budget.violations(held), reverted, runs,
                          sum(s.flops for s in sensitivities), sensitivities, extended, notes)
