@@ -645,10 +645,14 @@ def models_table(results: list[ModelResult]) -> list[str]:
 
 
 def _load_warning(m: Machine) -> list[str]:
-    """A warning when other processes shared the CPUs (their numbers are then rough)."""
-    others = m.other_cores or 0.0
-    if others <= max(0.25, 0.05 * m.usable_cores) and m.load_start <= max(0.5, 0.1 * m.usable_cores):
+    """A warning when other processes shared the CPUs (their numbers are then rough): measured during the run where
+    it can be; the 1-minute load average before it decides only where it cannot (it still counts the processes that
+    ended just before, such as a previous benchmark run, and flagged quiet runs)."""
+    others = m.other_cores
+    quiet = others <= max(0.25, 0.05 * m.usable_cores) if others is not None else m.load_start <= max(0.5, 0.1 * m.usable_cores)
+    if quiet:
         return []
+    others = others or 0.0
     return [f"**Loaded machine:** other processes used {others:.2f} of the {m.usable_cores} usable cores on average "
             f"during this run (1-minute load average {m.load_start:.2f} before it); treat these numbers as rough.", ""]
 
