@@ -482,11 +482,33 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
                                                                          for p in candidates)
              + f" under {plan.budget}: calibration {worst(plan.calibration)}; held-out {worst(plan.held_out)}"
              + ("" if plan.held_out_ok in (None, True) else " (over budget on held-out inputs)"))
+    _predict_cpu_savings(plan, loaded.model)
     by_node = {s.node: s for s in sensitivities}
     inputs = {key: node.input[0] for key, node in zip(precision.node_keys(loaded.model), loaded.model.graph.node)}
     int8 = tuple(Int8Gemm(n, by_node[n].act_quant[inputs[n]].scale, by_node[n].act_quant[inputs[n]].signed) for n in counts.get("int8", []))
     return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts["bf16x3"]),
                                               int8_nodes=int8))
+
+
+SAVING_NOTE = "time_saved_s: the cost model of the host CPU, "  # a precision plan's note (hcc inspect quotes it)
+
+
+def _predict_cpu_savings(plan, model: onnx.ModelProto) -> None:
+    """Each chosen op's predicted time saving on this host (the cost model at fp32 minus at its precision), kept in
+    the plan for `hcc inspect`; the choice itself ranks by CPU_KERNEL_SPEEDUP, not by this."""
+    import math
+
+    from hcc.planner.cost_model import CostModel, analyze_model
+    from hcc.planner.device_catalog import host_cpu_spec
+
+    info, spec, model_costs = analyze_model(model), host_cpu_spec(), CostModel()
+    for choice in plan.choices:
+        if choice.precision != "fp32" and choice.node in info.by_name:
+            node = info.by_name[choice.node]
+            saved = model_costs.predict(node, spec, dtype="fp32") - model_costs.predict(node, spec, dtype=choice.precision)
+            choice.time_saved_s = saved if math.isfinite(saved) else 0.0
+    plan.notes.append(f"{SAVING_NOTE}{spec.source}" + ("" if spec.source.startswith("calibrated") else
+                                                        "; `hcc devices --calibrate` fits it to this host"))
 
 
 def _heterogeneous(options: CompileOptions, groups: list[dict] | None) -> bool:

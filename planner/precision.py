@@ -196,7 +196,7 @@ class PrecisionChoice:
     flops: int
     flops_saved: float  # flops * (1 - 1 / nominal speed-up of the precision)
     budget_cost: float  # the op's own measured error at this precision, as a fraction of the budget
-    time_saved_s: float | None = None  # predicted by the cost model (joint choice with placement); None: not predicted
+    time_saved_s: float | None = None  # predicted by the cost model (the compile's choices); None: not predicted
 
 
 @dataclass

@@ -67,9 +67,17 @@ def _precision_summary(plan: dict, cpu_nodes: set[str]) -> list[str]:
         placed = sum(c["node"] in cpu_nodes for c in low)
         kinds = sorted({c["precision"] for c in low})
         per = ", ".join(f"{sum(c['precision'] == k for c in low)} {k}" for k in kinds) or "none"
+        saved = [c.get("time_saved_s") for c in low]
+        model = next((n.split(", ", 1)[1] for n in plan.get("notes", []) if n.startswith("time_saved_s: the cost model")), "cost model")
+        predicted = (f"; predicted saving {sum(saved) * 1e3:.3g} ms ({model})" if low and all(t is not None for t in saved) else "")
         lines.append(f"  CPU: {len(low)} of {len(plan['choices'])} GEMM/convolution ops chosen for lower precision ({per}; {placed} "
-                     f"of them in CPU subgraphs); measured (onnxruntime emulation) calibration {_errors(plan['calibration'])}; held-out "
-                     f"{_errors(plan['held_out'])}")
+                     f"of them in CPU subgraphs){predicted}; measured (onnxruntime emulation) calibration {_errors(plan['calibration'])}; "
+                     f"held-out {_errors(plan['held_out'])}")
+        for c in low[:12]:  # each choice: its precision, predicted saving and its own measured error cost
+            time = f", predicted -{c['time_saved_s'] * 1e6:.0f} us" if c.get("time_saved_s") is not None else ""
+            lines.append(f"    {c['node']}: {c['precision']}{time}, alone {c['budget_cost']:.2f} of the budget")
+        if len(low) > 12:
+            lines.append(f"    ... and {len(low) - 12} more (plan/precision.json)")
     if gpu:
         low = [c["id"] for c in gpu["choices"] if c["precision"] != "fp32"]
         lines.append(f"  GPU: {len(low)} of {len(gpu['choices'])} subgraph(s) in fp16 ({', '.join(low) or 'none'}); whole plan, "

@@ -107,6 +107,14 @@ def test_auto_takes_bf16x3_where_bf16_does_not_fit(tmp_path):
     assert sg.precision == "bf16x3" and sg.artifacts[0].meta["bf16x3_nodes"] == ["MatMul_0", "MatMul_2"]
     (out, accuracy), = manifest.golden.outputs.items()
     assert accuracy.golden_max_abs < 1e-3 and check_golden(tmp_path / "auto").passed
+    # hcc inspect: each choice with its predicted saving (cost model, named) and its own measured error cost
+    saved = [c["time_saved_s"] for c in plan["choices"]]
+    assert all(t is not None and t >= 0 for t in saved) and max(saved) > 0  # the 10-column GEMM: no predicted saving
+    from hcc.runtime.inspect import describe
+
+    text = describe(tmp_path / "auto")
+    assert "predicted saving" in text and ("(builtin (defaults" in text or "(calibrated:" in text)
+    assert "MatMul_0: bf16x3, predicted -" in text and "of the budget" in text
 
 
 @pytest.mark.skipif(not has_int8_tiles(), reason="this CPU has no AMX-INT8 tiles")
