@@ -1595,7 +1595,10 @@ static void run_problems(const Problem *problems, int64_t batch) {
   Job job = {problems, 1, 1, p->N, p->M, p->M <= SMALL_M && p->linear};
   double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K * (double)batch;
   int64_t threads = hcc_get_num_threads();
-  int64_t want = flops < 4e5 ? 1 : threads * 3; /* a few tasks per thread balance uneven parts */
+  /* a few tasks per thread balance uneven parts; but a product on tiles packs its A rows in every task (amx_block:
+     rounded, split or quantized), so there one task per thread (BERT h768's bf16x3 projections at 1 thread packed
+     the same 128 x 768 A three times) */
+  int64_t want = flops < 4e5 ? 1 : threads * (p->bf16 && !p->packed_a16 ? 1 : 3);
   if (batch < want) {
     int64_t per = (want + batch - 1) / batch;
     int64_t n_units = (p->N + NR - 1) / NR;
