@@ -48,11 +48,12 @@ PRECISION_OPS = {"bf16x3": ("Gemm", "MatMul")}
 # Nominal compute-throughput factors against fp32, used only to rank candidates (FLOPs saved); not a latency claim.
 # bf16x3: three bf16 tile products; its C harness measured 1.8-2.7x fp32 on 128-row GEMMs (bf16: 2.3-5x).
 NOMINAL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "fp16": 2.0, "int8": 4.0, "bf16x3": 1.5}
-# The same ranking for what hcc's CPU kernels measured (--cpu-precision auto). int8 is slower than bf16 in models
-# (interleaved, 1 thread: recsys all-int8 0.19 ms vs all-bf16 0.165, MLP b64 0.26 vs 0.24; its A is quantized on
-# every call) though not in a C harness (128x768x768 with cold caches: 0.144 vs 0.162 ms), so it ranks between bf16
-# and bf16x3: taken where bf16 does not fit and int8 does, or where it costs far less error than bf16. With the
-# nominal 4x it displaced bf16 ops and BERT h768's auto ran 1.57x instead of 1.86x hcc fp32.
+# The same ranking for what hcc's CPU kernels measured (--cpu-precision auto). int8 is not reliably faster than bf16
+# in models (interleaved, 1 thread, all-int8 vs all-bf16: recsys 0.19 vs 0.16 ms, its K of 269 padded to 320;
+# MLP b64 0.21 vs 0.22; its A is quantized on every call) though it is in a C harness (128x768x768 with cold caches:
+# 0.144 vs 0.162 ms), so it ranks between bf16 and bf16x3: taken where bf16 does not fit and int8 does, or where it
+# costs far less error than bf16. With the nominal 4x it displaced bf16 ops and BERT h768's auto ran 1.57x instead
+# of 1.86x hcc fp32.
 CPU_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "bf16x3": 1.5, "int8": 1.8}
 _CAST_TO = {"bf16": TensorProto.BFLOAT16, "fp16": TensorProto.FLOAT16}
 _DATA_SLOTS = (0, 1)  # the operands of the product; a bias (slot 2) stays fp32
