@@ -83,6 +83,11 @@ def _check_precision(options, kind: str, auto: str, budget_without_auto: str, ch
         from hcc.planner.precision import AccuracyBudget
 
         _set(options, "accuracy", str(AccuracyBudget.parse(options.accuracy)))  # errors name the bad item
+    _check_names(options, kind, chosen, what)
+
+
+def _check_names(options, kind: str, chosen: str, what: str) -> None:
+    """A field of names that auto picked (set by the driver): a tuple of strings, stored as a tuple."""
     names = getattr(options, chosen)
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
         raise HccError(f"{kind} {chosen} {names!r}: expected {what}")
@@ -124,9 +129,7 @@ class CpuOptions:
         if not isinstance(self.target_cpu, str) or not _CPU_NAME.fullmatch(self.target_cpu):
             raise HccError(f"--target-cpu {self.target_cpu!r}: expected a CPU name such as x86-64-v3 or native")
         _check_precision(self, "cpu", CPU_AUTO, "--accuracy needs --cpu-precision auto", "bf16_nodes", "node names")
-        if isinstance(self.bf16x3_nodes, str) or not all(isinstance(n, str) for n in self.bf16x3_nodes):
-            raise HccError(f"cpu bf16x3_nodes {self.bf16x3_nodes!r}: expected node names")
-        _set(self, "bf16x3_nodes", tuple(self.bf16x3_nodes))
+        _check_names(self, "cpu", "bf16x3_nodes", "node names")
         if isinstance(self.int8_nodes, (str, dict)):
             raise HccError(f"cpu int8_nodes {self.int8_nodes!r}: expected a list of {{node, step, signed}}")
         _set(self, "int8_nodes", tuple(n if isinstance(n, Int8Gemm) else Int8Gemm(**n) for n in self.int8_nodes))
