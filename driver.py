@@ -442,8 +442,6 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
     return manifest
 
 
-CPU_PRECISION_CANDIDATES = ("bf16", "bf16x3")  # what --cpu-precision auto chooses from (the AMX kernels' entries) ...
-CPU_LOW_PRECISIONS = CPU_PRECISION_CANDIDATES + ("int8",)  # ... and int8 GEMMs where the host has AMX-INT8
 CALIBRATION_SAMPLES = 4  # --cpu-precision auto: the golden inputs and 3 more random ones (seeds not used elsewhere)
 HELD_OUT_PRECISION_SAMPLES = 4  # inputs the choice never saw, to verify it
 
@@ -459,7 +457,7 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     from hcc.runtime.devices.cpu import has_int8_tiles
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
-    candidates = CPU_PRECISION_CANDIDATES + (("int8",) if has_int8_tiles() else ())
+    candidates = precision.CPU_LOW_PRECISIONS if has_int8_tiles() else precision.CPU_CANDIDATES
     int8_note = ", and int8 where B is a weight" if "int8" in candidates else ""
     progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3{int8_note}) on {len(calibration)} calibration inputs")
     sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=candidates,
@@ -695,6 +693,7 @@ def _set_plan_precisions(plan, options: CompileOptions, precision_plan) -> None:
     from hcc.devices import FPGA_DEFAULT_PRECISION
     from hcc.planner.cost_model import MAC_OPS
     from hcc.planner.plan import fmt_time, set_precisions
+    from hcc.planner.precision import CPU_LOW_PRECISIONS
 
     gpu = {c.id: c for c in (precision_plan.gpu.choices if precision_plan is not None and precision_plan.gpu else [])}
     per = {}

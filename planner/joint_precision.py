@@ -40,6 +40,7 @@ import onnx
 from hcc.planner import fixed_precision as fxp
 from hcc.planner.cost_model import CostModel, analyze_model
 from hcc.planner.precision import (
+    CPU_CANDIDATES,
     DEFAULT_MARGIN,
     NOMINAL_SPEEDUP,
     AccuracyBudget,
@@ -50,13 +51,12 @@ from hcc.planner.precision import (
     _as_model,
     compare,
     compose,
+    cpu_kernel_applies,
     emulate,
     measure_sensitivity,
     reference_outputs,
     run_model,
 )
-
-CPU_CANDIDATES = ("bf16", "bf16x3")  # what the CPU backend compiles (AMX tiles; bf16x3 GEMMs only); no fp16/int8 kernels yet
 
 
 @dataclass
@@ -92,7 +92,8 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
     say = progress or (lambda _m: None)
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     proto = _as_model(model)
-    cpu_sens: list[OpSensitivity] = measure_sensitivity(proto, calibration, precisions=CPU_CANDIDATES) if cpu else []
+    cpu_sens: list[OpSensitivity] = (measure_sensitivity(proto, calibration, precisions=CPU_CANDIDATES, applies=cpu_kernel_applies)
+                                     if cpu else [])
     if cpu_sens:
         say(f"precision: {len(cpu_sens)} GEMM/convolution op(s) measured alone at {', '.join(CPU_CANDIDATES)} (CPU candidates)")
     fx_sens = fxp.measure_widths(proto, calibration, progress=say) if fpga else []

@@ -55,6 +55,10 @@ NOMINAL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "fp16": 2.0, "int8": 4.0, "bf16x3":
 # costs far less error than bf16. With the nominal 4x it displaced bf16 ops and BERT h768's auto ran 1.57x instead
 # of 1.86x hcc fp32.
 CPU_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "bf16x3": 1.5, "int8": 1.8}
+# What the CPU backend compiles below fp32 (its AMX kernels' entries; bf16x3 GEMMs only): the candidates on every host
+# with AMX bf16 tiles (--cpu-precision auto, the joint choice) ...
+CPU_CANDIDATES = ("bf16", "bf16x3")
+CPU_LOW_PRECISIONS = CPU_CANDIDATES + ("int8",)  # ... and int8 GEMMs of a weight where the host has AMX-INT8 (auto only)
 _CAST_TO = {"bf16": TensorProto.BFLOAT16, "fp16": TensorProto.FLOAT16}
 _DATA_SLOTS = (0, 1)  # the operands of the product; a bias (slot 2) stays fp32
 PLAN_FORMAT = "hcc-precision-plan"
