@@ -494,17 +494,13 @@ SAVING_NOTE = "time_saved_s: the cost model of the host CPU, "  # a precision pl
 def _predict_cpu_savings(plan, model: onnx.ModelProto) -> None:
     """Each chosen op's predicted time saving on this host (the cost model at fp32 minus at its precision), kept in
     the plan for `hcc inspect`; the choice itself ranks by CPU_KERNEL_SPEEDUP, not by this."""
-    import math
-
     from hcc.planner.cost_model import CostModel, analyze_model
     from hcc.planner.device_catalog import host_cpu_spec
 
     info, spec, model_costs = analyze_model(model), host_cpu_spec(), CostModel()
     for choice in plan.choices:
         if choice.precision != "fp32" and choice.node in info.by_name:
-            node = info.by_name[choice.node]
-            saved = model_costs.predict(node, spec, dtype="fp32") - model_costs.predict(node, spec, dtype=choice.precision)
-            choice.time_saved_s = saved if math.isfinite(saved) else 0.0
+            choice.time_saved_s = model_costs.saving(info.by_name[choice.node], spec, choice.precision)
     plan.notes.append(f"{SAVING_NOTE}{spec.source}" + ("" if spec.source.startswith("calibrated") else
                                                         "; `hcc devices --calibrate` fits it to this host"))
 

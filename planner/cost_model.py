@@ -590,6 +590,12 @@ class CostModel:
             return predict_gpu_fp16(node, spec)
         return predict(node, spec, dtype, (fpga or self.fpga_estimate(node, spec)) if spec.kind == "fpga" else None)
 
+    def saving(self, node: NodeCost, device: DeviceSpec | DeviceInstance, dtype: str) -> float:
+        """Seconds predicted saved by computing `node` at `dtype` instead of fp32 on `device` (0 where either time is
+        not finite): a precision choice's predicted saving (the joint choice and --cpu-precision auto record it)."""
+        saved = self.predict(node, device, dtype="fp32") - self.predict(node, device, dtype=dtype)
+        return saved if math.isfinite(saved) else 0.0
+
     def memory_bytes(self, node: NodeCost, device: DeviceSpec | DeviceInstance) -> float:
         """Bytes `node` keeps in device memory: its weights and its outputs (no reuse of activation buffers)."""
         return node.weight_bytes + node.bytes_written

@@ -30,7 +30,6 @@ subgraphs together with everything chosen here.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -196,12 +195,9 @@ def _cpu_plan(sens: list[OpSensitivity], chosen: dict[str, str], budget: Accurac
     choices = []
     for s in sens:
         p = chosen.get(s.node, "fp32")
-        saved = 0.0
-        if info is not None and p != "fp32" and s.node in info.by_name:
-            node = info.by_name[s.node]
-            saved = base.predict(node, cpu_spec, dtype="fp32") - base.predict(node, cpu_spec, dtype=p)
+        saved = base.saving(info.by_name[s.node], cpu_spec, p) if info is not None and p != "fp32" and s.node in info.by_name else 0.0
         choices.append(PrecisionChoice(s.node, s.op_type, p, s.flops, s.flops * (1.0 - 1.0 / NOMINAL_SPEEDUP[p]),
-                                       budget.cost(s.errors[p]) if p != "fp32" else 0.0, saved if math.isfinite(saved) else 0.0))
+                                       budget.cost(s.errors[p]) if p != "fp32" else 0.0, saved))
     notes = ["joint choice with the placement (planner/joint_precision.py): time_saved_s is the cost model's CPU saving; "
              "calibration/held_out are the whole joint choice's errors"]
     return PrecisionPlan(str(budget), margin, choices, predicted, measured, held, calibration_ok, held_ok, [], runs,
