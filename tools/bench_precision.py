@@ -65,6 +65,11 @@ def measure(spec: bench_models.SuiteModel, threads: int, seconds: float, folder:
     sessions["ort"] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     reference = sessions["ort"].run(None, feeds)
     error = {p: max(float(np.abs(a - r).max()) for a, r in zip(sessions[p].run(None, feeds), reference)) for p in PRECISIONS}
+    return Row(spec.name, interleaved_medians(sessions, feeds, seconds), error, max(float(np.ptp(r)) for r in reference))
+
+
+def interleaved_medians(sessions: dict, feeds: dict, seconds: float) -> dict[str, float]:
+    """Median ms per session, running them one after another in turn for `seconds` (and at least 5 times each)."""
     times: dict[str, list[float]] = {k: [] for k in sessions}
     end = time.perf_counter() + seconds
     while time.perf_counter() < end or min(len(t) for t in times.values()) < 5:
@@ -72,20 +77,36 @@ def measure(spec: bench_models.SuiteModel, threads: int, seconds: float, folder:
             start = time.perf_counter()
             session.run(None, feeds)
             times[name].append(time.perf_counter() - start)
-    return Row(spec.name, {k: float(np.median(v)) * 1e3 for k, v in times.items()}, error,
-               max(float(np.ptp(r)) for r in reference))
+    return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
 
 
-def report(rows: list[Row], threads: int, command: str) -> str:
+def environment_line(threads: int | None = None) -> str:
+    """The report's line on the host, hcc's commit, onnxruntime and the time (and the thread count, when one)."""
     import onnxruntime
 
     import hcc
     from hcc.runtime.devices.discovery import describe_host_cpu
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
-    lines = ["# hcc fp32 vs hcc bf16 (AMX) vs onnxruntime fp32", "", "```", command, "```", "",
-             f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; hcc {hcc.__version__} at {commit}; "
-             f"onnxruntime {onnxruntime.__version__}; {threads} thread(s); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    counted = f"{threads} thread(s); " if threads is not None else ""
+    return (f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; hcc {hcc.__version__} at {commit}; "
+            f"onnxruntime {onnxruntime.__version__}; {counted}{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def command_line(argv: list[str] | None) -> str:
+    """How this tool was run, for the report."""
+    return "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])
+
+
+def emit(text: str, out: str | None) -> None:
+    """Print the report, and write it to `out` when given."""
+    print(text)
+    if out:
+        Path(out).write_text(text)
+
+
+def report(rows: list[Row], threads: int, command: str) -> str:
+    lines = ["# hcc fp32 vs hcc bf16 (AMX) vs onnxruntime fp32", "", "```", command, "```", "", environment_line(threads),
              "- medians of interleaved runs in one process; errors: max abs difference from onnxruntime fp32 over all outputs", "",
              "| model | hcc fp32 ms | hcc bf16 ms | ort fp32 ms | bf16 speed-up over hcc fp32 | hcc bf16 / ort | hcc fp32 / ort "
              "| fp32 max abs err | bf16 max abs err | output range |",
@@ -111,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in bench_models.by_name(args.models.split(",") if args.models else None):
             rows.append(measure(spec, args.threads, args.seconds, Path(tmp)))
             print(rows[-1].line(), flush=True)
-    text = report(rows, args.threads, "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    emit(report(rows, args.threads, command_line(argv)), args.out)
     return 0
 
 

@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +25,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_precision  # noqa: E402
 import bench_suite  # noqa: E402
 
 import bench_models  # noqa: E402
@@ -67,22 +65,15 @@ def _errors_text(errors: dict, budget) -> str:
 
 
 def _time(sessions: dict, feeds: dict, seconds: float) -> dict[str, float]:
-    for session in sessions.values():
+    for session in sessions.values():  # one untimed run each first
         session.run(None, feeds)
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end or min(len(t) for t in times.values()) < 5:
-        for name, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feeds)
-            times[name].append(time.perf_counter() - start)
-    return {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    return bench_precision.interleaved_medians(sessions, feeds, seconds)
 
 
 def measure(spec: bench_models.SuiteModel, budget_text: str, thread_counts: list[int], seconds: float, folder: Path) -> Case:
     import hcc
     import hcc.runtime as rt
-    from hcc.planner.precision import AccuracyBudget, compare
+    from hcc.planner.precision import AccuracyBudget, compare, output_errors_from_json
 
     budget = AccuracyBudget.parse(budget_text)
     model = spec.build()
@@ -101,8 +92,6 @@ def measure(spec: bench_models.SuiteModel, budget_text: str, thread_counts: list
         if c["precision"] != "fp32":
             chosen[c["precision"]] = chosen.get(c["precision"], 0) + 1
             share[c["precision"]] = share.get(c["precision"], 0.0) + c["flops"] / total
-    from hcc.planner.precision import output_errors_from_json
-
     plan_held = _errors_text(output_errors_from_json(plan["held_out"]) or {}, budget)
     ms = {}
     check_text, check_ok = "", True
@@ -121,15 +110,8 @@ def measure(spec: bench_models.SuiteModel, budget_text: str, thread_counts: list
 
 
 def report(cases: list[Case], command: str) -> str:
-    import onnxruntime
-
-    import hcc
-    from hcc.runtime.devices.discovery import describe_host_cpu
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     lines = ["# `--cpu-precision auto` under a budget vs hcc fp32 vs onnxruntime fp32", "", "```", command, "```", "",
-             f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; hcc {hcc.__version__} at {commit}; "
-             f"onnxruntime {onnxruntime.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             bench_precision.environment_line(),
              "- medians of interleaved runs in one process; speed-up = hcc fp32 ms / hcc auto ms in the same run",
              f"- check: the budget's metrics on {len(CHECK_SEEDS)} inputs the compile never saw (seeds {', '.join(map(str, CHECK_SEEDS))}), "
              "hcc auto against onnxruntime fp32", "",
@@ -166,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             cases.append(measure(spec, budget, threads, args.seconds, folder))
             print("\n".join(cases[-1].lines()), flush=True)
-    text = report(cases, "python " + " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    bench_precision.emit(report(cases, bench_precision.command_line(argv)), args.out)
     return 0
 
 
