@@ -110,12 +110,8 @@ def _cpu_precision_of(cpu: CpuOptions | None, node: str, op_type: str) -> str:
     """The precision a CPU GEMM / convolution computes in under these options (bf16x3 applies to GEMMs only)."""
     from hcc.planner.precision import PRECISION_OPS
 
-    if cpu is not None and any(name == node for name, _, _ in cpu.int8()):
-        return "int8"
-    for precision, which in (("bf16x3", cpu.bf16x3() if cpu else False), ("bf16", cpu.bf16() if cpu else False)):
-        if (which is True or (which and node in which)) and op_type in PRECISION_OPS.get(precision, (op_type,)):
-            return precision
-    return "fp32"
+    precision = cpu.precision_of(node) if cpu is not None else None
+    return precision if precision is not None and op_type in PRECISION_OPS.get(precision, (op_type,)) else "fp32"
 
 
 def plan_model(loaded, planner: PlannerOptions, cost_model=None):

@@ -144,6 +144,20 @@ class CpuOptions:
         """The GEMMs the CPU backend runs in int8, each with its A's quantization step and sign."""
         return tuple((n.node, n.step, n.signed) for n in self.int8_nodes) if self.precision == CPU_AUTO else ()
 
+    def int8_step(self, node: str) -> tuple[float, bool]:
+        """An int8 GEMM's (A's quantization step, A signed)."""
+        return next((step, signed) for name, step, signed in self.int8() if name == node)
+
+    def precision_of(self, node: str) -> str | None:
+        """The lower precision ONNX node `node`'s GEMM or convolution is asked to run in (None: fp32): int8, else
+        bf16x3, else bf16. A precision its kernel lacks (bf16x3 or int8 for a convolution) leaves it in fp32."""
+        if any(name == node for name, _, _ in self.int8()):
+            return "int8"
+        for precision, which in (("bf16x3", self.bf16x3()), ("bf16", self.bf16())):
+            if which is True or (which and node in which):
+                return precision
+        return None
+
     def bf16x3(self) -> bool | frozenset[str]:
         """What the CPU backend runs in bf16x3 (GEMMs only): every GEMM (True), the named nodes, or none (False)."""
         if self.precision == "bf16x3":

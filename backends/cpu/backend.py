@@ -26,9 +26,8 @@ def compile_subgraph(linalg_text: str, spec, bundle: Path, options: CompileOptio
     log: list[lowering.OpReport] = []
     target = options.cpu.target_cpu
     nodes: list[str] = []
-    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, bf16=options.cpu.bf16(),
-                                        constant_args=weight_arguments(spec.inputs, files), bf16x3=options.cpu.bf16x3(),
-                                        int8=options.cpu.int8())
+    llvm_ir = lowering.lower_to_llvm_ir(linalg_text, log, nodes, env=options.env, cpu=options.cpu,
+                                        constant_args=weight_arguments(spec.inputs, files))
     wider = WIDER_ISA_VARIANTS.get(target, ())
     toolchain.build_shared_object(llvm_ir, bundle / rel, cpu=target, signature=embedded_signature(linalg_text, spec.id, target),
                                   profile_nodes=nodes, variants={isa: spec.id for isa in wider}, entry=spec.id)

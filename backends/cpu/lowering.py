@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from hcc.backends.cpu.hoist_projections import hoist_loop_projections
 from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
+from hcc.options import CpuOptions
 
 BUFFERIZE_IN_PLACE = (
     # LSTM-style time loops yield fresh buffers each iteration: allow it (deallocation then tracks ownership).
@@ -527,27 +528,12 @@ def _drop_tensor_copies(root) -> int:
 
 @dataclass(frozen=True)
 class Codegen:
-    """What one attempt at vector code may use: `kinds` the schedule kinds (None: all), `bf16` whether GEMMs and
-    convolutions call the kernels' bfloat16 entries (AMX tiles; `--cpu-precision bf16`), `bf16x3` whether GEMMs call
-    the split-bfloat16 entry (`--cpu-precision bf16x3`; it wins over `bf16` for a node named in both)."""
+    """What one attempt at vector code may use: `kinds` the schedule kinds (None: all), `cpu` the CPU options whose
+    precision_of says which GEMMs and convolutions call the kernels' bf16, bf16x3 or int8 entries (None: all fp32)."""
 
     kinds: frozenset[str] | None = None
-    bf16: bool | frozenset[str] = False  # every GEMM and convolution, or those of the named ONNX nodes
+    cpu: CpuOptions | None = None
     constant_args: frozenset[int] = frozenset()  # the function's arguments that are bundle weights
-    bf16x3: bool | frozenset[str] = False  # every GEMM, or those of the named ONNX nodes
-    int8: tuple[tuple[str, float, bool], ...] = ()  # GEMMs in int8: (ONNX node, its A's quantization step, A signed)
-
-    def int8_step(self, node: str) -> tuple[float, bool]:
-        return next((step, signed) for name, step, signed in self.int8 if name == node)
-
-    def precision_of(self, node: str) -> str | None:
-        """The low precision a GEMM or convolution of ONNX node `node` is asked to run in (None: fp32)."""
-        if any(name == node for name, _, _ in self.int8):
-            return "int8"
-        for precision, which in (("bf16x3", self.bf16x3), ("bf16", self.bf16)):
-            if which is True or (which and node in which):
-                return precision
-        return None
 
 
 def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
@@ -564,8 +550,9 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
                 work *= max(size, 1)
             ukernels.tag_gemm(op, roles, work)
     reports = []
-    precision_of = (lambda op: how.precision_of(node_name(op))) if how.bf16 or how.bf16x3 or how.int8 else None
-    for call in ukernels.emit_calls(module, precision_of, how.constant_args, lambda op: how.int8_step(node_name(op))):
+    cpu = how.cpu
+    precision_of = (lambda op: cpu.precision_of(node_name(op))) if cpu is not None else None
+    for call in ukernels.emit_calls(module, precision_of, how.constant_args, lambda op: cpu.int8_step(node_name(op))):
         kind = "ukernel-gemm" if call.symbol in ukernels.GEMM_SYMBOLS else "ukernel-conv"
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         packed = "; constant weights packed at the first call" if call.packed_weights else ""
@@ -932,15 +919,13 @@ def _attempt(linalg_text: str, how: Codegen, nodes: list, env: HccEnv) -> tuple[
 
 
 def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: list | None = None, env: HccEnv | None = None,
-                     bf16: bool | frozenset[str] = False, constant_args: frozenset[int] = frozenset(),
-                     bf16x3: bool | frozenset[str] = False, int8: tuple[tuple[str, float, bool], ...] = ()) -> str:
+                     cpu: CpuOptions | None = None, constant_args: frozenset[int] = frozenset()) -> str:
     """linalg-on-tensors text -> LLVM IR text (for opt/llc). `log` (a list) receives one OpReport per linalg op;
     an entry with index -1 says that a whole attempt failed, why, and what the function was retried with
     (the micro-kernels alone, then plain loops, which compute in fp32). `profile_nodes` receives the node names the
-    code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `bf16`: the
-    GEMM and convolution kernels take bfloat16 operands (fp32 sums): all of them (True) or those of these nodes;
-    `bf16x3` the same for the GEMMs' split-bfloat16 entry; `int8` the GEMMs that take the int8 entry, each with its
-    A's quantization step and sign.
+    code's profile marks index (none for plain loops). `env`: the compile's knobs (default: read now). `cpu`: the
+    CPU options (CpuOptions.precision_of: the GEMMs and convolutions whose kernels take bf16, bf16x3 or int8 operands;
+    None: all fp32).
     `constant_args`: the function's arguments that are bundle weights (convolutions over them keep packed filters)."""
     from mlir import ir
 
@@ -953,7 +938,7 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
             tiers.append(MICRO_KERNELS_ONLY)
         for number, kinds in enumerate(tiers):
             nodes: list[str] = []
-            text, reports = _attempt(linalg_text, Codegen(kinds, bf16, constant_args, bf16x3, int8), nodes, env)
+            text, reports = _attempt(linalg_text, Codegen(kinds, cpu, constant_args), nodes, env)
             if text is not None:
                 log.extend(reports)
                 if profile_nodes is not None:
