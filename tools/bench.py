@@ -11,7 +11,9 @@ milliseconds and the hcc/onnxruntime ratio of the medians (below 1: hcc is faste
 
 Both sides are timed through their Python `run` call with the same feeds, so each figure includes its own
 call overhead. Both use --threads threads (default 1): onnxruntime's CPUExecutionProvider as intra_op_num_threads,
-hcc as `hcc.runtime.load(bundle, threads=N)` (the bundle's own thread pool).
+hcc as `hcc.runtime.load(bundle, threads=N)` (the bundle's own thread pool). At more than one thread onnxruntime's
+workers block between runs instead of spin-waiting (unless --ort-spinning): spinning, they take a core from the hcc run
+that follows in the interleaved loop.
 """
 from __future__ import annotations
 
@@ -35,13 +37,18 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def _ort_session(model, threads: int):
+def _ort_session(model, threads: int, spinning: bool = False):
+    """At >1 thread onnxruntime's idle workers spin-wait unless `spinning` is off, and they spin through the next hcc
+    run of the interleaved loop (measured: a 2-thread hcc ResNet-18 or MobileNetV2 ~2x slower next to them, while
+    blocking changes onnxruntime's own time by -10%..+3% on those models when each runs alone)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -70,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="concrete shape for an input, e.g. x=1x3x224x224 (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="threads of both runtimes (default 1)")
+    parser.add_argument("--ort-spinning", action="store_true",
+                        help="keep onnxruntime's intra-op spin-waiting at >1 thread (default off, as in bench_suite.py)")
     parser.add_argument("--repeat", type=int, default=50, help="timed iterations of each runtime (default 50)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations of each runtime first (default 5)")
     parser.add_argument("--bundle", help="bundle folder: reused if it already holds a bundle, else compiled into")
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
         session = load(bundle, threads=args.threads)
         feeds = random_inputs(loaded.model, loaded.inputs, args.seed)
-        ort_session = _ort_session(loaded.model, args.threads)
+        ort_session = _ort_session(loaded.model, args.threads, args.ort_spinning)
         out_names = list(session.manifest.outputs)
         golden = session.manifest.golden
         rtol, atol = (golden.rtol, golden.atol) if golden else (1e-3, 1e-4)

@@ -177,10 +177,23 @@ def parse_threads(spec: str, cores: int) -> list[int]:
     return counts
 
 
+def file_model(path: Path) -> bench_models.SuiteModel:
+    """A user's ONNX file as a suite entry: loaded as written, fed `bench_models.default_feeds` (standard-normal
+    floats; valid indices for an int64 input that a Gather indexes, else 0 or 1)."""
+    import onnx
+
+    if not path.is_file():
+        raise ValueError(f"--onnx {path}: no such file")
+    return bench_models.SuiteModel(path.stem, "file", _shown_path(path.resolve()), lambda: onnx.load(path))
+
+
 def parse_args(argv: list[str]) -> Settings:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", help="comma-separated model names (default: the whole suite); see --list")
     p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--onnx", action="append", type=Path, default=[], metavar="FILE",
+                   help="time this ONNX file (static input shapes) instead of the built-in suite; repeatable, e.g. "
+                        "models exported by torch that no test has seen")
     p.add_argument("--threads", default="1,all", help="comma-separated thread counts, 'all' = usable cores (default 1,all)")
     p.add_argument("--repeat", type=int, help="timed iterations per model and thread count (default: about --seconds worth)")
     p.add_argument("--seconds", type=float, help="timing budget per model and thread count (default 4; --quick 0.5)")
@@ -190,7 +203,7 @@ def parse_args(argv: list[str]) -> Settings:
                    help="keep onnxruntime's intra-op spin-waiting at >1 thread (default off: its idle workers would "
                         "spin through hcc's next run of the interleaved loop)")
     p.add_argument("--keep", type=Path, help="write models and bundles into this folder (default: a temporary one)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown report (default {DEFAULT_OUT.relative_to(REPO)})")
+    p.add_argument("--out", type=Path, help=f"markdown report (default {DEFAULT_OUT.relative_to(REPO)})")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     args = p.parse_args(argv)
     if args.list:
@@ -198,18 +211,23 @@ def parse_args(argv: list[str]) -> Settings:
             print(f"{m.name:14} {m.family:17} {m.summary}")
         raise SystemExit(0)
     try:
-        models = bench_models.by_name(args.models.split(",") if args.models else None)
+        if args.onnx and args.models:
+            raise ValueError("--onnx and --models cannot be combined")
+        models = ([file_model(path) for path in args.onnx] if args.onnx
+                  else bench_models.by_name(args.models.split(",") if args.models else None))
         threads = parse_threads(args.threads, usable_cores())
     except ValueError as exc:
         p.error(str(exc))
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
+    if args.onnx and args.out is None:
+        p.error(f"--onnx needs --out FILE.md ({DEFAULT_OUT.relative_to(REPO)} holds the built-in suite)")
     quick = args.quick
     return Settings(
         models, threads, args.repeat, seconds=args.seconds if args.seconds is not None else (0.5 if quick else 4.0),
         warmup=1 if quick else 3, min_iters=3 if quick else 5, max_iters=20 if quick else 1000,
         target_cpu=args.target_cpu, ort_spinning=args.ort_spinning, sgemm_sizes=(1024,) if quick else (1024, 1536, 2048),
-        keep=args.keep, out=args.out, json=args.json,
+        keep=args.keep, out=args.out or DEFAULT_OUT, json=args.json,
         command=shlex.join([_shown_path(Path(sys.executable)), _shown_path(Path(__file__)), *argv]),
     )
 
@@ -679,8 +697,10 @@ thread, `session.intra_op.allow_spinning` = 0 unless the command has `--ort-spin
 spin through hcc's next run (measured on a 2-core VM: single-threaded hcc 1.4x slower next to a spinning 2-thread
 onnxruntime on small models; blocking costs onnxruntime 0-35% on sub-millisecond models, ~5% on BERT).
 hcc is loaded with `threads=` when its runtime has that option. hcc/ort below 1 means hcc is faster. GFLOP counts 2 x multiply-adds of
-Conv, ConvTranspose, Gemm, MatMul and LSTM (elementwise ops not counted). The models are built by
-`tools/bench_models.py` (random weights, fixed seeds)."""
+Conv, ConvTranspose, Gemm, MatMul and LSTM (elementwise ops not counted)."""
+BUILT_IN = "The models are built by `tools/bench_models.py` (random weights, fixed seeds)."
+FROM_FILES = ("The models are the ONNX files on the command line (`--onnx`), timed as written; inputs from "
+              "`bench_models.default_feeds` (standard-normal floats, valid indices for an int64 input a Gather reads).")
 
 
 def render_markdown(results: list[ModelResult], m: Machine, s: Settings) -> str:
@@ -689,7 +709,7 @@ def render_markdown(results: list[ModelResult], m: Machine, s: Settings) -> str:
            "## Results (median ms per inference)", *results_table(results, s.threads, m), "",
            *geomean_lines(results, s.threads, m), "", "## Achieved GFLOP/s at 1 thread", *efficiency_lines(results, m), "",
            "## Timing details", *details_table(results, m), "", "## Models", *models_table(results), "",
-           "## Method", METHOD, ""]
+           "## Method", METHOD + " " + (FROM_FILES if any(r.family == "file" for r in results) else BUILT_IN), ""]
     return "\n".join(out)
 
 

@@ -84,3 +84,22 @@ def test_runner_end_to_end_on_a_tiny_model(tmp_path):
     if result["error"] is None:  # hcc compiled it: numbers, a checked output, no mismatch
         assert all(t["hcc"] and t["ratio"] > 0 for t in result["timings"])
         assert result["max_abs_err"] is not None and result["mismatch"] is None
+
+
+def test_onnx_files_replace_the_built_in_models(suite, tmp_path, capsys):
+    """`--onnx FILE` times a user's file (e.g. a torch export no test has seen) with the same method; it needs its own
+    --out so that the committed suite report is not overwritten, and a missing file is one clear error."""
+    path = tmp_path / "exported.onnx"
+    onnx.save(suite.bench_models.mlp(1), path)
+    s = suite.parse_args(["--onnx", str(path), "--out", str(tmp_path / "r.md")])
+    (spec,) = s.models
+    assert spec.name == "exported" and spec.family == "file"
+    model = spec.build()
+    assert model.graph.input[0].name == suite.bench_models.mlp(1).graph.input[0].name
+    assert set(spec.make_feeds(model, 0)) == {i.name for i in model.graph.input}
+    for argv, message in ([["--onnx", str(path)], "--onnx needs --out"],
+                          [["--onnx", str(tmp_path / "none.onnx"), "--out", "r.md"], "no such file"],
+                          [["--onnx", str(path), "--models", "mlp_b1", "--out", "r.md"], "cannot be combined"]):
+        with pytest.raises(SystemExit):
+            suite.parse_args(argv)
+        assert message in capsys.readouterr().err
