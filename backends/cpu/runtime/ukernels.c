@@ -2798,7 +2798,7 @@ static void dw_blocked(void *ctx, int64_t task) {
   for (int64_t l = 0; l < VL; ++l)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw) wts[(kh * KW + kw) * VL + l] = j->w[(c0 + l) * j->ws[0] + kh * j->ws[1] + kw * j->ws[2]];
-  const Epilogue *e = &j->e;
+  const Epilogue local = j->e, *e = &local; /* a copy the output stores cannot alias (as in fv_write_blocked) */
   vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
   if (e->init_mode == INIT_SOURCE)
     for (int64_t l = 0; l < VL; ++l) init[l] = e->init[n * j->is[0] + (c0 + l) * j->is[1]];
@@ -2814,7 +2814,22 @@ static void dw_blocked(void *ctx, int64_t task) {
     for (int64_t ow = 0; ow < OW; ++ow) {
       if (inside && ow == lo && hi > lo) { /* the row's inner run, read in place */
         const float *start = x + (ih0 * W + lo * sw - j->left) * CBLOCK;
-        if (KH == 3 && KW == 3)
+        /* constant pixel and tap steps (stride 1 or 2, no dilation) make every load an offset from one row
+           pointer; as run-time values, the eight chains' addresses spilled (GPR reloads were the hot spots) */
+        int64_t n_run = hi - lo;
+        float *out = yrow + lo * pitch;
+        int unit = j->dw == 1 && (sw == 1 || sw == 2) && ((KH == 3 && KW == 3) || (KH == 5 && KW == 5));
+#define DW_UNIT_RUN(K_, SW_, PITCH_) dw_blocked_run(K_, K_, start, n_run, (SW_) * CBLOCK, step_h, CBLOCK, wts, init, e, out, PITCH_)
+#define DW_UNIT_PITCH(K_, SW_) \
+  if (pitch == CBLOCK) DW_UNIT_RUN(K_, SW_, CBLOCK); else DW_UNIT_RUN(K_, SW_, VL);
+        if (unit && KH == 3) {
+          if (sw == 1) { DW_UNIT_PITCH(3, 1) } else { DW_UNIT_PITCH(3, 2) }
+        } else if (unit) {
+          if (sw == 1) { DW_UNIT_PITCH(5, 1) } else { DW_UNIT_PITCH(5, 2) }
+        }
+#undef DW_UNIT_PITCH
+#undef DW_UNIT_RUN
+        else if (KH == 3 && KW == 3)
           dw_blocked_run(3, 3, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * pitch, pitch);
         else if (KH == 5 && KW == 5)
           dw_blocked_run(5, 5, start, hi - lo, sw * CBLOCK, step_h, step_w, wts, init, e, yrow + lo * pitch, pitch);
@@ -2901,15 +2916,24 @@ typedef struct {
   int y_blocked;        /* write the output in the blocked layout (CBLOCK channels per pixel), else NCHW */
 } FvJob;
 
+/* Where a tile writes a blocked output straight from its registers: y[i] = the first pixel's vector of filter
+ * vector i, pixels CBLOCK floats apart; the sum plus init[i], clamped by e. */
+typedef struct {
+  float *y[FV_MAXV];
+  vf init[FV_MAXV];
+  const Epilogue *e;
+} FvOut;
+
 /* sums[j][..] (+)= sum over kc taps of panel[k][..] * in[pix[j] + koff[k]] for px pixels and fv filter vectors.
  * `prefetch`: also fetch the kc panel rows at pf towards L2. A task's first pixel group does, for the next chunk of a
  * kept panel (the next filter block's after the last chunk: kept panels are contiguous): ResNet-18's 512-filter 3x3
  * panels (9.4 MB) come from memory on every run, and waiting for them cost 0.6 of 2.3 ms (measured with the caches
  * flushed between calls: 2.21 -> 1.86 ms; 256 filters on 14x14: -6%; no change with warm caches). */
-static inline __attribute__((always_inline)) void fv_tile(const int prefetch, const int fv, const int px, int64_t kc, const float *restrict panel,
-                                                          const float *restrict in, const int64_t *restrict pix,
-                                                          const int64_t *restrict koff, float *restrict sums, int first,
-                                                          const float *pf) {
+static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch, const int fv, const int px, int64_t kc,
+                                                             const float *restrict panel, const float *restrict in,
+                                                             const int64_t *restrict pix, const int64_t *restrict koff,
+                                                             float *restrict sums, int first, const float *pf,
+                                                             const FvOut *out) {
   vf c[FV_MAXV][FV_PX];
   const float *base[FV_PX];
 #pragma GCC unroll 8
@@ -2932,10 +2956,30 @@ static inline __attribute__((always_inline)) void fv_tile(const int prefetch, co
       for (int i = 0; i < fv; ++i) c[i][j] += w[i] * b;
     }
   }
+  if (out) { /* the blocked output written from the registers, with the epilogue (no sums round trip); locals, which
+                the stores cannot alias */
+    const Epilogue e = *out->e;
+    float *y[FV_MAXV];
+    vf init[FV_MAXV];
+#pragma GCC unroll 4
+    for (int i = 0; i < fv; ++i) y[i] = out->y[i], init[i] = out->init[i];
+#pragma GCC unroll 8
+    for (int j = 0; j < px; ++j)
+#pragma GCC unroll 4
+      for (int i = 0; i < fv; ++i) vstore(y[i] + j * CBLOCK, vclamp(&e, c[i][j] + init[i]));
+    return;
+  }
 #pragma GCC unroll 8
   for (int j = 0; j < px; ++j)
 #pragma GCC unroll 4
     for (int i = 0; i < fv; ++i) vstore(sums + j * FV_BLOCK + i * VL, c[i][j]);
+}
+
+static inline __attribute__((always_inline)) void fv_tile(const int prefetch, const int fv, const int px, int64_t kc, const float *restrict panel,
+                                                          const float *restrict in, const int64_t *restrict pix,
+                                                          const int64_t *restrict koff, float *restrict sums, int first,
+                                                          const float *pf) {
+  fv_tile_to(prefetch, fv, px, kc, panel, in, pix, koff, sums, first, pf, NULL);
 }
 
 #define FV_CASE(F, X) \
@@ -2966,6 +3010,23 @@ static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const fl
 #endif
     }
 #undef PF
+  }
+}
+
+#define FV_OUT_CASE(F, X) \
+  case (F) * 8 + (X): fv_tile_to(0, F, X, kc, panel, in, pix, koff, NULL, 1, NULL, out); return;
+#define FV_OUT_ROW(F) FV_OUT_CASE(F, 1) FV_OUT_CASE(F, 2) FV_OUT_CASE(F, 3) FV_OUT_CASE(F, 4) FV_OUT_CASE(F, 5) FV_OUT_CASE(F, 6)
+
+/* A whole tile (all of its taps in one chunk) into the blocked output. */
+static void fv_tile_out(int fv, int px, int64_t kc, const float *panel, const float *in, const int64_t *pix, const int64_t *koff,
+                        const FvOut *out) {
+  switch (fv * 8 + px) {
+    FV_OUT_ROW(1)
+    FV_OUT_ROW(2)
+#if FV_MAXV == 4
+    FV_OUT_ROW(3)
+    FV_OUT_ROW(4)
+#endif
   }
 }
 
@@ -3028,7 +3089,8 @@ static int fv_blocked_epilogue(const Epilogue *e) {
 
 /* The group's sums into the blocked output: each sum vector is VL filters of one pixel, stored as it is. */
 static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn, int64_t P) {
-  const Epilogue *e = &p->e;
+  const Epilogue local = p->e, *e = &local; /* a copy: the stores below cannot alias it, so its clamp modes are read
+                                              once instead of per pixel */
   for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of CBLOCK, so of VL */
     int64_t m = m0 + f;
     vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
@@ -3059,7 +3121,30 @@ static void fv_part(void *ctx, int64_t task) {
     panel = own;
   }
   if (!sums) abort();
-  for (int64_t g = g0; g < g1; ++g) {
+  /* a blocked output of a convolution with at most FV_KC taps is written by the tiles themselves (MobileNet's
+     expansions: 16..24 taps, where storing and reloading the sums cost as much as a fifth of the FMAs) */
+  int direct = j->y_blocked && p->K <= FV_KC;
+  FvOut out = {{0}, {{0}}, NULL};
+  const Epilogue local = p->e;
+  if (direct) {
+    out.e = &local; /* a copy: the output stores cannot alias it */
+    for (int i = 0; i < fv; ++i) {
+      out.init[i] = vsplat(local.init_mode == INIT_CONSTANT ? local.init_value : 0.0f);
+      if (local.init_mode == INIT_SOURCE)
+        for (int l = 0; l < VL; ++l) out.init[i][l] = local.init[(m0 + i * VL + l) * local.init_sm];
+    }
+  }
+  for (int64_t g = g0; g < g1 && direct; ++g) {
+    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
+    int64_t narrow = pn / tiles, wide = pn % tiles;
+    for (int64_t t = 0, i = 0; t < pn; ++i) {
+      int px = (int)(narrow + (i < wide));
+      for (int v = 0; v < fv; ++v) out.y[v] = p->c + blocked_at(m0 + v * VL, n0 + t, j->P);
+      fv_tile_out(fv, px, p->K, panel, p->b, j->pix + n0 + t, j->koff, &out);
+      t += px;
+    }
+  }
+  for (int64_t g = g0; g < g1 && !direct; ++g) {
     int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
     for (int64_t k0 = 0; k0 < p->K; k0 += FV_KC) {
       int64_t kc = min64(FV_KC, p->K - k0);

@@ -887,6 +887,8 @@ def _to_blocked(x: np.ndarray) -> np.ndarray:
     (32, 6, 9, 48, 1, 1, 0, False),     # 32 taps: the filter-vector kernel when writing blocks, else the GEMM path
     (32, 9, 9, 32, 3, 1, 1, False),     # a padded 3x3 reading a blocked input: converted
     (64, 8, 8, 64, 1, 1, 0, True),      # a residual epilogue: converted
+    (128, 5, 7, 80, 1, 1, 0, False),    # 128 taps (FV_KC): blocked tiles written from their registers
+    (16, 9, 11, 48, 3, 1, 0, False),    # 144 taps: the blocked write-out through the sums
 ])
 @pytest.mark.parametrize("layouts", [1, 2, 3])
 def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts):
