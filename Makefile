@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcc-installed
 DEMO   := out/demo
 
-.PHONY: setup demo lint test test-all bench conformance fuzz clean
+.PHONY: setup demo lint test test-all bench bench-torch conformance fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ test-all: setup
 # cores; writes docs/benchmarks/cpu-suite.md. Run it on a quiet machine. BENCH_ARGS="--quick" for a smoke run.
 bench: setup
 	$(BIN)/python tools/bench_suite.py $(BENCH_ARGS)
+
+# The same measurement on models torch itself exports (tools/export_torch_models.py, both exporters): models no test
+# has seen. torch lives in its own venv at pinned versions (not an hcc dependency); writes docs/benchmarks/cpu-torch-exports.md.
+TORCH_VENV := .venv-torch
+$(TORCH_VENV)/.installed:
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" "onnx==1.22.0" "onnxscript==0.7.2" "onnx-ir==1.1.0"
+	@touch $@
+
+bench-torch: setup $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python tools/export_torch_models.py out/torch-models
+	$(BIN)/python tools/bench_suite.py $$(for f in out/torch-models/*.onnx; do printf -- '--onnx %s ' "$$f"; done) \
+		--out docs/benchmarks/cpu-torch-exports.md $(BENCH_ARGS)
 
 # Fuzz campaign (tools/fuzz.py): mutated models into `hcc compile`, mutated bundles into `hcc test`/`hcc run`;
 # exits 1 on any finding (traceback, crash, hang, wrong result). About 1.2 s per case on 2 cores.
