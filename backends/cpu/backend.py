@@ -14,6 +14,9 @@ INT8_CALL = "_int8 micro-kernel call"  # ... through the int8 GEMM entry
 
 # A slow (plain-loop) op holding at least this share of its function's arithmetic is warned about by name.
 MATERIAL_SHARE = 0.02
+# ... and at least this many scalar operations: an op alone in a small function (a comparison between control-flow
+# pieces) is all of that function's arithmetic, but costs a microsecond as loops
+MATERIAL_WORK = 4096
 
 
 # Bytes per element of each MLIR element type a subgraph boundary may have (i1 crosses as a byte).
@@ -54,7 +57,8 @@ def schedule_record(log: list[lowering.OpReport]) -> list[dict]:
     """Per op: node, schedule kind, whether it applied, why, and its share of the function's arithmetic; whole-
     function failures (and the retry they caused) come first as kind 'module'."""
     total = sum(r.work for r in log if r.index != -1) or 1
-    entries = [{"node": r.node, "kind": r.kind, "ok": r.ok, "note": r.note, "share": round(r.work / total, 4)} for r in log]
+    entries = [{"node": r.node, "kind": r.kind, "ok": r.ok, "note": r.note, "share": round(r.work / total, 4), "work": r.work}
+               for r in log]
     return sorted(entries, key=lambda e: e["kind"] != "module")
 
 
@@ -63,7 +67,7 @@ def schedule_warnings(subgraph: str, record: list[dict]) -> list[str]:
     lines = [f"{subgraph}: vector code generation failed: {e['note']}" for e in record if e["kind"] == "module"]
     for e in record:
         slow = e["kind"] == "loops" or not e["ok"]
-        if e["kind"] != "module" and slow and e["share"] >= MATERIAL_SHARE:
+        if e["kind"] != "module" and slow and e["share"] >= MATERIAL_SHARE and e.get("work", MATERIAL_WORK) >= MATERIAL_WORK:
             what = e["note"] if e["kind"] == "loops" else f"its {e['kind']} schedule failed: {e['note']}"
             lines.append(f"{subgraph}: node '{e['node'] or '?'}' runs as plain loops ({e['share']:.0%} of the arithmetic): {what}")
     return lines

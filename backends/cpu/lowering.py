@@ -576,6 +576,11 @@ def schedule_module(module, how: Codegen = Codegen()):
 
     reports: list[OpReport] = []
     math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
+    # x ** n with a constant integer n (torch-mlir's lowering of Pow(x, 2), as in an STFT's power spectrum or a
+    # decomposed LayerNorm) as multiplications: vectorized, math.fpowi became an llvm.intr.powi with a vector
+    # exponent, which LLVM rejects, and the whole function fell back to scalar loops (Silero VAD's STFT and encoder
+    # convolutions). Same arithmetic as the scalar powi (repeated squaring; 1/x^n for n < 0).
+    _run_pipeline(module.operation, "func.func(math-expand-ops{ops=fpowi})", "cpu-expand-powi")
     # Loop-invariant code out of time loops first (an LSTM's weight transposes and slices are per-step otherwise).
     _run_pipeline(module.operation, "linalg-fuse-elementwise-ops,loop-invariant-code-motion,canonicalize,cse", "cpu-fuse-licm")
     _drop_tensor_copies(module.operation)  # the fusion barriers (passes/fusion_barriers.py) have done their job

@@ -622,3 +622,32 @@ def test_gelu_fused_into_the_gemm(tmp_path, spelling, fused):
     notes = [r.note for r in _schedule_log(tmp_path / "ffn.bundle") if r.kind == "ukernel-gemm"]
     assert notes and all(("GELU fused" in n) == fused for n in notes), notes
 
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0, -2.0])
+def test_integer_powers_vectorize(tmp_path, exponent):
+    """Pow(x, n) with a constant integer n (an STFT's power spectrum, a decomposed LayerNorm's variance, the tanh
+    GELU's cube): torch-mlir makes it math.fpowi, which vectorized into an llvm.intr.powi with a vector exponent that
+    LLVM rejects, and the whole function fell back to scalar code. Now multiplications, vectorized, matching
+    onnxruntime."""
+    nodes = [h.make_node("Pow", ["x", "n"], ["p"], name="pow"), h.make_node("Add", ["p", "x"], ["y"], name="add")]
+    inits = [numpy_helper.from_array(np.array(exponent, np.float32), "n")]
+    model = _model(nodes, inits, [_vi("x", [4, 64, 33])], [_vi("y", [4, 64, 33])])
+    compile_and_compare(model, tmp_path, name="pow", rtol=1e-5, atol=1e-6)
+    bundle = tmp_path / "pow.bundle"
+    log = _schedule_log(bundle)
+    assert log and all(r.ok and r.kind == "elementwise" for r in log), log  # Pow fused into the Add
+    assert re.search(r"<(8|16) x float>", _llvm_ir(bundle)), "the power was not vectorized"
+
+
+def test_plain_loop_warnings_name_material_ops_only():
+    """A slow op is warned about by name when it holds a material share of its function's arithmetic and enough
+    work to matter: an op alone in a small control-flow piece is 100% of that piece, but not worth a warning."""
+    from hcc.backends.cpu.backend import MATERIAL_WORK, schedule_warnings
+
+    def entry(node, share, work):
+        return {"node": node, "kind": "loops", "ok": True, "note": "not a static f32 op", "share": share, "work": work}
+
+    record = [entry("tiny", 1.0, MATERIAL_WORK - 1), entry("big", 0.5, 10 * MATERIAL_WORK), entry("rare", 0.001, 10**6)]
+    lines = schedule_warnings("sg0", record)
+    assert lines == ["sg0: node 'big' runs as plain loops (50% of the arithmetic): not a static f32 op"], lines
