@@ -26,6 +26,9 @@ from hcc.errors import HccError
 # (the RotaryEmbedding expansions slice off an empty part and concatenate it back).
 ZERO_SIZE_OUTPUT_OK = frozenset({"Split", "ConstantOfShape"})
 ZERO_SIZE_INPUT_OK = frozenset({"Split", "Concat"})
+# Inputs where an empty constant means "not given": Resize's roi and scales (paddle2onnx writes empty Constants there
+# instead of leaving the name out: PP-OCR's text detector).
+EMPTY_MEANS_ABSENT = frozenset({("Resize", 1), ("Resize", 2)})
 # Ops that read only their input's shape, which is known at compile time even for a zero-size tensor.
 SHAPE_READERS = frozenset({"Shape", "Size"})
 # Inputs read only for their element type (CastLike's `target_type`, often an empty tensor in exported graphs).
@@ -47,6 +50,7 @@ class GraphFacts:
     shapes: dict[str, list[int] | None] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     consumers: dict[str, list[str]] = field(default_factory=dict)  # tensor -> op types of the nodes reading it
+    slots: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # tensor -> (op type, input index) reading it
     outputs: set[str] = field(default_factory=set)  # the model's outputs
 
     def shape(self, name: str) -> list[int] | None:
@@ -75,8 +79,9 @@ def graph_facts(model: onnx.ModelProto) -> GraphFacts:
         facts.constants[init.name] = numpy_helper.to_array(init)
     facts.outputs = {o.name for o in graph.output}
     for node in graph.node:
-        for name in node.input:
+        for index, name in enumerate(node.input):
             facts.consumers.setdefault(name, []).append(node.op_type)
+            facts.slots.setdefault(name, []).append((node.op_type, index))
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             value = next((a.t for a in node.attribute if a.name == "value"), None)
             if value is not None:
@@ -122,6 +127,9 @@ def _empty_output_ok(node: onnx.NodeProto, name: str, facts: GraphFacts) -> bool
     if node.op_type in ZERO_SIZE_OUTPUT_OK:
         return True
     readers = facts.consumers.get(name, [])
+    if name in facts.constants and name not in facts.outputs and readers and \
+            all(slot in EMPTY_MEANS_ABSENT for slot in facts.slots.get(name, [])):
+        return True
     return name not in facts.outputs and bool(readers) and all(op in ZERO_SIZE_INPUT_OK for op in readers)
 
 

@@ -14,6 +14,7 @@ from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
+from hcc.frontend.conv1d import restate_conv1d
 from hcc.frontend.dft import explicit_stft_defaults
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.functions import Expansion, expand_functions
@@ -32,6 +33,7 @@ from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
 
+FOLD_ROUNDS = 16  # constant folding then shape inference, until nothing more folds
 CONTROL_FLOW_ROUNDS = 8  # nesting depth of If/Scan/Loop that compile-time decisions and unrolling go through
 
 # ONNX element type -> numpy dtype name, for the types hcc moves across the runtime boundary.
@@ -135,6 +137,18 @@ def _read(path: str) -> tuple[onnx.ModelProto, str]:
     return model, digest
 
 
+def negative_dims_as_dynamic(model: onnx.ModelProto) -> int:
+    """A negative dim_value (paddle2onnx writes -1 for a dynamic batch: PP-OCR's angle classifier) becomes an
+    unnamed dynamic dim, as onnxruntime reads it, on the graph's inputs, outputs and value_info; returns how many."""
+    count = 0
+    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for d in value.type.tensor_type.shape.dim if value.type.HasField("tensor_type") else ():
+            if d.HasField("dim_value") and d.dim_value < 0:
+                d.Clear()
+                count += 1
+    return count
+
+
 def _fix_input_shapes(model: onnx.ModelProto, path: str, shapes: dict[str, list[int]]) -> None:
     initializer_names = {init.name for init in model.graph.initializer}
     real_inputs = [v for v in model.graph.input if v.name not in initializer_names]
@@ -175,6 +189,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     path = os.fspath(path)
     model, digest = _read(path)
     check_text(model, path)
+    negative_dims_as_dynamic(model)
     # first: the opset converter refuses the newest of these types; they become storage bytes and INT32 codes
     lowbit_types = rewrite_lowbit(model, path)
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
@@ -208,7 +223,11 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     # as onnxruntime fuses them, then every quantized op rewritten into exact float/integer ops (frontend/quantized.py).
     if rewrite_quantized(model, path):
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    if fold_constants(model):
+    # rounds: folded shape arithmetic gives later Reshapes static shapes, whose own Shape nodes then fold (paddle2onnx
+    # graphs; an opset-11 Softmax converted to 13 restores its shape through Shape -> Reshape)
+    for _ in range(FOLD_ROUNDS):
+        if not fold_constants(model):
+            break
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     # an If whose condition folding made a constant becomes its branch (control_flow.py); a Scan or Loop with a
     # compile-time trip count, its unrolled body (unroll.py); rounds, since a branch or body may hold more of them
@@ -226,6 +245,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     if apply_rewrites(model, path):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if restate_upsampling(model):  # nearest Resize / ConvTranspose as a broadcast / a 1x1 conv (frontend/upsampling.py)
+        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    if restate_conv1d(model):  # 1-D Conv as a 2-D one over a height of 1: the 2-D kernels take it (frontend/conv1d.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     if restate_resizes(model):  # cubic / antialiased / cropping / align_corners Resize as matrices (resize_matrix.py)
         model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)

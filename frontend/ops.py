@@ -57,10 +57,14 @@ MAX_OPSET = 22
 # and numpy broadcasting) and refuses what it has no adapter for (then the model is refused with its reason).
 # An opset-11/12 model with Unsqueeze, Squeeze, ReduceSum or Split is converted up to AXES_AS_INPUTS_OPSET: the
 # importer lowers those ops only in their opset-13 form (axes and sizes as inputs), so a plain opset-12 Unsqueeze
-# failed in lowering. Other opset-11/12 models stay as they are (their rewrites and refusals are written for them);
-# a model the converter cannot take up stays at its opset too.
+# failed in lowering. The same for Softmax and LogSoftmax, which it lowers only with opset 13's one-axis meaning (the
+# converter writes the older flatten-to-2-D meaning out; PP-OCR's opset-11 angle classifier failed on its Softmax).
+# Not Hardmax: onnx 1.22's converter changes its version without its meaning (a wrong result on [2, 3, 4], axis 1),
+# so a converted model's pre-13 Hardmax is written out first (_hardmax_flattened). Other opset-11/12 models stay as
+# they are (their rewrites and refusals are written for them); a model the converter cannot take up stays at its
+# opset too.
 AXES_AS_INPUTS_OPSET = 13
-AXES_ATTRIBUTE_OPS = frozenset({"Unsqueeze", "Squeeze", "ReduceSum", "Split"})
+AXES_ATTRIBUTE_OPS = frozenset({"Unsqueeze", "Squeeze", "ReduceSum", "Split", "Softmax", "LogSoftmax"})
 OLDEST_OPSET = 1
 NEWEST_OPSET = onnx.defs.onnx_opset_version()
 
@@ -123,10 +127,35 @@ def _convert_down(model: onnx.ModelProto, path: str, opset: int) -> onnx.ModelPr
 def _convert(model: onnx.ModelProto, path: str, opset: int, target: int) -> onnx.ModelProto:
     from onnx import version_converter
 
+    if opset < 13 <= target:
+        model = _hardmax_flattened(model)
     try:
         return version_converter.convert_version(model, target)
     except Exception as exc:  # the converter asserts (RuntimeError) on types or attributes the old opset lacks
         raise HccError(f"{path}: opset {opset} cannot be converted to opset {target}: {_converter_reason(exc)}") from None
+
+
+def _hardmax_flattened(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with each pre-13 Hardmax (which flattens its input to 2-D at `axis`) written out as Flatten -> Hardmax
+    over axis 1 -> Reshape to the input's shape, a meaning that survives the conversion to opset 13 (onnx 1.22's
+    converter only relabels the op: a wrong result on [2, 3, 4], axis 1). Top-level graph only."""
+    if not any(n.op_type == "Hardmax" and n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return model
+    model = copy.deepcopy(model)
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "Hardmax" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        name, x = node.name or node.output[0], node.input[0]
+        nodes += [helper.make_node("Flatten", [x], [f"{name}/flat"], name=f"{name}/flat", axis=axis),
+                  helper.make_node("Hardmax", [f"{name}/flat"], [f"{name}/hard"], name=name, axis=1),
+                  helper.make_node("Shape", [x], [f"{name}/shape"], name=f"{name}/shape"),
+                  helper.make_node("Reshape", [f"{name}/hard", f"{name}/shape"], list(node.output), name=f"{name}/unflat")]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model
 
 
 def _defined_at(op_type: str, opset: int) -> bool:
