@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcc-installed
 DEMO   := out/demo
 
-.PHONY: setup demo lint test test-all bench bench-torch conformance fuzz clean
+.PHONY: setup demo lint test test-all bench bench-torch bench-production conformance fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-torch: setup $(TORCH_VENV)/.installed
 	$(TORCH_VENV)/bin/python tools/export_torch_models.py out/torch-models
 	$(BIN)/python tools/bench_suite.py $$(for f in out/torch-models/*.onnx; do printf -- '--onnx %s ' "$$f"; done) \
 		--out docs/benchmarks/cpu-torch-exports.md $(BENCH_ARGS)
+
+# Production models shipped inside PyPI packages (tools/production_models.py: Silero VAD, PaddleOCR's PP-OCR via
+# rapidocr-onnxruntime; wheels pip-downloaded at pinned versions, nothing installed); writes docs/benchmarks/cpu-production.md.
+bench-production: setup
+	$(BIN)/python tools/bench_suite.py --production --out docs/benchmarks/cpu-production.md $(BENCH_ARGS)
 
 # Fuzz campaign (tools/fuzz.py): mutated models into `hcc compile`, mutated bundles into `hcc test`/`hcc run`;
 # exits 1 on any finding (traceback, crash, hang, wrong result). About 1.2 s per case on 2 cores.

@@ -1,6 +1,7 @@
 """Load an ONNX file, check it, fix its input shapes and infer every tensor's shape, with errors a user can act on."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -137,6 +138,16 @@ def _read(path: str) -> tuple[onnx.ModelProto, str]:
     return model, digest
 
 
+def _infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+    """Strict shape inference with data propagation; a failure (also after a rewrite or a folding round: a branch
+    that cannot hold the compiled shapes) is one HccError naming the file, not the checker's exception."""
+    try:
+        return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        message = str(exc).strip().replace("\n", " ")
+        raise HccError(f"{path}: shape inference failed: {message}") from None
+
+
 def negative_dims_as_dynamic(model: onnx.ModelProto) -> int:
     """A negative dim_value (paddle2onnx writes -1 for a dynamic batch: PP-OCR's angle classifier) becomes an
     unnamed dynamic dim, as onnxruntime reads it, on the graph's inputs, outputs and value_info; returns how many."""
@@ -211,24 +222,27 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     _fix_input_shapes(model, path, input_shapes or {})
     for value in model.graph.input:  # before shape inference spreads a negative or huge dimension
         check_dims([d for d in _declared_shape(value) if isinstance(d, int)], f"{path}: input '{value.name}'")
-    try:
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    except Exception as exc:
-        message = str(exc).strip().replace("\n", " ")
-        raise HccError(f"{path}: shape inference failed: {message}") from None
+    model = _infer(model, path)
     name_nodes(model)
     if rewrite_classical_ml(model, path):  # ai.onnx.ml nodes into default-domain ops (frontend/classical_ml.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     # Before folding, which would turn the DequantizeLinear of a constant weight into float weights: QDQ groups fused
     # as onnxruntime fuses them, then every quantized op rewritten into exact float/integer ops (frontend/quantized.py).
     if rewrite_quantized(model, path):
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     # rounds: folded shape arithmetic gives later Reshapes static shapes, whose own Shape nodes then fold (paddle2onnx
     # graphs; an opset-11 Softmax converted to 13 restores its shape through Shape -> Reshape)
-    for _ in range(FOLD_ROUNDS):
+    for round_ in range(FOLD_ROUNDS):
+        before = copy.deepcopy(model) if round_ else None
         if not fold_constants(model):
             break
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        try:
+            model = _infer(model, path)
+        except HccError:  # a later round's inference trips over an If branch never taken here (Silero VAD's 8 kHz
+            if before is None:  # branch at 16 kHz shapes): keep the last round that inferred; the first must not fail
+                raise
+            model = before
+            break
     # an If whose condition folding made a constant becomes its branch (control_flow.py); a Scan or Loop with a
     # compile-time trip count, its unrolled body (unroll.py); rounds, since a branch or body may hold more of them
     for _ in range(CONTROL_FLOW_ROUNDS):
@@ -237,21 +251,21 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         name_nodes(model)
         check_supported(model, path, deferred=CONTROL_FLOW)  # the branches' and bodies' ops
         check_initializers(model, path)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
         if fold_constants(model):
-            model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+            model = _infer(model, path)
     check_control_flow(model, path)
     fuse_batchnorm(model)  # after folding: BN parameters computed from Constant chains are constants by now
     if apply_rewrites(model, path):  # around torch-mlir conversions known to be wrong (frontend/rewrites.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     if restate_upsampling(model):  # nearest Resize / ConvTranspose as a broadcast / a 1x1 conv (frontend/upsampling.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     if restate_conv1d(model):  # 1-D Conv as a 2-D one over a height of 1: the 2-D kernels take it (frontend/conv1d.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     if restate_resizes(model):  # cubic / antialiased / cropping / align_corners Resize as matrices (resize_matrix.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     if split_directions(model):  # reverse / bidirectional GRU, RNN, reverse LSTM as forward ones (frontend/recurrent.py)
-        model = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        model = _infer(model, path)
     check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
     # last: UINT16/32/64 values into exact signed representations; the boundary keeps the storage bytes

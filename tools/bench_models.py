@@ -57,6 +57,7 @@ class SuiteModel:
     build: Callable[[], onnx.ModelProto]
     feeds: Callable[[onnx.ModelProto, int], Feeds] | None = None  # None: `default_feeds`
     in_default_run: bool = True  # False: only run when named with --models
+    input_shapes: dict[str, list[int]] | None = None  # for a model with dynamic inputs: the shapes it is compiled for
 
     def make_feeds(self, model: onnx.ModelProto, seed: int) -> Feeds:
         return (self.feeds or default_feeds)(model, seed)

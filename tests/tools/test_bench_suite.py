@@ -97,9 +97,24 @@ def test_onnx_files_replace_the_built_in_models(suite, tmp_path, capsys):
     model = spec.build()
     assert model.graph.input[0].name == suite.bench_models.mlp(1).graph.input[0].name
     assert set(spec.make_feeds(model, 0)) == {i.name for i in model.graph.input}
-    for argv, message in ([["--onnx", str(path)], "--onnx needs --out"],
+    for argv, message in ([["--onnx", str(path)], "need --out"],
                           [["--onnx", str(tmp_path / "none.onnx"), "--out", "r.md"], "no such file"],
                           [["--onnx", str(path), "--models", "mlp_b1", "--out", "r.md"], "cannot be combined"]):
         with pytest.raises(SystemExit):
             suite.parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def test_production_models_are_pinned_and_fed_valid_inputs(suite):
+    """tools/production_models.py: every model names a pinned wheel and an .onnx inside it, and its inputs get the
+    shapes it is compiled for (Silero's sample rate a valid 16 kHz)."""
+    prod = suite.production_models
+    assert set(prod.WHEELS.values()) and all(v.count(".") == 2 for v in prod.WHEELS.values())
+    for name, (package, member, shapes) in prod.MODELS.items():
+        assert package in prod.WHEELS and member.endswith(".onnx") and shapes, name
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["input"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", "n"]),
+                                    onnx.helper.make_tensor_value_info("sr", onnx.TensorProto.INT64, [])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    feeds = prod.feeds(onnx.helper.make_model(graph), 0, {"input": [1, 512]})
+    assert feeds["input"].shape == (1, 512) and feeds["input"].dtype == np.float32 and int(feeds["sr"]) == 16000
