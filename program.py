@@ -39,6 +39,7 @@ from hcc.errors import HccError
 from hcc.frontend import segments
 from hcc.frontend.control_flow import runtime_control_flow
 from hcc.frontend.fold import fold_constants
+from hcc.frontend.loader import SHAPES_DO_NOT_FIT
 from hcc.options import CompileOptions
 
 ProgressFn = Callable[[str], None]
@@ -378,11 +379,23 @@ def _if_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> Ste
     if cond.shape is not None and int(np.prod(cond.shape)) != 1:
         raise HccError(f"{ctx.model_path}: node '{node.name}' (If): its condition '{node.input[0]}' has shape {cond.shape}; "
                        "ONNX requires one element")
-    blocks, results = {}, {}
+    blocks, results, failed = {}, {}, {}
     for label in ("then_branch", "else_branch"):
-        blocks[label], results[label] = _subgraph_block(model, node, label, _graph_attr(node, label), types, [], ctx)
+        try:
+            blocks[label], results[label] = _subgraph_block(model, node, label, _graph_attr(node, label), types, [], ctx)
+        except HccError as exc:
+            if SHAPES_DO_NOT_FIT not in exc.message:
+                raise
+            failed[label] = exc.message  # this branch cannot run at these shapes; the other may (Silero VAD's rates)
+            continue
         if len(results[label]) != len(node.output):
             raise HccError(f"{ctx.model_path}: node '{node.name}' (If): its {label} has {len(results[label])} outputs, the node {len(node.output)}")
+    if len(failed) == 2:
+        raise HccError(failed["then_branch"])
+    for label, message in failed.items():
+        other = "else_branch" if label == "then_branch" else "then_branch"
+        ctx.progress(f"warning: {message}; it runs only if taken at run time, as an error")
+        blocks[label], results[label] = _failing_block(node, label, message, len(node.output)), results[other]
     for out, then, other in zip(node.output, results["then_branch"], results["else_branch"]):
         if then.dtype != other.dtype:
             raise HccError(f"{ctx.model_path}: node '{node.name}' (If): output '{out}' is {then.dtype} in then_branch and {other.dtype} in "
@@ -392,6 +405,14 @@ def _if_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> Ste
             types.maps[0][out] = then if then.same(other) else TensorType(then.dtype, None, why)
     return StepRecord(kind="if", node=node.name, inputs=[node.input[0]], outputs=list(node.output),
                       then_branch=blocks["then_branch"], else_branch=blocks["else_branch"])
+
+
+def _failing_block(node: onnx.NodeProto, label: str, message: str, outputs: int) -> BlockRecord:
+    """A branch that raises `message` when taken: one 'fail' step giving the branch's outputs names of its own."""
+    names = [f"{node.name}.{label}.unavailable{i}" for i in range(outputs)]
+    step = StepRecord(kind="fail", node=node.name, inputs=[], outputs=names,
+                      message=f"its {label} was not compiled (the input shapes this bundle was compiled for do not fit it): {message}")
+    return BlockRecord(inputs=[], steps=[step], outputs=names)
 
 
 def _loop_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> StepRecord:

@@ -146,9 +146,12 @@ class StepRecord:
     if:      `inputs[0]` is the condition; runs `then_branch` or `else_branch`, whose outputs become `outputs`.
     loop:    `inputs` = [trip count or "", condition or "", initial carried values...]; `outputs` = [final carried
              values..., stacked scan outputs...]; `body` binds [iteration, condition, carried...] and returns
-             [condition, carried..., scan elements...]."""
+             [condition, carried..., scan elements...].
+    fail:    an If branch that cannot be compiled for the bundle's shapes (its shape inference fails: Silero VAD's
+             8 kHz branch at 16 kHz input shapes); taking it raises an error with `message`. `outputs` are names of
+             its own, never computed."""
 
-    kind: str  # "segment" | "if" | "loop"
+    kind: str  # "segment" | "if" | "loop" | "fail"
     node: str  # the ONNX node (segment: the first node's name) it comes from
     inputs: list[str]
     outputs: list[str]
@@ -157,6 +160,7 @@ class StepRecord:
     else_branch: "BlockRecord | None" = None
     body: "BlockRecord | None" = None
     scans: list[ScanRecord] = field(default_factory=list)
+    message: str = ""  # kind "fail": why the branch was not compiled
 
 
 @dataclass

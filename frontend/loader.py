@@ -34,6 +34,7 @@ from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
 
+SHAPES_DO_NOT_FIT = "shape inference failed"  # the start of _infer's message (program.py: an If branch that cannot run)
 FOLD_ROUNDS = 16  # constant folding then shape inference, until nothing more folds
 CONTROL_FLOW_ROUNDS = 8  # nesting depth of If/Scan/Loop that compile-time decisions and unrolling go through
 
@@ -145,7 +146,7 @@ def _infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
         message = str(exc).strip().replace("\n", " ")
-        raise HccError(f"{path}: shape inference failed: {message}") from None
+        raise HccError(f"{path}: {SHAPES_DO_NOT_FIT}: {message}") from None
 
 
 def negative_dims_as_dynamic(model: onnx.ModelProto) -> int:

@@ -108,6 +108,8 @@ def program_lines(bundle: Path, program) -> list[str]:
                 for label, sub in (("then", step.then_branch), ("else", step.else_branch)):
                     lines.append(f"{indent}  {label}: returns ({', '.join(sub.outputs)})")
                     block(sub, indent + "    ")
+            elif step.kind == "fail":
+                lines.append(f"{indent}not compiled, an error if taken: {step.message}")
             else:
                 trip, cond, *carried = step.inputs
                 scans = f", {len(step.scans)} stacked scan output(s)" if step.scans else ""

@@ -336,6 +336,8 @@ class Session:
             elif step.kind == "if":
                 taken = step.then_branch if _flag(self._value(env, step.inputs[0], step), step, "condition") else step.else_branch
                 local.update((name, value) for name, value in zip(step.outputs, self._run_block(taken, env, profile)) if name)
+            elif step.kind == "fail":
+                raise HccError(f"{self.bundle}: node '{step.node}': {step.message}")
             else:
                 self._run_loop(step, env, local, profile)
         return [self._value(env, name, None) for name in block.outputs]

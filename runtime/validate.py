@@ -235,6 +235,9 @@ def check_program(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRec
                 if len(body.inputs) != 2 + carried or len(body.outputs) != 1 + carried + len(scans) or len(outputs) != carried + len(scans):
                     raise _refuse(bundle, f"program: {here}: {carried} carried values and {len(scans)} scan outputs do not fit its body "
                                           f"({len(body.inputs)} inputs, {len(body.outputs)} outputs) and {len(outputs)} outputs")
+            elif step.kind == "fail":
+                if reads or not isinstance(step.message, str) or not step.message:
+                    raise _refuse(bundle, f"program: {here} reads nothing and needs a message")
             else:
                 raise _refuse(bundle, f"program: {here}: unknown step kind")
             available.update(n for n in outputs if n)

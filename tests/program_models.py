@@ -113,3 +113,23 @@ def scan_output_consumed() -> onnx.ModelProto:
              helper.make_node("ReduceSum", ["scan"], ["y"], keepdims=0, name="sum_scan")]
     return _model(nodes, "scan_consumed", [helper.make_tensor_value_info("n", I64, []), helper.make_tensor_value_info("v0", F, [2, 3]),
                                            helper.make_tensor_value_info("x", F, [2, 3])], [helper.make_tensor_value_info("y", F, [])])
+
+
+def if_with_a_branch_for_other_shapes() -> onnx.ModelProto:
+    """y = Relu(x) if flag else x @ W, W a [3, 4] Reshape whose target is computed from Shape(x) through Casts: at
+    x [2, 4] the else branch cannot run, but only folding its shape arithmetic (inside the branch's own model) shows
+    it, as with Silero VAD's 8 kHz branch at 16 kHz input shapes; onnxruntime fails only if it is taken."""
+    inits = [numpy_helper.from_array(np.ones(12, np.float32), "other_values"),
+             numpy_helper.from_array(np.array([1.0, 0.0], np.float32), "other_delta")]
+    then = helper.make_graph([helper.make_node("Relu", ["x"], ["then_y"])], "then", [], [helper.make_tensor_value_info("then_y", F, None)])
+    other = helper.make_graph([helper.make_node("Shape", ["x"], ["e_shape"]),
+                               helper.make_node("Cast", ["e_shape"], ["e_float"], to=F),
+                               helper.make_node("Add", ["e_float", "other_delta"], ["e_sum"]),
+                               helper.make_node("Cast", ["e_sum"], ["e_target"], to=I64),
+                               helper.make_node("Reshape", ["other_values", "e_target"], ["e_w"]),
+                               helper.make_node("MatMul", ["x", "e_w"], ["else_y"])], "else", [],
+                              [helper.make_tensor_value_info("else_y", F, None)], inits)
+    nodes = [helper.make_node("If", ["flag"], ["y"], name="rate", then_branch=then, else_branch=other)]
+    return _model(nodes, "if_with_a_branch_for_other_shapes", [helper.make_tensor_value_info("x", F, [2, 4]),
+                                                                helper.make_tensor_value_info("flag", B, [])],
+                  [helper.make_tensor_value_info("y", F, [2, 4])])

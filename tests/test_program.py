@@ -202,3 +202,24 @@ def test_hcc_compile_reports_a_program_by_its_pieces(tmp_path):
     assert result.exit_code == 0, result.output
     parts = hcc.runtime.load(tmp_path / "b").manifest.program.parts()
     assert f"a program of {len(parts)} compiled piece(s)" in result.output and len(parts) >= 3, result.output
+
+
+def test_a_branch_that_cannot_hold_the_shapes_is_an_error_only_when_taken(tmp_path):
+    """An If branch whose shape inference fails at the compiled input shapes, once its own shape arithmetic is folded
+    (Silero VAD's 8 kHz branch at 16 kHz shapes), does not stop the compile: the bundle computes the other branch,
+    and taking this one raises a clear error naming the node and branch. hcc inspect says so. (onnxruntime refuses
+    this small model at session creation, its constant folding reaching the MatMul; it loads Silero and fails only
+    in the branch.)"""
+    x = np.random.default_rng(5).standard_normal((2, 4)).astype(np.float32)
+    path, bundle = tmp_path / "m.onnx", tmp_path / "bundle"
+    onnx.save(pm.if_with_a_branch_for_other_shapes(), path)
+    np.savez(tmp_path / "golden.npz", x=x, flag=np.array(True))  # random golden inputs could take the other branch
+    hcc.compile(path, bundle, golden_inputs=str(tmp_path / "golden.npz"))
+    session = hcc.runtime.load(bundle)
+    (y,) = session.run(None, {"x": x, "flag": np.array(True)})
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    with pytest.raises(HccError, match=r"node 'rate': its else_branch was not compiled .*shape inference failed"):
+        session.run(None, {"x": x, "flag": np.array(False)})
+    from hcc.runtime.inspect import describe
+
+    assert "not compiled, an error if taken" in describe(bundle)

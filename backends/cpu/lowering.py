@@ -623,6 +623,7 @@ def insert_profile_marks(module) -> list[str]:
 
     nodes: list[str] = []
     index_of: dict[str, int] = {}
+    marked = False  # a return's mark is inserted even where no node is timed (a piece of views only)
     i64 = ir.IntegerType.get_signless(64)
     for op in module.body.operations:
         if op.operation.name != "func.func" or not op.regions[0].blocks:
@@ -632,6 +633,7 @@ def insert_profile_marks(module) -> list[str]:
             if inner.operation.name == "func.return":
                 with ir.InsertionPoint(inner), inner.location:
                     func.call([], ir.FlatSymbolRefAttr.get(PROFILE_MARK), [arith.constant(i64, -1)])
+                marked = True
                 continue
             name = node_name(inner)
             if inner.operation.name in _UNTIMED or not name or name == current:
@@ -642,7 +644,7 @@ def insert_profile_marks(module) -> list[str]:
                 nodes.append(name)
             with ir.InsertionPoint(inner), inner.location:
                 func.call([], ir.FlatSymbolRefAttr.get(PROFILE_MARK), [arith.constant(i64, index_of[name])])
-    if nodes:
+    if nodes or marked:  # declared wherever called: undeclared, the whole function fell back to plain loops
         with ir.InsertionPoint.at_block_begin(module.body), ir.Location.unknown():
             decl = func.FuncOp(PROFILE_MARK, ir.FunctionType.get([i64], []))
             decl.attributes["sym_visibility"] = ir.StringAttr.get("private")

@@ -651,3 +651,20 @@ def test_plain_loop_warnings_name_material_ops_only():
     record = [entry("tiny", 1.0, MATERIAL_WORK - 1), entry("big", 0.5, 10 * MATERIAL_WORK), entry("rare", 0.001, 10**6)]
     lines = schedule_warnings("sg0", record)
     assert lines == ["sg0: node 'big' runs as plain loops (50% of the arithmetic): not a static f32 op"], lines
+
+
+def test_profile_marks_are_declared_in_a_function_of_views_only():
+    """A function with no timed op (a control-flow piece that only reshapes) still gets its return's mark; the mark
+    function must then be declared too, or the module does not verify and the piece fell back to plain loops."""
+    from mlir import ir
+
+    from hcc.backends.cpu.lowering import PROFILE_MARK, insert_profile_marks
+
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.parse("""
+          func.func @f(%x: tensor<2x4xf32>) -> tensor<8xf32> {
+            %y = tensor.collapse_shape %x [[0, 1]] : tensor<2x4xf32> into tensor<8xf32>
+            return %y : tensor<8xf32>
+          }""")
+        assert insert_profile_marks(module) == []
+        assert module.operation.verify() and f"func.func private @{PROFILE_MARK}" in str(module)
