@@ -394,7 +394,7 @@ def _if_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> Ste
         raise HccError(failed["then_branch"])
     for label, message in failed.items():
         other = "else_branch" if label == "then_branch" else "then_branch"
-        ctx.progress(f"warning: {message}; it runs only if taken at run time, as an error")
+        ctx.progress(f"warning: {message}; taking this branch at run time raises an error")
         blocks[label], results[label] = _failing_block(node, label, message, len(node.output)), results[other]
     for out, then, other in zip(node.output, results["then_branch"], results["else_branch"]):
         if then.dtype != other.dtype:

@@ -239,9 +239,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
             break
         try:
             model = _infer(model, path)
-        except HccError:  # a later round's inference trips over an If branch never taken here (Silero VAD's 8 kHz
-            if before is None:  # branch at 16 kHz shapes): keep the last round that inferred; the first must not fail
-                raise
+        except HccError:  # a later round's inference can fail where the earlier ones passed (shapes that cannot
+            if before is None:  # hold show once their arithmetic folds): keep the last round that inferred; a failure
+                raise           # of the first round is the model's (program.py: an If branch that cannot run)
             model = before
             break
     # an If whose condition folding made a constant becomes its branch (control_flow.py); a Scan or Loop with a
