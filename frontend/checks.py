@@ -69,6 +69,18 @@ def static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     return None if any(d is None for d in dims) else dims
 
 
+def constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The graph's constant tensors by name: initializers that are not also inputs, and the values of Constant nodes
+    (exporters write weights, Resize scales and shape operands either way)."""
+    inputs = {v.name for v in graph.input}
+    found = {init.name: init for init in graph.initializer if init.name not in inputs}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 and \
+                node.attribute[0].name == "value":
+            found[node.output[0]] = node.attribute[0].t
+    return found
+
+
 def graph_facts(model: onnx.ModelProto) -> GraphFacts:
     graph = model.graph
     facts = GraphFacts()

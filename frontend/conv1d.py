@@ -13,18 +13,14 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from hcc.frontend.checks import static_shape
+from hcc.frontend.checks import constant_tensors, static_shape
 
 
 def restate_conv1d(model: onnx.ModelProto) -> int:
     """Rewrite each 1-D Conv with a constant weight in place; returns how many."""
     graph = model.graph
     inputs = {v.name for v in graph.input}
-    weights = {init.name: init for init in graph.initializer if init.name not in inputs}
-    for node in graph.node:  # a weight held by a Constant node (exporters write buffers that way)
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 and \
-                node.attribute[0].name == "value":
-            weights[node.output[0]] = node.attribute[0].t
+    weights = constant_tensors(graph)  # initializers or Constant nodes (Silero's STFT basis is one)
     shapes = {v.name: static_shape(v) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     nodes: list[onnx.NodeProto] = []
@@ -39,9 +35,10 @@ def restate_conv1d(model: onnx.ModelProto) -> int:
         nodes.extend(_as_2d(node, weight, opset, added))
         rewritten += 1
     if rewritten:
+        used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
+        nodes = [n for n in nodes if n.op_type != "Constant" or any(o in used for o in n.output)]  # 1-D weights go
         del graph.node[:]
         graph.node.extend(nodes)
-        used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
         kept = [init for init in graph.initializer if init.name in used or init.name in inputs]
         del graph.initializer[:]
         graph.initializer.extend(kept + added)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from hcc.frontend.checks import static_shape
+from hcc.frontend.checks import constant_tensors, static_shape
 
 
 def restate_upsampling(model: onnx.ModelProto) -> int:
@@ -26,7 +26,7 @@ def restate_upsampling(model: onnx.ModelProto) -> int:
     graph = model.graph
     shapes = {v.name: _nonempty(static_shape(v)) for v in list(graph.input) + list(graph.value_info) + list(graph.output)}
     inputs = {v.name for v in graph.input}
-    weights = {init.name: init for init in graph.initializer if init.name not in inputs}
+    weights = constant_tensors(graph)  # initializers or Constant nodes (paddle2onnx's Resize scales are Constants)
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     nodes, inits, rewritten = [], [], 0
     for node in graph.node:
@@ -42,9 +42,10 @@ def restate_upsampling(model: onnx.ModelProto) -> int:
         inits.extend(expansion[1])
         rewritten += 1
     if rewritten:
+        used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
+        nodes = [n for n in nodes if n.op_type != "Constant" or any(o in used for o in n.output)]  # read scales go
         del graph.node[:]
         graph.node.extend(nodes)
-        used = {name for n in nodes for name in n.input} | {o.name for o in graph.output}
         kept = [init for init in graph.initializer if init.name in used or init.name in inputs]  # the old weights go
         del graph.initializer[:]
         graph.initializer.extend(kept + inits)
