@@ -395,7 +395,9 @@ def _load_inputs(path: str | None, manifest) -> dict:
 @main.command("run")
 @click.argument("bundle", type=click.Path(file_okay=False))
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="npz of inputs keyed by input name.")
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False), help="Write outputs (keyed by output name) to this npz.")
+@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
+              help="Write outputs (keyed by output name) to this npz; a ZipMap output (a sequence of maps) as its "
+                   "[N, C] score matrix, columns in its class labels' order (hcc inspect lists them).")
 @click.option("--repeat", default=1, show_default=True, help="Run this many times and report the median time.")
 @click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0),
               help="Threads of the CPU code (0: every CPU this process may use).")
@@ -407,6 +409,7 @@ def run_cmd(bundle, input_path, output_path, repeat, threads, profile, trust):
     import numpy as np
 
     from hcc.runtime import load
+    from hcc.runtime.session import zipmap_note
 
     _check_output_file(output_path, "-o")
     session = load(bundle, threads=threads, trust=list(trust) or None, profile=profile)
@@ -416,11 +419,11 @@ def run_cmd(bundle, input_path, output_path, repeat, threads, profile, trust):
     times, node_times = [], []
     for _ in range(max(1, repeat)):
         start = time.perf_counter()
-        outputs = session.run(None, feeds)
+        outputs = session.run_tensors(None, feeds)  # a ZipMap output as its score matrix (npz holds arrays)
         times.append(time.perf_counter() - start)
         node_times.append(session.last_profile.nodes)
     for name, value in zip(session.manifest.outputs, outputs):
-        click.echo(f"{name}: {value.dtype} {list(value.shape)}")
+        click.echo(f"{name}: {value.dtype} {list(value.shape)}{zipmap_note(session.manifest.tensor(name).zipmap_keys)}")
     click.echo(f"time: {np.median(times) * 1e3:.3f} ms" + (f" (median of {len(times)})" if len(times) > 1 else ""))
     if profile:
         _print_profile(node_times, float(np.median(times)))

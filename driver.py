@@ -419,7 +419,8 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
             if known.shape is not None and known.shape != list(golden.shape):
                 raise HccError(f"internal: output '{info.name}' is computed with shape {known.shape}, onnxruntime gives {list(golden.shape)}")
             # a shape only known at run time: the one the golden inputs gave, the model's declaration says which dims vary
-            tensors.append(TensorRecord(info.name, known.dtype, list(golden.shape), "output", info.symbolic_shape, info.element_type))
+            tensors.append(TensorRecord(info.name, known.dtype, list(golden.shape), "output", info.symbolic_shape, info.element_type,
+                                        info.zipmap_keys))
         (staging / "golden").mkdir(exist_ok=True)
         save_golden(staging / "golden" / "golden.npz", feeds, expected)
         rtol, atol = TOLERANCES["fp32"]
@@ -888,6 +889,9 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
     for name, element_type in loaded.element_types.items():  # carried as storage (frontend/lowbit.py)
         if name in by_name:
             by_name[name].element_type = element_type
+    for name, keys in loaded.zipmaps.items():  # zipped with its labels by the runtime (frontend/zipmap.py)
+        if name in by_name:
+            by_name[name].zipmap_keys = keys
     unproduced = [o.name for o in loaded.outputs if o.name not in by_name]
     if unproduced:
         raise HccError(f"model outputs {unproduced} are not computed by any node (constant or pass-through outputs are not supported)")

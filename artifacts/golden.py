@@ -72,6 +72,14 @@ class GoldenOutputs(dict):
         self.source = source
 
 
+def as_tensor(value) -> np.ndarray:
+    """An output as hcc stores it: a ZipMap's sequence of maps (frontend/zipmap.py) as its [N, C] float32 score
+    matrix, columns in the maps' key order (the labels' order); any other value as an array."""
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        return np.array([list(row.values()) for row in value], dtype=np.float32)
+    return np.asarray(value)
+
+
 def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
@@ -84,7 +92,7 @@ def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], 
     try:
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, feeds)))
+        return {name: as_tensor(value) for name, value in zip(names, session.run(names, feeds))}
     except Exception as exc:
         raise HccError(f"onnxruntime could not run the model to make golden outputs: {_first_line(exc)}") from None
 
@@ -97,7 +105,7 @@ def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray]
     results = ReferenceEvaluator(model).run(None, feeds)
     outputs = {}
     for value, result in zip(model.graph.output, results):
-        array = np.asarray(result)
+        array = as_tensor(result)
         elem = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else 0
         declared = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else array.dtype
         outputs[value.name] = array.astype(declared, copy=False)

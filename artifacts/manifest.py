@@ -36,6 +36,10 @@ class TensorRecord:
     # its storage `dtype` (bit patterns in uint8/uint16, 4-/2-bit integers as int8/uint8 values; frontend/lowbit.py);
     # written to the manifest only when set
     element_type: str | None = None
+    # a model output the model declares as a sequence of maps (ai.onnx.ml ZipMap, frontend/zipmap.py): computed and
+    # stored as its [N, C] float32 score matrix, zipped with these class labels (ints or strings, column order) by
+    # the runtime's Session.run; written to the manifest only when set
+    zipmap_keys: list[int] | list[str] | None = None
 
 
 @dataclass
@@ -244,8 +248,9 @@ class Manifest:
     def to_json(self) -> str:
         data = asdict(self)
         for tensor in data["tensors"]:  # absent unless set: manifests without such types stay as they were
-            if tensor.get("element_type") is None:
-                tensor.pop("element_type", None)
+            for optional in ("element_type", "zipmap_keys"):
+                if tensor.get(optional) is None:
+                    tensor.pop(optional, None)
         if data["program"] is None:
             data.pop("program")
         return json.dumps(data, indent=2, sort_keys=False) + "\n"

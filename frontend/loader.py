@@ -33,6 +33,7 @@ from hcc.frontend.sequences import rewrite_sequences
 from hcc.frontend.unroll import unroll_known_loops
 from hcc.frontend.unsigned import widen_unsigned
 from hcc.frontend.upsampling import restate_upsampling
+from hcc.frontend.zipmap import strip_zipmaps
 
 SHAPES_DO_NOT_FIT = "shape inference failed"  # the start of _infer's message (program.py: an If branch that cannot run)
 FOLD_ROUNDS = 16  # constant folding then shape inference, until nothing more folds
@@ -62,6 +63,7 @@ class ValueInfo:
     shape: list[int]  # concrete, after --input-shape and shape inference
     symbolic_shape: list[int | str]  # as declared by the model (dim_param names for dynamic dims)
     element_type: str | None = None  # a type numpy lacks, carried as `dtype` (frontend/lowbit.py): its ml_dtypes name
+    zipmap_keys: list | None = None  # an output ZipMap made a sequence of maps: its class labels (frontend/zipmap.py)
 
 
 @dataclass
@@ -75,6 +77,8 @@ class LoadedModel:
     # inputs/outputs of 8-/4-bit float, bfloat16 or 4-/2-bit integer type, carried as their storage dtype
     # (frontend/lowbit.py): name -> the ONNX type's ml_dtypes name, which the manifest records as element_type
     element_types: dict[str, str] = field(default_factory=dict)
+    # outputs that ended in a ZipMap (frontend/zipmap.py): name -> class labels; computed as the score matrix
+    zipmaps: dict[str, list] = field(default_factory=dict)
 
     @property
     def notes(self) -> list[str]:
@@ -202,6 +206,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     model, digest = _read(path)
     check_text(model, path)
     negative_dims_as_dynamic(model)
+    zipmaps = strip_zipmaps(model, path)  # an output's sequence of maps: the score matrix, zipped by the runtime
     # first: the opset converter refuses the newest of these types; they become storage bytes and INT32 codes
     lowbit_types = rewrite_lowbit(model, path)
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
@@ -288,8 +293,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     element_types = {name: ELEMENT_NAMES[elem] for name, elem in lowbit_types.items()}
     for info in inputs + outputs:
         info.element_type = element_types.get(info.name)
+        info.zipmap_keys = zipmaps.get(info.name)
     return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded,
-                       element_types=element_types)
+                       element_types=element_types, zipmaps=zipmaps)
 
 
 def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:

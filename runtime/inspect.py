@@ -9,6 +9,7 @@ import numpy as np
 
 from hcc.devices import isa_entry
 from hcc.runtime.bundle import read_manifest
+from hcc.runtime.session import zipmap_note
 
 
 def _size(n: int) -> str:
@@ -137,7 +138,7 @@ def describe(bundle_dir: str | os.PathLike) -> str:
           + (f" (model: {tensors[n].symbolic_shape})" if tensors[n].symbolic_shape and tensors[n].symbolic_shape != tensors[n].shape else "")
           for n in m.inputs],
         "outputs:",
-        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}" for n in m.outputs],
+        *[f"  {n}: {tensors[n].dtype} {tensors[n].shape}{zipmap_note(tensors[n].zipmap_keys)}" for n in m.outputs],
         f"subgraphs ({len(m.subgraphs)}), schedule {' -> '.join(m.schedule)}:",
     ]
     if m.program is not None:  # run-time control flow: the code is in the program's pieces

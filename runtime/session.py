@@ -72,6 +72,19 @@ def _stored(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     return array.view(spec.dtype) if array.dtype.itemsize == spec.dtype.itemsize else array
 
 
+def zipped(scores: np.ndarray, keys: list) -> list[dict]:
+    """onnxruntime's ZipMap output for a [N, C] score matrix: one {label: score} dict per row, in column order."""
+    return [dict(zip(keys, map(float, row))) for row in scores]
+
+
+def zipmap_note(keys: list | None) -> str:
+    """How `hcc run` and `hcc inspect` describe a ZipMap output's score matrix ('' for any other output)."""
+    if keys is None:
+        return ""
+    shown = ", ".join(map(repr, keys[:12])) + (f", ... ({len(keys)} labels)" if len(keys) > 12 else "")
+    return f" (ZipMap: a list of {{label: score}} per row from Session.run; columns: labels {shown})"
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """A subgraph output, allocated fresh on every run."""
@@ -153,6 +166,7 @@ class Session:
         self._input_names = frozenset(self.manifest.inputs)
         self._produced = {o.name for step in self._steps for o in step.outputs}
         self._direct = self._direct_plan()
+        self._zipmaps = {n: self._tensors[n].zipmap_keys for n in self.manifest.outputs if self._tensors[n].zipmap_keys is not None}
         self.last_profile = Profile()
         self._parts: dict[str, Session] = {}
         self._constants: dict[str, np.ndarray] = {}
@@ -262,8 +276,19 @@ class Session:
                 raise HccError(f"'{name}' is not an output of this model (outputs: {self.manifest.outputs})")
         return wanted
 
-    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
-        """Run the model; returns the requested outputs (all when `output_names` is None) as fresh numpy arrays."""
+    def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        """Run the model; returns the requested outputs (all when `output_names` is None) as onnxruntime does: fresh
+        numpy arrays, and for an output the model declares as a ZipMap's sequence of maps, one {label: score} dict
+        per row (manifest TensorRecord.zipmap_keys)."""
+        results = self.run_tensors(output_names, feeds)
+        if not self._zipmaps:
+            return results
+        names = self._wanted(output_names)
+        return [zipped(value, self._zipmaps[name]) if name in self._zipmaps else value for name, value in zip(names, results)]
+
+    def run_tensors(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """`run` with every output as the bundle computes it (a ZipMap output as its [N, C] score matrix): what the
+        golden data holds and `hcc run` writes."""
         if self._direct is not None and output_names is None and not self.profile:
             return self._run_direct(feeds)
         if self.manifest.program is not None:

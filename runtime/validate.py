@@ -63,6 +63,15 @@ def tensor_bytes(record: TensorRecord) -> int:
     return math.prod(record.shape) * ITEM_BYTES[record.dtype]
 
 
+def _valid_zipmap(t: TensorRecord) -> bool:
+    keys = t.zipmap_keys
+    if t.kind != "output" or t.dtype != "float32" or not _is_int_list(t.shape) or len(t.shape) != 2:
+        return False
+    if not isinstance(keys, list) or len(keys) != t.shape[1] or len(set(keys)) != len(keys):
+        return False
+    return all(type(k) is int for k in keys) or all(isinstance(k, str) for k in keys)
+
+
 def check_tensors(bundle: Path, manifest: Manifest) -> dict[str, TensorRecord]:
     tensors: dict[str, TensorRecord] = {}
     for t in manifest.tensors:
@@ -73,6 +82,9 @@ def check_tensors(bundle: Path, manifest: Manifest) -> dict[str, TensorRecord]:
         if t.element_type is not None and (not isinstance(t.element_type, str) or ELEMENT_STORAGE.get(t.element_type) != t.dtype
                                            or t.kind not in ("input", "output")):
             raise _refuse(bundle, f"tensor {t.name!r}: element type {t.element_type!r} is not carried as {t.kind} {t.dtype!r}")
+        if t.zipmap_keys is not None and not _valid_zipmap(t):
+            raise _refuse(bundle, f"tensor {t.name!r}: zipmap_keys must be unique ints or strings, one per column of a 2-D "
+                                  f"float32 output (it is {t.kind} {t.dtype} {t.shape})")
         if tensor_bytes(t) > MAX_TENSOR_BYTES:
             raise _refuse(bundle, f"tensor {t.name!r}: shape {t.shape} is larger than any real model's")
         tensors[t.name] = t
