@@ -84,7 +84,10 @@ def _int_constant(value_attr: str, resources: dict[str, bytes]) -> list[int] | N
         return [int.from_bytes(data[i:i + 8], "little", signed=True) for i in range(0, len(data), 8)]
     match = re.match(r"dense<(.*)>\s*:\s*tensor<([\dx]*?)x?si64>", value_attr)
     if match:
-        values = [int(v) for v in _INT.findall(match.group(1))]
+        hexdata = re.fullmatch(r'"0x([0-9A-Fa-f]*)"', match.group(1).strip())  # MLIR prints large non-splat data as hex
+        values = ([int.from_bytes(bytes.fromhex(hexdata.group(1))[i:i + 8], "little", signed=True)
+                   for i in range(0, len(hexdata.group(1)) // 2, 8)] if hexdata else
+                  [int(v) for v in _INT.findall(match.group(1))])
         dims = [int(d) for d in match.group(2).split("x") if d]
         count = math.prod(dims) if dims else 1
         return values * count if len(values) == 1 and count > 1 else values

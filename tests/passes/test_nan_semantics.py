@@ -360,3 +360,16 @@ def test_gpu_kernels_keep_the_semantics(tmp_path):
         del session
     assert not any("fallback" in n for n in notes), notes
     check_all(actual, expected, {})
+
+
+def test_large_integer_constants_printed_as_hex():
+    """MLIR prints a large non-splat constant as one hex string (`dense<"0x...">`): its int64 values are read from the
+    little-endian bytes, not as one decimal number of thousands of digits (which Python refuses to parse: a
+    nearest-neighbours model's compile failed so)."""
+    from hcc.passes.nan_semantics import _int_constant
+
+    values = np.random.default_rng(0).integers(-(1 << 40), 1 << 40, 600).astype("<i8")
+    text = f'dense<"0x{values.tobytes().hex().upper()}"> : tensor<600xsi64>'
+    assert _int_constant(text, {}) == values.tolist()
+    assert _int_constant("dense<[1, -2, 3]> : tensor<3xsi64>", {}) == [1, -2, 3]
+    assert _int_constant("dense<7> : tensor<2x2xsi64>", {}) == [7, 7, 7, 7]
