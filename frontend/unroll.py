@@ -31,6 +31,12 @@ def runtime_control_flow_allowed() -> bool:
 
     return allowed()
 
+def _map_scan(g: "_Graph", node: onnx.NodeProto, path: str) -> list[onnx.NodeProto] | None:
+    from hcc.frontend.scan_map import map_scan  # scan_map imports this module
+
+    return map_scan(g, node, path)
+
+
 MAX_UNROLLED_NODES = 20000  # iterations x body nodes: beyond this the unrolled model would be too large to compile
 
 
@@ -107,7 +113,8 @@ def unroll_known_loops(model: onnx.ModelProto, path: str = "model") -> int:
     for node in model.graph.node:
         replacement = None
         if node.domain in ("", "ai.onnx") and node.op_type == "Scan":
-            replacement = _unroll_scan(g, node, path)
+            # independent iterations computed at once (frontend/scan_map.py); else one copy per iteration
+            replacement = _map_scan(g, node, path) or _unroll_scan(g, node, path)
         elif node.domain in ("", "ai.onnx") and node.op_type == "Loop":
             replacement = _unroll_loop(g, node, path)
         if replacement is None:
