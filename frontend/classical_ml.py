@@ -13,7 +13,10 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
   version). Scores: a float32 GEMM whose summation order differs from MLAS's, within a few ulps of sum |x_i w_i|;
   the labels follow from the scores, so a row whose two best scores are within that of each other may differ
   (random data: never). int32/int64/double inputs are converted to float32 first, as onnxruntime does.
-* ArrayFeatureExtractor: Gather along the last axis. Exact.
+* ArrayFeatureExtractor: Gather along the last axis; a 1-D input gives a [1, n] row of the flattened indices (as
+  onnxruntime does: skl2onnx looks up class labels this way). Exact.
+* Imputer (FLOAT or INT64): the replaced value (NaN: every NaN) becomes the imputed value of its column, one value
+  or one per column of the last axis. Exact.
 * OneHotEncoder (int64 categories; int64 or float32 input): see `_one_hot_encoder`. Exact; where onnxruntime fails
   (zeros=0 and an unknown category) hcc writes zeros.
 * TreeEnsembleRegressor, TreeEnsembleClassifier (opset 1/3 attributes), opset 5's TreeEnsemble (written out as a
@@ -24,6 +27,8 @@ What onnxruntime's CPU kernels compute, and hcc with it (measured against it, te
   in float32 in another order than onnxruntime's (which itself changes with its thread count): a few ulps of the
   sum of |leaf values| per output. MIN/MAX aggregation is exact. Labels: the first maximum of the scores (before
   post_transform); binary classifiers as skl2onnx writes them: see `_binary_trees`.
+* SVMClassifier, SVMRegressor (SVC, NuSVC, SVR, NuSVR, OneClassSVM; every kernel; Platt probabilities): see
+  frontend/svm.py, whose docstring states what onnxruntime computes and the tolerances.
 
 Every op emitted here is one torch-mlir converts at the model's opset, down to 11 (no onnx.Less, LessOrEqual,
 Softmax, Floor or attribute-form Unsqueeze before opset 13: swapped Greater, Greater-or-Equal, an explicit softmax,
@@ -159,13 +164,38 @@ def _normalizer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
 def _array_feature_extractor(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
     x, indices = node.input[0], node.input[1]
     _elem(g, x)
-    if len(_shape(g, x)) < 2:
-        raise _Refused(f"input '{x}' is 1-D: hcc compiles ArrayFeatureExtractor on inputs of rank 2 or more")
+    rank = len(_shape(g, x))
+    if rank == 0:
+        raise _Refused(f"input '{x}' is a scalar: ArrayFeatureExtractor selects along the last axis")
     constant = g.constant(indices)
     index = constant.astype(np.int64).reshape(-1) if constant is not None else indices
     if constant is None and _elem(g, indices) != TensorProto.INT64:
         index = e.op("Cast", [indices], I64, "indices", to=TensorProto.INT64)
+    if rank == 1:  # onnxruntime: the flattened indices pick from x, as a [1, n] row (skl2onnx's classes lookup)
+        if constant is None:
+            index = e.op("Reshape", [index, np.array([-1], np.int64)], I64, "flat")
+        picked = e.op("Gather", [x, index], e.dtype(x), "gather", axis=0)
+        e.result(e.op("Reshape", [picked, np.array([1, -1], np.int64)], e.dtype(x), "row"), node.output[0])
+        return
     e.result(e.op("Gather", [x, index], e.dtype(x), "gather", axis=-1), node.output[0])
+
+
+def _imputer(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
+    """Where x is the replaced value (NaN: where x is NaN), the imputed value of its column (the last axis)."""
+    x = node.input[0]
+    elem = _elem(g, x)
+    if elem not in (TensorProto.FLOAT, TensorProto.INT64):
+        raise _Refused(f"input '{x}' is {TensorProto.DataType.Name(elem)}; Imputer takes FLOAT or INT64")
+    dtype = F32 if elem == TensorProto.FLOAT else I64
+    kind = "floats" if elem == TensorProto.FLOAT else "int64s"
+    imputed = np.array(attr_value(node, f"imputed_value_{kind}", []), dtype)
+    replaced = dtype.type(attr_value(node, "replaced_value_float" if kind == "floats" else "replaced_value_int64", 0))
+    shape = _shape(g, x)
+    if imputed.size == 0 or (imputed.size != 1 and (not shape or imputed.size != shape[-1])):
+        raise _Refused(f"imputed_value_{kind} has {imputed.size} values for input shape {shape}: one, or one per column")
+    hit = (e.op("IsNaN", [x], BOOL, "missing") if kind == "floats" and np.isnan(replaced)
+           else e.op("Equal", [x, np.array(replaced, dtype)], BOOL, "missing"))
+    e.result(e.op("Where", [hit, imputed, x], dtype, "imputed"), node.output[0])
 
 
 def _unsqueeze_last(e: NodeEmitter, x, dtype, hint: str, shape: list[int]):
@@ -704,11 +734,19 @@ def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _svm(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:
+    """frontend/svm.py's expansions, imported here lazily: that module imports this one's helpers."""
+    from hcc.frontend.svm import EXPANSIONS as SVM_EXPANSIONS
+
+    SVM_EXPANSIONS[node.op_type](e, g, node)
+
+
 EXPANSIONS = {
     "Scaler": _scaler, "Binarizer": _binarizer, "Normalizer": _normalizer, "ArrayFeatureExtractor": _array_feature_extractor,
-    "OneHotEncoder": _one_hot_encoder, "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
+    "OneHotEncoder": _one_hot_encoder, "Imputer": _imputer, "LinearRegressor": _linear_regressor, "LinearClassifier": _linear_classifier,
     "TreeEnsembleRegressor": lambda e, g, n: _tree_ensemble(e, g, n, classifier=False),
     "TreeEnsembleClassifier": lambda e, g, n: _tree_ensemble(e, g, n, classifier=True), "TreeEnsemble": _tree_ensemble_v5,
+    "SVMClassifier": _svm, "SVMRegressor": _svm,
 }
 
 

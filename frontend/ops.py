@@ -30,7 +30,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     com.microsoft.QGemm
     ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor
     ai.onnx.ml.LinearClassifier ai.onnx.ml.TreeEnsembleRegressor ai.onnx.ml.TreeEnsembleClassifier ai.onnx.ml.OneHotEncoder
-    ai.onnx.ml.TreeEnsemble
+    ai.onnx.ml.TreeEnsemble ai.onnx.ml.SVMClassifier ai.onnx.ml.SVMRegressor ai.onnx.ml.Imputer
     """.split()
 )
 # Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly
@@ -43,8 +43,9 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 BLOCKED_OPS: dict[str, str] = {}
 # Ops refused for good, with what to do instead (in the error that lists unsupported ops).
 REFUSED_OPS: dict[str, str] = {
-    "ai.onnx.ml.ZipMap": "its output is a sequence of maps, not a tensor: convert the model with skl2onnx option "
-                         "zipmap=False (options={id(model): {'zipmap': False}}) to get the probabilities as a tensor",
+    "ai.onnx.ml.ZipMap": "its output is a sequence of maps: compiled only at a graph output of the main graph "
+                         "(frontend/zipmap.py); elsewhere convert the model with skl2onnx option zipmap=False "
+                         "(options={id(model): {'zipmap': False}}) to keep the probabilities a tensor",
 }
 
 # Opsets of the default domain that the importer and converter are tested with: every model is compiled at one of

@@ -74,7 +74,7 @@ def _stored(array: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def zipped(scores: np.ndarray, keys: list) -> list[dict]:
     """onnxruntime's ZipMap output for a [N, C] score matrix: one {label: score} dict per row, in column order."""
-    return [dict(zip(keys, map(float, row))) for row in scores]
+    return [dict(zip(keys, row)) for row in scores.tolist()]  # tolist: Python floats, the float32 values exactly
 
 
 def zipmap_note(keys: list | None) -> str:

@@ -95,6 +95,33 @@ def test_one_hot_encoder(tmp_path):
     check(model, tmp_path, feeds, {"from_ints": 0, "from_floats": 0})
 
 
+def test_imputer(tmp_path):
+    """NaN replaced per column and by one value, a float value and an int64 value replaced (what SimpleImputer
+    converts to); inf and other values kept."""
+    nodes = [h.make_node("Imputer", ["x"], ["per_column"], domain=ML, name="nan_columns", imputed_value_floats=[1.5, -2.0, 0.25],
+                         replaced_value_float=float("nan")),
+             h.make_node("Imputer", ["x"], ["one_value"], domain=ML, name="nan_one", imputed_value_floats=[7.0], replaced_value_float=float("nan")),
+             h.make_node("Imputer", ["x"], ["zeros"], domain=ML, name="zeros", imputed_value_floats=[9.0, 8.0, 7.0]),
+             h.make_node("Imputer", ["i"], ["ints"], domain=ML, name="ints", imputed_value_int64s=[5, 6, 1 << 40], replaced_value_int64=-1)]
+    model = make(nodes, [("x", T.FLOAT, [4, 3]), ("i", T.INT64, [4, 3])],
+                 [("per_column", T.FLOAT, [4, 3]), ("one_value", T.FLOAT, [4, 3]), ("zeros", T.FLOAT, [4, 3]), ("ints", T.INT64, [4, 3])])
+    feeds = {"x": np.array([[np.nan, 1, 0], [2, np.nan, -0.0], [np.inf, 0, np.nan], [np.nan, np.nan, np.nan]], np.float32),
+             "i": np.array([[-1, 2, 3], [4, -1, -1], [0, 0, 0], [-1, -1, -1]], np.int64)}
+    check(model, tmp_path, feeds, {"per_column": 0, "one_value": 0, "zeros": 0, "ints": 0})
+
+
+def test_array_feature_extractor_on_a_vector(tmp_path):
+    """skl2onnx looks up class labels with a 1-D ArrayFeatureExtractor: onnxruntime gives a [1, n] row of the
+    flattened indices."""
+    nodes = [h.make_node("Constant", [], ["classes"], value=onnx.numpy_helper.from_array(np.array([10, 20, 30, 40], np.int64))),
+             h.make_node("ArgMax", ["scores"], ["i"], name="argmax", axis=1, keepdims=1),  # as skl2onnx: indices in range
+             h.make_node("ArrayFeatureExtractor", ["classes", "i"], ["labels"], domain=ML, name="labels"),
+             h.make_node("ArrayFeatureExtractor", ["v", "i"], ["values"], domain=ML, name="values")]
+    model = make(nodes, [("scores", T.FLOAT, [6, 4]), ("v", T.FLOAT, [4])], [("labels", T.INT64, [1, 6]), ("values", T.FLOAT, [1, 6])])
+    feeds = {"scores": np.random.default_rng(2).standard_normal((6, 4)).astype(np.float32), "v": np.array([0.5, -1, np.nan, 2], np.float32)}
+    check(model, tmp_path, feeds, {"labels": 0, "values": 0})
+
+
 @pytest.mark.parametrize("post", ["NONE", "LOGISTIC", "SOFTMAX", "SOFTMAX_ZERO"])
 def test_linear_models(tmp_path, post):
     """LinearClassifier (3 classes, and the binary form with one coefficient row) and LinearRegressor; int64 input
@@ -326,7 +353,7 @@ def test_refusals(tmp_path):
     _refused(tmp_path, h.make_node("OneHotEncoder", ["x"], ["y"], domain=ML, name="categories", cats_strings=["a", "b"]),
              x, [("y", T.FLOAT, [4, 3, 2])], r"node 'categories' .*string tensors are not compiled")
     _refused(tmp_path, h.make_node("SVMRegressor", ["x"], ["y"], domain=ML, name="svm", coefficients=[1.0], support_vectors=[1.0, 2.0, 3.0]),
-             x, [("y", T.FLOAT, [4, 1])], r"ai.onnx.ml.SVMRegressor: svm")
+             x, [("y", T.FLOAT, [4, 1])], r"node 'svm' .*attribute 'rho' is missing")
 
 
 def test_forest_size_limit(tmp_path, monkeypatch):

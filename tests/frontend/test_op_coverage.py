@@ -694,6 +694,29 @@ def _ml_tree_v5():
 
 case("ai.onnx.ml.TreeEnsemble", "opset5", _ml_tree_v5, as_written=True)
 case("ai.onnx.ml.TreeEnsembleClassifier", "", lambda: _ml_trees("TreeEnsembleClassifier"), as_written=True)
+
+
+def _ml_svm(kind: str):
+    """Five support vectors over 3 features (classes of 2 and 3 vectors, or one regression), libsvm's layout."""
+    rng = np.random.default_rng(11)
+    common = dict(support_vectors=rng.standard_normal(15).tolist(), kernel_params=[0.4, 0.5, 2.0])
+    if kind == "SVMRegressor":
+        node = h.make_node(kind, ["x"], ["y"], name="svr", domain="ai.onnx.ml", n_supports=5, kernel_type="POLY", rho=[0.3],
+                           coefficients=rng.uniform(-1, 1, 5).tolist(), **common)
+        return _ml(node, [("x", F, [8, 3])], [("y", F, [8, 1])])
+    node = h.make_node(kind, ["x"], ["label", "y"], name="svc", domain="ai.onnx.ml", classlabels_ints=[4, 9], vectors_per_class=[2, 3],
+                       kernel_type="RBF", rho=[0.1], coefficients=rng.uniform(-1, 1, 5).tolist(), **common)
+    return _ml(node, [("x", F, [8, 3])], [("label", T.INT64, [8]), ("y", F, [8, 2])])
+
+
+# Imputer: Where(IsNaN) per column (frontend/classical_ml.py); random inputs hold no NaN, the replaced value 0 is
+# checked against real NaN rows in tests/frontend/test_classical_ml.py
+case("ai.onnx.ml.Imputer", "", lambda: _ml(h.make_node("Imputer", ["x"], ["y"], name="imputer", domain="ai.onnx.ml",
+                                                        imputed_value_floats=[1.0, 2.0, 3.0], replaced_value_float=float("nan")),
+                                          [("x", F, [8, 3])], [("y", F, [8, 3])]), as_written=True)
+# SVMs: the kernel matrix (one GEMM, or RBF's differences), one-vs-one decisions and votes (frontend/svm.py)
+case("ai.onnx.ml.SVMClassifier", "rbf", lambda: _ml_svm("SVMClassifier"), as_written=True)
+case("ai.onnx.ml.SVMRegressor", "poly", lambda: _ml_svm("SVMRegressor"), as_written=True)
 # Det is Gaussian elimination with partial pivoting, unrolled over the matrix size (frontend/det.py).
 case("Det", "batch-4x4", lambda: unary("Det", shape=(2, 3, 4, 4), opset=22), as_written=True)
 # RoiAlign is coordinate arithmetic, GatherElements of the corner pixels and reductions (frontend/roi_align.py).
