@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcc-installed
 DEMO   := out/demo
 
-.PHONY: setup demo lint test test-all bench bench-torch bench-production conformance fuzz clean
+.PHONY: setup demo lint test test-all bench bench-torch bench-sklearn bench-production conformance fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,18 @@ bench-torch: setup $(TORCH_VENV)/.installed
 	$(TORCH_VENV)/bin/python tools/export_torch_models.py out/torch-models
 	$(BIN)/python tools/bench_suite.py $$(for f in out/torch-models/*.onnx; do printf -- '--onnx %s ' "$$f"; done) \
 		--out docs/benchmarks/cpu-torch-exports.md $(BENCH_ARGS)
+
+# scikit-learn pipelines converted by skl2onnx with its defaults (ZipMap, SVM, trees, nearest neighbours, imputer:
+# tools/export_sklearn_models.py), in their own pinned venv (not hcc dependencies); writes docs/benchmarks/cpu-sklearn.md.
+SKL_VENV := .venv-skl
+$(SKL_VENV)/.installed:
+	$(PYTHON) -m venv $(SKL_VENV)
+	$(SKL_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "scikit-learn==1.9.1" "skl2onnx==1.20.0" "onnx==1.22.0"
+	@touch $@
+
+bench-sklearn: setup $(SKL_VENV)/.installed
+	$(SKL_VENV)/bin/python tools/export_sklearn_models.py out/sklearn-models
+	$(BIN)/python tools/bench_suite.py --sklearn out/sklearn-models --seconds 1 --out docs/benchmarks/cpu-sklearn.md $(BENCH_ARGS)
 
 # Production models shipped inside PyPI packages (tools/production_models.py: Silero VAD, PaddleOCR's PP-OCR via
 # rapidocr-onnxruntime; wheels pip-downloaded at pinned versions, nothing installed); writes docs/benchmarks/cpu-production.md.

@@ -68,6 +68,7 @@ def _load_sibling(name: str) -> ModuleType:
 
 bench_models = _load_sibling("bench_models")
 production_models = _load_sibling("production_models")
+sklearn_models = _load_sibling("sklearn_models")
 DEFAULT_OUT = REPO / "docs" / "benchmarks" / "cpu-suite.md"
 
 
@@ -195,6 +196,9 @@ def parse_args(argv: list[str]) -> Settings:
     p.add_argument("--production", action="store_true",
                    help="time the production models of tools/production_models.py (fetched from PyPI at pinned "
                         "versions) instead of the built-in suite")
+    p.add_argument("--sklearn", type=Path, metavar="DIR",
+                   help="time the skl2onnx models of DIR (tools/export_sklearn_models.py; `make bench-sklearn`) on their "
+                        "data rows instead of the built-in suite")
     p.add_argument("--onnx", action="append", type=Path, default=[], metavar="FILE",
                    help="time this ONNX file (static input shapes) instead of the built-in suite; repeatable, e.g. "
                         "models exported by torch that no test has seen")
@@ -215,10 +219,12 @@ def parse_args(argv: list[str]) -> Settings:
             print(f"{m.name:14} {m.family:17} {m.summary}")
         raise SystemExit(0)
     try:
-        if sum(map(bool, (args.onnx, args.models, args.production))) > 1:
-            raise ValueError("--onnx, --models and --production cannot be combined")
+        if sum(map(bool, (args.onnx, args.models, args.production, args.sklearn))) > 1:
+            raise ValueError("--onnx, --models, --production and --sklearn cannot be combined")
         if args.production:
             models = production_models.suite(bench_models)
+        elif args.sklearn:
+            models = sklearn_models.suite(bench_models, args.sklearn)
         elif args.onnx:
             models = [file_model(path) for path in args.onnx]
         else:
@@ -228,8 +234,8 @@ def parse_args(argv: list[str]) -> Settings:
         p.error(str(exc))
     if args.repeat is not None and args.repeat < 1:
         p.error("--repeat must be >= 1")
-    if (args.onnx or args.production) and args.out is None:
-        p.error(f"--onnx and --production need --out FILE.md ({DEFAULT_OUT.relative_to(REPO)} holds the built-in suite)")
+    if (args.onnx or args.production or args.sklearn) and args.out is None:
+        p.error(f"--onnx, --production and --sklearn need --out FILE.md ({DEFAULT_OUT.relative_to(REPO)} holds the built-in suite)")
     quick = args.quick
     return Settings(
         models, threads, args.repeat, seconds=args.seconds if args.seconds is not None else (0.5 if quick else 4.0),
@@ -449,7 +455,8 @@ def check_session(result: ModelResult, session: Any, feeds: dict, expected: dict
     """Record the session's max abs error against onnxruntime and flag a mismatch beyond the golden tolerance."""
     golden = session.manifest.golden
     rtol, atol = (golden.rtol, golden.atol) if golden else (1e-3, 1e-4)
-    actual = dict(zip(expected, session.run(list(expected), feeds)))
+    run = getattr(session, "run_tensors", session.run)  # ZipMap outputs as their score matrix
+    actual = dict(zip(expected, run(list(expected), feeds)))
     worst, problem = compare(actual, expected, rtol, atol)
     result.tolerance = f"rtol {rtol:g}, atol {atol:g}"
     result.max_abs_err = worst if result.max_abs_err is None or math.isnan(worst) else max(result.max_abs_err, worst)
@@ -531,6 +538,8 @@ def bench_model(spec: bench_models.SuiteModel, s: Settings, work: Path, threaded
     """Build, compile, check and time one model at every thread count."""
     import onnx
 
+    from hcc.artifacts.golden import as_tensor
+
     model = spec.build()
     result = ModelResult(spec.name, spec.family, spec.summary, bench_models.op_counts(model),
                          _gflop(model, spec.input_shapes), bench_models.weight_bytes(model) / 1e6)
@@ -539,7 +548,8 @@ def bench_model(spec: bench_models.SuiteModel, s: Settings, work: Path, threaded
     model_bytes, feeds = model.SerializeToString(), spec.make_feeds(model, 0)
     try:
         reference = ort_session(model_bytes, 1)
-        expected = dict(zip([o.name for o in reference.get_outputs()], reference.run(None, feeds)))
+        # a ZipMap's maps as their score matrix, as the golden data and Session.run_tensors hold them
+        expected = {o.name: as_tensor(v) for o, v in zip(reference.get_outputs(), reference.run(None, feeds))}
     except Exception as exc:  # a row of the table, not the end of the suite
         result.error = f"onnxruntime cannot run it: {_first_line(exc)}"
         print(f"{spec.name}: {result.error}", flush=True)
@@ -731,6 +741,9 @@ hcc is loaded with `threads=` when its runtime has that option. hcc/ort below 1 
 Conv, ConvTranspose, Gemm, MatMul and LSTM (elementwise ops not counted)."""
 PRODUCTION = ("The models are production models shipped inside PyPI packages (`tools/production_models.py`: "
               "pip-downloaded wheels at pinned versions), with the input shapes and valid inputs they are used with.")
+SKLEARN = ("The models are scikit-learn pipelines trained on synthetic data and converted by skl2onnx with its defaults "
+           "(`tools/export_sklearn_models.py`; `_nozipmap`: converted with zipmap=False), run on 64 rows of their "
+           "training data; a ZipMap output is compared as its score matrix.")
 BUILT_IN = "The models are built by `tools/bench_models.py` (random weights, fixed seeds)."
 FROM_FILES = ("The models are the ONNX files on the command line (`--onnx`), timed as written; inputs from "
               "`bench_models.default_feeds` (standard-normal floats, valid indices for an int64 input a Gather reads).")
@@ -738,6 +751,8 @@ FROM_FILES = ("The models are the ONNX files on the command line (`--onnx`), tim
 
 def _source_line(results: list[ModelResult]) -> str:
     families = {r.family for r in results}
+    if "scikit-learn" in families:
+        return SKLEARN
     return PRODUCTION if "production" in families else FROM_FILES if "file" in families else BUILT_IN
 
 

@@ -118,3 +118,23 @@ def test_production_models_are_pinned_and_fed_valid_inputs(suite):
                                    [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
     feeds = prod.feeds(onnx.helper.make_model(graph), 0, {"input": [1, 512]})
     assert feeds["input"].shape == (1, 512) and feeds["input"].dtype == np.float32 and int(feeds["sr"]) == 16000
+
+
+def test_sklearn_models_are_fed_their_data_rows(suite, tmp_path, capsys):
+    """`--sklearn DIR` (tools/sklearn_models.py): every .onnx file of DIR is an entry, fed and compiled for the rows
+    of its NAME.npy (shared by NAME_nozipmap.onnx); an empty folder is one clear error."""
+    rows = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    np.save(tmp_path / "clf.npy", rows)
+    for name in ("clf", "clf_nozipmap"):
+        onnx.save(suite.bench_models.mlp(1), tmp_path / f"{name}.onnx")
+    s = suite.parse_args(["--sklearn", str(tmp_path), "--out", str(tmp_path / "r.md")])
+    assert [m.name for m in s.models] == ["clf", "clf_nozipmap"] and {m.family for m in s.models} == {"scikit-learn"}
+    for spec in s.models:
+        feeds = spec.make_feeds(spec.build(), 0)
+        (name,) = feeds
+        np.testing.assert_array_equal(feeds[name], rows)
+        assert spec.input_shapes == {name: [64, 16]}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit):
+        suite.parse_args(["--sklearn", str(tmp_path / "empty"), "--out", "r.md"])
+    assert "no .onnx files" in capsys.readouterr().err
