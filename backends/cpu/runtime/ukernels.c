@@ -71,7 +71,7 @@ static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
 
 /* The first n (0 < n < VL) lanes only: a masked load (zeros after) and store; memory past them is not touched. */
 static inline vf vload_n(const float *p, int64_t n) {
-#if VL == 16
+#if VL == 16 && defined(__AVX512F__) /* the 16-lane logic built for AVX2 (tests on hosts without it) copies */
   return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
 #else
   vf v = {0};
@@ -81,7 +81,7 @@ static inline vf vload_n(const float *p, int64_t n) {
 }
 
 static inline void vstore_n(float *p, vf v, int64_t n) {
-#if VL == 16
+#if VL == 16 && defined(__AVX512F__)
   _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), (__m512)v);
 #else
   memcpy(p, &v, sizeof(float) * (size_t)n);
