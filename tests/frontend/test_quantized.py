@@ -24,6 +24,25 @@ from hcc.errors import HccError
 from hcc.frontend.loader import load_model
 
 F, U8, I8, I32 = T.FLOAT, T.UINT8, T.INT8, T.INT32
+
+
+def _onnxruntime_int8_is_exact() -> bool:
+    """onnxruntime's x86 u8 x s8 kernels without VNNI (AVX2, AVX-512F alone: this project's AMD EPYC hosts) add pairs
+    of 8-bit products into int16 with saturation (vpmaddubsw), so its results there are not ONNX's exact int32 sums
+    (the "saturation issue" onnxruntime's and OpenVINO's quantization guides describe; measured here: MatMulInteger
+    off by up to 17,908). hcc computes the exact sums on every host, so onnxruntime is the oracle only where it is
+    exact: VNNI (avx512_vnni, avx_vnni) or AMX-INT8 hosts, or a host that is not x86."""
+    import platform
+
+    from hcc.runtime.devices.cpu import host_cpu_flags
+
+    return platform.machine() not in ("x86_64", "AMD64") or bool(host_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+ORT_INT8_EXACT = _onnxruntime_int8_is_exact()
+needs_exact_ort_int8 = pytest.mark.skipif(
+    not ORT_INT8_EXACT, reason="onnxruntime's u8 x s8 kernels saturate int16 pair sums on this CPU (no VNNI): it is not an "
+                               "exact oracle here (tests/frontend/test_quantized.py _onnxruntime_int8_is_exact)")
 RNG = np.random.default_rng(11)
 # Scales that are not powers of two (as calibration produces them): rounding ties of a float path are then rare
 # but real, and the integer path differs from it.
@@ -48,15 +67,31 @@ def compile_model(model: onnx.ModelProto, tmp_path, name: str = "model"):
     return hcc.runtime.load(tmp_path / f"{name}.bundle")
 
 
-def assert_exact(session, model: onnx.ModelProto, feeds_list: list[dict]) -> None:
-    """Every output equal to onnxruntime's (NaN where it has NaN) for every set of feeds."""
+def assert_exact(session, model: onnx.ModelProto, feeds_list: list[dict], saturating: tuple[str, ...] = ()) -> None:
+    """Every output equal to onnxruntime's (NaN where it has NaN) for every set of feeds. The `saturating` outputs
+    (u8 x s8 products) are compared with onnx.reference instead where onnxruntime's int8 kernels are not exact on
+    this CPU: the reference computes them by the specification (it rounds requantization ties otherwise than
+    onnxruntime, so it is no oracle for the other outputs)."""
     reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in reference.get_outputs()]
+    by_spec = None
+    if saturating and not ORT_INT8_EXACT:
+        from onnx.reference import ReferenceEvaluator
+
+        by_spec = ReferenceEvaluator(model)
     for index, feeds in enumerate(feeds_list):
         expected = dict(zip(names, reference.run(names, feeds)))
+        if by_spec is not None:
+            expected.update(zip(saturating, by_spec.run(list(saturating), feeds)))
         for name, actual in zip(session.manifest.outputs, session.run(None, feeds)):
             assert actual.dtype == expected[name].dtype, name
             np.testing.assert_array_equal(actual, expected[name], err_msg=f"output '{name}', feeds #{index}")
+
+
+def int8_weights(shape) -> np.ndarray:
+    """int8 weights; 7-bit (-64..63, onnxruntime's reduce_range) where its u8 x s8 kernels saturate, so that it stays
+    an exact oracle there: 255 * 64 * 2 < 2^15."""
+    return ints(np.int8, shape) if ORT_INT8_EXACT else RNG.integers(-64, 64, shape).astype(np.int8)
 
 
 def ints(dtype, shape) -> np.ndarray:
@@ -137,7 +172,7 @@ def test_integer_ops_match_onnxruntime(tmp_path):
     model = _integer_model()
     feeds = [{"a": ints(np.uint8, (5, 24)), "b_rt": ints(np.uint8, (24, 7)), "x": ints(np.uint8, (2, 4, 9, 7)),
               "a3": ints(np.uint8, (2, 5, 24)), "a_i8": ints(np.int8, (5, 6)), "b_i8": ints(np.int8, (6, 4))} for _ in range(3)]
-    assert_exact(compile_model(model, tmp_path), model, feeds)
+    assert_exact(compile_model(model, tmp_path), model, feeds, saturating=("mmi", "qmm", "qconv"))
 
 
 def _qgemm_model() -> onnx.ModelProto:
@@ -147,7 +182,7 @@ def _qgemm_model() -> onnx.ModelProto:
                     transB=1, alpha=0.75),
         h.make_node("QGemm", ["at", "as", "az", "w", "ws", "wz"], ["y_f"], name="qgemm_f", domain="com.microsoft", transA=1, transB=1),
     ]
-    inits = [c("as", XS, np.float32), c("az", 17, np.uint8), c("w", ints(np.int8, (12, 40))),
+    inits = [c("as", XS, np.float32), c("az", 17, np.uint8), c("w", int8_weights((12, 40))),
              c("ws", RNG.uniform(1e-3, 1e-2, 12).astype(np.float32)), c("wz", np.zeros(12, np.int8)),
              c("bias", RNG.integers(-30000, 30000, 12).astype(np.int32)), c("ys", YS, np.float32), c("yz", 90, np.uint8)]
     return make(nodes, [("a", U8, [6, 40]), ("at", U8, [40, 6])], [("y_q", U8, [6, 12]), ("y_f", F, [6, 12])], inits, ms=True)
@@ -239,7 +274,7 @@ def test_sums_are_exact_beyond_float32(tmp_path):
     assert _products(model, tmp_path) == [("MatMul", F), ("MatMul", F), ("MatMul", F), ("MatMul", T.DOUBLE)]
     feeds = [{"a": np.full((3, k), 255, np.uint8), "b": np.full((k, 4), -128, np.int8)},  # the extremes: |sum| = 97,920,000
              {"a": ints(np.uint8, (3, k)), "b": ints(np.int8, (k, 4))}]
-    assert_exact(compile_model(model, tmp_path), model, feeds)
+    assert_exact(compile_model(model, tmp_path), model, feeds, saturating=("y_f32", "y_split", "y_f64"))
 
 
 def test_float_to_uint8_cast_keeps_128_to_255(tmp_path):
@@ -282,7 +317,8 @@ def test_fusion_matters(tmp_path, options, monkeypatch):
     """onnxruntime computes a QDQ Conv as QLinearConv (integer sums, one requantization); so does hcc. The float
     computation the QDQ nodes spell out differs from it in the last quantization step of some outputs."""
     model = _qdq_conv(**options, channels=64)
-    feeds = [{"x": (RNG.standard_normal((1, 64, 16, 16)) * 1.5).astype(np.float32)} for _ in range(20)]
+    rng = np.random.default_rng(5)  # its own generator: whether the inputs hit a differing rounding must not depend on test order
+    feeds = [{"x": (rng.standard_normal((1, 64, 16, 16)) * 1.5).astype(np.float32)} for _ in range(40)]
     assert_exact(compile_model(model, tmp_path, "fused"), model, feeds)
     monkeypatch.setattr(quantized, "fuse_qdq_groups", lambda model, path: 0)
     unfused = compile_model(model, tmp_path, "unfused")
@@ -381,7 +417,8 @@ def _quantize_static(tmp_path, quant_format: str, activation: str = "QUInt8", we
     source, target = tmp_path / "float.onnx", tmp_path / f"{quant_format}.onnx"
     onnx.save(_float_cnn(), source)
     quantize_static(str(source), str(target), Reader(), quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
-                    activation_type=getattr(QuantType, activation), weight_type=getattr(QuantType, weights))
+                    activation_type=getattr(QuantType, activation), weight_type=getattr(QuantType, weights),
+                    reduce_range=not ORT_INT8_EXACT)  # 7-bit weights where onnxruntime's int8 kernels saturate
     return onnx.load(target)
 
 
