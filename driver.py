@@ -19,7 +19,7 @@ import onnx
 from hcc import __version__
 from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
-from hcc.artifacts.golden import golden_outputs, random_inputs, save_golden
+from hcc.artifacts.golden import golden_outputs, onnxruntime_int8_saturates, random_inputs, save_golden
 from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.devices import MEASURED_PRECISIONS, TOLERANCES, parse_device
 from hcc.errors import HccError
@@ -270,6 +270,10 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
     # the model as written, not as hcc rewrote it (types numpy lacks: their storage arrays, frontend/lowbit.py)
     expected = golden_outputs(loaded.path, feeds, element_types=loaded.element_types)
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
+    if loaded.quantized and expected.source.startswith("onnxruntime") and onnxruntime_int8_saturates():
+        progress("warning: onnxruntime's 8-bit kernels saturate on this CPU (no VNNI: int16 sums of product pairs), so its golden "
+                 "outputs of this quantized model may differ from hcc's exact integer arithmetic; `hcc test` may report "
+                 "differences that are onnxruntime's (a CPU with VNNI or AMX-INT8 gives exact golden outputs)")
     return feeds, expected
 
 

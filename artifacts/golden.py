@@ -72,6 +72,18 @@ class GoldenOutputs(dict):
         self.source = source
 
 
+def onnxruntime_int8_saturates() -> bool:
+    """Whether onnxruntime's x86 u8 x s8 kernels add pairs of 8-bit products into int16 with saturation on this CPU
+    (vpmaddubsw: AVX2 or AVX-512F without VNNI or AMX-INT8; the "saturation issue" of onnxruntime's and OpenVINO's
+    quantization guides). There its int8 results are not ONNX's exact int32 sums, which hcc computes on every host.
+    Measured on an AMD EPYC with AVX2: MatMulInteger off by up to 17,908."""
+    import platform
+
+    from hcc.runtime.devices.cpu import host_cpu_flags
+
+    return platform.machine() in ("x86_64", "AMD64") and not host_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
 def as_tensor(value) -> np.ndarray:
     """An output as hcc stores it: a ZipMap's sequence of maps (frontend/zipmap.py) as its [N, C] float32 score
     matrix, columns in the maps' key order (the labels' order); any other value as an array."""

@@ -79,6 +79,7 @@ class LoadedModel:
     element_types: dict[str, str] = field(default_factory=dict)
     # outputs that ended in a ZipMap (frontend/zipmap.py): name -> class labels; computed as the score matrix
     zipmaps: dict[str, list] = field(default_factory=dict)
+    quantized: bool = False  # it held quantized integer ops or QDQ groups (frontend/quantized.py rewrote them)
 
     @property
     def notes(self) -> list[str]:
@@ -234,7 +235,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         model = _infer(model, path)
     # Before folding, which would turn the DequantizeLinear of a constant weight into float weights: QDQ groups fused
     # as onnxruntime fuses them, then every quantized op rewritten into exact float/integer ops (frontend/quantized.py).
-    if rewrite_quantized(model, path):
+    quantized = bool(rewrite_quantized(model, path))
+    if quantized:
         model = _infer(model, path)
     # rounds: folded shape arithmetic gives later Reshapes static shapes, whose own Shape nodes then fold (paddle2onnx
     # graphs; an opset-11 Softmax converted to 13 restores its shape through Shape -> Reshape)
@@ -295,7 +297,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         info.element_type = element_types.get(info.name)
         info.zipmap_keys = zipmaps.get(info.name)
     return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded,
-                       element_types=element_types, zipmaps=zipmaps)
+                       element_types=element_types, zipmaps=zipmaps, quantized=quantized)
 
 
 def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:

@@ -20,29 +20,12 @@ from onnx import numpy_helper
 import hcc
 import hcc.frontend.quantized as quantized
 import hcc.runtime
+from hcc.artifacts.golden import onnxruntime_int8_saturates
 from hcc.errors import HccError
 from hcc.frontend.loader import load_model
 
 F, U8, I8, I32 = T.FLOAT, T.UINT8, T.INT8, T.INT32
-
-
-def _onnxruntime_int8_is_exact() -> bool:
-    """onnxruntime's x86 u8 x s8 kernels without VNNI (AVX2, AVX-512F alone: this project's AMD EPYC hosts) add pairs
-    of 8-bit products into int16 with saturation (vpmaddubsw), so its results there are not ONNX's exact int32 sums
-    (the "saturation issue" onnxruntime's and OpenVINO's quantization guides describe; measured here: MatMulInteger
-    off by up to 17,908). hcc computes the exact sums on every host, so onnxruntime is the oracle only where it is
-    exact: VNNI (avx512_vnni, avx_vnni) or AMX-INT8 hosts, or a host that is not x86."""
-    import platform
-
-    from hcc.runtime.devices.cpu import host_cpu_flags
-
-    return platform.machine() not in ("x86_64", "AMD64") or bool(host_cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
-ORT_INT8_EXACT = _onnxruntime_int8_is_exact()
-needs_exact_ort_int8 = pytest.mark.skipif(
-    not ORT_INT8_EXACT, reason="onnxruntime's u8 x s8 kernels saturate int16 pair sums on this CPU (no VNNI): it is not an "
-                               "exact oracle here (tests/frontend/test_quantized.py _onnxruntime_int8_is_exact)")
+ORT_INT8_EXACT = not onnxruntime_int8_saturates()  # else u8 x s8 outputs are checked against onnx.reference
 RNG = np.random.default_rng(11)
 # Scales that are not powers of two (as calibration produces them): rounding ties of a float path are then rare
 # but real, and the integer path differs from it.
@@ -482,3 +465,18 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
+
+
+def test_compile_warns_where_onnxruntime_golden_data_saturates(tmp_path, monkeypatch):
+    """On a CPU where onnxruntime's 8-bit kernels saturate, the golden outputs of a quantized model may be
+    onnxruntime's saturated sums: `hcc compile` says so (and says nothing for a float model)."""
+    import hcc.driver
+
+    monkeypatch.setattr(hcc.driver, "onnxruntime_int8_saturates", lambda: True)
+    messages: list[str] = []
+    for name, model in (("quantized", _qdq_conv(channels=8)), ("float", _float_cnn())):
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        hcc.compile(tmp_path / f"{name}.onnx", tmp_path / f"{name}.bundle", progress=messages.append)
+        warned = any("onnxruntime's 8-bit kernels saturate on this CPU" in m for m in messages)
+        assert warned == (name == "quantized"), name
+        messages.clear()
