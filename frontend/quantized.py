@@ -34,7 +34,8 @@ groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: eve
 DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
 Q/DQ pair into uint8, an int32 bias). QDQ groups that onnxruntime turns into com.microsoft integer kernels hcc does
-not reproduce (QLinearAdd, QLinearMul, QLinearConcat, QLinearAveragePool, ...) are refused by name. Ops between a
+not reproduce (QLinearAdd, QLinearMul, QLinearAveragePool, ...) are refused by name; QLinearConcat's lookup tables
+are the group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a
 DequantizeLinear and a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other.
 
 Not supported (refused naming the node): 16-bit, 4-bit, 2-bit and float8 quantized types, scales other than float32,
@@ -65,7 +66,11 @@ MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat"})  # MatMulInteger
 # rounding hcc does not reproduce.
 ORT_INTEGER_KERNELS = {"Add": "QLinearAdd", "Mul": "QLinearMul", "AveragePool": "QLinearAveragePool",
                        "GlobalAveragePool": "QLinearGlobalAveragePool", "LeakyRelu": "QLinearLeakyRelu",
-                       "Sigmoid": "QLinearSigmoid", "Softmax": "QLinearSoftmax", "Concat": "QLinearConcat", "Where": "QLinearWhere"}
+                       "Sigmoid": "QLinearSigmoid", "Softmax": "QLinearSoftmax", "Where": "QLinearWhere"}
+# Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
+# other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
+# qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
+# computes bit for bit (a copy included: round((x - zp) * s / s) is x - zp), so the group compiles unfused.
 F32, F64, I32 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int32)
 
 class _Refused(Exception):

@@ -480,3 +480,25 @@ def test_compile_warns_where_onnxruntime_golden_data_saturates(tmp_path, monkeyp
         warned = any("onnxruntime's 8-bit kernels saturate on this CPU" in m for m in messages)
         assert warned == (name == "quantized"), name
         messages.clear()
+
+
+@pytest.mark.parametrize("activation", [np.uint8, np.int8])
+def test_qdq_concat_is_onnxruntimes_qlinear_concat(tmp_path, activation):
+    """DequantizeLinear -> Concat -> QuantizeLinear, which onnxruntime runs as QLinearConcat (a copy for the input
+    with the output's scale and zero point, a 256-entry table for the others): hcc computes the group as written and
+    gets its integers bit for bit, on every one of the 256 codes of each input, ties included (scale ratios 2 and 0.5)."""
+    q_type = U8 if activation == np.uint8 else I8
+    info = np.iinfo(activation)
+    signed = activation == np.int8
+    params = [(XS, 7), (np.float32(YS), 2 if signed else 130), (np.float32(2 * YS), 0), (np.float32(YS / 2), -1 if signed else 1)]
+    nodes = [h.make_node("DequantizeLinear", [f"x{i}", f"s{i}", f"z{i}"], [f"d{i}"], name=f"dq{i}") for i in range(4)]
+    nodes += [h.make_node("Concat", [f"d{i}" for i in range(4)], ["cat"], name="concat", axis=1),
+              h.make_node("QuantizeLinear", ["cat", "s1", "z1"], ["y"], name="q")]  # the output takes input 1's parameters: a copy
+    inits = [t for i, (scale, zp) in enumerate(params) for t in (c(f"s{i}", scale, np.float32), c(f"z{i}", zp, activation))]
+    model = make(nodes, [(f"x{i}", q_type, [2, 128]) for i in range(4)], [("y", q_type, [2, 512])], inits)
+    codes = np.arange(info.min, int(info.max) + 1, dtype=np.int64).astype(activation).reshape(2, 128)
+    feeds = [{f"x{i}": np.roll(codes, 7 * i) for i in range(4)}, {f"x{i}": ints(activation, (2, 128)) for i in range(4)}]
+    _onnxruntime_fused_ops(model, tmp_path)  # writes onnxruntime's optimized graph: what it runs
+    assert [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node] == ["QLinearConcat"]
+    session = compile_model(model, tmp_path)
+    assert_exact(session, model, feeds)
