@@ -53,6 +53,30 @@ def compile_and_compare(model: onnx.ModelProto, tmp_path: Path, *, rtol: float =
     return session, outputs, expected
 
 
+def hcc_and_onnxruntime(model: onnx.ModelProto, tmp_path: Path, feeds: dict) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Save and compile `model`, run the bundle and onnxruntime (default session, on the model as written) on `feeds`;
+    returns (output name, hcc's array, onnxruntime's array) per output, their shapes and dtypes already checked equal.
+    For tests that compare with their own per-output tolerances (tests/frontend/test_classical_ml.py, test_svm.py)."""
+    import onnxruntime as ort
+
+    import hcc
+    from hcc.runtime import load
+
+    path = tmp_path / "model.onnx"
+    onnx.save(model, path)
+    hcc.compile(path, tmp_path / "bundle")
+    session = load(tmp_path / "bundle")
+    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in reference.get_outputs()]
+    expected = dict(zip(names, reference.run(names, feeds)))
+    pairs = []
+    for name, actual in zip(session.manifest.outputs, session.run(None, feeds)):
+        ref = expected[name]
+        assert actual.shape == ref.shape and actual.dtype == ref.dtype, name
+        pairs.append((name, actual, ref))
+    return pairs
+
+
 def compile_groups(model_path, bundle_dir, groups: list[dict], *, progress=None, **keywords):
     """Compile with the subgraphs fixed by hand ([{id, device, nodes, device_index}]), bypassing the partitioner: the
     internal path (hcc.driver.compile_groups) that replaced the public `groups=` test hook. `keywords`: hcc.compile's."""

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 
-import hcc
-import hcc.runtime
 from hcc.errors import HccError
 from hcc.frontend.loader import load_model
+from helpers import hcc_and_onnxruntime
 
 ML = "ai.onnx.ml"
 ULPS = 8 * 2.0 ** -24
@@ -41,17 +39,8 @@ def rows(seed: int) -> np.ndarray:
 def check(model: onnx.ModelProto, tmp_path, feeds: dict, bounds: dict[str, np.ndarray]) -> dict[str, float]:
     """Compile, run, compare with onnxruntime: integer outputs equal, float outputs within |hcc - ort| <= bounds[name]
     (broadcast against the output; 0: equal), NaN where onnxruntime has NaN. Returns the largest differences."""
-    path = tmp_path / "model.onnx"
-    onnx.save(model, path)
-    hcc.compile(path, tmp_path / "bundle")
-    session = hcc.runtime.load(tmp_path / "bundle")
-    reference = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in reference.get_outputs()]
-    expected = dict(zip(names, reference.run(names, feeds)))
     worst = {}
-    for name, actual in zip(session.manifest.outputs, session.run(None, feeds)):
-        ref = expected[name]
-        assert actual.shape == ref.shape and actual.dtype == ref.dtype, name
+    for name, actual, ref in hcc_and_onnxruntime(model, tmp_path, feeds):
         if ref.dtype.kind != "f":
             np.testing.assert_array_equal(actual, ref, err_msg=name)
             continue
