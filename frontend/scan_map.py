@@ -174,13 +174,11 @@ def map_scan(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodeProto]
     if len(lengths) != 1 or None in lengths or lengths.pop() == 0:
         return None
     mapper = _Mapper(g, node, body)
-    for inner, outer in zip(body.input[:n], node.input[:n]):
-        if g.shapes.get(outer) is None and outer not in g.constants:
-            return None
-        mapper.values[inner.name] = _Value(outer, len(g.shapes[outer]) if outer in g.shapes else g.constants[outer].ndim, False)
     for inner, outer in zip(body.input[n:], node.input[n:]):
         mapper.values[inner.name] = _Value(outer, len(g.shapes[outer]) - 1, True)
     try:
+        for inner, outer in zip(body.input[:n], node.input[:n]):  # states: the outer values, as any outer name reads
+            mapper.values[inner.name] = mapper.value(outer)
         for body_node in body.node:
             mapper.map_node(body_node)
     except _NotAMap:
