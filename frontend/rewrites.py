@@ -16,6 +16,9 @@ the converter's output would have to be done per backend and per torch-mlir rele
 * Cast (and CastLike) from a float type to uint8: torch-mlir converts it with `arith.fptosi` to i8, which
   saturates at 127 in vectorized code (200.0 became 127). It is replaced by a Cast to int32 and one to uint8, which
   keeps 0..255 and wraps like onnxruntime's static_cast on x86 (300.0 -> 44, -1.0 -> 255).
+* MaxPool and Clip of uint8 tensors: torch-mlir compares them as signed bytes (200 < 100), so a uint8 maximum or
+  bound came out wrong. They are computed in float32 (exact for 8-bit values; MaxPool's padding stays -inf) and
+  cast back through int32, as above.
 * Expand whose shape operand has fewer dimensions than the input (bidirectional broadcasting): torch-mlir
   lowers Expand to aten.broadcast_to, which requires the target shape to cover the input's rank. With static shapes
   the output shape is known, so the constant shape operand is replaced by it (the same broadcast, stated in full).
@@ -217,6 +220,27 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
             helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)], []
 
 
+def _uint8_order_nodes(node: onnx.NodeProto, types: dict[str, int]):
+    """MaxPool (values only) and Clip of uint8 tensors, computed in float32 (exact for 8-bit values) and cast back
+    through int32 (see the module docstring)."""
+    if types.get(node.input[0]) != onnx.TensorProto.UINT8 or (node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]):
+        return None
+    nodes = []
+    inputs = []
+    for index, name in enumerate(node.input):
+        if not name:
+            inputs.append(name)
+            continue
+        inputs.append(f"{node.name}/float_{index}")
+        nodes.append(helper.make_node("Cast", [name], [inputs[-1]], name=f"{node.name}/to_float_{index}", to=onnx.TensorProto.FLOAT))
+    computed, wide = f"{node.name}/float_out", f"{node.name}/int32_out"
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    nodes += [helper.make_node(node.op_type, inputs, [computed], name=f"{node.name}/float", **attrs),
+              helper.make_node("Cast", [computed], [wide], name=f"{node.name}/int32", to=onnx.TensorProto.INT32),
+              helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)]
+    return nodes, []
+
+
 @dataclass
 class _Facts:
     """What the rewrites read about the graph: element types, static shapes, constant operands."""
@@ -280,6 +304,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _vector_matmul_nodes(node, shapes)
     if node.op_type in ("Cast", "CastLike"):
         return _float_to_uint8_cast(node, types)
+    if node.op_type in ("MaxPool", "Clip"):
+        return _uint8_order_nodes(node, types)
     if node.op_type == "Hardmax" and shapes.get(node.input[0]):
         return _hardmax_nodes(node, types[node.input[0]], opset, shapes[node.input[0]])
     if _is_tanh_gelu(node):

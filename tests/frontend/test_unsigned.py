@@ -137,3 +137,18 @@ def test_unhandled_op_on_uint32_is_refused_by_name(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     with pytest.raises(HccError, match=r"node 'total' \(ReduceSum\) on UINT32: not compiled"):
         load_model(str(path))
+
+
+@pytest.mark.parametrize("opset", [12, 18])  # uint8 MaxPool exists from opset 12
+def test_uint8_max_pool_and_clip_order_as_unsigned(tmp_path, opset):
+    """uint8 MaxPool (padded, as a quantized stem's pooling is) and Clip with uint8 bounds: torch-mlir compared the
+    bytes as signed (200 < 100); frontend/rewrites.py computes them in float32."""
+    nodes = [helper.make_node("MaxPool", ["x"], ["pooled"], name="pool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["x", "lo", "hi"], ["clipped"], name="clip")]
+    u8 = TensorProto.UINT8
+    graph = helper.make_graph(nodes, "uint8_order", [helper.make_tensor_value_info("x", u8, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("pooled", u8, [1, 4, 4, 4]), helper.make_tensor_value_info("clipped", u8, [1, 4, 8, 8])],
+                              [helper.make_tensor("lo", u8, [], [50]), helper.make_tensor("hi", u8, [], [200])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    x = np.random.default_rng(4).integers(0, 256, (1, 4, 8, 8)).astype(np.uint8)
+    compile_and_compare(model, tmp_path, feeds={"x": x})
