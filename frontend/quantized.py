@@ -33,10 +33,15 @@ the one its float ops spell out, and the two differ in the last quantization ste
 groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: every input of the op from a
 DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
-Q/DQ pair into uint8, an int32 bias). QDQ groups that onnxruntime turns into com.microsoft integer kernels hcc does
-not reproduce (QLinearAdd, QLinearMul, QLinearAveragePool, ...) are refused by name; QLinearConcat's lookup tables
-are the group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a
-DequantizeLinear and a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other.
+Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader: EnsureUniqueDQForNodeUnit runs first), an int32
+bias). Add and GlobalAveragePool groups become com.microsoft.QLinearAdd and QLinearGlobalAveragePool, as in
+onnxruntime: QLinearAdd is a Gather from the 256 x 256 table of its AVX2 kernel's results (frontend/mlas_emulation.py;
+the kernel type, uint8 after that conversion, decides the rounding), QLinearGlobalAveragePool an exact integer sum
+requantized like QLinearConv. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearMul,
+QLinearSigmoid, QLinearSoftmax, QLinearAveragePool, ...) are refused by name; QLinearConcat's lookup tables are the
+group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and
+a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv
+sums in another order, so a float group's quantized output can then differ from onnxruntime's in the last step).
 
 Not supported (refused naming the node): 16-bit, 4-bit, 2-bit and float8 quantized types, scales other than float32,
 float16 inputs to QuantizeLinear.
@@ -50,6 +55,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend import mlas_emulation
 from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, input_at, type_name
 
 EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
@@ -60,12 +66,11 @@ RANGES = {**EIGHT_BIT, TensorProto.INT16: (-32768, 32767), TensorProto.UINT16: (
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
-MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat"})  # MatMulIntegerToFloat: only as fused here
+MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool"})  # MatMulIntegerToFloat: only as fused here
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"Add": "QLinearAdd", "Mul": "QLinearMul", "AveragePool": "QLinearAveragePool",
-                       "GlobalAveragePool": "QLinearGlobalAveragePool", "LeakyRelu": "QLinearLeakyRelu",
+ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "LeakyRelu": "QLinearLeakyRelu",
                        "Sigmoid": "QLinearSigmoid", "Softmax": "QLinearSoftmax", "Where": "QLinearWhere"}
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
@@ -77,19 +82,24 @@ class _Refused(Exception):
     """A node hcc does not compile; the reason names what (the caller adds the file and node)."""
 
 
+class _UnknownShape(_Refused):
+    """A shape or type onnx's inference could not give: it may follow from an earlier com.microsoft op once that op
+    is expanded."""
+
+
 # ------------------------------------------------------------------------------------------------- parameters
 
 
 def _elem(g: RewriteGraph, name: str) -> int:
     if name not in g.types:
-        raise _Refused(f"the element type of '{name}' is unknown")
+        raise _UnknownShape(f"the element type of '{name}' is unknown")
     return g.types[name]
 
 
 def _shape(g: RewriteGraph, name: str) -> list[int]:
     shape = g.shapes.get(name)
     if shape is None:
-        raise _Refused(f"the shape of '{name}' is unknown")
+        raise _UnknownShape(f"the shape of '{name}' is unknown")
     return shape
 
 
@@ -522,11 +532,82 @@ def _matmul_integer_to_float(e: NodeEmitter, g: RewriteGraph, node: onnx.NodePro
     e.result(e.mul(v, _matmul_scale(e, g, a.scale, b.scale, "", b_shape), "scaled"), node.output[0])
 
 
+# The 8-bit kernel type onnxruntime runs a QLinearAdd fused here in, when its QDQS8ToU8Transformer turned int8 pairs
+# into uint8 (an hcc-internal attribute of the fused node; absent on a model's own com.microsoft.QLinearAdd).
+KERNEL_TYPE_ATTR = "hcc_kernel_type"
+
+
+def _constant_scalar(g: RewriteGraph, name: str, what: str, default=None):
+    """A quantization parameter that must be one constant value (what onnxruntime's kernel enforces)."""
+    if not name:
+        return default
+    value = g.constant(name)
+    if value is None or value.size != 1:
+        raise _Refused(f"{what} '{name}' must be one constant value")
+    return value.reshape(-1)[0]
+
+
+def _qlinear_add(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearAdd: C = quantize(dequantize(A) + dequantize(B)) as onnxruntime's kernel rounds it, by a
+    Gather from the 256 x 256 table of its results (frontend/mlas_emulation.py)."""
+    a, b = node.input[0], node.input[3]
+    raw = [_elem(g, a), _elem(g, b), _elem(g, input_at(node, 7)) if input_at(node, 7) else _elem(g, a)]
+    fused_kernel = attr_value(node, KERNEL_TYPE_ATTR)
+    kernel = int(fused_kernel) if fused_kernel is not None else raw[0]
+    if any(t not in EIGHT_BIT for t in raw + [kernel]) or (fused_kernel is None and len(set(raw)) != 1):
+        raise _Refused(f"inputs and output must share one 8-bit type, not {', '.join(type_name(t) for t in raw)}")
+    for index in (1, 4, 6):
+        _float32_scale(g, node.input[index])
+    scales = tuple(float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 4, 6))
+    shifts = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in raw]
+    zero_points = tuple(int(_constant_scalar(g, input_at(node, i), "zero point", 0)) + shift for i, shift in zip((2, 5, 7), shifts))
+    kernel_dtype = helper.tensor_dtype_to_np_dtype(kernel)
+    scalar = mlas_emulation.broadcast_scalar_input(_shape(g, a), _shape(g, b))
+    table = mlas_emulation.qlinear_add_table(scales, zero_points, kernel_dtype, scalar)
+    out_dtype = helper.tensor_dtype_to_np_dtype(raw[2])
+    table = (table.astype(np.int32) - shifts[2]).astype(out_dtype).reshape(-1)
+    index = [e.add(e.cast(x, np.int64), np.array(128 if t == TensorProto.INT8 else 0, np.int64), f"{role}_code") if t == TensorProto.INT8
+             else e.cast(x, np.int64) for x, t, role in ((a, raw[0], "a"), (b, raw[1], "b"))]
+    flat = e.add(e.mul(index[0], np.array(256, np.int64), "a_row"), index[1], "pair")
+    e.result(e.op("Gather", [table, flat], out_dtype, "table", axis=0), node.output[0])
+
+
+def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearGlobalAveragePool (NCHW) as MLAS computes it on x86-64 (qlgavgpool.cpp): the exact int32
+    sum of x - x_zp over each image, times scale = x_scale / (y_scale * float(H*W)) in float32, then the QuantizeLinear
+    steps (clamp, round half to even, plus y_zp). The sum is exact in float32 below 2^24."""
+    if attr_value(node, "channels_last", 0):
+        raise _Refused("channels_last=1 is not supported")
+    x = node.input[0]
+    elem = _elem(g, x)
+    _eight_bit(g, x, "input")
+    shape = _shape(g, x)
+    if len(shape) < 3:
+        raise _Refused(f"input '{x}' has rank {len(shape)}: expected N x C x spatial dimensions")
+    size = int(np.prod(shape[2:]))
+    lo, hi = EIGHT_BIT[elem]
+    if size * (hi - lo) >= EXACT_FLOAT32:
+        raise _Refused(f"an image of {size} elements: its 8-bit sum may exceed float32's exact integers")
+    for index in (1, 3):
+        _float32_scale(g, node.input[index])
+    x_scale, y_scale = (np.float32(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    scale = np.float32(x_scale / np.float32(y_scale * np.float32(size)))
+    if not (2.0**-32 <= scale < 256.0):
+        raise _Refused(f"x_scale / (y_scale * {size}) = {scale} is outside onnxruntime's computable range [2^-32, 256)")
+    x_zp = _constant_scalar(g, input_at(node, 2), "zero point", 0)
+    total = e.op("ReduceSum", [_shifted(e, x, np.array(x_zp, F32)), np.arange(2, len(shape), dtype=np.int64)], F32, "sum", keepdims=1)
+    out_elem = _elem(g, input_at(node, 4)) if input_at(node, 4) else elem
+    y_zp = input_at(node, 4)
+    _saturate(e, e.mul(total, np.array(scale, F32), "scaled"), _single(e, g, y_zp, "output zero point") if y_zp else None,
+              out_elem, node.output[0])
+
+
 EXPANSIONS = {
     ("", "QuantizeLinear"): _quantize_linear, ("", "DequantizeLinear"): _dequantize_linear,
     ("", "DynamicQuantizeLinear"): _dynamic_quantize_linear, ("", "MatMulInteger"): _matmul_integer,
     ("", "ConvInteger"): _conv_integer, ("", "QLinearConv"): _qlinear_conv, ("", "QLinearMatMul"): _qlinear_matmul,
     (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
+    (MS_DOMAIN, "QLinearAdd"): _qlinear_add, (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
 }
 
 
@@ -552,6 +633,11 @@ def _s8_pair(g: RewriteGraph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
     if q.domain not in ("", "ai.onnx") or dq.domain not in ("", "ai.onnx") or q.output[0] in g.outputs:
         return False
     if len(g.consumers.get(q.output[0], [])) != 1 or dq.input[0] != q.output[0]:
+        return False
+    # onnxruntime's EnsureUniqueDQForNodeUnit first gives each reader of a shared DequantizeLinear its own copy,
+    # and a QuantizeLinear read by several copies is no pair (measured: a residual block's input stays int8)
+    readers = len(g.consumers.get(dq.output[0], []))
+    if readers > 1 or (readers == 1 and dq.output[0] in g.outputs):
         return False
     if len(q.input) != 3 or len(dq.input) != 3 or not q.input[2] or not dq.input[2]:
         return False
@@ -690,6 +776,8 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
     """The QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat onnxruntime makes of `node` and the QDQ nodes
     around it, and the nodes it replaces; None when onnxruntime leaves the group in float."""
     dqs = _dq_inputs(g, node)
+    if dqs and node.op_type in ("Add", "GlobalAveragePool"):
+        return _fused_table_group(g, node, dqs, new_inits)
     if not dqs or node.op_type not in ("Conv", "MatMul", "Gemm"):
         return None
     clip, qs, outputs_ok = _output_group(g, node)
@@ -752,17 +840,55 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
     return helper.make_node("QGemm", inputs, [output], name=name, domain=MS_DOMAIN, **attrs), replaced if qs else [node]
 
 
+def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto],
+                       new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+    """The com.microsoft.QLinearAdd / QLinearGlobalAveragePool onnxruntime makes of DequantizeLinear(s) -> op ->
+    [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and the output of one 8-bit type
+    once its int8 pairs are uint8. The fused node records that kernel type: QLinearAdd's rounding depends on it
+    (mlas_emulation.qlinear_add_table)."""
+    if not _selected_as_group(g, node):
+        return None
+    clip, qs, _ = _output_group(g, node)
+    q = qs[0]
+    kernel = _effective_type(g, q=q)
+    inputs = []
+    for dq in dqs:
+        inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
+    inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
+    attrs = {KERNEL_TYPE_ATTR: kernel} if node.op_type == "Add" else {"channels_last": 0}
+    fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
+    return fused, [node] + ([clip] if clip is not None else []) + [q]
+
+
+# Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
+# output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
+# (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
+SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool", "LeakyRelu", "Sigmoid", "Softmax"})
+
+
+def _selected_as_group(g: RewriteGraph, node: onnx.NodeProto) -> bool:
+    dqs = _dq_inputs(g, node)
+    _, qs, outputs_ok = _output_group(g, node)
+    if not dqs or not (qs and outputs_ok):
+        return False
+    kernel = _effective_type(g, q=qs[0])
+    return kernel in EIGHT_BIT and all(_effective_type(g, dq=dq) == kernel for dq in dqs)
+
+
 def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
     """Why `node` is refused: onnxruntime computes it and the QDQ nodes around it with an integer kernel hcc does not
-    reproduce (a broad test: one input from a DequantizeLinear and the output read by a QuantizeLinear)."""
+    reproduce."""
     kernel = ORT_INTEGER_KERNELS.get(node.op_type)
     if kernel is None and node.op_type == "Resize" and str(attr_value(node, "mode", b"nearest"), "utf-8") != "nearest":
         kernel = "an 8-bit Resize"
     if kernel is None or node.domain not in ("", "ai.onnx"):
         return None
-    from_dq = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n)
-    to_q = any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
-    if from_dq and to_q:
+    if node.op_type in SELECTED_LIKE_ADD:
+        selected = _selected_as_group(g, node)
+    else:
+        selected = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n) and \
+            any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
+    if selected:
         return (f"onnxruntime computes DequantizeLinear -> {node.op_type} -> QuantizeLinear with its integer kernel {kernel}, "
                 "whose rounding hcc does not reproduce (a result could differ in the last quantization step)")
     return None
@@ -806,11 +932,12 @@ def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
 # ------------------------------------------------------------------------------------------------- entry point
 
 
-def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
-    """Replace, in place, every quantized op by its exact float/integer expansion; returns how many."""
+def expand_quantized_ops(model: onnx.ModelProto, path: str, defer_unknown_shapes: bool = False) -> tuple[int, int]:
+    """Replace, in place, every quantized op by its exact float/integer expansion; returns (how many, how many were
+    deferred): with `defer_unknown_shapes`, a node whose input shape is not known yet is kept for a later round."""
     opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     g = RewriteGraph.of(model)
-    nodes, inits, replaced_inputs, count = [], [], set(), 0
+    nodes, inits, replaced_inputs, count, deferred = [], [], set(), 0, 0
     for node in model.graph.node:
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         expand = EXPANSIONS.get((domain, node.op_type))
@@ -820,6 +947,12 @@ def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
         e = NodeEmitter(node, g)
         try:
             expand(e, g, node, opset)
+        except _UnknownShape:
+            if not defer_unknown_shapes:
+                raise HccError(f"{path}: node '{node.name}' ({node.op_type}): the shapes or types of its inputs are unknown") from None
+            nodes.append(node)
+            deferred += 1
+            continue
         except _Refused as why:
             raise HccError(f"{path}: node '{node.name}' ({node.op_type}): {why}") from None
         except (ValueError, IndexError, KeyError, TypeError) as exc:  # a malformed node the checker let through
@@ -842,12 +975,25 @@ def expand_quantized_ops(model: onnx.ModelProto, path: str) -> int:
             kept_opsets = [i for i in model.opset_import if i.domain != MS_DOMAIN]
             del model.opset_import[:]
             model.opset_import.extend(kept_opsets)
-    return count
+    return count, deferred
 
 
 def rewrite_quantized(model: onnx.ModelProto, path: str) -> int:
     """QDQ groups fused as onnxruntime fuses them, then every quantized op expanded; returns the number of nodes
-    rewritten (the caller re-runs shape inference when it is not zero)."""
+    rewritten (the caller re-runs shape inference when it is not zero). onnx's shape inference knows no
+    com.microsoft op, so what follows one (a QOperator model's QLinearConv after a QLinearAdd) has no shapes until the
+    op is expanded into default-domain ops: such nodes wait for the next round, after inference."""
     if not any(n.op_type in QUANTIZED_OPS or n.op_type in MS_QUANTIZED_OPS for n in model.graph.node):
         return 0
-    return fuse_qdq_groups(model, path) + expand_quantized_ops(model, path)
+    count = fuse_qdq_groups(model, path)
+    for _ in range(len(model.graph.node)):
+        done, deferred = expand_quantized_ops(model, path, defer_unknown_shapes=True)
+        count += done
+        if not deferred:
+            return count
+        if not done:
+            break
+        inferred = onnx.shape_inference.infer_shapes(model)
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(inferred.graph.value_info)
+    return count + expand_quantized_ops(model, path)[0]  # refuses, naming the first node whose shapes stay unknown

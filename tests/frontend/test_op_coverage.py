@@ -581,7 +581,8 @@ def _qmodel(node, inputs, outputs, inits, opset: int = 13, ms: bool = False):
 
 
 def _qgemm():
-    w = numpy_helper.from_array(np.random.default_rng(4).integers(-128, 128, (6, 16)).astype(np.int8), "w")
+    # 7-bit weights: onnxruntime's u8 x s8 kernels saturate pairs of products on CPUs without VNNI (AVX2 only)
+    w = numpy_helper.from_array(np.random.default_rng(4).integers(-64, 64, (6, 16)).astype(np.int8), "w")
     node = h.make_node("QGemm", ["x", "xs", "xz", "w", "ws", "wz", "b", "ys", "yz"], ["y"], name="qgemm", domain="com.microsoft",
                        transB=1, alpha=0.75)
     inits = [_const("xs", 0.02), _const("xz", 7, np.uint8), w, _const("ws", [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]),
@@ -622,14 +623,25 @@ case("QLinearMatMul", "int8-per-column", lambda: _qmodel(
     [_const("xs", 0.05), _const("xz", -3, np.int8), numpy_helper.from_array(np.arange(-12, 12, dtype=np.int8).reshape(8, 3) * 9, "w"),
      _const("ws", [0.01, 0.002, 0.03]), _const("wz", [0, 0, 0], np.int8), _const("ys", 0.2), _const("yz", 5, np.int8)]),
      feeds=_I8_IN, as_written=True)
+# weights within 7 bits: onnxruntime's u8 x s8 kernels saturate pairs of products on CPUs without VNNI
 case("QLinearConv", "per-channel-bias", lambda: _qmodel(
     h.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], name="qconv", pads=[1, 1, 1, 1], strides=[1, 2]),
     [("x", U8, [1, 2, 4, 8])], [("y", U8, [1, 3, 4, 4])],
-    [_const("xs", 0.05), _const("xz", 120, np.uint8), numpy_helper.from_array(np.arange(-27, 27, dtype=np.int8).reshape(3, 2, 3, 3) * 4, "w"),
+    [_const("xs", 0.05), _const("xz", 120, np.uint8), numpy_helper.from_array(np.arange(-27, 27, dtype=np.int8).reshape(3, 2, 3, 3) * 2, "w"),
      _const("ws", [0.01, 0.02, 0.005]), _const("wz", [0, 0, 0], np.int8), _const("ys", 0.25), _const("yz", 128, np.uint8),
      _const("b", [-500, 0, 700], np.int32)], opset=10),
      feeds={"x": _U8_IN["x"].reshape(1, 2, 4, 8)}, as_written=True)
 case("com.microsoft.QGemm", "transB-alpha-bias", _qgemm, feeds={"x": _U8_IN["x"].reshape(4, 16)}, as_written=True)
+case("com.microsoft.QLinearAdd", "uint8-per-row-operand", lambda: _qmodel(  # b is one value per span: the kernel's scalar path
+    h.make_node("QLinearAdd", ["x", "xs", "xz", "b", "bs", "bz", "ys", "yz"], ["y"], name="qadd", domain="com.microsoft"),
+    [("x", U8, [2, 4, 8])], [("y", U8, [2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", 131, np.uint8), numpy_helper.from_array(np.array([[[3], [250], [128], [77]]], np.uint8), "b"),
+     _const("bs", 0.0213), _const("bz", 100, np.uint8), _const("ys", 0.0519), _const("yz", 120, np.uint8)], ms=True),
+     feeds=_U8_IN, as_written=True)
+case("com.microsoft.QLinearGlobalAveragePool", "int8", lambda: _qmodel(
+    h.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qgap", domain="com.microsoft", channels_last=0),
+    [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 1])], [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0077), _const("yz", 9, np.int8)],
+    ms=True), feeds=_I8_IN, as_written=True)
 # torch-mlir casts float -> uint8 with fptosi to i8 (127 for 128..255 in vector code); frontend/rewrites.py goes via int32
 case("Cast", "float-to-uint8", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=U8)], [("x", F, [4, 64])], [("y", U8)]),
      feeds={"x": np.concatenate([np.arange(0, 252) + 0.25, [-1.0, 300.0, 255.9, -0.5]]).astype(np.float32).reshape(4, 64)})

@@ -326,7 +326,7 @@ def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
     return sorted(n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node if n.op_type in FUSED)
 
 
-FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat"}
+FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool"}
 
 
 def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
@@ -353,6 +353,42 @@ def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_in
     return make(nodes, inputs, outputs, inits)
 
 
+def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_output=False, relu=False) -> onnx.ModelProto:
+    """x, y -> QuantizeLinear -> DequantizeLinear -> Add [-> Relu] -> Q -> DQ -> GlobalAveragePool -> Q -> DQ: what a
+    residual block's end and a classifier's pooling look like in a QDQ model. `shared`: y's DequantizeLinear also
+    feeds the output `y_too` (two readers); `dq_output`: it is also a graph output."""
+    zeros = {"x": 3, "y": 250, "s": 0, "p": 17} if activation == np.uint8 else {"x": -5, "y": 100, "s": -128, "p": -20}
+    scales = {"x": XS, "y": WS * 3, "s": YS, "p": np.float32(YS / 7)}
+    nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
+             h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
+             h.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"], name="quant_y"),
+             h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["yd"], name="dq_y"),
+             h.make_node("Add", ["xd", "yd"], ["sum"], name="residual")]
+    last = "sum"
+    if relu:
+        nodes.append(h.make_node("Relu", ["sum"], ["relu"], name="relu"))
+        last = "relu"
+    nodes += [h.make_node("QuantizeLinear", [last, "ss", "sz"], ["sq"], name="quant_sum"),
+              h.make_node("DequantizeLinear", ["sq", "ss", "sz"], ["sd"], name="dq_sum"),
+              h.make_node("GlobalAveragePool", ["sd"], ["pool"], name="pool"),
+              h.make_node("QuantizeLinear", ["pool", "ps", "pz"], ["pq"], name="quant_pool"),
+              h.make_node("DequantizeLinear", ["pq", "ps", "pz"], ["pooled"], name="dq_pool")]
+    outputs = [("pooled", F, [1, 8, 1, 1])]
+    if shared:
+        nodes.append(h.make_node("Identity", ["yd"], ["y_too"], name="y_too"))
+        outputs.append(("y_too", F, list(b_shape)))
+    if dq_output:
+        outputs.append(("yd", F, list(b_shape)))
+    inits = [t for k in "xysp" for t in (c(f"{k}s", scales[k], np.float32), c(f"{k}z", zeros[k], activation))]
+    return make(nodes, [("x", F, [1, 8, 6, 6]), ("y", F, list(b_shape))], outputs, inits)
+
+
+def _residual_feeds(model: onnx.ModelProto, count: int) -> list[dict]:
+    rng = np.random.default_rng(3)
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    return [{name: (rng.standard_normal(shape) * (1 + k % 3)).astype(np.float32) for name, shape in shapes.items()} for k in range(count)]
+
+
 FUSION_CASES = {
     "conv": lambda: _qdq_conv(),
     "conv-s8": lambda: _qdq_conv(activation=np.int8),  # an int8 Q -> DQ pair becomes uint8 in onnxruntime, then fuses
@@ -367,6 +403,12 @@ FUSION_CASES = {
     "gemm": lambda: _qdq_matmul("Gemm"),
     "gemm-transb-float-output": lambda: _qdq_matmul("Gemm", q=False, trans_b=1),
     "gemm-s8-graph-input": lambda: _qdq_matmul("Gemm", activation=np.int8, graph_input=True),  # QGemm takes int8
+    "add-gap": lambda: _qdq_residual(),  # QLinearAdd and QLinearGlobalAveragePool
+    "add-s8-pairs": lambda: _qdq_residual(activation=np.int8),  # int8 pairs become uint8, then fuse
+    "add-s8-relu-broadcast": lambda: _qdq_residual(activation=np.int8, b_shape=(1, 8, 1, 1), relu=True),
+    "add-s8-shared-dq": lambda: _qdq_residual(activation=np.int8, shared=True),  # y stays int8, x is uint8: Add stays float
+    "add-s8-dq-graph-output": lambda: _qdq_residual(activation=np.int8, dq_output=True),  # a pair all the same
+    "add-u8-shared-dq": lambda: _qdq_residual(shared=True),  # uint8 throughout: fused although the DQ is shared
 }
 
 
@@ -374,6 +416,42 @@ FUSION_CASES = {
 def test_fusion_decisions_are_onnxruntimes(case, tmp_path):
     model = FUSION_CASES[case]()
     assert _fused_ops(model) == _onnxruntime_fused_ops(model, tmp_path)
+
+
+RESIDUAL_VARIANTS = {
+    "u8": {}, "s8-pairs": {"activation": np.int8}, "s8-relu-broadcast": {"activation": np.int8, "b_shape": (1, 8, 1, 1), "relu": True},
+    "u8-broadcast-first": {"b_shape": (1, 1, 6, 6)}, "s8-shared-dq": {"activation": np.int8, "shared": True},
+}
+
+
+@pytest.mark.parametrize("variant", RESIDUAL_VARIANTS)
+def test_qdq_add_and_pooling_match_onnxruntime(tmp_path, variant):
+    """QDQ Add and GlobalAveragePool: where onnxruntime fuses them into QLinearAdd (a fused multiply-add per element,
+    rounded as its AVX2 kernel rounds) and QLinearGlobalAveragePool, hcc computes the same integers; where it leaves
+    them in float (an int8 DequantizeLinear with two readers), hcc does too."""
+    model = _qdq_residual(**RESIDUAL_VARIANTS[variant])
+    assert_exact(compile_model(model, tmp_path), model, _residual_feeds(model, 30))
+
+
+@pytest.mark.parametrize("activation", [np.uint8, np.int8])
+def test_qlinear_add_rounding_matters(tmp_path, monkeypatch, activation):
+    """Every pair of 8-bit inputs through DequantizeLinear x 2 -> Add -> QuantizeLinear (graph inputs and output:
+    no pair, so onnxruntime runs its kernel in the model's own type): hcc gives QLinearAdd's integers, and the group
+    computed in float as written differs from them in the last step of some outputs."""
+    t = U8 if activation == np.uint8 else I8
+    zeros = (3, 250, 1) if activation == np.uint8 else (-5, 100, -128)
+    nodes = [h.make_node("DequantizeLinear", ["a", "as", "az"], ["ad"], name="dq_a"),
+             h.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="dq_b"),
+             h.make_node("Add", ["ad", "bd"], ["sum"], name="residual"),
+             h.make_node("QuantizeLinear", ["sum", "ys", "yz"], ["y"], name="quant_y")]
+    inits = [c("as", XS), c("bs", np.float32(WS * 3)), c("ys", YS)] + [c(n, z, activation) for n, z in zip(("az", "bz", "yz"), zeros)]
+    model = make(nodes, [("a", t, [256, 256]), ("b", t, [256, 256])], [("y", t, [256, 256])], inits)
+    codes = np.arange(np.iinfo(activation).min, int(np.iinfo(activation).max) + 1).astype(activation)
+    feeds = [{"a": np.repeat(codes, 256).reshape(256, 256), "b": np.tile(codes, 256).reshape(256, 256)}]
+    assert_exact(compile_model(model, tmp_path, "fused"), model, feeds)
+    monkeypatch.setattr(quantized, "_fused_table_group", lambda *args: None)
+    with pytest.raises(AssertionError, match="Mismatched elements"):
+        assert_exact(compile_model(model, tmp_path, "unfused"), model, feeds)
 
 
 def _float_cnn() -> onnx.ModelProto:
@@ -387,7 +465,21 @@ def _float_cnn() -> onnx.ModelProto:
     return make(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, [1, 10])], [c(k, v.astype(np.float32)) for k, v in weights.items()], opset=17)
 
 
-def _quantize_static(tmp_path, quant_format: str, activation: str = "QUInt8", weights: str = "QInt8", per_channel: bool = False) -> onnx.ModelProto:
+def _float_residual_cnn() -> onnx.ModelProto:
+    """conv, relu, conv, + input, relu, global average pool, flatten, gemm: a residual block and a classifier."""
+    rng = np.random.default_rng(2)
+    weights = {"w1": rng.standard_normal((3, 3, 3, 3)) * 0.3, "b1": rng.standard_normal(3) * 0.1, "w2": rng.standard_normal((3, 3, 3, 3)) * 0.3,
+               "b2": rng.standard_normal(3) * 0.1, "wg": rng.standard_normal((10, 3)) * 0.5, "bg": rng.standard_normal(10) * 0.1}
+    nodes = [h.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]), h.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             h.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             h.make_node("Add", ["c2", "x"], ["s"], name="residual"),
+             h.make_node("Relu", ["s"], ["r2"], name="relu2"), h.make_node("GlobalAveragePool", ["r2"], ["p"], name="pool"),
+             h.make_node("Flatten", ["p"], ["f"], name="flatten"), h.make_node("Gemm", ["f", "wg", "bg"], ["y"], name="gemm", transB=1)]
+    return make(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, [1, 10])], [c(k, v.astype(np.float32)) for k, v in weights.items()], opset=17)
+
+
+def _quantize_static(tmp_path, quant_format: str, activation: str = "QUInt8", weights: str = "QInt8", per_channel: bool = False,
+                     float_model=None) -> onnx.ModelProto:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -398,7 +490,7 @@ def _quantize_static(tmp_path, quant_format: str, activation: str = "QUInt8", we
             return next(self.data, None)
 
     source, target = tmp_path / "float.onnx", tmp_path / f"{quant_format}.onnx"
-    onnx.save(_float_cnn(), source)
+    onnx.save(float_model if float_model is not None else _float_cnn(), source)
     quantize_static(str(source), str(target), Reader(), quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
                     activation_type=getattr(QuantType, activation), weight_type=getattr(QuantType, weights),
                     reduce_range=not ORT_INT8_EXACT)  # 7-bit weights where onnxruntime's int8 kernels saturate
@@ -432,6 +524,16 @@ def test_quantized_cnn_matches_onnxruntime(tmp_path, quant_format, activation, w
     assert_exact(compile_model(model, tmp_path), model, _cnn_feeds(40))
 
 
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_quantized_residual_cnn_matches_onnxruntime(tmp_path, quant_format):
+    """A residual CNN with a global average pool quantized by quantize_static (uint8 activations): QLinearConv,
+    QLinearAdd, QLinearGlobalAveragePool and QGemm, fused from QDQ groups or written by the quantizer."""
+    model = _quantize_static(tmp_path, quant_format, float_model=_float_residual_cnn())
+    ops = _fused_ops(model) if quant_format == "QDQ" else sorted(n.op_type for n in model.graph.node if n.op_type in FUSED)
+    assert ops == ["QGemm", "QLinearAdd", "QLinearConv", "QLinearConv", "QLinearGlobalAveragePool"]
+    assert_exact(compile_model(model, tmp_path), model, _cnn_feeds(40))
+
+
 # ------------------------------------------------------------------------------------------------ refusals
 
 
@@ -458,10 +560,10 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
      r"node 'dq16' \(DequantizeLinear\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
                    h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
-                   h.make_node("Add", ["ad", "bd"], ["sum"], name="residual"), h.make_node("QuantizeLinear", ["sum", "s", "z"], ["y"], name="q")],
+                   h.make_node("Mul", ["ad", "bd"], ["product"], name="gate"), h.make_node("QuantizeLinear", ["product", "s", "z"], ["y"], name="q")],
                   [("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
-     r"node 'residual' \(Add\): onnxruntime computes DequantizeLinear -> Add -> QuantizeLinear with its integer kernel QLinearAdd"),
-], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-add"])
+     r"node 'gate' \(Mul\): onnxruntime computes DequantizeLinear -> Mul -> QuantizeLinear with its integer kernel QLinearMul"),
+], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-mul"])
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
