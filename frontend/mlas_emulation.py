@@ -77,3 +77,51 @@ def broadcast_scalar_input(a_shape: list[int], b_shape: list[int]) -> str:
         if max(da, db) > 1:
             return "a" if da == 1 else "b" if db == 1 else ""
     return "a"
+
+
+# MlasLogisticConstants (logistic.cpp: Eigen's rational approximation), as float32
+LOGISTIC_RANGE = (F32(-18.0), F32(18.0))
+LOGISTIC_ALPHA = [F32(v) for v in (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03,
+                                   2.48287947061529e-01)]  # alpha_9, alpha_7, alpha_5, alpha_3, alpha_1
+LOGISTIC_BETA = [F32(v) for v in (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03,
+                                  1.16817656904453e-01, 9.93151921023180e-01)]  # beta_10, beta_8, ..., beta_0
+
+
+def mlas_logistic(x: np.ndarray) -> np.ndarray:
+    """MlasComputeLogistic on x86-64 with FMA3 (x86_64/LogisticKernelFma3.S): clamp to [-18, 18], x2 = x*x,
+    p = x * (((a9 x2 + a7) x2 + a5) x2 + a3) x2 + a1), q = ((((b10 x2 + b8) x2 + b6) x2 + b4) x2 + b2) x2 + b0 with
+    every step a fused multiply-add, then max(0, p / q + 0.5)."""
+    v = np.minimum(LOGISTIC_RANGE[1], np.maximum(LOGISTIC_RANGE[0], np.asarray(x, F32)))
+    x2 = (v * v).astype(F32)
+    p = fma32(x2, LOGISTIC_ALPHA[0], LOGISTIC_ALPHA[1])
+    for alpha in LOGISTIC_ALPHA[2:]:
+        p = fma32(x2, p, alpha)
+    q = fma32(x2, LOGISTIC_BETA[0], LOGISTIC_BETA[1])
+    for beta in LOGISTIC_BETA[2:]:
+        q = fma32(x2, q, beta)
+    ratio = ((v * p).astype(F32) / q).astype(F32)
+    return np.maximum(F32(0), (ratio + F32(0.5)).astype(F32))
+
+
+def mlas_quantize(y: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """MlasQuantizeLinear: y / scale, clamped to [qmin - zp, qmax - zp] (maxps/minps), rounded half to even, plus zp."""
+    info = np.iinfo(dtype)
+    v = (np.asarray(y, F32) / F32(scale)).astype(F32)
+    v = np.minimum(F32(info.max - zero_point), np.maximum(F32(info.min - zero_point), v))
+    return (np.rint(v).astype(np.int32) + zero_point).astype(dtype)
+
+
+def leaky_relu(x: np.ndarray, alpha: float) -> np.ndarray:
+    """QLinearLeakyRelu's function (qlinear_lookup_table.cc): x where x >= 0, else alpha * x, in float32."""
+    return np.where(x >= 0, x, (F32(alpha) * x).astype(F32)).astype(F32)
+
+
+def qlinear_lookup_table(op: str, x_scale: float, x_zero_point: int, y_scale: float, y_zero_point: int,
+                         dtype: np.dtype, alpha: float = 0.01) -> np.ndarray:
+    """onnxruntime's QlinearBuildLookupTable (qlinear_lookup_table.cc) for QLinearSigmoid and QLinearLeakyRelu: the 256
+    codes dequantized as x_scale * (x - x_zp) in float32, the op in float32 (MLAS's logistic kernel for Sigmoid),
+    then MlasQuantizeLinear; table[i] is the result for CODES[dtype][i]."""
+    dtype = np.dtype(dtype)
+    x = (F32(x_scale) * (CODES[dtype] - x_zero_point).astype(F32)).astype(F32)
+    y = mlas_logistic(x) if op == "Sigmoid" else leaky_relu(x, alpha)
+    return mlas_quantize(y, y_scale, y_zero_point, dtype)

@@ -34,11 +34,12 @@ groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: eve
 DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
 Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader: EnsureUniqueDQForNodeUnit runs first), an int32
-bias). Add and GlobalAveragePool groups become com.microsoft.QLinearAdd and QLinearGlobalAveragePool, as in
-onnxruntime: QLinearAdd is a Gather from the 256 x 256 table of its AVX2 kernel's results (frontend/mlas_emulation.py;
-the kernel type, uint8 after that conversion, decides the rounding), QLinearGlobalAveragePool an exact integer sum
-requantized like QLinearConv. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearMul,
-QLinearSigmoid, QLinearSoftmax, QLinearAveragePool, ...) are refused by name; QLinearConcat's lookup tables are the
+bias). Add, GlobalAveragePool, Sigmoid and LeakyRelu groups become com.microsoft.QLinear<op>, as in onnxruntime:
+QLinearAdd is a Gather from the 256 x 256 table of its AVX2 kernel's results (frontend/mlas_emulation.py; the kernel
+type, uint8 after that conversion, decides the rounding), QLinearSigmoid and QLinearLeakyRelu Gathers from the
+256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated), QLinearGlobalAveragePool an exact integer
+sum requantized like QLinearConv. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearMul,
+QLinearSoftmax, QLinearAveragePool, QLinearWhere, an 8-bit Resize) are refused by name; QLinearConcat's lookup tables are the
 group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and
 a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv
 sums in another order, so a float group's quantized output can then differ from onnxruntime's in the last step).
@@ -66,12 +67,15 @@ RANGES = {**EIGHT_BIT, TensorProto.INT16: (-32768, 32767), TensorProto.UINT16: (
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
-MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool"})  # MatMulIntegerToFloat: only as fused here
+MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
+                              "QLinearLeakyRelu"})  # MatMulIntegerToFloat: only as fused here
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "LeakyRelu": "QLinearLeakyRelu",
-                       "Sigmoid": "QLinearSigmoid", "Softmax": "QLinearSoftmax", "Where": "QLinearWhere"}
+ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "Softmax": "QLinearSoftmax",
+                       "Where": "QLinearWhere"}
+# Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
+ORT_TABLE_KERNELS = frozenset({"Add", "GlobalAveragePool", "Sigmoid", "LeakyRelu"})
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
 # qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
@@ -602,12 +606,34 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
               out_elem, node.output[0])
 
 
+def _qlinear_lookup(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearSigmoid / QLinearLeakyRelu: a Gather from onnxruntime's 256-entry table, built here as
+    its QlinearBuildLookupTable builds it (frontend/mlas_emulation.py)."""
+    x = node.input[0]
+    elem = _elem(g, x)
+    _eight_bit(g, x, "input")
+    if input_at(node, 4) and _elem(g, node.input[4]) != elem:
+        raise _Refused("input and output must share one 8-bit type")
+    for index in (1, 3):
+        _float32_scale(g, node.input[index])
+    x_scale, y_scale = (float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    x_zp, y_zp = (int(_constant_scalar(g, input_at(node, i), "zero point", 0)) for i in (2, 4))
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    table = mlas_emulation.qlinear_lookup_table(node.op_type[len("QLinear"):], x_scale, x_zp, y_scale, y_zp, dtype,
+                                                float(attr_value(node, "alpha", 0.01)))
+    index = e.cast(x, np.int64)
+    if elem == TensorProto.INT8:
+        index = e.add(index, np.array(128, np.int64), "code")
+    e.result(e.op("Gather", [table, index], dtype, "table", axis=0), node.output[0])
+
+
 EXPANSIONS = {
     ("", "QuantizeLinear"): _quantize_linear, ("", "DequantizeLinear"): _dequantize_linear,
     ("", "DynamicQuantizeLinear"): _dynamic_quantize_linear, ("", "MatMulInteger"): _matmul_integer,
     ("", "ConvInteger"): _conv_integer, ("", "QLinearConv"): _qlinear_conv, ("", "QLinearMatMul"): _qlinear_matmul,
     (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
     (MS_DOMAIN, "QLinearAdd"): _qlinear_add, (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
+    (MS_DOMAIN, "QLinearSigmoid"): _qlinear_lookup, (MS_DOMAIN, "QLinearLeakyRelu"): _qlinear_lookup,
 }
 
 
@@ -776,7 +802,7 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
     """The QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat onnxruntime makes of `node` and the QDQ nodes
     around it, and the nodes it replaces; None when onnxruntime leaves the group in float."""
     dqs = _dq_inputs(g, node)
-    if dqs and node.op_type in ("Add", "GlobalAveragePool"):
+    if dqs and node.op_type in ORT_TABLE_KERNELS:
         return _fused_table_group(g, node, dqs, new_inits)
     if not dqs or node.op_type not in ("Conv", "MatMul", "Gemm"):
         return None
@@ -842,7 +868,7 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
 
 def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto],
                        new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
-    """The com.microsoft.QLinearAdd / QLinearGlobalAveragePool onnxruntime makes of DequantizeLinear(s) -> op ->
+    """The com.microsoft.QLinear<op> (Add, GlobalAveragePool, Sigmoid, LeakyRelu) onnxruntime makes of DequantizeLinear(s) -> op ->
     [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and the output of one 8-bit type
     once its int8 pairs are uint8. The fused node records that kernel type: QLinearAdd's rounding depends on it
     (mlas_emulation.qlinear_add_table)."""
@@ -855,7 +881,8 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
     for dq in dqs:
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
     inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
-    attrs = {KERNEL_TYPE_ATTR: kernel} if node.op_type == "Add" else {"channels_last": 0}
+    attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
+             "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))}}.get(node.op_type, {})
     fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
     return fused, [node] + ([clip] if clip is not None else []) + [q]
 
@@ -863,7 +890,7 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
 # Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
 # output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
 # (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
-SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool", "LeakyRelu", "Sigmoid", "Softmax"})
+SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool", "Softmax"})
 
 
 def _selected_as_group(g: RewriteGraph, node: onnx.NodeProto) -> bool:

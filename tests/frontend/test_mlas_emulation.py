@@ -79,3 +79,32 @@ def test_fma32_rounds_once():
 ])
 def test_broadcast_scalar_input_follows_onnxruntimes_broadcaster(a_shape, b_shape, scalar):
     assert mlas_emulation.broadcast_scalar_input(a_shape, b_shape) == scalar
+
+
+def _onnxruntime_lookup(op: str, codes: np.ndarray, params: dict, alpha: float):
+    elem = TensorProto.UINT8 if codes.dtype == np.uint8 else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.array(params[n], np.float32 if n.endswith("s") else codes.dtype), n) for n in ("xs", "xz", "ys", "yz")]
+    node = helper.make_node(f"QLinear{op}", ["x", "xs", "xz", "ys", "yz"], ["y"], domain="com.microsoft",
+                            **({"alpha": alpha} if op == "LeakyRelu" else {}))
+    graph = helper.make_graph([node], "lookup", [helper.make_tensor_value_info("x", elem, [256])],
+                              [helper.make_tensor_value_info("y", elem, [256])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": codes})[0]
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "LeakyRelu"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+def test_lookup_tables_are_onnxruntimes(op, dtype):
+    """QLinearSigmoid / QLinearLeakyRelu tables for every code, against onnxruntime's, over scale sets that include
+    output scales of 2x and 0.5x the input's (ties: MlasQuantizeLinear rounds them to even)."""
+    rng = np.random.default_rng(7)
+    info = np.iinfo(dtype)
+    codes = mlas_emulation.CODES[np.dtype(dtype)].astype(dtype)
+    for trial in range(24):
+        xs = np.float32(np.exp(rng.uniform(-6, 0)))
+        ys = np.float32(xs * (2.0, 0.5, 1.0)[trial % 3]) if trial % 2 else np.float32(np.exp(rng.uniform(-9, -3)))
+        params = {"xs": xs, "ys": ys, "xz": int(rng.integers(info.min, int(info.max) + 1)), "yz": int(rng.integers(info.min, int(info.max) + 1))}
+        alpha = (0.01, 0.1, 0.3)[trial % 3]
+        expected = _onnxruntime_lookup(op, codes, params, alpha)
+        table = mlas_emulation.qlinear_lookup_table(op, params["xs"], params["xz"], params["ys"], params["yz"], dtype, alpha)
+        np.testing.assert_array_equal(table, expected, err_msg=f"{op} {params} alpha={alpha}")

@@ -638,6 +638,16 @@ case("com.microsoft.QLinearAdd", "uint8-per-row-operand", lambda: _qmodel(  # b 
     [_const("xs", 0.0371), _const("xz", 131, np.uint8), numpy_helper.from_array(np.array([[[3], [250], [128], [77]]], np.uint8), "b"),
      _const("bs", 0.0213), _const("bz", 100, np.uint8), _const("ys", 0.0519), _const("yz", 120, np.uint8)], ms=True),
      feeds=_U8_IN, as_written=True)
+case("com.microsoft.QLinearSigmoid", "uint8", lambda: _qmodel(
+    h.make_node("QLinearSigmoid", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qsig", domain="com.microsoft"),
+    [("x", U8, [2, 4, 8])], [("y", U8, [2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", 131, np.uint8), _const("ys", 1 / 256), _const("yz", 0, np.uint8)],
+    ms=True), feeds=_U8_IN, as_written=True)
+case("com.microsoft.QLinearLeakyRelu", "int8", lambda: _qmodel(
+    h.make_node("QLinearLeakyRelu", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qleaky", domain="com.microsoft", alpha=0.1),
+    [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0189), _const("yz", -40, np.int8)],
+    ms=True), feeds=_I8_IN, as_written=True)
 case("com.microsoft.QLinearGlobalAveragePool", "int8", lambda: _qmodel(
     h.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qgap", domain="com.microsoft", channels_last=0),
     [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 1])], [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0077), _const("yz", 9, np.int8)],

@@ -326,7 +326,8 @@ def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
     return sorted(n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node if n.op_type in FUSED)
 
 
-FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool"}
+FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
+         "QLinearLeakyRelu"}
 
 
 def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
@@ -383,6 +384,19 @@ def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_ou
     return make(nodes, [("x", F, [1, 8, 6, 6]), ("y", F, list(b_shape))], outputs, inits)
 
 
+def _qdq_unary(op: str, activation=np.uint8) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid / LeakyRelu -> QuantizeLinear -> DequantizeLinear."""
+    zeros = (3, 0) if activation == np.uint8 else (-5, -128)
+    attrs = {"alpha": 0.1} if op == "LeakyRelu" else {}
+    out_scale = np.float32(1 / 256) if op == "Sigmoid" else np.float32(XS / 2)  # LeakyRelu: ties at every odd code
+    nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
+             h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"), h.make_node(op, ["xd"], ["f"], name="op", **attrs),
+             h.make_node("QuantizeLinear", ["f", "ys", "yz"], ["yq"], name="quant_y"),
+             h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dq_y")]
+    inits = [c("xs", XS), c("xz", zeros[0], activation), c("ys", out_scale), c("yz", zeros[1] if op == "Sigmoid" else zeros[0], activation)]
+    return make(nodes, [("x", F, [4, 64])], [("y", F, [4, 64])], inits)
+
+
 def _residual_feeds(model: onnx.ModelProto, count: int) -> list[dict]:
     rng = np.random.default_rng(3)
     shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
@@ -409,6 +423,8 @@ FUSION_CASES = {
     "add-s8-shared-dq": lambda: _qdq_residual(activation=np.int8, shared=True),  # y stays int8, x is uint8: Add stays float
     "add-s8-dq-graph-output": lambda: _qdq_residual(activation=np.int8, dq_output=True),  # a pair all the same
     "add-u8-shared-dq": lambda: _qdq_residual(shared=True),  # uint8 throughout: fused although the DQ is shared
+    "sigmoid": lambda: _qdq_unary("Sigmoid"),
+    "leaky-relu-s8": lambda: _qdq_unary("LeakyRelu", np.int8),
 }
 
 
@@ -431,6 +447,16 @@ def test_qdq_add_and_pooling_match_onnxruntime(tmp_path, variant):
     them in float (an int8 DequantizeLinear with two readers), hcc does too."""
     model = _qdq_residual(**RESIDUAL_VARIANTS[variant])
     assert_exact(compile_model(model, tmp_path), model, _residual_feeds(model, 30))
+
+
+@pytest.mark.parametrize("op, activation", [("Sigmoid", np.uint8), ("Sigmoid", np.int8), ("LeakyRelu", np.uint8), ("LeakyRelu", np.int8)])
+def test_qdq_lookup_ops_match_onnxruntime(tmp_path, op, activation):
+    """QDQ Sigmoid and LeakyRelu, which onnxruntime runs as table lookups (QLinearSigmoid, QLinearLeakyRelu): hcc's
+    tables are its tables, on inputs spanning every code."""
+    model = _qdq_unary(op, activation)
+    rng = np.random.default_rng(9)
+    feeds = [{"x": (rng.uniform(-160, 160, (4, 64)) * XS).astype(np.float32)} for _ in range(10)]
+    assert_exact(compile_model(model, tmp_path), model, feeds)
 
 
 @pytest.mark.parametrize("activation", [np.uint8, np.int8])
