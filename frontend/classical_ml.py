@@ -114,10 +114,8 @@ def _floats(node: onnx.NodeProto, name: str, default=None) -> np.ndarray:
 
 
 def _reduce(e: NodeEmitter, op_type: str, value, axis: int, hint: str, keepdims: int = 1):
-    """A reduction over one axis, spelled for the model's opset (axes an input from opset 18, 13 for ReduceSum)."""
-    if e.opset >= (13 if op_type == "ReduceSum" else 18):
-        return e.op(op_type, [value, np.array([axis], np.int64)], F32, hint, keepdims=keepdims)
-    return e.op(op_type, [value], F32, hint, axes=[axis], keepdims=keepdims)
+    """A reduction over one axis, spelled for the model's opset (NodeEmitter.reduce)."""
+    return e.reduce(op_type, value, axis, e.opset, hint, keepdims)
 
 
 def _out(node: onnx.NodeProto, index: int) -> str:

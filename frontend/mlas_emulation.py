@@ -18,6 +18,8 @@ paths (tests/frontend/test_mlas_emulation.py keeps a sample of that check).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 F32 = np.float32
@@ -125,3 +127,18 @@ def qlinear_lookup_table(op: str, x_scale: float, x_zero_point: int, y_scale: fl
     x = (F32(x_scale) * (CODES[dtype] - x_zero_point).astype(F32)).astype(F32)
     y = mlas_logistic(x) if op == "Sigmoid" else leaky_relu(x, alpha)
     return mlas_quantize(y, y_scale, y_zero_point, dtype)
+
+
+def qlinear_softmax_exp_table(x_scale: float, reduce_len: int, signed: bool) -> np.ndarray:
+    """onnxruntime's QLinearSoftmax table (qlinear_softmax.cc, QlinearBuildLookupTableUint32 with float entries):
+    exp((i - 255 + shift) * x_scale) in double, stored as float32, where shift = max(0, log(FLT_MAX / D) - 5) / x_scale
+    keeps a row's sum finite; returned indexed by i = 255 - (row max - x), for uint8 and int8 alike (the int8
+    kernel's byte arithmetic lands on the same entry)."""
+    largest = F32(np.finfo(F32).max) / F32(reduce_len)
+    shift = max(0.0, math.log(float(largest)) - 5.0) / float(F32(x_scale))
+    return np.array([math.exp((i - 255 + shift) * float(F32(x_scale))) for i in range(256)], dtype=np.float64).astype(F32)
+
+
+def qlinear_softmax_output_scale(y_scale: float) -> np.float32:
+    """The factor onnxruntime's QLinearSoftmax multiplies by: floor(1 / y_scale) in float32 (not 1 / y_scale)."""
+    return F32(np.floor(F32(1.0) / F32(y_scale)))

@@ -238,6 +238,13 @@ class NodeEmitter:
         # Greater(bound, v), not Less(v, bound): torch-mlir converts onnx.Less only from opset 13 on
         return self.op("Where", [self.op("Greater", [bound, v], np.bool_, f"{hint}_lt"), v, bound], self.dtype(v), hint)
 
+    def reduce(self, op_type: str, value, axis: int, opset: int, hint: str, keepdims: int = 1):
+        """A reduction over one axis, spelled for the model's opset: axes an input from opset 18 (13 for ReduceSum),
+        an attribute before."""
+        if opset >= (13 if op_type == "ReduceSum" else 18):
+            return self.op(op_type, [value, np.array([axis], np.int64)], self.dtype(value), hint, keepdims=keepdims)
+        return self.op(op_type, [value], self.dtype(value), hint, axes=[axis], keepdims=keepdims)
+
     def round_even(self, v):
         if isinstance(v, np.ndarray):
             return np.rint(v).astype(v.dtype)

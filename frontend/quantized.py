@@ -34,12 +34,13 @@ groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: eve
 DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
 Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader: EnsureUniqueDQForNodeUnit runs first), an int32
-bias). Add, GlobalAveragePool, Sigmoid and LeakyRelu groups become com.microsoft.QLinear<op>, as in onnxruntime:
+bias). Add, GlobalAveragePool, Sigmoid, LeakyRelu and Softmax groups become com.microsoft.QLinear<op>, as in onnxruntime:
 QLinearAdd is a Gather from the 256 x 256 table of its AVX2 kernel's results (frontend/mlas_emulation.py; the kernel
 type, uint8 after that conversion, decides the rounding), QLinearSigmoid and QLinearLeakyRelu Gathers from the
 256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated), QLinearGlobalAveragePool an exact integer
-sum requantized like QLinearConv. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearMul,
-QLinearSoftmax, QLinearAveragePool, QLinearWhere, an 8-bit Resize) are refused by name; QLinearConcat's lookup tables are the
+sum requantized like QLinearConv, QLinearSoftmax its exp table with the row sums in its order. Groups onnxruntime
+turns into integer kernels hcc does not reproduce (QLinearMul, QLinearAveragePool, QLinearWhere, an 8-bit Resize)
+are refused by name; QLinearConcat's lookup tables are the
 group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and
 a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv
 sums in another order, so a float group's quantized output can then differ from onnxruntime's in the last step).
@@ -68,14 +69,14 @@ QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantiz
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
 MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
-                              "QLinearLeakyRelu"})  # MatMulIntegerToFloat: only as fused here
+                              "QLinearLeakyRelu", "QLinearSoftmax"})
+MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most  # MatMulIntegerToFloat: only as fused here
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "Softmax": "QLinearSoftmax",
-                       "Where": "QLinearWhere"}
+ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "Where": "QLinearWhere"}
 # Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
-ORT_TABLE_KERNELS = frozenset({"Add", "GlobalAveragePool", "Sigmoid", "LeakyRelu"})
+ORT_TABLE_KERNELS = frozenset({"Add", "GlobalAveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
 # qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
@@ -599,7 +600,8 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
     if not (2.0**-32 <= scale < 256.0):
         raise _Refused(f"x_scale / (y_scale * {size}) = {scale} is outside onnxruntime's computable range [2^-32, 256)")
     x_zp = _constant_scalar(g, input_at(node, 2), "zero point", 0)
-    total = e.op("ReduceSum", [_shifted(e, x, np.array(x_zp, F32)), np.arange(2, len(shape), dtype=np.int64)], F32, "sum", keepdims=1)
+    flat = e.reshape(_shifted(e, x, np.array(x_zp, F32)), shape[:2] + [size], "image")
+    total = e.reshape(e.reduce("ReduceSum", flat, 2, opset, "sum"), shape[:2] + [1] * (len(shape) - 2), "pooled")
     out_elem = _elem(g, input_at(node, 4)) if input_at(node, 4) else elem
     y_zp = input_at(node, 4)
     _saturate(e, e.mul(total, np.array(scale, F32), "scaled"), _single(e, g, y_zp, "output zero point") if y_zp else None,
@@ -627,6 +629,47 @@ def _qlinear_lookup(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset
     e.result(e.op("Gather", [table, index], dtype, "table", axis=0), node.output[0])
 
 
+def _qlinear_softmax(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearSoftmax as onnxruntime computes it (qlinear_softmax.cc): per row, the table entry
+    exp((x - row max + 255 + shift) * x_scale) (mlas_emulation.qlinear_softmax_exp_table), their float32 sum taken
+    left to right as its scalar loop does (a chain of Adds: any other order rounds differently), then
+    round(entry * floor(1 / y_scale) / sum) + y_zp, saturated. Rows run along `axis` (opset >= 13) or over every
+    axis from it on (the op's `opset` attribute < 13)."""
+    x = node.input[0]
+    elem = _elem(g, x)
+    _eight_bit(g, x, "input")
+    shape = _shape(g, x)
+    kernel_opset = int(attr_value(node, "opset", opset))
+    axis = int(attr_value(node, "axis", -1 if kernel_opset >= 13 else 1)) % max(len(shape), 1)
+    length = int(np.prod(shape[axis:])) if kernel_opset < 13 else shape[axis]
+    if length > MAX_SOFTMAX_ROW:
+        raise _Refused(f"rows of {length} elements: hcc emulates onnxruntime's sequential sum for rows up to {MAX_SOFTMAX_ROW}")
+    for index in (1, 3):
+        _float32_scale(g, node.input[index])
+    x_scale, y_scale = (float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    y_zp = int(_constant_scalar(g, input_at(node, 4), "zero point", 0))
+    rows = e.cast(x, I32)
+    if kernel_opset < 13:
+        rows, axis = e.reshape(rows, [int(np.prod(shape[:axis])), length], "rows"), 1
+    table = mlas_emulation.qlinear_softmax_exp_table(x_scale, length, elem == TensorProto.INT8)
+    index = e.add(e.sub(rows, e.reduce("ReduceMax", rows, axis, opset, "row_max"), "below_max"), np.array(255, I32), "entry")
+    entries = e.op("Gather", [table, index], F32, "exp", axis=0)
+    parts = [e.fresh(f"part{k}") for k in range(length)]
+    e.nodes.append(helper.make_node("Split", [entries, e.tensor(np.ones(length, np.int64), "split")] if opset >= 13 else [entries],
+                                    parts, name=e.fresh("split_op"), axis=axis, **({} if opset >= 13 else {"split": [1] * length})))
+    e.dtypes.update((part, F32) for part in parts)
+    total = parts[0]
+    for k, part in enumerate(parts[1:], 1):
+        total = e.add(total, part, f"sum{k}")
+    scaled = e.div(e.mul(entries, np.array(mlas_emulation.qlinear_softmax_output_scale(y_scale), F32), "scaled"), total, "ratio")
+    quantized = e.add(e.cast(e.round_even(scaled), I32), np.array(y_zp, I32), "plus_zp")
+    lo, hi = EIGHT_BIT[elem]
+    quantized = e.min_where(e.max_where(quantized, np.array(lo, I32), "lo"), np.array(hi, I32), "hi")
+    if kernel_opset < 13:
+        quantized = e.reshape(quantized, shape, "unrows")
+    e.result(e.cast(quantized, helper.tensor_dtype_to_np_dtype(elem)), node.output[0])
+
+
 EXPANSIONS = {
     ("", "QuantizeLinear"): _quantize_linear, ("", "DequantizeLinear"): _dequantize_linear,
     ("", "DynamicQuantizeLinear"): _dynamic_quantize_linear, ("", "MatMulInteger"): _matmul_integer,
@@ -634,6 +677,7 @@ EXPANSIONS = {
     (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
     (MS_DOMAIN, "QLinearAdd"): _qlinear_add, (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
     (MS_DOMAIN, "QLinearSigmoid"): _qlinear_lookup, (MS_DOMAIN, "QLinearLeakyRelu"): _qlinear_lookup,
+    (MS_DOMAIN, "QLinearSoftmax"): _qlinear_softmax,
 }
 
 
@@ -664,6 +708,8 @@ def _s8_pair(g: RewriteGraph, q: onnx.NodeProto, dq: onnx.NodeProto) -> bool:
     # and a QuantizeLinear read by several copies is no pair (measured: a residual block's input stays int8)
     readers = len(g.consumers.get(dq.output[0], []))
     if readers > 1 or (readers == 1 and dq.output[0] in g.outputs):
+        return False
+    if g.constant(q.input[0]) is not None:  # constant folding first turns the QuantizeLinear into an int8 initializer
         return False
     if len(q.input) != 3 or len(dq.input) != 3 or not q.input[2] or not dq.input[2]:
         return False
@@ -798,12 +844,13 @@ def _zero_point(g: RewriteGraph, node: onnx.NodeProto, elem: int, new_inits: lis
     return name
 
 
-def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.TensorProto],
+                opset: int) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
     """The QLinearConv / QLinearMatMul / QGemm / MatMulIntegerToFloat onnxruntime makes of `node` and the QDQ nodes
     around it, and the nodes it replaces; None when onnxruntime leaves the group in float."""
     dqs = _dq_inputs(g, node)
     if dqs and node.op_type in ORT_TABLE_KERNELS:
-        return _fused_table_group(g, node, dqs, new_inits)
+        return _fused_table_group(g, node, dqs, new_inits, opset)
     if not dqs or node.op_type not in ("Conv", "MatMul", "Gemm"):
         return None
     clip, qs, outputs_ok = _output_group(g, node)
@@ -866,8 +913,8 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
     return helper.make_node("QGemm", inputs, [output], name=name, domain=MS_DOMAIN, **attrs), replaced if qs else [node]
 
 
-def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto],
-                       new_inits: list[onnx.TensorProto]) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto], new_inits: list[onnx.TensorProto],
+                       opset: int) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
     """The com.microsoft.QLinear<op> (Add, GlobalAveragePool, Sigmoid, LeakyRelu) onnxruntime makes of DequantizeLinear(s) -> op ->
     [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and the output of one 8-bit type
     once its int8 pairs are uint8. The fused node records that kernel type: QLinearAdd's rounding depends on it
@@ -882,7 +929,8 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
     inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
     attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
-             "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))}}.get(node.op_type, {})
+             "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))},
+             "Softmax": {"axis": int(attr_value(node, "axis", -1 if opset >= 13 else 1)), "opset": opset}}.get(node.op_type, {})
     fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
     return fused, [node] + ([clip] if clip is not None else []) + [q]
 
@@ -890,7 +938,7 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
 # Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
 # output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
 # (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
-SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool", "Softmax"})
+SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool"})
 
 
 def _selected_as_group(g: RewriteGraph, node: onnx.NodeProto) -> bool:
@@ -925,6 +973,7 @@ def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
     """Replace, in place, the QDQ groups onnxruntime fuses by the fused op; returns how many. The fused node takes
     the place of the group's last node (its QuantizeLinear), where every input it reads exists."""
     g = RewriteGraph.of(model)
+    opset = next((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")), 0)
     placed: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     new_inits: list[onnx.TensorProto] = []
@@ -936,7 +985,7 @@ def fuse_qdq_groups(model: onnx.ModelProto, path: str) -> int:
             raise HccError(f"{path}: node '{node.name}' ({node.op_type}): {reason}")
         if id(node) in removed:
             continue
-        result = _fused_node(g, node, new_inits)
+        result = _fused_node(g, node, new_inits, opset)
         if result is None:
             continue
         fused, replaced = result

@@ -648,6 +648,11 @@ case("com.microsoft.QLinearLeakyRelu", "int8", lambda: _qmodel(
     [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 8])],
     [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0189), _const("yz", -40, np.int8)],
     ms=True), feeds=_I8_IN, as_written=True)
+case("com.microsoft.QLinearSoftmax", "uint8-opset13", lambda: _qmodel(
+    h.make_node("QLinearSoftmax", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qsoftmax", domain="com.microsoft", axis=-1, opset=13),
+    [("x", U8, [2, 4, 8])], [("y", U8, [2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", 131, np.uint8), _const("ys", 1 / 256), _const("yz", 0, np.uint8)], ms=True),
+     feeds=_U8_IN, as_written=True)
 case("com.microsoft.QLinearGlobalAveragePool", "int8", lambda: _qmodel(
     h.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qgap", domain="com.microsoft", channels_last=0),
     [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 1])], [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0077), _const("yz", 9, np.int8)],

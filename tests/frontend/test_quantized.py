@@ -327,7 +327,7 @@ def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
 
 
 FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
-         "QLinearLeakyRelu"}
+         "QLinearLeakyRelu", "QLinearSoftmax"}
 
 
 def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
@@ -384,17 +384,17 @@ def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_ou
     return make(nodes, [("x", F, [1, 8, 6, 6]), ("y", F, list(b_shape))], outputs, inits)
 
 
-def _qdq_unary(op: str, activation=np.uint8) -> onnx.ModelProto:
-    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid / LeakyRelu -> QuantizeLinear -> DequantizeLinear."""
+def _qdq_unary(op: str, activation=np.uint8, opset: int = 13, shape=(4, 64)) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> DequantizeLinear -> Sigmoid / LeakyRelu / Softmax -> QuantizeLinear -> DequantizeLinear."""
     zeros = (3, 0) if activation == np.uint8 else (-5, -128)
-    attrs = {"alpha": 0.1} if op == "LeakyRelu" else {}
-    out_scale = np.float32(1 / 256) if op == "Sigmoid" else np.float32(XS / 2)  # LeakyRelu: ties at every odd code
+    attrs = {"alpha": 0.1} if op == "LeakyRelu" else {"axis": 1} if op == "Softmax" and opset < 13 else {}
+    out_scale = np.float32(XS / 2) if op == "LeakyRelu" else np.float32(1 / 256)  # LeakyRelu: ties at every odd code
     nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
              h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"), h.make_node(op, ["xd"], ["f"], name="op", **attrs),
              h.make_node("QuantizeLinear", ["f", "ys", "yz"], ["yq"], name="quant_y"),
              h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dq_y")]
-    inits = [c("xs", XS), c("xz", zeros[0], activation), c("ys", out_scale), c("yz", zeros[1] if op == "Sigmoid" else zeros[0], activation)]
-    return make(nodes, [("x", F, [4, 64])], [("y", F, [4, 64])], inits)
+    inits = [c("xs", XS), c("xz", zeros[0], activation), c("ys", out_scale), c("yz", zeros[0] if op == "LeakyRelu" else zeros[1], activation)]
+    return make(nodes, [("x", F, list(shape))], [("y", F, list(shape))], inits, opset=opset)
 
 
 def _residual_feeds(model: onnx.ModelProto, count: int) -> list[dict]:
@@ -424,6 +424,7 @@ FUSION_CASES = {
     "add-s8-dq-graph-output": lambda: _qdq_residual(activation=np.int8, dq_output=True),  # a pair all the same
     "add-u8-shared-dq": lambda: _qdq_residual(shared=True),  # uint8 throughout: fused although the DQ is shared
     "sigmoid": lambda: _qdq_unary("Sigmoid"),
+    "softmax-s8": lambda: _qdq_unary("Softmax", np.int8),
     "leaky-relu-s8": lambda: _qdq_unary("LeakyRelu", np.int8),
 }
 
@@ -449,13 +450,21 @@ def test_qdq_add_and_pooling_match_onnxruntime(tmp_path, variant):
     assert_exact(compile_model(model, tmp_path), model, _residual_feeds(model, 30))
 
 
-@pytest.mark.parametrize("op, activation", [("Sigmoid", np.uint8), ("Sigmoid", np.int8), ("LeakyRelu", np.uint8), ("LeakyRelu", np.int8)])
-def test_qdq_lookup_ops_match_onnxruntime(tmp_path, op, activation):
-    """QDQ Sigmoid and LeakyRelu, which onnxruntime runs as table lookups (QLinearSigmoid, QLinearLeakyRelu): hcc's
-    tables are its tables, on inputs spanning every code."""
-    model = _qdq_unary(op, activation)
+LOOKUP_CASES = {"sigmoid-u8": ("Sigmoid", np.uint8, 13, (4, 64)), "sigmoid-s8": ("Sigmoid", np.int8, 13, (4, 64)),
+                "leaky-relu-u8": ("LeakyRelu", np.uint8, 13, (4, 64)), "leaky-relu-s8": ("LeakyRelu", np.int8, 13, (4, 64)),
+                "softmax-u8": ("Softmax", np.uint8, 13, (4, 64)), "softmax-s8": ("Softmax", np.int8, 13, (2, 3, 40)),
+                "softmax-opset12-flattened-rows": ("Softmax", np.uint8, 12, (2, 3, 40))}
+
+
+@pytest.mark.parametrize("case", LOOKUP_CASES)
+def test_qdq_lookup_ops_match_onnxruntime(tmp_path, case):
+    """QDQ Sigmoid, LeakyRelu and Softmax, which onnxruntime runs with tables (QLinearSigmoid, QLinearLeakyRelu,
+    QLinearSoftmax: exp entries summed left to right per row, times floor(1 / y_scale)): hcc gets its integers, on
+    inputs spanning every code."""
+    op, activation, opset, shape = LOOKUP_CASES[case]
+    model = _qdq_unary(op, activation, opset, shape)
     rng = np.random.default_rng(9)
-    feeds = [{"x": (rng.uniform(-160, 160, (4, 64)) * XS).astype(np.float32)} for _ in range(10)]
+    feeds = [{"x": (rng.uniform(-160, 160, shape) * XS * (1 + k % 3) / 3).astype(np.float32)} for k in range(10)]
     assert_exact(compile_model(model, tmp_path), model, feeds)
 
 
