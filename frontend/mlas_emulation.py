@@ -68,6 +68,18 @@ def qlinear_add_table(scales: tuple[float, float, float], zero_points: tuple[int
     return saturate_cvtps(fma32(a, r_a, fma32(b, r_b, fixed)), dtype)
 
 
+def qlinear_mul_table(scales: tuple[float, float, float], zero_points: tuple[int, int, int], dtype: np.dtype) -> np.ndarray:
+    """table[i, j] = QLinearMul(a = CODES[dtype][i], b = CODES[dtype][j]) as MLAS computes it on x86-64 (qlmul.cpp,
+    SSE2): the exact integer product (a - zA)(b - zB), float(product) * (sA * sB / sC) + float(zC) (a multiply and
+    an add, each rounded), cvtps and the saturating packs. The broadcast path does not matter: the product commutes."""
+    dtype = np.dtype(dtype)
+    s_a, s_b, s_c = (F32(s) for s in scales)
+    ratio = F32(F32(s_a * s_b) / s_c)
+    codes = CODES[dtype]
+    product = ((codes[:, None] - zero_points[0]) * (codes[None, :] - zero_points[1])).astype(F32)
+    return saturate_cvtps(((product * ratio).astype(F32) + F32(zero_points[2])).astype(F32), dtype)
+
+
 def broadcast_scalar_input(a_shape: list[int], b_shape: list[int]) -> str:
     """Which input onnxruntime's broadcaster hands to the kernel as one value per span: "a", "b" or "" (neither).
     The span is the innermost output axis longer than 1; an input of size 1 along it is the scalar one (both of

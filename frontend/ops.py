@@ -27,7 +27,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze STFT Sub Sum Tan Tanh TensorScatter ThresholdedRelu Tile
     TopK Transpose Trilu Unsqueeze Where Xor
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
-    com.microsoft.QGemm com.microsoft.QLinearAdd com.microsoft.QLinearGlobalAveragePool com.microsoft.QLinearSigmoid
+    com.microsoft.QGemm com.microsoft.QLinearAdd com.microsoft.QLinearMul com.microsoft.QLinearGlobalAveragePool com.microsoft.QLinearSigmoid
     com.microsoft.QLinearLeakyRelu com.microsoft.QLinearSoftmax
     ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor
     ai.onnx.ml.LinearClassifier ai.onnx.ml.TreeEnsembleRegressor ai.onnx.ml.TreeEnsembleClassifier ai.onnx.ml.OneHotEncoder
@@ -35,7 +35,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     """.split()
 )
 # Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly
-# (frontend/quantized.py); com.microsoft.QGemm, QLinearAdd, QLinearGlobalAveragePool, QLinearSigmoid, QLinearLeakyRelu and
+# (frontend/quantized.py); com.microsoft.QGemm, QLinearAdd, QLinearMul, QLinearGlobalAveragePool, QLinearSigmoid, QLinearLeakyRelu and
 # QLinearSoftmax are what onnxruntime's quantizer writes (QOperator format) for those quantized ops.
 # Classical ML ops (ai.onnx.ml, what skl2onnx writes) are rewritten into default-domain ops (frontend/classical_ml.py).
 

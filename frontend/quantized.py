@@ -33,17 +33,18 @@ the one its float ops spell out, and the two differ in the last quantization ste
 groups by onnxruntime's rules for its CPU provider on x86 (qdq_selectors.cc: every input of the op from a
 DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in between dropped when the
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
-Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader: EnsureUniqueDQForNodeUnit runs first), an int32
-bias). Add, GlobalAveragePool, Sigmoid, LeakyRelu and Softmax groups become com.microsoft.QLinear<op>, as in onnxruntime:
-QLinearAdd is a Gather from the 256 x 256 table of its AVX2 kernel's results (frontend/mlas_emulation.py; the kernel
-type, uint8 after that conversion, decides the rounding), QLinearSigmoid and QLinearLeakyRelu Gathers from the
-256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated), QLinearGlobalAveragePool an exact integer
-sum requantized like QLinearConv, QLinearSoftmax its exp table with the row sums in its order. Groups onnxruntime
-turns into integer kernels hcc does not reproduce (QLinearMul, QLinearAveragePool, QLinearWhere, an 8-bit Resize)
-are refused by name; QLinearConcat's lookup tables are the
-group's own float arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and
-a QuantizeLinear that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv
-sums in another order, so a float group's quantized output can then differ from onnxruntime's in the last step).
+Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader, as EnsureUniqueDQForNodeUnit runs first, and
+whose QuantizeLinear does not read a constant, which constant folding makes an int8 initializer), an int32 bias).
+Add, Mul, GlobalAveragePool, Sigmoid, LeakyRelu and Softmax groups become com.microsoft.QLinear<op>, as in
+onnxruntime: QLinearAdd and QLinearMul are Gathers from the 256 x 256 tables of its x86 kernels' results
+(frontend/mlas_emulation.py; the kernel type, uint8 after that conversion, decides the rounding), QLinearSigmoid and
+QLinearLeakyRelu Gathers from the 256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated),
+QLinearGlobalAveragePool an exact integer sum requantized like QLinearConv, QLinearSoftmax its exp table with the
+row sums in its order. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearAveragePool,
+QLinearWhere, an 8-bit Resize) are refused by name; QLinearConcat's lookup tables are the group's own float
+arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and a QuantizeLinear
+that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv sums in another
+order, so a float group's quantized output can then differ from onnxruntime's in the last step).
 
 Not supported (refused naming the node): 16-bit, 4-bit, 2-bit and float8 quantized types, scales other than float32,
 float16 inputs to QuantizeLinear.
@@ -68,15 +69,15 @@ RANGES = {**EIGHT_BIT, TensorProto.INT16: (-32768, 32767), TensorProto.UINT16: (
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
-MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
-                              "QLinearLeakyRelu", "QLinearSoftmax"})
+MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+                              "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"})
 MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most  # MatMulIntegerToFloat: only as fused here
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"Mul": "QLinearMul", "AveragePool": "QLinearAveragePool", "Where": "QLinearWhere"}
+ORT_INTEGER_KERNELS = {"AveragePool": "QLinearAveragePool", "Where": "QLinearWhere"}
 # Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
-ORT_TABLE_KERNELS = frozenset({"Add", "GlobalAveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
+ORT_TABLE_KERNELS = frozenset({"Add", "Mul", "GlobalAveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
 # qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
@@ -537,7 +538,7 @@ def _matmul_integer_to_float(e: NodeEmitter, g: RewriteGraph, node: onnx.NodePro
     e.result(e.mul(v, _matmul_scale(e, g, a.scale, b.scale, "", b_shape), "scaled"), node.output[0])
 
 
-# The 8-bit kernel type onnxruntime runs a QLinearAdd fused here in, when its QDQS8ToU8Transformer turned int8 pairs
+# The 8-bit kernel type onnxruntime runs a QLinearAdd / QLinearMul fused here in, when its QDQS8ToU8Transformer turned int8 pairs
 # into uint8 (an hcc-internal attribute of the fused node; absent on a model's own com.microsoft.QLinearAdd).
 KERNEL_TYPE_ATTR = "hcc_kernel_type"
 
@@ -552,9 +553,9 @@ def _constant_scalar(g: RewriteGraph, name: str, what: str, default=None):
     return value.reshape(-1)[0]
 
 
-def _qlinear_add(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
-    """com.microsoft.QLinearAdd: C = quantize(dequantize(A) + dequantize(B)) as onnxruntime's kernel rounds it, by a
-    Gather from the 256 x 256 table of its results (frontend/mlas_emulation.py)."""
+def _qlinear_binary(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearAdd / QLinearMul: C = quantize(dequantize(A) op dequantize(B)) as onnxruntime's kernel
+    rounds it, by a Gather from the 256 x 256 table of its results (frontend/mlas_emulation.py)."""
     a, b = node.input[0], node.input[3]
     raw = [_elem(g, a), _elem(g, b), _elem(g, input_at(node, 7)) if input_at(node, 7) else _elem(g, a)]
     fused_kernel = attr_value(node, KERNEL_TYPE_ATTR)
@@ -567,8 +568,11 @@ def _qlinear_add(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: i
     shifts = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in raw]
     zero_points = tuple(int(_constant_scalar(g, input_at(node, i), "zero point", 0)) + shift for i, shift in zip((2, 5, 7), shifts))
     kernel_dtype = helper.tensor_dtype_to_np_dtype(kernel)
-    scalar = mlas_emulation.broadcast_scalar_input(_shape(g, a), _shape(g, b))
-    table = mlas_emulation.qlinear_add_table(scales, zero_points, kernel_dtype, scalar)
+    if node.op_type == "QLinearAdd":
+        scalar = mlas_emulation.broadcast_scalar_input(_shape(g, a), _shape(g, b))
+        table = mlas_emulation.qlinear_add_table(scales, zero_points, kernel_dtype, scalar)
+    else:
+        table = mlas_emulation.qlinear_mul_table(scales, zero_points, kernel_dtype)
     out_dtype = helper.tensor_dtype_to_np_dtype(raw[2])
     table = (table.astype(np.int32) - shifts[2]).astype(out_dtype).reshape(-1)
     index = [e.add(e.cast(x, np.int64), np.array(128 if t == TensorProto.INT8 else 0, np.int64), f"{role}_code") if t == TensorProto.INT8
@@ -675,7 +679,8 @@ EXPANSIONS = {
     ("", "DynamicQuantizeLinear"): _dynamic_quantize_linear, ("", "MatMulInteger"): _matmul_integer,
     ("", "ConvInteger"): _conv_integer, ("", "QLinearConv"): _qlinear_conv, ("", "QLinearMatMul"): _qlinear_matmul,
     (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
-    (MS_DOMAIN, "QLinearAdd"): _qlinear_add, (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
+    (MS_DOMAIN, "QLinearAdd"): _qlinear_binary, (MS_DOMAIN, "QLinearMul"): _qlinear_binary,
+    (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
     (MS_DOMAIN, "QLinearSigmoid"): _qlinear_lookup, (MS_DOMAIN, "QLinearLeakyRelu"): _qlinear_lookup,
     (MS_DOMAIN, "QLinearSoftmax"): _qlinear_softmax,
 }
@@ -915,10 +920,10 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
 
 def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto], new_inits: list[onnx.TensorProto],
                        opset: int) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
-    """The com.microsoft.QLinear<op> (Add, GlobalAveragePool, Sigmoid, LeakyRelu) onnxruntime makes of DequantizeLinear(s) -> op ->
-    [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and the output of one 8-bit type
-    once its int8 pairs are uint8. The fused node records that kernel type: QLinearAdd's rounding depends on it
-    (mlas_emulation.qlinear_add_table)."""
+    """The com.microsoft.QLinear<op> (Add, Mul, GlobalAveragePool, Sigmoid, LeakyRelu, Softmax) onnxruntime makes of
+    DequantizeLinear(s) -> op -> [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and
+    the output of one 8-bit type once its int8 pairs are uint8. The fused node records that kernel type, on which
+    QLinearAdd's and QLinearMul's rounding depends (mlas_emulation)."""
     if not _selected_as_group(g, node):
         return None
     clip, qs, _ = _output_group(g, node)
@@ -928,7 +933,7 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
     for dq in dqs:
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
     inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
-    attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
+    attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "Mul": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
              "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))},
              "Softmax": {"axis": int(attr_value(node, "axis", -1 if opset >= 13 else 1)), "opset": opset}}.get(node.op_type, {})
     fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
@@ -938,7 +943,7 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
 # Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
 # output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
 # (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
-SELECTED_LIKE_ADD = frozenset({"Mul", "AveragePool"})
+SELECTED_LIKE_ADD = frozenset({"AveragePool"})
 
 
 def _selected_as_group(g: RewriteGraph, node: onnx.NodeProto) -> bool:

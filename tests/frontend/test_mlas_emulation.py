@@ -52,6 +52,26 @@ def test_qlinear_add_table_is_onnxruntimes_for_every_input_pair(dtype, seed):
     np.testing.assert_array_equal(mlas_emulation.qlinear_add_table(scales, zero_points, dtype, "b"), expected_b.T)
 
 
+def _onnxruntime_qlinear_mul(a, b, scales, zero_points, dtype):
+    elem = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
+    inits = [numpy_helper.from_array(np.array(s, np.float32), n) for s, n in zip(scales, ("sa", "sb", "sc"))]
+    inits += [numpy_helper.from_array(np.array(z, dtype), n) for z, n in zip(zero_points, ("za", "zb", "zc"))]
+    node = helper.make_node("QLinearMul", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft")
+    graph = helper.make_graph([node], "qlmul", [helper.make_tensor_value_info("a", elem, a.shape), helper.make_tensor_value_info("b", elem, b.shape)],
+                              [helper.make_tensor_value_info("c", elem, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("seed", range(4))
+def test_qlinear_mul_table_is_onnxruntimes_for_every_input_pair(dtype, seed):
+    scales, zero_points = _parameters(seed, dtype)
+    codes = mlas_emulation.CODES[np.dtype(dtype)].astype(dtype)
+    expected = _onnxruntime_qlinear_mul(np.repeat(codes, 256), np.tile(codes, 256), scales, zero_points, dtype).reshape(256, 256)
+    np.testing.assert_array_equal(mlas_emulation.qlinear_mul_table(scales, zero_points, dtype), expected)
+
+
 def test_the_scalar_paths_differ_from_the_vector_path():
     """The three tables are not the same function (else the path would not matter): with zero points away from 0
     the order of the fused multiply-adds changes some results."""

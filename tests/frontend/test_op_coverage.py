@@ -638,6 +638,12 @@ case("com.microsoft.QLinearAdd", "uint8-per-row-operand", lambda: _qmodel(  # b 
     [_const("xs", 0.0371), _const("xz", 131, np.uint8), numpy_helper.from_array(np.array([[[3], [250], [128], [77]]], np.uint8), "b"),
      _const("bs", 0.0213), _const("bz", 100, np.uint8), _const("ys", 0.0519), _const("yz", 120, np.uint8)], ms=True),
      feeds=_U8_IN, as_written=True)
+case("com.microsoft.QLinearMul", "int8", lambda: _qmodel(
+    h.make_node("QLinearMul", ["x", "xs", "xz", "b", "bs", "bz", "ys", "yz"], ["y"], name="qmul", domain="com.microsoft"),
+    [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", -3, np.int8), numpy_helper.from_array(np.arange(-64, 64, 4, dtype=np.int8).reshape(4, 8), "b"),
+     _const("bs", 0.0213), _const("bz", 10, np.int8), _const("ys", 0.0519), _const("yz", 7, np.int8)], ms=True),
+     feeds=_I8_IN, as_written=True)
 case("com.microsoft.QLinearSigmoid", "uint8", lambda: _qmodel(
     h.make_node("QLinearSigmoid", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qsig", domain="com.microsoft"),
     [("x", U8, [2, 4, 8])], [("y", U8, [2, 4, 8])],

@@ -326,8 +326,8 @@ def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
     return sorted(n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node if n.op_type in FUSED)
 
 
-FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearSigmoid",
-         "QLinearLeakyRelu", "QLinearSoftmax"}
+FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
+         "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"}
 
 
 def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
@@ -354,7 +354,7 @@ def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_in
     return make(nodes, inputs, outputs, inits)
 
 
-def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_output=False, relu=False) -> onnx.ModelProto:
+def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_output=False, relu=False, op="Add") -> onnx.ModelProto:
     """x, y -> QuantizeLinear -> DequantizeLinear -> Add [-> Relu] -> Q -> DQ -> GlobalAveragePool -> Q -> DQ: what a
     residual block's end and a classifier's pooling look like in a QDQ model. `shared`: y's DequantizeLinear also
     feeds the output `y_too` (two readers); `dq_output`: it is also a graph output."""
@@ -364,7 +364,7 @@ def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_ou
              h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
              h.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"], name="quant_y"),
              h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["yd"], name="dq_y"),
-             h.make_node("Add", ["xd", "yd"], ["sum"], name="residual")]
+             h.make_node(op, ["xd", "yd"], ["sum"], name="residual")]
     last = "sum"
     if relu:
         nodes.append(h.make_node("Relu", ["sum"], ["relu"], name="relu"))
@@ -423,6 +423,7 @@ FUSION_CASES = {
     "add-s8-shared-dq": lambda: _qdq_residual(activation=np.int8, shared=True),  # y stays int8, x is uint8: Add stays float
     "add-s8-dq-graph-output": lambda: _qdq_residual(activation=np.int8, dq_output=True),  # a pair all the same
     "add-u8-shared-dq": lambda: _qdq_residual(shared=True),  # uint8 throughout: fused although the DQ is shared
+    "mul-s8-pairs": lambda: _qdq_residual(activation=np.int8, op="Mul"),
     "sigmoid": lambda: _qdq_unary("Sigmoid"),
     "softmax-s8": lambda: _qdq_unary("Softmax", np.int8),
     "leaky-relu-s8": lambda: _qdq_unary("LeakyRelu", np.int8),
@@ -438,14 +439,15 @@ def test_fusion_decisions_are_onnxruntimes(case, tmp_path):
 RESIDUAL_VARIANTS = {
     "u8": {}, "s8-pairs": {"activation": np.int8}, "s8-relu-broadcast": {"activation": np.int8, "b_shape": (1, 8, 1, 1), "relu": True},
     "u8-broadcast-first": {"b_shape": (1, 1, 6, 6)}, "s8-shared-dq": {"activation": np.int8, "shared": True},
+    "mul-u8": {"op": "Mul"}, "mul-s8-pairs-broadcast": {"op": "Mul", "activation": np.int8, "b_shape": (1, 8, 1, 1)},
 }
 
 
 @pytest.mark.parametrize("variant", RESIDUAL_VARIANTS)
 def test_qdq_add_and_pooling_match_onnxruntime(tmp_path, variant):
-    """QDQ Add and GlobalAveragePool: where onnxruntime fuses them into QLinearAdd (a fused multiply-add per element,
-    rounded as its AVX2 kernel rounds) and QLinearGlobalAveragePool, hcc computes the same integers; where it leaves
-    them in float (an int8 DequantizeLinear with two readers), hcc does too."""
+    """QDQ Add (or Mul) and GlobalAveragePool: where onnxruntime fuses them into QLinearAdd (a fused multiply-add per
+    element, rounded as its AVX2 kernel rounds), QLinearMul and QLinearGlobalAveragePool, hcc computes the same
+    integers; where it leaves them in float (an int8 DequantizeLinear with two readers), hcc does too."""
     model = _qdq_residual(**RESIDUAL_VARIANTS[variant])
     assert_exact(compile_model(model, tmp_path), model, _residual_feeds(model, 30))
 
@@ -594,11 +596,12 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
                   [("x", U8, [2, 3])], [("y", T.FLOAT16, [2, 3])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
      r"node 'dq16' \(DequantizeLinear\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
-                   h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
-                   h.make_node("Mul", ["ad", "bd"], ["product"], name="gate"), h.make_node("QuantizeLinear", ["product", "s", "z"], ["y"], name="q")],
-                  [("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
-     r"node 'gate' \(Mul\): onnxruntime computes DequantizeLinear -> Mul -> QuantizeLinear with its integer kernel QLinearMul"),
-], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-mul"])
+                   h.make_node("AveragePool", ["ad"], ["pooled"], name="pool", kernel_shape=[2, 2]),
+                   h.make_node("QuantizeLinear", ["pooled", "s", "z"], ["y"], name="q")],
+                  [("a", U8, [1, 1, 4, 4])], [("y", U8, [1, 1, 3, 3])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
+     r"node 'pool' \(AveragePool\): onnxruntime computes DequantizeLinear -> AveragePool -> QuantizeLinear with its integer kernel "
+     r"QLinearAveragePool"),
+], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-average-pool"])
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
