@@ -260,6 +260,31 @@ def test_sums_are_exact_beyond_float32(tmp_path):
     assert_exact(compile_model(model, tmp_path), model, feeds, saturating=("y_f32", "y_split", "y_f64"))
 
 
+@pytest.mark.parametrize("activation, k, channels, parts", [(np.uint8, 1500, 128, 1), (np.int8, 1500, 128, 1), (np.uint8, 6000, 512, 3)])
+def test_centered_activations_keep_one_products_work(tmp_path, activation, k, channels, parts):
+    """Weights whose sums could pass 2^24 with |x - zp| up to 255: the activation centered (|x - 128| or |x| <= 128),
+    a padded convolution's padding made explicit, the per-channel offset shift * rowsum(w) added once; where the
+    centered sums could still pass 2^24, they go in slices of the input channels / A's columns (each exact in float32,
+    added in int32): the work of one product, where the weight halves did it twice. Exact at the extremes, where the
+    int32 sums pass 2^24."""
+    t = U8 if activation == np.uint8 else I8
+    zp = 7 if activation == np.uint8 else -100  # far from the middle: a large shift
+    w_mm = RNG.integers(-128, 128, (k, 4)).astype(np.int8)
+    w_conv = RNG.integers(-128, 128, (6, channels, 3, 3)).astype(np.int8)
+    nodes = [h.make_node("MatMulInteger", ["a", "w_mm", "zp"], ["mmi"], name="mmi"),
+             h.make_node("QLinearConv", ["x", "xs", "zp", "w_conv", "ws", "wz", "ys", "yz", "bias"], ["qconv"], name="qconv", pads=[1, 1, 1, 1])]
+    inits = [c("w_mm", w_mm), c("w_conv", w_conv), c("zp", zp, activation), c("xs", np.float32(1e-3)), c("ws", np.float32(1e-3)),
+             c("wz", 0, np.int8), c("ys", np.float32(7e-3)), c("yz", 0 if activation == np.uint8 else -128, activation),
+             c("bias", RNG.integers(-20000, 20000, 6).astype(np.int32))]
+    model = make(nodes, [("a", t, [3, k]), ("x", t, [1, channels, 5, 5])], [("mmi", I32, [3, 4]), ("qconv", t, [1, 6, 5, 5])], inits)
+    assert _products(model, tmp_path) == [("Conv", F)] * parts + [("MatMul", F)] * parts
+    info = np.iinfo(activation)
+    feeds = [{"a": np.full((3, k), info.max, activation), "x": np.full((1, channels, 5, 5), info.max, activation)},
+             {"a": np.full((3, k), info.min, activation), "x": np.full((1, channels, 5, 5), info.min, activation)},
+             {"a": ints(activation, (3, k)), "x": ints(activation, (1, channels, 5, 5))}]
+    assert_exact(compile_model(model, tmp_path), model, feeds, saturating=("mmi", "qconv") if activation == np.uint8 else ())
+
+
 def test_float_to_uint8_cast_keeps_128_to_255(tmp_path):
     """Every uint8 result goes through a float -> uint8 cast, which torch-mlir converts with `fptosi` to i8 (127 for
     128..255 in vector code); frontend/rewrites.py (user Casts) and quantized.py cast through int32 instead."""
