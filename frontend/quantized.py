@@ -76,9 +76,10 @@ RANGES = {**EIGHT_BIT, TensorProto.INT16: (-32768, 32767), TensorProto.UINT16: (
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
                            "MatMulInteger", "ConvInteger"})
 MS_DOMAIN = "com.microsoft"
+# com.microsoft ops a model may hold (QOperator format) or the QDQ fusion writes (MatMulIntegerToFloat: only fused here)
 MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
                               "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"})
-MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most  # MatMulIntegerToFloat: only as fused here
+MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
