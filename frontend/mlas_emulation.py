@@ -15,6 +15,11 @@ then cvtps (round half to even; out of range -> INT32_MIN), saturating packs to 
 The fma placement in `fixed` (the compiler contracts `rA * zA + rB * zB`) and in the span-scalar step were measured
 against onnxruntime 1.31: zero differences over 200 random scale/zero-point sets x 65,536 input pairs x the three
 paths (tests/frontend/test_mlas_emulation.py keeps a sample of that check).
+
+The other tables, each checked against onnxruntime's kernel on every input code (pair) in the same tests:
+QLinearMul (SSE2: the exact product times sA * sB / sC, plus zC, one rounding each), QLinearSigmoid and
+QLinearLeakyRelu (onnxruntime's own 256-entry tables: dequantize, MLAS's FMA3 logistic polynomial or x / alpha x,
+MlasQuantizeLinear), and QLinearSoftmax's float exp table with its output factor floor(1 / y_scale).
 """
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ CODES = {np.dtype(np.uint8): np.arange(0, 256), np.dtype(np.int8): np.arange(-12
 
 
 def fma32(x, y, z) -> np.ndarray:
-    """float32 fma(x, y, z), correctly rounded, for float32 x, y, z whose product x * y is exact in float64 (here
-    always: one factor is an 8-bit integer). The float64 sum is rounded to odd, which makes the final rounding to
-    float32 the correct one (53 >= 24 + 2 bits)."""
+    """float32 fma(x, y, z), correctly rounded, for float32 x, y, z: their product is exact in float64 (24 + 24
+    significant bits <= 53), and the float64 sum is rounded to odd, which makes the final rounding to float32 the
+    correct one (53 >= 24 + 2 bits)."""
     x, y, z = (np.asarray(v, np.float64) for v in (x, y, z))
     product = x * y
     total = product + z

@@ -261,7 +261,7 @@ def test_sums_are_exact_beyond_float32(tmp_path):
 
 
 @pytest.mark.parametrize("activation, k, channels, parts", [(np.uint8, 1500, 128, 1), (np.int8, 1500, 128, 1), (np.uint8, 6000, 512, 3)])
-def test_centered_activations_keep_one_products_work(tmp_path, activation, k, channels, parts):
+def test_centered_activations_cost_one_product(tmp_path, activation, k, channels, parts):
     """Weights whose sums could pass 2^24 with |x - zp| up to 255: the activation centered (|x - 128| or |x| <= 128),
     a padded convolution's padding made explicit, the per-channel offset shift * rowsum(w) added once; where the
     centered sums could still pass 2^24, they go in slices of the input channels / A's columns (each exact in float32,
@@ -379,10 +379,12 @@ def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_in
     return make(nodes, inputs, outputs, inits)
 
 
-def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_output=False, relu=False, op="Add") -> onnx.ModelProto:
+def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_output=False, relu=False, op="Add",
+                  constant_y=False) -> onnx.ModelProto:
     """x, y -> QuantizeLinear -> DequantizeLinear -> Add [-> Relu] -> Q -> DQ -> GlobalAveragePool -> Q -> DQ: what a
     residual block's end and a classifier's pooling look like in a QDQ model. `shared`: y's DequantizeLinear also
-    feeds the output `y_too` (two readers); `dq_output`: it is also a graph output."""
+    feeds the output `y_too` (two readers); `dq_output`: it is also a graph output; `constant_y`: y is a constant
+    (a GELU's 0.5), whose QuantizeLinear onnxruntime folds before it looks for int8 pairs."""
     zeros = {"x": 3, "y": 250, "s": 0, "p": 17} if activation == np.uint8 else {"x": -5, "y": 100, "s": -128, "p": -20}
     scales = {"x": XS, "y": WS * 3, "s": YS, "p": np.float32(YS / 7)}
     nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
@@ -406,7 +408,12 @@ def _qdq_residual(activation=np.uint8, b_shape=(1, 8, 6, 6), shared=False, dq_ou
     if dq_output:
         outputs.append(("yd", F, list(b_shape)))
     inits = [t for k in "xysp" for t in (c(f"{k}s", scales[k], np.float32), c(f"{k}z", zeros[k], activation))]
-    return make(nodes, [("x", F, [1, 8, 6, 6]), ("y", F, list(b_shape))], outputs, inits)
+    inputs = [("x", F, [1, 8, 6, 6])]
+    if constant_y:
+        inits.append(c("y", np.full(b_shape, 0.5, np.float32)))
+    else:
+        inputs.append(("y", F, list(b_shape)))
+    return make(nodes, inputs, outputs, inits)
 
 
 def _qdq_unary(op: str, activation=np.uint8, opset: int = 13, shape=(4, 64)) -> onnx.ModelProto:
@@ -449,6 +456,7 @@ FUSION_CASES = {
     "add-s8-dq-graph-output": lambda: _qdq_residual(activation=np.int8, dq_output=True),  # a pair all the same
     "add-u8-shared-dq": lambda: _qdq_residual(shared=True),  # uint8 throughout: fused although the DQ is shared
     "mul-s8-pairs": lambda: _qdq_residual(activation=np.int8, op="Mul"),
+    "mul-s8-constant-operand": lambda: _qdq_residual(activation=np.int8, op="Mul", b_shape=(1, 8, 1, 1), constant_y=True),  # stays float
     "sigmoid": lambda: _qdq_unary("Sigmoid"),
     "softmax-s8": lambda: _qdq_unary("Softmax", np.int8),
     "leaky-relu-s8": lambda: _qdq_unary("LeakyRelu", np.int8),
