@@ -21,9 +21,10 @@ Why the sums are exact: hcc computes them as float32 Conv/MatMul of the zero-poi
 sum of such a product is an integer of magnitude at most max|x - x_zp| * sum|w - w_zp| over one filter (or column),
 and float32 holds every integer up to 2^24 exactly, so when that bound is at most 2^24 every addition is exact in
 any order (and an FMA too). The bound is known at compile time for constant weights (max|x - x_zp| follows from the
-activation's type and zero point). When it is larger and the activation's zero point is a constant, the activation
-is centered (x - 128 for uint8, x for int8: |a'| <= 128 instead of 255) and sum(a * w) = product(a', w) + shift *
-rowsum(w), the per-channel integer offset added once; where even the centered sums may pass 2^24, they are taken in
+activation's type and zero point). When it is larger and the activation's zero point is one value (a constant, or
+for a MatMul one known at run time: DynamicQuantizeLinear's), the activation is centered (x - 128 for uint8, x for
+int8: |a'| <= 128 instead of 255) and sum(a * w) = product(a', w) + shift * rowsum(w), the per-channel integer
+offset added once; where even the centered sums may pass 2^24, they are taken in
 slices of the input channels (a MatMul's columns of A), each exact in float32, added in int32: the work of one
 product. Otherwise the weights are split as w = 16*hi + lo and the two float32 products, each within the bound, are
 added in int32 (twice the work); when even those exceed it (or the weights are not constants), the product is
@@ -208,7 +209,7 @@ class _Acc:
     value: object
     dtype: np.dtype
     bound: int
-    offset: np.ndarray | None = None
+    offset: np.ndarray | str | None = None  # a constant, or an int32 tensor (a zero point known at run time)
 
 
 @dataclass
@@ -221,7 +222,7 @@ class _Centered:
 
     operand: object
     product: object
-    shift: int
+    shift: int | str  # a constant, or a float32 scalar tensor
     offset_shape: list[int]
     part: object
     axis: int
@@ -261,7 +262,11 @@ def _exact_product(e: NodeEmitter, product, a_f32, amax: int, b, bmax: int, k: i
         center = centered() if centered is not None else None
         if center is not None:
             chunks = _reduction_chunks(b, center.axis, reduce_axes, EXACT_FLOAT32 // 128)
-            offset = (center.shift * b.astype(np.int64).sum(axis=reduce_axes)).reshape(center.offset_shape)
+            sums = b.astype(np.int64).sum(axis=reduce_axes).reshape(center.offset_shape)
+            if isinstance(center.shift, int):
+                offset = center.shift * sums
+            else:  # a zero point known at run time (DynamicQuantizeLinear's): |shift| <= 128, int32 is exact
+                offset = e.mul(e.cast(center.shift, I32), sums.astype(I32), "offset")
             if chunks is not None and len(chunks) == 1:
                 return _Acc(center.product(center.operand, b.astype(F32), "acc_centered"), F32, bound, offset)
             if chunks is not None and len(chunks) <= MAX_REDUCTION_CHUNKS and center.part is not None:
@@ -271,7 +276,7 @@ def _exact_product(e: NodeEmitter, product, a_f32, amax: int, b, bmax: int, k: i
                     weights = np.take(b, np.arange(lo, hi), axis=center.axis).astype(F32)
                     part = e.cast(center.product(center.part(lo, hi), weights, f"acc_part{lo}"), I32)
                     total = part if total is None else e.add(total, part, f"acc_sum{lo}")
-                return _Acc(e.add(total, offset.astype(I32), "acc"), I32, bound)
+                return _Acc(e.add(total, offset.astype(I32) if isinstance(offset, np.ndarray) else offset, "acc"), I32, bound)
         hi = np.rint(b / 16.0).astype(np.int32)
         lo = b - 16 * hi
         if amax * max(_l1_rows(hi, reduce_axes), _l1_rows(lo, reduce_axes)) <= EXACT_FLOAT32:
@@ -290,14 +295,20 @@ def _exact_product(e: NodeEmitter, product, a_f32, amax: int, b, bmax: int, k: i
 def _integer_sum(e: NodeEmitter, acc: _Acc):
     """The int32 sum (MatMulInteger, ConvInteger): exact whatever its size, the offset added in int32."""
     value = e.cast(acc.value, I32)
-    return value if acc.offset is None else e.add(value, acc.offset.astype(I32), "offset")
+    if acc.offset is None:
+        return value
+    return e.add(value, acc.offset.astype(I32) if isinstance(acc.offset, np.ndarray) else acc.offset, "plus_offset")
 
 
 def _to_float_with_bias(e: NodeEmitter, acc: _Acc, bias):
     """float32(acc + bias) as onnxruntime forms it: the int32 sum, converted with round to nearest even. Exact float32
     integers whose total may pass 2^24 are added once, in float32, which rounds that total to nearest even too."""
+    if acc.offset is not None and not isinstance(acc.offset, np.ndarray) and bias is None:
+        # a run-time int32 offset, within 128 * rowsum|w| <= 2^24 (the centered product's condition): exact in float32
+        return e.add(acc.value, e.cast(acc.offset, F32), "plus_offset")
     if acc.offset is not None:
-        constant = acc.offset if bias is None else acc.offset + bias.astype(np.int64) if isinstance(bias, np.ndarray) else None
+        constant = None if not isinstance(acc.offset, np.ndarray) else \
+            acc.offset if bias is None else acc.offset + bias.astype(np.int64) if isinstance(bias, np.ndarray) else None
         if constant is not None and int(np.abs(constant).max(initial=0)) <= EXACT_FLOAT32:
             return e.add(acc.value, constant.astype(F32), "plus_offset")
         total = _integer_sum(e, acc)
@@ -463,15 +474,21 @@ def _matmul_accumulate(e: NodeEmitter, g: RewriteGraph, a: _Operand, b: _Operand
         return e.op("MatMul", [x, y], e.dtype(x), hint)
 
     def centered() -> _Centered | None:
-        zp = _scalar_constant_zero_point(g, a.zero_point)
-        if zp is None or len(b_shape) < 2:
+        if len(b_shape) < 2:
             return None
         mid = 128 if _elem(g, a.name) == TensorProto.UINT8 else 0
+        zp = _scalar_constant_zero_point(g, a.zero_point)
+        if zp is not None:
+            shift = mid - zp
+        elif isinstance(a_zp, str) and int(np.prod(_shape(g, a.zero_point) or [1])) == 1:
+            shift = e.sub(np.array(mid, F32), e.cast(a_zp, F32), "shift")  # one zero point, known at run time
+        else:
+            return None
         operand = e.sub(e.cast(a.name, F32), np.array(mid, F32), "centered")
 
         def columns(lo, hi):
             return e.op("Slice", [operand, np.array([lo], np.int64), np.array([hi], np.int64), np.array([-1], np.int64)], F32, f"columns{lo}")
-        return _Centered(operand, matmul, mid - zp, b_shape[:-2] + [1, b_shape[-1]], columns, len(b_shape) - 2)
+        return _Centered(operand, matmul, shift, b_shape[:-2] + [1, b_shape[-1]], columns, len(b_shape) - 2)
 
     am = _shifted(e, a.name, a_zp)
     amax = _zero_point_bound(g, a.zero_point, _elem(g, a.name))
