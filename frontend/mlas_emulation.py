@@ -146,7 +146,7 @@ def qlinear_lookup_table(op: str, x_scale: float, x_zero_point: int, y_scale: fl
     return mlas_quantize(y, y_scale, y_zero_point, dtype)
 
 
-def qlinear_softmax_exp_table(x_scale: float, reduce_len: int, signed: bool) -> np.ndarray:
+def qlinear_softmax_exp_table(x_scale: float, reduce_len: int) -> np.ndarray:
     """onnxruntime's QLinearSoftmax table (qlinear_softmax.cc, QlinearBuildLookupTableUint32 with float entries):
     exp((i - 255 + shift) * x_scale) in double, stored as float32, where shift = max(0, log(FLT_MAX / D) - 5) / x_scale
     keeps a row's sum finite; returned indexed by i = 255 - (row max - x), for uint8 and int8 alike (the int8

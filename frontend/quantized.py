@@ -695,6 +695,19 @@ def _constant_scalar(g: RewriteGraph, name: str, what: str, default=None):
     return value.reshape(-1)[0]
 
 
+def _constant_scales(g: RewriteGraph, node: onnx.NodeProto, indices: tuple[int, ...]) -> tuple[float, ...]:
+    """The float32 scales at `indices` of a com.microsoft QLinear op, each one constant value."""
+    for index in indices:
+        _float32_scale(g, node.input[index])
+    return tuple(float(_constant_scalar(g, node.input[i], "scale")) for i in indices)
+
+
+def _code_index(e: NodeEmitter, x: str, elem: int):
+    """int64 positions of an 8-bit tensor's codes in a table ordered like mlas_emulation.CODES (int8 from -128)."""
+    index = e.cast(x, np.int64)
+    return e.add(index, np.array(128, np.int64), "code") if elem == TensorProto.INT8 else index
+
+
 def _qlinear_binary(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.QLinearAdd / QLinearMul: C = quantize(dequantize(A) op dequantize(B)) as onnxruntime's kernel
     rounds it, by a Gather from the 256 x 256 table of its results (frontend/mlas_emulation.py)."""
@@ -704,9 +717,7 @@ def _qlinear_binary(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset
     kernel = int(fused_kernel) if fused_kernel is not None else raw[0]
     if any(t not in EIGHT_BIT for t in raw + [kernel]) or (fused_kernel is None and len(set(raw)) != 1):
         raise _Refused(f"inputs and output must share one 8-bit type, not {', '.join(type_name(t) for t in raw)}")
-    for index in (1, 4, 6):
-        _float32_scale(g, node.input[index])
-    scales = tuple(float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 4, 6))
+    scales = _constant_scales(g, node, (1, 4, 6))
     shifts = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in raw]
     zero_points = tuple(int(_constant_scalar(g, input_at(node, i), "zero point", 0)) + shift for i, shift in zip((2, 5, 7), shifts))
     kernel_dtype = helper.tensor_dtype_to_np_dtype(kernel)
@@ -717,9 +728,7 @@ def _qlinear_binary(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset
         table = mlas_emulation.qlinear_mul_table(scales, zero_points, kernel_dtype)
     out_dtype = helper.tensor_dtype_to_np_dtype(raw[2])
     table = (table.astype(np.int32) - shifts[2]).astype(out_dtype).reshape(-1)
-    index = [e.add(e.cast(x, np.int64), np.array(128 if t == TensorProto.INT8 else 0, np.int64), f"{role}_code") if t == TensorProto.INT8
-             else e.cast(x, np.int64) for x, t, role in ((a, raw[0], "a"), (b, raw[1], "b"))]
-    flat = e.add(e.mul(index[0], np.array(256, np.int64), "a_row"), index[1], "pair")
+    flat = e.add(e.mul(_code_index(e, a, raw[0]), np.array(256, np.int64), "a_row"), _code_index(e, b, raw[1]), "pair")
     e.result(e.op("Gather", [table, flat], out_dtype, "table", axis=0), node.output[0])
 
 
@@ -739,9 +748,7 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
     lo, hi = EIGHT_BIT[elem]
     if size * (hi - lo) >= EXACT_FLOAT32:
         raise _Refused(f"an image of {size} elements: its 8-bit sum may exceed float32's exact integers")
-    for index in (1, 3):
-        _float32_scale(g, node.input[index])
-    x_scale, y_scale = (np.float32(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    x_scale, y_scale = (np.float32(v) for v in _constant_scales(g, node, (1, 3)))
     scale = np.float32(x_scale / np.float32(y_scale * np.float32(size)))
     if not (2.0**-32 <= scale < 256.0):
         raise _Refused(f"x_scale / (y_scale * {size}) = {scale} is outside onnxruntime's computable range [2^-32, 256)")
@@ -762,17 +769,12 @@ def _qlinear_lookup(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset
     _eight_bit(g, x, "input")
     if input_at(node, 4) and _elem(g, node.input[4]) != elem:
         raise _Refused("input and output must share one 8-bit type")
-    for index in (1, 3):
-        _float32_scale(g, node.input[index])
-    x_scale, y_scale = (float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    x_scale, y_scale = _constant_scales(g, node, (1, 3))
     x_zp, y_zp = (int(_constant_scalar(g, input_at(node, i), "zero point", 0)) for i in (2, 4))
     dtype = helper.tensor_dtype_to_np_dtype(elem)
     table = mlas_emulation.qlinear_lookup_table(node.op_type[len("QLinear"):], x_scale, x_zp, y_scale, y_zp, dtype,
                                                 float(attr_value(node, "alpha", 0.01)))
-    index = e.cast(x, np.int64)
-    if elem == TensorProto.INT8:
-        index = e.add(index, np.array(128, np.int64), "code")
-    e.result(e.op("Gather", [table, index], dtype, "table", axis=0), node.output[0])
+    e.result(e.op("Gather", [table, _code_index(e, x, elem)], dtype, "table", axis=0), node.output[0])
 
 
 def _qlinear_softmax(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
@@ -790,14 +792,12 @@ def _qlinear_softmax(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opse
     length = int(np.prod(shape[axis:])) if kernel_opset < 13 else shape[axis]
     if length > MAX_SOFTMAX_ROW:
         raise _Refused(f"rows of {length} elements: hcc emulates onnxruntime's sequential sum for rows up to {MAX_SOFTMAX_ROW}")
-    for index in (1, 3):
-        _float32_scale(g, node.input[index])
-    x_scale, y_scale = (float(_constant_scalar(g, node.input[i], "scale")) for i in (1, 3))
+    x_scale, y_scale = _constant_scales(g, node, (1, 3))
     y_zp = int(_constant_scalar(g, input_at(node, 4), "zero point", 0))
     rows = e.cast(x, I32)
     if kernel_opset < 13:
         rows, axis = e.reshape(rows, [int(np.prod(shape[:axis])), length], "rows"), 1
-    table = mlas_emulation.qlinear_softmax_exp_table(x_scale, length, elem == TensorProto.INT8)
+    table = mlas_emulation.qlinear_softmax_exp_table(x_scale, length)
     index = e.add(e.sub(rows, e.reduce("ReduceMax", rows, axis, opset, "row_max"), "below_max"), np.array(255, I32), "entry")
     entries = e.op("Gather", [table, index], F32, "exp", axis=0)
     parts = [e.fresh(f"part{k}") for k in range(length)]
@@ -1066,11 +1066,10 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
     DequantizeLinear(s) -> op -> [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and
     the output of one 8-bit type once its int8 pairs are uint8. The fused node records that kernel type, on which
     QLinearAdd's and QLinearMul's rounding depends (mlas_emulation)."""
-    if not _selected_as_group(g, node):
+    selection = _group_selection(g, node)
+    if selection is None:
         return None
-    clip, qs, _ = _output_group(g, node)
-    q = qs[0]
-    kernel = _effective_type(g, q=q)
+    clip, q, kernel = selection
     inputs = []
     for dq in dqs:
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
@@ -1085,16 +1084,20 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
 # Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
 # output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
 # (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
-SELECTED_LIKE_ADD = frozenset({"AveragePool"})
+SELECTED_BY_GROUP_RULES = frozenset({"AveragePool"})
 
 
-def _selected_as_group(g: RewriteGraph, node: onnx.NodeProto) -> bool:
+def _group_selection(g: RewriteGraph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | None, onnx.NodeProto, int] | None:
+    """(redundant Relu/Clip or None, the QuantizeLinear, the 8-bit kernel type) when onnxruntime's selector picks
+    `node`'s QDQ group, else None."""
     dqs = _dq_inputs(g, node)
-    _, qs, outputs_ok = _output_group(g, node)
+    clip, qs, outputs_ok = _output_group(g, node)
     if not dqs or not (qs and outputs_ok):
-        return False
+        return None
     kernel = _effective_type(g, q=qs[0])
-    return kernel in EIGHT_BIT and all(_effective_type(g, dq=dq) == kernel for dq in dqs)
+    if kernel not in EIGHT_BIT or any(_effective_type(g, dq=dq) != kernel for dq in dqs):
+        return None
+    return clip, qs[0], kernel
 
 
 def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
@@ -1105,8 +1108,8 @@ def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
         kernel = "an 8-bit Resize"
     if kernel is None or node.domain not in ("", "ai.onnx"):
         return None
-    if node.op_type in SELECTED_LIKE_ADD:
-        selected = _selected_as_group(g, node)
+    if node.op_type in SELECTED_BY_GROUP_RULES:
+        selected = _group_selection(g, node) is not None
     else:
         selected = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n) and \
             any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))

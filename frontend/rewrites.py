@@ -215,9 +215,14 @@ def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
         return None
     if target != onnx.TensorProto.UINT8 or types[node.input[0]] not in FLOAT_ELEM_TYPES:
         return None
+    return _to_uint8_through_int32(node, node.input[0]), []
+
+
+def _to_uint8_through_int32(node: onnx.NodeProto, value: str) -> list[onnx.NodeProto]:
+    """The float `value` as `node`'s uint8 output: a Cast to int32, then one to uint8 (the last keeps the node's name)."""
     wide = f"{node.name}/int32_out"
-    return [helper.make_node("Cast", [node.input[0]], [wide], name=f"{node.name}/int32", to=onnx.TensorProto.INT32),
-            helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)], []
+    return [helper.make_node("Cast", [value], [wide], name=f"{node.name}/int32", to=onnx.TensorProto.INT32),
+            helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)]
 
 
 def _uint8_order_nodes(node: onnx.NodeProto, types: dict[str, int]):
@@ -233,12 +238,10 @@ def _uint8_order_nodes(node: onnx.NodeProto, types: dict[str, int]):
             continue
         inputs.append(f"{node.name}/float_{index}")
         nodes.append(helper.make_node("Cast", [name], [inputs[-1]], name=f"{node.name}/to_float_{index}", to=onnx.TensorProto.FLOAT))
-    computed, wide = f"{node.name}/float_out", f"{node.name}/int32_out"
+    computed = f"{node.name}/float_out"
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    nodes += [helper.make_node(node.op_type, inputs, [computed], name=f"{node.name}/float", **attrs),
-              helper.make_node("Cast", [computed], [wide], name=f"{node.name}/int32", to=onnx.TensorProto.INT32),
-              helper.make_node("Cast", [wide], [node.output[0]], name=node.name, to=onnx.TensorProto.UINT8)]
-    return nodes, []
+    nodes.append(helper.make_node(node.op_type, inputs, [computed], name=f"{node.name}/float", **attrs))
+    return nodes + _to_uint8_through_int32(node, computed), []
 
 
 @dataclass

@@ -10,13 +10,14 @@ from onnx import TensorProto, helper, numpy_helper
 from hcc.frontend import mlas_emulation
 
 
-def _onnxruntime_qlinear_add(a: np.ndarray, b: np.ndarray, scales, zero_points, dtype) -> np.ndarray:
+def _onnxruntime_qlinear_binary(op: str, a: np.ndarray, b: np.ndarray, scales, zero_points, dtype) -> np.ndarray:
+    """com.microsoft.QLinear<op> (Add, Mul) run by onnxruntime on one thread."""
     elem = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
     inits = [numpy_helper.from_array(np.array(s, np.float32), n) for s, n in zip(scales, ("sa", "sb", "sc"))]
     inits += [numpy_helper.from_array(np.array(z, dtype), n) for z, n in zip(zero_points, ("za", "zb", "zc"))]
-    node = helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft")
-    graph = helper.make_graph([node], "qladd", [helper.make_tensor_value_info("a", elem, a.shape), helper.make_tensor_value_info("b", elem, b.shape)],
-                              [helper.make_tensor_value_info("c", elem, None)], inits)
+    node = helper.make_node(f"QLinear{op}", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft")
+    inputs = [helper.make_tensor_value_info("a", elem, a.shape), helper.make_tensor_value_info("b", elem, b.shape)]
+    graph = helper.make_graph([node], f"qlinear_{op.lower()}", inputs, [helper.make_tensor_value_info("c", elem, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -42,25 +43,14 @@ def test_qlinear_add_table_is_onnxruntimes_for_every_input_pair(dtype, seed):
     codes = mlas_emulation.CODES[np.dtype(dtype)].astype(dtype)
     # both inputs vary: every pair in one call
     a, b = np.repeat(codes, 256), np.tile(codes, 256)
-    expected = _onnxruntime_qlinear_add(a, b, scales, zero_points, dtype).reshape(256, 256)
+    expected = _onnxruntime_qlinear_binary("Add", a, b, scales, zero_points, dtype).reshape(256, 256)
     np.testing.assert_array_equal(mlas_emulation.qlinear_add_table(scales, zero_points, dtype, ""), expected)
     # a [256, 1] + b [1, 256]: a is one value per span of the output's last axis, and the reverse
     column, row = codes.reshape(256, 1), codes.reshape(1, 256)
-    expected_a = _onnxruntime_qlinear_add(column, row, scales, zero_points, dtype)
+    expected_a = _onnxruntime_qlinear_binary("Add", column, row, scales, zero_points, dtype)
     np.testing.assert_array_equal(mlas_emulation.qlinear_add_table(scales, zero_points, dtype, "a"), expected_a)
-    expected_b = _onnxruntime_qlinear_add(row, column, scales, zero_points, dtype)  # output[i, j] = add(a=codes[j], b=codes[i])
+    expected_b = _onnxruntime_qlinear_binary("Add", row, column, scales, zero_points, dtype)  # output[i, j] = add(a=codes[j], b=codes[i])
     np.testing.assert_array_equal(mlas_emulation.qlinear_add_table(scales, zero_points, dtype, "b"), expected_b.T)
-
-
-def _onnxruntime_qlinear_mul(a, b, scales, zero_points, dtype):
-    elem = TensorProto.UINT8 if dtype == np.uint8 else TensorProto.INT8
-    inits = [numpy_helper.from_array(np.array(s, np.float32), n) for s, n in zip(scales, ("sa", "sb", "sc"))]
-    inits += [numpy_helper.from_array(np.array(z, dtype), n) for z, n in zip(zero_points, ("za", "zb", "zc"))]
-    node = helper.make_node("QLinearMul", ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain="com.microsoft")
-    graph = helper.make_graph([node], "qlmul", [helper.make_tensor_value_info("a", elem, a.shape), helper.make_tensor_value_info("b", elem, b.shape)],
-                              [helper.make_tensor_value_info("c", elem, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"a": a, "b": b})[0]
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8])
@@ -68,7 +58,7 @@ def _onnxruntime_qlinear_mul(a, b, scales, zero_points, dtype):
 def test_qlinear_mul_table_is_onnxruntimes_for_every_input_pair(dtype, seed):
     scales, zero_points = _parameters(seed, dtype)
     codes = mlas_emulation.CODES[np.dtype(dtype)].astype(dtype)
-    expected = _onnxruntime_qlinear_mul(np.repeat(codes, 256), np.tile(codes, 256), scales, zero_points, dtype).reshape(256, 256)
+    expected = _onnxruntime_qlinear_binary("Mul", np.repeat(codes, 256), np.tile(codes, 256), scales, zero_points, dtype).reshape(256, 256)
     np.testing.assert_array_equal(mlas_emulation.qlinear_mul_table(scales, zero_points, dtype), expected)
 
 
