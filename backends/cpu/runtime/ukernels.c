@@ -2147,7 +2147,10 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
      convs of 16..32 channels lose up to 15% there, 3x3 convs of 16..24 filters up to 20%; LeNet's 6->16 5x5 on
      14x14 runs 2x faster, a keyword spotter's 1->64 10x4/2 (40 taps) 2.3x, MobileNet's 3->32 3x3/2 1.3x). A blocked
      output has no transposed write-out: 16 taps do (MobileNet's 16->96 1x1 on 112x112: 0.95 vs 1.39 ms, 24->144 on
-     56x56: 0.30 vs 0.83 ms on the GEMM path). */
+     56x56: 0.30 vs 0.83 ms on the GEMM path). A blocked input or output (the compiler's hand-over, ukernels.py
+     FV_MIN_FILTERS) always runs here, however few the filters: the other kernels would convert the layout
+     (measured on the EPYC: MobileNetV2's 96->24 and 96->16 projections reading the depthwise output blocked made
+     their expand-depthwise-project blocks 16% and 11% faster). */
 #ifdef HCC_AMX
   if (amx && !conv[6] && amx_direct(problems, NB, x, xs, sizes, conv, ys, site)) { /* bf16 tiles, no im2col */
     free(problems);
@@ -2168,7 +2171,8 @@ static void conv_entry(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, const int64_
 #endif
   int64_t layouts = conv[6];
   int fv = VL >= 8 && !amx && problems[0].lda > 0 && ys[3] == 1 && ys[2] == OW &&
-           (K >= FV_MIN_TAPS || ((!plain || (layouts & Y_BLOCKED)) && K >= 16)) && (Fg >= FV_MIN_FILTERS || 2 * OW < NR);
+           (K >= FV_MIN_TAPS || ((!plain || layouts) && K >= 16)) &&
+           (Fg >= FV_MIN_FILTERS || 2 * OW < NR || layouts);
   if (fv && conv_fv(problems, NB, G, x, xs, sizes, conv, reads_outside, site, layouts))
     ;
   else if (layouts) /* a blocked input or output that this convolution's kernel does not take */
@@ -2890,22 +2894,28 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
  * row, so they fall back to im2col or compute dropped grid columns, and their loads straddle cache lines. Here a
  * tile is FV_PX output pixels x up to FV_MAXV vectors of filters: per tap, FV_MAXV aligned loads of a packed filter
  * panel and FV_PX scalar broadcasts of input pixels (any stride, any map width) feed FV_MAXV x FV_PX FMAs.
- * Per filter block, the panel ([K][FV_BLOCK] floats) is packed once per task by VL x VL transposes; sums for a group
+ * Per filter block of fv vectors, the panel ([K][fv * VL] floats) is packed once per task by VL x VL transposes; sums for a group
  * of FV_GROUP pixels build up over chunks of FV_KC taps (the panel chunk stays in L1) and are transposed back into
  * the NCHW output with the epilogue. */
 #if VL >= 8
 #if VL == 16
 #define FV_MAXV 4
-#else
-#define FV_MAXV 2
+#else /* AVX2's 16 registers: 12 sums as 3 filter vectors x 4 pixels, or 2 x 6 */
+#define FV_MAXV 3
 #endif
 #define FV_PX 6
-#define FV_BLOCK (FV_MAXV * VL) /* filters per block */
+#define FV_PX3 4 /* pixels per tile of 3 filter vectors */
+#define FV_BLOCK (FV_MAXV * VL) /* filters per block at most */
 #ifndef FV_KC
+#if VL == 8 /* measured on the AMD EPYC (AVX2): 64 taps keep a 7x7 map's input chunk in L1; 960->320 and 320->1280
+               1x1 convs on 7x7 ran 20% faster than at 128, no shape slower */
+#define FV_KC 64
+#else
 #define FV_KC 128
 #endif
+#endif
 #ifndef FV_GROUP
-#define FV_GROUP 96 /* a multiple of FV_PX */
+#define FV_GROUP 96 /* a multiple of FV_PX and FV_PX3 */
 #endif
 
 typedef struct {
@@ -2934,6 +2944,7 @@ static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch,
                                                              const int64_t *restrict pix, const int64_t *restrict koff,
                                                              float *restrict sums, int first, const float *pf,
                                                              const FvOut *out) {
+  const int width = fv * VL; /* the panel's and the sums' row length */
   vf c[FV_MAXV][FV_PX];
   const float *base[FV_PX];
 #pragma GCC unroll 8
@@ -2941,14 +2952,14 @@ static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch,
 #pragma GCC unroll 8
   for (int j = 0; j < px; ++j)
 #pragma GCC unroll 4
-    for (int i = 0; i < fv; ++i) c[i][j] = first ? vsplat(0.0f) : vload(sums + j * FV_BLOCK + i * VL);
-  for (int64_t k = 0; k < kc; ++k, panel += FV_BLOCK) {
+    for (int i = 0; i < fv; ++i) c[i][j] = first ? vsplat(0.0f) : vload(sums + j * width + i * VL);
+  for (int64_t k = 0; k < kc; ++k, panel += width) {
     int64_t o = koff[k];
     vf w[FV_MAXV];
 #pragma GCC unroll 4
     for (int i = 0; i < fv; ++i) w[i] = *(const vf *)(panel + i * VL);
 #pragma GCC unroll 4
-    for (int i = 0; i < fv && prefetch; ++i) __builtin_prefetch(pf + k * FV_BLOCK + i * VL, 0, 2);
+    for (int i = 0; i < fv && prefetch; ++i) __builtin_prefetch(pf + k * width + i * VL, 0, 2);
 #pragma GCC unroll 8
     for (int j = 0; j < px; ++j) {
       vf b = vsplat(base[j][o]);
@@ -2972,7 +2983,7 @@ static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch,
 #pragma GCC unroll 8
   for (int j = 0; j < px; ++j)
 #pragma GCC unroll 4
-    for (int i = 0; i < fv; ++i) vstore(sums + j * FV_BLOCK + i * VL, c[i][j]);
+    for (int i = 0; i < fv; ++i) vstore(sums + j * width + i * VL, c[i][j]);
 }
 
 static inline __attribute__((always_inline)) void fv_tile(const int prefetch, const int fv, const int px, int64_t kc, const float *restrict panel,
@@ -2984,7 +2995,8 @@ static inline __attribute__((always_inline)) void fv_tile(const int prefetch, co
 
 #define FV_CASE(F, X) \
   case (F) * 8 + (X): fv_tile(PF, F, X, kc, panel, in, pix, koff, sums, first, pf); return;
-#define FV_ROW(F) FV_CASE(F, 1) FV_CASE(F, 2) FV_CASE(F, 3) FV_CASE(F, 4) FV_CASE(F, 5) FV_CASE(F, 6)
+#define FV_ROW4(F) FV_CASE(F, 1) FV_CASE(F, 2) FV_CASE(F, 3) FV_CASE(F, 4)
+#define FV_ROW(F) FV_ROW4(F) FV_CASE(F, 5) FV_CASE(F, 6)
 
 static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const float *in, const int64_t *pix, const int64_t *koff,
                         float *sums, int first, const float *pf) {
@@ -2993,7 +3005,9 @@ static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const fl
     switch (fv * 8 + px) {
       FV_ROW(1)
       FV_ROW(2)
-#if FV_MAXV == 4
+#if FV_MAXV == 3
+      FV_ROW4(3)
+#else
       FV_ROW(3)
       FV_ROW(4)
 #endif
@@ -3004,7 +3018,9 @@ static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const fl
     switch (fv * 8 + px) {
       FV_ROW(1)
       FV_ROW(2)
-#if FV_MAXV == 4
+#if FV_MAXV == 3
+      FV_ROW4(3)
+#else
       FV_ROW(3)
       FV_ROW(4)
 #endif
@@ -3015,7 +3031,8 @@ static void fv_tile_any(int fv, int px, int64_t kc, const float *panel, const fl
 
 #define FV_OUT_CASE(F, X) \
   case (F) * 8 + (X): fv_tile_to(0, F, X, kc, panel, in, pix, koff, NULL, 1, NULL, out); return;
-#define FV_OUT_ROW(F) FV_OUT_CASE(F, 1) FV_OUT_CASE(F, 2) FV_OUT_CASE(F, 3) FV_OUT_CASE(F, 4) FV_OUT_CASE(F, 5) FV_OUT_CASE(F, 6)
+#define FV_OUT_ROW4(F) FV_OUT_CASE(F, 1) FV_OUT_CASE(F, 2) FV_OUT_CASE(F, 3) FV_OUT_CASE(F, 4)
+#define FV_OUT_ROW(F) FV_OUT_ROW4(F) FV_OUT_CASE(F, 5) FV_OUT_CASE(F, 6)
 
 /* A whole tile (all of its taps in one chunk) into the blocked output. */
 static void fv_tile_out(int fv, int px, int64_t kc, const float *panel, const float *in, const int64_t *pix, const int64_t *koff,
@@ -3023,7 +3040,9 @@ static void fv_tile_out(int fv, int px, int64_t kc, const float *panel, const fl
   switch (fv * 8 + px) {
     FV_OUT_ROW(1)
     FV_OUT_ROW(2)
-#if FV_MAXV == 4
+#if FV_MAXV == 3
+    FV_OUT_ROW4(3)
+#else
     FV_OUT_ROW(3)
     FV_OUT_ROW(4)
 #endif
@@ -3040,10 +3059,10 @@ static void fv_pack(const Problem *p, int64_t m0, int64_t rows, float *restrict 
         vf r[VL], t[VL];
         for (int l = 0; l < VL; ++l) r[l] = vload(a + (f + l) * p->lda + k);
         transpose_lanes(r, t);
-        for (int l = 0; l < VL; ++l) vstore(panel + (k + l) * FV_BLOCK + f, t[l]);
+        for (int l = 0; l < VL; ++l) vstore(panel + (k + l) * width + f, t[l]);
       }
   for (; k < K; ++k)
-    for (int64_t f = 0; f < width; ++f) panel[k * FV_BLOCK + f] = f < rows ? a[f * p->lda + k] : 0.0f;
+    for (int64_t f = 0; f < width; ++f) panel[k * width + f] = f < rows ? a[f * p->lda + k] : 0.0f;
 }
 
 /* out[m][n] for `lanes` pixels n0.. of filter m (global indices), from the sum vector v, with the epilogue. */
@@ -3069,13 +3088,14 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
   else vstore_n(y, v, lanes);
 }
 
-/* The group's sums ([pn][FV_BLOCK], pixel-major) into the output's rows m0.. (filter-major), VL x VL at a time. */
+/* The group's sums ([pn][width], pixel-major, width = rows rounded up to vectors) into the output's rows m0.. (filter-major), VL x VL at a time. */
 static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
+  int64_t width = ((rows + VL - 1) / VL) * VL;
   for (int64_t q = 0; q < pn; q += VL) {
     int64_t lanes = min64(VL, pn - q);
     for (int64_t f = 0; f < rows; f += VL) {
       vf r[VL], t[VL];
-      for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload(sums + (q + l) * FV_BLOCK + f) : vsplat(0.0f);
+      for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload(sums + (q + l) * width + f) : vsplat(0.0f);
       transpose_lanes(r, t);
       for (int64_t l = 0; l < VL && f + l < rows; ++l) fv_store(p, t[l], m0 + f + l, n0 + q, lanes);
     }
@@ -3091,14 +3111,34 @@ static int fv_blocked_epilogue(const Epilogue *e) {
 static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn, int64_t P) {
   const Epilogue local = p->e, *e = &local; /* a copy: the stores below cannot alias it, so its clamp modes are read
                                               once instead of per pixel */
-  for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of CBLOCK, so of VL */
+  for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of VL (the blocked output has whole blocks) */
     int64_t m = m0 + f;
     vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
     if (e->init_mode == INIT_SOURCE)
       for (int l = 0; l < VL; ++l) init[l] = e->init[(m + l) * e->init_sm];
     float *y = p->c + blocked_at(m, n0, P);
-    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * FV_BLOCK + f) + init));
+    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * rows + f) + init));
   }
+}
+
+/* The filter blocks of M filters: FV_MAXV vectors each, except on AVX2 (FV_MAXV 3), where blocks take 2 vectors
+ * (6-pixel tiles) and an odd count of vectors leads with one 3-vector block (4-pixel tiles) rather than end on a
+ * 1-vector block, whose tiles do half the FMAs per broadcast: 24 filters run as one 3 x 4 block, not 16 + 8 (measured
+ * on the EPYC: MobileNet's 96->24 and 144->24 1x1 convs on 56x56 16-18% faster; at an even count, 3-vector blocks
+ * were 2-4% slower than 2-vector ones). Block b holds filters fv_block_m0(M, b) .. fv_block_m0(M, b + 1) - 1. */
+static int64_t fv_rounded(int64_t M) { return ((M + VL - 1) / VL) * VL; }
+static int64_t fv_lead(int64_t M) { /* vectors in block 0 */
+  int64_t v = (M + VL - 1) / VL;
+  if (FV_MAXV != 3) return min64(v, FV_MAXV);
+  return v >= 3 && v % 2 ? 3 : min64(v, 2);
+}
+static int64_t fv_blocks(int64_t M) {
+  int64_t v = (M + VL - 1) / VL, lead = fv_lead(M), rest = FV_MAXV == 3 ? 2 : FV_MAXV;
+  return 1 + (v - lead + rest - 1) / rest;
+}
+static int64_t fv_block_m0(int64_t M, int64_t block) {
+  int64_t rest = FV_MAXV == 3 ? 2 : FV_MAXV;
+  return block == 0 ? 0 : min64(M, VL * (fv_lead(M) + rest * (block - 1)));
 }
 
 static __thread Scratch fv_panel, fv_sums;
@@ -3110,9 +3150,10 @@ static void fv_part(void *ctx, int64_t task) {
   int64_t block = (task % per_problem) / j->parts, part = task % j->parts;
   int64_t g0 = part * j->groups_per_part, g1 = min64(j->groups, g0 + j->groups_per_part);
   if (g0 >= g1) return;
-  int64_t m0 = block * FV_BLOCK, rows = min64(FV_BLOCK, p->M - m0);
-  int fv = (int)((rows + VL - 1) / VL);
-  const float *panel = j->packed ? j->packed + ((task / per_problem) % j->G * j->blocks + block) * p->K * FV_BLOCK : NULL;
+  int64_t m0 = fv_block_m0(p->M, block), rows = min64(fv_block_m0(p->M, block + 1), p->M) - m0;
+  int fv = (int)((rows + VL - 1) / VL), px_max = fv == 3 ? FV_PX3 : FV_PX;
+  int64_t width = fv * VL; /* kept panels: [groups][filters rounded up to vectors][taps], block b's at its first filter */
+  const float *panel = j->packed ? j->packed + ((task / per_problem) % j->G * fv_rounded(p->M) + m0) * p->K : NULL;
   float *sums = scratch(&fv_sums, (size_t)(FV_GROUP * FV_BLOCK));
   if (!panel) {
     float *own = scratch(&fv_panel, (size_t)(p->K * FV_BLOCK));
@@ -3135,7 +3176,7 @@ static void fv_part(void *ctx, int64_t task) {
     }
   }
   for (int64_t g = g0; g < g1 && direct; ++g) {
-    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
+    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + px_max - 1) / px_max;
     int64_t narrow = pn / tiles, wide = pn % tiles;
     for (int64_t t = 0, i = 0; t < pn; ++i) {
       int px = (int)(narrow + (i < wide));
@@ -3145,15 +3186,15 @@ static void fv_part(void *ctx, int64_t task) {
     }
   }
   for (int64_t g = g0; g < g1 && !direct; ++g) {
-    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + FV_PX - 1) / FV_PX;
+    int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + px_max - 1) / px_max;
     for (int64_t k0 = 0; k0 < p->K; k0 += FV_KC) {
       int64_t kc = min64(FV_KC, p->K - k0);
       /* tiles of equal size (a 49-pixel map: 4 x 6 + 5 x 5, not 8 x 6 + 1): the first `wide` ones one pixel more */
       int64_t narrow = pn / tiles, wide = pn % tiles;
       for (int64_t t = 0, i = 0; t < pn; ++i) {
         int px = (int)(narrow + (i < wide));
-        fv_tile_any(fv, px, kc, panel + k0 * FV_BLOCK, p->b, j->pix + n0 + t, j->koff + k0, sums + t * FV_BLOCK, k0 == 0,
-                    j->packed && g == g0 ? panel + (k0 + FV_KC) * FV_BLOCK : NULL);
+        fv_tile_any(fv, px, kc, panel + k0 * width, p->b, j->pix + n0 + t, j->koff + k0, sums + t * width, k0 == 0,
+                    j->packed && g == g0 ? panel + (k0 + FV_KC) * width : NULL);
         t += px;
       }
     }
@@ -3166,12 +3207,12 @@ static void fv_part(void *ctx, int64_t task) {
 
 static void fv_pack_task(void *ctx, int64_t task) { /* task = group * blocks + block of problems[group] */
   const FvJob *j = ctx;
-  int64_t block = task % j->blocks, m0 = block * FV_BLOCK;
   const Problem *p = &j->problems[task / j->blocks];
-  fv_pack(p, m0, min64(FV_BLOCK, p->M - m0), (float *)j->packed + task * p->K * FV_BLOCK);
+  int64_t block = task % j->blocks, m0 = fv_block_m0(p->M, block);
+  fv_pack(p, m0, min64(fv_block_m0(p->M, block + 1), p->M) - m0, (float *)j->packed + (task / j->blocks * fv_rounded(p->M) + m0) * p->K);
 }
 
-static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) panel: [groups][blocks][taps][FV_BLOCK] */
+static void fv_pack_all(const void *ctx, float *out) { /* every (group, block) panel (fv_part) */
   FvJob job = *(const FvJob *)ctx;
   job.packed = out;
   hcc_parallel_for(job.G * job.blocks, fv_pack_task, &job);
@@ -3228,14 +3269,14 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
     fv_fill_tables(&tables, (float *)own);
   }
   int64_t *pix = koff + K;
-  int64_t batch = NB * G, blocks = (problems[0].M + FV_BLOCK - 1) / FV_BLOCK, groups = (P + FV_GROUP - 1) / FV_GROUP;
+  int64_t batch = NB * G, blocks = fv_blocks(problems[0].M), groups = (P + FV_GROUP - 1) / FV_GROUP;
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
   FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL, y_blocked};
   if (site > 0) {
     const int64_t shape[3] = {G, problems[0].M, problems[0].K};
-    job.packed = packed_weights(site, shape, (size_t)(G * blocks * problems[0].K * FV_BLOCK), fv_pack_all, &job);
+    job.packed = packed_weights(site, shape, (size_t)(G * fv_rounded(problems[0].M) * problems[0].K), fv_pack_all, &job);
   }
   hcc_parallel_for(batch * blocks * parts, fv_part, &job);
   free(own);

@@ -408,6 +408,8 @@ def test_direct_convolution_of_wide_rows(lib, c, h, w, f, k, dil, groups, pads, 
     (8, 30, 30, 32, 3, 1, 1, 1, (1, 1, 1, 1), 1),    # 900 pixels: 9 groups of 96 and one of 36
     (9, 12, 24, 48, 3, 2, 1, 1, (1, 1, 1, 1), 2),    # an input view with a column stride of 2 (read through the copy)
     (4, 15, 11, 32, 3, 2, 1, 1, (1, 0, 1, 2), 1),    # 36 taps: few, but they save an im2col
+    (96, 12, 12, 24, 1, 1, 1, 1, (0, 0, 0, 0), 1),   # 24 filters: one 3-vector block of 4-pixel tiles (AVX2); 2 tap chunks
+    (72, 9, 10, 56, 1, 1, 1, 1, (0, 0, 0, 0), 1),    # 56 filters: a 3-vector block, then 2-vector ones (AVX2)
 ])
 @pytest.mark.parametrize("epilogue", ["bias-residual-clamp", "in-c", "constant", "strided-residual"])
 def test_filter_vector_convolution(lib, c, h, w, f, k, stride, dil, groups, pads, column_step, epilogue):
@@ -889,6 +891,7 @@ def _to_blocked(x: np.ndarray) -> np.ndarray:
     (64, 8, 8, 64, 1, 1, 0, True),      # a residual epilogue: converted
     (128, 5, 7, 80, 1, 1, 0, False),    # 128 taps (FV_KC): blocked tiles written from their registers
     (16, 9, 11, 48, 3, 1, 0, False),    # 144 taps: the blocked write-out through the sums
+    (96, 9, 10, 16, 1, 1, 0, False),    # few filters (a depthwise block's projection): the filter-vector kernel still
 ])
 @pytest.mark.parametrize("layouts", [1, 2, 3])
 def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts):
