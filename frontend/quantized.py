@@ -42,13 +42,14 @@ DequantizeLinear, its one output read only by a QuantizeLinear, a Relu/Clip in b
 QuantizeLinear saturates the same way, matching 8-bit types, int8 activations only where onnxruntime turns an int8
 Q/DQ pair into uint8 (a pair whose DequantizeLinear has one reader, as EnsureUniqueDQForNodeUnit runs first, and
 whose QuantizeLinear does not read a constant, which constant folding makes an int8 initializer), an int32 bias).
-Add, Mul, GlobalAveragePool, Sigmoid, LeakyRelu and Softmax groups become com.microsoft.QLinear<op>, as in
+Add, Mul, GlobalAveragePool, AveragePool, Sigmoid, LeakyRelu and Softmax groups become com.microsoft.QLinear<op>, as in
 onnxruntime: QLinearAdd and QLinearMul are Gathers from the 256 x 256 tables of its x86 kernels' results
 (frontend/mlas_emulation.py; the kernel type, uint8 after that conversion, decides the rounding), QLinearSigmoid and
 QLinearLeakyRelu Gathers from the 256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated),
-QLinearGlobalAveragePool an exact integer sum requantized like QLinearConv, QLinearSoftmax its exp table with the
-row sums in its order. Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearAveragePool,
-QLinearWhere, an 8-bit Resize) are refused by name; QLinearConcat's lookup tables are the group's own float
+QLinearGlobalAveragePool an exact integer sum requantized like QLinearConv, QLinearAveragePool its float32 steps
+(dequantize, pool, divide, add the zero point, round), QLinearSoftmax its exp table with the row sums in its order.
+Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearWhere, an 8-bit Resize) are refused by
+name; QLinearConcat's lookup tables are the group's own float
 arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and a QuantizeLinear
 that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv sums in another
 order, so a float group's quantized output can then differ from onnxruntime's in the last step).
@@ -79,14 +80,15 @@ QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantiz
 MS_DOMAIN = "com.microsoft"
 # com.microsoft ops a model may hold (QOperator format) or the QDQ fusion writes (MatMulIntegerToFloat: only fused here)
 MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
-                              "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"})
+                              "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"})
 MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most
 # Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
 # (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
 # rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"AveragePool": "QLinearAveragePool", "Where": "QLinearWhere"}
+ORT_INTEGER_KERNELS = {"Where": "QLinearWhere"}
 # Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
-ORT_TABLE_KERNELS = frozenset({"Add", "Mul", "GlobalAveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
+ORT_TABLE_KERNELS = frozenset({"Add", "Mul", "GlobalAveragePool", "AveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
+POOL_ATTRS = ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
 # qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
@@ -761,6 +763,47 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
               out_elem, node.output[0])
 
 
+def _qlinear_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
+    """com.microsoft.QLinearAveragePool (NCHW) as onnxruntime computes it (qlinear_pool.cc): a window covering the
+    whole image without padding is its global pool (_qlinear_global_average_pool); otherwise each code dequantized
+    in float32 as x_scale * (x - x_zp), the float AveragePool of those (window sums row by row, then divided by the
+    count), then round half to even of (avg / y_scale + y_zp) in float32, clamped to the 8-bit range. The zero points
+    are the kernel type's (KERNEL_TYPE_ATTR: int8 tensors on a uint8 kernel are 128 higher)."""
+    if attr_value(node, "channels_last", 0):
+        raise _Refused("channels_last=1 is not supported")
+    if attr_value(node, "ceil_mode", 0):
+        raise _Refused("ceil_mode=1 is not supported (onnxruntime counts a window past the input's end differently)")
+    x = node.input[0]
+    elem = _elem(g, x)
+    _eight_bit(g, x, "input")
+    shape = _shape(g, x)
+    kernel_shape = [int(k) for k in attr_value(node, "kernel_shape", [])]
+    pads = [int(p) for p in attr_value(node, "pads", [0] * 2 * len(kernel_shape))]
+    auto_pad = str(attr_value(node, "auto_pad", b"NOTSET"), "utf-8")
+    if len(shape) < 3 or len(kernel_shape) != len(shape) - 2:
+        raise _Refused(f"input '{x}' of shape {shape} does not match kernel_shape {kernel_shape}")
+    if kernel_shape == list(shape[2:]) and not any(pads) and auto_pad in ("NOTSET", "VALID"):
+        _qlinear_global_average_pool(e, g, node, opset)
+        return
+    out_elem = _elem(g, input_at(node, 4)) if input_at(node, 4) else elem
+    fused_kernel = attr_value(node, KERNEL_TYPE_ATTR)
+    kernel = int(fused_kernel) if fused_kernel is not None else elem
+    if kernel not in EIGHT_BIT or out_elem not in EIGHT_BIT or (fused_kernel is None and out_elem != elem):
+        raise _Refused(f"input and output must share one 8-bit type, not {type_name(elem)} and {type_name(out_elem)}")
+    shift = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in (elem, out_elem)]
+    x_scale, y_scale = (np.float32(v) for v in _constant_scales(g, node, (1, 3)))
+    x_zp, y_zp = (int(_constant_scalar(g, input_at(node, i), "zero point", 0)) for i in (2, 4))
+    codes = e.add(e.cast(x, I32), np.array(-x_zp, I32), "centered")  # the same for the kernel's shifted codes
+    values = e.mul(e.cast(codes, F32), np.array(x_scale, F32), "dequantized")
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in POOL_ATTRS}
+    pooled = e.op("AveragePool", [values], F32, "pooled", **attrs)
+    v = e.add(e.div(pooled, np.array(y_scale, F32), "scaled"), np.array(y_zp + shift[1], F32), "plus_zp")
+    lo, hi = EIGHT_BIT[kernel]
+    r = e.min_where(e.max_where(e.round_even(v), np.array(lo, F32), "lo"), np.array(hi, F32), "hi")
+    r = e.add(e.cast(r, I32), np.array(-shift[1], I32), "unshifted") if shift[1] else e.cast(r, I32)
+    e.result(e.cast(r, helper.tensor_dtype_to_np_dtype(out_elem)), node.output[0])
+
+
 def _qlinear_lookup(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.QLinearSigmoid / QLinearLeakyRelu: a Gather from onnxruntime's 256-entry table, built here as
     its QlinearBuildLookupTable builds it (frontend/mlas_emulation.py)."""
@@ -822,7 +865,7 @@ EXPANSIONS = {
     ("", "ConvInteger"): _conv_integer, ("", "QLinearConv"): _qlinear_conv, ("", "QLinearMatMul"): _qlinear_matmul,
     (MS_DOMAIN, "QGemm"): _qgemm, (MS_DOMAIN, "MatMulIntegerToFloat"): _matmul_integer_to_float,
     (MS_DOMAIN, "QLinearAdd"): _qlinear_binary, (MS_DOMAIN, "QLinearMul"): _qlinear_binary,
-    (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool,
+    (MS_DOMAIN, "QLinearGlobalAveragePool"): _qlinear_global_average_pool, (MS_DOMAIN, "QLinearAveragePool"): _qlinear_average_pool,
     (MS_DOMAIN, "QLinearSigmoid"): _qlinear_lookup, (MS_DOMAIN, "QLinearLeakyRelu"): _qlinear_lookup,
     (MS_DOMAIN, "QLinearSoftmax"): _qlinear_softmax,
 }
@@ -1062,7 +1105,7 @@ def _fused_node(g: RewriteGraph, node: onnx.NodeProto, new_inits: list[onnx.Tens
 
 def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.NodeProto], new_inits: list[onnx.TensorProto],
                        opset: int) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
-    """The com.microsoft.QLinear<op> (Add, Mul, GlobalAveragePool, Sigmoid, LeakyRelu, Softmax) onnxruntime makes of
+    """The com.microsoft.QLinear<op> (Add, Mul, [Global]AveragePool, Sigmoid, LeakyRelu, Softmax) onnxruntime makes of
     DequantizeLinear(s) -> op -> [Relu/Clip] -> QuantizeLinear (its Binary/UnaryNodeGroupSelector): every input and
     the output of one 8-bit type once its int8 pairs are uint8. The fused node records that kernel type, on which
     QLinearAdd's and QLinearMul's rounding depends (mlas_emulation)."""
@@ -1074,17 +1117,13 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
     for dq in dqs:
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
     inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
+    pool = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in POOL_ATTRS}
     attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "Mul": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
+             "AveragePool": {"channels_last": 0, KERNEL_TYPE_ATTR: kernel, **pool},
              "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))},
              "Softmax": {"axis": int(attr_value(node, "axis", -1 if opset >= 13 else 1)), "opset": opset}}.get(node.op_type, {})
     fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
     return fused, [node] + ([clip] if clip is not None else []) + [q]
-
-
-# Ops whose QDQ groups onnxruntime's Unary/Binary NodeGroupSelectors pick: every input from a DequantizeLinear, the
-# output read by one QuantizeLinear, one 8-bit type throughout (after int8 pairs became uint8). For the others
-# (Where, an 8-bit Resize) hcc refuses any DequantizeLinear -> op -> QuantizeLinear, fused or not.
-SELECTED_BY_GROUP_RULES = frozenset({"AveragePool"})
 
 
 def _group_selection(g: RewriteGraph, node: onnx.NodeProto) -> tuple[onnx.NodeProto | None, onnx.NodeProto, int] | None:
@@ -1108,11 +1147,9 @@ def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
         kernel = "an 8-bit Resize"
     if kernel is None or node.domain not in ("", "ai.onnx"):
         return None
-    if node.op_type in SELECTED_BY_GROUP_RULES:
-        selected = _group_selection(g, node) is not None
-    else:
-        selected = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n) and \
-            any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
+    # Where and an 8-bit Resize: any DequantizeLinear -> op -> QuantizeLinear is refused, fused or not
+    selected = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n) and \
+        any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
     if selected:
         return (f"onnxruntime computes DequantizeLinear -> {node.op_type} -> QuantizeLinear with its integer kernel {kernel}, "
                 "whose rounding hcc does not reproduce (a result could differ in the last quantization step)")

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import onnx
+import onnx.reference
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto as T
@@ -370,7 +371,7 @@ def _onnxruntime_fused_ops(model: onnx.ModelProto, tmp_path) -> list[str]:
 
 
 FUSED = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
-         "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"}
+         "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"}
 
 
 def _qdq_matmul(op="MatMul", activation=np.uint8, q=True, relu_zp=None, graph_input=False, trans_b=0) -> onnx.ModelProto:
@@ -447,6 +448,22 @@ def _qdq_unary(op: str, activation=np.uint8, opset: int = 13, shape=(4, 64)) -> 
     return make(nodes, [("x", F, list(shape))], [("y", F, list(shape))], inits, opset=opset)
 
 
+def _qdq_average_pool(activation=np.uint8, shape=(1, 3, 9, 10), out_scale=XS, **attrs) -> onnx.ModelProto:
+    """x -> QuantizeLinear -> DequantizeLinear -> AveragePool -> QuantizeLinear -> DequantizeLinear. out_scale = the
+    input's: an average of 4 codes lands on .5 ties, which only the same float steps round the same way."""
+    zero = 3 if activation == np.uint8 else -5
+    ref = onnx.reference.ReferenceEvaluator(make([h.make_node("AveragePool", ["x"], ["y"], **attrs)], [("x", F, list(shape))],
+                                                 [("y", F, None)], []))
+    out_shape = list(ref.run(None, {"x": np.zeros(shape, np.float32)})[0].shape)
+    nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
+             h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
+             h.make_node("AveragePool", ["xd"], ["f"], name="pool", **attrs),
+             h.make_node("QuantizeLinear", ["f", "ys", "yz"], ["yq"], name="quant_y"),
+             h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"], name="dq_y")]
+    inits = [c("xs", XS), c("xz", zero, activation), c("ys", np.float32(out_scale)), c("yz", zero + 1, activation)]
+    return make(nodes, [("x", F, list(shape))], [("y", F, out_shape)], inits)
+
+
 def _residual_feeds(model: onnx.ModelProto, count: int) -> list[dict]:
     rng = np.random.default_rng(3)
     shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
@@ -478,6 +495,8 @@ FUSION_CASES = {
     "sigmoid": lambda: _qdq_unary("Sigmoid"),
     "softmax-s8": lambda: _qdq_unary("Softmax", np.int8),
     "leaky-relu-s8": lambda: _qdq_unary("LeakyRelu", np.int8),
+    "average-pool": lambda: _qdq_average_pool(kernel_shape=[2, 2], strides=[2, 2]),
+    "average-pool-s8": lambda: _qdq_average_pool(np.int8, kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
 }
 
 
@@ -519,6 +538,29 @@ def test_qdq_lookup_ops_match_onnxruntime(tmp_path, case):
     rng = np.random.default_rng(9)
     feeds = [{"x": (rng.uniform(-160, 160, shape) * XS * (1 + k % 3) / 3).astype(np.float32)} for k in range(10)]
     assert_exact(compile_model(model, tmp_path), model, feeds)
+
+
+POOL_CASES = {
+    "2x2-stride-2": (np.uint8, (1, 3, 9, 10), {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    "3x3-padded-s8": (np.int8, (2, 3, 9, 10), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    "3x3-stride-2-count-pad": (np.uint8, (1, 4, 11, 8), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 1, 2], "count_include_pad": 1}),
+    "1d-5-same-upper": (np.int8, (1, 4, 23), {"kernel_shape": [5], "auto_pad": "SAME_UPPER"}),
+    "whole-image": (np.uint8, (1, 6, 5, 7), {"kernel_shape": [5, 7]}),  # onnxruntime's global pool: an integer sum
+}
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_qdq_average_pool_matches_onnxruntime(tmp_path, case):
+    """QDQ AveragePool, which onnxruntime runs as QLinearAveragePool (dequantized codes averaged in float32, divided by
+    the output scale, plus the zero point, rounded): hcc gets its integers, ties included (the output scale is the
+    input's, so averages of 2 or 4 codes land on .5)."""
+    activation, shape, attrs = POOL_CASES[case]
+    model = _qdq_average_pool(activation, shape, **attrs)
+    rng = np.random.default_rng(5)
+    feeds = [{"x": (rng.uniform(-130, 130, shape) * XS).astype(np.float32)} for _ in range(12)]
+    assert_exact(compile_model(model, tmp_path), model, feeds)
+    odd = _qdq_average_pool(activation, shape, out_scale=XS * 0.37, **attrs)
+    assert_exact(compile_model(odd, tmp_path, "odd"), odd, feeds)
 
 
 @pytest.mark.parametrize("activation", [np.uint8, np.int8])
@@ -647,12 +689,17 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
                   [("x", U8, [2, 3])], [("y", T.FLOAT16, [2, 3])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
      r"node 'dq16' \(DequantizeLinear\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
-                   h.make_node("AveragePool", ["ad"], ["pooled"], name="pool", kernel_shape=[2, 2]),
+                   h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
+                   h.make_node("Where", ["cond", "ad", "bd"], ["picked"], name="pick"),
+                   h.make_node("QuantizeLinear", ["picked", "s", "z"], ["y"], name="q")],
+                  [("cond", T.BOOL, [4]), ("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
+     r"node 'pick' \(Where\): onnxruntime computes DequantizeLinear -> Where -> QuantizeLinear with its integer kernel QLinearWhere"),
+    (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
+                   h.make_node("AveragePool", ["ad"], ["pooled"], name="pool", kernel_shape=[2, 2], ceil_mode=1, strides=[2, 2]),
                    h.make_node("QuantizeLinear", ["pooled", "s", "z"], ["y"], name="q")],
-                  [("a", U8, [1, 1, 4, 4])], [("y", U8, [1, 1, 3, 3])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
-     r"node 'pool' \(AveragePool\): onnxruntime computes DequantizeLinear -> AveragePool -> QuantizeLinear with its integer kernel "
-     r"QLinearAveragePool"),
-], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-average-pool"])
+                  [("a", U8, [1, 1, 5, 5])], [("y", U8, [1, 1, 3, 3])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
+     r"node 'pool' \(QLinearAveragePool\): ceil_mode=1 is not supported"),
+], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-where", "qdq-average-pool-ceil"])
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
