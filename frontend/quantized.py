@@ -48,9 +48,9 @@ onnxruntime: QLinearAdd and QLinearMul are Gathers from the 256 x 256 tables of 
 QLinearLeakyRelu Gathers from the 256-entry tables onnxruntime builds (MLAS's logistic polynomial emulated),
 QLinearGlobalAveragePool an exact integer sum requantized like QLinearConv, QLinearAveragePool its float32 steps
 (dequantize, pool, divide, add the zero point, round), QLinearSoftmax its exp table with the row sums in its order.
-Groups onnxruntime turns into integer kernels hcc does not reproduce (QLinearWhere, an 8-bit Resize) are refused by
-name; QLinearConcat's lookup tables are the group's own float
-arithmetic (ORT_INTEGER_KERNELS), so a Concat group compiles. Ops between a DequantizeLinear and a QuantizeLinear
+A group onnxruntime turns into an integer kernel hcc does not reproduce (an 8-bit linear Resize) is refused by name;
+QLinearConcat's and QLinearWhere's lookup tables are the group's own float arithmetic, so Concat and Where groups
+compile unfused. Ops between a DequantizeLinear and a QuantizeLinear
 that onnxruntime leaves in float are compiled in float like any other (onnxruntime's float Conv sums in another
 order, so a float group's quantized output can then differ from onnxruntime's in the last step).
 
@@ -82,10 +82,10 @@ MS_DOMAIN = "com.microsoft"
 MS_QUANTIZED_OPS = frozenset({"QGemm", "MatMulIntegerToFloat", "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool",
                               "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"})
 MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this many Adds at most
-# Ops onnxruntime replaces, between a DequantizeLinear and a QuantizeLinear, by com.microsoft integer kernels
-# (qdq_selector_action_transformer.cc: UnaryOpQDQRules, BinaryOpQDQRules, VariadicOpQDQRules, WhereQDQRules) whose
-# rounding hcc does not reproduce.
-ORT_INTEGER_KERNELS = {"Where": "QLinearWhere"}
+# Not Where: onnxruntime's QLinearWhere (WhereQDQRules) maps each input through QlinearBuildLookupTable with the
+# identity, MlasQuantizeLinear(scale * (x - zp)) (or copies it when its scale and zero point are the output's), and
+# picks by the condition: the DequantizeLinear -> Where -> QuantizeLinear the model spells out, which hcc computes bit
+# for bit, so the group compiles unfused (as Concat's, below).
 # Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
 ORT_TABLE_KERNELS = frozenset({"Add", "Mul", "GlobalAveragePool", "AveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
 POOL_ATTRS = ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")
@@ -1141,13 +1141,11 @@ def _group_selection(g: RewriteGraph, node: onnx.NodeProto) -> tuple[onnx.NodePr
 
 def _integer_kernel_group(g: RewriteGraph, node: onnx.NodeProto) -> str | None:
     """Why `node` is refused: onnxruntime computes it and the QDQ nodes around it with an integer kernel hcc does not
-    reproduce."""
-    kernel = ORT_INTEGER_KERNELS.get(node.op_type)
-    if kernel is None and node.op_type == "Resize" and str(attr_value(node, "mode", b"nearest"), "utf-8") != "nearest":
-        kernel = "an 8-bit Resize"
-    if kernel is None or node.domain not in ("", "ai.onnx"):
+    reproduce (a linear or cubic Resize, which it runs on the 8-bit codes)."""
+    if node.op_type != "Resize" or str(attr_value(node, "mode", b"nearest"), "utf-8") == "nearest" or node.domain not in ("", "ai.onnx"):
         return None
-    # Where and an 8-bit Resize: any DequantizeLinear -> op -> QuantizeLinear is refused, fused or not
+    kernel = "an 8-bit Resize"
+    # any DequantizeLinear -> Resize -> QuantizeLinear is refused, fused or not
     selected = any(g.producer.get(n) is not None and g.producer[n].op_type == "DequantizeLinear" for n in node.input if n) and \
         any(r.op_type == "QuantizeLinear" for r in g.consumers.get(node.output[0], []))
     if selected:

@@ -564,6 +564,34 @@ def test_qdq_average_pool_matches_onnxruntime(tmp_path, case):
 
 
 @pytest.mark.parametrize("activation", [np.uint8, np.int8])
+def test_qdq_where_matches_onnxruntimes_qlinear_where(tmp_path, activation):
+    """QDQ Where, which onnxruntime runs as QLinearWhere (each input through a table of MlasQuantizeLinear(x_scale *
+    (x - x_zp)), then picked): hcc compiles the group unfused, and those are its float steps, so the integers agree;
+    the three scales differ, so every code is requantized."""
+    zeros = (3, 250, 1) if activation == np.uint8 else (-5, 100, -128)
+    t = U8 if activation == np.uint8 else I8
+    nodes = [h.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="quant_x"),
+             h.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"], name="quant_y"),
+             h.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_x"),
+             h.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["yd"], name="dq_y"),
+             h.make_node("Where", ["cond", "xd", "yd"], ["w"], name="pick"),
+             h.make_node("QuantizeLinear", ["w", "zs", "zz"], ["out"], name="quant_out")]
+    inits = [c("xs", XS), c("xz", zeros[0], activation), c("ys", np.float32(XS * 1.7)), c("yz", zeros[1], activation),
+             c("zs", np.float32(XS * 0.6)), c("zz", zeros[2], activation)]
+    model = make(nodes, [("cond", T.BOOL, [4, 64]), ("x", F, [4, 64]), ("y", F, [1, 64])], [("out", t, [4, 64])], inits)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    fused = "QLinearWhere" in [n.op_type for n in onnx.load(tmp_path / "optimized.onnx").graph.node]
+    assert fused == (activation == np.uint8)  # onnxruntime leaves this int8 group (graph inputs, no Q/DQ pair) in float
+    rng = np.random.default_rng(4)
+    feeds = [{"cond": rng.random((4, 64)) < 0.5, "x": (rng.uniform(-300, 300, (4, 64)) * XS).astype(np.float32),
+              "y": (rng.uniform(-300, 300, (1, 64)) * XS).astype(np.float32)} for _ in range(10)]
+    assert_exact(compile_model(model, tmp_path), model, feeds)
+
+
+@pytest.mark.parametrize("activation", [np.uint8, np.int8])
 def test_qlinear_add_rounding_matters(tmp_path, monkeypatch, activation):
     """Every pair of 8-bit inputs through DequantizeLinear x 2 -> Add -> QuantizeLinear (graph inputs and output:
     no pair, so onnxruntime runs its kernel in the model's own type): hcc gives QLinearAdd's integers, and the group
@@ -689,17 +717,18 @@ def _load_error(model: onnx.ModelProto, tmp_path) -> str:
                   [("x", U8, [2, 3])], [("y", T.FLOAT16, [2, 3])], [c("s", 0.1, np.float16), c("z", 0, np.uint8)], opset=21),
      r"node 'dq16' \(DequantizeLinear\): scale 's' has type FLOAT16: hcc compiles float32 scales only"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
-                   h.make_node("DequantizeLinear", ["b", "s", "z"], ["bd"], name="dq_b"),
-                   h.make_node("Where", ["cond", "ad", "bd"], ["picked"], name="pick"),
-                   h.make_node("QuantizeLinear", ["picked", "s", "z"], ["y"], name="q")],
-                  [("cond", T.BOOL, [4]), ("a", U8, [4]), ("b", U8, [4])], [("y", U8, [4])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
-     r"node 'pick' \(Where\): onnxruntime computes DequantizeLinear -> Where -> QuantizeLinear with its integer kernel QLinearWhere"),
+                   h.make_node("Resize", ["ad", "", "scales"], ["big"], name="resize", mode="linear"),
+                   h.make_node("QuantizeLinear", ["big", "s", "z"], ["y"], name="q")],
+                  [("a", U8, [1, 1, 4, 4])], [("y", U8, [1, 1, 8, 8])],
+                  [c("s", 0.1, np.float32), c("z", 0, np.uint8), c("scales", [1, 1, 2, 2], np.float32)]),
+     r"node 'resize' \(Resize\): onnxruntime computes DequantizeLinear -> Resize -> QuantizeLinear with its integer kernel "
+     r"an 8-bit Resize"),
     (lambda: make([h.make_node("DequantizeLinear", ["a", "s", "z"], ["ad"], name="dq_a"),
                    h.make_node("AveragePool", ["ad"], ["pooled"], name="pool", kernel_shape=[2, 2], ceil_mode=1, strides=[2, 2]),
                    h.make_node("QuantizeLinear", ["pooled", "s", "z"], ["y"], name="q")],
                   [("a", U8, [1, 1, 5, 5])], [("y", U8, [1, 1, 3, 3])], [c("s", 0.1, np.float32), c("z", 0, np.uint8)]),
      r"node 'pool' \(QLinearAveragePool\): ceil_mode=1 is not supported"),
-], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-where", "qdq-average-pool-ceil"])
+], ids=["float16-input", "axis-length", "blocks", "float16-dequantize-scale", "qdq-linear-resize", "qdq-average-pool-ceil"])
 def test_unsupported_quantization_is_refused_by_name(build, message, tmp_path):
     error = _load_error(build(), tmp_path)
     assert re.search(message, error), error
