@@ -2917,6 +2917,9 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
 #ifndef FV_GROUP
 #define FV_GROUP 96 /* a multiple of FV_PX and FV_PX3 */
 #endif
+#ifndef FV_OUTER_PANELS
+#define FV_OUTER_PANELS (256 * 1024) /* bytes: kept panels at most, an input at least, for the groups-outer order (FvJob) */
+#endif
 
 typedef struct {
   const Problem *problems; /* per (image, group): a = filters (lda > 0), b = the (padded) input, c = output */
@@ -2924,6 +2927,8 @@ typedef struct {
   int64_t P, blocks, parts, groups_per_part, groups, G;
   const float *packed; /* every (group, block) panel packed before (the constant filters' cache), or NULL */
   int y_blocked;        /* write the output in the blocked layout (CBLOCK channels per pixel), else NCHW */
+  int groups_outer;     /* a task runs its pixel groups one after another through every filter block (else one
+                           block through its groups): the input read once, the kept panels from L2 (fv_groups_outer) */
 } FvJob;
 
 /* Where a tile writes a blocked output straight from its registers: y[i] = the first pixel's vector of filter
@@ -3143,17 +3148,14 @@ static int64_t fv_block_m0(int64_t M, int64_t block) {
 
 static __thread Scratch fv_panel, fv_sums;
 
-static void fv_part(void *ctx, int64_t task) {
-  const FvJob *j = ctx;
-  int64_t per_problem = j->blocks * j->parts;
-  const Problem *p = &j->problems[task / per_problem];
-  int64_t block = (task % per_problem) / j->parts, part = task % j->parts;
-  int64_t g0 = part * j->groups_per_part, g1 = min64(j->groups, g0 + j->groups_per_part);
-  if (g0 >= g1) return;
+/* Filter block `block` of problem `index` over pixel groups g0..g1-1; `first`: the task's first group, whose tiles
+ * prefetch the kept panel's next chunk. */
+static void fv_block_groups(const FvJob *j, int64_t index, int64_t block, int64_t g0, int64_t g1, int64_t first) {
+  const Problem *p = &j->problems[index];
   int64_t m0 = fv_block_m0(p->M, block), rows = min64(fv_block_m0(p->M, block + 1), p->M) - m0;
   int fv = (int)((rows + VL - 1) / VL), px_max = fv == 3 ? FV_PX3 : FV_PX;
   int64_t width = fv * VL; /* kept panels: [groups][filters rounded up to vectors][taps], block b's at its first filter */
-  const float *panel = j->packed ? j->packed + ((task / per_problem) % j->G * fv_rounded(p->M) + m0) * p->K : NULL;
+  const float *panel = j->packed ? j->packed + (index % j->G * fv_rounded(p->M) + m0) * p->K : NULL;
   float *sums = scratch(&fv_sums, (size_t)(FV_GROUP * FV_BLOCK));
   if (!panel) {
     float *own = scratch(&fv_panel, (size_t)(p->K * FV_BLOCK));
@@ -3194,7 +3196,7 @@ static void fv_part(void *ctx, int64_t task) {
       for (int64_t t = 0, i = 0; t < pn; ++i) {
         int px = (int)(narrow + (i < wide));
         fv_tile_any(fv, px, kc, panel + k0 * width, p->b, j->pix + n0 + t, j->koff + k0, sums + t * width, k0 == 0,
-                    j->packed && g == g0 ? panel + (k0 + FV_KC) * width : NULL);
+                    j->packed && g == first ? panel + (k0 + FV_KC) * width : NULL);
         t += px;
       }
     }
@@ -3203,6 +3205,17 @@ static void fv_part(void *ctx, int64_t task) {
     else
       fv_write(p, sums, m0, rows, n0, pn);
   }
+}
+
+static void fv_part(void *ctx, int64_t task) {
+  const FvJob *j = ctx;
+  int64_t per_problem = j->groups_outer ? j->parts : j->blocks * j->parts, index = task / per_problem, part = task % j->parts;
+  int64_t g0 = part * j->groups_per_part, g1 = min64(j->groups, g0 + j->groups_per_part);
+  if (j->groups_outer)
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t block = 0; block < j->blocks; ++block) fv_block_groups(j, index, block, g, g + 1, g0);
+  else if (g0 < g1)
+    fv_block_groups(j, index, (task % per_problem) / j->parts, g0, g1, g0);
 }
 
 static void fv_pack_task(void *ctx, int64_t task) { /* task = group * blocks + block of problems[group] */
@@ -3273,12 +3286,21 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
-  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL, y_blocked};
+  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL, y_blocked, 0};
   if (site > 0) {
     const int64_t shape[3] = {G, problems[0].M, problems[0].K};
     job.packed = packed_weights(site, shape, (size_t)(G * fv_rounded(problems[0].M) * problems[0].K), fv_pack_all, &job);
   }
-  hcc_parallel_for(batch * blocks * parts, fv_part, &job);
+  /* Groups outer where the input overflows L2, the kept panels of all blocks fit it, and there are groups enough for
+     every thread: one block after another through the whole map read the input once per block (measured on the
+     EPYC, 512 KiB L2: ResNet's 1x1 stride-2 downsamplings 8-10% faster, ResNet-18 -1.6%; 3x3 64->64 on 56x56 -1.5%). */
+  int64_t panel_bytes = G * fv_rounded(problems[0].M) * problems[0].K * (int64_t)sizeof(float);
+  if (job.packed && blocks > 1 && groups >= want && panel_bytes <= FV_OUTER_PANELS && Cg * plane * (int64_t)sizeof(float) > FV_OUTER_PANELS) {
+    job.groups_outer = 1;
+    job.parts = min64((want + batch - 1) / batch, groups);
+    job.groups_per_part = (groups + job.parts - 1) / job.parts;
+  }
+  hcc_parallel_for(batch * (job.groups_outer ? 1 : blocks) * job.parts, fv_part, &job);
   free(own);
   return 1;
 }

@@ -482,6 +482,38 @@ def test_constant_filters_are_packed_once_per_call_site(lib):
     assert np.array_equal(kept, run(filters[0] if lib.vl >= 8 else filters[1], 0))
 
 
+@pytest.mark.parametrize("c,h,f,k,stride,pad,layouts", [
+    (64, 60, 48, 1, 2, 0, 0),   # a downsampling 1x1: 900 KB of input, 12 KB of panels
+    (40, 58, 40, 3, 1, 1, 0),   # a padded 3x3: 40 filters, a 3-vector block then a 2-vector one (AVX2)
+    (64, 48, 32, 1, 1, 0, 3),   # blocked input and output, written from the registers
+])
+def test_filter_vector_groups_outer_order(lib, c, h, f, k, stride, pad, layouts):
+    """A convolution whose input overflows L2 and whose kept panels fit it runs each pixel group through every filter
+    block (FvJob.groups_outer) instead of each block through the map: the same values, and the same bits at every
+    thread count."""
+    rng = np.random.default_rng(c + h + f)
+    x = rng.standard_normal((1, c, h, h)).astype(np.float32)
+    w = rng.standard_normal((f, c, k, k)).astype(np.float32) * 0.2
+    bias = rng.standard_normal(f).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))).astype(np.float64)
+    ref = np.maximum(conv_ref(xp, w.astype(np.float64), (stride, stride), (1, 1), 1) + bias[None, :, None, None], 0)
+    oh = ref.shape[2]
+    xin = _to_blocked(x) if layouts & 1 else x
+    results = []
+    for threads in (1, 2, 3):
+        lib.hcc_set_num_threads(threads)
+        y = np.full(ref.shape, np.nan, np.float32)
+        lib.conv(I64(xin.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr([1, c, h, h, f, k, k, oh, oh, 1]),
+                 _arr([stride, stride, 1, 1, pad, pad]), _arr([c * h * h, h * h, h, 1]), _arr(_strides(w)),
+                 _arr([f * oh * oh, oh * oh, oh, 1]), _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0),
+                 site=3000 + c + f + k, layouts=layouts)
+        expected = _to_blocked(ref) if layouts & 2 else ref
+        np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
+        results.append(y)
+    lib.hcc_set_num_threads(0)
+    assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_epilogue(lib, stride):
     rng = np.random.default_rng(stride)
