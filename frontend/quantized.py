@@ -88,7 +88,7 @@ MAX_SOFTMAX_ROW = 4096  # QLinearSoftmax's sequential row sum is a chain of this
 # for bit, so the group compiles unfused (as Concat's, below).
 # Ops whose QDQ groups onnxruntime fuses into com.microsoft kernels that hcc reproduces (as QLinear<op>)
 ORT_TABLE_KERNELS = frozenset({"Add", "Mul", "GlobalAveragePool", "AveragePool", "Sigmoid", "LeakyRelu", "Softmax"})
-POOL_ATTRS = ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")
+POOL_ATTRS = ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")  # AveragePool's, kept when fused
 # Not Concat: onnxruntime's QLinearConcat copies an input whose scale and zero point are the output's and maps any
 # other through a 256-entry table built as MlasQuantizeLinear(x_scale * (x - x_zp)) (qlinear_concat.cc,
 # qlinear_lookup_table.cc): exactly the DequantizeLinear -> Concat -> QuantizeLinear the model spells out, which hcc
@@ -763,6 +763,10 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
               out_elem, node.output[0])
 
 
+def _pool_attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in POOL_ATTRS}
+
+
 def _qlinear_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.QLinearAveragePool (NCHW) as onnxruntime computes it (qlinear_pool.cc): a window covering the
     whole image without padding is its global pool (_qlinear_global_average_pool); otherwise each code dequantized
@@ -795,8 +799,7 @@ def _qlinear_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto,
     x_zp, y_zp = (int(_constant_scalar(g, input_at(node, i), "zero point", 0)) for i in (2, 4))
     codes = e.add(e.cast(x, I32), np.array(-x_zp, I32), "centered")  # the same for the kernel's shifted codes
     values = e.mul(e.cast(codes, F32), np.array(x_scale, F32), "dequantized")
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in POOL_ATTRS}
-    pooled = e.op("AveragePool", [values], F32, "pooled", **attrs)
+    pooled = e.op("AveragePool", [values], F32, "pooled", **_pool_attrs(node))
     v = e.add(e.div(pooled, np.array(y_scale, F32), "scaled"), np.array(y_zp + shift[1], F32), "plus_zp")
     lo, hi = EIGHT_BIT[kernel]
     r = e.min_where(e.max_where(e.round_even(v), np.array(lo, F32), "lo"), np.array(hi, F32), "hi")
@@ -1117,9 +1120,8 @@ def _fused_table_group(g: RewriteGraph, node: onnx.NodeProto, dqs: list[onnx.Nod
     for dq in dqs:
         inputs += [dq.input[0], dq.input[1], _zero_point(g, dq, g.types[dq.input[0]], new_inits)]
     inputs += [q.input[1], _zero_point(g, q, g.types.get(q.output[0], TensorProto.UINT8), new_inits)]
-    pool = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name in POOL_ATTRS}
     attrs = {"Add": {KERNEL_TYPE_ATTR: kernel}, "Mul": {KERNEL_TYPE_ATTR: kernel}, "GlobalAveragePool": {"channels_last": 0},
-             "AveragePool": {"channels_last": 0, KERNEL_TYPE_ATTR: kernel, **pool},
+             "AveragePool": {"channels_last": 0, KERNEL_TYPE_ATTR: kernel, **_pool_attrs(node)},
              "LeakyRelu": {"alpha": float(attr_value(node, "alpha", 0.01))},
              "Softmax": {"axis": int(attr_value(node, "axis", -1 if opset >= 13 else 1)), "opset": opset}}.get(node.op_type, {})
     fused = helper.make_node(f"QLinear{node.op_type}", inputs, [q.output[0]], name=node.name, domain=MS_DOMAIN, **attrs)
