@@ -50,6 +50,27 @@ def _reads(node: onnx.NodeProto) -> set[str]:
     return names
 
 
+def _reads_empty_input(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> bool:
+    """Every input known, one of them a zero-size tensor."""
+    known = [n for n in node.input if n]
+    return bool(known) and all(n in values for n in known) and any(values[n].size == 0 for n in known)
+
+
+def _folded_output_node(node: onnx.NodeProto, values: dict[str, np.ndarray], model: onnx.ModelProto,
+                        new_initializers: list[onnx.TensorProto]) -> onnx.NodeProto | None:
+    """A node computing a graph output from constants and an empty input, as an Identity of its folded value (a graph
+    output stays the output of a node); None when it does not fold to one non-empty output."""
+    if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDABLE or len(node.output) != 1:
+        return None
+    result = _evaluate(node, values, list(model.opset_import))
+    if result is None or result[0].size == 0 or result[0].size > MAX_FOLDED_ELEMENTS:
+        return None
+    name = f"{node.output[0]}__folded"
+    values[name] = result[0]
+    new_initializers.append(numpy_helper.from_array(result[0], name))
+    return helper.make_node("Identity", [name], list(node.output), name=node.name)
+
+
 def fold_constants(model: onnx.ModelProto) -> int:
     """Fold in place; returns how many nodes were folded away."""
     graph = model.graph
@@ -58,9 +79,23 @@ def fold_constants(model: onnx.ModelProto) -> int:
                   if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
     values: dict[str, np.ndarray] = {init.name: numpy_helper.to_array(init) for init in graph.initializer
                                      if int(np.prod(init.dims)) <= MAX_FOLDED_ELEMENTS}
+    # A graph input of a zero-size static shape has one possible value (no elements), so what is computed from it and
+    # constants is a constant too: a reduction over an empty axis is its identity element (the ONNX node suite's
+    # *_empty_set cases), which the compiled code never has to compute from an empty tensor.
+    initializer_names = {init.name for init in graph.initializer}
+    for value in graph.input:
+        shape = shapes.get(value.name)
+        if value.name not in initializer_names and shape is not None and 0 in shape and elem_types.get(value.name):
+            values[value.name] = np.zeros(shape, helper.tensor_dtype_to_np_dtype(elem_types[value.name]))
     graph_outputs = {o.name for o in graph.output}
     kept, new_initializers, folded = [], [], 0
     for node in graph.node:
+        if any(o in graph_outputs for o in node.output) and _reads_empty_input(node, values):
+            replacement = _folded_output_node(node, values, model, new_initializers)
+            if replacement is not None:
+                kept.append(replacement)
+                folded += 1
+                continue
         if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDABLE or any(o in graph_outputs for o in node.output):
             kept.append(node)
             continue
