@@ -663,6 +663,12 @@ case("com.microsoft.QLinearGlobalAveragePool", "int8", lambda: _qmodel(
     h.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qgap", domain="com.microsoft", channels_last=0),
     [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 1])], [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0077), _const("yz", 9, np.int8)],
     ms=True), feeds=_I8_IN, as_written=True)
+case("com.microsoft.QLinearAveragePool", "uint8-3x3-padded", lambda: _qmodel(
+    h.make_node("QLinearAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qap", domain="com.microsoft", channels_last=0,
+                kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    [("x", U8, [1, 2, 4, 8])], [("y", U8, [1, 2, 4, 8])],
+    [_const("xs", 0.0371), _const("xz", 3, np.uint8), _const("ys", 0.0371), _const("yz", 9, np.uint8)],
+    ms=True), feeds={"x": np.arange(64, dtype=np.uint8).reshape(1, 2, 4, 8) * 4}, as_written=True)
 # torch-mlir casts float -> uint8 with fptosi to i8 (127 for 128..255 in vector code); frontend/rewrites.py goes via int32
 case("Cast", "float-to-uint8", lambda: _model([h.make_node("Cast", ["x"], ["y"], name="cast", to=U8)], [("x", F, [4, 64])], [("y", U8)]),
      feeds={"x": np.concatenate([np.arange(0, 252) + 0.25, [-1.0, 300.0, 255.9, -0.5]]).astype(np.float32).reshape(4, 64)})

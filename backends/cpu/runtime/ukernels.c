@@ -2894,9 +2894,9 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
  * row, so they fall back to im2col or compute dropped grid columns, and their loads straddle cache lines. Here a
  * tile is FV_PX output pixels x up to FV_MAXV vectors of filters: per tap, FV_MAXV aligned loads of a packed filter
  * panel and FV_PX scalar broadcasts of input pixels (any stride, any map width) feed FV_MAXV x FV_PX FMAs.
- * Per filter block of fv vectors, the panel ([K][fv * VL] floats) is packed once per task by VL x VL transposes; sums for a group
- * of FV_GROUP pixels build up over chunks of FV_KC taps (the panel chunk stays in L1) and are transposed back into
- * the NCHW output with the epilogue. */
+ * Per filter block of fv vectors, the panel ([K][fv * VL] floats) is packed once per task by VL x VL transposes;
+ * sums for a group of FV_GROUP pixels build up over chunks of FV_KC taps (the panel chunk stays in L1) and are
+ * transposed back into the NCHW output with the epilogue. */
 #if VL >= 8
 #if VL == 16
 #define FV_MAXV 4
@@ -2928,7 +2928,7 @@ typedef struct {
   const float *packed; /* every (group, block) panel packed before (the constant filters' cache), or NULL */
   int y_blocked;        /* write the output in the blocked layout (CBLOCK channels per pixel), else NCHW */
   int groups_outer;     /* a task runs its pixel groups one after another through every filter block (else one
-                           block through its groups): the input read once, the kept panels from L2 (fv_groups_outer) */
+                           block through its groups): the input read once, the kept panels from L2 (conv_fv) */
 } FvJob;
 
 /* Where a tile writes a blocked output straight from its registers: y[i] = the first pixel's vector of filter
@@ -3093,7 +3093,8 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
   else vstore_n(y, v, lanes);
 }
 
-/* The group's sums ([pn][width], pixel-major, width = rows rounded up to vectors) into the output's rows m0.. (filter-major), VL x VL at a time. */
+/* The group's sums ([pn][width], pixel-major, width = rows rounded up to whole vectors) into the output's rows m0..
+ * (filter-major), VL x VL at a time. */
 static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
   int64_t width = ((rows + VL - 1) / VL) * VL;
   for (int64_t q = 0; q < pn; q += VL) {
@@ -3116,13 +3117,14 @@ static int fv_blocked_epilogue(const Epilogue *e) {
 static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn, int64_t P) {
   const Epilogue local = p->e, *e = &local; /* a copy: the stores below cannot alias it, so its clamp modes are read
                                               once instead of per pixel */
+  int64_t width = ((rows + VL - 1) / VL) * VL; /* the sums' row length */
   for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of VL (the blocked output has whole blocks) */
     int64_t m = m0 + f;
     vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
     if (e->init_mode == INIT_SOURCE)
       for (int l = 0; l < VL; ++l) init[l] = e->init[(m + l) * e->init_sm];
     float *y = p->c + blocked_at(m, n0, P);
-    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * rows + f) + init));
+    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * width + f) + init));
   }
 }
 
