@@ -710,17 +710,36 @@ def _code_index(e: NodeEmitter, x: str, elem: int):
     return e.add(index, np.array(128, np.int64), "code") if elem == TensorProto.INT8 else index
 
 
+def _kernel_shifts(node: onnx.NodeProto, types: list[int]) -> tuple[int, list[int]]:
+    """The 8-bit type a fused QLinear op computes in (KERNEL_TYPE_ATTR, where onnxruntime turned int8 pairs into
+    uint8; else its tensors' one type) and, per tensor of `types`, what its codes and zero point gain in that type
+    (128 for an int8 tensor on a uint8 kernel)."""
+    fused = attr_value(node, KERNEL_TYPE_ATTR)
+    kernel = int(fused) if fused is not None else types[0]
+    if any(t not in EIGHT_BIT for t in types + [kernel]) or (fused is None and len(set(types)) != 1):
+        raise _Refused(f"inputs and output must share one 8-bit type, not {', '.join(type_name(t) for t in types)}")
+    return kernel, [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in types]
+
+
+def _pooled_input(g: RewriteGraph, node: onnx.NodeProto) -> tuple[str, int, list[int]]:
+    """(name, 8-bit type, shape) of a QLinear pooling op's NCHW input."""
+    if attr_value(node, "channels_last", 0):
+        raise _Refused("channels_last=1 is not supported")
+    x = node.input[0]
+    _eight_bit(g, x, "input")
+    shape = _shape(g, x)
+    if len(shape) < 3:
+        raise _Refused(f"input '{x}' has rank {len(shape)}: expected N x C x spatial dimensions")
+    return x, _elem(g, x), shape
+
+
 def _qlinear_binary(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto, opset: int) -> None:
     """com.microsoft.QLinearAdd / QLinearMul: C = quantize(dequantize(A) op dequantize(B)) as onnxruntime's kernel
     rounds it, by a Gather from the 256 x 256 table of its results (frontend/mlas_emulation.py)."""
     a, b = node.input[0], node.input[3]
     raw = [_elem(g, a), _elem(g, b), _elem(g, input_at(node, 7)) if input_at(node, 7) else _elem(g, a)]
-    fused_kernel = attr_value(node, KERNEL_TYPE_ATTR)
-    kernel = int(fused_kernel) if fused_kernel is not None else raw[0]
-    if any(t not in EIGHT_BIT for t in raw + [kernel]) or (fused_kernel is None and len(set(raw)) != 1):
-        raise _Refused(f"inputs and output must share one 8-bit type, not {', '.join(type_name(t) for t in raw)}")
+    kernel, shifts = _kernel_shifts(node, raw)
     scales = _constant_scales(g, node, (1, 4, 6))
-    shifts = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in raw]
     zero_points = tuple(int(_constant_scalar(g, input_at(node, i), "zero point", 0)) + shift for i, shift in zip((2, 5, 7), shifts))
     kernel_dtype = helper.tensor_dtype_to_np_dtype(kernel)
     if node.op_type == "QLinearAdd":
@@ -738,14 +757,7 @@ def _qlinear_global_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.Nod
     """com.microsoft.QLinearGlobalAveragePool (NCHW) as MLAS computes it on x86-64 (qlgavgpool.cpp): the exact int32
     sum of x - x_zp over each image, times scale = x_scale / (y_scale * float(H*W)) in float32, then the QuantizeLinear
     steps (clamp, round half to even, plus y_zp). The sum is exact in float32 below 2^24."""
-    if attr_value(node, "channels_last", 0):
-        raise _Refused("channels_last=1 is not supported")
-    x = node.input[0]
-    elem = _elem(g, x)
-    _eight_bit(g, x, "input")
-    shape = _shape(g, x)
-    if len(shape) < 3:
-        raise _Refused(f"input '{x}' has rank {len(shape)}: expected N x C x spatial dimensions")
+    x, elem, shape = _pooled_input(g, node)
     size = int(np.prod(shape[2:]))
     lo, hi = EIGHT_BIT[elem]
     if size * (hi - lo) >= EXACT_FLOAT32:
@@ -773,28 +785,19 @@ def _qlinear_average_pool(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto,
     in float32 as x_scale * (x - x_zp), the float AveragePool of those (window sums row by row, then divided by the
     count), then round half to even of (avg / y_scale + y_zp) in float32, clamped to the 8-bit range. The zero points
     are the kernel type's (KERNEL_TYPE_ATTR: int8 tensors on a uint8 kernel are 128 higher)."""
-    if attr_value(node, "channels_last", 0):
-        raise _Refused("channels_last=1 is not supported")
     if attr_value(node, "ceil_mode", 0):
         raise _Refused("ceil_mode=1 is not supported (onnxruntime counts a window past the input's end differently)")
-    x = node.input[0]
-    elem = _elem(g, x)
-    _eight_bit(g, x, "input")
-    shape = _shape(g, x)
+    x, elem, shape = _pooled_input(g, node)
     kernel_shape = [int(k) for k in attr_value(node, "kernel_shape", [])]
     pads = [int(p) for p in attr_value(node, "pads", [0] * 2 * len(kernel_shape))]
     auto_pad = str(attr_value(node, "auto_pad", b"NOTSET"), "utf-8")
-    if len(shape) < 3 or len(kernel_shape) != len(shape) - 2:
+    if len(kernel_shape) != len(shape) - 2:
         raise _Refused(f"input '{x}' of shape {shape} does not match kernel_shape {kernel_shape}")
     if kernel_shape == list(shape[2:]) and not any(pads) and auto_pad in ("NOTSET", "VALID"):
         _qlinear_global_average_pool(e, g, node, opset)
         return
     out_elem = _elem(g, input_at(node, 4)) if input_at(node, 4) else elem
-    fused_kernel = attr_value(node, KERNEL_TYPE_ATTR)
-    kernel = int(fused_kernel) if fused_kernel is not None else elem
-    if kernel not in EIGHT_BIT or out_elem not in EIGHT_BIT or (fused_kernel is None and out_elem != elem):
-        raise _Refused(f"input and output must share one 8-bit type, not {type_name(elem)} and {type_name(out_elem)}")
-    shift = [128 if t == TensorProto.INT8 and kernel == TensorProto.UINT8 else 0 for t in (elem, out_elem)]
+    kernel, shift = _kernel_shifts(node, [elem, out_elem])
     x_scale, y_scale = (np.float32(v) for v in _constant_scales(g, node, (1, 3)))
     x_zp, y_zp = (int(_constant_scalar(g, input_at(node, i), "zero point", 0)) for i in (2, 4))
     codes = e.add(e.cast(x, I32), np.array(-x_zp, I32), "centered")  # the same for the kernel's shifted codes

@@ -2906,6 +2906,7 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
 #define FV_PX 6
 #define FV_PX3 4 /* pixels per tile of 3 filter vectors */
 #define FV_BLOCK (FV_MAXV * VL) /* filters per block at most */
+#define FV_REST (FV_MAXV == 3 ? 2 : FV_MAXV) /* vectors per block after the first (fv_lead) */
 #ifndef FV_KC
 #if VL == 8 /* measured on the AMD EPYC (AVX2): 64 taps keep a 7x7 map's input chunk in L1; 960->320 and 320->1280
                1x1 convs on 7x7 ran 20% faster than at 128, no shape slower */
@@ -2944,6 +2945,8 @@ typedef struct {
  * kept panel (the next filter block's after the last chunk: kept panels are contiguous): ResNet-18's 512-filter 3x3
  * panels (9.4 MB) come from memory on every run, and waiting for them cost 0.6 of 2.3 ms (measured with the caches
  * flushed between calls: 2.21 -> 1.86 ms; 256 filters on 14x14: -6%; no change with warm caches). */
+static int64_t fv_rounded(int64_t M) { return ((M + VL - 1) / VL) * VL; } /* filters as whole vectors */
+
 static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch, const int fv, const int px, int64_t kc,
                                                              const float *restrict panel, const float *restrict in,
                                                              const int64_t *restrict pix, const int64_t *restrict koff,
@@ -3056,7 +3059,7 @@ static void fv_tile_out(int fv, int px, int64_t kc, const float *panel, const fl
 
 /* panel[k][f] = filter m0 + f's tap k, zero for f >= rows (whole vectors only). */
 static void fv_pack(const Problem *p, int64_t m0, int64_t rows, float *restrict panel) {
-  int64_t K = p->K, width = ((rows + VL - 1) / VL) * VL, k = 0;
+  int64_t K = p->K, width = fv_rounded(rows), k = 0;
   const float *a = p->a + m0 * p->lda;
   if (rows == width)
     for (; k + VL <= K; k += VL)
@@ -3096,7 +3099,7 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
 /* The group's sums ([pn][width], pixel-major, width = rows rounded up to whole vectors) into the output's rows m0..
  * (filter-major), VL x VL at a time. */
 static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
-  int64_t width = ((rows + VL - 1) / VL) * VL;
+  int64_t width = fv_rounded(rows);
   for (int64_t q = 0; q < pn; q += VL) {
     int64_t lanes = min64(VL, pn - q);
     for (int64_t f = 0; f < rows; f += VL) {
@@ -3117,7 +3120,7 @@ static int fv_blocked_epilogue(const Epilogue *e) {
 static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn, int64_t P) {
   const Epilogue local = p->e, *e = &local; /* a copy: the stores below cannot alias it, so its clamp modes are read
                                               once instead of per pixel */
-  int64_t width = ((rows + VL - 1) / VL) * VL; /* the sums' row length */
+  int64_t width = fv_rounded(rows); /* the sums' row length */
   for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of VL (the blocked output has whole blocks) */
     int64_t m = m0 + f;
     vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
@@ -3133,19 +3136,17 @@ static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, in
  * 1-vector block, whose tiles do half the FMAs per broadcast: 24 filters run as one 3 x 4 block, not 16 + 8 (measured
  * on the EPYC: MobileNet's 96->24 and 144->24 1x1 convs on 56x56 16-18% faster; at an even count, 3-vector blocks
  * were 2-4% slower than 2-vector ones). Block b holds filters fv_block_m0(M, b) .. fv_block_m0(M, b + 1) - 1. */
-static int64_t fv_rounded(int64_t M) { return ((M + VL - 1) / VL) * VL; }
 static int64_t fv_lead(int64_t M) { /* vectors in block 0 */
   int64_t v = (M + VL - 1) / VL;
   if (FV_MAXV != 3) return min64(v, FV_MAXV);
   return v >= 3 && v % 2 ? 3 : min64(v, 2);
 }
 static int64_t fv_blocks(int64_t M) {
-  int64_t v = (M + VL - 1) / VL, lead = fv_lead(M), rest = FV_MAXV == 3 ? 2 : FV_MAXV;
-  return 1 + (v - lead + rest - 1) / rest;
+  int64_t v = (M + VL - 1) / VL;
+  return 1 + (v - fv_lead(M) + FV_REST - 1) / FV_REST;
 }
 static int64_t fv_block_m0(int64_t M, int64_t block) {
-  int64_t rest = FV_MAXV == 3 ? 2 : FV_MAXV;
-  return block == 0 ? 0 : min64(M, VL * (fv_lead(M) + rest * (block - 1)));
+  return block == 0 ? 0 : min64(M, VL * (fv_lead(M) + FV_REST * (block - 1)));
 }
 
 static __thread Scratch fv_panel, fv_sums;
