@@ -31,12 +31,16 @@ lint: setup
 	$(BIN)/ruff check .
 
 # The default suite (CI runs exactly this: lint, then the tests); slow suites are marked and run by `make test-all`.
+# The tests run in TEST_JOBS processes (pytest-xdist), one test file per process at a time (module fixtures such as
+# test_ukernels' compiled kernels are built once): one process took 35 min on the 2-core CI-like machine, 2 take about
+# half. TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow" -q --durations=15
+	$(BIN)/python -m pytest -m "not slow" -q --durations=15 -n $(TEST_JOBS) --dist loadfile
 
 test-all: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 # The CPU benchmark suite (tools/bench_suite.py): hcc vs onnxruntime on 11 generated models at 1 thread and all
 # cores; writes docs/benchmarks/cpu-suite.md. Run it on a quiet machine. BENCH_ARGS="--quick" for a smoke run.
