@@ -63,7 +63,8 @@ def test_nearest_with_rounding_ties(tmp_path, padding, align):
     _check(tmp_path, model, grid)
 
 
-@pytest.mark.parametrize("padding, align", [("zeros", 0), ("border", 1), ("reflection", 0)])
+@pytest.mark.parametrize("padding, align", [("zeros", 0), pytest.param("border", 1, marks=pytest.mark.slow),  # ~20 s each
+                                            pytest.param("reflection", 0, marks=pytest.mark.slow)])
 def test_cubic(tmp_path, padding, align):
     model = _model([1, 2, 4, 5], [1, 3, 4, 2], mode="cubic", padding_mode=padding, align_corners=align)
     # onnxruntime's cubic 'border' clamps differently from the spec's reference (off by up to 0.2 here); the node

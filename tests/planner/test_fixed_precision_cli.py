@@ -68,6 +68,7 @@ def test_compile_refuses_an_fpga_budget_alone_and_says_how(model, tmp_path):
         FpgaOptions(accuracy="bogus")
 
 
+@pytest.mark.slow  # two minutes (plan, compile, csim); the steps have their own quicker tests above
 def test_widths_written_by_plan_compile_and_hold_the_budget(model, tmp_path):
     """The loop the issue asks for: widths chosen by `hcc plan`, compiled by the FPGA backend through --fpga-config,
     and the bundle's own fixed-point code (csim) within the budget on the golden and held-out inputs."""

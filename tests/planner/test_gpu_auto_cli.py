@@ -74,6 +74,7 @@ def test_gpu_options_auto_needs_a_budget_and_records_per_subgraph_precisions():
     assert CompileOptions.from_dict(json.loads(json.dumps(options.to_dict()))).gpu == gpu
 
 
+@pytest.mark.slow  # 90-130 s (sensitivity runs, then a GPU and CPU build); `hcc plan`'s side runs by default above
 def test_hcc_compile_auto_builds_the_plan_it_explains(tmp_path):
     """FPGA | GPU fp16 | CPU | GPU fp32 | CPU: --explain shows each subgraph's device and precision; the bundle
     compiles each GPU subgraph at its own precision, the FPGA layer at the design point of the (re-priced) plan,
