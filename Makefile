@@ -32,8 +32,8 @@ lint: setup
 
 # The default suite (CI runs exactly this: lint, then the tests); slow suites are marked and run by `make test-all`.
 # The tests run in TEST_JOBS processes (pytest-xdist), one test file per process at a time (module fixtures such as
-# test_ukernels' compiled kernels are built once): one process took 35 min on the 2-core CI-like machine, 2 take about
-# half. TEST_JOBS=0 runs them in this process.
+# test_ukernels' compiled kernels are built once): on the 2-core CI-like machine one process took 35 min of tests, two
+# 23.5 min, and 19 min once the slowest tests moved to test-all (README "Tests"). TEST_JOBS=0 runs them in this process.
 TEST_JOBS ?= 2
 test: setup
 	$(BIN)/ruff check .
