@@ -2940,13 +2940,13 @@ typedef struct {
   const Epilogue *e;
 } FvOut;
 
+static int64_t fv_rounded(int64_t M) { return ((M + VL - 1) / VL) * VL; } /* filters as whole vectors */
+
 /* sums[j][..] (+)= sum over kc taps of panel[k][..] * in[pix[j] + koff[k]] for px pixels and fv filter vectors.
  * `prefetch`: also fetch the kc panel rows at pf towards L2. A task's first pixel group does, for the next chunk of a
  * kept panel (the next filter block's after the last chunk: kept panels are contiguous): ResNet-18's 512-filter 3x3
  * panels (9.4 MB) come from memory on every run, and waiting for them cost 0.6 of 2.3 ms (measured with the caches
  * flushed between calls: 2.21 -> 1.86 ms; 256 filters on 14x14: -6%; no change with warm caches). */
-static int64_t fv_rounded(int64_t M) { return ((M + VL - 1) / VL) * VL; } /* filters as whole vectors */
-
 static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch, const int fv, const int px, int64_t kc,
                                                              const float *restrict panel, const float *restrict in,
                                                              const int64_t *restrict pix, const int64_t *restrict koff,
