@@ -114,7 +114,9 @@ def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None, site: int = 0):
              site=site)
 
 
-SHAPES = [(1, 1, 1), (1, 10, 512), (3, 17, 5), (4, 100, 33), (7, 33, 300), (13, 16, 7), (64, 64, 64), (100, 70, 513), (130, 260, 70)]
+# (40, 1100, 300): a part of few rows runs N in column blocks sized for its C (gemm_nc), the last one partial
+SHAPES = [(1, 1, 1), (1, 10, 512), (3, 17, 5), (4, 100, 33), (7, 33, 300), (13, 16, 7), (64, 64, 64), (100, 70, 513), (130, 260, 70),
+          (40, 1100, 300)]
 
 
 @pytest.mark.parametrize("m,n,k", SHAPES)
