@@ -563,6 +563,22 @@ def test_separable_cnn_hands_over_blocked_channels(tmp_path):
     assert notes["block1/pw"].endswith("input in 16-channel blocks"), notes
 
 
+def test_residual_block_hands_over_blocked_channels_to_a_padded_conv(tmp_path):
+    """A ResNet basic block: conv1 (+ BN, Relu) is read only by conv2, whose kernel zero-pads a blocked input itself
+    (a blocked padded copy), so conv1 writes 16-channel blocks and conv2 reads them; conv2, with the residual add
+    fused, writes NCHW. The results match onnxruntime."""
+    import json
+
+    from models import residual_block
+
+    compile_and_compare(residual_block(channels=32, image=12), tmp_path, name="res")
+    manifest = json.loads((tmp_path / "res.bundle" / "manifest.json").read_text())
+    notes = {e["node"]: e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a["meta"]["schedule"]
+             if e["kind"] == "ukernel-conv"}
+    assert notes["block/conv1"].endswith("output in 16-channel blocks"), notes
+    assert notes["block/conv2"].endswith("input in 16-channel blocks"), notes
+
+
 def test_two_outputs_computing_the_same_value(tmp_path):
     """Two outputs computed by identical nodes: CSE merges them and the function returns one value twice, which
     crashed bufferization (the compiler worker died with signal 11). The second is now returned as a copy."""

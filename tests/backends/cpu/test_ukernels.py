@@ -490,6 +490,7 @@ def test_constant_filters_are_packed_once_per_call_site(lib):
     (64, 60, 48, 1, 2, 0, 0),   # a downsampling 1x1: 900 KB of input, 12 KB of panels
     (40, 58, 40, 3, 1, 1, 0),   # a padded 3x3: 40 filters, a 3-vector block then a 2-vector one (AVX2)
     (64, 48, 32, 1, 1, 0, 3),   # blocked input and output, written from the registers
+    (32, 62, 32, 3, 1, 1, 3),   # a padded 3x3 reading and writing blocks (its blocked padded copy: 500 KB)
 ])
 def test_filter_vector_groups_outer_order(lib, c, h, f, k, stride, pad, layouts):
     """A convolution whose input overflows L2 and whose kept panels fit it runs each pixel group through every filter
@@ -923,7 +924,9 @@ def _to_blocked(x: np.ndarray) -> np.ndarray:
     (64, 25, 5, 64, 1, 1, 0, False),    # a keyword spotter's pointwise conv: the filter-vector kernel, in place
     (96, 7, 7, 160, 1, 1, 0, False),    # partial filter blocks
     (32, 6, 9, 48, 1, 1, 0, False),     # 32 taps: the filter-vector kernel when writing blocks, else the GEMM path
-    (32, 9, 9, 32, 3, 1, 1, False),     # a padded 3x3 reading a blocked input: converted
+    (32, 9, 9, 32, 3, 1, 1, False),     # a padded 3x3 reading a blocked input: a blocked padded copy (padded_block_copy)
+    (48, 13, 11, 32, 3, 2, 1, False),   # the same at stride 2, a rectangular map
+    (16, 15, 15, 32, 7, 2, 3, False),   # 7x7/2 with 3 pixels of padding
     (64, 8, 8, 64, 1, 1, 0, True),      # a residual epilogue: converted
     (128, 5, 7, 80, 1, 1, 0, False),    # 128 taps (FV_KC): blocked tiles written from their registers
     (16, 9, 11, 48, 3, 1, 0, False),    # 144 taps: the blocked write-out through the sums
