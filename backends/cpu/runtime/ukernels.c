@@ -3148,10 +3148,49 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
   else vstore_n(y, v, lanes);
 }
 
+/* fv_write for the common epilogues: an init per filter (a bias) or a constant, an optional residual of unit column
+ * stride, a clamp. The init (and without a residual, the clamp) is added to each pixel's vector of filters before
+ * the transpose, so each transposed vector is stored as it is (or with its residual row added): the general path
+ * re-decides the epilogue per vector (fv_store). 0 if the epilogue is another. */
+static int fv_write_per_filter(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
+  const Epilogue local = p->e, *e = &local; /* a copy: the stores below cannot alias it */
+  int init_row = e->init_mode == INIT_CONSTANT || (e->init_mode == INIT_SOURCE && vector_columns(e->ow, 0, e->init_sh) && e->init_sn == 0);
+  if (!init_row || (e->res && !(e->res_sn == 1 && vector_columns(e->ow, 1, e->res_sh)))) return 0;
+  int64_t width = fv_rounded(rows);
+  float *c = p->c + n0;
+  for (int64_t f = 0; f < rows; f += VL) {
+    vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
+    if (e->init_mode == INIT_SOURCE)
+      for (int l = 0; l < VL && f + l < rows; ++l) init[l] = e->init[(m0 + f + l) * e->init_sm];
+    for (int64_t q = 0; q < pn; q += VL) {
+      int64_t lanes = min64(VL, pn - q);
+      vf r[VL], t[VL];
+      for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload(sums + (q + l) * width + f) + init : init;
+      if (!e->res)
+        for (int l = 0; l < VL; ++l) r[l] = vclamp(e, r[l]);
+      transpose_lanes(r, t);
+      for (int64_t l = 0; l < VL && f + l < rows; ++l) {
+        int64_t m = m0 + f + l;
+        vf v = t[l];
+        if (e->res) {
+          const float *res = e->res + m * e->res_sm + n0 + q;
+          v = vclamp(e, v + (lanes == VL ? vload(res) : vload_n(res, lanes)));
+        }
+        if (lanes == VL)
+          vstore(c + m * p->c_sm + q, v);
+        else
+          vstore_n(c + m * p->c_sm + q, v, lanes);
+      }
+    }
+  }
+  return 1;
+}
+
 /* The group's sums ([pn][width], pixel-major, width = rows rounded up to whole vectors) into the output's rows m0..
  * (filter-major), VL x VL at a time. */
 static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
   int64_t width = fv_rounded(rows);
+  if (fv_write_per_filter(p, sums, m0, rows, n0, pn)) return;
   for (int64_t q = 0; q < pn; q += VL) {
     int64_t lanes = min64(VL, pn - q);
     for (int64_t f = 0; f < rows; f += VL) {
