@@ -103,3 +103,35 @@ def test_a_resize_whose_operands_are_constant_nodes_becomes_a_broadcast(tmp_path
     ops = _ops(model, tmp_path / "m.onnx")
     assert "Resize" not in ops and "Expand" in ops and "Constant" not in ops, ops
     compile_and_compare(model, tmp_path, as_written=True)
+
+
+def _resize_conv_model(kernel: int = 1, also_read: bool = False, stride: int = 1) -> onnx.ModelProto:
+    """x [1, 8, 5, 7] -> nearest Resize x2 -> Conv (8 -> 4 filters, bias) -> y; `also_read`: the Resize's output is
+    a second output too."""
+    rng = np.random.default_rng(kernel * 10 + stride)
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+             numpy_helper.from_array(rng.standard_normal((4, 8, kernel, kernel)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")]
+    nodes = [helper.make_node("Resize", ["x", "", "scales"], ["up"], name="resize", mode="nearest"),
+             helper.make_node("Conv", ["up", "w", "b"], ["y"], name="conv", pads=[kernel // 2] * 4, strides=[stride] * 2)]
+    side = 10 // stride, 14 // stride
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, *side])]
+    if also_read:
+        outputs.append(helper.make_tensor_value_info("up", TensorProto.FLOAT, [1, 8, 10, 14]))
+    graph = helper.make_graph(nodes, "resize_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 5, 7])], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_pointwise_conv_after_a_broadcasting_resize_runs_before_it(tmp_path):
+    """Resize(x2) -> 1x1 Conv becomes Conv -> broadcast: the Conv on the small map, the same values."""
+    model = _resize_conv_model()
+    assert _ops(model, tmp_path / "m.onnx") == ["Conv", "Reshape", "Expand", "Reshape"]
+    compile_and_compare(model, tmp_path, as_written=True, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,also_read,stride", [(3, False, 1), (1, True, 1), (1, False, 2)])
+def test_other_convs_after_a_resize_stay_after_it(tmp_path, kernel, also_read, stride):
+    """A 3x3 Conv, a Resize output read elsewhere too, a strided 1x1 Conv: the Resize is still a broadcast, first."""
+    model = _resize_conv_model(kernel, also_read, stride)
+    assert _ops(model, tmp_path / "m.onnx") == ["Reshape", "Expand", "Reshape", "Conv"]
+    compile_and_compare(model, tmp_path, as_written=True, rtol=1e-5, atol=1e-5)
