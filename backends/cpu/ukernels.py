@@ -752,12 +752,6 @@ def _pads_blocked_input(op, precision_of=None, dense: bool = True) -> bool:
     return dense and base == CONV and not reduced and _filter_vector_kernel(op, base, blocked_input=True)
 
 
-def _is_depthwise(op) -> bool:
-    from mlir import ir
-
-    return "hcc.ukernel" in op.attributes and ir.StringAttr(op.attributes["hcc.ukernel"]).value == DWCONV
-
-
 def _input_source(op):
     """A convolution's input tensor, before the zero padding its kernel folds."""
     padding = zero_padding(op.operands[0])
