@@ -135,14 +135,15 @@ def _pointwise_after_resize(graph: onnx.GraphProto, shapes: dict, weights: dict,
         if any(v != 1 for v in attrs.get("strides", [1, 1])) or any(v != 0 for v in attrs.get("pads", [0] * 4)) or \
                 auto_pad not in ("NOTSET", "VALID"):
             continue
-        expansion = _conv_then_resize(conv, node, shapes, weights, opset)
-        if expansion is not None and _resize_as_broadcast(node, shapes, weights, opset) is not None:
+        expansion = _conv_then_resize(conv, node, shapes, weights, opset)  # the broadcast checks of the Resize itself
+        if expansion is not None:
             swapped[conv.name] = (node, expansion)
     return swapped
 
 
 def _conv_then_resize(conv: onnx.NodeProto, resize: onnx.NodeProto, shapes: dict, weights: dict, opset: int):
-    """The Conv on the Resize's input, then the broadcast of its output to the Conv's original output."""
+    """The Conv on the Resize's input, then the broadcast of its output to the Conv's original output; None unless the
+    Resize is a broadcast (_resize_as_broadcast: the same axes, lengths and attributes, only the channels differ)."""
     small = f"{conv.name}/before_upsampling"
     first = onnx.NodeProto()
     first.CopyFrom(conv)

@@ -1900,6 +1900,16 @@ static void grid_part(void *ctx, int64_t task) {
   }
 }
 
+/* The blocked layout in which one convolution hands its output to the next (conv[6] of hcc_conv2d / hcc_dwconv2d,
+ * chosen by the compiler: ukernels.py blocked_handover): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
+ * with C a multiple of CBLOCK; the same for every ISA (the code picks its ISA at load time). onnxruntime keeps its
+ * NCHWc layout between convolutions the same way: the filter-vector and depthwise-by-channel kernels compute vectors
+ * of channels per pixel, and NCHW cost each of them a transpose per call (a third of a keyword spotter's run). */
+#define CBLOCK 16
+enum { X_BLOCKED = 1, Y_BLOCKED = 2 };
+
+static inline int64_t blocked_at(int64_t c, int64_t q, int64_t plane) { return (c / CBLOCK) * plane * CBLOCK + q * CBLOCK + c % CBLOCK; }
+
 typedef struct {
   const float *x;
   float *xpad;
@@ -1936,37 +1946,6 @@ static void copy_padded_plane(void *ctx, int64_t plane) { /* plane = image * C +
   }
 }
 
-static __thread Scratch padded_input; /* the calling thread's, kept between calls */
-
-/* A zero-padded copy of the input, Hp x Wp per channel (then `slack` zeros), that problems[(image, group)].b point
- * into; NULL if the buffer cannot be had. sizes/conv as for hcc_conv2d. */
-static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
-                          const int64_t *conv, int64_t Hp, int64_t Wp, size_t slack) {
-  int64_t C = sizes[1], Cg = C / G;
-  size_t copied = (size_t)(NB * C * Hp * Wp);
-  float *xpad = scratch(&padded_input, copied + slack);
-  if (!xpad) return NULL;
-  PadJob pad = {x, xpad, C, sizes[2], sizes[3], Hp, Wp, conv[4], conv[5], xs};
-  hcc_parallel_for(NB * C, copy_padded_plane, &pad);
-  memset(xpad + copied, 0, sizeof(float) * slack);
-  for (int64_t n = 0, i = 0; n < NB; ++n)
-    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * Hp * Wp;
-  return xpad;
-}
-
-static float *padded_block_copy(Problem *problems, int64_t NB, const float *x, const int64_t *xs, const int64_t *sizes,
-                                const int64_t *conv, int64_t Hp, int64_t Wp);
-
-/* The blocked layout in which one convolution hands its output to the next (conv[6] of hcc_conv2d / hcc_dwconv2d,
- * chosen by the compiler: ukernels.py blocked_handover): channels in blocks of CBLOCK, [N][C/CBLOCK][H][W][CBLOCK],
- * with C a multiple of CBLOCK; the same for every ISA (the code picks its ISA at load time). onnxruntime keeps its
- * NCHWc layout between convolutions the same way: the filter-vector and depthwise-by-channel kernels compute vectors
- * of channels per pixel, and NCHW cost each of them a transpose per call (a third of a keyword spotter's run). */
-#define CBLOCK 16
-enum { X_BLOCKED = 1, Y_BLOCKED = 2 };
-
-static inline int64_t blocked_at(int64_t c, int64_t q, int64_t plane) { return (c / CBLOCK) * plane * CBLOCK + q * CBLOCK + c % CBLOCK; }
-
 /* A zero-padded copy of a blocked input, in the blocked layout: [N][C/CBLOCK][Hp][Wp][CBLOCK], each pixel's CBLOCK
  * channels one vector store or two (PadJob: x with its NCHW strides, xs[0] per image). */
 static void copy_padded_block(void *ctx, int64_t task) { /* task = image * C/CBLOCK + channel block */
@@ -1984,17 +1963,23 @@ static void copy_padded_block(void *ctx, int64_t task) { /* task = image * C/CBL
   }
 }
 
-/* padded_copy for a blocked input (one group): the copy is blocked too, problems[image].b its image. Measured on the
- * EPYC: a 3x3 convolution reading its input this way lets the convolution before it write blocked (no transposed
- * write-out), as onnxruntime chains NCHWc convolutions (ukernels.py _read_blocked_only). */
-static float *padded_block_copy(Problem *problems, int64_t NB, const float *x, const int64_t *xs, const int64_t *sizes,
-                                const int64_t *conv, int64_t Hp, int64_t Wp) {
-  int64_t C = sizes[1];
-  float *xpad = scratch(&padded_input, (size_t)(NB * C * Hp * Wp));
+static __thread Scratch padded_input; /* the calling thread's, kept between calls */
+
+/* A zero-padded copy of the input, Hp x Wp per channel (then `slack` zeros), that problems[(image, group)].b point
+ * into; NULL if the buffer cannot be had. sizes/conv as for hcc_conv2d. `blocked`: the input is in the blocked
+ * layout (one group), and so is the copy (copy_padded_block): a 3x3 convolution reading its input this way lets the
+ * convolution before it write blocked, with no transposed write-out (ukernels.py _pads_blocked_input). */
+static float *padded_copy(Problem *problems, int64_t NB, int64_t G, const float *x, const int64_t *xs, const int64_t *sizes,
+                          const int64_t *conv, int64_t Hp, int64_t Wp, size_t slack, int blocked) {
+  int64_t C = sizes[1], Cg = C / G;
+  size_t copied = (size_t)(NB * C * Hp * Wp);
+  float *xpad = scratch(&padded_input, copied + slack);
   if (!xpad) return NULL;
   PadJob pad = {x, xpad, C, sizes[2], sizes[3], Hp, Wp, conv[4], conv[5], xs};
-  hcc_parallel_for(NB * (C / CBLOCK), copy_padded_block, &pad);
-  for (int64_t n = 0; n < NB; ++n) problems[n].b = xpad + n * C * Hp * Wp;
+  hcc_parallel_for(blocked ? NB * (C / CBLOCK) : NB * C, blocked ? copy_padded_block : copy_padded_plane, &pad);
+  memset(xpad + copied, 0, sizeof(float) * slack);
+  for (int64_t n = 0, i = 0; n < NB; ++n)
+    for (int64_t g = 0; g < G; ++g, ++i) problems[i].b = xpad + (n * C + g * Cg) * Hp * Wp;
   return xpad;
 }
 
@@ -2029,7 +2014,7 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
   int64_t *koff = malloc(sizeof(int64_t) * (size_t)K);
   if (!koff) return 0;
   /* slack: the last tile's junk columns read up to NR + (KW - 1) * dw past the copy */
-  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, (size_t)(NR + (KW - 1) * dw + VL))) {
+  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, (size_t)(NR + (KW - 1) * dw + VL), 0)) {
     free(koff);
     return 0;
   }
@@ -2069,7 +2054,7 @@ static void amx_padded_input(Problem *problems, int64_t NB, int64_t G, const flo
                              const int64_t *conv, int64_t *bk, int64_t *bn) {
   int64_t C = sizes[1], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8], Cg = C / G;
   int64_t Hp = (OH - 1) * conv[0] + (KH - 1) * conv[2] + 1, Wp = (OW - 1) * conv[1] + (KW - 1) * conv[3] + 1;
-  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0)) return;
+  if (!padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0, 0)) return;
   for (int64_t c = 0, k = 0; c < Cg; ++c)
     for (int64_t kh = 0; kh < KH; ++kh)
       for (int64_t kw = 0; kw < KW; ++kw, ++k) bk[k] = c * Hp * Wp + kh * conv[2] * Wp + kw * conv[3];
@@ -3148,6 +3133,15 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
   else vstore_n(y, v, lanes);
 }
 
+/* The init of filters m.. m + lanes - 1 as one vector (the rest of the lanes as a constant init, or 0): a constant or
+ * one value per filter (the epilogues of fv_write_per_filter and the blocked write-outs). */
+static inline vf fv_filter_init(const Epilogue *e, int64_t m, int64_t lanes) {
+  vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
+  if (e->init_mode == INIT_SOURCE)
+    for (int64_t l = 0; l < lanes; ++l) init[l] = e->init[(m + l) * e->init_sm];
+  return init;
+}
+
 /* fv_write for the common epilogues: an init per filter (a bias) or a constant, an optional residual of unit column
  * stride, a clamp. The init (and without a residual, the clamp) is added to each pixel's vector of filters before
  * the transpose, so each transposed vector is stored as it is (or with its residual row added): the general path
@@ -3159,9 +3153,7 @@ static int fv_write_per_filter(const Problem *p, const float *sums, int64_t m0, 
   int64_t width = fv_rounded(rows);
   float *c = p->c + n0;
   for (int64_t f = 0; f < rows; f += VL) {
-    vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
-    if (e->init_mode == INIT_SOURCE)
-      for (int l = 0; l < VL && f + l < rows; ++l) init[l] = e->init[(m0 + f + l) * e->init_sm];
+    vf init = fv_filter_init(e, m0 + f, min64(VL, rows - f));
     for (int64_t q = 0; q < pn; q += VL) {
       int64_t lanes = min64(VL, pn - q);
       vf r[VL], t[VL];
@@ -3189,8 +3181,8 @@ static int fv_write_per_filter(const Problem *p, const float *sums, int64_t m0, 
 /* The group's sums ([pn][width], pixel-major, width = rows rounded up to whole vectors) into the output's rows m0..
  * (filter-major), VL x VL at a time. */
 static void fv_write(const Problem *p, const float *sums, int64_t m0, int64_t rows, int64_t n0, int64_t pn) {
-  int64_t width = fv_rounded(rows);
   if (fv_write_per_filter(p, sums, m0, rows, n0, pn)) return;
+  int64_t width = fv_rounded(rows);
   for (int64_t q = 0; q < pn; q += VL) {
     int64_t lanes = min64(VL, pn - q);
     for (int64_t f = 0; f < rows; f += VL) {
@@ -3214,9 +3206,7 @@ static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, in
   int64_t width = fv_rounded(rows); /* the sums' row length */
   for (int64_t f = 0; f < rows; f += VL) { /* rows: a multiple of VL (the blocked output has whole blocks) */
     int64_t m = m0 + f;
-    vf init = vsplat(e->init_mode == INIT_CONSTANT ? e->init_value : 0.0f);
-    if (e->init_mode == INIT_SOURCE)
-      for (int l = 0; l < VL; ++l) init[l] = e->init[(m + l) * e->init_sm];
+    vf init = fv_filter_init(e, m, VL);
     float *y = p->c + blocked_at(m, n0, P);
     for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * width + f) + init));
   }
@@ -3265,11 +3255,7 @@ static void fv_block_groups(const FvJob *j, int64_t index, int64_t block, int64_
   const Epilogue local = p->e;
   if (direct) {
     out.e = &local; /* a copy: the output stores cannot alias it */
-    for (int i = 0; i < fv; ++i) {
-      out.init[i] = vsplat(local.init_mode == INIT_CONSTANT ? local.init_value : 0.0f);
-      if (local.init_mode == INIT_SOURCE)
-        for (int l = 0; l < VL; ++l) out.init[i][l] = local.init[(m0 + i * VL + l) * local.init_sm];
-    }
+    for (int i = 0; i < fv; ++i) out.init[i] = fv_filter_init(&local, m0 + i * VL, VL);
   }
   for (int64_t g = g0; g < g1 && direct; ++g) {
     int64_t n0 = g * FV_GROUP, pn = min64(FV_GROUP, j->P - n0), tiles = (pn + px_max - 1) / px_max;
@@ -3366,9 +3352,7 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   if ((x_blocked || y_blocked) && (G != 1 || (x_blocked && C % CBLOCK) || (y_blocked && !fv_blocked_epilogue(&problems[0].e))))
     return 0;
   int64_t plane = padded ? Hp * Wp : xs[1], row = padded ? Wp : xs[2];
-  if (padded && x_blocked ? !padded_block_copy(problems, NB, x, xs, sizes, conv, Hp, Wp)
-                          : padded && !padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0))
-    return 0;
+  if (padded && !padded_copy(problems, NB, G, x, xs, sizes, conv, Hp, Wp, 0, x_blocked)) return 0;
   FvTables tables = {x_blocked, Cg, KH, KW, OH, OW, plane, row, sh, sw, dh, dw};
   const int64_t key[3] = {conv_key(sizes, conv, xs, NULL), K + P, plane * 2 + x_blocked};
   int64_t *koff = site > 0 ? (int64_t *)site_entry(&table_store, 2 * site + 1, key, (size_t)(2 * (K + P)), fv_fill_tables, &tables) : NULL;
