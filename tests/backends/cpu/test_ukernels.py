@@ -956,17 +956,21 @@ def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts
     np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("c,h,w,k,stride,pad", [(64, 25, 5, 3, 1, 1), (32, 14, 14, 3, 2, 1), (48, 7, 7, 5, 1, 2),
-                                                # planes over 32 KiB per vector of channels at every ISA width: the
-                                                # in-place kernel (dw_blocked) for layouts 3 with a per-channel bias
-                                                (32, 48, 48, 3, 1, 1), (16, 50, 47, 3, 2, 1), (16, 46, 46, 5, 1, 2)])
+@pytest.mark.parametrize("n,c,h,w,k,stride,pad", [(1, 64, 25, 5, 3, 1, 1), (1, 32, 14, 14, 3, 2, 1), (1, 48, 7, 7, 5, 1, 2),
+                                                    # planes over 32 KiB per vector of channels at every ISA width:
+                                                    # the in-place kernel (dw_blocked) for layouts 3 with a
+                                                    # per-channel bias; its tasks take row ranges of a channel block
+                                                    # (more output rows than one pass of DW_ROWS, fewer rows than
+                                                    # lanes, two batch entries)
+                                                    (1, 32, 48, 48, 3, 1, 1), (1, 16, 50, 47, 3, 2, 1), (1, 16, 46, 46, 5, 1, 2),
+                                                    (2, 32, 75, 30, 3, 1, 1), (2, 16, 3, 800, 3, 1, 0)])
 @pytest.mark.parametrize("layouts", [1, 2, 3])
 @pytest.mark.parametrize("plane_bias", [True, False])
-def test_depthwise_blocked_layouts(lib, c, h, w, k, stride, pad, layouts, plane_bias):
+def test_depthwise_blocked_layouts(lib, n, c, h, w, k, stride, pad, layouts, plane_bias):
     """The depthwise kernel reads and writes the blocked layout in place (implicit zero padding, any stride), with a
     per-channel bias and clamp, or an init per element (its general epilogue)."""
     rng = np.random.default_rng(c + k + layouts)
-    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((c, k, k)).astype(np.float32)
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))).astype(np.float64)
     ref = conv_ref(xp, wt[:, None].astype(np.float64), (stride, stride), (1, 1), c)
@@ -976,13 +980,13 @@ def test_depthwise_blocked_layouts(lib, c, h, w, k, stride, pad, layouts, plane_
         ep = _epilogue(4, init=init, init_strides=[0, 1, 0, 0], lo=0.0, hi=6.0)
         ref = np.clip(ref + init[None, :, None, None], 0, 6)
     else:
-        init = rng.standard_normal((1, c, oh, ow)).astype(np.float32)
+        init = rng.standard_normal((n, c, oh, ow)).astype(np.float32)
         ep = _epilogue(4, init=init, init_strides=_strides(init))
         ref = ref + init
     xin = _to_blocked(x) if layouts & 1 else x
     y = np.zeros(ref.shape, np.float32)
     lib.dwconv = _dwconv(lib)
-    lib.dwconv(I64(xin.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, c, h, w, k, k, oh, ow]),
+    lib.dwconv(I64(xin.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([n, c, h, w, k, k, oh, ow]),
                _arr([stride, stride, 1, 1, pad, pad]), _arr([c * h * w, h * w, w, 1]), _arr(_strides(wt)),
                _arr([c * oh * ow, oh * ow, ow, 1]), ep, layouts=layouts)
     expected = _to_blocked(ref) if layouts & 2 else ref
