@@ -114,7 +114,9 @@ def gemm(lib, a, b, c, batch_axes: int = 0, epilogue=None, site: int = 0):
              site=site)
 
 
-# (40, 1100, 300): a part of few rows runs N in column blocks sized for its C (gemm_nc), the last one partial
+# (40, 1100, 300): a part of few rows runs N in column blocks sized for its C (gemm_nc), the last one partial, panels
+# outer (its B block is over GEMM_B_BLOCK_BYTES); (100, 70, 513) and (130, 260, 70) run row tiles outer, over three
+# K blocks and over two column blocks
 SHAPES = [(1, 1, 1), (1, 10, 512), (3, 17, 5), (4, 100, 33), (7, 33, 300), (13, 16, 7), (64, 64, 64), (100, 70, 513), (130, 260, 70),
           (40, 1100, 300)]
 
