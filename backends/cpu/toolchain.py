@@ -93,7 +93,11 @@ def _cache_root() -> Path:
 
 def support_objects() -> list[Path]:
     """The support objects, compiled once per source/flags/compiler and cached ($HCC_CACHE_DIR or ~/.cache/hcc;
-    a temporary folder when that is not writable). Concurrent compiles each write their own copy, then rename."""
+    a temporary folder when that is not writable). Building them is the first compile's long step (the three ISA
+    variants of ukernels.c: about two minutes one after another on a 2-core EPYC), so it is announced on stdout (a
+    compile's progress, hcc/worker.py), runs the C files in parallel, and happens in one process at a time (a lock
+    file: parallel test workers and concurrent compiles wait for it instead of building the same objects)."""
+    import fcntl
     import hashlib
     import tempfile
 
@@ -109,16 +113,33 @@ def support_objects() -> list[Path]:
             return objects
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for (source, flags, _name), obj in zip(SUPPORT_UNITS, objects):
-                if obj.is_file():
-                    continue
-                tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
-                _run([c_compiler(), "-c", *SUPPORT_CFLAGS, *flags, str(RUNTIME_DIR / source), "-o", str(tmp)], f"compiling {source}")
-                os.replace(tmp, obj)
+            with open(folder / ".lock", "w") as lock:  # one process builds; the others wait for its objects
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                missing = [(source, flags, obj) for (source, flags, _name), obj in zip(SUPPORT_UNITS, objects) if not obj.is_file()]
+                if missing:
+                    _build_support(folder, missing)
             return objects
         except OSError:
             continue
     raise HccError("CPU backend: cannot write the compiled support code to a cache folder ($HCC_CACHE_DIR, ~/.cache/hcc or the temp folder)")
+
+
+def _build_support(folder: Path, missing: list[tuple[str, tuple[str, ...], Path]]) -> None:
+    """Compile the missing support objects on every CPU this process may use, the longest (ukernels.c's AVX-512
+    variant) first; each is written aside, then renamed. A failure is raised (HccError naming the file)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    print(f"building the CPU support code once ({len(missing)} C files, kept in {folder})", flush=True)
+
+    def build(unit: tuple[str, tuple[str, ...], Path]) -> None:
+        source, flags, obj = unit
+        tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
+        _run([c_compiler(), "-c", *SUPPORT_CFLAGS, *flags, str(RUNTIME_DIR / source), "-o", str(tmp)], f"compiling {source}")
+        os.replace(tmp, obj)
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=cpus) as pool:
+        list(pool.map(build, missing[::-1]))  # SUPPORT_UNITS lists the micro-kernels last
 
 
 @functools.lru_cache(maxsize=None)

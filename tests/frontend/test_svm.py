@@ -148,6 +148,7 @@ def test_classifiers(tmp_path):
     check(model, tmp_path, {"x": x, "i": ints}, bounds)
 
 
+@pytest.mark.slow  # 30-37 s (two SVMs compiled with probabilities); `make test-all`
 def test_probabilities(tmp_path):
     """prob_a / prob_b: Platt scaling and the pairwise coupling, three classes (RBF, SOFTMAX_ZERO on top) and two
     (LINEAR); the labels still come from the votes; a row with a NaN gets 1/K."""

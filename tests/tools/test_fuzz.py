@@ -39,6 +39,7 @@ def test_cases_replay_from_the_seed(fuzz):
     assert {c.family for c, _ in first} == {"model-bytes", "model-graph", "bundle"}
 
 
+@pytest.mark.slow  # 45 s; `make fuzz` runs a campaign too, and `make test-all` this one
 def test_fuzz_campaign_finds_nothing(fuzz, tmp_path):
     outcomes = fuzz.fuzz(CI_CASES, seed=2026, workdir=tmp_path, jobs=2)
     assert len(outcomes) == CI_CASES

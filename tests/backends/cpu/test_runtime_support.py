@@ -122,3 +122,34 @@ def test_callers_on_several_threads_share_the_pool_safely(tmp_path):
         caller.join(timeout=120)
     assert not any(caller.is_alive() for caller in callers), "a caller never returned"
     assert errors == [0, 0, 0]
+
+
+def test_support_objects_are_built_once_and_announced(tmp_path, monkeypatch, capsys):
+    """The first compile builds the support objects (announced: it is the first compile's long step), on every CPU
+    at once; the next finds them in the cache and says nothing. A failing C file names itself."""
+    units = (("memref_copy.c", (), "memref_copy"), ("threadpool.c", (), "threadpool"), ("profile.c", (), "profile"))
+    monkeypatch.setattr(toolchain, "SUPPORT_UNITS", units)
+    monkeypatch.setattr(toolchain, "_cache_root", lambda: tmp_path)
+    first = toolchain.support_objects()
+    assert [o.name for o in first] == ["memref_copy.o", "threadpool.o", "profile.o"] and all(o.stat().st_size > 0 for o in first)
+    assert "building the CPU support code once (3 C files" in capsys.readouterr().out
+    assert toolchain.support_objects() == first
+    assert capsys.readouterr().out == ""
+    assert not list(first[0].parent.glob("*.tmp.o"))  # each object was written aside, then renamed
+    monkeypatch.setattr(toolchain, "SUPPORT_UNITS", units + (("memref_copy.c", ("-fno-such-option-hcc",), "broken"),))
+    with pytest.raises(toolchain.HccError, match="compiling memref_copy.c failed"):
+        toolchain.support_objects()
+
+
+def test_concurrent_compiles_share_one_support_build(tmp_path, monkeypatch, capsys):
+    """Two compiles starting together (two test workers, two `hcc compile`s) build the objects once: the second
+    waits on the lock file and finds them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    units = (("memref_copy.c", (), "memref_copy"), ("threadpool.c", (), "threadpool"))
+    monkeypatch.setattr(toolchain, "SUPPORT_UNITS", units)
+    monkeypatch.setattr(toolchain, "_cache_root", lambda: tmp_path)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda _: toolchain.support_objects(), range(2)))
+    assert results[0] == results[1] and all(o.is_file() for o in results[0])
+    assert capsys.readouterr().out.count("building the CPU support code once") == 1
