@@ -629,9 +629,11 @@ def test_emitted_arity_matches_the_c_entry_points():
         assert explicit + (8 + 2 * int(epilogue.group(1)) if epilogue else 0) == arity, symbol
 
 
-# ------------------------------------------------------------------------------------------------ bf16 on AMX
+# ------------------------------------------------------------------------------------------------ bf16 (AMX or AVX512-BF16)
 
 HAS_AMX = all(_host_has(flag) for flag in ("avx512f", "amx_tile", "amx_bf16"))
+# without tiles, plain bf16 runs on AVX512-BF16's dot products (ukernels.c dp_panel, dp_direct); bf16x3 and int8 stay AMX's
+HAS_BF16_DOT = all(_host_has(flag) for flag in ("avx512f", "avx512_bf16"))
 
 
 def _bf16(x: np.ndarray) -> np.ndarray:
@@ -641,17 +643,26 @@ def _bf16(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def amx(tmp_path_factory):
-    if not HAS_AMX:
-        pytest.skip("this CPU has no AMX bf16 tiles")
-    lib = _build(tmp_path_factory.mktemp("amx"), 16, ["-mavx512f", "-mfma"])
+def bf16lib(tmp_path_factory):
+    """The 16-lane library with its bf16 entries as gemm / conv, on a CPU that runs bf16 products (tiles or dots)."""
+    if not (HAS_AMX or HAS_BF16_DOT):
+        pytest.skip("this CPU has neither AMX bf16 tiles nor AVX512-BF16")
+    lib = _build(tmp_path_factory.mktemp("bf16"), 16, ["-mavx512f", "-mfma"])
     lib.gemm, lib.conv = _with_site(lib.hcc_gemm_bf16_avx512), _with_site(lib.hcc_conv2d_bf16_avx512)
     return lib
 
 
+@pytest.fixture(scope="module")
+def amx(bf16lib):
+    """... on AMX tiles: what only they run (bf16x3, int8)."""
+    if not HAS_AMX:
+        pytest.skip("this CPU has no AMX bf16 tiles")
+    return bf16lib
+
+
 @pytest.mark.parametrize("m,n,k", [(100, 70, 513), (130, 260, 70), (47, 33, 700), (64, 96, 128)])
 @pytest.mark.parametrize("layout", ["nn", "nt", "tn"])
-def test_bf16_gemm_rounds_operands_and_sums_in_fp32(amx, m, n, k, layout):
+def test_bf16_gemm_rounds_operands_and_sums_in_fp32(bf16lib, m, n, k, layout):
     """The result is the fp64 product of the bf16-rounded operands up to fp32 summation error (tight), and differs
     from the unrounded product (so the tiles ran); partial 16 x 32 tiles and strided operands included."""
     rng = np.random.default_rng(m + n + k)
@@ -659,14 +670,14 @@ def test_bf16_gemm_rounds_operands_and_sums_in_fp32(amx, m, n, k, layout):
     b = rng.standard_normal((n, k)).astype(np.float32).T if layout == "nt" else rng.standard_normal((k, n)).astype(np.float32)
     c0 = rng.standard_normal((m, n)).astype(np.float32)
     c = c0.copy()
-    gemm(amx, a, b, c)
+    gemm(bf16lib, a, b, c)
     rounded = c0 + _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64)
     np.testing.assert_allclose(c, rounded, rtol=1e-5, atol=2e-6 * np.sqrt(k))
     assert np.abs(c - (c0 + a.astype(np.float64) @ b.astype(np.float64))).max() > 1e-3
 
 
 @pytest.mark.parametrize("layout", ["nn", "nt"])
-def test_bf16_gemm_constant_b_is_kept_as_tile_panels(amx, layout):
+def test_bf16_gemm_constant_b_is_kept_as_tile_panels(bf16lib, layout):
     """A bf16 GEMM on tiles whose B is a bundle weight (call site > 0) packs B into bf16 tile panels at its first call
     and reads them afterwards: the same bits as packing on every call, and the kept panels are what is read (one set
     per batch entry when each reads its own slice of the weight, as attention heads do)."""
@@ -677,32 +688,49 @@ def test_bf16_gemm_constant_b_is_kept_as_tile_panels(amx, layout):
     view = (lambda x: x.T) if layout == "nt" else (lambda x: x)
     site = 7000 + len(layout) * 10 + (layout == "nt")
     fresh = np.zeros((m, n), np.float32)
-    gemm(amx, a, view(w), fresh)  # site 0: packed on this call
+    gemm(bf16lib, a, view(w), fresh)  # site 0: packed on this call
     for weight in (w, other):  # the second call's argument is not read: the kept panels of w are
         kept = np.zeros((m, n), np.float32)
-        gemm(amx, a, view(weight), kept, site=site)
+        gemm(bf16lib, a, view(weight), kept, site=site)
         assert np.array_equal(kept, fresh)
     heads = rng.standard_normal((k, 2, n)).astype(np.float32).transpose(1, 0, 2)  # per-head slices: batch stride n
     a2 = rng.standard_normal((2, m, k)).astype(np.float32)
     expect = np.zeros((2, m, n), np.float32)
-    gemm(amx, a2, heads, expect, batch_axes=1)
+    gemm(bf16lib, a2, heads, expect, batch_axes=1)
     for _ in range(2):
         c = np.zeros((2, m, n), np.float32)
-        gemm(amx, a2, heads, c, batch_axes=1, site=site + 100)
+        gemm(bf16lib, a2, heads, c, batch_axes=1, site=site + 100)
         assert np.array_equal(c, expect)
 
 
-def test_bf16_gemm_too_small_for_tiles_is_fp32(amx):
+def test_bf16_gemm_too_small_for_tiles_is_fp32(bf16lib):
     """Below AMX_MIN_FLOPS the call is the fp32 kernel's, bit for bit."""
     rng = np.random.default_rng(7)
     a, b = rng.standard_normal((37, 29)).astype(np.float32), rng.standard_normal((29, 53)).astype(np.float32)
     c, c32 = np.zeros((37, 53), np.float32), np.zeros((37, 53), np.float32)
-    gemm(amx, a, b, c)
-    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
+    gemm(bf16lib, a, b, c)
+    gemm(types.SimpleNamespace(gemm=_with_site(bf16lib.hcc_gemm_avx512)), a, b, c32)
     assert np.array_equal(c, c32)
 
 
-def test_bf16_gemm_epilogue_and_threads(amx):
+@pytest.mark.parametrize("site", [0, 3])
+def test_bf16_gemm_inf_and_nan_propagate_as_in_fp32(bf16lib, site):
+    """bfloat16 rounding keeps an Inf or a NaN (round to nearest even on the bits, NaN kept quiet), and the sums are
+    fp32: every output that fp32 makes Inf or NaN is the same Inf or NaN in bf16 (a kept B included)."""
+    rng = np.random.default_rng(22)
+    m, k, n = 96, 200, 130
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    a[3, 5], a[40, 0] = np.inf, np.nan
+    b[7, 100] = -np.inf
+    c32, c = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+    gemm(types.SimpleNamespace(gemm=_with_site(bf16lib.hcc_gemm_avx512)), a, b, c32)
+    gemm(bf16lib, a, b, c, site=9200 + site)
+    assert np.isnan(c[40]).all() and np.isinf(c[3]).sum() > 0
+    assert np.array_equal(np.isnan(c), np.isnan(c32)) and np.array_equal(np.isposinf(c), np.isposinf(c32))
+    assert np.array_equal(np.isneginf(c), np.isneginf(c32))
+
+
+def test_bf16_gemm_epilogue_and_threads(bf16lib):
     """bias init + residual + Relu on the tile path; the same bits for every thread count."""
     rng = np.random.default_rng(8)
     a, b = rng.standard_normal((96, 200)).astype(np.float32), rng.standard_normal((200, 130)).astype(np.float32)
@@ -710,11 +738,11 @@ def test_bf16_gemm_epilogue_and_threads(amx):
     expected = np.maximum(bias + _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64) + res, 0)
     results = []
     for threads in (1, 2, 3):
-        amx.hcc_set_num_threads(threads)
+        bf16lib.hcc_set_num_threads(threads)
         c = np.full((96, 130), np.nan, np.float32)
-        gemm(amx, a, b, c, epilogue=_epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], res=res, res_strides=[0, 0, 0, 130, 1], lo=0.0))
+        gemm(bf16lib, a, b, c, epilogue=_epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], res=res, res_strides=[0, 0, 0, 130, 1], lo=0.0))
         results.append(c)
-    amx.hcc_set_num_threads(0)
+    bf16lib.hcc_set_num_threads(0)
     np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=3e-5)
     assert all(np.array_equal(results[0], r) for r in results[1:])
 
@@ -869,7 +897,7 @@ def test_int8_gemm_inf_and_nan_run_in_fp32(amx):
 
 
 @pytest.mark.parametrize("c,h,f,k,stride,pad", [(16, 20, 32, 3, 1, 1), (3, 35, 32, 7, 2, 3), (64, 28, 48, 1, 2, 0), (24, 12, 40, 3, 1, 0)])
-def test_bf16_conv_matches_rounded_reference(amx, c, h, f, k, stride, pad):
+def test_bf16_conv_matches_rounded_reference(bf16lib, c, h, f, k, stride, pad):
     """Convolutions (implicit zero padding, strides) as an implicit-im2col GEMM on the tiles."""
     rng = np.random.default_rng(c * 31 + f)
     x = rng.standard_normal((2, c, h, h)).astype(np.float32)
@@ -879,19 +907,24 @@ def test_bf16_conv_matches_rounded_reference(amx, c, h, f, k, stride, pad):
     bias = rng.standard_normal(f).astype(np.float32)
     y = np.full(ref.shape, np.nan, np.float32)
     sizes = [2, c, h, h, f, k, k, ref.shape[2], ref.shape[3], 1]
-    amx.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, 1, 1, pad, pad]),
+    bf16lib.conv(I64(x.ctypes.data), I64(w.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([stride, stride, 1, 1, pad, pad]),
              _arr(_strides(x)), _arr(_strides(w)), _arr(_strides(y)), _epilogue(4, init=bias, init_strides=[0, 1, 0, 0]))
     np.testing.assert_allclose(y, ref + bias[None, :, None, None], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     unrounded = conv_ref(np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad))), w.astype(np.float64), (stride, stride), (1, 1), 1)
     assert np.abs(y - unrounded - bias[None, :, None, None]).max() > 1e-3
 
 
-@pytest.mark.parametrize("c,h,w,f,k,pad", [(64, 20, 37, 48, 3, 1), (32, 9, 18, 40, 3, 0), (64, 12, 18, 64, 1, 0), (32, 12, 21, 32, 5, 2)])
-def test_bf16_direct_conv_on_tiles(amx, c, h, w, f, k, pad):
-    """Constant filters, stride 1, channels a multiple of 32: the direct path (amx_direct: the B tiles read a bf16
-    channel-pair copy of the padded input in place, no im2col), with partial filter blocks and row tails, a bias and
-    a residual + Relu epilogue; the same rounded reference as the im2col path, and the same result on a second call
-    (the kept filter tiles)."""
+# channels a multiple of 32 (AMX's direct path), and for the dot products' (any even count, any width: the padded
+# grid's wrapped columns dropped) 18 channels on a 7x7 map, 6 channels with 43 filters (blocks of 11 and 10 rows);
+# each big enough for bf16 products (use_bf16_products: 32 filters, 1 MFLOP per image)
+@pytest.mark.parametrize("c,h,w,f,k,pad", [(64, 20, 37, 48, 3, 1), (32, 9, 18, 40, 3, 0), (64, 12, 18, 64, 1, 0), (32, 12, 21, 32, 5, 2),
+                                           (18, 7, 7, 72, 3, 1), (6, 11, 30, 43, 3, 1)])
+def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
+    """Constant filters, stride 1: the direct paths (amx_direct for channels a multiple of 32: the B tiles read a bf16
+    channel-pair copy of the padded input in place; dp_direct for an even channel count and a window wider than 1x1:
+    dot products on the same copy over the padded grid), with partial filter blocks and row tails, a bias and a
+    residual + Relu epilogue; the same rounded reference as the im2col path, and the same result on a second call
+    (the kept filters)."""
     rng = np.random.default_rng(c + h * 7 + f)
     x = rng.standard_normal((2, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
@@ -905,15 +938,45 @@ def test_bf16_direct_conv_on_tiles(amx, c, h, w, f, k, pad):
     results = []
     for call_site in (site, site, 0):  # site 0: filters not constant, the im2col path
         y = np.full(ref.shape, np.nan, np.float32)
-        amx.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, pad, pad]),
+        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([1, 1, 1, 1, pad, pad]),
                  _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
                  _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0), site=call_site)
         results.append(y)
     np.testing.assert_allclose(results[0], expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     assert np.array_equal(results[0], results[1])
-    # the direct path sums taps in (kh, kw, c) order, im2col in (c, kh, kw): equal up to fp32 sums, not bit for bit
+    # the direct paths sum taps in (kh, kw, c) order, im2col in (c, kh, kw): equal up to fp32 sums, not bit for bit
     np.testing.assert_allclose(results[2], results[0], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
-    assert k == 1 or not np.array_equal(results[0], results[2])
+    direct = (c % 32 == 0) if HAS_AMX else k > 1  # which shapes a direct path takes (else both calls ran im2col)
+    assert not direct or not np.array_equal(results[0], results[2])
+
+
+# each big enough for bf16 products (use_bf16_products: 32 taps, 32 filters, 1 MFLOP per image)
+@pytest.mark.parametrize("c,h,w,f,k,pad", [(3, 40, 75, 64, 7, 3), (1, 64, 70, 40, 7, 3), (4, 40, 41, 33, 5, 0)])
+def test_bf16_stride2_conv_of_few_channels(bf16lib, c, h, w, f, k, pad):
+    """Stride 2, up to 4 channels, constant filters (a CNN's stem): on dot products the taps pair along the window's
+    width (dp_stride2: an odd window gets a zero tap; rows of output columns not a multiple of 32 wide); a bias, a
+    residual and Relu; the same rounded reference as im2col (site 0), and the same bits on a second call."""
+    rng = np.random.default_rng(c + h + f)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    padded = np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = conv_ref(padded, _bf16(wt).astype(np.float64), (2, 2), (1, 1), 1)
+    bias = rng.standard_normal(f).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    expected = np.maximum(ref + bias[None, :, None, None] + res, 0)
+    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], 1]
+    results = []
+    for call_site in (9500 + c + k, 9500 + c + k, 0):
+        y = np.full(ref.shape, np.nan, np.float32)
+        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([2, 2, 1, 1, pad, pad]),
+                     _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
+                     _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0), site=call_site)
+        results.append(y)
+    for y in (results[0], results[2]):
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
+    assert np.array_equal(results[0], results[1])
+    # dp_stride2 pairs taps (kw, kw + 1), im2col consecutive k across rows: the sums differ in order, not in value
+    assert HAS_AMX or not np.array_equal(results[0], results[2])
 
 
 def _to_blocked(x: np.ndarray) -> np.ndarray:
