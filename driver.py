@@ -249,14 +249,24 @@ def _check_before_work(model_path, bundle_dir: Path, options: CompileOptions, gr
         check_save_temps(Path(options.debug.save_temps), bundle_dir)
     cpu_auto_only = options.precision == PRECISION_AUTO and not _heterogeneous(options, groups)
     if options.cpu.precision != "fp32" or cpu_auto_only:  # --precision auto on the CPU alone is --cpu-precision auto
-        from hcc.runtime.devices.cpu import BF16_TILE_FLAGS, has_bf16_tiles
-
-        if not has_bf16_tiles():
-            flag = "--precision auto (CPU only)" if cpu_auto_only else f"--cpu-precision {options.cpu.precision}"
-            raise HccError(f"{flag}: this CPU has no AMX bf16 tiles "
-                           f"({', '.join(sorted(BF16_TILE_FLAGS))}); the compiler measures the error bf16 costs on the "
-                           "compile host, so compile on a CPU that has them (Intel Sapphire Rapids or newer)")
+        _check_cpu_precision(options.cpu.precision, cpu_auto_only)
     return protected
+
+
+def _check_cpu_precision(precision: str, cpu_auto_only: bool) -> None:
+    """Refuse a CPU precision whose kernels this compile host lacks: the compiler measures the error it costs here."""
+    from hcc.runtime.devices.cpu import BF16_DOT_FLAGS, BF16_TILE_FLAGS, cpu_low_precisions
+
+    available = cpu_low_precisions()
+    flag = "--precision auto (CPU only)" if cpu_auto_only else f"--cpu-precision {precision}"
+    if not available:
+        raise HccError(f"{flag}: this CPU has neither AMX bf16 tiles ({', '.join(sorted(BF16_TILE_FLAGS))}) nor AVX512-BF16 "
+                       f"dot products ({', '.join(sorted(BF16_DOT_FLAGS))}); the compiler measures the error bf16 costs on "
+                       "the compile host, so compile on a CPU that has them (Intel Cooper Lake or Sapphire Rapids, AMD Zen 4 "
+                       "or newer)")
+    if precision == "bf16x3" and precision not in available:
+        raise HccError(f"{flag}: split-bf16 GEMMs need AMX bf16 tiles ({', '.join(sorted(BF16_TILE_FLAGS))}); on this "
+                       "CPU's AVX512-BF16 dot products their three products would be slower than fp32 (use bf16, or auto)")
 
 
 def _golden_data(loaded, options: CompileOptions, started: float, progress: ProgressFn):
@@ -455,12 +465,13 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
 
     from hcc.options import Int8Gemm
     from hcc.planner import precision
-    from hcc.runtime.devices.cpu import has_int8_tiles
+    from hcc.runtime.devices.cpu import cpu_low_precisions
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
-    candidates = precision.CPU_LOW_PRECISIONS if has_int8_tiles() else precision.CPU_CANDIDATES
-    int8_note = ", and int8 where B is a weight" if "int8" in candidates else ""
-    progress(f"precision: measuring each GEMM/convolution at bf16 (GEMMs also at bf16x3{int8_note}) on {len(calibration)} calibration inputs")
+    candidates = cpu_low_precisions()
+    gemm_only = [p for p in ("bf16x3", "int8") if p in candidates]
+    also = f" (GEMMs also at {' and '.join(gemm_only)}{', int8 where B is a weight' if 'int8' in gemm_only else ''})" if gemm_only else ""
+    progress(f"precision: measuring each GEMM/convolution at bf16{also} on {len(calibration)} calibration inputs")
     sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=candidates,
                                                   applies=precision.cpu_kernel_applies)
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
@@ -485,7 +496,7 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     by_node = {s.node: s for s in sensitivities}
     inputs = {key: node.input[0] for key, node in zip(precision.node_keys(loaded.model), loaded.model.graph.node)}
     int8 = tuple(Int8Gemm(n, by_node[n].act_quant[inputs[n]].scale, by_node[n].act_quant[inputs[n]].signed) for n in counts.get("int8", []))
-    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts["bf16x3"]),
+    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts.get("bf16x3", [])),
                                               int8_nodes=int8))
 
 
@@ -528,17 +539,18 @@ def _precision_auto_options(options: CompileOptions, joint: bool, progress: Prog
     if not joint:
         return replace(options, cpu=replace(options.cpu, precision=CPU_AUTO, accuracy=budget))
     from hcc.planner.device_catalog import parse_device_mix
-    from hcc.runtime.devices.cpu import has_bf16_tiles
+    from hcc.runtime.devices.cpu import cpu_low_precisions
 
     mix = parse_device_mix(options.planner.devices or "cpu", _catalog(options.planner))
     cpu = options.cpu
-    if has_bf16_tiles():
+    if cpu_low_precisions():
         cpu = replace(cpu, precision=CPU_AUTO, accuracy=budget)
     elif cpu.precision == CPU_AUTO:
-        raise HccError("--cpu-precision auto: this CPU has no AMX bf16 tiles; with --precision auto, leave --cpu-precision out "
-                       "(the CPU then stays fp32)")
+        raise HccError("--cpu-precision auto: this CPU has neither AMX bf16 tiles nor AVX512-BF16; with --precision auto, leave "
+                       "--cpu-precision out (the CPU then stays fp32)")
     else:
-        progress("precision: this CPU has no AMX bf16 tiles: the CPU's ops stay fp32; the other devices' precisions are chosen")
+        progress("precision: this CPU has neither AMX bf16 tiles nor AVX512-BF16: the CPU's ops stay fp32; the other devices' "
+                 "precisions are chosen")
     gpu = replace(options.gpu, precision=GPU_AUTO, accuracy=budget) if any(i.kind == "gpu" for i in mix) else options.gpu
     return replace(options, cpu=cpu, gpu=gpu, fpga=replace(options.fpga, accuracy=budget))
 

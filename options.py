@@ -112,10 +112,11 @@ class Int8Gemm:
 
 @dataclass(frozen=True)
 class CpuOptions:
-    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles);
-    bf16x3: GEMMs multiply each operand as two bfloat16 halves, three tile products (about 2^-16 of each product,
-    convolutions stay fp32); auto: per GEMM / convolution, what `accuracy` (a budget such as "max_abs=1e-2",
-    planner/precision.py) allows (bf16, bf16x3, or for a GEMM with a constant weight int8 where the host has AMX-INT8).
+    """`precision` bf16: GEMMs and convolutions multiply bfloat16-rounded operands with fp32 sums (AMX tiles, else
+    AVX512-BF16 dot products); bf16x3 (AMX only): GEMMs multiply each operand as two bfloat16 halves, three tile
+    products (about 2^-16 of each product, convolutions stay fp32); auto: per GEMM / convolution, what `accuracy` (a
+    budget such as "max_abs=1e-2", planner/precision.py) allows among the host's kernels (runtime/devices/cpu.py
+    cpu_low_precisions: bf16, bf16x3, or for a GEMM with a constant weight int8 where the host has AMX-INT8).
     `bf16_nodes`, `bf16x3_nodes`, `int8_nodes`: the nodes auto chose (set by the driver, not by users)."""
 
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')

@@ -144,6 +144,11 @@ def _cpu_flops_per_cycle(host: HostCpu) -> float:
 # kernels measured (a 128x768x768 GEMM 2.97x, ResNet-18's convolutions 1.8-2.4x, C harness, 1 thread); they round
 # both operands on every call, so the tiles' own peak (about 12x fp32 here) is not what a model sees.
 CPU_BF16_SPEEDUP = 2.0
+# ... on AVX512-BF16 dot products (no AMX; vdpbf16ps does two bf16 products per fp32 lane in an FMA's time): measured
+# on an AMD EPYC (Zen 4), 1 thread, against hcc's fp32 kernels: GEMMs of 128-512 rows 1.86-1.94x, ResNet-18's 3x3
+# convolutions 1.55-1.62x (direct) and 1.37x (stride 2, im2col), 1x1 ones 1.18-1.34x; whole models 1.38x (ResNet-18)
+# to 1.86x (BERT h768). The low end of the ops, as for the tiles.
+CPU_BF16_DOT_SPEEDUP = 1.3
 # The split-bf16 GEMM (--cpu-precision bf16x3, three tile products): its C harness measured 1.8-2.7x hcc's fp32
 # kernel on 128-row GEMMs of 768-3072 (kept weights, 1 thread; 1.6x with B packed on every call).
 CPU_BF16X3_SPEEDUP = 1.5
@@ -158,7 +163,9 @@ def host_cpu_spec(profile_path: str | os.PathLike | None = None, host: HostCpu |
     int8 = fp32 * (4.0 if (host.has("avx512_vnni") or host.has("avx_vnni")) else 2.0)
     fp16 = fp32 * (2.0 if host.has("avx512_fp16") else 1.0)
     tiles = host.has("amx_bf16") and host.has("amx_tile")
-    bf16, bf16x3 = fp32 * (CPU_BF16_SPEEDUP if tiles else 1.0), fp32 * (CPU_BF16X3_SPEEDUP if tiles else 1.0)
+    dots = host.has("avx512f") and host.has("avx512_bf16")
+    bf16 = fp32 * (CPU_BF16_SPEEDUP if tiles else CPU_BF16_DOT_SPEEDUP if dots else 1.0)
+    bf16x3 = fp32 * (CPU_BF16X3_SPEEDUP if tiles else 1.0)
     # Conservative bandwidth: ~8 GB/s of streaming per core, capped at a dual-channel-DDR5-class 80 GB/s.
     bandwidth = min(8e9 * cores, 80e9)
     spec = DeviceSpec(

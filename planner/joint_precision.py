@@ -84,17 +84,19 @@ def emulate_choice(model: onnx.ModelProto, cpu_ops: dict[str, str], widths: dict
 
 def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], base: CostModel, budget: AccuracyBudget | str,
                   calibration: list[dict[str, np.ndarray]], held_out: list[dict[str, np.ndarray]] | None, *, cpu: bool = True,
-                  fpga: bool = True, cpu_spec=None, margin: float = DEFAULT_MARGIN, progress=None) -> tuple:
+                  fpga: bool = True, cpu_spec=None, margin: float = DEFAULT_MARGIN, progress=None,
+                  cpu_precisions: tuple[str, ...] = CPU_CANDIDATES) -> tuple:
     """Measure, place with (device, precision) options under the accuracy cap, confirm and widen (module docstring).
-    `solve(cost_model)` places the model (returns a planner.plan.CompilePlan); `cpu_spec` prices the CPU's saving.
+    `solve(cost_model)` places the model (returns a planner.plan.CompilePlan); `cpu_spec` prices the CPU's saving;
+    `cpu_precisions`: the CPU's candidates (those its kernels run: bf16 alone on AVX512-BF16 dot products).
     Returns (plan, JointResult, the cost model of the final solve)."""
     say = progress or (lambda _m: None)
     budget = AccuracyBudget.parse(budget) if isinstance(budget, (str, list)) else budget
     proto = _as_model(model)
-    cpu_sens: list[OpSensitivity] = (measure_sensitivity(proto, calibration, precisions=CPU_CANDIDATES, applies=cpu_kernel_applies)
+    cpu_sens: list[OpSensitivity] = (measure_sensitivity(proto, calibration, precisions=cpu_precisions, applies=cpu_kernel_applies)
                                      if cpu else [])
     if cpu_sens:
-        say(f"precision: {len(cpu_sens)} GEMM/convolution op(s) measured alone at {', '.join(CPU_CANDIDATES)} (CPU candidates)")
+        say(f"precision: {len(cpu_sens)} GEMM/convolution op(s) measured alone at {', '.join(cpu_precisions)} (CPU candidates)")
     fx_sens = fxp.measure_widths(proto, calibration, progress=say) if fpga else []
     ranges = {s.node: s.range for s in fx_sens}
     reference = reference_outputs(proto, calibration, "calibration")
@@ -114,7 +116,7 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
         cm.shared_limits = {"accuracy": margin}
         plan = solve(cm)
         chosen = plan.placement.precisions
-        cpu_ops = {n: p for n, p in chosen.items() if p in CPU_CANDIDATES}
+        cpu_ops = {n: p for n, p in chosen.items() if p in cpu_precisions}
         widths = {n: int(p[2:]) for n, p in chosen.items() if p.startswith("fx") and n in ranges}
         narrowed = {n: w for n, w in widths.items() if w != fxp.WIDE_WIDTH}
         regions = [set(sg.nodes) for sg in plan.subgraphs if sg.kind == "fpga"]
@@ -135,7 +137,7 @@ def place_jointly(model: onnx.ModelProto, solve: Callable[[CostModel], object], 
             break
         suspects = [(cpu_cost[n][p], n, p) for n, p in cpu_ops.items()] + [(fx_cost[n][w], n, f"fx{w}") for n, w in narrowed.items()]
         _, node, precision = max(suspects, key=lambda t: (t[0], t[1]))
-        if precision in CPU_CANDIDATES:
+        if precision in cpu_precisions:
             banned.add((node, precision))
             step = f"{node} no longer {precision} (fp32 or another precision that fits)"
         else:
@@ -220,6 +222,7 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
     from hcc.planner import precision
     from hcc.planner.device_catalog import parse_device_mix
     from hcc.planner.plan import fmt_time, reprice
+    from hcc.runtime.devices.cpu import cpu_low_precisions
 
     mix = parse_device_mix(options.planner.devices or "cpu", catalog)
     fpga = any(i.kind == "fpga" for i in mix)
@@ -240,8 +243,10 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
         op_types = dict(zip(node_names(loaded.model), (n.op_type for n in loaded.model.graph.node)))
         fixed = {n for n in op_types if user.lookup("weight", [n], op_types)[1].startswith(("node", "op_type"))}
     calibration, held_out = samples(loaded, feeds, options.golden.seed)
+    # the CPU's candidates: what this host's kernels run (a host with none prices them at fp32 speed: never a saving)
+    cpu_precisions = tuple(p for p in CPU_CANDIDATES if p in cpu_low_precisions()) or CPU_CANDIDATES
     progress(f"precision: device and precision together under {budget} ({margin:g} of it on {len(calibration)} calibration inputs): "
-             + ", ".join((["CPU GEMM/conv fp32|bf16 (GEMMs also bf16x3)"] if cpu else [])
+             + ", ".join(([f"CPU GEMM/conv fp32|bf16{' (GEMMs also bf16x3)' if 'bf16x3' in cpu_precisions else ''}"] if cpu else [])
                          + ([f"FPGA MAC layers {'|'.join(map(str, fxp.FIXED_WIDTHS))}|{fxp.WIDE_WIDTH} bits"] if fpga else [])))
 
     def solve(cm):
@@ -249,7 +254,7 @@ def plan_jointly(loaded, options, feeds, budget: str, progress, *, cost_model: C
         return place(loaded, options.planner, cm)
 
     plan, joint, _ = place_jointly(loaded.model, solve, base, budget, calibration, held_out, cpu=cpu, fpga=fpga,
-                                   cpu_spec=catalog["cpu"], margin=margin, progress=progress)
+                                   cpu_spec=catalog["cpu"], margin=margin, progress=progress, cpu_precisions=cpu_precisions)
     cpu_nodes = {n for s in plan.subgraphs if s.kind == "cpu" for n in s.nodes}
     low = {p: sorted(c.node for c in (joint.cpu.choices if joint.cpu else []) if c.precision == p and c.node in cpu_nodes)
            for p in CPU_CANDIDATES}

@@ -1,12 +1,12 @@
-"""hcc fp32 vs hcc bf16 (--cpu-precision bf16, AMX tiles) vs onnxruntime fp32 on the benchmark suite's models.
+"""hcc fp32 vs hcc bf16 (--cpu-precision bf16: AMX tiles or AVX512-BF16) vs onnxruntime fp32 on the suite's models.
 
     python tools/bench_precision.py [--models resnet18,bert_h768] [--threads 1] [--seconds 6] [--out FILE.md]
 
 Each model (tools/bench_models.py, with its valid inputs) is compiled twice, at `--cpu-precision fp32` and `bf16`;
 the two bundles and an onnxruntime session (CPU provider, the same thread count) run interleaved in one process, one
 run each in turn, for `--seconds`; medians and ratios are printed, with each precision's max abs error against
-onnxruntime and the outputs' range (the error bf16 costs). Needs a CPU with AMX bf16 tiles (hcc refuses a bf16
-compile elsewhere). Compare ratios from one run only: these machines are noisy.
+onnxruntime and the outputs' range (the error bf16 costs). Needs a CPU with AMX bf16 tiles or AVX512-BF16 (hcc refuses
+a bf16 compile elsewhere; the report names which ran). Compare ratios from one run only: these machines are noisy.
 """
 from __future__ import annotations
 
@@ -85,11 +85,13 @@ def environment_line(threads: int | None = None) -> str:
     import onnxruntime
 
     import hcc
+    from hcc.runtime.devices.cpu import bf16_kernel_name
     from hcc.runtime.devices.discovery import describe_host_cpu
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     counted = f"{threads} thread(s); " if threads is not None else ""
-    return (f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; hcc {hcc.__version__} at {commit}; "
+    return (f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; bf16 products on "
+            f"{bf16_kernel_name()}; hcc {hcc.__version__} at {commit}; "
             f"onnxruntime {onnxruntime.__version__}; {counted}{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
@@ -106,7 +108,9 @@ def emit(text: str, out: str | None) -> None:
 
 
 def report(rows: list[Row], threads: int, command: str) -> str:
-    lines = ["# hcc fp32 vs hcc bf16 (AMX) vs onnxruntime fp32", "", "```", command, "```", "", environment_line(threads),
+    from hcc.runtime.devices.cpu import bf16_kernel_name
+
+    lines = [f"# hcc fp32 vs hcc bf16 ({bf16_kernel_name()}) vs onnxruntime fp32", "", "```", command, "```", "", environment_line(threads),
              "- medians of interleaved runs in one process; errors: max abs difference from onnxruntime fp32 over all outputs", "",
              "| model | hcc fp32 ms | hcc bf16 ms | ort fp32 ms | bf16 speed-up over hcc fp32 | hcc bf16 / ort | hcc fp32 / ort "
              "| fp32 max abs err | bf16 max abs err | output range |",
@@ -122,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=6.0, help="timing seconds per model (default 6)")
     p.add_argument("--out", help="also write the markdown report here")
     args = p.parse_args(argv)
-    from hcc.runtime.devices.cpu import has_bf16_tiles
+    from hcc.runtime.devices.cpu import cpu_low_precisions
 
-    if not has_bf16_tiles():
-        print("bench_precision: this CPU has no AMX bf16 tiles; nothing to compare", file=sys.stderr)
+    if not cpu_low_precisions():
+        print("bench_precision: this CPU has neither AMX bf16 tiles nor AVX512-BF16; nothing to compare", file=sys.stderr)
         return 1
     rows = []
     with tempfile.TemporaryDirectory(prefix="hcc-bench-precision-") as tmp:

@@ -7,7 +7,8 @@ For each case (a suite model of tools/bench_models.py and a budget) the model is
 GEMM/convolution is read back from the bundle's plan. Both bundles and onnxruntime (CPU provider) then run interleaved
 in one process, one run each in turn, at 1 thread and at all cores; medians and ratios are printed. The budget is
 checked once more on 4 inputs made here with seeds the compile never used (the suite's valid inputs), against
-onnxruntime fp32. Needs a CPU with AMX bf16 tiles. Compare ratios from one run only: these machines are noisy.
+onnxruntime fp32. Needs a CPU with AMX bf16 tiles or AVX512-BF16 (without tiles the candidates are bf16 and fp32
+only). Compare ratios from one run only: these machines are noisy.
 """
 from __future__ import annotations
 
@@ -132,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="timing seconds per model and thread count (default 8)")
     p.add_argument("--out", help="also write the markdown report here")
     args = p.parse_args(argv)
-    from hcc.runtime.devices.cpu import has_bf16_tiles
+    from hcc.runtime.devices.cpu import cpu_low_precisions
 
-    if not has_bf16_tiles():
-        print("bench_precision_auto: this CPU has no AMX bf16 tiles; --cpu-precision auto is refused here", file=sys.stderr)
+    if not cpu_low_precisions():
+        print("bench_precision_auto: this CPU has neither AMX bf16 tiles nor AVX512-BF16; --cpu-precision auto is refused here",
+              file=sys.stderr)
         return 1
     cases = []
     threads = sorted({int(t) for t in args.threads.split(",")})

@@ -45,7 +45,8 @@ from hcc.backends.cpu import body_eval
 GEMM = "hcc_gemm"
 CONV = "hcc_conv2d"
 DWCONV = "hcc_dwconv2d"
-# The same ABIs with bfloat16 operands and fp32 sums (AMX tiles where the CPU has them, else the fp32 kernels).
+# The same ABIs with bfloat16 operands and fp32 sums (AMX tiles or AVX512-BF16 dot products where the CPU has them, else
+# the fp32 kernels).
 GEMM_BF16 = "hcc_gemm_bf16"
 CONV_BF16 = "hcc_conv2d_bf16"
 # GEMMs only: bf16x3, each operand as two bfloat16 halves (hi + lo) and three tile products (near-fp32 sums)

@@ -64,11 +64,32 @@ def host_cpu_flags() -> set[str]:
 
 # What the micro-kernels' bf16 entries need to run bfloat16 tiles (else they compute in fp32).
 BF16_TILE_FLAGS = frozenset({"amx_tile", "amx_bf16"})
+# ... or, without tiles, AVX512-BF16's dot products (vdpbf16ps: plain bf16 only; ukernels.c dp_ready).
+BF16_DOT_FLAGS = frozenset({"avx512f", "avx512_bf16"})
 
 
 def has_bf16_tiles() -> bool:
     """Whether this CPU runs `--cpu-precision bf16` GEMMs and convolutions on AMX tiles."""
     return BF16_TILE_FLAGS <= host_cpu_flags()
+
+
+def has_bf16_dot() -> bool:
+    """Whether this CPU runs `--cpu-precision bf16` on AVX512-BF16 dot products (where it has no AMX tiles)."""
+    return BF16_DOT_FLAGS <= host_cpu_flags()
+
+
+def cpu_low_precisions() -> tuple[str, ...]:
+    """The precisions below fp32 that this CPU's kernels run (the CPU's --cpu-precision choices besides fp32): bf16
+    and bf16x3 on AMX bf16 tiles, plus int8 GEMMs on AMX-INT8; bf16 alone on AVX512-BF16 dot products (bf16x3's three
+    products there are slower than fp32); none elsewhere (the bf16 entries would compute in fp32)."""
+    if has_bf16_tiles():
+        return ("bf16", "bf16x3", "int8") if has_int8_tiles() else ("bf16", "bf16x3")
+    return ("bf16",) if has_bf16_dot() else ()
+
+
+def bf16_kernel_name() -> str:
+    """What runs this CPU's bf16 products, for messages and reports."""
+    return "AMX tiles" if has_bf16_tiles() else "AVX512-BF16 dot products" if has_bf16_dot() else "none (fp32)"
 
 
 # ... and its int8 GEMM entry to run int8 tiles (ukernels.c amx_int8_ready also asks the kernel for the tile state).

@@ -17,7 +17,7 @@ from hcc.driver import compile_model, plan_with_precision
 from hcc.errors import HccError
 from hcc.frontend.loader import load_model
 from hcc.options import CompileOptions, CpuOptions, FpgaOptions, GoldenOptions, PlannerOptions
-from hcc.runtime.devices.cpu import has_bf16_tiles
+from hcc.runtime.devices.cpu import cpu_low_precisions, has_bf16_tiles
 from hcc.runtime.golden_check import check_golden
 from hcc.runtime.inspect import describe
 from test_fixed_precision import outlier_mlp  # tests/planner, on sys.path by conftest
@@ -43,6 +43,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 needs_tiles = pytest.mark.skipif(not has_bf16_tiles(), reason="this CPU has no AMX bf16 tiles")
+needs_bf16 = pytest.mark.skipif(not cpu_low_precisions(), reason="this CPU has neither AMX bf16 tiles nor AVX512-BF16")
 
 
 def _outlier_planner():
@@ -119,7 +120,7 @@ def test_cpu_bf16_and_fpga_widths_chosen_together_and_compiled(tmp_path):
     assert plan_text.count("fp32+bf16 1/1") == 1 and plan_text.count("fp32+bf16x3 1/1") == 1
 
 
-@needs_tiles
+@needs_bf16
 def test_on_the_cpu_alone_it_is_cpu_precision_auto(tmp_path):
     onnx.save(mlp(128, 64), tmp_path / "m.onnx")
     auto = compile_model(tmp_path / "m.onnx", tmp_path / "a", CompileOptions(precision="auto", accuracy="max_abs=1e-2"))
@@ -134,9 +135,9 @@ def test_on_the_cpu_alone_it_is_cpu_precision_auto(tmp_path):
 def test_on_the_cpu_alone_without_tiles_it_is_refused_by_name(tmp_path, monkeypatch):
     import hcc.runtime.devices.cpu as cpu
 
-    monkeypatch.setattr(cpu, "has_bf16_tiles", lambda: False)
+    monkeypatch.setattr(cpu, "host_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
     onnx.save(outlier_mlp(), tmp_path / "m.onnx")
-    with pytest.raises(HccError, match=r"--precision auto \(CPU only\): this CPU has no AMX bf16 tiles"):
+    with pytest.raises(HccError, match=r"--precision auto \(CPU only\): this CPU has neither AMX bf16 tiles"):
         compile_model(tmp_path / "m.onnx", tmp_path / "b", CompileOptions(precision="auto", accuracy="max_abs=1e-1"))
     assert not (tmp_path / "b").exists()
 
@@ -224,7 +225,7 @@ def test_refused_where_the_choice_cannot_apply(tmp_path):
     with pytest.raises(HccError, match="subgraphs fixed by hand on other devices"):
         compile_groups(tmp_path / "m.onnx", tmp_path / "b", groups, options)
     onnx.save(pm.if_on_input(), tmp_path / "if.onnx")
-    # without AMX bf16 tiles it is refused before that, for the host (test_on_the_cpu_alone_without_tiles_it_is_refused_by_name)
-    with pytest.raises(HccError, match="--precision auto cannot apply" if has_bf16_tiles() else "this CPU has no AMX bf16 tiles"):
+    # without bf16 kernels it is refused before that, for the host (test_on_the_cpu_alone_without_tiles_it_is_refused_by_name)
+    with pytest.raises(HccError, match="--precision auto cannot apply" if cpu_low_precisions() else "this CPU has neither AMX bf16 tiles"):
         compile_model(tmp_path / "if.onnx", tmp_path / "b", options)
     assert not (tmp_path / "b").exists()

@@ -182,13 +182,14 @@ def test_discovery_imports_without_compiler_packages():
     subprocess.run([__import__("sys").executable, "-c", code], check=True)
 
 
-def test_cpu_bf16_gemms_are_predicted_faster_only_with_amx_tiles(tmp_path):
+def test_cpu_bf16_gemms_are_predicted_faster_only_with_bf16_kernels(tmp_path):
     """--cpu-precision bf16/auto: the cost model times a bf16 GEMM/convolution at CPU_BF16_SPEEDUP x fp32's peak on a
-    CPU with AMX tiles (also through a calibrated fp32 fit), and at fp32's on one without."""
+    CPU with AMX tiles (also through a calibrated fp32 fit), at CPU_BF16_DOT_SPEEDUP x on one with AVX512-BF16 only,
+    and at fp32's on one with neither."""
     from onnx import TensorProto, helper
 
     from hcc.planner.cost_model import CostModel, analyze_model
-    from hcc.planner.device_catalog import CPU_BF16_SPEEDUP
+    from hcc.planner.device_catalog import CPU_BF16_DOT_SPEEDUP, CPU_BF16_SPEEDUP
 
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 512]),
@@ -202,6 +203,9 @@ def test_cpu_bf16_gemms_are_predicted_faster_only_with_amx_tiles(tmp_path):
     with_tiles, without = host_cpu_spec(missing, host=amx), host_cpu_spec(missing, host=plain)
     assert bf16.predict(node, with_tiles) == pytest.approx(fp32.predict(node, with_tiles) / CPU_BF16_SPEEDUP, rel=1e-3)  # + overhead
     assert bf16.predict(node, without) == pytest.approx(fp32.predict(node, without))
+    dots = host_cpu_spec(missing, host=HostCpu("zen4", "AuthenticAMD", 2, 2, 2000.0, ["avx2", "avx512f", "avx512_bf16", "fma"], 8 << 30))
+    assert bf16.predict(node, dots) == pytest.approx(fp32.predict(node, dots) / CPU_BF16_DOT_SPEEDUP, rel=1e-3)
+    assert dots.peak_flops["bf16x3"] == dots.peak_flops["fp32"]  # split products: tiles only
     profile = tmp_path / "cpu-profile.json"  # a calibrated fp32 fit: bf16 scales its slope by the same ratio
     profile.write_text(json.dumps({"format": "hcc-cpu-profile", "version": 1, "classes": {"matmul": {"a": 1e-10, "b": 0.0}}}))
     fitted = host_cpu_spec(profile, host=amx)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from hcc.runtime.devices.cpu import has_bf16_tiles
+from hcc.runtime.devices.cpu import cpu_low_precisions
 from helpers import load_tool
 
 
-@pytest.mark.skipif(not has_bf16_tiles(), reason="this CPU has no AMX bf16 tiles")
+@pytest.mark.skipif(not cpu_low_precisions(), reason="this CPU has neither AMX bf16 tiles nor AVX512-BF16")
 def test_auto_against_fp32_on_one_model(tmp_path, capsys):
     tool = load_tool("bench_precision_auto")
     out = tmp_path / "auto.md"

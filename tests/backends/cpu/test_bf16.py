@@ -1,6 +1,7 @@
-"""`--cpu-precision bf16`: GEMMs and convolutions call the micro-kernels' bfloat16 entries (AMX tiles, fp32 sums), the
-manifest says bf16, and the golden tolerances are measured on the compile host (golden and held-out inputs) rather than
-taken from a table; a host without AMX tiles is refused by name. The kernels themselves: test_ukernels.py."""
+"""`--cpu-precision bf16`: GEMMs and convolutions call the micro-kernels' bfloat16 entries (AMX tiles, or AVX512-BF16
+dot products, fp32 sums), the manifest says bf16, and the golden tolerances are measured on the compile host (golden and
+held-out inputs) rather than taken from a table; a host with neither is refused by name, and bf16x3 (three products) on
+a host without tiles. The kernels themselves: test_ukernels.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ import hcc
 from hcc.errors import HccError
 from hcc.options import CpuOptions
 from hcc.runtime import load
-from hcc.runtime.devices.cpu import has_bf16_tiles, has_int8_tiles
+from hcc.runtime.devices.cpu import cpu_low_precisions, has_bf16_tiles, has_int8_tiles
 from hcc.runtime.golden_check import check_golden
 
 
@@ -46,6 +47,7 @@ def mlp() -> onnx.ModelProto:
     return _model(nodes, inits, [64, 256], [64, 10])
 
 needs_tiles = pytest.mark.skipif(not has_bf16_tiles(), reason="this CPU has no AMX bf16 tiles")
+needs_bf16 = pytest.mark.skipif(not cpu_low_precisions(), reason="this CPU has neither AMX bf16 tiles nor AVX512-BF16")
 
 
 def _compile(tmp_path, model, name: str, precision: str):
@@ -55,9 +57,9 @@ def _compile(tmp_path, model, name: str, precision: str):
     return bundle, manifest
 
 
-@needs_tiles
+@needs_bf16
 @pytest.mark.parametrize("name,model,symbols", [("cnn", cnn(), ("hcc_conv2d_bf16",)), ("mlp", mlp(), ("hcc_gemm_bf16",))])
-def test_bf16_bundle_uses_the_tiles_and_measured_tolerances(tmp_path, name, model, symbols):
+def test_bf16_bundle_uses_the_bf16_kernels_and_measured_tolerances(tmp_path, name, model, symbols):
     bundle, manifest = _compile(tmp_path, model, name, "bf16")
     fp32_bundle, _ = _compile(tmp_path, model, name, "fp32")
     assert [sg.precision for sg in manifest.subgraphs] == ["bf16"]
@@ -140,13 +142,19 @@ def test_auto_takes_int8_where_the_budget_allows_and_it_ranks_first(tmp_path, mo
     assert 1e-2 < accuracy.golden_max_abs < 0.5 and check_golden(tmp_path / "auto").passed
 
 
-def test_bf16_refused_without_tiles(tmp_path, monkeypatch):
+def test_bf16_refused_without_bf16_kernels(tmp_path, monkeypatch):
     import hcc.runtime.devices.cpu as cpu
 
-    monkeypatch.setattr(cpu, "has_bf16_tiles", lambda: False)
+    monkeypatch.setattr(cpu, "host_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
     onnx.save(mlp(), tmp_path / "m.onnx")
-    with pytest.raises(HccError, match="--cpu-precision bf16: this CPU has no AMX bf16 tiles"):
+    with pytest.raises(HccError, match="--cpu-precision bf16: this CPU has neither AMX bf16 tiles .* nor AVX512-BF16"):
         hcc.compile(tmp_path / "m.onnx", tmp_path / "b", cpu_precision="bf16")
+    assert not (tmp_path / "b").exists()
+    # AVX512-BF16 without tiles: bf16 runs (on dot products), bf16x3 is refused (slower than fp32 there)
+    monkeypatch.setattr(cpu, "host_cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512_bf16"})
+    assert cpu.cpu_low_precisions() == ("bf16",) and cpu.bf16_kernel_name() == "AVX512-BF16 dot products"
+    with pytest.raises(HccError, match="--cpu-precision bf16x3: split-bf16 GEMMs need AMX bf16 tiles"):
+        hcc.compile(tmp_path / "m.onnx", tmp_path / "b", cpu_precision="bf16x3")
     assert not (tmp_path / "b").exists()
 
 
@@ -155,7 +163,7 @@ def test_unknown_cpu_precision_is_refused():
         CpuOptions(precision="fp8")
 
 
-@needs_tiles
+@needs_bf16
 def test_auto_runs_in_bf16_what_the_budget_allows(tmp_path):
     """--cpu-precision auto: the measured per-op choice (planner/precision.py) is kept in plan/precision.json, the chosen
     ops call the bf16 kernels, and the bundle's measured error stays inside the budget."""
@@ -173,7 +181,7 @@ def test_auto_runs_in_bf16_what_the_budget_allows(tmp_path):
     assert 0 < accuracy.golden_max_abs and check_golden(tmp_path / "auto").passed
 
 
-@needs_tiles
+@needs_bf16
 def test_auto_with_no_room_stays_fp32(tmp_path):
     onnx.save(mlp(), tmp_path / "mlp.onnx")
     manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "b", cpu_precision="auto", accuracy="max_abs=0")
@@ -189,7 +197,7 @@ def test_auto_options_are_checked(kw, message):
         CpuOptions(**kw)
 
 
-@needs_tiles
+@needs_bf16
 def test_bf16_keeps_the_blocked_hand_over_in_fp32(tmp_path):
     """The bf16 kernels read and write NCHW only: under --cpu-precision bf16 the convolutions of a depthwise-separable
     chain that hand 16-channel blocks to each other stay on the fp32 kernels (leaving the chain for tiles made a
