@@ -914,11 +914,13 @@ def test_bf16_conv_matches_rounded_reference(bf16lib, c, h, f, k, stride, pad):
     assert np.abs(y - unrounded - bias[None, :, None, None]).max() > 1e-3
 
 
-# channels a multiple of 32 (AMX's direct path), and for the dot products' (any even count, any width: the padded
-# grid's wrapped columns dropped) 18 channels on a 7x7 map, 6 channels with 43 filters (blocks of 11 and 10 rows);
-# each big enough for bf16 products (use_bf16_products: 32 filters, 1 MFLOP per image)
+# channels a multiple of 32 (AMX's direct path), and for the dot products' any even count: filter vectors (dp_fv:
+# 48, 64 and 112 filters, the last block of 64 part padding; pixel parts of a 64-filter layer) or, where those blocks
+# would be more than a quarter padding, the padded grid (dp_direct_tile: its wrapped columns dropped; 18 channels on
+# a 7x7 map, 6 channels with 43 filters in blocks of 11 and 10 rows); each big enough for bf16 products
+# (use_bf16_products: 32 filters, 1 MFLOP per image)
 @pytest.mark.parametrize("c,h,w,f,k,pad", [(64, 20, 37, 48, 3, 1), (32, 9, 18, 40, 3, 0), (64, 12, 18, 64, 1, 0), (32, 12, 21, 32, 5, 2),
-                                           (18, 7, 7, 72, 3, 1), (6, 11, 30, 43, 3, 1)])
+                                           (18, 7, 7, 72, 3, 1), (6, 11, 30, 43, 3, 1), (16, 9, 11, 112, 3, 1), (8, 30, 33, 64, 3, 1)])
 def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
     """Constant filters, stride 1: the direct paths (amx_direct for channels a multiple of 32: the B tiles read a bf16
     channel-pair copy of the padded input in place; dp_direct for an even channel count and a window wider than 1x1:
@@ -948,6 +950,25 @@ def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
     np.testing.assert_allclose(results[2], results[0], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     direct = (c % 32 == 0) if HAS_AMX else k > 1  # which shapes a direct path takes (else both calls ran im2col)
     assert not direct or not np.array_equal(results[0], results[2])
+
+
+@pytest.mark.skipif(HAS_AMX or not HAS_BF16_DOT, reason="dot products only (tiles take 32 rows or more)")
+def test_bf16_dot_products_from_16_filters(bf16lib):
+    """Without tiles there is no 32-row block to fill: a 16-filter convolution (a U-Net's) and a 16-row GEMM run in
+    bf16 (use_bf16_products), matching the rounded references."""
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((1, 32, 40, 41)).astype(np.float32)
+    wt = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
+    ref = conv_ref(np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1))), _bf16(wt).astype(np.float64), (1, 1), (1, 1), 1)
+    y = np.zeros(ref.shape, np.float32)
+    bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, 32, 40, 41, 16, 3, 3, 40, 41, 1]),
+                 _arr([1, 1, 1, 1, 1, 1]), _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)), _epilogue(4),
+                 site=9601)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=2e-6 * np.sqrt(288))
+    a, b = rng.standard_normal((16, 512)).astype(np.float32), rng.standard_normal((512, 256)).astype(np.float32)
+    c = np.zeros((16, 256), np.float32)
+    gemm(bf16lib, a, b, c)
+    np.testing.assert_allclose(c, _bf16(a).astype(np.float64) @ _bf16(b).astype(np.float64), rtol=1e-5, atol=2e-6 * np.sqrt(512))
 
 
 # each big enough for bf16 products (use_bf16_products: 32 taps, 32 filters, 1 MFLOP per image)
