@@ -213,3 +213,27 @@ def test_bf16_keeps_the_blocked_hand_over_in_fp32(tmp_path):
     for node in ("stem", "block0/pw", "block1/pw"):
         assert notes[node].startswith("hcc_conv2d micro-kernel") and "(fp32, not bf16" in notes[node], notes
     assert check_golden(bundle).passed
+
+
+@needs_bf16
+def test_a_bf16_convolution_read_by_dense_convolutions_keeps_nchw(tmp_path):
+    """A dense convolution asked for bf16 hands its output over in 16-channel blocks only to depthwise readers (it
+    stays fp32 then): read by a 1x1 convolution (as a U-Net's bottleneck is by its up-convolution's pieces) it writes
+    NCHW and runs in bf16, and so does its reader; the same model in fp32 hands the blocked layout over."""
+    import json
+
+    rng = np.random.default_rng(9)
+    inits = [_weight(rng, "w1", [64, 32, 3, 3]), _weight(rng, "w2", [32, 64, 1, 1])]
+    nodes = [h.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv3x3"), h.make_node("Relu", ["c1"], ["r1"]),
+             h.make_node("Conv", ["r1", "w2"], ["out"], name="conv1x1")]
+    model = _model(nodes, inits, [1, 32, 24, 24], [1, 32, 24, 24])
+    notes = {}
+    for precision in ("bf16", "fp32"):
+        bundle, _ = _compile(tmp_path, model, "chain", precision)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        notes[precision] = {e["node"]: e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a["meta"]["schedule"]
+                            if e["kind"] == "ukernel-conv"}
+        assert check_golden(bundle).passed
+    for node in ("conv3x3", "conv1x1"):
+        assert notes["bf16"][node].startswith("hcc_conv2d_bf16 micro-kernel") and "blocks" not in notes["bf16"][node], notes
+    assert "output in 16-channel blocks" in notes["fp32"]["conv3x3"], notes
