@@ -214,8 +214,9 @@ def _precision_auto_options(cpu_precision: str, gpu_precision: str, fpga_precisi
               "with fp32 sums on AMX tiles (the products 2-5x faster, models measured 1.1-2.9x) or, without AMX, on AVX512-BF16 "
               "dot products (GEMMs about 1.9x, models measured 1.4-1.9x on an AMD Zen 4); bf16x3 (AMX only) splits each GEMM "
               "operand into two bfloat16 halves (three tile products, about 2^-16 of each product; GEMMs 1.6-2.7x faster; "
-              "convolutions stay fp32); auto: per op, bf16, bf16x3 or (GEMMs of a weight, on AMX-INT8 CPUs) int8 where its "
-              "measured error fits --accuracy, fp32 for the rest. Needs a compile host with AMX or AVX512-BF16: the golden "
+              "convolutions stay fp32); auto: per op, bf16, bf16x3 or (GEMMs of a weight, on AMX-INT8 or AVX512-VNNI CPUs) int8 where its "
+              "measured error fits --accuracy, fp32 for the rest. Needs a compile host with those kernels (AMX, AVX512-BF16, "
+              "or for int8 alone AVX512-VNNI): the golden "
               "tolerances are measured there, on the golden and on held-out inputs.")
 @accuracy_option
 @click.option("--precision", "precision", type=click.Choice(["fp32", "auto"]), default="fp32", show_default=True,

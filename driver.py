@@ -265,8 +265,11 @@ def _check_cpu_precision(precision: str, cpu_auto_only: bool) -> None:
                        "the compile host, so compile on a CPU that has them (Intel Cooper Lake or Sapphire Rapids, AMD Zen 4 "
                        "or newer)")
     if precision == "bf16x3" and precision not in available:
-        raise HccError(f"{flag}: split-bf16 GEMMs need AMX bf16 tiles ({', '.join(sorted(BF16_TILE_FLAGS))}); on this "
-                       "CPU's AVX512-BF16 dot products their three products would be slower than fp32 (use bf16, or auto)")
+        raise HccError(f"{flag}: split-bf16 GEMMs need AMX bf16 tiles ({', '.join(sorted(BF16_TILE_FLAGS))}); on "
+                       "AVX512-BF16 dot products their three products would be slower than fp32 (use bf16, or auto)")
+    if precision == "bf16" and precision not in available:
+        raise HccError(f"{flag}: this CPU has neither AMX bf16 tiles ({', '.join(sorted(BF16_TILE_FLAGS))}) nor AVX512-BF16 "
+                       f"dot products ({', '.join(sorted(BF16_DOT_FLAGS))}); its int8 kernels run under --cpu-precision auto")
 
 
 def _golden_data(loaded, options: CompileOptions, started: float, progress: ProgressFn):
@@ -470,8 +473,9 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     candidates = cpu_low_precisions()
     gemm_only = [p for p in ("bf16x3", "int8") if p in candidates]
-    also = f" (GEMMs also at {' and '.join(gemm_only)}{', int8 where B is a weight' if 'int8' in gemm_only else ''})" if gemm_only else ""
-    progress(f"precision: measuring each GEMM/convolution at bf16{also} on {len(calibration)} calibration inputs")
+    also = f"GEMMs at {' and '.join(gemm_only)}{' (int8 where B is a weight)' if 'int8' in gemm_only else ''}" if gemm_only else ""
+    what = ("each GEMM/convolution at bf16" + (f", {also}" if also else "")) if "bf16" in candidates else also
+    progress(f"precision: measuring {what} on {len(calibration)} calibration inputs")
     sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=candidates,
                                                   applies=precision.cpu_kernel_applies)
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
@@ -496,7 +500,7 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     by_node = {s.node: s for s in sensitivities}
     inputs = {key: node.input[0] for key, node in zip(precision.node_keys(loaded.model), loaded.model.graph.node)}
     int8 = tuple(Int8Gemm(n, by_node[n].act_quant[inputs[n]].scale, by_node[n].act_quant[inputs[n]].signed) for n in counts.get("int8", []))
-    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts["bf16"]), bf16x3_nodes=tuple(counts.get("bf16x3", [])),
+    return plan, replace(options, cpu=replace(options.cpu, bf16_nodes=tuple(counts.get("bf16", [])), bf16x3_nodes=tuple(counts.get("bf16x3", [])),
                                               int8_nodes=int8))
 
 

@@ -85,13 +85,13 @@ def environment_line(threads: int | None = None) -> str:
     import onnxruntime
 
     import hcc
-    from hcc.runtime.devices.cpu import bf16_kernel_name
+    from hcc.runtime.devices.cpu import bf16_kernel_name, int8_kernel_name
     from hcc.runtime.devices.discovery import describe_host_cpu
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     counted = f"{threads} thread(s); " if threads is not None else ""
     return (f"- {describe_host_cpu().model_name or platform.machine()}, {os.cpu_count()} logical cores; bf16 products on "
-            f"{bf16_kernel_name()}; hcc {hcc.__version__} at {commit}; "
+            f"{bf16_kernel_name()}, int8 (auto) on {int8_kernel_name()}; hcc {hcc.__version__} at {commit}; "
             f"onnxruntime {onnxruntime.__version__}; {counted}{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 

@@ -78,18 +78,29 @@ def has_bf16_dot() -> bool:
     return BF16_DOT_FLAGS <= host_cpu_flags()
 
 
+# ... and without tiles, int8 GEMMs on AVX512-VNNI (vpdpbusd; ukernels.c vnni_ready).
+INT8_DOT_FLAGS = frozenset({"avx512f", "avx512_vnni"})
+
+
 def cpu_low_precisions() -> tuple[str, ...]:
     """The precisions below fp32 that this CPU's kernels run (the CPU's --cpu-precision choices besides fp32): bf16
-    and bf16x3 on AMX bf16 tiles, plus int8 GEMMs on AMX-INT8; bf16 alone on AVX512-BF16 dot products (bf16x3's three
-    products there are slower than fp32); none elsewhere (the bf16 entries would compute in fp32)."""
+    and bf16x3 on AMX bf16 tiles, plus int8 GEMMs (auto only) on AMX-INT8; without tiles, bf16 on AVX512-BF16 dot
+    products (bf16x3's three products there are slower than fp32) and int8 on AVX512-VNNI; none elsewhere (the entries
+    would compute in fp32)."""
     if has_bf16_tiles():
         return ("bf16", "bf16x3", "int8") if has_int8_tiles() else ("bf16", "bf16x3")
-    return ("bf16",) if has_bf16_dot() else ()
+    return (("bf16",) if has_bf16_dot() else ()) + (("int8",) if INT8_DOT_FLAGS <= host_cpu_flags() else ())
 
 
 def bf16_kernel_name() -> str:
     """What runs this CPU's bf16 products, for messages and reports."""
     return "AMX tiles" if has_bf16_tiles() else "AVX512-BF16 dot products" if has_bf16_dot() else "none (fp32)"
+
+
+def int8_kernel_name() -> str:
+    """What runs this CPU's int8 GEMMs (--cpu-precision auto), for messages and reports."""
+    low = cpu_low_precisions()
+    return "none (fp32)" if "int8" not in low else "AMX-INT8 tiles" if has_bf16_tiles() else "AVX512-VNNI"
 
 
 # ... and its int8 GEMM entry to run int8 tiles (ukernels.c amx_int8_ready also asks the kernel for the tile state).

@@ -668,7 +668,7 @@ static void gemm_block_fp32(const Problem *p, int64_t m0, int64_t m1, int64_t n0
 #if VL == 16 && defined(__x86_64__) && \
     ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
 #pragma GCC push_options
-#pragma GCC target("avx512bw,avx512bf16,amx-tile,amx-bf16,amx-int8")
+#pragma GCC target("avx512bw,avx512bf16,avx512vnni,amx-tile,amx-bf16,amx-int8")
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -703,6 +703,13 @@ static int dp_ready(void) {
     state = s;
   }
   return s > 0;
+}
+
+/* Whether this CPU has AVX512-VNNI (CPUID.7.0:ECX bit 11): without AMX, int8 products run on vpdpbusd (vnni_block),
+ * 64 byte products per instruction, 4x an fp32 FMA's 16. */
+static int vnni_ready(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
 }
 
 /* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25). */
@@ -1171,6 +1178,74 @@ static void amx_pack_b8_all(const void *ctx, float *out) {
   free(panel);
 }
 
+/* int8 on AVX512-VNNI (no AMX): the same quantized A rows and kept B panels as the tiles ([Kp/4][32 columns][4 k]
+ * bytes: a panel row of 4 consecutive k per column is one 32-bit lane, what vpdpbusd multiplies). A tile is r <=
+ * DP_MR rows x 32 columns, int32 sums in registers over all of K. vpdpbusd multiplies unsigned by signed bytes: a
+ * signed A (int8) goes in as a + 128 (its sign bit flipped), and 128 x the column's sum of B comes off the sums. */
+static inline __attribute__((always_inline)) void vnni_tile(const int r, int64_t Kp, const int8_t *restrict a, const int8_t *restrict b,
+                                                            int flip, int32_t *restrict sums) {
+  __m512i c0[DP_MR], c1[DP_MR];
+  const int32_t *quads = (const int32_t *)a; /* row i's k quad q at quads[i * Kp / 4 + q] */
+  const int64_t row = Kp / 4;
+  const __m512i sign = _mm512_set1_epi32(flip ? (int)0x80808080u : 0);
+#pragma GCC unroll 14
+  for (int i = 0; i < r; ++i) c0[i] = c1[i] = _mm512_setzero_si512();
+  for (int64_t q = 0; q < Kp / 4; ++q, b += 128) {
+    const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+#pragma GCC unroll 14
+    for (int i = 0; i < r; ++i) {
+      const __m512i ai = _mm512_xor_si512(_mm512_set1_epi32(quads[i * row + q]), sign);
+      c0[i] = _mm512_dpbusd_epi32(c0[i], ai, b0);
+      c1[i] = _mm512_dpbusd_epi32(c1[i], ai, b1);
+    }
+  }
+#pragma GCC unroll 14
+  for (int i = 0; i < r; ++i) {
+    _mm512_storeu_si512(sums + i * 32, c0[i]);
+    _mm512_storeu_si512(sums + i * 32 + 16, c1[i]);
+  }
+}
+
+#define VNNI_CASE(R) \
+  case R: vnni_tile(R, Kp, a, b, flip, sums); return;
+
+static void vnni_tile_any(int r, int64_t Kp, const int8_t *a, const int8_t *b, int flip, int32_t *sums) {
+  switch (r) {
+    VNNI_CASE(1) VNNI_CASE(2) VNNI_CASE(3) VNNI_CASE(4) VNNI_CASE(5) VNNI_CASE(6) VNNI_CASE(7)
+    VNNI_CASE(8) VNNI_CASE(9) VNNI_CASE(10) VNNI_CASE(11) VNNI_CASE(12) VNNI_CASE(13) VNNI_CASE(14)
+  }
+}
+
+/* The rows [0, rows) of C for panel jc (quantized A rows `ap`, Kp apart) on VNNI, scaled back and stored with the
+ * epilogue (as amx_block_int8). */
+static void vnni_panel(const Problem *p, const int8_t *ap, int64_t Kp, const int8_t *bp, int64_t m0, int64_t rows, int64_t jc,
+                       int64_t nr, int32_t *sums, float *acc) {
+  int32_t comp[32] __attribute__((aligned(64))); /* 128 x each column's sum of B (signed A only) */
+  if (p->a_signed) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+    const __m512i ones = _mm512_set1_epi32(0x01010101);
+    for (int64_t q = 0; q < Kp / 4; ++q) {
+      s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_loadu_si512(bp + q * 128));
+      s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_loadu_si512(bp + q * 128 + 64));
+    }
+    _mm512_storeu_si512(comp, _mm512_slli_epi32(s0, 7));
+    _mm512_storeu_si512(comp + 16, _mm512_slli_epi32(s1, 7));
+  }
+  const __m512 step = _mm512_set1_ps(p->a_scale);
+  for (int64_t i = 0; i < rows; i += DP_MR) {
+    int r = (int)min64(DP_MR, rows - i);
+    vnni_tile_any(r, Kp, ap + i * Kp, bp, p->a_signed, sums);
+    for (int t = 0; t < r; ++t)
+      for (int half = 0; half < 2; ++half) {
+        __m512i v = _mm512_loadu_si512(sums + t * 32 + 16 * half);
+        if (p->a_signed) v = _mm512_sub_epi32(v, _mm512_loadu_si512(comp + 16 * half));
+        __m512 scale = _mm512_mul_ps(step, _mm512_loadu_ps(p->b8_scales + jc + 16 * half));
+        _mm512_storeu_ps(acc + t * 32 + 16 * half, _mm512_mul_ps(_mm512_cvtepi32_ps(v), scale));
+      }
+    amx_store(p, acc, m0 + i, jc, r, nr);
+  }
+}
+
 static int amx_block_int8(const Problem *p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   int64_t Kp = INT8_KP(p->K), rows = m1 - m0, Mp = ((rows + AMX_MB - 1) / AMX_MB) * AMX_MB;
   if (p->b8_nonfinite) return 0;
@@ -1180,6 +1255,11 @@ static int amx_block_int8(const Problem *p, int64_t m0, int64_t m1, int64_t n0, 
   int32_t *sums = (int32_t *)(buf + Mp * Kp / 4 + 16);
   float *acc = (float *)(sums + 32 * 32);
   if (!amx_pack_a8(p, m0, rows, Kp, ap)) return 0;
+  if (!amx_ready()) { /* AVX512-VNNI (use_bf16_products) */
+    for (int64_t jc = n0; jc < n1; jc += NR)
+      vnni_panel(p, ap, Kp, p->packed_b8 + (jc / NR) * Kp * NR, m0, rows, jc, min64(NR, n1 - jc), sums, acc);
+    return 1;
+  }
   amx_configure(); /* the same shapes: C 16 x 16 int32, A 16 rows of 64 bytes, B 16 rows of 64 bytes */
   for (int64_t jc = n0; jc < n1; jc += NR) {
     int64_t nr = min64(NR, n1 - jc);
@@ -1696,10 +1776,10 @@ static int dp_stride2(Problem *problems, int64_t NB, const float *x, const int64
  * half-empty blocks); fp32 otherwise. */
 #define AMX_MIN_FLOPS 1e6
 #define BF16X3 2 /* gemm_entry's bf16 argument for the split products (1: plain bf16) */
-#define INT8 3   /* ... for int8 products (AMX-INT8) */
-static int amx_int8_tiles(void) {
+#define INT8 3   /* ... for int8 products (AMX-INT8, or AVX512-VNNI) */
+static int amx_int8_tiles(void) { /* int8 products: AMX-INT8 tiles, or AVX512-VNNI where there are no tiles */
 #ifdef HCC_AMX
-  return amx_int8_ready();
+  return amx_int8_ready() || (!amx_ready() && vnni_ready());
 #else
   return 0;
 #endif
@@ -1709,9 +1789,10 @@ static int use_bf16_products(int bf16, int64_t M, int64_t N, int64_t K) {
 #ifdef HCC_AMX
   if (!bf16 || N < 16 || K < 32 || 2.0 * (double)M * (double)N * (double)K < AMX_MIN_FLOPS) return 0;
   if (amx_ready()) return M >= 32;
-  /* dot products (bf16x3 and int8: tiles only, on dot products slower than fp32) from 16 rows: no tile block to fill
-     (a U-Net's 16-filter 3x3 convolutions on 128x128 1.35-1.58x fp32) */
-  return bf16 == 1 && M >= 16 && dp_ready();
+  /* dot products from 16 rows: no tile block to fill (a U-Net's 16-filter 3x3 convolutions on 128x128 1.35-1.58x
+     fp32); bf16 on AVX512-BF16, int8 on AVX512-VNNI (gemm_entry asks amx_int8_tiles first); bf16x3: tiles only (its
+     three products on dots are slower than fp32) */
+  return M >= 16 && ((bf16 == 1 && dp_ready()) || (bf16 == INT8 && vnni_ready()));
 #else
   (void)bf16, (void)M, (void)N, (void)K;
   return 0;

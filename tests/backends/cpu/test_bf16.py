@@ -119,13 +119,14 @@ def test_auto_takes_bf16x3_where_bf16_does_not_fit(tmp_path):
     assert "MatMul_0: bf16x3, predicted -" in text and "of the budget" in text
 
 
-@pytest.mark.skipif(not has_int8_tiles(), reason="this CPU has no AMX-INT8 tiles")
+@pytest.mark.skipif("int8" not in cpu_low_precisions(), reason="this CPU has neither AMX-INT8 tiles nor AVX512-VNNI")
 def test_auto_takes_int8_where_the_budget_allows_and_it_ranks_first(tmp_path, monkeypatch):
-    """int8 ranks below bf16 here (slower in models: planner/precision.CPU_KERNEL_SPEEDUP), so this ranks it first, as
-    on a host where it were faster, to check the path end to end: under a loose budget (max_abs=0.5; each GEMM alone
-    costs 0.1-0.17 at int8) auto puts both GEMMs in int8 with the activation steps it calibrated; both call the int8
-    entry (the 10-column one is too small for tiles and computes in fp32 inside it); the bundle's measured error stays
-    inside the budget. Without the re-ranking the same budget takes bf16."""
+    """int8 (AMX-INT8 tiles, or AVX512-VNNI) ranks below bf16 here (slower in models on AMX:
+    planner/precision.CPU_KERNEL_SPEEDUP), so this ranks it first, as on a host where it were faster, to check the
+    path end to end: under a loose budget (max_abs=0.5; each GEMM alone costs 0.1-0.17 at int8) auto puts both GEMMs
+    in int8 with the activation steps it calibrated; both call the int8 entry (the 10-column one is too small for the
+    int8 kernels and computes in fp32 inside it); the bundle's measured error stays inside the budget. Without the
+    re-ranking the same budget takes bf16."""
     import json
 
     from hcc.planner import precision
@@ -155,6 +156,12 @@ def test_bf16_refused_without_bf16_kernels(tmp_path, monkeypatch):
     assert cpu.cpu_low_precisions() == ("bf16",) and cpu.bf16_kernel_name() == "AVX512-BF16 dot products"
     with pytest.raises(HccError, match="--cpu-precision bf16x3: split-bf16 GEMMs need AMX bf16 tiles"):
         hcc.compile(tmp_path / "m.onnx", tmp_path / "b", cpu_precision="bf16x3")
+    assert not (tmp_path / "b").exists()
+    # AVX512-VNNI alone (Cascade Lake): int8 for auto, no bf16
+    monkeypatch.setattr(cpu, "host_cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512_vnni"})
+    assert cpu.cpu_low_precisions() == ("int8",) and cpu.int8_kernel_name() == "AVX512-VNNI"
+    with pytest.raises(HccError, match="--cpu-precision bf16: this CPU has neither .* its int8 kernels run under --cpu-precision auto"):
+        hcc.compile(tmp_path / "m.onnx", tmp_path / "b", cpu_precision="bf16")
     assert not (tmp_path / "b").exists()
 
 

@@ -827,6 +827,8 @@ def test_bf16x3_gemm_inf_and_nan_propagate_as_in_fp32(amx, site):
 
 
 HAS_AMX_INT8 = HAS_AMX and _host_has("amx_int8")
+# without tiles, int8 runs on AVX512-VNNI (ukernels.c vnni_panel): the same quantized operands, the same int32 sums
+HAS_INT8 = HAS_AMX_INT8 or (not HAS_AMX and _host_has("avx512f") and _host_has("avx512_vnni"))
 
 
 def _int8(lib, step: float, signed: bool):
@@ -848,20 +850,21 @@ def _quantized_product(a: np.ndarray, b: np.ndarray, step: float, signed: bool) 
     return (qa @ qb) * np.float64(np.float32(step)) * sb.astype(np.float64)
 
 
-@pytest.mark.skipif(not HAS_AMX_INT8, reason="this CPU has no AMX-INT8 tiles")
-@pytest.mark.parametrize("m,n,k", [(100, 70, 513), (64, 96, 128), (130, 260, 70)])
+@pytest.mark.skipif(not HAS_INT8, reason="this CPU has neither AMX-INT8 tiles nor AVX512-VNNI")
+@pytest.mark.parametrize("m,n,k", [(100, 70, 513), (64, 96, 128), (130, 260, 70), (40, 96, 300)])
 @pytest.mark.parametrize("signed", [True, False])
-def test_int8_gemm_is_the_quantized_product(amx, m, n, k, signed):
-    """int8 on AMX tiles: A per tensor with the given step (int8, or uint8 for a non-negative tensor), the kept weight per
-    column, int32 sums scaled back: the emulated quantized product up to fp32 rounding; a second call reads the kept
-    panels (same bits); a B that is not a kept weight (site 0) runs the fp32 kernel, bit for bit."""
+def test_int8_gemm_is_the_quantized_product(bf16lib, m, n, k, signed):
+    """int8 on AMX tiles or AVX512-VNNI (a signed A goes in as a + 128 there, and 128 x B's column sums come off): A
+    per tensor with the given step (int8, or uint8 for a non-negative tensor), the kept weight per column, int32 sums
+    scaled back: the emulated quantized product up to fp32 rounding; a second call reads the kept panels (same bits);
+    a B that is not a kept weight (site 0) runs the fp32 kernel, bit for bit."""
     rng = np.random.default_rng(m + n + k + signed)
     a = rng.standard_normal((m, k)).astype(np.float32)
     if not signed:
         a = np.maximum(a, 0)
     b = rng.standard_normal((k, n)).astype(np.float32)
     step = float(np.abs(a).max() / (127 if signed else 255))
-    lib = _int8(amx, step, signed)
+    lib = _int8(bf16lib, step, signed)
     site = 9500 + m + n + k + 1000 * signed
     c, again = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
     gemm(lib, a, b, c, site=site)
@@ -872,12 +875,12 @@ def test_int8_gemm_is_the_quantized_product(amx, m, n, k, signed):
     assert np.abs(c - a.astype(np.float64) @ b).max() > 1e-3  # quantized: not the fp32 product
     fp32, plain = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
     gemm(lib, a, b, plain)
-    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, fp32)
+    gemm(types.SimpleNamespace(gemm=_with_site(bf16lib.hcc_gemm_avx512)), a, b, fp32)
     assert np.array_equal(plain, fp32)
 
 
-@pytest.mark.skipif(not HAS_AMX_INT8, reason="this CPU has no AMX-INT8 tiles")
-def test_int8_gemm_inf_and_nan_run_in_fp32(amx):
+@pytest.mark.skipif(not HAS_INT8, reason="this CPU has neither AMX-INT8 tiles nor AVX512-VNNI")
+def test_int8_gemm_inf_and_nan_run_in_fp32(bf16lib):
     """An Inf or NaN in A has no int8 value: its block runs the fp32 kernel, so non-finite outputs match fp32's;
     a weight holding one is computed in fp32 altogether."""
     rng = np.random.default_rng(31)
@@ -885,14 +888,14 @@ def test_int8_gemm_inf_and_nan_run_in_fp32(amx):
     a[3, 5], a[40, 0] = np.inf, np.nan
     step = float(np.abs(a[np.isfinite(a)]).max() / 127)
     c, c32 = np.zeros((96, 64), np.float32), np.zeros((96, 64), np.float32)
-    gemm(_int8(amx, step, True), a, b, c, site=9901)
-    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
+    gemm(_int8(bf16lib, step, True), a, b, c, site=9901)
+    gemm(types.SimpleNamespace(gemm=_with_site(bf16lib.hcc_gemm_avx512)), a, b, c32)
     assert np.array_equal(np.isnan(c), np.isnan(c32)) and np.array_equal(np.isinf(c), np.isinf(c32)) and np.isnan(c[40]).all()
     b[7, 9] = np.inf
     a[3, 5] = a[40, 0] = 0.0
     c[:], c32[:] = 0.0, 0.0
-    gemm(_int8(amx, step, True), a, b, c, site=9902)
-    gemm(types.SimpleNamespace(gemm=_with_site(amx.hcc_gemm_avx512)), a, b, c32)
+    gemm(_int8(bf16lib, step, True), a, b, c, site=9902)
+    gemm(types.SimpleNamespace(gemm=_with_site(bf16lib.hcc_gemm_avx512)), a, b, c32)
     assert np.array_equal(c, c32)
 
 
