@@ -468,7 +468,7 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
 
     from hcc.options import Int8Gemm
     from hcc.planner import precision
-    from hcc.runtime.devices.cpu import cpu_low_precisions
+    from hcc.runtime.devices.cpu import cpu_low_precisions, has_bf16_tiles
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     candidates = cpu_low_precisions()
@@ -481,7 +481,8 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
     # with --gpu-precision auto too, the CPU's choice takes half the margin and leaves the rest to the GPU subgraphs
     margin = precision.DEFAULT_MARGIN / 2 if options.gpu.precision == GPU_AUTO else precision.DEFAULT_MARGIN
     # extend: past the conservative composition, grow the choice op by op while an end-to-end run stays in budget
-    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, speedup=precision.CPU_KERNEL_SPEEDUP,
+    speedup = precision.CPU_KERNEL_SPEEDUP if has_bf16_tiles() else precision.CPU_DOT_KERNEL_SPEEDUP  # the host's kernels' ranking
+    plan = precision.choose(sensitivities, options.cpu.accuracy, loaded.model, calibration, held_out, speedup=speedup,
                             margin=margin, extend=True)
     assignment = plan.assignment()
 
@@ -509,7 +510,7 @@ SAVING_NOTE = "time_saved_s: the cost model of the host CPU, "  # a precision pl
 
 def _predict_cpu_savings(plan, model: onnx.ModelProto) -> None:
     """Each chosen op's predicted time saving on this host (the cost model at fp32 minus at its precision), kept in
-    the plan for `hcc inspect`; the choice itself ranks by CPU_KERNEL_SPEEDUP, not by this."""
+    the plan for `hcc inspect`; the choice itself ranks by CPU_KERNEL_SPEEDUP (or CPU_DOT_KERNEL_SPEEDUP), not by this."""
     from hcc.planner.cost_model import CostModel, analyze_model
     from hcc.planner.device_catalog import host_cpu_spec
 

@@ -21,7 +21,8 @@ The choice is greedy in FLOPs saved per unit of measured error, composes per-op 
 with one end-to-end run of the chosen set (and widens the most sensitive op until it passes), then reports the error
 on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16, bf16x3 and (AMX-INT8
 hosts, GEMMs of a 2-D weight) int8 as the candidates, the CPU's AMX kernels (bf16 alone on AVX512-BF16 hosts without
-AMX: runtime/devices/cpu.py cpu_low_precisions), ranked by CPU_KERNEL_SPEEDUP; fp16 has no CPU kernel.
+AMX: runtime/devices/cpu.py cpu_low_precisions), ranked by CPU_KERNEL_SPEEDUP (CPU_DOT_KERNEL_SPEEDUP without AMX);
+fp16 has no CPU kernel.
 """
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ NOMINAL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "fp16": 2.0, "int8": 4.0, "bf16x3":
 # costs far less error than bf16. With the nominal 4x it displaced bf16 ops and BERT h768's auto ran 1.57x instead
 # of 1.86x hcc fp32.
 CPU_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "bf16x3": 1.5, "int8": 1.8}
+# ... on a CPU without AMX, where bf16 runs on AVX512-BF16 dot products and int8 on AVX512-VNNI (no bf16x3). There int8
+# is the faster one, also in models (AMD EPYC Zen 4, 1 thread, interleaved with hcc fp32: a C harness's GEMMs int8
+# 2.2-3.5x, bf16 1.6-2.0x; auto ranked this way took int8 for some ops: MLP b64 2.21x instead of 1.78x, the
+# recommender 1.77x instead of 1.60x, BERT h768 unchanged at 1.08x).
+CPU_DOT_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 1.9, "int8": 3.0}
 # What the CPU backend compiles below fp32 (its AMX kernels' entries; bf16x3 GEMMs only): the candidates on every host
 # with AMX bf16 tiles (--cpu-precision auto, the joint choice; bf16 alone on AVX512-BF16 dot products) ...
 CPU_CANDIDATES = ("bf16", "bf16x3")

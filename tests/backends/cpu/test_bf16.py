@@ -132,6 +132,7 @@ def test_auto_takes_int8_where_the_budget_allows_and_it_ranks_first(tmp_path, mo
     from hcc.planner import precision
 
     monkeypatch.setitem(precision.CPU_KERNEL_SPEEDUP, "int8", 4.0)
+    monkeypatch.setitem(precision.CPU_DOT_KERNEL_SPEEDUP, "int8", 4.0)  # already first there
     onnx.save(mlp(), tmp_path / "mlp.onnx")
     manifest = hcc.compile(tmp_path / "mlp.onnx", tmp_path / "auto", cpu_precision="auto", accuracy="max_abs=0.5")
     plan = json.loads((tmp_path / "auto" / "plan" / "precision.json").read_text())
