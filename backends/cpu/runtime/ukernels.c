@@ -705,17 +705,30 @@ static int dp_ready(void) {
   return s > 0;
 }
 
-/* Whether this CPU has AVX512-VNNI (CPUID.7.0:ECX bit 11): without AMX, int8 products run on vpdpbusd (vnni_block),
- * 64 byte products per instruction, 4x an fp32 FMA's 16. */
+/* Whether this CPU has AVX512-VNNI (CPUID.7.0:ECX bit 11): without AMX, int8 products run on vpdpbusd (vnni_panel),
+ * 64 byte products per instruction, 4x an fp32 FMA's 16. Asked once per process (in a VM a CPUID exits to the
+ * hypervisor, and int8 GEMMs ask on every call). */
 static int vnni_ready(void) {
-  unsigned a, b, c, d;
-  return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
+  int s = state;
+  if (!s) {
+    unsigned a, b, c, d;
+    s = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11)) ? 1 : -1;
+    state = s;
+  }
+  return s > 0;
 }
 
-/* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25). */
+/* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25), asked once. */
 static int amx_int8_ready(void) {
-  unsigned a, b, c, d;
-  return amx_ready() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 25));
+  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
+  int s = state;
+  if (!s) {
+    unsigned a, b, c, d;
+    s = amx_ready() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 25)) ? 1 : -1;
+    state = s;
+  }
+  return s > 0;
 }
 
 typedef struct {
