@@ -955,6 +955,25 @@ def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
     assert not direct or not np.array_equal(results[0], results[2])
 
 
+def test_bf16_direct_conv_same_bits_for_every_thread_count(bf16lib):
+    """The direct bf16 convolution splits its pixels into more parts with more threads (dp_fv: two tasks per thread);
+    each pixel's sums run over the same steps in the same order, so every thread count gives the same bits."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 32, 30, 33)).astype(np.float32)
+    wt = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        bf16lib.hcc_set_num_threads(threads)
+        y = np.full((1, 64, 30, 33), np.nan, np.float32)
+        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, 32, 30, 33, 64, 3, 3, 30, 33, 1]),
+                     _arr([1, 1, 1, 1, 1, 1]), _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
+                     _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0), site=9650)
+        results.append(y)
+    bf16lib.hcc_set_num_threads(0)
+    assert np.isfinite(results[0]).all() and all(np.array_equal(results[0], r) for r in results[1:])
+
+
 @pytest.mark.skipif(HAS_AMX or not HAS_BF16_DOT, reason="dot products only (tiles take 32 rows or more)")
 def test_bf16_dot_products_from_16_filters(bf16lib):
     """Without tiles there is no 32-row block to fill: a 16-filter convolution (a U-Net's) and a 16-row GEMM run in
