@@ -1538,6 +1538,9 @@ static int dp_direct(Problem *problems, int64_t NB, const float *x, const int64_
  * hcc's fp32: 56x56 1.74x (grid 1.63x), 28x28 1.88x (1.53x), 14x14 1.94x (1.55x), 7x7 1.88x (1.38x). */
 #define DP_FV_PX 7
 #define DP_FV_KC 256
+#ifndef DP_FV_PART_PX
+#define DP_FV_PART_PX 2048
+#endif
 
 typedef struct {
   const AmxDirect *d;
@@ -1640,10 +1643,12 @@ static int dp_fv(const AmxDirect *job) {
   for (int64_t kh = 0, k = 0; kh < job->KH; ++kh)
     for (int64_t kw = 0; kw < job->KW; ++kw)
       for (int64_t cp = 0; cp < job->C / 2; ++cp) koff[k++] = cp * job->Hp * job->Wp + kh * job->Wp + kw;
-  /* pixel parts: two tasks per thread at least (a 64-filter layer is one block), of whole tiles, 4 tiles or more */
+  /* pixel parts: two tasks per thread at least (a 64-filter layer is one block), of whole tiles, 4 tiles or more, and
+     at most DP_FV_PART_PX pixels (their sums, 256 bytes a pixel, stay in L2 and the scratch stays small on a large map) */
   int64_t units = job->NB * blocks, want = 2 * hcc_get_num_threads(), parts = units >= want ? 1 : (want + units - 1) / units;
   int64_t tiles = (P + DP_FV_PX - 1) / DP_FV_PX;
   parts = min64(parts, tiles / 4) > 1 ? min64(parts, tiles / 4) : 1;
+  if (parts * DP_FV_PART_PX < P) parts = (P + DP_FV_PART_PX - 1) / DP_FV_PART_PX;
   int64_t per_part = ((tiles + parts - 1) / parts) * DP_FV_PX;
   DpFv v = {job, wt, pix, koff, P, steps, blocks, parts, per_part};
   hcc_parallel_for(units * parts, dp_fv_block, &v);
