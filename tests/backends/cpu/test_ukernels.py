@@ -956,17 +956,18 @@ def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
 
 
 def test_bf16_direct_conv_same_bits_for_every_thread_count(bf16lib):
-    """The direct bf16 convolution splits its pixels into more parts with more threads (dp_fv: two tasks per thread);
-    each pixel's sums run over the same steps in the same order, so every thread count gives the same bits."""
+    """The direct bf16 convolution splits its pixels into more parts with more threads (dp_fv: two tasks per thread,
+    at most 2048 pixels each: 3 parts of this 70x70 map at 1 thread); each pixel's sums run over the same steps in the
+    same order, so every thread count gives the same bits."""
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((1, 32, 30, 33)).astype(np.float32)
-    wt = rng.standard_normal((64, 32, 3, 3)).astype(np.float32)
+    x = rng.standard_normal((1, 16, 70, 70)).astype(np.float32)
+    wt = rng.standard_normal((64, 16, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(64).astype(np.float32)
     results = []
     for threads in (1, 2, 3):
         bf16lib.hcc_set_num_threads(threads)
-        y = np.full((1, 64, 30, 33), np.nan, np.float32)
-        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, 32, 30, 33, 64, 3, 3, 30, 33, 1]),
+        y = np.full((1, 64, 70, 70), np.nan, np.float32)
+        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([1, 16, 70, 70, 64, 3, 3, 70, 70, 1]),
                      _arr([1, 1, 1, 1, 1, 1]), _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
                      _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], lo=0.0), site=9650)
         results.append(y)
