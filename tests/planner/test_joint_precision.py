@@ -20,7 +20,7 @@ from hcc.planner import fixed_precision, joint_precision
 from hcc.planner.cost_model import CostModel, analyze_model
 from hcc.planner.device_catalog import builtin_catalog, resolve_spec
 from hcc.planner.plan import plan_to_json
-from hcc.runtime.devices.cpu import has_bf16_tiles
+from hcc.runtime.devices.cpu import has_bf16_dot, has_bf16_tiles
 
 
 def mlp(n: int = 256, batch: int = 64) -> onnx.ModelProto:
@@ -85,6 +85,22 @@ def test_accuracy_budget_changes_device_and_precision(loaded):
     assert "saved (cost model)" in cpu_note and "of the budget" in cpu_note
     assert next(c.time_saved_s for c in lp.choices if c.node == "sensitive") > 0
     assert "at the chosen widths" in next(s.precision_note for s in loose.subgraphs if s.kind == "fpga")
+
+
+@pytest.mark.skipif(has_bf16_tiles() or not has_bf16_dot(), reason="the CPU's options on AVX512-BF16 dot products without AMX: "
+                                                                    "bf16, no bf16x3")
+def test_accuracy_budget_changes_device_and_precision_on_dot_products(loaded):
+    """Without tiles the CPU offers bf16 alone: the loose budget places as on AMX (the sensitive layer and the head in
+    bf16 on the CPU, the benign layer on the FPGA at 12 bits); at 1e-2, where AMX takes bf16x3, the CPU's layers stay
+    fp32 and the benign layer keeps the FPGA at a wider 16-bit word; at 1e-3 everything runs on the CPU at fp32."""
+    loose, lp = _plan(loaded, "max_abs=1e-1")
+    mid, mp = _plan(loaded, "max_abs=1e-2")
+    tight, tp = _plan(loaded, "max_abs=1e-3")
+    assert _rows(loose)["sensitive"] == ("cpu", "fp32+bf16 1/1") and _rows(loose)["benign"] == ("fpga", "ap_fixed 12b")
+    assert lp.assignment() == {"sensitive": "bf16", "head": "bf16"} and lp.fpga.widths() == {"benign": 12}
+    assert _rows(mid)["sensitive"] == ("cpu", "fp32") and _rows(mid)["benign"] == ("fpga", "ap_fixed 16b") and mp.assignment() == {}
+    assert {k for k, _ in _rows(tight).values()} == {"cpu"} and tp.assignment() == {}
+    assert lp.fpga.held_out_ok is True and mp.fpga.held_out_ok is True
 
 
 def test_fixed_point_sensitivity_differs_by_layer():
