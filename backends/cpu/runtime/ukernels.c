@@ -1329,6 +1329,7 @@ typedef struct {
   const uint16_t *wt;      /* the kept filters */
   int64_t C, F, Fp, H, W, KH, KW, OH, OW, Hp, Wp, top, left, plane; /* plane: halves per image */
   int64_t NB, site;        /* images; the call site (dp_fv keeps its own filter layout) */
+  int64_t stride;          /* dp_fv: 1, or 2 with each pair's columns split by parity (dp_s2_pairs_input) */
 } AmxDirect;
 
 static void amx_direct_input(void *ctx, int64_t task) { /* task = image * C/2 + pair */
@@ -1399,7 +1400,7 @@ static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64
     return 0;
   int64_t Hp = OH + KH - 1, Wp = OW + KW - 1, Fp = ((F + 31) / 32) * 32;
   int64_t plane = (C / 2) * Hp * Wp * 2, slack = 64 * 2 + 64; /* a row's last block reads up to 31 + KW - 1 pairs past its end */
-  AmxDirect job = {problems, x, xs, NULL, NULL, C, F, Fp, sizes[2], sizes[3], KH, KW, OH, OW, Hp, Wp, conv[4], conv[5], plane, NB, site};
+  AmxDirect job = {problems, x, xs, NULL, NULL, C, F, Fp, sizes[2], sizes[3], KH, KW, OH, OW, Hp, Wp, conv[4], conv[5], plane, NB, site, 1};
   const int64_t shape[3] = {F, C * KH * KW, -100}; /* -100: this layout */
   job.wt = (const uint16_t *)packed_weights(site, shape, (size_t)(KH * KW * (C / 32) * Fp * 32 / 2 + 1), amx_direct_pack, &job);
   uint16_t *xin = (uint16_t *)scratch(&amx_direct_scratch, (size_t)((NB * plane + slack) / 2 + 1));
@@ -1411,8 +1412,8 @@ static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64
   return 1;
 }
 
-/* The direct convolution on AVX512-BF16 dot products (no AMX): stride 1, no dilation, one group, an even channel
- * count, constant filters. The input becomes the same bf16 channel-pair copy as amx_direct's, [C/2][Hp][Wp][2], and
+/* The direct convolution on AVX512-BF16 dot products (no AMX): stride 1 (or 2 on dp_fv), no dilation, one group, an
+ * even channel count, constant filters. The input becomes the same bf16 channel-pair copy as amx_direct's, [C/2][Hp][Wp][2], and
  * the output pixels are taken on the padded grid (q = oh * Wp + ow): 16 consecutive grid columns of one channel pair
  * and tap are 64 consecutive bytes at q + kh * Wp + kw, one vector load, whatever the map's width (the Wp - OW
  * columns that wrap into the next row are computed and dropped: 7 of 9 kept on a 7x7 map, where rows of whole vectors
@@ -1503,22 +1504,68 @@ static void dp_direct_tiles(void *ctx, int64_t task) { /* task = image * tiles +
 
 static int dp_fv(const AmxDirect *job);
 
+/* The channel-pair copy for a stride-2 window (dp_fv): [C/2][2][Hp][Wp][2] halves, each pair's padded columns split by
+ * parity, so that tap (kh, kw) of output pixel (oh, ow) is pair (2 oh + kh, ow + kw / 2) of plane kw % 2: any
+ * pixel, one broadcast, as at stride 1. A row is 32 padded columns at a time: two masked loads per channel (the
+ * zero padding and the row's ends masked), the even and odd lanes gathered by permutes, rounded in pairs. */
+static void dp_s2_pairs_input(void *ctx, int64_t task) { /* task = image * C/2 + pair */
+  const AmxDirect *j = ctx;
+  int64_t n = task / (j->C / 2), cp = task % (j->C / 2), row = j->Wp * 2; /* halves per plane row */
+  const float *c0 = j->x + n * j->xs[0] + 2 * cp * j->xs[1], *c1 = c0 + j->xs[1];
+  uint16_t *even = j->xin + n * j->plane + cp * 2 * j->Hp * row, *odd = even + j->Hp * row;
+  const __m512i pick_even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i pick_odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  for (int64_t h = 0; h < j->Hp; ++h) {
+    uint16_t *e = even + h * row, *o = odd + h * row;
+    int64_t ih = h - j->top;
+    if (ih < 0 || ih >= j->H) {
+      memset(e, 0, sizeof(uint16_t) * (size_t)row);
+      memset(o, 0, sizeof(uint16_t) * (size_t)row);
+      continue;
+    }
+    const float *r0 = c0 + ih * j->xs[2], *r1 = c1 + ih * j->xs[2];
+    for (int64_t w0 = 0; w0 < 2 * j->Wp; w0 += 32) { /* padded columns w0 .. w0 + 31: plane columns w0 / 2 .. + 15 */
+      int64_t iw = w0 - j->left;                     /* their first input column */
+      __mmask16 m[2];
+      for (int half = 0; half < 2; ++half) {
+        int64_t lo = -(iw + 16 * half) > 0 ? -(iw + 16 * half) : 0, hi = min64(16, j->W - (iw + 16 * half));
+        m[half] = hi > lo ? (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u)) : 0;
+      }
+      __m512 a0 = _mm512_maskz_loadu_ps(m[0], r0 + iw), a1 = _mm512_maskz_loadu_ps(m[1], r0 + iw + 16);
+      __m512 b0 = _mm512_maskz_loadu_ps(m[0], r1 + iw), b1 = _mm512_maskz_loadu_ps(m[1], r1 + iw + 16);
+      __m512i ev = bf16_pairs(_mm512_permutex2var_ps(a0, pick_even, a1), _mm512_permutex2var_ps(b0, pick_even, b1));
+      __m512i od = bf16_pairs(_mm512_permutex2var_ps(a0, pick_odd, a1), _mm512_permutex2var_ps(b0, pick_odd, b1));
+      int64_t cols = min64(16, j->Wp - w0 / 2);
+      __mmask16 keep = (__mmask16)(cols >= 16 ? 0xFFFF : (1u << cols) - 1u);
+      _mm512_mask_storeu_epi32(e + w0, keep, ev);
+      _mm512_mask_storeu_epi32(o + w0, keep, od);
+    }
+  }
+}
+
 /* 1 when the convolution ran here (dp_fv, or dp_direct_tile where dp_fv's 64-filter blocks would be more than a
  * quarter padding); 0 when it does not qualify or a buffer cannot be had. */
 static int dp_direct(Problem *problems, int64_t NB, const float *x, const int64_t *xs, const int64_t *sizes, const int64_t *conv,
                      const int64_t *ys, int64_t site) {
-  int64_t C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8];
-  if (amx_ready() || !dp_ready() || site <= 0 || sizes[9] > 1 || C % 2 || KH * KW == 1 || conv[0] != 1 || conv[1] != 1 || conv[2] != 1 ||
-      conv[3] != 1 || !problems[0].lda || xs[3] != 1 || ys[3] != 1 || ys[2] != OW)
-    return 0;
-  int64_t Hp = OH + KH - 1, Wp = OW + KW - 1;
-  int64_t plane = (C / 2) * Hp * Wp * 2, slack = 2 * (32 + KW); /* the last tile reads up to 31 + KW - 1 pairs past */
-  AmxDirect job = {problems, x, xs, NULL, NULL, C, F, F, sizes[2], sizes[3], KH, KW, OH, OW, Hp, Wp, conv[4], conv[5], plane, NB, site};
+  int64_t C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8], stride = conv[0];
   int small = 4 * F >= 3 * ((F + 63) / 64) * 64; /* dp_fv where 3/4 of its 64-filter blocks are filters */
+  if (amx_ready() || !dp_ready() || site <= 0 || sizes[9] > 1 || C % 2 || KH * KW == 1 || conv[1] != stride || conv[2] != 1 ||
+      conv[3] != 1 || !problems[0].lda || xs[3] != 1 || ys[3] != 1 || ys[2] != OW || !(stride == 1 || (stride == 2 && small)))
+    return 0;
+  /* the padded rows and columns that the windows reach; with stride 2 each pair's columns split into two planes of
+     Wp (dp_s2_pairs_input) */
+  int64_t Hp = (OH - 1) * stride + KH, Wp = stride == 1 ? OW + KW - 1 : OW + (KW - 1) / 2;
+  int64_t plane = (C / 2) * stride * Hp * Wp * 2, slack = 2 * (32 + KW); /* the last grid tile reads up to 31 + KW - 1 pairs past */
+  AmxDirect job = {problems, x, xs, NULL, NULL, C, F, F, sizes[2], sizes[3], KH, KW, OH, OW, Hp, Wp, conv[4], conv[5], plane, NB, site,
+                   stride};
   uint16_t *xin = (uint16_t *)scratch(&amx_direct_scratch, (size_t)((NB * plane + slack) / 2 + 1));
   if (!xin) return 0;
   memset(xin + NB * plane, 0, sizeof(uint16_t) * (size_t)slack);
   job.xin = xin;
+  if (stride == 2) {
+    hcc_parallel_for(NB * (C / 2), dp_s2_pairs_input, &job);
+    return dp_fv(&job);
+  }
   if (!small) {
     const int64_t shape[3] = {F, C * KH * KW, -200}; /* -200: this layout */
     job.wt = (const uint16_t *)packed_weights(site, shape, (size_t)(KH * KW * (C / 2) * F + 1), dp_direct_pack, &job);
@@ -1537,7 +1584,8 @@ static int dp_direct(Problem *problems, int64_t NB, const float *x, const int64_
  * A task is one image's block of 64 filters for a part of its pixels: their sums (pixels x 64 floats) build up over
  * chunks of DP_FV_KC steps (the chunk of filters stays in L2 across the pixel tiles), then go out transposed, 32
  * pixels at a time, through amx_store. Measured on the EPYC (Zen 4), 1 thread, ResNet-18's 3x3 convolutions against
- * hcc's fp32: 56x56 1.74x (grid 1.63x), 28x28 1.88x (1.53x), 14x14 1.94x (1.55x), 7x7 1.88x (1.38x). */
+ * hcc's fp32: 56x56 1.74x (grid 1.63x), 28x28 1.88x (1.53x), 14x14 1.94x (1.55x), 7x7 1.88x (1.38x); its stride-2
+ * 64 -> 128 one 1.79x through dp_s2_pairs_input (1.36x on im2col). */
 #define DP_FV_PX 7
 #define DP_FV_KC 256
 #ifndef DP_FV_PART_PX
@@ -1640,11 +1688,11 @@ static int dp_fv(const AmxDirect *job) {
     free(tables);
     return 0;
   }
-  int64_t *pix = tables, *koff = tables + P;
-  for (int64_t q = 0; q < P; ++q) pix[q] = (q / job->OW) * job->Wp + q % job->OW;
+  int64_t *pix = tables, *koff = tables + P, s = job->stride, plane = job->Hp * job->Wp; /* pairs per plane */
+  for (int64_t q = 0; q < P; ++q) pix[q] = (q / job->OW) * s * job->Wp + q % job->OW;
   for (int64_t kh = 0, k = 0; kh < job->KH; ++kh)
     for (int64_t kw = 0; kw < job->KW; ++kw)
-      for (int64_t cp = 0; cp < job->C / 2; ++cp) koff[k++] = cp * job->Hp * job->Wp + kh * job->Wp + kw;
+      for (int64_t cp = 0; cp < job->C / 2; ++cp) koff[k++] = (cp * s + kw % s) * plane + kh * job->Wp + kw / s;
   /* pixel parts: two tasks per thread at least (a 64-filter layer is one block), of whole tiles, 4 tiles or more, and
      at most DP_FV_PART_PX pixels (their sums, 256 bytes a pixel, stay in L2 and the scratch stays small on a large map) */
   int64_t units = job->NB * blocks, want = 2 * hcc_get_num_threads(), parts = units >= want ? 1 : (want + units - 1) / units;
@@ -1765,7 +1813,7 @@ static __thread Scratch dp_s2_scratch;
 /* 1 when the convolution ran here; 0 when it does not qualify (stride 2, no dilation, one group, constant filters,
  * few channels: DP_S2_MAX_C) or a buffer cannot be had. Measured on the EPYC (Zen 4), 1 thread, against hcc's fp32:
  * ResNet-18's 3 -> 64 7x7/2 stem 1.47x here, 1.08x on im2col; a 64 -> 128 3x3/2 0.95x here (a zero tap in every
- * third pair), 1.36x on im2col, which pairs channels. */
+ * third pair), 1.36x on im2col, which pairs channels, 1.79x on dp_fv (an even channel count). */
 #ifndef DP_S2_MAX_C
 #define DP_S2_MAX_C 4
 #endif

@@ -955,6 +955,33 @@ def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
     assert not direct or not np.array_equal(results[0], results[2])
 
 
+@pytest.mark.parametrize("c,h,w,f,k,pad", [(32, 21, 23, 64, 3, 1), (16, 30, 17, 96, 5, 2), (8, 40, 40, 48, 3, 0)])
+def test_bf16_stride2_direct_conv(bf16lib, c, h, w, f, k, pad):
+    """Stride 2, an even channel count, 48+ filters: on dot products dp_fv reads a channel-pair copy whose columns
+    are split by parity (dp_s2_pairs_input: odd widths, zero padding on both sides, a 5x5 window); a bias, a residual
+    and Relu; the rounded reference, the same bits on a second call, and im2col's values (site 0) up to fp32 sums."""
+    rng = np.random.default_rng(c + h + w + f)
+    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    padded = np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = conv_ref(padded, _bf16(wt).astype(np.float64), (2, 2), (1, 1), 1)
+    bias = rng.standard_normal(f).astype(np.float32)
+    res = rng.standard_normal(ref.shape).astype(np.float32)
+    expected = np.maximum(ref + bias[None, :, None, None] + res, 0)
+    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], 1]
+    results = []
+    for call_site in (9700 + c + k, 9700 + c + k, 0):
+        y = np.full(ref.shape, np.nan, np.float32)
+        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([2, 2, 1, 1, pad, pad]),
+                     _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
+                     _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0), site=call_site)
+        results.append(y)
+    for y in (results[0], results[2]):
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
+    assert np.array_equal(results[0], results[1])
+    assert HAS_AMX or not np.array_equal(results[0], results[2])  # dp_fv sums taps in (kh, kw, c) order, im2col in (c, kh, kw)
+
+
 def test_bf16_direct_conv_same_bits_for_every_thread_count(bf16lib):
     """The direct bf16 convolution splits its pixels into more parts with more threads (dp_fv: two tasks per thread,
     at most 2048 pixels each: 3 parts of this 70x70 map at 1 thread); each pixel's sums run over the same steps in the
