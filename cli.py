@@ -358,12 +358,17 @@ def plan_cmd(model, input_shapes, devices, objective, budgets, places, prefers, 
 def devices_cmd(calibrate, quick, profile_path, device_file):
     """Devices this host really has (CPU features, NVIDIA GPUs via libcuda) and the catalog the planner uses."""
     from hcc.planner.device_catalog import builtin_catalog, describe_catalog, load_device_file
+    from hcc.runtime.devices.cpu import bf16_kernel_name, cpu_low_precisions, int8_kernel_name
     from hcc.runtime.devices.discovery import describe_host_cpu, discover_nvidia_gpus
 
     host = describe_host_cpu()
     click.echo("this host:")
     click.echo(f"  cpu: {host.model_name or 'unknown'} ({host.vendor}), {host.physical_cores} cores / {host.logical_cpus} threads"
                + (f", {host.mhz:.0f} MHz" if host.mhz else "") + f", {host.mem_bytes / 2**30:.1f} GiB; features: {' '.join(host.flags) or '-'}")
+    kernels = {"bf16": bf16_kernel_name(), "bf16x3": "AMX tiles", "int8": int8_kernel_name()}
+    low = cpu_low_precisions()
+    click.echo("  cpu precisions below fp32 (--cpu-precision): "
+               + (", ".join(f"{p} on {kernels[p]}" + (" (auto only)" if p == "int8" else "") for p in low) if low else "none (fp32 only)"))
     gpus = discover_nvidia_gpus()
     if gpus.gpus:
         for gpu in gpus.gpus:

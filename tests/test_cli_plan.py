@@ -20,6 +20,10 @@ def hcc(*args, check=True):
 def test_devices_lists_host_and_catalog():
     out = hcc("devices").stdout
     assert "this host:" in out and "cpu:" in out and "gpu" in out
+    from hcc.runtime.devices.cpu import cpu_low_precisions  # which bf16/int8 kernels this CPU runs, named
+
+    line = next(x for x in out.splitlines() if "cpu precisions below fp32" in x)
+    assert all(p in line for p in cpu_low_precisions()) and (cpu_low_precisions() or "none (fp32 only)" in line)
     for name in ("gpu:sm_80", "gpu:sm_90", "fpga:xcu250", "fpga:xczu7ev"):
         assert name in out
 
