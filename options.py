@@ -116,7 +116,8 @@ class CpuOptions:
     AVX512-BF16 dot products); bf16x3 (AMX only): GEMMs multiply each operand as two bfloat16 halves, three tile
     products (about 2^-16 of each product, convolutions stay fp32); auto: per GEMM / convolution, what `accuracy` (a
     budget such as "max_abs=1e-2", planner/precision.py) allows among the host's kernels (runtime/devices/cpu.py
-    cpu_low_precisions: bf16, bf16x3, or for a GEMM with a constant weight int8 where the host has AMX-INT8).
+    cpu_low_precisions: bf16, bf16x3 on AMX, or for a GEMM with a constant weight int8 where the host has AMX-INT8 or,
+    without AMX, AVX512-VNNI).
     `bf16_nodes`, `bf16x3_nodes`, `int8_nodes`: the nodes auto chose (set by the driver, not by users)."""
 
     target_cpu: str = DEFAULT_TARGET_CPU  # x86-64-v2/v3/v4 or an llc -mcpu name ('native', 'skylake-avx512')

@@ -145,9 +145,9 @@ def _cpu_flops_per_cycle(host: HostCpu) -> float:
 # both operands on every call, so the tiles' own peak (about 12x fp32 here) is not what a model sees.
 CPU_BF16_SPEEDUP = 2.0
 # ... on AVX512-BF16 dot products (no AMX; vdpbf16ps does two bf16 products per fp32 lane in an FMA's time): measured
-# on an AMD EPYC (Zen 4), 1 thread, against hcc's fp32 kernels: GEMMs of 128-512 rows 1.86-1.94x, ResNet-18's
-# stride-1 3x3 convolutions 1.84-1.94x (dp_fv), stride-2 ones 1.36x (im2col), 1x1 ones 1.18-1.39x, 16-filter ones
-# 1.35-1.58x; whole models 1.46x (U-Net) to 1.84x (BERT h768). The low end of the ops, as for the tiles.
+# on an AMD EPYC (Zen 4), 1 thread, against hcc's fp32 kernels: GEMMs of 128-512 rows 1.86-1.94x, ResNet-18's 3x3
+# convolutions 1.84-1.97x (dp_fv; the stride-2 one 1.79x), 1x1 ones 1.18-1.42x, 16-filter ones 1.35-1.58x; whole
+# models 1.48x (U-Net) to 1.84x (BERT h768). The low end of the ops, as for the tiles.
 CPU_BF16_DOT_SPEEDUP = 1.3
 # The split-bf16 GEMM (--cpu-precision bf16x3, three tile products): its C harness measured 1.8-2.7x hcc's fp32
 # kernel on 128-row GEMMs of 768-3072 (kept weights, 1 thread; 1.6x with B packed on every call).

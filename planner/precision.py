@@ -20,9 +20,9 @@ Sessions run with the graph optimizer off (the reference too), so no fusion can 
 The choice is greedy in FLOPs saved per unit of measured error, composes per-op errors conservatively, then confirms
 with one end-to-end run of the chosen set (and widens the most sensitive op until it passes), then reports the error
 on held-out inputs the pass never saw. `hcc compile --cpu-precision auto` uses it with bf16, bf16x3 and (AMX-INT8
-hosts, GEMMs of a 2-D weight) int8 as the candidates, the CPU's AMX kernels (bf16 alone on AVX512-BF16 hosts without
-AMX: runtime/devices/cpu.py cpu_low_precisions), ranked by CPU_KERNEL_SPEEDUP (CPU_DOT_KERNEL_SPEEDUP without AMX);
-fp16 has no CPU kernel.
+hosts, GEMMs of a 2-D weight) int8 as the candidates, the CPU's AMX kernels (without AMX: bf16 on AVX512-BF16 and int8
+on AVX512-VNNI, no bf16x3: runtime/devices/cpu.py cpu_low_precisions), ranked by CPU_KERNEL_SPEEDUP
+(CPU_DOT_KERNEL_SPEEDUP without AMX); fp16 has no CPU kernel.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ CPU_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 2.0, "bf16x3": 1.5, "int8": 1.8}
 # recommender 1.77x instead of 1.60x, BERT h768 unchanged at 1.08x).
 CPU_DOT_KERNEL_SPEEDUP = {"fp32": 1.0, "bf16": 1.9, "int8": 3.0}
 # What the CPU backend compiles below fp32 (its AMX kernels' entries; bf16x3 GEMMs only): the candidates on every host
-# with AMX bf16 tiles (--cpu-precision auto, the joint choice; bf16 alone on AVX512-BF16 dot products) ...
+# with AMX bf16 tiles (--cpu-precision auto, the joint choice; without AMX, runtime/devices/cpu.py cpu_low_precisions) ...
 CPU_CANDIDATES = ("bf16", "bf16x3")
 CPU_LOW_PRECISIONS = CPU_CANDIDATES + ("int8",)  # ... and int8 GEMMs of a weight where the host has AMX-INT8 (auto only)
 _CAST_TO = {"bf16": TensorProto.BFLOAT16, "fp16": TensorProto.FLOAT16}
