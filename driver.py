@@ -472,9 +472,8 @@ def _choose_cpu_precision(loaded, options: CompileOptions, feeds, progress: Prog
 
     calibration, held_out = _precision_samples(loaded, feeds, options.golden.seed)
     candidates = cpu_low_precisions()
-    gemm_only = [p for p in ("bf16x3", "int8") if p in candidates]
-    also = f"GEMMs at {' and '.join(gemm_only)}{' (int8 where B is a weight)' if 'int8' in gemm_only else ''}" if gemm_only else ""
-    what = ("each GEMM/convolution at bf16" + (f", {also}" if also else "")) if "bf16" in candidates else also
+    gemm_only = [f"GEMMs at {p}" if p == "bf16x3" else "GEMMs of a weight at int8" for p in ("bf16x3", "int8") if p in candidates]
+    what = ", ".join((["each GEMM/convolution at bf16"] if "bf16" in candidates else []) + gemm_only)
     progress(f"precision: measuring {what} on {len(calibration)} calibration inputs")
     sensitivities = precision.measure_sensitivity(loaded.model, calibration, precisions=candidates,
                                                   applies=precision.cpu_kernel_applies)

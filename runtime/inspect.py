@@ -158,7 +158,7 @@ def describe(bundle_dir: str | os.PathLike) -> str:
                 base, entries = m.toolchain.get("target_cpu", "?"), ", ".join(isa_entry(artifact.entry, v) for v in variants)
                 lines.append(f"    generated code: {base}, and {', '.join(variants)} (entry {entries}) used where the CPU has it")
             for precision, what in (("bf16", "AMX tiles or AVX512-BF16 dot products"), ("bf16x3", "split-bf16 GEMMs on AMX tiles"),
-                                    ("int8", "int8 GEMMs on AMX tiles")):
+                                    ("int8", "int8 GEMMs on AMX-INT8 tiles or AVX512-VNNI")):
                 low = artifact.meta.get(f"{precision}_nodes")
                 if low:  # --cpu-precision bf16/bf16x3/auto: the GEMMs and convolutions that call those kernels
                     names = ", ".join(low[:8]) + (", ..." if len(low) > 8 else "")
