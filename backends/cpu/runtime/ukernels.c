@@ -971,14 +971,15 @@ static inline __attribute__((always_inline)) void dp_tile(const int r, int64_t K
   }
 }
 
+/* CASE(r) for every tile height 1 .. DP_MR: the switches that give each height its own unrolled kernel. */
+#define DP_ROWS(CASE) \
+  CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14)
+
 #define DP_CASE(R) \
   case R: dp_tile(R, Kp, a, b, acc); return;
 
 static void dp_tile_any(int r, int64_t Kp, const uint16_t *a, const uint16_t *b, float *acc) {
-  switch (r) {
-    DP_CASE(1) DP_CASE(2) DP_CASE(3) DP_CASE(4) DP_CASE(5) DP_CASE(6) DP_CASE(7)
-    DP_CASE(8) DP_CASE(9) DP_CASE(10) DP_CASE(11) DP_CASE(12) DP_CASE(13) DP_CASE(14)
-  }
+  switch (r) { DP_ROWS(DP_CASE) }
 }
 
 /* Rows [m0, m0 + rows) of C for one panel (columns jc.. jc + nr - 1) from the packed A rows `ap` and the panel `bp`,
@@ -1223,10 +1224,7 @@ static inline __attribute__((always_inline)) void vnni_tile(const int r, int64_t
   case R: vnni_tile(R, Kp, a, b, flip, sums); return;
 
 static void vnni_tile_any(int r, int64_t Kp, const int8_t *a, const int8_t *b, int flip, int32_t *sums) {
-  switch (r) {
-    VNNI_CASE(1) VNNI_CASE(2) VNNI_CASE(3) VNNI_CASE(4) VNNI_CASE(5) VNNI_CASE(6) VNNI_CASE(7)
-    VNNI_CASE(8) VNNI_CASE(9) VNNI_CASE(10) VNNI_CASE(11) VNNI_CASE(12) VNNI_CASE(13) VNNI_CASE(14)
-  }
+  switch (r) { DP_ROWS(VNNI_CASE) }
 }
 
 /* The rows [0, rows) of C for panel jc (quantized A rows `ap`, Kp apart) on VNNI, scaled back and stored with the
@@ -1413,12 +1411,12 @@ static int amx_direct(Problem *problems, int64_t NB, const float *x, const int64
 }
 
 /* The direct convolution on AVX512-BF16 dot products (no AMX): stride 1 (or 2 on dp_fv), no dilation, one group, an
- * even channel count, constant filters. The input becomes the same bf16 channel-pair copy as amx_direct's, [C/2][Hp][Wp][2], and
- * the output pixels are taken on the padded grid (q = oh * Wp + ow): 16 consecutive grid columns of one channel pair
- * and tap are 64 consecutive bytes at q + kh * Wp + kw, one vector load, whatever the map's width (the Wp - OW
- * columns that wrap into the next row are computed and dropped: 7 of 9 kept on a 7x7 map, where rows of whole vectors
- * would keep 7 of 16). A tile is r <= DP_MR filters x 32 grid columns, its sums in registers over every tap and
- * channel pair, as in dp_tile. The filters are kept per block of r as [tap][pair][r] bf16 pairs (dp_block_f0). No
+ * even channel count, constant filters. The input becomes the same bf16 channel-pair copy as amx_direct's,
+ * [C/2][Hp][Wp][2], and the output pixels are taken on the padded grid (q = oh * Wp + ow): 16 consecutive grid columns
+ * of one channel pair and tap are 64 consecutive bytes at q + kh * Wp + kw, one vector load, whatever the map's width
+ * (the Wp - OW columns that wrap into the next row are computed and dropped: 7 of 9 kept on a 7x7 map, where rows of
+ * whole vectors would keep 7 of 16). A tile is r <= DP_MR filters x 32 grid columns, its sums in registers over every tap and
+ * channel pair (dp_walk_tile). The filters are kept per block of r as [tap][pair][r] bf16 pairs (dp_block_f0). No
  * im2col panel: the im2col path rounded KH x KW copies of every input value on every call (measured on the EPYC,
  * Zen 4, 1 thread, against hcc's fp32 kernels: ResNet-18's 3x3 convolutions 1.30-1.44x on the im2col path, 1.55-1.62x
  * on this grid on 56x56 to 14x14 maps, 1.38x on 7x7; dp_fv below, which now takes them, 1.84-1.94x). The grid keeps
@@ -1448,16 +1446,23 @@ static void dp_direct_pack(const void *ctx, float *out) {
   }
 }
 
-static inline __attribute__((always_inline)) void dp_direct_tile(const int r, const int32_t *restrict w, const uint16_t *restrict x,
-                                                                 const AmxDirect *j, float *restrict acc) {
+/* The taps of a direct tile as three nested walks through the bf16 input copy (in halves): n[0] x n[1] x n[2] steps,
+ * s[0], s[1], s[2] apart; the kept filters hold each block's r pairs per step in the same order. dp_direct_tiles walks
+ * (kh, kw, channel pair), dp_s2_rows (channel, kh, kw pair). */
+typedef struct {
+  int64_t n[3], s[3];
+} DpWalk;
+
+/* r <= DP_MR filters x 32 consecutive pair columns from x, the sums in registers over every step (as dp_tile). */
+static inline __attribute__((always_inline)) void dp_walk_tile(const int r, const int32_t *restrict w, const uint16_t *restrict x,
+                                                               const DpWalk *walk, float *restrict acc) {
   __m512 c0[DP_MR], c1[DP_MR];
-  const int64_t pairs = j->C / 2, pair_step = 2 * j->Hp * j->Wp; /* halves between channel pairs */
 #pragma GCC unroll 14
   for (int i = 0; i < r; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-  for (int64_t kh = 0; kh < j->KH; ++kh)
-    for (int64_t kw = 0; kw < j->KW; ++kw) {
-      const uint16_t *b = x + 2 * (kh * j->Wp + kw);
-      for (int64_t cp = 0; cp < pairs; ++cp, b += pair_step, w += r) {
+  for (int64_t u = 0; u < walk->n[0]; ++u)
+    for (int64_t v = 0; v < walk->n[1]; ++v) {
+      const uint16_t *b = x + u * walk->s[0] + v * walk->s[1];
+      for (int64_t t = 0; t < walk->n[2]; ++t, b += walk->s[2], w += r) {
         const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 32);
 #pragma GCC unroll 14
         for (int i = 0; i < r; ++i) {
@@ -1474,26 +1479,23 @@ static inline __attribute__((always_inline)) void dp_direct_tile(const int r, co
   }
 }
 
-#define DP_DIRECT_CASE(R) \
-  case R: dp_direct_tile(R, w, x, j, acc); return;
+#define DP_WALK_CASE(R) \
+  case R: dp_walk_tile(R, w, x, walk, acc); return;
 
-static void dp_direct_tile_any(int r, const int32_t *w, const uint16_t *x, const AmxDirect *j, float *acc) {
-  switch (r) {
-    DP_DIRECT_CASE(1) DP_DIRECT_CASE(2) DP_DIRECT_CASE(3) DP_DIRECT_CASE(4) DP_DIRECT_CASE(5) DP_DIRECT_CASE(6)
-    DP_DIRECT_CASE(7) DP_DIRECT_CASE(8) DP_DIRECT_CASE(9) DP_DIRECT_CASE(10) DP_DIRECT_CASE(11) DP_DIRECT_CASE(12)
-    DP_DIRECT_CASE(13) DP_DIRECT_CASE(14)
-  }
+static void dp_walk_tile_any(int r, const int32_t *w, const uint16_t *x, const DpWalk *walk, float *acc) {
+  switch (r) { DP_ROWS(DP_WALK_CASE) }
 }
 
 static void dp_direct_tiles(void *ctx, int64_t task) { /* task = image * tiles + tile of 32 grid columns */
   const AmxDirect *j = ctx;
   int64_t grid = j->OH * j->Wp, tiles = (grid + 31) / 32, n = task / tiles, q0 = (task % tiles) * 32, q1 = min64(q0 + 32, grid);
   int64_t taps = j->KH * j->KW * (j->C / 2);
+  const DpWalk walk = {{j->KH, j->KW, j->C / 2}, {2 * j->Wp, 2, 2 * j->Hp * j->Wp}}; /* (kh, kw, channel pair) */
   const Problem *p = &j->problems[n];
   float acc[DP_MR * 32] __attribute__((aligned(64)));
   for (int64_t b = 0; b < dp_blocks(j->F); ++b) {
     int64_t f0 = dp_block_f0(j->F, b), r = dp_block_f0(j->F, b + 1) - f0;
-    dp_direct_tile_any((int)r, (const int32_t *)j->wt + f0 * taps, j->xin + n * j->plane + 2 * q0, j, acc);
+    dp_walk_tile_any((int)r, (const int32_t *)j->wt + f0 * taps, j->xin + n * j->plane + 2 * q0, &walk, acc);
     for (int64_t q = q0; q < q1;) { /* the columns of each output row in the tile; the wrapped ones dropped */
       int64_t oh = q / j->Wp, ow = q % j->Wp, end = min64(q1, (oh + 1) * j->Wp);
       if (ow < j->OW) amx_store(p, acc + (q - q0), f0, oh * j->OW + ow, r, min64(j->OW, end - oh * j->Wp) - ow);
@@ -1543,8 +1545,8 @@ static void dp_s2_pairs_input(void *ctx, int64_t task) { /* task = image * C/2 +
   }
 }
 
-/* 1 when the convolution ran here (dp_fv, or dp_direct_tile where dp_fv's 64-filter blocks would be more than a
- * quarter padding); 0 when it does not qualify or a buffer cannot be had. */
+/* 1 when the convolution ran here (dp_fv, or the grid's dp_direct_tiles where dp_fv's 64-filter blocks would be more
+ * than a quarter padding); 0 when it does not qualify or a buffer cannot be had. */
 static int dp_direct(Problem *problems, int64_t NB, const float *x, const int64_t *xs, const int64_t *sizes, const int64_t *conv,
                      const int64_t *ys, int64_t site) {
   int64_t C = sizes[1], F = sizes[4], KH = sizes[5], KW = sizes[6], OH = sizes[7], OW = sizes[8], stride = conv[0];
@@ -1579,7 +1581,7 @@ static int dp_direct(Problem *problems, int64_t NB, const float *x, const int64_
 
 /* The same convolutions on dot products with vectors across filters: a tile is DP_FV_PX output pixels (any, one
  * broadcast pair of the channel-pair copy each) x 4 vectors of 16 filters; per step (tap and channel pair) 4 loads of
- * the kept filters ([block of 64][step][64] pairs) and 7 broadcasts feed 28 dot products. dp_direct_tile's grid keeps
+ * the kept filters ([block of 64][step][64] pairs) and 7 broadcasts feed 28 dot products. dp_direct_tiles' grid keeps
  * only OW of Wp = OW + KW - 1 columns (7 of 9 on a 7x7 map), and its 32-column tiles compute 64 of a 63-column grid.
  * A task is one image's block of 64 filters for a part of its pixels: their sums (pixels x 64 floats) build up over
  * chunks of DP_FV_KC steps (the chunk of filters stays in L2 across the pixel tiles), then go out transposed, 32
@@ -1712,7 +1714,8 @@ static int dp_fv(const AmxDirect *job) {
  * which in a bf16 copy of the padded row are the halves of one 32-bit word (kw even), so 16 consecutive output
  * columns are 16 consecutive words: one vector load. A window of odd width gets a zero tap (7 -> 8: 7/8 of the products
  * useful). Rows of the copy: [C][Hp][2 Wd] halves, Wd words (whole tiles of 32 columns plus the window). A tile is
- * r <= DP_MR filters x 32 output columns of one row; the filters are kept per block as [c][kh][kw / 2][r] pairs. */
+ * r <= DP_MR filters x 32 output columns of one row (dp_walk_tile); the filters are kept per block as [c][kh][kw / 2][r]
+ * pairs. */
 typedef struct {
   const Problem *problems; /* per image: c and the epilogue */
   const float *x;
@@ -1758,52 +1761,17 @@ static void dp_s2_pack(const void *ctx, float *out) {
   }
 }
 
-static inline __attribute__((always_inline)) void dp_s2_tile(const int r, const int32_t *restrict w, const uint16_t *restrict x,
-                                                             const DpStride2 *j, float *restrict acc) {
-  __m512 c0[DP_MR], c1[DP_MR];
-  const int64_t width = 2 * j->Wd; /* halves per row of the copy */
-#pragma GCC unroll 14
-  for (int i = 0; i < r; ++i) c0[i] = c1[i] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < j->C; ++c)
-    for (int64_t kh = 0; kh < j->KH; ++kh) {
-      const uint16_t *b = x + (c * j->Hp + kh) * width;
-      for (int64_t t = 0; t < j->kw_pairs; ++t, b += 2, w += r) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 32);
-#pragma GCC unroll 14
-        for (int i = 0; i < r; ++i) {
-          const __m512bh ai = (__m512bh)_mm512_set1_epi32(w[i]);
-          c0[i] = _mm512_dpbf16_ps(c0[i], b0, ai);
-          c1[i] = _mm512_dpbf16_ps(c1[i], b1, ai);
-        }
-      }
-    }
-#pragma GCC unroll 14
-  for (int i = 0; i < r; ++i) {
-    _mm512_storeu_ps(acc + i * 32, c0[i]);
-    _mm512_storeu_ps(acc + i * 32 + 16, c1[i]);
-  }
-}
-
-#define DP_S2_CASE(R) \
-  case R: dp_s2_tile(R, w, x, j, acc); return;
-
-static void dp_s2_tile_any(int r, const int32_t *w, const uint16_t *x, const DpStride2 *j, float *acc) {
-  switch (r) {
-    DP_S2_CASE(1) DP_S2_CASE(2) DP_S2_CASE(3) DP_S2_CASE(4) DP_S2_CASE(5) DP_S2_CASE(6) DP_S2_CASE(7)
-    DP_S2_CASE(8) DP_S2_CASE(9) DP_S2_CASE(10) DP_S2_CASE(11) DP_S2_CASE(12) DP_S2_CASE(13) DP_S2_CASE(14)
-  }
-}
-
 static void dp_s2_rows(void *ctx, int64_t task) { /* task = image * OH + output row */
   const DpStride2 *j = ctx;
   int64_t n = task / j->OH, oh = task % j->OH, steps = j->C * j->KH * j->kw_pairs;
+  const DpWalk walk = {{j->C, j->KH, j->kw_pairs}, {j->Hp * 2 * j->Wd, 2 * j->Wd, 2}}; /* (channel, kh, kw pair) */
   const Problem *p = &j->problems[n];
   const uint16_t *row = j->xin + n * j->plane + 2 * oh * 2 * j->Wd; /* input row 2 oh (kh = 0) of channel 0 */
   float acc[DP_MR * 32] __attribute__((aligned(64)));
   for (int64_t ow = 0; ow < j->OW; ow += 32)
     for (int64_t b = 0; b < dp_blocks(j->F); ++b) {
       int64_t f0 = dp_block_f0(j->F, b), r = dp_block_f0(j->F, b + 1) - f0;
-      dp_s2_tile_any((int)r, (const int32_t *)j->wt + f0 * steps, row + 2 * ow, j, acc);
+      dp_walk_tile_any((int)r, (const int32_t *)j->wt + f0 * steps, row + 2 * ow, &walk, acc);
       amx_store(p, acc, f0, oh * j->OW + ow, r, min64(32, j->OW - ow));
     }
 }
