@@ -919,7 +919,7 @@ def test_bf16_conv_matches_rounded_reference(bf16lib, c, h, f, k, stride, pad):
 
 # channels a multiple of 32 (AMX's direct path), and for the dot products' any even count: filter vectors (dp_fv:
 # 48, 64 and 112 filters, the last block of 64 part padding; pixel parts of a 64-filter layer) or, where those blocks
-# would be more than a quarter padding, the padded grid (dp_direct_tile: its wrapped columns dropped; 18 channels on
+# would be more than a quarter padding, the padded grid (dp_direct_tiles: its wrapped columns dropped; 18 channels on
 # a 7x7 map, 6 channels with 43 filters in blocks of 11 and 10 rows); each big enough for bf16 products
 # (use_bf16_products: 32 filters, 1 MFLOP per image)
 @pytest.mark.parametrize("c,h,w,f,k,pad", [(64, 20, 37, 48, 3, 1), (32, 9, 18, 40, 3, 0), (64, 12, 18, 64, 1, 0), (32, 12, 21, 32, 5, 2),
@@ -953,33 +953,6 @@ def test_bf16_direct_conv_on_tiles(bf16lib, c, h, w, f, k, pad):
     np.testing.assert_allclose(results[2], results[0], rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     direct = (c % 32 == 0) if HAS_AMX else k > 1  # which shapes a direct path takes (else both calls ran im2col)
     assert not direct or not np.array_equal(results[0], results[2])
-
-
-@pytest.mark.parametrize("c,h,w,f,k,pad", [(32, 21, 23, 64, 3, 1), (16, 30, 17, 96, 5, 2), (8, 40, 40, 48, 3, 0)])
-def test_bf16_stride2_direct_conv(bf16lib, c, h, w, f, k, pad):
-    """Stride 2, an even channel count, 48+ filters: on dot products dp_fv reads a channel-pair copy whose columns
-    are split by parity (dp_s2_pairs_input: odd widths, zero padding on both sides, a 5x5 window); a bias, a residual
-    and Relu; the rounded reference, the same bits on a second call, and im2col's values (site 0) up to fp32 sums."""
-    rng = np.random.default_rng(c + h + w + f)
-    x = rng.standard_normal((2, c, h, w)).astype(np.float32)
-    wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
-    padded = np.pad(_bf16(x).astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    ref = conv_ref(padded, _bf16(wt).astype(np.float64), (2, 2), (1, 1), 1)
-    bias = rng.standard_normal(f).astype(np.float32)
-    res = rng.standard_normal(ref.shape).astype(np.float32)
-    expected = np.maximum(ref + bias[None, :, None, None] + res, 0)
-    sizes = [2, c, h, w, f, k, k, ref.shape[2], ref.shape[3], 1]
-    results = []
-    for call_site in (9700 + c + k, 9700 + c + k, 0):
-        y = np.full(ref.shape, np.nan, np.float32)
-        bf16lib.conv(I64(x.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr(sizes), _arr([2, 2, 1, 1, pad, pad]),
-                     _arr(_strides(x)), _arr(_strides(wt)), _arr(_strides(y)),
-                     _epilogue(4, init=bias, init_strides=[0, 1, 0, 0], res=res, res_strides=_strides(res), lo=0.0), site=call_site)
-        results.append(y)
-    for y in (results[0], results[2]):
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
-    assert np.array_equal(results[0], results[1])
-    assert HAS_AMX or not np.array_equal(results[0], results[2])  # dp_fv sums taps in (kh, kw, c) order, im2col in (c, kh, kw)
 
 
 def test_bf16_direct_conv_same_bits_for_every_thread_count(bf16lib):
@@ -1022,11 +995,14 @@ def test_bf16_dot_products_from_16_filters(bf16lib):
 
 
 # each big enough for bf16 products (use_bf16_products: 32 taps, 32 filters, 1 MFLOP per image)
-@pytest.mark.parametrize("c,h,w,f,k,pad", [(3, 40, 75, 64, 7, 3), (1, 64, 70, 40, 7, 3), (4, 40, 41, 33, 5, 0)])
-def test_bf16_stride2_conv_of_few_channels(bf16lib, c, h, w, f, k, pad):
-    """Stride 2, up to 4 channels, constant filters (a CNN's stem): on dot products the taps pair along the window's
-    width (dp_stride2: an odd window gets a zero tap; rows of output columns not a multiple of 32 wide); a bias, a
-    residual and Relu; the same rounded reference as im2col (site 0), and the same bits on a second call."""
+@pytest.mark.parametrize("c,h,w,f,k,pad", [(3, 40, 75, 64, 7, 3), (1, 64, 70, 40, 7, 3), (4, 40, 41, 33, 5, 0),
+                                           (32, 21, 23, 64, 3, 1), (16, 30, 17, 96, 5, 2), (8, 40, 40, 48, 3, 0)])
+def test_bf16_stride2_conv(bf16lib, c, h, w, f, k, pad):
+    """Stride 2 with constant filters on dot products: up to 4 channels (a CNN's stem), the taps pair along the
+    window's width (dp_stride2: an odd window gets a zero tap; rows of output columns not a multiple of 32 wide); an
+    even channel count and 48+ filters, dp_fv reads a channel-pair copy whose columns are split by parity
+    (dp_s2_pairs_input: odd widths, zero padding on both sides, a 5x5 window). A bias, a residual and Relu; the rounded
+    reference, also for im2col (site 0), and the same bits on a second call."""
     rng = np.random.default_rng(c + h + f)
     x = rng.standard_normal((2, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((f, c, k, k)).astype(np.float32)
@@ -1046,7 +1022,8 @@ def test_bf16_stride2_conv_of_few_channels(bf16lib, c, h, w, f, k, pad):
     for y in (results[0], results[2]):
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=2e-6 * np.sqrt(c * k * k))
     assert np.array_equal(results[0], results[1])
-    # dp_stride2 pairs taps (kw, kw + 1), im2col consecutive k across rows: the sums differ in order, not in value
+    # dp_stride2 pairs taps (kw, kw + 1) and dp_fv sums in (kh, kw, c) order, im2col consecutive k in (c, kh, kw):
+    # the sums differ in order, not in value
     assert HAS_AMX or not np.array_equal(results[0], results[2])
 
 
