@@ -268,6 +268,33 @@ def test_small_m_constant_b_is_packed_once(lib, m, n, k, transposed):
     assert np.array_equal(kept, fresh)
 
 
+@pytest.mark.parametrize("n", [37, 128])
+@pytest.mark.parametrize("init", ["row", "scalar per row", "constant"])
+@pytest.mark.parametrize("c_layout", ["dense", "strided"])
+def test_small_m_init_is_written_before_the_sums(lib, n, init, c_layout):
+    """The few-row paths write the epilogue's init over C first (region_prologue: whole vectors where C's and the
+    source's columns are unit-stride, scalars for the tail and for any other stride), then accumulate: C = init + A B
+    with C's old contents ignored, for a bias row (an LSTM step's input projection), one value per row, a constant."""
+    rng = np.random.default_rng(n + len(init) + len(c_layout))
+    m, k = 3, 20
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    source = rng.standard_normal((m, n)).astype(np.float32)
+    if init == "row":
+        epilogue, expected = _epilogue(5, init=source, init_strides=[0, 0, 0, n, 1]), source
+    elif init == "scalar per row":
+        epilogue, expected = _epilogue(5, init=source, init_strides=[0, 0, 0, n, 0]), np.repeat(source[:, :1], n, axis=1)
+    else:
+        epilogue, expected = _epilogue(5, constant=1.5), np.full((m, n), 1.5, np.float32)
+    store = np.full((m, 2 * n), np.nan, np.float32)
+    c = store if c_layout == "dense" else store[:, ::2]
+    c = c[:, :n] if c_layout == "dense" else c
+    case = 7000 + 1000 * ["row", "scalar per row", "constant"].index(init) + 500 * (c_layout == "strided") + n
+    for site in (0, case):  # B read in place, and packed into kept panels
+        c[...] = np.nan
+        gemm(lib, a, b, c, epilogue=epilogue, site=site)
+        np.testing.assert_allclose(c, expected + a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5, atol=1e-5)
+
+
 def test_results_do_not_depend_on_the_thread_count(lib):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((200, 300)).astype(np.float32)
