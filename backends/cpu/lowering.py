@@ -37,6 +37,7 @@ import os
 from dataclasses import dataclass
 
 from hcc.backends.cpu.hoist_projections import hoist_loop_projections
+from hcc.backends.cpu.merge_products import merge_shared_operand_products
 from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
 from hcc.options import CpuOptions
@@ -557,6 +558,8 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
         fused = f" ({', '.join(call.fused)} fused)" if call.fused else ""
         packed = "; constant weights packed at the first call" if call.packed_weights else ""
         hoisted = "; every time step's input product, hoisted out of the loop" if call.hoisted else ""
+        if call.merged:
+            hoisted += f"; {call.merged} products of one input by adjacent slices of one weight, as one"
         blocked = [what for bit, what in ((ukernels.X_BLOCKED, "input"), (ukernels.Y_BLOCKED, "output")) if call.layouts & bit]
         blocked_note = f"; {' and '.join(blocked)} in 16-channel blocks" if blocked else ""
         if call.kept_fp32:
@@ -593,6 +596,8 @@ def schedule_module(module, how: Codegen = Codegen()):
     _generalize(root, keep_fill=True)
     hoist_loop_projections(root)  # a recurrence's input products: one GEMM before its time loop
     if fold_copies_into_consumers(root, how.constant_args):
+        _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
+    if merge_shared_operand_products(root):  # a recurrence's gate products: one per step, one before the loop
         _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
         reports += _micro_kernel_calls(module, how)

@@ -611,6 +611,7 @@ def _static_slice(op) -> bool:
 
 
 HOISTED = "hcc.hoisted"  # marks a contraction hoist_projections.py moved out of its time loop
+MERGED = "hcc.merged"  # on a contraction merge_products.py made of several (their count)
 
 _VIEWS = ("tensor.expand_shape", "tensor.collapse_shape", "tensor.cast")  # the same elements, in the same order
 
@@ -779,6 +780,7 @@ class Emitted:
     packed_weights: bool = False  # its B / filters are a bundle weight: the kernel packs them at its first call only
     layouts: int = 0  # X_BLOCKED / Y_BLOCKED: input / output in the blocked layout
     hoisted: bool = False  # a time loop's input products, computed for every step before the loop (hoist_projections)
+    merged: int = 0  # the count of products of one A over adjacent slices of one weight it computes (merge_products)
     kept_fp32: bool = False  # asked for bf16, kept in fp32 for the blocked layout hand-over
     int8_not_constant: bool = False  # asked for int8, kept in fp32: its B is not a bundle weight
 
@@ -838,7 +840,8 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
         if layouts & Y_BLOCKED:
             blocked.append(result)
         emitted.append(Emitted(op.location, symbol, ir.IntegerAttr(op.attributes["hcc.work"]).value, epilogue.notes, site > 0,
-                               layouts=layouts, hoisted=HOISTED in op.attributes, kept_fp32=kept_fp32, int8_not_constant=int8_not_constant))
+                               layouts=layouts, hoisted=HOISTED in op.attributes, kept_fp32=kept_fp32, int8_not_constant=int8_not_constant,
+                               merged=ir.IntegerAttr(op.attributes[MERGED]).value if MERGED in op.attributes else 0))
         if epilogue.consumer is not None:
             epilogue.consumer.erase()
         op.erase()

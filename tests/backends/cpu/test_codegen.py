@@ -530,8 +530,9 @@ def test_kernel_outputs_read_in_a_time_loop_are_read_every_step(tmp_path):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_lstm_input_products_are_hoisted_out_of_the_time_loop(tmp_path, batch):
     """An LSTM's input products x[t] @ W_g^T (one per gate) become one GEMM over every step before the time loop
-    (hoist_projections.py), and the recurrent products in the loop read their transposed gate matrices through a
-    copy the kernel keeps (no transpose on every run): the schedule says both, and the results match onnxruntime."""
+    (hoist_projections.py), the four gates' products one product by the whole weight (merge_products.py: before
+    the loop and in it), and the recurrent product in the loop reads its transposed gate matrices through a copy the
+    kernel keeps (no transpose on every run): the schedule says all three, and the results match onnxruntime."""
     import json
 
     from models import lstm_model
@@ -539,9 +540,10 @@ def test_lstm_input_products_are_hoisted_out_of_the_time_loop(tmp_path, batch):
     compile_and_compare(lstm_model(seq=7, batch=batch), tmp_path, name="lstm")
     manifest = json.loads((tmp_path / "lstm.bundle" / "manifest.json").read_text())
     notes = [e["note"] for sg in manifest["subgraphs"] for a in sg["artifacts"] for e in a["meta"]["schedule"] if e["kind"] == "ukernel-gemm"]
+    merged = "4 products of one input by adjacent slices of one weight, as one"
     hoisted = [n for n in notes if "hoisted out of the loop" in n]
-    kept = [n for n in notes if "hoisted" not in n and "constant weights packed at the first call" in n]
-    assert len(hoisted) == 4 and len(kept) >= 4, notes
+    kept = [n for n in notes if "hoisted" not in n and "constant weights packed at the first call" in n and merged in n]
+    assert len(hoisted) == 1 and merged in hoisted[0] and len(kept) == 1, notes
 
 
 def test_separable_cnn_hands_over_blocked_channels(tmp_path):
