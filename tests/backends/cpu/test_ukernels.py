@@ -1071,6 +1071,9 @@ def _to_blocked(x: np.ndarray) -> np.ndarray:
     (128, 5, 7, 80, 1, 1, 0, False),    # 128 taps (FV_KC): blocked tiles written from their registers
     (16, 9, 11, 48, 3, 1, 0, False),    # 144 taps: the blocked write-out through the sums
     (96, 9, 10, 16, 1, 1, 0, False),    # few filters (a depthwise block's projection): the filter-vector kernel still
+    (32, 9, 11, 16, 3, 1, 1, False),    # 16 filters, 288 taps: one chunk (fv_chunk), written from the registers
+    (64, 7, 9, 16, 3, 1, 1, False),     # 16 filters, 576 taps: two chunks of 288 through the sums
+    (16, 10, 9, 32, 3, 1, 1, False),    # 32 filters, 144 taps: one chunk, from the registers
 ])
 @pytest.mark.parametrize("layouts", [1, 2, 3])
 def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts):
