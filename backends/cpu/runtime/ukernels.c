@@ -105,6 +105,15 @@ static inline vf vsplat(float x) {
 }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Part `part` of `parts` of n units: equal sizes within one unit, the larger parts first (the pool hands tasks out in
+ * order, so the last ones to start are the short ones): ResNet's 56x56 maps are 33 pixel groups, which ceil(33 / 4)
+ * split 9, 9, 9, 6 (one thread 18 of them, the other 15), now 9, 8, 8, 8. */
+static inline void even_part(int64_t n, int64_t parts, int64_t part, int64_t *lo, int64_t *hi) {
+  int64_t q = n / parts, r = n % parts;
+  *lo = part * q + (part < r ? part : r);
+  *hi = *lo + q + (part < r);
+}
+
 /* x86 max/min: `a > b ? a : b` (resp. <); when either is NaN the result is b, which sets the NaN rule of a clamp. */
 #if VL == 16 && defined(__AVX512F__)
 static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
@@ -2479,7 +2488,7 @@ void CAT(hcc_gemm_int8, SUFFIX)(int64_t a, int64_t b, int64_t c, const int64_t *
  * halo. A last partial tile of a row computes up to NR-1 columns it never stores (they read the next row). */
 typedef struct {
   const Problem *problems; /* per (image, group): a = filters, b = the padded input, c = output */
-  int64_t parts, per_part, tiles, row_tiles, OH, OW, Wp, y_sh;
+  int64_t parts, tiles, row_tiles, OH, OW, Wp, y_sh;
   const int64_t *koff;
 } DirectJob;
 
@@ -2520,7 +2529,8 @@ static void direct_tile(const Problem *p, const float *rest, const int64_t *koff
 static void direct_part(void *ctx, int64_t task) {
   const DirectJob *j = ctx;
   const Problem *p = &j->problems[task / j->parts];
-  int64_t t0 = (task % j->parts) * j->per_part, t1 = min64(j->tiles, t0 + j->per_part);
+  int64_t t0, t1;
+  even_part(j->tiles, j->parts, task % j->parts, &t0, &t1);
   if (t0 >= t1) return;
   const float *rest = pack_last_rows(p);
   for (int64_t t = t0; t < t1; ++t) {
@@ -2540,7 +2550,8 @@ static __thread Scratch grid_sums;
 static void grid_part(void *ctx, int64_t task) {
   const DirectJob *j = ctx;
   const Problem *p = &j->problems[task / j->parts];
-  int64_t t0 = (task % j->parts) * j->per_part, t1 = min64(j->tiles, t0 + j->per_part), grid = j->OH * j->Wp;
+  int64_t t0, t1, grid = j->OH * j->Wp;
+  even_part(j->tiles, j->parts, task % j->parts, &t0, &t1);
   if (t0 >= t1) return;
   const float *rest = pack_last_rows(p);
   float *sums = scratch(&grid_sums, (size_t)(((p->M + MR - 1) / MR) * MR * NR));
@@ -2687,7 +2698,7 @@ static int conv_direct(Problem *problems, int64_t NB, int64_t G, const float *x,
   double flops = 2.0 * (double)problems[0].M * (double)(OH * OW) * (double)K * (double)batch;
   int64_t want = flops < 4e5 || threads == 1 ? 1 : threads * 3, parts = (want + batch - 1) / batch;
   parts = parts < tiles ? parts : tiles;
-  DirectJob job = {problems, parts, (tiles + parts - 1) / parts, tiles, row_tiles, OH, OW, Wp, y_sh, koff};
+  DirectJob job = {problems, parts, tiles, row_tiles, OH, OW, Wp, y_sh, koff};
   hcc_parallel_for(batch * parts, on_grid ? grid_part : direct_part, &job);
   free(koff);
   return 1;
@@ -3641,7 +3652,7 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
 typedef struct {
   const Problem *problems; /* per (image, group): a = filters (lda > 0), b = the (padded) input, c = output */
   const int64_t *koff, *pix; /* tap k's offset in the input; output pixel p's window origin */
-  int64_t P, blocks, parts, groups_per_part, groups, G;
+  int64_t P, blocks, parts, groups, G;
   const float *packed; /* every (group, block) panel packed before (the constant filters' cache), or NULL */
   int y_blocked;        /* write the output in the blocked layout (CBLOCK channels per pixel), else NCHW */
   int groups_outer;     /* a task runs its pixel groups one after another through every filter block (else one
@@ -3981,7 +3992,8 @@ static void fv_block_groups(const FvJob *j, int64_t index, int64_t block, int64_
 static void fv_part(void *ctx, int64_t task) {
   const FvJob *j = ctx;
   int64_t per_problem = j->groups_outer ? j->parts : j->blocks * j->parts, index = task / per_problem, part = task % j->parts;
-  int64_t g0 = part * j->groups_per_part, g1 = min64(j->groups, g0 + j->groups_per_part);
+  int64_t g0, g1;
+  even_part(j->groups, j->parts, part, &g0, &g1);
   if (j->groups_outer)
     for (int64_t g = g0; g < g1; ++g)
       for (int64_t block = 0; block < j->blocks; ++block) fv_block_groups(j, index, block, g, g + 1, g0);
@@ -4057,7 +4069,7 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   double flops = 2.0 * (double)problems[0].M * (double)P * (double)K * (double)batch;
   int64_t threads = hcc_get_num_threads(), want = flops < 4e5 || threads == 1 ? 1 : threads * 2;
   int64_t parts = min64((want + batch * blocks - 1) / (batch * blocks), groups);
-  FvJob job = {problems, koff, pix, P, blocks, parts, (groups + parts - 1) / parts, groups, G, NULL, y_blocked, 0};
+  FvJob job = {problems, koff, pix, P, blocks, parts, groups, G, NULL, y_blocked, 0};
   if (site > 0) {
     const int64_t shape[3] = {G, problems[0].M, problems[0].K};
     job.packed = packed_weights(site, shape, (size_t)(G * fv_rounded(problems[0].M) * problems[0].K), fv_pack_all, &job);
@@ -4069,7 +4081,6 @@ static int conv_fv(Problem *problems, int64_t NB, int64_t G, const float *x, con
   if (job.packed && blocks > 1 && groups >= want && panel_bytes <= FV_OUTER_PANELS && Cg * plane * (int64_t)sizeof(float) > FV_OUTER_PANELS) {
     job.groups_outer = 1;
     job.parts = min64((want + batch - 1) / batch, groups);
-    job.groups_per_part = (groups + job.parts - 1) / job.parts;
   }
   hcc_parallel_for(batch * (job.groups_outer ? 1 : blocks) * job.parts, fv_part, &job);
   free(own);
