@@ -2250,9 +2250,7 @@ static void small_m_accumulate(const Problem *p, int64_t n0, int64_t n1) {
 
 typedef struct {
   const Problem *problems; /* one per batch entry */
-  int64_t m_parts, n_parts;
-  int64_t n_step; /* columns per part (a multiple of NR) */
-  int64_t m_step;
+  int64_t m_parts, n_parts; /* parts of even size (even_part) of the NR-column panels and of the MR-row blocks */
   int small;
 } Job;
 
@@ -2260,9 +2258,10 @@ static void run_part(void *ctx, int64_t task) {
   const Job *job = ctx;
   int64_t parts = job->m_parts * job->n_parts;
   const Problem *p = &job->problems[task / parts];
-  int64_t rest = task % parts, mi = rest / job->n_parts, ni = rest % job->n_parts;
-  int64_t n0 = ni * job->n_step, n1 = min64(p->N, n0 + job->n_step);
-  int64_t m0 = mi * job->m_step, m1 = min64(p->M, m0 + job->m_step);
+  int64_t rest = task % parts, mi = rest / job->n_parts, ni = rest % job->n_parts, n0, n1, m0, m1;
+  even_part((p->N + NR - 1) / NR, job->n_parts, ni, &n0, &n1);
+  even_part((p->M + MR - 1) / MR, job->m_parts, mi, &m0, &m1);
+  n0 *= NR, n1 = min64(p->N, n1 * NR), m0 *= MR, m1 = min64(p->M, m1 * MR);
   if (n0 >= n1 || m0 >= m1) return;
   if (job->small)
     small_m(p, n0, n1);
@@ -2281,7 +2280,7 @@ static void run_problems(const Problem *problems, int64_t batch) {
     }
     return;
   }
-  Job job = {problems, 1, 1, p->N, p->M, p->M <= SMALL_M && p->linear};
+  Job job = {problems, 1, 1, p->M <= SMALL_M && p->linear};
   double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K * (double)batch;
   int64_t threads = hcc_get_num_threads();
   /* a few tasks per thread balance uneven parts; but a product on tiles packs its A rows in every task (amx_block:
@@ -2294,14 +2293,10 @@ static void run_problems(const Problem *problems, int64_t batch) {
     int64_t n_parts = min64(per, n_units);
     if (p->N >= 4 * NR * n_parts || job.small || p->M < 2 * MR) {
       job.n_parts = n_parts > 0 ? n_parts : 1;
-      job.n_step = ((n_units + job.n_parts - 1) / job.n_parts) * NR;
-      job.n_parts = (p->N + job.n_step - 1) / job.n_step;
     } else {
       /* every row part packs the whole of B again: one part per thread, no more */
       int64_t m_units = (p->M + MR - 1) / MR;
       job.m_parts = min64((threads + batch - 1) / batch, m_units);
-      job.m_step = ((m_units + job.m_parts - 1) / job.m_parts) * MR;
-      job.m_parts = (p->M + job.m_step - 1) / job.m_step;
     }
   }
   hcc_parallel_for(batch * job.m_parts * job.n_parts, run_part, &job);
