@@ -8,7 +8,9 @@ Pipeline (upstream passes and transform-dialect scripts only):
 
 1. tensor level: fuse elementwise chains (`linalg-fuse-elementwise-ops`), rewrite strided/dilated NCHW convs as
    im2col + GEMM (`convert_conv2d_to_img2col`), generalize named ops, fold pure transposes/broadcasts into the
-   indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place);
+   indexing maps of their consumers (so `Gemm(transB=1)` reads its weight in place); a time loop's input products
+   hoisted before it (`hoist_projections.py`), products of one input by adjacent slices of one weight merged
+   (`merge_products.py`: an LSTM's gates);
 2. tile and vectorize: `schedule.py` picks a strategy per linalg op and writes a transform-dialect script; each
    script runs on its own, and an op whose script fails is restored and left to plain loops (a script that
    would crash the process, an assertion, is caught by a dry run in a forked child first). A second round
