@@ -3617,8 +3617,8 @@ void CAT(hcc_dwconv2d, SUFFIX)(int64_t x_ptr, int64_t w_ptr, int64_t y_ptr, cons
  * tile is FV_PX output pixels x up to FV_MAXV vectors of filters: per tap, FV_MAXV aligned loads of a packed filter
  * panel and FV_PX scalar broadcasts of input pixels (any stride, any map width) feed FV_MAXV x FV_PX FMAs.
  * Per filter block of fv vectors, the panel ([K][fv * VL] floats) is packed once per task by VL x VL transposes;
- * sums for a group of FV_GROUP pixels build up over chunks of FV_KC taps (the panel chunk stays in L1) and are
- * transposed back into the NCHW output with the epilogue. */
+ * sums for a group of FV_GROUP pixels build up over chunks of taps (fv_chunk: FV_KC, more for one or two vectors;
+ * the panel chunk stays in L1) and are transposed back into the NCHW output with the epilogue. */
 #if VL >= 8
 #if VL == 16
 #define FV_MAXV 4
