@@ -2144,8 +2144,44 @@ static inline __attribute__((always_inline)) void small_m_row(const float *a, in
   }
 }
 
+#if VL == 16
+/* One row times four adjacent panels (128 columns): 8 vectors of columns, 2 k steps in flight (16 sums), one
+ * broadcast per 8 FMAs instead of per 4; the same sums as small_m_row's two panels (the even-k and odd-k chains,
+ * added, then added to C). A 1 x 128 x 512 GEMV streaming its panels from L2 took about 2.6 instead of 2.8 us (C
+ * harness, EPYC Zen 4); the LSTM and GRU keyword spotters 1.02-1.03x faster, the same bits. */
+static void small_m_row4(const float *a, int64_t a_sk, const float *panel, int64_t K, float *c) {
+  const float *p1 = panel + NR * K, *p2 = p1 + NR * K, *p3 = p2 + NR * K;
+  vf s0 = vsplat(0.0f), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+  vf t0 = s0, t1 = s0, t2 = s0, t3 = s0, t4 = s0, t5 = s0, t6 = s0, t7 = s0;
+  int64_t k = 0;
+  for (; k + 2 <= K; k += 2) {
+    vf x = vsplat(a[k * a_sk]), y = vsplat(a[(k + 1) * a_sk]);
+    const int64_t o = k * NR, q = o + NR;
+    s0 += x * vload(panel + o), s1 += x * vload(panel + o + VL), s2 += x * vload(p1 + o), s3 += x * vload(p1 + o + VL);
+    s4 += x * vload(p2 + o), s5 += x * vload(p2 + o + VL), s6 += x * vload(p3 + o), s7 += x * vload(p3 + o + VL);
+    t0 += y * vload(panel + q), t1 += y * vload(panel + q + VL), t2 += y * vload(p1 + q), t3 += y * vload(p1 + q + VL);
+    t4 += y * vload(p2 + q), t5 += y * vload(p2 + q + VL), t6 += y * vload(p3 + q), t7 += y * vload(p3 + q + VL);
+  }
+  if (k < K) {
+    vf x = vsplat(a[k * a_sk]);
+    const int64_t o = k * NR;
+    s0 += x * vload(panel + o), s1 += x * vload(panel + o + VL), s2 += x * vload(p1 + o), s3 += x * vload(p1 + o + VL);
+    s4 += x * vload(p2 + o), s5 += x * vload(p2 + o + VL), s6 += x * vload(p3 + o), s7 += x * vload(p3 + o + VL);
+  }
+  vstore(c, vload(c) + (s0 + t0)), vstore(c + VL, vload(c + VL) + (s1 + t1));
+  vstore(c + 2 * VL, vload(c + 2 * VL) + (s2 + t2)), vstore(c + 3 * VL, vload(c + 3 * VL) + (s3 + t3));
+  vstore(c + 4 * VL, vload(c + 4 * VL) + (s4 + t4)), vstore(c + 5 * VL, vload(c + 5 * VL) + (s5 + t5));
+  vstore(c + 6 * VL, vload(c + 6 * VL) + (s6 + t6)), vstore(c + 7 * VL, vload(c + 7 * VL) + (s7 + t7));
+}
+#endif
+
 static void small_m_panels(const Problem *p, int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; n += 2 * NR) { /* n0 is a multiple of NR (run_problems splits N in whole panels) */
+  int64_t n = n0;
+#if VL == 16
+  if (p->M == 1 && p->c_sn == 1)
+    for (; n + 4 * NR <= n1; n += 4 * NR) small_m_row4(p->a, p->a_sk, p->packed_b + (n / NR) * NR * p->K, p->K, p->c + n);
+#endif
+  for (; n < n1; n += 2 * NR) { /* n0 is a multiple of NR (run_problems splits N in whole panels) */
     const float *panel = p->packed_b + (n / NR) * NR * p->K;
     int panels = n + NR < n1 ? 2 : 1;
     int64_t nb = min64(panels * NR, n1 - n);
