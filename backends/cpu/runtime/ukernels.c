@@ -694,59 +694,41 @@ static void gemm_block_fp32(const Problem *p, int64_t m0, int64_t m1, int64_t n0
 #define XFEATURE_XTILEDATA 18
 #define AMX_MB 32 /* rows of C per block: two 16-row A tiles */
 
-/* Whether this process may run AMX bf16 tiles: CPUID says AMX-TILE and AMX-BF16, and Linux grants the tile data
- * state (arch_prctl). Asked once per process; a CPU or kernel without them keeps the fp32 kernels. */
-static int amx_ready(void) {
-  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
-  int s = state;
-  if (!s) {
-    unsigned a, b, c, d;
-    int cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && (d & (1u << 24));
-    s = cpu && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 ? 1 : -1;
-    state = s;
-  }
-  return s > 0;
+/* Whether CPUID leaf 7, sub-leaf `sub`, sets bit `bit` of register `reg` (0: EAX, 1: EBX, 2: ECX, 3: EDX). */
+static int cpuid7_bit(unsigned sub, int reg, int bit) {
+  unsigned r[4];
+  return __get_cpuid_count(7, sub, &r[0], &r[1], &r[2], &r[3]) && (r[reg] & (1u << bit));
 }
+
+/* `static int NAME(void)`: whether ASK holds, asked once per process (a CPUID in a VM exits to the hypervisor, and
+ * the kernels ask on every call). */
+#define ASKED_ONCE(NAME, ASK)                                    \
+  static int NAME(void) {                                        \
+    static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */ \
+    int s = state;                                               \
+    if (!s) {                                                    \
+      s = (ASK) ? 1 : -1;                                        \
+      state = s;                                                 \
+    }                                                            \
+    return s > 0;                                                \
+  }
+
+/* Whether this process may run AMX bf16 tiles: CPUID says AMX-TILE and AMX-BF16 (7.0:EDX bits 24 and 22), and Linux
+ * grants the tile data state (arch_prctl). A CPU or kernel without them keeps the fp32 kernels. */
+ASKED_ONCE(amx_ready, cpuid7_bit(0, 3, 22) && cpuid7_bit(0, 3, 24) &&
+                          syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
 
 /* Whether this CPU has AVX512-BF16's dot products (CPUID.7.1:EAX bit 5): without AMX, bf16 products run on
  * vdpbf16ps (dp_panel), which does a pair of bf16 products per fp32 lane in the time of one fp32 FMA (measured on
- * an AMD EPYC (Zen 4): 233 vs 117 GFLOP/s at 1 thread, a dependency-free loop). Asked once per process. */
-static int dp_ready(void) {
-  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
-  int s = state;
-  if (!s) {
-    unsigned a, b, c, d;
-    s = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) ? 1 : -1;
-    state = s;
-  }
-  return s > 0;
-}
+ * an AMD EPYC (Zen 4): 233 vs 117 GFLOP/s at 1 thread, a dependency-free loop). */
+ASKED_ONCE(dp_ready, cpuid7_bit(1, 0, 5))
 
 /* Whether this CPU has AVX512-VNNI (CPUID.7.0:ECX bit 11): without AMX, int8 products run on vpdpbusd (vnni_panel),
- * 64 byte products per instruction, 4x an fp32 FMA's 16. Asked once per process (in a VM a CPUID exits to the
- * hypervisor, and int8 GEMMs ask on every call). */
-static int vnni_ready(void) {
-  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
-  int s = state;
-  if (!s) {
-    unsigned a, b, c, d;
-    s = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11)) ? 1 : -1;
-    state = s;
-  }
-  return s > 0;
-}
+ * 64 byte products per instruction, 4x an fp32 FMA's 16. */
+ASKED_ONCE(vnni_ready, cpuid7_bit(0, 2, 11))
 
-/* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25), asked once. */
-static int amx_int8_ready(void) {
-  static _Atomic int state; /* 0: not asked yet, 1: yes, -1: no */
-  int s = state;
-  if (!s) {
-    unsigned a, b, c, d;
-    s = amx_ready() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 25)) ? 1 : -1;
-    state = s;
-  }
-  return s > 0;
-}
+/* ... and AMX-INT8 too (CPUID.7.0:EDX bit 25). */
+ASKED_ONCE(amx_int8_ready, amx_ready() && cpuid7_bit(0, 3, 25))
 
 typedef struct {
   uint8_t palette, start_row, reserved[14];
