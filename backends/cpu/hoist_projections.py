@@ -181,14 +181,9 @@ def _hoist(op, loop, trip: int) -> bool:
         all_a = tensor.CollapseShapeOp(x_rows, x, ir.ArrayAttr.get([
             ir.ArrayAttr.get([ir.IntegerAttr.get(ir.IntegerType.get_signless(64), d) for d in g]) for g in groups])).result
         all_type = ir.RankedTensorType.get([trip * rows, out_type.shape[1]], f32)
-        empty = tensor.EmptyOp(all_type.shape, f32).result
-        filled = linalg.fill(init.owner.operands[0], outs=[empty])
-        inputs = [all_a, b] if roles.a == 0 else [b, all_a]
-        product = linalg.GenericOp([all_type], inputs, [filled], op.attributes["indexing_maps"], op.attributes["iterator_types"])
+        filled = linalg.fill(init.owner.operands[0], outs=[tensor.EmptyOp(all_type.shape, f32).result])
+        product = contraction_like(op, all_type, [all_a, b] if roles.a == 0 else [b, all_a], filled)
         product.operation.attributes[ukernels.HOISTED] = ir.UnitAttr.get()
-        block = product.regions[0].blocks.append(f32, f32, f32)
-        with ir.InsertionPoint(block):
-            linalg.YieldOp([arith.AddFOp(block.arguments[2], arith.MulFOp(block.arguments[0], block.arguments[1]).result).result])
     with ir.InsertionPoint(op), op.location:
         counter = loop.regions[0].blocks[0].arguments[0]
         start = counter if rows == 1 else arith.MulIOp(counter, arith.ConstantOp(ir.IndexType.get(), rows).result).result
@@ -198,3 +193,17 @@ def _hoist(op, loop, trip: int) -> bool:
     op.results[0].replace_all_uses_with(row_block)
     op.erase()
     return True
+
+
+def contraction_like(op, result_type, inputs: list, init):
+    """A new f32 contraction `init + a * b` with `op`'s indexing maps and iterators, at the current insertion point
+    (what hoisting and merge_products.py make of one or several contractions)."""
+    from mlir import ir
+    from mlir.dialects import arith, linalg
+
+    f32 = result_type.element_type
+    product = linalg.GenericOp([result_type], inputs, [init], op.attributes["indexing_maps"], op.attributes["iterator_types"])
+    block = product.regions[0].blocks.append(f32, f32, f32)
+    with ir.InsertionPoint(block):
+        linalg.YieldOp([arith.AddFOp(block.arguments[2], arith.MulFOp(block.arguments[0], block.arguments[1]).result).result])
+    return product

@@ -123,9 +123,10 @@ def _earliest(ops: list):
 
 def _merge(members: list[_Member]) -> None:
     from mlir import ir
-    from mlir.dialects import arith, linalg, tensor
+    from mlir.dialects import linalg, tensor
 
     from hcc.backends.cpu import ukernels
+    from hcc.backends.cpu.hoist_projections import contraction_like
 
     ordered = sorted(members, key=lambda m: m.offsets[m.axis])
     template, axis = ordered[0], ordered[0].axis
@@ -149,14 +150,10 @@ def _merge(members: list[_Member]) -> None:
         merged_type = ir.RankedTensorType.get([rows, sizes[axis]], f32)
         filled = linalg.fill(fill.operands[0], outs=[tensor.EmptyOp(merged_type.shape, f32).result])
     with ir.InsertionPoint(first), first.location:
-        product = linalg.GenericOp([merged_type], [first.operands[0], whole_b], [filled], first.attributes["indexing_maps"],
-                                   first.attributes["iterator_types"])
+        product = contraction_like(first, merged_type, [first.operands[0], whole_b], filled)
         product.operation.attributes[ukernels.MERGED] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), len(members))
         if all(ukernels.HOISTED in m.op.attributes for m in members):
             product.operation.attributes[ukernels.HOISTED] = ir.UnitAttr.get()
-        body = product.regions[0].blocks.append(f32, f32, f32)
-        with ir.InsertionPoint(body):
-            linalg.YieldOp([arith.AddFOp(body.arguments[2], arith.MulFOp(body.arguments[0], body.arguments[1]).result).result])
         for m in members:
             shape = list(ir.RankedTensorType(m.op.results[0].type).shape)
             columns.append(tensor.ExtractSliceOp(ir.RankedTensorType.get(shape, f32), product.result, [], [], [],

@@ -691,11 +691,9 @@ def _base(op) -> str | None:
 def _takes_blocked_input(op) -> bool:
     """A tagged fp32 convolution that reads a blocked input in place: a depthwise one, or an unpadded 1x1 stride-1
     one that the filter-vector kernel takes."""
-    from mlir import ir
-
-    if "hcc.ukernel" not in op.attributes:
+    base = _base(op)
+    if base is None:
         return False
-    base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
     if base == DWCONV:
         return True
     if base != CONV or zero_padding(op.operands[0]) is not None or _dense_ints(op, "strides", [1, 1]) != [1, 1]:
@@ -752,11 +750,9 @@ def _pads_blocked_input(op, precision_of=None, dense: bool = True) -> bool:
     filter-vector kernel takes (ukernels.c padded_block_copy; measured on the EPYC at 1 thread: 3x3 convolutions
     of 16..256 channels 1-5% faster reading blocked than NCHW, and the convolution writing it 4-19% faster). Not a
     dense one asked for bf16 (`precision_of`): the tiles read NCHW, and a blocked input would keep it in fp32."""
-    from mlir import ir
-
-    if "hcc.ukernel" not in op.attributes or zero_padding(op.operands[0]) is None:
+    base = _base(op)
+    if base is None or zero_padding(op.operands[0]) is None:
         return False
-    base = ir.StringAttr(op.attributes["hcc.ukernel"]).value
     if base == DWCONV:
         return True
     reduced = precision_of is not None and precision_of(op) is not None
