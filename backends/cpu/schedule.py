@@ -121,15 +121,17 @@ def analyze(op, index: int) -> LinalgOp:
 
 
 def _is_row_gather(op, maps: list, loops: int) -> bool:
-    """Whether the body's only `tensor.extract` reads element [r..., j] where j is the innermost loop index itself
+    """Whether one `tensor.extract` of the body reads element [r..., j] where j is the innermost loop index itself
     (`linalg.index` of the last dim) and no other index varies along that dim: an embedding lookup / Gather along an
     outer axis, out[i, j] = table[row(i), j]. Its reads along the innermost dim are contiguous, so it vectorizes into
-    plain vector loads (_plan_elementwise); any other computed index (Pad(reflect), Resize) stays scalar."""
+    plain vector loads (_plan_elementwise); any other computed index (Pad(reflect), Resize) stays scalar. Other
+    extracts are allowed when none of their indices varies along that dim (one value per vector: the row number
+    read from the indices tensor, which the fusion pass moved into the body of a torch Embedding's gather)."""
     from mlir import ir
 
     block = op.regions[0].blocks[0]
     extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
-    if len(extracts) != 1 or loops < 1:
+    if not extracts or loops < 1:
         return False
     inner, args = loops - 1, list(block.arguments)
 
@@ -153,14 +155,19 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
             return ir.IntegerAttr(owner.attributes["dim"]).value == inner
         return any(varies(operand, depth + 1) for operand in owner.operands)
 
-    source, *indices = list(extracts[0].operands)
-    if not indices or in_body(source):
-        return False
-    trailing = indices[-1]
-    if isinstance(trailing.owner, ir.Block) or trailing.owner.name != "linalg.index" or \
-            ir.IntegerAttr(trailing.owner.attributes["dim"]).value != inner:
-        return False
-    return not any(varies(v) for v in indices[:-1])
+    def reads_row(extract) -> bool:
+        source, *indices = list(extract.operands)
+        if not indices or in_body(source):
+            return False
+        trailing = indices[-1]
+        if isinstance(trailing.owner, ir.Block) or trailing.owner.name != "linalg.index" or \
+                ir.IntegerAttr(trailing.owner.attributes["dim"]).value != inner:
+            return False
+        return not any(varies(v) for v in indices[:-1])
+
+    rows = [e for e in extracts if reads_row(e)]
+    uniform = [e for e in extracts if e not in rows and not in_body(e.operands[0]) and not any(varies(v) for v in e.operands[1:])]
+    return len(rows) == 1 and len(rows) + len(uniform) == len(extracts)
 
 
 def _broadcasts_only(exprs: list, shape: list[int]) -> list:

@@ -329,6 +329,25 @@ def test_gather_add(tmp_path, width):
         assert [r.kind for r in log] == ["loops"] and "gather" in log[0].note, log
 
 
+def test_gather_of_an_indices_column(tmp_path):
+    """A recommender's lookups: each table reads one column of a [batch, features] ids input (torch's Embedding on
+    ids[:, k]); the fusion pass moves the ids read into the gather's body as a second extract, one value per row, and
+    the gather stays a vectorized row gather (it was scalar loops: the recommender 1.11x faster)."""
+    rng = np.random.default_rng(9)
+    inits = [numpy_helper.from_array(rng.standard_normal([40, 32]).astype(np.float32), f"table{k}") for k in range(2)]
+    inits += [numpy_helper.from_array(np.array(k, np.int64), f"col{k}") for k in range(2)]
+    nodes = []
+    for k in range(2):
+        nodes += [h.make_node("Gather", ["ids", f"col{k}"], [f"i{k}"], axis=1, name=f"column{k}"),
+                  h.make_node("Gather", [f"table{k}", f"i{k}"], [f"e{k}"], name=f"lookup{k}")]
+    nodes.append(h.make_node("Concat", ["e0", "e1"], ["out"], axis=1, name="concat"))
+    model = _model(nodes, inits, [_vi("ids", [6, 3], TensorProto.INT64)], [_vi("out", [6, 64])])
+    ids = rng.integers(-40, 40, [6, 3]).astype(np.int64)
+    compile_and_compare(model, tmp_path, name="columns", feeds={"ids": ids})
+    log = [r for r in _schedule_log(tmp_path / "columns.bundle") if r.node.startswith("lookup")]
+    assert len(log) == 2 and all(r.kind == "elementwise" and "row gather" in r.note for r in log), log
+
+
 def test_scalar_ops_keep_the_function_vectorized(tmp_path):
     """A rank-0 op (a full ReduceSum compared with 0, an If's condition) has no loop to vectorize: it stays scalar
     and the rest of the function keeps its schedules (it used to fail the whole function's vector code generation
