@@ -162,7 +162,7 @@ class Signature:
 
 @dataclass
 class OpReport:
-    """What the CPU backend did with one linalg op: `kind` is the schedule (ukernel-gemm, ukernel-conv,
+    """What the CPU backend did with one linalg op: `kind` is the schedule (ukernel-gemm, ukernel-conv, ukernel-pool,
     contraction, conv, elementwise, reduction, loops; `module` for a whole attempt), `ok` False when it did not apply."""
 
     index: int
@@ -573,6 +573,19 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
     return reports
 
 
+def _pool_calls(module) -> list[OpReport]:
+    """Strided pooling windows that no vector schedule takes, as pool.c kernel calls (pool_calls.py)."""
+    from hcc.backends.cpu import pool_calls
+
+    names = {pool_calls.FOLD_GT: "max (maxps NaN rule)", pool_calls.FOLD_LT: "max (std::max NaN rule)", pool_calls.FOLD_ADD: "sum"}
+    reports = []
+    for call in pool_calls.emit_calls(module):
+        (h, w) = call.pool.windows
+        note = f"{pool_calls.POOL} micro-kernel call: {names[call.pool.fold]} over a {h.taps}x{w.taps} window, strides {h.stride}x{w.stride}"
+        reports.append(OpReport(-2, "ukernel-pool", True, note, node_name(call), call.work))
+    return reports
+
+
 def schedule_module(module, how: Codegen = Codegen()):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
@@ -603,6 +616,7 @@ def schedule_module(module, how: Codegen = Codegen()):
         _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     if _kind_allowed("ukernel", kinds):
         reports += _micro_kernel_calls(module, how)
+        reports += _pool_calls(module)
     module, next_index = _schedule_round(module, reports, 0, kinds)
     root = module.operation
     # Packs that the contraction schedules left (the packed accumulator, the unpack of the result) are lowered to

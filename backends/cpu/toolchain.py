@@ -25,6 +25,7 @@ SUPPORT_UNITS = (
     ("threadpool.c", (), "threadpool"),
     ("ukernels_dispatch.c", (), "ukernels_dispatch"),
     ("profile.c", (), "profile"),
+    ("pool.c", (), "pool"),
     ("ukernels.c", ("-DHCC_VL=4", "-msse2"), "ukernels_sse2"),
     ("ukernels.c", ("-DHCC_VL=8", "-mavx2", "-mfma"), "ukernels_avx2"),
     ("ukernels.c", ("-DHCC_VL=16", "-mavx512f", "-mfma"), "ukernels_avx512"),

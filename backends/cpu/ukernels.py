@@ -847,7 +847,8 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
     return emitted
 
 
-def _declare(module, symbol: str) -> None:
+def _declare(module, symbol: str, arity: int | None = None) -> None:
+    """A private declaration of `symbol` taking `arity` (default: ARITY[symbol]) index arguments, once."""
     from mlir import ir
     from mlir.dialects import func
 
@@ -857,5 +858,5 @@ def _declare(module, symbol: str) -> None:
             return
     index = ir.IndexType.get()
     with ir.InsertionPoint.at_block_begin(body), ir.Location.unknown():
-        decl = func.FuncOp(symbol, ir.FunctionType.get([index] * ARITY[symbol], []))
+        decl = func.FuncOp(symbol, ir.FunctionType.get([index] * (ARITY[symbol] if arity is None else arity), []))
         decl.attributes["sym_visibility"] = ir.StringAttr.get("private")
