@@ -657,6 +657,8 @@ def _plan_inner_reduction(op: LinalgOp, r: int) -> Plan:
     for d in reductions:
         volume *= op.ranges[d]
     whole = size <= REDUCTION_LANES and volume <= SMALL_REDUCTION
+    if size <= REDUCTION_LANES and not whole and reductions[-1] == r:
+        return _short_rows_reduction(op, reductions, size)
     sizes = [0 if d == r or (whole and d in reductions) else 1 for d in range(op.num_loops)]
     t, loops = _fold_tile("%op", "%g", sizes)
     text = _header(op) + t
@@ -682,6 +684,25 @@ def _plan_inner_reduction(op: LinalgOp, r: int) -> Plan:
     if loops:
         text += _tree_combine(loops[0])
     return Plan("reduction", _wrap(text), f"{lanes} partial results per output, combined once")
+
+
+def _short_rows_reduction(op: LinalgOp, reductions: list[int], size: int) -> Plan:
+    """A reduction over many short rows (an average pooling over a whole 25 x 5 map: rows of 5): one output at a
+    time, the row's `size` lanes kept as partial results across the outer reduction loops (`size` independent
+    chains of adds instead of one chain through every element), combined once per output."""
+    sizes = [0 if d in reductions else 1 for d in range(op.num_loops)]
+    t, loops = _fold_tile("%op", "%g", sizes)
+    tiles = [1] * (len(reductions) - 1) + [size]
+    text = _header(op) + t
+    text += (f"    %fill, %par, %comb, %loop = transform.structured.tile_reduction_using_for %g by tile_sizes = {tiles} "
+             ": (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
+             "    transform.structured.vectorize %fill : !transform.any_op\n"
+             "    transform.structured.vectorize %par : !transform.any_op\n"
+             "    transform.structured.vectorize %comb : !transform.any_op\n"
+             + _canonicalize("%loop") + "    transform.apply_cse to %loop : !transform.any_op\n" + _hoist_chain(["%loop"]))
+    if loops:
+        text += _tree_combine(loops[0])
+    return Plan("reduction", _wrap(text), f"{size} partial results per output over {len(reductions)} reduction dims, combined once")
 
 
 def _tree_combine(scope: str) -> str:

@@ -282,6 +282,20 @@ def test_softmax_layernorm_reductions(tmp_path, length):
                       {"softmax": "reduction", "layernorm": "reduction", "mean": "reduction", "sum": "reduction"})
 
 
+def test_reductions_over_many_short_rows(tmp_path):
+    """An average pooling over a whole 25 x 5 map (DS-CNN's last pooling): rows of 5 kept as 5 partial results
+    across the 25 rows, not one chain of adds through 125 elements (DS-CNN's pooling 4 -> 1 us); a ReduceMax over the
+    same map beside it (its NaN rule's own folds, passes/nan_semantics.py). NaN/inf as onnxruntime."""
+    nodes = [h.make_node("AveragePool", ["x"], ["avg"], kernel_shape=[25, 5], name="avgpool"),
+             h.make_node("ReduceMax", ["x"], ["max"], axes=[2, 3], keepdims=1, name="rmax")]
+    model = _model(nodes, [], [_vi("x", [1, 8, 25, 5])], [_vi("avg", [1, 8, 1, 1]), _vi("max", [1, 8, 1, 1])])
+    x = np.random.default_rng(4).standard_normal([1, 8, 25, 5]).astype(np.float32)
+    x[0, 1, 3, 2], x[0, 2, 24, 4], x[0, 3, 0, 0], x[0, 4] = np.nan, np.inf, -np.inf, -np.inf
+    compile_and_compare(model, tmp_path, name="short_rows", feeds={"x": x})
+    notes = [r.note for r in _schedule_log(tmp_path / "short_rows.bundle") if r.kind == "reduction" and r.node == "avgpool"]
+    assert notes == ["5 partial results per output over 2 reduction dims, combined once"], notes
+
+
 def masked_attention(heads: int, seq: int) -> onnx.ModelProto:
     """BERT's attention probabilities: Q K^T / 8 + an additive [B, 1, 1, S] mask, Softmax."""
     nodes = [h.make_node("MatMul", ["q", "k"], ["s"], name="scores"),
