@@ -672,15 +672,7 @@ def _plan_inner_reduction(op: LinalgOp, r: int) -> Plan:
         if part_sizes.get(0, size) % lanes:  # the tail: shorter than one vector
             text += f"    transform.structured.vectorize {handle} : !transform.any_op\n"
             continue
-        text += (f"    %fill{j}, %par{j}, %comb{j}, %loop{j} = transform.structured.tile_reduction_using_for {handle} "
-                 f"by tile_sizes = [{lanes}] : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
-                 f"    transform.structured.vectorize %fill{j} : !transform.any_op\n"
-                 f"    transform.structured.vectorize %par{j} : !transform.any_op\n"
-                 f"    transform.structured.vectorize %comb{j} : !transform.any_op\n"
-                 # The partial vector becomes a loop-carried value, so no buffer is allocated for it per output.
-                 + _canonicalize(f"%loop{j}") +
-                 f"    transform.apply_cse to %loop{j} : !transform.any_op\n"
-                 + _hoist_chain([f"%loop{j}"]))
+        text += _partial_results(handle, [lanes], str(j))
     if loops:
         text += _tree_combine(loops[0])
     return Plan("reduction", _wrap(text), f"{lanes} partial results per output, combined once")
@@ -694,15 +686,21 @@ def _short_rows_reduction(op: LinalgOp, reductions: list[int], size: int) -> Pla
     t, loops = _fold_tile("%op", "%g", sizes)
     tiles = [1] * (len(reductions) - 1) + [size]
     text = _header(op) + t
-    text += (f"    %fill, %par, %comb, %loop = transform.structured.tile_reduction_using_for %g by tile_sizes = {tiles} "
-             ": (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
-             "    transform.structured.vectorize %fill : !transform.any_op\n"
-             "    transform.structured.vectorize %par : !transform.any_op\n"
-             "    transform.structured.vectorize %comb : !transform.any_op\n"
-             + _canonicalize("%loop") + "    transform.apply_cse to %loop : !transform.any_op\n" + _hoist_chain(["%loop"]))
+    text += _partial_results("%g", tiles, "")
     if loops:
         text += _tree_combine(loops[0])
     return Plan("reduction", _wrap(text), f"{size} partial results per output over {len(reductions)} reduction dims, combined once")
+
+
+def _partial_results(handle: str, tiles: list[int], tag: str) -> str:
+    """`tile_reduction_using_for` of `handle` by `tiles` (partial results of that shape), its pieces vectorized; the
+    partial vector becomes a loop-carried value, so no buffer is allocated for it per output."""
+    return (f"    %fill{tag}, %par{tag}, %comb{tag}, %loop{tag} = transform.structured.tile_reduction_using_for {handle} "
+            f"by tile_sizes = {tiles} : (!transform.any_op) -> (!transform.any_op, !transform.any_op, !transform.any_op, !transform.any_op)\n"
+            f"    transform.structured.vectorize %fill{tag} : !transform.any_op\n"
+            f"    transform.structured.vectorize %par{tag} : !transform.any_op\n"
+            f"    transform.structured.vectorize %comb{tag} : !transform.any_op\n"
+            + _canonicalize(f"%loop{tag}") + f"    transform.apply_cse to %loop{tag} : !transform.any_op\n" + _hoist_chain([f"%loop{tag}"]))
 
 
 def _tree_combine(scope: str) -> str:
