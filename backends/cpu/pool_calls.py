@@ -18,6 +18,7 @@ from hcc.backends.cpu import schedule, ukernels
 POOL = "hcc_pool2d"
 ARITY = 22
 FOLD_GT, FOLD_LT, FOLD_ADD = 0, 1, 2  # runtime/pool.c
+MAX_COLUMN_STRIDE = 2  # what the vector paths of pool.c take; a wider stride stays on the generated loops, as before
 _WINDOW = re.compile(r"d(\d+)(?: \* (\d+))? \+ d(\d+)(?: \* (\d+))?")
 
 
@@ -113,7 +114,7 @@ def match(op) -> PoolFold | None:
     if any(any(kind != "dim" or d < 4 for kind, d in info.maps[i]) or list(block_args[i].uses) for i in shape_operands):
         return None  # other inputs: only the window's shape (a pooling op's unread operand)
     windows = tuple(_window(info.maps[source][2 + k], 2 + k, info, reductions) for k in range(2))
-    if None in windows or reductions:
+    if None in windows or reductions or windows[1].stride > MAX_COLUMN_STRIDE:
         return None
     fold = _fold_kind(op, source)
     init = op.operands[len(op.operands) - 1].owner
