@@ -453,12 +453,12 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
     returned module replaces the caller's (which must keep a reference to it: the Module owns the IR)."""
     from mlir import ir
 
-    from hcc.backends.cpu import schedule
+    from hcc.backends.cpu import pool_calls, schedule
 
     index = first_index
     plans = []
     for op in _linalg_generics(module.operation):
-        if "hcc.id" in op.attributes:
+        if "hcc.id" in op.attributes or pool_calls.TAG in op.attributes:
             continue
         op.attributes["hcc.id"] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), index)
         info = schedule.analyze(op, index)
@@ -574,12 +574,13 @@ def _micro_kernel_calls(module, how: Codegen) -> list[OpReport]:
 
 
 def _pool_calls(module) -> list[OpReport]:
-    """Strided pooling windows that no vector schedule takes, as pool.c kernel calls (pool_calls.py)."""
+    """Strided pooling windows that no vector schedule takes, tagged to become pool.c kernel calls after
+    bufferization (pool_calls.py)."""
     from hcc.backends.cpu import pool_calls
 
     names = {pool_calls.FOLD_GT: "max (maxps NaN rule)", pool_calls.FOLD_LT: "max (std::max NaN rule)", pool_calls.FOLD_ADD: "sum"}
     reports = []
-    for call in pool_calls.emit_calls(module):
+    for call in pool_calls.tag(module):
         (h, w) = call.pool.windows
         note = f"{pool_calls.POOL} micro-kernel call: {names[call.pool.fold]} over a {h.taps}x{w.taps} window, strides {h.stride}x{w.stride}"
         reports.append(OpReport(-2, "ukernel-pool", True, note, node_name(call), call.work))
@@ -757,6 +758,8 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     from mlir import ir
     from mlir.dialects import llvm
 
+    from hcc.backends.cpu import pool_calls
+
     module = ir.Module.parse(text)
     module, reports = schedule_module(module, how)
     log.extend(reports)
@@ -773,6 +776,7 @@ def _lower_vectorized_steps(text: str, log: list, how: Codegen, profile_nodes: l
     _apply_script(root, HOIST_VECTOR_TRANSFERS)
     _run_pipeline(root, HOIST_BUFFERS, "cpu-hoist-buffers", "CPU backend: buffer hoisting and deallocation")
     _write_results_in_place(root)
+    pool_calls.emit_calls(module)
     _apply_script(root, VECTOR_LOWERING)
     _run_pipeline(root, "canonicalize,cse", "cpu-canonicalize")
     module = _loops_then_llvm(module, TO_LLVM)

@@ -7,6 +7,10 @@ schedule.py has no vector schedule for it and it fell to scalar loops (ResNet-18
 0.09 ms). Such a fold over a 4-D view, from a constant, becomes `hcc_pool2d` (ABI in runtime/pool.c): the kernel
 folds every output's taps in the generic's order with the generic's own step (`acc > v ? acc : v`,
 `acc < v ? v : acc` or `acc + v`), so the results are the same bits, on every core.
+
+The op is tagged on tensors (`tag`) and replaced after bufferization (`emit_calls`): by then each band's output is a
+view of the pooled map (a concat's pieces are computed into its slices), so the kernel writes it in place; emitted on
+tensors, every band had its own buffer, copied into the map afterwards.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from hcc.backends.cpu import schedule, ukernels
 
 POOL = "hcc_pool2d"
+TAG = "hcc.pool"  # on a generic that becomes a call after bufferization: the call's parameters
 ARITY = 22
 FOLD_GT, FOLD_LT, FOLD_ADD = 0, 1, 2  # runtime/pool.c
 MAX_COLUMN_STRIDE = 2  # what the vector paths of pool.c take; a wider stride stays on the generated loops, as before
@@ -124,10 +129,13 @@ def match(op) -> PoolFold | None:
     return PoolFold(source, windows, fold, value) if value is not None else None
 
 
-def emit_calls(module) -> list[PoolCall]:
-    """Replace every pooling fold `match` takes by an `hcc_pool2d` call."""
+def tag(module) -> list[PoolCall]:
+    """Mark every pooling fold `match` takes (the `hcc.pool` attribute: the call's parameters); the op stays until
+    bufferization, so that a band of a concat is still computed into its slice of the result (eliminate-empty-tensors),
+    then `emit_calls` replaces it."""
+    import json
+
     from mlir import ir
-    from mlir.dialects import bufferization, func
 
     from hcc.backends.cpu.lowering import _linalg_generics
 
@@ -136,21 +144,40 @@ def emit_calls(module) -> list[PoolCall]:
         pool = match(op)
         if pool is None:
             continue
+        (wh, ww) = pool.windows
+        params = [pool.source, wh.taps, ww.taps, wh.stride, ww.stride, wh.dilation, ww.dilation, pool.fold, ukernels._bits(pool.init)]
+        op.attributes[TAG] = ir.StringAttr.get(json.dumps(params))
+        n, c, oh, ow = ir.RankedTensorType(op.results[0].type).shape
+        calls.append(PoolCall(op.location, pool, n * c * oh * ow * wh.taps * ww.taps))
+    return calls
+
+
+def emit_calls(module) -> int:
+    """After bufferization: replace every tagged op (now on buffers: views of its input and of its output) by its
+    `hcc_pool2d` call, and the fill of its output before it (the kernel writes the init itself). Returns the count."""
+    import json
+
+    from mlir import ir
+    from mlir.dialects import arith, func, memref
+
+    def address_and_strides(view):
+        meta = memref.ExtractStridedMetadataOp(view)
+        base = memref.extract_aligned_pointer_as_index(view)
+        return arith.addi(base, arith.muli(meta.offset, ukernels._index(4))), list(meta.strides)
+
+    tagged = [op for op in ukernels._all_ops(module.operation) if op.name == "linalg.generic" and TAG in op.attributes]
+    for op in tagged:
+        source, kh, kw, sh, sw, dh, dw, fold, init_bits = json.loads(ir.StringAttr(op.attributes[TAG]).value)
+        out = op.operands[len(op.operands) - 1]
+        fills = [use.owner for use in out.uses if use.owner.name == "linalg.fill" and use.owner != op]
         with ir.InsertionPoint(op), op.location:
             ukernels._declare(module, POOL, ARITY)
-            x = ukernels._Buffer(op.operands[pool.source])
-            alloc, address, strides = ukernels._output(op.results[0].type)
-            shape = ir.RankedTensorType(op.results[0].type).shape
-            (wh, ww) = pool.windows
-            sizes = list(shape) + [wh.taps, ww.taps, wh.stride, ww.stride, wh.dilation, ww.dilation]
-            args = [x.address, address] + [ukernels._index(v) for v in sizes] + x.strides + strides
-            args += [ukernels._index(pool.fold), ukernels._index(ukernels._bits(pool.init))]
-            func.call([], ir.FlatSymbolRefAttr.get(POOL), args)
-            result = bufferization.ToTensorOp(op.results[0].type, alloc, restrict=True, writable=True).result
-        init = op.operands[len(op.operands) - 1].owner
-        op.results[0].replace_all_uses_with(result)
-        calls.append(PoolCall(op.location, pool, shape[0] * shape[1] * shape[2] * shape[3] * wh.taps * ww.taps))
+            x, x_strides = address_and_strides(op.operands[source])
+            y, y_strides = address_and_strides(out)
+            sizes = list(ir.MemRefType(out.type).shape) + [kh, kw, sh, sw, dh, dw]
+            args = [x, y] + [ukernels._index(v) for v in sizes] + x_strides + y_strides
+            func.call([], ir.FlatSymbolRefAttr.get(POOL), args + [ukernels._index(fold), ukernels._index(init_bits)])
         op.erase()
-        if not list(init.results[0].uses):
-            init.erase()
-    return calls
+        for fill in fills:  # the init the kernel writes itself
+            fill.erase()
+    return len(tagged)
