@@ -154,7 +154,8 @@ def tag(module) -> list[PoolCall]:
 
 def emit_calls(module) -> int:
     """After bufferization: replace every tagged op (now on buffers: views of its input and of its output) by its
-    `hcc_pool2d` call, and the fill of its output before it (the kernel writes the init itself). Returns the count."""
+    `hcc_pool2d` call. Returns the count. (The fill of the output before it stays: by then it is vector code, and the
+    kernel writes every output from the init anyway.)"""
     import json
 
     from mlir import ir
@@ -169,7 +170,6 @@ def emit_calls(module) -> int:
     for op in tagged:
         source, kh, kw, sh, sw, dh, dw, fold, init_bits = json.loads(ir.StringAttr(op.attributes[TAG]).value)
         out = op.operands[len(op.operands) - 1]
-        fills = [use.owner for use in out.uses if use.owner.name == "linalg.fill" and use.owner != op]
         with ir.InsertionPoint(op), op.location:
             ukernels._declare(module, POOL, ARITY)
             x, x_strides = address_and_strides(op.operands[source])
@@ -178,6 +178,4 @@ def emit_calls(module) -> int:
             args = [x, y] + [ukernels._index(v) for v in sizes] + x_strides + y_strides
             func.call([], ir.FlatSymbolRefAttr.get(POOL), args + [ukernels._index(fold), ukernels._index(init_bits)])
         op.erase()
-        for fill in fills:  # the init the kernel writes itself
-            fill.erase()
     return len(tagged)
