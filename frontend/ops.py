@@ -28,7 +28,7 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
     TopK Transpose Trilu Unsqueeze Where Xor
     QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv QLinearMatMul MatMulInteger ConvInteger
     com.microsoft.QGemm com.microsoft.QLinearAdd com.microsoft.QLinearMul com.microsoft.QLinearGlobalAveragePool com.microsoft.QLinearSigmoid
-    com.microsoft.QLinearAveragePool com.microsoft.QLinearLeakyRelu com.microsoft.QLinearSoftmax
+    com.microsoft.QLinearAveragePool com.microsoft.QLinearLeakyRelu com.microsoft.QLinearSoftmax com.microsoft.DynamicQuantizeLSTM
     ai.onnx.ml.Scaler ai.onnx.ml.Binarizer ai.onnx.ml.Normalizer ai.onnx.ml.ArrayFeatureExtractor ai.onnx.ml.LinearRegressor
     ai.onnx.ml.LinearClassifier ai.onnx.ml.TreeEnsembleRegressor ai.onnx.ml.TreeEnsembleClassifier ai.onnx.ml.OneHotEncoder
     ai.onnx.ml.TreeEnsemble ai.onnx.ml.SVMClassifier ai.onnx.ml.SVMRegressor ai.onnx.ml.Imputer
@@ -36,7 +36,8 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 )
 # Quantized ops (the last two lines) are rewritten into float and integer ops that give onnxruntime's results exactly
 # (frontend/quantized.py); com.microsoft.QGemm, QLinearAdd, QLinearMul, QLinearGlobalAveragePool, QLinearAveragePool, QLinearSigmoid,
-# QLinearLeakyRelu and QLinearSoftmax are what onnxruntime's quantizer writes (QOperator format) for those quantized ops.
+# QLinearLeakyRelu and QLinearSoftmax are what onnxruntime's quantizer writes (QOperator format) for those quantized ops;
+# com.microsoft.DynamicQuantizeLSTM (quantize_dynamic's LSTM) is unrolled into them (frontend/dynamic_quantize_lstm.py).
 # Classical ML ops (ai.onnx.ml, what skl2onnx writes) are rewritten into default-domain ops (frontend/classical_ml.py).
 
 # Ops that torch-mlir converts but that the CPU backend cannot compile yet: they are not in SUPPORTED_OPS, and the

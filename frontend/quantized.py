@@ -67,6 +67,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend import mlas_emulation
+from hcc.frontend.dynamic_quantize_lstm import rewrite_dynamic_quantize_lstms, share_identical_initializers
 from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, input_at, type_name
 
 EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
@@ -1244,13 +1245,28 @@ def expand_quantized_ops(model: onnx.ModelProto, path: str, defer_unknown_shapes
     return count, deferred
 
 
+def _infer_value_info(model: onnx.ModelProto) -> None:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(inferred.graph.value_info)
+
+
 def rewrite_quantized(model: onnx.ModelProto, path: str) -> int:
     """QDQ groups fused as onnxruntime fuses them, then every quantized op expanded; returns the number of nodes
     rewritten (the caller re-runs shape inference when it is not zero). onnx's shape inference knows no
     com.microsoft op, so what follows one (a QOperator model's QLinearConv after a QLinearAdd) has no shapes until the
     op is expanded into default-domain ops: such nodes wait for the next round, after inference."""
-    if not any(n.op_type in QUANTIZED_OPS or n.op_type in MS_QUANTIZED_OPS for n in model.graph.node):
-        return 0
+    lstms = rewrite_dynamic_quantize_lstms(model, path)  # unrolled into DynamicQuantizeLinear, MatMulInteger, float ops
+    if lstms:
+        _infer_value_info(model)
+    count = _expand_all(model, path) if any(n.op_type in QUANTIZED_OPS or n.op_type in MS_QUANTIZED_OPS
+                                            for n in model.graph.node) else 0
+    if lstms:
+        share_identical_initializers(model)  # the unrolled steps' copies of one constant: one bundle weight
+    return lstms + count
+
+
+def _expand_all(model: onnx.ModelProto, path: str) -> int:
     count = fuse_qdq_groups(model, path)
     for _ in range(len(model.graph.node)):
         done, deferred = expand_quantized_ops(model, path, defer_unknown_shapes=True)
@@ -1259,7 +1275,5 @@ def rewrite_quantized(model: onnx.ModelProto, path: str) -> int:
             return count
         if not done:
             break
-        inferred = onnx.shape_inference.infer_shapes(model)
-        del model.graph.value_info[:]
-        model.graph.value_info.extend(inferred.graph.value_info)
+        _infer_value_info(model)
     return count + expand_quantized_ops(model, path)[0]  # refuses, naming the first node whose shapes stay unknown

@@ -659,6 +659,20 @@ case("com.microsoft.QLinearSoftmax", "uint8-opset13", lambda: _qmodel(
     [("x", U8, [2, 4, 8])], [("y", U8, [2, 4, 8])],
     [_const("xs", 0.0371), _const("xz", 131, np.uint8), _const("ys", 1 / 256), _const("yz", 0, np.uint8)], ms=True),
      feeds=_U8_IN, as_written=True)
+def _dynamic_quantize_lstm():
+    # what quantize_dynamic writes for an LSTM (frontend/dynamic_quantize_lstm.py); 7-bit weights, as _qgemm's
+    rng = np.random.default_rng(6)
+    inits = [numpy_helper.from_array(rng.integers(-64, 64, shape).astype(np.int8), name)
+             for name, shape in (("w", (1, 5, 16)), ("r", (1, 4, 16)))]
+    inits += [numpy_helper.from_array(rng.uniform(-0.5, 0.5, (1, 32)).astype(np.float32), "b"), _const("ws", [0.01]),
+              _const("wz", [0], np.int8), _const("rs", [0.02]), _const("rz", [0], np.int8)]
+    node = h.make_node("DynamicQuantizeLSTM", ["x", "w", "r", "b", "", "", "", "", "ws", "wz", "rs", "rz"], ["y", "y_h", "y_c"],
+                       name="dq_lstm", domain="com.microsoft", hidden_size=4)
+    return _qmodel(node, [("x", F, [3, 1, 5])], [("y", F, [3, 1, 1, 4]), ("y_h", F, [1, 1, 4]), ("y_c", F, [1, 1, 4])],
+                   inits, ms=True)
+
+
+case("com.microsoft.DynamicQuantizeLSTM", "forward", _dynamic_quantize_lstm, as_written=True, rtol=0, atol=0)
 case("com.microsoft.QLinearGlobalAveragePool", "int8", lambda: _qmodel(
     h.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"], name="qgap", domain="com.microsoft", channels_last=0),
     [("x", I8, [2, 4, 8])], [("y", I8, [2, 4, 1])], [_const("xs", 0.0371), _const("xz", -3, np.int8), _const("ys", 0.0077), _const("yz", 9, np.int8)],
