@@ -2,7 +2,7 @@
 
 A max pooling arrives as one `linalg.generic` per band of its output (passes/nan_semantics.py: the interior and the
 clipped borders, each folding its in-bounds taps with onnxruntime's NaN rule), an average pooling as a sum over its
-window. When the window slides two or more columns per output (ResNet's 3x3/2 stem pooling, LeNet's 2x2/2),
+window. When the window slides two columns per output (ResNet's 3x3/2 stem pooling, LeNet's 2x2/2),
 schedule.py has no vector schedule for it and it fell to scalar loops (ResNet-18: 0.34 ms on one core, onnxruntime
 0.09 ms). Such a fold over a 4-D view, from a constant, becomes `hcc_pool2d` (ABI in runtime/pool.c): the kernel
 folds every output's taps in the generic's order with the generic's own step (`acc > v ? acc : v`,
@@ -48,7 +48,7 @@ class PoolFold:
 
 @dataclass
 class PoolCall:
-    """One call emitted, for the schedule report."""
+    """One op tagged to become a call, for the schedule report."""
 
     location: object  # the generic's MLIR location (names its ONNX node)
     pool: PoolFold
