@@ -477,13 +477,11 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
             work *= max(size, 1)
         plans.append((OpReport(index, plan.kind, True, plan.note, node_name(op), work * max(len(info.body), 1)), plan))
         index += 1
-    for report, plan in plans:
+    if _can_fork():
+        _apply_tried_in_child(module, plans, reports)
+        return module, index
+    for report, plan in plans:  # no fork: each script applied on a backup of the module
         if not plan.script:
-            reports.append(report)
-            continue
-        crash = _crashes(module, plan.script)
-        if crash:  # an assertion in this op's schedule: this op goes to loops, the others keep their schedules
-            report.ok, report.note = False, crash
             reports.append(report)
             continue
         backup = module.operation.get_asm(large_elements_limit=None, print_generic_op_form=True)
@@ -498,24 +496,79 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
     return module, index
 
 
-def _crashes(module, script: str) -> str | None:
-    """Why `script` kills the process (an assertion of the bindings' assertions build), tried first on a
-    copy-on-write copy of the module in a forked child; None when it does not (an ordinary failure is left to the
-    caller's restore; a hang to the deadline of the whole attempt). Only in a single-threaded context (the forked
-    lowering child's): no thread pool to fork."""
+def _can_fork() -> bool:
+    """Forking is safe in a single-threaded context only (the forked lowering child's): no thread pool to fork."""
     from mlir import ir
 
-    if not hasattr(os, "fork") or ir.Context.current.get_num_threads() != 1:
-        return None
+    return hasattr(os, "fork") and ir.Context.current.get_num_threads() == 1
+
+
+def _apply_tried_in_child(module, plans: list, reports: list) -> None:
+    """Apply every plan's script that applies, each op left to loops whose script fails or kills the process (an
+    assertion of the bindings' assertions build). The scripts are first tried in order in a forked child, on a
+    copy-on-write copy of the module, up to the first that fails; this process then applies the ones before it (the
+    same scripts on the same IR: they apply here too), skips that one, and tries the rest in a new child. Before,
+    every script was applied on a backup of the module printed first: quadratic in the size of the function (a
+    17,000-op unrolled recurrence spent minutes printing backups and timed out)."""
+    scripted = [(report, plan) for report, plan in plans if plan.script]
+    failures: dict[int, str] = {}
+    start = 0
+    while start < len(scripted):
+        failed, why = _first_failure(module, [plan.script for _, plan in scripted[start:]])
+        end = len(scripted) if failed is None else start + failed
+        for _, plan in scripted[start:end]:
+            _apply_script(module.operation, plan.script)
+        if failed is None:
+            break
+        failures[end] = why
+        start = end + 1
+    notes = {id(report): failures[k] for k, (report, _) in enumerate(scripted) if k in failures}
+    for report, _ in plans:
+        if id(report) in notes:  # this op goes to loops, the others keep their schedules
+            report.ok, report.note = False, notes[id(report)]
+        reports.append(report)
+
+
+def _first_failure(module, scripts: list[str]) -> tuple[int | None, str]:
+    """(index, why) of the first of `scripts` that fails or crashes when they are applied in order in a forked child
+    (each followed by verification); (None, "") when all apply."""
+    import struct
+
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
+        code = 2
         try:
-            _apply_script(module.operation, script)
-            module.operation.verify()
+            os.close(read_end)
+            for k, script in enumerate(scripts):
+                os.write(write_end, struct.pack("<i", k))  # about to try script k
+                try:
+                    _apply_script(module.operation, script)
+                    module.operation.verify()
+                except Exception as exc:
+                    os.write(write_end, struct.pack("<i", -1) + _error_text(exc).encode()[:8192])
+                    code = 1
+                    break
+            else:
+                code = 0
         finally:
-            os._exit(0)  # an exception too: only a crash counts here
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
     _, status = os.waitpid(pid, 0)
-    return f"schedule crashed the compiler (signal {os.WTERMSIG(status)}); left to loops" if os.WIFSIGNALED(status) else None
+    data = b"".join(chunks)
+    records = [struct.unpack_from("<i", data, at)[0] for at in range(0, len(data) - len(data) % 4, 4)]
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None, ""
+    if -1 in records:  # an ordinary failure: the script before the marker, the message after it
+        marker = records.index(-1)
+        return records[marker - 1], data[4 * marker + 4:].decode(errors="replace")
+    started = records[-1] if records else 0
+    how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {os.WEXITSTATUS(status)}"
+    return started, f"schedule crashed the compiler ({how}); left to loops"
 
 
 def _drop_tensor_copies(root) -> int:
