@@ -12,8 +12,8 @@ Pipeline (upstream passes and transform-dialect scripts only):
    hoisted before it (`hoist_projections.py`), products of one input by adjacent slices of one weight merged
    (`merge_products.py`: an LSTM's gates);
 2. tile and vectorize: `schedule.py` picks a strategy per linalg op and writes a transform-dialect script; each
-   script runs on its own, and an op whose script fails is restored and left to plain loops (a script that
-   would crash the process, an assertion, is caught by a dry run in a forked child first). A second round
+   script runs on its own, and an op whose script fails or would crash the process (an assertion) is left to
+   plain loops: the scripts are tried in order in a forked child first (`_apply_tried_in_child`). A second round
    lowers the packs the GEMM schedules left, decomposes tensor.pad and vectorizes what that produced;
 3. bufferize (results computed straight into the out-parameters), hoist/lower the vector dialect (contractions
    -> FMAs, transfers -> loads/stores), and lower the rest (`convert-linalg-to-loops` for ops without a vector
