@@ -605,6 +605,22 @@ def is_constant_weight(value, constant_args: frozenset[int]) -> bool:
         value.owner.owner.operation.name == "func.func"
 
 
+def _shared_site_key(op, symbol: str, index: int) -> tuple:
+    """What makes two GEMM calls pack the same B: the entry, the bundle weight and the views of it that B reads (with
+    their static offsets and shapes), every operand's type and the roles. Calls with the same key share one packed
+    copy: the steps of an unrolled recurrence (a DynamicQuantizeLSTM's 49 products by R) each kept their own copy of
+    R's panels, 49 x 256 KiB streamed from memory instead of one from L2."""
+    from mlir import ir
+
+    value, chain = op.operands[index], []
+    while not isinstance(value, ir.BlockArgument):
+        owner = value.owner
+        chain.append((owner.name, str(value.type), tuple((name, str(owner.attributes[name])) for name in owner.attributes)))
+        value = owner.operands[0]
+    roles = str(op.attributes["hcc.roles"]) if "hcc.roles" in op.attributes else ""
+    return symbol, value.arg_number, tuple(chain), tuple(str(v.type) for v in op.operands), roles
+
+
 def _static_slice(op) -> bool:
     """A tensor.extract_slice whose offsets, sizes and strides are all constants (no SSA operands but its source)."""
     return op.name == "tensor.extract_slice" and len(op.operands) == 1
@@ -791,6 +807,7 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
     from mlir.dialects import bufferization, func
 
     emitted, sites = [], 0
+    shared_sites: dict = {}  # GEMMs of one weight view and one shape share a call site: one packed copy (_shared_site_key)
     blocked = []  # kernel results in the blocked layout (their readers were checked to take it)
     tagged = [op for op in _all_ops(module.operation) if "hcc.ukernel" in op.attributes]  # before erasing anything
     for op in tagged:
@@ -808,8 +825,11 @@ def emit_calls(module, precision_of=None, constant_args: frozenset[int] = frozen
             site = 0
             packed = _packed_operand(op, base)
             if packed is not None and _constant_operand(op, packed, constant_args):
-                sites += 1
-                site = sites
+                key = _shared_site_key(op, symbol, packed) if base == GEMM else None
+                if key is None or key not in shared_sites:
+                    sites += 1
+                    shared_sites[key] = sites
+                site = shared_sites[key] if key is not None else sites
             layouts = 0
             if base != GEMM:
                 layouts |= X_BLOCKED if any(_input_source(op) == value for value in blocked) else 0

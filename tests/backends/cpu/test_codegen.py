@@ -434,6 +434,21 @@ def test_schedule_crash_costs_only_its_op(tmp_path, monkeypatch):
     assert sum(r.ok and r.kind == "reduction" for r in log) >= 3, log
 
 
+def test_products_by_one_weight_share_its_packed_copy(tmp_path):
+    """Two GEMMs of the same shape by the same bundle weight (an unrolled recurrence's steps) pass one call-site
+    number, so the kernel keeps one packed copy of the weight for both; a product by another weight gets its own."""
+    rng = np.random.default_rng(3)
+    inits = [_weight(rng, "w", [64, 48]), _weight(rng, "v", [64, 48])]
+    nodes = [h.make_node("MatMul", ["x", "w"], ["a"], name="step0"), h.make_node("Tanh", ["a"], ["t"]),
+             h.make_node("MatMul", ["x2", "w"], ["b"], name="step1"), h.make_node("Add", ["t", "b"], ["c"]),
+             h.make_node("MatMul", ["x", "v"], ["d"], name="other"), h.make_node("Add", ["c", "d"], ["out"])]
+    model = _model(nodes, inits, [_vi("x", [1, 64]), _vi("x2", [1, 64])], [_vi("out", [1, 48])])
+    compile_and_compare(model, tmp_path, name="shared")
+    calls = re.findall(r"call void @hcc_gemm\((.*)\)", _llvm_ir(tmp_path / "shared.bundle"))
+    sites = sorted(int(re.findall(r"i64 (-?\d+)", args)[-1]) for args in calls)
+    assert len(sites) == 3 and sites[0] > 0 and len(set(sites)) == 2, sites
+
+
 def flatten_gemm(batch: int, sliced: bool, seed: int = 5) -> onnx.ModelProto:
     """Flatten(NCHW) -> Gemm(transB=1) -> Relu; `sliced`: the flattened tensor is a Slice (a non-contiguous view)."""
     rng = np.random.default_rng(seed)
