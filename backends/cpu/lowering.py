@@ -529,6 +529,18 @@ def _apply_tried_in_child(module, plans: list, reports: list) -> None:
         reports.append(report)
 
 
+def _die_with_parent() -> None:
+    """Linux: this process is killed when its parent dies (the lowering child killed at its deadline while a script
+    it is trying here hangs); elsewhere it dies at its next write to the closed pipe."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _first_failure(module, scripts: list[str]) -> tuple[int | None, str]:
     """(index, why) of the first of `scripts` that fails or crashes when they are applied in order in a forked child
     (each followed by verification); (None, "") when all apply."""
@@ -540,6 +552,7 @@ def _first_failure(module, scripts: list[str]) -> tuple[int | None, str]:
         code = 2
         try:
             os.close(read_end)
+            _die_with_parent()
             for k, script in enumerate(scripts):
                 os.write(write_end, struct.pack("<i", k))  # about to try script k
                 try:
