@@ -159,12 +159,7 @@ def emit_calls(module) -> int:
     import json
 
     from mlir import ir
-    from mlir.dialects import arith, func, memref
-
-    def address_and_strides(view):
-        meta = memref.ExtractStridedMetadataOp(view)
-        base = memref.extract_aligned_pointer_as_index(view)
-        return arith.addi(base, arith.muli(meta.offset, ukernels._index(4))), list(meta.strides)
+    from mlir.dialects import func
 
     tagged = [op for op in ukernels._all_ops(module.operation) if op.name == "linalg.generic" and TAG in op.attributes]
     for op in tagged:
@@ -172,8 +167,8 @@ def emit_calls(module) -> int:
         out = op.operands[len(op.operands) - 1]
         with ir.InsertionPoint(op), op.location:
             ukernels._declare(module, POOL, ARITY)
-            x, x_strides = address_and_strides(op.operands[source])
-            y, y_strides = address_and_strides(out)
+            x, x_strides = ukernels.address_and_strides(op.operands[source])
+            y, y_strides = ukernels.address_and_strides(out)
             sizes = list(ir.MemRefType(out.type).shape) + [kh, kw, sh, sw, dh, dw]
             args = [x, y] + [ukernels._index(v) for v in sizes] + x_strides + y_strides
             func.call([], ir.FlatSymbolRefAttr.get(POOL), args + [ukernels._index(fold), ukernels._index(init_bits)])

@@ -431,21 +431,27 @@ def _bits(value: float) -> int:
     return struct.unpack("<I", struct.pack("<f", value))[0]
 
 
+def address_and_strides(view) -> tuple:
+    """A float32 memref's address (its aligned pointer plus its offset) and its per-dim strides (SSA index values)."""
+    from mlir.dialects import arith, memref
+
+    meta = memref.ExtractStridedMetadataOp(view)
+    base = memref.extract_aligned_pointer_as_index(view)
+    return arith.addi(base, arith.muli(meta.offset, _index(4))), list(meta.strides)
+
+
 class _Buffer:
     """A tensor seen as a buffer of any layout: its address and its per-dim strides (SSA index values)."""
 
     def __init__(self, tensor):
         from mlir import ir
-        from mlir.dialects import arith, bufferization, memref
+        from mlir.dialects import bufferization
 
         ranked = ir.RankedTensorType(tensor.type)
         dynamic = ir.ShapedType.get_dynamic_stride_or_offset()
         layout = ir.StridedLayoutAttr.get(dynamic, [dynamic] * ranked.rank)
         view = bufferization.ToBufferOp(ir.MemRefType.get(ranked.shape, ranked.element_type, layout), tensor, read_only=True).result
-        meta = memref.ExtractStridedMetadataOp(view)
-        base = memref.extract_aligned_pointer_as_index(view)
-        self.address = arith.addi(base, arith.muli(meta.offset, _index(4)))
-        self.strides = list(meta.strides)
+        self.address, self.strides = address_and_strides(view)
 
     def along(self, dims: list[int | None]) -> list:
         """Strides per output dim for a source read through `dims` (0 where broadcast)."""
