@@ -40,35 +40,35 @@ typedef struct {
   int64_t rows, parts;
 } PoolJob;
 
-/* One output row, 4 vectors of columns at a time (four independent accumulators in registers over all taps: one
- * chain of dependent max/add steps stalled on its own latency); x and y with unit column strides, a window stride of
- * 1 or 2 (2: two vectors loaded, their even lanes taken). Masked loads never touch memory past a row's last tap; the
- * masks are made once per group of columns (M: the mask of the first n lanes). */
+/* Window stride 1, one output row, 4 vectors of columns at a time (four independent accumulators in registers over
+ * all taps: one chain of dependent max/add steps stalled on its own latency); x and y with unit column strides.
+ * Masked loads never touch memory past a row's last tap; the masks are made once per group of columns (M: the mask
+ * of the first n lanes). */
 #define ROW_BODY(VL, VEC, MASK, M, SET1, LOAD, FOLD_STEP, STORE)                                             \
   for (int64_t ow0 = 0; ow0 < j->OW; ow0 += 4 * VL) {                                                       \
-    int64_t left = j->OW - ow0, reach = (left - 1) * j->sw + 1, step = VL * j->sw;                           \
-    MASK m[4][2];                                                                                           \
-    for (int s = 0; s < 4; ++s) m[s][0] = M(reach - s * step), m[s][1] = M(reach - s * step - VL);           \
+    int64_t left = j->OW - ow0;                                                                             \
+    MASK m[4];                                                                                              \
+    for (int s = 0; s < 4; ++s) m[s] = M(left - s * VL);                                                    \
     VEC a0 = SET1(j->init), a1 = a0, a2 = a0, a3 = a0;                                                      \
     for (int64_t kh = 0; kh < j->KH; ++kh) {                                                                \
-      const float *line = x + (oh * j->sh + kh * j->dh) * j->xs[2] + ow0 * j->sw;                           \
+      const float *line = x + (oh * j->sh + kh * j->dh) * j->xs[2] + ow0;                                   \
       for (int64_t kw = 0; kw < j->KW; ++kw) {                                                              \
         const float *p = line + kw * j->dw;                                                                 \
         a0 = FOLD_STEP(a0, LOAD(p, m[0]));                                                                  \
-        a1 = FOLD_STEP(a1, LOAD(p + step, m[1]));                                                           \
-        a2 = FOLD_STEP(a2, LOAD(p + 2 * step, m[2]));                                                       \
-        a3 = FOLD_STEP(a3, LOAD(p + 3 * step, m[3]));                                                       \
+        a1 = FOLD_STEP(a1, LOAD(p + VL, m[1]));                                                             \
+        a2 = FOLD_STEP(a2, LOAD(p + 2 * VL, m[2]));                                                         \
+        a3 = FOLD_STEP(a3, LOAD(p + 3 * VL, m[3]));                                                         \
       }                                                                                                     \
     }                                                                                                       \
-    STORE(y + ow0, M(left), a0);                                                                            \
-    STORE(y + ow0 + VL, M(left - VL), a1);                                                                  \
-    STORE(y + ow0 + 2 * VL, M(left - 2 * VL), a2);                                                          \
-    STORE(y + ow0 + 3 * VL, M(left - 3 * VL), a3);                                                          \
+    STORE(y + ow0, m[0], a0);                                                                               \
+    STORE(y + ow0 + VL, m[1], a1);                                                                          \
+    STORE(y + ow0 + 2 * VL, m[2], a2);                                                                      \
+    STORE(y + ow0 + 3 * VL, m[3], a3);                                                                      \
   }
 
 #define AVX512 __attribute__((target("avx512f")))
 AVX512 static inline __mmask16 first16(int64_t n) { return (__mmask16)(n >= 16 ? 0xffffu : n <= 0 ? 0u : (1u << n) - 1u); }
-AVX512 static inline __m512 load16_s1(const float *p, const __mmask16 *m) { return _mm512_maskz_loadu_ps(m[0], p); }
+AVX512 static inline __m512 load16_s1(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 AVX512 static inline __m512 gt16(__m512 acc, __m512 v) { return _mm512_max_ps(acc, v); } /* acc > v ? acc : v */
 AVX512 static inline __m512 lt16(__m512 acc, __m512 v) { return _mm512_max_ps(v, acc); } /* v > acc ? v : acc */
 
@@ -130,7 +130,7 @@ AVX512 static void row_avx512_s1(const PoolJob *j, const float *x, float *y, int
 AVX2 static inline __m256i first8(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-AVX2 static inline __m256 load8_s1(const float *p, const __m256i *m) { return _mm256_maskload_ps(p, m[0]); }
+AVX2 static inline __m256 load8_s1(const float *p, __m256i m) { return _mm256_maskload_ps(p, m); }
 AVX2 static inline void store8(float *p, __m256i m, __m256 v) { _mm256_maskstore_ps(p, m, v); }
 AVX2 static inline __m256 gt8(__m256 acc, __m256 v) { return _mm256_max_ps(acc, v); }
 AVX2 static inline __m256 lt8(__m256 acc, __m256 v) { return _mm256_max_ps(v, acc); }
