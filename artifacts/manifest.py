@@ -15,7 +15,10 @@ FORMAT_VERSION = 2  # 2: per-output golden tolerances, native artifacts carry an
 # 3: a bundle with a `program` (control flow decided at run time, docs/control-flow.md); bundles without one stay 2,
 # so that a runtime that knows no programs refuses exactly the bundles it would misrun
 PROGRAM_FORMAT_VERSION = 3
-SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION, PROGRAM_FORMAT_VERSION)
+# 4: a bundle with a `boundary` (a sequence or optional model input/output flattened into tensors; with or without a
+# program); bundles without one stay 2 or 3, so that a runtime that knows no boundary refuses exactly these bundles
+BOUNDARY_FORMAT_VERSION = 4
+SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION, PROGRAM_FORMAT_VERSION, BOUNDARY_FORMAT_VERSION)
 PROGRAM_FORMAT = "hcc-program-v1"
 SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
@@ -218,6 +221,47 @@ class ProgramRecord:
         return cls(main=block(data["main"]), format=data["format"])
 
 
+# A boundary value's layout (JSON): a flat tensor's name (str), {"sequence": [layout, ...]} or {"optional": layout or
+# None (absent)}. The runtime takes a list for a sequence and None for an absent optional, and returns the same.
+Layout = Any
+
+
+def layout_tensors(layout: Layout) -> list[str]:
+    """The flat tensor names a layout holds, in order (the order they take in the manifest's inputs / outputs)."""
+    if isinstance(layout, str):
+        return [layout]
+    if isinstance(layout, dict) and set(layout) == {"sequence"} and isinstance(layout["sequence"], list):
+        return [name for item in layout["sequence"] for name in layout_tensors(item)]
+    if isinstance(layout, dict) and set(layout) == {"optional"}:
+        return [] if layout["optional"] is None else layout_tensors(layout["optional"])
+    raise ValueError(f"not a boundary layout: {layout!r}")
+
+
+def layout_text(layout: Layout) -> str:
+    """A layout as a user reads it: `sequence[x[0], x[1]]`, `optional(x)`, `optional(absent)`."""
+    if isinstance(layout, str):
+        return layout
+    if "sequence" in layout:
+        return "sequence[" + ", ".join(layout_text(item) for item in layout["sequence"]) + "]"
+    return "optional(" + ("absent" if layout["optional"] is None else layout_text(layout["optional"])) + ")"
+
+
+@dataclass
+class BoundaryRecord:
+    """The model's own inputs and outputs when some are sequences or optionals (format version 4): the bundle
+    computes flat tensors (the manifest's `inputs` / `outputs`), and this says which of them form which model value.
+    `inputs` / `outputs`: the model's names in its order; `values`: name -> layout of each one that is not a tensor
+    (the others are flat tensors of the same name)."""
+
+    inputs: list[str]
+    outputs: list[str]
+    values: dict[str, Layout] = field(default_factory=dict)
+
+    def flat(self, name: str) -> list[str]:
+        """The flat tensors of model value `name`."""
+        return layout_tensors(self.values[name]) if name in self.values else [name]
+
+
 @dataclass
 class Manifest:
     model_name: str
@@ -236,6 +280,7 @@ class Manifest:
     devices_optional: list[str] = field(default_factory=list)
     plan_report: str | None = None  # plan/plan.json: the partitioner's placement, predictions and explanations
     program: ProgramRecord | None = None  # run-time control flow (format_version 3); written only when set
+    boundary: BoundaryRecord | None = None  # sequence / optional model inputs and outputs (format_version 4); only when set
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -251,8 +296,9 @@ class Manifest:
             for optional in ("element_type", "zipmap_keys"):
                 if tensor.get(optional) is None:
                     tensor.pop(optional, None)
-        if data["program"] is None:
-            data.pop("program")
+        for optional in ("program", "boundary"):
+            if data[optional] is None:
+                data.pop(optional)
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -266,9 +312,13 @@ class Manifest:
                 f"bundle format version {version} is not supported by this runtime "
                 f"(supports {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))}); recompile the model with a matching hcc"
             )
-        if (version == PROGRAM_FORMAT_VERSION) != (data.get("program") is not None):
-            raise ValueError(f"format version {version} " + ("needs a program" if version == PROGRAM_FORMAT_VERSION else
-                                                                  "cannot hold a program (run-time control flow is version 3)"))
+        if version == PROGRAM_FORMAT_VERSION and data.get("program") is None:
+            raise ValueError(f"format version {version} needs a program")
+        if version == FORMAT_VERSION and data.get("program") is not None:
+            raise ValueError(f"format version {version} cannot hold a program (run-time control flow is version 3)")
+        if (version == BOUNDARY_FORMAT_VERSION) != (data.get("boundary") is not None):
+            raise ValueError(f"format version {version} " + ("needs a boundary" if version == BOUNDARY_FORMAT_VERSION else
+                                                                  "cannot hold a boundary (sequence / optional values are version 4)"))
 
         def artifact(d: dict | None) -> ArtifactRecord | None:
             return None if d is None else ArtifactRecord(**d)
@@ -286,4 +336,6 @@ class Manifest:
             fields["golden"] = GoldenRecord(**{**golden, "outputs": outputs})
         if data.get("program") is not None:
             fields["program"] = ProgramRecord.from_dict(data["program"])
+        if data.get("boundary") is not None:
+            fields["boundary"] = BoundaryRecord(**data["boundary"])
         return cls(**fields)

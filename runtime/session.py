@@ -19,6 +19,7 @@ import numpy as np
 
 from hcc.artifacts.manifest import BlockRecord, Manifest, StepRecord, TensorRecord
 from hcc.errors import HccError
+from hcc.runtime.boundary import flatten_feeds, structure, wanted_tensors
 from hcc.runtime.bundle import read_manifest, safe_path
 from hcc.runtime.devices import DeviceUnavailable, driver_class
 from hcc.runtime.devices.base import Device, Executable, HostMemoryDevice
@@ -279,16 +280,39 @@ class Session:
     def run(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
         """Run the model; returns the requested outputs (all when `output_names` is None) as onnxruntime does: fresh
         numpy arrays, and for an output the model declares as a ZipMap's sequence of maps, one {label: score} dict
-        per row (manifest TensorRecord.zipmap_keys)."""
+        per row (manifest TensorRecord.zipmap_keys); a sequence output as a list, an absent optional as None, and
+        likewise for inputs (manifest `boundary`, runtime/boundary.py)."""
+        if self.manifest.boundary is not None:
+            return self._run_boundary(output_names, feeds)
         results = self.run_tensors(output_names, feeds)
         if not self._zipmaps:
             return results
         names = self._wanted(output_names)
         return [zipped(value, self._zipmaps[name]) if name in self._zipmaps else value for name, value in zip(names, results)]
 
+    def _run_boundary(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        """`run` of a bundle whose model takes or returns sequences / optionals: the model's values flattened into
+        the bundle's tensors (length, presence and shapes checked, naming the model's input), and the flat outputs
+        gathered back into lists."""
+        boundary = self.manifest.boundary
+        if output_names is None:
+            names = list(boundary.outputs)
+        elif isinstance(output_names, (str, bytes)) or not isinstance(output_names, (list, tuple)):
+            raise HccError(f"output_names must be None or a list of output names, not {type(output_names).__name__}")
+        else:
+            names = list(output_names)
+            for name in names:
+                if name not in boundary.outputs:
+                    raise HccError(f"'{name}' is not an output of this model (outputs: {boundary.outputs})")
+        flat = flatten_feeds(boundary, feeds, lambda n: tuple(self._tensors[n].shape))
+        tensors = wanted_tensors(boundary, names)
+        results = self.run_tensors(None if tensors == list(self.manifest.outputs) else tensors, flat)
+        values = dict(zip(tensors, results))
+        return [structure(boundary.values.get(name, name), values) for name in names]
+
     def run_tensors(self, output_names: list[str] | None, feeds: dict[str, Any]) -> list[np.ndarray]:
-        """`run` with every output as the bundle computes it (a ZipMap output as its [N, C] score matrix): what the
-        golden data holds and `hcc run` writes."""
+        """`run` with every output as the bundle computes it (a ZipMap output as its [N, C] score matrix; a sequence
+        or optional as its flat tensors, by the manifest's flat names): what the golden data holds and `hcc run` writes."""
         if self._direct is not None and output_names is None and not self.profile:
             return self._run_direct(feeds)
         if self.manifest.program is not None:

@@ -21,6 +21,7 @@ from hcc.artifacts.manifest import (
     Manifest,
     SubgraphRecord,
     TensorRecord,
+    layout_tensors,
     parse_native_signature,
 )
 from hcc.devices import ARTIFACT_KINDS, DEVICE_KINDS, NATIVE_ARTIFACT_KINDS
@@ -263,6 +264,24 @@ def check_program(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRec
         raise _refuse(bundle, f"program: the main block returns {main.outputs}, the model's outputs are {manifest.outputs}")
 
 
+def check_boundary(bundle: Path, manifest: Manifest) -> None:
+    """A boundary (format version 4): the model's inputs / outputs, each a flat tensor or a sequence / optional whose
+    layout names flat tensors; flattened in order they must be exactly the manifest's inputs / outputs, so that every
+    flat tensor belongs to one model value and the runtime's list <-> tensors mapping is total."""
+    boundary = manifest.boundary
+    if not isinstance(boundary.values, dict):
+        raise _refuse(bundle, f"boundary: values {boundary.values!r} is not a mapping")
+    for label, names, flat in (("inputs", boundary.inputs, manifest.inputs), ("outputs", boundary.outputs, manifest.outputs)):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise _refuse(bundle, f"boundary: {label} {names!r} is not a list of unique names")
+        expanded = [t for name in names for t in layout_tensors(boundary.values.get(name, name))]
+        if expanded != flat:
+            raise _refuse(bundle, f"boundary: the model's {label} {names} hold the tensors {expanded}, the manifest's {label} are {flat}")
+    stray = set(boundary.values) - set(boundary.inputs) - set(boundary.outputs)
+    if stray:
+        raise _refuse(bundle, f"boundary: values {sorted(stray)} are neither model inputs nor outputs")
+
+
 def validate_bundle(bundle: Path, manifest: Manifest) -> None:
     """Every check above, in order; the first problem is an HccError naming it."""
     try:
@@ -280,6 +299,8 @@ def _validate(bundle: Path, manifest: Manifest) -> None:
     else:
         check_schedule(bundle, manifest, tensors)
     check_golden(bundle, manifest)
+    if manifest.boundary is not None:
+        check_boundary(bundle, manifest)
     for sg in manifest.subgraphs:
         for name in sg.inputs + sg.outputs:
             if name not in tensors:
