@@ -94,7 +94,10 @@ def main() -> None:
 shape_option = click.option(
     "--input-shape", "input_shapes", multiple=True, metavar="NAME=D1xD2x...",
     help="Concrete shape for an input (repeatable). Required for inputs with dynamic dimensions; "
-    "accepted for static inputs when it agrees with the model.",
+    "accepted for static inputs when it agrees with the model. A sequence input is compiled for one length and "
+    "element shapes, which it requires: NAME=[2x3,4x3] (two tensors), NAME=[2x3]*4 (four alike), NAME=[] (empty), () "
+    "for a scalar element; an optional input for one presence: NAME=2x3 (present; a sequence as above), NAME=none "
+    "(absent). The bundle's runtime takes a list (None when absent) and returns lists for sequence outputs.",
 )
 
 
@@ -471,7 +474,7 @@ def golden_cmd(model, input_path, output_path, input_shapes, seed):
     _check_output_file(output_path, "-o")
     loaded = load_model(model, parse_shape_options(input_shapes))
     feeds = load_feeds(input_path, loaded.inputs) if input_path else random_inputs(loaded.model, loaded.inputs, seed)
-    outputs = golden_outputs(loaded.path, feeds, element_types=loaded.element_types)
+    outputs = golden_outputs(loaded.path, feeds, element_types=loaded.element_types, boundary=loaded.boundary)
     save_golden(output_path, feeds, outputs)
     click.echo(f"wrote {output_path}: inputs {sorted(feeds)}, outputs {sorted(outputs)}")
 

@@ -20,7 +20,7 @@ from hcc import __version__
 from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts import output_dir
 from hcc.artifacts.golden import golden_outputs, onnxruntime_int8_saturates, random_inputs, save_golden
-from hcc.artifacts.manifest import ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
+from hcc.artifacts.manifest import BOUNDARY_FORMAT_VERSION, ArtifactRecord, GoldenRecord, Manifest, SubgraphRecord, TensorRecord
 from hcc.devices import MEASURED_PRECISIONS, TOLERANCES, parse_device
 from hcc.errors import HccError
 from hcc.frontend.bool_boundary import widen_bool_boundaries
@@ -281,7 +281,7 @@ def _golden_data(loaded, options: CompileOptions, started: float, progress: Prog
             raise HccError(f"golden input '{info.name}' has shape {list(feeds[info.name].shape)} {feeds[info.name].dtype}, "
                            f"the model expects {info.shape} {info.dtype}")
     # the model as written, not as hcc rewrote it (types numpy lacks: their storage arrays, frontend/lowbit.py)
-    expected = golden_outputs(loaded.path, feeds, element_types=loaded.element_types)
+    expected = golden_outputs(loaded.path, feeds, element_types=loaded.element_types, boundary=loaded.boundary)
     progress(f"golden outputs from {expected.source.split(' (')[0]} ({time.perf_counter() - started:.2f}s)")
     if loaded.quantized and expected.source.startswith("onnxruntime") and onnxruntime_int8_saturates():
         progress("warning: onnxruntime's 8-bit kernels saturate on this CPU (no VNNI: int16 sums of product pairs), so its golden "
@@ -449,7 +449,9 @@ def _compile_as_program(loaded, bundle_dir: Path, options: CompileOptions, feeds
             inputs=[i.name for i in loaded.inputs], outputs=[o.name for o in loaded.outputs], tensors=tensors, weights=[],
             subgraphs=[], schedule=[], devices_required=["cpu"], files={},
             golden=GoldenRecord(file="golden/golden.npz", rtol=rtol, atol=atol, source=source),
-            program=program, format_version=PROGRAM_FORMAT_VERSION)
+            program=program, format_version=PROGRAM_FORMAT_VERSION, boundary=loaded.boundary)
+        if loaded.boundary is not None:  # sequence / optional inputs or outputs (frontend/boundary.py)
+            manifest.format_version = BOUNDARY_FORMAT_VERSION
         shutil.rmtree(staging / ".pieces", ignore_errors=True)
         bundle_writer.write_manifest(staging, manifest)
     progress(f"wrote {bundle_dir}: a program of {len(program.parts())} compiled pieces ({time.perf_counter() - started:.2f}s)")
@@ -803,7 +805,7 @@ def _measure_accuracy(staging: Path, manifest: Manifest, loaded, feeds, expected
     from hcc.artifacts import accuracy
 
     held_feeds = [random_inputs(loaded.model, loaded.inputs, seed + 1 + i) for i in range(accuracy.HELD_OUT_SAMPLES)]
-    held_expected = [golden_outputs(loaded.path, f, element_types=loaded.element_types) for f in held_feeds]
+    held_expected = [golden_outputs(loaded.path, f, element_types=loaded.element_types, boundary=loaded.boundary) for f in held_feeds]
     outputs = accuracy.run_bundle_in_child(staging, [feeds] + held_feeds)
     floor = floor or _golden_tolerance(manifest.subgraphs)
     measured = accuracy.output_accuracies((outputs[0], expected), list(zip(outputs[1:], held_expected)), floor)
@@ -929,7 +931,10 @@ def _assemble(loaded, weights, feeds, expected, response, staging: Path, options
         subgraphs=subgraphs, schedule=[s.id for s in subgraphs], devices_required=sorted({s.device for s in subgraphs}), files={},
         golden=GoldenRecord(file="golden/golden.npz", rtol=rtol, atol=atol, source=source),
         plan_report="plan/plan.json" if plan is not None else None,
+        boundary=loaded.boundary,  # sequence / optional inputs or outputs as flat tensors (frontend/boundary.py)
     )
+    if loaded.boundary is not None:
+        manifest.format_version = BOUNDARY_FORMAT_VERSION
     if plan is not None:
         predicted = {sg.id: sg.predicted_time for sg in plan.subgraphs}
         for record in manifest.subgraphs:

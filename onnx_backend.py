@@ -9,6 +9,10 @@ Inputs that determine output *shapes* (a Reshape's shape, Slice's starts/ends, E
 run-time values in a static-shape bundle: their values are frozen into the model as initializers before the
 compile, and they are part of the cache key, so a run with other values compiles again (never reuses a bundle
 specialised for different values). The compile's golden inputs are the run's own inputs.
+
+A sequence input (a list of arrays) or an optional one (None when absent) is compiled for the run's concrete list:
+its length, element shapes and presence become the compile's input declaration and part of the cache key
+(frontend/boundary.py); the bundle's runtime takes and returns lists.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from onnx import numpy_helper
 from onnx.backend.base import Backend, BackendRep
 
 from hcc.errors import HccError
+from hcc.frontend.boundary import element_name
 from hcc.frontend.segments import reads
 
 # Per op: the input positions whose *values* decide the shape of an output (not just its values).
@@ -35,6 +40,8 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
     "BlackmanWindow": (0,), "MelWeightMatrix": (0, 1, 2), "ReduceMean": (1,), "ReduceSum": (1,), "ReduceMax": (1,),
     "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,),
     "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+    # positions and split sizes decide which tensors a sequence holds (frontend/sequences.py compiles constant ones)
+    "SequenceInsert": (2,), "SequenceAt": (1,), "SequenceErase": (1,), "SplitToSequence": (1,),
 }
 # Ops whose output depends only on their input's shape, which is fixed anyway: the walk back stops there.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
@@ -56,7 +63,26 @@ def shape_inputs(model: onnx.ModelProto) -> set[str]:
         if node is not None and node.op_type not in SHAPE_ONLY_OPS:
             pending.extend(reads(node))  # an If's outputs also depend on what its branches read
     initializers = {init.name for init in model.graph.initializer}
-    return {v.name for v in model.graph.input if v.name in seen and v.name not in initializers}
+    return {v.name for v in model.graph.input if v.name in seen and v.name not in initializers and v.type.HasField("tensor_type")}
+
+
+def declaration(value: Any) -> list[int] | list[list[int]] | None:
+    """How `input_shapes` declares a run's input (frontend/boundary.py): an array's shape, a list's element shapes,
+    None for an absent optional."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [list(np.shape(item)) for item in value]
+    return list(value.shape)
+
+
+def flat_feeds(name: str, value: Any) -> dict[str, np.ndarray]:
+    """A run's input as the bundle's flat tensor inputs (named as frontend/boundary.py names them)."""
+    if value is None:
+        return {}
+    if isinstance(value, (list, tuple)):
+        return {element_name(name, k): np.asarray(item) for k, item in enumerate(value)}
+    return {name: value}
 
 
 def freeze_inputs(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> onnx.ModelProto:
@@ -107,14 +133,15 @@ class HccBackendRep(BackendRep):
         # types numpy lacks (float8, bfloat16, int4, ...) cross the bundle boundary as storage arrays
         # (frontend/lowbit.py); onnx's harnesses hand and expect ml_dtypes arrays
         declared = {v.name: v.type.tensor_type.elem_type for v in list(self.model.graph.input) + list(self.model.graph.output)}
-        feeds = {n: to_storage(a, declared[n]) if declared.get(n) in LOWBIT else a for n, a in feeds.items()}
+        feeds = {n: to_storage(a, declared[n]) if declared.get(n) in LOWBIT and isinstance(a, np.ndarray) else a for n, a in feeds.items()}
         key = self._cache_key(feeds)
         bundle = self._bundles.get(key)
         if bundle is None:
             bundle = self._bundles[key] = self._compile(feeds)
         outputs = bundle.session.run(None, {n: feeds[n] for n in bundle.runtime_inputs})
         names = [v.name for v in self.model.graph.output]
-        return tuple(from_storage(a, declared[n]) if declared.get(n) in LOWBIT else a for n, a in zip(names, outputs))
+        return tuple(from_storage(a, declared[n]) if declared.get(n) in LOWBIT and isinstance(a, np.ndarray) else a
+                     for n, a in zip(names, outputs))
 
     def _feeds(self, inputs: Any) -> dict[str, np.ndarray]:
         if isinstance(inputs, dict):
@@ -127,12 +154,19 @@ class HccBackendRep(BackendRep):
         if set(named) != set(self.input_names):
             raise HccError(f"inputs {sorted(named)} do not match the model's inputs {self.input_names}")
         for name, value in named.items():
-            if not isinstance(value, np.ndarray):
-                raise HccError(f"input '{name}' is a {type(value).__name__}; hcc compiles tensor inputs only")
+            listed = isinstance(value, (list, tuple)) and all(isinstance(v, np.ndarray) for v in value)
+            if not (isinstance(value, np.ndarray) or listed or value is None):
+                raise HccError(f"input '{name}' is a {type(value).__name__}; hcc compiles tensors, lists of tensors (sequences) "
+                               "and None (an absent optional)")
         return named
 
-    def _cache_key(self, feeds: dict[str, np.ndarray]) -> tuple:
-        shapes = tuple((n, str(feeds[n].dtype), feeds[n].shape) for n in self.input_names)
+    def _cache_key(self, feeds: dict[str, Any]) -> tuple:
+        def kind(value: Any) -> tuple:
+            if isinstance(value, np.ndarray):
+                return str(value.dtype), value.shape
+            return ("none",) if value is None else ("list",) + tuple((str(v.dtype), v.shape) for v in value)
+
+        shapes = tuple((n, kind(feeds[n])) for n in self.input_names)
         values = tuple((n, feeds[n].tobytes()) for n in sorted(self.frozen_names))
         return shapes, values
 
@@ -146,9 +180,9 @@ class HccBackendRep(BackendRep):
         model_path, golden_path = os.path.join(folder, "model.onnx"), os.path.join(folder, "inputs.npz")
         onnx.save(freeze_inputs(self.model, frozen), model_path)
         with open(golden_path, "wb") as f:
-            np.savez(f, **{n: feeds[n] for n in runtime_inputs})
+            np.savez(f, **{flat: a for n in runtime_inputs for flat, a in flat_feeds(n, feeds[n]).items()})
         bundle = os.path.join(folder, "bundle")
-        shapes = {n: list(feeds[n].shape) for n in runtime_inputs}
+        shapes = {n: declaration(feeds[n]) for n in runtime_inputs}
         hcc.compile(model_path, bundle, input_shapes=shapes, golden_inputs=golden_path, **self.compile_options)
         return CompiledBundle(hcc.runtime.load(bundle, threads=self.threads), runtime_inputs)
 

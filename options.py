@@ -301,10 +301,11 @@ class DebugOptions:
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """Every option of a compile (sections above). `input_shapes`: {input: [dims]} for dynamic dimensions;
+    """Every option of a compile (sections above). `input_shapes`: {input: [dims]} for dynamic dimensions ([[dims], ...]
+    for a sequence input, None for an absent optional one: frontend/boundary.py);
     `sign_key`: an Ed25519 secret key (a .key file or 64 hex digits) that signs the bundle."""
 
-    input_shapes: dict[str, list[int]] | None = None
+    input_shapes: dict[str, list[int] | list[list[int]] | None] | None = None
     golden: GoldenOptions = field(default_factory=GoldenOptions)
     cpu: CpuOptions = field(default_factory=CpuOptions)
     gpu: GpuOptions = field(default_factory=GpuOptions)
@@ -322,11 +323,18 @@ class CompileOptions:
             if expected is not None and not isinstance(getattr(self, f.name), expected):
                 raise HccError(f"compile option {f.name}: expected a {expected.__name__}, got {type(getattr(self, f.name)).__name__}")
         if self.input_shapes is not None:
+            def dims(v) -> bool:
+                return isinstance(v, (list, tuple)) and all(_is_int(d) for d in v)
+
+            # a tensor: [dims]; a sequence (frontend/boundary.py): [[dims], ...]; an absent optional: None
             ok = isinstance(self.input_shapes, Mapping) and all(
-                isinstance(k, str) and isinstance(v, (list, tuple)) and all(_is_int(d) for d in v) for k, v in self.input_shapes.items())
+                isinstance(k, str) and (v is None or dims(v) or (isinstance(v, (list, tuple)) and all(dims(e) for e in v)))
+                for k, v in self.input_shapes.items())
             if not ok:
-                raise HccError(f"--input-shape {self.input_shapes!r}: expected {{input name: [dims]}}")
-            _set(self, "input_shapes", {k: list(v) for k, v in self.input_shapes.items()})
+                raise HccError(f"--input-shape {self.input_shapes!r}: expected {{input name: [dims]}} ([[dims], ...] for a "
+                               "sequence, None for an absent optional)")
+            _set(self, "input_shapes", {k: None if v is None else [list(e) if isinstance(e, (list, tuple)) else e for e in v]
+                                        for k, v in self.input_shapes.items()})
         if self.sign_key is not None and not isinstance(self.sign_key, (str, os.PathLike)):
             raise HccError(f"--sign {self.sign_key!r}: expected a key file or 64 hex digits")
         if self.sign_key is not None:

@@ -92,7 +92,9 @@ def as_tensor(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1,
+                    structured: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs as arrays; those named in `structured` (sequences, optionals) as it returns them."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -104,19 +106,23 @@ def run_onnxruntime(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], 
     try:
         session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
-        return {name: as_tensor(value) for name, value in zip(names, session.run(names, feeds))}
+        return {name: value if name in structured else as_tensor(value) for name, value in zip(names, session.run(names, feeds))}
     except Exception as exc:
         raise HccError(f"onnxruntime could not run the model to make golden outputs: {_first_line(exc)}") from None
 
 
-def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray],
+                            structured: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
     """Outputs of onnx's reference evaluator, with the element types the model declares (it computes some ops in
-    float64)."""
+    float64); those named in `structured` (sequences, optionals) as it returns them."""
     from onnx.reference import ReferenceEvaluator
 
     results = ReferenceEvaluator(model).run(None, feeds)
     outputs = {}
     for value, result in zip(model.graph.output, results):
+        if value.name in structured:
+            outputs[value.name] = result
+            continue
         array = as_tensor(result)
         elem = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else 0
         declared = onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else array.dtype
@@ -124,25 +130,66 @@ def run_reference_evaluator(model: onnx.ModelProto, feeds: dict[str, np.ndarray]
     return outputs
 
 
+def _flat_outputs(name: str, layout, value, out: dict[str, np.ndarray]) -> None:
+    """A reference's sequence / optional output `value` into the bundle's flat tensors of `layout`."""
+    if isinstance(layout, str):
+        out[layout] = np.asarray(value)
+    elif "optional" in layout:
+        if (value is None) != (layout["optional"] is None):
+            raise HccError(f"output '{name}': the reference gives {'no' if value is None else 'a'} value, the compiled model "
+                           f"{'none' if layout['optional'] is None else 'one'}")
+        if value is not None:
+            _flat_outputs(name, layout["optional"], value, out)
+    else:
+        items = layout["sequence"]
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            got = f"a sequence of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+            raise HccError(f"output '{name}': the reference gives {got}, the compiled model a sequence of {len(items)}")
+        for item, element in zip(items, value):
+            _flat_outputs(name, item, element, out)
+
+
+def _boundary_outputs(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int, boundary) -> GoldenOutputs:
+    """golden_outputs of a model with sequence / optional inputs or outputs (frontend/boundary.py): the references run
+    on the model's own values (lists, None), their outputs are split into the bundle's flat tensors."""
+    from hcc.runtime.boundary import structure
+
+    model_feeds = {name: structure(boundary.values.get(name, name), feeds) for name in boundary.inputs}
+    structured = frozenset(name for name in boundary.outputs if name in boundary.values)
+    reference = _reference_outputs(model, model_feeds, threads, structured)
+    flat: dict[str, np.ndarray] = {}
+    for name in boundary.outputs:
+        _flat_outputs(name, boundary.values.get(name, name), reference[name], flat)
+    return GoldenOutputs(flat, reference.source)
+
+
 def golden_outputs(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray], threads: int = 1,
-                   element_types: dict[str, str] | None = None) -> GoldenOutputs:
+                   element_types: dict[str, str] | None = None, boundary=None) -> GoldenOutputs:
     """onnxruntime's outputs; onnx.reference's where onnxruntime cannot run the model (its `source` says so).
     `model` may be a path: the compiler gives the file as the user wrote it, so that the golden data does not
     share hcc's own rewrites (BatchNormalization folding, opset conversion) with the code it checks.
     `element_types` (LoadedModel.element_types): inputs/outputs of types numpy lacks, given and returned as their
-    storage arrays; the references run on the ml_dtypes arrays the model's types need (frontend/lowbit.py)."""
+    storage arrays; the references run on the ml_dtypes arrays the model's types need (frontend/lowbit.py).
+    `boundary` (LoadedModel.boundary): sequence / optional inputs and outputs, given and returned as flat tensors."""
     if element_types:
         from hcc.frontend.lowbit import stored_outputs, typed_feeds
 
-        return stored_outputs(golden_outputs(model, typed_feeds(feeds, element_types), threads), element_types)
+        return stored_outputs(golden_outputs(model, typed_feeds(feeds, element_types), threads, boundary=boundary), element_types)
+    if boundary is not None:
+        return _boundary_outputs(model, feeds, threads, boundary)
+    return _reference_outputs(model, feeds, threads)
+
+
+def _reference_outputs(model: onnx.ModelProto | str, feeds: dict, threads: int, structured: frozenset[str] = frozenset()) -> GoldenOutputs:
+    """onnxruntime's outputs, else onnx.reference's (see golden_outputs)."""
     import onnxruntime
 
     try:
-        return GoldenOutputs(run_onnxruntime(model, feeds, threads), f"onnxruntime {onnxruntime.__version__}")
+        return GoldenOutputs(run_onnxruntime(model, feeds, threads, structured), f"onnxruntime {onnxruntime.__version__}")
     except HccError as ort_error:
         ort_reason = ort_error.message.split(": ", 1)[-1]
     try:
-        outputs = run_reference_evaluator(onnx.load(model) if isinstance(model, str) else model, feeds)
+        outputs = run_reference_evaluator(onnx.load(model) if isinstance(model, str) else model, feeds, structured)
     except Exception as exc:
         raise HccError(f"no reference can run the model to make golden outputs: onnxruntime: {ort_reason}; "
                        f"onnx.reference: {type(exc).__name__}: {_first_line(exc)}") from None

@@ -4,14 +4,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 
 import onnx
 from onnx import shape_inference
 
+from hcc.artifacts.manifest import BoundaryRecord
 from hcc.errors import HccError
 from hcc.frontend.affine_grid import rewrite_affine_grid
+from hcc.frontend.boundary import flatten_boundary, parse_input_spec
 from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
@@ -80,6 +81,9 @@ class LoadedModel:
     # outputs that ended in a ZipMap (frontend/zipmap.py): name -> class labels; computed as the score matrix
     zipmaps: dict[str, list] = field(default_factory=dict)
     quantized: bool = False  # it held quantized integer ops or QDQ groups (frontend/quantized.py rewrote them)
+    # sequence / optional inputs and outputs flattened into the tensors of `inputs` / `outputs` (frontend/boundary.py):
+    # which tensors form which model value; None when every input and output is a tensor
+    boundary: BoundaryRecord | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -91,14 +95,18 @@ class LoadedModel:
         return self.model.graph.name or os.path.splitext(os.path.basename(self.path))[0]
 
 
-def parse_shape_options(specs: list[str] | tuple[str, ...]) -> dict[str, list[int]]:
-    """Parse repeated `name=1x3x224x224` options; the name may itself contain '=' only before the last one."""
-    shapes: dict[str, list[int]] = {}
+def parse_shape_options(specs: list[str] | tuple[str, ...]) -> dict[str, list[int] | list[list[int]] | None]:
+    """Parse repeated `name=1x3x224x224` options; the name may itself contain '=' only before the last one. A sequence
+    input: `name=[2x3,4x3]` or `name=[2x3]*4` (a list of element shapes); an absent optional input: `name=none`
+    (None); a present optional: its element's declaration (frontend/boundary.py)."""
+    shapes: dict[str, list[int] | list[list[int]] | None] = {}
     for spec in specs:
-        name, sep, dims = spec.rpartition("=")
-        if not sep or not name or not re.fullmatch(r"\d+(x\d+)*|", dims):
+        name, sep, dims = spec.partition("=[") if "=[" in spec else spec.rpartition("=")
+        if sep == "=[":
+            dims = "[" + dims
+        if not sep or not name:
             raise HccError(f"--input-shape {spec!r}: expected NAME=D1xD2x... (e.g. x=1x3x224x224; NAME= for a scalar)")
-        shapes[name] = [int(d) for d in dims.split("x")] if dims else []
+        shapes[name] = parse_input_spec(name, dims, spec)
     return shapes
 
 
@@ -179,6 +187,9 @@ def _fix_input_shapes(model: onnx.ModelProto, path: str, shapes: dict[str, list[
         if not value.type.tensor_type.HasField("shape"):
             declared = None
         given = shapes.get(value.name)
+        if value.name in shapes and (given is None or any(not isinstance(d, int) for d in given)):
+            raise HccError(f"--input-shape {value.name}: '{value.name}' is a tensor input, so it takes NAME=D1xD2x... "
+                           "(a list of shapes or none is for sequence and optional inputs)")
         if given is not None:
             if declared is not None:
                 if len(given) != len(declared):
@@ -215,7 +226,10 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     model = rewrite_affine_grid(model, path)  # of a constant size: one MatMul against a constant grid (affine_grid.py)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
-    model = rewrite_sequences(model, path)  # sequences of compile-time positions: tensor ops (frontend/sequences.py)
+    # sequence / optional inputs as tensors, optionals of known presence resolved (frontend/boundary.py); then
+    # sequences of compile-time positions as tensor ops, sequence outputs as their elements (frontend/sequences.py)
+    boundary, input_shapes = flatten_boundary(model, path, dict(input_shapes or {}))
+    model = rewrite_sequences(model, path, boundary)
     explicit_stft_defaults(model)  # onnx's shape inference misreads STFT's default onesided (frontend/dft.py)
     # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
     _check_supported(model, path, expanded)
@@ -297,7 +311,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         info.element_type = element_types.get(info.name)
         info.zipmap_keys = zipmaps.get(info.name)
     return LoadedModel(path=path, sha256=digest, model=model, inputs=inputs, outputs=outputs, expanded=expanded,
-                       element_types=element_types, zipmaps=zipmaps, quantized=quantized)
+                       element_types=element_types, zipmaps=zipmaps, quantized=quantized, boundary=boundary.record())
 
 
 def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:

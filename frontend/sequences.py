@@ -7,10 +7,12 @@ Identity build the lists; SplitToSequence becomes a Split (the input's length al
 be static: they decide how many tensors there are), with a Squeeze per piece for keepdims=0; SequenceAt (constant
 position) becomes an Identity of the tensor, SequenceLength a constant, ConcatFromSequence a Concat (new_axis: of
 Unsqueezed tensors). Positions are constants (initializers or Constant nodes), negative ones counted from the end.
-A sequence graph output is refused naming it; a model whose sequences reach anything else (a graph input, a Loop, If or
-SequenceMap, an optional) is left as it is and refused as before, naming the value or op; a position that is not a
-constant is refused naming the node. Likewise OptionalGetElement of a plain tensor is an Identity, and an Optional
-made in the graph and only read by OptionalGetElement / OptionalHasElement is its tensor / a constant.
+A sequence graph output becomes its element tensors `y[0]`, ... when the loader flattens the model's boundary
+(frontend/boundary.py; a sequence graph input arrives here as a SequenceConstruct of its elements), else it is
+refused naming it; a model whose sequences reach anything else (a Loop, If or SequenceMap, an optional) is left as it
+is and refused as before, naming the value or op; a position that is not a constant is refused naming the node.
+Likewise OptionalGetElement of a plain tensor is an Identity, and an Optional made in the graph and only read by
+OptionalGetElement / OptionalHasElement is its tensor / a constant.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.boundary import Boundary, constant_node, element_name
 
 BUILDERS = {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SplitToSequence"}
 READERS = {"SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength", "ConcatFromSequence", "Identity"}
@@ -218,10 +221,11 @@ def _rewrite_optionals(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
         reads = [name for name in node.input if name in held]
         if reads and node.op_type not in ("OptionalGetElement", "OptionalHasElement"):
             return model
-        if node.op_type in ("OptionalGetElement", "OptionalHasElement") and node.input and node.input[0] not in held \
-                and node.input[0] not in tensors:
+        if node.op_type in ("OptionalGetElement", "OptionalHasElement") and node.input and node.input[0] \
+                and node.input[0] not in held and node.input[0] not in tensors:
             return model
-    nodes = []
+    nodes, initializers = [], []
+    graph_outputs = {o.name for o in graph.output}
     for index, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{index}"
         source = node.input[0] if node.input else ""
@@ -234,20 +238,48 @@ def _rewrite_optionals(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
             nodes.append(helper.make_node("Identity", [tensor], [node.output[0]], name=name))
         elif node.op_type == "OptionalHasElement":
             present = bool(source) and (held.get(source) is not None if source in held else True)
-            value = numpy_helper.from_array(np.asarray(present), node.output[0])
-            nodes.append(helper.make_node("Constant", [], [node.output[0]], name=name, value=value))
+            nodes.append(constant_node(np.asarray(present), node.output[0], name, graph_outputs, initializers))
         else:
             nodes.append(node)
     result = onnx.ModelProto()
     result.CopyFrom(model)
     del result.graph.node[:]
     result.graph.node.extend(nodes)
+    result.graph.initializer.extend(initializers)
     return result
 
 
-def rewrite_sequences(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+def _flatten_outputs(result: onnx.ModelProto, lists: dict[str, list[str]], outputs: set[str], boundary: Boundary) -> None:
+    """Each sequence graph output in `outputs` replaced, in place and in order, by its element tensors (Identity nodes
+    named `<output>[k]`), recorded in `boundary.sequence_outputs`."""
+    graph = result.graph
+    flat = []
+    for value in graph.output:
+        if value.name not in outputs:
+            flat.append(value)
+            continue
+        element = value.type.sequence_type.elem_type.tensor_type.elem_type
+        names = [element_name(value.name, k) for k in range(len(lists[value.name]))]
+        for k, (item, name) in enumerate(zip(lists[value.name], names)):
+            graph.node.append(helper.make_node("Identity", [item], [name], name=f"{value.name}/element_{k}"))
+            flat.append(helper.make_tensor_value_info(name, element, None))
+        boundary.sequence_outputs[value.name] = names
+    del graph.output[:]
+    graph.output.extend(flat)
+    try:  # the elements' shapes (a graph output needs one): what inference gives the new outputs
+        inferred = {v.name: v for v in shape_inference.infer_shapes(result).graph.output}
+    except Exception:  # noqa: BLE001 - the loader's own inference reports it
+        return
+    for value in graph.output:
+        known = inferred.get(value.name)
+        if known is not None and known.type.tensor_type.HasField("shape") and not value.type.tensor_type.HasField("shape"):
+            value.type.CopyFrom(known.type)
+
+
+def rewrite_sequences(model: onnx.ModelProto, path: str, boundary: Boundary | None = None) -> onnx.ModelProto:
     """`model` with its compile-time sequences turned into tensor ops (the model itself when it has none, or when a
-    sequence goes where this rewrite cannot follow it: then the usual refusal names it)."""
+    sequence goes where this rewrite cannot follow it: then the usual refusal names it). With `boundary` (the loader
+    flattens the model's inputs and outputs), sequence graph outputs become their element tensors, recorded there."""
     model = _rewrite_optionals(model, path)
     graph = model.graph
     if not any(n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx") for n in graph.node):
@@ -258,7 +290,7 @@ def rewrite_sequences(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     if sequences is None:
         return model
     for output in graph.output:
-        if output.name in sequences:
+        if output.name in sequences and boundary is None:
             index, maker = next((i, n) for i, n in enumerate(graph.node) if output.name in n.output)
             name = maker.name or f"{maker.op_type}_{index}"
             raise HccError(f"{path}: output '{output.name}' is a sequence (made by node '{name}' ({maker.op_type})): "
@@ -271,6 +303,8 @@ def rewrite_sequences(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     del result.graph.node[:]
     result.graph.node.extend(rewriter.nodes)
     result.graph.initializer.extend(rewriter.inits)
+    if boundary is not None:
+        _flatten_outputs(result, rewriter.lists, {o.name for o in graph.output if o.name in sequences}, boundary)
     kept = [v for v in result.graph.value_info if v.name not in sequences]
     del result.graph.value_info[:]
     result.graph.value_info.extend(kept)

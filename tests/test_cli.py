@@ -150,3 +150,26 @@ def test_compile_takes_its_options_from_a_config_file(tmp_path):
     assert "seed 5" in hcc("inspect", tmp_path / "b").stdout
     both = hcc("compile", EXAMPLE, "-o", tmp_path / "c", "--config", config, "--seed", "3", check=False)
     assert both.returncode == 1 and "not both (--seed)" in both.stderr and not (tmp_path / "c").exists()
+
+
+def test_compile_declares_a_sequence_input(tmp_path):
+    """A sequence input's length and element shapes come from --input-shape NAME=[...]; without them the compile
+    says how to give them; `hcc test` checks the sequence output's elements."""
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as h
+
+    graph = h.make_graph([h.make_node("ConcatFromSequence", ["xs"], ["y"], name="cat", axis=0),
+                          h.make_node("SplitToSequence", ["b"], ["parts"], name="split", axis=0)], "g",
+                         [h.make_tensor_sequence_value_info("xs", TensorProto.FLOAT, ["n", 3]),
+                          h.make_tensor_value_info("b", TensorProto.FLOAT, [2, 3])],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                          h.make_tensor_sequence_value_info("parts", TensorProto.FLOAT, None)])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "seq.onnx")
+    proc = hcc("compile", tmp_path / "seq.onnx", "-o", tmp_path / "b", check=False)
+    assert proc.returncode != 0 and "input 'xs' is a sequence" in proc.stderr and "NAME=[2x3,4x3]" in proc.stderr
+    hcc("compile", tmp_path / "seq.onnx", "-o", tmp_path / "b", "--input-shape", "xs=[2x3]*2")
+    proc = hcc("test", tmp_path / "b")
+    assert "parts[1]" in proc.stdout and "y" in proc.stdout

@@ -1,7 +1,7 @@
 """Sequences of compile-time positions (frontend/sequences.py): SequenceConstruct/Insert/Erase/At/Length,
 SplitToSequence (scalar, list and absent split, keepdims 0) and ConcatFromSequence (new_axis 0 and 1) rewritten into
 tensor ops, and Optional / OptionalGetElement / OptionalHasElement inside the graph, compared with onnxruntime; a
-run-time position is refused naming the node, a sequence graph output naming it."""
+run-time position is refused naming the node; a sequence graph output becomes its elements."""
 from __future__ import annotations
 
 import numpy as np
@@ -109,10 +109,18 @@ def test_run_time_position_is_refused(tmp_path):
         load_model(str(tmp_path / "m.onnx"))
 
 
-def test_sequence_output_is_still_refused(tmp_path):
+def test_sequence_output_becomes_its_elements(tmp_path):
+    """Without a boundary to record them in, a sequence output is refused naming it; the loader flattens it into its
+    element tensors (frontend/boundary.py)."""
+    from hcc.frontend.sequences import rewrite_sequences
+
     node = h.make_node("SplitToSequence", ["x"], ["seq"], name="split", axis=0)
     seq = h.make_tensor_sequence_value_info("seq", F, None)
     graph = h.make_graph([node], "g", [h.make_tensor_value_info("x", F, [2, 3])], [seq])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
     with pytest.raises(HccError, match=r"output 'seq' is a sequence \(made by node 'split' \(SplitToSequence\)\): hcc compiles tensor outputs only"):
-        load_model(str(tmp_path / "m.onnx"))
+        rewrite_sequences(model, "m.onnx")
+    onnx.save(model, tmp_path / "m.onnx")
+    loaded = load_model(str(tmp_path / "m.onnx"))
+    assert [(o.name, o.shape) for o in loaded.outputs] == [("seq[0]", [1, 3]), ("seq[1]", [1, 3])]
+    assert loaded.boundary.values == {"seq": {"sequence": ["seq[0]", "seq[1]"]}}
