@@ -26,9 +26,9 @@ Strategies (AVX2: 16 ymm registers of 8 x f32):
 * `elementwise` (all-parallel generics: bias, activations, fill, transpose, broadcasts, including maps with a
   constant 0 such as an attention mask read through `(d0, 0, 0, d3)`): tiled to one vector along the innermost
   dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized. A body that reads by computed indices
-  (`tensor.extract`) is vectorized only as a row gather (an embedding lookup: the innermost index is the innermost
-  loop index itself, the others do not vary along it; whole vectors, no tail) with `vectorize_nd_extract`; other
-  gathers stay scalar (`vectorize_nd_extract` produced wrong values for Pad(reflect)).
+  (`tensor.extract`: Gather, Resize, GridSample, GatherElements) is vectorized with `vectorize_nd_extract` into
+  vector gathers (whole vectors, no tail), except where an index goes through `subi` (Pad(reflect)'s mirrored runs,
+  which the pinned MLIR misreads as forward contiguous loads: `_gathers_vectorizable`); those stay scalar.
 * `reduction` (softmax's max/sum, LayerNorm's mean/variance, ReduceMean/Sum, GlobalAveragePool): over the
   contiguous innermost dim, one output at a time with 8/16 partial results in a vector and one tree combine
   (add, maximumf, minimumf only: their order does not matter, NaN included); over an outer dim, a vector of
@@ -62,6 +62,7 @@ class LinalgOp:
     element: str                         # element type of the output
     ranges: list[int] = field(default_factory=list)  # static size of each loop dim (-1: unknown)
     row_gather: bool = False  # its one tensor.extract reads a contiguous run along the innermost loop (_is_row_gather)
+    vector_gather: bool = False  # its tensor.extracts may become vector gathers (_gathers_vectorizable)
 
     @property
     def num_loops(self) -> int:
@@ -111,6 +112,7 @@ def analyze(op, index: int) -> LinalgOp:
     element = str(op.results[0].type.element_type) if len(op.results) == 1 else "?"
     info = LinalgOp(index, iterators, maps, shapes, num_inputs, body, element)
     info.row_gather = _is_row_gather(op, maps, len(iterators))
+    info.vector_gather = not info.row_gather and _gathers_vectorizable(op)
     ranges = [-1] * len(iterators)
     for exprs, shape in zip(maps, shapes):
         for (kind, d), size in zip(exprs, shape):
@@ -168,6 +170,31 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
     rows = [e for e in extracts if reads_row(e)]
     uniform = [e for e in extracts if e not in rows and not in_body(e.operands[0]) and not any(varies(v) for v in e.operands[1:])]
     return len(rows) == 1 and len(rows) + len(uniform) == len(extracts)
+
+
+def _gathers_vectorizable(op) -> bool:
+    """Whether `vectorize_nd_extract` may turn every `tensor.extract` of the body into a vector gather (or a
+    broadcast load). The pinned MLIR's vectorizer classifies an extract as a contiguous load when its trailing index
+    reaches the loop index through constants, `addi` and `subi` only; for `c - i` (Pad(reflect)'s mirrored runs) that
+    reads the run forwards instead of backwards: wrong values. So no extract index may be computed through an
+    `arith.subi`; anything else (index_cast of a float coordinate: Resize, GridSample; a clamp; an index read from
+    a tensor: Gather along the innermost axis, GatherElements) is a gather, which is right for any pattern."""
+    from mlir import ir
+
+    block = op.regions[0].blocks[0]
+    extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
+
+    def has_subi(value, depth: int = 0) -> bool:
+        owner = value.owner
+        if depth > 64:
+            return True
+        if isinstance(owner, ir.Block) or owner.parent is None or owner.parent.name != "linalg.generic":
+            return False  # a block argument or a value from outside the op
+        if owner.name == "arith.subi":
+            return True
+        return any(has_subi(operand, depth + 1) for operand in owner.operands)
+
+    return bool(extracts) and not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
 
 
 def _broadcasts_only(exprs: list, shape: list[int]) -> list:
@@ -270,16 +297,17 @@ def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
 def _vectorize(target: str, sizes: list[int] | None, op: LinalgOp) -> str:
     """`transform.structured.vectorize`, masked to `sizes` when given; a row gather's extract as a vector load."""
     masked = f" vector_sizes {sizes}" if sizes else ""
-    extract = " {vectorize_nd_extract}" if op.row_gather else ""
+    extract = " {vectorize_nd_extract}" if op.row_gather or op.vector_gather else ""
     return f"    transform.structured.vectorize {target}{masked}{extract} : !transform.any_op\n"
 
 
 def _plan_elementwise(op: LinalgOp) -> Plan:
-    if "tensor.extract" in op.body and not (op.row_gather and op.ranges[-1] % _elementwise_tiles(op)[1] == 0):
-        # Gathers (Gather, Pad(reflect), Resize) stay scalar: MLIR's `vectorize_nd_extract` produced wrong values for
-        # Pad(reflect)'s plain copies (tests/frontend/test_op_coverage.py Pad-reflect), so it is used only for row
-        # gathers (contiguous reads along the innermost dim, _is_row_gather) without a tail.
-        return Plan("loops", note="gather (reads by computed indices): scalar loops")
+    gathers = op.row_gather or op.vector_gather
+    if "tensor.extract" in op.body and not (gathers and op.ranges[-1] % _elementwise_tiles(op)[1] == 0):
+        # Gathers whose indices go through `subi` (Pad(reflect): _gathers_vectorizable) stay scalar, and so do
+        # those with a tail along the innermost dim (whole vectors only).
+        why = "mirrored indices (c - i)" if not gathers else "a tail along the innermost dim"
+        return Plan("loops", note=f"gather (reads by computed indices) with {why}: scalar loops")
     sizes, lanes = _elementwise_tiles(op)
     text = _header(op)
     tiled, loops = _tile("%op", "%t", sizes)
@@ -299,7 +327,8 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
                  "    } : !transform.any_op\n")
     else:
         text += _vectorize("%t", None, op)
-    what = "row gather: contiguous vector loads" if op.row_gather else "vector"
+    what = "row gather: contiguous vector loads" if op.row_gather else \
+        "gather: vector gathers" if op.vector_gather else "vector"
     return Plan("elementwise", _wrap(text), f"{what} <{lanes}> over the innermost dim")
 
 
