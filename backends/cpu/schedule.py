@@ -26,9 +26,10 @@ Strategies (AVX2: 16 ymm registers of 8 x f32):
 * `elementwise` (all-parallel generics: bias, activations, fill, transpose, broadcasts, including maps with a
   constant 0 such as an attention mask read through `(d0, 0, 0, d3)`): tiled to one vector along the innermost
   dim (up to 16 lanes; the tail loop is peeled and masked) and vectorized. A body that reads by computed indices
-  (`tensor.extract`: Gather, Resize, GridSample, GatherElements) is vectorized with `vectorize_nd_extract` into
-  vector gathers (whole vectors, no tail), except where an index goes through `subi` (Pad(reflect)'s mirrored runs,
-  which the pinned MLIR misreads as forward contiguous loads: `_gathers_vectorizable`); those stay scalar.
+  (`tensor.extract`: Gather, Resize, GridSample, GatherElements) of a function argument is vectorized with
+  `vectorize_nd_extract` into vector gathers (whole vectors, no tail), except where an index goes through `subi`
+  (`_gathers_vectorizable` says why: the pinned MLIR misreads mirrored runs and non-contiguous sources); the rest
+  stay scalar.
 * `reduction` (softmax's max/sum, LayerNorm's mean/variance, ReduceMean/Sum, GlobalAveragePool): over the
   contiguous innermost dim, one output at a time with 8/16 partial results in a vector and one tree combine
   (add, maximumf, minimumf only: their order does not matter, NaN included); over an outer dim, a vector of
@@ -173,16 +174,24 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
 
 
 def _gathers_vectorizable(op) -> bool:
-    """Whether `vectorize_nd_extract` may turn every `tensor.extract` of the body into a vector gather (or a
-    broadcast load). The pinned MLIR's vectorizer classifies an extract as a contiguous load when its trailing index
-    reaches the loop index through constants, `addi` and `subi` only; for `c - i` (Pad(reflect)'s mirrored runs) that
-    reads the run forwards instead of backwards: wrong values. So no extract index may be computed through an
-    `arith.subi`; anything else (index_cast of a float coordinate: Resize, GridSample; a clamp; an index read from
-    a tensor: Gather along the innermost axis, GatherElements) is a gather, which is right for any pattern."""
+    """Whether `vectorize_nd_extract` may turn every `tensor.extract` of the body into a vector gather. Two limits of
+    the pinned MLIR decide it:
+    * a gather's element offsets are linearized from the source *tensor's* shape, which is right only when its
+      buffer is contiguous; a function argument is (identity layouts at the boundary), an intermediate may not be (a
+      slice, or a value bufferized into its slice of a concatenation: tests/backends/cpu/test_codegen.py caught
+      Pad(reflect)'s slices read with the wrong strides), so only extracts from function arguments qualify;
+    * an extract whose trailing index reaches the loop index through constants, `addi` and `subi` only is taken for
+      a contiguous load, which reads `c - i` (mirrored runs) forwards: no index may go through an `arith.subi`.
+    Anything else (index_cast of a float coordinate: Resize, GridSample; a clamp; an index read from a tensor:
+    Gather along the innermost axis, GatherElements) becomes a gather, which is right for any index pattern."""
     from mlir import ir
 
     block = op.regions[0].blocks[0]
     extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
+
+    def function_argument(value) -> bool:
+        owner = value.owner
+        return isinstance(owner, ir.Block) and owner.owner is not None and owner.owner.operation.name == "func.func"
 
     def has_subi(value, depth: int = 0) -> bool:
         owner = value.owner
@@ -194,7 +203,8 @@ def _gathers_vectorizable(op) -> bool:
             return True
         return any(has_subi(operand, depth + 1) for operand in owner.operands)
 
-    return bool(extracts) and not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
+    return bool(extracts) and all(function_argument(e.operands[0]) for e in extracts) and \
+        not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
 
 
 def _broadcasts_only(exprs: list, shape: list[int]) -> list:
@@ -304,9 +314,9 @@ def _vectorize(target: str, sizes: list[int] | None, op: LinalgOp) -> str:
 def _plan_elementwise(op: LinalgOp) -> Plan:
     gathers = op.row_gather or op.vector_gather
     if "tensor.extract" in op.body and not (gathers and op.ranges[-1] % _elementwise_tiles(op)[1] == 0):
-        # Gathers whose indices go through `subi` (Pad(reflect): _gathers_vectorizable) stay scalar, and so do
-        # those with a tail along the innermost dim (whole vectors only).
-        why = "mirrored indices (c - i)" if not gathers else "a tail along the innermost dim"
+        # Gathers from intermediates or through `subi` (_gathers_vectorizable) stay scalar, and so do those with a
+        # tail along the innermost dim (whole vectors only).
+        why = "a tail along the innermost dim" if gathers else "indices or a source MLIR would misread"
         return Plan("loops", note=f"gather (reads by computed indices) with {why}: scalar loops")
     sizes, lanes = _elementwise_tiles(op)
     text = _header(op)
