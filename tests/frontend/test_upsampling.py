@@ -46,12 +46,35 @@ def test_repeating_nearest_resize_becomes_a_broadcast(tmp_path, scales, sizes, a
 @pytest.mark.parametrize("scales,attrs", [
     ([1, 1, 3, 3], {"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}),  # round_prefer_floor at 3x: o=2 -> 1
     ([1, 1, 2, 2], {"mode": "nearest", "nearest_mode": "floor"}),  # half_pixel with floor: o=2 -> 0
-    ([1, 1, 2, 2], {"mode": "linear"}),
+    ([1, 1, 1.5, 2], {"mode": "linear"}),  # a factor that is not an integer
 ])
 def test_other_resizes_keep_the_general_path(tmp_path, scales, attrs):
     model = _resize_model([1, 2, 4, 6], scales, **attrs)
     assert "Resize" in _ops(model, tmp_path / "m.onnx")
     compile_and_compare(model, tmp_path, as_written=True)
+
+
+@pytest.mark.parametrize("shape,scales,sizes,attrs", [
+    ([1, 3, 5, 7], [1, 1, 2, 2], None, {"mode": "linear"}),  # ONNX's half_pixel: torch's bilinear, align_corners=False
+    ([2, 4, 6, 9], [1, 1, 2, 2], None, {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}),
+    ([1, 2, 4, 6], [1, 1, 3, 2], None, {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}),
+    ([1, 2, 1, 5], None, [1, 2, 4, 10], {"mode": "linear"}),  # an axis of length 1: every tap clamps to it
+    ([1, 6, 8], [1, 1, 4], None, {"mode": "linear"}),  # a 1-D (Upsample of a sequence) resize by 4
+])
+def test_linear_resize_by_integer_factors_becomes_phases(tmp_path, shape, scales, sizes, attrs):
+    """Slices, weighted sums and an interleave (no Resize left: nothing reads by computed indices) that match
+    onnxruntime, the edges included (they clamp to the first and last input element)."""
+    model = _resize_model(shape, scales, sizes, **attrs)
+    ops = _ops(model, tmp_path / "m.onnx")
+    assert "Resize" not in ops and {"Slice", "Concat", "Reshape"} <= set(ops), ops
+    compile_and_compare(model, tmp_path, as_written=True)
+
+
+def test_align_corners_linear_resize_is_not_phases(tmp_path):
+    """align_corners weights differ from one output to the next: no phase form, the matrix form instead
+    (frontend/resize_matrix.py)."""
+    model = _resize_model([1, 2, 4, 6], [1, 1, 2, 2], mode="linear", coordinate_transformation_mode="align_corners")
+    assert "Slice" not in _ops(model, tmp_path / "m.onnx")
 
 
 def _conv_transpose_model(c, f, kernel, strides, bias=True, **attrs) -> onnx.ModelProto:
