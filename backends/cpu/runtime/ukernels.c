@@ -2088,42 +2088,30 @@ static void small_m(const Problem *p, int64_t n0, int64_t n1) {
 /* A constant B of a few-row product, packed once (pack_small_m_panels) into NR-column panels, K rows of NR floats
  * each: every k reads one contiguous row of the panel, the whole product one sequential stream (a matrix-vector
  * product is bound by reading B: the strided rows or columns of the layouts above ran at 15-23 GB/s). */
-/* Sums of row `a` times `panels` (1 or 2) adjacent panels into sums[0 .. panels * NR): 4 vectors of columns with 2
- * k steps in flight, or 2 with 4, so that 8 FMA chains hide the FMA latency for a single row. */
+/* Sums of row `a` times `panels` (1 or 2) adjacent panels into sums[0 .. panels * NR): even and odd k in two FMA
+ * chains per column vector, added at the end, as small_m_row4 does: a column's sum does not depend on how N was
+ * split among threads (a lone panel had 4 chains: another order, other bits at another thread count). */
 static inline __attribute__((always_inline)) void small_m_row(const float *a, int64_t a_sk, const float *panel, int64_t K,
                                                               int panels, float *sums) {
   enum { W = 2 * NR / VL }; /* vectors of two panels */
-  const int phases = panels == 2 ? 2 : 4;
-  vf acc[4][W];
-  for (int q = 0; q < 4; ++q)
+  vf acc[2][W];
+  for (int q = 0; q < 2; ++q)
     for (int v = 0; v < W; ++v) acc[q][v] = vsplat(0.0f);
   const float *second = panel + NR * K;
+  const int vectors = panels * W / 2;
   int64_t k = 0;
-  if (panels == 2)
-    for (; k + 2 <= K; k += 2)
+  for (; k + 2 <= K; k += 2)
 #pragma GCC unroll 2
-      for (int q = 0; q < 2; ++q) {
-        vf x = vsplat(a[(k + q) * a_sk]);
+    for (int q = 0; q < 2; ++q) {
+      vf x = vsplat(a[(k + q) * a_sk]);
 #pragma GCC unroll 4
-        for (int v = 0; v < W; ++v) acc[q][v] += x * vload((v < W / 2 ? panel : second) + (k + q) * NR + (v % (W / 2)) * VL);
-      }
-  else
-    for (; k + 4 <= K; k += 4)
-#pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
-        vf x = vsplat(a[(k + q) * a_sk]);
-#pragma GCC unroll 2
-        for (int v = 0; v < W / 2; ++v) acc[q][v] += x * vload(panel + (k + q) * NR + v * VL);
-      }
+      for (int v = 0; v < vectors; ++v) acc[q][v] += x * vload((v < W / 2 ? panel : second) + (k + q) * NR + (v % (W / 2)) * VL);
+    }
   for (; k < K; ++k) {
     vf x = vsplat(a[k * a_sk]);
-    for (int v = 0; v < panels * W / 2; ++v) acc[0][v] += x * vload((v < W / 2 ? panel : second) + k * NR + (v % (W / 2)) * VL);
+    for (int v = 0; v < vectors; ++v) acc[0][v] += x * vload((v < W / 2 ? panel : second) + k * NR + (v % (W / 2)) * VL);
   }
-  for (int v = 0; v < panels * W / 2; ++v) {
-    vf t = acc[0][v];
-    for (int q = 1; q < phases; ++q) t += acc[q][v];
-    vstore(sums + v * VL, t);
-  }
+  for (int v = 0; v < vectors; ++v) vstore(sums + v * VL, acc[0][v] + acc[1][v]);
 }
 
 #if VL == 16
@@ -2157,6 +2145,50 @@ static void small_m_row4(const float *a, int64_t a_sk, const float *panel, int64
 }
 #endif
 
+/* Rows 2..4 of a few-row product at once, over one or two adjacent panels (up to 64 columns): each B vector loaded
+ * serves every row (small_m_row streams B once per row: four passes over an LSTM's recurrent weight per time step at
+ * batch 4). One FMA chain per row and column vector, k in order: the same sums however N is split among threads. */
+static inline __attribute__((always_inline)) void small_m_rows_n(const Problem *p, const float *panel, int rows,
+                                                                int vectors, float *sums) {
+  const float *second = panel + NR * p->K;
+  vf acc[4][4];
+  for (int m = 0; m < 4; ++m)
+    for (int v = 0; v < 4; ++v) acc[m][v] = vsplat(0.0f);
+  for (int64_t k = 0; k < p->K; ++k) {
+    vf b[4];
+    for (int v = 0; v < vectors; ++v) b[v] = vload((v < 2 ? panel : second) + k * NR + (v % 2) * VL);
+#pragma GCC unroll 4
+    for (int m = 0; m < rows; ++m) {
+      vf x = vsplat(p->a[m * p->a_sm + k * p->a_sk]);
+#pragma GCC unroll 4
+      for (int v = 0; v < vectors; ++v) acc[m][v] += x * b[v];
+    }
+  }
+  for (int m = 0; m < rows; ++m)
+    for (int v = 0; v < vectors; ++v) vstore(sums + (m * 4 + v) * VL, acc[m][v]);
+}
+
+static void small_m_rows(const Problem *p, const float *panel, int64_t n, int64_t nb) {
+  float sums[4 * 4 * VL] __attribute__((aligned(64)));
+  const int vectors = nb > NR ? 4 : 2;
+  switch (p->M * 10 + vectors) {
+  case 22: small_m_rows_n(p, panel, 2, 2, sums); break;
+  case 24: small_m_rows_n(p, panel, 2, 4, sums); break;
+  case 32: small_m_rows_n(p, panel, 3, 2, sums); break;
+  case 34: small_m_rows_n(p, panel, 3, 4, sums); break;
+  case 42: small_m_rows_n(p, panel, 4, 2, sums); break;
+  default: small_m_rows_n(p, panel, 4, 4, sums); break;
+  }
+  for (int64_t m = 0; m < p->M; ++m) {
+    float *c = p->c + m * p->c_sm + n * p->c_sn;
+    const float *row = sums + m * 4 * VL;
+    if (nb == 2 * NR && p->c_sn == 1)
+      for (int v = 0; v < 4; ++v) vstore(c + v * VL, vload(c + v * VL) + vload(row + v * VL));
+    else
+      for (int64_t j = 0; j < nb; ++j) c[j * p->c_sn] += row[j];
+  }
+}
+
 static void small_m_panels(const Problem *p, int64_t n0, int64_t n1) {
   int64_t n = n0;
 #if VL == 16
@@ -2167,6 +2199,10 @@ static void small_m_panels(const Problem *p, int64_t n0, int64_t n1) {
     const float *panel = p->packed_b + (n / NR) * NR * p->K;
     int panels = n + NR < n1 ? 2 : 1;
     int64_t nb = min64(panels * NR, n1 - n);
+    if (VL == 16 && p->M >= 2 && p->M <= 4) {
+      small_m_rows(p, panel, n, nb);
+      continue;
+    }
     for (int64_t m = 0; m < p->M; ++m) {
       float sums[2 * NR] __attribute__((aligned(64)));
       if (panels == 2)
