@@ -204,12 +204,22 @@ def _fix_input_shapes(model: onnx.ModelProto, path: str, shapes: dict[str, list[
             for g in given:
                 tensor_type.shape.dim.add().dim_value = g
         elif declared is None or any(not isinstance(d, int) for d in declared):
-            missing.append(f"{value.name} {declared if declared is not None else '(no shape)'}")
+            missing.append((value.name, declared))
     if missing:
-        raise HccError(
-            f"{path}: input(s) with dynamic or unknown dimensions need a concrete shape: " + "; ".join(missing),
-            hint="compile for a concrete shape with --input-shape NAME=D1xD2x... (repeatable), e.g. --input-shape x=1x3x224x224",
-        )
+        found = "; ".join(f"{name} {declared if declared is not None else '(no shape)'}" for name, declared in missing)
+        example = " ".join(f"--input-shape {name}={_shape_example(declared)}" for name, declared in missing)
+        raise HccError(f"{path}: input(s) with dynamic or unknown dimensions need a concrete shape: {found}",
+                       hint=f"compile for a concrete shape with --input-shape NAME=D1xD2x... (repeatable), e.g. {example}")
+
+
+def _shape_example(declared: list | None) -> str:
+    """A --input-shape value for the hint: the model's own sizes, 1 for a batch dimension, the name of any other
+    symbolic one (for the user to replace)."""
+    if declared is None:
+        return "D1xD2x..."
+    batch = {"batch", "batch_size", "n", "b", "bs", "?"}
+    return "x".join(str(d) if isinstance(d, int) else "1" if i == 0 and str(d).lower() in batch else str(d).upper()
+                    for i, d in enumerate(declared))
 
 
 def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> LoadedModel:

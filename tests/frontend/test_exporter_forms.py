@@ -37,6 +37,18 @@ def test_a_negative_dim_value_is_a_dynamic_dim(tmp_path):
     compile_and_compare(model, tmp_path, input_shapes={"x": [2, 3, 8]}, as_written=True)
 
 
+def test_the_shape_hint_names_the_models_inputs(tmp_path):
+    """torch's dynamic_axes {0: 'batch', 1: 'seq'}: the hint is a command line for this model, its own input names
+    and sizes, 1 for the batch, the other symbolic dimension by name for the user to fill in."""
+    nodes = [h.make_node("Add", ["ids", "mask"], ["y"])]
+    model = _model(nodes, [], [_vi("ids", ["batch", "seq"]), _vi("mask", ["batch", "seq"])], [_vi("y", ["batch", "seq"])])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(model, path)
+    with pytest.raises(HccError, match=r"need a concrete shape: ids \['batch', 'seq'\]; mask") as raised:
+        load_model(str(path))
+    assert raised.value.hint.endswith("e.g. --input-shape ids=1xSEQ --input-shape mask=1xSEQ"), raised.value.hint
+
+
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
 @pytest.mark.parametrize("shape,axis", [([1, 2], 1), ([2, 3, 4], 1)])
 def test_opset_11_softmax_family(tmp_path, op, shape, axis):
