@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcc-installed
 DEMO   := out/demo
 
-.PHONY: setup demo lint test test-all bench bench-torch bench-int8 bench-sklearn bench-production conformance fuzz clean
+.PHONY: setup demo lint test test-all bench bench-torch bench-torch-variants bench-int8 bench-sklearn bench-production conformance fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench-torch: setup $(TORCH_VENV)/.installed
 	$(TORCH_VENV)/bin/python tools/export_torch_models.py out/torch-models
 	$(BIN)/python tools/bench_suite.py $$(for f in out/torch-models/*.onnx; do printf -- '--onnx %s ' "$$f"; done) \
 		--out docs/benchmarks/cpu-torch-exports.md $(BENCH_ARGS)
+
+# Variants of the same families at other sizes, batches and layouts, and layers the suite lacks
+# (tools/export_torch_variants.py: ResNet-50, MobileNetV2 at widths 0.5 / 1.4, MobileNetV3, BERT at other sequence
+# lengths and batches, GPT, ViT, a bidirectional LSTM, a bilinear U-Net, DLRM, DS-CNN-L, ...); writes
+# docs/benchmarks/cpu-torch-variants.md.
+bench-torch-variants: setup $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python tools/export_torch_variants.py out/torch-variants
+	$(BIN)/python tools/bench_suite.py $$(for f in out/torch-variants/*.onnx; do printf -- '--onnx %s ' "$$f"; done) \
+		--seconds 1.5 --out docs/benchmarks/cpu-torch-variants.md $(BENCH_ARGS)
 
 # The torch exports quantized by onnxruntime's own tool (tools/quantize_models.py: quantize_dynamic, and quantize_static
 # in QDQ format with its defaults), then timed like the rest; writes docs/benchmarks/cpu-int8.md. On a CPU without
