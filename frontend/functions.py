@@ -16,6 +16,7 @@ for the compile's notes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import onnx
@@ -154,7 +155,32 @@ def _instantiate(node: onnx.NodeProto, name: str, body: onnx.FunctionProto, sche
     for index, formal in enumerate(body.output):
         if index < len(node.output) and node.output[index]:
             renamer.names[formal] = node.output[index]
+    defined = set(body.input) | set(body.output) | _defined(body.node)
+    for outer in _read(body.node) - defined:  # a subgraph attribute's capture of the model's value (SequenceMap's
+        renamer.names.setdefault(outer, outer)  # body reading an outer tensor): not the body's, so not renamed
     return [renamer.node(inner, k) for k, inner in enumerate(body.node)]
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
+
+
+def _defined(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """The values `nodes` and their subgraphs define (outputs, subgraph inputs and initializers)."""
+    names = {o for n in nodes for o in n.output}
+    for node in nodes:
+        for sub in _subgraphs(node):
+            names |= {v.name for v in sub.input} | {i.name for i in sub.initializer} | _defined(sub.node)
+    return names
+
+
+def _read(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """The values `nodes` and their subgraphs read."""
+    names = {i for n in nodes for i in n.input if i}
+    for node in nodes:
+        for sub in _subgraphs(node):
+            names |= _read(sub.node) | {v.name for v in sub.output}
+    return names
 
 
 @dataclass
