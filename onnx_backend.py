@@ -12,7 +12,9 @@ specialised for different values). The compile's golden inputs are the run's own
 
 A sequence input (a list of arrays) or an optional one (None when absent) is compiled for the run's concrete list:
 its length, element shapes and presence become the compile's input declaration and part of the cache key
-(frontend/boundary.py); the bundle's runtime takes and returns lists.
+(frontend/boundary.py); the bundle's runtime takes and returns lists. The trip count and condition of a Loop that
+carries a sequence, and the condition of an If that returns one (or an optional), are frozen like shape operands: they
+decide the sequence's length or the optional's presence.
 """
 from __future__ import annotations
 
@@ -47,12 +49,30 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 
+def sequence_structure_operands(node: onnx.NodeProto) -> list[str]:
+    """The inputs of a Loop that carries a sequence or an optional (its trip count and condition) or of an If whose
+    branches return one (its condition): they decide how many tensors the sequence holds, or whether the optional is
+    present, which a bundle fixes (hcc unrolls / inlines these, frontend/sequences.py), so they are frozen."""
+    if node.op_type not in ("Loop", "If") or node.domain not in ("", "ai.onnx"):
+        return []
+    def listlike(values) -> bool:
+        return any(v.type.WhichOneof("value") in ("sequence_type", "optional_type") for v in values)
+
+    graphs = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+    if node.op_type == "Loop" and "body" in graphs and listlike(list(graphs["body"].input[2:]) + list(graphs["body"].output[1:])):
+        return [name for name in node.input[:2] if name]
+    if node.op_type == "If" and any(listlike(g.output) for g in graphs.values()):
+        return [node.input[0]]
+    return []
+
+
 def shape_inputs(model: onnx.ModelProto) -> set[str]:
     """Graph inputs whose values flow (through any chain of nodes, and into the branches and bodies of control flow
     through the outer values those read) into an operand in SHAPE_OPERANDS."""
     producer = {out: node for node in model.graph.node for out in node.output}
     pending = [node.input[i] for node in model.graph.node for i in SHAPE_OPERANDS.get(node.op_type, ())
                if i < len(node.input) and node.input[i]]
+    pending += [name for node in model.graph.node for name in sequence_structure_operands(node)]
     seen: set[str] = set()
     while pending:
         name = pending.pop()

@@ -171,6 +171,8 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
     graph_outputs = {o.name for o in graph.output}
     initializers: list[onnx.TensorProto] = []
     nodes = []
+    makers: dict[str, onnx.NodeProto] = {}  # an absent optional -> an `Optional` node without input making it
+    kept_absent: set[str] = set()
     for index, node in enumerate(graph.node):
         op = node.op_type if node.domain in ("", "ai.onnx") else ""
         name = node.name or f"{node.op_type}_{index}"
@@ -178,6 +180,7 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
         if op == "Optional":
             if not source:
                 absent.add(node.output[0])
+                makers[node.output[0]] = node
                 continue
             present.add(node.output[0])
             nodes.append(helper.make_node("Identity", [source], [node.output[0]], name=name))
@@ -189,14 +192,24 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
             nodes.append(constant_node(np.asarray(bool(source) and source not in absent), node.output[0], name, graph_outputs, initializers))
         elif op == "Identity" and source in absent:
             absent.add(node.output[0])
+            if source in makers:
+                maker = helper.make_node("Optional", [], [node.output[0]], name=name)
+                maker.attribute.extend(makers[source].attribute)  # its element type
+                makers[node.output[0]] = maker
         elif op == "Identity" and source in present:
             present.add(node.output[0])
             nodes.append(node)
         else:
-            read = next((n for n in node.input if n in absent), None)
+            # a Loop that carries an absent optional, or a Loop body / If branch that reads one, keeps it as an
+            # `Optional` without input: frontend/sequences.py unrolls (inlines) these and decides what reads it
+            kept = (set(node.input) if op == "Loop" else set()) | (_deep_reads(node) if op in ("Loop", "If") else set())
+            for value in sorted(kept & absent & set(makers) - kept_absent):
+                nodes.append(makers[value])
+                kept_absent.add(value)
+            read = next((n for n in node.input if n in absent and op != "Loop"), None)
             if read is not None:
                 raise HccError(f"{path}: node '{name}' ({node.op_type}) reads the absent optional '{read}'; hcc compiles "
-                               "absent optionals read by Identity, OptionalHasElement and model outputs only")
+                               "absent optionals read by Identity, OptionalHasElement, Loops (unrolled) and model outputs only")
             nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
@@ -215,6 +228,12 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
             outputs.append(flat)
     del graph.output[:]
     graph.output.extend(outputs)
+
+
+def _deep_reads(node: onnx.NodeProto) -> set[str]:
+    """The values the subgraphs of `node` (and theirs) read."""
+    subgraphs = [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
+    return {name for g in subgraphs for inner in g.node for name in list(inner.input) + list(_deep_reads(inner))}
 
 
 def flatten_boundary(model: onnx.ModelProto, path: str, shapes: dict[str, Any]) -> tuple[Boundary, dict[str, Any]]:

@@ -240,6 +240,9 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     # sequences of compile-time positions as tensor ops, sequence outputs as their elements (frontend/sequences.py)
     boundary, input_shapes = flatten_boundary(model, path, dict(input_shapes or {}))
     model = rewrite_sequences(model, path, boundary)
+    if not model.graph.output:  # e.g. an Identity of an absent optional input: a bundle of no code (not built)
+        raise HccError(f"{path}: every output of the model is an absent optional for these inputs, so there is "
+                       "nothing to compile; hcc compiles models with at least one output that exists")
     explicit_stft_defaults(model)  # onnx's shape inference misreads STFT's default onesided (frontend/dft.py)
     # before the checker: list every unsupported op even in an otherwise odd graph (control flow: after folding)
     _check_supported(model, path, expanded)

@@ -9,8 +9,15 @@ position) becomes an Identity of the tensor, SequenceLength a constant, ConcatFr
 Unsqueezed tensors). Positions are constants (initializers or Constant nodes), negative ones counted from the end.
 A sequence graph output becomes its element tensors `y[0]`, ... when the loader flattens the model's boundary
 (frontend/boundary.py; a sequence graph input arrives here as a SequenceConstruct of its elements), else it is
-refused naming it; a model whose sequences reach anything else (a Loop, If or SequenceMap, an optional) is left as it
-is and refused as before, naming the value or op; a position that is not a constant is refused naming the node.
+refused naming it; a position that is not a constant is refused naming the node.
+Control flow that carries, captures, makes or returns a sequence (or an optional) is removed here, since the lists
+are only known once it is: a Loop of a compile-time trip count (a constant, or a SequenceLength: SequenceMap's
+function body is `Loop(SequenceLength(xs))` over SequenceAt / SequenceInsert) whose body never ends it early becomes
+one copy of its body per iteration, as frontend/unroll.py unrolls tensor loops, and an If whose condition is known
+(a constant, or Not / Identity of an OptionalHasElement decided here) becomes its branch; the copies are tracked like
+any node, optionals as lists or absent values. A run-time trip count or condition is refused naming it (the ONNX
+backend freezes those inputs: they decide a sequence's length or an optional's presence). A model whose sequences
+reach anything else is left as it is and refused as before, naming the value or op.
 Likewise OptionalGetElement of a plain tensor is an Identity, and an Optional made in the graph and only read by
 OptionalGetElement / OptionalHasElement is its tensor / a constant.
 """
@@ -22,28 +29,81 @@ from onnx import helper, numpy_helper, shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.boundary import Boundary, constant_node, element_name
+from hcc.frontend.names import fresh_name
+from hcc.frontend.unroll import MAX_UNROLLED_NODES, _always_true, _names_in
 
 BUILDERS = {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SplitToSequence"}
 READERS = {"SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength", "ConcatFromSequence", "Identity"}
 SEQUENCE_OPS = BUILDERS | READERS - {"Identity"}
 
 
-def _sequence_values(graph: onnx.GraphProto) -> set[str] | None:
-    """The names of the sequence values the nodes make, or None when one is used where this rewrite cannot follow."""
-    sequences: set[str] = set()
+CONTROL = {"Loop", "If"}
+OPTIONAL_OPS = {"Optional", "OptionalGetElement", "OptionalHasElement"}
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
+
+
+def _deep_reads(graph: onnx.GraphProto) -> set[str]:
+    """Every name the nodes of `graph` and of its nested subgraphs read (captured outer values among them)."""
+    return {name for node in graph.node for name in node.input} | {
+        name for node in graph.node for sub in _subgraphs(node) for name in _deep_reads(sub)}
+
+
+def _has_sequence_ops(graph: onnx.GraphProto) -> bool:
+    return any((n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx")) or any(_has_sequence_ops(g) for g in _subgraphs(n))
+               for n in graph.node)
+
+
+def _is_listlike(value: onnx.TypeProto) -> bool:
+    """A sequence or an optional: values that this rewrite tracks (a list of tensor names, or absent)."""
+    return value.WhichOneof("value") in ("sequence_type", "optional_type")
+
+
+def _involves(node: onnx.NodeProto, tracked: set[str]) -> bool:
+    """Whether a Loop / If carries, captures, makes or returns a sequence (or an optional): then this rewrite unrolls
+    or inlines it, since the sequences in it are lists of compile-time positions only once it is gone."""
+    subgraphs = _subgraphs(node)
+    return (any(name in tracked for name in node.input) or any(_deep_reads(g) & tracked for g in subgraphs)
+            or any(_has_sequence_ops(g) for g in subgraphs)
+            or any(_is_listlike(v.type) for g in subgraphs for v in list(g.input) + list(g.output)))
+
+
+def _sequence_values(graph: onnx.GraphProto, outer: set[str] | None = None) -> set[str] | None:
+    """The names of the sequence (and optional) values the nodes make, also inside the Loops and Ifs that carry or
+    return them (`outer`: those the enclosing graph tracks); None when one is used where this rewrite cannot follow."""
+    sequences: set[str] = set(outer or ())
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
-        if node.op_type in BUILDERS or (node.op_type == "Identity" and node.input[0] in sequences):
+        op, first = node.op_type, (node.input[0] if node.input else "")
+        if op in BUILDERS or (op in ("Identity", "Optional", "OptionalGetElement") and first in sequences):
             sequences.add(node.output[0])
+        elif op == "Optional" and not first:  # an absent optional (frontend/boundary.py keeps one a Loop reads)
+            sequences.add(node.output[0])
+        elif op in CONTROL and _involves(node, sequences):
+            for sub in _subgraphs(node):
+                local = {v.name for v in sub.input if _is_listlike(v.type)}
+                if op == "Loop":
+                    local |= {v.name for v, given in zip(sub.input[2:], node.input[2:]) if given in sequences}
+                inner = _sequence_values(sub, sequences | local)
+                if inner is None:
+                    return None
+                sequences |= inner
+                offset = 1 if op == "Loop" else 0  # a Loop body's first output is its condition
+                for out, value in zip(node.output, sub.output[offset:]):
+                    if out and (value.name in inner or _is_listlike(value.type)):
+                        sequences.add(out)
+            if op == "Loop":
+                sequences.update(out for out, given in zip(node.output, node.input[2:]) if out and given in sequences)
     for node in graph.node:
         reads = [name for name in node.input if name in sequences]
-        if reads and (node.op_type not in READERS or node.domain not in ("", "ai.onnx")):
+        default = node.domain in ("", "ai.onnx")
+        if reads and (not default or node.op_type not in READERS | CONTROL | OPTIONAL_OPS):
             return None
-        for attr in node.attribute:  # a subgraph that captures a sequence
-            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
-                if any(name in sequences for n in sub.node for name in n.input):
-                    return None
+        if not (default and node.op_type in CONTROL) and any(_deep_reads(g) & sequences for g in _subgraphs(node)):
+            return None  # a subgraph of another op that captures a sequence
     return sequences
 
 
@@ -64,6 +124,9 @@ class _Rewriter:
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.lists: dict[str, list[str]] = {}
+        self.absent: set[str] = set()  # optionals known to be absent
+        self.bound: set[str] = set()  # tensors a rewritten Loop / If returns
+        self.taken = _names_in(self.graph) | {n.name for n in self.graph.node}
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
 
@@ -159,42 +222,197 @@ class _Rewriter:
             tensors = stacked
         self.add("Concat", tensors, node.output[0], node.name, axis=axis)
 
-    def rewrite(self, sequences: set[str]) -> None:
-        lists = self.lists
+    def rewrite(self) -> None:
         for index, node in enumerate(self.graph.node):
             if not node.name:
                 node.name = f"{node.op_type}_{index}"
-            op = node.op_type if node.domain in ("", "ai.onnx") else ""
-            if op == "SequenceEmpty":
-                lists[node.output[0]] = []
-            elif op == "SequenceConstruct":
-                lists[node.output[0]] = list(node.input)
-            elif op == "Identity" and node.input[0] in sequences:
-                lists[node.output[0]] = list(lists[node.input[0]])
-            elif op == "SequenceInsert":
-                items = list(lists[node.input[0]])
-                items.insert(self.position(node, 2, len(items), len(items), insert=True), node.input[1])
-                lists[node.output[0]] = items
-            elif op == "SequenceErase":
-                items = list(lists[node.input[0]])
-                if not items:
-                    raise HccError(f"{self.where(node)}: erasing from an empty sequence")
-                del items[self.position(node, 1, len(items), len(items) - 1)]
-                lists[node.output[0]] = items
-            elif op == "SplitToSequence":
-                lists[node.output[0]] = self.split(node)
-            elif op == "SequenceAt":
-                items = lists[node.input[0]]
-                if not items:
-                    raise HccError(f"{self.where(node)}: reading from an empty sequence")
-                self.add("Identity", [items[self.position(node, 1, len(items), 0)]], node.output[0], node.name)
-            elif op == "SequenceLength":
-                value = numpy_helper.from_array(np.asarray(len(lists[node.input[0]]), np.int64), node.output[0])
-                self.add("Constant", [], node.output[0], node.name, value=value)
-            elif op == "ConcatFromSequence":
-                self.concat(node, lists[node.input[0]])
-            else:
-                self.nodes.append(node)
+            self.visit(node)
+
+    def visit(self, node: onnx.NodeProto) -> None:
+        """Track or rewrite one node (of the graph, or a copy from an unrolled Loop body or an inlined If branch)."""
+        lists, absent = self.lists, self.absent
+        op = node.op_type if node.domain in ("", "ai.onnx") else ""
+        first = node.input[0] if node.input else ""
+        if op == "SequenceEmpty":
+            lists[node.output[0]] = []
+        elif op == "SequenceConstruct":
+            lists[node.output[0]] = list(node.input)
+        elif op in ("Identity", "Optional", "OptionalGetElement") and first in lists:
+            lists[node.output[0]] = list(lists[first])
+        elif (op == "Identity" and first in absent) or (op == "Optional" and not first):
+            absent.add(node.output[0])
+        elif op == "OptionalGetElement" and first in absent:
+            raise HccError(f"{self.where(node)}: the optional '{first}' it reads is absent")
+        elif op == "OptionalHasElement" and (not first or first in lists or first in absent):
+            present = np.asarray(bool(first) and first not in absent)
+            self.constants[node.output[0]] = present
+            self.add("Constant", [], node.output[0], node.name, value=numpy_helper.from_array(present, node.output[0]))
+        elif op == "SequenceInsert":
+            items = list(lists[first])
+            items.insert(self.position(node, 2, len(items), len(items), insert=True), node.input[1])
+            lists[node.output[0]] = items
+        elif op == "SequenceErase":
+            items = list(lists[first])
+            if not items:
+                raise HccError(f"{self.where(node)}: erasing from an empty sequence")
+            del items[self.position(node, 1, len(items), len(items) - 1)]
+            lists[node.output[0]] = items
+        elif op == "SplitToSequence":
+            lists[node.output[0]] = self.split(node)
+        elif op == "SequenceAt":
+            items = lists[first]
+            if not items:
+                raise HccError(f"{self.where(node)}: reading from an empty sequence")
+            self.add("Identity", [items[self.position(node, 1, len(items), 0)]], node.output[0], node.name)
+        elif op == "SequenceLength":
+            length = np.asarray(len(lists[first]), np.int64)
+            self.constants[node.output[0]] = length
+            self.add("Constant", [], node.output[0], node.name, value=numpy_helper.from_array(length, node.output[0]))
+        elif op == "ConcatFromSequence":
+            self.concat(node, lists[first])
+        elif op == "Loop" and _involves(node, set(lists) | absent):
+            self.unroll(node)
+        elif op == "If" and _involves(node, set(lists) | absent):
+            self.branch(node)
+        else:
+            if op == "Constant" and node.attribute and node.attribute[0].name == "value":  # a copied body's positions
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            if op in ("Not", "Identity") and first in self.constants:  # an If's condition, from OptionalHasElement
+                value = self.constants[first]
+                self.constants[node.output[0]] = np.logical_not(value) if op == "Not" else value
+            self.nodes.append(node)
+
+    def scalar(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
+        """Input `index` of `node` as a compile-time scalar (None when not given); refused when only known at run time."""
+        name = node.input[index] if len(node.input) > index else ""
+        if not name:
+            return None
+        value = self.constants.get(name)
+        if value is None or value.size != 1:
+            raise HccError(f"{self.where(node)}: its {what} '{name}' is not known at compile time; a {node.op_type} that "
+                           "carries, reads or returns a sequence or an optional is compiled by unrolling (inlining) it, "
+                           "so that every sequence position is known when the model is compiled")
+        return value.reshape(-1)[0]
+
+    def unroll(self, node: onnx.NodeProto) -> None:
+        """A Loop of a compile-time trip count whose body never ends it early: one copy of the body per iteration
+        (as frontend/unroll.py does for tensor loops), the copies visited like any node, so that a carried sequence
+        is a list of known positions at every iteration (SequenceMap's function body is such a Loop)."""
+        body = next(helper.get_attribute_value(a) for a in node.attribute if a.name == "body")
+        trip, cond = self.scalar(node, 0, "trip count"), self.scalar(node, 1, "condition")
+        if trip is None:
+            raise HccError(f"{self.where(node)}: it has no trip count (a while loop); a Loop that carries a sequence "
+                           "is compiled by unrolling it, for a trip count known at compile time")
+        if not _always_true(body):
+            raise HccError(f"{self.where(node)}: its body computes its condition (it may end early at run time); a "
+                           "Loop that carries a sequence is compiled by unrolling it")
+        steps = int(trip) if cond is None or bool(cond) else 0
+        n = len(node.input) - 2
+        k = len(body.output) - 1 - n
+        if max(steps, 0) * len(body.node) > MAX_UNROLLED_NODES:
+            raise HccError(f"{self.where(node)}: unrolling its {steps} iterations gives more than {MAX_UNROLLED_NODES} "
+                           "nodes; a Loop that carries a sequence is compiled by unrolling it")
+        if steps <= 0 and k:
+            raise HccError(f"{self.where(node)}: 0 iterations, so its scan outputs are empty; hcc compiles no empty tensors")
+        hoisted = {}
+        for init in body.initializer:
+            hoisted[init.name] = self.fresh(f"{node.name}/{init.name}")
+            copy = onnx.TensorProto()
+            copy.CopyFrom(init)
+            copy.name = hoisted[init.name]
+            self.inits.append(copy)
+            self.constants[copy.name] = numpy_helper.to_array(copy)
+        carried = list(node.input[2:])
+        scanned: list[list[str]] = [[] for _ in range(k)]
+        true = self.constant(np.asarray(True), f"{node.name}/cond")
+        for t in range(max(steps, 0)):
+            names = dict(hoisted)
+            names[body.input[0].name] = self.constant(np.asarray(t, np.int64), f"{node.name}/iteration_{t}")
+            names[body.input[1].name] = true
+            names.update(zip([v.name for v in body.input[2:]], carried))
+            outputs = self.inline(body, names, f"{node.name}/it{t}", f"__it{t}")
+            carried = outputs[1:1 + n]
+            for i in range(k):
+                scanned[i].append(outputs[1 + n + i])
+        for out, value in zip(node.output[:n], carried):
+            if out:
+                self.bind(out, value, node)
+        for i, out in enumerate(node.output[n:n + k]):
+            if out:
+                pieces = []
+                for t, value in enumerate(scanned[i]):
+                    pieces.append(self.fresh(f"{value}__stacked"))
+                    self.axes_op("Unsqueeze", node, value, 0, pieces[-1], self.fresh(f"{node.name}/stack{t}"))
+                self.add("Concat", pieces, out, self.fresh(f"{node.name}/concat"), axis=0)
+
+    def branch(self, node: onnx.NodeProto) -> None:
+        """An If whose condition is known at compile time (a constant, or computed from an OptionalHasElement that
+        this rewrite decided) as its taken branch; one that chooses a sequence or optional at run time is refused."""
+        condition = self.constants.get(node.input[0])
+        if condition is None:
+            raise HccError(f"{self.where(node)}: its condition '{node.input[0]}' is only known at run time, and its "
+                           "branches make, read or return a sequence or an optional; hcc compiles sequences and "
+                           "optionals whose every element and presence is known when the model is compiled")
+        taken = "then_branch" if bool(np.asarray(condition).reshape(-1)[0]) else "else_branch"
+        graph = next(helper.get_attribute_value(a) for a in node.attribute if a.name == taken)
+        for init in graph.initializer:
+            self.inits.append(init)
+            self.constants[init.name] = numpy_helper.to_array(init)
+        outputs = self.inline(graph, {}, f"{node.name}/{taken}", "")
+        for out, value in zip(node.output, outputs):
+            if out:
+                self.bind(out, value, node)
+
+    def inline(self, graph: onnx.GraphProto, names: dict[str, str], prefix: str, suffix: str) -> list[str]:
+        """The nodes of a Loop body / If branch copied with fresh value and node names (`names`: the bound inputs
+        and the copies' values so far; values read from outer scopes keep theirs, also inside nested subgraphs)
+        and visited in order; returns the values of the graph's outputs."""
+        for inner in graph.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(inner)
+            copy.input[:] = [names.get(name, name) for name in inner.input]
+            for sub in _subgraphs(copy):
+                _rename_reads(sub, names)
+            for k, out in enumerate(inner.output):
+                if out:
+                    names[out] = self.fresh(f"{out}{suffix}")
+                    copy.output[k] = names[out]
+            copy.name = self.fresh(f"{prefix}/{inner.name or inner.op_type}")
+            self.visit(copy)
+        return [names.get(v.name, v.name) for v in graph.output]
+
+    def bind(self, out: str, value: str, node: onnx.NodeProto) -> None:
+        """`out` (a Loop's or If's output) takes `value`: its list, its absence, or the tensor (an Identity)."""
+        if value in self.lists:
+            self.lists[out] = list(self.lists[value])
+        elif value in self.absent:
+            self.absent.add(out)
+        else:
+            if value in self.constants:
+                self.constants[out] = self.constants[value]
+            self.bound.add(out)
+            self.add("Identity", [value], out, self.fresh(f"{node.name}/{out}"))
+
+    def fresh(self, base: str) -> str:
+        return fresh_name(base, self.taken)
+
+    def constant(self, value: np.ndarray, base: str) -> str:
+        name = self.fresh(base)
+        self.inits.append(numpy_helper.from_array(value, name))
+        self.constants[name] = value
+        return name
+
+
+def _rename_reads(graph: onnx.GraphProto, names: dict[str, str]) -> None:
+    """In place: the outer values a subgraph (and its nested ones) reads, renamed as `names` says."""
+    local = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    for node in graph.node:
+        node.input[:] = [names.get(name, name) if name not in local else name for name in node.input]
+        for sub in _subgraphs(node):
+            _rename_reads(sub, {k: v for k, v in names.items() if k not in local})
+    for value in graph.output:  # a branch may return an outer value directly
+        if value.name not in local and value.name in names:
+            value.name = names[value.name]
 
 
 def _rewrite_optionals(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
@@ -249,6 +467,27 @@ def _rewrite_optionals(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     return result
 
 
+def _resolve_optional_outputs(result: onnx.ModelProto, rewriter: _Rewriter, boundary: Boundary) -> None:
+    """Optional graph outputs whose presence the rewrite decided (an inlined If's, an unrolled Loop's), in place: an
+    absent one is dropped, a present one takes its element's type (a sequence's, flattened next); both are recorded
+    in `boundary.optional_outputs` (frontend/boundary.py resolved those known before)."""
+    graph = result.graph
+    kept = []
+    for value in graph.output:
+        decided = value.name in rewriter.absent or value.name in rewriter.lists or value.name in rewriter.bound
+        if not value.type.HasField("optional_type") or not decided:
+            kept.append(value)
+            continue
+        boundary.optional_outputs[value.name] = value.name not in rewriter.absent
+        if value.name not in rewriter.absent:
+            flat = onnx.ValueInfoProto()
+            flat.name = value.name
+            flat.type.CopyFrom(value.type.optional_type.elem_type)
+            kept.append(flat)
+    del graph.output[:]
+    graph.output.extend(kept)
+
+
 def _flatten_outputs(result: onnx.ModelProto, lists: dict[str, list[str]], outputs: set[str], boundary: Boundary) -> None:
     """Each sequence graph output in `outputs` replaced, in place and in order, by its element tensors (Identity nodes
     named `<output>[k]`), recorded in `boundary.sequence_outputs`."""
@@ -282,12 +521,10 @@ def rewrite_sequences(model: onnx.ModelProto, path: str, boundary: Boundary | No
     flattens the model's inputs and outputs), sequence graph outputs become their element tensors, recorded there."""
     model = _rewrite_optionals(model, path)
     graph = model.graph
-    if not any(n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx") for n in graph.node):
-        return model
     if any(v.type.HasField("sequence_type") or v.type.HasField("optional_type") for v in graph.input):
         return model
     sequences = _sequence_values(graph)
-    if sequences is None:
+    if not sequences:
         return model
     for output in graph.output:
         if output.name in sequences and boundary is None:
@@ -299,10 +536,17 @@ def rewrite_sequences(model: onnx.ModelProto, path: str, boundary: Boundary | No
     result = onnx.ModelProto()
     result.CopyFrom(model)
     rewriter = _Rewriter(result, path)
-    rewriter.rewrite(sequences)
+    rewriter.rewrite()
     del result.graph.node[:]
     result.graph.node.extend(rewriter.nodes)
     result.graph.initializer.extend(rewriter.inits)
+    if boundary is not None:
+        _resolve_optional_outputs(result, rewriter, boundary)
+    for output in result.graph.output:
+        if output.name in rewriter.absent:
+            raise HccError(f"{path}: output '{output.name}' is an absent optional here, where the model declares a "
+                           f"{output.type.WhichOneof('value').replace('_type', '')} (e.g. a Loop of 0 iterations that "
+                           "carries an absent optional); hcc compiles outputs whose value exists at compile time")
     if boundary is not None:
         _flatten_outputs(result, rewriter.lists, {o.name for o in graph.output if o.name in sequences}, boundary)
     kept = [v for v in result.graph.value_info if v.name not in sequences]
