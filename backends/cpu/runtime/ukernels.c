@@ -50,6 +50,7 @@
 #define MC (MR * 16)
 #define NC 4096
 #define SMALL_M 4 /* at most this many rows: no packing, stream B (matrix-vector like) */
+#define SMALL_M_KEPT 8 /* with B a bundle weight kept in small_m_panels' layout, up to this many rows */
 #define DIRECT_MAX_K 128 /* at most this many rows of a B that is not a kept weight: read in place (gemm_block) */
 #define AXPY_BLOCK 1024 /* columns of C updated per pass over B's rows in the small-M path (4 KiB per row) */
 #define SMALL_B_BYTES (256 * 1024) /* a B block up to this size is read in column strips with register accumulators */
@@ -2151,13 +2152,13 @@ static void small_m_row4(const float *a, int64_t a_sk, const float *panel, int64
 static inline __attribute__((always_inline)) void small_m_rows_n(const Problem *p, const float *panel, int rows,
                                                                 int vectors, float *sums) {
   const float *second = panel + NR * p->K;
-  vf acc[4][4];
-  for (int m = 0; m < 4; ++m)
-    for (int v = 0; v < 4; ++v) acc[m][v] = vsplat(0.0f);
+  vf acc[8][4];
+  for (int m = 0; m < rows; ++m)
+    for (int v = 0; v < vectors; ++v) acc[m][v] = vsplat(0.0f);
   for (int64_t k = 0; k < p->K; ++k) {
     vf b[4];
     for (int v = 0; v < vectors; ++v) b[v] = vload((v < 2 ? panel : second) + k * NR + (v % 2) * VL);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int m = 0; m < rows; ++m) {
       vf x = vsplat(p->a[m * p->a_sm + k * p->a_sk]);
 #pragma GCC unroll 4
@@ -2168,8 +2169,10 @@ static inline __attribute__((always_inline)) void small_m_rows_n(const Problem *
     for (int v = 0; v < vectors; ++v) vstore(sums + (m * 4 + v) * VL, acc[m][v]);
 }
 
+/* 2-6 rows over both panels at once (up to 24 accumulators); 7-8 rows (a weight kept for a batch of 8:
+ * SMALL_M_KEPT) one panel at a time (16), the panel's sums at their columns of the same rows. */
 static void small_m_rows(const Problem *p, const float *panel, int64_t n, int64_t nb) {
-  float sums[4 * 4 * VL] __attribute__((aligned(64)));
+  float sums[8 * 4 * VL] __attribute__((aligned(64)));
   const int vectors = nb > NR ? 4 : 2;
   switch (p->M * 10 + vectors) {
   case 22: small_m_rows_n(p, panel, 2, 2, sums); break;
@@ -2177,7 +2180,18 @@ static void small_m_rows(const Problem *p, const float *panel, int64_t n, int64_
   case 32: small_m_rows_n(p, panel, 3, 2, sums); break;
   case 34: small_m_rows_n(p, panel, 3, 4, sums); break;
   case 42: small_m_rows_n(p, panel, 4, 2, sums); break;
-  default: small_m_rows_n(p, panel, 4, 4, sums); break;
+  case 44: small_m_rows_n(p, panel, 4, 4, sums); break;
+  case 52: small_m_rows_n(p, panel, 5, 2, sums); break;
+  case 54: small_m_rows_n(p, panel, 5, 4, sums); break;
+  case 62: small_m_rows_n(p, panel, 6, 2, sums); break;
+  case 64: small_m_rows_n(p, panel, 6, 4, sums); break;
+  default:
+    for (int half = 0; half < vectors / 2; ++half)
+      if (p->M == 7)
+        small_m_rows_n(p, panel + half * NR * p->K, 7, 2, sums + half * 2 * VL);
+      else
+        small_m_rows_n(p, panel + half * NR * p->K, 8, 2, sums + half * 2 * VL);
+    break;
   }
   for (int64_t m = 0; m < p->M; ++m) {
     float *c = p->c + m * p->c_sm + n * p->c_sn;
@@ -2199,7 +2213,7 @@ static void small_m_panels(const Problem *p, int64_t n0, int64_t n1) {
     const float *panel = p->packed_b + (n / NR) * NR * p->K;
     int panels = n + NR < n1 ? 2 : 1;
     int64_t nb = min64(panels * NR, n1 - n);
-    if (VL == 16 && p->M >= 2 && p->M <= 4) {
+    if (VL == 16 && p->M >= 2) {
       small_m_rows(p, panel, n, nb);
       continue;
     }
@@ -2334,7 +2348,7 @@ static void run_problems(const Problem *problems, int64_t batch) {
     }
     return;
   }
-  Job job = {problems, 1, 1, p->M <= SMALL_M && p->linear};
+  Job job = {problems, 1, 1, p->linear && (p->M <= SMALL_M || (VL == 16 && p->M <= SMALL_M_KEPT && p->packed_b))};
   double flops = 2.0 * (double)p->M * (double)p->N * (double)p->K * (double)batch;
   int64_t threads = hcc_get_num_threads();
   /* a few tasks per thread balance uneven parts; but a product on tiles packs its A rows in every task (amx_block:
@@ -2397,6 +2411,19 @@ static int64_t *k_table(int64_t *out, int64_t k1n, int64_t k2n, int64_t s1, int6
   return out;
 }
 
+/* The packed path's offset tables of A's rows and k, B's k and columns, in one allocation (freed by the caller). */
+static int64_t *gemm_tables(int64_t M, int64_t N, int64_t K1, int64_t K2, const int64_t *as, const int64_t *bs,
+                            int64_t **am, int64_t **ak, int64_t **bk, int64_t **bn) {
+  const int64_t K = K1 * K2;
+  int64_t *tables = malloc(sizeof(int64_t) * (size_t)(M + N + 2 * K));
+  if (!tables) abort();
+  *am = linear_table(tables, M, as[3]);
+  *ak = k_table(*am + M, K1, K2, as[4], as[5]);
+  *bk = k_table(*ak + K, K1, K2, bs[3], bs[4]);
+  *bn = linear_table(*bk + K, N, bs[5]);
+  return tables;
+}
+
 /* C[b] += A[b] * B[b] for up to 3 batch dims. Pointers come as integers (the generated code passes `index`
  * values); every stride and size is in elements. sizes: {b0, b1, b2, M, N, K1, K2}; strides per operand:
  * a: {b0, b1, b2, m, k1, k2}, b: {b0, b1, b2, k1, k2, n}, c: {b0, b1, b2, m, n}. */
@@ -2415,13 +2442,11 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
   int64_t *tables = NULL;
   if (batch > 1 && !(problems = malloc(sizeof(Problem) * (size_t)batch))) abort();
   int64_t *am = NULL, *ak = NULL, *bk = NULL, *bn = NULL;
-  if (!(linear && M <= SMALL_M)) { /* the packed path reads through offset tables; the small-M path needs none */
-    if (!(tables = malloc(sizeof(int64_t) * (size_t)(M + N + 2 * K)))) abort();
-    am = linear_table(tables, M, as[3]);
-    ak = k_table(am + M, K1, K2, as[4], as[5]);
-    bk = k_table(ak + K, K1, K2, bs[3], bs[4]);
-    bn = linear_table(bk + K, N, bs[5]);
-  }
+  /* a few more rows than SMALL_M take the small-M path too when B is a bundle weight kept in its panels (below) */
+  const int kept_rows = VL == 16 && linear && M > SMALL_M && M <= SMALL_M_KEPT && site > 0 && !amx &&
+                        (batch == 1 || (bs[0] == 0 && bs[1] == 0 && bs[2] == 0));
+  if (!(linear && M <= SMALL_M) && !kept_rows) /* the packed path reads through offset tables; the small-M path needs none */
+    tables = gemm_tables(M, N, K1, K2, as, bs, &am, &ak, &bk, &bn);
   const float *a = (const float *)(intptr_t)a_ptr, *b = (const float *)(intptr_t)b_ptr;
   float *c = (float *)(intptr_t)c_ptr;
   int64_t index = 0;
@@ -2460,6 +2485,10 @@ static void gemm_entry(int64_t a_ptr, int64_t b_ptr, int64_t c_ptr, const int64_
     const int64_t shape[3] = {K, N, -1}; /* -1: this layout, not the packed path's panels */
     const float *panels = packed_weights(site, shape, (size_t)(((N + NR - 1) / NR) * NR * K), pack_small_m_panels, problems);
     for (int64_t i = 0; panels && i < batch; ++i) problems[i].packed_b = panels;
+    if (!panels && kept_rows) { /* no buffer to keep B in: the packed path after all, which reads through tables */
+      tables = gemm_tables(M, N, K1, K2, as, bs, &am, &ak, &bk, &bn);
+      for (int64_t i = 0; i < batch; ++i) problems[i].am = am, problems[i].ak = ak, problems[i].bk = bk, problems[i].bn = bn;
+    }
   }
 #ifdef HCC_AMX
   if (site > 0 && amx && tables && problems->int8) { /* int8: B quantized per column, kept (amx_pack_b8_all) */
