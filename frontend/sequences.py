@@ -139,11 +139,10 @@ class _Rewriter:
         return name
 
     def position(self, node: onnx.NodeProto, index: int, length: int, default: int, insert: bool = False) -> int:
-        name = node.input[index] if len(node.input) > index else ""
+        name, value = self.given_scalar(node, index)
         if not name:
             return default
-        value = self.constants.get(name)
-        if value is None or value.size != 1:
+        if value is None:
             raise HccError(f"{self.where(node)}: position '{name}' is not a compile-time constant; hcc compiles "
                            "sequences whose positions are known when the model is compiled")
         position = int(value.reshape(-1)[0])
@@ -282,13 +281,18 @@ class _Rewriter:
                 self.constants[node.output[0]] = np.logical_not(value) if op == "Not" else value
             self.nodes.append(node)
 
+    def given_scalar(self, node: onnx.NodeProto, index: int) -> tuple[str, np.ndarray | None]:
+        """(name, its compile-time scalar value or None) of input `index` of `node`; ("", None) when not given."""
+        name = node.input[index] if len(node.input) > index else ""
+        value = self.constants.get(name) if name else None
+        return name, (value if value is not None and value.size == 1 else None)
+
     def scalar(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray | None:
         """Input `index` of `node` as a compile-time scalar (None when not given); refused when only known at run time."""
-        name = node.input[index] if len(node.input) > index else ""
+        name, value = self.given_scalar(node, index)
         if not name:
             return None
-        value = self.constants.get(name)
-        if value is None or value.size != 1:
+        if value is None:
             raise HccError(f"{self.where(node)}: its {what} '{name}' is not known at compile time; a {node.op_type} that "
                            "carries, reads or returns a sequence or an optional is compiled by unrolling (inlining) it, "
                            "so that every sequence position is known when the model is compiled")

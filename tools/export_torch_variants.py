@@ -23,7 +23,16 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_torch_models import HandBert, InvertedResidual, ResNet18, TorchEncoder, _double_conv  # noqa: E402
+from export_torch_models import (  # noqa: E402
+    HandBert,
+    InvertedResidual,
+    KeywordGRU,
+    ResNet18,
+    TorchEncoder,
+    _double_conv,
+    _eval_with_random_statistics,
+    export_both,
+)
 
 
 def _width(channels: int, multiplier: float) -> int:
@@ -175,15 +184,6 @@ class RecurrentClassifier(nn.Module):
         return self.fc(self.lstm(x)[0].mean(1))
 
 
-class TwoLayerGRU(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gru, self.fc = nn.GRU(64, 96, 2), nn.Linear(96, 10)
-
-    def forward(self, x):
-        return self.fc(self.gru(x)[0][-1])
-
-
 class BilinearUNet(nn.Module):
     """Four levels, bilinear upsampling (align_corners=False) instead of transposed convolutions."""
 
@@ -299,7 +299,7 @@ VARIANTS = {
     "vit_tiny": (ViT, lambda: (torch.randn(1, 3, 224, 224),)),
     "bilstm_b4": (RecurrentClassifier, lambda: (torch.randn(4, 49, 40),)),
     "lstm_h256_s100": (lambda: RecurrentClassifier(80, 256, 1, False, 20), lambda: (torch.randn(1, 100, 80),)),
-    "gru2_h96": (TwoLayerGRU, lambda: (torch.randn(50, 1, 64),)),
+    "gru2_h96": (lambda: KeywordGRU(64, 96, 2, False, 10), lambda: (torch.randn(50, 1, 64),)),
     "unet4_bilinear_96": (BilinearUNet, lambda: (torch.randn(1, 3, 96, 96),)),
     "mlp_b1_1024": (lambda: GeluMLP([1024, 1024, 1024, 10]), lambda: (torch.randn(1, 1024),)),
     "mlp_b256": (lambda: GeluMLP([784, 512, 512, 10]), lambda: (torch.randn(256, 784),)),
@@ -308,17 +308,6 @@ VARIANTS = {
     "ds_cnn_l": (DSCNNLarge, lambda: (torch.randn(1, 1, 49, 10),)),
     "m5_conv1d": (M5, lambda: (torch.randn(1, 1, 16000),)),
 }
-
-
-def _randomised(module: nn.Module) -> nn.Module:
-    """Eval mode with batch norm statistics that make folding them a real change (as export_torch_models does)."""
-    for m in module.modules():
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return module.eval()
 
 
 def main(argv: list[str]) -> int:
@@ -333,26 +322,9 @@ def main(argv: list[str]) -> int:
         print(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    written = 0
-    for name, (make, example) in VARIANTS.items():
-        if only and name not in only:
-            continue
-        module = _randomised(make())
-        for exporter, opset in (("ts", 17), ("dyn", 18)):
-            path = out / f"{name}_{exporter}.onnx"
-            try:
-                with torch.no_grad():
-                    if exporter == "ts":
-                        torch.onnx.export(module, example(), str(path), opset_version=opset, dynamo=False)
-                    else:
-                        torch.onnx.export(module, example(), str(path), opset_version=opset, dynamo=True, external_data=False)
-                written += 1
-                print(f"wrote {path}")
-            except Exception as exc:  # e.g. the fused encoder layer at opset 17: say so, go on
-                print(f"torch could not export {name} with the {exporter} exporter: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0][:160]}")
+    written = sum(export_both(_eval_with_random_statistics(make()), example, out, name)
+                  for name, (make, example) in VARIANTS.items() if not only or name in only)
     return 0 if written else 1
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
