@@ -11,10 +11,11 @@ import math
 
 import numpy as np
 
-# Sample inputs: both signs, the erf branches (|x / sqrt 2| below and above 1), the tails.
-SAMPLES = np.array([-7.5, -4.0, -2.6, -1.5, -1.2, -0.9, -0.4, -0.05, 0.0, 0.03, 0.3, 0.8, 1.3, 1.6, 2.2, 3.7, 6.0], np.float32)
+# Sample inputs: both signs, the erf branches (|x / sqrt 2| below and above 1), HardSwish's kinks at -3 and 3, the tails.
+SAMPLES = np.array([-7.5, -4.0, -3.1, -2.6, -1.5, -1.2, -0.9, -0.4, -0.05, 0.0, 0.03, 0.3, 0.8, 1.3, 1.6, 2.2, 2.9, 3.7, 6.0],
+                   np.float32)
 OFFSETS = np.array([-1.75, 0.0, 0.6], np.float32)  # a second input (a bias) added first
-GELU_RTOL, GELU_ATOL = 2e-5, 2e-6  # math_approx's erf is within 2.5e-7 relative
+MATCH_RTOL, MATCH_ATOL = 2e-5, 2e-6  # a body matches a function within these (math_approx's erf: 2.5e-7 relative)
 
 _FLOAT_BINARY = {"arith.addf": np.add, "arith.subf": np.subtract, "arith.mulf": np.multiply, "arith.divf": np.divide,
                  "arith.maximumf": np.maximum, "arith.minimumf": np.minimum, "arith.maxnumf": np.fmax, "arith.minnumf": np.fmin,
@@ -115,9 +116,25 @@ def gelu_exact(x: np.ndarray) -> np.ndarray:
     return x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))) / 2.0
 
 
+def hardswish_exact(x: np.ndarray) -> np.ndarray:
+    """x * max(0, min(1, x / 6 + 1/2)) in float64 (ONNX HardSwish; torch's x * relu6(x + 3) / 6)."""
+    x = np.asarray(x, np.float64)
+    return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
 def computes_gelu(block, y_index: int, other: int | None) -> bool:
     """Whether the body yields GELU(y) (other None) or GELU(y + other) for every sample, y the block argument
     `y_index` (a kernel's result) and `other` another input (a bias or residual)."""
+    return computes(block, y_index, other, gelu_exact)
+
+
+def computes_hardswish(block, y_index: int, other: int | None) -> bool:
+    """Whether the body yields HardSwish(y [+ other]) for every sample (the kink at -3 and 3 included)."""
+    return computes(block, y_index, other, hardswish_exact)
+
+
+def computes(block, y_index: int, other: int | None, exact) -> bool:
+    """Whether the body yields exact(y) (other None) or exact(y + other) for every sample, to MATCH_RTOL / MATCH_ATOL."""
     if other is None:
         x, inputs = SAMPLES, {y_index: SAMPLES}
     else:
@@ -129,5 +146,5 @@ def computes_gelu(block, y_index: int, other: int | None) -> bool:
         return False
     if got is None or got.dtype != np.float32:
         return False
-    want = gelu_exact(x)
-    return bool(np.all(np.abs(got.astype(np.float64) - want) <= GELU_ATOL + GELU_RTOL * np.abs(want)))
+    want = exact(x)
+    return bool(np.all(np.abs(got.astype(np.float64) - want) <= MATCH_ATOL + MATCH_RTOL * np.abs(want)))

@@ -31,8 +31,9 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   treat rows and columns outside the input as zeros), so the padded copy is never materialized.
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
             pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits;
-            the hi mode's bits 4 and up: an activation after the residual and before the clamps (1: GELU with erf;
-            GEMMs only: a consumer whose body computes GELU(y [+ r]), found by running it, body_eval.py)
+            the hi mode's bits 4 and up: an activation after the residual and before the clamps (1: GELU with erf,
+            GEMMs only; 2: HardSwish, any kernel): a consumer whose body computes it on y [+ r], found by running
+            the body on sample values (body_eval.py)
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group: the direct c
 INIT_IN_C, INIT_CONSTANT, INIT_SOURCE = 0, 1, 2
 _FOLDED = ("tensor.pad", "linalg.fill", "linalg.broadcast", "linalg.generic", "tensor.empty")  # erased once unused
 CLAMP_NONE, CLAMP_KEEP_NAN, CLAMP_NAN_TO_BOUND = 0, 1, 2
-ACT_NONE, ACT_GELU = 0, 1  # an activation after the residual (GEMMs only); passed in the hi mode's bits 4 and up
+ACT_NONE, ACT_GELU, ACT_HARDSWISH = 0, 1, 2  # the activation after the residual (GELU: GEMMs only); hi mode bits 4+
 ACT_SHIFT = 4
 
 
@@ -293,26 +294,28 @@ def _clamp_of(name: str, value: float | None) -> tuple[str, int, float] | None:
     return None
 
 
-def match_gelu(consumer, y_index: int) -> tuple[int | None] | None:
-    """(residual input index or None,) when the consumer's body computes GELU(y [+ r]) (body_eval.py), else None."""
+def match_activation(consumer, y_index: int, gelu: bool) -> tuple[int | None, int] | None:
+    """(residual input index or None, ACT_*) when the consumer's body computes HardSwish(y [+ r]), or with `gelu`
+    GELU(y [+ r]) (body_eval.py runs it on sample values), else None."""
     block = consumer.regions[0].blocks[0]
     inputs = len(list(block.arguments)) - 1
     others = [i for i in range(inputs) if i != y_index]
     if len(others) > 1:
         return None
     other = others[0] if others else None
-    return (other,) if body_eval.computes_gelu(block, y_index, other) else None
+    if gelu and body_eval.computes_gelu(block, y_index, other):
+        return other, ACT_GELU
+    return (other, ACT_HARDSWISH) if body_eval.computes_hardswish(block, y_index, other) else None
 
 
 def match_epilogue(consumer, y_index: int, gelu: bool = False) -> tuple[int | None, list[tuple[str, int, float]], int] | None:
     """(residual input index or None, clamps, activation) when the consumer's body is `clamp(y [+ r])` with constant
-    bounds, or with `gelu` also GELU(y [+ r])."""
+    bounds, HardSwish(y [+ r]), or with `gelu` GELU(y [+ r])."""
     from mlir import ir
 
-    if gelu:
-        matched = match_gelu(consumer, y_index)
-        if matched is not None:
-            return matched[0], [], ACT_GELU
+    matched = match_activation(consumer, y_index, gelu)
+    if matched is not None:
+        return matched[0], [], matched[1]
     block = consumer.regions[0].blocks[0]
     args = list(block.arguments)
     acc, residual, clamps = args[y_index], None, []
@@ -377,8 +380,8 @@ def _select_clamp(select, acc, constant_of) -> tuple[str, int, float] | None:
 
 
 def consumer_of(op, epilogue: Epilogue, rank: int, gelu: bool = False) -> None:
-    """Fuse the single elementwise consumer of `op`'s result when its body is clamp(y [+ r]), or with `gelu` (the
-    GEMM kernels) GELU(y [+ r])."""
+    """Fuse the single elementwise consumer of `op`'s result when its body is clamp(y [+ r]) or HardSwish(y [+ r]),
+    or with `gelu` (the GEMM kernels) GELU(y [+ r])."""
     from mlir import ir
 
     uses = list(op.results[0].uses)
@@ -415,9 +418,9 @@ def consumer_of(op, epilogue: Epilogue, rank: int, gelu: bool = False) -> None:
             return
     if clamps:
         epilogue.notes.append("activation")
-    if act == ACT_GELU:
+    if act != ACT_NONE:
         epilogue.act = act
-        epilogue.notes.append("GELU")
+        epilogue.notes.append("GELU" if act == ACT_GELU else "HardSwish")
     epilogue.consumer = consumer
 
 

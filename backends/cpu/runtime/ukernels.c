@@ -145,7 +145,7 @@ static inline vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b);
 
 enum { INIT_IN_C = 0, INIT_CONSTANT = 1, INIT_SOURCE = 2 };
 enum { CLAMP_NONE = 0, CLAMP_KEEP_NAN = 1, CLAMP_NAN_TO_BOUND = 2 };
-enum { ACT_NONE = 0, ACT_GELU = 1 }; /* an activation after the residual, before the clamps (the hi mode's bits 4+) */
+enum { ACT_NONE = 0, ACT_GELU = 1, ACT_HARDSWISH = 2 }; /* an activation after the residual, before the clamps (the hi mode's bits 4+) */
 
 /* C = clamp(init + A*B + residual). Element (m, n) of the init source / residual is at ptr[m*sm + col(n)], where
  * col(n) = n*sn, or for a convolution's pixel index n (ow > 0 columns per row) (n/ow)*sh + (n%ow)*sn. */
@@ -279,9 +279,16 @@ static inline float epi_init(const Epilogue *e, float c, int64_t m, int64_t n) {
   return c;
 }
 
+/* HardSwish as ONNX defines it, x * max(0, min(1, x / 6 + 0.5)) (MobileNetV3's activation; onnxruntime's arithmetic):
+ * NaN stays NaN, -inf gives NaN (-inf * 0). Cheap enough for every kernel's write-out (vclamp), convolutions too. */
+static inline vf vhardswish(vf x) {
+  return x * vmax(vsplat(0.0f), vmin(vsplat(1.0f), x * vsplat(1.0f / 6.0f) + vsplat(0.5f)));
+}
+
 static inline float epi_finish(const Epilogue *e, float v, int64_t m, int64_t n) {
   if (e->res) v += e->res[m * e->res_sm + col_offset(n, e->ow, e->res_sn, e->res_sh)];
   if (e->act == ACT_GELU) v = vgelu(vsplat(v))[0];
+  if (e->act == ACT_HARDSWISH) v = vhardswish(vsplat(v))[0];
   if (e->lo_mode == CLAMP_KEEP_NAN) v = v < e->lo ? e->lo : v;
   else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = v >= e->lo ? v : e->lo;
   if (e->hi_mode == CLAMP_KEEP_NAN) v = v > e->hi ? e->hi : v;
@@ -289,7 +296,9 @@ static inline float epi_finish(const Epilogue *e, float v, int64_t m, int64_t n)
   return v;
 }
 
+/* A cheap activation (HardSwish), then the clamps: every kernel's last step on its output values. */
 static inline vf vclamp(const Epilogue *e, vf v) {
+  if (e->act == ACT_HARDSWISH) v = vhardswish(v);
   if (e->lo_mode == CLAMP_KEEP_NAN) v = vmax(vsplat(e->lo), v);
   else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = vmax(v, vsplat(e->lo));
   if (e->hi_mode == CLAMP_KEEP_NAN) v = vmin(vsplat(e->hi), v);
@@ -297,7 +306,7 @@ static inline vf vclamp(const Epilogue *e, vf v) {
   return v;
 }
 
-/* The activation, then the clamps: the last step of a GEMM's output (convolutions take no activation). */
+/* The activation, then the clamps: GELU for a GEMM's output (convolutions take HardSwish only, in vclamp). */
 static inline vf vfinish(const Epilogue *e, vf v) { return vclamp(e, e->act == ACT_GELU ? vgelu(v) : v); }
 
 /* The init for paths that accumulate into C (small M, depthwise): write it over the region first. */
@@ -525,7 +534,7 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
  * whose accumulators are dead by then. */
 static __attribute__((noinline)) void act_rows(const Epilogue *e, float *c, int64_t c_sm, int64_t mr, int64_t nr) {
   if (e->act == ACT_GELU) gelu_rows(c, c_sm, mr, nr);
-  if (e->lo_mode == CLAMP_NONE && e->hi_mode == CLAMP_NONE) return;
+  if (e->lo_mode == CLAMP_NONE && e->hi_mode == CLAMP_NONE && e->act != ACT_HARDSWISH) return;
   for (int64_t i = 0; i < mr; ++i) {
     float *row = c + i * c_sm;
     int64_t j = 0;

@@ -712,6 +712,48 @@ def test_gelu_fused_into_the_gemm(tmp_path, spelling, fused):
 
 
 
+def _hardswish_after(kernel: str, spelling: str, seed: int = 5) -> onnx.ModelProto:
+    """A convolution (dense or depthwise) or a MatMul + bias, then HardSwish: the op (opset 14), torch's
+    x * relu6(x + 3) / 6 written out, or ReLU6 alone (not HardSwish)."""
+    rng = np.random.default_rng(seed)
+    if kernel == "matmul":
+        inits = [_weight(rng, "w", [40, 48], 0.4), _weight(rng, "b", [48], 1.0)]
+        nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
+        x_shape, y_shape = [24, 40], [24, 48]
+    else:
+        groups = 16 if kernel == "depthwise" else 1
+        inits = [_weight(rng, "w", [16, 16 // groups, 3, 3], 0.5), _weight(rng, "b", [16], 1.0)]
+        nodes = [h.make_node("Conv", ["x", "w", "b"], ["u"], pads=[1, 1, 1, 1], group=groups)]
+        x_shape, y_shape = [1, 16, 12, 12], [1, 16, 12, 12]
+    if spelling == "op":
+        nodes.append(h.make_node("HardSwish", ["u"], ["y"]))
+    else:
+        inits += [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("three", 3.0), ("zero", 0.0), ("six", 6.0))]
+        nodes += [h.make_node("Add", ["u", "three"], ["s"]) if spelling == "torch" else h.make_node("Identity", ["u"], ["s"]),
+                  h.make_node("Clip", ["s", "zero", "six"], ["r6"])]
+        nodes += [h.make_node("Mul", ["u", "r6"], ["m"]), h.make_node("Div", ["m", "six"], ["y"])] if spelling == "torch" else \
+            [h.make_node("Identity", ["r6"], ["y"])]
+    graph = h.make_graph(nodes, "hswish", [h.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kernel", ["conv", "depthwise", "matmul"])
+@pytest.mark.parametrize("spelling,fused", [("op", True), ("torch", True), ("relu6", False)])
+def test_hardswish_fused_into_the_kernel(tmp_path, kernel, spelling, fused):
+    """MobileNetV3's HardSwish after a convolution or a GEMM is computed in the kernel's write-out (found by what the
+    consumer's body computes), as the op or as torch's decomposition; ReLU6 alone is fused as a clamp, not as
+    HardSwish. NaN and both infinities in the input: the same NaN rule as onnxruntime's (-inf gives NaN)."""
+    model = _hardswish_after(kernel, spelling)
+    x_shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(6).uniform(-6, 6, x_shape).astype(np.float32)
+    x.reshape(-1)[[3, 50, 97]] = [np.nan, np.inf, -np.inf]
+    compile_and_compare(model, tmp_path, name="hswish", feeds={"x": x})
+    kinds = {"conv": "ukernel-conv", "depthwise": "ukernel-conv", "matmul": "ukernel-gemm"}
+    notes = [r.note for r in _schedule_log(tmp_path / "hswish.bundle") if r.kind == kinds[kernel]]
+    assert notes and all(("HardSwish fused" in n) == fused for n in notes), notes
+
+
 @pytest.mark.parametrize("exponent", [2.0, 3.0, -2.0])
 def test_integer_powers_vectorize(tmp_path, exponent):
     """Pow(x, n) with a constant integer n (an STFT's power spectrum, a decomposed LayerNorm's variance, the tanh
