@@ -124,7 +124,8 @@ def analyze(op, index: int) -> LinalgOp:
 
 
 def _is_row_gather(op, maps: list, loops: int) -> bool:
-    """Whether one `tensor.extract` of the body reads element [r..., j] where j is the innermost loop index itself
+    """Whether one `tensor.extract` of the body reads element [r..., j] of a function argument (a weight or an input:
+    see _gathers_vectorizable for why not an intermediate) where j is the innermost loop index itself
     (`linalg.index` of the last dim) and no other index varies along that dim: an embedding lookup / Gather along an
     outer axis, out[i, j] = table[row(i), j]. Its reads along the innermost dim are contiguous, so it vectorizes into
     plain vector loads (_plan_elementwise); any other computed index (Pad(reflect), Resize) stays scalar. Other
@@ -168,9 +169,19 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
             return False
         return not any(varies(v) for v in indices[:-1])
 
+    if not all(_function_argument(e.operands[0]) for e in extracts):
+        return False  # a gather from an intermediate may read a strided buffer (_gathers_vectorizable)
     rows = [e for e in extracts if reads_row(e)]
     uniform = [e for e in extracts if e not in rows and not in_body(e.operands[0]) and not any(varies(v) for v in e.operands[1:])]
     return len(rows) == 1 and len(rows) + len(uniform) == len(extracts)
+
+
+def _function_argument(value) -> bool:
+    """Whether `value` is an argument of the enclosing function: a buffer of identity layout once bufferized."""
+    from mlir import ir
+
+    owner = value.owner
+    return isinstance(owner, ir.Block) and owner.owner is not None and owner.owner.operation.name == "func.func"
 
 
 def _gathers_vectorizable(op) -> bool:
@@ -189,10 +200,6 @@ def _gathers_vectorizable(op) -> bool:
     block = op.regions[0].blocks[0]
     extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
 
-    def function_argument(value) -> bool:
-        owner = value.owner
-        return isinstance(owner, ir.Block) and owner.owner is not None and owner.owner.operation.name == "func.func"
-
     def has_subi(value, depth: int = 0) -> bool:
         owner = value.owner
         if depth > 64:
@@ -203,7 +210,7 @@ def _gathers_vectorizable(op) -> bool:
             return True
         return any(has_subi(operand, depth + 1) for operand in owner.operands)
 
-    return bool(extracts) and all(function_argument(e.operands[0]) for e in extracts) and \
+    return bool(extracts) and all(_function_argument(e.operands[0]) for e in extracts) and \
         not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
 
 

@@ -362,6 +362,22 @@ def test_gather_of_an_indices_column(tmp_path):
     assert len(log) == 2 and all(r.kind == "elementwise" and "row gather" in r.note for r in log), log
 
 
+def test_row_gather_of_a_slice_stays_scalar(tmp_path):
+    """Rows gathered from a column slice of an intermediate: MLIR's vector gathers linearize offsets from the sliced
+    tensor's shape, not its buffer's strides (this read the wrong elements, off by up to 4.5), so a gather from
+    anything but a function argument stays on scalar loops, and matches onnxruntime."""
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.standard_normal([6, 48]).astype(np.float32), "t")]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in (("s", [16]), ("e", [32]), ("ax", [1]))]
+    nodes = [h.make_node("Add", ["t", "x"], ["u"], name="add"), h.make_node("Slice", ["u", "s", "e", "ax"], ["v"], name="slice"),
+             h.make_node("Gather", ["v", "ids"], ["y"], axis=0, name="gather")]
+    model = _model(nodes, inits, [_vi("x", [6, 48]), _vi("ids", [5], TensorProto.INT64)], [_vi("y", [5, 16])])
+    feeds = {"x": rng.standard_normal([6, 48]).astype(np.float32), "ids": np.array([5, 0, 3, 3, 1], np.int64)}
+    compile_and_compare(model, tmp_path, name="sliced", feeds=feeds)
+    log = [r for r in _schedule_log(tmp_path / "sliced.bundle") if r.node == "gather"]
+    assert [r.kind for r in log] == ["loops"], log
+
+
 def test_computed_index_gathers(tmp_path):
     """A bilinear Resize of an input reads by indices computed from float coordinates: vector gathers (it was scalar
     loops, 2.4x slower on a 64x48x48 map). Pad(reflect) reads mirrored runs (`c - i`) of slices, which the pinned
