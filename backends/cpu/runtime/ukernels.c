@@ -296,9 +296,7 @@ static inline float epi_finish(const Epilogue *e, float v, int64_t m, int64_t n)
   return v;
 }
 
-/* A cheap activation (HardSwish), then the clamps: every kernel's last step on its output values. */
 static inline vf vclamp(const Epilogue *e, vf v) {
-  if (e->act == ACT_HARDSWISH) v = vhardswish(v);
   if (e->lo_mode == CLAMP_KEEP_NAN) v = vmax(vsplat(e->lo), v);
   else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = vmax(v, vsplat(e->lo));
   if (e->hi_mode == CLAMP_KEEP_NAN) v = vmin(vsplat(e->hi), v);
@@ -306,8 +304,13 @@ static inline vf vclamp(const Epilogue *e, vf v) {
   return v;
 }
 
-/* The activation, then the clamps: GELU for a GEMM's output (convolutions take HardSwish only, in vclamp). */
-static inline vf vfinish(const Epilogue *e, vf v) { return vclamp(e, e->act == ACT_GELU ? vgelu(v) : v); }
+/* HardSwish (the cheap activation, any kernel), then the clamps: the convolutions' last step on their output values.
+ * Not in vclamp: the GEMM micro-kernel's write-out clamps in place and leaves an activation to act_rows, and the
+ * extra code in it cost BERT-sized GEMMs 2% (the register allocation of the accumulators, as vgelu's did). */
+static inline vf vclamp_act(const Epilogue *e, vf v) { return vclamp(e, e->act == ACT_HARDSWISH ? vhardswish(v) : v); }
+
+/* The activation, then the clamps: GELU for a GEMM's output, HardSwish for any kernel's. */
+static inline vf vfinish(const Epilogue *e, vf v) { return e->act == ACT_GELU ? vclamp(e, vgelu(v)) : vclamp_act(e, v); }
 
 /* The init for paths that accumulate into C (small M, depthwise): write it over the region first. */
 static void region_prologue(const Epilogue *e, float *c, int64_t c_sm, int64_t c_sn, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -538,8 +541,8 @@ static __attribute__((noinline)) void act_rows(const Epilogue *e, float *c, int6
   for (int64_t i = 0; i < mr; ++i) {
     float *row = c + i * c_sm;
     int64_t j = 0;
-    for (; j + VL <= nr; j += VL) vstore(row + j, vclamp(e, vload(row + j)));
-    if (j < nr) vstore_n(row + j, vclamp(e, vload_n(row + j, nr - j)), nr - j);
+    for (; j + VL <= nr; j += VL) vstore(row + j, vclamp_act(e, vload(row + j)));
+    if (j < nr) vstore_n(row + j, vclamp_act(e, vload_n(row + j, nr - j)), nr - j);
   }
 }
 
@@ -3088,13 +3091,13 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
       vf wt = weights[t];
       acc0 += wt * vload(tap), acc1 += wt * vload(tap + VL), acc2 += wt * vload(tap + 2 * VL), acc3 += wt * vload(tap + 3 * VL);
     }
-    if (clamp_here) acc0 = vclamp(e, acc0), acc1 = vclamp(e, acc1), acc2 = vclamp(e, acc2), acc3 = vclamp(e, acc3);
+    if (clamp_here) acc0 = vclamp_act(e, acc0), acc1 = vclamp_act(e, acc1), acc2 = vclamp_act(e, acc2), acc3 = vclamp_act(e, acc3);
     vstore(flat + q, acc0), vstore(flat + q + VL, acc1), vstore(flat + q + 2 * VL, acc2), vstore(flat + q + 3 * VL, acc3);
   }
   for (; q + VL <= count; q += VL) {
     vf acc = vsplat(start);
     for (int64_t t = 0; t < taps; ++t) acc += weights[t] * vload(x + q + offsets[t]);
-    vstore(flat + q, clamp_here ? vclamp(e, acc) : acc);
+    vstore(flat + q, clamp_here ? vclamp_act(e, acc) : acc);
   }
   for (; q < count; ++q) {
     float acc = start;
@@ -3119,7 +3122,7 @@ static int dw_plane_flat(const DwJob *j, const Epilogue *e, const float *x, cons
       for (; ow + VL <= j->OW; ow += VL) {
         vf v = vload(row + ow) + (!init ? vsplat(e->init_value) : e->init_sn ? vload(init + ow) : vsplat(init[0]));
         if (res) v += e->res_sn ? vload(res + ow) : vsplat(res[0]);
-        vstore(out + ow, vclamp(e, v));
+        vstore(out + ow, vclamp_act(e, v));
       }
     }
     for (; ow < j->OW; ++ow) out[ow * j->ys[3]] = epi_finish(e, epi_init(e, out[ow * j->ys[3]], 0, p0 + ow) + row[ow], 0, p0 + ow);
@@ -3468,7 +3471,7 @@ static void dw_channel_block(void *ctx, int64_t task) {
       for (int64_t l = 0; l < lanes; ++l) init[l] = pe->init[n * j->is[0] + (c0 + l) * j->is[1]];
     if (y_blocked) { /* each pixel's VL channels stored as they are */
       float *y = j->y + n * j->ys[0] + blocked_at(c0, 0, pixels);
-      for (int64_t p = 0; p < pixels; ++p) vstore(y + p * CBLOCK, vclamp(pe, vload(out + p * VL) + init));
+      for (int64_t p = 0; p < pixels; ++p) vstore(y + p * CBLOCK, vclamp_act(pe, vload(out + p * VL) + init));
       return;
     }
     int64_t p0 = 0;
@@ -3476,20 +3479,20 @@ static void dw_channel_block(void *ctx, int64_t task) {
     if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW) /* VL pixels x VL channels per transpose, vector stores */
       for (; p0 + VL <= pixels; p0 += VL) {
         vf r[VL], t[VL];
-        for (int q = 0; q < VL; ++q) r[q] = vclamp(pe, vload(out + (p0 + q) * VL) + init);
+        for (int q = 0; q < VL; ++q) r[q] = vclamp_act(pe, vload(out + (p0 + q) * VL) + init);
         transpose_lanes(r, t);
         for (int64_t l = 0; l < VL; ++l) vstore(j->y + n * j->ys[0] + (c0 + l) * j->ys[1] + p0, t[l]);
       }
     if (lanes == VL && j->ys[3] == 1 && j->ys[2] == j->OW && p0 < pixels) { /* the last pixels: masked stores */
       int64_t rem = pixels - p0;
       vf r[VL], t[VL];
-      for (int64_t q = 0; q < VL; ++q) r[q] = q < rem ? vclamp(pe, vload(out + (p0 + q) * VL) + init) : vsplat(0.0f);
+      for (int64_t q = 0; q < VL; ++q) r[q] = q < rem ? vclamp_act(pe, vload(out + (p0 + q) * VL) + init) : vsplat(0.0f);
       transpose_lanes(r, t);
       for (int64_t l = 0; l < VL; ++l) vstore_n(j->y + n * j->ys[0] + (c0 + l) * j->ys[1] + p0, t[l], rem);
       p0 = pixels;
     }
 #endif
-    for (int64_t p = p0; p < pixels; ++p) vstore(out + p * VL, vclamp(pe, vload(out + p * VL) + init));
+    for (int64_t p = p0; p < pixels; ++p) vstore(out + p * VL, vclamp_act(pe, vload(out + p * VL) + init));
     for (int64_t l = 0; l < lanes; ++l) {
       float *y = j->y + n * j->ys[0] + (c0 + l) * j->ys[1];
       const float *src = out + l;
@@ -3550,7 +3553,7 @@ static inline __attribute__((always_inline)) void dw_blocked_chains(const int P,
       for (int i = 0; i < P; ++i) a[i] += wv * vload(b + i * pixel_step);
     }
 #pragma GCC unroll 8
-  for (int i = 0; i < P; ++i) vstore(y + i * pitch, vclamp(e, a[i]));
+  for (int i = 0; i < P; ++i) vstore(y + i * pitch, vclamp_act(e, a[i]));
 }
 
 /* The same for n pixels whose windows lie inside the input: eight at a time, then four, then one. */
@@ -3650,7 +3653,7 @@ static void dw_blocked_rows(const DwJob *j, int64_t n, int64_t c0, int64_t oh0, 
           if (iw >= 0 && iw < W) a += vload(wts + (kh * KW + kw) * VL) * vload(x + (ih * W + iw) * CBLOCK);
         }
       }
-      vstore(yrow + ow * pitch, vclamp(e, a));
+      vstore(yrow + ow * pitch, vclamp_act(e, a));
     }
     if (!y_blocked) dw_row_to_nchw(j, y, n, c0, oh);
   }
@@ -3799,7 +3802,7 @@ static inline __attribute__((always_inline)) void fv_tile_to(const int prefetch,
 #pragma GCC unroll 8
     for (int j = 0; j < px; ++j)
 #pragma GCC unroll 4
-      for (int i = 0; i < fv; ++i) vstore(y[i] + j * CBLOCK, vclamp(&e, c[i][j] + init[i]));
+      for (int i = 0; i < fv; ++i) vstore(y[i] + j * CBLOCK, vclamp_act(&e, c[i][j] + init[i]));
     return;
   }
 #pragma GCC unroll 8
@@ -3905,7 +3908,7 @@ static inline void fv_store(const Problem *p, vf v, int64_t m, int64_t n0, int64
   else if (e->init_sn == 0) v += vsplat(e->init[m * e->init_sm]);
   else v += full ? vload(e->init + m * e->init_sm + n0) : vload_n(e->init + m * e->init_sm + n0, lanes);
   if (e->res) v += full ? vload(e->res + m * e->res_sm + n0) : vload_n(e->res + m * e->res_sm + n0, lanes);
-  v = vclamp(e, v);
+  v = vclamp_act(e, v);
   if (full) vstore(y, v);
   else vstore_n(y, v, lanes);
 }
@@ -3936,14 +3939,14 @@ static int fv_write_per_filter(const Problem *p, const float *sums, int64_t m0, 
       vf r[VL], t[VL];
       for (int l = 0; l < VL; ++l) r[l] = l < lanes ? vload(sums + (q + l) * width + f) + init : init;
       if (!e->res)
-        for (int l = 0; l < VL; ++l) r[l] = vclamp(e, r[l]);
+        for (int l = 0; l < VL; ++l) r[l] = vclamp_act(e, r[l]);
       transpose_lanes(r, t);
       for (int64_t l = 0; l < VL && f + l < rows; ++l) {
         int64_t m = m0 + f + l;
         vf v = t[l];
         if (e->res) {
           const float *res = e->res + m * e->res_sm + n0 + q;
-          v = vclamp(e, v + (lanes == VL ? vload(res) : vload_n(res, lanes)));
+          v = vclamp_act(e, v + (lanes == VL ? vload(res) : vload_n(res, lanes)));
         }
         if (lanes == VL)
           vstore(c + m * p->c_sm + q, v);
@@ -3985,7 +3988,7 @@ static void fv_write_blocked(const Problem *p, const float *sums, int64_t m0, in
     int64_t m = m0 + f;
     vf init = fv_filter_init(e, m, VL);
     float *y = p->c + blocked_at(m, n0, P);
-    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp(e, vload(sums + q * width + f) + init));
+    for (int64_t q = 0; q < pn; ++q) vstore(y + q * CBLOCK, vclamp_act(e, vload(sums + q * width + f) + init));
   }
 }
 
