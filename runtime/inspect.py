@@ -34,6 +34,10 @@ def _schedule_lines(record: list[dict] | None) -> list[str]:
         counts[kind] = counts.get(kind, 0) + 1
     summary = ", ".join(f"{kind} {counts[kind]} ops ({shares[kind]:.0%})" for kind in sorted(shares, key=lambda k: -shares[k]))
     lines = [f"    cpu schedule: {summary}"]
+    across = [e for e in record if e.get("threads")]
+    if across:  # the kernels always use every thread; these are the generated (MLIR) loops that do too
+        lines.append(f"    generated loops across threads: {len(across)} elementwise/reduction ops "
+                     f"({sum(e['share'] for e in across):.0%} of the arithmetic); other generated loops run on one thread")
     lines += [f"    fallback: {entry['note']}" for entry in record if entry["kind"] == "module"]
     for entry in record:
         if entry["kind"] != "module" and (entry["kind"] == "loops" or not entry["ok"]) and entry["share"] >= 0.001:

@@ -54,11 +54,12 @@ def weight_arguments(inputs: list[str], files: ModelFiles | None) -> frozenset[i
 
 
 def schedule_record(log: list[lowering.OpReport]) -> list[dict]:
-    """Per op: node, schedule kind, whether it applied, why, and its share of the function's arithmetic; whole-
-    function failures (and the retry they caused) come first as kind 'module'."""
+    """Per op: node, schedule kind, whether it applied, why, its share of the function's arithmetic and whether its
+    generated loop runs across threads; whole-function failures (and the retry they caused) come first as kind
+    'module'."""
     total = sum(r.work for r in log if r.index != -1) or 1
-    entries = [{"node": r.node, "kind": r.kind, "ok": r.ok, "note": r.note, "share": round(r.work / total, 4), "work": r.work}
-               for r in log]
+    entries = [{"node": r.node, "kind": r.kind, "ok": r.ok, "note": r.note, "share": round(r.work / total, 4), "work": r.work,
+                "threads": r.ok and r.threads} for r in log]
     return sorted(entries, key=lambda e: e["kind"] != "module")
 
 

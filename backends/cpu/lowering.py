@@ -72,13 +72,18 @@ module attributes {transform.with_named_sequence} {
 """
 # Loops first: the deallocation pipeline's private helper takes dynamic memrefs, which the bare-pointer calling
 # convention cannot lower, so it is inlined; then i1 buffers become bytes (widen_i1.py) before memref-to-LLVM.
-TO_LOOPS = "inline,symbol-dce,convert-linalg-to-loops,expand-strided-metadata,lower-affine,convert-scf-to-cf,canonicalize"
+# The loops that schedule.py tiled across threads (scf.forall) become OpenMP worksharing loops; the canonicalize after
+# it folds away the alloca scope that convert-scf-to-openmp wraps each body in (scf-to-cf would leave it with several
+# blocks, which it may not have); translation outlines each body, called through runtime/openmp_abi.c's pool.
+TO_LOOPS = ("inline,symbol-dce,convert-linalg-to-loops,expand-strided-metadata,lower-affine,"
+            "scf-forall-to-parallel,convert-scf-to-openmp,canonicalize,convert-scf-to-cf,canonicalize")
 # math-to-llvm first (sqrt, rsqrt, exp, ... as intrinsics); what is left (erf) becomes libm calls (-lm is linked).
 # math-to-libm scalarizes vector math ops with extract/insert, so the vector conversion comes after it.
 TO_LLVM = (
     "convert-math-to-llvm,convert-math-to-libm,convert-vector-to-llvm,finalize-memref-to-llvm{use-generic-functions=1},"
     "convert-arith-to-llvm,convert-cf-to-llvm,convert-ub-to-llvm,convert-func-to-llvm{use-bare-ptr-memref-call-conv=1},"
-    "reconcile-unrealized-casts"
+    # after the functions: it would convert them too, without the bare-pointer convention
+    "convert-openmp-to-llvm,reconcile-unrealized-casts"
 )
 NAIVE_TO_LLVM = (
     "finalize-memref-to-llvm{use-generic-functions=1},convert-arith-to-llvm,convert-math-to-llvm,convert-math-to-libm,"
@@ -171,6 +176,7 @@ class OpReport:
     note: str = ""
     node: str = ""  # the ONNX node the op came from (its MLIR location)
     work: int = 0  # scalar operations of the op (iteration space x body ops), for a share of the function
+    threads: bool = False  # its outer loop runs across the pool's threads (when ok)
 
     @property
     def slow(self) -> bool:
@@ -475,7 +481,7 @@ def _schedule_round(module, reports: list, first_index: int, kinds: frozenset[st
         work = 1
         for size in info.ranges:
             work *= max(size, 1)
-        plans.append((OpReport(index, plan.kind, True, plan.note, node_name(op), work * max(len(info.body), 1)), plan))
+        plans.append((OpReport(index, plan.kind, True, plan.note, node_name(op), work * max(len(info.body), 1), plan.threads), plan))
         index += 1
     if _can_fork():
         _apply_tried_in_child(module, plans, reports)

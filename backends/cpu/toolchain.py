@@ -23,6 +23,7 @@ RUNTIME_DIR = Path(__file__).with_name("runtime")
 SUPPORT_UNITS = (
     ("memref_copy.c", (), "memref_copy"),
     ("threadpool.c", (), "threadpool"),
+    ("openmp_abi.c", (), "openmp_abi"),
     ("ukernels_dispatch.c", (), "ukernels_dispatch"),
     ("profile.c", (), "profile"),
     ("pool.c", (), "pool"),

@@ -4,6 +4,7 @@ vector code, and must fall back to plain loops when a schedule cannot apply."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -814,3 +815,41 @@ def test_profile_marks_are_declared_in_a_function_of_views_only():
           }""")
         assert insert_profile_marks(module) == []
         assert module.operation.verify() and f"func.func private @{PROFILE_MARK}" in str(module)
+
+
+def _thread_notes(bundle) -> dict[str, list[str]]:
+    notes: dict[str, list[str]] = {}
+    for report in _schedule_log(bundle):
+        notes.setdefault(report.node, []).append(report.note)
+    return notes
+
+
+def test_large_ops_run_across_threads_with_the_same_bits(tmp_path):
+    """Softmax, LayerNorm, a ReduceMean and a ReduceSum over an outer axis on 2 x 64 x 768 (each at least
+    schedule.PARALLEL_MIN_WORK) split their outer loop across threads; every thread count gives the same bits,
+    matching onnxruntime (NaN/inf included); the .so defines the OpenMP entry points itself."""
+    x = np.random.default_rng(7).standard_normal([2, 64, 768]).astype(np.float32) * 4
+    x[0, 3, 5], x[1, 60, 700], x[1, 2, 0] = np.nan, np.inf, -np.inf
+    session, outputs, _ = compile_and_compare(softmax_norms(64, 768), tmp_path, name="wide", feeds={"x": x})
+    bundle = tmp_path / "wide.bundle"
+    notes = _thread_notes(bundle)
+    for node in ("softmax", "layernorm", "mean", "sum"):
+        assert any("across threads" in note for note in notes[node]), (node, notes[node])
+    from hcc.runtime import load
+
+    for threads in (1, 2, 3):
+        again = load(bundle, threads=threads).run(None, {"x": x})
+        for a, b in zip(outputs, again):
+            np.testing.assert_array_equal(a, b)
+    so = next(bundle.glob("cpu/*/lib*.so"))
+    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "kmpc" not in undefined and "omp_" not in undefined, undefined
+
+
+def test_small_ops_stay_on_one_thread(tmp_path):
+    """Below schedule.PARALLEL_MIN_WORK a second core would save nothing."""
+    model = _model([h.make_node("Relu", ["x"], ["y"], name="relu")], [], [_vi("x", [1, 16, 128])],
+                   [_vi("y", [1, 16, 128], TensorProto.FLOAT)])
+    compile_and_compare(model, tmp_path, name="small")
+    notes = _thread_notes(tmp_path / "small.bundle")["relu"]
+    assert notes and not any("across threads" in note for note in notes), notes

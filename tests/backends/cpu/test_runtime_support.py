@@ -1,5 +1,6 @@
-"""The support C code linked into every CPU subgraph (backends/cpu/runtime/memref_copy.c): the buffer cache behind
-MLIR's allocation hooks hands a freed block back for the next allocation of the same size, 64-byte aligned."""
+"""The support C code linked into every CPU subgraph (backends/cpu/runtime/): the buffer cache behind MLIR's
+allocation hooks hands a freed block back for the next allocation of the same size, 64-byte aligned; the pool runs
+every task once; the OpenMP entry points of openmp_abi.c split a worksharing loop so that each iteration runs once."""
 from __future__ import annotations
 
 import ctypes
@@ -153,3 +154,58 @@ def test_concurrent_compiles_share_one_support_build(tmp_path, monkeypatch, caps
         results = list(pool.map(lambda _: toolchain.support_objects(), range(2)))
     assert results[0] == results[1] and all(o.is_file() for o in results[0])
     assert capsys.readouterr().out.count("building the CPU support code once") == 1
+
+
+# A microtask as LLVM's OpenMPIRBuilder outlines a static worksharing loop: it asks __kmpc_for_static_init_8u for its
+# block of the normalised iterations 0..trip-1 and runs them (here: counts each one).
+HARNESS = r"""
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+void __kmpc_fork_call(void *loc, int32_t argc, void (*fn)(int32_t *, int32_t *, ...), ...);
+void __kmpc_for_static_init_8u(void *loc, int32_t gtid, int32_t schedtype, int32_t *plast, uint64_t *plower,
+                               uint64_t *pupper, uint64_t *pstride, uint64_t incr, uint64_t chunk);
+void __kmpc_for_static_fini(void *loc, int32_t gtid);
+int32_t __kmpc_global_thread_num(void *loc);
+void hcc_set_num_threads(int n);
+typedef struct { atomic_int hits[64]; atomic_int last; uint64_t trip; } Loop;
+static void body(int32_t *gtid, int32_t *btid, Loop *loop) {
+  (void)btid;
+  int32_t last = 0;
+  uint64_t lower = 0, upper = loop->trip - 1, stride = 1;
+  if (loop->trip == 0) return;
+  __kmpc_for_static_init_8u(0, __kmpc_global_thread_num(0), 34, &last, &lower, &upper, &stride, 1, 0);
+  for (uint64_t i = lower; i - lower < upper - lower + 1; ++i) atomic_fetch_add(&loop->hits[i], 1);
+  __kmpc_for_static_fini(0, *gtid);
+  atomic_fetch_add(&loop->last, last);
+}
+/* loops of 0..64 iterations on `threads` threads; returns how many iterations ran other than once, plus loops
+   whose last iteration was not flagged exactly once */
+long check(int threads) {
+  hcc_set_num_threads(threads);
+  long errors = 0;
+  for (uint64_t trip = 0; trip <= 64; ++trip) {
+    Loop loop;
+    memset(&loop, 0, sizeof loop);
+    loop.trip = trip;
+    __kmpc_fork_call(0, 1, (void (*)(int32_t *, int32_t *, ...))body, &loop);
+    for (uint64_t i = 0; i < 64; ++i) errors += atomic_load(&loop.hits[i]) != (i < trip);
+    errors += atomic_load(&loop.last) != (trip > 0);
+  }
+  return errors;
+}
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_a_worksharing_loop_runs_every_iteration_once(tmp_path, threads):
+    """The static schedule splits 0..64 iterations over teams of 1..7 members: each iteration runs exactly once
+    and exactly one member sees the last one."""
+    src = tmp_path / "harness.c"
+    src.write_text(HARNESS)
+    so = tmp_path / "harness.so"
+    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(src), str(toolchain.RUNTIME_DIR / "openmp_abi.c"),
+                    str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)], check=True)
+    lib = load_library(so, "a test library")
+    lib.check.restype = ctypes.c_long
+    assert lib.check(threads) == 0
