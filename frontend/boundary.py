@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from hcc.artifacts.manifest import BoundaryRecord, Layout
 from hcc.errors import HccError
+from hcc.frontend.graph_walk import deep_reads, subgraphs
 
 HINT = ("declare it with --input-shape: NAME=[2x3,4x3] for a sequence of two tensors ([2x3]*4 for four alike, [] for "
         "none, () for a scalar element), NAME=2x3 for a present optional tensor, NAME=none for an absent optional")
@@ -202,7 +203,7 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
         else:
             # a Loop that carries an absent optional, or a Loop body / If branch that reads one, keeps it as an
             # `Optional` without input: frontend/sequences.py unrolls (inlines) these and decides what reads it
-            kept = (set(node.input) if op == "Loop" else set()) | (_deep_reads(node) if op in ("Loop", "If") else set())
+            kept = (set(node.input) if op == "Loop" else set()) | (set().union(*map(deep_reads, subgraphs(node))) if op in ("Loop", "If") else set())
             for value in sorted(kept & absent & set(makers) - kept_absent):
                 nodes.append(makers[value])
                 kept_absent.add(value)
@@ -228,12 +229,6 @@ def resolve_optionals(model: onnx.ModelProto, path: str, boundary: Boundary, dec
             outputs.append(flat)
     del graph.output[:]
     graph.output.extend(outputs)
-
-
-def _deep_reads(node: onnx.NodeProto) -> set[str]:
-    """The values the subgraphs of `node` (and theirs) read."""
-    subgraphs = [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
-    return {name for g in subgraphs for inner in g.node for name in list(inner.input) + list(_deep_reads(inner))}
 
 
 def flatten_boundary(model: onnx.ModelProto, path: str, shapes: dict[str, Any]) -> tuple[Boundary, dict[str, Any]]:

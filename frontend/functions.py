@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.graph_walk import subgraphs
 
 MAX_DEPTH = 4  # rounds of expansion (a body's op that is itself a function: SoftmaxCrossEntropyLoss -> NLL loss)
 # Domains whose function ops are expanded ("" is ai.onnx); a body's own nodes must be in the default domain.
@@ -161,15 +162,11 @@ def _instantiate(node: onnx.NodeProto, name: str, body: onnx.FunctionProto, sche
     return [renamer.node(inner, k) for k, inner in enumerate(body.node)]
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
-
-
 def _defined(nodes: Iterable[onnx.NodeProto]) -> set[str]:
     """The values `nodes` and their subgraphs define (outputs, subgraph inputs and initializers)."""
     names = {o for n in nodes for o in n.output}
     for node in nodes:
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             names |= {v.name for v in sub.input} | {i.name for i in sub.initializer} | _defined(sub.node)
     return names
 
@@ -178,7 +175,7 @@ def _read(nodes: Iterable[onnx.NodeProto]) -> set[str]:
     """The values `nodes` and their subgraphs read."""
     names = {i for n in nodes for i in n.input if i}
     for node in nodes:
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             names |= _read(sub.node) | {v.name for v in sub.output}
     return names
 

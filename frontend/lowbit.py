@@ -46,6 +46,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.graph_walk import subgraphs
 from hcc.frontend.names import fresh_name, name_nodes
 
 TP = TensorProto
@@ -150,10 +151,6 @@ def from_storage(array: np.ndarray, elem: int) -> np.ndarray:
     return array.view(dtype)
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
-
-
 def _graph_has_lowbit(graph: onnx.GraphProto) -> bool:
     values = list(graph.input) + list(graph.output) + list(graph.value_info)
     return (any(v.type.tensor_type.elem_type in LOWBIT for v in values if v.type.HasField("tensor_type"))
@@ -161,7 +158,7 @@ def _graph_has_lowbit(graph: onnx.GraphProto) -> bool:
             or any(a.t.data_type in LOWBIT for n in graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR)
             or any(a.i in LOWBIT for n in graph.node for a in n.attribute
                    if a.name in ("to", "output_dtype") and a.type == onnx.AttributeProto.INT)
-            or any(_graph_has_lowbit(g) for n in graph.node for g in _subgraphs(n)))
+            or any(_graph_has_lowbit(g) for n in graph.node for g in subgraphs(n)))
 
 
 def has_lowbit(model: onnx.ModelProto) -> bool:
@@ -608,7 +605,7 @@ def rewrite_lowbit(model: onnx.ModelProto, path: str = "model") -> dict[str, int
     name_nodes(model)  # the loader's names, so that an error names the node as every later message does
     graph = model.graph
     for node in graph.node:
-        if any(_graph_has_lowbit(g) for g in _subgraphs(node)):
+        if any(_graph_has_lowbit(g) for g in subgraphs(node)):
             raise HccError(f"{path}: node '{node.name}' ({node.op_type}): its body uses an 8-/4-bit float, bfloat16 or "
                            "4-/2-bit integer type, which hcc compiles in the main graph only")
     r = _Rewriter(model, path)

@@ -62,7 +62,7 @@ def _reference(node: onnx.NodeProto, x: np.ndarray, operands: list[np.ndarray | 
     return ReferenceEvaluator(model).run(None, {"x": x})[0]
 
 
-def _axis_matrix(node, axis: int, shape: list[int], out_shape: list[int], roi, scales, sizes, dtype) -> np.ndarray:
+def axis_matrix(node, axis: int, shape: list[int], out_shape: list[int], roi, scales, sizes, dtype) -> np.ndarray:
     """M[o, i]: axis `axis`'s weights, from the reference on one-hot inputs (length 1 and scale 1 elsewhere)."""
     rank, n, m = len(shape), shape[axis], out_shape[axis]
     probe_shape = [1] * rank
@@ -108,7 +108,7 @@ def _rewrite(node, shape, out_shape, operands, dtype, taken) -> tuple[list[onnx.
     for axis in range(rank):
         if shape[axis] == out_shape[axis] == 1:
             continue
-        matrix = _axis_matrix(node, axis, shape, out_shape, roi, scales, sizes, dtype)
+        matrix = axis_matrix(node, axis, shape, out_shape, roi, scales, sizes, dtype)
         if matrix.shape[0] == matrix.shape[1] and np.array_equal(matrix, np.eye(matrix.shape[0], dtype=dtype)):
             continue
         weights = name(f"axis{axis}/weights")

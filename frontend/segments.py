@@ -19,6 +19,7 @@ import onnx
 from onnx import helper
 
 from hcc.frontend.control_flow import is_runtime_control_flow
+from hcc.frontend.graph_walk import subgraphs
 
 
 @dataclass
@@ -33,16 +34,6 @@ class Control:
     """One run-time If or Loop node."""
 
     node: onnx.NodeProto
-
-
-def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    found = []
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            found.append(attr.g)
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            found.extend(attr.graphs)
-    return found
 
 
 def free_names(graph: onnx.GraphProto) -> list[str]:

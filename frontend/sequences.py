@@ -29,8 +29,9 @@ from onnx import helper, numpy_helper, shape_inference
 
 from hcc.errors import HccError
 from hcc.frontend.boundary import Boundary, constant_node, element_name
+from hcc.frontend.graph_walk import deep_reads, names_in, subgraphs
 from hcc.frontend.names import fresh_name
-from hcc.frontend.unroll import MAX_UNROLLED_NODES, _always_true, _names_in
+from hcc.frontend.unroll import MAX_UNROLLED_NODES, always_true
 
 BUILDERS = {"SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceErase", "SplitToSequence"}
 READERS = {"SequenceInsert", "SequenceErase", "SequenceAt", "SequenceLength", "ConcatFromSequence", "Identity"}
@@ -41,18 +42,8 @@ CONTROL = {"Loop", "If"}
 OPTIONAL_OPS = {"Optional", "OptionalGetElement", "OptionalHasElement"}
 
 
-def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
-
-
-def _deep_reads(graph: onnx.GraphProto) -> set[str]:
-    """Every name the nodes of `graph` and of its nested subgraphs read (captured outer values among them)."""
-    return {name for node in graph.node for name in node.input} | {
-        name for node in graph.node for sub in _subgraphs(node) for name in _deep_reads(sub)}
-
-
 def _has_sequence_ops(graph: onnx.GraphProto) -> bool:
-    return any((n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx")) or any(_has_sequence_ops(g) for g in _subgraphs(n))
+    return any((n.op_type in SEQUENCE_OPS and n.domain in ("", "ai.onnx")) or any(_has_sequence_ops(g) for g in subgraphs(n))
                for n in graph.node)
 
 
@@ -64,10 +55,10 @@ def _is_listlike(value: onnx.TypeProto) -> bool:
 def _involves(node: onnx.NodeProto, tracked: set[str]) -> bool:
     """Whether a Loop / If carries, captures, makes or returns a sequence (or an optional): then this rewrite unrolls
     or inlines it, since the sequences in it are lists of compile-time positions only once it is gone."""
-    subgraphs = _subgraphs(node)
-    return (any(name in tracked for name in node.input) or any(_deep_reads(g) & tracked for g in subgraphs)
-            or any(_has_sequence_ops(g) for g in subgraphs)
-            or any(_is_listlike(v.type) for g in subgraphs for v in list(g.input) + list(g.output)))
+    graphs = subgraphs(node)
+    return (any(name in tracked for name in node.input) or any(deep_reads(g) & tracked for g in graphs)
+            or any(_has_sequence_ops(g) for g in graphs)
+            or any(_is_listlike(v.type) for g in graphs for v in list(g.input) + list(g.output)))
 
 
 def _sequence_values(graph: onnx.GraphProto, outer: set[str] | None = None) -> set[str] | None:
@@ -83,7 +74,7 @@ def _sequence_values(graph: onnx.GraphProto, outer: set[str] | None = None) -> s
         elif op == "Optional" and not first:  # an absent optional (frontend/boundary.py keeps one a Loop reads)
             sequences.add(node.output[0])
         elif op in CONTROL and _involves(node, sequences):
-            for sub in _subgraphs(node):
+            for sub in subgraphs(node):
                 local = {v.name for v in sub.input if _is_listlike(v.type)}
                 if op == "Loop":
                     local |= {v.name for v, given in zip(sub.input[2:], node.input[2:]) if given in sequences}
@@ -102,7 +93,7 @@ def _sequence_values(graph: onnx.GraphProto, outer: set[str] | None = None) -> s
         default = node.domain in ("", "ai.onnx")
         if reads and (not default or node.op_type not in READERS | CONTROL | OPTIONAL_OPS):
             return None
-        if not (default and node.op_type in CONTROL) and any(_deep_reads(g) & sequences for g in _subgraphs(node)):
+        if not (default and node.op_type in CONTROL) and any(deep_reads(g) & sequences for g in subgraphs(node)):
             return None  # a subgraph of another op that captures a sequence
     return sequences
 
@@ -126,7 +117,7 @@ class _Rewriter:
         self.lists: dict[str, list[str]] = {}
         self.absent: set[str] = set()  # optionals known to be absent
         self.bound: set[str] = set()  # tensors a rewritten Loop / If returns
-        self.taken = _names_in(self.graph) | {n.name for n in self.graph.node}
+        self.taken = names_in(self.graph) | {n.name for n in self.graph.node}
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
 
@@ -307,7 +298,7 @@ class _Rewriter:
         if trip is None:
             raise HccError(f"{self.where(node)}: it has no trip count (a while loop); a Loop that carries a sequence "
                            "is compiled by unrolling it, for a trip count known at compile time")
-        if not _always_true(body):
+        if not always_true(body):
             raise HccError(f"{self.where(node)}: its body computes its condition (it may end early at run time); a "
                            "Loop that carries a sequence is compiled by unrolling it")
         steps = int(trip) if cond is None or bool(cond) else 0
@@ -375,7 +366,7 @@ class _Rewriter:
             copy = onnx.NodeProto()
             copy.CopyFrom(inner)
             copy.input[:] = [names.get(name, name) for name in inner.input]
-            for sub in _subgraphs(copy):
+            for sub in subgraphs(copy):
                 _rename_reads(sub, names)
             for k, out in enumerate(inner.output):
                 if out:
@@ -412,7 +403,7 @@ def _rename_reads(graph: onnx.GraphProto, names: dict[str, str]) -> None:
     local = {v.name for v in graph.input} | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
     for node in graph.node:
         node.input[:] = [names.get(name, name) if name not in local else name for name in node.input]
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             _rename_reads(sub, {k: v for k, v in names.items() if k not in local})
     for value in graph.output:  # a branch may return an outer value directly
         if value.name not in local and value.name in names:

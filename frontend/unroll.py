@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.graph_walk import names_in
 from hcc.frontend.names import fresh_name
 
 
@@ -61,7 +62,7 @@ class _Graph:
         for node in graph.node:
             for attr in node.attribute:
                 for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                    self.taken |= _names_in(sub)
+                    self.taken |= names_in(sub)
         self.new_inits: list[onnx.TensorProto] = []
         self.scalars: dict[tuple[str, object], str] = {}
 
@@ -86,16 +87,6 @@ class _Graph:
         name = self.fresh(base)
         self.new_inits.append(numpy_helper.from_array(array, name))
         return name
-
-
-def _names_in(graph: onnx.GraphProto) -> set[str]:
-    names = {v.name for v in list(graph.input) + list(graph.output) + list(graph.value_info)} | {i.name for i in graph.initializer}
-    for node in graph.node:
-        names.update(node.output)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                names |= _names_in(sub)
-    return names
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -272,7 +263,7 @@ def _unroll_scan(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodePr
     return nodes
 
 
-def _always_true(body: onnx.GraphProto) -> bool:
+def always_true(body: onnx.GraphProto) -> bool:
     """Whether the body's condition output is its condition input (through Identity nodes) or a true constant."""
     producers = {o: n for n in body.node for o in n.output}
     constants = {i.name: numpy_helper.to_array(i) for i in body.initializer}
@@ -302,7 +293,7 @@ def _unroll_loop(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodePr
     if runtime_control_flow_allowed() and _has_subgraph(_attr(node, "body")):
         return None  # an If inside the body: the driver runs the loop with its body compiled as a program
     body = _body_of(node, path)
-    if not _always_true(body):
+    if not always_true(body):
         return None  # the body computes its condition: an early exit at run time
     steps = int(np.asarray(g.constants[trip]).reshape(-1)[0])
     if cond and not bool(np.asarray(g.constants[cond]).reshape(-1)[0]):

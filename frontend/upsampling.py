@@ -18,7 +18,7 @@
   (a Concat of the edge slices), one weighted sum of Slices per phase p, and a Concat + Reshape that interleaves
   the phases: copies and vectorized elementwise sums instead of a gather by coordinates computed per element
   (measured 10x slower than onnxruntime in a bilinear U-Net). The innermost axis goes first, on the smaller map.
-  The taps are not derived from the attributes: the ONNX reference's own weights (resize_matrix._axis_matrix, one
+  The taps are not derived from the attributes: the ONNX reference's own weights (resize_matrix.axis_matrix, one
   impulse per input position) must equal the phase form's, or the node is left alone. Sums are in another order
   than onnxruntime's, within float rounding.
 * Such a broadcasting Resize read only by a pointwise Conv (1x1, stride 1, no padding) trades places with it: each
@@ -157,11 +157,11 @@ def _resize_as_phases(node: onnx.NodeProto, shapes: dict, weights: dict, floats:
 def _phase_taps(node, axis: int, x_shape: list[int], y_shape: list[int], roi, scales, sizes) -> list | None:
     """Per phase p of the axis, [(input offset d, weight)] such that output s*j + p = sum of weight * x[clamp(j + d)]
     for every j, as the reference's weights of this axis say (to 1e-6); None when no such form exists."""
-    from hcc.frontend.resize_matrix import _axis_matrix
+    from hcc.frontend.resize_matrix import axis_matrix
 
     n, factor = x_shape[axis], y_shape[axis] // x_shape[axis]
     try:
-        matrix = _axis_matrix(node, axis, x_shape, y_shape, roi, scales, sizes, np.float64)
+        matrix = axis_matrix(node, axis, x_shape, y_shape, roi, scales, sizes, np.float64)
     except Exception:  # the reference refuses something about this node: leave it to the general path
         return None
     middle = n // 2

@@ -310,12 +310,20 @@ def match_activation(consumer, y_index: int, gelu: bool) -> tuple[int | None, in
 
 def match_epilogue(consumer, y_index: int, gelu: bool = False) -> tuple[int | None, list[tuple[str, int, float]], int] | None:
     """(residual input index or None, clamps, activation) when the consumer's body is `clamp(y [+ r])` with constant
-    bounds, HardSwish(y [+ r]), or with `gelu` GELU(y [+ r])."""
+    bounds, HardSwish(y [+ r]), or with `gelu` GELU(y [+ r]). The clamp is matched first: it reads the ops, where the
+    activations run the body on sample values (body_eval.py), for every consumer of every kernel."""
+    clamped = _match_clamps(consumer, y_index)
+    if clamped is not None:
+        return clamped
+    matched = match_activation(consumer, y_index, gelu)
+    return (matched[0], [], matched[1]) if matched is not None else None
+
+
+def _match_clamps(consumer, y_index: int) -> tuple[int | None, list[tuple[str, int, float]], int] | None:
+    """(residual input index or None, clamps, ACT_NONE) when the consumer's body is `clamp(y [+ r])` with constant
+    bounds (a bare residual add included), else None."""
     from mlir import ir
 
-    matched = match_activation(consumer, y_index, gelu)
-    if matched is not None:
-        return matched[0], [], matched[1]
     block = consumer.regions[0].blocks[0]
     args = list(block.arguments)
     acc, residual, clamps = args[y_index], None, []
