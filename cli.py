@@ -539,6 +539,10 @@ def ops_cmd():
     click.echo(f"default-domain opsets {OLDEST_OPSET}..{NEWEST_OPSET} ({older} converted up to {MIN_OPSET}, "
                f"{MAX_OPSET + 1}..{NEWEST_OPSET} down to {MAX_OPSET}); {len(SUPPORTED_OPS)} ops:")
     click.echo(", ".join(sorted(SUPPORTED_OPS)))
+    from hcc.frontend.control_flow import HOST_STEP_OPS
+
+    click.echo(f"run on the host with numpy by `hcc compile`'s programs (output shapes that depend on values; "
+               f"docs/control-flow.md): {', '.join(HOST_STEP_OPS)}")
 
 
 if __name__ == "__main__":

@@ -339,7 +339,7 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     bundle_dir = Path(bundle_dir)
     protected = _check_before_work(model_path, bundle_dir, options, groups)
     from hcc.frontend.control_flow import runtime_control_flow
-    from hcc.program import check_program_options, first_runtime_control_flow
+    from hcc.program import check_program_options, first_runtime_control_flow, run_time_reason
 
     with runtime_control_flow():  # an If / Loop decided at run time stays: it becomes a program step (program.py)
         loaded = load_model(os.fspath(model_path), options.input_shapes)
@@ -349,10 +349,10 @@ def _compile(model_path, bundle_dir, options: CompileOptions, progress: Progress
     control = first_runtime_control_flow(loaded.model)
     if control is not None:
         if groups is not None:
-            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) is only decided at run time; subgraphs fixed by "
+            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) {run_time_reason(control)}; subgraphs fixed by "
                            "hand cannot hold it")
         if options.precision == PRECISION_AUTO:
-            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) is only decided at run time, so hcc compiles "
+            raise HccError(f"{loaded.path}: node '{control.name}' ({control.op_type}) {run_time_reason(control)}, so hcc compiles "
                            "the model as a program of CPU pieces at fp32, which --precision auto cannot apply to",
                            hint="compile without --precision auto, or make the condition / trip count a constant")
         check_program_options(options, control, loaded.path)

@@ -27,6 +27,7 @@ from onnx import helper, numpy_helper, shape_inference
 
 from hcc.artifacts import bundle as bundle_writer
 from hcc.artifacts.manifest import (
+    PROGRAM_FORMAT_HOST,
     BlockRecord,
     ConstantRecord,
     Manifest,
@@ -37,7 +38,7 @@ from hcc.artifacts.manifest import (
 )
 from hcc.errors import HccError
 from hcc.frontend import segments
-from hcc.frontend.control_flow import runtime_control_flow
+from hcc.frontend.control_flow import is_host_op, runtime_control_flow
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.loader import SHAPES_DO_NOT_FIT
 from hcc.options import CompileOptions
@@ -99,6 +100,13 @@ def first_runtime_control_flow(model: onnx.ModelProto) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if segments.is_runtime_control_flow(n)), None)
 
 
+def run_time_reason(node: onnx.NodeProto) -> str:
+    """Why `node` makes the model a program, as an error message says it."""
+    if is_host_op(node):
+        return "has an output shape that depends on its input values (it runs on the host)"
+    return "is only decided at run time"
+
+
 def check_program_options(options: CompileOptions, node: onnx.NodeProto, path: str) -> None:
     """A program bundle runs its compiled pieces on the CPU at fp32 (the partitioner and precision choices work on one
     tensor program)."""
@@ -110,7 +118,7 @@ def check_program_options(options: CompileOptions, node: onnx.NodeProto, path: s
     if options.debug.save_temps:
         why.append("--save-temps")
     if why:
-        raise HccError(f"{path}: node '{node.name}' ({node.op_type}) is only decided at run time, so hcc compiles the model as a "
+        raise HccError(f"{path}: node '{node.name}' ({node.op_type}) {run_time_reason(node)}, so hcc compiles the model as a "
                        f"program of CPU pieces at fp32, which {', '.join(why)} cannot apply to",
                        hint="compile without those options, or make the condition / trip count a constant")
 
@@ -122,7 +130,10 @@ def compile_program(loaded, staging: Path, options: CompileOptions, progress: Pr
     scope = {i.name: TensorType(i.dtype, list(i.shape)) for i in loaded.inputs}
     with runtime_control_flow():
         main, outputs = _build_block(loaded.model, ctx, scope, [], "the model")
-    return ProgramRecord(main=main), outputs, ctx.toolchain
+    program = ProgramRecord(main=main)
+    if program.has_host_steps():
+        program.format = PROGRAM_FORMAT_HOST
+    return program, outputs, ctx.toolchain
 
 
 def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, TensorType], bound: list[str],
@@ -164,7 +175,12 @@ def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, Tens
                 use_constant(name)
                 if name not in types:
                     raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}) reads '{name}', which nothing before it computes")
-        records.append(_if_step(model, node, types, ctx) if node.op_type == "If" else _loop_step(model, node, types, ctx))
+        if node.op_type == "If":
+            records.append(_if_step(model, node, types, ctx))
+        elif node.op_type == "Loop":
+            records.append(_loop_step(model, node, types, ctx))
+        else:
+            records.append(_host_step(node, types, ctx))
     names = order if order is not None else [o.name for o in graph.output]
     outputs = []
     for name in names:
@@ -405,6 +421,32 @@ def _if_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> Ste
             types.maps[0][out] = then if then.same(other) else TensorType(then.dtype, None, why)
     return StepRecord(kind="if", node=node.name, inputs=[node.input[0]], outputs=list(node.output),
                       then_branch=blocks["then_branch"], else_branch=blocks["else_branch"])
+
+
+def _host_step(node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> StepRecord:
+    """An op whose output shape depends on its input values (runtime/host_ops.py), run by the runtime with numpy; its
+    outputs have run-time shapes, so only host steps and the model's outputs may read them (`_require_static`)."""
+    from hcc.runtime.host_ops import HOST_OPS
+
+    dtypes = HOST_OPS[node.op_type][1](types[node.input[0]].dtype)
+    why = f"output of node '{node.name}' ({node.op_type}), run on the host: its shape depends on the input values"
+    for out, dtype in zip(node.output, dtypes):
+        if out:
+            types.maps[0][out] = TensorType(dtype, None, why)
+    attributes = {a.name: _json_attribute(helper.get_attribute_value(a), node, ctx) for a in node.attribute}
+    ctx.progress(f"note: node '{node.name}' ({node.op_type}) runs on the host with numpy at run time (its output shape depends "
+                 "on the input values; runtime/host_ops.py)")
+    return StepRecord(kind="host", node=node.name, inputs=list(node.input), outputs=list(node.output), op=node.op_type,
+                      attributes=attributes)
+
+
+def _json_attribute(value, node: onnx.NodeProto, ctx: _Context):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (int, float, str)) or (isinstance(value, list) and all(isinstance(v, (int, float)) for v in value)):
+        return value
+    raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}): an attribute of type {type(value).__name__} cannot be "
+                   "recorded for the runtime")
 
 
 def _failing_block(node: onnx.NodeProto, label: str, message: str, outputs: int) -> BlockRecord:

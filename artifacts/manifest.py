@@ -20,6 +20,10 @@ PROGRAM_FORMAT_VERSION = 3
 BOUNDARY_FORMAT_VERSION = 4
 SUPPORTED_FORMAT_VERSIONS = (FORMAT_VERSION, PROGRAM_FORMAT_VERSION, BOUNDARY_FORMAT_VERSION)
 PROGRAM_FORMAT = "hcc-program-v1"
+# v2: a program with "host" steps (ops of value-dependent output shape run by the runtime, runtime/host_ops.py);
+# programs without one stay v1, so that a runtime that knows no host steps refuses exactly these bundles
+PROGRAM_FORMAT_HOST = "hcc-program-v2"
+PROGRAM_FORMATS = (PROGRAM_FORMAT, PROGRAM_FORMAT_HOST)
 SIGNATURE_FORMAT = "hcc-signature-v1"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_CHECKSUM_FILE = "manifest.sha256"
@@ -156,9 +160,12 @@ class StepRecord:
              [condition, carried..., scan elements...].
     fail:    an If branch that cannot be compiled for the bundle's shapes (its shape inference fails: Silero VAD's
              8 kHz branch at 16 kHz input shapes); taking it raises an error with `message`. `outputs` are names of
-             its own, never computed."""
+             its own, never computed.
+    host:    ONNX op `op` (NonMaxSuppression, Unique, NonZero: an output shape that depends on values) run by the
+             runtime with numpy (runtime/host_ops.py) on `inputs` ("" for an absent optional one), with `attributes`
+             (JSON values) -> `outputs` ("" for an unused one). Program format v2 only."""
 
-    kind: str  # "segment" | "if" | "loop" | "fail"
+    kind: str  # "segment" | "if" | "loop" | "fail" | "host"
     node: str  # the ONNX node (segment: the first node's name) it comes from
     inputs: list[str]
     outputs: list[str]
@@ -168,6 +175,8 @@ class StepRecord:
     body: "BlockRecord | None" = None
     scans: list[ScanRecord] = field(default_factory=list)
     message: str = ""  # kind "fail": why the branch was not compiled
+    op: str = ""  # kind "host": the ONNX op type
+    attributes: dict[str, Any] = field(default_factory=dict)  # kind "host": its attributes
 
 
 @dataclass
@@ -188,6 +197,12 @@ class ProgramRecord:
 
     main: BlockRecord
     format: str = PROGRAM_FORMAT
+
+    def has_host_steps(self) -> bool:
+        def walk(block: BlockRecord) -> bool:
+            return any(step.kind == "host" or any(walk(sub) for sub in (step.then_branch, step.else_branch, step.body) if sub)
+                       for step in block.steps)
+        return walk(self.main)
 
     def parts(self) -> list[str]:
         """Every sub-bundle folder the program runs, in first-use order."""
@@ -216,8 +231,9 @@ class ProgramRecord:
             fields["scans"] = [ScanRecord(**r) for r in d.get("scans", [])]
             return StepRecord(**fields)
 
-        if data.get("format") != PROGRAM_FORMAT:
-            raise ValueError(f"unknown program format {data.get('format')!r}")
+        if data.get("format") not in PROGRAM_FORMATS:
+            raise ValueError(f"unknown program format {data.get('format')!r} (this runtime reads {', '.join(PROGRAM_FORMATS)}); "
+                             "recompile the model with a matching hcc")
         return cls(main=block(data["main"]), format=data["format"])
 
 
@@ -299,6 +315,8 @@ class Manifest:
         for optional in ("program", "boundary"):
             if data[optional] is None:
                 data.pop(optional)
+        if "program" in data:  # a host step's fields are absent elsewhere: v1 programs stay as they were
+            _drop_empty_host_fields(data["program"]["main"])
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -339,3 +357,13 @@ class Manifest:
         if data.get("boundary") is not None:
             fields["boundary"] = BoundaryRecord(**data["boundary"])
         return cls(**fields)
+
+
+def _drop_empty_host_fields(block: dict) -> None:
+    for step in block["steps"]:
+        for key in ("op", "attributes"):
+            if not step.get(key):
+                step.pop(key, None)
+        for sub in ("then_branch", "else_branch", "body"):
+            if step.get(sub) is not None:
+                _drop_empty_host_fields(step[sub])

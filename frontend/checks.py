@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.control_flow import runtime_control_flow_allowed
 
 # Zero-size (empty) tensors crash the CPU backend or come out wrong in most ops (a Transpose, Reshape or elementwise
 # op on a [3, 0] tensor kills the worker; ReduceMax over an empty axis returns garbage instead of -inf), so they are
@@ -220,8 +221,9 @@ def scalar_einsum(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
 
 
 def dynamic_nonzero(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
-    """A NonZero left after constant folding has an output shape that depends on run-time values."""
-    if node.op_type == "NonZero":
+    """A NonZero left after constant folding has an output shape that depends on run-time values (`hcc compile` runs
+    it on the host: control_flow.runtime_control_flow)."""
+    if node.op_type == "NonZero" and not runtime_control_flow_allowed():
         return "the output shape depends on the input's values (NonZero is compiled only when its input is a constant)"
     return None
 

@@ -27,9 +27,11 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.unroll import why_not_unrolled
+from hcc.runtime.host_ops import HOST_OPS
 
 CONTROL_FLOW = ("If", "Loop", "Scan")
 RUNTIME_CONTROL_FLOW = ("If", "Loop")  # what the driver turns into program steps (Scan: static lengths only, unrolled)
+HOST_STEP_OPS = tuple(HOST_OPS)  # ops of value-dependent output shapes: program steps the runtime runs with numpy
 
 _runtime_allowed: contextvars.ContextVar[bool] = contextvars.ContextVar("hcc_runtime_control_flow", default=False)
 
@@ -50,8 +52,14 @@ def runtime_control_flow_allowed() -> bool:
 
 
 def is_runtime_control_flow(node: onnx.NodeProto) -> bool:
-    """A top-level If or Loop left after folding and unrolling (its decision is only known at run time)."""
-    return node.op_type in RUNTIME_CONTROL_FLOW and node.domain in ("", "ai.onnx")
+    """A top-level If or Loop left after folding and unrolling (its decision is only known at run time), or an op
+    whose output shape depends on input values (runtime/host_ops.py), left after folding: a program step."""
+    return (node.op_type in RUNTIME_CONTROL_FLOW or is_host_op(node)) and node.domain in ("", "ai.onnx")
+
+
+def is_host_op(node: onnx.NodeProto) -> bool:
+    """NonMaxSuppression, Unique, NonZero: the runtime runs them on the host (runtime/host_ops.py)."""
+    return node.op_type in HOST_STEP_OPS and node.domain in ("", "ai.onnx")
 
 
 def inline_known_ifs(model: onnx.ModelProto) -> int:

@@ -15,7 +15,13 @@ from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.boundary import flatten_boundary, parse_input_spec
 from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
-from hcc.frontend.control_flow import CONTROL_FLOW, check_control_flow, inline_known_ifs
+from hcc.frontend.control_flow import (
+    CONTROL_FLOW,
+    HOST_STEP_OPS,
+    check_control_flow,
+    inline_known_ifs,
+    runtime_control_flow_allowed,
+)
 from hcc.frontend.conv1d import restate_conv1d
 from hcc.frontend.dft import explicit_stft_defaults
 from hcc.frontend.fold import fold_constants
@@ -284,7 +290,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         if not inline_known_ifs(model) + unroll_known_loops(model, path):
             break
         name_nodes(model)
-        check_supported(model, path, deferred=CONTROL_FLOW)  # the branches' and bodies' ops
+        check_supported(model, path, deferred=_deferred_ops())  # the branches' and bodies' ops
         check_initializers(model, path)
         model = _infer(model, path)
         if fold_constants(model):
@@ -327,10 +333,16 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
                        element_types=element_types, zipmaps=zipmaps, quantized=quantized, boundary=boundary.record())
 
 
+def _deferred_ops() -> tuple[str, ...]:
+    """Op types check_supported leaves for later: control flow (folded, unrolled, or a program step), and, where the
+    caller compiles programs (control_flow.runtime_control_flow), the ops the runtime runs on the host."""
+    return CONTROL_FLOW + (HOST_STEP_OPS if runtime_control_flow_allowed() else ())
+
+
 def _check_supported(model: onnx.ModelProto, path: str, expanded: list[Expansion]) -> None:
     """check_supported, whose error also says which nodes came from function bodies (named `<node>/...`)."""
     try:
-        check_supported(model, path, deferred=CONTROL_FLOW)
+        check_supported(model, path, deferred=_deferred_ops())
     except HccError as exc:
         if not expanded:
             raise

@@ -115,6 +115,9 @@ def program_lines(bundle: Path, program) -> list[str]:
                     block(sub, indent + "    ")
             elif step.kind == "fail":
                 lines.append(f"{indent}not compiled, an error if taken: {step.message}")
+            elif step.kind == "host":
+                lines.append(f"{indent}host (numpy) {step.op} '{step.node}': ({', '.join(n or '-' for n in step.inputs)}) -> "
+                             f"({', '.join(n or '-' for n in step.outputs)})")
             else:
                 trip, cond, *carried = step.inputs
                 scans = f", {len(step.scans)} stacked scan output(s)" if step.scans else ""

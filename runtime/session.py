@@ -24,6 +24,7 @@ from hcc.runtime.bundle import read_manifest, safe_path
 from hcc.runtime.devices import DeviceUnavailable, driver_class
 from hcc.runtime.devices.base import Device, Executable, HostMemoryDevice
 from hcc.runtime.devices.cpu import CpuDevice
+from hcc.runtime.host_ops import run_host_op
 
 
 @dataclass
@@ -387,6 +388,15 @@ class Session:
                 local.update((name, value) for name, value in zip(step.outputs, self._run_block(taken, env, profile)) if name)
             elif step.kind == "fail":
                 raise HccError(f"{self.bundle}: node '{step.node}': {step.message}")
+            elif step.kind == "host":
+                start = time.perf_counter()
+                args = [self._value(env, name, step) if name else None for name in step.inputs]
+                try:
+                    results = run_host_op(step.op, args, step.attributes, len(step.outputs))
+                except ValueError as exc:
+                    raise HccError(f"{self.bundle}: node '{step.node}' ({step.op}): {exc}") from None
+                local.update((name, value) for name, value in zip(step.outputs, results) if name)
+                profile.nodes[step.node] = profile.nodes.get(step.node, 0.0) + time.perf_counter() - start
             else:
                 self._run_loop(step, env, local, profile)
         return [self._value(env, name, None) for name in block.outputs]

@@ -223,3 +223,54 @@ def test_a_branch_that_cannot_hold_the_shapes_is_an_error_only_when_taken(tmp_pa
     from hcc.runtime.inspect import describe
 
     assert "not compiled, an error if taken" in describe(bundle)
+
+
+def _detector(consumed: bool) -> onnx.ModelProto:
+    """Sigmoid scores (compiled) -> NonMaxSuppression (host) -> the selected indices, the boxes' NonZero mask and the
+    Unique of the classes as model outputs; with `consumed` a Cast of the selection, which compiled code cannot read."""
+    nodes = [helper.make_node("Sigmoid", ["logits"], ["scores"], name="scores"),
+             helper.make_node("NonMaxSuppression", ["boxes", "scores", "keep", "iou", "min_score"], ["selected"], name="nms"),
+             helper.make_node("Greater", ["logits", "zero"], ["positive"], name="positive"),
+             helper.make_node("NonZero", ["positive"], ["where"], name="where"),
+             helper.make_node("Unique", ["classes"], ["kinds", "first", "inverse", "counts"], name="kinds", sorted=0)]
+    if consumed:
+        nodes.append(helper.make_node("Cast", ["selected"], ["selected_f"], to=TensorProto.FLOAT, name="after"))
+    inits = [numpy_helper.from_array(np.array([30], np.int64), "keep"), numpy_helper.from_array(np.array([0.2], np.float32), "iou"),
+             numpy_helper.from_array(np.array([0.3], np.float32), "min_score"), numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    outputs = [("selected_f" if consumed else "selected", TensorProto.FLOAT if consumed else TensorProto.INT64, ["n", 3]),
+               ("where", TensorProto.INT64, [3, "m"]), ("kinds", TensorProto.INT64, ["k"]), ("first", TensorProto.INT64, ["k"]),
+               ("inverse", TensorProto.INT64, [12]), ("counts", TensorProto.INT64, ["k"])]
+    graph = helper.make_graph(nodes, "detector", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [2, 30, 4]),
+                                                  helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 3, 30]),
+                                                  helper.make_tensor_value_info("classes", TensorProto.INT64, [12])],
+                              [helper.make_tensor_value_info(*o) for o in outputs], inits)
+    return helper.make_model(graph, opset_imports=pm.OPSET)
+
+
+def test_ops_of_value_dependent_shape_run_on_the_host_between_compiled_pieces(tmp_path):
+    """NonMaxSuppression, NonZero and Unique (runtime/host_ops.py) as host steps after compiled pieces: exactly
+    onnxruntime's indices and counts on inputs that select different numbers of boxes; program format v2."""
+    session, reference, bundle = _compile(_detector(consumed=False), tmp_path)
+    lengths = set()
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        corner = rng.uniform(0, 5, (2, 30, 2)).astype(np.float32)  # crowded: overlaps decide
+        feeds = {"boxes": np.concatenate([corner, corner + rng.uniform(1, 4, (2, 30, 2)).astype(np.float32)], -1),
+                 "logits": rng.standard_normal((2, 3, 30)).astype(np.float32), "classes": rng.integers(0, 5, 12)}
+        for name, ours, theirs in zip(session.manifest.outputs, session.run(None, feeds), reference.run(None, feeds)):
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+            np.testing.assert_array_equal(ours, theirs, err_msg=name)
+        lengths.add(len(session.run(["selected"], feeds)[0]))
+    assert len(lengths) > 1  # the number of kept boxes does change with the inputs
+    program = session.manifest.program
+    assert program.format == "hcc-program-v2"
+    assert [(s.kind, s.op) for s in program.main.steps if s.kind == "host"] == [("host", "NonMaxSuppression"), ("host", "NonZero"),
+                                                                                 ("host", "Unique")]
+    shown = subprocess.run([sys.executable, "-m", "hcc.cli", "inspect", str(bundle)], capture_output=True, text=True).stdout
+    assert "host (numpy) NonMaxSuppression 'nms': (boxes, scores, keep, iou, min_score) -> (selected)" in shown
+
+
+def test_compiled_code_reading_a_host_ops_output_is_refused_by_name(tmp_path):
+    message = _refusal(_detector(consumed=True), tmp_path)
+    assert ("node 'after' (Cast) reads 'selected', whose shape is only known at run time (output of node 'nms' "
+            "(NonMaxSuppression), run on the host") in message

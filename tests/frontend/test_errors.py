@@ -68,6 +68,8 @@ def test_invalid_graph_names_the_problem(tmp_path):
 
 
 def test_unsupported_ops_are_all_listed_with_node_names(tmp_path):
+    """One tensor program (`hcc plan`, load_model outside runtime_control_flow): NonMaxSuppression and Unique are
+    unsupported there too (`hcc compile` runs them as host steps: tests/test_program.py)."""
     model = small_model()
     model.graph.node.extend([
         helper.make_node("NonMaxSuppression", ["y"], ["n1"], name="nms_a"),

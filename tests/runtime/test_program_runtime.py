@@ -126,3 +126,33 @@ def test_a_program_bundle_with_top_level_subgraphs_is_refused(bundle, pristine):
         artifact["file"] = "parts/p0/" + artifact["file"]
     _edit(bundle, lambda m: m.update(subgraphs=part["subgraphs"], schedule=["sg0"]))
     assert "a program bundle keeps its code and weights in its parts" in _refused(bundle)
+
+
+def _host_step(op: str = "NonZero") -> dict:
+    return {"kind": "host", "node": "nz", "inputs": ["x"], "outputs": ["nz_out"], "op": op, "attributes": {}}
+
+
+def test_a_host_step_needs_program_format_v2(bundle):
+    """A host step (runtime/host_ops.py) in a v1 program is refused: a runtime that predates host steps reads v1."""
+    _edit(bundle, lambda m: m["program"]["main"]["steps"].insert(0, _host_step()))
+    assert "op 'NonZero' is not one the runtime runs on the host" in _refused(bundle)
+
+
+def test_a_host_step_of_an_unknown_op_is_refused(bundle):
+    def change(m):
+        m["program"]["format"] = "hcc-program-v2"
+        m["program"]["main"]["steps"].insert(0, _host_step("StringSplit"))
+    _edit(bundle, change)
+    assert "op 'StringSplit' is not one the runtime runs on the host (NonMaxSuppression, Unique, NonZero" in _refused(bundle)
+
+
+def test_a_v2_program_with_a_host_step_runs_it(bundle):
+    def change(m):
+        m["program"]["format"] = "hcc-program-v2"
+        m["program"]["main"]["steps"].insert(0, _host_step())
+    _edit(bundle, change)
+    session = load(bundle)
+    x = np.array([[0, 1, 0], [2, 0, 3]], np.float32)
+    (y,) = session.run(None, {"x": x, "c1": np.array(True), "c2": np.array(False)})
+    np.testing.assert_array_equal(y, -x)
+    assert "nz" in session.last_profile.nodes  # the host step ran (and is timed)
