@@ -23,6 +23,7 @@ from hcc.frontend.control_flow import (
     runtime_control_flow_allowed,
 )
 from hcc.frontend.conv1d import restate_conv1d
+from hcc.frontend.deform_conv import rewrite_deform_conv
 from hcc.frontend.dft import explicit_stft_defaults
 from hcc.frontend.fold import fold_constants
 from hcc.frontend.functions import Expansion, expand_functions
@@ -240,6 +241,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
     # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
     model = rewrite_affine_grid(model, path)  # of a constant size: one MatMul against a constant grid (affine_grid.py)
+    model = rewrite_deform_conv(model, path)  # 2-D, static shapes: GridSample + MatMul (deform_conv.py)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     # sequence / optional inputs as tensors, optionals of known presence resolved (frontend/boundary.py); then
