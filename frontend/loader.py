@@ -31,6 +31,7 @@ from hcc.frontend.fuse_batchnorm import fuse_batchnorm
 from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
 from hcc.frontend.lowbit import ELEMENT_NAMES, rewrite_lowbit
+from hcc.frontend.lp_pool import rewrite_lp_pool
 from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
@@ -242,6 +243,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     # conversion (Attention, RMSNormalization, Swish are newer than opset 22; their bodies are not)
     model = rewrite_affine_grid(model, path)  # of a constant size: one MatMul against a constant grid (affine_grid.py)
     model = rewrite_deform_conv(model, path)  # 2-D, static shapes: GridSample + MatMul (deform_conv.py)
+    model = rewrite_lp_pool(model, path)  # with dilations or SAME padding: a depthwise Conv of |x|^p (lp_pool.py)
     model, expanded = expand_functions(model, path, SUPPORTED_OPS)
     model = to_supported_opset(model, path)  # a newer opset is converted down to one hcc compiles
     # sequence / optional inputs as tensors, optionals of known presence resolved (frontend/boundary.py); then
