@@ -32,6 +32,7 @@ from hcc.frontend.gemm_weights import pretranspose_gemm_weights
 from hcc.frontend.integrity import check_dims, check_initializers, check_text
 from hcc.frontend.lowbit import ELEMENT_NAMES, rewrite_lowbit
 from hcc.frontend.lp_pool import rewrite_lp_pool
+from hcc.frontend.lstm_steps import write_out_lstm_steps
 from hcc.frontend.names import name_nodes
 from hcc.frontend.ops import SUPPORTED_OPS, check_supported, to_supported_opset
 from hcc.frontend.quantized import rewrite_quantized
@@ -310,6 +311,8 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     if restate_resizes(model):  # cubic / antialiased / cropping / align_corners Resize as matrices (resize_matrix.py)
         model = _infer(model, path)
     if split_directions(model):  # reverse / bidirectional GRU, RNN, reverse LSTM as forward ones (frontend/recurrent.py)
+        model = _infer(model, path)
+    if write_out_lstm_steps(model):  # an LSTM with peepholes, clip or other activations as its steps (lstm_steps.py)
         model = _infer(model, path)
     check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
