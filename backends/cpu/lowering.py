@@ -36,6 +36,7 @@ loops only), `HCC_CPU_KINDS=a,b` (only these schedule kinds: ukernel, contractio
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from hcc.backends.cpu.hoist_projections import hoist_loop_projections
@@ -1047,9 +1048,20 @@ def lower_to_llvm_ir(linalg_text: str, log: list | None = None, profile_nodes: l
                 log.extend(reports)
                 if profile_nodes is not None:
                     profile_nodes.extend(nodes)
-                return text
+                return parallel_copies(text)
             failure = next((r for r in reports if r.index == -1), OpReport(-1, "module", False, "vector code generation failed"))
             retry = "the micro-kernels alone" if number + 1 < len(tiers) else "plain loops"
             log.append(OpReport(-1, "module", False, f"{failure.note}; retried with {retry}"))
     with ir.Context():
-        return _lower_loops(linalg_text)
+        return parallel_copies(_lower_loops(linalg_text))
+
+
+_MEMCPY_CALL = re.compile(r"call void @llvm\.memcpy\.p0\.p0\.i64\((ptr [^,]+), (ptr [^,]+), (i64 [^,]+), i1 false\)")
+
+
+def parallel_copies(llvm_ir: str) -> str:
+    """Every llvm.memcpy that MLIR's memref.copy lowering emitted (a contiguous Concat or insert_slice, a result copied
+    out) as a call of runtime/memref_copy.c's hcc_memcpy, which splits copies of 256 KiB or more across the pool's
+    threads (memrefCopy does the same for strided copies). Runs before opt, so copies LLVM forms later stay memcpy."""
+    replaced, count = _MEMCPY_CALL.subn(r"call void @hcc_memcpy(\1, \2, \3)", llvm_ir)
+    return replaced + "\ndeclare void @hcc_memcpy(ptr, ptr, i64)\n" if count else llvm_ir

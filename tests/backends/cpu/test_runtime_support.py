@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 
+import numpy as np
 import pytest
 
 from hcc.backends.cpu import toolchain
@@ -15,7 +16,8 @@ from hcc.runtime.devices.native import load_library
 @pytest.fixture(scope="module")
 def support(tmp_path_factory):
     so = tmp_path_factory.mktemp("support") / "support.so"
-    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(toolchain.RUNTIME_DIR / "memref_copy.c"), "-o", str(so)], check=True)
+    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(toolchain.RUNTIME_DIR / "memref_copy.c"),
+                    str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)], check=True)
     lib = load_library(so, "a test library")
     lib._mlir_memref_to_llvm_alloc.restype = ctypes.c_void_p
     lib._mlir_memref_to_llvm_alloc.argtypes = [ctypes.c_size_t]
@@ -209,3 +211,53 @@ def test_a_worksharing_loop_runs_every_iteration_once(tmp_path, threads):
     lib = load_library(so, "a test library")
     lib.check.restype = ctypes.c_long
     assert lib.check(threads) == 0
+
+
+class _Ranked3(ctypes.Structure):
+    _fields_ = [("allocated", ctypes.c_void_p), ("aligned", ctypes.c_void_p), ("offset", ctypes.c_int64),
+                ("sizes", ctypes.c_int64 * 3), ("strides", ctypes.c_int64 * 3)]
+
+
+class _Unranked(ctypes.Structure):
+    _fields_ = [("rank", ctypes.c_int64), ("descriptor", ctypes.c_void_p)]
+
+
+def _view(array, offset: int, shape, strides) -> tuple[_Unranked, _Ranked3]:
+    """MLIR's descriptor of a view of `array` (element offset and strides)."""
+    ranked = _Ranked3(array.ctypes.data, array.ctypes.data, offset, (ctypes.c_int64 * 3)(*shape), (ctypes.c_int64 * 3)(*strides))
+    return _Unranked(3, ctypes.addressof(ranked)), ranked
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_copies_split_across_threads_copy_every_element_once(support, threads):
+    """memrefCopy of a strided view (a Concat's insert into channels 10..59 of 80) and hcc_memcpy of a flat block,
+    both large enough (>= 256 KiB) to be split across the pool's threads: exactly numpy's copy, nothing outside."""
+    support.hcc_set_num_threads(threads)
+    src = np.random.default_rng(threads).standard_normal((70, 50, 30)).astype(np.float32)
+    dst = np.full((70, 80, 30), -7.0, np.float32)
+    s, s_keep = _view(src, 0, src.shape, [1500, 30, 1])
+    d, d_keep = _view(dst, 10 * 30, [70, 50, 30], [2400, 30, 1])
+    support.memrefCopy(ctypes.c_int64(4), ctypes.byref(s), ctypes.byref(d))
+    expected = np.full_like(dst, -7.0)
+    expected[:, 10:60] = src
+    np.testing.assert_array_equal(dst, expected)
+    flat_src = np.arange(300_001, dtype=np.float32)
+    flat_dst = np.zeros(300_002, np.float32)
+    support.hcc_memcpy(ctypes.c_void_p(flat_dst.ctypes.data), ctypes.c_void_p(flat_src.ctypes.data), ctypes.c_int64(flat_src.nbytes))
+    np.testing.assert_array_equal(flat_dst[:-1], flat_src)
+    assert flat_dst[-1] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.float16])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_interleaving_copy_writes_every_other_element(support, dtype, threads):
+    """The innermost run strided in the destination (a Concat along a new last axis, as a linear Resize's phases
+    are interleaved): 4- and 8-byte elements by plain loads and stores, others by memcpy; large enough to split."""
+    support.hcc_set_num_threads(threads)
+    src = (np.arange(3 * 200 * 700) % 1000).astype(dtype).reshape(3, 200, 700)
+    dst = np.zeros((3, 200, 700, 2), dtype)
+    s, s_keep = _view(src, 0, src.shape, [140_000, 700, 1])
+    d, d_keep = _view(dst, 1, src.shape, [280_000, 1400, 2])
+    support.memrefCopy(ctypes.c_int64(src.itemsize), ctypes.byref(s), ctypes.byref(d))
+    np.testing.assert_array_equal(dst[..., 1], src)
+    assert not dst[..., 0].any()
