@@ -165,9 +165,7 @@ def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, Tens
     records: list[StepRecord] = []
     for step, needed in zip(steps, segments.needed_after(steps, graph)):
         if isinstance(step, segments.Segment):
-            record = _segment_step(model, step, needed, inits, types, ctx, hand_on)
-            if record is not None:
-                records.append(record)
+            records += _segment_steps(model, step, needed, inits, types, ctx, hand_on, use_constant)
             continue
         node = step.node
         for name in node.input:
@@ -189,6 +187,38 @@ def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, Tens
             raise HccError(f"{ctx.model_path}: {where}: output '{name}' is computed by no node")
         outputs.append(types[name])
     return BlockRecord(inputs=list(bound), steps=records, outputs=list(names), constants=constants), outputs
+
+
+def _segment_steps(model, segment: segments.Segment, needed: set[str], inits: dict, types: ChainMap, ctx: _Context,
+                   hand_on: Callable[[str, onnx.TensorProto], None], use_constant: Callable[[str], None]) -> list[StepRecord]:
+    """A run of plain nodes as compiled segments, cut where a node reads a value of run-time shape (an output of a host
+    step): such a node, when runtime/host_ops.py has it (Gather, Slice, Concat, Cast, ...), becomes a host step too;
+    any other is refused by name (_require_static)."""
+    from hcc.runtime.host_ops import FOLLOWING_OPS
+
+    records: list[StepRecord] = []
+    nodes = list(segment.nodes)
+    while nodes:
+        cut = next((i for i, node in enumerate(nodes)
+                    if any(name in types and types[name].shape is None for name in segments.reads(node))), None)
+        head = nodes if cut is None else nodes[:cut]
+        if head:
+            later = set(needed).union(*(segments.reads(n) for n in nodes[len(head):]))
+            record = _segment_step(model, segments.Segment(head), later, inits, types, ctx, hand_on)
+            if record is not None:
+                records.append(record)
+        if cut is None:
+            break
+        node = nodes[cut]
+        if node.op_type not in FOLLOWING_OPS or node.domain not in ("", "ai.onnx"):
+            dynamic = next(name for name in segments.reads(node) if name in types and types[name].shape is None)
+            _require_static(types, dynamic, node, ctx)
+        for name in node.input:
+            if name:
+                use_constant(name)
+        records.append(_host_step(node, types, ctx))
+        nodes = nodes[cut + 1:]
+    return records
 
 
 def _require_static(types: Mapping[str, TensorType], name: str, node: onnx.NodeProto, ctx: _Context) -> TensorType:
@@ -426,16 +456,21 @@ def _if_step(model, node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> Ste
 def _host_step(node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> StepRecord:
     """An op whose output shape depends on its input values (runtime/host_ops.py), run by the runtime with numpy; its
     outputs have run-time shapes, so only host steps and the model's outputs may read them (`_require_static`)."""
-    from hcc.runtime.host_ops import HOST_OPS
+    from hcc.runtime.host_ops import HOST_OPS, RUNTIME_OPS
 
-    dtypes = HOST_OPS[node.op_type][1](types[node.input[0]].dtype)
-    why = f"output of node '{node.name}' ({node.op_type}), run on the host: its shape depends on the input values"
+    for name in node.input:
+        if name and name not in types:
+            raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}) reads '{name}', which nothing before it computes")
+    attributes = {a.name: _json_attribute(helper.get_attribute_value(a), node, ctx) for a in node.attribute}
+    dtypes = RUNTIME_OPS[node.op_type][1]([types[n].dtype if n else "" for n in node.input], attributes)
+    why = (f"output of node '{node.name}' ({node.op_type}), run on the host: its shape depends on the input values"
+           if node.op_type in HOST_OPS else f"output of node '{node.name}' ({node.op_type}), run on the host on a value of run-time shape")
     for out, dtype in zip(node.output, dtypes):
         if out:
             types.maps[0][out] = TensorType(dtype, None, why)
-    attributes = {a.name: _json_attribute(helper.get_attribute_value(a), node, ctx) for a in node.attribute}
-    ctx.progress(f"note: node '{node.name}' ({node.op_type}) runs on the host with numpy at run time (its output shape depends "
-                 "on the input values; runtime/host_ops.py)")
+    what = ("its output shape depends on the input values" if node.op_type in HOST_OPS
+            else "it reads a value of run-time shape, which compiled code cannot")
+    ctx.progress(f"note: node '{node.name}' ({node.op_type}) runs on the host with numpy at run time ({what}; runtime/host_ops.py)")
     return StepRecord(kind="host", node=node.name, inputs=list(node.input), outputs=list(node.output), op=node.op_type,
                       attributes=attributes)
 

@@ -107,16 +107,123 @@ def non_zero(inputs: list[np.ndarray | None], attributes: dict[str, Any]) -> lis
     return [np.array(np.nonzero(x.reshape(1) if x.ndim == 0 else x), np.int64).reshape(max(x.ndim, 1), -1)]
 
 
+# ---- ops that follow them: data movement and arithmetic on values of run-time shape (a detector's boxes gathered
+# by the selected indices). Compiled code needs static shapes, so where one of these reads a value of run-time shape
+# the compiler makes it a host step too (program.py); each follows the ONNX definition with numpy's IEEE arithmetic.
+
+def _ints(value: np.ndarray | None) -> list[int]:
+    return [] if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+def gather(inputs, attributes):
+    data, indices = inputs[0], np.asarray(inputs[1])
+    axis = _axis(int(attributes.get("axis", 0)), data.ndim)
+    return [np.take(data, np.where(indices < 0, indices + data.shape[axis], indices), axis=axis)]
+
+
+def slice_(inputs, attributes):
+    data = inputs[0]
+    starts, ends = _ints(inputs[1]), _ints(inputs[2])
+    axes = _ints(inputs[3]) if len(inputs) > 3 and inputs[3] is not None else list(range(len(starts)))
+    steps = _ints(inputs[4]) if len(inputs) > 4 and inputs[4] is not None else [1] * len(starts)
+    index = [slice(None)] * data.ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        index[_axis(axis, data.ndim)] = slice(start, end, step)  # Python's clamping is ONNX's
+    return [data[tuple(index)].copy()]
+
+
+def squeeze(inputs, attributes):
+    axes = _ints(inputs[1]) if len(inputs) > 1 and inputs[1] is not None else [a for a, n in enumerate(inputs[0].shape) if n == 1]
+    return [np.squeeze(inputs[0], axis=tuple(_axis(a, inputs[0].ndim) for a in axes))]
+
+
+def unsqueeze(inputs, attributes):
+    axes = _ints(inputs[1])
+    rank = inputs[0].ndim + len(axes)
+    return [np.expand_dims(inputs[0], tuple(sorted(_axis(a, rank) for a in axes)))]
+
+
+def reshape(inputs, attributes):
+    data, shape = inputs[0], _ints(inputs[1])
+    if not int(attributes.get("allowzero", 0)):
+        shape = [data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return [data.reshape(shape)]
+
+
+def concat(inputs, attributes):
+    values = [v for v in inputs if v is not None]
+    return [np.concatenate(values, axis=_axis(int(attributes["axis"]), values[0].ndim))]
+
+
+_CAST_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16,
+               11: np.float64, 12: np.uint32, 13: np.uint64, 4: np.uint16}  # ONNX TensorProto data types numpy has
+
+
+def cast_(inputs, attributes):
+    return [inputs[0].astype(_CAST_TYPES[int(attributes["to"])])]
+
+
+def transpose(inputs, attributes):
+    perm = attributes.get("perm")
+    return [np.ascontiguousarray(np.transpose(inputs[0], perm))]
+
+
+def flatten(inputs, attributes):
+    data = inputs[0]
+    axis = _axis(int(attributes.get("axis", 1)), data.ndim)
+    return [data.reshape(int(np.prod(data.shape[:axis])), -1)]
+
+
+def shape(inputs, attributes):
+    dims = list(inputs[0].shape)
+    start, end = int(attributes.get("start", 0)), attributes.get("end")
+    return [np.array(dims[start:None if end is None else int(end)], np.int64)]
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu":  # C's truncating division, as onnxruntime's
+        q = np.floor_divide(a, b)
+        return q + ((np.remainder(a, b) != 0) & ((a < 0) != (b < 0))).astype(a.dtype)
+    return np.divide(a, b)
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _divide}
+
+
+def _binary(op: str):
+    return lambda inputs, attributes: [np.asarray(_BINARY[op](inputs[0], inputs[1])).astype(inputs[0].dtype, copy=False)]
+
+
 HostOp = Callable[[list, dict], list]
-# op type -> (implementation, the dtypes of its outputs given its first input's dtype)
-HOST_OPS: dict[str, tuple[HostOp, Callable[[str], list[str]]]] = {
-    "NonMaxSuppression": (non_max_suppression, lambda x: [INT64]),
-    "Unique": (unique, lambda x: [x, INT64, INT64, INT64]),
-    "NonZero": (non_zero, lambda x: [INT64]),
+
+
+def _same(dtypes: list[str], attributes: dict) -> list[str]:
+    return [dtypes[0]]
+
+
+# op type -> (implementation, the dtypes of its outputs given its inputs' dtypes and its attributes)
+HOST_OPS: dict[str, tuple[HostOp, Callable[[list[str], dict], list[str]]]] = {
+    "NonMaxSuppression": (non_max_suppression, lambda d, a: [INT64]),
+    "Unique": (unique, lambda d, a: [d[0], INT64, INT64, INT64]),
+    "NonZero": (non_zero, lambda d, a: [INT64]),
 }
+# Ops run on the host only where they read a value of run-time shape (an output of the ops above, or of another of
+# these); elsewhere they are compiled as usual.
+FOLLOWING_OPS: dict[str, tuple[HostOp, Callable[[list[str], dict], list[str]]]] = {
+    "Gather": (gather, _same), "Slice": (slice_, _same), "Squeeze": (squeeze, _same), "Unsqueeze": (unsqueeze, _same),
+    "Reshape": (reshape, _same), "Concat": (concat, _same), "Transpose": (transpose, _same), "Flatten": (flatten, _same),
+    "Identity": (lambda i, a: [i[0]], _same), "Shape": (shape, lambda d, a: [INT64]),
+    "Cast": (cast_, lambda d, a: [np.dtype(_CAST_TYPES[int(a["to"])]).name]),
+    **{op: (_binary(op), _same) for op in _BINARY},
+}
+RUNTIME_OPS = {**HOST_OPS, **FOLLOWING_OPS}
 
 
 def run_host_op(op: str, inputs: list[np.ndarray | None], attributes: dict[str, Any], outputs: int) -> list[np.ndarray]:
     """The first `outputs` results of host op `op` (a KeyError for an op the runtime does not know: validation
     refuses such a bundle before it runs)."""
-    return HOST_OPS[op][0](inputs, attributes)[:outputs]
+    return RUNTIME_OPS[op][0](inputs, attributes)[:outputs]

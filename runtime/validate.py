@@ -28,7 +28,7 @@ from hcc.artifacts.manifest import (
 from hcc.devices import ARTIFACT_KINDS, DEVICE_KINDS, NATIVE_ARTIFACT_KINDS
 from hcc.errors import HccError
 from hcc.runtime.elf import SIGNATURE_SYMBOL, read_exports
-from hcc.runtime.host_ops import HOST_OPS
+from hcc.runtime.host_ops import RUNTIME_OPS
 
 ITEM_BYTES = {"float64": 8, "float32": 4, "float16": 2, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "uint16": 2, "uint32": 4,
               "uint64": 8, "bool": 1}
@@ -251,9 +251,9 @@ def check_program(bundle: Path, manifest: Manifest, tensors: dict[str, TensorRec
                     raise _refuse(bundle, f"program: {here}: {carried} carried values and {len(scans)} scan outputs do not fit its body "
                                           f"({len(body.inputs)} inputs, {len(body.outputs)} outputs) and {len(outputs)} outputs")
             elif step.kind == "host":
-                if program.format != PROGRAM_FORMAT_HOST or step.op not in HOST_OPS or not isinstance(step.attributes, dict):
+                if program.format != PROGRAM_FORMAT_HOST or step.op not in RUNTIME_OPS or not isinstance(step.attributes, dict):
                     raise _refuse(bundle, f"program: {here}: op {step.op!r} is not one the runtime runs on the host "
-                                          f"({', '.join(HOST_OPS)}; program format {PROGRAM_FORMAT_HOST})")
+                                          f"({', '.join(RUNTIME_OPS)}; program format {PROGRAM_FORMAT_HOST})")
                 if not reads or not reads[0]:
                     raise _refuse(bundle, f"program: {here} reads no input")
             elif step.kind == "fail":

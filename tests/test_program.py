@@ -227,17 +227,18 @@ def test_a_branch_that_cannot_hold_the_shapes_is_an_error_only_when_taken(tmp_pa
 
 def _detector(consumed: bool) -> onnx.ModelProto:
     """Sigmoid scores (compiled) -> NonMaxSuppression (host) -> the selected indices, the boxes' NonZero mask and the
-    Unique of the classes as model outputs; with `consumed` a Cast of the selection, which compiled code cannot read."""
+    Unique of the classes as model outputs; with `consumed` an Abs of the selection, which neither compiled code (a
+    run-time shape) nor the host (not one of its ops) runs."""
     nodes = [helper.make_node("Sigmoid", ["logits"], ["scores"], name="scores"),
              helper.make_node("NonMaxSuppression", ["boxes", "scores", "keep", "iou", "min_score"], ["selected"], name="nms"),
              helper.make_node("Greater", ["logits", "zero"], ["positive"], name="positive"),
              helper.make_node("NonZero", ["positive"], ["where"], name="where"),
              helper.make_node("Unique", ["classes"], ["kinds", "first", "inverse", "counts"], name="kinds", sorted=0)]
-    if consumed:
-        nodes.append(helper.make_node("Cast", ["selected"], ["selected_f"], to=TensorProto.FLOAT, name="after"))
+    if consumed:  # Abs: not an op the host runs (runtime/host_ops.py)
+        nodes.append(helper.make_node("Abs", ["selected"], ["selected_abs"], name="after"))
     inits = [numpy_helper.from_array(np.array([30], np.int64), "keep"), numpy_helper.from_array(np.array([0.2], np.float32), "iou"),
              numpy_helper.from_array(np.array([0.3], np.float32), "min_score"), numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
-    outputs = [("selected_f" if consumed else "selected", TensorProto.FLOAT if consumed else TensorProto.INT64, ["n", 3]),
+    outputs = [("selected_abs" if consumed else "selected", TensorProto.INT64, ["n", 3]),
                ("where", TensorProto.INT64, [3, "m"]), ("kinds", TensorProto.INT64, ["k"]), ("first", TensorProto.INT64, ["k"]),
                ("inverse", TensorProto.INT64, [12]), ("counts", TensorProto.INT64, ["k"])]
     graph = helper.make_graph(nodes, "detector", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [2, 30, 4]),
@@ -272,5 +273,59 @@ def test_ops_of_value_dependent_shape_run_on_the_host_between_compiled_pieces(tm
 
 def test_compiled_code_reading_a_host_ops_output_is_refused_by_name(tmp_path):
     message = _refusal(_detector(consumed=True), tmp_path)
-    assert ("node 'after' (Cast) reads 'selected', whose shape is only known at run time (output of node 'nms' "
+    assert ("node 'after' (Abs) reads 'selected', whose shape is only known at run time (output of node 'nms' "
             "(NonMaxSuppression), run on the host") in message
+
+
+def _postprocessed_detector(relu_after: bool = False) -> onnx.ModelProto:
+    """NonMaxSuppression, then what a detector's export does with the selection on the host: the selected boxes and
+    scores gathered by the box column, concatenated, the indices cast and scaled; with `relu_after` a Relu of the
+    result, which neither compiled code (run-time shape) nor the host (not one of its ops) may run."""
+    n = 40
+    nodes = [helper.make_node("Sigmoid", ["logits"], ["scores"], name="scores"),
+             helper.make_node("NonMaxSuppression", ["boxes", "scores", "keep", "iou"], ["selected"], name="nms"),
+             helper.make_node("Gather", ["selected", "two"], ["box_index"], name="box_index", axis=1),
+             helper.make_node("Squeeze", ["boxes", "zero_axis"], ["boxes2d"], name="boxes2d"),
+             helper.make_node("Gather", ["boxes2d", "box_index"], ["kept_boxes"], name="kept_boxes", axis=0),
+             helper.make_node("Reshape", ["scores", "flat"], ["scores1d"], name="scores1d"),
+             helper.make_node("Gather", ["scores1d", "box_index"], ["kept_scores"], name="kept_scores", axis=0),
+             helper.make_node("Unsqueeze", ["kept_scores", "one_axis"], ["score_column"], name="score_column"),
+             helper.make_node("Concat", ["kept_boxes", "score_column"], ["detections"], name="detections", axis=1),
+             helper.make_node("Cast", ["box_index"], ["index_f"], name="index_f", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["index_f", "half"], ["half_index"], name="half_index")]
+    if relu_after:
+        nodes.append(helper.make_node("Relu", ["detections"], ["relu"], name="relu"))
+    inits = [numpy_helper.from_array(np.array([n], np.int64), "keep"), numpy_helper.from_array(np.array([0.3], np.float32), "iou"),
+             numpy_helper.from_array(np.array(2, np.int64), "two"), numpy_helper.from_array(np.array([0], np.int64), "zero_axis"),
+             numpy_helper.from_array(np.array([n], np.int64), "flat"), numpy_helper.from_array(np.array([1], np.int64), "one_axis"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    outputs = [helper.make_tensor_value_info("detections", TensorProto.FLOAT, ["k", 5]),
+               helper.make_tensor_value_info("half_index", TensorProto.FLOAT, ["k"])]
+    if relu_after:
+        outputs.append(helper.make_tensor_value_info("relu", TensorProto.FLOAT, ["k", 5]))
+    graph = helper.make_graph(nodes, "postprocess", [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, n, 4]),
+                                                     helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, n])],
+                              outputs, inits)
+    return helper.make_model(graph, opset_imports=pm.OPSET)
+
+
+def test_a_detectors_post_processing_runs_on_the_host_after_nms(tmp_path):
+    """Nodes that read a value of run-time shape (Gather, Squeeze, Reshape, Unsqueeze, Concat, Cast, Mul here) run as
+    host steps too (runtime/host_ops.py FOLLOWING_OPS); the same nodes on static values stay compiled (Squeeze,
+    Reshape of the inputs). onnxruntime's selection, scores within an ulp (hcc's compiled Sigmoid)."""
+    session, reference, _ = _compile(_postprocessed_detector(), tmp_path)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        corner = rng.uniform(0, 6, (1, 40, 2)).astype(np.float32)
+        feeds = {"boxes": np.concatenate([corner, corner + rng.uniform(1, 4, (1, 40, 2)).astype(np.float32)], -1),
+                 "logits": rng.standard_normal((1, 1, 40)).astype(np.float32)}
+        for name, ours, theirs in zip(session.manifest.outputs, session.run(None, feeds), reference.run(None, feeds)):
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name  # the same boxes selected
+            np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0, err_msg=name)  # scores: compiled Sigmoid, 1 ulp
+    host = [s.node for s in session.manifest.program.main.steps if s.kind == "host"]
+    assert host == ["nms", "box_index", "kept_boxes", "kept_scores", "score_column", "detections", "index_f", "half_index"]
+
+
+def test_an_op_the_host_cannot_run_on_a_run_time_shape_is_refused_by_name(tmp_path):
+    message = _refusal(_postprocessed_detector(relu_after=True), tmp_path)
+    assert "node 'relu' (Relu) reads 'detections', whose shape is only known at run time (output of node 'detections' (Concat)" in message

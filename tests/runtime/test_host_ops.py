@@ -83,3 +83,36 @@ def test_non_zero_matches_onnxruntime():
     x = np.random.default_rng(6).integers(0, 2, (3, 4, 5)).astype(np.int32)
     _same("NonZero", [x], {})
     _same("NonZero", [np.zeros((2, 2), np.float32)], {})
+
+
+def _following(op: str, arrays: list, attributes: dict, out_type: int) -> None:
+    ours = run_host_op(op, arrays, attributes, 1)
+    theirs = _onnxruntime(op, arrays, attributes, [out_type])
+    assert ours[0].dtype == theirs[0].dtype and ours[0].shape == theirs[0].shape, (ours[0].dtype, ours[0].shape, theirs[0].shape)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+
+
+_X = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) - 7.5
+_I = np.array([[3, -7, 5], [-2, 0, 9]], np.int64)
+FLOAT, INT64 = TensorProto.FLOAT, TensorProto.INT64
+
+
+@pytest.mark.parametrize("op,arrays,attributes,out_type", [
+    ("Gather", [_X, np.array([[2, -1], [0, 1]], np.int64)], {"axis": 1}, FLOAT),
+    ("Slice", [_X, np.array([-1, 1]), np.array([-100, 3]), np.array([2, 1]), np.array([-2, 1])], {}, FLOAT),
+    ("Slice", [_X, np.array([0]), np.array([2**62]), np.array([-1])], {}, FLOAT),
+    ("Squeeze", [_X[:1, :, :1]], {}, FLOAT),
+    ("Unsqueeze", [_X, np.array([-1, 0])], {}, FLOAT),
+    ("Reshape", [_X, np.array([0, -1, 2])], {}, FLOAT),
+    ("Concat", [_X, _X[:, :1]], {"axis": -2}, FLOAT),
+    ("Cast", [_X], {"to": TensorProto.INT32}, TensorProto.INT32),
+    ("Transpose", [_X], {"perm": [2, 0, 1]}, FLOAT),
+    ("Flatten", [_X], {"axis": 2}, FLOAT),
+    ("Shape", [_X], {"start": 1}, INT64),
+    ("Div", [_I, np.array([2, -3, 4], np.int64)], {}, INT64),
+    ("Add", [_X, np.array([1.5], np.float32)], {}, FLOAT),
+])
+def test_ops_that_follow_match_onnxruntime(op, arrays, attributes, out_type):
+    """The ops a host step's result goes through (a detector's post-processing): numpy, as onnxruntime computes them
+    (negative indices and axes, Slice's clamping and negative steps, Reshape's 0 and -1, C's integer division)."""
+    _following(op, arrays, attributes, out_type)
