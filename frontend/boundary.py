@@ -153,7 +153,8 @@ def flatten_inputs(model: onnx.ModelProto, path: str, shapes: dict[str, Any]) ->
 def constant_node(value: np.ndarray, output: str, name: str, graph_outputs: set[str],
                   initializers: list[onnx.TensorProto]) -> onnx.NodeProto:
     """A node giving `output` the constant `value`: a Constant, or for a graph output an Identity of an initializer
-    (a bundle output must be computed by a node of compiled code; checks.constant_outputs refuses a Constant)."""
+    (a bundle output is computed by a node of compiled code; checks.materialize_constant_outputs does the same for
+    the model's own constant outputs)."""
     if output in graph_outputs:
         folded = f"{output}__folded"
         initializers.append(numpy_helper.from_array(np.asarray(value), folded))

@@ -13,7 +13,7 @@ from hcc.artifacts.manifest import BoundaryRecord
 from hcc.errors import HccError
 from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.boundary import flatten_boundary, parse_input_spec
-from hcc.frontend.checks import check_patterns
+from hcc.frontend.checks import check_patterns, materialize_constant_outputs
 from hcc.frontend.classical_ml import rewrite_classical_ml
 from hcc.frontend.control_flow import (
     CONTROL_FLOW,
@@ -314,6 +314,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
         model = _infer(model, path)
     if write_out_lstm_steps(model):  # an LSTM with peepholes, clip or other activations as its steps (lstm_steps.py)
         model = _infer(model, path)
+    materialize_constant_outputs(model)  # a constant model output: an Identity of it, which the compiled code writes
     check_patterns(model, path)  # patterns that would compile to a wrong result or a crash (frontend/checks.py)
     pretranspose_gemm_weights(model)  # after BN folding, which may scale a Gemm's weight
     # last: UINT16/32/64 values into exact signed representations; the boundary keeps the storage bytes

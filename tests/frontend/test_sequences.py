@@ -55,7 +55,7 @@ def test_construct_insert_erase_at_length_concat(tmp_path):
         h.make_node("SequenceAt", ["s5", "zero"], ["only"], name="at_only"),
         h.make_node("Mul", ["cat", "cat"], ["y"], name="square"),
         h.make_node("Cast", ["length"], ["length_f"], name="length_float", to=F),
-        h.make_node("Mul", ["a", "length_f"], ["scaled"], name="scale"),  # (a constant output is refused on its own)
+        h.make_node("Mul", ["a", "length_f"], ["scaled"], name="scale"),  # (a constant output alone would be an Identity of a constant)
     ]
     graph = h.make_graph(nodes, "sequences", [h.make_tensor_value_info(n, F, s) for n, s in (("a", [2, 3]), ("b", [2, 3]), ("c", [4, 3]))],
                          [h.make_tensor_value_info("y", F, [6, 3]), h.make_tensor_value_info("last", F, [2, 3]),
