@@ -393,8 +393,8 @@ class Session:
                 args = [self._value(env, name, step) if name else None for name in step.inputs]
                 try:
                     results = run_host_op(step.op, args, step.attributes, len(step.outputs))
-                except ValueError as exc:
-                    raise HccError(f"{self.bundle}: node '{step.node}' ({step.op}): {exc}") from None
+                except (ValueError, IndexError, TypeError) as exc:  # bad input values: an index out of range, a shape
+                    raise HccError(f"{self.bundle}: node '{step.node}' ({step.op}) on the host: {exc}") from None
                 local.update((name, value) for name, value in zip(step.outputs, results) if name)
                 profile.nodes[step.node] = profile.nodes.get(step.node, 0.0) + time.perf_counter() - start
             else:

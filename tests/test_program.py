@@ -329,3 +329,22 @@ def test_a_detectors_post_processing_runs_on_the_host_after_nms(tmp_path):
 def test_an_op_the_host_cannot_run_on_a_run_time_shape_is_refused_by_name(tmp_path):
     message = _refusal(_postprocessed_detector(relu_after=True), tmp_path)
     assert "node 'relu' (Relu) reads 'detections', whose shape is only known at run time (output of node 'detections' (Concat)" in message
+
+
+def test_a_host_step_given_bad_values_says_which_node(tmp_path):
+    """An index out of range in a host step's Gather is one HccError naming the node, not a numpy traceback."""
+    gather = helper.make_node("Gather", ["table", "where"], ["picked"], name="pick", axis=0)
+    nz = helper.make_node("NonZero", ["mask"], ["where"], name="where")
+    graph = helper.make_graph([nz, gather], "g", [helper.make_tensor_value_info("mask", TensorProto.BOOL, [6]),
+                                                  helper.make_tensor_value_info("table", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("picked", TensorProto.FLOAT, [1, "n"])])
+    table = np.array([1.0, 2.0, 3.0], np.float32)
+    ok = {"mask": np.array([1, 0, 1, 0, 0, 0], bool), "table": table}
+    onnx.save(helper.make_model(graph, opset_imports=pm.OPSET), tmp_path / "m.onnx")
+    np.savez(tmp_path / "golden.npz", **ok)  # random masks would select rows the table does not have
+    hcc.compile(tmp_path / "m.onnx", tmp_path / "b", golden_inputs=tmp_path / "golden.npz")
+    session = hcc.runtime.load(tmp_path / "b")
+    reference = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, ok)[0], reference.run(None, ok)[0])
+    with pytest.raises(HccError, match="node 'pick' \\(Gather\\) on the host: index 5 is out of bounds"):
+        session.run(None, {"mask": np.array([0, 0, 0, 0, 0, 1], bool), "table": table})
