@@ -46,6 +46,9 @@ SUPPORTED_OPS: frozenset[str] = frozenset(
 BLOCKED_OPS: dict[str, str] = {}
 # Ops refused for good, with what to do instead (in the error that lists unsupported ops).
 REFUSED_OPS: dict[str, str] = {
+    **{op: "its output shape depends on the input values: `hcc compile` runs it on the host as a program step "
+           "(docs/control-flow.md), which one tensor program (`hcc plan`, --devices) cannot hold"
+       for op in ("NonMaxSuppression", "Unique")},
     "ai.onnx.ml.ZipMap": "its output is a sequence of maps: compiled only at a graph output of the main graph "
                          "(frontend/zipmap.py); elsewhere convert the model with skl2onnx option zipmap=False "
                          "(options={id(model): {'zipmap': False}}) to keep the probabilities a tensor",
