@@ -10,7 +10,8 @@ order i, o, f):
     C_t = f * C_{t-1} + i * c~          o = f(clip(g_o + P_o * C_t))        H_t = o * h(C_t)
 
 Y stacks H_t ([T, 1, B, H]); Y_h and Y_c are the last H_t and C_t. Reverse LSTMs are forward ones by then
-(frontend/recurrent.py). Left as they are (and refused by name): bidirectional ones with such features, batch-major
+(frontend/recurrent.py); a bidirectional one is a forward and a reverse pass on its weights' halves, concatenated
+(Y [T, 2, B, H]). Left as they are (and refused by name): bidirectional ones with per-sequence lengths, batch-major
 layout, input_forget, activations that take alpha/beta, dynamic shapes. Per-sequence lengths (`sequence_lens`, which
 torch-mlir ignores too) are honoured as onnxruntime does: past its length a batch entry keeps its states and its Y
 rows are zeros; an entry of length 0 ends with zero states.
@@ -40,17 +41,49 @@ def _needs_steps(node: onnx.NodeProto, constants: dict[str, np.ndarray], steps: 
     lengths = node.input[4] if len(node.input) > 4 else ""
     short = bool(lengths) and (lengths not in constants or bool(np.any(constants[lengths] != steps)))
     activations = [_text(a) for a in attr_value(node, "activations", []) or []]
+    directions = 2 if _text(attr_value(node, "direction", "forward") or "forward") == "bidirectional" else 1
     return (nonzero_p or short or attr_value(node, "clip", None) is not None
-            or (bool(activations) and activations != DEFAULT_ACTIVATIONS))
+            or (bool(activations) and activations != DEFAULT_ACTIVATIONS * directions))
 
 
 def _steps(node: onnx.NodeProto, t: int, batch: int, hidden: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The node's replacement: one direction, or (bidirectional) a forward one and a reverse one on the weights',
+    biases', initial states' and peepholes' two halves, their outputs concatenated along the direction axis."""
     b = CountedNodes(node)
     inputs = list(node.input) + [""] * (8 - len(node.input))
+    names = [_text(a) for a in attr_value(node, "activations", []) or []]
+    bidirectional = _text(attr_value(node, "direction", "forward") or "forward") == "bidirectional"
+    halves = []
+    for index in range(2 if bidirectional else 1):
+        own = list(inputs)
+        if bidirectional:
+            for k in (1, 2, 3, 5, 6, 7):  # W R B initial_h initial_c P: direction `index`
+                own[k] = _take(b, own[k], index, index + 1, 0, f"half{index}_{k}") if own[k] else ""
+        acts = names[3 * index:3 * index + 3] if names else DEFAULT_ACTIVATIONS
+        halves.append(_direction(b, own, acts, attr_value(node, "clip", None), t, batch, hidden, reverse=index == 1, tag=f"d{index}"))
+    outputs = list(node.output) + [""] * (3 - len(node.output))
+    axis0 = b.const(np.array([0], np.int64), "axis0")
+    if outputs[0]:
+        b.op("Concat", [y for y, _, _ in halves], "y", output=outputs[0], axis=1)
+    for position, out in ((1, outputs[1]), (2, outputs[2])):
+        if out:
+            states = [b.op("Unsqueeze", [half[position], axis0], "state") for half in halves]
+            b.op("Concat", states, "states", output=out, axis=0)
+    b.nodes[-1].name = node.name
+    return b.nodes, b.inits
+
+
+def _take(b: CountedNodes, value: str, start: int, end: int, axis: int, hint: str) -> str:
+    return b.op("Slice", [value, b.const(np.array([start], np.int64), "s"), b.const(np.array([end], np.int64), "e"),
+                          b.const(np.array([axis], np.int64), "a")], hint)
+
+
+def _direction(b: CountedNodes, inputs: list[str], names: list[str], clip, t: int, batch: int, hidden: int, reverse: bool,
+               tag: str) -> tuple[str, str, str]:
+    """One direction's steps (the reverse one over the steps in reverse order); returns Y [T, 1, B, H] in step order
+    and the last H and C [B, H]."""
     x, w, r, bias, lengths, h0, c0, p = inputs
-    names = [_text(a) for a in attr_value(node, "activations", []) or []] or DEFAULT_ACTIVATIONS
     gate_act, cell_act, out_act = (ACTIVATIONS[n] for n in names)
-    clip = attr_value(node, "clip", None)
 
     def act(op: str, value: str, hint: str, clipped: bool = True) -> str:
         if clip is not None and clipped:
@@ -60,58 +93,50 @@ def _steps(node: onnx.NodeProto, t: int, batch: int, hidden: int) -> tuple[list[
                                               f"{hint}_den")], hint)
         return b.op(op, [value], hint)
 
-    def take(value: str, start: int, end: int, axis: int, hint: str) -> str:
-        return b.op("Slice", [value, b.const(np.array([start], np.int64), "s"), b.const(np.array([end], np.int64), "e"),
-                              b.const(np.array([axis], np.int64), "a")], hint)
-
     squeeze0 = b.const(np.array([0], np.int64), "axis0")
-    w_t = b.op("Transpose", [b.op("Squeeze", [w, squeeze0], "w")], "w_t", perm=[1, 0])  # [I, 4H]
-    r_t = b.op("Transpose", [b.op("Squeeze", [r, squeeze0], "r")], "r_t", perm=[1, 0])  # [H, 4H]
+    w_t = b.op("Transpose", [b.op("Squeeze", [w, squeeze0], f"{tag}_w")], f"{tag}_w_t", perm=[1, 0])  # [I, 4H]
+    r_t = b.op("Transpose", [b.op("Squeeze", [r, squeeze0], f"{tag}_r")], f"{tag}_r_t", perm=[1, 0])  # [H, 4H]
     gate_bias = ""
     if bias:
-        both = b.op("Squeeze", [bias, squeeze0], "bias")  # [8H]
-        gate_bias = b.op("Add", [take(both, 0, 4 * hidden, 0, "wb"), take(both, 4 * hidden, 8 * hidden, 0, "rb")], "gate_bias")
+        both = b.op("Squeeze", [bias, squeeze0], f"{tag}_bias")  # [8H]
+        gate_bias = b.op("Add", [_take(b, both, 0, 4 * hidden, 0, "wb"), _take(b, both, 4 * hidden, 8 * hidden, 0, "rb")], f"{tag}_gate_bias")
     zeros = b.const(np.zeros([batch, hidden], np.float32), "zeros")
-    h = b.op("Squeeze", [h0, squeeze0], "h0") if h0 else zeros
-    c = b.op("Squeeze", [c0, squeeze0], "c0") if c0 else zeros
-    peep = [take(b.op("Squeeze", [p, squeeze0], "p"), k * hidden, (k + 1) * hidden, 0, f"p{k}") for k in range(3)] if p else []
-    xs = [b.op("Squeeze", [take(x, step, step + 1, 0, f"x{step}"), squeeze0], f"x{step}_2d") for step in range(t)]
-    ys = []
-    lengths = b.op("Unsqueeze", [lengths, b.const(np.array([1], np.int64), "axis1")], "lengths") if lengths else ""  # [B, 1]
-    for step in range(t):
+    h = b.op("Squeeze", [h0, squeeze0], f"{tag}_h0") if h0 else zeros
+    c = b.op("Squeeze", [c0, squeeze0], f"{tag}_c0") if c0 else zeros
+    peep = [_take(b, b.op("Squeeze", [p, squeeze0], f"{tag}_p"), k * hidden, (k + 1) * hidden, 0, f"{tag}_p{k}") for k in range(3)] if p else []
+    order = range(t - 1, -1, -1) if reverse else range(t)
+    ys: dict[int, str] = {}
+    lengths = b.op("Unsqueeze", [lengths, b.const(np.array([1], np.int64), "axis1")], f"{tag}_lengths") if lengths else ""  # [B, 1]
+    for step in order:
+        x_t = b.op("Squeeze", [_take(b, x, step, step + 1, 0, f"{tag}_x{step}"), squeeze0], f"{tag}_x{step}_2d")
         h_before, c_before = h, c
-        gates = b.op("Add", [b.op("MatMul", [xs[step], w_t], f"xw{step}"), b.op("MatMul", [h, r_t], f"hr{step}")], f"gates{step}")
+        gates = b.op("Add", [b.op("MatMul", [x_t, w_t], f"{tag}_xw{step}"), b.op("MatMul", [h, r_t], f"{tag}_hr{step}")], f"{tag}_gates{step}")
         if gate_bias:
-            gates = b.op("Add", [gates, gate_bias], f"gates{step}_b")
-        g_i, g_o, g_f, g_c = (take(gates, k * hidden, (k + 1) * hidden, 1, f"g{k}_{step}") for k in range(4))
+            gates = b.op("Add", [gates, gate_bias], f"{tag}_gates{step}_b")
+        g_i, g_o, g_f, g_c = (_take(b, gates, k * hidden, (k + 1) * hidden, 1, f"{tag}_g{k}_{step}") for k in range(4))
         if peep:
-            g_i = b.op("Add", [g_i, b.op("Mul", [peep[0], c], f"pi{step}")], f"gi{step}")
-            g_f = b.op("Add", [g_f, b.op("Mul", [peep[2], c], f"pf{step}")], f"gf{step}")
-        i = act(gate_act, g_i, f"i{step}")
-        f = act(gate_act, g_f, f"f{step}")
-        cand = act(cell_act, g_c, f"cand{step}")
-        c = b.op("Add", [b.op("Mul", [f, c], f"keep{step}"), b.op("Mul", [i, cand], f"write{step}")], f"c{step}")
+            g_i = b.op("Add", [g_i, b.op("Mul", [peep[0], c], f"{tag}_pi{step}")], f"{tag}_gi{step}")
+            g_f = b.op("Add", [g_f, b.op("Mul", [peep[2], c], f"{tag}_pf{step}")], f"{tag}_gf{step}")
+        i = act(gate_act, g_i, f"{tag}_i{step}")
+        f = act(gate_act, g_f, f"{tag}_f{step}")
+        cand = act(cell_act, g_c, f"{tag}_cand{step}")
+        c = b.op("Add", [b.op("Mul", [f, c], f"{tag}_keep{step}"), b.op("Mul", [i, cand], f"{tag}_write{step}")], f"{tag}_c{step}")
         if peep:
-            g_o = b.op("Add", [g_o, b.op("Mul", [peep[1], c], f"po{step}")], f"go{step}")
-        o = act(gate_act, g_o, f"o{step}")
-        h = b.op("Mul", [o, act(out_act, c, f"hc{step}", clipped=False)], f"h{step}")
+            g_o = b.op("Add", [g_o, b.op("Mul", [peep[1], c], f"{tag}_po{step}")], f"{tag}_go{step}")
+        o = act(gate_act, g_o, f"{tag}_o{step}")
+        h = b.op("Mul", [o, act(out_act, c, f"{tag}_hc{step}", clipped=False)], f"{tag}_h{step}")
         y = h
         if lengths:  # a batch entry past its length keeps its states and outputs zeros (onnxruntime's rule)
-            running = b.op("Less", [b.const(np.array(step, np.int32), f"t{step}"), lengths], f"running{step}")
-            h = b.op("Where", [running, h, h_before], f"h{step}_kept")
-            c = b.op("Where", [running, c, c_before], f"c{step}_kept")
-            y = b.op("Where", [running, y, zeros], f"y{step}_masked")
-        ys.append(b.op("Unsqueeze", [y, b.const(np.array([0, 1], np.int64), "axes01")], f"y{step}"))
+            running = b.op("Less", [b.const(np.array(step, np.int32), f"t{step}"), lengths], f"{tag}_running{step}")
+            h = b.op("Where", [running, h, h_before], f"{tag}_h{step}_kept")
+            c = b.op("Where", [running, c, c_before], f"{tag}_c{step}_kept")
+            y = b.op("Where", [running, y, zeros], f"{tag}_y{step}_masked")
+        ys[step] = b.op("Unsqueeze", [y, b.const(np.array([0, 1], np.int64), "axes01")], f"{tag}_y{step}")
     if lengths:  # an entry of length 0 ends with zero states, not its initial ones (onnxruntime's rule)
-        started = b.op("Less", [b.const(np.array(0, np.int32), "t0"), lengths], "started")
-        h, c = b.op("Where", [started, h, zeros], "h_final"), b.op("Where", [started, c, zeros], "c_final")
-    outputs = list(node.output) + [""] * (3 - len(node.output))
-    if outputs[0]:
-        b.op("Concat", ys, "y", output=outputs[0], axis=0)
-    for out, value in ((outputs[1], h), (outputs[2], c)):
-        if out:
-            b.op("Unsqueeze", [value, squeeze0], "state", output=out)
-    return b.nodes, b.inits
+        started = b.op("Less", [b.const(np.array(0, np.int32), "t0"), lengths], f"{tag}_started")
+        h, c = b.op("Where", [started, h, zeros], f"{tag}_h_final"), b.op("Where", [started, c, zeros], f"{tag}_c_final")
+    y_all = b.op("Concat", [ys[step] for step in range(t)], f"{tag}_y", axis=0) if t > 1 else ys[0]
+    return y_all, h, c
 
 
 def write_out_lstm_steps(model: onnx.ModelProto) -> int:
@@ -129,10 +154,13 @@ def write_out_lstm_steps(model: onnx.ModelProto) -> int:
         if node.op_type != "LSTM" or node.domain not in ("", "ai.onnx") or not x_shape or not _needs_steps(node, constants, x_shape[0]):
             return None
         r_shape = shapes.get(node.input[2]) if len(node.input) > 2 else None
-        names = [_text(a) for a in attr_value(node, "activations", []) or []] or DEFAULT_ACTIVATIONS
-        if (_text(attr_value(node, "direction", "forward") or "forward") != "forward" or attr_value(node, "layout", 0) != 0
-                or attr_value(node, "input_forget", 0) or not r_shape
-                or len(names) != 3 or any(n not in ACTIVATIONS for n in names) or node.input[0] not in floats
+        direction = _text(attr_value(node, "direction", "forward") or "forward")
+        directions = 2 if direction == "bidirectional" else 1
+        names = [_text(a) for a in attr_value(node, "activations", []) or []] or DEFAULT_ACTIVATIONS * directions
+        lengths = node.input[4] if len(node.input) > 4 else ""
+        if (direction not in ("forward", "bidirectional") or (direction == "bidirectional" and lengths)
+                or attr_value(node, "layout", 0) != 0 or attr_value(node, "input_forget", 0) or not r_shape
+                or len(names) != 3 * directions or any(n not in ACTIVATIONS for n in names) or node.input[0] not in floats
                 or attr_value(node, "activation_alpha", None) or attr_value(node, "activation_beta", None)):
             return None
         return _steps(node, x_shape[0], x_shape[1], r_shape[2])
