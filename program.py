@@ -168,11 +168,7 @@ def _build_block(model: onnx.ModelProto, ctx: _Context, scope: Mapping[str, Tens
             records += _segment_steps(model, step, needed, inits, types, ctx, hand_on, use_constant)
             continue
         node = step.node
-        for name in node.input:
-            if name:
-                use_constant(name)
-                if name not in types:
-                    raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}) reads '{name}', which nothing before it computes")
+        _bind_inputs(node, types, use_constant, ctx)
         if node.op_type == "If":
             records.append(_if_step(model, node, types, ctx))
         elif node.op_type == "Loop":
@@ -213,12 +209,19 @@ def _segment_steps(model, segment: segments.Segment, needed: set[str], inits: di
         if node.op_type not in FOLLOWING_OPS or node.domain not in ("", "ai.onnx"):
             dynamic = next(name for name in segments.reads(node) if name in types and types[name].shape is None)
             _require_static(types, dynamic, node, ctx)
-        for name in node.input:
-            if name:
-                use_constant(name)
+        _bind_inputs(node, types, use_constant, ctx)
         records.append(_host_step(node, types, ctx))
         nodes = nodes[cut + 1:]
     return records
+
+
+def _bind_inputs(node: onnx.NodeProto, types: Mapping[str, TensorType], use_constant: Callable[[str], None], ctx: _Context) -> None:
+    """A step's inputs: constants handed on to the block, and every one computed before it (else an error naming it)."""
+    for name in node.input:
+        if name:
+            use_constant(name)
+            if name not in types:
+                raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}) reads '{name}', which nothing before it computes")
 
 
 def _require_static(types: Mapping[str, TensorType], name: str, node: onnx.NodeProto, ctx: _Context) -> TensorType:
@@ -458,9 +461,6 @@ def _host_step(node: onnx.NodeProto, types: ChainMap, ctx: _Context) -> StepReco
     outputs have run-time shapes, so only host steps and the model's outputs may read them (`_require_static`)."""
     from hcc.runtime.host_ops import HOST_OPS, RUNTIME_OPS
 
-    for name in node.input:
-        if name and name not in types:
-            raise HccError(f"{ctx.model_path}: node '{node.name}' ({node.op_type}) reads '{name}', which nothing before it computes")
     attributes = {a.name: _json_attribute(helper.get_attribute_value(a), node, ctx) for a in node.attribute}
     dtypes = RUNTIME_OPS[node.op_type][1]([types[n].dtype if n else "" for n in node.input], attributes)
     why = (f"output of node '{node.name}' ({node.op_type}), run on the host: its shape depends on the input values"

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from hcc.frontend.newer_ops import GraphFacts, rewrite_op
-from hcc.frontend.node_rewrite import CountedNodes
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+from hcc.frontend.node_rewrite import CountedNodes, attr_value
 
 
 def _input(node: onnx.NodeProto, index: int) -> str:
@@ -43,11 +39,11 @@ def deform_conv_nodes(node: onnx.NodeProto, facts: GraphFacts, path: str, opset:
         return [node], []
     n, c, h, w = x_shape
     o, cg_in = w_shape[0], w_shape[1]
-    kh, kw = _attr(node, "kernel_shape", w_shape[2:])
-    group, offset_group = int(_attr(node, "group", 1)), int(_attr(node, "offset_group", 1))
-    sh, sw = _attr(node, "strides", [1, 1])
-    dh, dw = _attr(node, "dilations", [1, 1])
-    top, left, _, _ = _attr(node, "pads", [0, 0, 0, 0])
+    kh, kw = attr_value(node, "kernel_shape", w_shape[2:])
+    group, offset_group = int(attr_value(node, "group", 1)), int(attr_value(node, "offset_group", 1))
+    sh, sw = attr_value(node, "strides", [1, 1])
+    dh, dw = attr_value(node, "dilations", [1, 1])
+    top, left, _, _ = attr_value(node, "pads", [0, 0, 0, 0])
     oh, ow = off_shape[2:]
     k = kh * kw
     if (h == 1 or w == 1 or c != cg_in * group or o % group or c % offset_group

@@ -11,15 +11,10 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
 from hcc.frontend.newer_ops import GraphFacts, rewrite_op
-from hcc.frontend.node_rewrite import CountedNodes
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    value = next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
-    return value.decode() if isinstance(value, bytes) else value
+from hcc.frontend.node_rewrite import CountedNodes, attr_value
 
 
 def same_pads(spatial: list[int], kernel: list[int], strides: list[int], dilations: list[int], upper: bool) -> list[int]:
@@ -36,24 +31,24 @@ def same_pads(spatial: list[int], kernel: list[int], strides: list[int], dilatio
 def lp_pool_nodes(node: onnx.NodeProto, facts: GraphFacts, path: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """The replacement of one LpPool that torch-mlir cannot lower; the node itself otherwise."""
     shape = facts.shapes.get(node.input[0])
-    kernel = list(_attr(node, "kernel_shape", []))
+    kernel = list(attr_value(node, "kernel_shape", []))
     rank = len(kernel)
-    dilations = list(_attr(node, "dilations", [1] * rank))
-    auto_pad = _attr(node, "auto_pad", "NOTSET")
+    dilations = list(attr_value(node, "dilations", [1] * rank))
+    auto_pad = attr_value(node, "auto_pad", b"NOTSET").decode()
     if all(d == 1 for d in dilations) and auto_pad in ("NOTSET", "VALID"):
         return [node], []  # torch-mlir lowers these
     if (facts.types.get(node.input[0]) != TensorProto.FLOAT or shape is None or len(shape) != rank + 2
-            or not all(isinstance(d, int) and d > 0 for d in shape) or int(_attr(node, "ceil_mode", 0))):
+            or not all(isinstance(d, int) and d > 0 for d in shape) or int(attr_value(node, "ceil_mode", 0))):
         return [node], []
     if auto_pad.startswith("SAME") and any(d != 1 for d in dilations):
         return [node], []  # onnxruntime pads for the undilated window there (output 7 wide where ONNX says 10)
-    strides = list(_attr(node, "strides", [1] * rank))
-    pads = list(_attr(node, "pads", [0] * (2 * rank)))
+    strides = list(attr_value(node, "strides", [1] * rank))
+    pads = list(attr_value(node, "pads", [0] * (2 * rank)))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = same_pads(shape[2:], kernel, strides, dilations, auto_pad == "SAME_UPPER")
     elif auto_pad == "VALID":
         pads = [0] * (2 * rank)
-    p = float(_attr(node, "p", 2))
+    p = float(attr_value(node, "p", 2))
     channels = shape[1]
     b = CountedNodes(node)
     powered = b.op("Pow", [b.op("Abs", [node.input[0]], "magnitude"), b.const(np.array(p, np.float32), "p")], "powered")

@@ -74,10 +74,9 @@ static void copy_rows(const StridedCopy *c, int64_t first, int64_t last) {
     for (; ax >= 0; --ax) {
       soff += c->sstr[ax]; doff += c->dstr[ax];
       if (++idx[ax] < (ax == 0 ? last : c->sizes[ax])) break;
-      if (ax == 0) return;
+      if (ax == 0) return; /* the outermost dim reached `last`: done */
       soff -= c->sstr[ax] * c->sizes[ax]; doff -= c->dstr[ax] * c->sizes[ax]; idx[ax] = 0;
     }
-    if (ax < 0) return;
   }
 }
 
