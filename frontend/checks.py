@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.attributes import as_text, attr_value
 from hcc.frontend.control_flow import runtime_control_flow_allowed
 from hcc.frontend.names import fresh_name
 
@@ -104,15 +105,6 @@ def graph_facts(model: onnx.ModelProto) -> GraphFacts:
     return facts
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    attr = next((a for a in node.attribute if a.name == name), None)
-    return default if attr is None else onnx.helper.get_attribute_value(attr)
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _input(node: onnx.NodeProto, index: int) -> str:
     return node.input[index] if index < len(node.input) else ""
 
@@ -148,7 +140,7 @@ def _empty_output_ok(node: onnx.NodeProto, name: str, facts: GraphFacts) -> bool
 
 
 def pad_wrap(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
-    if node.op_type == "Pad" and _text(_attr(node, "mode", "constant")) == "wrap":
+    if node.op_type == "Pad" and as_text(attr_value(node, "mode", "constant")) == "wrap":
         return "mode 'wrap' is not supported (modes constant, reflect and edge are)"
     return None
 
@@ -158,7 +150,7 @@ def recurrent_features(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
     choices (and their alpha/beta): each gives a silently wrong result, measured against onnxruntime."""
     if node.op_type not in RECURRENT_ACTIVATIONS:
         return None
-    direction = _text(_attr(node, "direction", "forward"))
+    direction = as_text(attr_value(node, "direction", "forward"))
     if direction not in FORWARD_ONLY_EXCEPT.get(node.op_type, ("forward",)):
         return (f"direction '{direction}' is not supported here: torch-mlir converts only "
                 f"{' and '.join(FORWARD_ONLY_EXCEPT.get(node.op_type, ('forward',)))} {node.op_type}, and hcc rewrites "
@@ -168,18 +160,18 @@ def recurrent_features(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
         value = facts.constant(peepholes)
         if value is None or np.any(value != 0):
             return "peephole weights (input P) are not supported: torch-mlir's LSTM ignores them"
-    if _attr(node, "clip") is not None:
+    if attr_value(node, "clip") is not None:
         return "the clip attribute is not supported: torch-mlir's conversion ignores it"
     return _recurrent_activations(node) or _recurrent_sequence_lengths(node, facts)
 
 
 def _recurrent_activations(node: onnx.NodeProto) -> str | None:
     default, allowed = RECURRENT_ACTIVATIONS[node.op_type]
-    directions = 2 if _text(_attr(node, "direction", "forward")) == "bidirectional" else 1
-    activations = [_text(a) for a in _attr(node, "activations", [])]
+    directions = 2 if as_text(attr_value(node, "direction", "forward")) == "bidirectional" else 1
+    activations = [as_text(a) for a in attr_value(node, "activations", [])]
     if not activations or activations == list(default) * directions:
         return None
-    if node.op_type == "RNN" and set(activations) <= allowed and _attr(node, "activation_alpha") is None:
+    if node.op_type == "RNN" and set(activations) <= allowed and attr_value(node, "activation_alpha") is None:
         return None
     return f"activations {activations} are not supported (only {', '.join(sorted(allowed))} as in the default)"
 
@@ -189,7 +181,7 @@ def _recurrent_sequence_lengths(node: onnx.NodeProto, facts: GraphFacts) -> str 
     if not lengths:
         return None
     x_shape = facts.shape(node.input[0])
-    steps = None if x_shape is None else x_shape[1 if _attr(node, "layout", 0) == 1 else 0]
+    steps = None if x_shape is None else x_shape[1 if attr_value(node, "layout", 0) == 1 else 0]
     value = facts.constant(lengths)
     if value is None or steps is None or np.any(value != steps):
         return ("sequence_lens is supported only as a constant equal to the sequence length "
@@ -200,12 +192,12 @@ def _recurrent_sequence_lengths(node: onnx.NodeProto, facts: GraphFacts) -> str 
 def resize_align_corners(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
     """align_corners with fractional output lengths: onnxruntime (and torch-mlir) align on the rounded-down output
     size, the ONNX reference on input size x scale; the two give different results, so neither can be promised."""
-    if node.op_type != "Resize" or _text(_attr(node, "coordinate_transformation_mode", "half_pixel")) != "align_corners":
+    if node.op_type != "Resize" or as_text(attr_value(node, "coordinate_transformation_mode", "half_pixel")) != "align_corners":
         return None
     scales, x_shape = facts.constant(_input(node, 2)) if _input(node, 2) else None, facts.shape(node.input[0])
     if scales is None or scales.size == 0 or x_shape is None:
         return None
-    axes = list(_attr(node, "axes", [])) or list(range(len(x_shape)))
+    axes = list(attr_value(node, "axes", [])) or list(range(len(x_shape)))
     for axis, scale in zip(axes, scales.tolist()):
         length = x_shape[axis] * scale
         if abs(length - round(length)) > 1e-6:
@@ -238,7 +230,7 @@ def axis_range(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
         return None
     bound = max(ranks) + 1
     for name in ("axis", "axes"):
-        value = _attr(node, name)
+        value = attr_value(node, name)
         values = value if isinstance(value, list) else [value]
         bad = [v for v in values if isinstance(v, int) and not -bound <= v <= bound]
         if bad:

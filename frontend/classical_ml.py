@@ -48,7 +48,8 @@ import onnx
 from onnx import TensorProto, helper, shape_inference
 
 from hcc.errors import HccError
-from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value
+from hcc.frontend.attributes import attr_text, attr_value
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph
 
 ML_DOMAIN = "ai.onnx.ml"
 F32 = np.dtype(np.float32)
@@ -463,7 +464,7 @@ def _read_tree_ensemble(g: RewriteGraph, node: onnx.NodeProto, classifier: bool)
     bases = attr_value(node, "base_values_as_tensor")
     bases = onnx.numpy_helper.to_array(bases).reshape(-1) if bases is not None else np.asarray(attr_value(node, "base_values", []), np.float64)
     post = _post_transform(node)
-    aggregate = "SUM" if classifier else _text_list_one(node, "aggregate_function", "SUM")
+    aggregate = "SUM" if classifier else attr_text(node, "aggregate_function", "SUM")
     if any(not 0 <= k < outputs for k in leaf_k):
         raise _Refused(f"a leaf weight names target/class {max(leaf_k)} of {outputs}")
     return _TreeAttrs(x, rows, features, tree_ids, node_ids, feature_ids, modes, true_ids, false_ids, tracks, thresholds,
@@ -725,11 +726,6 @@ def _tree_ensemble_v5(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> 
                                  n_targets=int(attr_value(node, "n_targets", 1)), aggregate_function=V5_AGGREGATES[aggregate],
                                  post_transform=V5_POSTS[post], **attrs)
     _tree_ensemble(e, g, regressor, classifier=False)
-
-
-def _text_list_one(node: onnx.NodeProto, name: str, default: str) -> str:
-    value = attr_value(node, name, default.encode())
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _svm(e: NodeEmitter, g: RewriteGraph, node: onnx.NodeProto) -> None:

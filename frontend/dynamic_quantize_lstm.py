@@ -50,7 +50,8 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend import mlas_emulation
-from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, input_at
+from hcc.frontend.attributes import attr_value
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, input_at
 
 OP_TYPE = "DynamicQuantizeLSTM"
 MS_DOMAIN = "com.microsoft"

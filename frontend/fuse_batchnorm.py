@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.names import fresh_name
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
@@ -116,18 +117,11 @@ def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
     return numpy_helper.to_array(attr.t) if attr is not None and attr.type == onnx.AttributeProto.TENSOR else None
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def _batchnorm_affine(bn: onnx.NodeProto, index: GraphIndex) -> Affine | None:
     """The per-channel affine map of an inference-mode BatchNormalization with constant parameters, else None."""
     if bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx") or len(bn.input) != 5:
         return None
-    if len([o for o in bn.output if o]) != 1 or not bn.output[0] or _attr(bn, "training_mode", 0) != 0:
+    if len([o for o in bn.output if o]) != 1 or not bn.output[0] or attr_value(bn, "training_mode", 0) != 0:
         return None
     params = [index.constants.get(name) for name in bn.input[1:]]
     if any(p is None or p.ndim != 1 or p.dtype.kind != "f" for p in params):
@@ -135,7 +129,7 @@ def _batchnorm_affine(bn: onnx.NodeProto, index: GraphIndex) -> Affine | None:
     scale, bias, mean, var = (p.astype(np.float64) for p in params)
     if not scale.shape == bias.shape == mean.shape == var.shape:
         return None
-    s = scale / np.sqrt(var + float(_attr(bn, "epsilon", 1e-5)))
+    s = scale / np.sqrt(var + float(attr_value(bn, "epsilon", 1e-5)))
     return Affine(s, bias - s * mean)
 
 
@@ -152,7 +146,7 @@ def _fold_conv(conv: onnx.NodeProto, affine: Affine, index: GraphIndex) -> bool:
     if weight is None or weight.ndim < 3 or (has_bias and bias is None):
         return False
     channels = affine.scale.size
-    group = int(_attr(conv, "group", 1))
+    group = int(attr_value(conv, "group", 1))
     w = weight.astype(np.float64)
     if conv.op_type == "Conv":
         if weight.shape[0] != channels:
@@ -178,12 +172,12 @@ def _fold_gemm(gemm: onnx.NodeProto, affine: Affine, index: GraphIndex) -> bool:
     c = _float_constant(gemm.input[2], index) if has_c else None
     if weight is None or weight.ndim != 2 or (has_c and c is None):
         return False
-    trans_b = int(_attr(gemm, "transB", 0))
+    trans_b = int(attr_value(gemm, "transB", 0))
     channels = affine.scale.size
     if weight.shape[0 if trans_b else 1] != channels:
         return False
     scale = affine.scale[:, None] if trans_b else affine.scale[None, :]
-    beta = float(_attr(gemm, "beta", 1.0))
+    beta = float(attr_value(gemm, "beta", 1.0))
     new_c = affine.shift if c is None else beta * affine.scale * c.astype(np.float64) + affine.shift
     if new_c.ndim > 2:
         return False

@@ -12,10 +12,7 @@ from __future__ import annotations
 import onnx
 from onnx import numpy_helper
 
-
-def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
-
+from hcc.frontend.attributes import attr_value
 
 FEW_ROWS = 4  # the micro-kernels' small-M path (backends/cpu/runtime/ukernels.c SMALL_M)
 
@@ -50,9 +47,9 @@ def pretranspose_gemm_weights(model: onnx.ModelProto) -> int:
     rows = _rows(graph)
     rewritten = 0
     for node in graph.node:
-        if node.op_type != "Gemm" or len(node.input) < 2 or _attribute(node, "transB", 0) != 1:
+        if node.op_type != "Gemm" or len(node.input) < 2 or attr_value(node, "transB", 0) != 1:
             continue
-        if rows.get(node.input[0], FEW_ROWS + 1) <= FEW_ROWS and _attribute(node, "transA", 0) == 0:
+        if rows.get(node.input[0], FEW_ROWS + 1) <= FEW_ROWS and attr_value(node, "transA", 0) == 0:
             continue
         weight = initializers.get(node.input[1])
         if weight is None or len(weight.dims) != 2:

@@ -46,6 +46,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 from hcc.errors import HccError
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.graph_walk import subgraphs
 from hcc.frontend.names import fresh_name, name_nodes
 
@@ -173,10 +174,6 @@ def _function_using_lowbit(model: onnx.ModelProto) -> str | None:
         if _graph_has_lowbit(body):
             return function.name
     return None
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 class _Rewriter:
@@ -433,7 +430,7 @@ def _convert(e: _Emit, x: str, source: int, to: int, saturate: bool, node: onnx.
         if vtype in (TP.UINT32, TP.INT32, TP.INT64):
             raise r.refuse(node, to, f"a cast from {type_name(vtype)} is not compiled (its float32 value may be rounded)")
         f32 = value if vtype == TP.FLOAT else e.cast(value, TP.FLOAT)
-        e("Identity", [_encode_e8m0(e, f32, saturate, _attr(node, "round_mode", b"up"), node)], out)
+        e("Identity", [_encode_e8m0(e, f32, saturate, attr_value(node, "round_mode", b"up"), node)], out)
     elif to in SMALL_FLOATS or to == TP.BFLOAT16:
         if vtype == TP.DOUBLE:
             raise r.refuse(node, to, "a cast from DOUBLE is not compiled (rounding to FLOAT first would round twice)")
@@ -450,10 +447,10 @@ def _convert(e: _Emit, x: str, source: int, to: int, saturate: bool, node: onnx.
 
 def _rewrite_cast(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     source = r.types.get(node.input[0])
-    to = _attr(node, "to", None) if node.op_type == "Cast" else r.types.get(node.input[1])
+    to = attr_value(node, "to", None) if node.op_type == "Cast" else r.types.get(node.input[1])
     if source is None or to is None:
         raise r.refuse(node, r.lowbit_of(node) or 0, "the types of its input and output are not known")
-    saturate = bool(_attr(node, "saturate", 1))
+    saturate = bool(attr_value(node, "saturate", 1))
     e = _Emit(r, node)
     _convert(e, node.input[0], source, to, saturate, node, node.output[0])
     return e.nodes
@@ -462,14 +459,14 @@ def _rewrite_cast(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
 def _axis_shaped(e: _Emit, node: onnx.NodeProto, param: str, x: str, shape_of: str | None = None) -> str:
     """A Q/DQ scale or zero point broadcastable against `x`: per tensor as is; per axis (1-D) reshaped."""
     r = e.r
-    if _attr(node, "block_size", 0):
+    if attr_value(node, "block_size", 0):
         raise r.refuse(node, r.lowbit_of(node) or 0, "blocked quantization (block_size) is not compiled for this type")
     shape, rank = r.shapes.get(shape_of or param), len(r.shapes.get(x) or [])
     if shape is None or (shape and r.shapes.get(x) is None):
         raise r.refuse(node, r.lowbit_of(node) or 0, f"the shape of '{param}' or '{x}' is not known")
     if len(shape) == 0 or (len(shape) == 1 and shape[0] == 1):
         return param
-    axis = _attr(node, "axis", 1) % max(rank, 1)
+    axis = attr_value(node, "axis", 1) % max(rank, 1)
     target = [1] * rank
     target[axis] = -1
     return e("Reshape", [param, r.const(np.array(target, np.int64), "axis_shape")])
@@ -487,7 +484,7 @@ def _plain_floats(r: _Rewriter, node: onnx.NodeProto, names: list[str], extra: i
 
 def _rewrite_dequantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     elem = r.types.get(node.input[0])
-    _plain_floats(r, node, [node.input[1], node.output[0]], _attr(node, "output_dtype", 0))
+    _plain_floats(r, node, [node.input[1], node.output[0]], attr_value(node, "output_dtype", 0))
     e = _Emit(r, node)
     if elem in SMALL_INTS:  # the 8-bit form, which frontend/quantized.py compiles (the same integer arithmetic)
         eight = TP.INT8 if SMALL_INTS[elem][0] < 0 else TP.UINT8
@@ -499,7 +496,7 @@ def _rewrite_dequantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodePro
         raise r.refuse(node, r.lowbit_of(node) or 0, "only a DequantizeLinear of 8-/4-bit floats or 4-/2-bit integers "
                                                      "(to FLOAT, FLOAT16 or DOUBLE) is compiled")
     scale = node.input[1]
-    out_type = _attr(node, "output_dtype", 0) or r.types.get(scale, TP.FLOAT)
+    out_type = attr_value(node, "output_dtype", 0) or r.types.get(scale, TP.FLOAT)
     scale32 = scale if r.types.get(scale) == TP.FLOAT else e.cast(scale, TP.FLOAT)
     value = e("Mul", [_decode_float(e, node.input[0], elem), _axis_shaped(e, node, scale32, node.input[0], scale)])
     e.cast(value, out_type, node.output[0]) if out_type != TP.FLOAT else e("Identity", [value], node.output[0])
@@ -508,7 +505,7 @@ def _rewrite_dequantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodePro
 
 def _rewrite_quantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     zp = node.input[2] if len(node.input) > 2 and node.input[2] else ""
-    elem = r.types.get(node.output[0]) or (r.types.get(zp) if zp else (_attr(node, "output_dtype", 0) or TP.UINT8))
+    elem = r.types.get(node.output[0]) or (r.types.get(zp) if zp else (attr_value(node, "output_dtype", 0) or TP.UINT8))
     _plain_floats(r, node, [node.input[0], node.input[1]])
     e = _Emit(r, node)
     if elem in SMALL_INTS:  # the 8-bit form then clamped: clamp(clamp(v, int8 range), narrow) = clamp(v, narrow)
@@ -530,7 +527,7 @@ def _rewrite_quantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto
     if elem not in SMALL_FLOATS:
         raise r.refuse(node, r.lowbit_of(node) or 0, "only a QuantizeLinear to 8-/4-bit floats or 4-/2-bit integers "
                                                      "(from FLOAT or FLOAT16) is compiled")
-    if _attr(node, "precision", 0):
+    if attr_value(node, "precision", 0):
         raise r.refuse(node, elem, "the 'precision' attribute is not compiled")
     x = node.input[0]
     xtype = r.types.get(x, TP.FLOAT)
@@ -545,7 +542,7 @@ def _rewrite_quantize(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto
     q32 = e.cast(q, TP.FLOAT) if both_f16 else q
     if elem == TP.FLOAT4E2M1 and zp:  # onnx.reference adds a FLOAT4E2M1 zero point (float8: it must be 0)
         q32 = e("Add", [q32, _axis_shaped(e, node, _decode_float(e, zp, elem), node.input[0], zp)])
-    e("Identity", [_encode_small(e, q32, elem, bool(_attr(node, "saturate", 1)))], node.output[0])
+    e("Identity", [_encode_small(e, q32, elem, bool(attr_value(node, "saturate", 1)))], node.output[0])
     return e.nodes
 
 

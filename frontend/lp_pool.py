@@ -13,8 +13,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.newer_ops import GraphFacts, rewrite_op
-from hcc.frontend.node_rewrite import CountedNodes, attr_value
+from hcc.frontend.node_rewrite import CountedNodes
 
 
 def same_pads(spatial: list[int], kernel: list[int], strides: list[int], dilations: list[int], upper: bool) -> list[int]:

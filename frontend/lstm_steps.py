@@ -22,16 +22,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from hcc.frontend.attributes import as_text, attr_value
 from hcc.frontend.checks import static_shape
-from hcc.frontend.node_rewrite import CountedNodes, attr_value, replace_nodes
+from hcc.frontend.node_rewrite import CountedNodes, replace_nodes
 
 # ONNX activation names (as an LSTM's `activations` spells them) -> op type; those without alpha/beta only
 ACTIVATIONS = {"Sigmoid": "Sigmoid", "Tanh": "Tanh", "Relu": "Relu", "Softsign": "Softsign", "Softplus": "Softplus"}  # Softsign: x / (1 + |x|)
 DEFAULT_ACTIVATIONS = ["Sigmoid", "Tanh", "Tanh"]
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _needs_steps(node: onnx.NodeProto, constants: dict[str, np.ndarray], steps: int) -> bool:
@@ -40,8 +37,8 @@ def _needs_steps(node: onnx.NodeProto, constants: dict[str, np.ndarray], steps: 
     nonzero_p = bool(peepholes) and (peepholes not in constants or bool(np.any(constants[peepholes] != 0)))
     lengths = node.input[4] if len(node.input) > 4 else ""
     short = bool(lengths) and (lengths not in constants or bool(np.any(constants[lengths] != steps)))
-    activations = [_text(a) for a in attr_value(node, "activations", []) or []]
-    directions = 2 if _text(attr_value(node, "direction", "forward") or "forward") == "bidirectional" else 1
+    activations = [as_text(a) for a in attr_value(node, "activations", []) or []]
+    directions = 2 if as_text(attr_value(node, "direction", "forward") or "forward") == "bidirectional" else 1
     return (nonzero_p or short or attr_value(node, "clip", None) is not None
             or (bool(activations) and activations != DEFAULT_ACTIVATIONS * directions))
 
@@ -51,8 +48,8 @@ def _steps(node: onnx.NodeProto, t: int, batch: int, hidden: int) -> tuple[list[
     biases', initial states' and peepholes' two halves, their outputs concatenated along the direction axis."""
     b = CountedNodes(node)
     inputs = list(node.input) + [""] * (8 - len(node.input))
-    names = [_text(a) for a in attr_value(node, "activations", []) or []]
-    bidirectional = _text(attr_value(node, "direction", "forward") or "forward") == "bidirectional"
+    names = [as_text(a) for a in attr_value(node, "activations", []) or []]
+    bidirectional = as_text(attr_value(node, "direction", "forward") or "forward") == "bidirectional"
     halves = []
     for index in range(2 if bidirectional else 1):
         own = list(inputs)
@@ -154,9 +151,9 @@ def write_out_lstm_steps(model: onnx.ModelProto) -> int:
         if node.op_type != "LSTM" or node.domain not in ("", "ai.onnx") or not x_shape or not _needs_steps(node, constants, x_shape[0]):
             return None
         r_shape = shapes.get(node.input[2]) if len(node.input) > 2 else None
-        direction = _text(attr_value(node, "direction", "forward") or "forward")
+        direction = as_text(attr_value(node, "direction", "forward") or "forward")
         directions = 2 if direction == "bidirectional" else 1
-        names = [_text(a) for a in attr_value(node, "activations", []) or []] or DEFAULT_ACTIVATIONS * directions
+        names = [as_text(a) for a in attr_value(node, "activations", []) or []] or DEFAULT_ACTIVATIONS * directions
         lengths = node.input[4] if len(node.input) > 4 else ""
         if (direction not in ("forward", "bidirectional") or (direction == "bidirectional" and lengths)
                 or attr_value(node, "layout", 0) != 0 or attr_value(node, "input_forget", 0) or not r_shape

@@ -68,11 +68,6 @@ class RewriteGraph:
         return self.constants.get(name) if name in self.initializers else None
 
 
-def attr_value(node: onnx.NodeProto, name: str, default=None):
-    attr = next((a for a in node.attribute if a.name == name), None)
-    return default if attr is None else helper.get_attribute_value(attr)
-
-
 def replace_nodes(graph: onnx.GraphProto, rewrite) -> int:
     """Replace, in place and in order, every node for which `rewrite(node)` returns (nodes, initializers) by those
     nodes, adding the initializers; a node for which it returns None stays. Returns how many were replaced."""

@@ -67,8 +67,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend import mlas_emulation
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.dynamic_quantize_lstm import rewrite_dynamic_quantize_lstms, share_identical_initializers
-from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value, input_at, type_name
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, input_at, type_name
 
 EXACT_FLOAT32 = 1 << 24  # every integer up to this magnitude is a float32
 EXACT_FLOAT64 = 1 << 53

@@ -16,9 +16,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.checks import static_shape
 from hcc.frontend.names import fresh_name
-from hcc.frontend.node_rewrite import attr_value, replace_nodes
+from hcc.frontend.node_rewrite import replace_nodes
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # directions torch-mlir converts itself (frontend/checks.py FORWARD_ONLY_EXCEPT)

@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from hcc.frontend.attributes import as_text
 from hcc.frontend.checks import static_shape
 from hcc.frontend.names import fresh_name
 from hcc.frontend.node_rewrite import replace_nodes
@@ -32,17 +33,11 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _text(value, default: str) -> str:
-    if value is None:
-        return default
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _wanted(node: onnx.NodeProto) -> bool:
     attrs = _attrs(node)
-    if "axes" in attrs or _text(attrs.get("keep_aspect_ratio_policy"), "stretch") != "stretch":
+    if "axes" in attrs or as_text(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
         return False
-    mode, transform = _text(attrs.get("mode"), "nearest"), _text(attrs.get("coordinate_transformation_mode"), "half_pixel")
+    mode, transform = as_text(attrs.get("mode", "nearest")), as_text(attrs.get("coordinate_transformation_mode", "half_pixel"))
     return mode == "cubic" or bool(attrs.get("antialias", 0)) or transform in ("tf_crop_and_resize", "align_corners")
 
 
@@ -122,7 +117,7 @@ def _rewrite(node, shape, out_shape, operands, dtype, taken) -> tuple[list[onnx.
         value = name(f"axis{axis}/out")
         nodes.append(helper.make_node("Transpose", [mixed], [value], name=name(f"axis{axis}/back"), perm=inverse))
     extrapolation = float(_attrs(node).get("extrapolation_value", 0.0))
-    if _text(_attrs(node).get("coordinate_transformation_mode"), "half_pixel") == "tf_crop_and_resize" and extrapolation != 0.0:
+    if as_text(_attrs(node).get("coordinate_transformation_mode", "half_pixel")) == "tf_crop_and_resize" and extrapolation != 0.0:
         mask = _reference(node, np.zeros(shape, dtype), list(operands), out_shape, extrapolation=1.0)
         offset = name("extrapolated")
         inits.append(numpy_helper.from_array((mask * extrapolation).astype(dtype), offset))

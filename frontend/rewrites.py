@@ -63,6 +63,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.attributes import attr_text, attr_value
 from hcc.frontend.checks import static_shape
 from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
@@ -114,14 +115,10 @@ def _gelu_tanh_nodes(node: onnx.NodeProto, elem_type: int) -> tuple[list[onnx.No
     return nodes, inits
 
 
-def _attr_int(node: onnx.NodeProto, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
-
-
 def _lp_normalization_nodes(node: onnx.NodeProto, elem_type: int, opset: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """LpNormalization(x) as x / norm, and 0 where the norm is 0; the last node keeps the op's name and output."""
     prefix, x, y = node.name, node.input[0], node.output[0]
-    axis, p = _attr_int(node, "axis", -1), _attr_int(node, "p", 2)
+    axis, p = attr_value(node, "axis", -1), attr_value(node, "p", 2)
     zero = numpy_helper.from_array(np.array(0, dtype=helper.tensor_dtype_to_np_dtype(elem_type)), f"{prefix}/zero")
     inits = [zero]
     reduce_op = "ReduceSumSquare" if p == 2 else "ReduceL1"
@@ -148,7 +145,7 @@ def _hardmax_nodes(node: onnx.NodeProto, elem_type: int, opset: int, shape: list
     when no element is (a NaN maximum): y = OneHot(ArgMax(x == max)) * ReduceMax(x == max). Rows lie along the last
     axis: the axis is moved there (opset 13+) or the trailing dims are flattened into it (before 13)."""
     prefix, x, y = node.name, node.input[0], node.output[0]
-    rank, axis = len(shape), _attr_int(node, "axis", -1 if opset >= 13 else 1)
+    rank, axis = len(shape), attr_value(node, "axis", -1 if opset >= 13 else 1)
     axis %= rank
     dtype = helper.tensor_dtype_to_np_dtype(elem_type)
     t = {k: f"{prefix}/{k}_out" for k in ("rows", "max", "eq", "eqf", "first", "onehot", "any", "y2")}
@@ -208,7 +205,7 @@ FLOAT_ELEM_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.Tensor
 def _float_to_uint8_cast(node: onnx.NodeProto, types: dict[str, int]):
     """Cast/CastLike from a float type to uint8, as a cast to int32 and one to uint8 (see the module docstring)."""
     if node.op_type == "Cast":
-        target = _attr_int(node, "to", 0)
+        target = attr_value(node, "to", 0)
     elif node.op_type == "CastLike" and len(node.input) > 1:
         target = types.get(node.input[1], 0)
     else:
@@ -295,13 +292,13 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _conv_transpose_nodes(node, x_shape, shapes[node.input[1]], opset)
     if node.op_type == "MaxPool" and x_shape and len(x_shape) == 4 and len(node.output) > 1 and node.output[1]:
         return _max_pool_indices(node, x_shape, path)
-    if node.op_type == "Pad" and x_shape and _text_attr(node, "mode", "constant") == "wrap":
+    if node.op_type == "Pad" and x_shape and attr_text(node, "mode", "constant") == "wrap":
         return _wrap_pad_nodes(node, x_shape, facts.constants)
     if node.op_type == "Slice" and x_shape and len(node.input) > 4 and node.input[4] in facts.constants \
             and (facts.constants[node.input[4]] < 0).any():
         return _negative_step_slice(node, x_shape, facts.constants)
     if node.op_type == "Einsum" and len(node.input) == 1 and shapes.get(node.input[0]) == [] \
-            and _text_attr(node, "equation", "").replace(" ", "") == "->":
+            and attr_text(node, "equation", "").replace(" ", "") == "->":
         return [helper.make_node("Identity", [node.input[0]], [node.output[0]], name=node.name)], []
     if node.op_type == "MatMul" and 1 in (len(shapes.get(n) or [0, 0]) for n in node.input):
         return _vector_matmul_nodes(node, shapes)
@@ -313,7 +310,7 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return _hardmax_nodes(node, types[node.input[0]], opset, shapes[node.input[0]])
     if _is_tanh_gelu(node):
         return _gelu_tanh_nodes(node, types[node.input[0]])
-    if node.op_type == "LpNormalization" and _attr_int(node, "p", 2) in (1, 2):
+    if node.op_type == "LpNormalization" and attr_value(node, "p", 2) in (1, 2):
         return _lp_normalization_nodes(node, types[node.input[0]], opset)
     return None
 
@@ -392,11 +389,6 @@ def _max_pool_indices(node: onnx.NodeProto, shape: list[int], path: str):
     for op, x, y, out in steps:
         nodes.append(helper.make_node(op, [v[x], v[y]], [v[out] if out else node.output[1]], name=f"{node.name}/{out or 'indices'}_op"))
     return nodes, inits
-
-
-def _text_attr(node: onnx.NodeProto, name: str, default: str) -> str:
-    attr = next((a for a in node.attribute if a.name == name), None)
-    return default if attr is None else attr.s.decode()
 
 
 def _wrap_pad_nodes(node: onnx.NodeProto, shape: list[int], constants: dict[str, np.ndarray]):

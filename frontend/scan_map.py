@@ -23,7 +23,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from hcc.frontend.unroll import _attr, _body_of, _Graph
+from hcc.frontend.attributes import attr_value
+from hcc.frontend.unroll import _body_of, _Graph
 
 UNARY = {"Identity", "Neg", "Abs", "Sqrt", "Exp", "Log", "Reciprocal", "Cast", "Relu", "Sigmoid", "Tanh", "Not", "Floor",
          "Ceil", "IsNaN", "IsInf", "Erf", "Sign", "Softplus"}
@@ -104,7 +105,7 @@ class _Mapper:
             self.values[n.output[0]] = _Value(self.emit(n.op_type, inputs, n.output[0], **_attrs(n)), rank, True)
         elif n.op_type == "Transpose":
             (v,) = operands
-            perm = list(_attr(n, "perm", list(range(v.rank))[::-1]))
+            perm = list(attr_value(n, "perm", list(range(v.rank))[::-1]))
             self.values[n.output[0]] = _Value(self.emit("Transpose", [v.name], n.output[0], perm=[0] + [p + 1 for p in perm]), v.rank, True)
         else:
             self._reduce(n, operands)
@@ -112,7 +113,7 @@ class _Mapper:
     def _rank(self, n: onnx.NodeProto, operands: list[_Value]) -> int:
         if n.op_type in REDUCE:
             axes = self._axes(n, operands[0].rank)
-            return operands[0].rank if _attr(n, "keepdims", 1) else operands[0].rank - len(axes)
+            return operands[0].rank if attr_value(n, "keepdims", 1) else operands[0].rank - len(axes)
         return max(v.rank for v in operands)
 
     def _axes(self, n: onnx.NodeProto, rank: int) -> list[int]:
@@ -122,9 +123,9 @@ class _Mapper:
                 raise _NotAMap("reduction axes given at run time")
             axes = [int(a) for a in np.asarray(constant).reshape(-1)]
         else:
-            axes = list(_attr(n, "axes", []))
+            axes = list(attr_value(n, "axes", []))
         if not axes:
-            if _attr(n, "noop_with_empty_axes", 0):
+            if attr_value(n, "noop_with_empty_axes", 0):
                 raise _NotAMap("a reduction over no axes")
             axes = list(range(rank))
         return sorted({a % rank for a in axes}) if rank else []
@@ -132,7 +133,7 @@ class _Mapper:
     def _reduce(self, n: onnx.NodeProto, operands: list[_Value]) -> None:
         v = operands[0]
         axes = [a + 1 for a in self._axes(n, v.rank)]
-        keepdims = _attr(n, "keepdims", 1)
+        keepdims = attr_value(n, "keepdims", 1)
         if self.g.opset >= AXES_INPUT_FROM.get(n.op_type, 18):
             inputs = [v.name, self.g.constant(np.array(axes, np.int64), f"{self.node.name}/map/reduce_axes")]
             out = self.emit(n.op_type, inputs, n.output[0], keepdims=keepdims)
@@ -162,11 +163,11 @@ def map_scan(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodeProto]
     if g.opset < 13:
         return None
     body = _body_of(node, path)
-    m = _attr(node, "num_scan_inputs")
+    m = attr_value(node, "num_scan_inputs")
     n = len(node.input) - m
     k = len(body.output) - n
     for name, count in (("scan_input_axes", m), ("scan_input_directions", m), ("scan_output_axes", k), ("scan_output_directions", k)):
-        if any(_attr(node, name, [0] * count)):
+        if any(attr_value(node, name, [0] * count)):
             return None
     if k == 0 or not _passed_through(body, n) or any(g.shapes.get(s) is None for s in node.input[n:]):
         return None

@@ -50,8 +50,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from hcc.frontend.attributes import attr_text, attr_value
 from hcc.frontend.classical_ml import F32, I64, _float_input, _labels, _out, _post, _post_transform, _reduce, _Refused, _rows, _strings
-from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph, attr_value
+from hcc.frontend.node_rewrite import NodeEmitter, RewriteGraph
 
 BOOL = np.dtype(np.bool_)
 F64 = np.dtype(np.float64)
@@ -70,11 +71,6 @@ class _Kernel:
     degree: float
 
 
-def _text(node: onnx.NodeProto, name: str, default: str) -> str:
-    value = attr_value(node, name, default.encode())
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _kernel_of(node: onnx.NodeProto, vectors: int) -> _Kernel:
     params = attr_value(node, "kernel_params")
     if params is None:
@@ -82,7 +78,7 @@ def _kernel_of(node: onnx.NodeProto, vectors: int) -> _Kernel:
     params = [float(v) for v in params] or [0.0, 0.0, 0.0]
     if len(params) < 3:
         raise _Refused(f"kernel_params has {len(params)} values (gamma, coef0, degree expected)")
-    kind = _text(node, "kernel_type", "LINEAR") if vectors else "LINEAR"
+    kind = attr_text(node, "kernel_type", "LINEAR") if vectors else "LINEAR"
     if kind not in ("LINEAR", "POLY", "RBF", "SIGMOID"):
         kind = "SIGMOID"  # onnxruntime's MakeKernel: any other name
     kernel = _Kernel(kind, np.float32(params[0]), np.float32(params[1]), float(np.float32(params[2])))

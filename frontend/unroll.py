@@ -23,6 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
+from hcc.frontend.attributes import attr_value
 from hcc.frontend.graph_walk import names_in
 from hcc.frontend.names import fresh_name
 
@@ -89,11 +90,6 @@ class _Graph:
         return name
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    attr = next((a for a in node.attribute if a.name == name), None)
-    return default if attr is None else helper.get_attribute_value(attr)
-
-
 def unroll_known_loops(model: onnx.ModelProto, path: str = "model") -> int:
     """Replace, in place, every top-level Scan and every Loop with a compile-time trip count by its unrolled body;
     returns how many. Loops that cannot be unrolled are left for check_control_flow to refuse by name."""
@@ -133,7 +129,7 @@ def _has_subgraph(body: onnx.GraphProto) -> bool:
 
 
 def _body_of(node: onnx.NodeProto, path: str) -> onnx.GraphProto:
-    body = _attr(node, "body")
+    body = attr_value(node, "body")
     for inner in body.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in inner.attribute):
             raise HccError(f"{path}: node '{node.name}' ({node.op_type}): its body has a nested subgraph "
@@ -213,13 +209,13 @@ def _unroll_scan(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodePr
     if g.opset < 9:
         return None  # Scan-8 has a batch axis and sequence lengths: left refused
     body = _body_of(node, path)
-    m = _attr(node, "num_scan_inputs")
+    m = attr_value(node, "num_scan_inputs")
     n = len(node.input) - m
     k = len(body.output) - n
-    in_axes = list(_attr(node, "scan_input_axes", [0] * m))
-    in_dirs = list(_attr(node, "scan_input_directions", [0] * m))
-    out_axes = list(_attr(node, "scan_output_axes", [0] * k))
-    out_dirs = list(_attr(node, "scan_output_directions", [0] * k))
+    in_axes = list(attr_value(node, "scan_input_axes", [0] * m))
+    in_dirs = list(attr_value(node, "scan_input_directions", [0] * m))
+    out_axes = list(attr_value(node, "scan_output_axes", [0] * k))
+    out_dirs = list(attr_value(node, "scan_output_directions", [0] * k))
     lengths = set()
     for j, name in enumerate(node.input[n:]):
         shape = g.shapes.get(name)
@@ -290,7 +286,7 @@ def _unroll_loop(g: _Graph, node: onnx.NodeProto, path: str) -> list[onnx.NodePr
         return None  # no trip count, or one only known at run time: refused by check_control_flow
     if cond and cond not in g.constants:
         return None
-    if runtime_control_flow_allowed() and _has_subgraph(_attr(node, "body")):
+    if runtime_control_flow_allowed() and _has_subgraph(attr_value(node, "body")):
         return None  # an If inside the body: the driver runs the loop with its body compiled as a program
     body = _body_of(node, path)
     if not always_true(body):

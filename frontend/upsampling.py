@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.attributes import as_text
 from hcc.frontend.checks import constant_tensors, static_shape
 
 
@@ -83,11 +84,6 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _text(attrs: dict, name: str, default: str) -> str:
-    value = attrs.get(name, default)
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _ints(name: str, values) -> onnx.TensorProto:
     return numpy_helper.from_array(np.array(list(values), np.int64), name)
 
@@ -98,9 +94,9 @@ def _ints(name: str, values) -> onnx.TensorProto:
 def _resize_as_broadcast(node: onnx.NodeProto, shapes: dict, weights: dict, opset: int):
     attrs = _attrs(node)
     x_shape, y_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
-    if _text(attrs, "mode", "nearest") != "nearest" or not x_shape or not y_shape or len(x_shape) != len(y_shape):
+    if as_text(attrs.get("mode", "nearest")) != "nearest" or not x_shape or not y_shape or len(x_shape) != len(y_shape):
         return None
-    if _text(attrs, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize" or "axes" in attrs:
+    if as_text(attrs.get("coordinate_transformation_mode", "half_pixel")) == "tf_crop_and_resize" or "axes" in attrs:
         return None
     if any(y % x for x, y in zip(x_shape, y_shape)) or x_shape == y_shape:
         return None
@@ -126,8 +122,8 @@ def _resize_as_phases(node: onnx.NodeProto, shapes: dict, weights: dict, floats:
     """A float32 linear Resize by integer factors as per-axis phases (module docstring), or None."""
     attrs = _attrs(node)
     x_shape, y_shape = shapes.get(node.input[0]), shapes.get(node.output[0])
-    if _text(attrs, "mode", "nearest") != "linear" or attrs.get("antialias", 0) or "axes" in attrs or \
-            _text(attrs, "keep_aspect_ratio_policy", "stretch") != "stretch" or node.input[0] not in floats:
+    if as_text(attrs.get("mode", "nearest")) != "linear" or attrs.get("antialias", 0) or "axes" in attrs or \
+            as_text(attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch" or node.input[0] not in floats:
         return None
     if not x_shape or not y_shape or len(x_shape) != len(y_shape) or x_shape == y_shape or any(y % x for x, y in zip(x_shape, y_shape)):
         return None
@@ -260,7 +256,7 @@ def _pointwise_after_resize(graph: onnx.GraphProto, shapes: dict, weights: dict,
         if not x_shape or not y_shape or len(x_shape) != 4 or x_shape[:2] != y_shape[:2] or list(w.dims[2:]) != [1, 1]:
             continue
         attrs = _attrs(conv)
-        auto_pad = _text(attrs, "auto_pad", "NOTSET")
+        auto_pad = as_text(attrs.get("auto_pad", "NOTSET"))
         if any(v != 1 for v in attrs.get("strides", [1, 1])) or any(v != 0 for v in attrs.get("pads", [0] * 4)) or \
                 auto_pad not in ("NOTSET", "VALID"):
             continue
@@ -336,7 +332,7 @@ def _conv_transpose_as_conv(node: onnx.NodeProto, shapes: dict, weights: dict):
     plain = (list(attrs.get("kernel_shape", [kh, kw])) == [kh, kw] == list(attrs.get("strides", [1, 1]))
              and all(v == 0 for v in attrs.get("pads", [0] * 4)) and all(v == 1 for v in attrs.get("dilations", [1, 1]))
              and all(v == 0 for v in attrs.get("output_padding", [0, 0])) and attrs.get("group", 1) == 1
-             and _text(attrs, "auto_pad", "NOTSET") in ("NOTSET", "VALID"))
+             and as_text(attrs.get("auto_pad", "NOTSET")) in ("NOTSET", "VALID"))
     n, _, h, w = x_shape
     if not plain or kh * kw == 1 or x_shape[1] != c or y_shape != [n, f, h * kh, w * kw]:
         return None
