@@ -8,7 +8,8 @@ into a temporary folder, then runs the bundle with `hcc.runtime`.
 Inputs that determine output *shapes* (a Reshape's shape, Slice's starts/ends, Expand's shape, ...) cannot stay
 run-time values in a static-shape bundle: their values are frozen into the model as initializers before the
 compile, and they are part of the cache key, so a run with other values compiles again (never reuses a bundle
-specialised for different values). The compile's golden inputs are the run's own inputs.
+specialised for different values). So are inputs that select what an op computes (Dropout's training_mode and
+ratio: MODE_OPERANDS). The compile's golden inputs are the run's own inputs.
 
 A sequence input (a list of arrays) or an optional one (None when absent) is compiled for the run's concrete list:
 its length, element shapes and presence become the compile's input declaration and part of the cache key
@@ -45,6 +46,9 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
     # positions and split sizes decide which tensors a sequence holds (frontend/sequences.py compiles constant ones)
     "SequenceInsert": (2,), "SequenceAt": (1,), "SequenceErase": (1,), "SplitToSequence": (1,),
 }
+# Per op: the input positions whose values select *what* it computes, frozen like shape operands: Dropout's ratio and
+# training_mode (random in training mode with a non-zero ratio, which hcc refuses; the identity otherwise).
+MODE_OPERANDS: dict[str, tuple[int, ...]] = {"Dropout": (1, 2)}
 # Ops whose output depends only on their input's shape, which is fixed anyway: the walk back stops there.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
@@ -66,12 +70,15 @@ def sequence_structure_operands(node: onnx.NodeProto) -> list[str]:
     return []
 
 
+def _frozen_operands(node: onnx.NodeProto) -> tuple[int, ...]:
+    return SHAPE_OPERANDS.get(node.op_type, ()) + MODE_OPERANDS.get(node.op_type, ())
+
+
 def shape_inputs(model: onnx.ModelProto) -> set[str]:
     """Graph inputs whose values flow (through any chain of nodes, and into the branches and bodies of control flow
-    through the outer values those read) into an operand in SHAPE_OPERANDS."""
+    through the outer values those read) into an operand in SHAPE_OPERANDS or MODE_OPERANDS."""
     producer = {out: node for node in model.graph.node for out in node.output}
-    pending = [node.input[i] for node in model.graph.node for i in SHAPE_OPERANDS.get(node.op_type, ())
-               if i < len(node.input) and node.input[i]]
+    pending = [node.input[i] for node in model.graph.node for i in _frozen_operands(node) if i < len(node.input) and node.input[i]]
     pending += [name for node in model.graph.node for name in sequence_structure_operands(node)]
     seen: set[str] = set()
     while pending:

@@ -160,6 +160,29 @@ def test_backend_compiles_once_per_shape_values():
         HccBackend.run_node(reshape_model().graph.node[0], [x])
 
 
+def test_dropout_mode_inputs_are_frozen_and_training_with_a_ratio_refused():
+    """Dropout's ratio and training_mode select what it computes (MODE_OPERANDS): a training-mode Dropout with
+    ratio 0 is the identity with an all-true mask; with a non-zero ratio it is random, refused by name."""
+    node = helper.make_node("Dropout", ["x", "r", "t"], ["y", "mask"], name="drop")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+                                            helper.make_tensor_value_info("r", TensorProto.FLOAT, []),
+                                            helper.make_tensor_value_info("t", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3]),
+                               helper.make_tensor_value_info("mask", TensorProto.BOOL, [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    assert shape_inputs(model) == {"r", "t"}
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    rep = HccBackend.prepare(model, "CPU", threads=1)
+    try:
+        y, mask = rep.run([x, np.array(0.0, np.float32), np.array(True)])
+        np.testing.assert_array_equal(y, x)
+        assert mask.dtype == np.bool_ and mask.all()
+        with pytest.raises(HccError, match="node 'drop' \\(Dropout\\): training_mode is true with ratio 0.5"):
+            rep.run([x, np.array(0.5, np.float32), np.array(True)])
+    finally:
+        rep.close()
+
+
 def test_onnx_backend_test_runner_accepts_the_backend():
     """onnx's own runner (BackendTest) drives hcc.onnx_backend like any backend."""
     import onnx.backend.test
