@@ -156,15 +156,16 @@ class HccBackendRep(BackendRep):
     def run(self, inputs: Any, **kwargs: Any) -> tuple[np.ndarray, ...]:
         from hcc.frontend.lowbit import LOWBIT, from_storage, to_storage
 
-        feeds = self._feeds(inputs)
+        typed = self._feeds(inputs)
         # types numpy lacks (float8, bfloat16, int4, ...) cross the bundle boundary as storage arrays
-        # (frontend/lowbit.py); onnx's harnesses hand and expect ml_dtypes arrays
+        # (frontend/lowbit.py); onnx's harnesses hand and expect ml_dtypes arrays. A frozen input keeps its own type
+        # (its storage bits as an initializer of the model's type were other numbers).
         declared = {v.name: v.type.tensor_type.elem_type for v in list(self.model.graph.input) + list(self.model.graph.output)}
-        feeds = {n: to_storage(a, declared[n]) if declared.get(n) in LOWBIT and isinstance(a, np.ndarray) else a for n, a in feeds.items()}
+        feeds = {n: to_storage(a, declared[n]) if declared.get(n) in LOWBIT and isinstance(a, np.ndarray) else a for n, a in typed.items()}
         key = self._cache_key(feeds)
         bundle = self._bundles.get(key)
         if bundle is None:
-            bundle = self._bundles[key] = self._compile(feeds)
+            bundle = self._bundles[key] = self._compile(feeds, {n: typed[n] for n in self.frozen_names})
         outputs = bundle.session.run(None, {n: feeds[n] for n in bundle.runtime_inputs})
         names = [v.name for v in self.model.graph.output]
         return tuple(from_storage(a, declared[n]) if declared.get(n) in LOWBIT and isinstance(a, np.ndarray) else a
@@ -197,11 +198,11 @@ class HccBackendRep(BackendRep):
         values = tuple((n, feeds[n].tobytes()) for n in sorted(self.frozen_names))
         return shapes, values
 
-    def _compile(self, feeds: dict[str, np.ndarray]) -> CompiledBundle:
+    def _compile(self, feeds: dict[str, np.ndarray], frozen: dict[str, np.ndarray]) -> CompiledBundle:
+        """Compile for `feeds` (the runtime inputs' storage arrays) with the `frozen` inputs' values built in."""
         import hcc
         import hcc.runtime
 
-        frozen = {n: feeds[n] for n in self.frozen_names}
         runtime_inputs = [n for n in self.input_names if n not in frozen]
         folder = tempfile.mkdtemp(prefix="compile-", dir=self._workdir)
         model_path, golden_path = os.path.join(folder, "model.onnx"), os.path.join(folder, "inputs.npz")

@@ -26,7 +26,8 @@ def _static_shape(value: onnx.ValueInfoProto) -> list[int] | None:
     return None if any(d is None for d in dims) else dims
 
 
-def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: list[onnx.OperatorSetIdProto]) -> list[np.ndarray] | None:
+def evaluate_node(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: list[onnx.OperatorSetIdProto]) -> list[np.ndarray] | None:
+    """The outputs of `node` on the constant `values`, by onnx.reference at the given opsets; None where it cannot run."""
     from onnx.reference import ReferenceEvaluator
 
     inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(values[n].dtype), values[n].shape) for n in node.input if n]
@@ -62,7 +63,7 @@ def _folded_output_node(node: onnx.NodeProto, values: dict[str, np.ndarray], mod
     output stays the output of a node); None when it does not fold to one non-empty output."""
     if node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLDABLE or len(node.output) != 1:
         return None
-    result = _evaluate(node, values, list(model.opset_import))
+    result = evaluate_node(node, values, list(model.opset_import))
     if result is None or result[0].size == 0 or result[0].size > MAX_FOLDED_ELEMENTS:
         return None
     name = f"{node.output[0]}__folded"
@@ -101,7 +102,7 @@ def fold_constants(model: onnx.ModelProto) -> int:
             continue
         result = None
         if node.op_type == "Constant":
-            result = _evaluate(node, values, list(model.opset_import))
+            result = evaluate_node(node, values, list(model.opset_import))
             if result is not None:
                 values[node.output[0]] = result[0]
             kept.append(node)  # stays a node; removed below if nothing uses it any more
@@ -116,9 +117,9 @@ def fold_constants(model: onnx.ModelProto) -> int:
             # bodies, AffineGrid's among them, cast every constant like their input)
             cast = helper.make_node("Cast", [node.input[0]], list(node.output), to=elem_types[node.input[1]],
                                     **{a.name: helper.get_attribute_value(a) for a in node.attribute if a.name == "saturate"})
-            result = _evaluate(cast, values, list(model.opset_import))
+            result = evaluate_node(cast, values, list(model.opset_import))
         elif all(n == "" or n in values for n in node.input) and any(node.input):
-            result = _evaluate(node, values, list(model.opset_import))
+            result = evaluate_node(node, values, list(model.opset_import))
         if result is None or any(r.size > MAX_FOLDED_ELEMENTS for r in result):
             kept.append(node)
             continue

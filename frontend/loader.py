@@ -15,6 +15,7 @@ from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.boundary import flatten_boundary, parse_input_spec
 from hcc.frontend.checks import check_patterns, materialize_constant_outputs
 from hcc.frontend.classical_ml import rewrite_classical_ml
+from hcc.frontend.constant_range import fold_constant_ranges
 from hcc.frontend.control_flow import (
     CONTROL_FLOW,
     HOST_STEP_OPS,
@@ -238,6 +239,7 @@ def load_model(path: str, input_shapes: dict[str, list[int]] | None = None) -> L
     check_text(model, path)
     negative_dims_as_dynamic(model)
     zipmaps = strip_zipmaps(model, path)  # an output's sequence of maps: the score matrix, zipped by the runtime
+    fold_constant_ranges(model)  # before the two steps that refuse a bfloat16 / float16 Range (constant_range.py)
     # first: the opset converter refuses the newest of these types; they become storage bytes and INT32 codes
     lowbit_types = rewrite_lowbit(model, path)
     # ops ONNX defines by a function body that hcc has no lowering for: the body's nodes, before the opset
