@@ -257,6 +257,71 @@ def _flip_top_bit(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     return before + [node] + after
 
 
+class _U64Builder:
+    """UINT64 arithmetic on INT64 bit patterns from signed ops that exist at every opset hcc compiles (Hacker's
+    Delight 9-3): the nodes it makes, each output typed (shape inference cannot type a BitShift on INT64)."""
+
+    def __init__(self, r: _Rewriter, node: onnx.NodeProto):
+        self.r, self.node, self.like = r, node, node.output[0]
+        self.nodes: list[onnx.NodeProto] = []
+
+    def op(self, op_type: str, inputs: list[str], elem: int = TensorProto.INT64, out: str | None = None, **attrs) -> str:
+        out = out or self.r.value(f"{self.like}__hcc_u64", elem, self.like)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.r.fresh(f"{self.node.name}/hcc_u64_{op_type.lower()}"), **attrs))
+        return out
+
+    def const(self, value: int) -> str:
+        return self.r.constant(value, TensorProto.INT64)
+
+    def below(self, a: str, b: str) -> str:
+        """a < b as unsigned numbers: signed order after flipping both top bits."""
+        top = self.const(int(TOP_BIT))
+        return self.op("Less", [self.op("Add", [a, top]), self.op("Add", [b, top])], TensorProto.BOOL)
+
+    def is_zero(self, x: str) -> str:
+        return self.op("Equal", [x, self.const(0)], TensorProto.BOOL)
+
+    def half(self, x: str) -> str:
+        """x >>> 1 (logical): the arithmetic shift, its copied top bit cleared by adding 2^63 (wrapping) where x has
+        it set: (x >> 63) is 0 or -1, times -2^63 is 0 or 2^63. No Less: torch-mlir converts it from opset 13 only."""
+        top = self.op("Mul", [self.op("BitShift", [x, self.const(63)], direction="RIGHT"), self.const(int(TOP_BIT))])
+        return self.op("Add", [self.op("BitShift", [x, self.const(1)], direction="RIGHT"), top])
+
+    def shift_right(self, x: str, s: str, out: str) -> None:
+        """out = x >>> s: s = 0 gives x, 1..63 the logical half shifted s - 1 further (non-negative, so the
+        arithmetic shift is the logical one), 64 and more (unsigned: s >>> 6 is not 0) 0, as numpy's unsigned
+        shift gives."""
+        zero, one, no_shift = self.const(0), self.const(1), self.is_zero(s)
+        below_64 = self.is_zero(self.op("BitShift", [self.half(s), self.const(5)], direction="RIGHT"))
+        valid = self.op("And", [self.op("Not", [no_shift], TensorProto.BOOL), below_64], TensorProto.BOOL)
+        steps = self.op("Where", [valid, self.op("Sub", [s, one]), zero])
+        shifted = self.op("Where", [valid, self.op("BitShift", [self.half(x), steps], direction="RIGHT"), zero])
+        self.op("Where", [no_shift, x, shifted], out=out)
+
+    def quotient(self, a: str, b: str, out: str | None = None) -> str:
+        """floor(a / b) for unsigned a, b (b != 0): b >= 2^63 gives a >= b; else q = ((a >>> 1) / b) * 2, plus 1
+        where the remainder a - q * b is still at least b."""
+        one = self.const(1)
+        high = self.op("Not", [self.is_zero(self.op("BitShift", [b, self.const(63)], direction="RIGHT"))], TensorProto.BOOL)
+        at_least = self.op("Cast", [self.op("Not", [self.below(a, b)], TensorProto.BOOL)], to=TensorProto.INT64)
+        divisor = self.op("Where", [high, one, b])
+        twice = self.op("Mul", [self.op("Div", [self.half(a), divisor]), self.const(2)])
+        rest = self.op("Sub", [a, self.op("Mul", [twice, divisor])])
+        carry = self.op("Cast", [self.op("Not", [self.below(rest, divisor)], TensorProto.BOOL)], to=TensorProto.INT64)
+        return self.op("Where", [high, at_least, self.op("Add", [twice, carry])], out=out)
+
+
+def _u64_division(r: _Rewriter, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """UINT64 Div (the quotient) and Mod (a - quotient * b; for unsigned values fmod and mod agree)."""
+    a, b = node.input[0], node.input[1]
+    build = _U64Builder(r, node)
+    if node.op_type == "Div":
+        build.quotient(a, b, out=node.output[0])
+    else:
+        build.op("Sub", [a, build.op("Mul", [build.quotient(a, b), b])], out=node.output[0])
+    return build.nodes
+
+
 FLOATS = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 
 
@@ -317,8 +382,10 @@ def _rewrite_node(r: _Rewriter, node: onnx.NodeProto, elem: int) -> list[onnx.No
         direction = next((a.s.decode() for a in node.attribute if a.name == "direction"), "")
         if direction == "LEFT":
             return _wrap_outputs(r, node, elem)
-        if elem == U64:
-            raise r.refuse(node, elem, "a right shift of UINT64 would shift the top bit in as a sign (no wider type to compute it in)")
+        if elem == U64:  # the arithmetic shift would copy the top bit: written out logically
+            build = _U64Builder(r, node)
+            build.shift_right(node.input[0], node.input[1], node.output[0])
+            return build.nodes
         return [node]  # non-negative widened values: the arithmetic shift is the logical one
     if op == "Pow" and r.types.get(node.input[0]) not in UNSIGNED:  # an unsigned exponent only
         if elem == U64:
@@ -329,8 +396,10 @@ def _rewrite_node(r: _Rewriter, node: onnx.NodeProto, elem: int) -> list[onnx.No
             return [node]
         if op in ORDERED:
             return _flip_top_bit(r, node)
+        if op in ("Div", "Mod") and r.opset >= 13:  # the unsigned order needs Less, which torch-mlir converts from 13
+            return _u64_division(r, node)
         raise r.refuse(node, elem, "not exact on 64-bit patterns (no wider signed type to compute it in); compiled "
-                                   "for UINT64: Add, Sub, Mul, bitwise ops, left shifts, comparisons, Max, Min, Cast")
+                                   "for UINT64: Add, Sub, Mul, Div, Mod, bitwise ops, shifts, comparisons, Max, Min, Cast")
     if op in EXACT_WIDE:
         return [node]
     raise r.refuse(node, elem, "not compiled for unsigned 16/32-bit integers (compiled: arithmetic, comparisons, "

@@ -1,6 +1,7 @@
 """UINT16/UINT32/UINT64 tensors (frontend/unsigned.py): inputs and outputs keep their dtype, arithmetic, comparisons,
 Div/Mod, Max/Min, bitwise ops and shifts give onnxruntime's results bit for bit on values with the top bit set and
-on wrap-around; what is not exact on UINT64 bit patterns is refused by node name."""
+on wrap-around (UINT64 Div/Mod and right shifts written out on its bit patterns); what is not exact on UINT64 bit
+patterns is refused by node name."""
 from __future__ import annotations
 
 import numpy as np
@@ -84,11 +85,18 @@ def test_widened_types_match_onnxruntime(tmp_path, elem, dtype):
 
 
 def test_uint64_bit_pattern_ops_match_onnxruntime(tmp_path):
-    ops = ["Add", "Sub", "Mul", "Max", "Min", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal",
-           "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "ShiftLeft"]
+    ops = ["Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Equal",
+           "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "ShiftLeft", "ShiftRight"]
     session, outputs, _ = compile_and_compare(_model(TensorProto.UINT64, ops), tmp_path, feeds=_feeds(np.uint64))
-    greater = dict(zip(session.manifest.outputs, outputs))["greater_out"]
-    assert greater[5]  # 2^63 > 2^63 - 1: a signed comparison says otherwise
+    results = dict(zip(session.manifest.outputs, outputs))
+    assert results["greater_out"][5]  # 2^63 > 2^63 - 1: a signed comparison says otherwise
+    assert results["div_out"][5] == 1 and results["div_out"][4] == 0  # 2^63 / (2^63 - 1); (2^63 - 1) / 2^63
+    assert results["shiftright_out"][8] == 1  # max >>> 63: an arithmetic shift gives all ones
+
+
+def test_uint64_right_shift_before_opset_13(tmp_path):
+    """Opset 11 (the node suite's BitShift cases): the logical shift without Less, which torch-mlir converts from 13."""
+    compile_and_compare(_model(TensorProto.UINT64, ["ShiftRight"], opset=11), tmp_path, feeds=_feeds(np.uint64, ("x", "s")))
 
 
 def test_before_opset_13_wraps_without_mod(tmp_path):
@@ -115,18 +123,11 @@ def test_casts_to_and_from_unsigned(tmp_path):
     compile_and_compare(model, tmp_path, feeds=feeds)
 
 
-def test_uint64_division_is_refused_by_name(tmp_path):
+def test_uint64_division_before_opset_13_is_refused_by_name(tmp_path):
     path = tmp_path / "div.onnx"
-    onnx.save(_model(TensorProto.UINT64, ["Div"]), path)
+    onnx.save(_model(TensorProto.UINT64, ["Div"], opset=12), path)
     with pytest.raises(HccError, match=r"node 'Div' \(Div\) on UINT64: not exact"):
         load_model(str(path))
-
-
-def test_uint64_right_shift_is_refused_by_name(tmp_path):
-    path = tmp_path / "shr.onnx"
-    onnx.save(_model(TensorProto.UINT64, ["ShiftRight"]), path)
-    with pytest.raises(HccError, match=r"node 'ShiftRight' \(BitShift\) on UINT64"):
-        hcc.compile(path, tmp_path / "bundle")
 
 
 def test_unhandled_op_on_uint32_is_refused_by_name(tmp_path):
