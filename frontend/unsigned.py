@@ -43,7 +43,7 @@ STRUCTURAL = {"Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpo
               "SpaceToDepth", "Compress", "ReverseSequence", "Trilu"}
 EXACT_WIDE = {"Div", "Mod", "Max", "Min", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual",
               "BitwiseAnd", "BitwiseOr", "BitwiseXor"}  # exact on non-negative widened values
-WRAPPING = {"Add", "Sub", "Mul", "BitwiseNot"}  # exact modulo 2^64 in any integer type: mask afterwards
+WRAPPING = {"Add", "Sub", "Mul", "BitwiseNot", "ReduceSum"}  # exact modulo 2^64 in any integer type: mask afterwards
 ORDERED = {"Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Max", "Min"}  # UINT64: after flipping the top bit
 BITWISE_U64 = {"Equal", "BitwiseAnd", "BitwiseOr", "BitwiseXor"}
 

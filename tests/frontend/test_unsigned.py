@@ -131,13 +131,27 @@ def test_uint64_division_before_opset_13_is_refused_by_name(tmp_path):
 
 
 def test_unhandled_op_on_uint32_is_refused_by_name(tmp_path):
-    node = helper.make_node("ReduceSum", ["x"], ["y"], name="total", keepdims=0)
+    node = helper.make_node("ReduceMean", ["x"], ["y"], name="mean", keepdims=0)
     graph = helper.make_graph([node], "reduce", [helper.make_tensor_value_info("x", TensorProto.UINT32, [4])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT32, [])])
     path = tmp_path / "reduce.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
-    with pytest.raises(HccError, match=r"node 'total' \(ReduceSum\) on UINT32: not compiled"):
+    with pytest.raises(HccError, match=r"node 'mean' \(ReduceMean\) on UINT32: not compiled"):
         load_model(str(path))
+
+
+@pytest.mark.parametrize("elem,dtype", [(TensorProto.UINT32, np.uint32), (TensorProto.UINT64, np.uint64)])
+def test_reduce_sum_wraps_like_add(tmp_path, elem, dtype):
+    """A sum is repeated Add: exact modulo 2^32 (wrapped after) and 2^64 (the bit patterns' own wrap-around); onnx's
+    TopK expansion sums one-hot products of UINT64 values (test_top_k_uint64)."""
+    node = helper.make_node("ReduceSum", ["x", "axes"], ["y"], name="total", keepdims=0)
+    graph = helper.make_graph([node], "reduce", [helper.make_tensor_value_info("x", elem, [2, 3])],
+                              [helper.make_tensor_value_info("y", elem, [2])],
+                              [onnx.numpy_helper.from_array(np.array([1], np.int64), "axes")])
+    info = np.iinfo(dtype)
+    x = np.array([[info.max, 2, 3], [1 << (info.bits - 1), 5, info.max - 1]], dtype)
+    _, outputs, _ = compile_and_compare(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path, feeds={"x": x})
+    assert outputs[0][0] == 4  # max + 2 + 3 wrapped
 
 
 @pytest.mark.parametrize("opset", [12, 18])  # uint8 MaxPool exists from opset 12
