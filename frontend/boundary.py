@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 
 from hcc.artifacts.manifest import BoundaryRecord, Layout
 from hcc.errors import HccError
+from hcc.frontend.constant_outputs import identity_of_constant
 from hcc.frontend.graph_walk import deep_reads, subgraphs
 
 HINT = ("declare it with --input-shape: NAME=[2x3,4x3] for a sequence of two tensors ([2x3]*4 for four alike, [] for "
@@ -153,12 +154,10 @@ def flatten_inputs(model: onnx.ModelProto, path: str, shapes: dict[str, Any]) ->
 def constant_node(value: np.ndarray, output: str, name: str, graph_outputs: set[str],
                   initializers: list[onnx.TensorProto]) -> onnx.NodeProto:
     """A node giving `output` the constant `value`: a Constant, or for a graph output an Identity of an initializer
-    (a bundle output is computed by a node of compiled code; checks.materialize_constant_outputs does the same for
+    (a bundle output is computed by a node of compiled code; frontend/constant_outputs.py, which does the same for
     the model's own constant outputs)."""
     if output in graph_outputs:
-        folded = f"{output}__folded"
-        initializers.append(numpy_helper.from_array(np.asarray(value), folded))
-        return helper.make_node("Identity", [folded], [output], name=name)
+        return identity_of_constant(value, output, name, initializers)
     return helper.make_node("Constant", [], [output], name=name, value=numpy_helper.from_array(np.asarray(value), output))
 
 

@@ -20,7 +20,6 @@ from onnx import numpy_helper
 from hcc.errors import HccError
 from hcc.frontend.attributes import as_text, attr_value
 from hcc.frontend.control_flow import runtime_control_flow_allowed
-from hcc.frontend.names import fresh_name
 
 # Zero-size (empty) tensors crash the CPU backend or come out wrong in most ops (a Transpose, Reshape or elementwise
 # op on a [3, 0] tensor kills the worker; ReduceMax over an empty axis returns garbage instead of -inf), so they are
@@ -241,34 +240,6 @@ def axis_range(node: onnx.NodeProto, facts: GraphFacts) -> str | None:
 NODE_CHECKS: tuple[Callable[[onnx.NodeProto, GraphFacts], str | None], ...] = (
     axis_range, zero_size, pad_wrap, recurrent_features, resize_align_corners, scalar_einsum, dynamic_nonzero,
 )
-
-
-def materialize_constant_outputs(model: onnx.ModelProto) -> int:
-    """Make every model output that is a constant (a Constant node's value, an initializer) the output of an Identity
-    of an initializer, in place, so that the compiled code writes it like any output (onnxruntime returns such outputs
-    too; before, hcc refused them). Runs after constant folding, which would fold the Identity back. Returns how many."""
-    producers = {out: node for node in model.graph.node for out in node.output}
-    initializers = {init.name for init in model.graph.initializer}
-    taken = initializers | set(producers) | {v.name for v in model.graph.input}
-    changed = 0
-    for output in model.graph.output:
-        node = producers.get(output.name)
-        is_constant = node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx")
-        if not is_constant and not (node is None and output.name in initializers):
-            continue
-        source = fresh_name(f"{output.name}__constant", taken)
-        taken.add(source)
-        identity = onnx.helper.make_node("Identity", [source], [output.name], name=f"{output.name}/constant_output")
-        if is_constant:
-            node.output[0] = source  # the Constant now feeds the Identity, right after it (readers come later)
-            position = list(model.graph.node).index(node) + 1
-        else:
-            init = next(i for i in model.graph.initializer if i.name == output.name)
-            init.name = source
-            position = 0  # other readers of the initializer read the Identity's output, first in the graph
-        model.graph.node.insert(position, identity)
-        changed += 1
-    return changed
 
 
 def check_patterns(model: onnx.ModelProto, path: str) -> None:

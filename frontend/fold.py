@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from hcc.frontend.constant_outputs import identity_of_constant
+
 # Ops never folded: random, or with subgraphs.
 NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli", "If", "Loop", "Scan"}
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -66,10 +68,9 @@ def _folded_output_node(node: onnx.NodeProto, values: dict[str, np.ndarray], mod
     result = evaluate_node(node, values, list(model.opset_import))
     if result is None or result[0].size == 0 or result[0].size > MAX_FOLDED_ELEMENTS:
         return None
-    name = f"{node.output[0]}__folded"
-    values[name] = result[0]
-    new_initializers.append(numpy_helper.from_array(result[0], name))
-    return helper.make_node("Identity", [name], list(node.output), name=node.name)
+    identity = identity_of_constant(result[0], node.output[0], node.name, new_initializers)
+    values[identity.input[0]] = result[0]
+    return identity
 
 
 def fold_constants(model: onnx.ModelProto) -> int:

@@ -13,8 +13,9 @@ from hcc.artifacts.manifest import BoundaryRecord
 from hcc.errors import HccError
 from hcc.frontend.affine_grid import rewrite_affine_grid
 from hcc.frontend.boundary import flatten_boundary, parse_input_spec
-from hcc.frontend.checks import check_patterns, materialize_constant_outputs
+from hcc.frontend.checks import check_patterns
 from hcc.frontend.classical_ml import rewrite_classical_ml
+from hcc.frontend.constant_outputs import materialize_constant_outputs
 from hcc.frontend.constant_range import fold_constant_ranges
 from hcc.frontend.control_flow import (
     CONTROL_FLOW,

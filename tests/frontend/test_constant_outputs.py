@@ -1,5 +1,5 @@
 """Model outputs that are constants (a Constant node's value, an initializer), which onnxruntime returns and hcc
-refused before: checks.materialize_constant_outputs makes each an Identity of an initializer, which the compiled code
+refused before: constant_outputs.materialize_constant_outputs makes each an Identity of an initializer, which the compiled code
 writes; other readers of the same constant still read it. Compiled and checked against onnxruntime."""
 from __future__ import annotations
 
