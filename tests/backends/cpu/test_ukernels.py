@@ -1119,11 +1119,23 @@ def test_conv_blocked_layouts(lib, c, h, w, f, k, stride, pad, residual, layouts
 def test_depthwise_blocked_layouts(lib, n, c, h, w, k, stride, pad, layouts, plane_bias):
     """The depthwise kernel reads and writes the blocked layout in place (implicit zero padding, any stride), with a
     per-channel bias and clamp, or an init per element (its general epilogue)."""
+    _check_depthwise_blocked(lib, n, c, h, w, k, stride, pad, 1, layouts, plane_bias)
+
+
+@pytest.mark.parametrize("h,w,k,stride,pad,dil", [(40, 40, 3, 1, 2, 2), (38, 41, 3, 2, 4, 2), (36, 36, 3, 1, 4, 1),
+                                                  (34, 37, 5, 2, 6, 1), (60, 9, 3, 1, 1, 3)])
+def test_depthwise_blocked_dilation_and_wide_padding(lib, h, w, k, stride, pad, dil):
+    """Rows and columns whose windows reach into the padding (the kernel rows and columns inside the input, no
+    per-tap tests), with dilation, and with padding wider than the kernel (windows wholly outside: the init alone)."""
+    _check_depthwise_blocked(lib, 1, 16, h, w, k, stride, pad, dil, 3, True)
+
+
+def _check_depthwise_blocked(lib, n, c, h, w, k, stride, pad, dil, layouts, plane_bias):
     rng = np.random.default_rng(c + k + layouts)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     wt = rng.standard_normal((c, k, k)).astype(np.float32)
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))).astype(np.float64)
-    ref = conv_ref(xp, wt[:, None].astype(np.float64), (stride, stride), (1, 1), c)
+    ref = conv_ref(xp, wt[:, None].astype(np.float64), (stride, stride), (dil, dil), c)
     oh, ow = ref.shape[2:]
     if plane_bias:
         init = rng.standard_normal(c).astype(np.float32)
@@ -1137,7 +1149,7 @@ def test_depthwise_blocked_layouts(lib, n, c, h, w, k, stride, pad, layouts, pla
     y = np.zeros(ref.shape, np.float32)
     lib.dwconv = _dwconv(lib)
     lib.dwconv(I64(xin.ctypes.data), I64(wt.ctypes.data), I64(y.ctypes.data), _arr([n, c, h, w, k, k, oh, ow]),
-               _arr([stride, stride, 1, 1, pad, pad]), _arr([c * h * w, h * w, w, 1]), _arr(_strides(wt)),
+               _arr([stride, stride, dil, dil, pad, pad]), _arr([c * h * w, h * w, w, 1]), _arr(_strides(wt)),
                _arr([c * oh * ow, oh * ow, ow, 1]), ep, layouts=layouts)
     expected = _to_blocked(ref) if layouts & 2 else ref
     np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
