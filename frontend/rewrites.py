@@ -47,6 +47,9 @@ the converter's output would have to be done per backend and per torch-mlir rele
   (frontend/dft.py).
 * MaxUnpool: a ScatterND of the flattened input into zeros (frontend/max_unpool.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
+* Integer Div and Mod by a divisor that may be 0 (not a constant without zeros): x86's idiv traps on a zero divisor,
+  which killed the calling process (SIGFPE; onnxruntime raises an error); the divisor is made 1 where it is 0 and
+  the result 0 there (numpy's integer result), so the run completes.
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
 
@@ -251,6 +254,7 @@ class _Facts:
     scalars: dict[str, np.ndarray]  # one-element initializers (as 1-D), not overridable inputs
     opset: int
     path: str
+    nonzero: frozenset[str] = frozenset()  # integer initializers (not overridable inputs) without a zero element
 
 
 def _expansion(node: onnx.NodeProto, facts: _Facts):
@@ -286,6 +290,8 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return stft_nodes(node, types[node.input[0]], x_shape, window, {**facts.constants, **facts.scalars}, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
+    if node.op_type in ("Div", "Mod") and types.get(node.input[1]) in INTEGER_TYPES and node.input[1] not in facts.nonzero:
+        return _guarded_division(node, types[node.input[1]])
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
         return _full_rank_resize(node, x_shape, facts.constants, path)
     if node.op_type == "ConvTranspose" and x_shape and shapes.get(node.input[1]):
@@ -543,9 +549,10 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
     scalars = {init.name: numpy_helper.to_array(init).reshape(-1) for init in graph.initializer
                if int(np.prod(init.dims)) == 1 and init.name not in inputs}
+    facts = _Facts(types, shapes, constants, scalars, opset, path, _nonzero_integers(graph, inputs))
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
-        expansion = _expansion(node, _Facts(types, shapes, constants, scalars, opset, path))
+        expansion = _expansion(node, facts)
         if expansion is not None:
             nodes.extend(expansion[0])
             new_inits.extend(expansion[1])
@@ -565,6 +572,31 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
         graph.initializer.extend(new_inits)
         _drop_unused_initializers(graph, replaced)
     return rewritten
+
+
+INTEGER_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+                           onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64})
+
+
+def _guarded_division(node: onnx.NodeProto, elem: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """y = b == 0 ? 0 : a op (b == 0 ? 1 : b): the same quotient or remainder wherever b is not 0, and no trap."""
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    prefix, b, y = node.name, node.input[1], node.output[0]
+    zero, one = f"{prefix}/zero", f"{prefix}/one"
+    inits = [numpy_helper.from_array(np.array(0, dtype), zero), numpy_helper.from_array(np.array(1, dtype), one)]
+    guarded = onnx.NodeProto()
+    guarded.CopyFrom(node)
+    guarded.name, guarded.input[1], guarded.output[0] = f"{prefix}/guarded", f"{prefix}/divisor", f"{prefix}/result"
+    nodes = [helper.make_node("Equal", [b, zero], [f"{prefix}/by_zero"], name=f"{prefix}/by_zero"),
+             helper.make_node("Where", [f"{prefix}/by_zero", one, b], [f"{prefix}/divisor"], name=f"{prefix}/divisor"),
+             guarded,
+             helper.make_node("Where", [f"{prefix}/by_zero", zero, f"{prefix}/result"], [y], name=prefix)]
+    return nodes, inits
+
+
+def _nonzero_integers(graph: onnx.GraphProto, inputs: set[str]) -> frozenset[str]:
+    return frozenset(init.name for init in graph.initializer if init.data_type in INTEGER_TYPES and init.name not in inputs
+                     and np.all(numpy_helper.to_array(init) != 0))
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto, candidates: set[str]) -> None:
