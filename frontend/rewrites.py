@@ -47,9 +47,10 @@ the converter's output would have to be done per backend and per torch-mlir rele
   (frontend/dft.py).
 * MaxUnpool: a ScatterND of the flattened input into zeros (frontend/max_unpool.py).
 * Compress with a constant condition: a Gather of the selected positions (frontend/compress.py).
-* Integer Div and Mod by a divisor that may be 0 (not a constant without zeros): x86's idiv traps on a zero divisor,
-  which killed the calling process (SIGFPE; onnxruntime raises an error); the divisor is made 1 where it is 0 and
-  the result 0 there (numpy's integer result), so the run completes.
+* Integer Div and Mod by a divisor that may be 0, or -1 for a signed type (not a constant without them): x86's idiv
+  traps on a zero divisor and on the most negative value / -1, which killed the calling process (SIGFPE;
+  onnxruntime raises an error for the first); the result is 0 where the divisor is 0 (numpy's integer result) and
+  -a (wrapping) / 0 for Div / Mod by -1, so the run completes.
 * TopK: lowered by torch-mlir to a TMTensor sort, likewise; it is written as ranks from pairwise comparisons
   (frontend/topk.py).
 
@@ -254,7 +255,7 @@ class _Facts:
     scalars: dict[str, np.ndarray]  # one-element initializers (as 1-D), not overridable inputs
     opset: int
     path: str
-    nonzero: frozenset[str] = frozenset()  # integer initializers (not overridable inputs) without a zero element
+    safe_divisors: frozenset[str] = frozenset()  # integer initializers no division traps on (_safe_divisors)
 
 
 def _expansion(node: onnx.NodeProto, facts: _Facts):
@@ -290,7 +291,7 @@ def _expansion(node: onnx.NodeProto, facts: _Facts):
         return stft_nodes(node, types[node.input[0]], x_shape, window, {**facts.constants, **facts.scalars}, path)
     if node.op_type == "Dropout":
         return _dropout_nodes(node, scalars, opset, path)
-    if node.op_type in ("Div", "Mod") and types.get(node.input[1]) in INTEGER_TYPES and node.input[1] not in facts.nonzero:
+    if node.op_type in ("Div", "Mod") and types.get(node.input[1]) in INTEGER_TYPES and node.input[1] not in facts.safe_divisors:
         return _guarded_division(node, types[node.input[1]])
     if node.op_type == "Resize" and x_shape and _has_attr(node, ("axes", "keep_aspect_ratio_policy")):
         return _full_rank_resize(node, x_shape, facts.constants, path)
@@ -549,7 +550,7 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
     scalars = {init.name: numpy_helper.to_array(init).reshape(-1) for init in graph.initializer
                if int(np.prod(init.dims)) == 1 and init.name not in inputs}
-    facts = _Facts(types, shapes, constants, scalars, opset, path, _nonzero_integers(graph, inputs))
+    facts = _Facts(types, shapes, constants, scalars, opset, path, _safe_divisors(graph, inputs))
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
         expansion = _expansion(node, facts)
@@ -578,25 +579,43 @@ INTEGER_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.T
                            onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64})
 
 
+SIGNED_TYPES = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64})
+
+
 def _guarded_division(node: onnx.NodeProto, elem: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """y = b == 0 ? 0 : a op (b == 0 ? 1 : b): the same quotient or remainder wherever b is not 0, and no trap."""
+    """The division with its two traps taken out: b == 0 gives 0; for signed types b == -1 divides by 1 and negates
+    (wrapping: the most negative value / -1 is itself, as numpy gives, where idiv traps; a remainder by -1 is 0).
+    Every other element is the same quotient or remainder."""
     dtype = helper.tensor_dtype_to_np_dtype(elem)
-    prefix, b, y = node.name, node.input[1], node.output[0]
-    zero, one = f"{prefix}/zero", f"{prefix}/one"
-    inits = [numpy_helper.from_array(np.array(0, dtype), zero), numpy_helper.from_array(np.array(1, dtype), one)]
+    signed = elem in SIGNED_TYPES
+    p, b, y = node.name, node.input[1], node.output[0]
+    inits = [numpy_helper.from_array(np.array(v, dtype), f"{p}/{name}") for name, v in (("zero", 0), ("one", 1))]
+    nodes = [helper.make_node("Equal", [b, f"{p}/zero"], [f"{p}/by_zero"], name=f"{p}/by_zero")]
+    special = f"{p}/by_zero"
+    if signed:
+        inits.append(numpy_helper.from_array(np.array(-1, dtype), f"{p}/minus_one"))
+        nodes += [helper.make_node("Equal", [b, f"{p}/minus_one"], [f"{p}/by_minus_one"], name=f"{p}/by_minus_one"),
+                  helper.make_node("Or", [f"{p}/by_zero", f"{p}/by_minus_one"], [f"{p}/special"], name=f"{p}/special")]
+        special = f"{p}/special"
     guarded = onnx.NodeProto()
     guarded.CopyFrom(node)
-    guarded.name, guarded.input[1], guarded.output[0] = f"{prefix}/guarded", f"{prefix}/divisor", f"{prefix}/result"
-    nodes = [helper.make_node("Equal", [b, zero], [f"{prefix}/by_zero"], name=f"{prefix}/by_zero"),
-             helper.make_node("Where", [f"{prefix}/by_zero", one, b], [f"{prefix}/divisor"], name=f"{prefix}/divisor"),
-             guarded,
-             helper.make_node("Where", [f"{prefix}/by_zero", zero, f"{prefix}/result"], [y], name=prefix)]
+    guarded.name, guarded.input[1], guarded.output[0] = f"{p}/guarded", f"{p}/divisor", f"{p}/result"
+    nodes += [helper.make_node("Where", [special, f"{p}/one", b], [f"{p}/divisor"], name=f"{p}/divisor"), guarded]
+    result = f"{p}/result"
+    if signed and node.op_type == "Div":
+        nodes += [helper.make_node("Where", [f"{p}/by_minus_one", f"{p}/minus_one", f"{p}/one"], [f"{p}/sign"], name=f"{p}/sign"),
+                  helper.make_node("Mul", [result, f"{p}/sign"], [f"{p}/signed"], name=f"{p}/signed")]
+        result = f"{p}/signed"
+    nodes.append(helper.make_node("Where", [f"{p}/by_zero", f"{p}/zero", result], [y], name=p))
     return nodes, inits
 
 
-def _nonzero_integers(graph: onnx.GraphProto, inputs: set[str]) -> frozenset[str]:
-    return frozenset(init.name for init in graph.initializer if init.data_type in INTEGER_TYPES and init.name not in inputs
-                     and np.all(numpy_helper.to_array(init) != 0))
+def _safe_divisors(graph: onnx.GraphProto, inputs: set[str]) -> frozenset[str]:
+    """Integer initializers (not overridable inputs) that no division traps on: no 0, and no -1 if signed."""
+    def safe(init: onnx.TensorProto) -> bool:
+        values = numpy_helper.to_array(init)
+        return bool(np.all(values != 0)) and (init.data_type not in SIGNED_TYPES or bool(np.all(values != -1)))
+    return frozenset(init.name for init in graph.initializer if init.data_type in INTEGER_TYPES and init.name not in inputs and safe(init))
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto, candidates: set[str]) -> None:

@@ -1,6 +1,7 @@
-"""Integer Div and Mod by zero (frontend/rewrites.py _guarded_division): x86's idiv traps on a zero divisor, which
-killed the process running the bundle (SIGFPE); now the run completes with 0 where the divisor is 0 and the exact
-quotient or remainder everywhere else, and a constant divisor without zeros is left alone."""
+"""Integer Div and Mod by zero, and the most negative value by -1 (frontend/rewrites.py _guarded_division): x86's
+idiv traps on both, which killed the process running the bundle (SIGFPE); now the run completes with 0 where the
+divisor is 0, numpy's wrapped results for -1, the exact quotient or remainder everywhere else, and a constant divisor
+without 0 (or -1, signed) is left alone."""
 from __future__ import annotations
 
 import numpy as np
@@ -26,12 +27,19 @@ def division_model(elem: int, ops: list[tuple[str, dict]], n: int = 6, divisor: 
 
 
 def expected(op: str, attrs: dict, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    safe = np.where(b == 0, 1, b).astype(a.dtype)
-    if op == "Div":
-        q = np.trunc(a.astype(np.float64) / safe).astype(a.dtype) if a.dtype.kind == "i" else a // safe
-    else:
-        q = np.fmod(a, safe) if attrs.get("fmod") else np.mod(a, safe)
-    return np.where(b == 0, 0, q).astype(a.dtype)
+    """With Python's exact integers: C's truncating quotient, the remainder with the divisor's sign (fmod: the
+    dividend's), 0 for a zero divisor, then wrapped into the dtype's bits."""
+    out = []
+    for x, d in zip(a.tolist(), b.tolist()):
+        if d == 0:
+            value = 0
+        elif op == "Div":
+            value = abs(x) // abs(d) * (1 if (x < 0) == (d < 0) else -1)
+        else:
+            r = abs(x) % abs(d) * (1 if x >= 0 else -1)
+            value = r if attrs.get("fmod") or r == 0 or (r < 0) == (d < 0) else r + d
+        out.append(value % (1 << (8 * a.itemsize)))
+    return np.array(out, dtype=f"u{a.itemsize}").view(a.dtype)
 
 
 @pytest.mark.parametrize("elem,dtype", [(TensorProto.INT32, np.int32), (TensorProto.INT64, np.int64), (TensorProto.UINT64, np.uint64)])
@@ -44,8 +52,8 @@ def test_a_zero_divisor_gives_zero_instead_of_a_trap(tmp_path, elem, dtype):
         a = np.array([7, 2**63 + 5, 9, 0, 2**64 - 1, 12], dtype)
         b = np.array([2, 0, 4, 0, 2**63, 5], dtype)
     else:
-        a = np.array([7, -7, 9, 0, -8, 12], dtype)
-        b = np.array([2, 0, -4, 0, 3, -5], dtype)
+        a = np.array([7, -7, 9, np.iinfo(dtype).min, -8, 12], dtype)
+        b = np.array([2, 0, -4, -1, 3, -1], dtype)
     outputs = load(tmp_path / "bundle").run(None, {"a": a, "b": b})  # a trap would end this process here
     for (op, attrs), y in zip(ops, outputs):
         np.testing.assert_array_equal(y, expected(op, attrs, a, b), err_msg=f"{op} {attrs}")
@@ -56,4 +64,6 @@ def test_a_constant_divisor_without_zeros_is_not_guarded():
     assert apply_rewrites(model) == 0
     model = division_model(TensorProto.INT32, [("Div", {})], divisor=np.array([1, 2, 0, 4, 5, 6], np.int32))
     assert apply_rewrites(model) == 1
-    assert [n.op_type for n in model.graph.node] == ["Equal", "Where", "Div", "Where"]
+    assert [n.op_type for n in model.graph.node] == ["Equal", "Equal", "Or", "Where", "Div", "Where", "Mul", "Where"]
+    model = division_model(TensorProto.INT32, [("Div", {})], divisor=np.array([1, 2, -1, 4, 5, 6], np.int32))
+    assert apply_rewrites(model) == 1  # -1: the most negative value / -1 traps too
