@@ -599,14 +599,14 @@ def _guarded_division(node: onnx.NodeProto, elem: int) -> tuple[list[onnx.NodePr
         special = f"{p}/special"
     guarded = onnx.NodeProto()
     guarded.CopyFrom(node)
-    guarded.name, guarded.input[1], guarded.output[0] = f"{p}/guarded", f"{p}/divisor", f"{p}/result"
+    guarded.input[1], guarded.output[0] = f"{p}/divisor", f"{p}/result"  # keeps the node's name: errors name it
     nodes += [helper.make_node("Where", [special, f"{p}/one", b], [f"{p}/divisor"], name=f"{p}/divisor"), guarded]
     result = f"{p}/result"
     if signed and node.op_type == "Div":
         nodes += [helper.make_node("Where", [f"{p}/by_minus_one", f"{p}/minus_one", f"{p}/one"], [f"{p}/sign"], name=f"{p}/sign"),
                   helper.make_node("Mul", [result, f"{p}/sign"], [f"{p}/signed"], name=f"{p}/signed")]
         result = f"{p}/signed"
-    nodes.append(helper.make_node("Where", [f"{p}/by_zero", f"{p}/zero", result], [y], name=p))
+    nodes.append(helper.make_node("Where", [f"{p}/by_zero", f"{p}/zero", result], [y], name=f"{p}/zero_divisor"))
     return nodes, inits
 
 

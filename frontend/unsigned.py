@@ -399,7 +399,7 @@ def _rewrite_node(r: _Rewriter, node: onnx.NodeProto, elem: int) -> list[onnx.No
         if op in ("Div", "Mod") and r.opset >= 13:  # the unsigned order needs Less, which torch-mlir converts from 13
             return _u64_division(r, node)
         raise r.refuse(node, elem, "not exact on 64-bit patterns (no wider signed type to compute it in); compiled "
-                                   "for UINT64: Add, Sub, Mul, Div, Mod, bitwise ops, shifts, comparisons, Max, Min, Cast")
+                                   "for UINT64: Add, Sub, Mul, Div and Mod (from opset 13), bitwise ops, shifts, comparisons, Max, Min, Cast")
     if op in EXACT_WIDE:
         return [node]
     raise r.refuse(node, elem, "not compiled for unsigned 16/32-bit integers (compiled: arithmetic, comparisons, "
