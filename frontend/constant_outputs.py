@@ -1,7 +1,7 @@
 """Model outputs whose value is a constant. A bundle output is written by compiled code, so such an output is made
-the output of an Identity of an initializer: at the boundary's rewrites (frontend/boundary.py, sequences.py), in
-constant folding (frontend/fold.py) and for the model's own constant outputs (Constant nodes, initializers), by the
-one helper here.
+the output of an Identity of an initializer: a value computed at compile time by `identity_of_constant` (the
+boundary's rewrites, frontend/boundary.py and sequences.py, and constant folding, frontend/fold.py), the model's own
+constant outputs (a Constant node's, an initializer) by `materialize_constant_outputs`, which keeps that constant.
 """
 from __future__ import annotations
 
