@@ -210,15 +210,21 @@ def _gathers_vectorizable(op) -> bool:
     block = op.regions[0].blocks[0]
     extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
 
-    def has_subi(value, depth: int = 0) -> bool:
-        owner = value.owner
-        if depth > 64:
-            return True
-        if isinstance(owner, ir.Block) or owner.parent is None or owner.parent.name != "linalg.generic":
-            return False  # a block argument or a value from outside the op
-        if owner.name == "arith.subi":
-            return True
-        return any(has_subi(operand, depth + 1) for operand in owner.operands)
+    def has_subi(value) -> bool:
+        """Whether an `arith.subi` of the body reaches `value`: each op visited once (the body is a DAG: walking
+        every path took minutes on a bitcast's shared index arithmetic, tests/frontend/test_bitcast.py)."""
+        pending, seen = [value], set()
+        while pending:
+            owner = pending.pop().owner
+            if isinstance(owner, ir.Block) or owner.parent is None or owner.parent.name != "linalg.generic":
+                continue  # a block argument or a value from outside the op
+            if owner.name == "arith.subi":
+                return True
+            op = getattr(owner, "operation", owner)
+            if op not in seen:
+                seen.add(op)
+                pending.extend(owner.operands)
+        return False
 
     return bool(extracts) and all(_function_argument(e.operands[0]) for e in extracts) and \
         not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
