@@ -155,19 +155,30 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
             return owner == block  # else an argument of the enclosing function (a weight such as the table)
         return owner.parent is not None and owner.parent.name == "linalg.generic"
 
-    def varies(value, depth: int = 0) -> bool:
-        """Whether `value` may change along the innermost loop dim (conservative: True when unsure)."""
-        if depth > 32:
-            return True
-        if not in_body(value):
-            return False  # defined outside the op: the same for every iteration
-        if isinstance(value.owner, ir.Block):
-            position = next(i for i, a in enumerate(args) if a == value)
-            return any(kind != "dim" or d == inner for kind, d in maps[position])
-        owner = value.owner
-        if owner.name == "linalg.index":
-            return ir.IntegerAttr(owner.attributes["dim"]).value == inner
-        return any(varies(operand, depth + 1) for operand in owner.operands)
+    def varies(value) -> bool:
+        """Whether `value` may change along the innermost loop dim: whether a block argument read along it, or the
+        innermost linalg.index, reaches it. Each op is visited once (walking every path of shared arithmetic is
+        exponential: see has_subi in _gathers_vectorizable)."""
+        pending, seen = [value], set()
+        while pending:
+            value = pending.pop()
+            if not in_body(value):
+                continue  # defined outside the op: the same for every iteration
+            if isinstance(value.owner, ir.Block):
+                position = next(i for i, a in enumerate(args) if a == value)
+                if any(kind != "dim" or d == inner for kind, d in maps[position]):
+                    return True
+                continue
+            owner = value.owner
+            if owner.name == "linalg.index":
+                if ir.IntegerAttr(owner.attributes["dim"]).value == inner:
+                    return True
+                continue
+            op = getattr(owner, "operation", owner)
+            if op not in seen:
+                seen.add(op)
+                pending.extend(owner.operands)
+        return False
 
     def reads_row(extract) -> bool:
         source, *indices = list(extract.operands)
