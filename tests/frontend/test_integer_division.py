@@ -67,3 +67,25 @@ def test_a_constant_divisor_without_zeros_is_not_guarded():
     assert [n.op_type for n in model.graph.node] == ["Equal", "Equal", "Or", "Where", "Div", "Where", "Mul", "Where"]
     model = division_model(TensorProto.INT32, [("Div", {})], divisor=np.array([1, 2, -1, 4, 5, 6], np.int32))
     assert apply_rewrites(model) == 1  # -1: the most negative value / -1 traps too
+
+
+def test_a_division_in_a_run_time_loop_body_is_guarded_too(tmp_path):
+    """A Loop with a run-time trip count is compiled piece by piece (a program); its body's Div is guarded as well."""
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+                              helper.make_node("Div", ["acc_in", "b"], ["acc_out"], name="step")], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("acc_in", TensorProto.INT64, [4])],
+                             [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("acc_out", TensorProto.INT64, [4])])
+    graph = helper.make_graph([helper.make_node("Loop", ["n", "", "a"], ["y"], body=body)], "loop",
+                              [helper.make_tensor_value_info("a", TensorProto.INT64, [4]),
+                               helper.make_tensor_value_info("b", TensorProto.INT64, [4]),
+                               helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT64, [4])])
+    path = tmp_path / "loop.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    hcc.compile(path, tmp_path / "bundle")
+    a, b = np.array([8, np.iinfo(np.int64).min, 3, 4]), np.array([2, -1, 0, -1])
+    (y,) = load(tmp_path / "bundle").run(None, {"a": a, "b": b, "n": np.array(2)})
+    np.testing.assert_array_equal(y, [2, np.iinfo(np.int64).min, 0, 4])  # twice: a / b / b, 0 after a zero divisor
