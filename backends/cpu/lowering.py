@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from hcc.backends.cpu.hoist_projections import hoist_loop_projections
 from hcc.backends.cpu.merge_products import merge_shared_operand_products
+from hcc.backends.cpu.toolchain import PARALLEL_COPY_BYTES
 from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
 from hcc.options import CpuOptions
@@ -1069,12 +1070,12 @@ def parallel_copies(llvm_ir: str) -> str:
     return replaced + _COPY_DISPATCH if count else llvm_ir
 
 
-# Inlined where each copy was: a copy below PARALLEL_COPY_BYTES (memref_copy.c) stays llvm.memcpy, so LLVM still turns
-# one of a known small size into a few moves (a call for every copy cost ViT-Tiny 1.5% at 1 thread).
-_COPY_DISPATCH = """
+# Inlined where each copy was: a copy below toolchain.PARALLEL_COPY_BYTES stays llvm.memcpy, so LLVM still turns one
+# of a known small size into a few moves (a call for every copy cost ViT-Tiny 1.5% at 1 thread).
+_COPY_DISPATCH = f"""
 declare void @hcc_memcpy(ptr, ptr, i64)
-define internal void @hcc_copy(ptr %dst, ptr %src, i64 %bytes) alwaysinline {
-  %large = icmp sge i64 %bytes, 262144
+define internal void @hcc_copy(ptr %dst, ptr %src, i64 %bytes) alwaysinline {{
+  %large = icmp sge i64 %bytes, {PARALLEL_COPY_BYTES}
   br i1 %large, label %parallel, label %plain
 parallel:
   call void @hcc_memcpy(ptr %dst, ptr %src, i64 %bytes)
@@ -1082,5 +1083,5 @@ parallel:
 plain:
   call void @llvm.memcpy.p0.p0.i64(ptr %dst, ptr %src, i64 %bytes, i1 false)
   ret void
-}
+}}
 """

@@ -31,7 +31,11 @@ SUPPORT_UNITS = (
     ("ukernels.c", ("-DHCC_VL=8", "-mavx2", "-mfma"), "ukernels_avx2"),
     ("ukernels.c", ("-DHCC_VL=16", "-mavx512f", "-mfma"), "ukernels_avx512"),
 )
-SUPPORT_CFLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-pthread", "-ffp-contract=fast")
+# A copy of at least this many bytes is split across the pool's threads (memref_copy.c); smaller ones stay an inlined
+# llvm.memcpy in the generated code (lowering.parallel_copies). Given to the C code as -DPARALLEL_COPY_BYTES.
+PARALLEL_COPY_BYTES = 256 * 1024
+SUPPORT_CFLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-pthread", "-ffp-contract=fast",
+                  f"-DPARALLEL_COPY_BYTES={PARALLEL_COPY_BYTES}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,9 +23,12 @@ typedef void (*hcc_task_fn)(void *ctx, int64_t task);
 void hcc_parallel_for(int64_t tasks, hcc_task_fn fn, void *ctx);
 int hcc_get_num_threads(void);
 
-/* A copy of at least this many bytes is split across the pool's threads (threadpool.c): a Concat or Pad of a
- * U-Net's feature maps moves megabytes, which one core copies at a fraction of the memory bandwidth. */
-#define PARALLEL_COPY_BYTES (256 * 1024)
+/* A copy of at least PARALLEL_COPY_BYTES bytes is split across the pool's threads (threadpool.c): a Concat or Pad of
+ * a U-Net's feature maps moves megabytes, which one core copies at a fraction of the memory bandwidth. The size is
+ * backends/cpu/toolchain.py's, which the generated code's inlined copies test too (lowering.parallel_copies). */
+#ifndef PARALLEL_COPY_BYTES
+#error "PARALLEL_COPY_BYTES comes from backends/cpu/toolchain.py (SUPPORT_CFLAGS)"
+#endif
 #define MAX_COPY_RANK 16
 
 /* A strided copy after merging: `n` dims (outermost first) of sizes[] and element strides sstr[] / dstr[]. */

@@ -16,7 +16,8 @@ from hcc.runtime.devices.native import load_library
 @pytest.fixture(scope="module")
 def support(tmp_path_factory):
     so = tmp_path_factory.mktemp("support") / "support.so"
-    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", str(toolchain.RUNTIME_DIR / "memref_copy.c"),
+    subprocess.run(["gcc", "-shared", "-O2", "-fPIC", "-pthread", f"-DPARALLEL_COPY_BYTES={toolchain.PARALLEL_COPY_BYTES}",
+                    str(toolchain.RUNTIME_DIR / "memref_copy.c"),
                     str(toolchain.RUNTIME_DIR / "threadpool.c"), "-o", str(so)], check=True)
     lib = load_library(so, "a test library")
     lib._mlir_memref_to_llvm_alloc.restype = ctypes.c_void_p
