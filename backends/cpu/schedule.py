@@ -155,30 +155,21 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
             return owner == block  # else an argument of the enclosing function (a weight such as the table)
         return owner.parent is not None and owner.parent.name == "linalg.generic"
 
+    def source_varies(value) -> bool | None:
+        """A source of the innermost dim (a block argument read along it, the innermost linalg.index): True; another
+        block argument or index, or a value defined outside the op (the same for every iteration): False."""
+        if not in_body(value):
+            return False
+        if isinstance(value.owner, ir.Block):
+            position = next(i for i, a in enumerate(args) if a == value)
+            return any(kind != "dim" or d == inner for kind, d in maps[position])
+        if value.owner.name == "linalg.index":
+            return ir.IntegerAttr(value.owner.attributes["dim"]).value == inner
+        return None
+
     def varies(value) -> bool:
-        """Whether `value` may change along the innermost loop dim: whether a block argument read along it, or the
-        innermost linalg.index, reaches it. Each op is visited once (walking every path of shared arithmetic is
-        exponential: see has_subi in _gathers_vectorizable)."""
-        pending, seen = [value], set()
-        while pending:
-            value = pending.pop()
-            if not in_body(value):
-                continue  # defined outside the op: the same for every iteration
-            if isinstance(value.owner, ir.Block):
-                position = next(i for i, a in enumerate(args) if a == value)
-                if any(kind != "dim" or d == inner for kind, d in maps[position]):
-                    return True
-                continue
-            owner = value.owner
-            if owner.name == "linalg.index":
-                if ir.IntegerAttr(owner.attributes["dim"]).value == inner:
-                    return True
-                continue
-            op = getattr(owner, "operation", owner)
-            if op not in seen:
-                seen.add(op)
-                pending.extend(owner.operands)
-        return False
+        """Whether `value` may change along the innermost loop dim."""
+        return _reached_from(value, source_varies)
 
     def reads_row(extract) -> bool:
         source, *indices = list(extract.operands)
@@ -195,6 +186,26 @@ def _is_row_gather(op, maps: list, loops: int) -> bool:
     rows = [e for e in extracts if reads_row(e)]
     uniform = [e for e in extracts if e not in rows and not in_body(e.operands[0]) and not any(varies(v) for v in e.operands[1:])]
     return len(rows) == 1 and len(rows) + len(uniform) == len(extracts)
+
+
+def _reached_from(value, source) -> bool:
+    """Whether a value for which `source(v)` is True reaches `value` through the ops of a generic's body. `source`
+    returns True or False for a value that ends a path (a block argument, an outside value, a leaf op) and None
+    for an op to look through. Each op is visited once: the body is a DAG, and walking every path of shared index
+    arithmetic took minutes (a bitcast's, tests/frontend/test_bitcast.py)."""
+    pending, seen = [value], set()
+    while pending:
+        value = pending.pop()
+        verdict = source(value)
+        if verdict is not None:
+            if verdict:
+                return True
+            continue
+        op = getattr(value.owner, "operation", value.owner)
+        if op not in seen:
+            seen.add(op)
+            pending.extend(value.owner.operands)
+    return False
 
 
 def _function_argument(value) -> bool:
@@ -221,24 +232,14 @@ def _gathers_vectorizable(op) -> bool:
     block = op.regions[0].blocks[0]
     extracts = [o.operation for o in block.operations if o.operation.name == "tensor.extract"]
 
-    def has_subi(value) -> bool:
-        """Whether an `arith.subi` of the body reaches `value`: each op visited once (the body is a DAG: walking
-        every path took minutes on a bitcast's shared index arithmetic, tests/frontend/test_bitcast.py)."""
-        pending, seen = [value], set()
-        while pending:
-            owner = pending.pop().owner
-            if isinstance(owner, ir.Block) or owner.parent is None or owner.parent.name != "linalg.generic":
-                continue  # a block argument or a value from outside the op
-            if owner.name == "arith.subi":
-                return True
-            op = getattr(owner, "operation", owner)
-            if op not in seen:
-                seen.add(op)
-                pending.extend(owner.operands)
-        return False
+    def subi(value) -> bool | None:
+        owner = value.owner
+        if isinstance(owner, ir.Block) or owner.parent is None or owner.parent.name != "linalg.generic":
+            return False  # a block argument or a value from outside the op
+        return True if owner.name == "arith.subi" else None
 
     return bool(extracts) and all(_function_argument(e.operands[0]) for e in extracts) and \
-        not any(has_subi(index) for e in extracts for index in list(e.operands)[1:])
+        not any(_reached_from(index, subi) for e in extracts for index in list(e.operands)[1:])
 
 
 def _broadcasts_only(exprs: list, shape: list[int]) -> list:
