@@ -31,6 +31,10 @@ ACTIVATIONS = {"Sigmoid": "Sigmoid", "Tanh": "Tanh", "Relu": "Relu", "Softsign":
 DEFAULT_ACTIVATIONS = ["Sigmoid", "Tanh", "Tanh"]
 
 
+def _bidirectional(node: onnx.NodeProto) -> bool:
+    return as_text(attr_value(node, "direction", "forward") or "forward") == "bidirectional"
+
+
 def _needs_steps(node: onnx.NodeProto, constants: dict[str, np.ndarray], steps: int) -> bool:
     """Whether the LSTM has a feature torch-mlir ignores (frontend/checks.py recurrent_features refuses these)."""
     peepholes = node.input[7] if len(node.input) > 7 else ""
@@ -38,7 +42,7 @@ def _needs_steps(node: onnx.NodeProto, constants: dict[str, np.ndarray], steps: 
     lengths = node.input[4] if len(node.input) > 4 else ""
     short = bool(lengths) and (lengths not in constants or bool(np.any(constants[lengths] != steps)))
     activations = [as_text(a) for a in attr_value(node, "activations", []) or []]
-    directions = 2 if as_text(attr_value(node, "direction", "forward") or "forward") == "bidirectional" else 1
+    directions = 2 if _bidirectional(node) else 1
     return (nonzero_p or short or attr_value(node, "clip", None) is not None
             or (bool(activations) and activations != DEFAULT_ACTIVATIONS * directions))
 
@@ -49,7 +53,7 @@ def _steps(node: onnx.NodeProto, t: int, batch: int, hidden: int) -> tuple[list[
     b = CountedNodes(node)
     inputs = list(node.input) + [""] * (8 - len(node.input))
     names = [as_text(a) for a in attr_value(node, "activations", []) or []]
-    bidirectional = as_text(attr_value(node, "direction", "forward") or "forward") == "bidirectional"
+    bidirectional = _bidirectional(node)
     halves = []
     for index in range(2 if bidirectional else 1):
         own = list(inputs)
