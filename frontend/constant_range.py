@@ -6,19 +6,11 @@ constant operands. Folded by onnx.reference at the model's own opset: its semant
 """
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from hcc.frontend.checks import constant_tensors
 from hcc.frontend.fold import MAX_FOLDED_ELEMENTS, evaluate_node
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1 and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
 
 
 def fold_constant_ranges(model: onnx.ModelProto) -> int:
@@ -27,7 +19,7 @@ def fold_constant_ranges(model: onnx.ModelProto) -> int:
     ranges = [n for n in model.graph.node if n.op_type == "Range" and n.domain in ("", "ai.onnx")]
     if not ranges:
         return 0
-    values = _constants(model.graph)
+    values = {name: numpy_helper.to_array(tensor) for name, tensor in constant_tensors(model.graph).items()}
     folded = 0
     for node in ranges:
         if len(node.input) != 3 or not all(name in values for name in node.input):
