@@ -68,7 +68,7 @@ from onnx import helper, numpy_helper
 
 from hcc.errors import HccError
 from hcc.frontend.attributes import attr_text, attr_value
-from hcc.frontend.checks import static_shape
+from hcc.frontend.checks import constant_tensors, static_shape
 from hcc.frontend.col2im import col2im_nodes
 from hcc.frontend.compress import compress_nodes
 from hcc.frontend.conv_transpose import explicit_pads, split_groups
@@ -255,7 +255,7 @@ class _Facts:
     scalars: dict[str, np.ndarray]  # one-element initializers (as 1-D), not overridable inputs
     opset: int
     path: str
-    safe_divisors: frozenset[str] = frozenset()  # integer initializers no division traps on (_safe_divisors)
+    safe_divisors: frozenset[str] = frozenset()  # integer constants no division traps on (_safe_divisors)
 
 
 def _expansion(node: onnx.NodeProto, facts: _Facts):
@@ -550,7 +550,7 @@ def apply_rewrites(model: onnx.ModelProto, path: str = "model") -> int:
     inputs = {v.name for v in graph.input}  # an initializer that is also an input is a run-time value
     scalars = {init.name: numpy_helper.to_array(init).reshape(-1) for init in graph.initializer
                if int(np.prod(init.dims)) == 1 and init.name not in inputs}
-    facts = _Facts(types, shapes, constants, scalars, opset, path, _safe_divisors(graph, inputs))
+    facts = _Facts(types, shapes, constants, scalars, opset, path, _safe_divisors(graph))
     nodes, new_inits, replaced, rewritten = [], [], set(), 0
     for node in graph.node:
         expansion = _expansion(node, facts)
@@ -610,12 +610,13 @@ def _guarded_division(node: onnx.NodeProto, elem: int) -> tuple[list[onnx.NodePr
     return nodes, inits
 
 
-def _safe_divisors(graph: onnx.GraphProto, inputs: set[str]) -> frozenset[str]:
-    """Integer initializers (not overridable inputs) that no division traps on: no 0, and no -1 if signed."""
-    def safe(init: onnx.TensorProto) -> bool:
-        values = numpy_helper.to_array(init)
-        return bool(np.all(values != 0)) and (init.data_type not in SIGNED_TYPES or bool(np.all(values != -1)))
-    return frozenset(init.name for init in graph.initializer if init.data_type in INTEGER_TYPES and init.name not in inputs and safe(init))
+def _safe_divisors(graph: onnx.GraphProto) -> frozenset[str]:
+    """Integer constants (checks.constant_tensors: not overridable inputs) that no division traps on: no 0, and no
+    -1 if signed."""
+    def safe(tensor: onnx.TensorProto) -> bool:
+        values = numpy_helper.to_array(tensor)
+        return bool(np.all(values != 0)) and (tensor.data_type not in SIGNED_TYPES or bool(np.all(values != -1)))
+    return frozenset(name for name, tensor in constant_tensors(graph).items() if tensor.data_type in INTEGER_TYPES and safe(tensor))
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto, candidates: set[str]) -> None:
