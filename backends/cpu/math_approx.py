@@ -11,6 +11,9 @@ the CPU backend rewrites these ops inside linalg bodies at tensor level into pla
   copied back. Relative error <= 2.5e-7 everywhere.
 * tanh: for |x| < 0.625, Cephes' odd polynomial x + x^3 * P(x^2); above, 1 - 2 / (exp(2|x|) + 1) with the sign
   copied back. Relative error <= 2.5e-7 everywhere, +-1 at +-inf.
+Their products carry the `contract` flag: LLVM fuses each with the sum or difference that takes it into one FMA where
+the target has FMA (x86-64-v3 and v4 do). That is a third fewer vector instructions (measured on the Zen 4: a
+3x197x197 softmax 0.100 -> 0.082 ms, the LSTM keyword spotter 0.783 -> 0.750 ms), and no less accurate.
 The small-|x| branches matter: the closed forms compute 1 - (something close to 1) there, which cancels (absolute
 error 1e-7 is a relative error of 1e-2 at x = 1e-5, and tanh(1e-30) or erf(1e-30) came out 0). The odd polynomials
 keep x itself for tiny x (and -0.0 stays -0.0), which is what onnxruntime and the ONNX reference give: the node
@@ -44,6 +47,8 @@ class _Builder:
 
         self.f32 = ir.F32Type.get()
         self.i32 = ir.IntegerType.get_signless(32)
+        # products may fuse with the sum or difference that takes them (one FMA where the target has FMA)
+        self.contract = ir.Attribute.parse("#arith.fastmath<contract>")
 
     def c(self, value: float):
         from mlir.dialects import arith
@@ -58,17 +63,17 @@ class _Builder:
     def add(self, a, b):
         from mlir.dialects import arith
 
-        return arith.addf(a, b)
+        return arith.addf(a, b, fastmath=self.contract)
 
     def sub(self, a, b):
         from mlir.dialects import arith
 
-        return arith.subf(a, b)
+        return arith.subf(a, b, fastmath=self.contract)
 
     def mul(self, a, b):
         from mlir.dialects import arith
 
-        return arith.mulf(a, b)
+        return arith.mulf(a, b, fastmath=self.contract)
 
     def div(self, a, b):
         from mlir.dialects import arith

@@ -1,4 +1,4 @@
-"""The CPU backend's polynomial tanh and erf (backends/cpu/math_approx.py) are accurate in *relative* terms.
+"""The CPU backend's polynomial exp, tanh and erf (backends/cpu/math_approx.py) are accurate in *relative* terms.
 
 Why: the ONNX node suite compares with atol 1e-7, and onnxruntime returns tanh(x) = x and erf(x) = 2x/sqrt(pi) for
 tiny x. The closed forms the approximations use for large |x| cancel near 0 (test_gelu_tanh_2 was one element off,
@@ -53,3 +53,23 @@ def test_tanh_and_erf_keep_relative_accuracy_near_zero(tmp_path):
         head = actual[:5]
         assert head[0] == 0 and not np.signbit(head[0]) and head[1] == 0 and np.signbit(head[1])
         assert head[2] == 1.0 and head[3] == -1.0 and np.isnan(head[4])
+
+
+def test_exp_within_two_ulp_over_its_range(tmp_path):
+    """exp's products fuse with their sums where the target has FMA (the `contract` flag): still within 2 ulp of the
+    float64 reference wherever the result is a normal float, +inf above the overflow threshold, 0 far below."""
+    x = np.concatenate([np.linspace(-87.3, 88.72, 100001), [-1e-30, 0.0, 1e-30, 0.5, 1.0, 20.0]]).astype(np.float32)
+    special = np.array([88.7229, 89.0, -88.4, -100.0, np.inf, -np.inf, np.nan], np.float32)
+    node = h.make_node("Exp", ["x"], ["y"], name="exp")
+    graph = h.make_graph([node], "exp", [h.make_tensor_value_info("x", T.FLOAT, [x.size + special.size])],
+                         [h.make_tensor_value_info("y", T.FLOAT, [x.size + special.size])])
+    path = tmp_path / "exp.onnx"
+    path.write_bytes(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8).SerializeToString())
+    hcc.compile(path, tmp_path / "bundle")
+    y = load(tmp_path / "bundle").run(None, {"x": np.concatenate([x, special])})[0]
+    expected = np.exp(x.astype(np.float64)).astype(np.float32)
+    ulp = np.abs(y[: x.size].view(np.int32).astype(np.int64) - expected.view(np.int32).astype(np.int64))
+    assert ulp.max() <= 2, f"exp({x[ulp.argmax()]}) = {y[ulp.argmax()]}, expected {expected[ulp.argmax()]}"
+    tail = y[x.size:]
+    assert np.isposinf(tail[:2]).all() and (tail[2:4] == 0).all(), tail
+    assert np.isposinf(tail[4]) and tail[5] == 0 and np.isnan(tail[6]), tail
