@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from hcc.backends.cpu.hoist_projections import hoist_loop_projections
 from hcc.backends.cpu.merge_products import merge_shared_operand_products
-from hcc.backends.cpu.toolchain import PARALLEL_COPY_BYTES
+from hcc.backends.cpu.toolchain import PARALLEL_COPY_BYTES, SOFTMAX_PARALLEL_ELEMENTS
 from hcc.env import HccEnv, read_env
 from hcc.errors import HccError
 from hcc.options import CpuOptions
@@ -172,7 +172,7 @@ class Signature:
 @dataclass
 class OpReport:
     """What the CPU backend did with one linalg op: `kind` is the schedule (ukernel-gemm, ukernel-conv, ukernel-pool,
-    contraction, conv, elementwise, reduction, loops; `module` for a whole attempt), `ok` False when it did not apply."""
+    ukernel-softmax, contraction, conv, elementwise, reduction, loops; `module` for a whole attempt), `ok` False when it did not apply."""
 
     index: int
     kind: str
@@ -663,6 +663,23 @@ def _pool_calls(module) -> list[OpReport]:
     return reports
 
 
+def _softmax_calls(module) -> list[OpReport]:
+    """Softmax chains (max, exp, sum, division along the last dim) as softmax.c kernel calls (softmax_calls.py);
+    on tensors, before math.exp is expanded."""
+    from hcc.backends.cpu import softmax_calls
+
+    reports = []
+    for call in softmax_calls.emit_calls(module):
+        elements = 1
+        for size in call.shape:
+            elements *= size
+        note = f"{softmax_calls.SOFTMAX} micro-kernel call: max, exp, sum and scale a row at a time, rows of {call.shape[-1]}"
+        if elements >= SOFTMAX_PARALLEL_ELEMENTS:
+            note += "; rows split across threads"
+        reports.append(OpReport(-2, "ukernel-softmax", True, note, node_name(call), 5 * elements))
+    return reports
+
+
 def schedule_module(module, how: Codegen = Codegen()):
     """Tensor-level part: fuse, generalize, fold copies, then tile+vectorize each op that has a schedule.
 
@@ -670,6 +687,8 @@ def schedule_module(module, how: Codegen = Codegen()):
     from hcc.backends.cpu import math_approx, ukernels
 
     reports: list[OpReport] = []
+    if _kind_allowed("ukernel", how.kinds):
+        reports += _softmax_calls(module)
     math_approx.expand_math(module.operation)  # exp/erf/tanh as arithmetic that vectorizes (math_approx.py)
     # x ** n with a constant integer n (torch-mlir's lowering of Pow(x, 2), as in an STFT's power spectrum or a
     # decomposed LayerNorm) as multiplications: vectorized, math.fpowi became an llvm.intr.powi with a vector

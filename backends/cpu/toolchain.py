@@ -27,6 +27,7 @@ SUPPORT_UNITS = (
     ("ukernels_dispatch.c", (), "ukernels_dispatch"),
     ("profile.c", (), "profile"),
     ("pool.c", (), "pool"),
+    ("softmax.c", (), "softmax"),
     ("ukernels.c", ("-DHCC_VL=4", "-msse2"), "ukernels_sse2"),
     ("ukernels.c", ("-DHCC_VL=8", "-mavx2", "-mfma"), "ukernels_avx2"),
     ("ukernels.c", ("-DHCC_VL=16", "-mavx512f", "-mfma"), "ukernels_avx512"),
@@ -34,8 +35,11 @@ SUPPORT_UNITS = (
 # A copy of at least this many bytes is split across the pool's threads (memref_copy.c); smaller ones stay an inlined
 # llvm.memcpy in the generated code (lowering.parallel_copies). Given to the C code as -DPARALLEL_COPY_BYTES.
 PARALLEL_COPY_BYTES = 256 * 1024
+# A softmax of at least this many elements splits its rows across the pool's threads (softmax.c, -DSOFTMAX_PARALLEL_ELEMENTS;
+# the schedule report says so, softmax_calls.py): below it a task handover costs more than the second core saves.
+SOFTMAX_PARALLEL_ELEMENTS = 32768
 SUPPORT_CFLAGS = ("-O3", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-pthread", "-ffp-contract=fast",
-                  f"-DPARALLEL_COPY_BYTES={PARALLEL_COPY_BYTES}")
+                  f"-DPARALLEL_COPY_BYTES={PARALLEL_COPY_BYTES}", f"-DSOFTMAX_PARALLEL_ELEMENTS={SOFTMAX_PARALLEL_ELEMENTS}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -274,13 +274,14 @@ def softmax_norms(rows: int, length: int) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("length", [45, 128])  # 32 + a 13-element tail; 8 vectors of 16
 def test_softmax_layernorm_reductions(tmp_path, length):
-    """Softmax's max and sum, LayerNorm's mean and variance and ReduceMean are vector reductions along the row
-    (partial results in a vector); ReduceSum over an outer axis is a vector of outputs. NaN/inf as onnxruntime."""
+    """LayerNorm's mean and variance and ReduceMean are vector reductions along the row (partial results in a
+    vector); ReduceSum over an outer axis is a vector of outputs; Softmax is one kernel call (softmax_calls.py).
+    NaN/inf as onnxruntime."""
     x = np.random.default_rng(6).standard_normal([2, 5, length]).astype(np.float32) * 4
     name = f"norms{length}"
     compile_and_compare(softmax_norms(5, length), tmp_path, name=name, feeds={"x": _special_values(x)})
     _assert_scheduled(tmp_path / f"{name}.bundle",
-                      {"softmax": "reduction", "layernorm": "reduction", "mean": "reduction", "sum": "reduction"})
+                      {"softmax": "ukernel-softmax", "layernorm": "reduction", "mean": "reduction", "sum": "reduction"})
 
 
 def test_reductions_over_many_short_rows(tmp_path):
@@ -309,7 +310,7 @@ def masked_attention(heads: int, seq: int) -> onnx.ModelProto:
 
 
 def test_masked_attention_softmax(tmp_path):
-    """The mask is read through `(d0, 0, 0, d3)` and the row max through `(d0, d1, d2, 0)`: broadcasts, vectorized."""
+    """The mask is read through `(d0, 0, 0, d3)`: a broadcast, vectorized; the softmax after it is one kernel call."""
     rng = np.random.default_rng(7)
     seq = 21
     mask = np.zeros([1, 1, 1, seq], np.float32)
@@ -319,7 +320,7 @@ def test_masked_attention_softmax(tmp_path):
              "k": rng.standard_normal([1, 2, 16, seq]).astype(np.float32), "mask": mask}
     feeds["q"][0, 1, 4, 2] = np.nan
     compile_and_compare(masked_attention(2, seq), tmp_path, name="attn", feeds=feeds)
-    _assert_scheduled(tmp_path / "attn.bundle", {"softmax": "reduction"})
+    _assert_scheduled(tmp_path / "attn.bundle", {"softmax": "ukernel-softmax"})
     assert {"elementwise", "reduction"} & set(_kinds(tmp_path / "attn.bundle", "add_mask")), "mask add not vectorized"
 
 
