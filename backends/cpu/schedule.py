@@ -791,7 +791,7 @@ def _short_rows_reduction(op: LinalgOp, reductions: list[int], size: int) -> Pla
     t, loops = _fold_tile(target, "%g", sizes)
     tiles = [1] * (len(reductions) - 1) + [size]
     text += t
-    text += _partial_results("%g", tiles, "")
+    text += _partial_results("%g", tiles, "_rows")  # a tag: `%par` is the threads' tile (_across_threads)
     if loops:
         text += _tree_combine(loops[0])
     return Plan("reduction", _wrap(text),
