@@ -122,6 +122,12 @@ def hardswish_exact(x: np.ndarray) -> np.ndarray:
     return x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
+def silu_exact(x: np.ndarray) -> np.ndarray:
+    """x * sigmoid(x) in float64 (SiLU, Swish: torch's x * sigmoid(x) as Sigmoid and Mul)."""
+    x = np.asarray(x, np.float64)
+    return x / (1.0 + np.exp(-x))
+
+
 def computes_gelu(block, y_index: int, other: int | None) -> bool:
     """Whether the body yields GELU(y) (other None) or GELU(y + other) for every sample, y the block argument
     `y_index` (a kernel's result) and `other` another input (a bias or residual)."""
@@ -131,6 +137,11 @@ def computes_gelu(block, y_index: int, other: int | None) -> bool:
 def computes_hardswish(block, y_index: int, other: int | None) -> bool:
     """Whether the body yields HardSwish(y [+ other]) for every sample (the kink at -3 and 3 included)."""
     return computes(block, y_index, other, hardswish_exact)
+
+
+def computes_silu(block, y_index: int, other: int | None) -> bool:
+    """Whether the body yields SiLU(y [+ other]) for every sample."""
+    return computes(block, y_index, other, silu_exact)
 
 
 def computes(block, y_index: int, other: int | None, exact) -> bool:

@@ -32,7 +32,7 @@ ABI (runtime/ukernels_dispatch.c): every argument is i64 (pointers are addresses
   epilogue: init mode (0 in C, 1 constant, 2 source), init constant bits, init pointer, init strides, residual
             pointer (0: none), residual strides, lo mode (0 none, 1 keep NaN, 2 NaN to bound), lo bits, hi mode, hi bits;
             the hi mode's bits 4 and up: an activation after the residual and before the clamps (1: GELU with erf,
-            GEMMs only; 2: HardSwish, any kernel): a consumer whose body computes it on y [+ r], found by running
+            GEMMs only; 2: HardSwish, 3: SiLU, any kernel): a consumer whose body computes it on y [+ r], found by running
             the body on sample values (body_eval.py)
 """
 from __future__ import annotations
@@ -65,7 +65,8 @@ MIN_CONV_CHANNELS_PER_GROUP = 4  # fewer output channels per group: the direct c
 INIT_IN_C, INIT_CONSTANT, INIT_SOURCE = 0, 1, 2
 _FOLDED = ("tensor.pad", "linalg.fill", "linalg.broadcast", "linalg.generic", "tensor.empty")  # erased once unused
 CLAMP_NONE, CLAMP_KEEP_NAN, CLAMP_NAN_TO_BOUND = 0, 1, 2
-ACT_NONE, ACT_GELU, ACT_HARDSWISH = 0, 1, 2  # the activation after the residual (GELU: GEMMs only); hi mode bits 4+
+ACT_NONE, ACT_GELU, ACT_HARDSWISH, ACT_SILU = 0, 1, 2, 3  # the activation after the residual (GELU: GEMMs only); hi mode bits 4+
+ACT_NAMES = {ACT_GELU: "GELU", ACT_HARDSWISH: "HardSwish", ACT_SILU: "SiLU"}
 ACT_SHIFT = 4
 
 
@@ -295,7 +296,7 @@ def _clamp_of(name: str, value: float | None) -> tuple[str, int, float] | None:
 
 
 def match_activation(consumer, y_index: int, gelu: bool) -> tuple[int | None, int] | None:
-    """(residual input index or None, ACT_*) when the consumer's body computes HardSwish(y [+ r]), or with `gelu`
+    """(residual input index or None, ACT_*) when the consumer's body computes HardSwish(y [+ r]) or SiLU(y [+ r]), or with `gelu`
     GELU(y [+ r]) (body_eval.py runs it on sample values), else None."""
     block = consumer.regions[0].blocks[0]
     inputs = len(list(block.arguments)) - 1
@@ -305,7 +306,9 @@ def match_activation(consumer, y_index: int, gelu: bool) -> tuple[int | None, in
     other = others[0] if others else None
     if gelu and body_eval.computes_gelu(block, y_index, other):
         return other, ACT_GELU
-    return (other, ACT_HARDSWISH) if body_eval.computes_hardswish(block, y_index, other) else None
+    if body_eval.computes_hardswish(block, y_index, other):
+        return other, ACT_HARDSWISH
+    return (other, ACT_SILU) if body_eval.computes_silu(block, y_index, other) else None
 
 
 def match_epilogue(consumer, y_index: int, gelu: bool = False) -> tuple[int | None, list[tuple[str, int, float]], int] | None:
@@ -428,7 +431,7 @@ def consumer_of(op, epilogue: Epilogue, rank: int, gelu: bool = False) -> None:
         epilogue.notes.append("activation")
     if act != ACT_NONE:
         epilogue.act = act
-        epilogue.notes.append("GELU" if act == ACT_GELU else "HardSwish")
+        epilogue.notes.append(ACT_NAMES[act])
     epilogue.consumer = consumer
 
 

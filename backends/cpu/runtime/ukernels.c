@@ -145,7 +145,7 @@ static inline vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b);
 
 enum { INIT_IN_C = 0, INIT_CONSTANT = 1, INIT_SOURCE = 2 };
 enum { CLAMP_NONE = 0, CLAMP_KEEP_NAN = 1, CLAMP_NAN_TO_BOUND = 2 };
-enum { ACT_NONE = 0, ACT_GELU = 1, ACT_HARDSWISH = 2 }; /* an activation after the residual, before the clamps (the hi mode's bits 4+) */
+enum { ACT_NONE = 0, ACT_GELU = 1, ACT_HARDSWISH = 2, ACT_SILU = 3 }; /* an activation after the residual, before the clamps (the hi mode's bits 4+) */
 
 /* C = clamp(init + A*B + residual). Element (m, n) of the init source / residual is at ptr[m*sm + col(n)], where
  * col(n) = n*sn, or for a convolution's pixel index n (ow > 0 columns per row) (n/ow)*sh + (n%ow)*sn. */
@@ -181,24 +181,27 @@ static inline __attribute__((always_inline)) void vhorner_n(const int n, vf *res
 #pragma GCC unroll 4
     for (int q = 0; q < n; ++q) acc[q] = acc[q] * x[q] + vsplat(c[i]);
 }
-/* exp(z) for z <= 0 (math_approx's exp without its overflow branch), in place */
+/* exp(z) for z <= 0 (math_approx's exp without its overflow branch), in place. n = z / ln 2 rounded to nearest by the
+ * 1.5 * 2^23 trick: the sum keeps n in its low mantissa bits, so n << 23 is its bit pattern shifted (no conversions;
+ * math_approx's floor(z / ln 2 + 0.5) differs only on exact ties, where both reductions stay within |r| <= ln 2 / 2).
+ * z >= -88.3762626647949 keeps n >= -127 (2^-127 built as +0). A NaN z gives a finite value: callers multiply by x. */
 static inline __attribute__((always_inline)) void vexp_negative_n(const int n, vf *z) {
   static const float poly[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f,
                                 5.0000001201e-1f};
+  const vf magic = vsplat(12582912.0f);
   vf r[GELU_MAXN], h[GELU_MAXN];
   vi32 k[GELU_MAXN];
 #pragma GCC unroll 4
   for (int q = 0; q < n; ++q) {
-    vf zq = vmax(vmin(z[q], vsplat(88.72283935546875f)), vsplat(-88.3762626647949f));
-    vf u = zq * vsplat(1.44269504088896341f) + vsplat(0.5f);
-    vf fx = __builtin_convertvector(__builtin_convertvector(u, vi32), vf); /* toward zero, then down: floor */
-    fx = fx - (vf)((vi32)(fx > u) & (vi32)vsplat(1.0f));
+    vf zq = vmax(z[q], vsplat(-88.3762626647949f));
+    vf t = zq * vsplat(1.44269504088896341f) + magic;
+    vf fx = t - magic;
     r[q] = zq - fx * vsplat(0.693359375f) - fx * vsplat(-2.12194440e-4f);
-    k[q] = __builtin_convertvector(fx, vi32);
+    k[q] = (vi32)t << 23;
   }
   vhorner_n(n, h, r, poly, 6);
 #pragma GCC unroll 4
-  for (int q = 0; q < n; ++q) z[q] = (h[q] * (r[q] * r[q]) + r[q] + vsplat(1.0f)) * (vf)((k[q] + 127) << 23);
+  for (int q = 0; q < n; ++q) z[q] = (h[q] * (r[q] * r[q]) + r[q] + vsplat(1.0f)) * (vf)(k[q] + (127 << 23));
 }
 static inline vf vrecip(vf d) {
 #if VL == 16 && defined(__AVX512F__)
@@ -285,10 +288,21 @@ static inline vf vhardswish(vf x) {
   return x * vmax(vsplat(0.0f), vmin(vsplat(1.0f), x * vsplat(1.0f / 6.0f) + vsplat(0.5f)));
 }
 
+/* SiLU (Swish), x * sigmoid(x) (EfficientNet's and YOLO's activation): with e = exp(-|x|) <= 1 (no overflow), sigmoid
+ * is 1 / (1 + e) for x >= 0 and e / (1 + e) below. As the generated code's x / (1 + exp(-x)) within a few ulp; NaN
+ * stays NaN, -inf gives NaN (-inf * 0), a large negative x -0. Not inlined (see vgelu); one call per vector. */
+static __attribute__((noinline)) vf vsilu(vf x) {
+  vf e = (vf)((vi32)x | (vi32)vsplat(-0.0f)); /* -|x| */
+  vexp_negative_n(1, &e);
+  vf r = vrecip(vsplat(1.0f) + e);
+  return x * vselect((vi32)(x >= vsplat(0.0f)), r, e * r);
+}
+
 static inline float epi_finish(const Epilogue *e, float v, int64_t m, int64_t n) {
   if (e->res) v += e->res[m * e->res_sm + col_offset(n, e->ow, e->res_sn, e->res_sh)];
   if (e->act == ACT_GELU) v = vgelu(vsplat(v))[0];
   if (e->act == ACT_HARDSWISH) v = vhardswish(vsplat(v))[0];
+  if (e->act == ACT_SILU) v = vsilu(vsplat(v))[0];
   if (e->lo_mode == CLAMP_KEEP_NAN) v = v < e->lo ? e->lo : v;
   else if (e->lo_mode == CLAMP_NAN_TO_BOUND) v = v >= e->lo ? v : e->lo;
   if (e->hi_mode == CLAMP_KEEP_NAN) v = v > e->hi ? e->hi : v;
@@ -304,12 +318,15 @@ static inline vf vclamp(const Epilogue *e, vf v) {
   return v;
 }
 
-/* HardSwish (the cheap activation, any kernel), then the clamps: the convolutions' last step on their output values.
+/* HardSwish (the cheap activation) or SiLU (a call), any kernel, then the clamps: the convolutions' last step on their
+ * output values.
  * Not in vclamp: the GEMM micro-kernel's write-out clamps in place and leaves an activation to act_rows, and the
  * extra code in it cost BERT-sized GEMMs 2% (the register allocation of the accumulators, as vgelu's did). */
-static inline vf vclamp_act(const Epilogue *e, vf v) { return vclamp(e, e->act == ACT_HARDSWISH ? vhardswish(v) : v); }
+static inline vf vclamp_act(const Epilogue *e, vf v) {
+  return vclamp(e, e->act == ACT_HARDSWISH ? vhardswish(v) : e->act == ACT_SILU ? vsilu(v) : v);
+}
 
-/* The activation, then the clamps: GELU for a GEMM's output, HardSwish for any kernel's. */
+/* The activation, then the clamps: GELU for a GEMM's output, HardSwish or SiLU for any kernel's. */
 static inline vf vfinish(const Epilogue *e, vf v) { return e->act == ACT_GELU ? vclamp(e, vgelu(v)) : vclamp_act(e, v); }
 
 /* The init for paths that accumulate into C (small M, depthwise): write it over the region first. */
@@ -537,7 +554,7 @@ static void pack_b(const Problem *p, int64_t n0, int64_t nc, int64_t k0, int64_t
  * whose accumulators are dead by then. */
 static __attribute__((noinline)) void act_rows(const Epilogue *e, float *c, int64_t c_sm, int64_t mr, int64_t nr) {
   if (e->act == ACT_GELU) gelu_rows(c, c_sm, mr, nr);
-  if (e->lo_mode == CLAMP_NONE && e->hi_mode == CLAMP_NONE && e->act != ACT_HARDSWISH) return;
+  if (e->lo_mode == CLAMP_NONE && e->hi_mode == CLAMP_NONE && e->act != ACT_HARDSWISH && e->act != ACT_SILU) return;
   for (int64_t i = 0; i < mr; ++i) {
     float *row = c + i * c_sm;
     int64_t j = 0;

@@ -785,6 +785,61 @@ def test_hardswish_fused_into_the_kernel(tmp_path, kernel, spelling, fused):
     assert notes and all(("HardSwish fused" in n) == fused for n in notes), notes
 
 
+def _silu_after(kernel: str, spelling: str, seed: int = 7) -> onnx.ModelProto:
+    """A convolution (dense or depthwise) or a MatMul + bias, then SiLU as torch exports it (Sigmoid, Mul), or the
+    Sigmoid alone (not SiLU)."""
+    rng = np.random.default_rng(seed)
+    if kernel == "matmul":
+        inits = [_weight(rng, "w", [40, 48], 0.6), _weight(rng, "b", [48], 1.0)]
+        nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
+        x_shape, y_shape = [24, 40], [24, 48]
+    else:
+        groups = 16 if kernel == "depthwise" else 1
+        inits = [_weight(rng, "w", [16, 16 // groups, 3, 3], 0.8), _weight(rng, "b", [16], 1.0)]
+        nodes = [h.make_node("Conv", ["x", "w", "b"], ["u"], pads=[1, 1, 1, 1], group=groups)]
+        x_shape, y_shape = [1, 16, 12, 12], [1, 16, 12, 12]
+    nodes.append(h.make_node("Sigmoid", ["u"], ["s" if spelling == "silu" else "y"]))
+    if spelling == "silu":
+        nodes.append(h.make_node("Mul", ["u", "s"], ["y"]))
+    graph = h.make_graph(nodes, "silu", [h.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                         [h.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("kernel", ["conv", "depthwise", "matmul"])
+@pytest.mark.parametrize("spelling,fused", [("silu", True), ("sigmoid", False)])
+def test_silu_fused_into_the_kernel(tmp_path, kernel, spelling, fused):
+    """EfficientNet's and YOLO's SiLU (x * sigmoid(x)) after a convolution or a GEMM is computed in the kernel's
+    write-out, found by what the consumer's body computes; a Sigmoid alone is not SiLU. Outputs of both signs, NaN and
+    both infinities in the input: the same values and NaN rule as onnxruntime's (-inf gives NaN)."""
+    model = _silu_after(kernel, spelling)
+    x_shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(8).uniform(-6, 6, x_shape).astype(np.float32)
+    x.reshape(-1)[[3, 50, 97]] = [np.nan, np.inf, -np.inf]
+    compile_and_compare(model, tmp_path, name="silu", feeds={"x": x})
+    kinds = {"conv": "ukernel-conv", "depthwise": "ukernel-conv", "matmul": "ukernel-gemm"}
+    notes = [r.note for r in _schedule_log(tmp_path / "silu.bundle") if r.kind == kinds[kernel]]
+    assert notes and all(("SiLU fused" in n) == fused for n in notes), notes
+
+
+def test_silu_chain_hands_over_blocked(tmp_path):
+    """An EfficientNet block's expand (1x1 + SiLU) and depthwise (3x3 + SiLU) convolutions then a projection: with
+    SiLU in the write-out, the expand output stays in 16-channel blocks for the depthwise kernel."""
+    rng = np.random.default_rng(9)
+    inits = [_weight(rng, "we", [32, 16, 1, 1], 0.5), _weight(rng, "be", [32], 0.5), _weight(rng, "wd", [32, 1, 3, 3], 0.5),
+             _weight(rng, "bd", [32], 0.5), _weight(rng, "wp", [16, 32, 1, 1], 0.3)]
+    nodes = [h.make_node("Conv", ["x", "we", "be"], ["e"], name="expand"), h.make_node("Sigmoid", ["e"], ["es"], name="expand_sig"),
+             h.make_node("Mul", ["e", "es"], ["ea"], name="expand_silu"),
+             h.make_node("Conv", ["ea", "wd", "bd"], ["d"], pads=[1, 1, 1, 1], group=32, name="dw"),
+             h.make_node("Sigmoid", ["d"], ["ds"], name="dw_sig"), h.make_node("Mul", ["d", "ds"], ["da"], name="dw_silu"),
+             h.make_node("Conv", ["da", "wp"], ["y"], name="project")]
+    model = _model(nodes, inits, [_vi("x", [1, 16, 20, 20])], [_vi("y", [1, 16, 20, 20])])
+    compile_and_compare(model, tmp_path, name="mbconv")
+    notes = {r.node: r.note for r in _schedule_log(tmp_path / "mbconv.bundle") if r.kind == "ukernel-conv"}
+    assert "SiLU fused" in notes["expand"] and "output in 16-channel blocks" in notes["expand"], notes
+    assert "SiLU fused" in notes["dw"] and "input in 16-channel blocks" in notes["project"], notes
+
+
 @pytest.mark.parametrize("exponent", [2.0, 3.0, -2.0])
 def test_integer_powers_vectorize(tmp_path, exponent):
     """Pow(x, n) with a constant integer n (an STFT's power spectrum, a decomposed LayerNorm's variance, the tanh
