@@ -147,6 +147,29 @@ def test_batched_strided_gemm_with_broadcast_operand(lib):
     np.testing.assert_allclose(c, np.matmul(a, b[None]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "c_gap", "residual_gap"])
+def test_shared_b_batches_as_one_product(lib, layout):
+    """torch-mlir's MatMul of a [1, 14, 14, 64] activation by a [64, 40] weight: 14 batch entries of 14 rows sharing
+    B. Where A's, C's and the residual's rows continue from one entry to the next the kernel runs them as one product
+    of 196 rows; where C or the residual leaves a gap between entries, as 14 products. The same results either way,
+    bias, residual and clamp included, and nothing outside C written."""
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((1, 14, 14, 64)).astype(np.float32)
+    b = (rng.standard_normal((64, 40)) * 0.3).astype(np.float32)
+    bias = rng.standard_normal(40).astype(np.float32)
+    res_store = rng.standard_normal((1, 14, 16 if layout == "residual_gap" else 14, 40)).astype(np.float32)
+    res = res_store[:, :, :14, :]
+    c_store = np.full((1, 14, 15 if layout == "c_gap" else 14, 40), 7.0, np.float32)
+    c = c_store[:, :, :14, :]
+    sa, sb, sc, sr = _strides(a), _strides(b), _strides(c), _strides(res)
+    lib.gemm(I64(a.ctypes.data), I64(b.ctypes.data), I64(c.ctypes.data), _arr([1, 14, 1, 14, 40, 64, 1]),
+             _arr([sa[0], sa[1], 0, sa[2], sa[3], 0]), _arr([0, 0, 0, sb[0], 0, sb[1]]), _arr([sc[0], sc[1], 0, sc[2], sc[3]]),
+             _epilogue(5, init=bias, init_strides=[0, 0, 0, 0, 1], res=res, res_strides=[sr[0], sr[1], 0, sr[2], sr[3]], lo=-1.0, hi=6.0))
+    ref = np.clip(bias + a.astype(np.float64) @ b + res, -1.0, 6.0)
+    np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4)
+    assert (c_store[:, :, 14:, :] == 7.0).all()
+
+
 def test_two_reduction_dims(lib):
     """A Gemm over a flattened [C, H*W] view whose two k dims are not contiguous in B."""
     rng = np.random.default_rng(2)
