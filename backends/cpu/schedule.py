@@ -325,9 +325,21 @@ def _canonicalize(target: str) -> str:
             f"    }} : !transform.any_op\n")
 
 
+def _vector_dim(op: LinalgOp) -> int:
+    """The loop dim an elementwise op's vectors run along: the innermost one longer than 1 (torch-mlir's channels-last
+    MatMul leaves a trailing unit dim on ConvNeXt's [1, 160, 14, 14, 1] residual adds: vectors of 1 along it ran them
+    as scalar loops, 7x onnxruntime), the innermost one for an op that gathers (its row reads need that dim)."""
+    if "tensor.extract" in op.body:
+        return op.num_loops - 1
+    longer = [d for d in range(op.num_loops) if op.ranges[d] > 1]
+    return longer[-1] if longer else op.num_loops - 1
+
+
 def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
-    """Tile sizes that leave one vector along the innermost loop dim; the vector width."""
-    inner = op.ranges[-1]
+    """Tile sizes that leave one vector along the vector dim (_vector_dim; the unit dims inside it untiled); the vector
+    width."""
+    vd = _vector_dim(op)
+    inner = op.ranges[vd]
     if inner <= ELEMENTWISE_MAX_LANES:
         lanes = inner
     elif inner % ELEMENTWISE_MAX_LANES == 0:
@@ -336,7 +348,7 @@ def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
         lanes = 8
     else:
         lanes = ELEMENTWISE_MAX_LANES
-    return [1] * (op.num_loops - 1) + [lanes], lanes
+    return [1] * vd + [lanes] + [0] * (op.num_loops - 1 - vd), lanes
 
 
 def _vectorize(target: str, sizes: list[int] | None, op: LinalgOp) -> str:
@@ -354,10 +366,11 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
         why = "a tail along the innermost dim" if gathers else "indices or a source MLIR would misread"
         return Plan("loops", note=f"gather (reads by computed indices) with {why}: scalar loops")
     sizes, lanes = _elementwise_tiles(op)
-    text, target, threads = _across_threads(op)
+    vd = _vector_dim(op)
+    text, target, threads = _across_threads(op, exclude=vd)
     tiled, loops = _tile(target, "%t", sizes)
     text += tiled
-    if op.ranges[-1] % lanes:
+    if op.ranges[vd] % lanes:
         # Peel the tail of the innermost loop so that both halves have a static vector shape.
         text += (f'    %inner = transform.cast {loops[-1]} : !transform.any_op to !transform.op<"scf.for">\n'
                  '    %main, %tail = transform.loop.peel %inner : (!transform.op<"scf.for">) -> (!transform.any_op, !transform.any_op)\n')
@@ -365,7 +378,7 @@ def _plan_elementwise(op: LinalgOp) -> Plan:
         text += ('    %vm = transform.structured.match ops{["linalg.generic"]} in %main : (!transform.any_op) -> !transform.any_op\n'
                  + _vectorize("%vm", None, op) +
                  '    %vt = transform.structured.match ops{["linalg.generic"]} in %tail : (!transform.any_op) -> !transform.any_op\n'
-                 + _vectorize("%vt", sizes, op) +
+                 + _vectorize("%vt", [size or op.ranges[d] for d, size in enumerate(sizes)], op) +
                  # Fold the vector.mask regions into masked transfers before anything canonicalizes them.
                  "    transform.apply_patterns to %tail {\n"
                  "      transform.apply_patterns.vector.lower_masked_transfers\n"

@@ -311,6 +311,22 @@ def test_short_rows_reduction_across_threads(tmp_path):
     assert notes == ["14 partial results per output over 2 reduction dims, combined once, dim 1 across threads"], notes
 
 
+@pytest.mark.parametrize("width", [32, 21])
+def test_elementwise_vectors_skip_trailing_unit_dims(tmp_path, width):
+    """ConvNeXt's residual adds arrive as [1, C, H, W, 1] (torch-mlir's channels-last MatMul, transposed back): the
+    vectors run along W, not along the trailing 1 (scalar loops, 7x onnxruntime); a W that is no multiple of 16
+    gets a masked tail. NaN/inf as onnxruntime."""
+    nodes = [h.make_node("Add", ["x", "r"], ["s"], name="residual"), h.make_node("Relu", ["s"], ["y"], name="relu")]
+    shape = [1, 24, 14, width, 1]
+    model = _model(nodes, [], [_vi("x", shape), _vi("r", shape)], [_vi("y", shape)])
+    rng = np.random.default_rng(10)
+    feeds = {"x": rng.standard_normal(shape).astype(np.float32), "r": rng.standard_normal(shape).astype(np.float32)}
+    feeds["x"][0, 1, 2, 3, 0], feeds["r"][0, 4, 5, 6, 0] = np.nan, -np.inf
+    compile_and_compare(model, tmp_path, name="unit", feeds=feeds)
+    notes = [r.note for r in _schedule_log(tmp_path / "unit.bundle") if r.kind == "elementwise"]  # the add and relu, fused
+    assert notes and all(n.startswith("vector <16> over the innermost dim") for n in notes), notes
+
+
 def masked_attention(heads: int, seq: int) -> onnx.ModelProto:
     """BERT's attention probabilities: Q K^T / 8 + an additive [B, 1, 1, S] mask, Softmax."""
     nodes = [h.make_node("MatMul", ["q", "k"], ["s"], name="scores"),
