@@ -8,7 +8,9 @@ tools/export_torch_models.py exports each family once, at the size the suite use
 other sizes (a ResNet-50, MobileNetV2 at widths 0.5 and 1.4, BERT at other sequence lengths and batches, a batch-4
 bidirectional LSTM, a 4-level U-Net with bilinear upsampling, DLRM's pairwise interactions, LeNet-5 with tanh and
 average pooling, DS-CNN-L's 276 channels) and with layers the suite has none of (MobileNetV3's hardswish and
-squeeze-excitation, a causal GPT decoder, a ViT with 197 tokens, a 1-D audio CNN). Each module is exported as
+squeeze-excitation, a causal GPT decoder, a ViT with 197 tokens, a 1-D audio CNN, EfficientNet-B0's SiLU and
+squeeze-excitation, ConvNeXt's 7x7 depthwise and channels-last LayerNorm, a YOLOv8-style detector's C2f, SPPF and
+upsampling, wav2vec 2.0's Conv1d feature encoder with GroupNorm). Each module is exported as
 `NAME_ts.onnx` (TorchScript exporter, opset 17) and `NAME_dyn.onnx` (dynamo, opset 18); random weights (seed 0),
 batch norm statistics randomised. A module torch cannot export with one exporter is reported and skipped.
 """
@@ -278,6 +280,164 @@ class M5(nn.Module):
         return self.fc(self.f(x).mean(-1))
 
 
+class SiLUSqueezeExcite(nn.Module):
+    """EfficientNet's squeeze-excitation: average pool, 1x1 reduce with SiLU, 1x1 expand, a sigmoid gate."""
+
+    def __init__(self, channels: int, reduced: int):
+        super().__init__()
+        self.reduce, self.expand = nn.Conv2d(channels, reduced, 1), nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.expand(F.silu(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class MBConv(nn.Module):
+    """EfficientNet's inverted residual: 1x1 expand with SiLU, k x k depthwise with SiLU, squeeze-excitation, 1x1 project."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        layers = [nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.SiLU()] if expand != 1 else []
+        layers += [nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False), nn.BatchNorm2d(mid), nn.SiLU(),
+                   SiLUSqueezeExcite(mid, max(1, cin // 4)), nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body, self.residual = nn.Sequential(*layers), stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class EfficientNetB0(nn.Module):
+    """EfficientNet-B0's stages (width and depth 1.0) at 224 x 224."""
+
+    STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4),
+              (6, 3, 1, 320, 1)]  # expand, kernel, stride, channels, repeats
+
+    def __init__(self):
+        super().__init__()
+        layers, cin = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.SiLU()], 32
+        for expand, kernel, stride, cout, repeats in self.STAGES:
+            for i in range(repeats):
+                layers.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
+                cin = cout
+        layers += [nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.SiLU()]
+        self.features, self.fc = nn.Sequential(*layers), nn.Linear(1280, 1000)
+
+    def forward(self, x):
+        return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block: 7x7 depthwise, channels-last LayerNorm, Linear 4x with GELU, Linear back, layer scale, residual."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dw, self.norm = nn.Conv2d(dim, dim, 7, padding=3, groups=dim), nn.LayerNorm(dim, eps=1e-6)
+        self.up, self.down = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.1))
+
+    def forward(self, x):
+        y = self.down(F.gelu(self.up(self.norm(self.dw(x).permute(0, 2, 3, 1))))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ChannelsNorm(nn.Module):
+    """LayerNorm over the channels of an NCHW tensor, through permutes (ConvNeXt's stem and downsampling layers)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x):
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtAtto(nn.Module):
+    """ConvNeXt-atto's widths (40, 80, 160, 320) and depths (2, 2, 6, 2), a 4x4/4 patchify stem."""
+
+    def __init__(self, dims=(40, 80, 160, 320), depths=(2, 2, 6, 2)):
+        super().__init__()
+        layers = [nn.Conv2d(3, dims[0], 4, 4), ChannelsNorm(dims[0])]
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            if i:
+                layers += [ChannelsNorm(dims[i - 1]), nn.Conv2d(dims[i - 1], dim, 2, 2)]
+            layers += [ConvNeXtBlock(dim) for _ in range(depth)]
+        self.features, self.norm, self.fc = nn.Sequential(*layers), nn.LayerNorm(dims[-1], eps=1e-6), nn.Linear(dims[-1], 1000)
+
+    def forward(self, x):
+        return self.fc(self.norm(self.features(x).mean((2, 3))))
+
+
+def _conv_bn_silu(cin: int, cout: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
+    """YOLOv8's Conv: convolution, batch norm, SiLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
+
+
+class C2f(nn.Module):
+    """YOLOv8's C2f: a 1x1 split in two, a chain of residual 3x3 pairs, every stage concatenated, a 1x1."""
+
+    def __init__(self, cin: int, cout: int, repeats: int = 1):
+        super().__init__()
+        half = cout // 2
+        self.split = _conv_bn_silu(cin, 2 * half)
+        self.pairs = nn.ModuleList(nn.Sequential(_conv_bn_silu(half, half, 3), _conv_bn_silu(half, half, 3)) for _ in range(repeats))
+        self.merge = _conv_bn_silu((2 + repeats) * half, cout)
+
+    def forward(self, x):
+        parts = list(self.split(x).chunk(2, 1))
+        for pair in self.pairs:
+            parts.append(parts[-1] + pair(parts[-1]))
+        return self.merge(torch.cat(parts, 1))
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling, fast: three chained 5x5 stride-1 max poolings, concatenated."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.reduce, self.merge = _conv_bn_silu(channels, channels // 2), _conv_bn_silu(channels * 2, channels)
+
+    def forward(self, x):
+        pooled = [self.reduce(x)]
+        for _ in range(3):
+            pooled.append(F.max_pool2d(pooled[-1], 5, 1, 2))
+        return self.merge(torch.cat(pooled, 1))
+
+
+class YoloStyle(nn.Module):
+    """A YOLOv8-nano-like detector: C2f backbone, SPPF, nearest-neighbour upsampling and concats in the neck, two heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(_conv_bn_silu(3, 16, 3, 2), _conv_bn_silu(16, 32, 3, 2), C2f(32, 32))
+        self.p3 = nn.Sequential(_conv_bn_silu(32, 64, 3, 2), C2f(64, 64, 2))
+        self.p4 = nn.Sequential(_conv_bn_silu(64, 128, 3, 2), C2f(128, 128, 2))
+        self.p5 = nn.Sequential(_conv_bn_silu(128, 256, 3, 2), C2f(256, 256), SPPF(256))
+        self.neck4, self.neck3 = C2f(256 + 128, 128), C2f(128 + 64, 64)
+        self.head3, self.head4 = nn.Conv2d(64, 84, 1), nn.Conv2d(128, 84, 1)
+
+    def forward(self, x):
+        p3 = self.p3(self.stem(x))
+        p4 = self.p4(p3)
+        n4 = self.neck4(torch.cat([F.interpolate(self.p5(p4), scale_factor=2.0, mode="nearest"), p4], 1))
+        n3 = self.neck3(torch.cat([F.interpolate(n4, scale_factor=2.0, mode="nearest"), p3], 1))
+        return self.head3(n3), self.head4(n4)
+
+
+class Wav2VecFeatures(nn.Module):
+    """wav2vec 2.0's feature encoder at 256 channels: a 10-tap/5 Conv1d with GroupNorm and GELU, six strided Conv1d with
+    GELU, then LayerNorm and a projection."""
+
+    def __init__(self, channels: int = 256):
+        super().__init__()
+        layers = [nn.Conv1d(1, channels, 10, 5, bias=False), nn.GroupNorm(channels, channels), nn.GELU()]
+        for kernel in (3, 3, 3, 3, 2, 2):
+            layers += [nn.Conv1d(channels, channels, kernel, 2, bias=False), nn.GELU()]
+        self.features, self.norm, self.proj = nn.Sequential(*layers), nn.LayerNorm(channels), nn.Linear(channels, 384)
+
+    def forward(self, x):
+        return self.proj(self.norm(self.features(x).transpose(1, 2)))
+
+
 def _ids(vocab: int, shape: tuple) -> torch.Tensor:
     return torch.randint(0, vocab, shape)
 
@@ -307,6 +467,10 @@ VARIANTS = {
     "lenet_classic_b8": (ClassicLeNet, lambda: (torch.randn(8, 1, 28, 28),)),
     "ds_cnn_l": (DSCNNLarge, lambda: (torch.randn(1, 1, 49, 10),)),
     "m5_conv1d": (M5, lambda: (torch.randn(1, 1, 16000),)),
+    "efficientnet_b0": (EfficientNetB0, lambda: (torch.randn(1, 3, 224, 224),)),
+    "convnext_atto": (ConvNeXtAtto, lambda: (torch.randn(1, 3, 224, 224),)),
+    "yolo_style_320": (YoloStyle, lambda: (torch.randn(1, 3, 320, 320),)),
+    "wav2vec_features": (Wav2VecFeatures, lambda: (torch.randn(1, 1, 16000),)),
 }
 
 
