@@ -838,6 +838,22 @@ def test_silu_fused_into_the_kernel(tmp_path, kernel, spelling, fused):
     assert notes and all(("SiLU fused" in n) == fused for n in notes), notes
 
 
+def test_silu_before_an_upsampling_is_computed_once(tmp_path):
+    """A YOLO neck: convolution, SiLU, nearest 2x Resize. Fused into the upsampling (a broadcast read) the SiLU ran four
+    times per value; the fusion barrier (passes/fusion_barriers.py) keeps it out, so the convolution takes it into its
+    write-out and the Resize only copies."""
+    rng = np.random.default_rng(12)
+    inits = [_weight(rng, "w", [16, 8, 3, 3], 0.5), _weight(rng, "b", [16], 0.5),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")]
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             h.make_node("Sigmoid", ["c"], ["s"], name="sig"), h.make_node("Mul", ["c", "s"], ["a"], name="silu"),
+             h.make_node("Resize", ["a", "", "scales"], ["y"], mode="nearest", name="up")]
+    model = _model(nodes, inits, [_vi("x", [1, 8, 10, 10])], [_vi("y", [1, 16, 20, 20])])
+    compile_and_compare(model, tmp_path, name="neck")
+    notes = [r.note for r in _schedule_log(tmp_path / "neck.bundle") if r.node == "conv" and r.kind == "ukernel-conv"]
+    assert notes and "SiLU fused" in notes[0], notes
+
+
 def test_silu_chain_hands_over_blocked(tmp_path):
     """An EfficientNet block's expand (1x1 + SiLU) and depthwise (3x3 + SiLU) convolutions then a projection: with
     SiLU in the write-out, the expand output stays in 16-channel blocks for the depthwise kernel."""
