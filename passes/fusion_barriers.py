@@ -41,19 +41,24 @@ _NAMED_CONTRACTIONS = ("linalg.matmul", "linalg.batch_matmul", "linalg.matvec", 
                        "linalg.batch_vecmat", "linalg.conv_", "linalg.depthwise_conv_", "linalg.contract", "linalg.batch_reduce_matmul")
 
 
-def _fed_by_elementwise(value) -> bool:
-    """Is `value` an elementwise generic's result, seen through reshapes (the fusion pass moves those too)?"""
+def _elementwise_producer(value):
+    """The elementwise generic whose result `value` is, seen through reshapes (the fusion pass moves those too), or
+    None."""
     from torch_mlir import ir
 
     for _ in range(4):
         owner = value.owner
         if isinstance(owner, ir.Block):
-            return False
+            return None
         if owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
             value = owner.operands[0]
             continue
-        return _is_elementwise_generic(owner)
-    return False
+        return owner if _is_elementwise_generic(owner) else None
+    return None
+
+
+def _fed_by_elementwise(value) -> bool:
+    return _elementwise_producer(value) is not None
 
 
 # Body ops that make an elementwise producer worth a barrier in front of a broadcasting elementwise consumer.
@@ -64,22 +69,13 @@ def _costly_elementwise(value, depth: int = 3) -> bool:
     """Is `value` (seen through reshapes) an elementwise generic's result that computes a transcendental or a division,
     itself or in the elementwise producers the fusion pass would fold into it (torch's SiLU: a Sigmoid generic, then
     a Mul), up to `depth` producers up?"""
-    from torch_mlir import ir
-
-    for _ in range(4):
-        owner = value.owner
-        if isinstance(owner, ir.Block):
-            return False
-        if owner.name in ("tensor.collapse_shape", "tensor.expand_shape"):
-            value = owner.operands[0]
-            continue
-        if not _is_elementwise_generic(owner):
-            return False
-        if any(o.operation.name.startswith(_COSTLY) for o in owner.regions[0].blocks[0].operations):
-            return True
-        inputs = list(owner.operands)[: len(owner.operands) - len(owner.results)]
-        return depth > 0 and any(_costly_elementwise(v, depth - 1) for v in inputs)
-    return False
+    producer = _elementwise_producer(value)
+    if producer is None:
+        return False
+    if any(o.operation.name.startswith(_COSTLY) for o in producer.regions[0].blocks[0].operations):
+        return True
+    inputs = list(producer.operands)[: len(producer.operands) - len(producer.results)]
+    return depth > 0 and any(_costly_elementwise(v, depth - 1) for v in inputs)
 
 
 def _broadcasts(op, operand_index: int) -> bool:
