@@ -329,10 +329,12 @@ def _vector_dim(op: LinalgOp) -> int:
     """The loop dim an elementwise op's vectors run along: the innermost one longer than 1 (torch-mlir's channels-last
     MatMul leaves a trailing unit dim on ConvNeXt's [1, 160, 14, 14, 1] residual adds: vectors of 1 along it ran them
     as scalar loops, 7x onnxruntime), the innermost one for an op that gathers (its row reads need that dim)."""
+    dim = op.num_loops - 1
     if "tensor.extract" in op.body:
-        return op.num_loops - 1
-    longer = [d for d in range(op.num_loops) if op.ranges[d] > 1]
-    return longer[-1] if longer else op.num_loops - 1
+        return dim
+    while dim > 0 and op.ranges[dim] == 1:  # only known unit dims are skipped
+        dim -= 1
+    return dim if op.ranges[dim] != 1 else op.num_loops - 1
 
 
 def _elementwise_tiles(op: LinalgOp) -> tuple[list[int], int]:
