@@ -21,13 +21,18 @@ still fuses, as a separate pass over its output would cost more than recomputing
 from __future__ import annotations
 
 
-def _omits_a_parallel_loop(consumer, operand_index: int) -> bool:
+def _omitted_parallel_loops(consumer, operand_index: int) -> list[int]:
+    """The parallel loops of `consumer` that input `operand_index`'s indexing map does not use."""
     from torch_mlir import ir
 
     maps = [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(consumer.attributes["indexing_maps"])]
     iterators = [str(a) for a in ir.ArrayAttr(consumer.attributes["iterator_types"])]
     used = {e.position for e in maps[operand_index].results if isinstance(e, ir.AffineDimExpr)}
-    return any("parallel" in it and d not in used for d, it in enumerate(iterators))
+    return [d for d, it in enumerate(iterators) if "parallel" in it and d not in used]
+
+
+def _omits_a_parallel_loop(consumer, operand_index: int) -> bool:
+    return bool(_omitted_parallel_loops(consumer, operand_index))
 
 
 def _is_elementwise_generic(op) -> bool:
@@ -82,14 +87,13 @@ def _broadcasts(op, operand_index: int) -> bool:
     """Does the all-parallel generic `op` read input `operand_index` through a map that omits a loop longer than 1?"""
     from torch_mlir import ir
 
-    maps = [ir.AffineMapAttr(a).value for a in ir.ArrayAttr(op.attributes["indexing_maps"])]
-    used = {e.position for e in maps[operand_index].results if isinstance(e, ir.AffineDimExpr)}
     try:
         shape = ir.RankedTensorType(op.results[0].type).shape
     except ValueError:  # not a ranked tensor
         return False
-    out_dims = [e.position if isinstance(e, ir.AffineDimExpr) else None for e in maps[-1].results]
-    return any(d is not None and d not in used and size > 1 for d, size in zip(out_dims, shape))
+    output_map = ir.AffineMapAttr(ir.ArrayAttr(op.attributes["indexing_maps"])[len(op.operands) - 1]).value
+    size = {e.position: n for e, n in zip(output_map.results, shape) if isinstance(e, ir.AffineDimExpr)}
+    return any(size.get(d, 1) > 1 for d in _omitted_parallel_loops(op, operand_index))
 
 
 def _recomputing_inputs(op) -> list[int]:

@@ -51,7 +51,7 @@ def _row_broadcast(rank: int) -> list:
     return _identity(rank - 1) + [("const", 0)]
 
 
-def _generic(value, rank: int | None = None):
+def _generic(value):
     """The linalg.generic defining `value` and its analysis, or (None, None)."""
     from mlir import ir
 

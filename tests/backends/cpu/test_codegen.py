@@ -759,19 +759,23 @@ def test_gelu_fused_into_the_gemm(tmp_path, spelling, fused):
 
 
 
+def _kernel_to_u(kernel: str, rng, matmul_scale: float, conv_scale: float) -> tuple[list, list, list[int], list[int]]:
+    """(initializers, nodes, x shape, y shape) of a convolution (dense or depthwise) or a MatMul + bias from `x` to `u`,
+    the op an activation test puts its consumer after."""
+    if kernel == "matmul":
+        inits = [_weight(rng, "w", [40, 48], matmul_scale), _weight(rng, "b", [48], 1.0)]
+        nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
+        return inits, nodes, [24, 40], [24, 48]
+    groups = 16 if kernel == "depthwise" else 1
+    inits = [_weight(rng, "w", [16, 16 // groups, 3, 3], conv_scale), _weight(rng, "b", [16], 1.0)]
+    nodes = [h.make_node("Conv", ["x", "w", "b"], ["u"], pads=[1, 1, 1, 1], group=groups)]
+    return inits, nodes, [1, 16, 12, 12], [1, 16, 12, 12]
+
+
 def _hardswish_after(kernel: str, spelling: str, seed: int = 5) -> onnx.ModelProto:
     """A convolution (dense or depthwise) or a MatMul + bias, then HardSwish: the op (opset 14), torch's
     x * relu6(x + 3) / 6 written out, or ReLU6 alone (not HardSwish)."""
-    rng = np.random.default_rng(seed)
-    if kernel == "matmul":
-        inits = [_weight(rng, "w", [40, 48], 0.4), _weight(rng, "b", [48], 1.0)]
-        nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
-        x_shape, y_shape = [24, 40], [24, 48]
-    else:
-        groups = 16 if kernel == "depthwise" else 1
-        inits = [_weight(rng, "w", [16, 16 // groups, 3, 3], 0.5), _weight(rng, "b", [16], 1.0)]
-        nodes = [h.make_node("Conv", ["x", "w", "b"], ["u"], pads=[1, 1, 1, 1], group=groups)]
-        x_shape, y_shape = [1, 16, 12, 12], [1, 16, 12, 12]
+    inits, nodes, x_shape, y_shape = _kernel_to_u(kernel, np.random.default_rng(seed), 0.4, 0.5)
     if spelling == "op":
         nodes.append(h.make_node("HardSwish", ["u"], ["y"]))
     else:
@@ -804,16 +808,7 @@ def test_hardswish_fused_into_the_kernel(tmp_path, kernel, spelling, fused):
 def _silu_after(kernel: str, spelling: str, seed: int = 7) -> onnx.ModelProto:
     """A convolution (dense or depthwise) or a MatMul + bias, then SiLU as torch exports it (Sigmoid, Mul), or the
     Sigmoid alone (not SiLU)."""
-    rng = np.random.default_rng(seed)
-    if kernel == "matmul":
-        inits = [_weight(rng, "w", [40, 48], 0.6), _weight(rng, "b", [48], 1.0)]
-        nodes = [h.make_node("MatMul", ["x", "w"], ["t"]), h.make_node("Add", ["t", "b"], ["u"])]
-        x_shape, y_shape = [24, 40], [24, 48]
-    else:
-        groups = 16 if kernel == "depthwise" else 1
-        inits = [_weight(rng, "w", [16, 16 // groups, 3, 3], 0.8), _weight(rng, "b", [16], 1.0)]
-        nodes = [h.make_node("Conv", ["x", "w", "b"], ["u"], pads=[1, 1, 1, 1], group=groups)]
-        x_shape, y_shape = [1, 16, 12, 12], [1, 16, 12, 12]
+    inits, nodes, x_shape, y_shape = _kernel_to_u(kernel, np.random.default_rng(seed), 0.6, 0.8)
     nodes.append(h.make_node("Sigmoid", ["u"], ["s" if spelling == "silu" else "y"]))
     if spelling == "silu":
         nodes.append(h.make_node("Mul", ["u", "s"], ["y"]))
